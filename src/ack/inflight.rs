@@ -1,0 +1,168 @@
+//! Every message this worker holds, from receipt until its final disposition.
+//!
+//! The registry is the single owner of receipt handles: deletes and visibility extensions always use the newest
+//! handle, and a message redelivered while we still hold it (its visibility lapsed) is recognised and not batched
+//! twice.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::model::MessageId;
+use crate::ports::queue::{Receipt, ReceivedMessage};
+
+#[derive(Debug)]
+struct Held {
+    receipt_handle: String,
+    body: String,
+    invisible_until: Instant,
+}
+
+/// A message given up by the registry, with what is needed to delete or dead-letter it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub receipt: Receipt,
+    pub body: String,
+}
+
+#[derive(Debug, Default)]
+pub struct InFlight {
+    held: Mutex<HashMap<MessageId, Held>>,
+}
+
+impl InFlight {
+    /// Registers a delivery. Returns false if the message was already held: the new handle replaces the old one,
+    /// and the caller must not process the message again.
+    pub fn admit(&self, message: &ReceivedMessage, invisible_until: Instant) -> bool {
+        let mut held = self.held.lock().unwrap();
+        match held.get_mut(&message.message_id) {
+            Some(existing) => {
+                existing.receipt_handle.clone_from(&message.receipt_handle);
+                existing.invisible_until = invisible_until;
+                false
+            }
+            None => {
+                let entry = Held {
+                    receipt_handle: message.receipt_handle.clone(),
+                    body: message.body.clone(),
+                    invisible_until,
+                };
+                held.insert(message.message_id.clone(), entry);
+                true
+            }
+        }
+    }
+
+    /// Messages whose invisibility ends within `margin` of `now`.
+    pub fn due_for_extension(&self, now: Instant, margin: Duration) -> Vec<Receipt> {
+        let held = self.held.lock().unwrap();
+        held.iter()
+            .filter(|(_, h)| h.invisible_until <= now + margin)
+            .map(|(id, h)| Receipt {
+                message_id: id.clone(),
+                receipt_handle: h.receipt_handle.clone(),
+            })
+            .collect()
+    }
+
+    /// Records a successful extension; ignores messages released or redelivered meanwhile.
+    pub fn extended(&self, receipts: &[Receipt], invisible_until: Instant) {
+        let mut held = self.held.lock().unwrap();
+        for receipt in receipts {
+            if let Some(h) = held
+                .get_mut(&receipt.message_id)
+                .filter(|h| h.receipt_handle == receipt.receipt_handle)
+            {
+                h.invisible_until = invisible_until;
+            }
+        }
+    }
+
+    /// Removes messages from the registry; ids no longer held are skipped.
+    pub fn release(&self, ids: impl IntoIterator<Item = MessageId>) -> Vec<Released> {
+        let mut held = self.held.lock().unwrap();
+        ids.into_iter()
+            .filter_map(|id| {
+                let h = held.remove(&id)?;
+                Some(Released {
+                    receipt: Receipt {
+                        message_id: id,
+                        receipt_handle: h.receipt_handle,
+                    },
+                    body: h.body,
+                })
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: &str, handle: &str) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: MessageId(id.into()),
+            receipt_handle: handle.into(),
+            body: "{}".into(),
+            sent_at: None,
+            receive_count: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn redelivery_of_a_held_message_updates_its_handle_only() {
+        let inflight = InFlight::default();
+        let now = Instant::now();
+        assert!(inflight.admit(&delivery("m1", "h1"), now + Duration::from_secs(30)));
+        assert!(!inflight.admit(&delivery("m1", "h2"), now + Duration::from_secs(60)));
+        let released = inflight.release([MessageId("m1".into())]);
+        assert_eq!(released[0].receipt.receipt_handle, "h2");
+        assert!(inflight.is_empty());
+        assert!(inflight.release([MessageId("m1".into())]).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_messages_close_to_becoming_visible() {
+        let inflight = InFlight::default();
+        let now = Instant::now();
+        inflight.admit(&delivery("soon", "h1"), now + Duration::from_secs(10));
+        inflight.admit(&delivery("later", "h2"), now + Duration::from_secs(50));
+        let due = inflight.due_for_extension(now, Duration::from_secs(20));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].message_id.0, "soon");
+
+        inflight.extended(&due, now + Duration::from_secs(70));
+        assert!(
+            inflight
+                .due_for_extension(now, Duration::from_secs(20))
+                .is_empty()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_extension_with_a_stale_handle_is_ignored() {
+        let inflight = InFlight::default();
+        let now = Instant::now();
+        inflight.admit(&delivery("m1", "h1"), now + Duration::from_secs(10));
+        let due = inflight.due_for_extension(now, Duration::from_secs(20));
+        inflight.admit(&delivery("m1", "h2"), now + Duration::from_secs(5));
+        inflight.extended(&due, now + Duration::from_secs(70));
+        assert_eq!(
+            inflight
+                .due_for_extension(now, Duration::from_secs(20))
+                .len(),
+            1
+        );
+    }
+}

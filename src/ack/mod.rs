@@ -1,0 +1,227 @@
+//! Acknowledgement: deleting covered messages, dead-lettering refused ones, and keeping held messages invisible.
+
+pub mod inflight;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use metrics::counter;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use self::inflight::{InFlight, Released};
+use crate::batch::window::BatchMember;
+use crate::model::MessageId;
+use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, Receipt};
+
+/// Name of the message attribute that carries the reason on the dead-letter queue.
+pub const REASON_ATTRIBUTE: &str = "reason";
+/// Name of the message attribute that names the source message on the dead-letter queue.
+pub const SOURCE_MESSAGE_ATTRIBUTE: &str = "source_message_id";
+
+/// What is to become of messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// An accepted invalidation covers these members' paths (for a split message: one of its parts).
+    Covered(Vec<BatchMember>),
+    /// Can never succeed: move to the dead-letter queue with the reason, then delete.
+    DeadLetter {
+        message_ids: Vec<MessageId>,
+        reason: String,
+    },
+    /// Cannot be done now: stop extending visibility so SQS delivers them again (and redrives them eventually).
+    Release(Vec<MessageId>),
+}
+
+/// Applies dispositions, one at a time, until every sender is gone.
+pub struct Acknowledger<Q: Queue> {
+    pub queue: Arc<Q>,
+    pub dead_letter: Option<Arc<Q>>,
+    pub inflight: Arc<InFlight>,
+    /// Parts still unaccepted per message split over several batches.
+    pub outstanding_parts: HashMap<MessageId, u32>,
+}
+
+impl<Q: Queue> Acknowledger<Q> {
+    pub fn new(queue: Arc<Q>, dead_letter: Option<Arc<Q>>, inflight: Arc<InFlight>) -> Self {
+        Self {
+            queue,
+            dead_letter,
+            inflight,
+            outstanding_parts: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut dispositions: mpsc::Receiver<Disposition>) {
+        while let Some(disposition) = dispositions.recv().await {
+            self.apply(disposition).await;
+        }
+    }
+
+    async fn apply(&mut self, disposition: Disposition) {
+        match disposition {
+            Disposition::Covered(members) => {
+                let complete = self.complete_messages(members);
+                let released = self.inflight.release(complete);
+                self.delete(released.into_iter().map(|r| r.receipt).collect())
+                    .await;
+            }
+            Disposition::DeadLetter {
+                message_ids,
+                reason,
+            } => {
+                for id in &message_ids {
+                    self.outstanding_parts.remove(id);
+                }
+                let released = self.inflight.release(message_ids);
+                self.dead_letter(released, &reason).await;
+            }
+            Disposition::Release(message_ids) => {
+                for id in &message_ids {
+                    self.outstanding_parts.remove(id);
+                }
+                let released = self.inflight.release(message_ids);
+                counter!("cfi_messages_released_total").increment(released.len() as u64);
+            }
+        }
+    }
+
+    /// The members whose last outstanding part this was.
+    fn complete_messages(&mut self, members: Vec<BatchMember>) -> Vec<MessageId> {
+        members
+            .into_iter()
+            .filter(|member| {
+                if member.parts <= 1 {
+                    return true;
+                }
+                let left = self
+                    .outstanding_parts
+                    .entry(member.message_id.clone())
+                    .or_insert(member.parts);
+                *left -= 1;
+                if *left == 0 {
+                    self.outstanding_parts.remove(&member.message_id);
+                    return true;
+                }
+                false
+            })
+            .map(|member| member.message_id)
+            .collect()
+    }
+
+    async fn dead_letter(&self, released: Vec<Released>, reason: &str) {
+        let Some(dead_letter) = &self.dead_letter else {
+            for message in &released {
+                error!(message_id = %message.receipt.message_id, reason, "message refused and no dead-letter queue is configured: it stays on the queue until SQS redrive or retention removes it; set a RedrivePolicy or --dlq-url");
+            }
+            counter!("cfi_messages_refused_without_dlq_total").increment(released.len() as u64);
+            return;
+        };
+        let mut moved = Vec::new();
+        for message in released {
+            let id = message.receipt.message_id.to_string();
+            let attributes = [
+                (REASON_ATTRIBUTE, reason),
+                (SOURCE_MESSAGE_ATTRIBUTE, id.as_str()),
+            ];
+            match dead_letter.send(&message.body, &attributes).await {
+                Ok(()) => {
+                    warn!(message_id = %id, reason, "message moved to the dead-letter queue");
+                    moved.push(message.receipt);
+                }
+                Err(e) => {
+                    error!(message_id = %id, reason, error = %e, "could not move message to the dead-letter queue; it will be delivered again")
+                }
+            }
+        }
+        counter!("cfi_messages_dead_lettered_total").increment(moved.len() as u64);
+        self.delete(moved).await;
+    }
+
+    async fn delete(&self, receipts: Vec<Receipt>) {
+        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
+            match with_retries(|| self.queue.delete(chunk)).await {
+                Ok(failures) => {
+                    for failure in &failures {
+                        warn!(message_id = %failure.message_id, code = %failure.code, error = %failure.message, "delete failed for one message; it will be delivered again");
+                    }
+                    counter!("cfi_messages_deleted_total")
+                        .increment((chunk.len() - failures.len()) as u64);
+                    counter!("cfi_message_delete_failures_total").increment(failures.len() as u64);
+                }
+                Err(e) => {
+                    error!(error = %e, messages = chunk.len(), "delete failed; the messages will be delivered again");
+                    counter!("cfi_message_delete_failures_total").increment(chunk.len() as u64);
+                }
+            }
+        }
+    }
+}
+
+/// Retries transient SQS failures a few times: giving up means redelivery, and so a second invalidation.
+async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueueError>>,
+{
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_times(4)
+        .with_jitter()
+        .build();
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() => match delays.next() {
+                Some(delay) => {
+                    debug!(error = %e, ?delay, "retrying SQS call");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(e),
+            },
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Extends the visibility of every held message before it runs out, until `stop` is cancelled.
+pub async fn keep_invisible<Q: Queue>(
+    queue: Arc<Q>,
+    inflight: Arc<InFlight>,
+    visibility: Duration,
+    stop: CancellationToken,
+) {
+    // Extend once half the timeout is left, checking often enough that a check never comes too late.
+    let margin = visibility / 2;
+    let tick = (visibility / 6).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let due = inflight.due_for_extension(Instant::now(), margin);
+        for chunk in due.chunks(MAX_BATCH_ENTRIES) {
+            let until = Instant::now() + visibility;
+            match with_retries(|| queue.extend_visibility(chunk, visibility)).await {
+                Ok(failures) => {
+                    // A refused extension (the message was deleted, or redelivered to someone) is not retried every
+                    // tick: the message stays held so its batch still deletes it with the newest handle.
+                    inflight.extended(chunk, until);
+                    counter!("cfi_visibility_extensions_total")
+                        .increment((chunk.len() - failures.len()) as u64);
+                    for failure in failures {
+                        info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, messages = chunk.len(), "visibility extension failed; will try again")
+                }
+            }
+        }
+    }
+}

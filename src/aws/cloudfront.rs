@@ -1,0 +1,75 @@
+//! `Cdn` on Amazon CloudFront.
+
+use aws_sdk_cloudfront::Client;
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+
+use super::error::{Failure, classify};
+use crate::model::{CallerReference, DistributionId};
+use crate::ports::cdn::{Cdn, CdnError, Invalidation};
+
+#[derive(Debug, Clone)]
+pub struct CloudFront {
+    client: Client,
+}
+
+impl CloudFront {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn cdn_error(failure: Failure) -> CdnError {
+    let text = failure.describe();
+    match failure.code() {
+        "TooManyInvalidationsInProgress" => CdnError::TooManyInProgress(text),
+        "NoSuchDistribution" => CdnError::NoSuchDistribution(text),
+        "AccessDenied" => CdnError::AccessDenied(text),
+        "InvalidArgument" | "MissingBody" | "InconsistentQuantities" => {
+            CdnError::InvalidArgument(text)
+        }
+        "BatchTooLarge" => CdnError::BatchTooLarge(text),
+        // Not a modelled error: it arrives as `Unhandled` and is only recognisable by its code (aws-facts.md A4).
+        "InvalidationBatchAlreadyExists" => CdnError::BatchAlreadyExists(text),
+        "Throttling" => CdnError::Throttled(text),
+        _ => match failure {
+            Failure::Credentials(_) => CdnError::Credentials(text),
+            _ if failure.is_throttling_or_server_fault() => CdnError::Unavailable(text),
+            _ => CdnError::Other(text),
+        },
+    }
+}
+
+impl Cdn for CloudFront {
+    async fn create_invalidation(
+        &self,
+        distribution: &DistributionId,
+        caller_reference: &CallerReference,
+        paths: &[String],
+    ) -> Result<Invalidation, CdnError> {
+        let paths = Paths::builder()
+            .quantity(paths.len() as i32)
+            .set_items(Some(paths.to_vec()))
+            .build()
+            .map_err(|e| CdnError::Other(e.to_string()))?;
+        let batch = InvalidationBatch::builder()
+            .paths(paths)
+            .caller_reference(caller_reference.as_str())
+            .build()
+            .map_err(|e| CdnError::Other(e.to_string()))?;
+        let output = self
+            .client
+            .create_invalidation()
+            .distribution_id(distribution.as_str())
+            .invalidation_batch(batch)
+            .send()
+            .await
+            .map_err(|e| cdn_error(classify(&e)))?;
+        let invalidation = output.invalidation().ok_or_else(|| {
+            CdnError::Other("CreateInvalidation answered without an invalidation".into())
+        })?;
+        Ok(Invalidation {
+            id: invalidation.id().to_owned(),
+            status: invalidation.status().to_owned(),
+        })
+    }
+}

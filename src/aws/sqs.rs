@@ -1,0 +1,254 @@
+//! `Queue` on Amazon SQS.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+};
+
+use super::error::{Failure, classify};
+use crate::model::MessageId;
+use crate::ports::queue::{
+    BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage,
+};
+
+/// ReceiveMessage's longest long poll; the HTTP read timeout must exceed it (aws-facts.md B).
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn error(&self, failure: Failure) -> QueueError {
+        let text = failure.describe();
+        match failure {
+            Failure::Credentials(_) => QueueError::Credentials(text),
+            _ if failure.is_throttling_or_server_fault() => QueueError::Transient(text),
+            Failure::Service { ref code, .. }
+                if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") =>
+            {
+                QueueError::NotFound(self.url.clone())
+            }
+            Failure::Service { ref code, .. } if code.contains("AccessDenied") => {
+                QueueError::AccessDenied {
+                    queue: self.url.clone(),
+                    message: text,
+                }
+            }
+            _ => QueueError::Other(text),
+        }
+    }
+
+    /// Fails with a clear error when the queue is missing or unreadable: run before the worker starts.
+    pub async fn check_access(&self) -> Result<(), QueueError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(())
+    }
+
+    /// The dead-letter queue named by the queue's RedrivePolicy, if any.
+    pub async fn dead_letter_queue_url(&self) -> Result<Option<String>, QueueError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        let Some(policy) = attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+        else {
+            return Ok(None);
+        };
+        let arn = serde_json::from_str::<serde_json::Value>(policy)
+            .ok()
+            .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                QueueError::Other(format!(
+                    "unreadable RedrivePolicy on {}: {policy}",
+                    self.url
+                ))
+            })?;
+        // arn:aws:sqs:REGION:ACCOUNT:NAME
+        let mut parts = arn.rsplitn(3, ':');
+        let (Some(name), Some(account)) = (parts.next(), parts.next()) else {
+            return Err(QueueError::Other(format!(
+                "unreadable dead-letter queue ARN {arn}"
+            )));
+        };
+        let found = self
+            .client
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(found.queue_url().map(str::to_owned))
+    }
+}
+
+fn seconds(duration: Duration) -> i32 {
+    i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
+}
+
+fn epoch_millis(raw: &str) -> Option<SystemTime> {
+    raw.parse::<u64>()
+        .ok()
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// Batch entry ids must be short and alphanumeric, so entries are numbered and mapped back by index.
+fn entry_failures(
+    receipts: &[Receipt],
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+) -> Vec<BatchEntryFailure> {
+    failed
+        .iter()
+        .filter_map(|entry| {
+            let receipt = receipts.get(entry.id().parse::<usize>().ok()?)?;
+            Some(BatchEntryFailure {
+                message_id: receipt.message_id.clone(),
+                code: entry.code().to_owned(),
+                message: entry.message().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
+impl Queue for SqsQueue {
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, MAX_BATCH_ENTRIES) as i32)
+            .wait_time_seconds(seconds(wait.min(MAX_WAIT)))
+            .visibility_timeout(seconds(visibility))
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(output
+            .messages()
+            .iter()
+            .filter_map(|message| {
+                let attribute = |name| message.attributes().and_then(|a| a.get(&name));
+                Some(ReceivedMessage {
+                    message_id: MessageId(message.message_id()?.to_owned()),
+                    receipt_handle: message.receipt_handle()?.to_owned(),
+                    body: message.body().unwrap_or_default().to_owned(),
+                    sent_at: attribute(MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|v| epoch_millis(v)),
+                    receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<BatchEntryFailure>, QueueError> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.receipt_handle)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueueError::Other(e.to_string()))?;
+        let output = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(entry_failures(receipts, output.failed()))
+    }
+
+    async fn extend_visibility(
+        &self,
+        receipts: &[Receipt],
+        visibility: Duration,
+    ) -> Result<Vec<BatchEntryFailure>, QueueError> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.receipt_handle)
+                    .visibility_timeout(seconds(visibility))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueueError::Other(e.to_string()))?;
+        let output = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(entry_failures(receipts, output.failed()))
+    }
+
+    async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
+        for (name, value) in attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(*value)
+                .build()
+                .map_err(|e| QueueError::Other(e.to_string()))?;
+            request = request.message_attributes(*name, value);
+        }
+        request.send().await.map_err(|e| self.error(classify(&e)))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,417 @@
+//! Per-distribution time windows: the pure heart of the batching stage.
+//!
+//! A window opens with the first pending path of a distribution and is sealed when it has been open for the
+//! configured time, or earlier when it holds as many paths (or wildcard paths) as one invalidation may carry.
+//! A message whose paths do not fit in one batch spans several; it may be deleted only once every part is
+//! accepted, so each member records how many batches it is part of.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::merge::PathSet;
+use crate::intake::parse::InvalidationRequest;
+use crate::model::{DistributionId, MessageId};
+
+/// Most wildcard paths CloudFront lets one distribution have in progress; a batch with more is always refused.
+pub const MAX_WILDCARDS_PER_BATCH: usize = 15;
+
+/// Most paths CloudFront lets one distribution have in progress; no batch can be larger.
+pub const MAX_PATHS_PER_BATCH: usize = 3_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub window: Duration,
+    pub max_paths: usize,
+    pub max_wildcards: usize,
+}
+
+/// A message's share of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchMember {
+    pub message_id: MessageId,
+    pub requester: Option<String>,
+    /// How many batches carry paths of this message (usually 1).
+    pub parts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealReason {
+    WindowElapsed,
+    Full,
+    Shutdown,
+}
+
+impl SealReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WindowElapsed => "window_elapsed",
+            Self::Full => "full",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A closed batch, ready for one CreateInvalidation call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBatch {
+    pub distribution_id: DistributionId,
+    /// Minimal, sorted and encoded paths.
+    pub paths: Vec<String>,
+    pub wildcard_count: usize,
+    pub members: Vec<BatchMember>,
+    /// Paths as requested by the members, before deduplication.
+    pub requested_paths: usize,
+    pub reason: SealReason,
+}
+
+#[derive(Debug)]
+struct OpenBatch {
+    paths: PathSet,
+    members: Vec<BatchMember>,
+    requested_paths: usize,
+    deadline: Instant,
+}
+
+impl OpenBatch {
+    fn seal(self, distribution_id: DistributionId, reason: SealReason) -> SealedBatch {
+        SealedBatch {
+            distribution_id,
+            wildcard_count: self.paths.wildcard_count(),
+            paths: self.paths.into_paths(),
+            members: self.members,
+            requested_paths: self.requested_paths,
+            reason,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Batcher {
+    limits: BatchLimits,
+    open: HashMap<DistributionId, OpenBatch>,
+    deadlines: BTreeSet<(Instant, DistributionId)>,
+}
+
+impl Batcher {
+    pub fn new(limits: BatchLimits) -> Self {
+        debug_assert!((1..=MAX_PATHS_PER_BATCH).contains(&limits.max_paths));
+        debug_assert!((1..=MAX_WILDCARDS_PER_BATCH).contains(&limits.max_wildcards));
+        Self {
+            limits,
+            open: HashMap::new(),
+            deadlines: BTreeSet::new(),
+        }
+    }
+
+    /// Adds a message's paths to its distribution's window and returns the batches that filled up.
+    pub fn add(
+        &mut self,
+        now: Instant,
+        message_id: MessageId,
+        request: InvalidationRequest,
+    ) -> Vec<SealedBatch> {
+        let distribution_id = request.distribution_id;
+        let member = BatchMember {
+            message_id,
+            requester: request.requester,
+            parts: 0,
+        };
+        let mut sealed = Vec::new();
+        let mut member_in_open_batch = false;
+        let BatchLimits {
+            max_paths,
+            max_wildcards,
+            ..
+        } = self.limits;
+        for path in &request.paths {
+            let batch = self.open_batch(&distribution_id, now);
+            if !member_in_open_batch {
+                batch.members.push(member.clone());
+                member_in_open_batch = true;
+            }
+            batch.requested_paths += 1;
+            batch.paths.add(path);
+            if batch.paths.len() >= max_paths || batch.paths.wildcard_count() >= max_wildcards {
+                sealed.push(self.seal(&distribution_id, SealReason::Full));
+                member_in_open_batch = false;
+            }
+        }
+        let parts = sealed.len() as u32 + u32::from(member_in_open_batch);
+        let open = self
+            .open
+            .get_mut(&distribution_id)
+            .filter(|_| member_in_open_batch);
+        for batch_members in sealed
+            .iter_mut()
+            .map(|b| &mut b.members)
+            .chain(open.map(|b| &mut b.members))
+        {
+            if let Some(last) = batch_members.last_mut() {
+                last.parts = parts;
+            }
+        }
+        sealed
+    }
+
+    /// Seals every window whose time is up.
+    pub fn seal_due(&mut self, now: Instant) -> Vec<SealedBatch> {
+        let mut sealed = Vec::new();
+        while let Some((deadline, distribution_id)) = self.deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            sealed.push(self.seal(&distribution_id, SealReason::WindowElapsed));
+        }
+        sealed
+    }
+
+    /// Seals every open window, for shutdown.
+    pub fn seal_all(&mut self) -> Vec<SealedBatch> {
+        let open: Vec<DistributionId> = self.open.keys().cloned().collect();
+        open.iter()
+            .map(|distribution_id| self.seal(distribution_id, SealReason::Shutdown))
+            .collect()
+    }
+
+    /// When the next window closes.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// Paths held in open windows, after deduplication.
+    pub fn pending_paths(&self) -> usize {
+        self.open.values().map(|batch| batch.paths.len()).sum()
+    }
+
+    fn open_batch(&mut self, distribution_id: &DistributionId, now: Instant) -> &mut OpenBatch {
+        let window = self.limits.window;
+        let deadlines = &mut self.deadlines;
+        self.open.entry(distribution_id.clone()).or_insert_with(|| {
+            let deadline = now + window;
+            deadlines.insert((deadline, distribution_id.clone()));
+            OpenBatch {
+                paths: PathSet::default(),
+                members: Vec::new(),
+                requested_paths: 0,
+                deadline,
+            }
+        })
+    }
+
+    fn seal(&mut self, distribution_id: &DistributionId, reason: SealReason) -> SealedBatch {
+        let batch = self
+            .open
+            .remove(distribution_id)
+            .expect("sealing a window that is open");
+        self.deadlines
+            .remove(&(batch.deadline, distribution_id.clone()));
+        batch.seal(distribution_id.clone(), reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::merge::is_covered_by;
+    use crate::intake::path::InvalidationPath;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    const WINDOW: Duration = Duration::from_secs(5);
+
+    fn limits(max_paths: usize) -> BatchLimits {
+        BatchLimits {
+            window: WINDOW,
+            max_paths,
+            max_wildcards: MAX_WILDCARDS_PER_BATCH,
+        }
+    }
+
+    fn request(distribution: &str, paths: &[&str]) -> InvalidationRequest {
+        InvalidationRequest {
+            distribution_id: DistributionId::parse(distribution).unwrap(),
+            paths: paths
+                .iter()
+                .map(|p| InvalidationPath::parse(p).unwrap())
+                .collect(),
+            idempotency_key: None,
+            requester: Some("tests".into()),
+        }
+    }
+
+    fn id(n: u32) -> MessageId {
+        MessageId(format!("m{n}"))
+    }
+
+    fn member_ids(batch: &SealedBatch) -> Vec<&str> {
+        batch
+            .members
+            .iter()
+            .map(|m| m.message_id.0.as_str())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_opens_with_the_first_path_and_closes_after_its_duration() {
+        let mut batcher = Batcher::new(limits(1_000));
+        let start = Instant::now();
+        assert!(
+            batcher
+                .add(start, id(1), request("E1", &["/a", "/b"]))
+                .is_empty()
+        );
+        assert!(
+            batcher
+                .add(
+                    start + Duration::from_secs(4),
+                    id(2),
+                    request("E1", &["/b", "/c"])
+                )
+                .is_empty()
+        );
+        assert_eq!(batcher.next_deadline(), Some(start + WINDOW));
+        assert!(
+            batcher
+                .seal_due(start + Duration::from_millis(4_999))
+                .is_empty()
+        );
+
+        let sealed = batcher.seal_due(start + WINDOW);
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].paths, ["/a", "/b", "/c"]);
+        assert_eq!(sealed[0].requested_paths, 4);
+        assert_eq!(member_ids(&sealed[0]), ["m1", "m2"]);
+        assert_eq!(sealed[0].reason, SealReason::WindowElapsed);
+        assert_eq!(batcher.next_deadline(), None);
+
+        // The next path opens a new window.
+        batcher.add(
+            start + Duration::from_secs(6),
+            id(3),
+            request("E1", &["/a"]),
+        );
+        assert_eq!(
+            batcher.next_deadline(),
+            Some(start + Duration::from_secs(11))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn distributions_have_separate_windows() {
+        let mut batcher = Batcher::new(limits(1_000));
+        let start = Instant::now();
+        batcher.add(start, id(1), request("E1", &["/a"]));
+        batcher.add(
+            start + Duration::from_secs(2),
+            id(2),
+            request("E2", &["/a"]),
+        );
+        let first = batcher.seal_due(start + WINDOW);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].distribution_id.as_str(), "E1");
+        let second = batcher.seal_due(start + Duration::from_secs(7));
+        assert_eq!(second[0].distribution_id.as_str(), "E2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_batch_is_sealed_early_and_a_split_message_knows_its_parts() {
+        let mut batcher = Batcher::new(limits(3));
+        let now = Instant::now();
+        assert!(batcher.add(now, id(1), request("E1", &["/a"])).is_empty());
+        let sealed = batcher.add(
+            now,
+            id(2),
+            request("E1", &["/b", "/c", "/d", "/e", "/f", "/g"]),
+        );
+        assert_eq!(sealed.len(), 2);
+        assert_eq!(sealed[0].paths, ["/a", "/b", "/c"]);
+        assert_eq!(sealed[1].paths, ["/d", "/e", "/f"]);
+        assert_eq!(sealed[0].reason, SealReason::Full);
+        assert_eq!(sealed[0].members[0].parts, 1);
+        assert_eq!(sealed[0].members[1].parts, 3);
+        assert_eq!(sealed[1].members[0].parts, 3);
+        let rest = batcher.seal_all();
+        assert_eq!(rest[0].paths, ["/g"]);
+        assert_eq!(rest[0].members[0].parts, 3);
+        assert_eq!(rest[0].reason, SealReason::Shutdown);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wildcards_are_capped_per_batch() {
+        let mut batcher = Batcher::new(limits(1_000));
+        let paths: Vec<String> = (0..16).map(|i| format!("/d{i}/*")).collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let sealed = batcher.add(Instant::now(), id(1), request("E1", &refs));
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].wildcard_count, MAX_WILDCARDS_PER_BATCH);
+        assert_eq!(batcher.pending_paths(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn message_fully_covered_by_a_wildcard_still_joins_the_batch() {
+        let mut batcher = Batcher::new(limits(1_000));
+        let now = Instant::now();
+        batcher.add(now, id(1), request("E1", &["/img/*"]));
+        batcher.add(now, id(2), request("E1", &["/img/a.png", "/img/b.png"]));
+        let sealed = batcher.seal_all();
+        assert_eq!(sealed[0].paths, ["/img/*"]);
+        assert_eq!(member_ids(&sealed[0]), ["m1", "m2"]);
+        assert_eq!(sealed[0].members[1].parts, 1);
+    }
+
+    fn workload() -> impl Strategy<Value = Vec<(u8, u64, Vec<String>)>> {
+        let path = ("(/[abc]{1,2}){1,3}", prop::bool::weighted(0.1))
+            .prop_map(|(base, wildcard)| if wildcard { format!("{base}*") } else { base });
+        prop::collection::vec(
+            (0u8..3, 0u64..4_000, prop::collection::vec(path, 1..8)),
+            1..60,
+        )
+    }
+
+    proptest! {
+        /// Whatever the timing, every requested path is covered by a batch holding the message, every message is
+        /// in exactly `parts` batches, and no batch breaks the limits.
+        #[test]
+        fn batching_loses_nothing_and_respects_limits(messages in workload(), max_paths in 1usize..12) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            let start = rt.block_on(async { Instant::now() });
+            let mut batcher = Batcher::new(limits(max_paths));
+            let mut sealed = Vec::new();
+            let mut elapsed = 0;
+            let mut requests = Vec::new();
+            for (n, (distribution, gap_ms, paths)) in messages.into_iter().enumerate() {
+                elapsed += gap_ms;
+                let now = start + Duration::from_millis(elapsed);
+                sealed.extend(batcher.seal_due(now));
+                let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+                let req = request(&format!("E{distribution}"), &refs);
+                requests.push((id(n as u32), req.clone()));
+                sealed.extend(batcher.add(now, id(n as u32), req));
+            }
+            sealed.extend(batcher.seal_all());
+            prop_assert_eq!(batcher.pending_paths(), 0);
+
+            for batch in &sealed {
+                prop_assert!(!batch.paths.is_empty() && batch.paths.len() <= max_paths);
+                prop_assert!(batch.wildcard_count <= MAX_WILDCARDS_PER_BATCH);
+                let unique: HashSet<_> = batch.paths.iter().collect();
+                prop_assert_eq!(unique.len(), batch.paths.len());
+            }
+            for (message_id, req) in &requests {
+                let carrying: Vec<&SealedBatch> = sealed
+                    .iter()
+                    .filter(|b| b.members.iter().any(|m| &m.message_id == message_id))
+                    .collect();
+                let parts = carrying[0].members.iter().find(|m| &m.message_id == message_id).unwrap().parts;
+                prop_assert_eq!(carrying.len() as u32, parts);
+                let submitted: Vec<String> = carrying.iter().flat_map(|b| b.paths.clone()).collect();
+                for path in &req.paths {
+                    prop_assert!(carrying.iter().all(|b| b.distribution_id == req.distribution_id));
+                    prop_assert!(is_covered_by(path.as_str(), &submitted), "{} of {} lost", path, message_id);
+                }
+            }
+        }
+    }
+}

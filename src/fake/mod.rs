@@ -1,0 +1,15 @@
+//! In-memory implementations of the ports, for fast tests and simulations.
+//!
+//! They follow the contracts in `crate::ports` (tests/contract.rs runs the same suite against them and the SDK
+//! adapters) and model what the emulator does not: CallerReference idempotency, stale receipt handles, and
+//! injected faults. They run on tokio's clock, so tests can pause and advance time.
+
+mod cdn;
+mod faults;
+mod ledger;
+mod queue;
+
+pub use cdn::{CreateCall, FakeCdn};
+pub use faults::Faults;
+pub use ledger::MemoryLedger;
+pub use queue::{MemoryQueue, StoredMessage};

@@ -1,0 +1,158 @@
+//! Message format v1: the JSON body producers put on the queue.
+//!
+//! `{"distribution_id": "E2QWRUHAPOMQZL", "paths": ["/index.html", "/img/*"], "idempotency_key": "optional",
+//!   "requester": "optional free text"}`; unknown fields are ignored so producers can add their own.
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::path::{InvalidationPath, PathError};
+use crate::model::{DistributionId, InvalidDistributionId};
+
+/// Most paths one message may carry: CloudFront's in-progress quota for one distribution.
+pub const MAX_PATHS_PER_MESSAGE: usize = 3_000;
+
+/// A validated request: every path is already encoded for CloudFront.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidationRequest {
+    pub distribution_id: DistributionId,
+    pub paths: Vec<InvalidationPath>,
+    pub idempotency_key: Option<String>,
+    pub requester: Option<String>,
+}
+
+/// Why a message was refused; the text travels to the dead-letter queue as the `reason` attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Rejection {
+    #[error("body is not a valid v1 invalidation request: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    DistributionId(#[from] InvalidDistributionId),
+    #[error("paths is empty: a request needs at least one path")]
+    NoPaths,
+    #[error(
+        "{0} paths in one message; at most {MAX_PATHS_PER_MESSAGE} are allowed, split the request"
+    )]
+    TooManyPaths(usize),
+    #[error("path #{index} {path:?} is invalid: {error}")]
+    InvalidPath {
+        index: usize,
+        path: String,
+        error: PathError,
+    },
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    distribution_id: String,
+    paths: Vec<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    requester: Option<String>,
+}
+
+/// Parses and validates one SQS message body.
+pub fn parse_request(body: &str) -> Result<InvalidationRequest, Rejection> {
+    let wire: WireRequest =
+        serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let distribution_id = DistributionId::parse(&wire.distribution_id)?;
+    match wire.paths.len() {
+        0 => return Err(Rejection::NoPaths),
+        n if n > MAX_PATHS_PER_MESSAGE => return Err(Rejection::TooManyPaths(n)),
+        _ => {}
+    }
+    let paths = wire
+        .paths
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            InvalidationPath::parse(&raw).map_err(|error| Rejection::InvalidPath {
+                index,
+                path: truncated(raw),
+                error,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(InvalidationRequest {
+        distribution_id,
+        paths,
+        idempotency_key: wire.idempotency_key,
+        requester: wire.requester,
+    })
+}
+
+/// Keeps reasons short enough for an SQS message attribute even when the offending path is 4,000+ characters.
+fn truncated(mut path: String) -> String {
+    const SHOWN: usize = 200;
+    if path.len() > SHOWN {
+        let cut = (0..=SHOWN)
+            .rev()
+            .find(|&i| path.is_char_boundary(i))
+            .unwrap_or(0);
+        path.truncate(cut);
+        path.push('…');
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_request_and_ignores_unknown_fields() {
+        let request = parse_request(
+            r#"{"distribution_id":"E2QWRUHAPOMQZL","paths":["/index.html","/img/*","/a b"],
+                "idempotency_key":"deploy-42","requester":"ci","extra":{"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.distribution_id.as_str(), "E2QWRUHAPOMQZL");
+        let paths: Vec<_> = request.paths.iter().map(InvalidationPath::as_str).collect();
+        assert_eq!(paths, ["/index.html", "/img/*", "/a%20b"]);
+        assert_eq!(request.idempotency_key.as_deref(), Some("deploy-42"));
+        assert_eq!(request.requester.as_deref(), Some("ci"));
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let cases = [
+            ("not json", "body is not a valid v1 invalidation request"),
+            (r#"{"paths":["/a"]}"#, "missing field `distribution_id`"),
+            (r#"{"distribution_id":"E1","paths":"/a"}"#, "invalid type"),
+            (
+                r#"{"distribution_id":"e1","paths":["/a"]}"#,
+                "distribution id \"e1\" is not valid",
+            ),
+            (r#"{"distribution_id":"E1","paths":[]}"#, "paths is empty"),
+            (
+                r#"{"distribution_id":"E1","paths":["/a","b"]}"#,
+                "path #1 \"b\" is invalid: path must start with '/'",
+            ),
+            (
+                r#"{"distribution_id":"E1","paths":["/a*b"]}"#,
+                "'*' may only be the last character",
+            ),
+        ];
+        for (body, expected) in cases {
+            let reason = parse_request(body).unwrap_err().to_string();
+            assert!(reason.contains(expected), "{body}: {reason}");
+        }
+    }
+
+    #[test]
+    fn refuses_more_paths_than_the_quota() {
+        let paths: Vec<String> = (0..=MAX_PATHS_PER_MESSAGE)
+            .map(|i| format!("/p{i}"))
+            .collect();
+        let body = serde_json::json!({"distribution_id": "E1", "paths": paths}).to_string();
+        assert_eq!(parse_request(&body), Err(Rejection::TooManyPaths(3_001)));
+    }
+
+    #[test]
+    fn shortens_huge_paths_in_the_reason() {
+        let body = serde_json::json!({"distribution_id": "E1", "paths": [format!("x{}", "é".repeat(3_000))]});
+        let reason = parse_request(&body.to_string()).unwrap_err().to_string();
+        assert!(reason.len() < 400, "{}", reason.len());
+    }
+}

@@ -1,0 +1,220 @@
+//! Invalidation path validation and encoding (aws-facts.md A3).
+//!
+//! CloudFront compares the encoded form of a path with the cached URL, so a path must be encoded exactly once:
+//! encoding an already encoded `%20` again yields `%2520`, which silently invalidates nothing.
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use thiserror::Error;
+
+/// Longest path CloudFront accepts, counted after encoding.
+pub const MAX_PATH_LEN: usize = 4_000;
+
+/// RFC 1738 "unsafe" characters plus `%` (a `%` that does not start an escape is itself unsafe).
+/// Non-ASCII bytes are always encoded by `utf8_percent_encode`.
+const RFC1738_UNSAFE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'<')
+    .add(b'>')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'~')
+    .add(b'[')
+    .add(b']')
+    .add(b'`');
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PathError {
+    #[error("path is empty")]
+    Empty,
+    #[error("path must start with '/' (the CloudFront API requires a leading slash)")]
+    MissingLeadingSlash,
+    #[error("'*' may only be the last character of a path")]
+    WildcardNotLast,
+    #[error("path contains a control character at byte {0}")]
+    ControlCharacter(usize),
+    #[error("path is {0} characters long once encoded; CloudFront accepts at most {MAX_PATH_LEN}")]
+    TooLong(usize),
+}
+
+/// A path that CloudFront will accept as an invalidation path: leading `/`, encoded once, `*` only at the end.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InvalidationPath(String);
+
+impl InvalidationPath {
+    /// Validates `raw` and percent-encodes what RFC 1738 calls unsafe, leaving existing `%XX` escapes alone.
+    pub fn parse(raw: &str) -> Result<Self, PathError> {
+        if raw.is_empty() {
+            return Err(PathError::Empty);
+        }
+        if !raw.starts_with('/') {
+            return Err(PathError::MissingLeadingSlash);
+        }
+        if let Some(at) = raw.bytes().position(|b| b.is_ascii_control()) {
+            return Err(PathError::ControlCharacter(at));
+        }
+        if raw.find('*').is_some_and(|at| at != raw.len() - 1) {
+            return Err(PathError::WildcardNotLast);
+        }
+        let encoded = encode_once(raw);
+        if encoded.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong(encoded.len()));
+        }
+        Ok(Self(encoded))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The prefix a trailing-`*` path covers, or `None` for an exact path.
+    pub fn wildcard_prefix(&self) -> Option<&str> {
+        self.0.strip_suffix('*')
+    }
+}
+
+impl std::fmt::Display for InvalidationPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Encodes unsafe characters but copies every well-formed `%XX` escape verbatim, so encoding is idempotent.
+fn encode_once(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut plain_start = 0;
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && is_escape_at(bytes, i) {
+            out.extend(utf8_percent_encode(&raw[plain_start..i], RFC1738_UNSAFE));
+            out.push_str(&raw[i..i + 3]);
+            i += 3;
+            plain_start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend(utf8_percent_encode(&raw[plain_start..], RFC1738_UNSAFE));
+    out
+}
+
+fn is_escape_at(bytes: &[u8], at: usize) -> bool {
+    bytes.len() > at + 2 && bytes[at + 1].is_ascii_hexdigit() && bytes[at + 2].is_ascii_hexdigit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoded(raw: &str) -> String {
+        InvalidationPath::parse(raw).unwrap().into_string()
+    }
+
+    #[test]
+    fn keeps_safe_paths_unchanged() {
+        assert_eq!(encoded("/index.html"), "/index.html");
+        assert_eq!(encoded("/img/*"), "/img/*");
+        assert_eq!(encoded("/*"), "/*");
+        assert_eq!(encoded("/a/b.jpg?size=2&x=y"), "/a/b.jpg?size=2&x=y");
+    }
+
+    #[test]
+    fn encodes_unsafe_and_non_ascii_characters() {
+        assert_eq!(encoded("/red flower.jpg"), "/red%20flower.jpg");
+        assert_eq!(encoded("/caf\u{e9}.html"), "/caf%C3%A9.html");
+        assert_eq!(
+            encoded("/a{b}|c^d~e[f]`g<h>\"#"),
+            "/a%7Bb%7D%7Cc%5Ed%7Ee%5Bf%5D%60g%3Ch%3E%22%23"
+        );
+        assert_eq!(encoded("/100%"), "/100%25");
+        assert_eq!(encoded("/50%zz"), "/50%25zz");
+    }
+
+    #[test]
+    fn does_not_encode_existing_escapes_again() {
+        assert_eq!(encoded("/red%20flower.jpg"), "/red%20flower.jpg");
+        assert_eq!(encoded("/caf%C3%A9 menu"), "/caf%C3%A9%20menu");
+    }
+
+    #[test]
+    fn rejects_invalid_paths() {
+        assert_eq!(InvalidationPath::parse(""), Err(PathError::Empty));
+        assert_eq!(
+            InvalidationPath::parse("index.html"),
+            Err(PathError::MissingLeadingSlash)
+        );
+        assert_eq!(
+            InvalidationPath::parse("/a*/b"),
+            Err(PathError::WildcardNotLast)
+        );
+        assert_eq!(
+            InvalidationPath::parse("/**"),
+            Err(PathError::WildcardNotLast)
+        );
+        assert_eq!(
+            InvalidationPath::parse("/a\nb"),
+            Err(PathError::ControlCharacter(2))
+        );
+        assert_eq!(
+            InvalidationPath::parse("/a\u{7f}"),
+            Err(PathError::ControlCharacter(2))
+        );
+        let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+        assert_eq!(
+            InvalidationPath::parse(&long),
+            Err(PathError::TooLong(MAX_PATH_LEN + 1))
+        );
+        // Length counts the encoded form: 1,334 spaces become 4,002 characters.
+        let spaces = format!("/{}", " ".repeat(1_334));
+        assert_eq!(
+            InvalidationPath::parse(&spaces),
+            Err(PathError::TooLong(4_003))
+        );
+    }
+
+    #[test]
+    fn exposes_the_wildcard_prefix() {
+        assert_eq!(
+            InvalidationPath::parse("/img/*").unwrap().wildcard_prefix(),
+            Some("/img/")
+        );
+        assert_eq!(
+            InvalidationPath::parse("/img/a").unwrap().wildcard_prefix(),
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn encoding_is_idempotent(raw in "/[^\\x00-\\x1f\\x7f*]{0,64}") {
+            let once = encoded(&raw);
+            prop_assert_eq!(encoded(&once), once);
+        }
+
+        #[test]
+        fn encoded_paths_are_printable_ascii_without_unsafe_characters(raw in "/[^\\x00-\\x1f\\x7f*]{0,64}") {
+            let path = encoded(&raw);
+            prop_assert!(path.bytes().all(|b| b.is_ascii_graphic()));
+            let unsafe_chars = ['<', '>', '"', '#', '{', '}', '|', '\\', '^', '~', '[', ']', '`', ' '];
+            prop_assert!(!path.contains(unsafe_chars), "unsafe character left in {}", path);
+        }
+
+        #[test]
+        fn encoding_round_trips_to_the_original_text(raw in "/[^\\x00-\\x1f\\x7f*%]{0,64}") {
+            let path = encoded(&raw);
+            let decoded = percent_encoding::percent_decode_str(&path).decode_utf8().unwrap();
+            prop_assert_eq!(decoded, raw);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! cf-invalidator: a queue-driven worker that batches CloudFront invalidations.
+//!
+//! The modules follow the data flow: [`intake`] receives and validates messages, [`batch`] merges their paths
+//! per distribution within a time window, [`limit`] paces CreateInvalidation, [`submit`] calls CloudFront and
+//! records each batch in the ledger, and [`ack`] deletes or dead-letters messages and keeps held ones invisible.
+//! [`worker`] wires the stages together. AWS services sit behind the traits in [`ports`], implemented by the SDK
+//! adapters in [`aws`] and the in-memory fakes in [`fake`].
+
+pub mod ack;
+pub mod aws;
+pub mod batch;
+pub mod fake;
+pub mod intake;
+pub mod limit;
+pub mod model;
+pub mod ports;
+pub mod submit;
+pub mod worker;

@@ -1,0 +1,90 @@
+//! CloudFront's invalidation API.
+
+use std::future::Future;
+
+use thiserror::Error;
+
+use crate::model::{CallerReference, DistributionId};
+
+/// An invalidation as CloudFront reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    pub id: String,
+    /// Opaque; `InProgress` and `Completed` are the values CloudFront documents.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CdnError {
+    #[error("CloudFront throttled the request: {0}")]
+    Throttled(String),
+    #[error("too many invalidations in progress on the distribution: {0}")]
+    TooManyInProgress(String),
+    #[error("distribution does not exist: {0}; check the distribution_id producers send")]
+    NoSuchDistribution(String),
+    #[error(
+        "access to the distribution was denied: {0}; the worker's role needs cloudfront:CreateInvalidation on it"
+    )]
+    AccessDenied(String),
+    #[error("CloudFront refused the paths: {0}")]
+    InvalidArgument(String),
+    #[error("CloudFront refused the batch as too large: {0}")]
+    BatchTooLarge(String),
+    #[error("the CallerReference was already used for different paths: {0}")]
+    BatchAlreadyExists(String),
+    #[error("no AWS credentials: {0}")]
+    Credentials(String),
+    #[error("CloudFront is unavailable, will retry: {0}")]
+    Unavailable(String),
+    #[error("CloudFront request failed: {0}")]
+    Other(String),
+}
+
+/// How soon a failed call may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// Transient: retry with a short backoff.
+    Soon,
+    /// The distribution's in-progress quota is used up: invalidations take seconds to minutes to complete.
+    QuotaFreed,
+    /// Retrying the same request cannot succeed.
+    Never,
+}
+
+impl CdnError {
+    pub fn retry_after(&self) -> RetryAfter {
+        match self {
+            Self::Throttled(_) | Self::Unavailable(_) => RetryAfter::Soon,
+            Self::TooManyInProgress(_) => RetryAfter::QuotaFreed,
+            _ => RetryAfter::Never,
+        }
+    }
+
+    /// A short, stable name for logs, metrics and the ledger.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Throttled(_) => "Throttling",
+            Self::TooManyInProgress(_) => "TooManyInvalidationsInProgress",
+            Self::NoSuchDistribution(_) => "NoSuchDistribution",
+            Self::AccessDenied(_) => "AccessDenied",
+            Self::InvalidArgument(_) => "InvalidArgument",
+            Self::BatchTooLarge(_) => "BatchTooLarge",
+            Self::BatchAlreadyExists(_) => "InvalidationBatchAlreadyExists",
+            Self::Credentials(_) => "Credentials",
+            Self::Unavailable(_) => "ServiceUnavailable",
+            Self::Other(_) => "Other",
+        }
+    }
+}
+
+/// Contract: `create_invalidation` submits `paths` (1..=3,000 encoded paths) for `distribution`. Presenting a
+/// CallerReference again with the same paths returns the invalidation created the first time instead of
+/// creating (and billing) another; the same reference with different paths fails with `BatchAlreadyExists`.
+pub trait Cdn: Send + Sync + 'static {
+    fn create_invalidation(
+        &self,
+        distribution: &DistributionId,
+        caller_reference: &CallerReference,
+        paths: &[String],
+    ) -> impl Future<Output = Result<Invalidation, CdnError>> + Send;
+}

@@ -1,0 +1,12 @@
+//! The three AWS services the worker talks to, each behind a small trait with a documented contract.
+//!
+//! The SDK adapters in `crate::aws` and the in-memory fakes in `crate::fake` implement these traits, and one
+//! contract-test suite (tests/contract.rs) runs against both, so the fakes cannot drift from the real services.
+
+pub mod cdn;
+pub mod ledger;
+pub mod queue;
+
+pub use cdn::{Cdn, CdnError, Invalidation};
+pub use ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
+pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};

@@ -1,0 +1,228 @@
+//! Submission: one CreateInvalidation per batch, recorded in the ledger before and after the call.
+//!
+//! Order matters for idempotency: the intent record (with the CallerReference) is written first, so whatever
+//! fails later (the call, its answer, the ledger update) is retried with the same reference, and CloudFront
+//! returns the existing invalidation instead of creating and billing a second one.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use metrics::{counter, histogram};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::ack::Disposition;
+use crate::batch::Batch;
+use crate::limit::CreateRateLimiter;
+use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
+use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
+
+/// How long to keep retrying, per kind of failure.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Throttling, 5xx, timeouts, ledger hiccups.
+    pub transient: ExponentialBuilder,
+    /// TooManyInvalidationsInProgress: capacity comes back only as invalidations complete.
+    pub quota: ExponentialBuilder,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            transient: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(20))
+                .with_max_times(8)
+                .with_jitter(),
+            quota: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(5))
+                .with_max_delay(Duration::from_secs(120))
+                .with_max_times(30)
+                .with_jitter(),
+        }
+    }
+}
+
+pub struct Submitter<C, L> {
+    pub cdn: Arc<C>,
+    pub ledger: Arc<L>,
+    pub limiter: CreateRateLimiter,
+    pub retry: RetryPolicy,
+}
+
+impl<C: Cdn, L: Ledger> Submitter<C, L> {
+    /// Submits batches concurrently (at most `max_concurrent`) until the batcher is gone.
+    pub async fn run(
+        self: Arc<Self>,
+        mut batches: mpsc::Receiver<Batch>,
+        to_ack: mpsc::Sender<Disposition>,
+        max_concurrent: usize,
+    ) {
+        let slots = Arc::new(Semaphore::new(max_concurrent));
+        let mut running = JoinSet::new();
+        while let Some(batch) = batches.recv().await {
+            let slot = Arc::clone(&slots)
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let submitter = Arc::clone(&self);
+            let to_ack = to_ack.clone();
+            running.spawn(async move {
+                let disposition = submitter.submit(batch).await;
+                let _ = to_ack.send(disposition).await;
+                drop(slot);
+            });
+            while running.try_join_next().is_some() {}
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Takes one batch as far as it can go and says what is to become of its messages.
+    pub async fn submit(&self, batch: Batch) -> Disposition {
+        let mut record = intent_record(&batch);
+        let message_ids = record.message_ids.clone();
+        if let Err(e) = self
+            .ledger_call(|| self.ledger.record_intent(&record))
+            .await
+        {
+            error!(caller_reference = %record.caller_reference, error = %e, "cannot record the batch intent; not submitting without it, the messages will be delivered again");
+            return Disposition::Release(message_ids);
+        }
+        let mut transient_delays = self.retry.transient.build();
+        let mut quota_delays = self.retry.quota.build();
+        loop {
+            let failure = match self.create_and_record(&mut record).await {
+                Ok(()) => return Disposition::Covered(batch.content.members),
+                Err(failure) => failure,
+            };
+            let delay = match &failure {
+                Failure::Cdn(e) if e.retry_after() == RetryAfter::QuotaFreed => quota_delays.next(),
+                Failure::Cdn(e) if e.retry_after() == RetryAfter::Never => {
+                    return self.refused(record, e).await;
+                }
+                _ => transient_delays.next(),
+            };
+            let Some(delay) = delay else {
+                error!(caller_reference = %record.caller_reference, error = %failure, "giving up on the batch for now; its messages will be delivered again");
+                counter!("cfi_batches_abandoned_total").increment(1);
+                return Disposition::Release(message_ids);
+            };
+            warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, "batch submission failed, retrying with the same CallerReference");
+            counter!("cfi_submission_retries_total").increment(1);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn create_and_record(&self, record: &mut BatchRecord) -> Result<(), Failure> {
+        self.limiter.until_ready().await;
+        let started = tokio::time::Instant::now();
+        let outcome = self
+            .cdn
+            .create_invalidation(
+                &record.distribution_id,
+                &record.caller_reference,
+                &record.paths,
+            )
+            .await;
+        histogram!("cfi_create_invalidation_seconds").record(started.elapsed().as_secs_f64());
+        let code = outcome.as_ref().map_or_else(CdnError::code, |_| "Created");
+        counter!("cfi_cloudfront_responses_total", "code" => code).increment(1);
+        let invalidation = outcome.map_err(Failure::Cdn)?;
+        record.accept(&invalidation, SystemTime::now());
+        info!(
+            distribution_id = %record.distribution_id,
+            caller_reference = %record.caller_reference,
+            invalidation_id = %invalidation.id,
+            paths = record.paths.len(),
+            "invalidation accepted"
+        );
+        counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
+        self.ledger
+            .record_outcome(record)
+            .await
+            .map_err(Failure::Ledger)
+    }
+
+    /// CloudFront refused the batch for good: record why, and dead-letter or release its messages.
+    async fn refused(&self, mut record: BatchRecord, error: &CdnError) -> Disposition {
+        let reason = error.to_string();
+        error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code = error.code(), error = %reason, "CloudFront refused the batch");
+        counter!("cfi_batches_refused_total", "code" => error.code()).increment(1);
+        record.fail(&reason);
+        if let Err(e) = self
+            .ledger_call(|| self.ledger.record_outcome(&record))
+            .await
+        {
+            warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
+        }
+        match error {
+            // The request itself is wrong: retrying the same messages can never succeed.
+            CdnError::NoSuchDistribution(_)
+            | CdnError::InvalidArgument(_)
+            | CdnError::BatchTooLarge(_)
+            | CdnError::BatchAlreadyExists(_) => Disposition::DeadLetter {
+                message_ids: record.message_ids,
+                reason,
+            },
+            // Permissions and credentials get fixed by operators; the messages wait for redelivery (and redrive).
+            _ => Disposition::Release(record.message_ids),
+        }
+    }
+
+    async fn ledger_call<F, Fut>(&self, mut call: F) -> Result<(), LedgerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), LedgerError>>,
+    {
+        let mut delays = self.retry.transient.build();
+        loop {
+            match call().await {
+                Err(e) if e.is_retryable() => match delays.next() {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(e),
+                },
+                outcome => return outcome,
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Cdn(CdnError),
+    #[error("invalidation accepted but not recorded: {0}")]
+    Ledger(LedgerError),
+}
+
+fn intent_record(batch: &Batch) -> BatchRecord {
+    let content = &batch.content;
+    let mut requesters: Vec<String> = content
+        .members
+        .iter()
+        .filter_map(|m| m.requester.clone())
+        .collect();
+    requesters.sort_unstable();
+    requesters.dedup();
+    BatchRecord {
+        caller_reference: batch.caller_reference.clone(),
+        distribution_id: content.distribution_id.clone(),
+        paths: content.paths.clone(),
+        message_ids: content
+            .members
+            .iter()
+            .map(|m| m.message_id.clone())
+            .collect(),
+        requesters,
+        requested_paths: content.requested_paths,
+        seal_reason: content.reason.as_str().to_owned(),
+        created_at: batch.sealed_at,
+        status: BatchStatus::Pending,
+        invalidation_id: None,
+        cloudfront_status: None,
+        submitted_at: None,
+        failure: None,
+    }
+}

@@ -1,0 +1,173 @@
+//! Wiring: the stages, the bounded channels between them, and shutdown.
+//!
+//! ```text
+//! pollers ──Accepted──▶ batcher ──Batch──▶ submitter ──Disposition──▶ acknowledger
+//!    └──────────────────────── Disposition (invalid messages) ───────────▲
+//! heartbeat: keeps every held message invisible until the acknowledger lets it go
+//! ```
+//! Channels are bounded, so a slow CloudFront or ledger slows polling instead of filling memory. Shutdown stops
+//! the pollers; each stage then finishes when its input closes: the batcher seals its open windows, the
+//! submitter finishes its batches, the acknowledger deletes, and finally the heartbeat stops.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::ack::inflight::InFlight;
+use crate::ack::{self, Acknowledger};
+use crate::batch::{
+    self,
+    window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
+};
+use crate::intake::{self, PollSettings};
+use crate::limit::CreateRateLimiter;
+use crate::ports::{Cdn, Ledger, Queue};
+use crate::submit::{RetryPolicy, Submitter};
+
+/// Room in each channel between stages: enough to absorb one receive per poller without stalling.
+const CHANNEL_CAPACITY: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub window: Duration,
+    pub max_batch_paths: usize,
+    pub pollers: usize,
+    pub receive_wait: Duration,
+    pub visibility_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub create_rate: f64,
+    pub create_burst: NonZeroU32,
+    pub max_concurrent_submissions: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(5),
+            max_batch_paths: 1_000,
+            pollers: 2,
+            receive_wait: Duration::from_secs(20),
+            visibility_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+            create_rate: 1.0,
+            create_burst: NonZeroU32::new(5).expect("non-zero"),
+            max_concurrent_submissions: 16,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The AWS services the worker uses; `dead_letter` is `None` when the queue has no dead-letter queue.
+pub struct Services<Q, C, L> {
+    pub queue: Arc<Q>,
+    pub dead_letter: Option<Arc<Q>>,
+    pub cdn: Arc<C>,
+    pub ledger: Arc<L>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every received message reached its disposition before the deadline.
+    Drained,
+    /// The shutdown timeout struck first; the `held` messages become visible again after their timeout.
+    TimedOut { held: usize },
+}
+
+/// Runs the worker until `shutdown` resolves, then drains within the shutdown timeout.
+pub async fn run<Q, C, L>(
+    services: Services<Q, C, L>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Exit
+where
+    Q: Queue,
+    C: Cdn,
+    L: Ledger,
+{
+    let inflight = Arc::new(InFlight::default());
+    let stop_receiving = CancellationToken::new();
+    let stop_heartbeat = CancellationToken::new();
+    let (to_batcher, from_intake) = mpsc::channel(CHANNEL_CAPACITY);
+    let (to_submitter, from_batcher) = mpsc::channel(CHANNEL_CAPACITY);
+    let (to_ack, from_stages) = mpsc::channel(CHANNEL_CAPACITY);
+
+    let mut stages = JoinSet::new();
+    let poll_settings = PollSettings {
+        wait: settings.receive_wait,
+        visibility: settings.visibility_timeout,
+    };
+    for _ in 0..settings.pollers {
+        stages.spawn(intake::poll(
+            Arc::clone(&services.queue),
+            Arc::clone(&inflight),
+            poll_settings,
+            to_batcher.clone(),
+            to_ack.clone(),
+            stop_receiving.clone(),
+        ));
+    }
+    drop(to_batcher);
+    let limits = BatchLimits {
+        window: settings.window,
+        max_paths: settings.max_batch_paths,
+        max_wildcards: MAX_WILDCARDS_PER_BATCH,
+    };
+    stages.spawn(batch::run(Batcher::new(limits), from_intake, to_submitter));
+    let submitter = Arc::new(Submitter {
+        cdn: services.cdn,
+        ledger: services.ledger,
+        limiter: CreateRateLimiter::new(settings.create_rate, settings.create_burst),
+        retry: settings.retry,
+    });
+    stages.spawn(submitter.run(from_batcher, to_ack, settings.max_concurrent_submissions));
+    let acknowledger = Acknowledger::new(
+        Arc::clone(&services.queue),
+        services.dead_letter,
+        Arc::clone(&inflight),
+    );
+    stages.spawn(acknowledger.run(from_stages));
+    let heartbeat = tokio::spawn(ack::keep_invisible(
+        Arc::clone(&services.queue),
+        Arc::clone(&inflight),
+        settings.visibility_timeout,
+        stop_heartbeat.clone(),
+    ));
+
+    let stages_done = async {
+        while let Some(outcome) = stages.join_next().await {
+            if let Err(e) = outcome {
+                error!(error = %e, "a pipeline stage failed");
+            }
+        }
+    };
+    tokio::pin!(stages_done);
+    tokio::select! {
+        () = shutdown => info!(held = inflight.len(), "shutting down: no new messages, draining what is held"),
+        () = &mut stages_done => error!("pipeline stopped on its own"),
+    }
+    stop_receiving.cancel();
+    let exit = match tokio::time::timeout(settings.shutdown_timeout, &mut stages_done).await {
+        Ok(()) => Exit::Drained,
+        Err(_) => Exit::TimedOut {
+            held: inflight.len(),
+        },
+    };
+    stop_heartbeat.cancel();
+    let _ = heartbeat.await;
+    match exit {
+        Exit::Drained => info!("drained"),
+        Exit::TimedOut { held } => error!(
+            held,
+            "shutdown timeout reached; held messages will be delivered again"
+        ),
+    }
+    exit
+}
