@@ -97,6 +97,10 @@ impl InFlight {
             .collect()
     }
 
+    pub fn holds(&self, id: &MessageId) -> bool {
+        self.held.lock().unwrap().contains_key(id)
+    }
+
     pub fn len(&self) -> usize {
         self.held.lock().unwrap().len()
     }

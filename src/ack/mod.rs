@@ -90,10 +90,12 @@ impl<Q: Queue> Acknowledger<Q> {
         }
     }
 
-    /// The members whose last outstanding part this was.
+    /// The members whose last outstanding part this was. Members no longer held (another part was refused, or
+    /// the message was given up) are skipped, so their part counts do not linger.
     fn complete_messages(&mut self, members: Vec<BatchMember>) -> Vec<MessageId> {
         members
             .into_iter()
+            .filter(|member| self.inflight.holds(&member.message_id))
             .filter(|member| {
                 if member.parts <= 1 {
                     return true;

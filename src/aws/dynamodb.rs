@@ -318,3 +318,71 @@ impl Ledger for DynamoLedger {
         Ok(records)
     }
 }
+
+/// Creates the ledger table and its index, on-demand billed; an existing table is left as it is.
+/// Returns once the table is ACTIVE.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    };
+    let ledger = DynamoLedger::new(client.clone(), table);
+    let build = |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Other(e.to_string());
+    let string_attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    let by_distribution = GlobalSecondaryIndex::builder()
+        .index_name(DISTRIBUTION_INDEX)
+        .key_schema(key("distribution_id", KeyType::Hash).map_err(build)?)
+        .key_schema(key("created_at", KeyType::Range).map_err(build)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(build)?;
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attribute(KEY).map_err(build)?)
+        .attribute_definitions(string_attribute("distribution_id").map_err(build)?)
+        .attribute_definitions(string_attribute("created_at").map_err(build)?)
+        .key_schema(key(KEY, KeyType::Hash).map_err(build)?)
+        .global_secondary_indexes(by_distribution)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(ledger.error(classify(&e))),
+    }
+    // The SDK's waiter polls no faster than every 20 s; tables on the emulator are ready at once.
+    for _ in 0..120 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| ledger.error(classify(&e)))?;
+        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Err(LedgerError::Other(format!(
+        "table {table} did not become ACTIVE within a minute"
+    )))
+}

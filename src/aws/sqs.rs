@@ -252,3 +252,54 @@ impl Queue for SqsQueue {
         Ok(())
     }
 }
+
+/// Created queue URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedQueues {
+    pub queue_url: String,
+    pub dead_letter_url: String,
+}
+
+/// Creates `NAME-dlq` and `NAME` with a RedrivePolicy to it; CreateQueue is idempotent for equal attributes.
+pub async fn create_queue_with_dead_letter(
+    client: &Client,
+    name: &str,
+    max_receive_count: u16,
+) -> Result<CreatedQueues, QueueError> {
+    let fail = |e: Failure| QueueError::Other(format!("creating queue {name}: {}", e.describe()));
+    let dead_letter_name = format!("{name}-dlq");
+    let dead_letter = client
+        .create_queue()
+        .queue_name(&dead_letter_name)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .map_err(|e| fail(classify(&e)))?;
+    let dead_letter_url = dead_letter.queue_url().unwrap_or_default().to_owned();
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(&dead_letter_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| fail(classify(&e)))?;
+    let dead_letter_arn = attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default();
+    let redrive = serde_json::json!({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": max_receive_count});
+    let queue = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .attributes(QueueAttributeName::ReceiveMessageWaitTimeSeconds, "20")
+        .send()
+        .await
+        .map_err(|e| fail(classify(&e)))?;
+    Ok(CreatedQueues {
+        queue_url: queue.queue_url().unwrap_or_default().to_owned(),
+        dead_letter_url,
+    })
+}

@@ -26,6 +26,7 @@ pub struct FakeCdn {
 #[derive(Debug, Default)]
 struct State {
     distributions: Vec<DistributionId>,
+    refused_fragments: Vec<String>,
     by_reference: HashMap<(DistributionId, CallerReference), (Vec<String>, Invalidation)>,
     calls: Vec<CreateCall>,
 }
@@ -38,6 +39,16 @@ impl FakeCdn {
             .map(|id| DistributionId::parse(id).expect("valid distribution id"))
             .collect();
         cdn
+    }
+
+    /// Answers `InvalidArgument`, like CloudFront for a path it cannot take, to batches with a path containing
+    /// `fragment`.
+    pub fn refuse_paths_containing(&self, fragment: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .refused_fragments
+            .push(fragment.to_owned());
     }
 
     /// Every call received, in order, failed ones included.
@@ -69,6 +80,16 @@ impl FakeCdn {
             return Err(CdnError::NoSuchDistribution(format!(
                 "The specified distribution does not exist: {distribution}"
             )));
+        }
+        if paths.iter().any(|p| {
+            state
+                .refused_fragments
+                .iter()
+                .any(|f| p.contains(f.as_str()))
+        }) {
+            return Err(CdnError::InvalidArgument(
+                "Your request contains one or more invalid invalidation paths.".into(),
+            ));
         }
         let next_id = format!("I{:012}", state.by_reference.len() + 1);
         let key = (distribution.clone(), reference.clone());

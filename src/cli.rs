@@ -1,0 +1,149 @@
+//! The command line. Every flag can also be set with an `INVALIDATOR_<FLAG>` environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cf-invalidator",
+    version,
+    about = "Batch CloudFront invalidations from an SQS queue"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format: human-readable text, or one JSON object per line for CloudWatch/Loki.
+    #[arg(long, global = true, env = "INVALIDATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker: consume the queue, batch, invalidate, record, acknowledge.
+    Run(RunArgs),
+    /// Put an invalidation request on the queue.
+    Send(SendArgs),
+    /// Create the queue, its dead-letter queue and the ledger table (idempotent).
+    Setup(SetupArgs),
+    /// List recorded invalidations of a distribution, newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// URL of the SQS queue to consume.
+    #[arg(long, env = "INVALIDATOR_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// Name of the DynamoDB ledger table.
+    #[arg(long, env = "INVALIDATOR_TABLE")]
+    pub table: String,
+
+    /// Dead-letter queue for refused messages; defaults to the queue's RedrivePolicy target.
+    #[arg(long, env = "INVALIDATOR_DLQ_URL")]
+    pub dlq_url: Option<String>,
+
+    /// How long a distribution's window stays open after its first pending path.
+    #[arg(long, env = "INVALIDATOR_WINDOW", default_value = "5s")]
+    pub window: humantime::Duration,
+
+    /// Seal a batch early once it holds this many paths (at most 3,000, CloudFront's in-progress quota).
+    #[arg(long, env = "INVALIDATOR_MAX_BATCH_PATHS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_PATHS_PER_BATCH as i64))]
+    pub max_batch_paths: u16,
+
+    /// Concurrent ReceiveMessage loops.
+    #[arg(long, env = "INVALIDATOR_POLLERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pollers: u16,
+
+    /// On SIGTERM/SIGINT, how long to drain (seal, submit, delete) before exiting.
+    #[arg(long, env = "INVALIDATOR_SHUTDOWN_TIMEOUT", default_value = "30s")]
+    pub shutdown_timeout: humantime::Duration,
+
+    /// Visibility timeout asked for on receipt; a heartbeat extends it while messages wait.
+    #[arg(long, env = "INVALIDATOR_VISIBILITY_TIMEOUT", default_value = "60s")]
+    pub visibility_timeout: humantime::Duration,
+
+    /// Average CreateInvalidation calls per second for this worker (CloudFront throttles per account).
+    #[arg(long, env = "INVALIDATOR_CREATE_RATE", default_value_t = 1.0)]
+    pub create_rate: f64,
+
+    /// CreateInvalidation calls allowed at once after a quiet period.
+    #[arg(long, env = "INVALIDATOR_CREATE_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub create_burst: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// URL of the SQS queue the worker consumes.
+    #[arg(long, env = "INVALIDATOR_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// CloudFront distribution id, e.g. E2QWRUHAPOMQZL.
+    #[arg(long, env = "INVALIDATOR_DISTRIBUTION")]
+    pub distribution: String,
+
+    /// Paths to invalidate; `-` reads one path per line from standard input.
+    #[arg(required_unless_present = "file")]
+    pub paths: Vec<String>,
+
+    /// Read paths from this file, one per line.
+    #[arg(long, env = "INVALIDATOR_FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Free text recorded in the ledger as who asked.
+    #[arg(long, env = "INVALIDATOR_REQUESTER")]
+    pub requester: Option<String>,
+
+    /// Producer-chosen key for deduplicating repeated sends.
+    #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Name of the queue to create; its dead-letter queue is NAME-dlq.
+    #[arg(long, env = "INVALIDATOR_QUEUE_NAME")]
+    pub queue_name: String,
+
+    /// Name of the DynamoDB ledger table to create.
+    #[arg(long, env = "INVALIDATOR_TABLE")]
+    pub table: String,
+
+    /// Deliveries before SQS moves a message to the dead-letter queue.
+    #[arg(long, env = "INVALIDATOR_MAX_RECEIVE_COUNT", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    pub max_receive_count: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Name of the DynamoDB ledger table.
+    #[arg(long, env = "INVALIDATOR_TABLE")]
+    pub table: String,
+
+    /// CloudFront distribution id.
+    #[arg(long, env = "INVALIDATOR_DISTRIBUTION")]
+    pub distribution: String,
+
+    /// How far back to look.
+    #[arg(long, env = "INVALIDATOR_SINCE", default_value = "24h")]
+    pub since: humantime::Duration,
+
+    /// At most this many batches.
+    #[arg(long, env = "INVALIDATOR_LIMIT", default_value_t = 100)]
+    pub limit: usize,
+
+    /// One JSON object per line instead of a table.
+    #[arg(long, env = "INVALIDATOR_JSON")]
+    pub json: bool,
+}

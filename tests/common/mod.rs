@@ -1,0 +1,166 @@
+//! Helpers shared by the test binaries: the emulator connection and small AWS fixtures.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudfront::types::{
+    CookiePreference, DefaultCacheBehavior, DistributionConfig, ForwardedValues, ItemSelection, Origin, Origins,
+    S3OriginConfig, ViewerProtocolPolicy,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use cf_invalidator::aws::sqs::{CreatedQueues, create_queue_with_dead_letter};
+use cf_invalidator::model::DistributionId;
+
+/// The emulator's SDK configuration. Emulator tests run through `scripts/test`, which starts moto and exports
+/// AWS_ENDPOINT_URL; they refuse any endpoint off this machine so they can never touch a real account.
+pub async fn emulator() -> SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("emulator tests need a local emulator: run scripts/test, or eval \"$(scripts/emulator start)\" first")
+    });
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        "refusing to run emulator tests against {endpoint}: not a loopback address"
+    );
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Whether the emulator models CloudFront's CallerReference idempotency (ministack does, moto does not).
+pub fn emulator_models_caller_reference() -> bool {
+    std::env::var("CFI_EMULATOR").is_ok_and(|name| name == "ministack")
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+pub fn cloudfront(config: &SdkConfig) -> aws_sdk_cloudfront::Client {
+    aws_sdk_cloudfront::Client::new(config)
+}
+
+pub async fn create_distribution(cloudfront: &aws_sdk_cloudfront::Client) -> DistributionId {
+    let origin = Origin::builder()
+        .id("origin")
+        .domain_name("example-bucket.s3.amazonaws.com")
+        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+        .build()
+        .unwrap();
+    let behavior = DefaultCacheBehavior::builder()
+        .target_origin_id("origin")
+        .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
+        .min_ttl(0)
+        .forwarded_values(
+            ForwardedValues::builder()
+                .query_string(false)
+                .cookies(CookiePreference::builder().forward(ItemSelection::None).build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let config = DistributionConfig::builder()
+        .caller_reference(unique("dist"))
+        .comment("cf-invalidator test")
+        .enabled(true)
+        .origins(Origins::builder().quantity(1).items(origin).build().unwrap())
+        .default_cache_behavior(behavior)
+        .build()
+        .unwrap();
+    let created = cloudfront.create_distribution().distribution_config(config).send().await.unwrap();
+    DistributionId::parse(created.distribution().unwrap().id()).unwrap()
+}
+
+/// An invalidation as the emulator stored it.
+#[derive(Debug, Clone)]
+pub struct StoredInvalidation {
+    pub id: String,
+    pub caller_reference: String,
+    pub paths: Vec<String>,
+}
+
+pub async fn invalidations(cloudfront: &aws_sdk_cloudfront::Client, distribution: &DistributionId) -> Vec<StoredInvalidation> {
+    let listed = cloudfront.list_invalidations().distribution_id(distribution.as_str()).max_items(1000).send().await.unwrap();
+    let mut found = Vec::new();
+    for summary in listed.invalidation_list().map(|l| l.items()).unwrap_or_default() {
+        let got = cloudfront.get_invalidation().distribution_id(distribution.as_str()).id(summary.id()).send().await.unwrap();
+        let batch = got.invalidation().unwrap().invalidation_batch().unwrap();
+        found.push(StoredInvalidation {
+            id: summary.id().to_owned(),
+            caller_reference: batch.caller_reference().to_owned(),
+            paths: batch.paths().unwrap().items().to_vec(),
+        });
+    }
+    found
+}
+
+pub async fn create_queues(config: &SdkConfig) -> CreatedQueues {
+    create_queue_with_dead_letter(&aws_sdk_sqs::Client::new(config), &unique("cfi-test"), 5).await.unwrap()
+}
+
+pub async fn create_table(config: &SdkConfig) -> String {
+    let table = unique("cfi-ledger");
+    cf_invalidator::aws::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(config), &table).await.unwrap();
+    table
+}
+
+/// (visible, in flight) message counts.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let read = |name| attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (read(QueueAttributeName::ApproximateNumberOfMessages), read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+}
+
+/// Every message on the queue, with its `reason` attribute, received with a short visibility timeout.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, Option<String>)> {
+    let mut drained = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        if received.messages().is_empty() {
+            return drained;
+        }
+        for message in received.messages() {
+            let reason = message
+                .message_attributes()
+                .and_then(|a| a.get(cf_invalidator::ack::REASON_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned);
+            drained.push((message.body().unwrap_or_default().to_owned(), reason));
+        }
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let give_up = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < give_up {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
