@@ -7,11 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cf-invalidator",
-    version,
-    about = "Batch CloudFront invalidations from an SQS queue"
-)]
+#[command(name = "cf-invalidator", version, about = "Batch CloudFront invalidations from an SQS queue")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -33,12 +33,8 @@ impl CreateRateLimiter {
     /// `per_second` requests on average, with up to `burst` at once after a quiet period.
     pub fn new(per_second: f64, burst: NonZeroU32) -> Self {
         let period = Duration::from_secs_f64(1.0 / per_second);
-        let quota = Quota::with_period(period)
-            .expect("rate is positive")
-            .allow_burst(burst);
-        Self {
-            limiter: RateLimiter::direct_with_clock(quota, TokioClock),
-        }
+        let quota = Quota::with_period(period).expect("rate is positive").allow_burst(burst);
+        Self { limiter: RateLimiter::direct_with_clock(quota, TokioClock) }
     }
 
     /// Waits for a permit; waiting callers do not hold anything else up.

@@ -21,14 +21,8 @@ impl DistributionId {
     pub fn parse(raw: &str) -> Result<Self, InvalidDistributionId> {
         let well_formed = !raw.is_empty()
             && raw.len() <= MAX_DISTRIBUTION_ID_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-        if well_formed {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(InvalidDistributionId(raw.to_owned()))
-        }
+            && raw.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if well_formed { Ok(Self(raw.to_owned())) } else { Err(InvalidDistributionId(raw.to_owned())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -87,13 +81,7 @@ mod tests {
     #[test]
     fn accepts_cloudfront_style_ids_only() {
         assert!(DistributionId::parse("E2QWRUHAPOMQZL").is_ok());
-        for bad in [
-            "",
-            "e2qwruhapomqzl",
-            "E2QW-RUHA",
-            "E2QW RUHA",
-            &"E".repeat(33),
-        ] {
+        for bad in ["", "e2qwruhapomqzl", "E2QW-RUHA", "E2QW RUHA", &"E".repeat(33)] {
             assert!(DistributionId::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -63,10 +63,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         let slots = Arc::new(Semaphore::new(max_concurrent));
         let mut running = JoinSet::new();
         while let Some(batch) = batches.recv().await {
-            let slot = Arc::clone(&slots)
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
+            let slot = Arc::clone(&slots).acquire_owned().await.expect("semaphore is never closed");
             let submitter = Arc::clone(&self);
             let to_ack = to_ack.clone();
             running.spawn(async move {
@@ -83,10 +80,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
     pub async fn submit(&self, batch: Batch) -> Disposition {
         let mut record = intent_record(&batch);
         let message_ids = record.message_ids.clone();
-        if let Err(e) = self
-            .ledger_call(|| self.ledger.record_intent(&record))
-            .await
-        {
+        if let Err(e) = self.ledger_call(|| self.ledger.record_intent(&record)).await {
             error!(caller_reference = %record.caller_reference, error = %e, "cannot record the batch intent; not submitting without it, the messages will be delivered again");
             return Disposition::Release(message_ids);
         }
@@ -118,14 +112,8 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
     async fn create_and_record(&self, record: &mut BatchRecord) -> Result<(), Failure> {
         self.limiter.until_ready().await;
         let started = tokio::time::Instant::now();
-        let outcome = self
-            .cdn
-            .create_invalidation(
-                &record.distribution_id,
-                &record.caller_reference,
-                &record.paths,
-            )
-            .await;
+        let outcome =
+            self.cdn.create_invalidation(&record.distribution_id, &record.caller_reference, &record.paths).await;
         histogram!("cfi_create_invalidation_seconds").record(started.elapsed().as_secs_f64());
         let code = outcome.as_ref().map_or_else(CdnError::code, |_| "Created");
         counter!("cfi_cloudfront_responses_total", "code" => code).increment(1);
@@ -139,10 +127,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             "invalidation accepted"
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
-        self.ledger
-            .record_outcome(record)
-            .await
-            .map_err(Failure::Ledger)
+        self.ledger.record_outcome(record).await.map_err(Failure::Ledger)
     }
 
     /// CloudFront refused the batch for good: record why, and dead-letter or release its messages.
@@ -151,10 +136,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code = error.code(), error = %reason, "CloudFront refused the batch");
         counter!("cfi_batches_refused_total", "code" => error.code()).increment(1);
         record.fail(&reason);
-        if let Err(e) = self
-            .ledger_call(|| self.ledger.record_outcome(&record))
-            .await
-        {
+        if let Err(e) = self.ledger_call(|| self.ledger.record_outcome(&record)).await {
             warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
         }
         match error {
@@ -162,10 +144,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             CdnError::NoSuchDistribution(_)
             | CdnError::InvalidArgument(_)
             | CdnError::BatchTooLarge(_)
-            | CdnError::BatchAlreadyExists(_) => Disposition::DeadLetter {
-                message_ids: record.message_ids,
-                reason,
-            },
+            | CdnError::BatchAlreadyExists(_) => Disposition::DeadLetter { message_ids: record.message_ids, reason },
             // Permissions and credentials get fixed by operators; the messages wait for redelivery (and redrive).
             _ => Disposition::Release(record.message_ids),
         }
@@ -199,22 +178,14 @@ enum Failure {
 
 fn intent_record(batch: &Batch) -> BatchRecord {
     let content = &batch.content;
-    let mut requesters: Vec<String> = content
-        .members
-        .iter()
-        .filter_map(|m| m.requester.clone())
-        .collect();
+    let mut requesters: Vec<String> = content.members.iter().filter_map(|m| m.requester.clone()).collect();
     requesters.sort_unstable();
     requesters.dedup();
     BatchRecord {
         caller_reference: batch.caller_reference.clone(),
         distribution_id: content.distribution_id.clone(),
         paths: content.paths.clone(),
-        message_ids: content
-            .members
-            .iter()
-            .map(|m| m.message_id.clone())
-            .collect(),
+        message_ids: content.members.iter().map(|m| m.message_id.clone()).collect(),
         requesters,
         requested_paths: content.requested_paths,
         seal_reason: content.reason.as_str().to_owned(),

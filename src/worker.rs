@@ -82,11 +82,7 @@ pub enum Exit {
 }
 
 /// Runs the worker until `shutdown` resolves, then drains within the shutdown timeout.
-pub async fn run<Q, C, L>(
-    services: Services<Q, C, L>,
-    settings: Settings,
-    shutdown: impl Future<Output = ()>,
-) -> Exit
+pub async fn run<Q, C, L>(services: Services<Q, C, L>, settings: Settings, shutdown: impl Future<Output = ()>) -> Exit
 where
     Q: Queue,
     C: Cdn,
@@ -100,10 +96,7 @@ where
     let (to_ack, from_stages) = mpsc::channel(CHANNEL_CAPACITY);
 
     let mut stages = JoinSet::new();
-    let poll_settings = PollSettings {
-        wait: settings.receive_wait,
-        visibility: settings.visibility_timeout,
-    };
+    let poll_settings = PollSettings { wait: settings.receive_wait, visibility: settings.visibility_timeout };
     for _ in 0..settings.pollers {
         stages.spawn(intake::poll(
             Arc::clone(&services.queue),
@@ -128,11 +121,7 @@ where
         retry: settings.retry,
     });
     stages.spawn(submitter.run(from_batcher, to_ack, settings.max_concurrent_submissions));
-    let acknowledger = Acknowledger::new(
-        Arc::clone(&services.queue),
-        services.dead_letter,
-        Arc::clone(&inflight),
-    );
+    let acknowledger = Acknowledger::new(Arc::clone(&services.queue), services.dead_letter, Arc::clone(&inflight));
     stages.spawn(acknowledger.run(from_stages));
     let heartbeat = tokio::spawn(ack::keep_invisible(
         Arc::clone(&services.queue),
@@ -156,18 +145,13 @@ where
     stop_receiving.cancel();
     let exit = match tokio::time::timeout(settings.shutdown_timeout, &mut stages_done).await {
         Ok(()) => Exit::Drained,
-        Err(_) => Exit::TimedOut {
-            held: inflight.len(),
-        },
+        Err(_) => Exit::TimedOut { held: inflight.len() },
     };
     stop_heartbeat.cancel();
     let _ = heartbeat.await;
     match exit {
         Exit::Drained => info!("drained"),
-        Exit::TimedOut { held } => error!(
-            held,
-            "shutdown timeout reached; held messages will be delivered again"
-        ),
+        Exit::TimedOut { held } => error!(held, "shutdown timeout reached; held messages will be delivered again"),
     }
     exit
 }

@@ -51,13 +51,7 @@ impl Harness {
         self.dead_letter
             .messages()
             .into_iter()
-            .map(|m| {
-                m.attributes
-                    .into_iter()
-                    .find(|(k, _)| k == REASON_ATTRIBUTE)
-                    .map(|(_, v)| v)
-                    .unwrap_or_default()
-            })
+            .map(|m| m.attributes.into_iter().find(|(k, _)| k == REASON_ATTRIBUTE).map(|(_, v)| v).unwrap_or_default())
             .collect()
     }
 }
@@ -85,25 +79,12 @@ async fn merges_a_window_into_one_invalidation_per_distribution_and_deletes_the_
 
     let mut created = h.cdn.invalidations();
     created.sort();
-    let created: Vec<(&str, Vec<String>)> = created
-        .iter()
-        .map(|(d, p)| (d.as_str(), p.clone()))
-        .collect();
+    let created: Vec<(&str, Vec<String>)> = created.iter().map(|(d, p)| (d.as_str(), p.clone())).collect();
     assert_eq!(
         created,
-        [
-            (
-                "EAAA",
-                vec!["/about".to_owned(), "/img/*".into(), "/index.html".into()]
-            ),
-            ("EBBB", vec!["/x".to_owned()])
-        ]
+        [("EAAA", vec!["/about".to_owned(), "/img/*".into(), "/index.html".into()]), ("EBBB", vec!["/x".to_owned()])]
     );
-    assert!(
-        h.queue.is_empty(),
-        "left on the queue: {:?}",
-        h.queue.messages()
-    );
+    assert!(h.queue.is_empty(), "left on the queue: {:?}", h.queue.messages());
     let records = h.ledger.records();
     assert_eq!(records.len(), 2);
     for record in &records {
@@ -111,10 +92,7 @@ async fn merges_a_window_into_one_invalidation_per_distribution_and_deletes_the_
         assert!(record.invalidation_id.is_some());
         assert_eq!(record.requesters, ["tests"]);
     }
-    let eaaa = records
-        .iter()
-        .find(|r| r.distribution_id.as_str() == "EAAA")
-        .unwrap();
+    let eaaa = records.iter().find(|r| r.distribution_id.as_str() == "EAAA").unwrap();
     assert_eq!(eaaa.message_ids.len(), 3);
     assert_eq!(eaaa.requested_paths, 6);
 }
@@ -122,28 +100,19 @@ async fn merges_a_window_into_one_invalidation_per_distribution_and_deletes_the_
 #[tokio::test(start_paused = true)]
 async fn reuses_the_caller_reference_when_the_ledger_update_fails_after_cloudfront_accepted() {
     let h = Harness::new(&["EAAA"]);
-    h.ledger.faults.inject(
-        "record_outcome",
-        LedgerError::Unavailable("simulated DynamoDB outage".into()),
-    );
+    h.ledger.faults.inject("record_outcome", LedgerError::Unavailable("simulated DynamoDB outage".into()));
     h.send("EAAA", &["/a", "/b"]).await;
     h.run_for(MINUTE, settings()).await;
 
     let calls = h.cdn.calls();
     assert_eq!(calls.len(), 2, "the batch is retried once");
     assert_eq!(calls[0].caller_reference, calls[1].caller_reference);
-    assert_eq!(
-        calls[0].outcome, calls[1].outcome,
-        "CloudFront answers the retry with the same invalidation"
-    );
+    assert_eq!(calls[0].outcome, calls[1].outcome, "CloudFront answers the retry with the same invalidation");
     assert_eq!(h.cdn.invalidations().len(), 1, "paid once");
     let records = h.ledger.records();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].caller_reference, calls[0].caller_reference);
-    assert_eq!(
-        records[0].invalidation_id.as_deref(),
-        Some(calls[0].outcome.as_ref().unwrap().id.as_str())
-    );
+    assert_eq!(records[0].invalidation_id.as_deref(), Some(calls[0].outcome.as_ref().unwrap().id.as_str()));
     assert!(h.queue.is_empty());
 
     // The same paths in a later window are a new batch and need a new reference, or CloudFront would silently
@@ -167,16 +136,9 @@ async fn invalid_messages_go_to_the_dead_letter_queue_with_the_reason() {
     assert!(h.queue.is_empty());
     let reasons = h.dead_letter_reasons();
     assert_eq!(reasons.len(), 2);
-    assert!(
-        reasons[0].contains("not a valid v1 invalidation request"),
-        "{reasons:?}"
-    );
+    assert!(reasons[0].contains("not a valid v1 invalidation request"), "{reasons:?}");
     assert!(reasons[1].contains("must start with '/'"), "{reasons:?}");
-    assert_eq!(
-        h.dead_letter.messages()[0].body,
-        "{not json",
-        "the original body is kept"
-    );
+    assert_eq!(h.dead_letter.messages()[0].body, "{not json", "the original body is kept");
     assert_eq!(h.cdn.invalidations().len(), 1);
 }
 
@@ -184,12 +146,7 @@ async fn invalid_messages_go_to_the_dead_letter_queue_with_the_reason() {
 async fn without_a_dead_letter_queue_invalid_messages_stay_on_the_queue() {
     let h = Harness::new(&["EAAA"]);
     h.queue.send("[]", &[]).await.unwrap();
-    worker::run(
-        h.services(false),
-        settings(),
-        tokio::time::sleep(Duration::from_secs(10)),
-    )
-    .await;
+    worker::run(h.services(false), settings(), tokio::time::sleep(Duration::from_secs(10))).await;
     assert_eq!(h.queue.len(), 1);
 }
 
@@ -203,17 +160,9 @@ async fn an_unknown_distribution_dead_letters_only_its_own_messages() {
     assert!(h.queue.is_empty());
     let reasons = h.dead_letter_reasons();
     assert_eq!(reasons.len(), 1);
-    assert!(
-        reasons[0].contains("distribution does not exist"),
-        "{reasons:?}"
-    );
+    assert!(reasons[0].contains("distribution does not exist"), "{reasons:?}");
     assert_eq!(h.cdn.invalidations().len(), 1);
-    let failed: Vec<_> = h
-        .ledger
-        .records()
-        .into_iter()
-        .filter(|r| r.status == BatchStatus::Failed)
-        .collect();
+    let failed: Vec<_> = h.ledger.records().into_iter().filter(|r| r.status == BatchStatus::Failed).collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].distribution_id.as_str(), "EGONE");
 }
@@ -221,15 +170,9 @@ async fn an_unknown_distribution_dead_letters_only_its_own_messages() {
 #[tokio::test(start_paused = true)]
 async fn access_denied_leaves_the_messages_for_redelivery() {
     let h = Harness::new(&["EAAA"]);
-    h.cdn.faults.inject(
-        "create_invalidation",
-        CdnError::AccessDenied("not allowed".into()),
-    );
+    h.cdn.faults.inject("create_invalidation", CdnError::AccessDenied("not allowed".into()));
     h.send("EAAA", &["/a"]).await;
-    let settings = Settings {
-        visibility_timeout: Duration::from_secs(600),
-        ..settings()
-    };
+    let settings = Settings { visibility_timeout: Duration::from_secs(600), ..settings() };
     h.run_for(Duration::from_secs(20), settings).await;
 
     assert_eq!(h.queue.len(), 1, "kept for redelivery");
@@ -240,27 +183,15 @@ async fn access_denied_leaves_the_messages_for_redelivery() {
 #[tokio::test(start_paused = true)]
 async fn throttling_and_quota_errors_are_retried_with_the_same_reference() {
     let h = Harness::new(&["EAAA"]);
-    h.cdn.faults.inject(
-        "create_invalidation",
-        CdnError::Throttled("Rate exceeded".into()),
-    );
-    h.cdn.faults.inject(
-        "create_invalidation",
-        CdnError::TooManyInProgress("quota".into()),
-    );
-    h.cdn
-        .faults
-        .inject("create_invalidation", CdnError::Unavailable("503".into()));
+    h.cdn.faults.inject("create_invalidation", CdnError::Throttled("Rate exceeded".into()));
+    h.cdn.faults.inject("create_invalidation", CdnError::TooManyInProgress("quota".into()));
+    h.cdn.faults.inject("create_invalidation", CdnError::Unavailable("503".into()));
     h.send("EAAA", &["/a"]).await;
     h.run_for(Duration::from_secs(600), settings()).await;
 
     let calls = h.cdn.calls();
     assert_eq!(calls.len(), 4);
-    assert!(
-        calls
-            .iter()
-            .all(|c| c.caller_reference == calls[0].caller_reference)
-    );
+    assert!(calls.iter().all(|c| c.caller_reference == calls[0].caller_reference));
     assert!(calls[3].outcome.is_ok());
     assert!(h.queue.is_empty());
     assert_eq!(h.ledger.records()[0].status, BatchStatus::Accepted);
@@ -270,11 +201,8 @@ async fn throttling_and_quota_errors_are_retried_with_the_same_reference() {
 async fn heartbeat_keeps_messages_invisible_through_a_window_longer_than_the_visibility_timeout() {
     let h = Harness::new(&["EAAA"]);
     h.send("EAAA", &["/a"]).await;
-    let settings = Settings {
-        window: Duration::from_secs(120),
-        visibility_timeout: Duration::from_secs(20),
-        ..settings()
-    };
+    let settings =
+        Settings { window: Duration::from_secs(120), visibility_timeout: Duration::from_secs(20), ..settings() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(worker::run(h.services(true), settings, async {
         let _ = stopped.await;
@@ -282,10 +210,7 @@ async fn heartbeat_keeps_messages_invisible_through_a_window_longer_than_the_vis
     tokio::time::sleep(Duration::from_secs(100)).await;
     let held = h.queue.messages();
     assert_eq!(held.len(), 1);
-    assert_eq!(
-        held[0].receive_count, 1,
-        "the message became visible and was delivered again"
-    );
+    assert_eq!(held[0].receive_count, 1, "the message became visible and was delivered again");
     tokio::time::sleep(Duration::from_secs(60)).await;
     stop.send(()).unwrap();
     worker.await.unwrap();
@@ -299,10 +224,7 @@ async fn shutdown_mid_window_submits_the_open_batch_and_deletes_its_messages() {
     let h = Harness::new(&["EAAA"]);
     h.send("EAAA", &["/a"]).await;
     h.send("EAAA", &["/b"]).await;
-    let settings = Settings {
-        window: Duration::from_secs(3_600),
-        ..settings()
-    };
+    let settings = Settings { window: Duration::from_secs(3_600), ..settings() };
     let exit = h.run_for(Duration::from_secs(10), settings).await;
 
     assert_eq!(exit, Exit::Drained);
@@ -317,10 +239,7 @@ async fn a_message_split_over_several_batches_is_deleted_once_every_part_is_acce
     let paths: Vec<String> = (0..25).map(|i| format!("/p{i:02}")).collect();
     let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
     h.send("EAAA", &refs).await;
-    let settings = Settings {
-        max_batch_paths: 10,
-        ..settings()
-    };
+    let settings = Settings { max_batch_paths: 10, ..settings() };
     h.run_for(MINUTE, settings.clone()).await;
 
     let created = h.cdn.invalidations();
@@ -338,15 +257,8 @@ async fn a_message_split_over_several_batches_is_deleted_once_every_part_is_acce
     assert_eq!(h.cdn.invalidations().len(), 2);
     assert!(h.queue.is_empty());
     let reasons = h.dead_letter_reasons();
-    assert_eq!(
-        reasons.len(),
-        1,
-        "the message was deleted before all its parts were accepted"
-    );
-    assert!(
-        reasons[0].contains("CloudFront refused the paths"),
-        "{reasons:?}"
-    );
+    assert_eq!(reasons.len(), 1, "the message was deleted before all its parts were accepted");
+    assert!(reasons[0].contains("CloudFront refused the paths"), "{reasons:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -356,11 +268,7 @@ async fn many_messages_become_few_invalidations_covering_every_path() {
     let mut requested = Vec::new();
     for n in 0..300 {
         let distribution = distributions[n % 3];
-        let paths = [
-            format!("/page/{}.html", n % 40),
-            format!("/assets/{}/app.js", n % 7),
-            "/index.html".into(),
-        ];
+        let paths = [format!("/page/{}.html", n % 40), format!("/assets/{}/app.js", n % 7), "/index.html".into()];
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
         h.send(distribution, &paths).await;
         requested.extend(paths.iter().map(|p| (distribution, p.to_string())));
@@ -371,19 +279,11 @@ async fn many_messages_become_few_invalidations_covering_every_path() {
     let created = h.cdn.invalidations();
     assert_eq!(created.len(), 3, "one window per distribution");
     for (distribution, path) in &requested {
-        let covered = created
-            .iter()
-            .any(|(d, p)| d.as_str() == *distribution && is_covered_by(path, p));
+        let covered = created.iter().any(|(d, p)| d.as_str() == *distribution && is_covered_by(path, p));
         assert!(covered, "{distribution} {path} not invalidated");
     }
     let eccc = created.iter().find(|(d, _)| d.as_str() == "ECCC").unwrap();
-    assert!(
-        !eccc
-            .1
-            .iter()
-            .any(|p| p.starts_with("/assets/") && p != "/assets/*"),
-        "covered paths dropped"
-    );
+    assert!(!eccc.1.iter().any(|p| p.starts_with("/assets/") && p != "/assets/*"), "covered paths dropped");
     assert!(h.queue.is_empty());
     let messages: usize = h.ledger.records().iter().map(|r| r.message_ids.len()).sum();
     assert_eq!(messages, 301);

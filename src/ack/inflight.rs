@@ -60,10 +60,7 @@ impl InFlight {
         let held = self.held.lock().unwrap();
         held.iter()
             .filter(|(_, h)| h.invisible_until <= now + margin)
-            .map(|(id, h)| Receipt {
-                message_id: id.clone(),
-                receipt_handle: h.receipt_handle.clone(),
-            })
+            .map(|(id, h)| Receipt { message_id: id.clone(), receipt_handle: h.receipt_handle.clone() })
             .collect()
     }
 
@@ -71,10 +68,7 @@ impl InFlight {
     pub fn extended(&self, receipts: &[Receipt], invisible_until: Instant) {
         let mut held = self.held.lock().unwrap();
         for receipt in receipts {
-            if let Some(h) = held
-                .get_mut(&receipt.message_id)
-                .filter(|h| h.receipt_handle == receipt.receipt_handle)
-            {
+            if let Some(h) = held.get_mut(&receipt.message_id).filter(|h| h.receipt_handle == receipt.receipt_handle) {
                 h.invisible_until = invisible_until;
             }
         }
@@ -86,13 +80,7 @@ impl InFlight {
         ids.into_iter()
             .filter_map(|id| {
                 let h = held.remove(&id)?;
-                Some(Released {
-                    receipt: Receipt {
-                        message_id: id,
-                        receipt_handle: h.receipt_handle,
-                    },
-                    body: h.body,
-                })
+                Some(Released { receipt: Receipt { message_id: id, receipt_handle: h.receipt_handle }, body: h.body })
             })
             .collect()
     }
@@ -147,11 +135,7 @@ mod tests {
         assert_eq!(due[0].message_id.0, "soon");
 
         inflight.extended(&due, now + Duration::from_secs(70));
-        assert!(
-            inflight
-                .due_for_extension(now, Duration::from_secs(20))
-                .is_empty()
-        );
+        assert!(inflight.due_for_extension(now, Duration::from_secs(20)).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -162,11 +146,6 @@ mod tests {
         let due = inflight.due_for_extension(now, Duration::from_secs(20));
         inflight.admit(&delivery("m1", "h2"), now + Duration::from_secs(5));
         inflight.extended(&due, now + Duration::from_secs(70));
-        assert_eq!(
-            inflight
-                .due_for_extension(now, Duration::from_secs(20))
-                .len(),
-            1
-        );
+        assert_eq!(inflight.due_for_extension(now, Duration::from_secs(20)).len(), 1);
     }
 }

@@ -29,10 +29,7 @@ pub enum Disposition {
     /// An accepted invalidation covers these members' paths (for a split message: one of its parts).
     Covered(Vec<BatchMember>),
     /// Can never succeed: move to the dead-letter queue with the reason, then delete.
-    DeadLetter {
-        message_ids: Vec<MessageId>,
-        reason: String,
-    },
+    DeadLetter { message_ids: Vec<MessageId>, reason: String },
     /// Cannot be done now: stop extending visibility so SQS delivers them again (and redrives them eventually).
     Release(Vec<MessageId>),
 }
@@ -48,12 +45,7 @@ pub struct Acknowledger<Q: Queue> {
 
 impl<Q: Queue> Acknowledger<Q> {
     pub fn new(queue: Arc<Q>, dead_letter: Option<Arc<Q>>, inflight: Arc<InFlight>) -> Self {
-        Self {
-            queue,
-            dead_letter,
-            inflight,
-            outstanding_parts: HashMap::new(),
-        }
+        Self { queue, dead_letter, inflight, outstanding_parts: HashMap::new() }
     }
 
     pub async fn run(mut self, mut dispositions: mpsc::Receiver<Disposition>) {
@@ -67,13 +59,9 @@ impl<Q: Queue> Acknowledger<Q> {
             Disposition::Covered(members) => {
                 let complete = self.complete_messages(members);
                 let released = self.inflight.release(complete);
-                self.delete(released.into_iter().map(|r| r.receipt).collect())
-                    .await;
+                self.delete(released.into_iter().map(|r| r.receipt).collect()).await;
             }
-            Disposition::DeadLetter {
-                message_ids,
-                reason,
-            } => {
+            Disposition::DeadLetter { message_ids, reason } => {
                 for id in &message_ids {
                     self.outstanding_parts.remove(id);
                 }
@@ -100,10 +88,7 @@ impl<Q: Queue> Acknowledger<Q> {
                 if member.parts <= 1 {
                     return true;
                 }
-                let left = self
-                    .outstanding_parts
-                    .entry(member.message_id.clone())
-                    .or_insert(member.parts);
+                let left = self.outstanding_parts.entry(member.message_id.clone()).or_insert(member.parts);
                 *left -= 1;
                 if *left == 0 {
                     self.outstanding_parts.remove(&member.message_id);
@@ -126,10 +111,7 @@ impl<Q: Queue> Acknowledger<Q> {
         let mut moved = Vec::new();
         for message in released {
             let id = message.receipt.message_id.to_string();
-            let attributes = [
-                (REASON_ATTRIBUTE, reason),
-                (SOURCE_MESSAGE_ATTRIBUTE, id.as_str()),
-            ];
+            let attributes = [(REASON_ATTRIBUTE, reason), (SOURCE_MESSAGE_ATTRIBUTE, id.as_str())];
             match dead_letter.send(&message.body, &attributes).await {
                 Ok(()) => {
                     warn!(message_id = %id, reason, "message moved to the dead-letter queue");
@@ -151,8 +133,7 @@ impl<Q: Queue> Acknowledger<Q> {
                     for failure in &failures {
                         warn!(message_id = %failure.message_id, code = %failure.code, error = %failure.message, "delete failed for one message; it will be delivered again");
                     }
-                    counter!("cfi_messages_deleted_total")
-                        .increment((chunk.len() - failures.len()) as u64);
+                    counter!("cfi_messages_deleted_total").increment((chunk.len() - failures.len()) as u64);
                     counter!("cfi_message_delete_failures_total").increment(failures.len() as u64);
                 }
                 Err(e) => {
@@ -214,8 +195,7 @@ pub async fn keep_invisible<Q: Queue>(
                     // A refused extension (the message was deleted, or redelivered to someone) is not retried every
                     // tick: the message stays held so its batch still deletes it with the newest handle.
                     inflight.extended(chunk, until);
-                    counter!("cfi_visibility_extensions_total")
-                        .increment((chunk.len() - failures.len()) as u64);
+                    counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
                     for failure in failures {
                         info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
                     }

@@ -24,9 +24,7 @@ fn cdn_error(failure: Failure) -> CdnError {
         "TooManyInvalidationsInProgress" => CdnError::TooManyInProgress(text),
         "NoSuchDistribution" => CdnError::NoSuchDistribution(text),
         "AccessDenied" => CdnError::AccessDenied(text),
-        "InvalidArgument" | "MissingBody" | "InconsistentQuantities" => {
-            CdnError::InvalidArgument(text)
-        }
+        "InvalidArgument" | "MissingBody" | "InconsistentQuantities" => CdnError::InvalidArgument(text),
         "BatchTooLarge" => CdnError::BatchTooLarge(text),
         // Not a modelled error: it arrives as `Unhandled` and is only recognisable by its code (aws-facts.md A4).
         "InvalidationBatchAlreadyExists" => CdnError::BatchAlreadyExists(text),
@@ -64,12 +62,9 @@ impl Cdn for CloudFront {
             .send()
             .await
             .map_err(|e| cdn_error(classify(&e)))?;
-        let invalidation = output.invalidation().ok_or_else(|| {
-            CdnError::Other("CreateInvalidation answered without an invalidation".into())
-        })?;
-        Ok(Invalidation {
-            id: invalidation.id().to_owned(),
-            status: invalidation.status().to_owned(),
-        })
+        let invalidation = output
+            .invalidation()
+            .ok_or_else(|| CdnError::Other("CreateInvalidation answered without an invalidation".into()))?;
+        Ok(Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() })
     }
 }

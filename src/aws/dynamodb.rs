@@ -32,10 +32,7 @@ type Item = HashMap<String, AttributeValue>;
 
 impl DynamoLedger {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     fn error(&self, failure: Failure) -> LedgerError {
@@ -47,10 +44,7 @@ impl DynamoLedger {
                 LedgerError::NotFound(self.table.clone())
             }
             Failure::Service { ref code, .. } if code.contains("AccessDenied") => {
-                LedgerError::AccessDenied {
-                    table: self.table.clone(),
-                    message: text,
-                }
+                LedgerError::AccessDenied { table: self.table.clone(), message: text }
             }
             _ => LedgerError::Other(text),
         }
@@ -58,12 +52,7 @@ impl DynamoLedger {
 
     /// Fails with a clear error when the table is missing or unreadable: run before the worker starts.
     pub async fn check_access(&self) -> Result<(), LedgerError> {
-        self.client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| self.error(classify(&e)))?;
+        self.client.describe_table().table_name(&self.table).send().await.map_err(|e| self.error(classify(&e)))?;
         Ok(())
     }
 }
@@ -77,10 +66,7 @@ fn timestamp(time: SystemTime) -> AttributeValue {
 }
 
 /// Keeps the leading values that fit in `budget` bytes; says whether any were cut.
-fn bounded_list<'a>(
-    values: impl Iterator<Item = &'a str>,
-    budget: usize,
-) -> (AttributeValue, bool) {
+fn bounded_list<'a>(values: impl Iterator<Item = &'a str>, budget: usize) -> (AttributeValue, bool) {
     let mut used = 0;
     let mut kept = Vec::new();
     let mut truncated = false;
@@ -96,51 +82,24 @@ fn bounded_list<'a>(
 }
 
 fn intent_item(record: &BatchRecord) -> Item {
-    let (paths, paths_truncated) =
-        bounded_list(record.paths.iter().map(String::as_str), MAX_PATH_BYTES);
-    let (message_ids, ids_truncated) = bounded_list(
-        record.message_ids.iter().map(|m| m.0.as_str()),
-        MAX_MESSAGE_ID_BYTES,
-    );
+    let (paths, paths_truncated) = bounded_list(record.paths.iter().map(String::as_str), MAX_PATH_BYTES);
+    let (message_ids, ids_truncated) =
+        bounded_list(record.message_ids.iter().map(|m| m.0.as_str()), MAX_MESSAGE_ID_BYTES);
     let mut item = Item::from([
         (KEY.into(), key_of(&record.caller_reference)),
-        (
-            "caller_reference".into(),
-            AttributeValue::S(record.caller_reference.to_string()),
-        ),
-        (
-            "distribution_id".into(),
-            AttributeValue::S(record.distribution_id.to_string()),
-        ),
+        ("caller_reference".into(), AttributeValue::S(record.caller_reference.to_string())),
+        ("distribution_id".into(), AttributeValue::S(record.distribution_id.to_string())),
         ("created_at".into(), timestamp(record.created_at)),
-        (
-            "status".into(),
-            AttributeValue::S(record.status.as_str().into()),
-        ),
+        ("status".into(), AttributeValue::S(record.status.as_str().into())),
         ("paths".into(), paths),
-        (
-            "path_count".into(),
-            AttributeValue::N(record.paths.len().to_string()),
-        ),
-        (
-            "requested_paths".into(),
-            AttributeValue::N(record.requested_paths.to_string()),
-        ),
+        ("path_count".into(), AttributeValue::N(record.paths.len().to_string())),
+        ("requested_paths".into(), AttributeValue::N(record.requested_paths.to_string())),
         ("message_ids".into(), message_ids),
-        (
-            "message_count".into(),
-            AttributeValue::N(record.message_ids.len().to_string()),
-        ),
-        (
-            "seal_reason".into(),
-            AttributeValue::S(record.seal_reason.clone()),
-        ),
+        ("message_count".into(), AttributeValue::N(record.message_ids.len().to_string())),
+        ("seal_reason".into(), AttributeValue::S(record.seal_reason.clone())),
     ]);
     if !record.requesters.is_empty() {
-        item.insert(
-            "requesters".into(),
-            AttributeValue::Ss(record.requesters.clone()),
-        );
+        item.insert("requesters".into(), AttributeValue::Ss(record.requesters.clone()));
     }
     if paths_truncated {
         item.insert("paths_truncated".into(), AttributeValue::Bool(true));
@@ -161,10 +120,7 @@ fn time(item: &Item, name: &str) -> Option<SystemTime> {
 
 fn strings(item: &Item, name: &str) -> Vec<String> {
     match item.get(name) {
-        Some(AttributeValue::L(values)) => values
-            .iter()
-            .filter_map(|v| v.as_s().ok().cloned())
-            .collect(),
+        Some(AttributeValue::L(values)) => values.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
         Some(AttributeValue::Ss(values)) => values.clone(),
         _ => Vec::new(),
     }
@@ -172,28 +128,17 @@ fn strings(item: &Item, name: &str) -> Vec<String> {
 
 fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
     let malformed = || LedgerError::Other(format!("ledger item is not a batch record: {item:?}"));
-    let distribution_id =
-        string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
+    let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
     Ok(BatchRecord {
-        caller_reference: CallerReference::from_recorded(
-            string(item, "caller_reference").ok_or_else(malformed)?,
-        ),
+        caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(malformed)?),
         distribution_id: distribution_id.ok_or_else(malformed)?,
         paths: strings(item, "paths"),
-        message_ids: strings(item, "message_ids")
-            .into_iter()
-            .map(MessageId)
-            .collect(),
+        message_ids: strings(item, "message_ids").into_iter().map(MessageId).collect(),
         requesters: strings(item, "requesters"),
-        requested_paths: item
-            .get("requested_paths")
-            .and_then(|v| v.as_n().ok()?.parse().ok())
-            .unwrap_or_default(),
+        requested_paths: item.get("requested_paths").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or_default(),
         seal_reason: string(item, "seal_reason").unwrap_or_default(),
         created_at: time(item, "created_at").ok_or_else(malformed)?,
-        status: string(item, "status")
-            .and_then(|s| BatchStatus::parse(&s))
-            .ok_or_else(malformed)?,
+        status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(malformed)?,
         invalidation_id: string(item, "invalidation_id"),
         cloudfront_status: string(item, "cloudfront_status"),
         submitted_at: time(item, "submitted_at"),
@@ -215,12 +160,7 @@ impl Ledger for DynamoLedger {
         match outcome {
             Ok(_) => Ok(()),
             // Already written by an earlier attempt whose answer was lost: the intent is recorded.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(self.error(classify(&e))),
         }
     }
@@ -234,21 +174,9 @@ impl Ledger for DynamoLedger {
                 ":invalidation_id",
                 record.invalidation_id.clone().map(AttributeValue::S),
             ),
-            (
-                "cloudfront_status = :cf_status",
-                ":cf_status",
-                record.cloudfront_status.clone().map(AttributeValue::S),
-            ),
-            (
-                "submitted_at = :submitted_at",
-                ":submitted_at",
-                record.submitted_at.map(timestamp),
-            ),
-            (
-                "failure = :failure",
-                ":failure",
-                record.failure.clone().map(AttributeValue::S),
-            ),
+            ("cloudfront_status = :cf_status", ":cf_status", record.cloudfront_status.clone().map(AttributeValue::S)),
+            ("submitted_at = :submitted_at", ":submitted_at", record.submitted_at.map(timestamp)),
+            ("failure = :failure", ":failure", record.failure.clone().map(AttributeValue::S)),
         ];
         for (assignment, name, value) in optional {
             if let Some(value) = value {
@@ -265,18 +193,13 @@ impl Ledger for DynamoLedger {
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", KEY)
             .expression_attribute_names("#status", "status")
-            .set_expression_attribute_values(Some(
-                values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            ))
+            .set_expression_attribute_values(Some(values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
             .return_values(ReturnValue::None)
             .send()
             .await;
         match outcome {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
                 Err(LedgerError::Conflict(record.caller_reference.to_string()))
             }
             Err(e) => Err(self.error(classify(&e))),
@@ -323,32 +246,19 @@ impl Ledger for DynamoLedger {
 /// Returns once the table is ACTIVE.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerError> {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, ScalarAttributeType, TableStatus,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType, TableStatus,
     };
     let ledger = DynamoLedger::new(client.clone(), table);
     let build = |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Other(e.to_string());
-    let string_attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
+    let string_attribute =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
     let by_distribution = GlobalSecondaryIndex::builder()
         .index_name(DISTRIBUTION_INDEX)
         .key_schema(key("distribution_id", KeyType::Hash).map_err(build)?)
         .key_schema(key("created_at", KeyType::Range).map_err(build)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(build)?;
     let created = client
@@ -364,25 +274,17 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerErro
         .await;
     match created {
         Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
         Err(e) => return Err(ledger.error(classify(&e))),
     }
     // The SDK's waiter polls no faster than every 20 s; tables on the emulator are ready at once.
     for _ in 0..120 {
-        let described = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| ledger.error(classify(&e)))?;
+        let described =
+            client.describe_table().table_name(table).send().await.map_err(|e| ledger.error(classify(&e)))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    Err(LedgerError::Other(format!(
-        "table {table} did not become ACTIVE within a minute"
-    )))
+    Err(LedgerError::Other(format!("table {table} did not become ACTIVE within a minute")))
 }

@@ -21,11 +21,7 @@ const THROTTLING_CODES: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// The service answered with an error code; `status` is the HTTP status.
-    Service {
-        code: String,
-        status: u16,
-        message: String,
-    },
+    Service { code: String, status: u16, message: String },
     /// No credentials could be loaded.
     Credentials(String),
     /// Timeouts, connection failures, unreadable responses: worth retrying.
@@ -37,9 +33,7 @@ pub enum Failure {
 impl Failure {
     pub fn is_throttling_or_server_fault(&self) -> bool {
         match self {
-            Self::Service { code, status, .. } => {
-                *status >= 500 || THROTTLING_CODES.contains(&code.as_str())
-            }
+            Self::Service { code, status, .. } => *status >= 500 || THROTTLING_CODES.contains(&code.as_str()),
             Self::Transient(_) => true,
             Self::Credentials(_) | Self::Local(_) => false,
         }
@@ -71,9 +65,7 @@ where
             status: service.raw().status().as_u16(),
             message: error.message().unwrap_or_default().to_owned(),
         },
-        _ if text.contains("credentials") || text.contains("Credentials") => {
-            Failure::Credentials(text)
-        }
+        _ if text.contains("credentials") || text.contains("Credentials") => Failure::Credentials(text),
         SdkError::ConstructionFailure(_) => Failure::Local(text),
         _ => Failure::Transient(text),
     }

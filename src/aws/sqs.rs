@@ -4,15 +4,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 
 use super::error::{Failure, classify};
 use crate::model::MessageId;
-use crate::ports::queue::{
-    BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage,
-};
+use crate::ports::queue::{BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage};
 
 /// ReceiveMessage's longest long poll; the HTTP read timeout must exceed it (aws-facts.md B).
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -25,10 +23,7 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self {
-            client,
-            url: url.into(),
-        }
+        Self { client, url: url.into() }
     }
 
     pub fn url(&self) -> &str {
@@ -46,10 +41,7 @@ impl SqsQueue {
                 QueueError::NotFound(self.url.clone())
             }
             Failure::Service { ref code, .. } if code.contains("AccessDenied") => {
-                QueueError::AccessDenied {
-                    queue: self.url.clone(),
-                    message: text,
-                }
+                QueueError::AccessDenied { queue: self.url.clone(), message: text }
             }
             _ => QueueError::Other(text),
         }
@@ -77,27 +69,17 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| self.error(classify(&e)))?;
-        let Some(policy) = attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
-        else {
+        let Some(policy) = attributes.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy)) else {
             return Ok(None);
         };
         let arn = serde_json::from_str::<serde_json::Value>(policy)
             .ok()
             .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_owned))
-            .ok_or_else(|| {
-                QueueError::Other(format!(
-                    "unreadable RedrivePolicy on {}: {policy}",
-                    self.url
-                ))
-            })?;
+            .ok_or_else(|| QueueError::Other(format!("unreadable RedrivePolicy on {}: {policy}", self.url)))?;
         // arn:aws:sqs:REGION:ACCOUNT:NAME
         let mut parts = arn.rsplitn(3, ':');
         let (Some(name), Some(account)) = (parts.next(), parts.next()) else {
-            return Err(QueueError::Other(format!(
-                "unreadable dead-letter queue ARN {arn}"
-            )));
+            return Err(QueueError::Other(format!("unreadable dead-letter queue ARN {arn}")));
         };
         let found = self
             .client
@@ -116,9 +98,7 @@ fn seconds(duration: Duration) -> i32 {
 }
 
 fn epoch_millis(raw: &str) -> Option<SystemTime> {
-    raw.parse::<u64>()
-        .ok()
-        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+    raw.parse::<u64>().ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// Batch entry ids must be short and alphanumeric, so entries are numbered and mapped back by index.
@@ -167,8 +147,7 @@ impl Queue for SqsQueue {
                     message_id: MessageId(message.message_id()?.to_owned()),
                     receipt_handle: message.receipt_handle()?.to_owned(),
                     body: message.body().unwrap_or_default().to_owned(),
-                    sent_at: attribute(MessageSystemAttributeName::SentTimestamp)
-                        .and_then(|v| epoch_millis(v)),
+                    sent_at: attribute(MessageSystemAttributeName::SentTimestamp).and_then(|v| epoch_millis(v)),
                     receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(1),
@@ -185,10 +164,7 @@ impl Queue for SqsQueue {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(&r.receipt_handle)
-                    .build()
+                DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(&r.receipt_handle).build()
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| QueueError::Other(e.to_string()))?;
@@ -235,11 +211,7 @@ impl Queue for SqsQueue {
     }
 
     async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
-        let mut request = self
-            .client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body);
+        let mut request = self.client.send_message().queue_url(&self.url).message_body(body);
         for (name, value) in attributes {
             let value = MessageAttributeValue::builder()
                 .data_type("String")
@@ -283,11 +255,8 @@ pub async fn create_queue_with_dead_letter(
         .send()
         .await
         .map_err(|e| fail(classify(&e)))?;
-    let dead_letter_arn = attributes
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default();
+    let dead_letter_arn =
+        attributes.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().unwrap_or_default();
     let redrive = serde_json::json!({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": max_receive_count});
     let queue = client
         .create_queue()
@@ -298,8 +267,5 @@ pub async fn create_queue_with_dead_letter(
         .send()
         .await
         .map_err(|e| fail(classify(&e)))?;
-    Ok(CreatedQueues {
-        queue_url: queue.queue_url().unwrap_or_default().to_owned(),
-        dead_letter_url,
-    })
+    Ok(CreatedQueues { queue_url: queue.queue_url().unwrap_or_default().to_owned(), dead_letter_url })
 }

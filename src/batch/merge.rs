@@ -95,12 +95,10 @@ fn remove_with_prefix(set: &mut BTreeSet<String>, prefix: &str) {
 
 /// Whether `path` (as sent to CloudFront) is invalidated by one of `submitted`.
 pub fn is_covered_by(path: &str, submitted: &[String]) -> bool {
-    submitted
-        .iter()
-        .any(|candidate| match candidate.strip_suffix('*') {
-            Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
-            None => candidate == path,
-        })
+    submitted.iter().any(|candidate| match candidate.strip_suffix('*') {
+        Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
+        None => candidate == path,
+    })
 }
 
 #[cfg(test)]
@@ -130,15 +128,7 @@ mod tests {
 
     #[test]
     fn wildcard_covers_paths_added_before_and_after_it() {
-        let set = set_of(&[
-            "/img/a.png",
-            "/img/x/y",
-            "/imgs",
-            "/img/*",
-            "/img/b.png",
-            "/img/sub/*",
-            "/other",
-        ]);
+        let set = set_of(&["/img/a.png", "/img/x/y", "/imgs", "/img/*", "/img/b.png", "/img/sub/*", "/other"]);
         assert_eq!(set.into_paths(), ["/img/*", "/imgs", "/other"]);
     }
 

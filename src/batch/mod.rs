@@ -24,20 +24,12 @@ pub struct Batch {
 
 impl Batch {
     pub fn seal(content: SealedBatch) -> Self {
-        Self {
-            caller_reference: CallerReference::mint(),
-            sealed_at: SystemTime::now(),
-            content,
-        }
+        Self { caller_reference: CallerReference::mint(), sealed_at: SystemTime::now(), content }
     }
 }
 
 /// Runs the windows until intake is closed, then seals what is still open.
-pub async fn run(
-    mut batcher: Batcher,
-    mut incoming: mpsc::Receiver<Accepted>,
-    outgoing: mpsc::Sender<Batch>,
-) {
+pub async fn run(mut batcher: Batcher, mut incoming: mpsc::Receiver<Accepted>, outgoing: mpsc::Sender<Batch>) {
     loop {
         let next_deadline = batcher.next_deadline();
         let window_closes = async {

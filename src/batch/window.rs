@@ -98,33 +98,16 @@ impl Batcher {
     pub fn new(limits: BatchLimits) -> Self {
         debug_assert!((1..=MAX_PATHS_PER_BATCH).contains(&limits.max_paths));
         debug_assert!((1..=MAX_WILDCARDS_PER_BATCH).contains(&limits.max_wildcards));
-        Self {
-            limits,
-            open: HashMap::new(),
-            deadlines: BTreeSet::new(),
-        }
+        Self { limits, open: HashMap::new(), deadlines: BTreeSet::new() }
     }
 
     /// Adds a message's paths to its distribution's window and returns the batches that filled up.
-    pub fn add(
-        &mut self,
-        now: Instant,
-        message_id: MessageId,
-        request: InvalidationRequest,
-    ) -> Vec<SealedBatch> {
+    pub fn add(&mut self, now: Instant, message_id: MessageId, request: InvalidationRequest) -> Vec<SealedBatch> {
         let distribution_id = request.distribution_id;
-        let member = BatchMember {
-            message_id,
-            requester: request.requester,
-            parts: 0,
-        };
+        let member = BatchMember { message_id, requester: request.requester, parts: 0 };
         let mut sealed = Vec::new();
         let mut member_in_open_batch = false;
-        let BatchLimits {
-            max_paths,
-            max_wildcards,
-            ..
-        } = self.limits;
+        let BatchLimits { max_paths, max_wildcards, .. } = self.limits;
         for path in &request.paths {
             let batch = self.open_batch(&distribution_id, now);
             if !member_in_open_batch {
@@ -139,15 +122,8 @@ impl Batcher {
             }
         }
         let parts = sealed.len() as u32 + u32::from(member_in_open_batch);
-        let open = self
-            .open
-            .get_mut(&distribution_id)
-            .filter(|_| member_in_open_batch);
-        for batch_members in sealed
-            .iter_mut()
-            .map(|b| &mut b.members)
-            .chain(open.map(|b| &mut b.members))
-        {
+        let open = self.open.get_mut(&distribution_id).filter(|_| member_in_open_batch);
+        for batch_members in sealed.iter_mut().map(|b| &mut b.members).chain(open.map(|b| &mut b.members)) {
             if let Some(last) = batch_members.last_mut() {
                 last.parts = parts;
             }
@@ -170,9 +146,7 @@ impl Batcher {
     /// Seals every open window, for shutdown.
     pub fn seal_all(&mut self) -> Vec<SealedBatch> {
         let open: Vec<DistributionId> = self.open.keys().cloned().collect();
-        open.iter()
-            .map(|distribution_id| self.seal(distribution_id, SealReason::Shutdown))
-            .collect()
+        open.iter().map(|distribution_id| self.seal(distribution_id, SealReason::Shutdown)).collect()
     }
 
     /// When the next window closes.
@@ -191,22 +165,13 @@ impl Batcher {
         self.open.entry(distribution_id.clone()).or_insert_with(|| {
             let deadline = now + window;
             deadlines.insert((deadline, distribution_id.clone()));
-            OpenBatch {
-                paths: PathSet::default(),
-                members: Vec::new(),
-                requested_paths: 0,
-                deadline,
-            }
+            OpenBatch { paths: PathSet::default(), members: Vec::new(), requested_paths: 0, deadline }
         })
     }
 
     fn seal(&mut self, distribution_id: &DistributionId, reason: SealReason) -> SealedBatch {
-        let batch = self
-            .open
-            .remove(distribution_id)
-            .expect("sealing a window that is open");
-        self.deadlines
-            .remove(&(batch.deadline, distribution_id.clone()));
+        let batch = self.open.remove(distribution_id).expect("sealing a window that is open");
+        self.deadlines.remove(&(batch.deadline, distribution_id.clone()));
         batch.seal(distribution_id.clone(), reason)
     }
 }
@@ -222,20 +187,13 @@ mod tests {
     const WINDOW: Duration = Duration::from_secs(5);
 
     fn limits(max_paths: usize) -> BatchLimits {
-        BatchLimits {
-            window: WINDOW,
-            max_paths,
-            max_wildcards: MAX_WILDCARDS_PER_BATCH,
-        }
+        BatchLimits { window: WINDOW, max_paths, max_wildcards: MAX_WILDCARDS_PER_BATCH }
     }
 
     fn request(distribution: &str, paths: &[&str]) -> InvalidationRequest {
         InvalidationRequest {
             distribution_id: DistributionId::parse(distribution).unwrap(),
-            paths: paths
-                .iter()
-                .map(|p| InvalidationPath::parse(p).unwrap())
-                .collect(),
+            paths: paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
             idempotency_key: None,
             requester: Some("tests".into()),
         }
@@ -246,37 +204,17 @@ mod tests {
     }
 
     fn member_ids(batch: &SealedBatch) -> Vec<&str> {
-        batch
-            .members
-            .iter()
-            .map(|m| m.message_id.0.as_str())
-            .collect()
+        batch.members.iter().map(|m| m.message_id.0.as_str()).collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn window_opens_with_the_first_path_and_closes_after_its_duration() {
         let mut batcher = Batcher::new(limits(1_000));
         let start = Instant::now();
-        assert!(
-            batcher
-                .add(start, id(1), request("E1", &["/a", "/b"]))
-                .is_empty()
-        );
-        assert!(
-            batcher
-                .add(
-                    start + Duration::from_secs(4),
-                    id(2),
-                    request("E1", &["/b", "/c"])
-                )
-                .is_empty()
-        );
+        assert!(batcher.add(start, id(1), request("E1", &["/a", "/b"])).is_empty());
+        assert!(batcher.add(start + Duration::from_secs(4), id(2), request("E1", &["/b", "/c"])).is_empty());
         assert_eq!(batcher.next_deadline(), Some(start + WINDOW));
-        assert!(
-            batcher
-                .seal_due(start + Duration::from_millis(4_999))
-                .is_empty()
-        );
+        assert!(batcher.seal_due(start + Duration::from_millis(4_999)).is_empty());
 
         let sealed = batcher.seal_due(start + WINDOW);
         assert_eq!(sealed.len(), 1);
@@ -287,15 +225,8 @@ mod tests {
         assert_eq!(batcher.next_deadline(), None);
 
         // The next path opens a new window.
-        batcher.add(
-            start + Duration::from_secs(6),
-            id(3),
-            request("E1", &["/a"]),
-        );
-        assert_eq!(
-            batcher.next_deadline(),
-            Some(start + Duration::from_secs(11))
-        );
+        batcher.add(start + Duration::from_secs(6), id(3), request("E1", &["/a"]));
+        assert_eq!(batcher.next_deadline(), Some(start + Duration::from_secs(11)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -303,11 +234,7 @@ mod tests {
         let mut batcher = Batcher::new(limits(1_000));
         let start = Instant::now();
         batcher.add(start, id(1), request("E1", &["/a"]));
-        batcher.add(
-            start + Duration::from_secs(2),
-            id(2),
-            request("E2", &["/a"]),
-        );
+        batcher.add(start + Duration::from_secs(2), id(2), request("E2", &["/a"]));
         let first = batcher.seal_due(start + WINDOW);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].distribution_id.as_str(), "E1");
@@ -320,11 +247,7 @@ mod tests {
         let mut batcher = Batcher::new(limits(3));
         let now = Instant::now();
         assert!(batcher.add(now, id(1), request("E1", &["/a"])).is_empty());
-        let sealed = batcher.add(
-            now,
-            id(2),
-            request("E1", &["/b", "/c", "/d", "/e", "/f", "/g"]),
-        );
+        let sealed = batcher.add(now, id(2), request("E1", &["/b", "/c", "/d", "/e", "/f", "/g"]));
         assert_eq!(sealed.len(), 2);
         assert_eq!(sealed[0].paths, ["/a", "/b", "/c"]);
         assert_eq!(sealed[1].paths, ["/d", "/e", "/f"]);
@@ -364,10 +287,7 @@ mod tests {
     fn workload() -> impl Strategy<Value = Vec<(u8, u64, Vec<String>)>> {
         let path = ("(/[abc]{1,2}){1,3}", prop::bool::weighted(0.1))
             .prop_map(|(base, wildcard)| if wildcard { format!("{base}*") } else { base });
-        prop::collection::vec(
-            (0u8..3, 0u64..4_000, prop::collection::vec(path, 1..8)),
-            1..60,
-        )
+        prop::collection::vec((0u8..3, 0u64..4_000, prop::collection::vec(path, 1..8)), 1..60)
     }
 
     proptest! {

@@ -22,8 +22,7 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
 }
 
 fn time(at: Option<SystemTime>) -> String {
-    at.map(|t| humantime::format_rfc3339_millis(t).to_string())
-        .unwrap_or_default()
+    at.map(|t| humantime::format_rfc3339_millis(t).to_string()).unwrap_or_default()
 }
 
 fn as_json(record: &BatchRecord) -> serde_json::Value {
@@ -47,14 +46,7 @@ fn as_json(record: &BatchRecord) -> serde_json::Value {
 fn print_table(records: &[BatchRecord]) {
     println!(
         "{:<24}  {:<8}  {:<16}  {:<10}  {:>5}  {:>9}  {:>8}  {:<20}  CALLER REFERENCE",
-        "CREATED",
-        "STATUS",
-        "INVALIDATION",
-        "CF STATUS",
-        "PATHS",
-        "REQUESTED",
-        "MESSAGES",
-        "REQUESTERS"
+        "CREATED", "STATUS", "INVALIDATION", "CF STATUS", "PATHS", "REQUESTED", "MESSAGES", "REQUESTERS"
     );
     for r in records {
         println!(

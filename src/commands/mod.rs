@@ -27,9 +27,7 @@ pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
 
 /// CloudFront is global; its API is signed for us-east-1 whatever region the rest of the worker uses.
 pub fn cloudfront(config: &SdkConfig) -> aws_sdk_cloudfront::Client {
-    let config = aws_sdk_cloudfront::config::Builder::from(config)
-        .region(Region::new("us-east-1"))
-        .build();
+    let config = aws_sdk_cloudfront::config::Builder::from(config).region(Region::new("us-east-1")).build();
     aws_sdk_cloudfront::Client::from_conf(config)
 }
 

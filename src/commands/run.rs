@@ -22,8 +22,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         visibility_timeout: args.visibility_timeout.into(),
         shutdown_timeout: args.shutdown_timeout.into(),
         create_rate: args.create_rate,
-        create_burst: NonZeroU32::new(args.create_burst)
-            .context("--create-burst must be at least 1")?,
+        create_burst: NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?,
         ..Settings::default()
     };
     ensure!(
@@ -58,25 +57,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Nothing is lost: the held messages return to the queue. Exiting 0 keeps orchestrators from flagging a
         // normal scale-in as a crash.
         Exit::TimedOut { held } => {
-            warn!(
-                held,
-                "exiting with messages still held; they will be delivered again"
-            );
+            warn!(held, "exiting with messages still held; they will be delivered again");
             Ok(())
         }
     }
 }
 
 async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
     tokio::select! {
         _ = terminate.recv() => info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => info!("SIGINT received"),

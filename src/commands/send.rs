@@ -18,26 +18,17 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let queue = SqsQueue::new(super::sqs(&config), &args.queue_url);
     let chunks = paths.chunks(PATHS_PER_MESSAGE).count();
     for (n, chunk) in paths.chunks(PATHS_PER_MESSAGE).enumerate() {
-        let mut body =
-            serde_json::json!({ "distribution_id": distribution.as_str(), "paths": chunk });
+        let mut body = serde_json::json!({ "distribution_id": distribution.as_str(), "paths": chunk });
         if let Some(requester) = &args.requester {
             body["requester"] = requester.as_str().into();
         }
         if let Some(key) = &args.idempotency_key {
             // Each chunk is its own request; the key stays unique per chunk.
-            body["idempotency_key"] = if chunks == 1 {
-                key.clone()
-            } else {
-                format!("{key}#{n}")
-            }
-            .into();
+            body["idempotency_key"] = if chunks == 1 { key.clone() } else { format!("{key}#{n}") }.into();
         }
         queue.send(&body.to_string(), &[]).await?;
     }
-    println!(
-        "sent {} paths for {distribution} in {chunks} message(s)",
-        paths.len()
-    );
+    println!("sent {} paths for {distribution} in {chunks} message(s)", paths.len());
     Ok(())
 }
 
@@ -51,8 +42,7 @@ fn collect_paths(args: &SendArgs) -> anyhow::Result<Vec<String>> {
         }
     }
     if let Some(file) = &args.file {
-        let opened =
-            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let opened = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
         paths.extend(read_lines(std::io::BufReader::new(opened))?);
     }
     Ok(paths)

@@ -5,12 +5,7 @@ use crate::cli::SetupArgs;
 
 pub async fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let config = super::aws_config().await?;
-    let queues = create_queue_with_dead_letter(
-        &super::sqs(&config),
-        &args.queue_name,
-        args.max_receive_count,
-    )
-    .await?;
+    let queues = create_queue_with_dead_letter(&super::sqs(&config), &args.queue_name, args.max_receive_count).await?;
     create_table(&super::dynamodb(&config), &args.table).await?;
     println!("queue_url={}", queues.queue_url);
     println!("dlq_url={}", queues.dead_letter_url);

@@ -34,21 +34,15 @@ struct State {
 impl FakeCdn {
     pub fn with_distributions<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
         let cdn = Self::default();
-        cdn.state.lock().unwrap().distributions = ids
-            .into_iter()
-            .map(|id| DistributionId::parse(id).expect("valid distribution id"))
-            .collect();
+        cdn.state.lock().unwrap().distributions =
+            ids.into_iter().map(|id| DistributionId::parse(id).expect("valid distribution id")).collect();
         cdn
     }
 
     /// Answers `InvalidArgument`, like CloudFront for a path it cannot take, to batches with a path containing
     /// `fragment`.
     pub fn refuse_paths_containing(&self, fragment: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .refused_fragments
-            .push(fragment.to_owned());
+        self.state.lock().unwrap().refused_fragments.push(fragment.to_owned());
     }
 
     /// Every call received, in order, failed ones included.
@@ -59,11 +53,8 @@ impl FakeCdn {
     /// Distinct invalidations created (what CloudFront would bill), as (distribution, paths).
     pub fn invalidations(&self) -> Vec<(DistributionId, Vec<String>)> {
         let state = self.state.lock().unwrap();
-        let mut created: Vec<_> = state
-            .by_reference
-            .iter()
-            .map(|((d, _), (p, i))| (i.id.clone(), d.clone(), p.clone()))
-            .collect();
+        let mut created: Vec<_> =
+            state.by_reference.iter().map(|((d, _), (p, i))| (i.id.clone(), d.clone(), p.clone())).collect();
         created.sort();
         created.into_iter().map(|(_, d, p)| (d, p)).collect()
     }
@@ -81,12 +72,7 @@ impl FakeCdn {
                 "The specified distribution does not exist: {distribution}"
             )));
         }
-        if paths.iter().any(|p| {
-            state
-                .refused_fragments
-                .iter()
-                .any(|f| p.contains(f.as_str()))
-        }) {
+        if paths.iter().any(|p| state.refused_fragments.iter().any(|f| p.contains(f.as_str()))) {
             return Err(CdnError::InvalidArgument(
                 "Your request contains one or more invalid invalidation paths.".into(),
             ));
@@ -97,13 +83,8 @@ impl FakeCdn {
             Some((first_paths, invalidation)) if first_paths == paths => Ok(invalidation.clone()),
             Some(_) => Err(CdnError::BatchAlreadyExists(reference.to_string())),
             None => {
-                let invalidation = Invalidation {
-                    id: next_id,
-                    status: "InProgress".into(),
-                };
-                state
-                    .by_reference
-                    .insert(key, (paths.to_vec(), invalidation.clone()));
+                let invalidation = Invalidation { id: next_id, status: "InProgress".into() };
+                state.by_reference.insert(key, (paths.to_vec(), invalidation.clone()));
                 Ok(invalidation)
             }
         }

@@ -9,31 +9,18 @@ pub struct Faults<E> {
 
 impl<E> Default for Faults<E> {
     fn default() -> Self {
-        Self {
-            queued: Mutex::new(HashMap::new()),
-        }
+        Self { queued: Mutex::new(HashMap::new()) }
     }
 }
 
 impl<E> Faults<E> {
     /// The next call of `operation` fails with `error`.
     pub fn inject(&self, operation: &'static str, error: E) {
-        self.queued
-            .lock()
-            .unwrap()
-            .entry(operation)
-            .or_default()
-            .push_back(error);
+        self.queued.lock().unwrap().entry(operation).or_default().push_back(error);
     }
 
     pub(crate) fn take(&self, operation: &'static str) -> Result<(), E> {
-        match self
-            .queued
-            .lock()
-            .unwrap()
-            .get_mut(operation)
-            .and_then(VecDeque::pop_front)
-        {
+        match self.queued.lock().unwrap().get_mut(operation).and_then(VecDeque::pop_front) {
             Some(error) => Err(error),
             None => Ok(()),
         }

@@ -15,9 +15,7 @@ pub struct MemoryLedger {
 impl MemoryLedger {
     pub fn records(&self) -> Vec<BatchRecord> {
         let mut records: Vec<_> = self.records.lock().unwrap().values().cloned().collect();
-        records.sort_by(|a, b| {
-            (a.created_at, &a.caller_reference).cmp(&(b.created_at, &b.caller_reference))
-        });
+        records.sort_by(|a, b| (a.created_at, &a.caller_reference).cmp(&(b.created_at, &b.caller_reference)));
         records
     }
 }
@@ -25,11 +23,7 @@ impl MemoryLedger {
 impl Ledger for MemoryLedger {
     async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         self.faults.take("record_intent")?;
-        self.records
-            .lock()
-            .unwrap()
-            .entry(record.caller_reference.clone())
-            .or_insert_with(|| record.clone());
+        self.records.lock().unwrap().entry(record.caller_reference.clone()).or_insert_with(|| record.clone());
         Ok(())
     }
 
@@ -41,9 +35,7 @@ impl Ledger for MemoryLedger {
             .ok_or_else(|| LedgerError::Conflict(record.caller_reference.to_string()))?;
         stored.status = record.status;
         stored.invalidation_id.clone_from(&record.invalidation_id);
-        stored
-            .cloudfront_status
-            .clone_from(&record.cloudfront_status);
+        stored.cloudfront_status.clone_from(&record.cloudfront_status);
         stored.submitted_at = record.submitted_at;
         stored.failure.clone_from(&record.failure);
         Ok(())

@@ -7,9 +7,7 @@ use tokio::time::Instant;
 
 use super::faults::Faults;
 use crate::model::MessageId;
-use crate::ports::queue::{
-    BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage,
-};
+use crate::ports::queue::{BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage};
 
 /// A message as the fake queue holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +42,7 @@ struct State {
 impl MemoryQueue {
     /// Every message not yet deleted, visible or not.
     pub fn messages(&self) -> Vec<StoredMessage> {
-        self.state
-            .lock()
-            .unwrap()
-            .messages
-            .values()
-            .cloned()
-            .collect()
+        self.state.lock().unwrap().messages.values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -64,11 +56,7 @@ impl MemoryQueue {
     fn take_visible(&self, max: usize, visibility: Duration) -> Vec<ReceivedMessage> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
-        let State {
-            deliveries,
-            messages,
-            ..
-        } = &mut *state;
+        let State { deliveries, messages, .. } = &mut *state;
         messages
             .iter_mut()
             .filter(|(_, m)| m.visible_at <= now)
@@ -91,13 +79,7 @@ impl MemoryQueue {
     }
 
     fn next_visible_at(&self) -> Option<Instant> {
-        self.state
-            .lock()
-            .unwrap()
-            .messages
-            .values()
-            .map(|m| m.visible_at)
-            .min()
+        self.state.lock().unwrap().messages.values().map(|m| m.visible_at).min()
     }
 
     /// Applies `change` to each receipt's message; a receipt whose message is gone or whose handle is stale gets
@@ -109,25 +91,18 @@ impl MemoryQueue {
         mut change: impl FnMut(&mut BTreeMap<u64, StoredMessage>, u64),
     ) -> Result<Vec<BatchEntryFailure>, QueueError> {
         if receipts.len() > MAX_BATCH_ENTRIES {
-            return Err(QueueError::Other(format!(
-                "TooManyEntriesInBatchRequest: {}",
-                receipts.len()
-            )));
+            return Err(QueueError::Other(format!("TooManyEntriesInBatchRequest: {}", receipts.len())));
         }
         let mut state = self.state.lock().unwrap();
         let mut failures = Vec::new();
         for receipt in receipts {
-            let current = receipt
-                .receipt_handle
-                .split_once(':')
-                .and_then(|(sequence, _)| sequence.parse::<u64>().ok())
-                .filter(|sequence| {
-                    state
-                        .messages
-                        .get(sequence)
-                        .and_then(|m| m.receipt_handle.as_deref())
-                        == Some(receipt.receipt_handle.as_str())
-                });
+            let current =
+                receipt.receipt_handle.split_once(':').and_then(|(sequence, _)| sequence.parse::<u64>().ok()).filter(
+                    |sequence| {
+                        state.messages.get(sequence).and_then(|m| m.receipt_handle.as_deref())
+                            == Some(receipt.receipt_handle.as_str())
+                    },
+                );
             match (current, stale) {
                 (Some(sequence), _) => change(&mut state.messages, sequence),
                 (None, Some(code)) => failures.push(BatchEntryFailure {
@@ -179,15 +154,11 @@ impl Queue for MemoryQueue {
     ) -> Result<Vec<BatchEntryFailure>, QueueError> {
         self.faults.take("extend_visibility")?;
         let now = Instant::now();
-        self.for_each_receipt(
-            receipts,
-            Some("ReceiptHandleIsInvalid"),
-            |messages, sequence| {
-                if let Some(message) = messages.get_mut(&sequence) {
-                    message.visible_at = now + visibility;
-                }
-            },
-        )
+        self.for_each_receipt(receipts, Some("ReceiptHandleIsInvalid"), |messages, sequence| {
+            if let Some(message) = messages.get_mut(&sequence) {
+                message.visible_at = now + visibility;
+            }
+        })
     }
 
     async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
@@ -200,10 +171,7 @@ impl Queue for MemoryQueue {
             StoredMessage {
                 message_id: MessageId(format!("msg-{sequence:08}")),
                 body: body.to_owned(),
-                attributes: attributes
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
+                attributes: attributes.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
                 receive_count: 0,
                 sent_at: SystemTime::now(),
                 visible_at: Instant::now(),

@@ -44,11 +44,7 @@ pub async fn poll<Q: Queue>(
     stop: CancellationToken,
 ) {
     let backoff = || {
-        ExponentialBuilder::default()
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .without_max_times()
-            .build()
+        ExponentialBuilder::default().with_max_delay(Duration::from_secs(30)).with_jitter().without_max_times().build()
     };
     let mut delays = backoff();
     loop {
@@ -80,13 +76,7 @@ pub async fn poll<Q: Queue>(
                 continue;
             }
             let routed = match parse_request(&message.body) {
-                Ok(request) => to_batcher
-                    .send(Accepted {
-                        message_id: message.message_id,
-                        request,
-                    })
-                    .await
-                    .is_ok(),
+                Ok(request) => to_batcher.send(Accepted { message_id: message.message_id, request }).await.is_ok(),
                 Err(rejection) => {
                     warn!(message_id = %message.message_id, reason = %rejection, "invalid message");
                     counter!("cfi_messages_invalid_total").increment(1);

@@ -30,16 +30,10 @@ pub enum Rejection {
     DistributionId(#[from] InvalidDistributionId),
     #[error("paths is empty: a request needs at least one path")]
     NoPaths,
-    #[error(
-        "{0} paths in one message; at most {MAX_PATHS_PER_MESSAGE} are allowed, split the request"
-    )]
+    #[error("{0} paths in one message; at most {MAX_PATHS_PER_MESSAGE} are allowed, split the request")]
     TooManyPaths(usize),
     #[error("path #{index} {path:?} is invalid: {error}")]
-    InvalidPath {
-        index: usize,
-        path: String,
-        error: PathError,
-    },
+    InvalidPath { index: usize, path: String, error: PathError },
 }
 
 #[derive(Deserialize)]
@@ -54,8 +48,7 @@ struct WireRequest {
 
 /// Parses and validates one SQS message body.
 pub fn parse_request(body: &str) -> Result<InvalidationRequest, Rejection> {
-    let wire: WireRequest =
-        serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let wire: WireRequest = serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
     let distribution_id = DistributionId::parse(&wire.distribution_id)?;
     match wire.paths.len() {
         0 => return Err(Rejection::NoPaths),
@@ -67,29 +60,17 @@ pub fn parse_request(body: &str) -> Result<InvalidationRequest, Rejection> {
         .into_iter()
         .enumerate()
         .map(|(index, raw)| {
-            InvalidationPath::parse(&raw).map_err(|error| Rejection::InvalidPath {
-                index,
-                path: truncated(raw),
-                error,
-            })
+            InvalidationPath::parse(&raw).map_err(|error| Rejection::InvalidPath { index, path: truncated(raw), error })
         })
         .collect::<Result<_, _>>()?;
-    Ok(InvalidationRequest {
-        distribution_id,
-        paths,
-        idempotency_key: wire.idempotency_key,
-        requester: wire.requester,
-    })
+    Ok(InvalidationRequest { distribution_id, paths, idempotency_key: wire.idempotency_key, requester: wire.requester })
 }
 
 /// Keeps reasons short enough for an SQS message attribute even when the offending path is 4,000+ characters.
 fn truncated(mut path: String) -> String {
     const SHOWN: usize = 200;
     if path.len() > SHOWN {
-        let cut = (0..=SHOWN)
-            .rev()
-            .find(|&i| path.is_char_boundary(i))
-            .unwrap_or(0);
+        let cut = (0..=SHOWN).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
         path.truncate(cut);
         path.push('…');
     }
@@ -120,19 +101,10 @@ mod tests {
             ("not json", "body is not a valid v1 invalidation request"),
             (r#"{"paths":["/a"]}"#, "missing field `distribution_id`"),
             (r#"{"distribution_id":"E1","paths":"/a"}"#, "invalid type"),
-            (
-                r#"{"distribution_id":"e1","paths":["/a"]}"#,
-                "distribution id \"e1\" is not valid",
-            ),
+            (r#"{"distribution_id":"e1","paths":["/a"]}"#, "distribution id \"e1\" is not valid"),
             (r#"{"distribution_id":"E1","paths":[]}"#, "paths is empty"),
-            (
-                r#"{"distribution_id":"E1","paths":["/a","b"]}"#,
-                "path #1 \"b\" is invalid: path must start with '/'",
-            ),
-            (
-                r#"{"distribution_id":"E1","paths":["/a*b"]}"#,
-                "'*' may only be the last character",
-            ),
+            (r#"{"distribution_id":"E1","paths":["/a","b"]}"#, "path #1 \"b\" is invalid: path must start with '/'"),
+            (r#"{"distribution_id":"E1","paths":["/a*b"]}"#, "'*' may only be the last character"),
         ];
         for (body, expected) in cases {
             let reason = parse_request(body).unwrap_err().to_string();
@@ -142,9 +114,7 @@ mod tests {
 
     #[test]
     fn refuses_more_paths_than_the_quota() {
-        let paths: Vec<String> = (0..=MAX_PATHS_PER_MESSAGE)
-            .map(|i| format!("/p{i}"))
-            .collect();
+        let paths: Vec<String> = (0..=MAX_PATHS_PER_MESSAGE).map(|i| format!("/p{i}")).collect();
         let body = serde_json::json!({"distribution_id": "E1", "paths": paths}).to_string();
         assert_eq!(parse_request(&body), Err(Rejection::TooManyPaths(3_001)));
     }

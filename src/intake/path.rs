@@ -133,10 +133,7 @@ mod tests {
     fn encodes_unsafe_and_non_ascii_characters() {
         assert_eq!(encoded("/red flower.jpg"), "/red%20flower.jpg");
         assert_eq!(encoded("/caf\u{e9}.html"), "/caf%C3%A9.html");
-        assert_eq!(
-            encoded("/a{b}|c^d~e[f]`g<h>\"#"),
-            "/a%7Bb%7D%7Cc%5Ed%7Ee%5Bf%5D%60g%3Ch%3E%22%23"
-        );
+        assert_eq!(encoded("/a{b}|c^d~e[f]`g<h>\"#"), "/a%7Bb%7D%7Cc%5Ed%7Ee%5Bf%5D%60g%3Ch%3E%22%23");
         assert_eq!(encoded("/100%"), "/100%25");
         assert_eq!(encoded("/50%zz"), "/50%25zz");
     }
@@ -150,49 +147,22 @@ mod tests {
     #[test]
     fn rejects_invalid_paths() {
         assert_eq!(InvalidationPath::parse(""), Err(PathError::Empty));
-        assert_eq!(
-            InvalidationPath::parse("index.html"),
-            Err(PathError::MissingLeadingSlash)
-        );
-        assert_eq!(
-            InvalidationPath::parse("/a*/b"),
-            Err(PathError::WildcardNotLast)
-        );
-        assert_eq!(
-            InvalidationPath::parse("/**"),
-            Err(PathError::WildcardNotLast)
-        );
-        assert_eq!(
-            InvalidationPath::parse("/a\nb"),
-            Err(PathError::ControlCharacter(2))
-        );
-        assert_eq!(
-            InvalidationPath::parse("/a\u{7f}"),
-            Err(PathError::ControlCharacter(2))
-        );
+        assert_eq!(InvalidationPath::parse("index.html"), Err(PathError::MissingLeadingSlash));
+        assert_eq!(InvalidationPath::parse("/a*/b"), Err(PathError::WildcardNotLast));
+        assert_eq!(InvalidationPath::parse("/**"), Err(PathError::WildcardNotLast));
+        assert_eq!(InvalidationPath::parse("/a\nb"), Err(PathError::ControlCharacter(2)));
+        assert_eq!(InvalidationPath::parse("/a\u{7f}"), Err(PathError::ControlCharacter(2)));
         let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
-        assert_eq!(
-            InvalidationPath::parse(&long),
-            Err(PathError::TooLong(MAX_PATH_LEN + 1))
-        );
+        assert_eq!(InvalidationPath::parse(&long), Err(PathError::TooLong(MAX_PATH_LEN + 1)));
         // Length counts the encoded form: 1,334 spaces become 4,002 characters.
         let spaces = format!("/{}", " ".repeat(1_334));
-        assert_eq!(
-            InvalidationPath::parse(&spaces),
-            Err(PathError::TooLong(4_003))
-        );
+        assert_eq!(InvalidationPath::parse(&spaces), Err(PathError::TooLong(4_003)));
     }
 
     #[test]
     fn exposes_the_wildcard_prefix() {
-        assert_eq!(
-            InvalidationPath::parse("/img/*").unwrap().wildcard_prefix(),
-            Some("/img/")
-        );
-        assert_eq!(
-            InvalidationPath::parse("/img/a").unwrap().wildcard_prefix(),
-            None
-        );
+        assert_eq!(InvalidationPath::parse("/img/*").unwrap().wildcard_prefix(), Some("/img/"));
+        assert_eq!(InvalidationPath::parse("/img/a").unwrap().wildcard_prefix(), None);
     }
 
     proptest! {

@@ -22,9 +22,7 @@ pub enum CdnError {
     TooManyInProgress(String),
     #[error("distribution does not exist: {0}; check the distribution_id producers send")]
     NoSuchDistribution(String),
-    #[error(
-        "access to the distribution was denied: {0}; the worker's role needs cloudfront:CreateInvalidation on it"
-    )]
+    #[error("access to the distribution was denied: {0}; the worker's role needs cloudfront:CreateInvalidation on it")]
     AccessDenied(String),
     #[error("CloudFront refused the paths: {0}")]
     InvalidArgument(String),

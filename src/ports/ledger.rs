@@ -27,9 +27,7 @@ impl BatchStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::Accepted, Self::Failed]
-            .into_iter()
-            .find(|status| status.as_str() == raw)
+        [Self::Pending, Self::Accepted, Self::Failed].into_iter().find(|status| status.as_str() == raw)
     }
 }
 
@@ -74,9 +72,7 @@ pub enum LedgerError {
         "access to ledger table {table} was denied: {message}; the worker's role needs dynamodb:PutItem, dynamodb:UpdateItem and dynamodb:Query on it"
     )]
     AccessDenied { table: String, message: String },
-    #[error(
-        "no AWS credentials: {0}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with a role"
-    )]
+    #[error("no AWS credentials: {0}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with a role")]
     Credentials(String),
     #[error("ledger unavailable, will retry: {0}")]
     Unavailable(String),
@@ -99,15 +95,9 @@ impl LedgerError {
 ///   with `Conflict` if there is no such record.
 /// - `list` returns a distribution's records created at or after `since`, newest first, at most `limit`.
 pub trait Ledger: Send + Sync + 'static {
-    fn record_intent(
-        &self,
-        record: &BatchRecord,
-    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    fn record_intent(&self, record: &BatchRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
-    fn record_outcome(
-        &self,
-        record: &BatchRecord,
-    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    fn record_outcome(&self, record: &BatchRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     fn list(
         &self,

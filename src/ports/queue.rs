@@ -44,9 +44,7 @@ pub enum QueueError {
         "access to queue {queue} was denied: {message}; the worker's role needs sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility, sqs:GetQueueAttributes on it and sqs:SendMessage on its dead-letter queue"
     )]
     AccessDenied { queue: String, message: String },
-    #[error(
-        "no AWS credentials: {0}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with a role"
-    )]
+    #[error("no AWS credentials: {0}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with a role")]
     Credentials(String),
     #[error("SQS request failed, will retry: {0}")]
     Transient(String),
@@ -75,10 +73,7 @@ pub trait Queue: Send + Sync + 'static {
         visibility: Duration,
     ) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send;
 
-    fn delete(
-        &self,
-        receipts: &[Receipt],
-    ) -> impl Future<Output = Result<Vec<BatchEntryFailure>, QueueError>> + Send;
+    fn delete(&self, receipts: &[Receipt]) -> impl Future<Output = Result<Vec<BatchEntryFailure>, QueueError>> + Send;
 
     fn extend_visibility(
         &self,
@@ -86,9 +81,5 @@ pub trait Queue: Send + Sync + 'static {
         visibility: Duration,
     ) -> impl Future<Output = Result<Vec<BatchEntryFailure>, QueueError>> + Send;
 
-    fn send(
-        &self,
-        body: &str,
-        attributes: &[(&str, &str)],
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn send(&self, body: &str, attributes: &[(&str, &str)]) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudfront::types::{
-    CookiePreference, DefaultCacheBehavior, DistributionConfig, ForwardedValues, ItemSelection, Origin, Origins,
-    S3OriginConfig, ViewerProtocolPolicy,
+    DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig, ViewerProtocolPolicy,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use cf_invalidator::aws::sqs::{CreatedQueues, create_queue_with_dead_letter};
@@ -53,14 +52,8 @@ pub async fn create_distribution(cloudfront: &aws_sdk_cloudfront::Client) -> Dis
     let behavior = DefaultCacheBehavior::builder()
         .target_origin_id("origin")
         .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
-        .min_ttl(0)
-        .forwarded_values(
-            ForwardedValues::builder()
-                .query_string(false)
-                .cookies(CookiePreference::builder().forward(ItemSelection::None).build().unwrap())
-                .build()
-                .unwrap(),
-        )
+        // AWS's managed CachingOptimized policy.
+        .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
         .build()
         .unwrap();
     let config = DistributionConfig::builder()
@@ -83,11 +76,16 @@ pub struct StoredInvalidation {
     pub paths: Vec<String>,
 }
 
-pub async fn invalidations(cloudfront: &aws_sdk_cloudfront::Client, distribution: &DistributionId) -> Vec<StoredInvalidation> {
-    let listed = cloudfront.list_invalidations().distribution_id(distribution.as_str()).max_items(1000).send().await.unwrap();
+pub async fn invalidations(
+    cloudfront: &aws_sdk_cloudfront::Client,
+    distribution: &DistributionId,
+) -> Vec<StoredInvalidation> {
+    let listed =
+        cloudfront.list_invalidations().distribution_id(distribution.as_str()).max_items(1000).send().await.unwrap();
     let mut found = Vec::new();
     for summary in listed.invalidation_list().map(|l| l.items()).unwrap_or_default() {
-        let got = cloudfront.get_invalidation().distribution_id(distribution.as_str()).id(summary.id()).send().await.unwrap();
+        let got =
+            cloudfront.get_invalidation().distribution_id(distribution.as_str()).id(summary.id()).send().await.unwrap();
         let batch = got.invalidation().unwrap().invalidation_batch().unwrap();
         found.push(StoredInvalidation {
             id: summary.id().to_owned(),
@@ -119,7 +117,10 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
         .await
         .unwrap();
     let read = |name| attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (read(QueueAttributeName::ApproximateNumberOfMessages), read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    (
+        read(QueueAttributeName::ApproximateNumberOfMessages),
+        read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
 }
 
 /// Every message on the queue, with its `reason` attribute, received with a short visibility timeout.

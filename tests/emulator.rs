@@ -1,0 +1,122 @@
+//! The worker in-process with the SDK adapters against the emulator's SQS, DynamoDB and CloudFront.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use cf_invalidator::aws::cloudfront::CloudFront;
+use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::aws::sqs::SqsQueue;
+use cf_invalidator::batch::merge::is_covered_by;
+use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::{BatchStatus, Ledger};
+use cf_invalidator::worker::{self, Exit, Services, Settings};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_messages_become_one_invalidation_per_distribution() {
+    let config = common::emulator().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let cloudfront = common::cloudfront(&config);
+    let queues = common::create_queues(&config).await;
+    let table = common::create_table(&config).await;
+    let mut distributions = Vec::new();
+    for _ in 0..3 {
+        distributions.push(common::create_distribution(&cloudfront).await);
+    }
+
+    // 300 requests: each repeats /index.html (duplicates), and every fifth also asks for /assets/* which covers
+    // the per-message asset paths of its distribution.
+    let mut requested: Vec<(DistributionId, String)> = Vec::new();
+    let mut bodies = Vec::new();
+    for n in 0..300 {
+        let distribution = &distributions[n % 3];
+        let mut paths = vec!["/index.html".to_owned(), format!("/articles/{}.html", n / 3), format!("/assets/{n}.css")];
+        if n % 5 == 0 {
+            paths.push("/assets/*".into());
+        }
+        requested.extend(paths.iter().map(|p| (distribution.clone(), p.clone())));
+        bodies.push(
+            json!({"distribution_id": distribution.as_str(), "paths": paths, "requester": "emulator-test"}).to_string(),
+        );
+    }
+    bodies.push(r#"{"distribution_id": "E1", "paths": ["relative/path"]}"#.to_owned());
+    for (chunk_number, chunk) in bodies.chunks(10).enumerate() {
+        let entries = chunk.iter().enumerate().map(|(i, body)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(format!("{chunk_number}-{i}"))
+                .message_body(body)
+                .build()
+                .unwrap()
+        });
+        sqs.send_message_batch()
+            .queue_url(&queues.queue_url)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let services = Services {
+        queue: Arc::new(SqsQueue::new(sqs.clone(), &queues.queue_url)),
+        dead_letter: Some(Arc::new(SqsQueue::new(sqs.clone(), &queues.dead_letter_url))),
+        cdn: Arc::new(CloudFront::new(cloudfront.clone())),
+        ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table)),
+    };
+    let settings = Settings {
+        window: Duration::from_secs(10),
+        receive_wait: Duration::from_secs(1),
+        create_rate: 10.0,
+        ..Settings::default()
+    };
+    let queue_url = queues.queue_url.clone();
+    let sqs_for_wait = sqs.clone();
+    let all_done = async move {
+        common::wait_until(Duration::from_secs(90), || async {
+            common::queue_depth(&sqs_for_wait, &queue_url).await == (0, 0)
+        })
+        .await;
+    };
+    assert_eq!(worker::run(services, settings, all_done).await, Exit::Drained);
+
+    // What CloudFront received: one invalidation per distribution, covering every requested path.
+    let mut created = HashMap::new();
+    for distribution in &distributions {
+        let invalidations = common::invalidations(&cloudfront, distribution).await;
+        assert_eq!(invalidations.len(), 1, "one window, one CreateInvalidation for {distribution}: {invalidations:?}");
+        assert!(
+            !invalidations[0].paths.iter().any(|p| p.starts_with("/assets/") && p != "/assets/*"),
+            "covered paths were sent"
+        );
+        created.insert(distribution.clone(), invalidations.into_iter().next().unwrap());
+    }
+    for (distribution, path) in &requested {
+        assert!(is_covered_by(path, &created[distribution].paths), "{distribution} {path} was not invalidated");
+    }
+
+    // What the ledger holds: each invalidation with its CallerReference, id and messages.
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table);
+    let mut recorded_messages = 0;
+    for distribution in &distributions {
+        let records = ledger.list(distribution, std::time::UNIX_EPOCH, 10).await.unwrap();
+        assert_eq!(records.len(), 1);
+        let record = &records[0];
+        assert_eq!(record.status, BatchStatus::Accepted);
+        assert_eq!(record.caller_reference.as_str(), created[distribution].caller_reference);
+        assert_eq!(record.invalidation_id.as_deref(), Some(created[distribution].id.as_str()));
+        assert_eq!(record.requesters, ["emulator-test"]);
+        assert_eq!(record.message_ids.len(), 100);
+        recorded_messages += record.message_ids.len();
+    }
+    assert_eq!(recorded_messages, 300);
+
+    // What is left: nothing on the queue, the malformed message on the DLQ with its reason.
+    assert_eq!(common::queue_depth(&sqs, &queues.queue_url).await, (0, 0));
+    let dead = common::drain(&sqs, &queues.dead_letter_url).await;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].0.contains("relative/path"));
+    assert!(dead[0].1.as_deref().unwrap_or_default().contains("must start with '/'"), "{dead:?}");
+}
