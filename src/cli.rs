@@ -74,6 +74,14 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_CREATE_RATE", default_value_t = 1.0)]
     pub create_rate: f64,
 
+    /// How long ledger records are kept before DynamoDB's TTL removes them.
+    #[arg(long, env = "INVALIDATOR_RETENTION", default_value = "90d")]
+    pub retention: humantime::Duration,
+
+    /// How long a producer's idempotency_key suppresses repeated sends of the same key.
+    #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_PERIOD", default_value = "24h")]
+    pub idempotency_period: humantime::Duration,
+
     /// CreateInvalidation calls allowed at once after a quiet period.
     #[arg(long, env = "INVALIDATOR_CREATE_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub create_burst: u32,

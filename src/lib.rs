@@ -9,8 +9,10 @@
 pub mod ack;
 pub mod aws;
 pub mod batch;
+pub mod clock;
 pub mod fake;
 pub mod intake;
+pub mod ledger;
 pub mod limit;
 pub mod model;
 pub mod ports;

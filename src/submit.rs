@@ -5,7 +5,7 @@
 //! returns the existing invalidation instead of creating and billing a second one.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::{counter, histogram};
@@ -15,6 +15,8 @@ use tracing::{error, info, warn};
 
 use crate::ack::Disposition;
 use crate::batch::Batch;
+use crate::batch::window::{SealReason, SealedBatch};
+use crate::clock::WallClock;
 use crate::limit::CreateRateLimiter;
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
@@ -45,15 +47,35 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Who this worker is in the ledger, and how long its records and claims last.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    /// Unique per process: recorded as the owner of the batches it submits.
+    pub worker_id: String,
+    /// How long another worker must wait before taking over a pending batch of this one.
+    pub lease: Duration,
+    /// How long ledger records are kept (DynamoDB TTL).
+    pub retention: Duration,
+    pub clock: WallClock,
+}
+
 pub struct Submitter<C, L> {
     pub cdn: Arc<C>,
     pub ledger: Arc<L>,
     pub limiter: CreateRateLimiter,
     pub retry: RetryPolicy,
+    pub ownership: Ownership,
+}
+
+/// What became of one batch.
+enum Outcome {
+    Done(Disposition),
+    /// CloudFront refused the batch's paths: submit the halves separately to isolate the offending message.
+    Split(Vec<Batch>),
 }
 
 impl<C: Cdn, L: Ledger> Submitter<C, L> {
-    /// Submits batches concurrently (at most `max_concurrent`) until the batcher is gone.
+    /// Submits batches concurrently (at most `max_concurrent`) until every sender is gone.
     pub async fn run(
         self: Arc<Self>,
         mut batches: mpsc::Receiver<Batch>,
@@ -67,8 +89,9 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             let submitter = Arc::clone(&self);
             let to_ack = to_ack.clone();
             running.spawn(async move {
-                let disposition = submitter.submit(batch).await;
-                let _ = to_ack.send(disposition).await;
+                for disposition in submitter.submit(batch).await {
+                    let _ = to_ack.send(disposition).await;
+                }
                 drop(slot);
             });
             while running.try_join_next().is_some() {}
@@ -76,32 +99,43 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         while running.join_next().await.is_some() {}
     }
 
-    /// Takes one batch as far as it can go and says what is to become of its messages.
-    pub async fn submit(&self, batch: Batch) -> Disposition {
-        let mut record = intent_record(&batch);
+    /// Takes a batch as far as it can go and says what is to become of its messages. A batch CloudFront refuses
+    /// as invalid is bisected by message until the offending messages are alone.
+    pub async fn submit(&self, batch: Batch) -> Vec<Disposition> {
+        let mut to_submit = vec![batch];
+        let mut dispositions = Vec::new();
+        while let Some(batch) = to_submit.pop() {
+            match self.submit_one(batch).await {
+                Outcome::Done(disposition) => dispositions.push(disposition),
+                Outcome::Split(halves) => to_submit.extend(halves),
+            }
+        }
+        dispositions
+    }
+
+    async fn submit_one(&self, batch: Batch) -> Outcome {
+        let mut record = self.intent_record(&batch);
         let message_ids = record.message_ids.clone();
         if let Err(e) = self.ledger_call(|| self.ledger.record_intent(&record)).await {
             error!(caller_reference = %record.caller_reference, error = %e, "cannot record the batch intent; not submitting without it, the messages will be delivered again");
-            return Disposition::Release(message_ids);
+            return Outcome::Done(Disposition::Release(message_ids));
         }
         let mut transient_delays = self.retry.transient.build();
         let mut quota_delays = self.retry.quota.build();
         loop {
             let failure = match self.create_and_record(&mut record).await {
-                Ok(()) => return Disposition::Covered(batch.content.members),
+                Ok(()) => return Outcome::Done(Disposition::Covered(batch.content.members)),
                 Err(failure) => failure,
             };
             let delay = match &failure {
                 Failure::Cdn(e) if e.retry_after() == RetryAfter::QuotaFreed => quota_delays.next(),
-                Failure::Cdn(e) if e.retry_after() == RetryAfter::Never => {
-                    return self.refused(record, e).await;
-                }
+                Failure::Cdn(e) if e.retry_after() == RetryAfter::Never => return self.refused(record, batch, e).await,
                 _ => transient_delays.next(),
             };
             let Some(delay) = delay else {
                 error!(caller_reference = %record.caller_reference, error = %failure, "giving up on the batch for now; its messages will be delivered again");
                 counter!("cfi_batches_abandoned_total").increment(1);
-                return Disposition::Release(message_ids);
+                return Outcome::Done(Disposition::Release(message_ids));
             };
             warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, "batch submission failed, retrying with the same CallerReference");
             counter!("cfi_submission_retries_total").increment(1);
@@ -118,7 +152,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         let code = outcome.as_ref().map_or_else(CdnError::code, |_| "Created");
         counter!("cfi_cloudfront_responses_total", "code" => code).increment(1);
         let invalidation = outcome.map_err(Failure::Cdn)?;
-        record.accept(&invalidation, SystemTime::now());
+        record.accept(&invalidation, self.ownership.clock.now());
         info!(
             distribution_id = %record.distribution_id,
             caller_reference = %record.caller_reference,
@@ -130,24 +164,33 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         self.ledger.record_outcome(record).await.map_err(Failure::Ledger)
     }
 
-    /// CloudFront refused the batch for good: record why, and dead-letter or release its messages.
-    async fn refused(&self, mut record: BatchRecord, error: &CdnError) -> Disposition {
+    /// CloudFront refused the batch for good: record why, then split it, dead-letter or release its messages.
+    async fn refused(&self, mut record: BatchRecord, batch: Batch, error: &CdnError) -> Outcome {
         let reason = error.to_string();
-        error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code = error.code(), error = %reason, "CloudFront refused the batch");
+        let splittable = matches!(error, CdnError::InvalidArgument(_)) && batch.content.members.len() > 1;
+        if splittable {
+            warn!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, messages = batch.content.members.len(), error = %reason, "CloudFront refused the paths; splitting the batch to find the offending message");
+        } else {
+            error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code = error.code(), error = %reason, "CloudFront refused the batch");
+        }
         counter!("cfi_batches_refused_total", "code" => error.code()).increment(1);
         record.fail(&reason);
         if let Err(e) = self.ledger_call(|| self.ledger.record_outcome(&record)).await {
             warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
         }
-        match error {
+        if splittable {
+            return Outcome::Split(split(batch, self.ownership.clock));
+        }
+        Outcome::Done(match error {
             // The request itself is wrong: retrying the same messages can never succeed.
-            CdnError::NoSuchDistribution(_)
-            | CdnError::InvalidArgument(_)
-            | CdnError::BatchTooLarge(_)
-            | CdnError::BatchAlreadyExists(_) => Disposition::DeadLetter { message_ids: record.message_ids, reason },
+            CdnError::NoSuchDistribution(_) | CdnError::InvalidArgument(_) | CdnError::BatchTooLarge(_) => {
+                Disposition::DeadLetter { message_ids: record.message_ids, reason }
+            }
+            // Only a resumed batch can meet its reference with other paths (its recorded paths were cut short):
+            // the record is now failed, so the messages are batched afresh when they come back.
             // Permissions and credentials get fixed by operators; the messages wait for redelivery (and redrive).
             _ => Disposition::Release(record.message_ids),
-        }
+        })
     }
 
     async fn ledger_call<F, Fut>(&self, mut call: F) -> Result<(), LedgerError>
@@ -176,24 +219,43 @@ enum Failure {
     Ledger(LedgerError),
 }
 
-fn intent_record(batch: &Batch) -> BatchRecord {
-    let content = &batch.content;
-    let mut requesters: Vec<String> = content.members.iter().filter_map(|m| m.requester.clone()).collect();
-    requesters.sort_unstable();
-    requesters.dedup();
-    BatchRecord {
-        caller_reference: batch.caller_reference.clone(),
-        distribution_id: content.distribution_id.clone(),
-        paths: content.paths.clone(),
-        message_ids: content.members.iter().map(|m| m.message_id.clone()).collect(),
-        requesters,
-        requested_paths: content.requested_paths,
-        seal_reason: content.reason.as_str().to_owned(),
-        created_at: batch.sealed_at,
-        status: BatchStatus::Pending,
-        invalidation_id: None,
-        cloudfront_status: None,
-        submitted_at: None,
-        failure: None,
+impl<C, L> Submitter<C, L> {
+    fn intent_record(&self, batch: &Batch) -> BatchRecord {
+        let content = &batch.content;
+        let mut requesters: Vec<String> = content.members.iter().filter_map(|m| m.requester.clone()).collect();
+        requesters.sort_unstable();
+        requesters.dedup();
+        let now = self.ownership.clock.now();
+        BatchRecord {
+            caller_reference: batch.caller_reference.clone(),
+            distribution_id: content.distribution_id.clone(),
+            paths: content.paths.clone(),
+            message_ids: content.members.iter().map(|m| m.message_id.clone()).collect(),
+            requesters,
+            requested_paths: content.requested_paths,
+            seal_reason: content.reason.as_str().to_owned(),
+            created_at: batch.sealed_at,
+            status: BatchStatus::Pending,
+            invalidation_id: None,
+            cloudfront_status: None,
+            submitted_at: None,
+            failure: None,
+            owner: self.ownership.worker_id.clone(),
+            lease_until: now + self.ownership.lease,
+            expires_at: now + self.ownership.retention,
+        }
     }
+}
+
+/// Two batches with half the members each, each with a new CallerReference (their paths differ).
+fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
+    let distribution_id = batch.content.distribution_id;
+    let mut first = batch.content.members;
+    let second = first.split_off(first.len() / 2);
+    [first, second]
+        .into_iter()
+        .map(|members| {
+            Batch::seal(SealedBatch::from_members(distribution_id.clone(), members, SealReason::Split), clock)
+        })
+        .collect()
 }

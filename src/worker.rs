@@ -25,10 +25,12 @@ use crate::batch::{
     self,
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
-use crate::intake::{self, PollSettings};
+use crate::clock::WallClock;
+use crate::intake::{self, PollSettings, Routes};
+use crate::ledger::Idempotency;
 use crate::limit::CreateRateLimiter;
 use crate::ports::{Cdn, Ledger, Queue};
-use crate::submit::{RetryPolicy, Submitter};
+use crate::submit::{Ownership, RetryPolicy, Submitter};
 
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
@@ -45,6 +47,15 @@ pub struct Settings {
     pub create_burst: NonZeroU32,
     pub max_concurrent_submissions: usize,
     pub retry: RetryPolicy,
+    /// Recorded as the owner of the batches this worker submits.
+    pub worker_id: String,
+    /// How long a pending batch of this worker is left alone by others (then it may be taken over).
+    pub lease: Duration,
+    /// How long ledger records are kept (DynamoDB TTL).
+    pub retention: Duration,
+    /// How long a producer's idempotency key suppresses repeated sends.
+    pub key_period: Duration,
+    pub clock: WallClock,
 }
 
 impl Default for Settings {
@@ -60,6 +71,11 @@ impl Default for Settings {
             create_burst: NonZeroU32::new(5).expect("non-zero"),
             max_concurrent_submissions: 16,
             retry: RetryPolicy::default(),
+            worker_id: format!("worker-{}", uuid::Uuid::now_v7()),
+            lease: Duration::from_secs(120),
+            retention: Duration::from_secs(90 * 24 * 3_600),
+            key_period: Duration::from_secs(24 * 3_600),
+            clock: WallClock::System,
         }
     }
 }
@@ -97,13 +113,22 @@ where
 
     let mut stages = JoinSet::new();
     let poll_settings = PollSettings { wait: settings.receive_wait, visibility: settings.visibility_timeout };
+    let idempotency = Arc::new(Idempotency {
+        ledger: Arc::clone(&services.ledger),
+        worker_id: settings.worker_id.clone(),
+        lease: settings.lease,
+        key_period: settings.key_period,
+        clock: settings.clock,
+    });
     for _ in 0..settings.pollers {
+        let routes =
+            Routes { to_batcher: to_batcher.clone(), to_submitter: to_submitter.clone(), to_ack: to_ack.clone() };
         stages.spawn(intake::poll(
             Arc::clone(&services.queue),
             Arc::clone(&inflight),
+            Arc::clone(&idempotency),
             poll_settings,
-            to_batcher.clone(),
-            to_ack.clone(),
+            routes,
             stop_receiving.clone(),
         ));
     }
@@ -113,17 +138,25 @@ where
         max_paths: settings.max_batch_paths,
         max_wildcards: MAX_WILDCARDS_PER_BATCH,
     };
-    stages.spawn(batch::run(Batcher::new(limits), from_intake, to_submitter));
+    stages.spawn(batch::run(Batcher::new(limits), settings.clock, from_intake, to_submitter));
     let submitter = Arc::new(Submitter {
         cdn: services.cdn,
         ledger: services.ledger,
         limiter: CreateRateLimiter::new(settings.create_rate, settings.create_burst),
         retry: settings.retry,
+        ownership: Ownership {
+            worker_id: settings.worker_id,
+            lease: settings.lease,
+            retention: settings.retention,
+            clock: settings.clock,
+        },
     });
     stages.spawn(submitter.run(from_batcher, to_ack, settings.max_concurrent_submissions));
     let acknowledger = Acknowledger::new(Arc::clone(&services.queue), services.dead_letter, Arc::clone(&inflight));
     stages.spawn(acknowledger.run(from_stages));
-    let heartbeat = tokio::spawn(ack::keep_invisible(
+    // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
+    let mut heartbeat = JoinSet::new();
+    heartbeat.spawn(ack::keep_invisible(
         Arc::clone(&services.queue),
         Arc::clone(&inflight),
         settings.visibility_timeout,
@@ -148,7 +181,7 @@ where
         Err(_) => Exit::TimedOut { held: inflight.len() },
     };
     stop_heartbeat.cancel();
-    let _ = heartbeat.await;
+    let _ = heartbeat.join_next().await;
     match exit {
         Exit::Drained => info!("drained"),
         Exit::TimedOut { held } => error!(held, "shutdown timeout reached; held messages will be delivered again"),

@@ -12,7 +12,7 @@ use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    BatchRecord, BatchStatus, Cdn, CdnError, Invalidation, Ledger, LedgerError, Queue, Receipt,
+    BatchRecord, BatchStatus, Cdn, CdnError, Invalidation, KeyClaim, Ledger, LedgerError, Queue, Receipt,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -86,6 +86,11 @@ fn record(distribution: &DistributionId, created_ms: u64) -> BatchRecord {
         cloudfront_status: None,
         submitted_at: None,
         failure: None,
+        owner: "worker-a".into(),
+        lease_until: millis(created_ms + 60_000),
+        // Whole seconds: DynamoDB's TTL attribute is in epoch seconds.
+        expires_at: UNIX_EPOCH
+            + Duration::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3_600),
     }
 }
 
@@ -113,10 +118,44 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     failed.fail("NoSuchDistribution");
     ledger.record_outcome(&failed).await.unwrap();
     let listed = ledger.list(&distribution, millis(base - 1_000), 10).await.unwrap();
-    assert_eq!(listed, [failed, accepted], "outcomes recorded, and not overwritten by a late intent");
+    assert_eq!(listed, [failed, accepted.clone()], "outcomes recorded, and not overwritten by a late intent");
 
     let unknown = record(&distribution, base);
     assert!(matches!(ledger.record_outcome(&unknown).await, Err(LedgerError::Conflict(_))));
+
+    // Expired records are invisible to readers even before TTL deletes them.
+    let mut expired = record(&distribution, base + 5_000);
+    expired.expires_at = UNIX_EPOCH + Duration::from_secs(1_000);
+    ledger.record_intent(&expired).await.unwrap();
+    assert_eq!(ledger.list(&distribution, millis(base + 4_000), 10).await.unwrap(), []);
+
+    // Take-over: only a pending record whose lease has ended, and only once.
+    let pending = record(&distribution, base + 6_000);
+    ledger.record_intent(&pending).await.unwrap();
+    let during_lease = pending.lease_until - Duration::from_secs(1);
+    let after_lease = pending.lease_until + Duration::from_secs(1);
+    let new_lease = millis(base + 600_000);
+    let take = |now| ledger.take_over(&pending.caller_reference, "worker-b", now, new_lease);
+    assert!(!take(during_lease).await.unwrap(), "the lease still runs");
+    assert!(take(after_lease).await.unwrap());
+    assert!(!take(after_lease).await.unwrap(), "now worker-b's lease runs");
+    let taken = ledger.list(&distribution, millis(base + 6_000), 1).await.unwrap();
+    assert_eq!((taken[0].owner.as_str(), taken[0].lease_until), ("worker-b", new_lease));
+    assert!(!ledger.take_over(&accepted.caller_reference, "worker-b", millis(u64::MAX / 4), new_lease).await.unwrap());
+
+    // Producer keys: the first message wins for the period; its own redelivery is not a duplicate.
+    let key = format!("deploy-{}", CallerReference::mint());
+    let (first, second) = (MessageId("m-first".into()), MessageId("m-second".into()));
+    let now = SystemTime::now();
+    let until = now + Duration::from_secs(3_600);
+    assert_eq!(ledger.claim_key(&key, &first, now, until).await.unwrap(), KeyClaim::First);
+    assert_eq!(ledger.claim_key(&key, &first, now, until).await.unwrap(), KeyClaim::First);
+    assert_eq!(
+        ledger.claim_key(&key, &second, now, until).await.unwrap(),
+        KeyClaim::Duplicate { first_message_id: first.clone() }
+    );
+    let later = until + Duration::from_secs(1);
+    assert_eq!(ledger.claim_key(&key, &second, later, later + Duration::from_secs(60)).await.unwrap(), KeyClaim::First);
 }
 
 async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_caller_reference: bool) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::batch::merge::is_covered_by;
+use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::ports::{BatchStatus, CdnError, LedgerError, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
@@ -21,7 +22,7 @@ struct Harness {
 impl Harness {
     fn new(distributions: &[&str]) -> Self {
         Self {
-            queue: Arc::default(),
+            queue: Arc::new(MemoryQueue::with_clock(WallClock::following_tokio())),
             dead_letter: Arc::default(),
             cdn: Arc::new(FakeCdn::with_distributions(distributions.iter().copied())),
             ledger: Arc::default(),
@@ -58,6 +59,7 @@ impl Harness {
 
 fn settings() -> Settings {
     Settings {
+        clock: WallClock::following_tokio(),
         window: Duration::from_secs(5),
         receive_wait: Duration::from_secs(1),
         create_rate: 100.0,
@@ -287,4 +289,84 @@ async fn many_messages_become_few_invalidations_covering_every_path() {
     assert!(h.queue.is_empty());
     let messages: usize = h.ledger.records().iter().map(|r| r.message_ids.len()).sum();
     assert_eq!(messages, 301);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_between_cloudfront_and_the_ledger_is_finished_by_another_worker_without_paying_twice() {
+    let h = Harness::new(&["EAAA"]);
+    h.send("EAAA", &["/a", "/b"]).await;
+    h.send("EAAA", &["/c"]).await;
+    for _ in 0..3 {
+        h.ledger.faults.inject("record_outcome", LedgerError::Unavailable("simulated outage".into()));
+    }
+    let worker_a = Settings { worker_id: "worker-a".into(), ..settings() };
+    let crashed = tokio::spawn(worker::run(h.services(true), worker_a, std::future::pending()));
+    // Let worker A seal its window and call CloudFront, then kill it while it retries the ledger update.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(h.cdn.invalidations().len(), 1, "worker A's invalidation was accepted");
+    crashed.abort();
+    let _ = crashed.await;
+
+    let worker_b = Settings { worker_id: "worker-b".into(), ..settings() };
+    h.run_for(Duration::from_secs(600), worker_b).await;
+
+    let calls = h.cdn.calls();
+    assert!(calls.iter().all(|c| c.caller_reference == calls[0].caller_reference), "{calls:?}");
+    assert_eq!(h.cdn.invalidations().len(), 1, "paid once");
+    assert!(h.queue.is_empty());
+    let records = h.ledger.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, BatchStatus::Accepted);
+    assert_eq!(records[0].owner, "worker-b", "taken over after worker A's lease");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_redelivered_message_already_covered_is_deleted_without_a_new_invalidation() {
+    let h = Harness::new(&["EAAA"]);
+    h.send("EAAA", &["/a", "/b"]).await;
+    for _ in 0..5 {
+        h.queue.faults.inject("delete", cf_invalidator::ports::QueueError::Transient("simulated".into()));
+    }
+    let short_visibility = Settings { visibility_timeout: Duration::from_secs(10), ..settings() };
+    h.run_for(Duration::from_secs(120), short_visibility).await;
+
+    assert_eq!(h.cdn.invalidations().len(), 1);
+    assert!(h.queue.is_empty(), "the redelivery was deleted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_idempotency_key_is_deleted_without_a_new_invalidation() {
+    let h = Harness::new(&["EAAA"]);
+    let send =
+        |paths: &[&str]| json!({"distribution_id": "EAAA", "paths": paths, "idempotency_key": "deploy-42"}).to_string();
+    h.queue.send(&send(&["/a"]), &[]).await.unwrap();
+    h.run_for(MINUTE, settings()).await;
+    h.queue.send(&send(&["/a", "/b"]), &[]).await.unwrap();
+    h.run_for(MINUTE, settings()).await;
+
+    assert_eq!(h.cdn.invalidations().len(), 1);
+    assert!(h.queue.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_path_is_isolated_by_splitting_and_only_its_message_is_dead_lettered() {
+    let h = Harness::new(&["EAAA"]);
+    for n in 0..7 {
+        h.send("EAAA", &[&format!("/ok/{n}")]).await;
+    }
+    h.send("EAAA", &["/bad~path", "/ok/x"]).await;
+    h.cdn.refuse_paths_containing("%7E");
+    h.run_for(MINUTE, settings()).await;
+
+    let submitted: Vec<String> = h.cdn.invalidations().into_iter().flat_map(|(_, p)| p).collect();
+    for n in 0..7 {
+        assert!(submitted.contains(&format!("/ok/{n}")), "{submitted:?}");
+    }
+    assert!(!submitted.iter().any(|p| p.contains('~')));
+    assert!(h.queue.is_empty());
+    let reasons = h.dead_letter_reasons();
+    assert_eq!(reasons.len(), 1, "only the offending message");
+    assert!(reasons[0].contains("refused the paths"), "{reasons:?}");
+    let bodies: Vec<String> = h.dead_letter.messages().into_iter().map(|m| m.body).collect();
+    assert!(bodies[0].contains("/bad~path"));
 }

@@ -32,6 +32,8 @@ pub enum Disposition {
     DeadLetter { message_ids: Vec<MessageId>, reason: String },
     /// Cannot be done now: stop extending visibility so SQS delivers them again (and redrives them eventually).
     Release(Vec<MessageId>),
+    /// Not now: let them come back after `delay`.
+    Defer { message_ids: Vec<MessageId>, delay: Duration },
 }
 
 /// Applies dispositions, one at a time, until every sender is gone.
@@ -62,20 +64,31 @@ impl<Q: Queue> Acknowledger<Q> {
                 self.delete(released.into_iter().map(|r| r.receipt).collect()).await;
             }
             Disposition::DeadLetter { message_ids, reason } => {
-                for id in &message_ids {
-                    self.outstanding_parts.remove(id);
-                }
-                let released = self.inflight.release(message_ids);
+                let released = self.let_go(message_ids);
                 self.dead_letter(released, &reason).await;
             }
             Disposition::Release(message_ids) => {
-                for id in &message_ids {
-                    self.outstanding_parts.remove(id);
-                }
-                let released = self.inflight.release(message_ids);
+                let released = self.let_go(message_ids);
                 counter!("cfi_messages_released_total").increment(released.len() as u64);
             }
+            Disposition::Defer { message_ids, delay } => {
+                let receipts: Vec<Receipt> = self.let_go(message_ids).into_iter().map(|r| r.receipt).collect();
+                for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
+                    if let Err(e) = with_retries(|| self.queue.extend_visibility(chunk, delay)).await {
+                        warn!(error = %e, "could not defer messages; they come back when their visibility ends");
+                    }
+                }
+                counter!("cfi_messages_deferred_total").increment(receipts.len() as u64);
+            }
         }
+    }
+
+    /// Stops holding messages whose fate is decided otherwise than by acceptance.
+    fn let_go(&mut self, message_ids: Vec<MessageId>) -> Vec<Released> {
+        for id in &message_ids {
+            self.outstanding_parts.remove(id);
+        }
+        self.inflight.release(message_ids)
     }
 
     /// The members whose last outstanding part this was. Members no longer held (another part was refused, or

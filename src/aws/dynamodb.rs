@@ -5,17 +5,20 @@
 //! - global secondary index `by_distribution`: `distribution_id` (S) + `created_at` (S, RFC 3339 UTC, sorts by time).
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId, MessageId};
-use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
+use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
+/// Epoch seconds after which DynamoDB may delete the item (the table's TTL attribute).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// DynamoDB items are limited to 400 KB; these bound the two lists that grow with the batch, leaving room for the
 /// rest. A record whose lists were cut says so in `paths_truncated`/`message_ids_truncated`.
@@ -61,6 +64,23 @@ fn key_of(caller_reference: &CallerReference) -> AttributeValue {
     AttributeValue::S(format!("batch#{caller_reference}"))
 }
 
+fn since_epoch(time: SystemTime) -> Duration {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Epoch seconds: the format DynamoDB's TTL requires.
+fn epoch_seconds(time: SystemTime) -> AttributeValue {
+    AttributeValue::N(since_epoch(time).as_secs().to_string())
+}
+
+fn epoch_millis(time: SystemTime) -> AttributeValue {
+    AttributeValue::N(since_epoch(time).as_millis().to_string())
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    item.get(name).and_then(|v| v.as_n().ok()?.parse().ok())
+}
+
 fn timestamp(time: SystemTime) -> AttributeValue {
     AttributeValue::S(humantime::format_rfc3339_millis(time).to_string())
 }
@@ -97,6 +117,9 @@ fn intent_item(record: &BatchRecord) -> Item {
         ("message_ids".into(), message_ids),
         ("message_count".into(), AttributeValue::N(record.message_ids.len().to_string())),
         ("seal_reason".into(), AttributeValue::S(record.seal_reason.clone())),
+        ("owner".into(), AttributeValue::S(record.owner.clone())),
+        ("lease_until".into(), epoch_millis(record.lease_until)),
+        (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
     ]);
     if !record.requesters.is_empty() {
         item.insert("requesters".into(), AttributeValue::Ss(record.requesters.clone()));
@@ -143,6 +166,9 @@ fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         cloudfront_status: string(item, "cloudfront_status"),
         submitted_at: time(item, "submitted_at"),
         failure: string(item, "failure"),
+        owner: string(item, "owner").unwrap_or_default(),
+        lease_until: UNIX_EPOCH + Duration::from_millis(number(item, "lease_until").unwrap_or_default()),
+        expires_at: UNIX_EPOCH + Duration::from_secs(number(item, TTL_ATTRIBUTE).unwrap_or_default()),
     })
 }
 
@@ -221,8 +247,12 @@ impl Ledger for DynamoLedger {
                 .table_name(&self.table)
                 .index_name(DISTRIBUTION_INDEX)
                 .key_condition_expression("distribution_id = :d AND created_at >= :since")
+                // TTL deletes lazily (up to days later): expired records are filtered here, not trusted away.
+                .filter_expression("#ttl > :now")
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
                 .expression_attribute_values(":d", AttributeValue::S(distribution.to_string()))
                 .expression_attribute_values(":since", timestamp(since))
+                .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
                 .scan_index_forward(false)
                 .limit(i32::try_from(limit - records.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start_key)
@@ -239,6 +269,72 @@ impl Ledger for DynamoLedger {
         }
         records.truncate(limit);
         Ok(records)
+    }
+
+    async fn take_over(
+        &self,
+        caller_reference: &CallerReference,
+        owner: &str,
+        now: SystemTime,
+        lease_until: SystemTime,
+    ) -> Result<bool, LedgerError> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key_of(caller_reference))
+            .update_expression("SET #owner = :owner, lease_until = :lease_until")
+            .condition_expression("#status = :pending AND lease_until < :now")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":lease_until", epoch_millis(lease_until))
+            .expression_attribute_values(":pending", AttributeValue::S(BatchStatus::Pending.as_str().into()))
+            .expression_attribute_values(":now", epoch_millis(now))
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(self.error(classify(&e))),
+        }
+    }
+
+    async fn claim_key(
+        &self,
+        key: &str,
+        message_id: &MessageId,
+        now: SystemTime,
+        expires_at: SystemTime,
+    ) -> Result<KeyClaim, LedgerError> {
+        let outcome = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, AttributeValue::S(format!("key#{key}")))
+            .item("message_id", AttributeValue::S(message_id.0.clone()))
+            .item("created_at", timestamp(now))
+            .item(TTL_ATTRIBUTE, epoch_seconds(expires_at))
+            .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now OR message_id = :message_id")
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", epoch_seconds(now))
+            .expression_attribute_values(":message_id", AttributeValue::S(message_id.0.clone()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(KeyClaim::First),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let first = failed.item().and_then(|item| string(item, "message_id")).unwrap_or_default();
+                    Ok(KeyClaim::Duplicate { first_message_id: MessageId(first) })
+                }
+                _ => Err(self.error(classify(&e))),
+            },
+        }
     }
 }
 
@@ -282,9 +378,26 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerErro
         let described =
             client.describe_table().table_name(table).send().await.map_err(|e| ledger.error(classify(&e)))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-            return Ok(());
+            return enable_ttl(client, &ledger).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     Err(LedgerError::Other(format!("table {table} did not become ACTIVE within a minute")))
+}
+
+/// Lets DynamoDB delete expired records; already enabled is fine.
+async fn enable_ttl(client: &Client, ledger: &DynamoLedger) -> Result<(), LedgerError> {
+    use aws_sdk_dynamodb::types::TimeToLiveSpecification;
+    let specification = TimeToLiveSpecification::builder()
+        .attribute_name(TTL_ATTRIBUTE)
+        .enabled(true)
+        .build()
+        .map_err(|e| LedgerError::Other(e.to_string()))?;
+    let outcome =
+        client.update_time_to_live().table_name(&ledger.table).time_to_live_specification(specification).send().await;
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
+        Err(e) => Err(ledger.error(classify(&e))),
+    }
 }

@@ -10,9 +10,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::info;
 
-use self::window::{Batcher, SealedBatch};
+use self::window::{BatchMember, Batcher, SealReason, SealedBatch};
+use crate::clock::WallClock;
 use crate::intake::Accepted;
 use crate::model::CallerReference;
+use crate::ports::ledger::BatchRecord;
 
 /// A sealed batch with its identity: the CallerReference is minted here, once, and never again for this batch.
 #[derive(Debug, Clone)]
@@ -23,13 +25,32 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn seal(content: SealedBatch) -> Self {
-        Self { caller_reference: CallerReference::mint(), sealed_at: SystemTime::now(), content }
+    pub fn seal(content: SealedBatch, clock: WallClock) -> Self {
+        Self { caller_reference: CallerReference::mint(), sealed_at: clock.now(), content }
+    }
+
+    /// A recorded batch taken over from a stopped worker, with its CallerReference and paths, carrying `member`
+    /// (the redelivered message that found it).
+    pub fn resume(record: BatchRecord, member: BatchMember) -> Self {
+        let content = SealedBatch {
+            distribution_id: record.distribution_id,
+            wildcard_count: record.paths.iter().filter(|p| p.ends_with('*')).count(),
+            paths: record.paths,
+            members: vec![member],
+            requested_paths: record.requested_paths,
+            reason: SealReason::Resumed,
+        };
+        Self { caller_reference: record.caller_reference, sealed_at: record.created_at, content }
     }
 }
 
 /// Runs the windows until intake is closed, then seals what is still open.
-pub async fn run(mut batcher: Batcher, mut incoming: mpsc::Receiver<Accepted>, outgoing: mpsc::Sender<Batch>) {
+pub async fn run(
+    mut batcher: Batcher,
+    clock: WallClock,
+    mut incoming: mpsc::Receiver<Accepted>,
+    outgoing: mpsc::Sender<Batch>,
+) {
     loop {
         let next_deadline = batcher.next_deadline();
         let window_closes = async {
@@ -46,16 +67,16 @@ pub async fn run(mut batcher: Batcher, mut incoming: mpsc::Receiver<Accepted>, o
                 None => break,
             },
         };
-        if !forward(sealed, &outgoing).await {
+        if !forward(sealed, clock, &outgoing).await {
             return;
         }
     }
-    forward(batcher.seal_all(), &outgoing).await;
+    forward(batcher.seal_all(), clock, &outgoing).await;
 }
 
-async fn forward(sealed: Vec<SealedBatch>, outgoing: &mpsc::Sender<Batch>) -> bool {
+async fn forward(sealed: Vec<SealedBatch>, clock: WallClock, outgoing: &mpsc::Sender<Batch>) -> bool {
     for content in sealed {
-        let batch = Batch::seal(content);
+        let batch = Batch::seal(content, clock);
         let c = &batch.content;
         info!(
             distribution_id = %c.distribution_id,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::merge::PathSet;
 use crate::intake::parse::InvalidationRequest;
+use crate::intake::path::InvalidationPath;
 use crate::model::{DistributionId, MessageId};
 
 /// Most wildcard paths CloudFront lets one distribution have in progress; a batch with more is always refused.
@@ -32,6 +33,8 @@ pub struct BatchLimits {
 pub struct BatchMember {
     pub message_id: MessageId,
     pub requester: Option<String>,
+    /// The message's paths that went into this batch: what a split after `InvalidArgument` rebuilds from.
+    pub paths: Vec<InvalidationPath>,
     /// How many batches carry paths of this message (usually 1).
     pub parts: u32,
 }
@@ -41,6 +44,10 @@ pub enum SealReason {
     WindowElapsed,
     Full,
     Shutdown,
+    /// Half of a batch CloudFront refused with `InvalidArgument`, to isolate the offending message.
+    Split,
+    /// A pending batch of a worker that stopped, taken over with its CallerReference.
+    Resumed,
 }
 
 impl SealReason {
@@ -49,6 +56,8 @@ impl SealReason {
             Self::WindowElapsed => "window_elapsed",
             Self::Full => "full",
             Self::Shutdown => "shutdown",
+            Self::Split => "split",
+            Self::Resumed => "resumed",
         }
     }
 }
@@ -64,6 +73,19 @@ pub struct SealedBatch {
     /// Paths as requested by the members, before deduplication.
     pub requested_paths: usize,
     pub reason: SealReason,
+}
+
+impl SealedBatch {
+    /// A batch holding exactly `members`, its paths merged again from theirs.
+    pub fn from_members(distribution_id: DistributionId, members: Vec<BatchMember>, reason: SealReason) -> Self {
+        let mut paths = PathSet::default();
+        let mut requested_paths = 0;
+        for path in members.iter().flat_map(|m| &m.paths) {
+            paths.add(path);
+            requested_paths += 1;
+        }
+        OpenBatch { paths, members, requested_paths, deadline: Instant::now() }.seal(distribution_id, reason)
+    }
 }
 
 #[derive(Debug)]
@@ -104,7 +126,7 @@ impl Batcher {
     /// Adds a message's paths to its distribution's window and returns the batches that filled up.
     pub fn add(&mut self, now: Instant, message_id: MessageId, request: InvalidationRequest) -> Vec<SealedBatch> {
         let distribution_id = request.distribution_id;
-        let member = BatchMember { message_id, requester: request.requester, parts: 0 };
+        let member = BatchMember { message_id, requester: request.requester, paths: Vec::new(), parts: 0 };
         let mut sealed = Vec::new();
         let mut member_in_open_batch = false;
         let BatchLimits { max_paths, max_wildcards, .. } = self.limits;
@@ -113,6 +135,9 @@ impl Batcher {
             if !member_in_open_batch {
                 batch.members.push(member.clone());
                 member_in_open_batch = true;
+            }
+            if let Some(current) = batch.members.last_mut() {
+                current.paths.push(path.clone());
             }
             batch.requested_paths += 1;
             batch.paths.add(path);
@@ -180,7 +205,6 @@ impl Batcher {
 mod tests {
     use super::*;
     use crate::batch::merge::is_covered_by;
-    use crate::intake::path::InvalidationPath;
     use proptest::prelude::*;
     use std::collections::HashSet;
 

@@ -1,5 +1,6 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use cf_invalidator::aws::cloudfront::CloudFront;
@@ -23,6 +24,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout.into(),
         create_rate: args.create_rate,
         create_burst: NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?,
+        // A stopped worker's messages come back after one visibility timeout; by two, its lease is over.
+        lease: 2 * Duration::from(args.visibility_timeout),
+        retention: args.retention.into(),
+        key_period: args.idempotency_period.into(),
         ..Settings::default()
     };
     ensure!(

@@ -3,13 +3,14 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::faults::Faults;
-use crate::model::{CallerReference, DistributionId};
-use crate::ports::ledger::{BatchRecord, Ledger, LedgerError};
+use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
 
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     pub faults: Faults<LedgerError>,
     records: Mutex<HashMap<CallerReference, BatchRecord>>,
+    keys: Mutex<HashMap<String, (MessageId, SystemTime)>>,
 }
 
 impl MemoryLedger {
@@ -51,10 +52,49 @@ impl Ledger for MemoryLedger {
         let mut found: Vec<BatchRecord> = self
             .records()
             .into_iter()
-            .filter(|r| &r.distribution_id == distribution && r.created_at >= since)
+            .filter(|r| &r.distribution_id == distribution && r.created_at >= since && r.expires_at > SystemTime::now())
             .collect();
         found.reverse();
         found.truncate(limit);
         Ok(found)
+    }
+
+    async fn take_over(
+        &self,
+        caller_reference: &CallerReference,
+        owner: &str,
+        now: SystemTime,
+        lease_until: SystemTime,
+    ) -> Result<bool, LedgerError> {
+        self.faults.take("take_over")?;
+        let mut records = self.records.lock().unwrap();
+        match records.get_mut(caller_reference) {
+            Some(record) if record.status == BatchStatus::Pending && record.lease_until < now => {
+                record.owner = owner.to_owned();
+                record.lease_until = lease_until;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn claim_key(
+        &self,
+        key: &str,
+        message_id: &MessageId,
+        now: SystemTime,
+        expires_at: SystemTime,
+    ) -> Result<KeyClaim, LedgerError> {
+        self.faults.take("claim_key")?;
+        let mut keys = self.keys.lock().unwrap();
+        match keys.get(key) {
+            Some((first, until)) if first != message_id && *until > now => {
+                Ok(KeyClaim::Duplicate { first_message_id: first.clone() })
+            }
+            _ => {
+                keys.insert(key.to_owned(), (message_id.clone(), expires_at));
+                Ok(KeyClaim::First)
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::faults::Faults;
+use crate::clock::WallClock;
 use crate::model::MessageId;
 use crate::ports::queue::{BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage};
 
@@ -27,6 +28,8 @@ pub struct StoredMessage {
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     pub faults: Faults<QueueError>,
+    /// Stamps `sent_at`; simulations make it follow tokio's clock.
+    clock: WallClock,
     state: Mutex<State>,
     arrived: Notify,
 }
@@ -40,6 +43,10 @@ struct State {
 }
 
 impl MemoryQueue {
+    pub fn with_clock(clock: WallClock) -> Self {
+        Self { clock, ..Self::default() }
+    }
+
     /// Every message not yet deleted, visible or not.
     pub fn messages(&self) -> Vec<StoredMessage> {
         self.state.lock().unwrap().messages.values().cloned().collect()
@@ -173,7 +180,7 @@ impl Queue for MemoryQueue {
                 body: body.to_owned(),
                 attributes: attributes.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
                 receive_count: 0,
-                sent_at: SystemTime::now(),
+                sent_at: self.clock.now(),
                 visible_at: Instant::now(),
                 receipt_handle: None,
             },

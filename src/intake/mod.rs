@@ -11,13 +11,17 @@ use metrics::counter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use self::parse::{InvalidationRequest, parse_request};
 use crate::ack::Disposition;
 use crate::ack::inflight::InFlight;
+use crate::batch::Batch;
+use crate::batch::window::BatchMember;
+use crate::ledger::{Idempotency, Verdict};
 use crate::model::MessageId;
-use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue};
+use crate::ports::ledger::Ledger;
+use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, ReceivedMessage};
 
 /// A valid request on its way to the batcher.
 #[derive(Debug)]
@@ -34,13 +38,25 @@ pub struct PollSettings {
     pub visibility: Duration,
 }
 
-/// One poller: receives until `stop` is cancelled or the batcher is gone.
-pub async fn poll<Q: Queue>(
+/// Where a poller sends what it received.
+pub struct Routes {
+    pub to_batcher: mpsc::Sender<Accepted>,
+    /// Resumed batches skip the windows.
+    pub to_submitter: mpsc::Sender<Batch>,
+    pub to_ack: mpsc::Sender<Disposition>,
+}
+
+/// How long a message waits before another look when the ledger cannot be asked whether it is already covered:
+/// batching it blindly could pay for its paths twice.
+const LEDGER_UNAVAILABLE_DELAY: Duration = Duration::from_secs(15);
+
+/// One poller: receives until `stop` is cancelled or the next stage is gone.
+pub async fn poll<Q: Queue, L: Ledger>(
     queue: Arc<Q>,
     inflight: Arc<InFlight>,
+    idempotency: Arc<Idempotency<L>>,
     settings: PollSettings,
-    to_batcher: mpsc::Sender<Accepted>,
-    to_ack: mpsc::Sender<Disposition>,
+    routes: Routes,
     stop: CancellationToken,
 ) {
     let backoff = || {
@@ -75,21 +91,59 @@ pub async fn poll<Q: Queue>(
                 debug!(message_id = %message.message_id, "message delivered again while held; keeping the newest receipt");
                 continue;
             }
-            let routed = match parse_request(&message.body) {
-                Ok(request) => to_batcher.send(Accepted { message_id: message.message_id, request }).await.is_ok(),
-                Err(rejection) => {
-                    warn!(message_id = %message.message_id, reason = %rejection, "invalid message");
-                    counter!("cfi_messages_invalid_total").increment(1);
-                    let disposition = Disposition::DeadLetter {
-                        message_ids: vec![message.message_id],
-                        reason: rejection.to_string(),
-                    };
-                    to_ack.send(disposition).await.is_ok()
-                }
-            };
-            if !routed {
+            if !route(message, &idempotency, &routes).await {
                 return;
             }
+        }
+    }
+}
+
+/// Sends one message on; false once the next stage is gone.
+async fn route<L: Ledger>(message: ReceivedMessage, idempotency: &Idempotency<L>, routes: &Routes) -> bool {
+    let message_id = message.message_id.clone();
+    let request = match parse_request(&message.body) {
+        Ok(request) => request,
+        Err(rejection) => {
+            warn!(%message_id, reason = %rejection, "invalid message");
+            counter!("cfi_messages_invalid_total").increment(1);
+            let disposition = Disposition::DeadLetter { message_ids: vec![message_id], reason: rejection.to_string() };
+            return routes.to_ack.send(disposition).await.is_ok();
+        }
+    };
+    let verdict = idempotency.check(&message, &request).await.unwrap_or_else(|e| {
+        warn!(%message_id, error = %e, "cannot check the ledger for this message; looking again later");
+        Verdict::Wait(LEDGER_UNAVAILABLE_DELAY)
+    });
+    let member = |parts| BatchMember {
+        message_id: message_id.clone(),
+        requester: request.requester.clone(),
+        paths: request.paths.clone(),
+        parts,
+    };
+    match verdict {
+        Verdict::Fresh => routes.to_batcher.send(Accepted { message_id, request }).await.is_ok(),
+        Verdict::DuplicateKey { first_message_id } => {
+            info!(%message_id, %first_message_id, "duplicate idempotency key; deleting without a new invalidation");
+            counter!("cfi_messages_duplicate_total", "kind" => "idempotency_key").increment(1);
+            routes.to_ack.send(Disposition::Covered(vec![member(1)])).await.is_ok()
+        }
+        Verdict::AlreadyCovered => {
+            info!(%message_id, "redelivered message already covered by accepted invalidations; deleting");
+            counter!("cfi_messages_duplicate_total", "kind" => "redelivery").increment(1);
+            routes.to_ack.send(Disposition::Covered(vec![member(1)])).await.is_ok()
+        }
+        Verdict::Resume(records) => {
+            let parts = records.len() as u32;
+            for record in records {
+                if routes.to_submitter.send(Batch::resume(record, member(parts))).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+        Verdict::Wait(delay) => {
+            let disposition = Disposition::Defer { message_ids: vec![message_id], delay };
+            routes.to_ack.send(disposition).await.is_ok()
         }
     }
 }

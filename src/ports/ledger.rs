@@ -47,6 +47,11 @@ pub struct BatchRecord {
     pub cloudfront_status: Option<String>,
     pub submitted_at: Option<SystemTime>,
     pub failure: Option<String>,
+    /// The worker that is submitting the batch, until `lease_until`; after that any worker may take it over.
+    pub owner: String,
+    pub lease_until: SystemTime,
+    /// When the record may be deleted (DynamoDB TTL); readers ignore expired records.
+    pub expires_at: SystemTime,
 }
 
 impl BatchRecord {
@@ -62,6 +67,15 @@ impl BatchRecord {
         self.status = BatchStatus::Failed;
         self.failure = Some(reason.to_owned());
     }
+}
+
+/// Result of claiming a producer's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// First use of the key within its period (or a redelivery of the message that first used it).
+    First,
+    /// Another message used the key within its period.
+    Duplicate { first_message_id: MessageId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -93,7 +107,12 @@ impl LedgerError {
 ///   unknown outcome) succeeds without changing the stored record.
 /// - `record_outcome` stores the `Accepted` or `Failed` fields of a record written by `record_intent`, and fails
 ///   with `Conflict` if there is no such record.
-/// - `list` returns a distribution's records created at or after `since`, newest first, at most `limit`.
+/// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
+/// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
+///   it did; it never changes a record that is not pending or whose lease still runs.
+/// - `claim_key` records that `message_id` used the producer key `key` until `expires_at`; it answers
+///   `Duplicate` if another message holds an unexpired claim, and `First` otherwise (a repeated claim by the same
+///   message included).
 pub trait Ledger: Send + Sync + 'static {
     fn record_intent(&self, record: &BatchRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
@@ -105,4 +124,20 @@ pub trait Ledger: Send + Sync + 'static {
         since: SystemTime,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<BatchRecord>, LedgerError>> + Send;
+
+    fn take_over(
+        &self,
+        caller_reference: &CallerReference,
+        owner: &str,
+        now: SystemTime,
+        lease_until: SystemTime,
+    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+
+    fn claim_key(
+        &self,
+        key: &str,
+        message_id: &MessageId,
+        now: SystemTime,
+        expires_at: SystemTime,
+    ) -> impl Future<Output = Result<KeyClaim, LedgerError>> + Send;
 }

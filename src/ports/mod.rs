@@ -8,5 +8,5 @@ pub mod ledger;
 pub mod queue;
 
 pub use cdn::{Cdn, CdnError, Invalidation};
-pub use ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
+pub use ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
 pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};

@@ -1,0 +1,179 @@
+//! Idempotency against the ledger, decided at intake: a message is batched only if nothing already covers it.
+//!
+//! First deliveries cost nothing here (no reads); a message with a producer `idempotency_key` costs one
+//! conditional write; only a redelivered message (ApproximateReceiveCount > 1) costs a query of its
+//! distribution's batches since the message was sent. See docs/design.md.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tracing::info;
+
+use crate::batch::merge::is_covered_by;
+use crate::clock::WallClock;
+use crate::intake::parse::InvalidationRequest;
+use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
+use crate::ports::queue::ReceivedMessage;
+
+/// Most batches of one distribution read back for a redelivered message. A message is redelivered within a few
+/// visibility timeouts of being sent, so this covers hours of 5-second windows.
+const LOOKBACK_LIMIT: usize = 1_000;
+
+/// What to do with a received message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Nothing covers it yet: batch it.
+    Fresh,
+    /// Another message used the same producer key within the deduplication period.
+    DuplicateKey { first_message_id: String },
+    /// Accepted invalidations created after the message was sent already cover all its paths.
+    AlreadyCovered,
+    /// Batches holding this message were left pending by a worker that stopped; this worker took them over and
+    /// submits them again with their CallerReferences.
+    Resume(Vec<BatchRecord>),
+    /// Another worker is still submitting a batch holding this message: look again after the delay.
+    Wait(Duration),
+}
+
+/// What the ledger says about a redelivered message, before any lease is considered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding<'a> {
+    Uncovered,
+    Covered,
+    /// Covered once these pending batches, which hold the message, are accepted.
+    Pending(Vec<&'a BatchRecord>),
+}
+
+/// Looks for the message in the batches of its distribution created since it was sent.
+pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: &InvalidationRequest) -> Finding<'a> {
+    let accepted: Vec<String> =
+        records.iter().filter(|r| r.status == BatchStatus::Accepted).flat_map(|r| r.paths.iter().cloned()).collect();
+    let all_covered_by = |paths: &[String]| request.paths.iter().all(|p| is_covered_by(p.as_str(), paths));
+    if all_covered_by(&accepted) {
+        return Finding::Covered;
+    }
+    let pending: Vec<&BatchRecord> = records
+        .iter()
+        .filter(|r| r.status == BatchStatus::Pending && r.message_ids.contains(&message.message_id))
+        .collect();
+    let mut reachable = accepted;
+    reachable.extend(pending.iter().flat_map(|r| r.paths.iter().cloned()));
+    if pending.is_empty() || !all_covered_by(&reachable) {
+        return Finding::Uncovered;
+    }
+    Finding::Pending(pending)
+}
+
+pub struct Idempotency<L> {
+    pub ledger: Arc<L>,
+    pub worker_id: String,
+    pub lease: Duration,
+    pub key_period: Duration,
+    pub clock: WallClock,
+}
+
+impl<L: Ledger> Idempotency<L> {
+    pub async fn check(
+        &self,
+        message: &ReceivedMessage,
+        request: &InvalidationRequest,
+    ) -> Result<Verdict, LedgerError> {
+        let now = self.clock.now();
+        if let Some(key) = &request.idempotency_key {
+            let claim = self.ledger.claim_key(key, &message.message_id, now, now + self.key_period).await?;
+            if let KeyClaim::Duplicate { first_message_id } = claim {
+                return Ok(Verdict::DuplicateKey { first_message_id: first_message_id.0 });
+            }
+        }
+        let (true, Some(sent_at)) = (message.receive_count > 1, message.sent_at) else {
+            return Ok(Verdict::Fresh);
+        };
+        let records = self.ledger.list(&request.distribution_id, sent_at, LOOKBACK_LIMIT).await?;
+        match find(&records, message, request) {
+            Finding::Uncovered => Ok(Verdict::Fresh),
+            Finding::Covered => Ok(Verdict::AlreadyCovered),
+            Finding::Pending(pending) => self.take_over(pending, now).await,
+        }
+    }
+
+    async fn take_over(&self, pending: Vec<&BatchRecord>, now: SystemTime) -> Result<Verdict, LedgerError> {
+        let mut taken = Vec::new();
+        for record in pending {
+            if record.lease_until >= now {
+                let remaining = record.lease_until.duration_since(now).unwrap_or_default();
+                return Ok(Verdict::Wait(remaining.max(Duration::from_secs(1))));
+            }
+            if !self.ledger.take_over(&record.caller_reference, &self.worker_id, now, now + self.lease).await? {
+                return Ok(Verdict::Wait(self.lease));
+            }
+            info!(caller_reference = %record.caller_reference, previous_owner = %record.owner, "took over a pending batch of a stopped worker");
+            taken.push(record.clone());
+        }
+        Ok(Verdict::Resume(taken))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intake::parse::parse_request;
+    use crate::model::{CallerReference, DistributionId, MessageId};
+
+    fn message(id: &str) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: MessageId(id.into()),
+            receipt_handle: "h".into(),
+            body: String::new(),
+            sent_at: Some(SystemTime::UNIX_EPOCH),
+            receive_count: 2,
+        }
+    }
+
+    fn request(paths: &[&str]) -> InvalidationRequest {
+        parse_request(&serde_json::json!({"distribution_id": "EAAA", "paths": paths}).to_string()).unwrap()
+    }
+
+    fn record(status: BatchStatus, paths: &[&str], messages: &[&str]) -> BatchRecord {
+        let now = SystemTime::now();
+        BatchRecord {
+            caller_reference: CallerReference::mint(),
+            distribution_id: DistributionId::parse("EAAA").unwrap(),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
+            requesters: vec![],
+            requested_paths: paths.len(),
+            seal_reason: "window_elapsed".into(),
+            created_at: now,
+            status,
+            invalidation_id: None,
+            cloudfront_status: None,
+            submitted_at: None,
+            failure: None,
+            owner: "w1".into(),
+            lease_until: now,
+            expires_at: now,
+        }
+    }
+
+    #[test]
+    fn accepted_batches_together_may_cover_a_message() {
+        let records =
+            [record(BatchStatus::Accepted, &["/a"], &["m1"]), record(BatchStatus::Accepted, &["/img/*"], &["other"])];
+        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/img/x.png"])), Finding::Covered);
+        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b"])), Finding::Uncovered);
+    }
+
+    #[test]
+    fn pending_batches_holding_the_message_are_resumed_only_if_they_complete_its_coverage() {
+        let records = [
+            record(BatchStatus::Accepted, &["/a"], &["m1"]),
+            record(BatchStatus::Pending, &["/b"], &["m1"]),
+            record(BatchStatus::Pending, &["/c"], &["someone-else"]),
+            record(BatchStatus::Failed, &["/d"], &["m1"]),
+        ];
+        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b"])), Finding::Pending(vec![&records[1]]));
+        // /c is pending, but not in a batch of this message; /d's batch failed: batch afresh.
+        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b", "/c"])), Finding::Uncovered);
+        assert_eq!(find(&records, &message("m1"), &request(&["/d"])), Finding::Uncovered);
+    }
+}

@@ -1,0 +1,262 @@
+"""Deploys infra/cloudformation/cf-invalidator.yaml on the local emulator and runs the worker against it.
+
+    eval "$(scripts/emulator start)"
+    cargo build --locked
+    "$CFI_EMULATOR_PYTHON" tests/infra/test_deploy.py
+    scripts/emulator stop
+
+Creates the stack through moto's CloudFormation with DeployWorker=false (moto creates only the queue, its
+dead-letter queue and the ledger table; the ECS, IAM, scaling and alarm resources are switched off by that
+condition), checks what it created, then runs target/debug/cf-invalidator (or $CFI_BIN; $CARGO_TARGET_DIR is
+honoured) on the stack's outputs with one valid and one invalid message, and checks CloudFront, the ledger and the
+dead-letter queue. Plain Python and boto3; prints "N passed, N failed" last and exits 1 on any failure.
+
+moto applies neither the table's PointInTimeRecoverySpecification, SSESpecification and TimeToLiveSpecification
+nor the DLQ's RedriveAllowPolicy from a template (it describes them as disabled or absent), so those are checked in
+the template itself.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import boto3
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "cloudformation" / "cf-invalidator.yaml"
+QUEUE_DRAIN_SECONDS = 60
+WORKER_EXIT_SECONDS = 45
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, condition, detail=""):
+    if condition:
+        results["passed"] += 1
+        print(f"ok   {name}")
+    else:
+        results["failed"] += 1
+        print(f"FAIL {name}{': ' + str(detail) if detail else ''}")
+    return condition
+
+
+def refuse_remote_endpoint():
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    host = urllib.parse.urlparse(endpoint).hostname or ""
+    if not (host == "localhost" or host == "::1" or host.startswith("127.")):
+        sys.exit(f"AWS_ENDPOINT_URL={endpoint!r} is not a loopback emulator; run: eval \"$(scripts/emulator start)\"")
+
+
+def worker_binary():
+    if os.environ.get("CFI_BIN"):
+        return Path(os.environ["CFI_BIN"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return (target if target.is_absolute() else ROOT / target) / "debug" / "cf-invalidator"
+
+
+def load_template():
+    """The template as plain data; short-form tags (!Ref, !Sub, ...) become {"Fn::X"/"Ref": value}."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tag(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}": value}
+
+    Loader.add_multi_constructor("!", tag)
+    return yaml.load(TEMPLATE.read_text(), Loader=Loader)
+
+
+def check_template_settings_moto_ignores(template):
+    table = template["Resources"]["Table"]["Properties"]
+    check("template: table has point-in-time recovery",
+          table.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True)
+    check("template: table has server-side encryption", table.get("SSESpecification", {}).get("SSEEnabled") is True)
+    check("template: table TTL on expires_at",
+          table.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True})
+    retention = template["Resources"]["DeadLetterQueue"]["Properties"].get("MessageRetentionPeriod")
+    check("template: dead-letter queue keeps messages 14 days", retention == 14 * 24 * 3600, retention)
+
+
+def create_stack(cloudformation, name):
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": "DeployWorker", "ParameterValue": "false"}],
+    )
+    deadline = time.time() + 60
+    while True:
+        stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("_IN_PROGRESS") or time.time() > deadline:
+            return stack
+        time.sleep(0.5)
+
+
+def check_queues(sqs, queue_url, dlq_url):
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    dlq_attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
+    check("queue: SQS-managed SSE", attributes.get("SqsManagedSseEnabled") == "true", attributes)
+    check("dead-letter queue: SQS-managed SSE", dlq_attributes.get("SqsManagedSseEnabled") == "true", dlq_attributes)
+    policy = json.loads(attributes.get("RedrivePolicy", "{}"))
+    check("queue: RedrivePolicy targets the dead-letter queue",
+          policy.get("deadLetterTargetArn") == dlq_attributes["QueueArn"], policy)
+    check("queue: maxReceiveCount defaults to 5", str(policy.get("maxReceiveCount")) == "5", policy)
+    check("queue: visibility timeout 60 s, long poll 20 s",
+          (attributes.get("VisibilityTimeout"), attributes.get("ReceiveMessageWaitTimeSeconds")) == ("60", "20"),
+          attributes)
+
+
+def check_table(dynamodb, table_name):
+    table = dynamodb.describe_table(TableName=table_name)["Table"]
+    check("table: key schema is pk (S) only",
+          table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+          and {"AttributeName": "pk", "AttributeType": "S"} in table["AttributeDefinitions"], table["KeySchema"])
+    check("table: on-demand billing", table.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST")
+    indexes = {index["IndexName"]: index for index in table.get("GlobalSecondaryIndexes", [])}
+    index = indexes.get("by_distribution", {})
+    check("table: index by_distribution (distribution_id HASH, created_at RANGE, ALL)",
+          index.get("KeySchema") == [{"AttributeName": "distribution_id", "KeyType": "HASH"},
+                                     {"AttributeName": "created_at", "KeyType": "RANGE"}]
+          and index.get("Projection", {}).get("ProjectionType") == "ALL", indexes)
+    types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
+    check("table: index keys are strings", (types.get("distribution_id"), types.get("created_at")) == ("S", "S"), types)
+
+
+def create_distribution(cloudfront):
+    config = {
+        "CallerReference": str(uuid.uuid4()),
+        "Comment": "cf-invalidator infra deploy test",
+        "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "site", "DomainName": "deploy-test.s3.amazonaws.com",
+                                                "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "site", "ViewerProtocolPolicy": "allow-all", "MinTTL": 0,
+                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}}},
+    }
+    return cloudfront.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
+
+
+def wait_queue_empty(sqs, queue_url, worker):
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    deadline = time.time() + QUEUE_DRAIN_SECONDS
+    while time.time() < deadline and worker.poll() is None:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+        if all(attributes[name] == "0" for name in names):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def run_worker(sqs, cloudfront, dynamodb, outputs, distribution_id):
+    queue_url, dlq_url, table_name = outputs["QueueUrl"], outputs["DeadLetterQueueUrl"], outputs["TableName"]
+    binary = worker_binary()
+    if not check("worker binary exists", binary.is_file(), f"{binary}: run cargo build --locked"):
+        return
+    # As deployed: JSON logs (the task definition sets it), so the error metric filter's field can be checked.
+    environment = dict(os.environ, AWS_EC2_METADATA_DISABLED="true", INVALIDATOR_LOG_FORMAT="json")
+    log = tempfile.TemporaryFile(mode="w+")
+    worker = subprocess.Popen(
+        [str(binary), "run", "--queue-url", queue_url, "--table", table_name, "--window", "2s"],
+        env=environment, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        sqs.send_message(QueueUrl=queue_url,
+                         MessageBody=json.dumps({"distribution_id": distribution_id, "paths": ["/a", "/b"]}))
+        sqs.send_message(QueueUrl=queue_url, MessageBody="not json")
+        check("source queue drained", wait_queue_empty(sqs, queue_url, worker),
+              f"worker exit code {worker.poll()}")
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(timeout=WORKER_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            code = "still running"
+        check("worker exits 0 on SIGTERM", code == 0, code)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        log.seek(0)
+        lines = log.read().splitlines()
+        log.close()
+
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass
+    check("worker logs JSON objects with a level field (what the error metric filter reads)",
+          records and all(record.get("level") in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR") for record in records),
+          lines[:5])
+    check("worker logged no ERROR", not [r for r in records if r.get("level") == "ERROR"],
+          [r for r in records if r.get("level") == "ERROR"])
+
+    summaries = cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"].get("Items", [])
+    invalidation_id, paths = None, []
+    if check("one invalidation on the distribution", len(summaries) == 1, summaries):
+        invalidation_id = summaries[0]["Id"]
+        invalidation = cloudfront.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)["Invalidation"]
+        paths = sorted(invalidation["InvalidationBatch"]["Paths"].get("Items", []))
+    check("the invalidation has paths /a and /b", paths == ["/a", "/b"], paths)
+
+    # Batch records only: other kinds of ledger item (e.g. producers' idempotency keys) have other pk prefixes.
+    items = [item for item in dynamodb.scan(TableName=table_name)["Items"] if item["pk"]["S"].startswith("batch#")]
+    check("one batch record in the ledger", len(items) == 1, items)
+    if items:
+        item = items[0]
+        check("ledger item status is accepted", item.get("status", {}).get("S") == "accepted", item.get("status"))
+        check("ledger item holds the invalidation id",
+              invalidation_id is not None and item.get("invalidation_id", {}).get("S") == invalidation_id,
+              (item.get("invalidation_id"), invalidation_id))
+
+    dead = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                               WaitTimeSeconds=1).get("Messages", [])
+    check("dead-letter queue holds the invalid message", [m["Body"] for m in dead] == ["not json"],
+          [m["Body"] for m in dead])
+    if dead:
+        reason = dead[0].get("MessageAttributes", {}).get("reason", {}).get("StringValue")
+        check("dead-lettered message has a reason attribute", bool(reason), dead[0].get("MessageAttributes"))
+
+
+def main():
+    refuse_remote_endpoint()
+    started = time.time()
+    session = boto3.session.Session()
+    cloudformation, sqs = session.client("cloudformation"), session.client("sqs")
+    dynamodb, cloudfront = session.client("dynamodb"), session.client("cloudfront")
+    try:
+        check_template_settings_moto_ignores(load_template())
+        stack_name = f"cfi-deploy-test-{uuid.uuid4().hex[:8]}"
+        stack = create_stack(cloudformation, stack_name)
+        if check("stack created", stack["StackStatus"] == "CREATE_COMPLETE",
+                 f"{stack['StackStatus']} {stack.get('StackStatusReason', '')}"):
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+            expected = {"QueueUrl", "DeadLetterQueueUrl", "TableName"}
+            check("outputs QueueUrl, DeadLetterQueueUrl, TableName", expected <= outputs.keys(), outputs)
+            check("no TaskRoleArn output without the worker", "TaskRoleArn" not in outputs, outputs)
+            if expected <= outputs.keys():
+                check_queues(sqs, outputs["QueueUrl"], outputs["DeadLetterQueueUrl"])
+                check_table(dynamodb, outputs["TableName"])
+                run_worker(sqs, cloudfront, dynamodb, outputs, create_distribution(cloudfront))
+    except Exception:
+        traceback.print_exc()
+        check("no unexpected exception", False)
+    print(f"infra deploy test took {time.time() - started:.1f}s")
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
