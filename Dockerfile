@@ -4,14 +4,15 @@
 
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /build
-# Dependencies first, so source edits reuse the cached dependency layer.
+# Dependencies first, so source edits reuse the cached dependency layer. Cargo refuses a manifest whose declared
+# targets are missing, even ones it does not build, so the benches are copied as they are and only src is stubbed.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
-    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs && echo 'fn main() {}' > benches/batching.rs \
-    && cargo build --release --locked \
-    && rm -rf src benches
-COPY src ./src
 COPY benches ./benches
+RUN mkdir -p src \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src
+COPY src ./src
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim
@@ -21,5 +22,10 @@ RUN apt-get update \
     && useradd --system --uid 10001 --no-create-home invalidator
 COPY --from=builder /build/target/release/cf-invalidator /usr/local/bin/cf-invalidator
 USER 10001
-ENV INVALIDATOR_LOG_FORMAT=json
+# The metrics and /healthz listener (--metrics-addr); the worker serves it once it has that flag, until then the
+# variable is ignored and nothing listens on the port.
+ENV INVALIDATOR_LOG_FORMAT=json \
+    INVALIDATOR_METRICS_ADDR=0.0.0.0:9464
+EXPOSE 9464
+# checkov:skip=CKV_DOCKER_2: No HEALTHCHECK yet: the image has no curl, and /healthz arrives with --metrics-addr in a later change. ECS ignores image health checks anyway; the task definition will get its own then (docs/deploy.md).
 ENTRYPOINT ["/usr/local/bin/cf-invalidator", "run"]

@@ -11,10 +11,18 @@ condition), checks what it created, then runs target/debug/cf-invalidator (or $C
 honoured) on the stack's outputs with one valid and one invalid message, and checks CloudFront, the ledger and the
 dead-letter queue. Plain Python and boto3; prints "N passed, N failed" last and exits 1 on any failure.
 
-moto applies neither the table's PointInTimeRecoverySpecification, SSESpecification and TimeToLiveSpecification
-nor the DLQ's RedriveAllowPolicy from a template (it describes them as disabled or absent), so those are checked in
-the template itself.
+A second stack with DeployWorker=true checks what the template computes for the worker: the task role's
+statements (the CloudFront ARNs are built one list position at a time) and the task definition's environment.
+
+What moto cannot do, and how it is covered instead:
+- it applies neither the table's PointInTimeRecoverySpecification, SSESpecification and TimeToLiveSpecification
+  nor the DLQ's RedriveAllowPolicy (it describes them as disabled or absent): checked in the template itself;
+- it silently skips AWS::ApplicationAutoScaling::*, AWS::CloudWatch::Alarm, AWS::Logs::MetricFilter and
+  AWS::CloudFormation::WaitCondition(Handle), so scaling, alarms and the more-than-10-distributions guard are
+  covered only by cfn-lint and checkov (scripts/lint-infra);
+- it returns a role policy as Python text and keeps AWS::NoValue list entries as None: normalised below.
 """
+import ast
 import json
 import os
 import signal
@@ -92,11 +100,11 @@ def check_template_settings_moto_ignores(template):
     check("template: dead-letter queue keeps messages 14 days", retention == 14 * 24 * 3600, retention)
 
 
-def create_stack(cloudformation, name):
+def create_stack(cloudformation, name, **parameters):
     cloudformation.create_stack(
         StackName=name,
         TemplateBody=TEMPLATE.read_text(),
-        Parameters=[{"ParameterKey": "DeployWorker", "ParameterValue": "false"}],
+        Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
     )
     deadline = time.time() + 60
     while True:
@@ -134,6 +142,66 @@ def check_table(dynamodb, table_name):
           and index.get("Projection", {}).get("ProjectionType") == "ALL", indexes)
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
     check("table: index keys are strings", (types.get("distribution_id"), types.get("created_at")) == ("S", "S"), types)
+
+
+def policy_document(raw):
+    if isinstance(raw, dict):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return ast.literal_eval(raw)  # moto: str() of the dict
+
+
+def as_list(value):
+    return [v for v in (value if isinstance(value, list) else [value]) if v is not None]
+
+
+def check_worker_stack(cloudformation, iam, ecs):
+    name = f"cfi-deploy-test-worker-{uuid.uuid4().hex[:8]}"
+    stack = create_stack(cloudformation, name, DeployWorker="true", ContainerImage="example.invalid/cfi:test",
+                         DistributionIds="EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC",
+                         SubnetIds="subnet-0123456789abcdef0", SecurityGroupIds="sg-0123456789abcdef0")
+    if not check("worker stack created", stack["StackStatus"] == "CREATE_COMPLETE",
+                 f"{stack['StackStatus']} {stack.get('StackStatusReason', '')}"):
+        return
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    check("worker stack: TaskRoleArn output", outputs.get("TaskRoleArn", "").startswith("arn:aws:iam::"), outputs)
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+                 if r["LogicalResourceId"]}
+    document = policy_document(iam.get_role_policy(RoleName=resources["TaskRole"],
+                                                   PolicyName="cf-invalidator")["PolicyDocument"])
+    granted = {statement["Sid"]: (sorted(as_list(statement["Action"])), sorted(as_list(statement["Resource"])))
+               for statement in document["Statement"]}
+    account, region = "123456789012", os.environ.get("AWS_REGION", "us-east-1")
+    queue_arn = f"arn:aws:sqs:{region}:{account}:{name}-invalidations"
+    table_arn = f"arn:aws:dynamodb:{region}:{account}:table/{name}-ledger"
+    expected = {
+        "InvalidateTheseDistributions": (
+            ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "cloudfront:ListInvalidations"],
+            [f"arn:aws:cloudfront::{account}:distribution/E{c * 12}" for c in "ABC"]),
+        "ConsumeTheQueue": (
+            sorted(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]), [queue_arn]),
+        "DeadLetterRefusedMessages": (["sqs:GetQueueUrl", "sqs:SendMessage"], [f"{queue_arn}-dlq"]),
+        "WriteAndReadTheLedger": (
+            sorted(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query",
+                    "dynamodb:DescribeTable"]), [table_arn, f"{table_arn}/index/*"]),
+    }
+    for sid, want in expected.items():
+        check(f"task role: {sid} grants exactly its actions on its resources", granted.get(sid) == want,
+              f"got {granted.get(sid)}, want {want}")
+    check("task role: no other statements", granted.keys() == expected.keys(), sorted(granted))
+    definition = ecs.describe_task_definition(taskDefinition=resources["TaskDefinition"])["taskDefinition"]
+    environment = {e["name"]: e["value"] for e in definition["containerDefinitions"][0]["environment"]}
+    want_environment = {
+        "INVALIDATOR_QUEUE_URL": outputs.get("QueueUrl"), "INVALIDATOR_TABLE": outputs.get("TableName"),
+        "INVALIDATOR_DLQ_URL": outputs.get("DeadLetterQueueUrl"), "INVALIDATOR_LOG_FORMAT": "json",
+        "AWS_REGION": region,
+    }
+    check("task definition: worker environment from the stack",
+          {k: environment.get(k) for k in want_environment} == want_environment, environment)
 
 
 def create_distribution(cloudfront):
@@ -239,7 +307,7 @@ def main():
     try:
         check_template_settings_moto_ignores(load_template())
         stack_name = f"cfi-deploy-test-{uuid.uuid4().hex[:8]}"
-        stack = create_stack(cloudformation, stack_name)
+        stack = create_stack(cloudformation, stack_name, DeployWorker="false")
         if check("stack created", stack["StackStatus"] == "CREATE_COMPLETE",
                  f"{stack['StackStatus']} {stack.get('StackStatusReason', '')}"):
             outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -250,6 +318,7 @@ def main():
                 check_queues(sqs, outputs["QueueUrl"], outputs["DeadLetterQueueUrl"])
                 check_table(dynamodb, outputs["TableName"])
                 run_worker(sqs, cloudfront, dynamodb, outputs, create_distribution(cloudfront))
+        check_worker_stack(cloudformation, session.client("iam"), session.client("ecs"))
     except Exception:
         traceback.print_exc()
         check("no unexpected exception", False)
