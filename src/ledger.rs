@@ -12,6 +12,7 @@ use tracing::info;
 use crate::batch::merge::is_covered_by;
 use crate::clock::WallClock;
 use crate::intake::parse::InvalidationRequest;
+use crate::intake::path::InvalidationPath;
 use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
 use crate::ports::queue::ReceivedMessage;
 
@@ -24,6 +25,8 @@ const LOOKBACK_LIMIT: usize = 1_000;
 pub enum Verdict {
     /// Nothing covers it yet: batch it.
     Fresh,
+    /// Accepted invalidations created after it was sent cover some of its paths: batch only these.
+    Remaining(Vec<InvalidationPath>),
     /// Another message used the same producer key within the deduplication period.
     DuplicateKey { first_message_id: String },
     /// Accepted invalidations created after the message was sent already cover all its paths.
@@ -38,7 +41,8 @@ pub enum Verdict {
 /// What the ledger says about a redelivered message, before any lease is considered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finding<'a> {
-    Uncovered,
+    /// These of its paths are not covered by accepted batches (all of them, if none is).
+    Uncovered(Vec<InvalidationPath>),
     Covered,
     /// Covered once these pending batches, which hold the message, are accepted.
     Pending(Vec<&'a BatchRecord>),
@@ -49,7 +53,9 @@ pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: 
     let accepted: Vec<String> =
         records.iter().filter(|r| r.status == BatchStatus::Accepted).flat_map(|r| r.paths.iter().cloned()).collect();
     let all_covered_by = |paths: &[String]| request.paths.iter().all(|p| is_covered_by(p.as_str(), paths));
-    if all_covered_by(&accepted) {
+    let uncovered: Vec<InvalidationPath> =
+        request.paths.iter().filter(|p| !is_covered_by(p.as_str(), &accepted)).cloned().collect();
+    if uncovered.is_empty() {
         return Finding::Covered;
     }
     let pending: Vec<&BatchRecord> = records
@@ -59,7 +65,7 @@ pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: 
     let mut reachable = accepted;
     reachable.extend(pending.iter().flat_map(|r| r.paths.iter().cloned()));
     if pending.is_empty() || !all_covered_by(&reachable) {
-        return Finding::Uncovered;
+        return Finding::Uncovered(uncovered);
     }
     Finding::Pending(pending)
 }
@@ -90,7 +96,8 @@ impl<L: Ledger> Idempotency<L> {
         };
         let records = self.ledger.list(&request.distribution_id, sent_at, LOOKBACK_LIMIT).await?;
         match find(&records, message, request) {
-            Finding::Uncovered => Ok(Verdict::Fresh),
+            Finding::Uncovered(remaining) if remaining.len() == request.paths.len() => Ok(Verdict::Fresh),
+            Finding::Uncovered(remaining) => Ok(Verdict::Remaining(remaining)),
             Finding::Covered => Ok(Verdict::AlreadyCovered),
             Finding::Pending(pending) => self.take_over(pending, now).await,
         }
@@ -160,7 +167,8 @@ mod tests {
         let records =
             [record(BatchStatus::Accepted, &["/a"], &["m1"]), record(BatchStatus::Accepted, &["/img/*"], &["other"])];
         assert_eq!(find(&records, &message("m1"), &request(&["/a", "/img/x.png"])), Finding::Covered);
-        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b"])), Finding::Uncovered);
+        let partly = request(&["/a", "/b"]);
+        assert_eq!(find(&records, &message("m1"), &partly), Finding::Uncovered(vec![partly.paths[1].clone()]));
     }
 
     #[test]
@@ -172,8 +180,10 @@ mod tests {
             record(BatchStatus::Failed, &["/d"], &["m1"]),
         ];
         assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b"])), Finding::Pending(vec![&records[1]]));
-        // /c is pending, but not in a batch of this message; /d's batch failed: batch afresh.
-        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b", "/c"])), Finding::Uncovered);
-        assert_eq!(find(&records, &message("m1"), &request(&["/d"])), Finding::Uncovered);
+        // /c is pending, but not in a batch of this message; /d's batch failed: batch what accepted ones lack.
+        let with_c = request(&["/a", "/b", "/c"]);
+        assert_eq!(find(&records, &message("m1"), &with_c), Finding::Uncovered(with_c.paths[1..].to_vec()));
+        let failed = request(&["/d"]);
+        assert_eq!(find(&records, &message("m1"), &failed), Finding::Uncovered(failed.paths.clone()));
     }
 }

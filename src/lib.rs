@@ -16,5 +16,6 @@ pub mod ledger;
 pub mod limit;
 pub mod model;
 pub mod ports;
+pub mod retry;
 pub mod submit;
 pub mod worker;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use metrics::{counter, histogram};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -20,32 +20,7 @@ use crate::clock::WallClock;
 use crate::limit::CreateRateLimiter;
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
-
-/// How long to keep retrying, per kind of failure.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Throttling, 5xx, timeouts, ledger hiccups.
-    pub transient: ExponentialBuilder,
-    /// TooManyInvalidationsInProgress: capacity comes back only as invalidations complete.
-    pub quota: ExponentialBuilder,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            transient: ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(20))
-                .with_max_times(8)
-                .with_jitter(),
-            quota: ExponentialBuilder::default()
-                .with_min_delay(Duration::from_secs(5))
-                .with_max_delay(Duration::from_secs(120))
-                .with_max_times(30)
-                .with_jitter(),
-        }
-    }
-}
+use crate::retry::RetryPolicy;
 
 /// Who this worker is in the ledger, and how long its records and claims last.
 #[derive(Debug, Clone)]

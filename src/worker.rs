@@ -30,7 +30,8 @@ use crate::intake::{self, PollSettings, Routes};
 use crate::ledger::Idempotency;
 use crate::limit::CreateRateLimiter;
 use crate::ports::{Cdn, Ledger, Queue};
-use crate::submit::{Ownership, RetryPolicy, Submitter};
+use crate::retry::RetryPolicy;
+use crate::submit::{Ownership, Submitter};
 
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
@@ -112,7 +113,11 @@ where
     let (to_ack, from_stages) = mpsc::channel(CHANNEL_CAPACITY);
 
     let mut stages = JoinSet::new();
-    let poll_settings = PollSettings { wait: settings.receive_wait, visibility: settings.visibility_timeout };
+    let poll_settings = PollSettings {
+        wait: settings.receive_wait,
+        visibility: settings.visibility_timeout,
+        backoff: settings.retry.receive,
+    };
     let idempotency = Arc::new(Idempotency {
         ledger: Arc::clone(&services.ledger),
         worker_id: settings.worker_id.clone(),
@@ -152,7 +157,12 @@ where
         },
     });
     stages.spawn(submitter.run(from_batcher, to_ack, settings.max_concurrent_submissions));
-    let acknowledger = Acknowledger::new(Arc::clone(&services.queue), services.dead_letter, Arc::clone(&inflight));
+    let acknowledger = Acknowledger::new(
+        Arc::clone(&services.queue),
+        services.dead_letter,
+        Arc::clone(&inflight),
+        settings.retry.queue,
+    );
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
     let mut heartbeat = JoinSet::new();
@@ -160,6 +170,7 @@ where
         Arc::clone(&services.queue),
         Arc::clone(&inflight),
         settings.visibility_timeout,
+        settings.retry.queue,
         stop_heartbeat.clone(),
     ));
 
@@ -172,6 +183,7 @@ where
     };
     tokio::pin!(stages_done);
     tokio::select! {
+        biased;
         () = shutdown => info!(held = inflight.len(), "shutting down: no new messages, draining what is held"),
         () = &mut stages_done => error!("pipeline stopped on its own"),
     }

@@ -4,7 +4,7 @@
 //! handle, and a message redelivered while we still hold it (its visibility lapsed) is recognised and not batched
 //! twice.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -29,7 +29,8 @@ pub struct Released {
 
 #[derive(Debug, Default)]
 pub struct InFlight {
-    held: Mutex<HashMap<MessageId, Held>>,
+    /// Ordered, so heartbeats visit messages in the same order on every run (deterministic simulations).
+    held: Mutex<BTreeMap<MessageId, Held>>,
 }
 
 impl InFlight {

@@ -43,11 +43,13 @@ pub struct Acknowledger<Q: Queue> {
     pub inflight: Arc<InFlight>,
     /// Parts still unaccepted per message split over several batches.
     pub outstanding_parts: HashMap<MessageId, u32>,
+    /// Backoff for delete and visibility calls.
+    pub retry: ExponentialBuilder,
 }
 
 impl<Q: Queue> Acknowledger<Q> {
-    pub fn new(queue: Arc<Q>, dead_letter: Option<Arc<Q>>, inflight: Arc<InFlight>) -> Self {
-        Self { queue, dead_letter, inflight, outstanding_parts: HashMap::new() }
+    pub fn new(queue: Arc<Q>, dead_letter: Option<Arc<Q>>, inflight: Arc<InFlight>, retry: ExponentialBuilder) -> Self {
+        Self { queue, dead_letter, inflight, outstanding_parts: HashMap::new(), retry }
     }
 
     pub async fn run(mut self, mut dispositions: mpsc::Receiver<Disposition>) {
@@ -74,7 +76,7 @@ impl<Q: Queue> Acknowledger<Q> {
             Disposition::Defer { message_ids, delay } => {
                 let receipts: Vec<Receipt> = self.let_go(message_ids).into_iter().map(|r| r.receipt).collect();
                 for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-                    if let Err(e) = with_retries(|| self.queue.extend_visibility(chunk, delay)).await {
+                    if let Err(e) = with_retries(self.retry, || self.queue.extend_visibility(chunk, delay)).await {
                         warn!(error = %e, "could not defer messages; they come back when their visibility ends");
                     }
                 }
@@ -141,7 +143,7 @@ impl<Q: Queue> Acknowledger<Q> {
 
     async fn delete(&self, receipts: Vec<Receipt>) {
         for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-            match with_retries(|| self.queue.delete(chunk)).await {
+            match with_retries(self.retry, || self.queue.delete(chunk)).await {
                 Ok(failures) => {
                     for failure in &failures {
                         warn!(message_id = %failure.message_id, code = %failure.code, error = %failure.message, "delete failed for one message; it will be delivered again");
@@ -159,16 +161,12 @@ impl<Q: Queue> Acknowledger<Q> {
 }
 
 /// Retries transient SQS failures a few times: giving up means redelivery, and so a second invalidation.
-async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, QueueError>
+async fn with_retries<T, F, Fut>(policy: ExponentialBuilder, mut call: F) -> Result<T, QueueError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, QueueError>>,
 {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_times(4)
-        .with_jitter()
-        .build();
+    let mut delays = policy.build();
     loop {
         match call().await {
             Err(e) if e.is_retryable() => match delays.next() {
@@ -188,6 +186,7 @@ pub async fn keep_invisible<Q: Queue>(
     queue: Arc<Q>,
     inflight: Arc<InFlight>,
     visibility: Duration,
+    retry: ExponentialBuilder,
     stop: CancellationToken,
 ) {
     // Extend once half the timeout is left, checking often enough that a check never comes too late.
@@ -197,13 +196,14 @@ pub async fn keep_invisible<Q: Queue>(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
         let due = inflight.due_for_extension(Instant::now(), margin);
         for chunk in due.chunks(MAX_BATCH_ENTRIES) {
             let until = Instant::now() + visibility;
-            match with_retries(|| queue.extend_visibility(chunk, visibility)).await {
+            match with_retries(retry, || queue.extend_visibility(chunk, visibility)).await {
                 Ok(failures) => {
                     // A refused extension (the message was deleted, or redelivered to someone) is not retried every
                     // tick: the message stays held so its batch still deletes it with the newest handle.

@@ -170,7 +170,8 @@ impl Batcher {
 
     /// Seals every open window, for shutdown.
     pub fn seal_all(&mut self) -> Vec<SealedBatch> {
-        let open: Vec<DistributionId> = self.open.keys().cloned().collect();
+        let mut open: Vec<DistributionId> = self.open.keys().cloned().collect();
+        open.sort_unstable();
         open.iter().map(|distribution_id| self.seal(distribution_id, SealReason::Shutdown)).collect()
     }
 

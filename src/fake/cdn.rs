@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use tokio::time::Instant;
+
 use super::faults::Faults;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation};
@@ -15,6 +17,17 @@ pub struct CreateCall {
     pub outcome: Result<Invalidation, CdnError>,
 }
 
+/// An invalidation the fake created (and CloudFront would have billed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    pub distribution_id: DistributionId,
+    pub caller_reference: CallerReference,
+    pub paths: Vec<String>,
+    /// On tokio's clock.
+    pub at: Instant,
+}
+
 /// CloudFront with its CallerReference semantics: a repeated reference with the same paths returns the first
 /// invalidation, with other paths `InvalidationBatchAlreadyExists`. Unknown distributions are refused.
 #[derive(Debug, Default)]
@@ -27,7 +40,7 @@ pub struct FakeCdn {
 struct State {
     distributions: Vec<DistributionId>,
     refused_fragments: Vec<String>,
-    by_reference: HashMap<(DistributionId, CallerReference), (Vec<String>, Invalidation)>,
+    by_reference: HashMap<(DistributionId, CallerReference), Created>,
     calls: Vec<CreateCall>,
 }
 
@@ -50,13 +63,16 @@ impl FakeCdn {
         self.state.lock().unwrap().calls.clone()
     }
 
-    /// Distinct invalidations created (what CloudFront would bill), as (distribution, paths).
+    /// Distinct invalidations created (what CloudFront would bill), in creation order.
+    pub fn created(&self) -> Vec<Created> {
+        let mut created: Vec<Created> = self.state.lock().unwrap().by_reference.values().cloned().collect();
+        created.sort_by(|a, b| a.id.cmp(&b.id));
+        created
+    }
+
+    /// Distinct invalidations created, as (distribution, paths), in creation order.
     pub fn invalidations(&self) -> Vec<(DistributionId, Vec<String>)> {
-        let state = self.state.lock().unwrap();
-        let mut created: Vec<_> =
-            state.by_reference.iter().map(|((d, _), (p, i))| (i.id.clone(), d.clone(), p.clone())).collect();
-        created.sort();
-        created.into_iter().map(|(_, d, p)| (d, p)).collect()
+        self.created().into_iter().map(|c| (c.distribution_id, c.paths)).collect()
     }
 
     fn answer(
@@ -79,12 +95,20 @@ impl FakeCdn {
         }
         let next_id = format!("I{:012}", state.by_reference.len() + 1);
         let key = (distribution.clone(), reference.clone());
+        let in_progress = |id: &str| Invalidation { id: id.to_owned(), status: "InProgress".into() };
         match state.by_reference.get(&key) {
-            Some((first_paths, invalidation)) if first_paths == paths => Ok(invalidation.clone()),
+            Some(first) if first.paths == paths => Ok(in_progress(&first.id)),
             Some(_) => Err(CdnError::BatchAlreadyExists(reference.to_string())),
             None => {
-                let invalidation = Invalidation { id: next_id, status: "InProgress".into() };
-                state.by_reference.insert(key, (paths.to_vec(), invalidation.clone()));
+                let created = Created {
+                    id: next_id,
+                    distribution_id: distribution.clone(),
+                    caller_reference: reference.clone(),
+                    paths: paths.to_vec(),
+                    at: Instant::now(),
+                };
+                let invalidation = in_progress(&created.id);
+                state.by_reference.insert(key, created);
                 Ok(invalidation)
             }
         }

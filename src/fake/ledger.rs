@@ -9,29 +9,32 @@ use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerErr
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     pub faults: Faults<LedgerError>,
-    records: Mutex<HashMap<CallerReference, BatchRecord>>,
+    /// With the order of insertion, so records created in the same instant list in a reproducible order.
+    records: Mutex<HashMap<CallerReference, (usize, BatchRecord)>>,
     keys: Mutex<HashMap<String, (MessageId, SystemTime)>>,
 }
 
 impl MemoryLedger {
     pub fn records(&self) -> Vec<BatchRecord> {
-        let mut records: Vec<_> = self.records.lock().unwrap().values().cloned().collect();
-        records.sort_by(|a, b| (a.created_at, &a.caller_reference).cmp(&(b.created_at, &b.caller_reference)));
-        records
+        let mut records: Vec<(usize, BatchRecord)> = self.records.lock().unwrap().values().cloned().collect();
+        records.sort_by_key(|(inserted, record)| (record.created_at, *inserted));
+        records.into_iter().map(|(_, record)| record).collect()
     }
 }
 
 impl Ledger for MemoryLedger {
     async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         self.faults.take("record_intent")?;
-        self.records.lock().unwrap().entry(record.caller_reference.clone()).or_insert_with(|| record.clone());
+        let mut records = self.records.lock().unwrap();
+        let inserted = records.len();
+        records.entry(record.caller_reference.clone()).or_insert_with(|| (inserted, record.clone()));
         Ok(())
     }
 
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         self.faults.take("record_outcome")?;
         let mut records = self.records.lock().unwrap();
-        let stored = records
+        let (_, stored) = records
             .get_mut(&record.caller_reference)
             .ok_or_else(|| LedgerError::Conflict(record.caller_reference.to_string()))?;
         stored.status = record.status;
@@ -68,7 +71,7 @@ impl Ledger for MemoryLedger {
     ) -> Result<bool, LedgerError> {
         self.faults.take("take_over")?;
         let mut records = self.records.lock().unwrap();
-        match records.get_mut(caller_reference) {
+        match records.get_mut(caller_reference).map(|(_, record)| record) {
             Some(record) if record.status == BatchStatus::Pending && record.lease_until < now => {
                 record.owner = owner.to_owned();
                 record.lease_until = lease_until;

@@ -60,6 +60,18 @@ impl MemoryQueue {
         self.len() == 0
     }
 
+    /// Makes a message that is in flight visible at once, as when its visibility lapses or SQS delivers a
+    /// standard-queue message twice.
+    pub fn expire_visibility(&self, message_id: &MessageId) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap();
+        if let Some(message) = state.messages.values_mut().find(|m| &m.message_id == message_id) {
+            message.visible_at = message.visible_at.min(now);
+        }
+        drop(state);
+        self.arrived.notify_waiters();
+    }
+
     fn take_visible(&self, max: usize, visibility: Duration) -> Vec<ReceivedMessage> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
@@ -141,6 +153,7 @@ impl Queue for MemoryQueue {
             }
             let wake = self.next_visible_at().map_or(give_up, |at| at.min(give_up));
             tokio::select! {
+                biased;
                 () = arrived => {}
                 () = tokio::time::sleep_until(wake) => {}
             }

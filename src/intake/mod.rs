@@ -36,6 +36,8 @@ pub struct PollSettings {
     pub wait: Duration,
     /// Visibility timeout asked for on receipt; the heartbeat extends it while the message is held.
     pub visibility: Duration,
+    /// Backoff after a failed receive.
+    pub backoff: ExponentialBuilder,
 }
 
 /// Where a poller sends what it received.
@@ -59,13 +61,12 @@ pub async fn poll<Q: Queue, L: Ledger>(
     routes: Routes,
     stop: CancellationToken,
 ) {
-    let backoff = || {
-        ExponentialBuilder::default().with_max_delay(Duration::from_secs(30)).with_jitter().without_max_times().build()
-    };
+    let backoff = || settings.backoff.build();
     let mut delays = backoff();
     loop {
         // Dropping an unfinished receive is safe: anything it had taken becomes visible again after the timeout.
         let received = tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             received = queue.receive(MAX_BATCH_ENTRIES, settings.wait, settings.visibility) => received,
         };
@@ -79,6 +80,7 @@ pub async fn poll<Q: Queue, L: Ledger>(
                 warn!(error = %e, ?delay, "receive failed");
                 counter!("cfi_receive_errors_total").increment(1);
                 tokio::select! {
+                    biased;
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(delay) => continue,
                 }
@@ -122,6 +124,11 @@ async fn route<L: Ledger>(message: ReceivedMessage, idempotency: &Idempotency<L>
     };
     match verdict {
         Verdict::Fresh => routes.to_batcher.send(Accepted { message_id, request }).await.is_ok(),
+        Verdict::Remaining(paths) => {
+            info!(%message_id, remaining = paths.len(), "redelivered message partly covered already; batching the rest");
+            let request = InvalidationRequest { paths, ..request };
+            routes.to_batcher.send(Accepted { message_id, request }).await.is_ok()
+        }
         Verdict::DuplicateKey { first_message_id } => {
             info!(%message_id, %first_message_id, "duplicate idempotency key; deleting without a new invalidation");
             counter!("cfi_messages_duplicate_total", "kind" => "idempotency_key").increment(1);

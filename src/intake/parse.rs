@@ -3,6 +3,8 @@
 //! `{"distribution_id": "E2QWRUHAPOMQZL", "paths": ["/index.html", "/img/*"], "idempotency_key": "optional",
 //!   "requester": "optional free text"}`; unknown fields are ignored so producers can add their own.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -55,7 +57,7 @@ pub fn parse_request(body: &str) -> Result<InvalidationRequest, Rejection> {
         n if n > MAX_PATHS_PER_MESSAGE => return Err(Rejection::TooManyPaths(n)),
         _ => {}
     }
-    let paths = wire
+    let mut paths: Vec<InvalidationPath> = wire
         .paths
         .into_iter()
         .enumerate()
@@ -63,6 +65,9 @@ pub fn parse_request(body: &str) -> Result<InvalidationRequest, Rejection> {
             InvalidationPath::parse(&raw).map_err(|error| Rejection::InvalidPath { index, path: truncated(raw), error })
         })
         .collect::<Result<_, _>>()?;
+    // A path repeated within one message would otherwise be able to straddle two batches.
+    let mut seen = HashSet::with_capacity(paths.len());
+    paths.retain(|path| seen.insert(path.clone()));
     Ok(InvalidationRequest { distribution_id, paths, idempotency_key: wire.idempotency_key, requester: wire.requester })
 }
 
@@ -110,6 +115,13 @@ mod tests {
             let reason = parse_request(body).unwrap_err().to_string();
             assert!(reason.contains(expected), "{body}: {reason}");
         }
+    }
+
+    #[test]
+    fn repeated_paths_in_one_message_count_once() {
+        let request = parse_request(r#"{"distribution_id":"E1","paths":["/b","/a","/b","/a%20","/a "]}"#).unwrap();
+        let paths: Vec<_> = request.paths.iter().map(InvalidationPath::as_str).collect();
+        assert_eq!(paths, ["/b", "/a", "/a%20"]);
     }
 
     #[test]
