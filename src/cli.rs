@@ -74,6 +74,10 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_CREATE_RATE", default_value_t = 1.0)]
     pub create_rate: f64,
 
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 0.0.0.0:9464.
+    #[arg(long, env = "INVALIDATOR_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// How long ledger records are kept before DynamoDB's TTL removes them.
     #[arg(long, env = "INVALIDATOR_RETENTION", default_value = "90d")]
     pub retention: humantime::Duration,

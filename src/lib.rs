@@ -18,4 +18,5 @@ pub mod model;
 pub mod ports;
 pub mod retry;
 pub mod submit;
+pub mod telemetry;
 pub mod worker;

@@ -21,6 +21,7 @@ use crate::limit::CreateRateLimiter;
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
 use crate::retry::RetryPolicy;
+use crate::telemetry::log_allowed;
 
 /// Who this worker is in the ledger, and how long its records and claims last.
 #[derive(Debug, Clone)]
@@ -91,7 +92,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
     async fn submit_one(&self, batch: Batch) -> Outcome {
         let mut record = self.intent_record(&batch);
         let message_ids = record.message_ids.clone();
-        if let Err(e) = self.ledger_call(|| self.ledger.record_intent(&record)).await {
+        if let Err(e) = self.ledger_call(|| timed("record_intent", self.ledger.record_intent(&record))).await {
             error!(caller_reference = %record.caller_reference, error = %e, "cannot record the batch intent; not submitting without it, the messages will be delivered again");
             return Outcome::Done(Disposition::Release(message_ids));
         }
@@ -112,7 +113,9 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
                 counter!("cfi_batches_abandoned_total").increment(1);
                 return Outcome::Done(Disposition::Release(message_ids));
             };
-            warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, "batch submission failed, retrying with the same CallerReference");
+            if let Some(suppressed) = log_allowed("submission_retry") {
+                warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, suppressed, "batch submission failed, retrying with the same CallerReference");
+            }
             counter!("cfi_submission_retries_total").increment(1);
             tokio::time::sleep(delay).await;
         }
@@ -136,7 +139,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             "invalidation accepted"
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
-        self.ledger.record_outcome(record).await.map_err(Failure::Ledger)
+        timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)
     }
 
     /// CloudFront refused the batch for good: record why, then split it, dead-letter or release its messages.
@@ -150,7 +153,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         }
         counter!("cfi_batches_refused_total", "code" => error.code()).increment(1);
         record.fail(&reason);
-        if let Err(e) = self.ledger_call(|| self.ledger.record_outcome(&record)).await {
+        if let Err(e) = self.ledger_call(|| timed("record_outcome", self.ledger.record_outcome(&record))).await {
             warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
         }
         if splittable {
@@ -159,7 +162,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         Outcome::Done(match error {
             // The request itself is wrong: retrying the same messages can never succeed.
             CdnError::NoSuchDistribution(_) | CdnError::InvalidArgument(_) | CdnError::BatchTooLarge(_) => {
-                Disposition::DeadLetter { message_ids: record.message_ids, reason }
+                Disposition::DeadLetter { message_ids: record.message_ids, reason, code: error.code() }
             }
             // Only a resumed batch can meet its reference with other paths (its recorded paths were cut short):
             // the record is now failed, so the messages are batched afresh when they come back.
@@ -184,6 +187,14 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             }
         }
     }
+}
+
+/// Runs a ledger call and records its latency.
+async fn timed<T>(operation: &'static str, call: impl Future<Output = T>) -> T {
+    let started = tokio::time::Instant::now();
+    let outcome = call.await;
+    histogram!("cfi_ledger_seconds", "operation" => operation).record(started.elapsed().as_secs_f64());
+    outcome
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -17,6 +17,7 @@ use crate::ports::queue::{Receipt, ReceivedMessage};
 struct Held {
     receipt_handle: String,
     body: String,
+    sent_at: Option<SystemTime>,
     invisible_until: Instant,
 }
 
@@ -25,6 +26,7 @@ struct Held {
 pub struct Released {
     pub receipt: Receipt,
     pub body: String,
+    pub sent_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +50,7 @@ impl InFlight {
                 let entry = Held {
                     receipt_handle: message.receipt_handle.clone(),
                     body: message.body.clone(),
+                    sent_at: message.sent_at,
                     invisible_until,
                 };
                 held.insert(message.message_id.clone(), entry);
@@ -81,7 +84,11 @@ impl InFlight {
         ids.into_iter()
             .filter_map(|id| {
                 let h = held.remove(&id)?;
-                Some(Released { receipt: Receipt { message_id: id, receipt_handle: h.receipt_handle }, body: h.body })
+                Some(Released {
+                    receipt: Receipt { message_id: id, receipt_handle: h.receipt_handle },
+                    body: h.body,
+                    sent_at: h.sent_at,
+                })
             })
             .collect()
     }

@@ -4,10 +4,10 @@ pub mod inflight;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use metrics::counter;
+use metrics::{counter, histogram};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,7 @@ use self::inflight::{InFlight, Released};
 use crate::batch::window::BatchMember;
 use crate::model::MessageId;
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, Receipt};
+use crate::telemetry::log_allowed;
 
 /// Name of the message attribute that carries the reason on the dead-letter queue.
 pub const REASON_ATTRIBUTE: &str = "reason";
@@ -29,7 +30,8 @@ pub enum Disposition {
     /// An accepted invalidation covers these members' paths (for a split message: one of its parts).
     Covered(Vec<BatchMember>),
     /// Can never succeed: move to the dead-letter queue with the reason, then delete.
-    DeadLetter { message_ids: Vec<MessageId>, reason: String },
+    /// `code` is a short name for the reason, for metrics.
+    DeadLetter { message_ids: Vec<MessageId>, reason: String, code: &'static str },
     /// Cannot be done now: stop extending visibility so SQS delivers them again (and redrives them eventually).
     Release(Vec<MessageId>),
     /// Not now: let them come back after `delay`.
@@ -63,11 +65,16 @@ impl<Q: Queue> Acknowledger<Q> {
             Disposition::Covered(members) => {
                 let complete = self.complete_messages(members);
                 let released = self.inflight.release(complete);
+                let now = SystemTime::now();
+                for sent_at in released.iter().filter_map(|r| r.sent_at) {
+                    let waited = now.duration_since(sent_at).unwrap_or_default();
+                    histogram!("cfi_enqueue_to_accepted_seconds").record(waited.as_secs_f64());
+                }
                 self.delete(released.into_iter().map(|r| r.receipt).collect()).await;
             }
-            Disposition::DeadLetter { message_ids, reason } => {
+            Disposition::DeadLetter { message_ids, reason, code } => {
                 let released = self.let_go(message_ids);
-                self.dead_letter(released, &reason).await;
+                self.dead_letter(released, &reason, code).await;
             }
             Disposition::Release(message_ids) => {
                 let released = self.let_go(message_ids);
@@ -115,7 +122,7 @@ impl<Q: Queue> Acknowledger<Q> {
             .collect()
     }
 
-    async fn dead_letter(&self, released: Vec<Released>, reason: &str) {
+    async fn dead_letter(&self, released: Vec<Released>, reason: &str, code: &'static str) {
         let Some(dead_letter) = &self.dead_letter else {
             for message in &released {
                 error!(message_id = %message.receipt.message_id, reason, "message refused and no dead-letter queue is configured: it stays on the queue until SQS redrive or retention removes it; set a RedrivePolicy or --dlq-url");
@@ -137,7 +144,7 @@ impl<Q: Queue> Acknowledger<Q> {
                 }
             }
         }
-        counter!("cfi_messages_dead_lettered_total").increment(moved.len() as u64);
+        counter!("cfi_messages_dead_lettered_total", "reason" => code).increment(moved.len() as u64);
         self.delete(moved).await;
     }
 
@@ -145,14 +152,16 @@ impl<Q: Queue> Acknowledger<Q> {
         for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
             match with_retries(self.retry, || self.queue.delete(chunk)).await {
                 Ok(failures) => {
-                    for failure in &failures {
+                    for failure in failures.iter().filter(|_| log_allowed("delete_entry_failed").is_some()) {
                         warn!(message_id = %failure.message_id, code = %failure.code, error = %failure.message, "delete failed for one message; it will be delivered again");
                     }
                     counter!("cfi_messages_deleted_total").increment((chunk.len() - failures.len()) as u64);
                     counter!("cfi_message_delete_failures_total").increment(failures.len() as u64);
                 }
                 Err(e) => {
-                    error!(error = %e, messages = chunk.len(), "delete failed; the messages will be delivered again");
+                    if let Some(suppressed) = log_allowed("delete_failed") {
+                        error!(error = %e, messages = chunk.len(), suppressed, "delete failed; the messages will be delivered again");
+                    }
                     counter!("cfi_message_delete_failures_total").increment(chunk.len() as u64);
                 }
             }
@@ -209,12 +218,14 @@ pub async fn keep_invisible<Q: Queue>(
                     // tick: the message stays held so its batch still deletes it with the newest handle.
                     inflight.extended(chunk, until);
                     counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
-                    for failure in failures {
+                    for failure in failures.iter().filter(|_| log_allowed("visibility_entry_failed").is_some()) {
                         info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, messages = chunk.len(), "visibility extension failed; will try again")
+                    if let Some(suppressed) = log_allowed("visibility_failed") {
+                        warn!(error = %e, messages = chunk.len(), suppressed, "visibility extension failed; will try again");
+                    }
                 }
             }
         }

@@ -90,6 +90,7 @@ async fn forward(sealed: Vec<SealedBatch>, clock: WallClock, outgoing: &mpsc::Se
         counter!("cfi_batches_sealed_total", "reason" => c.reason.as_str()).increment(1);
         counter!("cfi_paths_requested_total").increment(c.requested_paths as u64);
         histogram!("cfi_batch_paths").record(c.paths.len() as f64);
+        histogram!("cfi_batch_messages").record(c.members.len() as f64);
         if outgoing.send(batch).await.is_err() {
             return false;
         }

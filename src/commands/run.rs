@@ -6,7 +6,10 @@ use anyhow::{Context, ensure};
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
+use cf_invalidator::telemetry::{self, Health, install_metrics};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
@@ -56,8 +59,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cdn: Arc::new(CloudFront::new(super::cloudfront(&config))),
         ledger: Arc::new(ledger),
     };
+    let health = Arc::new(Health::default());
+    let stop_telemetry = CancellationToken::new();
+    if let Some(addr) = args.metrics_addr {
+        let metrics = install_metrics().context("installing the metrics recorder")?;
+        let listener =
+            TcpListener::bind(addr).await.with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+        tokio::spawn(telemetry::serve(listener, metrics, Arc::clone(&health), stop_telemetry.clone()));
+        tokio::spawn(probe(
+            Arc::clone(&services.queue),
+            Arc::clone(&services.ledger),
+            Arc::clone(&health),
+            stop_telemetry.clone(),
+        ));
+    }
     info!(queue_url = %args.queue_url, table = %args.table, window = %args.window, "worker started");
-    match worker::run(services, settings, shutdown_signal()).await {
+    let shutdown = async {
+        shutdown_signal().await;
+        health.begin_shutdown();
+    };
+    let exit = worker::run(services, settings, shutdown).await;
+    stop_telemetry.cancel();
+    match exit {
         Exit::Drained => Ok(()),
         // Nothing is lost: the held messages return to the queue. Exiting 0 keeps orchestrators from flagging a
         // normal scale-in as a crash.
@@ -65,6 +88,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             warn!(held, "exiting with messages still held; they will be delivered again");
             Ok(())
         }
+    }
+}
+
+/// How often `/readyz` re-checks that SQS and DynamoDB answer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+
+async fn probe(queue: Arc<SqsQueue>, ledger: Arc<DynamoLedger>, health: Arc<Health>, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let (queue_ok, ledger_ok) = tokio::join!(
+            tokio::time::timeout(PROBE_INTERVAL / 2, queue.check_access()),
+            tokio::time::timeout(PROBE_INTERVAL / 2, ledger.check_access()),
+        );
+        health.record_probe(matches!(queue_ok, Ok(Ok(()))), matches!(ledger_ok, Ok(Ok(()))));
     }
 }
 

@@ -22,6 +22,7 @@ use crate::ledger::{Idempotency, Verdict};
 use crate::model::MessageId;
 use crate::ports::ledger::Ledger;
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, ReceivedMessage};
+use crate::telemetry::log_allowed;
 
 /// A valid request on its way to the batcher.
 #[derive(Debug)]
@@ -77,7 +78,9 @@ pub async fn poll<Q: Queue, L: Ledger>(
             }
             Err(e) => {
                 let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                warn!(error = %e, ?delay, "receive failed");
+                if let Some(suppressed) = log_allowed("receive_failed") {
+                    warn!(error = %e, ?delay, suppressed, "receive failed");
+                }
                 counter!("cfi_receive_errors_total").increment(1);
                 tokio::select! {
                     biased;
@@ -108,12 +111,18 @@ async fn route<L: Ledger>(message: ReceivedMessage, idempotency: &Idempotency<L>
         Err(rejection) => {
             warn!(%message_id, reason = %rejection, "invalid message");
             counter!("cfi_messages_invalid_total").increment(1);
-            let disposition = Disposition::DeadLetter { message_ids: vec![message_id], reason: rejection.to_string() };
+            let disposition = Disposition::DeadLetter {
+                message_ids: vec![message_id],
+                reason: rejection.to_string(),
+                code: rejection.code(),
+            };
             return routes.to_ack.send(disposition).await.is_ok();
         }
     };
     let verdict = idempotency.check(&message, &request).await.unwrap_or_else(|e| {
-        warn!(%message_id, error = %e, "cannot check the ledger for this message; looking again later");
+        if let Some(suppressed) = log_allowed("ledger_check_failed") {
+            warn!(%message_id, error = %e, suppressed, "cannot check the ledger for this message; looking again later");
+        }
         Verdict::Wait(LEDGER_UNAVAILABLE_DELAY)
     });
     let member = |parts| BatchMember {

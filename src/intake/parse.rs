@@ -38,6 +38,19 @@ pub enum Rejection {
     InvalidPath { index: usize, path: String, error: PathError },
 }
 
+impl Rejection {
+    /// A short, stable name for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::DistributionId(_) => "invalid_distribution_id",
+            Self::NoPaths => "no_paths",
+            Self::TooManyPaths(_) => "too_many_paths",
+            Self::InvalidPath { .. } => "invalid_path",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct WireRequest {
     distribution_id: String,

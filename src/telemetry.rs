@@ -1,0 +1,176 @@
+//! Operations: Prometheus metrics, health endpoints, and rate limits for repeated log lines.
+//!
+//! One listener (`--metrics-addr`) serves `/metrics` (Prometheus text format), `/healthz` (the process is alive)
+//! and `/readyz` (SQS and DynamoDB answered the last probe and the worker is not shutting down).
+
+use std::convert::Infallible;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// Latency buckets in seconds: CloudFront calls take tenths of a second, end-to-end waits up to minutes.
+const LATENCY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 3_000.0];
+
+/// Installs the process-wide metrics recorder; the handle renders the Prometheus page.
+pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Prefix("cfi_batch_".into()), SIZE_BUCKETS)?
+        .install_recorder()
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    queue_reachable: AtomicBool,
+    ledger_reachable: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Health {
+    pub fn record_probe(&self, queue_reachable: bool, ledger_reachable: bool) {
+        self.queue_reachable.store(queue_reachable, Ordering::Relaxed);
+        self.ledger_reachable.store(ledger_reachable, Ordering::Relaxed);
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// `Ok` when ready, else why not.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            Err("shutting down")
+        } else if !self.queue_reachable.load(Ordering::Relaxed) {
+            Err("SQS did not answer the last probe")
+        } else if !self.ledger_reachable.load(Ordering::Relaxed) {
+            Err("DynamoDB did not answer the last probe")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Serves the endpoints until `stop` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let upkeep = metrics.clone();
+    let mut upkeep_ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(()),
+            _ = upkeep_ticks.tick() => {
+                upkeep.run_upkeep();
+                continue;
+            }
+            accepted = listener.accept() => accepted?,
+        };
+        let (metrics, health) = (metrics.clone(), Arc::clone(&health));
+        tokio::spawn(async move {
+            let service = service_fn(move |request| respond(request, metrics.clone(), Arc::clone(&health)));
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                debug!(%peer, error = %e, "telemetry connection ended");
+            }
+        });
+    }
+}
+
+async fn respond(
+    request: Request<Incoming>,
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = match request.uri().path() {
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/readyz" => match health.readiness() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {why}\n")),
+        },
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+/// Repeated identical errors (an outage makes every poll fail) are logged at most a few times a minute per kind;
+/// the next line that gets through says how many were suppressed.
+pub fn log_allowed(kind: &'static str) -> Option<u64> {
+    static LIMITER: OnceLock<(DefaultKeyedRateLimiter<&'static str>, SuppressedCounts)> = OnceLock::new();
+    let (limiter, suppressed) = LIMITER.get_or_init(|| {
+        let quota =
+            Quota::per_minute(NonZeroU32::new(6).expect("non-zero")).allow_burst(NonZeroU32::new(3).expect("non-zero"));
+        (RateLimiter::keyed(quota), SuppressedCounts::default())
+    });
+    match limiter.check_key(&kind) {
+        Ok(()) => Some(suppressed.take(kind)),
+        Err(_) => {
+            suppressed.add(kind);
+            None
+        }
+    }
+}
+
+#[derive(Default)]
+struct SuppressedCounts(std::sync::Mutex<std::collections::HashMap<&'static str, Arc<AtomicU64>>>);
+
+impl SuppressedCounts {
+    fn counter(&self, kind: &'static str) -> Arc<AtomicU64> {
+        Arc::clone(self.0.lock().unwrap().entry(kind).or_default())
+    }
+
+    fn add(&self, kind: &'static str) {
+        self.counter(kind).fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take(&self, kind: &'static str) -> u64 {
+        self.counter(kind).swap(0, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_what_is_missing() {
+        let health = Health::default();
+        assert_eq!(health.readiness(), Err("SQS did not answer the last probe"));
+        health.record_probe(true, false);
+        assert_eq!(health.readiness(), Err("DynamoDB did not answer the last probe"));
+        health.record_probe(true, true);
+        assert_eq!(health.readiness(), Ok(()));
+        health.begin_shutdown();
+        assert_eq!(health.readiness(), Err("shutting down"));
+    }
+
+    #[test]
+    fn a_burst_of_identical_errors_is_cut_and_counted() {
+        let allowed: Vec<Option<u64>> = (0..10).map(|_| log_allowed("test_burst")).collect();
+        assert_eq!(&allowed[..3], [Some(0), Some(0), Some(0)]);
+        assert!(allowed[3..].iter().all(Option::is_none));
+        assert_eq!(log_allowed("another_kind"), Some(0), "kinds are limited separately");
+    }
+}
