@@ -4,15 +4,18 @@
 //! conditional write; only a redelivered message (ApproximateReceiveCount > 1) costs a query of its
 //! distribution's batches since the message was sent. See docs/design.md.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
 use tracing::info;
 
 use crate::batch::merge::is_covered_by;
 use crate::clock::WallClock;
 use crate::intake::parse::InvalidationRequest;
 use crate::intake::path::InvalidationPath;
+use crate::model::DistributionId;
 use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
 use crate::ports::queue::ReceivedMessage;
 
@@ -48,8 +51,15 @@ pub enum Finding<'a> {
     Pending(Vec<&'a BatchRecord>),
 }
 
+/// How long one read of a distribution's batches answers for other redelivered messages. A crash makes hundreds
+/// of messages come back at once; without this each would query the same batches again. Staleness is safe: a
+/// take-over is a conditional write, so a stale view at worst defers a message once.
+const RECENT_BATCHES_TTL: Duration = Duration::from_secs(1);
+
 /// Looks for the message in the batches of its distribution created since it was sent.
 pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: &InvalidationRequest) -> Finding<'a> {
+    let since_sent = |r: &&BatchRecord| message.sent_at.is_none_or(|sent_at| r.created_at >= sent_at);
+    let records: Vec<&BatchRecord> = records.iter().filter(since_sent).collect();
     let accepted: Vec<String> =
         records.iter().filter(|r| r.status == BatchStatus::Accepted).flat_map(|r| r.paths.iter().cloned()).collect();
     let all_covered_by = |paths: &[String]| request.paths.iter().all(|p| is_covered_by(p.as_str(), paths));
@@ -59,7 +69,7 @@ pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: 
         return Finding::Covered;
     }
     let pending: Vec<&BatchRecord> = records
-        .iter()
+        .into_iter()
         .filter(|r| r.status == BatchStatus::Pending && r.message_ids.contains(&message.message_id))
         .collect();
     let mut reachable = accepted;
@@ -71,14 +81,45 @@ pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: 
 }
 
 pub struct Idempotency<L> {
-    pub ledger: Arc<L>,
-    pub worker_id: String,
-    pub lease: Duration,
-    pub key_period: Duration,
-    pub clock: WallClock,
+    ledger: Arc<L>,
+    worker_id: String,
+    lease: Duration,
+    key_period: Duration,
+    clock: WallClock,
+    recent: Mutex<HashMap<DistributionId, RecentBatches>>,
+}
+
+/// One read of a distribution's batches created since `since`.
+struct RecentBatches {
+    read_at: Instant,
+    since: SystemTime,
+    records: Arc<Vec<BatchRecord>>,
 }
 
 impl<L: Ledger> Idempotency<L> {
+    pub fn new(ledger: Arc<L>, worker_id: String, lease: Duration, key_period: Duration, clock: WallClock) -> Self {
+        Self { ledger, worker_id, lease, key_period, clock, recent: Mutex::default() }
+    }
+
+    /// The distribution's batches created since `since`, read again only when the last read is too old or does
+    /// not reach back far enough.
+    async fn batches_since(
+        &self,
+        distribution: &DistributionId,
+        since: SystemTime,
+    ) -> Result<Arc<Vec<BatchRecord>>, LedgerError> {
+        let fresh = |r: &RecentBatches| r.read_at.elapsed() < RECENT_BATCHES_TTL;
+        if let Some(recent) = self.recent.lock().unwrap().get(distribution).filter(|r| fresh(r) && r.since <= since) {
+            return Ok(Arc::clone(&recent.records));
+        }
+        let records = Arc::new(self.ledger.list(distribution, since, LOOKBACK_LIMIT).await?);
+        let mut recent = self.recent.lock().unwrap();
+        recent.retain(|_, r| fresh(r));
+        let read = RecentBatches { read_at: Instant::now(), since, records: Arc::clone(&records) };
+        recent.insert(distribution.clone(), read);
+        Ok(records)
+    }
+
     pub async fn check(
         &self,
         message: &ReceivedMessage,
@@ -94,7 +135,7 @@ impl<L: Ledger> Idempotency<L> {
         let (true, Some(sent_at)) = (message.receive_count > 1, message.sent_at) else {
             return Ok(Verdict::Fresh);
         };
-        let records = self.ledger.list(&request.distribution_id, sent_at, LOOKBACK_LIMIT).await?;
+        let records = self.batches_since(&request.distribution_id, sent_at).await?;
         match find(&records, message, request) {
             Finding::Uncovered(remaining) if remaining.len() == request.paths.len() => Ok(Verdict::Fresh),
             Finding::Uncovered(remaining) => Ok(Verdict::Remaining(remaining)),

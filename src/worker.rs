@@ -118,13 +118,13 @@ where
         visibility: settings.visibility_timeout,
         backoff: settings.retry.receive,
     };
-    let idempotency = Arc::new(Idempotency {
-        ledger: Arc::clone(&services.ledger),
-        worker_id: settings.worker_id.clone(),
-        lease: settings.lease,
-        key_period: settings.key_period,
-        clock: settings.clock,
-    });
+    let idempotency = Arc::new(Idempotency::new(
+        Arc::clone(&services.ledger),
+        settings.worker_id.clone(),
+        settings.lease,
+        settings.key_period,
+        settings.clock,
+    ));
     for _ in 0..settings.pollers {
         let routes =
             Routes { to_batcher: to_batcher.clone(), to_submitter: to_submitter.clone(), to_ack: to_ack.clone() };
