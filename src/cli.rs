@@ -74,6 +74,14 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_CREATE_RATE", default_value_t = 1.0)]
     pub create_rate: f64,
 
+    /// Routing rules for S3 event notifications (TOML; see routes.example.toml).
+    #[arg(long, env = "INVALIDATOR_ROUTES")]
+    pub routes: Option<PathBuf>,
+
+    /// Distributions native requests may target (repeat, or comma-separate in the variable); default: any.
+    #[arg(long = "allow-distribution", env = "INVALIDATOR_ALLOW_DISTRIBUTION", value_delimiter = ',')]
+    pub allow_distributions: Vec<String>,
+
     /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 0.0.0.0:9464.
     #[arg(long, env = "INVALIDATOR_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -102,8 +110,12 @@ pub struct SendArgs {
     pub distribution: String,
 
     /// Paths to invalidate; `-` reads one path per line from standard input.
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present_any = ["file", "tags"])]
     pub paths: Vec<String>,
+
+    /// Cache tag to invalidate (repeatable); each counts as one path.
+    #[arg(long = "tag", env = "INVALIDATOR_TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
 
     /// Read paths from this file, one per line.
     #[arg(long, env = "INVALIDATOR_FILE")]

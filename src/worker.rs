@@ -26,7 +26,8 @@ use crate::batch::{
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
 use crate::clock::WallClock;
-use crate::intake::{self, PollSettings, Routes};
+use crate::intake::parse::IntakeRules;
+use crate::intake::{self, Outlets, PollSettings};
 use crate::ledger::Idempotency;
 use crate::limit::CreateRateLimiter;
 use crate::ports::{Cdn, Ledger, Queue};
@@ -56,6 +57,8 @@ pub struct Settings {
     pub retention: Duration,
     /// How long a producer's idempotency key suppresses repeated sends.
     pub key_period: Duration,
+    /// Routing of S3 events and the distribution allowlist.
+    pub intake: Arc<IntakeRules>,
     pub clock: WallClock,
 }
 
@@ -76,6 +79,7 @@ impl Default for Settings {
             lease: Duration::from_secs(120),
             retention: Duration::from_secs(90 * 24 * 3_600),
             key_period: Duration::from_secs(24 * 3_600),
+            intake: Arc::default(),
             clock: WallClock::System,
         }
     }
@@ -126,14 +130,15 @@ where
         settings.clock,
     ));
     for _ in 0..settings.pollers {
-        let routes =
-            Routes { to_batcher: to_batcher.clone(), to_submitter: to_submitter.clone(), to_ack: to_ack.clone() };
+        let outlets =
+            Outlets { to_batcher: to_batcher.clone(), to_submitter: to_submitter.clone(), to_ack: to_ack.clone() };
         stages.spawn(intake::poll(
             Arc::clone(&services.queue),
             Arc::clone(&inflight),
             Arc::clone(&idempotency),
+            Arc::clone(&settings.intake),
             poll_settings,
-            routes,
+            outlets,
             stop_receiving.clone(),
         ));
     }

@@ -29,7 +29,7 @@ fn corpus() -> Vec<Case> {
         (
             "3,001 paths",
             json!({"distribution_id": "EHOSTILE", "paths": (0..3_001).map(|i| format!("/p{i}")).collect::<Vec<_>>()}),
-            "3001 paths in one message",
+            "3001 paths and tags in one message",
         ),
         (
             "4,001-character path",

@@ -63,7 +63,7 @@ pub async fn run(
             biased;
             () = window_closes => batcher.seal_due(Instant::now()),
             accepted = incoming.recv() => match accepted {
-                Some(accepted) => batcher.add(Instant::now(), accepted.message_id, accepted.request),
+                Some(accepted) => batcher.add(Instant::now(), accepted.message_id, accepted.requests),
                 None => break,
             },
         };

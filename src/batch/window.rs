@@ -123,37 +123,62 @@ impl Batcher {
         Self { limits, open: HashMap::new(), deadlines: BTreeSet::new() }
     }
 
-    /// Adds a message's paths to its distribution's window and returns the batches that filled up.
-    pub fn add(&mut self, now: Instant, message_id: MessageId, request: InvalidationRequest) -> Vec<SealedBatch> {
-        let distribution_id = request.distribution_id;
-        let member = BatchMember { message_id, requester: request.requester, paths: Vec::new(), parts: 0 };
+    /// Adds a message's paths to its distributions' windows (one request per distribution) and returns the
+    /// batches that filled up. The message's parts are counted over all of them.
+    pub fn add(&mut self, now: Instant, message_id: MessageId, requests: Vec<InvalidationRequest>) -> Vec<SealedBatch> {
         let mut sealed = Vec::new();
-        let mut member_in_open_batch = false;
+        let mut open_with_member = Vec::new();
+        for request in requests {
+            let distribution_id = request.distribution_id.clone();
+            if self.add_request(now, &message_id, request, &mut sealed) {
+                open_with_member.push(distribution_id);
+            }
+        }
+        let parts = (sealed.len() + open_with_member.len()) as u32;
+        let set_parts = |members: &mut Vec<BatchMember>| {
+            if let Some(member) = members.iter_mut().rev().find(|m| m.message_id == message_id) {
+                member.parts = parts;
+            }
+        };
+        sealed.iter_mut().for_each(|batch| set_parts(&mut batch.members));
+        for distribution_id in &open_with_member {
+            if let Some(batch) = self.open.get_mut(distribution_id) {
+                set_parts(&mut batch.members);
+            }
+        }
+        sealed
+    }
+
+    /// Adds one distribution's paths; says whether the message is left in that distribution's open batch.
+    fn add_request(
+        &mut self,
+        now: Instant,
+        message_id: &MessageId,
+        request: InvalidationRequest,
+        sealed: &mut Vec<SealedBatch>,
+    ) -> bool {
+        let distribution_id = request.distribution_id;
+        let member =
+            BatchMember { message_id: message_id.clone(), requester: request.requester, paths: Vec::new(), parts: 0 };
         let BatchLimits { max_paths, max_wildcards, .. } = self.limits;
-        for path in &request.paths {
+        let mut member_in_open_batch = false;
+        for path in request.paths {
             let batch = self.open_batch(&distribution_id, now);
             if !member_in_open_batch {
                 batch.members.push(member.clone());
                 member_in_open_batch = true;
             }
-            if let Some(current) = batch.members.last_mut() {
-                current.paths.push(path.clone());
-            }
             batch.requested_paths += 1;
-            batch.paths.add(path);
+            batch.paths.add(&path);
+            if let Some(current) = batch.members.last_mut() {
+                current.paths.push(path);
+            }
             if batch.paths.len() >= max_paths || batch.paths.wildcard_count() >= max_wildcards {
                 sealed.push(self.seal(&distribution_id, SealReason::Full));
                 member_in_open_batch = false;
             }
         }
-        let parts = sealed.len() as u32 + u32::from(member_in_open_batch);
-        let open = self.open.get_mut(&distribution_id).filter(|_| member_in_open_batch);
-        for batch_members in sealed.iter_mut().map(|b| &mut b.members).chain(open.map(|b| &mut b.members)) {
-            if let Some(last) = batch_members.last_mut() {
-                last.parts = parts;
-            }
-        }
-        sealed
+        member_in_open_batch
     }
 
     /// Seals every window whose time is up.
@@ -236,8 +261,8 @@ mod tests {
     async fn window_opens_with_the_first_path_and_closes_after_its_duration() {
         let mut batcher = Batcher::new(limits(1_000));
         let start = Instant::now();
-        assert!(batcher.add(start, id(1), request("E1", &["/a", "/b"])).is_empty());
-        assert!(batcher.add(start + Duration::from_secs(4), id(2), request("E1", &["/b", "/c"])).is_empty());
+        assert!(batcher.add(start, id(1), vec![request("E1", &["/a", "/b"])]).is_empty());
+        assert!(batcher.add(start + Duration::from_secs(4), id(2), vec![request("E1", &["/b", "/c"])]).is_empty());
         assert_eq!(batcher.next_deadline(), Some(start + WINDOW));
         assert!(batcher.seal_due(start + Duration::from_millis(4_999)).is_empty());
 
@@ -250,7 +275,7 @@ mod tests {
         assert_eq!(batcher.next_deadline(), None);
 
         // The next path opens a new window.
-        batcher.add(start + Duration::from_secs(6), id(3), request("E1", &["/a"]));
+        batcher.add(start + Duration::from_secs(6), id(3), vec![request("E1", &["/a"])]);
         assert_eq!(batcher.next_deadline(), Some(start + Duration::from_secs(11)));
     }
 
@@ -258,8 +283,8 @@ mod tests {
     async fn distributions_have_separate_windows() {
         let mut batcher = Batcher::new(limits(1_000));
         let start = Instant::now();
-        batcher.add(start, id(1), request("E1", &["/a"]));
-        batcher.add(start + Duration::from_secs(2), id(2), request("E2", &["/a"]));
+        batcher.add(start, id(1), vec![request("E1", &["/a"])]);
+        batcher.add(start + Duration::from_secs(2), id(2), vec![request("E2", &["/a"])]);
         let first = batcher.seal_due(start + WINDOW);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].distribution_id.as_str(), "E1");
@@ -271,8 +296,8 @@ mod tests {
     async fn full_batch_is_sealed_early_and_a_split_message_knows_its_parts() {
         let mut batcher = Batcher::new(limits(3));
         let now = Instant::now();
-        assert!(batcher.add(now, id(1), request("E1", &["/a"])).is_empty());
-        let sealed = batcher.add(now, id(2), request("E1", &["/b", "/c", "/d", "/e", "/f", "/g"]));
+        assert!(batcher.add(now, id(1), vec![request("E1", &["/a"])]).is_empty());
+        let sealed = batcher.add(now, id(2), vec![request("E1", &["/b", "/c", "/d", "/e", "/f", "/g"])]);
         assert_eq!(sealed.len(), 2);
         assert_eq!(sealed[0].paths, ["/a", "/b", "/c"]);
         assert_eq!(sealed[1].paths, ["/d", "/e", "/f"]);
@@ -291,7 +316,7 @@ mod tests {
         let mut batcher = Batcher::new(limits(1_000));
         let paths: Vec<String> = (0..16).map(|i| format!("/d{i}/*")).collect();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let sealed = batcher.add(Instant::now(), id(1), request("E1", &refs));
+        let sealed = batcher.add(Instant::now(), id(1), vec![request("E1", &refs)]);
         assert_eq!(sealed.len(), 1);
         assert_eq!(sealed[0].wildcard_count, MAX_WILDCARDS_PER_BATCH);
         assert_eq!(batcher.pending_paths(), 1);
@@ -301,8 +326,8 @@ mod tests {
     async fn message_fully_covered_by_a_wildcard_still_joins_the_batch() {
         let mut batcher = Batcher::new(limits(1_000));
         let now = Instant::now();
-        batcher.add(now, id(1), request("E1", &["/img/*"]));
-        batcher.add(now, id(2), request("E1", &["/img/a.png", "/img/b.png"]));
+        batcher.add(now, id(1), vec![request("E1", &["/img/*"])]);
+        batcher.add(now, id(2), vec![request("E1", &["/img/a.png", "/img/b.png"])]);
         let sealed = batcher.seal_all();
         assert_eq!(sealed[0].paths, ["/img/*"]);
         assert_eq!(member_ids(&sealed[0]), ["m1", "m2"]);
@@ -333,7 +358,7 @@ mod tests {
                 let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
                 let req = request(&format!("E{distribution}"), &refs);
                 requests.push((id(n as u32), req.clone()));
-                sealed.extend(batcher.add(now, id(n as u32), req));
+                sealed.extend(batcher.add(now, id(n as u32), vec![req]));
             }
             sealed.extend(batcher.seal_all());
             prop_assert_eq!(batcher.pending_paths(), 0);

@@ -6,6 +6,9 @@ use anyhow::{Context, ensure};
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
+use cf_invalidator::intake::parse::IntakeRules;
+use cf_invalidator::intake::routes::Routing;
+use cf_invalidator::model::DistributionId;
 use cf_invalidator::telemetry::{self, Health, install_metrics};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use tokio::net::TcpListener;
@@ -37,6 +40,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings.visibility_timeout.as_secs() >= 10,
         "--visibility-timeout must be at least 10s so the heartbeat can extend it in time"
     );
+    let intake = intake_rules(&args)?;
+    let settings = Settings { intake: Arc::new(intake), ..settings };
     let config = super::aws_config().await?;
     let sqs = super::sqs(&config);
     let queue = SqsQueue::new(sqs.clone(), &args.queue_url);
@@ -89,6 +94,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn intake_rules(args: &RunArgs) -> anyhow::Result<IntakeRules> {
+    let routing = match &args.routes {
+        Some(path) => Routing::load(path)?,
+        None => Routing::default(),
+    };
+    let allowed_distributions = if args.allow_distributions.is_empty() {
+        None
+    } else {
+        let ids = args.allow_distributions.iter().map(|raw| DistributionId::parse(raw));
+        Some(ids.collect::<Result<_, _>>().context("--allow-distribution")?)
+    };
+    Ok(IntakeRules { routing, allowed_distributions })
 }
 
 /// How often `/readyz` re-checks that SQS and DynamoDB answer.

@@ -1,7 +1,9 @@
 //! Intake: receive messages, register them as held, parse and validate them, and route them on.
 
+pub mod envelope;
 pub mod parse;
 pub mod path;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use self::parse::{InvalidationRequest, parse_request};
+use self::parse::{IntakeRules, InvalidationRequest, Parsed, parse_message};
 use crate::ack::Disposition;
 use crate::ack::inflight::InFlight;
 use crate::batch::Batch;
@@ -28,7 +30,8 @@ use crate::telemetry::log_allowed;
 #[derive(Debug)]
 pub struct Accepted {
     pub message_id: MessageId,
-    pub request: InvalidationRequest,
+    /// One per distribution.
+    pub requests: Vec<InvalidationRequest>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +45,7 @@ pub struct PollSettings {
 }
 
 /// Where a poller sends what it received.
-pub struct Routes {
+pub struct Outlets {
     pub to_batcher: mpsc::Sender<Accepted>,
     /// Resumed batches skip the windows.
     pub to_submitter: mpsc::Sender<Batch>,
@@ -58,8 +61,9 @@ pub async fn poll<Q: Queue, L: Ledger>(
     queue: Arc<Q>,
     inflight: Arc<InFlight>,
     idempotency: Arc<Idempotency<L>>,
+    rules: Arc<IntakeRules>,
     settings: PollSettings,
-    routes: Routes,
+    outlets: Outlets,
     stop: CancellationToken,
 ) {
     let backoff = || settings.backoff.build();
@@ -96,7 +100,7 @@ pub async fn poll<Q: Queue, L: Ledger>(
                 debug!(message_id = %message.message_id, "message delivered again while held; keeping the newest receipt");
                 continue;
             }
-            if !route(message, &idempotency, &routes).await {
+            if !dispatch(message, &idempotency, &rules, &outlets).await {
                 return;
             }
         }
@@ -104,10 +108,20 @@ pub async fn poll<Q: Queue, L: Ledger>(
 }
 
 /// Sends one message on; false once the next stage is gone.
-async fn route<L: Ledger>(message: ReceivedMessage, idempotency: &Idempotency<L>, routes: &Routes) -> bool {
+async fn dispatch<L: Ledger>(
+    message: ReceivedMessage,
+    idempotency: &Idempotency<L>,
+    rules: &IntakeRules,
+    outlets: &Outlets,
+) -> bool {
     let message_id = message.message_id.clone();
-    let request = match parse_request(&message.body) {
-        Ok(request) => request,
+    let requests = match parse_message(&message.body, rules) {
+        Ok(Parsed::Requests(requests)) => requests,
+        Ok(Parsed::Skip(why)) => {
+            info!(%message_id, why, "nothing to invalidate; acknowledging");
+            counter!("cfi_messages_skipped_total").increment(1);
+            return outlets.to_ack.send(Disposition::Covered(vec![nothing_left(message_id)])).await.is_ok();
+        }
         Err(rejection) => {
             warn!(%message_id, reason = %rejection, "invalid message");
             counter!("cfi_messages_invalid_total").increment(1);
@@ -116,50 +130,74 @@ async fn route<L: Ledger>(message: ReceivedMessage, idempotency: &Idempotency<L>
                 reason: rejection.to_string(),
                 code: rejection.code(),
             };
-            return routes.to_ack.send(disposition).await.is_ok();
+            return outlets.to_ack.send(disposition).await.is_ok();
         }
     };
-    let verdict = idempotency.check(&message, &request).await.unwrap_or_else(|e| {
-        if let Some(suppressed) = log_allowed("ledger_check_failed") {
-            warn!(%message_id, error = %e, suppressed, "cannot check the ledger for this message; looking again later");
+    let mut to_batch = Vec::new();
+    let mut resume = Vec::new();
+    for request in requests {
+        match check(idempotency, &message, &request).await {
+            Verdict::Fresh => to_batch.push(request),
+            Verdict::Remaining(paths) => {
+                info!(%message_id, remaining = paths.len(), "redelivered message partly covered already; batching the rest");
+                to_batch.push(InvalidationRequest { paths, ..request });
+            }
+            Verdict::DuplicateKey { first_message_id } => {
+                info!(%message_id, %first_message_id, "duplicate idempotency key; deleting without a new invalidation");
+                counter!("cfi_messages_duplicate_total", "kind" => "idempotency_key").increment(1);
+            }
+            Verdict::AlreadyCovered => {
+                info!(%message_id, distribution_id = %request.distribution_id, "redelivered message already covered by accepted invalidations");
+                counter!("cfi_messages_duplicate_total", "kind" => "redelivery").increment(1);
+            }
+            Verdict::Resume(records) => resume.push((request, records)),
+            Verdict::Wait(delay) => {
+                let disposition = Disposition::Defer { message_ids: vec![message_id], delay };
+                return outlets.to_ack.send(disposition).await.is_ok();
+            }
         }
-        Verdict::Wait(LEDGER_UNAVAILABLE_DELAY)
-    });
-    let member = |parts| BatchMember {
-        message_id: message_id.clone(),
-        requester: request.requester.clone(),
-        paths: request.paths.clone(),
-        parts,
-    };
-    match verdict {
-        Verdict::Fresh => routes.to_batcher.send(Accepted { message_id, request }).await.is_ok(),
-        Verdict::Remaining(paths) => {
-            info!(%message_id, remaining = paths.len(), "redelivered message partly covered already; batching the rest");
-            let request = InvalidationRequest { paths, ..request };
-            routes.to_batcher.send(Accepted { message_id, request }).await.is_ok()
-        }
-        Verdict::DuplicateKey { first_message_id } => {
-            info!(%message_id, %first_message_id, "duplicate idempotency key; deleting without a new invalidation");
-            counter!("cfi_messages_duplicate_total", "kind" => "idempotency_key").increment(1);
-            routes.to_ack.send(Disposition::Covered(vec![member(1)])).await.is_ok()
-        }
-        Verdict::AlreadyCovered => {
-            info!(%message_id, "redelivered message already covered by accepted invalidations; deleting");
-            counter!("cfi_messages_duplicate_total", "kind" => "redelivery").increment(1);
-            routes.to_ack.send(Disposition::Covered(vec![member(1)])).await.is_ok()
-        }
-        Verdict::Resume(records) => {
-            let parts = records.len() as u32;
+    }
+    // Resuming another worker's batches settles the message only if nothing else is left to batch; a message of
+    // several distributions that also needs new batches has the pending ones' paths batched again instead.
+    if to_batch.is_empty() && !resume.is_empty() {
+        let parts = resume.iter().map(|(_, records)| records.len() as u32).sum();
+        for (request, records) in resume {
+            let member = BatchMember {
+                message_id: message_id.clone(),
+                requester: request.requester,
+                paths: request.paths,
+                parts,
+            };
             for record in records {
-                if routes.to_submitter.send(Batch::resume(record, member(parts))).await.is_err() {
+                if outlets.to_submitter.send(Batch::resume(record, member.clone())).await.is_err() {
                     return false;
                 }
             }
-            true
         }
-        Verdict::Wait(delay) => {
-            let disposition = Disposition::Defer { message_ids: vec![message_id], delay };
-            routes.to_ack.send(disposition).await.is_ok()
-        }
+        return true;
     }
+    to_batch.extend(resume.into_iter().map(|(request, _)| request));
+    if to_batch.is_empty() {
+        return outlets.to_ack.send(Disposition::Covered(vec![nothing_left(message_id)])).await.is_ok();
+    }
+    outlets.to_batcher.send(Accepted { message_id, requests: to_batch }).await.is_ok()
+}
+
+/// What the ledger says about one of the message's requests; an unreachable ledger means "not now".
+async fn check<L: Ledger>(
+    idempotency: &Idempotency<L>,
+    message: &ReceivedMessage,
+    request: &InvalidationRequest,
+) -> Verdict {
+    idempotency.check(message, request).await.unwrap_or_else(|e| {
+        if let Some(suppressed) = log_allowed("ledger_check_failed") {
+            warn!(message_id = %message.message_id, error = %e, suppressed, "cannot check the ledger for this message; looking again later");
+        }
+        Verdict::Wait(LEDGER_UNAVAILABLE_DELAY)
+    })
+}
+
+/// A member with nothing left to invalidate: acknowledging it deletes the message.
+fn nothing_left(message_id: MessageId) -> BatchMember {
+    BatchMember { message_id, requester: None, paths: Vec::new(), parts: 1 }
 }

@@ -1,14 +1,19 @@
-//! Message format v1: the JSON body producers put on the queue.
+//! What producers put on the queue, parsed and validated.
 //!
-//! `{"distribution_id": "E2QWRUHAPOMQZL", "paths": ["/index.html", "/img/*"], "idempotency_key": "optional",
-//!   "requester": "optional free text"}`; unknown fields are ignored so producers can add their own.
+//! Native format v1 (schema/invalidation-request.v1.json): `{"distribution_id": "E2QWRUHAPOMQZL", "paths":
+//! ["/index.html", "/img/*"], "tags": ["product-42"], "idempotency_key": "optional", "requester": "optional"}`;
+//! unknown fields are ignored so producers can add their own. S3 event notifications (direct, through SNS, or
+//! through EventBridge) are routed to distributions by the routing rules.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::Deserialize;
+use serde_json::Value;
 use thiserror::Error;
 
-use super::path::{InvalidationPath, PathError};
+use super::envelope::{self, Envelope, S3Object};
+use super::path::{InvalidationPath, PathError, TagError};
+use super::routes::{RouteError, Routing};
 use crate::model::{DistributionId, InvalidDistributionId};
 
 /// Most paths one message may carry: CloudFront's in-progress quota for one distribution.
@@ -18,6 +23,7 @@ pub const MAX_PATHS_PER_MESSAGE: usize = 3_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidationRequest {
     pub distribution_id: DistributionId,
+    /// Paths and `#tag` items, deduplicated.
     pub paths: Vec<InvalidationPath>,
     pub idempotency_key: Option<String>,
     pub requester: Option<String>,
@@ -28,14 +34,22 @@ pub struct InvalidationRequest {
 pub enum Rejection {
     #[error("body is not a valid v1 invalidation request: {0}")]
     Malformed(String),
+    #[error("body is not a readable producer message: {0}")]
+    Envelope(String),
     #[error(transparent)]
     DistributionId(#[from] InvalidDistributionId),
-    #[error("paths is empty: a request needs at least one path")]
+    #[error("distribution {0} is not in this worker's --allow-distribution list")]
+    DistributionNotAllowed(DistributionId),
+    #[error("paths and tags are empty: a request needs at least one path or tag")]
     NoPaths,
-    #[error("{0} paths in one message; at most {MAX_PATHS_PER_MESSAGE} are allowed, split the request")]
+    #[error("{0} paths and tags in one message; at most {MAX_PATHS_PER_MESSAGE} are allowed, split the request")]
     TooManyPaths(usize),
     #[error("path #{index} {path:?} is invalid: {error}")]
     InvalidPath { index: usize, path: String, error: PathError },
+    #[error("tag #{index} {tag:?} is invalid: {error}")]
+    InvalidTag { index: usize, tag: String, error: TagError },
+    #[error(transparent)]
+    Unrouted(#[from] RouteError),
 }
 
 impl Rejection {
@@ -43,29 +57,105 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed",
+            Self::Envelope(_) => "envelope",
             Self::DistributionId(_) => "invalid_distribution_id",
+            Self::DistributionNotAllowed(_) => "distribution_not_allowed",
             Self::NoPaths => "no_paths",
             Self::TooManyPaths(_) => "too_many_paths",
             Self::InvalidPath { .. } => "invalid_path",
+            Self::InvalidTag { .. } => "invalid_tag",
+            Self::Unrouted(_) => "unrouted",
         }
     }
+}
+
+/// What a worker accepts besides well-formed requests: routing for S3 events, and which distributions native
+/// requests may name (`None`: any).
+#[derive(Debug, Clone, Default)]
+pub struct IntakeRules {
+    pub routing: Routing,
+    pub allowed_distributions: Option<BTreeSet<DistributionId>>,
+}
+
+/// What a message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// One request per distribution (an S3 object may be served by several).
+    Requests(Vec<InvalidationRequest>),
+    /// Nothing to invalidate: acknowledge the message. The text says why, for the log.
+    Skip(&'static str),
 }
 
 #[derive(Deserialize)]
 struct WireRequest {
     distribution_id: String,
+    #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
     #[serde(default)]
     requester: Option<String>,
 }
 
-/// Parses and validates one SQS message body.
+/// Parses and validates one SQS message body in any format the worker reads.
+pub fn parse_message(body: &str, rules: &IntakeRules) -> Result<Parsed, Rejection> {
+    // The common case first: a native request parses straight into its struct, without an intermediate tree.
+    let native = match serde_json::from_str::<WireRequest>(body) {
+        Ok(wire) => wire,
+        Err(_) => {
+            let value: Value = serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
+            match envelope::open(value).map_err(Rejection::Envelope)? {
+                Envelope::Native(value) => {
+                    serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?
+                }
+                Envelope::S3Objects(objects) => return routed(&objects, &rules.routing),
+                Envelope::Ignorable(why) => return Ok(Parsed::Skip(why)),
+            }
+        }
+    };
+    let request = validate(native)?;
+    if let Some(allowed) = &rules.allowed_distributions
+        && !allowed.contains(&request.distribution_id)
+    {
+        return Err(Rejection::DistributionNotAllowed(request.distribution_id));
+    }
+    Ok(Parsed::Requests(vec![request]))
+}
+
+/// Parses a native v1 request, ignoring envelopes and routing.
 pub fn parse_request(body: &str) -> Result<InvalidationRequest, Rejection> {
-    let wire: WireRequest = serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    validate(serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?)
+}
+
+fn routed(objects: &[S3Object], routing: &Routing) -> Result<Parsed, Rejection> {
+    let mut requests: Vec<InvalidationRequest> = Vec::new();
+    for object in objects {
+        for routed in routing.route(object)? {
+            match requests.iter_mut().find(|r| r.distribution_id == routed.distribution_id) {
+                Some(request) => request.paths.extend(routed.paths),
+                None => requests.push(InvalidationRequest {
+                    distribution_id: routed.distribution_id,
+                    paths: routed.paths,
+                    idempotency_key: None,
+                    requester: Some(format!("s3://{}", object.bucket)),
+                }),
+            }
+        }
+    }
+    if requests.is_empty() {
+        return Ok(Parsed::Skip("no routing rule matches the S3 objects"));
+    }
+    for request in &mut requests {
+        dedup(&mut request.paths);
+    }
+    Ok(Parsed::Requests(requests))
+}
+
+fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
     let distribution_id = DistributionId::parse(&wire.distribution_id)?;
-    match wire.paths.len() {
+    match wire.paths.len() + wire.tags.len() {
         0 => return Err(Rejection::NoPaths),
         n if n > MAX_PATHS_PER_MESSAGE => return Err(Rejection::TooManyPaths(n)),
         _ => {}
@@ -78,10 +168,19 @@ pub fn parse_request(body: &str) -> Result<InvalidationRequest, Rejection> {
             InvalidationPath::parse(&raw).map_err(|error| Rejection::InvalidPath { index, path: truncated(raw), error })
         })
         .collect::<Result<_, _>>()?;
-    // A path repeated within one message would otherwise be able to straddle two batches.
+    for (index, raw) in wire.tags.into_iter().enumerate() {
+        let tag =
+            InvalidationPath::tag(&raw).map_err(|error| Rejection::InvalidTag { index, tag: truncated(raw), error })?;
+        paths.push(tag);
+    }
+    dedup(&mut paths);
+    Ok(InvalidationRequest { distribution_id, paths, idempotency_key: wire.idempotency_key, requester: wire.requester })
+}
+
+/// A path repeated within one message would otherwise be able to straddle two batches.
+fn dedup(paths: &mut Vec<InvalidationPath>) {
     let mut seen = HashSet::with_capacity(paths.len());
     paths.retain(|path| seen.insert(path.clone()));
-    Ok(InvalidationRequest { distribution_id, paths, idempotency_key: wire.idempotency_key, requester: wire.requester })
 }
 
 /// Keeps reasons short enough for an SQS message attribute even when the offending path is 4,000+ characters.
@@ -120,7 +219,7 @@ mod tests {
             (r#"{"paths":["/a"]}"#, "missing field `distribution_id`"),
             (r#"{"distribution_id":"E1","paths":"/a"}"#, "invalid type"),
             (r#"{"distribution_id":"e1","paths":["/a"]}"#, "distribution id \"e1\" is not valid"),
-            (r#"{"distribution_id":"E1","paths":[]}"#, "paths is empty"),
+            (r#"{"distribution_id":"E1","paths":[]}"#, "paths and tags are empty"),
             (r#"{"distribution_id":"E1","paths":["/a","b"]}"#, "path #1 \"b\" is invalid: path must start with '/'"),
             (r#"{"distribution_id":"E1","paths":["/a*b"]}"#, "'*' may only be the last character"),
         ];
@@ -142,6 +241,68 @@ mod tests {
         let paths: Vec<String> = (0..=MAX_PATHS_PER_MESSAGE).map(|i| format!("/p{i}")).collect();
         let body = serde_json::json!({"distribution_id": "E1", "paths": paths}).to_string();
         assert_eq!(parse_request(&body), Err(Rejection::TooManyPaths(3_001)));
+    }
+
+    fn rules(routes: &str, allowed: &[&str]) -> IntakeRules {
+        IntakeRules {
+            routing: Routing::parse(routes).unwrap(),
+            allowed_distributions: (!allowed.is_empty())
+                .then(|| allowed.iter().map(|d| DistributionId::parse(d).unwrap()).collect()),
+        }
+    }
+
+    fn requests(parsed: Parsed) -> Vec<(String, Vec<String>)> {
+        let Parsed::Requests(requests) = parsed else { panic!("{parsed:?}") };
+        requests
+            .into_iter()
+            .map(|r| (r.distribution_id.to_string(), r.paths.into_iter().map(InvalidationPath::into_string).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn tags_join_the_paths_and_count_towards_the_limit() {
+        let parsed = parse_message(
+            r#"{"distribution_id":"E1","paths":["/a"],"tags":["Product-42","product-42"]}"#,
+            &IntakeRules::default(),
+        );
+        assert_eq!(requests(parsed.unwrap()), [("E1".into(), vec!["/a".into(), "#product-42".into()])]);
+        let only_tags = parse_message(r#"{"distribution_id":"E1","tags":["t"]}"#, &IntakeRules::default());
+        assert_eq!(requests(only_tags.unwrap()), [("E1".into(), vec!["#t".into()])]);
+        let body = serde_json::json!({"distribution_id": "E1", "paths": vec!["/a"; 2_000], "tags": vec!["t"; 1_001]});
+        assert_eq!(parse_message(&body.to_string(), &IntakeRules::default()), Err(Rejection::TooManyPaths(3_001)));
+    }
+
+    #[test]
+    fn routes_s3_events_and_merges_objects_per_distribution() {
+        let rules = rules("[[rule]]\nbucket = \"site\"\ndistributions = [\"E1\", \"E2\"]", &[]);
+        let event = serde_json::json!({"Records": [
+            {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "site"}, "object": {"key": "a+b.html"}}},
+            {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "site"}, "object": {"key": "c.html"}}},
+        ]});
+        let expected = vec!["/a%20b.html".to_owned(), "/c.html".to_owned()];
+        let routed = requests(parse_message(&event.to_string(), &rules).unwrap());
+        assert_eq!(routed, [("E1".into(), expected.clone()), ("E2".into(), expected)]);
+    }
+
+    #[test]
+    fn skips_what_asks_for_nothing() {
+        let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"site"}"#;
+        assert_eq!(parse_message(test_event, &IntakeRules::default()), Ok(Parsed::Skip("s3:TestEvent")));
+        let skipping = rules("unmatched = \"skip\"", &[]);
+        let event =
+            r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"x"},"object":{"key":"k"}}}]}"#;
+        assert!(matches!(parse_message(event, &skipping), Ok(Parsed::Skip(_))));
+    }
+
+    #[test]
+    fn refuses_distributions_outside_the_allowlist() {
+        let allowing = rules("", &["EALLOWED"]);
+        let refused = parse_message(r#"{"distribution_id":"EOTHER","paths":["/a"]}"#, &allowing);
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "distribution EOTHER is not in this worker's --allow-distribution list"
+        );
+        assert!(parse_message(r#"{"distribution_id":"EALLOWED","paths":["/a"]}"#, &allowing).is_ok());
     }
 
     #[test]

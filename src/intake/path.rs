@@ -42,7 +42,21 @@ pub enum PathError {
     TooLong(usize),
 }
 
-/// A path that CloudFront will accept as an invalidation path: leading `/`, encoded once, `*` only at the end.
+/// Longest cache tag CloudFront accepts, without the leading `#`.
+pub const MAX_TAG_LEN: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TagError {
+    #[error("tag is empty")]
+    Empty,
+    #[error("tag is {0} characters long; CloudFront accepts at most {MAX_TAG_LEN}")]
+    TooLong(usize),
+    #[error("tag may only hold printable ASCII without spaces, commas or '*' (found {0:?})")]
+    InvalidCharacter(char),
+}
+
+/// One item of an invalidation: a path (leading `/`, encoded once, `*` only at the end) or a cache tag
+/// (`#tag`, 2026-04). CloudFront counts each as one path, for the in-progress quota and for billing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InvalidationPath(String);
 
@@ -76,7 +90,21 @@ impl InvalidationPath {
         self.0
     }
 
-    /// The prefix a trailing-`*` path covers, or `None` for an exact path.
+    /// A cache-tag item. Tags are case-insensitive, so they are lowercased: `Product-42` and `product-42` are one.
+    pub fn tag(raw: &str) -> Result<Self, TagError> {
+        if raw.is_empty() {
+            return Err(TagError::Empty);
+        }
+        if raw.len() > MAX_TAG_LEN {
+            return Err(TagError::TooLong(raw.len()));
+        }
+        if let Some(bad) = raw.chars().find(|c| !c.is_ascii_graphic() || *c == ',' || *c == '*') {
+            return Err(TagError::InvalidCharacter(bad));
+        }
+        Ok(Self(format!("#{}", raw.to_ascii_lowercase())))
+    }
+
+    /// The prefix a trailing-`*` path covers, or `None` for an exact path or a tag.
     pub fn wildcard_prefix(&self) -> Option<&str> {
         self.0.strip_suffix('*')
     }
@@ -157,6 +185,18 @@ mod tests {
         // Length counts the encoded form: 1,334 spaces become 4,002 characters.
         let spaces = format!("/{}", " ".repeat(1_334));
         assert_eq!(InvalidationPath::parse(&spaces), Err(PathError::TooLong(4_003)));
+    }
+
+    #[test]
+    fn tags_are_lowercased_and_validated() {
+        assert_eq!(InvalidationPath::tag("Product-42").unwrap().as_str(), "#product-42");
+        assert_eq!(InvalidationPath::tag("product:electronics").unwrap().as_str(), "#product:electronics");
+        assert_eq!(InvalidationPath::tag(""), Err(TagError::Empty));
+        assert_eq!(InvalidationPath::tag(&"t".repeat(257)), Err(TagError::TooLong(257)));
+        for (bad, found) in [("a,b", ','), ("a b", ' '), ("a*", '*'), ("caf\u{e9}", '\u{e9}'), ("a\n", '\n')] {
+            assert_eq!(InvalidationPath::tag(bad), Err(TagError::InvalidCharacter(found)), "{bad:?}");
+        }
+        assert_eq!(InvalidationPath::tag("a").unwrap().wildcard_prefix(), None);
     }
 
     #[test]

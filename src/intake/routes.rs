@@ -1,0 +1,300 @@
+//! Routing rules: which distributions an S3 object belongs to, and which CloudFront paths it becomes.
+//!
+//! S3 events name a bucket and a key, not a distribution, so `--routes routes.toml` maps bucket and key prefix to
+//! one or more distributions, with the rewriting a site needs (see `routes.example.toml` for every field).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::envelope::S3Object;
+use super::path::{InvalidationPath, PathError};
+use crate::model::{DistributionId, InvalidDistributionId};
+
+#[derive(Debug, Error)]
+pub enum RoutesError {
+    #[error("cannot read routes file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("routes file is not valid: {0}")]
+    Syntax(#[from] toml::de::Error),
+    #[error("rule #{rule}: {error}")]
+    Distribution { rule: usize, error: InvalidDistributionId },
+    #[error("rule #{rule}: extra path {path:?} is invalid: {error}")]
+    ExtraPath { rule: usize, path: String, error: PathError },
+    #[error("rule #{rule} names no distribution")]
+    NoDistribution { rule: usize },
+}
+
+/// What to do with an S3 object no rule matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unmatched {
+    /// Dead-letter the message, with the bucket and key in the reason.
+    #[default]
+    DeadLetter,
+    /// Acknowledge and forget it (the bucket also holds objects no distribution serves).
+    Skip,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesFile {
+    #[serde(default)]
+    unmatched: Unmatched,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    bucket: String,
+    #[serde(default)]
+    prefix: String,
+    distributions: Vec<String>,
+    #[serde(default)]
+    strip_prefix: String,
+    #[serde(default)]
+    add_prefix: String,
+    #[serde(default)]
+    index_document: Option<String>,
+    #[serde(default)]
+    directory_without_slash: bool,
+    #[serde(default)]
+    extra_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    bucket: String,
+    prefix: String,
+    distributions: Vec<DistributionId>,
+    strip_prefix: String,
+    add_prefix: String,
+    index_document: Option<String>,
+    directory_without_slash: bool,
+    extra_paths: Vec<InvalidationPath>,
+}
+
+/// The invalidation an S3 object asks for on one distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub distribution_id: DistributionId,
+    pub paths: Vec<InvalidationPath>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RouteError {
+    #[error("no routing rule matches s3://{bucket}/{key}")]
+    Unmatched { bucket: String, key: String },
+    #[error("s3://{bucket}/{key} makes the invalid path {path:?}: {error}")]
+    InvalidPath { bucket: String, key: String, path: String, error: PathError },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    unmatched: Unmatched,
+    rules: Vec<Rule>,
+}
+
+impl Routing {
+    pub fn load(path: &Path) -> Result<Self, RoutesError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| RoutesError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, RoutesError> {
+        let file: RoutesFile = toml::from_str(text)?;
+        let rules =
+            file.rules.into_iter().enumerate().map(|(n, rule)| compile(n + 1, rule)).collect::<Result<_, _>>()?;
+        Ok(Self { unmatched: file.unmatched, rules })
+    }
+
+    pub fn unmatched(&self) -> Unmatched {
+        self.unmatched
+    }
+
+    /// Every distribution's paths for `object`, one entry per matching rule's distribution. An empty result means
+    /// no rule matched and `unmatched` is `skip`.
+    pub fn route(&self, object: &S3Object) -> Result<Vec<Routed>, RouteError> {
+        let mut routed: Vec<Routed> = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.bucket == object.bucket && object.key.starts_with(&r.prefix)) {
+            let paths = rule.paths_for(object)?;
+            for distribution_id in &rule.distributions {
+                match routed.iter_mut().find(|r| &r.distribution_id == distribution_id) {
+                    Some(existing) => existing.paths.extend(paths.iter().cloned()),
+                    None => routed.push(Routed { distribution_id: distribution_id.clone(), paths: paths.clone() }),
+                }
+            }
+        }
+        if routed.is_empty() && self.unmatched == Unmatched::DeadLetter {
+            return Err(RouteError::Unmatched { bucket: object.bucket.clone(), key: object.key.clone() });
+        }
+        Ok(routed)
+    }
+}
+
+fn compile(number: usize, rule: RuleFile) -> Result<Rule, RoutesError> {
+    if rule.distributions.is_empty() {
+        return Err(RoutesError::NoDistribution { rule: number });
+    }
+    let distributions = rule
+        .distributions
+        .iter()
+        .map(|d| DistributionId::parse(d).map_err(|error| RoutesError::Distribution { rule: number, error }))
+        .collect::<Result<_, _>>()?;
+    let extra_paths = rule
+        .extra_paths
+        .iter()
+        .map(|p| {
+            InvalidationPath::parse(p).map_err(|error| RoutesError::ExtraPath { rule: number, path: p.clone(), error })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Rule {
+        bucket: rule.bucket,
+        prefix: rule.prefix,
+        distributions,
+        strip_prefix: rule.strip_prefix,
+        add_prefix: rule.add_prefix.trim_end_matches('/').to_owned(),
+        index_document: rule.index_document,
+        directory_without_slash: rule.directory_without_slash,
+        extra_paths,
+    })
+}
+
+impl Rule {
+    /// The object's URL path (origin path stripped, site prefix added), its directory forms when it is the index
+    /// document, and the rule's extra paths.
+    fn paths_for(&self, object: &S3Object) -> Result<Vec<InvalidationPath>, RouteError> {
+        let key = object.key.strip_prefix(&self.strip_prefix).unwrap_or(&object.key);
+        let url_path = format!("{}/{}", self.add_prefix, key.trim_start_matches('/'));
+        let mut raw_paths = vec![url_path.clone()];
+        let index_directory = self.index_document.as_deref().and_then(|index| url_path.strip_suffix(index));
+        if let Some(directory) = index_directory.filter(|d| d.ends_with('/')) {
+            raw_paths.push(directory.to_owned());
+            if self.directory_without_slash && directory.len() > 1 {
+                raw_paths.push(directory.trim_end_matches('/').to_owned());
+            }
+        }
+        let mut paths = raw_paths
+            .into_iter()
+            .map(|raw| {
+                InvalidationPath::parse(&raw).map_err(|error| RouteError::InvalidPath {
+                    bucket: object.bucket.clone(),
+                    key: object.key.clone(),
+                    path: raw,
+                    error,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        paths.extend(self.extra_paths.iter().cloned());
+        Ok(paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTES: &str = r#"
+        [[rule]]
+        bucket = "www-site"
+        prefix = "public/"
+        distributions = ["EWWW", "EMIRROR"]
+        strip_prefix = "public"
+        index_document = "index.html"
+        directory_without_slash = true
+
+        [[rule]]
+        bucket = "www-site"
+        prefix = "public/blog/"
+        distributions = ["EWWW"]
+        extra_paths = ["/feed.xml"]
+
+        [[rule]]
+        bucket = "assets"
+        distributions = ["EASSETS"]
+        add_prefix = "/static/"
+    "#;
+
+    fn object(bucket: &str, key: &str) -> S3Object {
+        S3Object { bucket: bucket.into(), key: key.into() }
+    }
+
+    fn route(routing: &Routing, bucket: &str, key: &str) -> Vec<(String, Vec<String>)> {
+        let routed = routing.route(&object(bucket, key)).unwrap();
+        routed
+            .into_iter()
+            .map(|r| (r.distribution_id.to_string(), r.paths.into_iter().map(|p| p.into_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn rewrites_keys_into_site_paths() {
+        let routing = Routing::parse(ROUTES).unwrap();
+        let both = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            vec![("EWWW".to_owned(), paths.clone()), ("EMIRROR".to_owned(), paths)]
+        };
+        assert_eq!(
+            route(&routing, "www-site", "public/docs/index.html"),
+            both(&["/docs/index.html", "/docs/", "/docs"])
+        );
+        assert_eq!(route(&routing, "www-site", "public/index.html"), both(&["/index.html", "/"]));
+        assert_eq!(route(&routing, "www-site", "public/a b+é.css"), both(&["/a%20b+%C3%A9.css"]));
+        assert_eq!(
+            route(&routing, "assets", "img/logo.png"),
+            [("EASSETS".to_owned(), vec!["/static/img/logo.png".to_owned()])]
+        );
+    }
+
+    #[test]
+    fn matching_rules_add_up() {
+        let routing = Routing::parse(ROUTES).unwrap();
+        let routed = route(&routing, "www-site", "public/blog/post.html");
+        assert_eq!(
+            routed[0],
+            ("EWWW".to_owned(), vec!["/blog/post.html".into(), "/public/blog/post.html".into(), "/feed.xml".into()])
+        );
+        assert_eq!(routed[1], ("EMIRROR".to_owned(), vec!["/blog/post.html".to_owned()]));
+    }
+
+    #[test]
+    fn unmatched_objects_are_refused_or_skipped_as_configured() {
+        let routing = Routing::parse(ROUTES).unwrap();
+        let refused = routing.route(&object("www-site", "private/x")).unwrap_err();
+        assert_eq!(refused.to_string(), "no routing rule matches s3://www-site/private/x");
+        let skipping = Routing::parse(&format!("unmatched = \"skip\"\n{ROUTES}")).unwrap();
+        assert_eq!(skipping.route(&object("other", "x")).unwrap(), []);
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_path_is_refused() {
+        let routing = Routing::parse(ROUTES).unwrap();
+        let error = routing.route(&object("assets", "a*b.png")).unwrap_err();
+        assert!(matches!(error, RouteError::InvalidPath { error: PathError::WildcardNotLast, .. }), "{error}");
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let errors = [
+            (
+                "[[rule]]\nbucket = \"b\"\ndistributions = [\"lower\"]",
+                "rule #1: distribution id \"lower\" is not valid",
+            ),
+            ("[[rule]]\nbucket = \"b\"\ndistributions = []", "rule #1 names no distribution"),
+            (
+                "[[rule]]\nbucket = \"b\"\ndistributions = [\"E1\"]\nextra_paths = [\"x\"]",
+                "extra path \"x\" is invalid",
+            ),
+            ("[[rule]]\nbucket = \"b\"\ndistribution = [\"E1\"]", "unknown field `distribution`"),
+            ("unmatched = \"drop\"", "unknown variant `drop`"),
+        ];
+        for (text, expected) in errors {
+            let error = Routing::parse(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+}
