@@ -370,3 +370,29 @@ async fn an_invalid_path_is_isolated_by_splitting_and_only_its_message_is_dead_l
     let bodies: Vec<String> = h.dead_letter.messages().into_iter().map(|m| m.body).collect();
     assert!(bodies[0].contains("/bad~path"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_s3_object_served_by_two_distributions_is_deleted_once_both_are_invalidated() {
+    use cf_invalidator::intake::parse::IntakeRules;
+    use cf_invalidator::intake::routes::Routing;
+    let routing = Routing::parse("[[rule]]\nbucket = \"site\"\ndistributions = [\"EAAA\", \"EBBB\"]").unwrap();
+    let intake = Arc::new(IntakeRules { routing, allowed_distributions: None });
+    let event = json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "site"}, "object": {"key": "a.html"}}}]})
+    .to_string();
+
+    let h = Harness::new(&["EAAA", "EBBB"]);
+    h.queue.send(&event, &[]).await.unwrap();
+    h.run_for(MINUTE, Settings { intake: Arc::clone(&intake), ..settings() }).await;
+    let created: Vec<_> = h.cdn.invalidations().into_iter().map(|(d, p)| (d.to_string(), p)).collect();
+    assert_eq!(created, [("EAAA".into(), vec!["/a.html".to_owned()]), ("EBBB".into(), vec!["/a.html".to_owned()])]);
+    assert!(h.queue.is_empty());
+
+    // One distribution refuses for good: the other's acceptance must not get the message deleted as covered.
+    let h = Harness::new(&["EAAA"]);
+    h.queue.send(&event, &[]).await.unwrap();
+    h.run_for(MINUTE, Settings { intake, ..settings() }).await;
+    assert_eq!(h.cdn.invalidations().len(), 1);
+    assert!(h.queue.is_empty());
+    assert_eq!(h.dead_letter_reasons().len(), 1, "dead-lettered with EBBB's reason, not deleted as covered");
+}
