@@ -7,17 +7,6 @@ use std::time::Duration;
 
 use cf_invalidator::aws::sqs::CreatedQueues;
 
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cf-invalidator"));
-    // Never let the SDK look for instance metadata: tests talk to loopback only.
-    command
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
-}
-
 fn succeed(command: &mut Command) -> String {
     let output = command.output().unwrap();
     assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -25,7 +14,7 @@ fn succeed(command: &mut Command) -> String {
 }
 
 fn setup(queue_name: &str, table: &str) -> CreatedQueues {
-    let stdout = succeed(binary().args(["setup", "--queue-name", queue_name, "--table", table]));
+    let stdout = succeed(common::binary().args(["setup", "--queue-name", queue_name, "--table", table]));
     let value = |key: &str| {
         stdout
             .lines()
@@ -50,7 +39,7 @@ async fn sigterm_mid_window_submits_the_open_batch_then_exits_zero() {
 
     let send = |paths: &[&str]| {
         succeed(
-            binary()
+            common::binary()
                 .args([
                     "send",
                     "--queue-url",
@@ -66,7 +55,7 @@ async fn sigterm_mid_window_submits_the_open_batch_then_exits_zero() {
     send(&["/index.html", "/docs/a b.html"]);
     send(&["/index.html", "/img/*", "/img/logo.png"]);
 
-    let worker = binary()
+    let worker = common::binary()
         .args([
             "run",
             "--queue-url",
@@ -99,7 +88,8 @@ async fn sigterm_mid_window_submits_the_open_batch_then_exits_zero() {
     assert_eq!(invalidations[0].paths, ["/docs/a%20b.html", "/img/*", "/index.html"]);
     assert_eq!(common::queue_depth(&sqs, &queues.queue_url).await, (0, 0), "messages deleted");
 
-    let audit = succeed(binary().args(["audit", "--table", &table, "--distribution", distribution.as_str(), "--json"]));
+    let audit =
+        succeed(common::binary().args(["audit", "--table", &table, "--distribution", distribution.as_str(), "--json"]));
     let rows: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 1, "{audit}");
     assert_eq!(rows[0]["invalidation_id"], invalidations[0].id.as_str());
@@ -109,7 +99,8 @@ async fn sigterm_mid_window_submits_the_open_batch_then_exits_zero() {
     assert_eq!(rows[0]["requesters"], serde_json::json!(["cli-test"]));
     assert_eq!(rows[0]["message_ids"].as_array().unwrap().len(), 2);
 
-    let table_view = succeed(binary().args(["audit", "--table", &table, "--distribution", distribution.as_str()]));
+    let table_view =
+        succeed(common::binary().args(["audit", "--table", &table, "--distribution", distribution.as_str()]));
     assert!(table_view.contains(&invalidations[0].id) && table_view.contains("1 batch(es)"), "{table_view}");
 }
 
@@ -130,17 +121,20 @@ async fn operator_errors_are_one_clear_line() {
     let queues = common::create_queues(&config).await;
 
     let missing_queue = format!("{endpoint}/123456789012/no-such-queue");
-    let output = binary().args(["run", "--queue-url", &missing_queue, "--table", "t"]).output().unwrap();
+    let output = common::binary().args(["run", "--queue-url", &missing_queue, "--table", "t"]).output().unwrap();
     fails_with(output, "does not exist: check --queue-url");
 
-    let output = binary().args(["run", "--queue-url", &queues.queue_url, "--table", "no-such-table"]).output().unwrap();
+    let output =
+        common::binary().args(["run", "--queue-url", &queues.queue_url, "--table", "no-such-table"]).output().unwrap();
     fails_with(output, "ledger table no-such-table does not exist");
 
-    let output =
-        binary().args(["send", "--queue-url", &queues.queue_url, "--distribution", "lower", "/a"]).output().unwrap();
+    let output = common::binary()
+        .args(["send", "--queue-url", &queues.queue_url, "--distribution", "lower", "/a"])
+        .output()
+        .unwrap();
     fails_with(output, "distribution id \"lower\" is not valid");
 
-    let output = binary()
+    let output = common::binary()
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
         .env("AWS_CONFIG_FILE", "/dev/null")

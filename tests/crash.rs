@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use cf_invalidator::batch::merge::is_covered_by;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,11 +18,7 @@ const MESSAGES: usize = 2_000;
 const KILLS: usize = 4;
 
 fn worker(queue_url: &str, table: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cf-invalidator"))
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    common::binary()
         .args(["run", "--queue-url", queue_url, "--table", table, "--window", "1s", "--visibility-timeout", "10s"])
         .args(["--create-rate", "20", "--create-burst", "20", "--max-batch-paths", "200"])
         .stderr(Stdio::null())
@@ -54,21 +49,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_rebatches_under_a_new
             serde_json::json!({"distribution_id": distribution.as_str(), "paths": paths}).to_string()
         })
         .collect();
-    for (chunk_number, chunk) in bodies.chunks(10).enumerate() {
-        let entries = chunk.iter().enumerate().map(|(i, body)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(format!("{chunk_number}-{i}"))
-                .message_body(body)
-                .build()
-                .unwrap()
-        });
-        sqs.send_message_batch()
-            .queue_url(&queues.queue_url)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-            .unwrap();
-    }
+    common::send_all(&sqs, &queues.queue_url, &bodies).await;
 
     println!("sent at {:?}", started.elapsed());
     for _ in 0..KILLS {

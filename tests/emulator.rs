@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
@@ -44,21 +43,7 @@ async fn three_hundred_messages_become_one_invalidation_per_distribution() {
         );
     }
     bodies.push(r#"{"distribution_id": "E1", "paths": ["relative/path"]}"#.to_owned());
-    for (chunk_number, chunk) in bodies.chunks(10).enumerate() {
-        let entries = chunk.iter().enumerate().map(|(i, body)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(format!("{chunk_number}-{i}"))
-                .message_body(body)
-                .build()
-                .unwrap()
-        });
-        sqs.send_message_batch()
-            .queue_url(&queues.queue_url)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-            .unwrap();
-    }
+    common::send_all(&sqs, &queues.queue_url, &bodies).await;
 
     let services = Services {
         queue: Arc::new(SqsQueue::new(sqs.clone(), &queues.queue_url)),

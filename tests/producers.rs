@@ -10,16 +10,6 @@ use std::time::Duration;
 
 use serde_json::json;
 
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cf-invalidator"));
-    command
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
-}
-
 fn s3_notification(bucket: &str, encoded_key: &str) -> serde_json::Value {
     json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventName": "ObjectCreated:Put",
@@ -83,7 +73,7 @@ async fn s3_sns_and_eventbridge_events_become_the_right_paths() {
         sqs.send_message().queue_url(&queues.queue_url).message_body(body.to_string()).send().await.unwrap();
     }
 
-    let mut worker = binary()
+    let mut worker = common::binary()
         .args(["run", "--queue-url", &queues.queue_url, "--table", &table, "--window", "1s"])
         .args(["--routes", routes.to_str().unwrap()])
         .args(["--allow-distribution", site.as_str(), "--allow-distribution", assets.as_str()])

@@ -36,13 +36,8 @@ impl Drop for PrivateEmulator {
 }
 
 fn binary(endpoint: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cf-invalidator"));
-    command
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let mut command = common::binary();
+    command.env("AWS_ENDPOINT_URL", endpoint);
     command
 }
 

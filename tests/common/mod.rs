@@ -165,3 +165,31 @@ where
     }
     false
 }
+
+/// The binary with test credentials. It never looks for instance metadata: tests talk to loopback only. The
+/// endpoint comes from AWS_ENDPOINT_URL, inherited from the test's environment unless the caller sets another.
+pub fn binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cf-invalidator"));
+    command
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+/// Sends the bodies with SendMessageBatch, ten at a time.
+pub async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) {
+    for chunk in bodies.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, body)| {
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body)
+                .build()
+                .unwrap()
+        });
+        let sent =
+            sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries.collect())).send().await.unwrap();
+        assert!(sent.failed().is_empty(), "{:?}", sent.failed());
+    }
+}
