@@ -5,12 +5,16 @@
 //! call of this process passes through one governor token bucket.
 
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use metrics::counter;
+use tokio::time::Instant;
+use tracing::warn;
 
 /// governor's clock, read from tokio's, so a paused test runtime controls the limiter too.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,24 +28,58 @@ impl Clock for TokioClock {
     }
 }
 
+type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
+
+/// After a `Throttling` answer the rate drops to this fraction of the configured one ...
+const THROTTLED_RATE_DIVISOR: f64 = 4.0;
+/// ... for this long after the last `Throttling` answer: CloudFront publishes no rate, so back off a while.
+const THROTTLED_COOL_DOWN: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 pub struct CreateRateLimiter {
-    limiter: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>,
+    normal: Bucket,
+    /// Also passed while cautious: a quarter of the rate, no burst.
+    cautious: Bucket,
+    cautious_until: Mutex<Option<Instant>>,
+}
+
+fn bucket(per_second: f64, burst: NonZeroU32) -> Bucket {
+    let period = Duration::from_secs_f64(1.0 / per_second);
+    RateLimiter::direct_with_clock(Quota::with_period(period).expect("rate is positive").allow_burst(burst), TokioClock)
 }
 
 impl CreateRateLimiter {
     /// `per_second` requests on average, with up to `burst` at once after a quiet period.
     pub fn new(per_second: f64, burst: NonZeroU32) -> Self {
-        let period = Duration::from_secs_f64(1.0 / per_second);
-        let quota = Quota::with_period(period).expect("rate is positive").allow_burst(burst);
-        Self { limiter: RateLimiter::direct_with_clock(quota, TokioClock) }
+        Self {
+            normal: bucket(per_second, burst),
+            cautious: bucket(per_second / THROTTLED_RATE_DIVISOR, NonZeroU32::MIN),
+            cautious_until: Mutex::new(None),
+        }
     }
 
     /// Waits for a permit; waiting callers do not hold anything else up.
     pub async fn until_ready(&self) {
-        while let Err(not_until) = self.limiter.check() {
-            tokio::time::sleep(not_until.wait_time_from(TokioClock.now())).await;
+        wait_for(&self.normal).await;
+        if self.cautious_until.lock().unwrap().is_some_and(|until| Instant::now() < until) {
+            wait_for(&self.cautious).await;
         }
+    }
+
+    /// CloudFront answered `Throttling`: slow down for a while.
+    pub fn throttled(&self) {
+        let mut until = self.cautious_until.lock().unwrap();
+        if until.is_none_or(|until| Instant::now() >= until) {
+            warn!(divisor = THROTTLED_RATE_DIVISOR, cool_down = ?THROTTLED_COOL_DOWN, "CloudFront throttled CreateInvalidation; slowing down");
+        }
+        *until = Some(Instant::now() + THROTTLED_COOL_DOWN);
+        counter!("cfi_create_rate_throttled_total").increment(1);
+    }
+}
+
+async fn wait_for(bucket: &Bucket) {
+    while let Err(not_until) = bucket.check() {
+        tokio::time::sleep(not_until.wait_time_from(TokioClock.now())).await;
     }
 }
 
@@ -60,5 +98,24 @@ mod tests {
             granted.push(start.elapsed().as_millis());
         }
         assert_eq!(granted, [0, 0, 0, 500, 1_000, 1_500, 2_000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_slows_calls_to_a_quarter_until_the_cool_down_ends() {
+        let limiter = CreateRateLimiter::new(2.0, NonZeroU32::new(3).unwrap());
+        let start = Instant::now();
+        limiter.throttled();
+        let mut granted = Vec::new();
+        for _ in 0..3 {
+            limiter.until_ready().await;
+            granted.push(start.elapsed().as_millis());
+        }
+        assert_eq!(granted, [0, 2_000, 4_000], "0.5 calls/s while cautious");
+        tokio::time::sleep(THROTTLED_COOL_DOWN).await;
+        let resumed = Instant::now();
+        for _ in 0..3 {
+            limiter.until_ready().await;
+        }
+        assert!(resumed.elapsed() < Duration::from_secs(1), "the configured rate and burst are back");
     }
 }

@@ -129,6 +129,9 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         histogram!("cfi_create_invalidation_seconds").record(started.elapsed().as_secs_f64());
         let code = outcome.as_ref().map_or_else(CdnError::code, |_| "Created");
         counter!("cfi_cloudfront_responses_total", "code" => code).increment(1);
+        if let Err(CdnError::Throttled(_)) = outcome {
+            self.limiter.throttled();
+        }
         let invalidation = outcome.map_err(Failure::Cdn)?;
         record.accept(&invalidation, self.ownership.clock.now());
         info!(
