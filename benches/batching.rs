@@ -83,7 +83,7 @@ fn bench_batching(c: &mut Criterion) {
                 let mut batcher = Batcher::new(limits);
                 let mut sealed = 0;
                 for (n, request) in requests.into_iter().enumerate() {
-                    sealed += batcher.add(now, MessageId(n.to_string()), request).len();
+                    sealed += batcher.add(now, MessageId(n.to_string()), vec![request], 0).0.len();
                 }
                 sealed + batcher.seal_all().len()
             },

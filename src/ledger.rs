@@ -35,8 +35,9 @@ pub enum Verdict {
     /// Accepted invalidations created after the message was sent already cover all its paths.
     AlreadyCovered,
     /// Batches holding this message were left pending by a worker that stopped; this worker took them over and
-    /// submits them again with their CallerReferences.
-    Resume(Vec<BatchRecord>),
+    /// submits them again with their CallerReferences. `remaining`: paths neither they nor accepted batches
+    /// cover, to batch afresh (the message's other parts never reached a batch).
+    Resume { records: Vec<BatchRecord>, remaining: Vec<InvalidationPath> },
     /// Another worker is still submitting a batch holding this message: look again after the delay.
     Wait(Duration),
 }
@@ -47,8 +48,11 @@ pub enum Finding<'a> {
     /// These of its paths are not covered by accepted batches (all of them, if none is).
     Uncovered(Vec<InvalidationPath>),
     Covered,
-    /// Covered once these pending batches, which hold the message, are accepted.
-    Pending(Vec<&'a BatchRecord>),
+    /// These pending batches hold the message; with the accepted ones they cover all but `remaining`.
+    Pending {
+        records: Vec<&'a BatchRecord>,
+        remaining: Vec<InvalidationPath>,
+    },
 }
 
 /// How long one read of a distribution's batches answers for other redelivered messages. A crash makes hundreds
@@ -62,7 +66,6 @@ pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: 
     let records: Vec<&BatchRecord> = records.iter().filter(since_sent).collect();
     let accepted: Vec<String> =
         records.iter().filter(|r| r.status == BatchStatus::Accepted).flat_map(|r| r.paths.iter().cloned()).collect();
-    let all_covered_by = |paths: &[String]| request.paths.iter().all(|p| is_covered_by(p.as_str(), paths));
     let uncovered: Vec<InvalidationPath> =
         request.paths.iter().filter(|p| !is_covered_by(p.as_str(), &accepted)).cloned().collect();
     if uncovered.is_empty() {
@@ -72,12 +75,12 @@ pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: 
         .into_iter()
         .filter(|r| r.status == BatchStatus::Pending && r.message_ids.contains(&message.message_id))
         .collect();
-    let mut reachable = accepted;
-    reachable.extend(pending.iter().flat_map(|r| r.paths.iter().cloned()));
-    if pending.is_empty() || !all_covered_by(&reachable) {
+    if pending.is_empty() {
         return Finding::Uncovered(uncovered);
     }
-    Finding::Pending(pending)
+    let pending_paths: Vec<String> = pending.iter().flat_map(|r| r.paths.iter().cloned()).collect();
+    let remaining = uncovered.into_iter().filter(|p| !is_covered_by(p.as_str(), &pending_paths)).collect();
+    Finding::Pending { records: pending, remaining }
 }
 
 pub struct Idempotency<L> {
@@ -140,11 +143,16 @@ impl<L: Ledger> Idempotency<L> {
             Finding::Uncovered(remaining) if remaining.len() == request.paths.len() => Ok(Verdict::Fresh),
             Finding::Uncovered(remaining) => Ok(Verdict::Remaining(remaining)),
             Finding::Covered => Ok(Verdict::AlreadyCovered),
-            Finding::Pending(pending) => self.take_over(pending, now).await,
+            Finding::Pending { records, remaining } => self.take_over(records, remaining, now).await,
         }
     }
 
-    async fn take_over(&self, pending: Vec<&BatchRecord>, now: SystemTime) -> Result<Verdict, LedgerError> {
+    async fn take_over(
+        &self,
+        pending: Vec<&BatchRecord>,
+        remaining: Vec<InvalidationPath>,
+        now: SystemTime,
+    ) -> Result<Verdict, LedgerError> {
         let mut taken = Vec::new();
         for record in pending {
             if record.lease_until >= now {
@@ -157,7 +165,7 @@ impl<L: Ledger> Idempotency<L> {
             info!(caller_reference = %record.caller_reference, previous_owner = %record.owner, "took over a pending batch of a stopped worker");
             taken.push(record.clone());
         }
-        Ok(Verdict::Resume(taken))
+        Ok(Verdict::Resume { records: taken, remaining })
     }
 }
 
@@ -213,18 +221,21 @@ mod tests {
     }
 
     #[test]
-    fn pending_batches_holding_the_message_are_resumed_only_if_they_complete_its_coverage() {
+    fn pending_batches_holding_the_message_are_resumed_and_the_rest_batched_afresh() {
         let records = [
             record(BatchStatus::Accepted, &["/a"], &["m1"]),
             record(BatchStatus::Pending, &["/b"], &["m1"]),
             record(BatchStatus::Pending, &["/c"], &["someone-else"]),
-            record(BatchStatus::Failed, &["/d"], &["m1"]),
+            record(BatchStatus::Failed, &["/d"], &["m2"]),
         ];
-        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b"])), Finding::Pending(vec![&records[1]]));
-        // /c is pending, but not in a batch of this message; /d's batch failed: batch what accepted ones lack.
+        let resumable = Finding::Pending { records: vec![&records[1]], remaining: vec![] };
+        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b"])), resumable);
+        // /c is pending, but not in a batch of this message: resume /b's batch, batch /c afresh.
         let with_c = request(&["/a", "/b", "/c"]);
-        assert_eq!(find(&records, &message("m1"), &with_c), Finding::Uncovered(with_c.paths[1..].to_vec()));
+        let partly = Finding::Pending { records: vec![&records[1]], remaining: vec![with_c.paths[2].clone()] };
+        assert_eq!(find(&records, &message("m1"), &with_c), partly);
+        // m2's only batch failed: nothing holds it, batch it all afresh.
         let failed = request(&["/d"]);
-        assert_eq!(find(&records, &message("m1"), &failed), Finding::Uncovered(failed.paths.clone()));
+        assert_eq!(find(&records, &message("m2"), &failed), Finding::Uncovered(failed.paths.clone()));
     }
 }

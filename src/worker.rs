@@ -130,8 +130,7 @@ where
         settings.clock,
     ));
     for _ in 0..settings.pollers {
-        let outlets =
-            Outlets { to_batcher: to_batcher.clone(), to_submitter: to_submitter.clone(), to_ack: to_ack.clone() };
+        let outlets = Outlets { to_batcher: to_batcher.clone(), to_ack: to_ack.clone() };
         stages.spawn(intake::poll(
             Arc::clone(&services.queue),
             Arc::clone(&inflight),

@@ -59,24 +59,39 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
-        let sealed = tokio::select! {
+        let batches = tokio::select! {
             biased;
-            () = window_closes => batcher.seal_due(Instant::now()),
+            () = window_closes => sealed(batcher.seal_due(Instant::now()), clock),
             accepted = incoming.recv() => match accepted {
-                Some(accepted) => batcher.add(Instant::now(), accepted.message_id, accepted.requests),
+                Some(accepted) => add(&mut batcher, accepted, clock),
                 None => break,
             },
         };
-        if !forward(sealed, clock, &outgoing).await {
+        if !forward(batches, &outgoing).await {
             return;
         }
     }
-    forward(batcher.seal_all(), clock, &outgoing).await;
+    forward(sealed(batcher.seal_all(), clock), &outgoing).await;
 }
 
-async fn forward(sealed: Vec<SealedBatch>, clock: WallClock, outgoing: &mpsc::Sender<Batch>) -> bool {
-    for content in sealed {
-        let batch = Batch::seal(content, clock);
+/// Batches the message's requests and hands on the stopped workers' batches it resumes, all knowing how many
+/// parts the message has.
+fn add(batcher: &mut Batcher, accepted: Accepted, clock: WallClock) -> Vec<Batch> {
+    let Accepted { message_id, requests, resumed } = accepted;
+    let (full, parts) = batcher.add(Instant::now(), message_id.clone(), requests, resumed.len() as u32);
+    let mut batches = sealed(full, clock);
+    batches.extend(resumed.into_iter().map(|(record, paths)| {
+        Batch::resume(record, BatchMember { message_id: message_id.clone(), requester: None, paths, parts })
+    }));
+    batches
+}
+
+fn sealed(contents: Vec<SealedBatch>, clock: WallClock) -> Vec<Batch> {
+    contents.into_iter().map(|content| Batch::seal(content, clock)).collect()
+}
+
+async fn forward(batches: Vec<Batch>, outgoing: &mpsc::Sender<Batch>) -> bool {
+    for batch in batches {
         let c = &batch.content;
         info!(
             distribution_id = %c.distribution_id,
@@ -88,7 +103,10 @@ async fn forward(sealed: Vec<SealedBatch>, clock: WallClock, outgoing: &mpsc::Se
             "batch sealed"
         );
         counter!("cfi_batches_sealed_total", "reason" => c.reason.as_str()).increment(1);
-        counter!("cfi_paths_requested_total").increment(c.requested_paths as u64);
+        if c.reason != SealReason::Resumed {
+            // A resumed batch's paths were counted when it was first sealed.
+            counter!("cfi_paths_requested_total").increment(c.requested_paths as u64);
+        }
         histogram!("cfi_batch_paths").record(c.paths.len() as f64);
         histogram!("cfi_batch_messages").record(c.members.len() as f64);
         if outgoing.send(batch).await.is_err() {

@@ -124,8 +124,15 @@ impl Batcher {
     }
 
     /// Adds a message's paths to its distributions' windows (one request per distribution) and returns the
-    /// batches that filled up. The message's parts are counted over all of them.
-    pub fn add(&mut self, now: Instant, message_id: MessageId, requests: Vec<InvalidationRequest>) -> Vec<SealedBatch> {
+    /// batches that filled up, with the number of batches the message is now part of: the ones here plus
+    /// `other_parts` (batches of a stopped worker it is resumed in), so it is deleted only when all are accepted.
+    pub fn add(
+        &mut self,
+        now: Instant,
+        message_id: MessageId,
+        requests: Vec<InvalidationRequest>,
+        other_parts: u32,
+    ) -> (Vec<SealedBatch>, u32) {
         let mut sealed = Vec::new();
         let mut open_with_member = Vec::new();
         for request in requests {
@@ -134,7 +141,7 @@ impl Batcher {
                 open_with_member.push(distribution_id);
             }
         }
-        let parts = (sealed.len() + open_with_member.len()) as u32;
+        let parts = (sealed.len() + open_with_member.len()) as u32 + other_parts;
         let set_parts = |members: &mut Vec<BatchMember>| {
             if let Some(member) = members.iter_mut().rev().find(|m| m.message_id == message_id) {
                 member.parts = parts;
@@ -146,7 +153,7 @@ impl Batcher {
                 set_parts(&mut batch.members);
             }
         }
-        sealed
+        (sealed, parts)
     }
 
     /// Adds one distribution's paths; says whether the message is left in that distribution's open batch.
@@ -261,8 +268,8 @@ mod tests {
     async fn window_opens_with_the_first_path_and_closes_after_its_duration() {
         let mut batcher = Batcher::new(limits(1_000));
         let start = Instant::now();
-        assert!(batcher.add(start, id(1), vec![request("E1", &["/a", "/b"])]).is_empty());
-        assert!(batcher.add(start + Duration::from_secs(4), id(2), vec![request("E1", &["/b", "/c"])]).is_empty());
+        assert!(batcher.add(start, id(1), vec![request("E1", &["/a", "/b"])], 0).0.is_empty());
+        assert!(batcher.add(start + Duration::from_secs(4), id(2), vec![request("E1", &["/b", "/c"])], 0).0.is_empty());
         assert_eq!(batcher.next_deadline(), Some(start + WINDOW));
         assert!(batcher.seal_due(start + Duration::from_millis(4_999)).is_empty());
 
@@ -275,7 +282,7 @@ mod tests {
         assert_eq!(batcher.next_deadline(), None);
 
         // The next path opens a new window.
-        batcher.add(start + Duration::from_secs(6), id(3), vec![request("E1", &["/a"])]);
+        batcher.add(start + Duration::from_secs(6), id(3), vec![request("E1", &["/a"])], 0);
         assert_eq!(batcher.next_deadline(), Some(start + Duration::from_secs(11)));
     }
 
@@ -283,8 +290,8 @@ mod tests {
     async fn distributions_have_separate_windows() {
         let mut batcher = Batcher::new(limits(1_000));
         let start = Instant::now();
-        batcher.add(start, id(1), vec![request("E1", &["/a"])]);
-        batcher.add(start + Duration::from_secs(2), id(2), vec![request("E2", &["/a"])]);
+        batcher.add(start, id(1), vec![request("E1", &["/a"])], 0);
+        batcher.add(start + Duration::from_secs(2), id(2), vec![request("E2", &["/a"])], 0);
         let first = batcher.seal_due(start + WINDOW);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].distribution_id.as_str(), "E1");
@@ -296,8 +303,8 @@ mod tests {
     async fn full_batch_is_sealed_early_and_a_split_message_knows_its_parts() {
         let mut batcher = Batcher::new(limits(3));
         let now = Instant::now();
-        assert!(batcher.add(now, id(1), vec![request("E1", &["/a"])]).is_empty());
-        let sealed = batcher.add(now, id(2), vec![request("E1", &["/b", "/c", "/d", "/e", "/f", "/g"])]);
+        assert!(batcher.add(now, id(1), vec![request("E1", &["/a"])], 0).0.is_empty());
+        let sealed = batcher.add(now, id(2), vec![request("E1", &["/b", "/c", "/d", "/e", "/f", "/g"])], 0).0;
         assert_eq!(sealed.len(), 2);
         assert_eq!(sealed[0].paths, ["/a", "/b", "/c"]);
         assert_eq!(sealed[1].paths, ["/d", "/e", "/f"]);
@@ -316,7 +323,7 @@ mod tests {
         let mut batcher = Batcher::new(limits(1_000));
         let paths: Vec<String> = (0..16).map(|i| format!("/d{i}/*")).collect();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let sealed = batcher.add(Instant::now(), id(1), vec![request("E1", &refs)]);
+        let sealed = batcher.add(Instant::now(), id(1), vec![request("E1", &refs)], 0).0;
         assert_eq!(sealed.len(), 1);
         assert_eq!(sealed[0].wildcard_count, MAX_WILDCARDS_PER_BATCH);
         assert_eq!(batcher.pending_paths(), 1);
@@ -326,8 +333,8 @@ mod tests {
     async fn message_fully_covered_by_a_wildcard_still_joins_the_batch() {
         let mut batcher = Batcher::new(limits(1_000));
         let now = Instant::now();
-        batcher.add(now, id(1), vec![request("E1", &["/img/*"])]);
-        batcher.add(now, id(2), vec![request("E1", &["/img/a.png", "/img/b.png"])]);
+        batcher.add(now, id(1), vec![request("E1", &["/img/*"])], 0);
+        batcher.add(now, id(2), vec![request("E1", &["/img/a.png", "/img/b.png"])], 0);
         let sealed = batcher.seal_all();
         assert_eq!(sealed[0].paths, ["/img/*"]);
         assert_eq!(member_ids(&sealed[0]), ["m1", "m2"]);
@@ -358,7 +365,7 @@ mod tests {
                 let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
                 let req = request(&format!("E{distribution}"), &refs);
                 requests.push((id(n as u32), req.clone()));
-                sealed.extend(batcher.add(now, id(n as u32), vec![req]));
+                sealed.extend(batcher.add(now, id(n as u32), vec![req], 0).0);
             }
             sealed.extend(batcher.seal_all());
             prop_assert_eq!(batcher.pending_paths(), 0);

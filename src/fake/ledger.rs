@@ -52,14 +52,20 @@ impl Ledger for MemoryLedger {
         limit: usize,
     ) -> Result<Vec<BatchRecord>, LedgerError> {
         self.faults.take("list")?;
-        let mut found: Vec<BatchRecord> = self
-            .records()
-            .into_iter()
-            .filter(|r| &r.distribution_id == distribution && r.created_at >= since && r.expires_at > SystemTime::now())
+        // Filter before cloning and sorting: a redelivery's lookup should not copy every record of the table.
+        let now = SystemTime::now();
+        let mut found: Vec<(usize, BatchRecord)> = self
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|(_, r)| &r.distribution_id == distribution && r.created_at >= since && r.expires_at > now)
+            .cloned()
             .collect();
-        found.reverse();
+        // Newest first, in the order of `records()` reversed.
+        found.sort_by_key(|(inserted, record)| std::cmp::Reverse((record.created_at, *inserted)));
         found.truncate(limit);
-        Ok(found)
+        Ok(found.into_iter().map(|(_, record)| record).collect())
     }
 
     async fn take_over(

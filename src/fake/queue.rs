@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -40,6 +40,42 @@ struct State {
     deliveries: u64,
     /// By send order, so receives are roughly FIFO like a lightly loaded SQS queue.
     messages: BTreeMap<u64, StoredMessage>,
+    /// An index of `messages` so that a receive does not walk past every message in flight: each message is in
+    /// exactly one of `visible` (its `visible_at` had passed when it was last looked at) and `hidden` (by
+    /// `visible_at`). A receive moves what has become visible from `hidden` to `visible`, then takes the first
+    /// sequences of `visible`: the same messages, in the same order, as filtering all messages by `visible_at`.
+    visible: BTreeSet<u64>,
+    hidden: BTreeSet<(Instant, u64)>,
+}
+
+impl State {
+    fn set_visible_at(&mut self, sequence: u64, at: Instant) {
+        let Some(message) = self.messages.get_mut(&sequence) else { return };
+        if !self.visible.remove(&sequence) {
+            self.hidden.remove(&(message.visible_at, sequence));
+        }
+        message.visible_at = at;
+        self.hidden.insert((at, sequence));
+    }
+
+    fn remove(&mut self, sequence: u64) {
+        if let Some(message) = self.messages.remove(&sequence)
+            && !self.visible.remove(&sequence)
+        {
+            self.hidden.remove(&(message.visible_at, sequence));
+        }
+    }
+
+    /// Moves every message whose `visible_at` has passed into `visible`.
+    fn reveal(&mut self, now: Instant) {
+        while let Some(&(at, sequence)) = self.hidden.first() {
+            if at > now {
+                break;
+            }
+            self.hidden.pop_first();
+            self.visible.insert(sequence);
+        }
+    }
 }
 
 impl MemoryQueue {
@@ -65,8 +101,9 @@ impl MemoryQueue {
     pub fn expire_visibility(&self, message_id: &MessageId) {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
-        if let Some(message) = state.messages.values_mut().find(|m| &m.message_id == message_id) {
-            message.visible_at = message.visible_at.min(now);
+        if let Some((&sequence, message)) = state.messages.iter().find(|(_, m)| &m.message_id == message_id) {
+            let at = message.visible_at.min(now);
+            state.set_visible_at(sequence, at);
         }
         drop(state);
         self.arrived.notify_waiters();
@@ -75,30 +112,35 @@ impl MemoryQueue {
     fn take_visible(&self, max: usize, visibility: Duration) -> Vec<ReceivedMessage> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
-        let State { deliveries, messages, .. } = &mut *state;
-        messages
-            .iter_mut()
-            .filter(|(_, m)| m.visible_at <= now)
-            .take(max)
-            .map(|(sequence, m)| {
-                *deliveries += 1;
-                let handle = format!("{sequence}:{deliveries}");
-                m.receive_count += 1;
-                m.visible_at = now + visibility;
-                m.receipt_handle = Some(handle.clone());
-                ReceivedMessage {
-                    message_id: m.message_id.clone(),
-                    receipt_handle: handle,
-                    body: m.body.clone(),
-                    sent_at: Some(m.sent_at),
-                    receive_count: m.receive_count,
-                }
-            })
-            .collect()
+        state.reveal(now);
+        let State { deliveries, messages, visible, hidden, .. } = &mut *state;
+        let mut received = Vec::with_capacity(max.min(visible.len()));
+        while received.len() < max
+            && let Some(sequence) = visible.pop_first()
+        {
+            let m = messages.get_mut(&sequence).expect("indexed messages exist");
+            *deliveries += 1;
+            let handle = format!("{sequence}:{deliveries}");
+            m.receive_count += 1;
+            m.visible_at = now + visibility;
+            hidden.insert((m.visible_at, sequence));
+            m.receipt_handle = Some(handle.clone());
+            received.push(ReceivedMessage {
+                message_id: m.message_id.clone(),
+                receipt_handle: handle,
+                body: m.body.clone(),
+                sent_at: Some(m.sent_at),
+                receive_count: m.receive_count,
+            });
+        }
+        received
     }
 
+    /// The earliest `visible_at` of all messages.
     fn next_visible_at(&self) -> Option<Instant> {
-        self.state.lock().unwrap().messages.values().map(|m| m.visible_at).min()
+        let state = self.state.lock().unwrap();
+        let hidden = state.hidden.first().map(|(at, _)| *at);
+        state.visible.iter().map(|sequence| state.messages[sequence].visible_at).chain(hidden).min()
     }
 
     /// Applies `change` to each receipt's message; a receipt whose message is gone or whose handle is stale gets
@@ -107,7 +149,7 @@ impl MemoryQueue {
         &self,
         receipts: &[Receipt],
         stale: Option<&str>,
-        mut change: impl FnMut(&mut BTreeMap<u64, StoredMessage>, u64),
+        mut change: impl FnMut(&mut State, u64),
     ) -> Result<Vec<BatchEntryFailure>, QueueError> {
         if receipts.len() > MAX_BATCH_ENTRIES {
             return Err(QueueError::Other(format!("TooManyEntriesInBatchRequest: {}", receipts.len())));
@@ -123,7 +165,7 @@ impl MemoryQueue {
                     },
                 );
             match (current, stale) {
-                (Some(sequence), _) => change(&mut state.messages, sequence),
+                (Some(sequence), _) => change(&mut state, sequence),
                 (None, Some(code)) => failures.push(BatchEntryFailure {
                     message_id: receipt.message_id.clone(),
                     code: code.to_owned(),
@@ -162,9 +204,7 @@ impl Queue for MemoryQueue {
 
     async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<BatchEntryFailure>, QueueError> {
         self.faults.take("delete")?;
-        self.for_each_receipt(receipts, None, |messages, sequence| {
-            messages.remove(&sequence);
-        })
+        self.for_each_receipt(receipts, None, |state, sequence| state.remove(sequence))
     }
 
     async fn extend_visibility(
@@ -174,10 +214,8 @@ impl Queue for MemoryQueue {
     ) -> Result<Vec<BatchEntryFailure>, QueueError> {
         self.faults.take("extend_visibility")?;
         let now = Instant::now();
-        self.for_each_receipt(receipts, Some("ReceiptHandleIsInvalid"), |messages, sequence| {
-            if let Some(message) = messages.get_mut(&sequence) {
-                message.visible_at = now + visibility;
-            }
+        self.for_each_receipt(receipts, Some("ReceiptHandleIsInvalid"), |state, sequence| {
+            state.set_visible_at(sequence, now + visibility)
         })
     }
 
@@ -198,6 +236,7 @@ impl Queue for MemoryQueue {
                 receipt_handle: None,
             },
         );
+        state.visible.insert(sequence);
         drop(state);
         self.arrived.notify_waiters();
         Ok(())

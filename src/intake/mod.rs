@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::parse::{IntakeRules, InvalidationRequest, Parsed, parse_message};
+use self::path::InvalidationPath;
 use crate::ack::Disposition;
 use crate::ack::inflight::InFlight;
-use crate::batch::Batch;
 use crate::batch::window::BatchMember;
 use crate::ledger::{Idempotency, Verdict};
 use crate::model::MessageId;
-use crate::ports::ledger::Ledger;
+use crate::ports::ledger::{BatchRecord, Ledger};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, ReceivedMessage};
 use crate::telemetry::log_allowed;
 
@@ -32,6 +32,9 @@ pub struct Accepted {
     pub message_id: MessageId,
     /// One per distribution.
     pub requests: Vec<InvalidationRequest>,
+    /// Pending batches of a stopped worker that hold the message, taken over to be submitted again, each with
+    /// the message's paths in its distribution.
+    pub resumed: Vec<(BatchRecord, Vec<InvalidationPath>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +50,6 @@ pub struct PollSettings {
 /// Where a poller sends what it received.
 pub struct Outlets {
     pub to_batcher: mpsc::Sender<Accepted>,
-    /// Resumed batches skip the windows.
-    pub to_submitter: mpsc::Sender<Batch>,
     pub to_ack: mpsc::Sender<Disposition>,
 }
 
@@ -134,7 +135,7 @@ async fn dispatch<L: Ledger>(
         }
     };
     let mut to_batch = Vec::new();
-    let mut resume = Vec::new();
+    let mut resumed = Vec::new();
     for request in requests {
         match check(idempotency, &message, &request).await {
             Verdict::Fresh => to_batch.push(request),
@@ -150,37 +151,22 @@ async fn dispatch<L: Ledger>(
                 info!(%message_id, distribution_id = %request.distribution_id, "redelivered message already covered by accepted invalidations");
                 counter!("cfi_messages_duplicate_total", "kind" => "redelivery").increment(1);
             }
-            Verdict::Resume(records) => resume.push((request, records)),
+            Verdict::Resume { records, remaining } => {
+                resumed.extend(records.into_iter().map(|record| (record, request.paths.clone())));
+                if !remaining.is_empty() {
+                    to_batch.push(InvalidationRequest { paths: remaining, ..request });
+                }
+            }
             Verdict::Wait(delay) => {
                 let disposition = Disposition::Defer { message_ids: vec![message_id], delay };
                 return outlets.to_ack.send(disposition).await.is_ok();
             }
         }
     }
-    // Resuming another worker's batches settles the message only if nothing else is left to batch; a message of
-    // several distributions that also needs new batches has the pending ones' paths batched again instead.
-    if to_batch.is_empty() && !resume.is_empty() {
-        let parts = resume.iter().map(|(_, records)| records.len() as u32).sum();
-        for (request, records) in resume {
-            let member = BatchMember {
-                message_id: message_id.clone(),
-                requester: request.requester,
-                paths: request.paths,
-                parts,
-            };
-            for record in records {
-                if outlets.to_submitter.send(Batch::resume(record, member.clone())).await.is_err() {
-                    return false;
-                }
-            }
-        }
-        return true;
-    }
-    to_batch.extend(resume.into_iter().map(|(request, _)| request));
-    if to_batch.is_empty() {
+    if to_batch.is_empty() && resumed.is_empty() {
         return outlets.to_ack.send(Disposition::Covered(vec![nothing_left(message_id)])).await.is_ok();
     }
-    outlets.to_batcher.send(Accepted { message_id, requests: to_batch }).await.is_ok()
+    outlets.to_batcher.send(Accepted { message_id, requests: to_batch, resumed }).await.is_ok()
 }
 
 /// What the ledger says about one of the message's requests; an unreachable ledger means "not now".
