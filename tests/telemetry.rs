@@ -19,9 +19,8 @@ impl PrivateEmulator {
         let output = Command::new(script).arg("start").output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let exports = String::from_utf8(output.stdout).unwrap();
-        let value = |name: &str| {
-            exports.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).unwrap().to_owned()
-        };
+        let value =
+            |name: &str| exports.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).unwrap().to_owned();
         Self { endpoint: value("AWS_ENDPOINT_URL"), pid: value("CFI_EMULATOR_PID") }
     }
 
