@@ -72,19 +72,20 @@ impl DynamoLedger {
         match failure {
             Failure::Credentials(_) => LedgerError::Credentials(text),
             _ if failure.is_throttling_or_server_fault() => LedgerError::Unavailable(text),
+            // A table created by an older `setup`: a query names an index it does not have yet. DynamoDB answers
+            // ValidationException "…does not have the specified index…", the emulator ResourceNotFoundException
+            // "Invalid index…".
+            Failure::Service { ref code, ref message, .. }
+                if matches!(code.as_str(), "ValidationException" | "ResourceNotFoundException")
+                    && (message.contains("specified index") || message.contains("Invalid index")) =>
+            {
+                LedgerError::MissingIndex { table: self.table.clone(), message: text }
+            }
             Failure::Service { ref code, .. } if code == "ResourceNotFoundException" => {
                 LedgerError::NotFound(self.table.clone())
             }
             Failure::Service { ref code, .. } if code.contains("AccessDenied") => {
                 LedgerError::AccessDenied { table: self.table.clone(), message: text }
-            }
-            // A table created by an older `setup`: queries name an index it does not have yet. DynamoDB says "does
-            // not have the specified index", the emulator "Invalid index".
-            Failure::Service { ref code, ref message, .. }
-                if code == "ValidationException"
-                    && (message.contains("specified index") || message.contains("Invalid index")) =>
-            {
-                LedgerError::MissingIndex { table: self.table.clone(), message: text }
             }
             _ => LedgerError::Other(text),
         }

@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 use std::time::SystemTime;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::warn;
 
 use super::{
     DynamoLedger, INVALIDATION_INDEX, Item, KEY, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE,
@@ -36,6 +37,7 @@ impl DynamoLedger {
 
     /// Every unexpired batch holding `message` created at or after `since`, by reading the whole table.
     async fn scan_for_message(&self, message: &MessageId, since: SystemTime) -> Result<Vec<BatchRecord>, LedgerError> {
+        warn!(table = %self.table, %message, "distribution unknown: scanning the whole table, every item is read and billed; give --distribution to query one distribution's batches instead");
         let scan = self
             .client
             .scan()
