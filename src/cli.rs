@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
 
@@ -31,7 +31,8 @@ pub enum Command {
     Send(SendArgs),
     /// Create the queue, its dead-letter queue and the ledger table (idempotent).
     Setup(SetupArgs),
-    /// List recorded invalidations of a distribution, newest first.
+    /// Answer questions from the ledger: a distribution's invalidations (default), one invalidation, a message's
+    /// or idempotency key's fate, when a path was last invalidated, failures and dead letters.
     Audit(AuditArgs),
 }
 
@@ -97,6 +98,15 @@ pub struct RunArgs {
     /// CreateInvalidation calls allowed at once after a quiet period.
     #[arg(long, env = "INVALIDATOR_CREATE_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub create_burst: u32,
+
+    /// How often to ask CloudFront whether an invalidation this worker created has completed, to record when it
+    /// did; 0s turns tracking off (records then stay `accepted`).
+    #[arg(long, env = "INVALIDATOR_COMPLETION_POLL", default_value = "20s")]
+    pub completion_poll: humantime::Duration,
+
+    /// Stop asking after this long; the record stays `accepted`.
+    #[arg(long, env = "INVALIDATOR_COMPLETION_TIMEOUT", default_value = "10m")]
+    pub completion_timeout: humantime::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -145,21 +155,49 @@ pub struct SetupArgs {
     pub max_receive_count: u16,
 }
 
+/// Without a question flag, `audit` lists a distribution's batches.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("question").multiple(false)))]
 pub struct AuditArgs {
     /// Name of the DynamoDB ledger table.
     #[arg(long, env = "INVALIDATOR_TABLE")]
     pub table: String,
 
-    /// CloudFront distribution id.
-    #[arg(long, env = "INVALIDATOR_DISTRIBUTION")]
-    pub distribution: String,
+    /// CloudFront distribution id: whose batches to list; narrows --message and --failures; needed by --path.
+    #[arg(long, env = "INVALIDATOR_DISTRIBUTION",
+          required_unless_present_any = ["invalidation", "caller_reference", "message", "idempotency_key", "failures"])]
+    pub distribution: Option<String>,
+
+    /// The batch CloudFront's invalidation ID belongs to.
+    #[arg(long, env = "INVALIDATOR_INVALIDATION", group = "question")]
+    pub invalidation: Option<String>,
+
+    /// The batch with this CallerReference (`cfi-…`).
+    #[arg(long, env = "INVALIDATOR_CALLER_REFERENCE", group = "question")]
+    pub caller_reference: Option<String>,
+
+    /// What happened to this SQS message: its batches, and whether it was dead-lettered. Without --distribution
+    /// the whole table is scanned.
+    #[arg(long, env = "INVALIDATOR_MESSAGE", group = "question")]
+    pub message: Option<String>,
+
+    /// What happened to the message that used this producer idempotency_key.
+    #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_KEY", group = "question")]
+    pub idempotency_key: Option<String>,
+
+    /// When this path was last invalidated on --distribution, and by which batch (exactly or by a wildcard).
+    #[arg(long, env = "INVALIDATOR_PATH", group = "question", requires = "distribution")]
+    pub path: Option<String>,
+
+    /// Failed batches and dead-lettered messages, of every distribution unless --distribution is given.
+    #[arg(long, env = "INVALIDATOR_FAILURES", group = "question")]
+    pub failures: bool,
 
     /// How far back to look.
     #[arg(long, env = "INVALIDATOR_SINCE", default_value = "24h")]
     pub since: humantime::Duration,
 
-    /// At most this many batches.
+    /// At most this many batches (or failures).
     #[arg(long, env = "INVALIDATOR_LIMIT", default_value_t = 100)]
     pub limit: usize,
 

@@ -65,7 +65,7 @@ pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: 
     let since_sent = |r: &&BatchRecord| message.sent_at.is_none_or(|sent_at| r.created_at >= sent_at);
     let records: Vec<&BatchRecord> = records.iter().filter(since_sent).collect();
     let accepted: Vec<String> =
-        records.iter().filter(|r| r.status == BatchStatus::Accepted).flat_map(|r| r.paths.iter().cloned()).collect();
+        records.iter().filter(|r| r.status.is_accepted()).flat_map(|r| r.paths.iter().cloned()).collect();
     let uncovered: Vec<InvalidationPath> =
         request.paths.iter().filter(|p| !is_covered_by(p.as_str(), &accepted)).cloned().collect();
     if uncovered.is_empty() {
@@ -130,7 +130,10 @@ impl<L: Ledger> Idempotency<L> {
     ) -> Result<Verdict, LedgerError> {
         let now = self.clock.now();
         if let Some(key) = &request.idempotency_key {
-            let claim = self.ledger.claim_key(key, &message.message_id, now, now + self.key_period).await?;
+            let claim = self
+                .ledger
+                .claim_key(key, &message.message_id, &request.distribution_id, now, now + self.key_period)
+                .await?;
             if let KeyClaim::Duplicate { first_message_id } = claim {
                 return Ok(Verdict::DuplicateKey { first_message_id: first_message_id.0 });
             }
@@ -204,6 +207,8 @@ mod tests {
             invalidation_id: None,
             cloudfront_status: None,
             submitted_at: None,
+            completed_at: None,
+            time_to_complete: None,
             failure: None,
             owner: "w1".into(),
             lease_until: now,
@@ -213,8 +218,9 @@ mod tests {
 
     #[test]
     fn accepted_batches_together_may_cover_a_message() {
+        // A completed invalidation covers as much as one still in progress.
         let records =
-            [record(BatchStatus::Accepted, &["/a"], &["m1"]), record(BatchStatus::Accepted, &["/img/*"], &["other"])];
+            [record(BatchStatus::Accepted, &["/a"], &["m1"]), record(BatchStatus::Completed, &["/img/*"], &["other"])];
         assert_eq!(find(&records, &message("m1"), &request(&["/a", "/img/x.png"])), Finding::Covered);
         let partly = request(&["/a", "/b"]);
         assert_eq!(find(&records, &message("m1"), &partly), Finding::Uncovered(vec![partly.paths[1].clone()]));

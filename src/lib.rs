@@ -3,10 +3,12 @@
 //! The modules follow the data flow: [`intake`] receives and validates messages, [`batch`] merges their paths
 //! per distribution within a time window, [`limit`] paces CreateInvalidation, [`submit`] calls CloudFront and
 //! records each batch in the ledger, and [`ack`] deletes or dead-letters messages and keeps held ones invisible.
-//! [`worker`] wires the stages together. AWS services sit behind the traits in [`ports`], implemented by the SDK
+//! [`track`] records when accepted invalidations complete. [`worker`] wires the stages together. [`audit`]
+//! answers operators' questions from the ledger. AWS services sit behind the traits in [`ports`], implemented by the SDK
 //! adapters in [`aws`] and the in-memory fakes in [`fake`].
 
 pub mod ack;
+pub mod audit;
 pub mod aws;
 pub mod batch;
 pub mod clock;
@@ -19,4 +21,5 @@ pub mod ports;
 pub mod retry;
 pub mod submit;
 pub mod telemetry;
+pub mod track;
 pub mod worker;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use metrics::{counter, histogram};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
@@ -22,6 +23,7 @@ use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
 use crate::retry::RetryPolicy;
 use crate::telemetry::log_allowed;
+use crate::track::Submitted;
 
 /// Who this worker is in the ledger, and how long its records and claims last.
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub struct Submitter<C, L> {
     pub limiter: CreateRateLimiter,
     pub retry: RetryPolicy,
     pub ownership: Ownership,
+    /// Where accepted invalidations go to have their completion tracked; `None` when tracking is off.
+    pub tracker: Option<mpsc::Sender<Submitted>>,
 }
 
 /// What became of one batch.
@@ -142,7 +146,26 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             "invalidation accepted"
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
-        timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)
+        timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)?;
+        self.track(record, invalidation.id);
+        Ok(())
+    }
+
+    /// Hands an accepted invalidation to the tracker without waiting: tracking must never hold up submission, so
+    /// when the tracker is behind, the record simply stays `accepted`.
+    fn track(&self, record: &BatchRecord, invalidation_id: String) {
+        let (Some(tracker), Some(submitted_at)) = (&self.tracker, record.submitted_at) else {
+            return;
+        };
+        let submitted = Submitted {
+            caller_reference: record.caller_reference.clone(),
+            distribution_id: record.distribution_id.clone(),
+            invalidation_id,
+            submitted_at,
+        };
+        if let Err(TrySendError::Full(_)) = tracker.try_send(submitted) {
+            counter!("cfi_completion_tracking_abandoned_total", "reason" => "busy").increment(1);
+        }
     }
 
     /// CloudFront refused the batch for good: record why, then split it, dead-letter or release its messages.
@@ -228,6 +251,8 @@ impl<C, L> Submitter<C, L> {
             invalidation_id: None,
             cloudfront_status: None,
             submitted_at: None,
+            completed_at: None,
+            time_to_complete: None,
             failure: None,
             owner: self.ownership.worker_id.clone(),
             lease_until: now + self.ownership.lease,

@@ -3,11 +3,12 @@
 //! ```text
 //! pollers ──Accepted──▶ batcher ──Batch──▶ submitter ──Disposition──▶ acknowledger
 //!    └──────────────────────── Disposition (invalid messages) ───────────▲
+//!                                              └──Submitted──▶ tracker (completion)
 //! heartbeat: keeps every held message invisible until the acknowledger lets it go
 //! ```
 //! Channels are bounded, so a slow CloudFront or ledger slows polling instead of filling memory. Shutdown stops
-//! the pollers; each stage then finishes when its input closes: the batcher seals its open windows, the
-//! submitter finishes its batches, the acknowledger deletes, and finally the heartbeat stops.
+//! the pollers and the tracker; each stage then finishes when its input closes: the batcher seals its open
+//! windows, the submitter finishes its batches, the acknowledger deletes, and finally the heartbeat stops.
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::ack::inflight::InFlight;
-use crate::ack::{self, Acknowledger};
+use crate::ack::{self, Acknowledger, DeadLetterLog};
 use crate::batch::{
     self,
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
@@ -33,6 +34,7 @@ use crate::limit::CreateRateLimiter;
 use crate::ports::{Cdn, Ledger, Queue};
 use crate::retry::RetryPolicy;
 use crate::submit::{Ownership, Submitter};
+use crate::track::{Submitted, TrackSettings, Tracker};
 
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
@@ -59,6 +61,11 @@ pub struct Settings {
     pub key_period: Duration,
     /// Routing of S3 events and the distribution allowlist.
     pub intake: Arc<IntakeRules>,
+    /// How often the status of an invalidation this worker created is checked until it completes; zero turns
+    /// completion tracking off.
+    pub completion_poll: Duration,
+    /// How long after acceptance an invalidation stops being checked.
+    pub completion_timeout: Duration,
     pub clock: WallClock,
 }
 
@@ -80,6 +87,9 @@ impl Default for Settings {
             retention: Duration::from_secs(90 * 24 * 3_600),
             key_period: Duration::from_secs(24 * 3_600),
             intake: Arc::default(),
+            // The SDK's InvalidationCompleted waiter: every 20 s, 30 times.
+            completion_poll: Duration::from_secs(20),
+            completion_timeout: Duration::from_secs(10 * 60),
             clock: WallClock::System,
         }
     }
@@ -148,6 +158,16 @@ where
         max_wildcards: MAX_WILDCARDS_PER_BATCH,
     };
     stages.spawn(batch::run(Batcher::new(limits), settings.clock, from_intake, to_submitter));
+    // Not a stage: it holds no messages and shutdown does not wait for it.
+    let mut tracking = JoinSet::new();
+    let tracker = start_tracker(&services, &settings, &mut tracking, stop_receiving.clone());
+    let acknowledger = Acknowledger::new(
+        Arc::clone(&services.queue),
+        services.dead_letter,
+        Arc::clone(&inflight),
+        settings.retry.queue,
+        DeadLetterLog { ledger: Arc::clone(&services.ledger), retention: settings.retention, clock: settings.clock },
+    );
     let submitter = Arc::new(Submitter {
         cdn: services.cdn,
         ledger: services.ledger,
@@ -159,14 +179,9 @@ where
             retention: settings.retention,
             clock: settings.clock,
         },
+        tracker,
     });
     stages.spawn(submitter.run(from_batcher, to_ack, settings.max_concurrent_submissions));
-    let acknowledger = Acknowledger::new(
-        Arc::clone(&services.queue),
-        services.dead_letter,
-        Arc::clone(&inflight),
-        settings.retry.queue,
-    );
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
     let mut heartbeat = JoinSet::new();
@@ -198,9 +213,34 @@ where
     };
     stop_heartbeat.cancel();
     let _ = heartbeat.join_next().await;
+    tracking.shutdown().await;
     match exit {
         Exit::Drained => info!("drained"),
         Exit::TimedOut { held } => error!(held, "shutdown timeout reached; held messages will be delivered again"),
     }
     exit
+}
+
+/// Starts the completion tracker unless it is turned off; returns where accepted invalidations go.
+fn start_tracker<Q, C: Cdn, L: Ledger>(
+    services: &Services<Q, C, L>,
+    settings: &Settings,
+    tasks: &mut JoinSet<()>,
+    stop: CancellationToken,
+) -> Option<mpsc::Sender<Submitted>> {
+    if settings.completion_poll.is_zero() {
+        return None;
+    }
+    let (to_tracker, accepted) = mpsc::channel(CHANNEL_CAPACITY);
+    let tracker = Tracker {
+        cdn: Arc::clone(&services.cdn),
+        ledger: Arc::clone(&services.ledger),
+        settings: TrackSettings {
+            poll: settings.completion_poll,
+            give_up_after: settings.completion_timeout,
+            clock: settings.clock,
+        },
+    };
+    tasks.spawn(tracker.run(accepted, stop));
+    Some(to_tracker)
 }

@@ -12,7 +12,8 @@ use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    BatchRecord, BatchStatus, Cdn, CdnError, Invalidation, KeyClaim, Ledger, LedgerError, Queue, Receipt,
+    AuditLog, BatchRecord, BatchStatus, Cdn, CdnError, Completion, DeadLetterRecord, FailureRecord, Invalidation,
+    KeyClaim, KeyRecord, Ledger, LedgerError, Queue, Receipt,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -71,6 +72,16 @@ fn millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// An hour from now in whole seconds: DynamoDB's TTL attribute is in epoch seconds.
+fn in_an_hour() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3_600)
+}
+
+/// Now in whole milliseconds, as the ledger stores timestamps.
+fn now_millis() -> SystemTime {
+    millis(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64)
+}
+
 fn record(distribution: &DistributionId, created_ms: u64) -> BatchRecord {
     BatchRecord {
         caller_reference: CallerReference::mint(),
@@ -85,12 +96,12 @@ fn record(distribution: &DistributionId, created_ms: u64) -> BatchRecord {
         invalidation_id: None,
         cloudfront_status: None,
         submitted_at: None,
+        completed_at: None,
+        time_to_complete: None,
         failure: None,
         owner: "worker-a".into(),
         lease_until: millis(created_ms + 60_000),
-        // Whole seconds: DynamoDB's TTL attribute is in epoch seconds.
-        expires_at: UNIX_EPOCH
-            + Duration::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3_600),
+        expires_at: in_an_hour(),
     }
 }
 
@@ -118,10 +129,25 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     failed.fail("NoSuchDistribution");
     ledger.record_outcome(&failed).await.unwrap();
     let listed = ledger.list(&distribution, millis(base - 1_000), 10).await.unwrap();
-    assert_eq!(listed, [failed, accepted.clone()], "outcomes recorded, and not overwritten by a late intent");
+    assert_eq!(listed, [failed.clone(), accepted.clone()], "outcomes recorded, and not overwritten by a late intent");
 
     let unknown = record(&distribution, base);
     assert!(matches!(ledger.record_outcome(&unknown).await, Err(LedgerError::Conflict(_))));
+
+    // Completion: the fields come back as written, only for an existing record.
+    let completion = Completion {
+        caller_reference: accepted.caller_reference.clone(),
+        cloudfront_status: "Completed".into(),
+        completed_at: millis(base + 62_000),
+        time_to_complete: Duration::from_millis(60_000),
+    };
+    ledger.record_completion(&completion).await.unwrap();
+    let mut completed = accepted.clone();
+    completed.complete(&completion);
+    assert_eq!(completed.status, BatchStatus::Completed);
+    assert_eq!(ledger.list(&distribution, millis(base - 1_000), 10).await.unwrap(), [failed, completed]);
+    let missing = Completion { caller_reference: unknown.caller_reference.clone(), ..completion };
+    assert!(matches!(ledger.record_completion(&missing).await, Err(LedgerError::Conflict(_))));
 
     // Expired records are invisible to readers even before TTL deletes them.
     let mut expired = record(&distribution, base + 5_000);
@@ -148,14 +174,125 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     let (first, second) = (MessageId("m-first".into()), MessageId("m-second".into()));
     let now = SystemTime::now();
     let until = now + Duration::from_secs(3_600);
-    assert_eq!(ledger.claim_key(&key, &first, now, until).await.unwrap(), KeyClaim::First);
-    assert_eq!(ledger.claim_key(&key, &first, now, until).await.unwrap(), KeyClaim::First);
-    assert_eq!(
-        ledger.claim_key(&key, &second, now, until).await.unwrap(),
-        KeyClaim::Duplicate { first_message_id: first.clone() }
-    );
+    let claim = |message, now, until| ledger.claim_key(&key, message, &distribution, now, until);
+    assert_eq!(claim(&first, now, until).await.unwrap(), KeyClaim::First);
+    assert_eq!(claim(&first, now, until).await.unwrap(), KeyClaim::First);
+    assert_eq!(claim(&second, now, until).await.unwrap(), KeyClaim::Duplicate { first_message_id: first.clone() });
     let later = until + Duration::from_secs(1);
-    assert_eq!(ledger.claim_key(&key, &second, later, later + Duration::from_secs(60)).await.unwrap(), KeyClaim::First);
+    assert_eq!(claim(&second, later, later + Duration::from_secs(60)).await.unwrap(), KeyClaim::First);
+}
+
+/// The ledger's read side, over batches in every state, a producer key and dead-letter records.
+async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
+    let distribution = DistributionId::parse("EAUDIT").unwrap();
+    let other = DistributionId::parse("EOTHER").unwrap();
+    let base = 1_800_000_000_000;
+    let message = |id: &str| MessageId(id.into());
+    let batch = |distribution: &DistributionId, created_ms, paths: &[&str], messages: &[&str]| BatchRecord {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        message_ids: messages.iter().map(|m| message(m)).collect(),
+        ..record(distribution, created_ms)
+    };
+    let accept = |mut record: BatchRecord, id: &str| {
+        record.accept(&Invalidation { id: id.into(), status: "InProgress".into() }, millis(base + 10_000));
+        record
+    };
+    let wildcard = accept(batch(&distribution, base, &["/img/*", "/index.html"], &["m-1"]), "I-WILDCARD");
+    let exact = accept(batch(&distribution, base + 1_000, &["/img/logo.png"], &["m-2", "m-3"]), "I-EXACT");
+    let mut failed = batch(&distribution, base + 2_000, &["/img/new.png"], &["m-4"]);
+    failed.fail("NoSuchDistribution");
+    let pending = batch(&distribution, base + 3_000, &["/img/pending.png"], &["m-5"]);
+    let elsewhere = accept(batch(&other, base + 1_500, &["/img/logo.png"], &["m-2"]), "I-ELSEWHERE");
+    for record in [&wildcard, &exact, &failed, &pending, &elsewhere] {
+        ledger.record_intent(record).await.unwrap();
+        if record.status != BatchStatus::Pending {
+            ledger.record_outcome(record).await.unwrap();
+        }
+    }
+    let completion = Completion {
+        caller_reference: wildcard.caller_reference.clone(),
+        cloudfront_status: "Completed".into(),
+        completed_at: millis(base + 70_000),
+        time_to_complete: Duration::from_millis(60_000),
+    };
+    ledger.record_completion(&completion).await.unwrap();
+    let mut completed = wildcard.clone();
+    completed.complete(&completion);
+    let since = millis(base - 1);
+
+    // By CallerReference and by invalidation id.
+    assert_eq!(ledger.batch(&exact.caller_reference).await.unwrap().as_ref(), Some(&exact));
+    assert_eq!(ledger.batch(&CallerReference::mint()).await.unwrap(), None);
+    assert_eq!(ledger.batch_by_invalidation("I-WILDCARD").await.unwrap().as_ref(), Some(&completed));
+    assert_eq!(ledger.batch_by_invalidation("I-UNKNOWN").await.unwrap(), None);
+
+    // By message: one distribution, or all of them (newest first).
+    let with_message = |id, distribution, since| async move {
+        ledger.batches_with_message(&message(id), distribution, since).await.unwrap()
+    };
+    assert_eq!(with_message("m-2", Some(&distribution), since).await, std::slice::from_ref(&exact));
+    assert_eq!(with_message("m-2", None, since).await, [elsewhere.clone(), exact.clone()]);
+    assert_eq!(with_message("m-4", Some(&distribution), since).await, std::slice::from_ref(&failed));
+    assert_eq!(with_message("m-2", Some(&distribution), millis(base + 1_001)).await, []);
+    assert_eq!(with_message("m-9", None, since).await, []);
+
+    // By path: the newest accepted or completed batch covering it, exactly or by a wildcard; failed and pending
+    // batches invalidated nothing.
+    let covering = |path, since| ledger.latest_covering(&distribution, path, since);
+    assert_eq!(covering("/img/logo.png", since).await.unwrap().as_ref(), Some(&exact));
+    assert_eq!(covering("/img/new.png", since).await.unwrap().as_ref(), Some(&completed), "by the wildcard");
+    assert_eq!(covering("/img/pending.png", since).await.unwrap().as_ref(), Some(&completed));
+    assert_eq!(covering("/img/new.png", millis(base + 500)).await.unwrap(), None);
+    assert_eq!(covering("/nothing", since).await.unwrap(), None);
+
+    // A producer key's claim names its message and distribution.
+    let key = format!("deploy-{}", CallerReference::mint());
+    let (claimed_at, until) = (now_millis(), in_an_hour());
+    ledger.claim_key(&key, &message("m-1"), &distribution, claimed_at, until).await.unwrap();
+    let expected = KeyRecord {
+        key: key.clone(),
+        message_id: message("m-1"),
+        distribution_id: Some(distribution.clone()),
+        created_at: claimed_at,
+        expires_at: until,
+    };
+    assert_eq!(ledger.key_claim(&key).await.unwrap(), Some(expected));
+    assert_eq!(ledger.key_claim("never-used").await.unwrap(), None);
+
+    // Dead letters: the last record per message wins; expired ones are invisible.
+    let dead = |id: &str, created_ms| DeadLetterRecord {
+        message_id: message(id),
+        reason: "path #0 \"bad\" is invalid".into(),
+        code: "invalid_path".into(),
+        distribution_id: Some(distribution.clone()),
+        requester: Some("bob".into()),
+        created_at: millis(created_ms),
+        expires_at: in_an_hour(),
+    };
+    ledger
+        .record_dead_letter(&DeadLetterRecord { reason: "first try".into(), ..dead("m-6", base + 2_400) })
+        .await
+        .unwrap();
+    let dead_letter = dead("m-6", base + 2_500);
+    ledger.record_dead_letter(&dead_letter).await.unwrap();
+    let unknown_origin = DeadLetterRecord { distribution_id: None, requester: None, ..dead("m-7", base + 2_600) };
+    ledger.record_dead_letter(&unknown_origin).await.unwrap();
+    let expired = DeadLetterRecord { expires_at: UNIX_EPOCH + Duration::from_secs(1_000), ..dead("m-8", base + 2_700) };
+    ledger.record_dead_letter(&expired).await.unwrap();
+    assert_eq!(ledger.dead_letter(&message("m-6")).await.unwrap().as_ref(), Some(&dead_letter));
+    assert_eq!(ledger.dead_letter(&message("m-8")).await.unwrap(), None, "expired");
+    assert_eq!(ledger.dead_letter(&message("m-9")).await.unwrap(), None);
+
+    // Failures: failed batches and dead letters of every distribution, newest first.
+    let all = [
+        FailureRecord::DeadLetter(unknown_origin.clone()),
+        FailureRecord::DeadLetter(dead_letter),
+        FailureRecord::Batch(failed),
+    ];
+    assert_eq!(ledger.failures(since, 10).await.unwrap(), all);
+    assert_eq!(ledger.failures(since, 1).await.unwrap(), [FailureRecord::DeadLetter(unknown_origin)]);
+    assert_eq!(ledger.failures(millis(base + 2_450), 10).await.unwrap(), all[..2]);
+    assert_eq!(ledger.failures(millis(base + 2_601), 10).await.unwrap(), []);
 }
 
 async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_caller_reference: bool) {
@@ -170,6 +307,12 @@ async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_cal
     let missing = DistributionId::parse("ENOSUCHDIST").unwrap();
     let refused = cdn.create_invalidation(&missing, &CallerReference::mint(), &paths).await;
     assert!(matches!(refused, Err(CdnError::NoSuchDistribution(_))), "{refused:?}");
+
+    let status = cdn.get_invalidation(distribution, &first.id).await.unwrap();
+    assert_eq!(status.id, first.id);
+    assert!(["inprogress", "completed"].contains(&status.status.to_lowercase().as_str()), "{status:?}");
+    let unknown = cdn.get_invalidation(distribution, "INOSUCHINVALIDATION").await;
+    assert!(matches!(unknown, Err(CdnError::NoSuchInvalidation(_))), "{unknown:?}");
 
     if models_caller_reference {
         let again = cdn.create_invalidation(distribution, &first_reference, &paths).await.unwrap();
@@ -201,6 +344,18 @@ async fn dynamodb_adapter_meets_the_ledger_contract() {
     let config = common::emulator().await;
     let table = common::create_table(&config).await;
     ledger_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
+}
+
+#[tokio::test]
+async fn memory_ledger_meets_the_audit_contract() {
+    audit_contract(&MemoryLedger::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_meets_the_audit_contract() {
+    let config = common::emulator().await;
+    let table = common::create_table(&config).await;
+    audit_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
 }
 
 #[tokio::test]

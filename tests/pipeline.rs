@@ -8,7 +8,7 @@ use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
-use cf_invalidator::ports::{BatchStatus, CdnError, LedgerError, Queue};
+use cf_invalidator::ports::{AuditLog, BatchStatus, CdnError, FailureRecord, LedgerError, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use serde_json::json;
 
@@ -90,7 +90,7 @@ async fn merges_a_window_into_one_invalidation_per_distribution_and_deletes_the_
     let records = h.ledger.records();
     assert_eq!(records.len(), 2);
     for record in &records {
-        assert_eq!(record.status, BatchStatus::Accepted);
+        assert!(record.status.is_accepted(), "{record:?}");
         assert!(record.invalidation_id.is_some());
         assert_eq!(record.requesters, ["tests"]);
     }
@@ -196,7 +196,7 @@ async fn throttling_and_quota_errors_are_retried_with_the_same_reference() {
     assert!(calls.iter().all(|c| c.caller_reference == calls[0].caller_reference));
     assert!(calls[3].outcome.is_ok());
     assert!(h.queue.is_empty());
-    assert_eq!(h.ledger.records()[0].status, BatchStatus::Accepted);
+    assert!(h.ledger.records()[0].status.is_accepted());
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,7 +316,7 @@ async fn a_crash_between_cloudfront_and_the_ledger_is_finished_by_another_worker
     assert!(h.queue.is_empty());
     let records = h.ledger.records();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].status, BatchStatus::Accepted);
+    assert!(records[0].status.is_accepted());
     assert_eq!(records[0].owner, "worker-b", "taken over after worker A's lease");
 }
 
@@ -395,4 +395,107 @@ async fn an_s3_object_served_by_two_distributions_is_deleted_once_both_are_inval
     assert_eq!(h.cdn.invalidations().len(), 1);
     assert!(h.queue.is_empty());
     assert_eq!(h.dead_letter_reasons().len(), 1, "dead-lettered with EBBB's reason, not deleted as covered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn completion_is_recorded_with_its_time_to_complete_after_the_messages_are_deleted() {
+    let h = Harness::new(&["EAAA"]);
+    h.cdn.complete_after(Duration::from_secs(90));
+    h.send("EAAA", &["/a"]).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run(h.services(true), settings(), async {
+        let _ = stopped.await;
+    }));
+
+    // The window closes after 5 s; the message is deleted on acceptance, long before CloudFront completes.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(h.queue.is_empty(), "tracking holds no messages");
+    assert_eq!(h.ledger.records()[0].status, BatchStatus::Accepted);
+    tokio::time::sleep(Duration::from_secs(270)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+
+    let record = &h.ledger.records()[0];
+    assert_eq!(record.status, BatchStatus::Completed);
+    assert_eq!(record.cloudfront_status.as_deref(), Some("Completed"));
+    // Checked every 20 s from acceptance: the fifth check, 100 s in, is the first after the 90 s CloudFront took.
+    assert_eq!(record.time_to_complete, Some(Duration::from_secs(100)));
+    assert_eq!(record.completed_at, record.submitted_at.map(|at| at + Duration::from_secs(100)));
+    let checks = h.cdn.status_checks();
+    assert_eq!(checks.len(), 5, "no checks once completed: {checks:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_for_completion_and_the_record_stays_accepted() {
+    let h = Harness::new(&["EAAA"]);
+    h.cdn.complete_after(Duration::from_secs(3_600));
+    h.send("EAAA", &["/a"]).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(h.run_for(MINUTE, settings()).await, Exit::Drained);
+
+    assert!(started.elapsed() < MINUTE + Duration::from_secs(1), "shutdown waited {:?}", started.elapsed());
+    assert!(h.queue.is_empty());
+    assert!(!h.cdn.status_checks().is_empty(), "it was being tracked");
+    let record = &h.ledger.records()[0];
+    assert_eq!((record.status, record.completed_at), (BatchStatus::Accepted, None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn completion_tracking_can_be_turned_off() {
+    let h = Harness::new(&["EAAA"]);
+    h.send("EAAA", &["/a"]).await;
+    h.run_for(Duration::from_secs(300), Settings { completion_poll: Duration::ZERO, ..settings() }).await;
+
+    assert!(h.cdn.status_checks().is_empty());
+    assert_eq!(h.ledger.records()[0].status, BatchStatus::Accepted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_lettered_messages_are_recorded_in_the_ledger_with_what_their_bodies_say() {
+    let h = Harness::new(&["EAAA"]);
+    h.queue.send(r#"{"distribution_id":"EAAA","paths":["bad"],"requester":"alice"}"#, &[]).await.unwrap();
+    h.queue.send("{not json", &[]).await.unwrap();
+    h.send("EGONE", &["/a"]).await;
+    h.run_for(MINUTE, settings()).await;
+
+    let dead = h.ledger.dead_letters();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    let queued: Vec<_> = h.dead_letter.messages();
+    for record in &dead {
+        let attribute = queued
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .any(|(k, v)| k == cf_invalidator::ack::SOURCE_MESSAGE_ATTRIBUTE && v == &record.message_id.0);
+        assert!(attribute, "{} is recorded but not on the dead-letter queue", record.message_id);
+    }
+    let by_code = |code: &str| dead.iter().find(|d| d.code == code).unwrap_or_else(|| panic!("{code}: {dead:?}"));
+    let invalid = by_code("invalid_path");
+    assert_eq!(invalid.distribution_id.as_ref().map(|d| d.as_str()), Some("EAAA"));
+    assert_eq!(invalid.requester.as_deref(), Some("alice"));
+    assert!(invalid.reason.contains("must start with '/'"));
+    let malformed = by_code("malformed");
+    assert_eq!((&malformed.distribution_id, &malformed.requester), (&None, &None));
+    let refused = by_code("NoSuchDistribution");
+    assert_eq!(refused.distribution_id.as_ref().map(|d| d.as_str()), Some("EGONE"));
+    assert_eq!(refused.requester.as_deref(), Some("tests"));
+
+    // The audit's failure question sees them, and the failed batch behind the refused message.
+    let failures = h.ledger.failures(std::time::UNIX_EPOCH, 10).await.unwrap();
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    let failed_batches: Vec<_> =
+        failures.iter().filter_map(|f| if let FailureRecord::Batch(b) = f { Some(b) } else { None }).collect();
+    assert_eq!(failed_batches.len(), 1);
+    assert_eq!(failed_batches[0].message_ids, std::slice::from_ref(&refused.message_id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_dead_letter_record_never_keeps_a_message_off_the_dead_letter_queue() {
+    let h = Harness::new(&["EAAA"]);
+    h.ledger.faults.inject("record_dead_letter", LedgerError::Unavailable("simulated outage".into()));
+    h.queue.send("{not json", &[]).await.unwrap();
+    h.run_for(MINUTE, settings()).await;
+
+    assert!(h.queue.is_empty());
+    assert_eq!(h.dead_letter.len(), 1);
+    assert!(h.ledger.dead_letters().is_empty(), "best effort: the write failed and was not retried");
 }

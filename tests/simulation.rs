@@ -6,7 +6,8 @@
 //! After every run it checks: the queue ends empty; every valid request's paths are covered by invalidations
 //! created after it was sent; every invalid message is in the DLQ with a reason and no valid one is; CloudFront
 //! only ever saw CallerReferences the ledger recorded first, each with the recorded paths; every accepted record
-//! names the invalidation CloudFront made for its reference.
+//! names the invalidation CloudFront made for its reference; no record is marked completed before CloudFront
+//! completed its invalidation.
 //!
 //! `cargo test --test simulation` runs 1,000 seeds (SIM_SEEDS to change); a failing seed prints itself and reruns
 //! alone with `SIM_SEED=<seed> cargo test --test simulation`. The long run:
@@ -23,8 +24,8 @@ use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    BatchEntryFailure, BatchRecord, BatchStatus, Cdn, CdnError, Invalidation, KeyClaim, Ledger, LedgerError, Queue,
-    QueueError, Receipt, ReceivedMessage,
+    BatchEntryFailure, BatchRecord, BatchStatus, Cdn, CdnError, Completion, DeadLetterRecord, Invalidation, KeyClaim,
+    Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -35,6 +36,8 @@ use tokio::time::Instant;
 const DISTRIBUTIONS: [&str; 3] = ["EAAA", "EBBB", "ECCC"];
 /// Longest window a simulated worker uses.
 const MAX_WINDOW: Duration = Duration::from_secs(8);
+/// How long the fake CloudFront takes to complete an invalidation.
+const COMPLETION_DELAY: Duration = Duration::from_secs(45);
 
 /// A seeded fault source; `enabled` turns every fault off for the final, clean phase.
 struct Chaos {
@@ -162,6 +165,16 @@ impl Cdn for ChaosCdn {
         }
         Ok(created)
     }
+
+    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<Invalidation, CdnError> {
+        if self.chaos.roll(0.04) {
+            return Err(CdnError::Throttled("Rate exceeded".into()));
+        }
+        if self.chaos.roll(0.03) {
+            return Err(CdnError::Unavailable("503".into()));
+        }
+        self.inner.get_invalidation(distribution, id).await
+    }
 }
 
 struct ChaosLedger {
@@ -225,11 +238,24 @@ impl Ledger for ChaosLedger {
         &self,
         key: &str,
         message_id: &MessageId,
+        distribution: &DistributionId,
         now: SystemTime,
         until: SystemTime,
     ) -> Result<KeyClaim, LedgerError> {
         self.before()?;
-        self.inner.claim_key(key, message_id, now, until).await
+        self.inner.claim_key(key, message_id, distribution, now, until).await
+    }
+
+    async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
+        self.before()?;
+        self.inner.record_completion(completion).await?;
+        self.after()
+    }
+
+    async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
+        self.before()?;
+        self.inner.record_dead_letter(record).await?;
+        self.after()
     }
 }
 
@@ -258,6 +284,7 @@ impl World {
         let queue = Arc::new(MemoryQueue::with_clock(clock));
         let dead_letter = Arc::new(MemoryQueue::with_clock(clock));
         let cdn = Arc::new(FakeCdn::with_distributions(DISTRIBUTIONS));
+        cdn.complete_after(COMPLETION_DELAY);
         let ledger = Arc::new(MemoryLedger::default());
         let services = Services {
             queue: Arc::new(ChaosQueue { inner: Arc::clone(&queue), chaos: Chaos::new(seed, 1) }),
@@ -281,6 +308,12 @@ impl World {
             services,
             sent: Vec::new(),
         }
+    }
+
+    /// The wall-clock time of a moment on tokio's clock.
+    fn wall_time(&self, at: Instant) -> SystemTime {
+        let WallClock::FollowsTokio { anchor, since } = self.clock else { unreachable!("simulations follow tokio") };
+        anchor + (at - since)
     }
 
     fn chaos(&self) -> [&Chaos; 4] {
@@ -509,12 +542,19 @@ fn check(world: &World) -> Result<(), String> {
     }
     let by_reference: HashMap<&CallerReference, &str> =
         created.iter().map(|c| (&c.caller_reference, c.id.as_str())).collect();
-    for record in records.values().filter(|r| r.status == BatchStatus::Accepted) {
+    for record in records.values().filter(|r| r.status.is_accepted()) {
         if by_reference.get(&record.caller_reference).copied() != record.invalidation_id.as_deref() {
             return Err(format!(
                 "accepted record {} names an invalidation CloudFront did not make",
                 record.caller_reference
             ));
+        }
+    }
+    for record in records.values().filter(|r| r.status == BatchStatus::Completed) {
+        let made = created.iter().find(|c| c.caller_reference == record.caller_reference).expect("checked above");
+        let completed_by_cloudfront = world.wall_time(made.at) + COMPLETION_DELAY;
+        if record.completed_at.is_none_or(|at| at < completed_by_cloudfront) {
+            return Err(format!("record {} marked completed before CloudFront completed it", record.caller_reference));
         }
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! Acknowledgement: deleting covered messages, dead-lettering refused ones, and keeping held messages invisible.
+//! Acknowledgement: deleting covered messages, dead-lettering refused ones (and recording that in the ledger), and
+//! keeping held messages invisible.
 
 pub mod inflight;
 
@@ -9,13 +10,17 @@ use std::time::{Duration, SystemTime};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::{counter, histogram};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use self::inflight::{InFlight, Released};
 use crate::batch::window::BatchMember;
+use crate::clock::WallClock;
+use crate::intake::parse::BodyHints;
 use crate::model::MessageId;
+use crate::ports::ledger::{DeadLetterRecord, Ledger};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, Receipt};
 use crate::telemetry::log_allowed;
 
@@ -38,8 +43,15 @@ pub enum Disposition {
     Defer { message_ids: Vec<MessageId>, delay: Duration },
 }
 
+/// Where the acknowledger records dead-lettered messages (items `dlq#<message_id>`), and for how long.
+pub struct DeadLetterLog<L> {
+    pub ledger: Arc<L>,
+    pub retention: Duration,
+    pub clock: WallClock,
+}
+
 /// Applies dispositions, one at a time, until every sender is gone.
-pub struct Acknowledger<Q: Queue> {
+pub struct Acknowledger<Q: Queue, L: Ledger> {
     pub queue: Arc<Q>,
     pub dead_letter: Option<Arc<Q>>,
     pub inflight: Arc<InFlight>,
@@ -47,17 +59,28 @@ pub struct Acknowledger<Q: Queue> {
     pub outstanding_parts: HashMap<MessageId, u32>,
     /// Backoff for delete and visibility calls.
     pub retry: ExponentialBuilder,
+    pub log: DeadLetterLog<L>,
+    /// Dead-letter records being written: off the acknowledgement path, so a slow ledger delays no delete.
+    records: JoinSet<()>,
 }
 
-impl<Q: Queue> Acknowledger<Q> {
-    pub fn new(queue: Arc<Q>, dead_letter: Option<Arc<Q>>, inflight: Arc<InFlight>, retry: ExponentialBuilder) -> Self {
-        Self { queue, dead_letter, inflight, outstanding_parts: HashMap::new(), retry }
+impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
+    pub fn new(
+        queue: Arc<Q>,
+        dead_letter: Option<Arc<Q>>,
+        inflight: Arc<InFlight>,
+        retry: ExponentialBuilder,
+        log: DeadLetterLog<L>,
+    ) -> Self {
+        Self { queue, dead_letter, inflight, outstanding_parts: HashMap::new(), retry, log, records: JoinSet::new() }
     }
 
     pub async fn run(mut self, mut dispositions: mpsc::Receiver<Disposition>) {
         while let Some(disposition) = dispositions.recv().await {
             self.apply(disposition).await;
+            while self.records.try_join_next().is_some() {}
         }
+        while self.records.join_next().await.is_some() {}
     }
 
     async fn apply(&mut self, disposition: Disposition) {
@@ -122,7 +145,7 @@ impl<Q: Queue> Acknowledger<Q> {
             .collect()
     }
 
-    async fn dead_letter(&self, released: Vec<Released>, reason: &str, code: &'static str) {
+    async fn dead_letter(&mut self, released: Vec<Released>, reason: &str, code: &'static str) {
         let Some(dead_letter) = &self.dead_letter else {
             for message in &released {
                 error!(message_id = %message.receipt.message_id, reason, "message refused and no dead-letter queue is configured: it stays on the queue until SQS redrive or retention removes it; set a RedrivePolicy or --dlq-url");
@@ -131,12 +154,14 @@ impl<Q: Queue> Acknowledger<Q> {
             return;
         };
         let mut moved = Vec::new();
+        let mut records = Vec::new();
         for message in released {
             let id = message.receipt.message_id.to_string();
             let attributes = [(REASON_ATTRIBUTE, reason), (SOURCE_MESSAGE_ATTRIBUTE, id.as_str())];
             match dead_letter.send(&message.body, &attributes).await {
                 Ok(()) => {
                     warn!(message_id = %id, reason, "message moved to the dead-letter queue");
+                    records.push(self.dead_letter_record(&message, reason, code));
                     moved.push(message.receipt);
                 }
                 Err(e) => {
@@ -146,6 +171,23 @@ impl<Q: Queue> Acknowledger<Q> {
         }
         counter!("cfi_messages_dead_lettered_total", "reason" => code).increment(moved.len() as u64);
         self.delete(moved).await;
+        for record in records {
+            self.records.spawn(record_dead_letter(Arc::clone(&self.log.ledger), record));
+        }
+    }
+
+    fn dead_letter_record(&self, message: &Released, reason: &str, code: &str) -> DeadLetterRecord {
+        let hints = BodyHints::of(&message.body);
+        let now = self.log.clock.now();
+        DeadLetterRecord {
+            message_id: message.receipt.message_id.clone(),
+            reason: reason.to_owned(),
+            code: code.to_owned(),
+            distribution_id: hints.distribution_id,
+            requester: hints.requester,
+            created_at: now,
+            expires_at: now + self.log.retention,
+        }
     }
 
     async fn delete(&self, receipts: Vec<Receipt>) {
@@ -166,6 +208,17 @@ impl<Q: Queue> Acknowledger<Q> {
                 }
             }
         }
+    }
+}
+
+/// Best effort: the message is already on the dead-letter queue, which stays the authority; the ledger record only
+/// makes it findable by `cf-invalidator audit`.
+async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord) {
+    if let Err(e) = ledger.record_dead_letter(&record).await {
+        if let Some(suppressed) = log_allowed("dead_letter_record_failed") {
+            warn!(message_id = %record.message_id, error = %e, suppressed, "could not record the dead-lettered message in the ledger");
+        }
+        counter!("cfi_dead_letter_records_failed_total").increment(1);
     }
 }
 

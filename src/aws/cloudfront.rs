@@ -28,6 +28,7 @@ fn cdn_error(failure: Failure) -> CdnError {
         "BatchTooLarge" => CdnError::BatchTooLarge(text),
         // Not a modelled error: it arrives as `Unhandled` and is only recognisable by its code (aws-facts.md A4).
         "InvalidationBatchAlreadyExists" => CdnError::BatchAlreadyExists(text),
+        "NoSuchInvalidation" => CdnError::NoSuchInvalidation(text),
         "Throttling" => CdnError::Throttled(text),
         _ => match failure {
             Failure::Credentials(_) => CdnError::Credentials(text),
@@ -65,6 +66,21 @@ impl Cdn for CloudFront {
         let invalidation = output
             .invalidation()
             .ok_or_else(|| CdnError::Other("CreateInvalidation answered without an invalidation".into()))?;
+        Ok(Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() })
+    }
+
+    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<Invalidation, CdnError> {
+        let output = self
+            .client
+            .get_invalidation()
+            .distribution_id(distribution.as_str())
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| cdn_error(classify(&e)))?;
+        let invalidation = output
+            .invalidation()
+            .ok_or_else(|| CdnError::Other("GetInvalidation answered without an invalidation".into()))?;
         Ok(Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() })
     }
 }

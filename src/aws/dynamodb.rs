@@ -1,24 +1,48 @@
-//! `Ledger` on Amazon DynamoDB.
+//! `Ledger` and `AuditLog` on Amazon DynamoDB.
 //!
-//! Table layout (created by `cf-invalidator setup`, documented in docs/design.md):
-//! - key `pk` (S) = `batch#<CallerReference>`, one item per batch;
-//! - global secondary index `by_distribution`: `distribution_id` (S) + `created_at` (S, RFC 3339 UTC, sorts by time).
+//! Table layout (created by `cf-invalidator setup`, documented in docs/design.md and docs/audit.md):
+//! - key `pk` (S): `batch#<CallerReference>` per batch, `key#<idempotency_key>` per producer key,
+//!   `dlq#<message_id>` per dead-lettered message;
+//! - global secondary index `by_distribution`: `distribution_id` (S) + `created_at` (S, RFC 3339 UTC, sorts by
+//!   time); only batch items carry `distribution_id`;
+//! - sparse index `by_invalidation`: `invalidation_id` (S), keys only; only accepted batches carry it;
+//! - sparse index `by_outcome`: `outcome` (S, `failed` or `dead_lettered`) + `created_at`; only failed batches
+//!   and dead-letter items carry `outcome`.
+
+mod audit;
+mod schema;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
+pub use self::schema::create_table;
 use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId, MessageId};
-use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
+use crate::ports::ledger::{
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError,
+};
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
+pub const INVALIDATION_INDEX: &str = "by_invalidation";
+pub const OUTCOME_INDEX: &str = "by_outcome";
 /// Epoch seconds after which DynamoDB may delete the item (the table's TTL attribute).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// Values of `outcome`, the `by_outcome` partition key.
+pub const OUTCOME_FAILED: &str = "failed";
+pub const OUTCOME_DEAD_LETTERED: &str = "dead_lettered";
+
+/// Dead-letter and key items name their distribution in this attribute, not in `distribution_id`, so that they
+/// stay out of `by_distribution`: that index holds batches only, and the worker reads it on redelivery.
+const FOR_DISTRIBUTION: &str = "for_distribution";
+
+/// Bounds free text a producer controls on a dead-letter item, far below DynamoDB's 400 KB item limit.
+const MAX_TEXT_BYTES: usize = 1_024;
 
 /// DynamoDB items are limited to 400 KB; these bound the two lists that grow with the batch, leaving room for the
 /// rest. A record whose lists were cut says so in `paths_truncated`/`message_ids_truncated`.
@@ -33,6 +57,11 @@ pub struct DynamoLedger {
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Items per page of a query: DynamoDB wants 1 to 2^31 - 1.
+fn page_size(items: usize) -> i32 {
+    i32::try_from(items.max(1)).unwrap_or(i32::MAX)
+}
+
 impl DynamoLedger {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
@@ -43,6 +72,15 @@ impl DynamoLedger {
         match failure {
             Failure::Credentials(_) => LedgerError::Credentials(text),
             _ if failure.is_throttling_or_server_fault() => LedgerError::Unavailable(text),
+            // A table created by an older `setup`: a query names an index it does not have yet. DynamoDB answers
+            // ValidationException "…does not have the specified index…", the emulator ResourceNotFoundException
+            // "Invalid index…".
+            Failure::Service { ref code, ref message, .. }
+                if matches!(code.as_str(), "ValidationException" | "ResourceNotFoundException")
+                    && (message.contains("specified index") || message.contains("Invalid index")) =>
+            {
+                LedgerError::MissingIndex { table: self.table.clone(), message: text }
+            }
             Failure::Service { ref code, .. } if code == "ResourceNotFoundException" => {
                 LedgerError::NotFound(self.table.clone())
             }
@@ -50,6 +88,46 @@ impl DynamoLedger {
                 LedgerError::AccessDenied { table: self.table.clone(), message: text }
             }
             _ => LedgerError::Other(text),
+        }
+    }
+
+    /// A distribution's unexpired batches created at or after `since`, newest first; `filter` narrows them down
+    /// further, with placeholders the caller binds.
+    fn distribution_query(&self, distribution: &DistributionId, since: SystemTime, filter: Option<&str>) -> Query {
+        let unexpired = "#ttl > :now";
+        let filter = filter.map_or_else(|| unexpired.to_owned(), |extra| format!("{unexpired} AND ({extra})"));
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(DISTRIBUTION_INDEX)
+            .key_condition_expression("distribution_id = :d AND created_at >= :since")
+            .filter_expression(filter)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":d", AttributeValue::S(distribution.to_string()))
+            .expression_attribute_values(":since", timestamp(since))
+            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
+            .scan_index_forward(false)
+    }
+
+    /// Hands every item of every page of `query` to `visit`, until it breaks or the pages run out.
+    async fn each_item(
+        &self,
+        query: Query,
+        mut visit: impl FnMut(&Item) -> Result<ControlFlow<()>, LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut start_key = None;
+        loop {
+            let page =
+                query.clone().set_exclusive_start_key(start_key).send().await.map_err(|e| self.error(classify(&e)))?;
+            for item in page.items() {
+                if visit(item)?.is_break() {
+                    return Ok(());
+                }
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                return Ok(());
+            }
         }
     }
 
@@ -62,6 +140,23 @@ impl DynamoLedger {
 
 fn key_of(caller_reference: &CallerReference) -> AttributeValue {
     AttributeValue::S(format!("batch#{caller_reference}"))
+}
+
+fn key_item_key(key: &str) -> AttributeValue {
+    AttributeValue::S(format!("key#{key}"))
+}
+
+fn dead_letter_key(message_id: &MessageId) -> AttributeValue {
+    AttributeValue::S(format!("dlq#{message_id}"))
+}
+
+/// The longest prefix of `text` within `max` bytes, cut at a character boundary.
+fn bounded_text(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 fn since_epoch(time: SystemTime) -> Duration {
@@ -149,26 +244,82 @@ fn strings(item: &Item, name: &str) -> Vec<String> {
     }
 }
 
+fn expiry(item: &Item) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(number(item, TTL_ATTRIBUTE).unwrap_or_default())
+}
+
+/// TTL deletes lazily (up to days later): readers check expiry themselves.
+fn unexpired(item: &Item) -> bool {
+    expiry(item) > SystemTime::now()
+}
+
 fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
-    let malformed = || LedgerError::Other(format!("ledger item is not a batch record: {item:?}"));
+    let not_a_batch = || malformed("batch record", item);
     let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
     Ok(BatchRecord {
-        caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(malformed)?),
-        distribution_id: distribution_id.ok_or_else(malformed)?,
+        caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
+        distribution_id: distribution_id.ok_or_else(not_a_batch)?,
         paths: strings(item, "paths"),
         message_ids: strings(item, "message_ids").into_iter().map(MessageId).collect(),
         requesters: strings(item, "requesters"),
         requested_paths: item.get("requested_paths").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or_default(),
         seal_reason: string(item, "seal_reason").unwrap_or_default(),
-        created_at: time(item, "created_at").ok_or_else(malformed)?,
-        status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(malformed)?,
+        created_at: time(item, "created_at").ok_or_else(not_a_batch)?,
+        status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_a_batch)?,
         invalidation_id: string(item, "invalidation_id"),
         cloudfront_status: string(item, "cloudfront_status"),
         submitted_at: time(item, "submitted_at"),
+        completed_at: time(item, "completed_at"),
+        time_to_complete: number(item, "time_to_complete_ms").map(Duration::from_millis),
         failure: string(item, "failure"),
         owner: string(item, "owner").unwrap_or_default(),
         lease_until: UNIX_EPOCH + Duration::from_millis(number(item, "lease_until").unwrap_or_default()),
-        expires_at: UNIX_EPOCH + Duration::from_secs(number(item, TTL_ATTRIBUTE).unwrap_or_default()),
+        expires_at: expiry(item),
+    })
+}
+
+fn dead_letter_item(record: &DeadLetterRecord) -> Item {
+    let mut item = Item::from([
+        (KEY.into(), dead_letter_key(&record.message_id)),
+        ("message_id".into(), AttributeValue::S(record.message_id.0.clone())),
+        ("reason".into(), AttributeValue::S(bounded_text(&record.reason, MAX_TEXT_BYTES))),
+        ("code".into(), AttributeValue::S(record.code.clone())),
+        ("outcome".into(), AttributeValue::S(OUTCOME_DEAD_LETTERED.into())),
+        ("created_at".into(), timestamp(record.created_at)),
+        (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
+    ]);
+    if let Some(distribution) = &record.distribution_id {
+        item.insert(FOR_DISTRIBUTION.into(), AttributeValue::S(distribution.to_string()));
+    }
+    if let Some(requester) = &record.requester {
+        item.insert("requester".into(), AttributeValue::S(bounded_text(requester, MAX_TEXT_BYTES)));
+    }
+    item
+}
+
+fn malformed(kind: &str, item: &Item) -> LedgerError {
+    LedgerError::Other(format!("ledger item is not a {kind}: {item:?}"))
+}
+
+fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerError> {
+    Ok(DeadLetterRecord {
+        message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("dead-letter record", item))?),
+        reason: string(item, "reason").unwrap_or_default(),
+        code: string(item, "code").unwrap_or_default(),
+        distribution_id: string(item, FOR_DISTRIBUTION).and_then(|d| DistributionId::parse(&d).ok()),
+        requester: string(item, "requester"),
+        created_at: time(item, "created_at").ok_or_else(|| malformed("dead-letter record", item))?,
+        expires_at: expiry(item),
+    })
+}
+
+fn key_record_from(key: &str, item: &Item) -> Result<KeyRecord, LedgerError> {
+    Ok(KeyRecord {
+        key: key.to_owned(),
+        message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("key claim", item))?),
+        distribution_id: string(item, FOR_DISTRIBUTION).and_then(|d| DistributionId::parse(&d).ok()),
+        created_at: time(item, "created_at").ok_or_else(|| malformed("key claim", item))?,
+        expires_at: expiry(item),
     })
 }
 
@@ -203,6 +354,12 @@ impl Ledger for DynamoLedger {
             ("cloudfront_status = :cf_status", ":cf_status", record.cloudfront_status.clone().map(AttributeValue::S)),
             ("submitted_at = :submitted_at", ":submitted_at", record.submitted_at.map(timestamp)),
             ("failure = :failure", ":failure", record.failure.clone().map(AttributeValue::S)),
+            // Puts failed batches into the sparse `by_outcome` index.
+            (
+                "outcome = :outcome",
+                ":outcome",
+                (record.status == BatchStatus::Failed).then(|| AttributeValue::S(OUTCOME_FAILED.into())),
+            ),
         ];
         for (assignment, name, value) in optional {
             if let Some(value) = value {
@@ -239,35 +396,15 @@ impl Ledger for DynamoLedger {
         limit: usize,
     ) -> Result<Vec<BatchRecord>, LedgerError> {
         let mut records = Vec::new();
-        let mut start_key = None;
-        while records.len() < limit {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(DISTRIBUTION_INDEX)
-                .key_condition_expression("distribution_id = :d AND created_at >= :since")
-                // TTL deletes lazily (up to days later): expired records are filtered here, not trusted away.
-                .filter_expression("#ttl > :now")
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":d", AttributeValue::S(distribution.to_string()))
-                .expression_attribute_values(":since", timestamp(since))
-                .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - records.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| self.error(classify(&e)))?;
-            for item in page.items() {
-                records.push(record_from(item)?);
-            }
-            start_key = page.last_evaluated_key().cloned();
-            if start_key.is_none() {
-                break;
-            }
+        if limit == 0 {
+            return Ok(records);
         }
-        records.truncate(limit);
+        let query = self.distribution_query(distribution, since, None).limit(page_size(limit));
+        self.each_item(query, |item| {
+            records.push(record_from(item)?);
+            Ok(if records.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
         Ok(records)
     }
 
@@ -304,6 +441,7 @@ impl Ledger for DynamoLedger {
         &self,
         key: &str,
         message_id: &MessageId,
+        distribution: &DistributionId,
         now: SystemTime,
         expires_at: SystemTime,
     ) -> Result<KeyClaim, LedgerError> {
@@ -311,8 +449,10 @@ impl Ledger for DynamoLedger {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(KEY, AttributeValue::S(format!("key#{key}")))
+            .item(KEY, key_item_key(key))
             .item("message_id", AttributeValue::S(message_id.0.clone()))
+            // So that the audit finds the key's batches with a query of one distribution instead of a scan.
+            .item(FOR_DISTRIBUTION, AttributeValue::S(distribution.to_string()))
             .item("created_at", timestamp(now))
             .item(TTL_ATTRIBUTE, epoch_seconds(expires_at))
             .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now OR message_id = :message_id")
@@ -336,68 +476,44 @@ impl Ledger for DynamoLedger {
             },
         }
     }
-}
 
-/// Creates the ledger table and its index, on-demand billed; an existing table is left as it is.
-/// Returns once the table is ACTIVE.
-pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerError> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-        ScalarAttributeType, TableStatus,
-    };
-    let ledger = DynamoLedger::new(client.clone(), table);
-    let build = |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Other(e.to_string());
-    let string_attribute =
-        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
-    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-    let by_distribution = GlobalSecondaryIndex::builder()
-        .index_name(DISTRIBUTION_INDEX)
-        .key_schema(key("distribution_id", KeyType::Hash).map_err(build)?)
-        .key_schema(key("created_at", KeyType::Range).map_err(build)?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
-        .build()
-        .map_err(build)?;
-    let created = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string_attribute(KEY).map_err(build)?)
-        .attribute_definitions(string_attribute("distribution_id").map_err(build)?)
-        .attribute_definitions(string_attribute("created_at").map_err(build)?)
-        .key_schema(key(KEY, KeyType::Hash).map_err(build)?)
-        .global_secondary_indexes(by_distribution)
-        .send()
-        .await;
-    match created {
-        Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
-        Err(e) => return Err(ledger.error(classify(&e))),
-    }
-    // The SDK's waiter polls no faster than every 20 s; tables on the emulator are ready at once.
-    for _ in 0..120 {
-        let described =
-            client.describe_table().table_name(table).send().await.map_err(|e| ledger.error(classify(&e)))?;
-        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-            return enable_ttl(client, &ledger).await;
+    async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
+        let time_to_complete = u64::try_from(completion.time_to_complete.as_millis()).unwrap_or(u64::MAX);
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key_of(&completion.caller_reference))
+            .update_expression(
+                "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
+                 time_to_complete_ms = :time_to_complete",
+            )
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", AttributeValue::S(BatchStatus::Completed.as_str().into()))
+            .expression_attribute_values(":cf_status", AttributeValue::S(completion.cloudfront_status.clone()))
+            .expression_attribute_values(":completed_at", timestamp(completion.completed_at))
+            .expression_attribute_values(":time_to_complete", AttributeValue::N(time_to_complete.to_string()))
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(LedgerError::Conflict(completion.caller_reference.to_string()))
+            }
+            Err(e) => Err(self.error(classify(&e))),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    Err(LedgerError::Other(format!("table {table} did not become ACTIVE within a minute")))
-}
 
-/// Lets DynamoDB delete expired records; already enabled is fine.
-async fn enable_ttl(client: &Client, ledger: &DynamoLedger) -> Result<(), LedgerError> {
-    use aws_sdk_dynamodb::types::TimeToLiveSpecification;
-    let specification = TimeToLiveSpecification::builder()
-        .attribute_name(TTL_ATTRIBUTE)
-        .enabled(true)
-        .build()
-        .map_err(|e| LedgerError::Other(e.to_string()))?;
-    let outcome =
-        client.update_time_to_live().table_name(&ledger.table).time_to_live_specification(specification).send().await;
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
-        Err(e) => Err(ledger.error(classify(&e))),
+    async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(dead_letter_item(record)))
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(())
     }
 }

@@ -95,10 +95,19 @@ fn remove_with_prefix(set: &mut BTreeSet<String>, prefix: &str) {
 
 /// Whether `path` (as sent to CloudFront) is invalidated by one of `submitted`.
 pub fn is_covered_by(path: &str, submitted: &[String]) -> bool {
-    submitted.iter().any(|candidate| match candidate.strip_suffix('*') {
-        Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
-        None => candidate == path,
-    })
+    covering(path, submitted).is_some()
+}
+
+/// The first of `submitted` that invalidates `path`: the path itself, or a wildcard whose prefix it starts with.
+/// A merged batch holds at most one (it is minimal), so for a batch this is the one.
+pub fn covering<'a>(path: &str, submitted: &'a [String]) -> Option<&'a str> {
+    submitted
+        .iter()
+        .find(|candidate| match candidate.strip_suffix('*') {
+            Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
+            None => candidate.as_str() == path,
+        })
+        .map(String::as_str)
 }
 
 #[cfg(test)]
@@ -156,6 +165,9 @@ mod tests {
         assert!(is_covered_by("/index.html", &submitted));
         assert!(!is_covered_by("/index.htm", &submitted));
         assert!(!is_covered_by("/im*", &submitted));
+        assert_eq!(covering("/img/a/b.png", &submitted), Some("/img/*"));
+        assert_eq!(covering("/index.html", &submitted), Some("/index.html"));
+        assert_eq!(covering("/index.htm", &submitted), None);
     }
 
     fn arbitrary_path() -> impl Strategy<Value = InvalidationPath> {

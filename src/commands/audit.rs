@@ -1,39 +1,93 @@
-use std::time::SystemTime;
+//! `cf-invalidator audit`: one question per run (docs/audit.md), a human table by default, one JSON object per
+//! line with `--json`. Every JSON object has a `kind`: `batch`, `dead_letter` or `idempotency_key`.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use cf_invalidator::audit::{Question, Row, answer};
 use cf_invalidator::aws::dynamodb::DynamoLedger;
-use cf_invalidator::ports::{BatchRecord, Ledger};
+use cf_invalidator::intake::path::InvalidationPath;
+use cf_invalidator::model::{CallerReference, MessageId};
+use cf_invalidator::ports::{BatchRecord, DeadLetterRecord, KeyRecord};
+use serde_json::{Value, json};
 
 use crate::cli::AuditArgs;
 
 pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
-    let distribution = super::parse_distribution(&args.distribution)?;
+    let question = question(&args, SystemTime::now())?;
     let config = super::aws_config().await?;
     let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
-    let since = SystemTime::now() - std::time::Duration::from(args.since);
-    let records = ledger.list(&distribution, since, args.limit).await?;
+    let rows = answer(&ledger, question).await?;
     if args.json {
-        for record in &records {
-            println!("{}", as_json(record));
+        for row in &rows {
+            println!("{}", as_json(row));
         }
     } else {
-        print_table(&records);
+        print_human(&rows);
     }
     Ok(())
 }
 
-fn time(at: Option<SystemTime>) -> String {
-    at.map(|t| humantime::format_rfc3339_millis(t).to_string()).unwrap_or_default()
+/// The question the flags ask; clap has already made sure at most one question flag is given.
+fn question(args: &AuditArgs, now: SystemTime) -> anyhow::Result<Question> {
+    // The ledger's timestamps start at the epoch; so does any look back.
+    let since = now.checked_sub(args.since.into()).map_or(UNIX_EPOCH, |since| since.max(UNIX_EPOCH));
+    let distribution = args.distribution.as_deref().map(super::parse_distribution).transpose()?;
+    let limit = args.limit;
+    Ok(if let Some(id) = &args.invalidation {
+        Question::Invalidation(id.clone())
+    } else if let Some(reference) = &args.caller_reference {
+        Question::CallerReference(CallerReference::from_recorded(reference.clone()))
+    } else if let Some(message) = &args.message {
+        Question::Message { message: MessageId(message.clone()), distribution, since }
+    } else if let Some(key) = &args.idempotency_key {
+        Question::IdempotencyKey { key: key.clone(), since }
+    } else if let Some(path) = &args.path {
+        // Encoded as the worker encodes paths before it submits and records them.
+        let path = InvalidationPath::parse(path).with_context(|| format!("--path {path:?}"))?;
+        Question::Path { distribution: distribution.context("--path needs --distribution")?, path, since }
+    } else if args.failures {
+        Question::Failures { distribution, since, limit }
+    } else {
+        Question::Batches { distribution: distribution.context("--distribution is required")?, since, limit }
+    })
 }
 
-fn as_json(record: &BatchRecord) -> serde_json::Value {
-    serde_json::json!({
+fn time(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn as_json(row: &Row) -> Value {
+    match row {
+        Row::Batch(record) => batch_json(record),
+        Row::Covering { path, covered_by, batch } => {
+            let mut value = batch_json(batch);
+            value["path"] = json!(path);
+            value["covered_by"] = json!(covered_by);
+            value["match"] = json!(if covered_by == path { "exact" } else { "wildcard" });
+            value
+        }
+        Row::DeadLetter(record) => dead_letter_json(record),
+        Row::Key(claim) => key_json(claim),
+    }
+}
+
+fn batch_json(record: &BatchRecord) -> Value {
+    json!({
+        "kind": "batch",
         "distribution_id": record.distribution_id.as_str(),
         "caller_reference": record.caller_reference.as_str(),
-        "created_at": time(Some(record.created_at)),
+        "created_at": time(record.created_at),
         "status": record.status.as_str(),
         "invalidation_id": record.invalidation_id,
         "cloudfront_status": record.cloudfront_status,
-        "submitted_at": record.submitted_at.map(|t| time(Some(t))),
+        "submitted_at": record.submitted_at.map(time),
+        "completed_at": record.completed_at.map(time),
+        "time_to_complete_ms": record.time_to_complete.map(millis),
         "paths": record.paths,
         "requested_paths": record.requested_paths,
         "message_ids": record.message_ids.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
@@ -43,27 +97,164 @@ fn as_json(record: &BatchRecord) -> serde_json::Value {
     })
 }
 
-fn print_table(records: &[BatchRecord]) {
-    println!(
-        "{:<24}  {:<8}  {:<16}  {:<10}  {:>5}  {:>9}  {:>8}  {:<20}  CALLER REFERENCE",
-        "CREATED", "STATUS", "INVALIDATION", "CF STATUS", "PATHS", "REQUESTED", "MESSAGES", "REQUESTERS"
-    );
-    for r in records {
-        println!(
-            "{:<24}  {:<8}  {:<16}  {:<10}  {:>5}  {:>9}  {:>8}  {:<20}  {}",
-            time(Some(r.created_at)),
-            r.status.as_str(),
-            r.invalidation_id.as_deref().unwrap_or("-"),
-            r.cloudfront_status.as_deref().unwrap_or("-"),
-            r.paths.len(),
-            r.requested_paths,
-            r.message_ids.len(),
-            r.requesters.join(","),
-            r.caller_reference,
-        );
-        if let Some(failure) = &r.failure {
-            println!("    failure: {failure}");
+fn dead_letter_json(record: &DeadLetterRecord) -> Value {
+    json!({
+        "kind": "dead_letter",
+        "message_id": record.message_id.0,
+        "created_at": time(record.created_at),
+        "code": record.code,
+        "reason": record.reason,
+        "distribution_id": record.distribution_id.as_ref().map(|d| d.as_str()),
+        "requester": record.requester,
+    })
+}
+
+fn key_json(claim: &KeyRecord) -> Value {
+    json!({
+        "kind": "idempotency_key",
+        "key": claim.key,
+        "message_id": claim.message_id.0,
+        "distribution_id": claim.distribution_id.as_ref().map(|d| d.as_str()),
+        "created_at": time(claim.created_at),
+        "expires_at": time(claim.expires_at),
+    })
+}
+
+/// Whole seconds (`1m 40s`), or milliseconds under a second.
+fn short(duration: Duration) -> String {
+    match duration.as_secs() {
+        0 => format!("{}ms", duration.as_millis()),
+        seconds => humantime::format_duration(Duration::from_secs(seconds)).to_string(),
+    }
+}
+
+fn print_human(rows: &[Row]) {
+    for row in rows {
+        if let Row::Key(claim) = row {
+            let distribution = claim.distribution_id.as_ref().map_or("unknown", |d| d.as_str());
+            println!(
+                "idempotency key {:?}: first used by message {} (distribution {distribution}) at {}; later messages with it were deleted without an invalidation",
+                claim.key,
+                claim.message_id,
+                time(claim.created_at)
+            );
         }
     }
-    println!("{} batch(es)", records.len());
+    let batches = rows.iter().filter(|row| matches!(row, Row::Batch(_) | Row::Covering { .. })).count();
+    let dead_letters: Vec<&DeadLetterRecord> =
+        rows.iter().filter_map(|row| if let Row::DeadLetter(d) = row { Some(d) } else { None }).collect();
+    if batches > 0 || dead_letters.is_empty() {
+        print_batches(rows);
+        println!("{batches} batch(es)");
+    }
+    if !dead_letters.is_empty() {
+        print_dead_letters(&dead_letters);
+        println!("{} dead-lettered message(s)", dead_letters.len());
+    }
+}
+
+fn print_batches(rows: &[Row]) {
+    println!(
+        "{:<24}  {:<9}  {:<16}  {:<10}  {:>12}  {:>5}  {:>9}  {:>8}  {:<20}  CALLER REFERENCE",
+        "CREATED",
+        "STATUS",
+        "INVALIDATION",
+        "CF STATUS",
+        "COMPLETED IN",
+        "PATHS",
+        "REQUESTED",
+        "MESSAGES",
+        "REQUESTERS"
+    );
+    for row in rows {
+        let (record, coverage) = match row {
+            Row::Batch(record) => (record, None),
+            Row::Covering { path, covered_by, batch } => (batch, Some((path, covered_by))),
+            Row::DeadLetter(_) | Row::Key(_) => continue,
+        };
+        println!(
+            "{:<24}  {:<9}  {:<16}  {:<10}  {:>12}  {:>5}  {:>9}  {:>8}  {:<20}  {}",
+            time(record.created_at),
+            record.status.as_str(),
+            record.invalidation_id.as_deref().unwrap_or("-"),
+            record.cloudfront_status.as_deref().unwrap_or("-"),
+            record.time_to_complete.map_or_else(|| "-".to_owned(), short),
+            record.paths.len(),
+            record.requested_paths,
+            record.message_ids.len(),
+            record.requesters.join(","),
+            record.caller_reference,
+        );
+        if let Some(failure) = &record.failure {
+            println!("    failure: {failure}");
+        }
+        if let Some((path, covered_by)) = coverage {
+            let how = if covered_by == path { "exactly" } else { "by the wildcard" };
+            println!("    {path} invalidated {how} {covered_by}");
+        }
+    }
+}
+
+fn print_dead_letters(records: &[&DeadLetterRecord]) {
+    println!("{:<24}  {:<24}  {:<16}  {:<16}  MESSAGE ID", "DEAD-LETTERED", "CODE", "DISTRIBUTION", "REQUESTER");
+    for record in records {
+        println!(
+            "{:<24}  {:<24}  {:<16}  {:<16}  {}",
+            time(record.created_at),
+            record.code,
+            record.distribution_id.as_ref().map_or("-", |d| d.as_str()),
+            record.requester.as_deref().unwrap_or("-"),
+            record.message_id,
+        );
+        println!("    reason: {}", record.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn ask(args: &[&str]) -> Result<Question, String> {
+        let cli = Cli::try_parse_from(["cf-invalidator", "audit", "--table", "t"].iter().chain(args))
+            .map_err(|e| e.kind().to_string())?;
+        let Command::Audit(audit) = cli.command else { unreachable!() };
+        question(&audit, UNIX_EPOCH + Duration::from_secs(100_000)).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn each_flag_asks_its_question() {
+        let since = UNIX_EPOCH + Duration::from_secs(100_000 - 3_600);
+        assert!(
+            matches!(ask(&["--distribution", "EAAA", "--since", "1h"]), Ok(Question::Batches { since: s, limit: 100, .. }) if s == since)
+        );
+        assert_eq!(ask(&["--invalidation", "I1"]), Ok(Question::Invalidation("I1".into())));
+        assert!(matches!(ask(&["--caller-reference", "cfi-1"]), Ok(Question::CallerReference(_))));
+        assert!(matches!(ask(&["--message", "m-1"]), Ok(Question::Message { distribution: None, .. })));
+        assert!(matches!(
+            ask(&["--message", "m-1", "--distribution", "EAAA"]),
+            Ok(Question::Message { distribution: Some(_), .. })
+        ));
+        assert!(matches!(ask(&["--idempotency-key", "k"]), Ok(Question::IdempotencyKey { .. })));
+        let path = ask(&["--path", "/a b", "--distribution", "EAAA"]);
+        assert!(matches!(&path, Ok(Question::Path { path, .. }) if path.as_str() == "/a%20b"), "{path:?}");
+        assert!(matches!(ask(&["--failures"]), Ok(Question::Failures { distribution: None, .. })));
+        assert!(matches!(ask(&["--since", "100y", "--failures"]), Ok(Question::Failures { since: UNIX_EPOCH, .. })));
+    }
+
+    #[test]
+    fn refuses_ambiguous_or_incomplete_questions() {
+        assert!(ask(&["--invalidation", "I1", "--failures"]).unwrap_err().contains("cannot be used with"));
+        assert!(ask(&["--path", "/a"]).unwrap_err().contains("required"));
+        assert!(ask(&[]).unwrap_err().contains("required"));
+        assert!(ask(&["--path", "no-slash", "--distribution", "EAAA"]).unwrap_err().contains("--path"));
+    }
+
+    #[test]
+    fn durations_read_shortly() {
+        assert_eq!(short(Duration::from_millis(250)), "250ms");
+        assert_eq!(short(Duration::from_millis(100_900)), "1m 40s");
+    }
 }

@@ -34,6 +34,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease: 2 * Duration::from(args.visibility_timeout),
         retention: args.retention.into(),
         key_period: args.idempotency_period.into(),
+        completion_poll: args.completion_poll.into(),
+        completion_timeout: args.completion_timeout.into(),
         ..Settings::default()
     };
     ensure!(

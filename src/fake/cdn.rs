@@ -1,5 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -28,8 +29,18 @@ pub struct Created {
     pub at: Instant,
 }
 
+/// One GetInvalidation call as the fake received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCheck {
+    pub id: String,
+    /// On tokio's clock.
+    pub at: Instant,
+}
+
 /// CloudFront with its CallerReference semantics: a repeated reference with the same paths returns the first
-/// invalidation, with other paths `InvalidationBatchAlreadyExists`. Unknown distributions are refused.
+/// invalidation, with other paths `InvalidationBatchAlreadyExists`. Unknown distributions are refused. An
+/// invalidation is `InProgress` until the completion delay (zero unless set) has passed on tokio's clock since it
+/// was created, then `Completed`.
 #[derive(Debug, Default)]
 pub struct FakeCdn {
     pub faults: Faults<CdnError>,
@@ -43,6 +54,14 @@ struct State {
     refused_fragments: Vec<String>,
     by_reference: HashMap<(DistributionId, CallerReference), Created>,
     calls: Vec<CreateCall>,
+    completion_delay: Duration,
+    status_checks: Vec<StatusCheck>,
+}
+
+impl State {
+    fn status(&self, created: &Created) -> &'static str {
+        if created.at.elapsed() >= self.completion_delay { "Completed" } else { "InProgress" }
+    }
 }
 
 impl FakeCdn {
@@ -57,6 +76,16 @@ impl FakeCdn {
     /// `fragment`.
     pub fn refuse_paths_containing(&self, fragment: &str) {
         self.state.lock().unwrap().refused_fragments.push(fragment.to_owned());
+    }
+
+    /// Invalidations take this long to complete, as CloudFront's take seconds to minutes.
+    pub fn complete_after(&self, delay: Duration) {
+        self.state.lock().unwrap().completion_delay = delay;
+    }
+
+    /// Every GetInvalidation call received, in order.
+    pub fn status_checks(&self) -> Vec<StatusCheck> {
+        self.state.lock().unwrap().status_checks.clone()
     }
 
     /// Every call received, in order, failed ones included.
@@ -132,5 +161,14 @@ impl Cdn for FakeCdn {
             outcome: outcome.clone(),
         });
         outcome
+    }
+
+    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<Invalidation, CdnError> {
+        let mut state = self.state.lock().unwrap();
+        state.status_checks.push(StatusCheck { id: id.to_owned(), at: Instant::now() });
+        self.faults.take("get_invalidation")?;
+        let created = state.by_reference.values().find(|c| c.id == id && &c.distribution_id == distribution);
+        let created = created.ok_or_else(|| CdnError::NoSuchInvalidation(id.to_owned()))?;
+        Ok(Invalidation { id: id.to_owned(), status: state.status(created).to_owned() })
     }
 }

@@ -3,22 +3,41 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::faults::Faults;
+use crate::batch::merge::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
-use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
+use crate::ports::audit::{AuditLog, FailureRecord};
+use crate::ports::ledger::{
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     pub faults: Faults<LedgerError>,
     /// With the order of insertion, so records created in the same instant list in a reproducible order.
     records: Mutex<HashMap<CallerReference, (usize, BatchRecord)>>,
-    keys: Mutex<HashMap<String, (MessageId, SystemTime)>>,
+    keys: Mutex<HashMap<String, KeyRecord>>,
+    dead_letters: Mutex<HashMap<MessageId, DeadLetterRecord>>,
 }
 
 impl MemoryLedger {
+    /// Every batch record, oldest first, expired ones included.
     pub fn records(&self) -> Vec<BatchRecord> {
         let mut records: Vec<(usize, BatchRecord)> = self.records.lock().unwrap().values().cloned().collect();
         records.sort_by_key(|(inserted, record)| (record.created_at, *inserted));
         records.into_iter().map(|(_, record)| record).collect()
+    }
+
+    /// Every dead-letter record, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetterRecord> {
+        let mut records: Vec<DeadLetterRecord> = self.dead_letters.lock().unwrap().values().cloned().collect();
+        records.sort_by(|a, b| (a.created_at, &a.message_id).cmp(&(b.created_at, &b.message_id)));
+        records
+    }
+
+    /// Unexpired batch records, newest first.
+    fn live_records(&self) -> impl Iterator<Item = BatchRecord> {
+        let now = SystemTime::now();
+        self.records().into_iter().rev().filter(move |r| r.expires_at > now)
     }
 }
 
@@ -91,19 +110,107 @@ impl Ledger for MemoryLedger {
         &self,
         key: &str,
         message_id: &MessageId,
+        distribution: &DistributionId,
         now: SystemTime,
         expires_at: SystemTime,
     ) -> Result<KeyClaim, LedgerError> {
         self.faults.take("claim_key")?;
         let mut keys = self.keys.lock().unwrap();
         match keys.get(key) {
-            Some((first, until)) if first != message_id && *until > now => {
-                Ok(KeyClaim::Duplicate { first_message_id: first.clone() })
+            Some(claim) if &claim.message_id != message_id && claim.expires_at > now => {
+                Ok(KeyClaim::Duplicate { first_message_id: claim.message_id.clone() })
             }
             _ => {
-                keys.insert(key.to_owned(), (message_id.clone(), expires_at));
+                let claim = KeyRecord {
+                    key: key.to_owned(),
+                    message_id: message_id.clone(),
+                    distribution_id: Some(distribution.clone()),
+                    created_at: now,
+                    expires_at,
+                };
+                keys.insert(key.to_owned(), claim);
                 Ok(KeyClaim::First)
             }
         }
+    }
+
+    async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
+        self.faults.take("record_completion")?;
+        let mut records = self.records.lock().unwrap();
+        let (_, stored) = records
+            .get_mut(&completion.caller_reference)
+            .ok_or_else(|| LedgerError::Conflict(completion.caller_reference.to_string()))?;
+        stored.complete(completion);
+        Ok(())
+    }
+
+    async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
+        self.faults.take("record_dead_letter")?;
+        self.dead_letters.lock().unwrap().insert(record.message_id.clone(), record.clone());
+        Ok(())
+    }
+}
+
+impl AuditLog for MemoryLedger {
+    async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
+        Ok(self.live_records().find(|r| &r.caller_reference == caller_reference))
+    }
+
+    async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
+        Ok(self.live_records().find(|r| r.invalidation_id.as_deref() == Some(id)))
+    }
+
+    async fn batches_with_message(
+        &self,
+        message: &MessageId,
+        distribution: Option<&DistributionId>,
+        since: SystemTime,
+    ) -> Result<Vec<BatchRecord>, LedgerError> {
+        Ok(self
+            .live_records()
+            .filter(|r| distribution.is_none_or(|d| &r.distribution_id == d))
+            .filter(|r| r.created_at >= since && r.message_ids.contains(message))
+            .collect())
+    }
+
+    async fn latest_covering(
+        &self,
+        distribution: &DistributionId,
+        path: &str,
+        since: SystemTime,
+    ) -> Result<Option<BatchRecord>, LedgerError> {
+        Ok(self.live_records().find(|r| {
+            &r.distribution_id == distribution
+                && r.created_at >= since
+                && r.status.is_accepted()
+                && is_covered_by(path, &r.paths)
+        }))
+    }
+
+    async fn key_claim(&self, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
+        let now = SystemTime::now();
+        Ok(self.keys.lock().unwrap().get(key).filter(|k| k.expires_at > now).cloned())
+    }
+
+    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
+        let now = SystemTime::now();
+        Ok(self.dead_letters.lock().unwrap().get(message).filter(|d| d.expires_at > now).cloned())
+    }
+
+    async fn failures(&self, since: SystemTime, limit: usize) -> Result<Vec<FailureRecord>, LedgerError> {
+        let now = SystemTime::now();
+        let batches = self
+            .live_records()
+            .filter(|r| r.status == BatchStatus::Failed && r.created_at >= since)
+            .map(FailureRecord::Batch);
+        let dead_letters = self
+            .dead_letters()
+            .into_iter()
+            .filter(|d| d.created_at >= since && d.expires_at > now)
+            .map(FailureRecord::DeadLetter);
+        let mut failures: Vec<FailureRecord> = batches.chain(dead_letters).collect();
+        failures.sort_by_key(|f| std::cmp::Reverse(f.created_at()));
+        failures.truncate(limit);
+        Ok(failures)
     }
 }

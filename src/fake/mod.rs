@@ -9,7 +9,7 @@ mod faults;
 mod ledger;
 mod queue;
 
-pub use cdn::{CreateCall, Created, FakeCdn};
+pub use cdn::{CreateCall, Created, FakeCdn, StatusCheck};
 pub use faults::Faults;
 pub use ledger::MemoryLedger;
 pub use queue::{MemoryQueue, StoredMessage};

@@ -183,6 +183,27 @@ fn dedup(paths: &mut Vec<InvalidationPath>) {
     paths.retain(|path| seen.insert(path.clone()));
 }
 
+/// What a body says about itself even when it is not a valid request: recorded with a dead-lettered message so the
+/// audit can tell which distribution it was for and who sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyHints {
+    pub distribution_id: Option<DistributionId>,
+    pub requester: Option<String>,
+}
+
+impl BodyHints {
+    pub fn of(body: &str) -> Self {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+            return Self::default();
+        };
+        let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+        Self {
+            distribution_id: field("distribution_id").and_then(|d| DistributionId::parse(d).ok()),
+            requester: field("requester").map(str::to_owned),
+        }
+    }
+}
+
 /// Keeps reasons short enough for an SQS message attribute even when the offending path is 4,000+ characters.
 fn truncated(mut path: String) -> String {
     const SHOWN: usize = 200;
@@ -227,6 +248,17 @@ mod tests {
             let reason = parse_request(body).unwrap_err().to_string();
             assert!(reason.contains(expected), "{body}: {reason}");
         }
+    }
+
+    #[test]
+    fn hints_come_from_whatever_part_of_a_body_is_readable() {
+        let hints = BodyHints::of(r#"{"distribution_id":"E1","paths":["no-slash"],"requester":"ci"}"#);
+        assert_eq!(hints.distribution_id.as_ref().map(DistributionId::as_str), Some("E1"));
+        assert_eq!(hints.requester.as_deref(), Some("ci"));
+        let invalid_id = BodyHints::of(r#"{"distribution_id":"lower","requester":7}"#);
+        assert_eq!(invalid_id, BodyHints::default(), "an invalid id or a non-string requester is no hint");
+        assert_eq!(BodyHints::of("not json"), BodyHints::default());
+        assert_eq!(BodyHints::of("[1,2]"), BodyHints::default());
     }
 
     #[test]

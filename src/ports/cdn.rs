@@ -14,6 +14,13 @@ pub struct Invalidation {
     pub status: String,
 }
 
+impl Invalidation {
+    /// CloudFront says `Completed`; emulators have been seen to say `COMPLETED`.
+    pub fn is_completed(&self) -> bool {
+        self.status.eq_ignore_ascii_case("completed")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CdnError {
     #[error("CloudFront throttled the request: {0}")]
@@ -30,6 +37,8 @@ pub enum CdnError {
     BatchTooLarge(String),
     #[error("the CallerReference was already used for different paths: {0}")]
     BatchAlreadyExists(String),
+    #[error("invalidation does not exist: {0}")]
+    NoSuchInvalidation(String),
     #[error("no AWS credentials: {0}")]
     Credentials(String),
     #[error("CloudFront is unavailable, will retry: {0}")]
@@ -68,6 +77,7 @@ impl CdnError {
             Self::InvalidArgument(_) => "InvalidArgument",
             Self::BatchTooLarge(_) => "BatchTooLarge",
             Self::BatchAlreadyExists(_) => "InvalidationBatchAlreadyExists",
+            Self::NoSuchInvalidation(_) => "NoSuchInvalidation",
             Self::Credentials(_) => "Credentials",
             Self::Unavailable(_) => "ServiceUnavailable",
             Self::Other(_) => "Other",
@@ -75,14 +85,23 @@ impl CdnError {
     }
 }
 
-/// Contract: `create_invalidation` submits `paths` (1..=3,000 encoded paths) for `distribution`. Presenting a
-/// CallerReference again with the same paths returns the invalidation created the first time instead of
-/// creating (and billing) another; the same reference with different paths fails with `BatchAlreadyExists`.
+/// Contract:
+/// - `create_invalidation` submits `paths` (1..=3,000 encoded paths) for `distribution`. Presenting a
+///   CallerReference again with the same paths returns the invalidation created the first time instead of
+///   creating (and billing) another; the same reference with different paths fails with `BatchAlreadyExists`.
+/// - `get_invalidation` reports an invalidation of `distribution` by its id, with its current status (`InProgress`
+///   until it is `Completed`, compared case-insensitively); an unknown id fails with `NoSuchInvalidation`.
 pub trait Cdn: Send + Sync + 'static {
     fn create_invalidation(
         &self,
         distribution: &DistributionId,
         caller_reference: &CallerReference,
         paths: &[String],
+    ) -> impl Future<Output = Result<Invalidation, CdnError>> + Send;
+
+    fn get_invalidation(
+        &self,
+        distribution: &DistributionId,
+        id: &str,
     ) -> impl Future<Output = Result<Invalidation, CdnError>> + Send;
 }

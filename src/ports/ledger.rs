@@ -1,7 +1,7 @@
 //! The ledger (DynamoDB): one record per batch, written before CloudFront is called.
 
 use std::future::Future;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
@@ -9,11 +9,13 @@ use super::cdn::Invalidation;
 use crate::model::{CallerReference, DistributionId, MessageId};
 
 /// Life cycle: `Pending` (intent written, CloudFront maybe not called yet) → `Accepted` (CloudFront returned an
-/// invalidation id) or `Failed` (CloudFront refused the batch for good).
+/// invalidation id) → `Completed` (the worker that created it saw CloudFront report it completed); or `Pending` →
+/// `Failed` (CloudFront refused the batch for good).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchStatus {
     Pending,
     Accepted,
+    Completed,
     Failed,
 }
 
@@ -22,12 +24,19 @@ impl BatchStatus {
         match self {
             Self::Pending => "pending",
             Self::Accepted => "accepted",
+            Self::Completed => "completed",
             Self::Failed => "failed",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::Accepted, Self::Failed].into_iter().find(|status| status.as_str() == raw)
+        [Self::Pending, Self::Accepted, Self::Completed, Self::Failed].into_iter().find(|status| status.as_str() == raw)
+    }
+
+    /// Whether CloudFront accepted the batch: its invalidation exists, in progress or completed, and covers its
+    /// paths.
+    pub fn is_accepted(self) -> bool {
+        matches!(self, Self::Accepted | Self::Completed)
     }
 }
 
@@ -46,6 +55,11 @@ pub struct BatchRecord {
     pub invalidation_id: Option<String>,
     pub cloudfront_status: Option<String>,
     pub submitted_at: Option<SystemTime>,
+    /// When the worker that created the invalidation saw CloudFront report it completed (at most one poll
+    /// interval after it did).
+    pub completed_at: Option<SystemTime>,
+    /// From `submitted_at` to `completed_at`.
+    pub time_to_complete: Option<Duration>,
     pub failure: Option<String>,
     /// The worker that is submitting the batch, until `lease_until`; after that any worker may take it over.
     pub owner: String,
@@ -67,6 +81,51 @@ impl BatchRecord {
         self.status = BatchStatus::Failed;
         self.failure = Some(reason.to_owned());
     }
+
+    pub fn complete(&mut self, completion: &Completion) {
+        self.status = BatchStatus::Completed;
+        self.cloudfront_status = Some(completion.cloudfront_status.clone());
+        self.completed_at = Some(completion.completed_at);
+        self.time_to_complete = Some(completion.time_to_complete);
+    }
+}
+
+/// CloudFront reported an accepted batch's invalidation as completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub caller_reference: CallerReference,
+    /// As CloudFront spelled it (`Completed`; the emulator says `COMPLETED`).
+    pub cloudfront_status: String,
+    pub completed_at: SystemTime,
+    pub time_to_complete: Duration,
+}
+
+/// A message the worker moved to the dead-letter queue: item `dlq#<message_id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterRecord {
+    pub message_id: MessageId,
+    /// The `reason` attribute the message carries on the dead-letter queue.
+    pub reason: String,
+    /// A short, stable name for the reason (the metrics label), e.g. `malformed` or `NoSuchDistribution`.
+    pub code: String,
+    /// The distribution the body asked for, when it names a valid one.
+    pub distribution_id: Option<DistributionId>,
+    /// The body's `requester`, when it has one.
+    pub requester: Option<String>,
+    pub created_at: SystemTime,
+    pub expires_at: SystemTime,
+}
+
+/// A producer key's claim as stored: item `key#<key>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key: String,
+    /// The message that holds the claim: the one that was batched; later ones with the key were dropped.
+    pub message_id: MessageId,
+    /// `None` for claims written before the distribution was recorded.
+    pub distribution_id: Option<DistributionId>,
+    pub created_at: SystemTime,
+    pub expires_at: SystemTime,
 }
 
 /// Result of claiming a producer's idempotency key.
@@ -88,6 +147,10 @@ pub enum LedgerError {
     AccessDenied { table: String, message: String },
     #[error("no AWS credentials: {0}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with a role")]
     Credentials(String),
+    #[error(
+        "ledger table {table} lacks an index this version reads ({message}); run `cf-invalidator setup` with this table once to add it"
+    )]
+    MissingIndex { table: String, message: String },
     #[error("ledger unavailable, will retry: {0}")]
     Unavailable(String),
     #[error("ledger record {0} is missing or was changed by someone else")]
@@ -110,9 +173,13 @@ impl LedgerError {
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
 ///   it did; it never changes a record that is not pending or whose lease still runs.
-/// - `claim_key` records that `message_id` used the producer key `key` until `expires_at`; it answers
-///   `Duplicate` if another message holds an unexpired claim, and `First` otherwise (a repeated claim by the same
-///   message included).
+/// - `claim_key` records that `message_id` (for `distribution`) used the producer key `key` until `expires_at`; it
+///   answers `Duplicate` if another message holds an unexpired claim, and `First` otherwise (a repeated claim by
+///   the same message included).
+/// - `record_completion` makes an existing record `Completed` with the completion's fields, and fails with
+///   `Conflict` if there is no such record.
+/// - `record_dead_letter` stores the record of a dead-lettered message, replacing an earlier one for the same
+///   message id (a message can be dead-lettered twice if its delete failed).
 pub trait Ledger: Send + Sync + 'static {
     fn record_intent(&self, record: &BatchRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
@@ -137,7 +204,12 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         key: &str,
         message_id: &MessageId,
+        distribution: &DistributionId,
         now: SystemTime,
         expires_at: SystemTime,
     ) -> impl Future<Output = Result<KeyClaim, LedgerError>> + Send;
+
+    fn record_completion(&self, completion: &Completion) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    fn record_dead_letter(&self, record: &DeadLetterRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }

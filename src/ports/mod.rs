@@ -2,11 +2,14 @@
 //!
 //! The SDK adapters in `crate::aws` and the in-memory fakes in `crate::fake` implement these traits, and one
 //! contract-test suite (tests/contract.rs) runs against both, so the fakes cannot drift from the real services.
+//! `AuditLog` is the ledger's read side for operators.
 
+pub mod audit;
 pub mod cdn;
 pub mod ledger;
 pub mod queue;
 
+pub use audit::{AuditLog, FailureRecord};
 pub use cdn::{Cdn, CdnError, Invalidation};
-pub use ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
+pub use ledger::{BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError};
 pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};

@@ -135,13 +135,22 @@ def check_table(dynamodb, table_name):
           and {"AttributeName": "pk", "AttributeType": "S"} in table["AttributeDefinitions"], table["KeySchema"])
     check("table: on-demand billing", table.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST")
     indexes = {index["IndexName"]: index for index in table.get("GlobalSecondaryIndexes", [])}
-    index = indexes.get("by_distribution", {})
-    check("table: index by_distribution (distribution_id HASH, created_at RANGE, ALL)",
-          index.get("KeySchema") == [{"AttributeName": "distribution_id", "KeyType": "HASH"},
-                                     {"AttributeName": "created_at", "KeyType": "RANGE"}]
-          and index.get("Projection", {}).get("ProjectionType") == "ALL", indexes)
+    expected = {
+        "by_distribution": ([("distribution_id", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by_invalidation": ([("invalidation_id", "HASH")], "KEYS_ONLY"),
+        "by_outcome": ([("outcome", "HASH"), ("created_at", "RANGE")], "ALL"),
+    }
+    check("table: exactly the indexes by_distribution, by_invalidation, by_outcome", indexes.keys() == expected.keys(),
+          sorted(indexes))
+    for name, (keys, projection) in expected.items():
+        index = indexes.get(name, {})
+        schema = [{"AttributeName": attribute, "KeyType": kind} for attribute, kind in keys]
+        check(f"table: index {name} ({', '.join(f'{a} {k}' for a, k in keys)}, {projection})",
+              index.get("KeySchema") == schema and index.get("Projection", {}).get("ProjectionType") == projection,
+              index)
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
-    check("table: index keys are strings", (types.get("distribution_id"), types.get("created_at")) == ("S", "S"), types)
+    index_keys = ("distribution_id", "created_at", "invalidation_id", "outcome")
+    check("table: index keys are strings", all(types.get(key) == "S" for key in index_keys), types)
 
 
 def policy_document(raw):
@@ -284,10 +293,24 @@ def run_worker(sqs, cloudfront, dynamodb, outputs, distribution_id):
     check("one batch record in the ledger", len(items) == 1, items)
     if items:
         item = items[0]
-        check("ledger item status is accepted", item.get("status", {}).get("S") == "accepted", item.get("status"))
+        # Completed once the worker's tracker has seen CloudFront (the emulator) report it so.
+        check("ledger item status is accepted or completed",
+              item.get("status", {}).get("S") in ("accepted", "completed"), item.get("status"))
         check("ledger item holds the invalidation id",
               invalidation_id is not None and item.get("invalidation_id", {}).get("S") == invalidation_id,
               (item.get("invalidation_id"), invalidation_id))
+        found = dynamodb.query(TableName=table_name, IndexName="by_invalidation",
+                               KeyConditionExpression="invalidation_id = :id",
+                               ExpressionAttributeValues={":id": {"S": str(invalidation_id)}})["Items"]
+        check("by_invalidation finds the batch by its invalidation id",
+              [i["pk"]["S"] for i in found] == [item["pk"]["S"]], found)
+
+    dead_items = dynamodb.query(TableName=table_name, IndexName="by_outcome",
+                                KeyConditionExpression="outcome = :o",
+                                ExpressionAttributeValues={":o": {"S": "dead_lettered"}})["Items"]
+    check("by_outcome holds the dead-lettered message's record with its reason",
+          len(dead_items) == 1 and dead_items[0]["pk"]["S"].startswith("dlq#") and "reason" in dead_items[0],
+          dead_items)
 
     dead = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
                                WaitTimeSeconds=1).get("Messages", [])

@@ -1,0 +1,196 @@
+//! `AuditLog` on DynamoDB: the reads behind `cf-invalidator audit`. Costs per question are in docs/audit.md.
+
+use std::ops::ControlFlow;
+use std::time::SystemTime;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::warn;
+
+use super::{
+    DynamoLedger, INVALIDATION_INDEX, Item, KEY, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE,
+    dead_letter_from, dead_letter_key, epoch_seconds, key_item_key, key_of, key_record_from, page_size, record_from,
+    timestamp, unexpired,
+};
+use crate::aws::error::classify;
+use crate::batch::merge::is_covered_by;
+use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::ports::audit::{AuditLog, FailureRecord};
+use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, KeyRecord, LedgerError};
+
+/// Batches read per page while looking for the newest one covering a path: usually a recent one does, and
+/// DynamoDB bills what it reads, not what the filter keeps.
+const COVERING_PAGE: usize = 25;
+
+impl DynamoLedger {
+    /// The unexpired item with this key: one eventually consistent read.
+    async fn get(&self, key: AttributeValue) -> Result<Option<Item>, LedgerError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, key)
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(output.item().filter(|item| unexpired(item)).cloned())
+    }
+
+    /// Every unexpired batch holding `message` created at or after `since`, by reading the whole table.
+    async fn scan_for_message(&self, message: &MessageId, since: SystemTime) -> Result<Vec<BatchRecord>, LedgerError> {
+        warn!(table = %self.table, %message, "distribution unknown: scanning the whole table, every item is read and billed; give --distribution to query one distribution's batches instead");
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(
+                "begins_with(#pk, :batch) AND created_at >= :since AND #ttl > :now AND contains(message_ids, :m)",
+            )
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":batch", AttributeValue::S("batch#".into()))
+            .expression_attribute_values(":since", timestamp(since))
+            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
+            .expression_attribute_values(":m", AttributeValue::S(message.0.clone()));
+        let mut records = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page =
+                scan.clone().set_exclusive_start_key(start_key).send().await.map_err(|e| self.error(classify(&e)))?;
+            for item in page.items() {
+                records.push(record_from(item)?);
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                break;
+            }
+        }
+        records.sort_by_key(|record| std::cmp::Reverse(record.created_at));
+        Ok(records)
+    }
+
+    /// The newest unexpired items of one `by_outcome` partition created at or after `since`, at most `limit`.
+    async fn outcomes(
+        &self,
+        outcome: &str,
+        since: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<FailureRecord>, LedgerError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OUTCOME_INDEX)
+            .key_condition_expression("outcome = :outcome AND created_at >= :since")
+            .filter_expression("#ttl > :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":outcome", AttributeValue::S(outcome.to_owned()))
+            .expression_attribute_values(":since", timestamp(since))
+            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
+            .scan_index_forward(false)
+            .limit(page_size(limit));
+        let mut found = Vec::new();
+        self.each_item(query, |item| {
+            found.push(match outcome {
+                OUTCOME_FAILED => FailureRecord::Batch(record_from(item)?),
+                _ => FailureRecord::DeadLetter(dead_letter_from(item)?),
+            });
+            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
+        Ok(found)
+    }
+}
+
+impl AuditLog for DynamoLedger {
+    async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
+        self.get(key_of(caller_reference)).await?.map(|item| record_from(&item)).transpose()
+    }
+
+    async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
+        // The index holds keys only: find the key, then read the item.
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INVALIDATION_INDEX)
+            .key_condition_expression("invalidation_id = :id")
+            .expression_attribute_values(":id", AttributeValue::S(id.to_owned()));
+        let mut keys = Vec::new();
+        self.each_item(query, |item| {
+            keys.extend(item.get(KEY).cloned());
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        for key in keys {
+            if let Some(item) = self.get(key).await? {
+                return record_from(&item).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn batches_with_message(
+        &self,
+        message: &MessageId,
+        distribution: Option<&DistributionId>,
+        since: SystemTime,
+    ) -> Result<Vec<BatchRecord>, LedgerError> {
+        let Some(distribution) = distribution else {
+            return self.scan_for_message(message, since).await;
+        };
+        let query = self
+            .distribution_query(distribution, since, Some("contains(message_ids, :m)"))
+            .expression_attribute_values(":m", AttributeValue::S(message.0.clone()));
+        let mut records = Vec::new();
+        self.each_item(query, |item| {
+            records.push(record_from(item)?);
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(records)
+    }
+
+    async fn latest_covering(
+        &self,
+        distribution: &DistributionId,
+        path: &str,
+        since: SystemTime,
+    ) -> Result<Option<BatchRecord>, LedgerError> {
+        let query = self
+            .distribution_query(distribution, since, Some("#status IN (:accepted, :completed)"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":accepted", AttributeValue::S(BatchStatus::Accepted.as_str().into()))
+            .expression_attribute_values(":completed", AttributeValue::S(BatchStatus::Completed.as_str().into()))
+            .limit(page_size(COVERING_PAGE));
+        let mut found = None;
+        self.each_item(query, |item| {
+            let record = record_from(item)?;
+            if !is_covered_by(path, &record.paths) {
+                return Ok(ControlFlow::Continue(()));
+            }
+            found = Some(record);
+            Ok(ControlFlow::Break(()))
+        })
+        .await?;
+        Ok(found)
+    }
+
+    async fn key_claim(&self, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
+        self.get(key_item_key(key)).await?.map(|item| key_record_from(key, &item)).transpose()
+    }
+
+    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
+        self.get(dead_letter_key(message)).await?.map(|item| dead_letter_from(&item)).transpose()
+    }
+
+    async fn failures(&self, since: SystemTime, limit: usize) -> Result<Vec<FailureRecord>, LedgerError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut failures = self.outcomes(OUTCOME_FAILED, since, limit).await?;
+        failures.extend(self.outcomes(OUTCOME_DEAD_LETTERED, since, limit).await?);
+        failures.sort_by_key(|failure| std::cmp::Reverse(failure.created_at()));
+        failures.truncate(limit);
+        Ok(failures)
+    }
+}

@@ -1,0 +1,71 @@
+//! Reading the ledger back for operators (the `audit` command). The worker never calls these, so its role needs
+//! no read permissions beyond `dynamodb:Query` on `by_distribution`.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use super::ledger::{BatchRecord, DeadLetterRecord, KeyRecord, LedgerError};
+use crate::model::{CallerReference, DistributionId, MessageId};
+
+/// Something that went wrong: a batch CloudFront refused, or a message moved to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureRecord {
+    Batch(BatchRecord),
+    DeadLetter(DeadLetterRecord),
+}
+
+impl FailureRecord {
+    pub fn created_at(&self) -> SystemTime {
+        match self {
+            Self::Batch(record) => record.created_at,
+            Self::DeadLetter(record) => record.created_at,
+        }
+    }
+}
+
+/// Contract (every answer leaves out expired items, as `Ledger::list` does):
+/// - `batch` returns the record with this CallerReference.
+/// - `batch_by_invalidation` returns the record CloudFront's invalidation `id` belongs to (only accepted and
+///   completed records have one).
+/// - `batches_with_message` returns the records created at or after `since` whose `message_ids` hold `message`,
+///   newest first: of `distribution` only when given (a query), otherwise of the whole table (a scan).
+/// - `latest_covering` returns the newest accepted or completed record of `distribution` created at or after
+///   `since` whose paths cover `path` (the path itself, or a wildcard prefix of it).
+/// - `key_claim` returns the claim of a producer key; `dead_letter` the record of a dead-lettered message.
+/// - `failures` returns failed batch records and dead-letter records created at or after `since`, newest first,
+///   at most `limit`.
+pub trait AuditLog: Send + Sync + 'static {
+    fn batch(
+        &self,
+        caller_reference: &CallerReference,
+    ) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
+
+    fn batch_by_invalidation(&self, id: &str) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
+
+    fn batches_with_message(
+        &self,
+        message: &MessageId,
+        distribution: Option<&DistributionId>,
+        since: SystemTime,
+    ) -> impl Future<Output = Result<Vec<BatchRecord>, LedgerError>> + Send;
+
+    fn latest_covering(
+        &self,
+        distribution: &DistributionId,
+        path: &str,
+        since: SystemTime,
+    ) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
+
+    fn key_claim(&self, key: &str) -> impl Future<Output = Result<Option<KeyRecord>, LedgerError>> + Send;
+
+    fn dead_letter(
+        &self,
+        message: &MessageId,
+    ) -> impl Future<Output = Result<Option<DeadLetterRecord>, LedgerError>> + Send;
+
+    fn failures(
+        &self,
+        since: SystemTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<FailureRecord>, LedgerError>> + Send;
+}

@@ -1,0 +1,366 @@
+//! The five audit questions, each asked through the real binary against a ledger the worker filled on the
+//! emulator. The emulator completes invalidations at once, so the worker's tracker marks them completed.
+//!
+//! The fill, shared by the tests: distribution D gets two batches.
+//! - batch A (first wave): alice's `/index.html` and `/img/logo.png` with idempotency key `deploy-<run>`, and
+//!   bob's `/img/*`, merged to `/img/*` and `/index.html`;
+//! - batch B (second wave): erin's `/index.html`; a second message with alice's key is dropped as a duplicate.
+//!
+//! The first wave also holds carol's message with a path lacking its `/` (dead-lettered at intake) and dave's
+//! request for a distribution that does not exist (a failed batch, then dead-lettered).
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cf_invalidator::aws::cloudfront::CloudFront;
+use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::aws::sqs::SqsQueue;
+use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::{BatchStatus, Ledger};
+use cf_invalidator::worker::{self, Exit, Services, Settings};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+const UNKNOWN_DISTRIBUTION: &str = "EUNKNOWN00000";
+
+/// What the worker left behind, as the tests need it.
+#[derive(Debug)]
+struct Filled {
+    table: String,
+    distribution: DistributionId,
+    key: String,
+    /// Message ids by sender.
+    alice: String,
+    alice_again: String,
+    carol: String,
+    dave: String,
+    erin: String,
+    /// (invalidation id, CallerReference) of batches A and B, as CloudFront recorded them.
+    batch_a: (String, String),
+    batch_b: (String, String),
+}
+
+static FILLED: OnceCell<Filled> = OnceCell::const_new();
+
+async fn filled() -> &'static Filled {
+    FILLED.get_or_init(fill).await
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, body: Value) -> String {
+    let sent = sqs.send_message().queue_url(queue_url).message_body(body.to_string()).send().await.unwrap();
+    sent.message_id().unwrap().to_owned()
+}
+
+/// Until the queue is empty and every batch recorded on `distribution` is completed.
+async fn settled(sqs: &aws_sdk_sqs::Client, queue_url: &str, ledger: &DynamoLedger, distribution: &DistributionId) {
+    let done = common::wait_until(Duration::from_secs(60), || async {
+        let records = ledger.list(distribution, std::time::UNIX_EPOCH, 10).await.unwrap();
+        common::queue_depth(sqs, queue_url).await == (0, 0)
+            && !records.is_empty()
+            && records.iter().all(|r| r.status == BatchStatus::Completed)
+    })
+    .await;
+    assert!(done, "the worker did not settle");
+}
+
+async fn fill() -> Filled {
+    let config = common::emulator().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let cloudfront = common::cloudfront(&config);
+    let queues = common::create_queues(&config).await;
+    let table = common::create_table(&config).await;
+    let distribution = common::create_distribution(&cloudfront).await;
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table);
+    let key = common::unique("deploy");
+    let d = distribution.as_str();
+
+    let services = Services {
+        queue: Arc::new(SqsQueue::new(sqs.clone(), &queues.queue_url)),
+        dead_letter: Some(Arc::new(SqsQueue::new(sqs.clone(), &queues.dead_letter_url))),
+        cdn: Arc::new(CloudFront::new(cloudfront.clone())),
+        ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table)),
+    };
+    let settings = Settings {
+        window: Duration::from_secs(2),
+        receive_wait: Duration::from_secs(1),
+        create_rate: 10.0,
+        completion_poll: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let url = queues.queue_url.as_str();
+    // The producers' side, run while the worker works; when it returns, the worker shuts down.
+    let produce = async {
+        let alice = send(
+            &sqs,
+            url,
+            json!({"distribution_id": d, "paths": ["/index.html", "/img/logo.png"], "requester": "alice", "idempotency_key": key}),
+        )
+        .await;
+        send(&sqs, url, json!({"distribution_id": d, "paths": ["/img/*"], "requester": "bob"})).await;
+        let carol = send(&sqs, url, json!({"distribution_id": d, "paths": ["no-slash"], "requester": "carol"})).await;
+        let dave =
+            send(&sqs, url, json!({"distribution_id": UNKNOWN_DISTRIBUTION, "paths": ["/x"], "requester": "dave"}))
+                .await;
+        settled(&sqs, url, &ledger, &distribution).await;
+        let erin = send(&sqs, url, json!({"distribution_id": d, "paths": ["/index.html"], "requester": "erin"})).await;
+        let alice_again = send(
+            &sqs,
+            url,
+            json!({"distribution_id": d, "paths": ["/about.html"], "requester": "alice", "idempotency_key": key}),
+        )
+        .await;
+        common::wait_until(Duration::from_secs(60), || async {
+            ledger.list(&distribution, std::time::UNIX_EPOCH, 10).await.unwrap().len() == 2
+        })
+        .await;
+        settled(&sqs, url, &ledger, &distribution).await;
+        (alice, alice_again, carol, dave, erin)
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shutdown = async {
+        let _ = tx.send(produce.await);
+    };
+    assert_eq!(worker::run(services, settings, shutdown).await, Exit::Drained);
+    let (alice, alice_again, carol, dave, erin) = rx.await.unwrap();
+
+    let mut invalidations = common::invalidations(&cloudfront, &distribution).await;
+    assert_eq!(invalidations.len(), 2, "{invalidations:?}");
+    invalidations.sort_by_key(|i| i.paths.len());
+    let batch = |n: usize| (invalidations[n].id.clone(), invalidations[n].caller_reference.clone());
+    // B holds one path, A two.
+    let (batch_b, batch_a) = (batch(0), batch(1));
+    assert_eq!(invalidations[1].paths, ["/img/*", "/index.html"]);
+    Filled { table, distribution, key, alice, alice_again, carol, dave, erin, batch_a, batch_b }
+}
+
+fn audit(filled: &Filled, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_cf-invalidator"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["audit", "--table", &filled.table])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "audit {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The `--json` answer, one object per line.
+fn audit_json(filled: &Filled, args: &[&str]) -> Vec<Value> {
+    let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    audit(filled, &args).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+/// A completed batch as the worker records it: invalidation id, requesters, and a measured time to complete.
+fn assert_completed_batch(row: &Value, (invalidation_id, caller_reference): &(String, String), requesters: &[&str]) {
+    assert_eq!(row["kind"], "batch", "{row}");
+    assert_eq!(row["invalidation_id"], invalidation_id.as_str(), "{row}");
+    assert_eq!(row["caller_reference"], caller_reference.as_str(), "{row}");
+    assert_eq!(row["status"], "completed", "{row}");
+    assert!(row["cloudfront_status"].as_str().unwrap().eq_ignore_ascii_case("completed"), "{row}");
+    assert!(row["completed_at"].is_string(), "{row}");
+    assert!(row["time_to_complete_ms"].as_u64().is_some(), "{row}");
+    assert_eq!(row["requesters"], json!(requesters), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_1_invalidations_of_a_distribution_in_a_time_range_newest_first() {
+    let filled = filled().await;
+    let d = filled.distribution.as_str();
+    let rows = audit_json(filled, &["--distribution", d, "--since", "1h"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_completed_batch(&rows[0], &filled.batch_b, &["erin"]);
+    assert_completed_batch(&rows[1], &filled.batch_a, &["alice", "bob"]);
+    assert_eq!(rows[1]["paths"], json!(["/img/*", "/index.html"]));
+    assert_eq!(rows[1]["requested_paths"], 3);
+
+    assert_eq!(audit_json(filled, &["--distribution", d, "--since", "1h", "--limit", "1"]).len(), 1);
+    let table = audit(filled, &["--distribution", d]);
+    assert!(table.contains(&filled.batch_a.0) && table.contains(&filled.batch_b.0), "{table}");
+    assert!(table.contains("completed") && table.contains("2 batch(es)"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_2_one_invalidation_by_its_id_and_by_its_caller_reference() {
+    let filled = filled().await;
+    let by_id = audit_json(filled, &["--invalidation", &filled.batch_a.0]);
+    assert_eq!(by_id.len(), 1, "{by_id:?}");
+    assert_completed_batch(&by_id[0], &filled.batch_a, &["alice", "bob"]);
+
+    let by_reference = audit_json(filled, &["--caller-reference", &filled.batch_b.1]);
+    assert_eq!(by_reference.len(), 1, "{by_reference:?}");
+    assert_completed_batch(&by_reference[0], &filled.batch_b, &["erin"]);
+
+    assert!(audit_json(filled, &["--invalidation", "INOSUCHINVALIDATION"]).is_empty());
+    let table = audit(filled, &["--invalidation", &filled.batch_b.0]);
+    assert!(table.contains(&filled.batch_b.1) && table.contains("1 batch(es)"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_3_what_happened_to_a_message_and_to_an_idempotency_key() {
+    let filled = filled().await;
+    let d = filled.distribution.as_str();
+
+    // Alice's message: in batch A, whether found by a query of its distribution or by a scan of the table.
+    for args in [vec!["--message", filled.alice.as_str(), "--distribution", d], vec!["--message", &filled.alice]] {
+        let rows = audit_json(filled, &args);
+        assert_eq!(rows.len(), 1, "{args:?}: {rows:?}");
+        assert_completed_batch(&rows[0], &filled.batch_a, &["alice", "bob"]);
+        assert!(rows[0]["message_ids"].as_array().unwrap().contains(&json!(filled.alice)));
+    }
+
+    let rows = audit_json(filled, &["--message", &filled.erin, "--distribution", d]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_completed_batch(&rows[0], &filled.batch_b, &["erin"]);
+
+    // Her key: held by her first message; the second one with it went nowhere.
+    let rows = audit_json(filled, &["--idempotency-key", &filled.key]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["kind"], "idempotency_key");
+    assert_eq!(rows[0]["message_id"], filled.alice.as_str());
+    assert_eq!(rows[0]["distribution_id"], d);
+    assert_completed_batch(&rows[1], &filled.batch_a, &["alice", "bob"]);
+    assert!(audit_json(filled, &["--message", &filled.alice_again, "--distribution", d]).is_empty());
+
+    // Dave's message: a failed batch, then the dead-letter queue.
+    let rows = audit_json(filled, &["--message", &filled.dave]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((&rows[0]["kind"], &rows[0]["status"]), (&json!("batch"), &json!("failed")));
+    assert_eq!(rows[0]["distribution_id"], UNKNOWN_DISTRIBUTION);
+    assert!(rows[0]["failure"].as_str().unwrap().contains("does not exist"), "{rows:?}");
+    assert_eq!(rows[1]["kind"], "dead_letter");
+    assert_eq!(rows[1]["code"], "NoSuchDistribution");
+    assert_eq!(rows[1]["requester"], "dave");
+
+    let table = audit(filled, &["--idempotency-key", &filled.key]);
+    assert!(table.contains(&format!("first used by message {}", filled.alice)), "{table}");
+    assert!(table.contains(&filled.batch_a.0), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_4_when_a_path_was_last_invalidated_and_by_which_batch() {
+    let filled = filled().await;
+    let d = filled.distribution.as_str();
+
+    let rows = audit_json(filled, &["--path", "/img/logo.png", "--distribution", d]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_completed_batch(&rows[0], &filled.batch_a, &["alice", "bob"]);
+    assert_eq!((&rows[0]["covered_by"], &rows[0]["match"]), (&json!("/img/*"), &json!("wildcard")));
+
+    // Both batches invalidated /index.html: B is the later one.
+    let rows = audit_json(filled, &["--path", "/index.html", "--distribution", d]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_completed_batch(&rows[0], &filled.batch_b, &["erin"]);
+    assert_eq!((&rows[0]["path"], &rows[0]["match"]), (&json!("/index.html"), &json!("exact")));
+
+    assert!(audit_json(filled, &["--path", "/about.html", "--distribution", d]).is_empty(), "the duplicate's path");
+    let table = audit(filled, &["--path", "/img/a/b.png", "--distribution", d]);
+    assert!(table.contains("/img/a/b.png invalidated by the wildcard /img/*"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_5_failures_and_dead_letter_sends_in_a_time_range() {
+    let filled = filled().await;
+    let d = filled.distribution.as_str();
+
+    let rows = audit_json(filled, &["--failures", "--since", "1h"]);
+    let failed: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "batch").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    assert_eq!((&failed[0]["status"], &failed[0]["distribution_id"]), (&json!("failed"), &json!(UNKNOWN_DISTRIBUTION)));
+    assert_eq!(failed[0]["requesters"], json!(["dave"]));
+    assert_eq!(failed[0]["message_ids"], json!([filled.dave]));
+    let dead: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "dead_letter").collect();
+    assert_eq!(dead.len(), 2, "{rows:?}");
+    let carol = dead.iter().find(|r| r["message_id"] == filled.carol.as_str()).expect("carol's message");
+    assert_eq!(
+        (&carol["code"], &carol["distribution_id"], &carol["requester"]),
+        (&json!("invalid_path"), &json!(d), &json!("carol"))
+    );
+    assert!(carol["reason"].as_str().unwrap().contains("must start with '/'"), "{carol}");
+    assert!(dead.iter().any(|r| r["message_id"] == filled.dave.as_str() && r["code"] == "NoSuchDistribution"));
+    let times: Vec<&str> = rows.iter().map(|r| r["created_at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|pair| pair[0] >= pair[1]), "newest first: {times:?}");
+
+    // One distribution's failures; and none in a range that ends before the worker ran.
+    let rows = audit_json(filled, &["--failures", "--distribution", d]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["message_id"], filled.carol.as_str());
+    assert!(audit_json(filled, &["--failures", "--since", "1ms"]).is_empty());
+
+    let table = audit(filled, &["--failures"]);
+    assert!(table.contains("1 batch(es)") && table.contains("2 dead-lettered message(s)"), "{table}");
+    assert!(table.contains("NoSuchDistribution") && table.contains("invalid_path"), "{table}");
+}
+
+/// A table as `setup` created it before the audit indexes existed.
+async fn create_old_table(config: &aws_config::SdkConfig) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType,
+    };
+    let table = common::unique("cfi-old-ledger");
+    let attribute =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+    let by_distribution = GlobalSecondaryIndex::builder()
+        .index_name("by_distribution")
+        .key_schema(key("distribution_id", KeyType::Hash))
+        .key_schema(key("created_at", KeyType::Range))
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .unwrap();
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk").unwrap())
+        .attribute_definitions(attribute("distribution_id").unwrap())
+        .attribute_definitions(attribute("created_at").unwrap())
+        .key_schema(key("pk", KeyType::Hash))
+        .global_secondary_indexes(by_distribution)
+        .send()
+        .await
+        .unwrap();
+    table
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_adds_the_audit_indexes_to_a_table_an_older_version_created() {
+    let config = common::emulator().await;
+    let table = create_old_table(&config).await;
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cf-invalidator"))
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let refused = run(&["audit", "--table", &table, "--invalidation", "I1"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("lacks an index this version reads") && stderr.contains("cf-invalidator setup"),
+        "{stderr}"
+    );
+
+    let setup = run(&["setup", "--queue-name", &common::unique("old"), "--table", &table]);
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let described = aws_sdk_dynamodb::Client::new(&config).describe_table().table_name(&table).send().await.unwrap();
+    let mut indexes: Vec<&str> =
+        described.table().unwrap().global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, ["by_distribution", "by_invalidation", "by_outcome"]);
+    for question in [["--invalidation", "I1"], ["--failures", "--json"]] {
+        let answered = run(&["audit", "--table", &table, question[0], question[1]]);
+        assert!(answered.status.success(), "{}", String::from_utf8_lossy(&answered.stderr));
+    }
+}
