@@ -169,6 +169,11 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     assert_eq!((taken[0].owner.as_str(), taken[0].lease_until), ("worker-b", new_lease));
     assert!(!ledger.take_over(&accepted.caller_reference, "worker-b", millis(u64::MAX / 4), new_lease).await.unwrap());
 
+    // Requesters are producers' free text: even an essay must not make the record too big to store.
+    let mut chatty = record(&distribution, base + 7_000);
+    chatty.requesters = vec!["x".repeat(500_000), "ci".into()];
+    ledger.record_intent(&chatty).await.expect("a huge requester does not break the record");
+
     // Producer keys: the first message wins for the period; its own redelivery is not a duplicate.
     let key = format!("deploy-{}", CallerReference::mint());
     let (first, second) = (MessageId("m-first".into()), MessageId("m-second".into()));

@@ -60,7 +60,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_rebatches_under_a_new
     }
     println!("kills done at {:?}", started.elapsed());
     let mut last = worker(&queues.queue_url, &table);
-    let drained = common::wait_until(Duration::from_secs(240), || async {
+    // moto slows down as 2,000 messages pile up; on a loaded 2-core machine the drain has taken 210 s.
+    let drained = common::wait_until(Duration::from_secs(420), || async {
         common::queue_depth(&sqs, &queues.queue_url).await == (0, 0)
     })
     .await;

@@ -48,6 +48,10 @@ const MAX_TEXT_BYTES: usize = 1_024;
 /// rest. A record whose lists were cut says so in `paths_truncated`/`message_ids_truncated`.
 const MAX_PATH_BYTES: usize = 250_000;
 const MAX_MESSAGE_ID_BYTES: usize = 100_000;
+/// Requesters are free text from producers: each is cut to this many bytes, and all of them together to
+/// REQUESTERS_BYTES, so a producer's essay cannot push a batch record over the item limit.
+const MAX_REQUESTER_BYTES: usize = 256;
+const REQUESTERS_BYTES: usize = 20_000;
 
 #[derive(Debug, Clone)]
 pub struct DynamoLedger {
@@ -216,8 +220,9 @@ fn intent_item(record: &BatchRecord) -> Item {
         ("lease_until".into(), epoch_millis(record.lease_until)),
         (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
     ]);
-    if !record.requesters.is_empty() {
-        item.insert("requesters".into(), AttributeValue::Ss(record.requesters.clone()));
+    let requesters = requesters_within_limits(&record.requesters);
+    if !requesters.is_empty() {
+        item.insert("requesters".into(), AttributeValue::Ss(requesters));
     }
     if paths_truncated {
         item.insert("paths_truncated".into(), AttributeValue::Bool(true));
@@ -226,6 +231,24 @@ fn intent_item(record: &BatchRecord) -> Item {
         item.insert("message_ids_truncated".into(), AttributeValue::Bool(true));
     }
     item
+}
+
+fn requesters_within_limits(requesters: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    let mut used = 0;
+    for requester in requesters {
+        let cut = (0..=requester.len().min(MAX_REQUESTER_BYTES)).rev().find(|&i| requester.is_char_boundary(i));
+        let short = &requester[..cut.unwrap_or(0)];
+        used += short.len();
+        if used > REQUESTERS_BYTES {
+            break;
+        }
+        // A string set holds distinct values: two requesters that agree on their first bytes are one.
+        if !kept.iter().any(|k| k == short) {
+            kept.push(short.to_owned());
+        }
+    }
+    kept
 }
 
 fn string(item: &Item, name: &str) -> Option<String> {
