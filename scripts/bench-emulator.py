@@ -73,10 +73,11 @@ def workload(messages, distribution_ids, seed):
                     "wildcards": wildcards / paths_total, "distributions": len({json.loads(b)["distribution_id"] for b in bodies})}
 
 
-def cpu_seconds(pid):
+def cpu_seconds(pid, kinds=(11, 12)):
+    """utime+stime (or just one of them) of a process and all its threads, in seconds."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return sum(int(fields[k]) for k in kinds) / TICKS
 
 
 def create_distributions(count):
@@ -124,7 +125,7 @@ def measure(consumer, args, name, bodies, log_dir):
     load(queue_url, bodies)
     log = open(os.path.join(log_dir, f"{name}.log"), "w+")
     if consumer == "worker":
-        command = [args.binary, "run", "--queue-url", queue_url, "--table", name, "--window", f"{args.window}s",
+        command = args.worker_prefix.split() + [args.binary, "run", "--queue-url", queue_url, "--table", name, "--window", f"{args.window}s",
                    "--create-rate", "1000", "--create-burst", "1000"]
         ready_text = "worker started"
     else:
@@ -142,16 +143,17 @@ def measure(consumer, args, name, bodies, log_dir):
             if process.poll() is not None or time.monotonic() - started > 60:
                 raise SystemExit(f"{consumer} did not start; see {log.name}")
             time.sleep(0.005)
-        ready_at, cpu_ready = time.monotonic(), cpu_seconds(process.pid)
+        ready_at, cpu_ready, sys_ready = time.monotonic(), cpu_seconds(process.pid), cpu_seconds(process.pid, (12,))
         while not queue_empty(sqs, queue_url):
             if process.poll() is not None or time.monotonic() - ready_at > args.timeout:
                 raise SystemExit(f"{consumer} did not empty the queue; see {log.name}")
             time.sleep(0.1)
-        emptied_at, cpu_empty = time.monotonic(), cpu_seconds(process.pid)
+        emptied_at, cpu_empty, sys_empty = time.monotonic(), cpu_seconds(process.pid), cpu_seconds(process.pid, (12,))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-    return {"cpu": cpu_empty - cpu_ready, "cpu_with_startup": cpu_empty, "wall": emptied_at - ready_at}
+    return {"cpu": cpu_empty - cpu_ready, "sys": sys_empty - sys_ready, "cpu_with_startup": cpu_empty,
+            "wall": emptied_at - ready_at}
 
 
 def main():
@@ -163,6 +165,9 @@ def main():
     parser.add_argument("--window", type=int, default=1, help="seconds, for both consumers")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--consumers", default="worker,baseline", help="which consumers to run, in this order")
+    parser.add_argument("--worker-prefix", default="",
+                        help="command prefix for the worker, e.g. 'valgrind --tool=callgrind' to profile it")
     args = parser.parse_args()
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
     host = urlparse(endpoint).hostname or ""
@@ -177,24 +182,28 @@ def main():
     print(f"workload: seed {args.seed}, {shape['messages']} messages, {shape['paths']} paths "
           f"({shape['paths'] / shape['messages']:.2f} per message), {100 * shape['repeats']:.1f} % repeats, "
           f"{100 * shape['wildcards']:.2f} % wildcards, {shape['distributions']} of {len(ids)} distributions used")
-    results = {"worker": [], "baseline": []}
+    consumers = args.consumers.split(",")
+    results = {consumer: [] for consumer in consumers}
     tag = uuid.uuid4().hex[:6]
     for run in range(1, args.runs + 1):
-        for consumer in ("worker", "baseline"):
+        for consumer in consumers:
             before = invalidation_count(ids)
             result = measure(consumer, args, f"bench-{tag}-{run}-{consumer}", bodies, log_dir)
             result["invalidations"] = invalidation_count(ids) - before
             results[consumer].append(result)
             print(f"  run {run} {consumer:<8} CPU {result['cpu']:.3f} s ({1e6 * result['cpu'] / args.messages:7.1f} µs/msg; "
-                  f"{result['cpu_with_startup']:.3f} s with start-up), queue emptied in {result['wall']:.1f} s, "
+                  f"{result['cpu_with_startup']:.3f} s with start-up; {result['sys']:.3f} s of it in the kernel), queue emptied in {result['wall']:.1f} s, "
                   f"{result['invalidations']} invalidations", flush=True)
 
     def med(consumer, key):
         return statistics.median(r[key] for r in results[consumer])
 
+    if consumers != ["worker", "baseline"]:
+        return
     print()
     print(f"medians of {args.runs} runs              | worker | baseline")
     for label, key, scale, fmt in [("CPU µs per message (ready → empty)", "cpu", 1e6 / args.messages, "{:.1f}"),
+                                   ("  of which in the kernel", "sys", 1e6 / args.messages, "{:.1f}"),
                                    ("CPU µs per message incl. start-up", "cpu_with_startup", 1e6 / args.messages, "{:.1f}"),
                                    ("seconds until the queue was empty", "wall", 1, "{:.1f}"),
                                    ("invalidations created", "invalidations", 1, "{:.0f}")]:
