@@ -60,8 +60,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_rebatches_under_a_new
     }
     println!("kills done at {:?}", started.elapsed());
     let mut last = worker(&queues.queue_url, &table);
-    // moto slows down as 2,000 messages pile up; on a loaded 2-core machine the drain has taken 210 s.
-    let drained = common::wait_until(Duration::from_secs(420), || async {
+    // moto slows down as 2,000 messages pile up: the drain took 240 s on an idle machine, 410 s beside a release
+    // build. This bounds the wait; it is not a performance assertion.
+    let drained = common::wait_until(Duration::from_secs(600), || async {
         common::queue_depth(&sqs, &queues.queue_url).await == (0, 0)
     })
     .await;
