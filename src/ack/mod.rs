@@ -62,6 +62,9 @@ pub struct Acknowledger<Q: Queue, L: Ledger> {
     pub log: DeadLetterLog<L>,
     /// Dead-letter records being written: off the acknowledgement path, so a slow ledger delays no delete.
     records: JoinSet<()>,
+    /// Covered messages not deleted yet: deletes go out in full batches of 10 while dispositions keep coming,
+    /// and at once when none is waiting, so a busy worker spends one DeleteMessageBatch per 10 messages.
+    to_delete: Vec<Receipt>,
 }
 
 impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
@@ -72,14 +75,32 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
         retry: ExponentialBuilder,
         log: DeadLetterLog<L>,
     ) -> Self {
-        Self { queue, dead_letter, inflight, outstanding_parts: HashMap::new(), retry, log, records: JoinSet::new() }
+        Self {
+            queue,
+            dead_letter,
+            inflight,
+            outstanding_parts: HashMap::new(),
+            retry,
+            log,
+            records: JoinSet::new(),
+            to_delete: Vec::new(),
+        }
     }
 
     pub async fn run(mut self, mut dispositions: mpsc::Receiver<Disposition>) {
         while let Some(disposition) = dispositions.recv().await {
             self.apply(disposition).await;
+            let full = self.to_delete.len() - self.to_delete.len() % MAX_BATCH_ENTRIES;
+            let ready: Vec<Receipt> = if dispositions.is_empty() {
+                std::mem::take(&mut self.to_delete)
+            } else {
+                self.to_delete.drain(..full).collect()
+            };
+            self.delete(ready).await;
             while self.records.try_join_next().is_some() {}
         }
+        let rest = std::mem::take(&mut self.to_delete);
+        self.delete(rest).await;
         while self.records.join_next().await.is_some() {}
     }
 
@@ -93,7 +114,7 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
                     let waited = now.duration_since(sent_at).unwrap_or_default();
                     histogram!("cfi_enqueue_to_accepted_seconds").record(waited.as_secs_f64());
                 }
-                self.delete(released.into_iter().map(|r| r.receipt).collect()).await;
+                self.to_delete.extend(released.into_iter().map(|r| r.receipt));
             }
             Disposition::DeadLetter { message_ids, reason, code } => {
                 let released = self.let_go(message_ids);
