@@ -12,15 +12,12 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
-use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::{BatchStatus, Ledger};
-use cf_invalidator::worker::{self, Exit, Services, Settings};
+use cf_invalidator::worker::{self, Exit, Settings};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -77,12 +74,7 @@ async fn fill() -> Filled {
     let key = common::unique("deploy");
     let d = distribution.as_str();
 
-    let services = Services {
-        queue: Arc::new(SqsQueue::new(sqs.clone(), &queues.queue_url)),
-        dead_letter: Some(Arc::new(SqsQueue::new(sqs.clone(), &queues.dead_letter_url))),
-        cdn: Arc::new(CloudFront::new(cloudfront.clone())),
-        ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table)),
-    };
+    let services = common::sdk_services(&config, &queues, &table);
     let settings = Settings {
         window: Duration::from_secs(2),
         receive_wait: Duration::from_secs(1),

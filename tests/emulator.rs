@@ -3,16 +3,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
-use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::Ledger;
-use cf_invalidator::worker::{self, Exit, Services, Settings};
+use cf_invalidator::worker::{self, Exit, Settings};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,12 +42,7 @@ async fn three_hundred_messages_become_one_invalidation_per_distribution() {
     bodies.push(r#"{"distribution_id": "E1", "paths": ["relative/path"]}"#.to_owned());
     common::send_all(&sqs, &queues.queue_url, &bodies).await;
 
-    let services = Services {
-        queue: Arc::new(SqsQueue::new(sqs.clone(), &queues.queue_url)),
-        dead_letter: Some(Arc::new(SqsQueue::new(sqs.clone(), &queues.dead_letter_url))),
-        cdn: Arc::new(CloudFront::new(cloudfront.clone())),
-        ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table)),
-    };
+    let services = common::sdk_services(&config, &queues, &table);
     let settings = Settings {
         // Long enough for moto to hand over all 301 messages even on a loaded machine: one window each.
         window: Duration::from_secs(30),

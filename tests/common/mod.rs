@@ -193,3 +193,24 @@ pub async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[Stri
         assert!(sent.failed().is_empty(), "{:?}", sent.failed());
     }
 }
+
+/// The worker's services on the emulator: the queue and its DLQ, CloudFront, and the ledger table.
+pub fn sdk_services(
+    config: &SdkConfig,
+    queues: &CreatedQueues,
+    table: &str,
+) -> cf_invalidator::worker::Services<
+    cf_invalidator::aws::sqs::SqsQueue,
+    cf_invalidator::aws::cloudfront::CloudFront,
+    cf_invalidator::aws::dynamodb::DynamoLedger,
+> {
+    use cf_invalidator::aws::{cloudfront::CloudFront, dynamodb::DynamoLedger, sqs::SqsQueue};
+    use std::sync::Arc;
+    let sqs = aws_sdk_sqs::Client::new(config);
+    cf_invalidator::worker::Services {
+        queue: Arc::new(SqsQueue::new(sqs.clone(), &queues.queue_url)),
+        dead_letter: Some(Arc::new(SqsQueue::new(sqs, &queues.dead_letter_url))),
+        cdn: Arc::new(CloudFront::new(cloudfront(config))),
+        ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(config), table)),
+    }
+}
