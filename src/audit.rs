@@ -122,7 +122,6 @@ mod tests {
     use super::*;
     use crate::fake::MemoryLedger;
     use crate::ports::cdn::Invalidation;
-    use crate::ports::ledger::BatchStatus;
 
     fn distribution(id: &str) -> DistributionId {
         DistributionId::parse(id).unwrap()
@@ -131,24 +130,9 @@ mod tests {
     fn batch(of: &str, paths: &[&str], messages: &[&str], created_s: u64) -> BatchRecord {
         let created_at = UNIX_EPOCH + Duration::from_secs(1_800_000_000 + created_s);
         BatchRecord {
-            caller_reference: CallerReference::mint(),
-            distribution_id: distribution(of),
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-            message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
             requesters: vec!["ci".into()],
-            requested_paths: paths.len(),
-            seal_reason: "window_elapsed".into(),
-            created_at,
-            status: BatchStatus::Pending,
-            invalidation_id: None,
-            cloudfront_status: None,
-            submitted_at: None,
-            completed_at: None,
-            time_to_complete: None,
-            failure: None,
-            owner: "w1".into(),
-            lease_until: created_at,
             expires_at: SystemTime::now() + Duration::from_secs(3_600),
+            ..BatchRecord::fixture(distribution(of).as_str(), paths, messages, created_at)
         }
     }
 

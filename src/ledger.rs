@@ -176,7 +176,7 @@ impl<L: Ledger> Idempotency<L> {
 mod tests {
     use super::*;
     use crate::intake::parse::parse_request;
-    use crate::model::{CallerReference, DistributionId, MessageId};
+    use crate::model::MessageId;
 
     fn message(id: &str) -> ReceivedMessage {
         ReceivedMessage {
@@ -193,27 +193,7 @@ mod tests {
     }
 
     fn record(status: BatchStatus, paths: &[&str], messages: &[&str]) -> BatchRecord {
-        let now = SystemTime::now();
-        BatchRecord {
-            caller_reference: CallerReference::mint(),
-            distribution_id: DistributionId::parse("EAAA").unwrap(),
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-            message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
-            requesters: vec![],
-            requested_paths: paths.len(),
-            seal_reason: "window_elapsed".into(),
-            created_at: now,
-            status,
-            invalidation_id: None,
-            cloudfront_status: None,
-            submitted_at: None,
-            completed_at: None,
-            time_to_complete: None,
-            failure: None,
-            owner: "w1".into(),
-            lease_until: now,
-            expires_at: now,
-        }
+        BatchRecord { status, ..BatchRecord::fixture("EAAA", paths, messages, SystemTime::now()) }
     }
 
     #[test]

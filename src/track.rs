@@ -190,23 +190,8 @@ mod tests {
             let now = self.clock.now();
             let mut record = BatchRecord {
                 caller_reference: reference.clone(),
-                distribution_id: distribution.clone(),
-                paths,
-                message_ids: vec![],
-                requesters: vec![],
-                requested_paths: 1,
-                seal_reason: "window_elapsed".into(),
-                created_at: now,
-                status: BatchStatus::Pending,
-                invalidation_id: None,
-                cloudfront_status: None,
-                submitted_at: None,
-                completed_at: None,
-                time_to_complete: None,
-                failure: None,
-                owner: "w1".into(),
-                lease_until: now,
                 expires_at: now + Duration::from_secs(3_600),
+                ..BatchRecord::fixture("EAAA", &[path], &[], now)
             };
             self.ledger.record_intent(&record).await.unwrap();
             record.accept(&invalidation, now);
