@@ -89,8 +89,8 @@ impl<C: Cdn, L: Ledger> Tracker<C, L> {
     async fn check(&self, mut entry: Tracked) -> Option<Tracked> {
         let submitted = &entry.submitted;
         match self.cdn.get_invalidation(&submitted.distribution_id, &submitted.invalidation_id).await {
-            Ok(invalidation) if invalidation.is_completed() => {
-                if self.record(submitted, invalidation).await {
+            Ok(detail) if detail.invalidation.is_completed() => {
+                if self.record(submitted, detail.invalidation).await {
                     return None;
                 }
             }

@@ -313,7 +313,9 @@ async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_cal
     let refused = cdn.create_invalidation(&missing, &CallerReference::mint(), &paths).await;
     assert!(matches!(refused, Err(CdnError::NoSuchDistribution(_))), "{refused:?}");
 
-    let status = cdn.get_invalidation(distribution, &first.id).await.unwrap();
+    let detail = cdn.get_invalidation(distribution, &first.id).await.unwrap();
+    assert_eq!((detail.caller_reference.as_str(), &detail.paths), (first_reference.as_str(), &paths));
+    let status = detail.invalidation;
     assert_eq!(status.id, first.id);
     assert!(["inprogress", "completed"].contains(&status.status.to_lowercase().as_str()), "{status:?}");
     let unknown = cdn.get_invalidation(distribution, "INOSUCHINVALIDATION").await;

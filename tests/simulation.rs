@@ -24,8 +24,8 @@ use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    BatchEntryFailure, BatchRecord, BatchStatus, Cdn, CdnError, Completion, DeadLetterRecord, Invalidation, KeyClaim,
-    Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
+    BatchEntryFailure, BatchRecord, BatchStatus, Cdn, CdnError, Completion, DeadLetterRecord, Invalidation,
+    InvalidationDetail, KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -166,7 +166,7 @@ impl Cdn for ChaosCdn {
         Ok(created)
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<Invalidation, CdnError> {
+    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
         if self.chaos.roll(0.04) {
             return Err(CdnError::Throttled("Rate exceeded".into()));
         }
@@ -174,6 +174,10 @@ impl Cdn for ChaosCdn {
             return Err(CdnError::Unavailable("503".into()));
         }
         self.inner.get_invalidation(distribution, id).await
+    }
+
+    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        self.inner.list_in_progress(distribution).await
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    BatchEntryFailure, BatchRecord, Cdn, CdnError, Completion, DeadLetterRecord, Invalidation, KeyClaim, Ledger,
-    LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
+    BatchEntryFailure, BatchRecord, Cdn, CdnError, Completion, DeadLetterRecord, Invalidation, InvalidationDetail,
+    KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -362,9 +362,13 @@ impl<C: Cdn> Cdn for CountingCdn<C> {
         self.inner.create_invalidation(distribution, caller_reference, paths).await
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<Invalidation, CdnError> {
+    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
         add(&self.counts.cloudfront_get, 1);
         self.inner.get_invalidation(distribution, id).await
+    }
+
+    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        self.inner.list_in_progress(distribution).await
     }
 }
 

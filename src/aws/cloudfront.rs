@@ -5,7 +5,7 @@ use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 
 use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::cdn::{Cdn, CdnError, Invalidation};
+use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
 #[derive(Debug, Clone)]
 pub struct CloudFront {
@@ -69,7 +69,7 @@ impl Cdn for CloudFront {
         Ok(Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() })
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<Invalidation, CdnError> {
+    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
         let output = self
             .client
             .get_invalidation()
@@ -81,6 +81,40 @@ impl Cdn for CloudFront {
         let invalidation = output
             .invalidation()
             .ok_or_else(|| CdnError::Other("GetInvalidation answered without an invalidation".into()))?;
-        Ok(Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() })
+        let batch = invalidation.invalidation_batch();
+        Ok(InvalidationDetail {
+            invalidation: Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() },
+            caller_reference: batch.map(|b| b.caller_reference().to_owned()).unwrap_or_default(),
+            paths: batch.and_then(|b| b.paths()).map(|p| p.items().to_vec()).unwrap_or_default(),
+        })
+    }
+
+    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        let mut in_progress = Vec::new();
+        let mut marker = None;
+        loop {
+            let output = self
+                .client
+                .list_invalidations()
+                .distribution_id(distribution.as_str())
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| cdn_error(classify(&e)))?;
+            let Some(list) = output.invalidation_list() else { return Ok(in_progress) };
+            let before = in_progress.len();
+            in_progress.extend(
+                list.items()
+                    .iter()
+                    .map(|summary| Invalidation { id: summary.id().to_owned(), status: summary.status().to_owned() })
+                    .filter(|invalidation| !invalidation.is_completed()),
+            );
+            // Most recent first, and invalidations complete within minutes: a page with none in progress means the
+            // older ones have completed too.
+            if in_progress.len() == before || !list.is_truncated() {
+                return Ok(in_progress);
+            }
+            marker = list.next_marker().map(str::to_owned);
+        }
     }
 }

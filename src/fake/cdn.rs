@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::faults::Faults;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::cdn::{Cdn, CdnError, Invalidation};
+use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
 /// One CreateInvalidation call as the fake received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,12 +163,28 @@ impl Cdn for FakeCdn {
         outcome
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<Invalidation, CdnError> {
+    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
         let mut state = self.state.lock().unwrap();
         state.status_checks.push(StatusCheck { id: id.to_owned(), at: Instant::now() });
         self.faults.take("get_invalidation")?;
         let created = state.by_reference.values().find(|c| c.id == id && &c.distribution_id == distribution);
         let created = created.ok_or_else(|| CdnError::NoSuchInvalidation(id.to_owned()))?;
-        Ok(Invalidation { id: id.to_owned(), status: state.status(created).to_owned() })
+        Ok(InvalidationDetail {
+            invalidation: Invalidation { id: id.to_owned(), status: state.status(created).to_owned() },
+            caller_reference: created.caller_reference.to_string(),
+            paths: created.paths.clone(),
+        })
+    }
+
+    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        self.faults.take("list_invalidations")?;
+        let state = self.state.lock().unwrap();
+        let mut in_progress: Vec<&Created> = state
+            .by_reference
+            .values()
+            .filter(|c| &c.distribution_id == distribution && state.status(c) != "Completed")
+            .collect();
+        in_progress.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(in_progress.into_iter().map(|c| Invalidation { id: c.id.clone(), status: "InProgress".into() }).collect())
     }
 }

@@ -21,6 +21,16 @@ impl Invalidation {
     }
 }
 
+/// An invalidation with the batch it was created from, as GetInvalidation reports it: what it counts against the
+/// distribution's in-progress quotas, and whose it is (the CallerReference of another tool or of a person in the
+/// console is not one of ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidationDetail {
+    pub invalidation: Invalidation,
+    pub caller_reference: String,
+    pub paths: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CdnError {
     #[error("CloudFront throttled the request: {0}")]
@@ -90,7 +100,10 @@ impl CdnError {
 ///   CallerReference again with the same paths returns the invalidation created the first time instead of
 ///   creating (and billing) another; the same reference with different paths fails with `BatchAlreadyExists`.
 /// - `get_invalidation` reports an invalidation of `distribution` by its id, with its current status (`InProgress`
-///   until it is `Completed`, compared case-insensitively); an unknown id fails with `NoSuchInvalidation`.
+///   until it is `Completed`, compared case-insensitively), its CallerReference and paths; an unknown id fails
+///   with `NoSuchInvalidation`.
+/// - `list_in_progress` returns the distribution's invalidations whose status is not `Completed`, whoever created
+///   them (ListInvalidations, most recent first; paging stops after the first page without one in progress).
 pub trait Cdn: Send + Sync + 'static {
     fn create_invalidation(
         &self,
@@ -103,5 +116,10 @@ pub trait Cdn: Send + Sync + 'static {
         &self,
         distribution: &DistributionId,
         id: &str,
-    ) -> impl Future<Output = Result<Invalidation, CdnError>> + Send;
+    ) -> impl Future<Output = Result<InvalidationDetail, CdnError>> + Send;
+
+    fn list_in_progress(
+        &self,
+        distribution: &DistributionId,
+    ) -> impl Future<Output = Result<Vec<Invalidation>, CdnError>> + Send;
 }

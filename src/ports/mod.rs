@@ -10,6 +10,6 @@ pub mod ledger;
 pub mod queue;
 
 pub use audit::{AuditLog, FailureRecord};
-pub use cdn::{Cdn, CdnError, Invalidation};
+pub use cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 pub use ledger::{BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError};
 pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};
