@@ -109,7 +109,7 @@ async fn failures<L: AuditLog>(
         .filter(of_distribution)
         .take(limit)
         .map(|failure| match failure {
-            FailureRecord::Batch(batch) => Row::Batch(batch),
+            FailureRecord::Batch(batch) => Row::Batch(*batch),
             FailureRecord::DeadLetter(dead) => Row::DeadLetter(dead),
         })
         .collect())

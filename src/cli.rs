@@ -100,13 +100,42 @@ pub struct RunArgs {
     pub create_burst: u32,
 
     /// How often to ask CloudFront whether an invalidation this worker created has completed, to record when it
-    /// did; 0s turns tracking off (records then stay `accepted`).
-    #[arg(long, env = "INVALIDATOR_COMPLETION_POLL", default_value = "20s")]
+    /// did and return its room in the distribution's budget; 0s turns tracking off (records then stay `accepted`,
+    /// and reservations last their whole lease).
+    #[arg(long, env = "INVALIDATOR_COMPLETION_POLL", default_value = "10s")]
     pub completion_poll: humantime::Duration,
 
     /// Stop asking after this long; the record stays `accepted`.
     #[arg(long, env = "INVALIDATOR_COMPLETION_TIMEOUT", default_value = "10m")]
     pub completion_timeout: humantime::Duration,
+
+    /// Paths of each distribution's 3,000 in progress that workers leave free for people and other tools.
+    #[arg(long, env = "INVALIDATOR_RESERVE_PATHS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..3_000))]
+    pub reserve_paths: u32,
+
+    /// Wildcard paths of each distribution's 15 in progress that workers leave free for people and other tools.
+    #[arg(long, env = "INVALIDATOR_RESERVE_WILDCARDS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..15))]
+    pub reserve_wildcards: u32,
+
+    /// `auto`: when a distribution's backlog would take longer than --max-delay to clear under its quotas,
+    /// replace groups of paths by the narrowest directory wildcards; `off`: always wait.
+    #[arg(long, env = "INVALIDATOR_COALESCE", value_enum, default_value_t = Coalesce::Auto)]
+    pub coalesce: Coalesce,
+
+    /// The longest a backlog may take to clear before it is coalesced.
+    #[arg(long, env = "INVALIDATOR_MAX_DELAY", default_value = "10m")]
+    pub max_delay: humantime::Duration,
+
+    /// How often a distribution's in-progress invalidations nobody reserved (a person's, another tool's) are
+    /// counted again with ListInvalidations while the worker submits to it.
+    #[arg(long, env = "INVALIDATOR_RESYNC_INTERVAL", default_value = "60s")]
+    pub resync_interval: humantime::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Coalesce {
+    Off,
+    Auto,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,11 @@
 //! Order matters for idempotency: the intent record (with the CallerReference) is written first, so whatever
 //! fails later (the call, its answer, the ledger update) is retried with the same reference, and CloudFront
 //! returns the existing invalidation instead of creating and billing a second one.
+//!
+//! Before the intent, the batch reserves room in its distribution's in-progress budget (`limit::budget`): it
+//! waits for room, goes in part when only part fits, or, when the distribution's backlog would not clear within
+//! the maximum delay, is coalesced into wildcards (`limit::coalesce`). Waiting batches hold no submission slot,
+//! so one saturated distribution never holds up the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +21,13 @@ use tracing::{error, info, warn};
 
 use crate::ack::Disposition;
 use crate::batch::Batch;
-use crate::batch::window::{SealReason, SealedBatch};
+use crate::batch::window::{BatchMember, SealReason, SealedBatch};
 use crate::clock::WallClock;
-use crate::limit::CreateRateLimiter;
+use crate::limit::budget::{Grant, time_to_clear};
+use crate::limit::coalesce::{self, Room};
+use crate::limit::{Budget, CreateRateLimiter};
+use crate::model::MessageId;
+use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
 use crate::retry::RetryPolicy;
@@ -37,9 +46,24 @@ pub struct Ownership {
     pub clock: WallClock,
 }
 
+/// When a distribution's backlog is coalesced into wildcards.
+#[derive(Debug, Clone, Copy)]
+pub struct Overload {
+    /// `--coalesce auto`; off, batches only wait.
+    pub coalesce: bool,
+    /// A backlog that would take longer than this to clear under the budget is coalesced.
+    pub max_delay: Duration,
+}
+
+/// Batches held at once, waiting for budget or being submitted: enough for many distributions to wait side by
+/// side, few enough to keep memory and the heartbeat's work bounded.
+const HELD_BATCHES_PER_CALL: usize = 16;
+
 pub struct Submitter<C, L> {
     pub cdn: Arc<C>,
     pub ledger: Arc<L>,
+    pub budget: Arc<Budget<C, L>>,
+    pub overload: Overload,
     pub limiter: CreateRateLimiter,
     pub retry: RetryPolicy,
     pub ownership: Ownership,
@@ -50,26 +74,40 @@ pub struct Submitter<C, L> {
 /// What became of one batch.
 enum Outcome {
     Done(Disposition),
-    /// CloudFront refused the batch's paths: submit the halves separately to isolate the offending message.
+    /// Submit these instead, in order from the last: halves of a batch CloudFront refused as invalid (to isolate
+    /// the offending message), or the part of a batch that fits the budget now and the rest.
     Split(Vec<Batch>),
 }
 
-impl<C: Cdn, L: Ledger> Submitter<C, L> {
-    /// Submits batches concurrently (at most `max_concurrent`) until every sender is gone.
+/// What reserving budget did with a batch.
+enum Reserved {
+    /// Room is reserved for the batch (maybe coalesced into wildcards on the way).
+    Whole(Batch),
+    /// Only the first messages fit: submit the parts separately.
+    Split(Vec<Batch>),
+    /// The ledger could not be reached: the messages go back to the queue.
+    Failed(Vec<MessageId>),
+}
+
+impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
+    /// Submits batches until every sender is gone: at most `max_concurrent` calls at once, and up to
+    /// `HELD_BATCHES_PER_CALL` times as many batches held while they wait for budget.
     pub async fn run(
         self: Arc<Self>,
         mut batches: mpsc::Receiver<Batch>,
         to_ack: mpsc::Sender<Disposition>,
         max_concurrent: usize,
     ) {
-        let slots = Arc::new(Semaphore::new(max_concurrent));
+        let held = Arc::new(Semaphore::new(max_concurrent * HELD_BATCHES_PER_CALL));
+        let calls = Arc::new(Semaphore::new(max_concurrent));
         let mut running = JoinSet::new();
         while let Some(batch) = batches.recv().await {
-            let slot = Arc::clone(&slots).acquire_owned().await.expect("semaphore is never closed");
+            let slot = Arc::clone(&held).acquire_owned().await.expect("semaphore is never closed");
             let submitter = Arc::clone(&self);
             let to_ack = to_ack.clone();
+            let calls = Arc::clone(&calls);
             running.spawn(async move {
-                for disposition in submitter.submit(batch).await {
+                for disposition in submitter.submit(batch, &calls).await {
                     let _ = to_ack.send(disposition).await;
                 }
                 drop(slot);
@@ -81,11 +119,11 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
 
     /// Takes a batch as far as it can go and says what is to become of its messages. A batch CloudFront refuses
     /// as invalid is bisected by message until the offending messages are alone.
-    pub async fn submit(&self, batch: Batch) -> Vec<Disposition> {
+    pub async fn submit(&self, batch: Batch, calls: &Semaphore) -> Vec<Disposition> {
         let mut to_submit = vec![batch];
         let mut dispositions = Vec::new();
         while let Some(batch) = to_submit.pop() {
-            match self.submit_one(batch).await {
+            match self.submit_one(batch, calls).await {
                 Outcome::Done(disposition) => dispositions.push(disposition),
                 Outcome::Split(halves) => to_submit.extend(halves),
             }
@@ -93,26 +131,51 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         dispositions
     }
 
-    async fn submit_one(&self, batch: Batch) -> Outcome {
+    async fn submit_one(&self, batch: Batch, calls: &Semaphore) -> Outcome {
+        let batch = match self.reserve(batch).await {
+            Reserved::Whole(batch) => batch,
+            Reserved::Split(parts) => return Outcome::Split(parts),
+            Reserved::Failed(message_ids) => return Outcome::Done(Disposition::Release(message_ids)),
+        };
         let mut record = self.intent_record(&batch);
         let message_ids = record.message_ids.clone();
         if let Err(e) = self.ledger_call(|| timed("record_intent", self.ledger.record_intent(&record))).await {
             error!(caller_reference = %record.caller_reference, error = %e, "cannot record the batch intent; not submitting without it, the messages will be delivered again");
+            self.budget.release(&record.distribution_id, &record.caller_reference).await;
             return Outcome::Done(Disposition::Release(message_ids));
         }
         let mut transient_delays = self.retry.transient.build();
         let mut quota_delays = self.retry.quota.build();
+        let mut reserved_at = tokio::time::Instant::now();
         loop {
-            let failure = match self.create_and_record(&mut record).await {
+            let outcome = {
+                let _call = calls.acquire().await.expect("semaphore is never closed");
+                self.limiter.until_ready().await;
+                // After a long wait for a permit or retries, the reservation may be near its end: another worker
+                // could delete it as expired and give its room away while this call is in flight.
+                if reserved_at.elapsed() > self.budget.settings().lease / 2 {
+                    if let Err(e) = self.reserve_as_recorded(&record).await {
+                        error!(caller_reference = %record.caller_reference, error = %e, "cannot renew the batch's reservation in the ledger; the messages will be delivered again");
+                        return Outcome::Done(Disposition::Release(message_ids));
+                    }
+                    reserved_at = tokio::time::Instant::now();
+                }
+                self.create_and_record(&mut record).await
+            };
+            let failure = match outcome {
                 Ok(()) => return Outcome::Done(Disposition::Covered(batch.content.members)),
                 Err(failure) => failure,
             };
             let delay = match &failure {
-                Failure::Cdn(e) if e.retry_after() == RetryAfter::QuotaFreed => quota_delays.next(),
+                Failure::Cdn(e) if e.retry_after() == RetryAfter::QuotaFreed => {
+                    self.budget.resync_next(&record.distribution_id);
+                    quota_delays.next()
+                }
                 Failure::Cdn(e) if e.retry_after() == RetryAfter::Never => return self.refused(record, batch, e).await,
                 _ => transient_delays.next(),
             };
             let Some(delay) = delay else {
+                // The reservation is kept until its lease ends: a lost answer may hide an accepted invalidation.
                 error!(caller_reference = %record.caller_reference, error = %failure, "giving up on the batch for now; its messages will be delivered again");
                 counter!("cfi_batches_abandoned_total").increment(1);
                 return Outcome::Done(Disposition::Release(message_ids));
@@ -122,11 +185,105 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             }
             counter!("cfi_submission_retries_total").increment(1);
             tokio::time::sleep(delay).await;
+            if matches!(failure, Failure::Cdn(CdnError::TooManyInProgress(_))) {
+                // The resync the refusal triggered may show less room: wait for it, same paths, same reference.
+                if let Err(e) = self.reserve_as_recorded(&record).await {
+                    error!(caller_reference = %record.caller_reference, error = %e, "cannot reserve budget in the ledger; the messages will be delivered again");
+                    return Outcome::Done(Disposition::Release(message_ids));
+                }
+                reserved_at = tokio::time::Instant::now();
+            }
         }
     }
 
+    /// Waits until the batch's paths fit the distribution's budget and reserves them; a batch that may still
+    /// change (nothing recorded yet) goes in part when only part fits, or is coalesced when the distribution is
+    /// overloaded.
+    async fn reserve(&self, mut batch: Batch) -> Reserved {
+        let distribution = batch.content.distribution_id.clone();
+        let reshapable = batch.content.reason != SealReason::Resumed;
+        let mut need = Allowance::of(&batch.content.paths);
+        let _waiting = self.budget.waiting(&distribution, need);
+        let _turn = self.budget.turn(&distribution).await;
+        let started = tokio::time::Instant::now();
+        loop {
+            let grant = self.ledger_call(|| self.budget.try_reserve(&distribution, &batch.caller_reference, need));
+            let room = match grant.await {
+                Ok(Grant::Reserved) => break,
+                Ok(Grant::NoRoom(room)) => room,
+                Err(e) => {
+                    error!(caller_reference = %batch.caller_reference, error = %e, "cannot reserve budget in the ledger; not submitting without it, the messages will be delivered again");
+                    return Reserved::Failed(batch.content.members.into_iter().map(|m| m.message_id).collect());
+                }
+            };
+            if reshapable {
+                if let Some(parts) = split_to_fit(&batch, room, self.ownership.clock) {
+                    counter!("cfi_batches_split_to_fit_total").increment(1);
+                    return Reserved::Split(parts);
+                }
+                if let Some(coalesced) = self.coalesce_if_overloaded(&batch, room) {
+                    batch = coalesced;
+                    need = Allowance::of(&batch.content.paths);
+                    continue;
+                }
+            }
+            self.budget.room_may_have_changed().await;
+        }
+        histogram!("cfi_budget_wait_seconds").record(started.elapsed().as_secs_f64());
+        Reserved::Whole(batch)
+    }
+
+    /// Reserves again for a recorded batch, waiting as long as it takes.
+    async fn reserve_as_recorded(&self, record: &BatchRecord) -> Result<(), LedgerError> {
+        let need = Allowance::of(&record.paths);
+        let _turn = self.budget.turn(&record.distribution_id).await;
+        loop {
+            let grant = || self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need);
+            match self.ledger_call(grant).await? {
+                Grant::Reserved => return Ok(()),
+                Grant::NoRoom(_) => self.budget.room_may_have_changed().await,
+            }
+        }
+    }
+
+    /// When the distribution's backlog would take longer than the maximum delay to clear, replaces the batch's
+    /// paths by wildcards that fit the room left now.
+    fn coalesce_if_overloaded(&self, batch: &Batch, room: Allowance) -> Option<Batch> {
+        if !self.overload.coalesce {
+            return None;
+        }
+        let distribution = &batch.content.distribution_id;
+        let backlog = self.budget.backlog(distribution);
+        let capacity = self.budget.settings().capacity;
+        let clears_in = time_to_clear(backlog, capacity, self.budget.completion_estimate());
+        if clears_in <= self.overload.max_delay {
+            return None;
+        }
+        let plan = coalesce::coalesce(
+            &batch.content.paths,
+            Room { paths: room.paths as usize, wildcards: room.wildcards as usize },
+        )?;
+        let wildcards: Vec<&str> = plan.replacements.iter().map(|r| r.wildcard.as_str()).collect();
+        let replaced: usize = plan.replacements.iter().map(|r| r.replaced).sum();
+        let note = format!(
+            "{replaced} paths replaced by {}: a backlog of {} paths and {} wildcards would take {} to clear under the budget, more than the maximum delay of {}",
+            wildcards.join(", "),
+            backlog.paths,
+            backlog.wildcards,
+            humantime::format_duration(clears_in),
+            humantime::format_duration(self.overload.max_delay),
+        );
+        warn!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), reason = %note, "coalescing an overloaded distribution's batch into wildcards");
+        counter!("cfi_batches_coalesced_total").increment(1);
+        counter!("cfi_paths_coalesced_total").increment(replaced as u64);
+        let mut coalesced = batch.clone();
+        coalesced.content.wildcard_count = plan.paths.iter().filter(|p| p.ends_with('*')).count();
+        coalesced.content.paths = plan.paths;
+        coalesced.coalescing = Some(note);
+        Some(coalesced)
+    }
+
     async fn create_and_record(&self, record: &mut BatchRecord) -> Result<(), Failure> {
-        self.limiter.until_ready().await;
         let started = tokio::time::Instant::now();
         let outcome =
             self.cdn.create_invalidation(&record.distribution_id, &record.caller_reference, &record.paths).await;
@@ -146,6 +303,9 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             "invalidation accepted"
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
+        let cost = coalesce::cost(&record.paths, ASSUME_FREE_TIER_USED);
+        counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
+        info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, estimated_cost_usd = cost.dollars, "invalidation cost, beyond the monthly free paths");
         timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)?;
         self.track(record, invalidation.id);
         Ok(())
@@ -178,6 +338,7 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
             error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code = error.code(), error = %reason, "CloudFront refused the batch");
         }
         counter!("cfi_batches_refused_total", "code" => error.code()).increment(1);
+        self.budget.release(&record.distribution_id, &record.caller_reference).await;
         record.fail(&reason);
         if let Err(e) = self.ledger_call(|| timed("record_outcome", self.ledger.record_outcome(&record))).await {
             warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
@@ -197,10 +358,10 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         })
     }
 
-    async fn ledger_call<F, Fut>(&self, mut call: F) -> Result<(), LedgerError>
+    async fn ledger_call<T, F, Fut>(&self, mut call: F) -> Result<T, LedgerError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), LedgerError>>,
+        Fut: Future<Output = Result<T, LedgerError>>,
     {
         let mut delays = self.retry.transient.build();
         loop {
@@ -214,6 +375,10 @@ impl<C: Cdn, L: Ledger> Submitter<C, L> {
         }
     }
 }
+
+/// Cost is reported as if the account's free paths for the month were used up: the worker cannot know what
+/// other tools and people submitted, and the marginal price is what a batching decision changes.
+const ASSUME_FREE_TIER_USED: u64 = u64::MAX;
 
 /// Runs a ledger call and records its latency.
 async fn timed<T>(operation: &'static str, call: impl Future<Output = T>) -> T {
@@ -246,6 +411,7 @@ impl<C, L> Submitter<C, L> {
             requesters,
             requested_paths: content.requested_paths,
             seal_reason: content.reason.as_str().to_owned(),
+            coalescing: batch.coalescing.clone(),
             created_at: batch.sealed_at,
             status: BatchStatus::Pending,
             invalidation_id: None,
@@ -259,6 +425,31 @@ impl<C, L> Submitter<C, L> {
             expires_at: now + self.ownership.retention,
         }
     }
+}
+
+/// The longest run of first messages whose paths fit `room`, and the rest, each with a new CallerReference;
+/// `None` when not even the first message fits, or all of them do.
+fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> Option<Vec<Batch>> {
+    let members = &batch.content.members;
+    let distribution_id = &batch.content.distribution_id;
+    let part = |members: &[BatchMember]| {
+        SealedBatch::from_members(distribution_id.clone(), members.to_vec(), SealReason::FitBudget)
+    };
+    let fits = |count: usize| Allowance::of(&part(&members[..count]).paths).fits_in(room);
+    // The paths of a prefix only grow with its length, so the longest one that fits is found by bisection.
+    let (mut fitting, mut too_many) = (0, members.len());
+    while too_many - fitting > 1 {
+        let middle = (fitting + too_many) / 2;
+        if fits(middle) { fitting = middle } else { too_many = middle }
+    }
+    if fitting == 0 || !fits(fitting) {
+        return None;
+    }
+    let (now, later) = members.split_at(fitting);
+    // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
+    let sealed = |content| Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) };
+    // Popped from the end: the part that fits goes first.
+    Some(vec![sealed(part(later)), sealed(part(now))])
 }
 
 /// Two batches with half the members each, each with a new CallerReference (their paths differ).

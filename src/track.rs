@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::WallClock;
+use crate::limit::Budget;
 use crate::model::{CallerReference, DistributionId};
+use crate::ports::budget::BudgetStore;
 use crate::ports::cdn::{Cdn, Invalidation, RetryAfter};
 use crate::ports::ledger::{Completion, Ledger};
 use crate::telemetry::log_allowed;
@@ -51,10 +53,12 @@ struct Tracked {
 pub struct Tracker<C, L> {
     pub cdn: Arc<C>,
     pub ledger: Arc<L>,
+    /// Each check renews the invalidation's reservation; its completion releases it.
+    pub budget: Arc<Budget<C, L>>,
     pub settings: TrackSettings,
 }
 
-impl<C: Cdn, L: Ledger> Tracker<C, L> {
+impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     /// Tracks what arrives on `accepted` until `stop` is cancelled, or until the senders are gone and nothing is
     /// left to track.
     pub async fn run(self, mut accepted: mpsc::Receiver<Submitted>, stop: CancellationToken) {
@@ -94,7 +98,10 @@ impl<C: Cdn, L: Ledger> Tracker<C, L> {
                     return None;
                 }
             }
-            Ok(_) => {}
+            Ok(_) => {
+                let (distribution, reference) = (&submitted.distribution_id, &submitted.caller_reference);
+                self.budget.renew(distribution, reference, &submitted.invalidation_id).await;
+            }
             Err(e) if e.retry_after() == RetryAfter::Never => {
                 if let Some(suppressed) = log_allowed("completion_check_refused") {
                     warn!(invalidation_id = %submitted.invalidation_id, error = %e, suppressed, "cannot check the invalidation's status (the role needs cloudfront:GetInvalidation); its record stays accepted");
@@ -111,6 +118,9 @@ impl<C: Cdn, L: Ledger> Tracker<C, L> {
         let now = Instant::now();
         if now >= entry.give_up_at {
             info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, "invalidation not completed in time; no longer tracked, its record stays accepted");
+            // From now on resyncs count it, for as long as CloudFront says it is in progress.
+            self.budget.release(&submitted.distribution_id, &submitted.caller_reference).await;
+            self.budget.resync_next(&submitted.distribution_id);
             counter!("cfi_completion_tracking_abandoned_total", "reason" => "timeout").increment(1);
             return None;
         }
@@ -127,6 +137,9 @@ impl<C: Cdn, L: Ledger> Tracker<C, L> {
             completed_at,
             time_to_complete: completed_at.duration_since(submitted.submitted_at).unwrap_or_default(),
         };
+        self.budget
+            .completed(&submitted.distribution_id, &submitted.caller_reference, completion.time_to_complete)
+            .await;
         match self.ledger.record_completion(&completion).await {
             Ok(()) => {
                 info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, time_to_complete = ?completion.time_to_complete, "invalidation completed");
@@ -212,7 +225,14 @@ mod tests {
             }
             drop(sender);
             let settings = TrackSettings { poll: POLL, give_up_after, clock: self.clock };
-            let tracker = Tracker { cdn: Arc::clone(&self.cdn), ledger: Arc::clone(&self.ledger), settings };
+            let budget = Arc::new(Budget::new(
+                Arc::clone(&self.cdn),
+                Arc::clone(&self.ledger),
+                crate::limit::budget::tests::settings(),
+                "w1".into(),
+                self.clock,
+            ));
+            let tracker = Tracker { cdn: Arc::clone(&self.cdn), ledger: Arc::clone(&self.ledger), budget, settings };
             tracker.run(receiver, CancellationToken::new()).await;
         }
     }

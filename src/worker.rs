@@ -30,10 +30,11 @@ use crate::clock::WallClock;
 use crate::intake::parse::IntakeRules;
 use crate::intake::{self, Outlets, PollSettings};
 use crate::ledger::Idempotency;
-use crate::limit::CreateRateLimiter;
-use crate::ports::{Cdn, Ledger, Queue};
+use crate::limit::budget::QUOTA;
+use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
+use crate::ports::{Allowance, BudgetStore, Cdn, Ledger, Queue};
 use crate::retry::RetryPolicy;
-use crate::submit::{Ownership, Submitter};
+use crate::submit::{Overload, Ownership, Submitter};
 use crate::track::{Submitted, TrackSettings, Tracker};
 
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
@@ -66,6 +67,15 @@ pub struct Settings {
     pub completion_poll: Duration,
     /// How long after acceptance an invalidation stops being checked.
     pub completion_timeout: Duration,
+    /// Headroom of each distribution's in-progress quotas that workers leave to people and other tools.
+    pub reserve: Allowance,
+    /// How often a batch waiting for budget looks again for room other workers released.
+    pub budget_poll: Duration,
+    /// How long a resync's count of invalidations nobody reserved is trusted.
+    pub resync_every: Duration,
+    /// How long invalidations are expected to take until some have been seen to complete.
+    pub expected_completion: Duration,
+    pub overload: Overload,
     pub clock: WallClock,
 }
 
@@ -87,9 +97,14 @@ impl Default for Settings {
             retention: Duration::from_secs(90 * 24 * 3_600),
             key_period: Duration::from_secs(24 * 3_600),
             intake: Arc::default(),
-            // The SDK's InvalidationCompleted waiter: every 20 s, 30 times.
-            completion_poll: Duration::from_secs(20),
+            // Often enough that room in the budget is seen free soon after CloudFront completes (~25 s at P95).
+            completion_poll: Duration::from_secs(10),
             completion_timeout: Duration::from_secs(10 * 60),
+            reserve: Allowance { paths: 100, wildcards: 2 },
+            budget_poll: Duration::from_secs(2),
+            resync_every: Duration::from_secs(60),
+            expected_completion: Duration::from_secs(30),
+            overload: Overload { coalesce: true, max_delay: Duration::from_secs(10 * 60) },
             clock: WallClock::System,
         }
     }
@@ -117,7 +132,7 @@ pub async fn run<Q, C, L>(services: Services<Q, C, L>, settings: Settings, shutd
 where
     Q: Queue,
     C: Cdn,
-    L: Ledger,
+    L: Ledger + BudgetStore,
 {
     let inflight = Arc::new(InFlight::default());
     let stop_receiving = CancellationToken::new();
@@ -152,15 +167,30 @@ where
         ));
     }
     drop(to_batcher);
+    let capacity = QUOTA - settings.reserve;
+    // Every sealed batch must fit an idle distribution's budget, or it would wait forever.
     let limits = BatchLimits {
         window: settings.window,
-        max_paths: settings.max_batch_paths,
-        max_wildcards: MAX_WILDCARDS_PER_BATCH,
+        max_paths: settings.max_batch_paths.min(capacity.paths as usize),
+        max_wildcards: MAX_WILDCARDS_PER_BATCH.min(capacity.wildcards as usize),
     };
     stages.spawn(batch::run(Batcher::new(limits), settings.clock, from_intake, to_submitter));
     // Not a stage: it holds no messages and shutdown does not wait for it.
+    let budget = Arc::new(Budget::new(
+        Arc::clone(&services.cdn),
+        Arc::clone(&services.ledger),
+        BudgetSettings {
+            capacity,
+            lease: settings.lease,
+            poll: settings.budget_poll,
+            resync_every: settings.resync_every,
+            expected_completion: settings.expected_completion,
+        },
+        settings.worker_id.clone(),
+        settings.clock,
+    ));
     let mut tracking = JoinSet::new();
-    let tracker = start_tracker(&services, &settings, &mut tracking, stop_receiving.clone());
+    let tracker = start_tracker(&services, &settings, &budget, &mut tracking, stop_receiving.clone());
     let acknowledger = Acknowledger::new(
         Arc::clone(&services.queue),
         services.dead_letter,
@@ -171,6 +201,8 @@ where
     let submitter = Arc::new(Submitter {
         cdn: services.cdn,
         ledger: services.ledger,
+        budget,
+        overload: settings.overload,
         limiter: CreateRateLimiter::new(settings.create_rate, settings.create_burst),
         retry: settings.retry,
         ownership: Ownership {
@@ -222,9 +254,10 @@ where
 }
 
 /// Starts the completion tracker unless it is turned off; returns where accepted invalidations go.
-fn start_tracker<Q, C: Cdn, L: Ledger>(
+fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
     services: &Services<Q, C, L>,
     settings: &Settings,
+    budget: &Arc<Budget<C, L>>,
     tasks: &mut JoinSet<()>,
     stop: CancellationToken,
 ) -> Option<mpsc::Sender<Submitted>> {
@@ -235,6 +268,7 @@ fn start_tracker<Q, C: Cdn, L: Ledger>(
     let tracker = Tracker {
         cdn: Arc::clone(&services.cdn),
         ledger: Arc::clone(&services.ledger),
+        budget: Arc::clone(budget),
         settings: TrackSettings {
             poll: settings.completion_poll,
             give_up_after: settings.completion_timeout,

@@ -12,8 +12,9 @@ use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    AuditLog, BatchRecord, BatchStatus, Cdn, CdnError, Completion, DeadLetterRecord, FailureRecord, Invalidation,
-    KeyClaim, KeyRecord, Ledger, LedgerError, Queue, Receipt,
+    Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
+    DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, Ledger, LedgerError, Queue, Receipt,
+    Reservation,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -91,6 +92,7 @@ fn record(distribution: &DistributionId, created_ms: u64) -> BatchRecord {
         requesters: vec!["ci".into()],
         requested_paths: 5,
         seal_reason: "window_elapsed".into(),
+        coalescing: None,
         created_at: millis(created_ms),
         status: BatchStatus::Pending,
         invalidation_id: None,
@@ -292,12 +294,59 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     let all = [
         FailureRecord::DeadLetter(unknown_origin.clone()),
         FailureRecord::DeadLetter(dead_letter),
-        FailureRecord::Batch(failed),
+        FailureRecord::Batch(Box::new(failed)),
     ];
     assert_eq!(ledger.failures(since, 10).await.unwrap(), all);
     assert_eq!(ledger.failures(since, 1).await.unwrap(), [FailureRecord::DeadLetter(unknown_origin)]);
     assert_eq!(ledger.failures(millis(base + 2_450), 10).await.unwrap(), all[..2]);
     assert_eq!(ledger.failures(millis(base + 2_601), 10).await.unwrap(), []);
+}
+
+/// The shared budget: reservations written only on an unchanged version, renewals and releases that leave the
+/// version alone, expired reservations deleted with the next write.
+async fn budget_contract<B: BudgetStore>(store: &B) {
+    let distribution = DistributionId::parse("EBUDGET").unwrap();
+    assert_eq!(store.read_budget(&distribution).await.unwrap(), BudgetState::default());
+    let until = now_millis() + HIDDEN;
+    let reservation = |paths, wildcards| Reservation {
+        id: CallerReference::mint(),
+        owner: "w1".into(),
+        need: Allowance { paths, wildcards },
+        until,
+        invalidation_id: None,
+    };
+    let sorted = |mut state: BudgetState| {
+        state.reservations.sort_by(|a, b| a.id.cmp(&b.id));
+        state
+    };
+    let (first, second, third) = (reservation(10, 1), reservation(20, 0), reservation(0, 2));
+
+    assert!(store.write_reservation(&distribution, 0, &first, &[]).await.unwrap());
+    assert!(!store.write_reservation(&distribution, 0, &second, &[]).await.unwrap(), "a stale version is refused");
+    assert_eq!(
+        store.read_budget(&distribution).await.unwrap(),
+        BudgetState { reservations: vec![first.clone()], version: 1 }
+    );
+
+    let renewed_until = until + HIDDEN;
+    assert!(store.renew_reservation(&distribution, &first.id, renewed_until, Some("I1")).await.unwrap());
+    let renewed = Reservation { until: renewed_until, invalidation_id: Some("I1".into()), ..first.clone() };
+    assert!(store.write_reservation(&distribution, 1, &second, &[]).await.unwrap(), "renewals leave the version alone");
+    assert_eq!(
+        sorted(store.read_budget(&distribution).await.unwrap()),
+        sorted(BudgetState { reservations: vec![renewed.clone(), second.clone()], version: 2 })
+    );
+
+    assert!(store.write_reservation(&distribution, 2, &third, std::slice::from_ref(&second.id)).await.unwrap());
+    store.release_reservation(&distribution, &renewed.id).await.unwrap();
+    store.release_reservation(&distribution, &renewed.id).await.unwrap();
+    assert_eq!(store.read_budget(&distribution).await.unwrap(), BudgetState { reservations: vec![third], version: 3 });
+    assert!(!store.renew_reservation(&distribution, &first.id, renewed_until, None).await.unwrap(), "released");
+
+    let untouched = DistributionId::parse("EUNTOUCHED").unwrap();
+    store.release_reservation(&untouched, &first.id).await.unwrap();
+    assert!(!store.renew_reservation(&untouched, &first.id, until, None).await.unwrap());
+    assert_eq!(store.read_budget(&untouched).await.unwrap(), BudgetState::default(), "nothing created");
 }
 
 async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_caller_reference: bool) {
@@ -363,6 +412,18 @@ async fn dynamodb_adapter_meets_the_audit_contract() {
     let config = common::emulator().await;
     let table = common::create_table(&config).await;
     audit_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
+}
+
+#[tokio::test]
+async fn memory_ledger_meets_the_budget_contract() {
+    budget_contract(&MemoryLedger::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_meets_the_budget_contract() {
+    let config = common::emulator().await;
+    let table = common::create_table(&config).await;
+    budget_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
 }
 
 #[tokio::test]

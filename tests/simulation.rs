@@ -7,7 +7,9 @@
 //! created after it was sent; every invalid message is in the DLQ with a reason and no valid one is; CloudFront
 //! only ever saw CallerReferences the ledger recorded first, each with the recorded paths; every accepted record
 //! names the invalidation CloudFront made for its reference; no record is marked completed before CloudFront
-//! completed its invalidation.
+//! completed its invalidation; at no moment were more paths or wildcard paths of a distribution in progress than
+//! the workers' budget allows (each seed draws a budget of a few dozen paths, so batches wait, split and
+//! coalesce, while reservations of crashed workers expire).
 //!
 //! `cargo test --test simulation` runs 1,000 seeds (SIM_SEEDS to change); a failing seed prints itself and reruns
 //! alone with `SIM_SEED=<seed> cargo test --test simulation`. The long run:
@@ -21,11 +23,13 @@ use std::time::{Duration, SystemTime};
 use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
-use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
+use cf_invalidator::fake::{Created, FakeCdn, MemoryLedger, MemoryQueue};
+use cf_invalidator::limit::budget::QUOTA;
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    BatchEntryFailure, BatchRecord, BatchStatus, Cdn, CdnError, Completion, DeadLetterRecord, Invalidation,
-    InvalidationDetail, KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
+    Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
+    DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt,
+    ReceivedMessage, Reservation,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -263,6 +267,47 @@ impl Ledger for ChaosLedger {
     }
 }
 
+impl BudgetStore for ChaosLedger {
+    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
+        self.before()?;
+        self.inner.read_budget(distribution).await
+    }
+
+    async fn write_reservation(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+    ) -> Result<bool, LedgerError> {
+        self.before()?;
+        let written = self.inner.write_reservation(distribution, version, reservation, expired).await?;
+        self.after()?;
+        Ok(written)
+    }
+
+    async fn renew_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        until: SystemTime,
+        invalidation_id: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        self.before()?;
+        self.inner.renew_reservation(distribution, id, until, invalidation_id).await
+    }
+
+    async fn release_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+    ) -> Result<(), LedgerError> {
+        self.before()?;
+        self.inner.release_reservation(distribution, id).await?;
+        self.after()
+    }
+}
+
 struct Sent {
     body: String,
     /// `None` for a message meant to be refused.
@@ -280,6 +325,8 @@ struct World {
     ledger: Arc<MemoryLedger>,
     services: Services<ChaosQueue, ChaosCdn, ChaosLedger>,
     sent: Vec<Sent>,
+    /// The headroom every worker of the run leaves: CloudFront's quotas minus this is the budget they share.
+    reserve: Allowance,
 }
 
 impl World {
@@ -301,9 +348,12 @@ impl World {
                 intents: Mutex::default(),
             }),
         };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let capacity = Allowance { paths: rng.random_range(8..60), wildcards: rng.random_range(1..4) };
         Self {
             seed,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
+            reserve: QUOTA - capacity,
             clock,
             queue,
             dead_letter,
@@ -376,11 +426,41 @@ impl World {
             create_rate: 5.0,
             worker_id: format!("worker-{worker}"),
             lease: 2 * visibility,
+            reserve: self.reserve,
             clock: self.clock,
             retry: RetryPolicy::seeded(self.seed ^ worker as u64),
             ..Settings::default()
         }
     }
+}
+
+/// At no moment did a distribution have more in progress than the budget: every invalidation is in progress
+/// from its creation until the fake CloudFront completes it.
+fn check_budget(created: &[Created], budget: Allowance) -> Result<(), String> {
+    for distribution in DISTRIBUTIONS {
+        let mut changes: Vec<(Instant, bool, Allowance)> = Vec::new();
+        for c in created.iter().filter(|c| c.distribution_id.as_str() == distribution) {
+            let need = Allowance::of(&c.paths);
+            changes.push((c.at, true, need));
+            changes.push((c.at + COMPLETION_DELAY, false, need));
+        }
+        // At equal instants, completions first: CloudFront reports completed once the delay has passed.
+        changes.sort_by_key(|&(at, starts, _)| (at, starts));
+        let mut in_progress = Allowance::default();
+        for (at, starts, need) in changes {
+            if starts {
+                in_progress = in_progress + need;
+            } else {
+                in_progress = in_progress - need;
+            }
+            if !in_progress.fits_in(budget) {
+                return Err(format!(
+                    "{distribution} had {in_progress:?} in progress at {at:?}, over the budget {budget:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs one seeded scenario and returns a description of the first broken invariant.
@@ -451,6 +531,7 @@ async fn simulate_world(seed: u64) -> (World, Result<(), String>) {
         clock: world.clock,
         receive_wait: Duration::from_secs(1),
         create_rate: 5.0,
+        reserve: world.reserve,
         ..Settings::default()
     };
     let queue = Arc::clone(&world.queue);
@@ -478,6 +559,7 @@ fn check(world: &World) -> Result<(), String> {
         return Err(format!("{} messages left on the queue", world.queue.len()));
     }
     let created = world.cdn.created();
+    check_budget(&created, QUOTA - world.reserve)?;
     let dead: Vec<(String, String)> = world
         .dead_letter
         .messages()

@@ -148,6 +148,7 @@ async fn submit(fixture: &Fixture, distribution: DistributionId, window: PlainWi
         requesters: Vec::new(),
         requested_paths: window.requested,
         seal_reason: "window_elapsed".into(),
+        coalescing: None,
         created_at: now,
         status: BatchStatus::Accepted,
         invalidation_id: Some(invalidation.id),

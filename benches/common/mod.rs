@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
-    BatchEntryFailure, BatchRecord, Cdn, CdnError, Completion, DeadLetterRecord, Invalidation, InvalidationDetail,
-    KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
+    BatchEntryFailure, BatchRecord, BudgetState, BudgetStore, Cdn, CdnError, Completion, DeadLetterRecord,
+    Invalidation, InvalidationDetail, KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
+    Reservation,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -372,8 +373,8 @@ impl<C: Cdn> Cdn for CountingCdn<C> {
     }
 }
 
-/// A `Ledger` that counts DynamoDB writes (intent, outcome, take-over, key claim, completion, dead letter) and
-/// reads (list).
+/// A `Ledger` that counts DynamoDB writes (intent, outcome, take-over, key claim, completion, dead letter,
+/// reservation, renewal, release) and reads (list, budget).
 pub struct CountingLedger<L> {
     pub inner: L,
     pub counts: Arc<Counts>,
@@ -431,6 +432,44 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
         self.inner.record_dead_letter(record).await
+    }
+}
+
+impl<L: BudgetStore> BudgetStore for CountingLedger<L> {
+    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.read_budget(distribution).await
+    }
+
+    async fn write_reservation(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+    ) -> Result<bool, LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.write_reservation(distribution, version, reservation, expired).await
+    }
+
+    async fn renew_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        until: SystemTime,
+        invalidation_id: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.renew_reservation(distribution, id, until, invalidation_id).await
+    }
+
+    async fn release_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+    ) -> Result<(), LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.release_reservation(distribution, id).await
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Table layout (created by `cf-invalidator setup`, documented in docs/design.md and docs/audit.md):
 //! - key `pk` (S): `batch#<CallerReference>` per batch, `key#<idempotency_key>` per producer key,
-//!   `dlq#<message_id>` per dead-lettered message;
+//!   `dlq#<message_id>` per dead-lettered message, `budget#<DistributionId>` per distribution's shared
+//!   in-progress budget;
 //! - global secondary index `by_distribution`: `distribution_id` (S) + `created_at` (S, RFC 3339 UTC, sorts by
 //!   time); only batch items carry `distribution_id`;
 //! - sparse index `by_invalidation`: `invalidation_id` (S), keys only; only accepted batches carry it;
@@ -10,6 +11,7 @@
 //!   and dead-letter items carry `outcome`.
 
 mod audit;
+mod budget;
 mod schema;
 
 use std::collections::HashMap;
@@ -224,6 +226,9 @@ fn intent_item(record: &BatchRecord) -> Item {
     if !requesters.is_empty() {
         item.insert("requesters".into(), AttributeValue::Ss(requesters));
     }
+    if let Some(coalescing) = &record.coalescing {
+        item.insert("coalescing".into(), AttributeValue::S(coalescing.clone()));
+    }
     if paths_truncated {
         item.insert("paths_truncated".into(), AttributeValue::Bool(true));
     }
@@ -287,6 +292,7 @@ fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         requesters: strings(item, "requesters"),
         requested_paths: item.get("requested_paths").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or_default(),
         seal_reason: string(item, "seal_reason").unwrap_or_default(),
+        coalescing: string(item, "coalescing"),
         created_at: time(item, "created_at").ok_or_else(not_a_batch)?,
         status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_a_batch)?,
         invalidation_id: string(item, "invalidation_id"),

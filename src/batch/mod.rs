@@ -22,11 +22,13 @@ pub struct Batch {
     pub caller_reference: CallerReference,
     pub sealed_at: SystemTime,
     pub content: SealedBatch,
+    /// Set when the paths were replaced by wildcards to get through an overload: what was done and why.
+    pub coalescing: Option<String>,
 }
 
 impl Batch {
     pub fn seal(content: SealedBatch, clock: WallClock) -> Self {
-        Self { caller_reference: CallerReference::mint(), sealed_at: clock.now(), content }
+        Self { caller_reference: CallerReference::mint(), sealed_at: clock.now(), content, coalescing: None }
     }
 
     /// A recorded batch taken over from a stopped worker, with its CallerReference and paths, carrying `member`
@@ -40,7 +42,12 @@ impl Batch {
             requested_paths: record.requested_paths,
             reason: SealReason::Resumed,
         };
-        Self { caller_reference: record.caller_reference, sealed_at: record.created_at, content }
+        Self {
+            caller_reference: record.caller_reference,
+            sealed_at: record.created_at,
+            content,
+            coalescing: record.coalescing,
+        }
     }
 }
 

@@ -48,6 +48,8 @@ pub enum SealReason {
     Split,
     /// A pending batch of a worker that stopped, taken over with its CallerReference.
     Resumed,
+    /// The first messages of a batch too large for the room left in the distribution's in-progress budget.
+    FitBudget,
 }
 
 impl SealReason {
@@ -58,6 +60,7 @@ impl SealReason {
             Self::Shutdown => "shutdown",
             Self::Split => "split",
             Self::Resumed => "resumed",
+            Self::FitBudget => "fit_budget",
         }
     }
 }

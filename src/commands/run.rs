@@ -9,13 +9,15 @@ use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::Allowance;
+use cf_invalidator::submit::Overload;
 use cf_invalidator::telemetry::{self, Health, install_metrics};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cli::RunArgs;
+use crate::cli::{Coalesce, RunArgs};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ensure!(
@@ -36,6 +38,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         key_period: args.idempotency_period.into(),
         completion_poll: args.completion_poll.into(),
         completion_timeout: args.completion_timeout.into(),
+        reserve: Allowance { paths: args.reserve_paths, wildcards: args.reserve_wildcards },
+        overload: Overload { coalesce: args.coalesce == Coalesce::Auto, max_delay: args.max_delay.into() },
+        resync_every: args.resync_interval.into(),
         ..Settings::default()
     };
     ensure!(

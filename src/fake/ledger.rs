@@ -6,6 +6,7 @@ use super::faults::Faults;
 use crate::batch::merge::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
+use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError,
 };
@@ -17,6 +18,7 @@ pub struct MemoryLedger {
     records: Mutex<HashMap<CallerReference, (usize, BatchRecord)>>,
     keys: Mutex<HashMap<String, KeyRecord>>,
     dead_letters: Mutex<HashMap<MessageId, DeadLetterRecord>>,
+    budgets: Mutex<HashMap<DistributionId, BudgetState>>,
 }
 
 impl MemoryLedger {
@@ -32,6 +34,11 @@ impl MemoryLedger {
         let mut records: Vec<DeadLetterRecord> = self.dead_letters.lock().unwrap().values().cloned().collect();
         records.sort_by(|a, b| (a.created_at, &a.message_id).cmp(&(b.created_at, &b.message_id)));
         records
+    }
+
+    /// The distribution's budget as stored, expired reservations included.
+    pub fn budget(&self, distribution: &DistributionId) -> BudgetState {
+        self.budgets.lock().unwrap().get(distribution).cloned().unwrap_or_default()
     }
 
     /// Unexpired batch records, newest first.
@@ -202,7 +209,7 @@ impl AuditLog for MemoryLedger {
         let batches = self
             .live_records()
             .filter(|r| r.status == BatchStatus::Failed && r.created_at >= since)
-            .map(FailureRecord::Batch);
+            .map(|record| FailureRecord::Batch(Box::new(record)));
         let dead_letters = self
             .dead_letters()
             .into_iter()
@@ -212,5 +219,63 @@ impl AuditLog for MemoryLedger {
         failures.sort_by_key(|f| std::cmp::Reverse(f.created_at()));
         failures.truncate(limit);
         Ok(failures)
+    }
+}
+
+impl BudgetStore for MemoryLedger {
+    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
+        self.faults.take("read_budget")?;
+        Ok(self.budget(distribution))
+    }
+
+    async fn write_reservation(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+    ) -> Result<bool, LedgerError> {
+        self.faults.take("write_reservation")?;
+        let mut budgets = self.budgets.lock().unwrap();
+        let budget = budgets.entry(distribution.clone()).or_default();
+        if budget.version != version {
+            return Ok(false);
+        }
+        budget.reservations.retain(|r| r.id != reservation.id && !expired.contains(&r.id));
+        budget.reservations.push(reservation.clone());
+        budget.version += 1;
+        Ok(true)
+    }
+
+    async fn renew_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        until: SystemTime,
+        invalidation_id: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        self.faults.take("renew_reservation")?;
+        let mut budgets = self.budgets.lock().unwrap();
+        let found = budgets.get_mut(distribution).and_then(|b| b.reservations.iter_mut().find(|r| &r.id == id));
+        Ok(found
+            .map(|reservation| {
+                reservation.until = until;
+                if let Some(invalidation_id) = invalidation_id {
+                    reservation.invalidation_id = Some(invalidation_id.to_owned());
+                }
+            })
+            .is_some())
+    }
+
+    async fn release_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+    ) -> Result<(), LedgerError> {
+        self.faults.take("release_reservation")?;
+        if let Some(budget) = self.budgets.lock().unwrap().get_mut(distribution) {
+            budget.reservations.retain(|r| &r.id != id);
+        }
+        Ok(())
     }
 }

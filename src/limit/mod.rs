@@ -2,11 +2,14 @@
 //!
 //! - [`rate`]: every CreateInvalidation of this process passes one adaptive token bucket (the account-wide request
 //!   rate);
-//! - `budget`: a batch is submitted only when its paths fit the distribution's in-progress allowances (3,000
+//! - [`budget`]: a batch is submitted only when its paths fit the distribution's in-progress allowances (3,000
 //!   paths, 15 wildcard paths), shared by every worker through the ledger table;
 //! - `coalesce`: when a backlog cannot be cleared in time under those allowances, paths are replaced by the
 //!   narrowest wildcards that cover them.
 
+pub mod budget;
+pub mod coalesce;
 pub mod rate;
 
+pub use budget::{Budget, BudgetSettings};
 pub use rate::CreateRateLimiter;

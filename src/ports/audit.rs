@@ -10,7 +10,7 @@ use crate::model::{CallerReference, DistributionId, MessageId};
 /// Something that went wrong: a batch CloudFront refused, or a message moved to the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureRecord {
-    Batch(BatchRecord),
+    Batch(Box<BatchRecord>),
     DeadLetter(DeadLetterRecord),
 }
 

@@ -50,6 +50,8 @@ pub struct BatchRecord {
     /// Paths requested by the messages before merging; `paths.len()` of them were submitted.
     pub requested_paths: usize,
     pub seal_reason: String,
+    /// Why and how the paths were replaced by wildcards when the distribution was overloaded, if they were.
+    pub coalescing: Option<String>,
     pub created_at: SystemTime,
     pub status: BatchStatus,
     pub invalidation_id: Option<String>,
@@ -80,6 +82,7 @@ impl BatchRecord {
             requesters: Vec::new(),
             requested_paths: paths.len(),
             seal_reason: "window_elapsed".into(),
+            coalescing: None,
             created_at,
             status: BatchStatus::Pending,
             invalidation_id: None,

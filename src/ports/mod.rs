@@ -2,14 +2,17 @@
 //!
 //! The SDK adapters in `crate::aws` and the in-memory fakes in `crate::fake` implement these traits, and one
 //! contract-test suite (tests/contract.rs) runs against both, so the fakes cannot drift from the real services.
-//! `AuditLog` is the ledger's read side for operators.
+//! `AuditLog` is the ledger's read side for operators; `BudgetStore` holds the in-progress budget every worker
+//! shares, in the ledger table.
 
 pub mod audit;
+pub mod budget;
 pub mod cdn;
 pub mod ledger;
 pub mod queue;
 
 pub use audit::{AuditLog, FailureRecord};
+pub use budget::{Allowance, BudgetState, BudgetStore, Reservation};
 pub use cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 pub use ledger::{BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError};
 pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};

@@ -91,7 +91,7 @@ impl DynamoLedger {
         let mut found = Vec::new();
         self.each_item(query, |item| {
             found.push(match outcome {
-                OUTCOME_FAILED => FailureRecord::Batch(record_from(item)?),
+                OUTCOME_FAILED => FailureRecord::Batch(Box::new(record_from(item)?)),
                 _ => FailureRecord::DeadLetter(dead_letter_from(item)?),
             });
             Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })

@@ -1,0 +1,175 @@
+//! `BudgetStore` on the ledger table: one item per distribution, `budget#<DistributionId>`, holding a map of
+//! reservations keyed by CallerReference and a version for optimistic concurrency (docs/design.md, "Shared
+//! in-progress budget").
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{DynamoLedger, Item, KEY, TTL_ATTRIBUTE, epoch_millis, epoch_seconds, number, string};
+use crate::aws::error::classify;
+use crate::model::{CallerReference, DistributionId};
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation};
+use crate::ports::ledger::LedgerError;
+
+const RESERVATIONS: &str = "reservations";
+/// A budget item outlives its last write by this much: long after any reservation in it has expired, so an idle
+/// distribution's item is cleaned up by TTL without ever being deleted under a live reservation.
+const IDLE_ITEM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3_600);
+
+fn budget_key(distribution: &DistributionId) -> AttributeValue {
+    AttributeValue::S(format!("budget#{distribution}"))
+}
+
+fn reservation_value(reservation: &Reservation) -> AttributeValue {
+    let mut fields = HashMap::from([
+        ("owner".to_owned(), AttributeValue::S(reservation.owner.clone())),
+        ("paths".to_owned(), AttributeValue::N(reservation.need.paths.to_string())),
+        ("wildcards".to_owned(), AttributeValue::N(reservation.need.wildcards.to_string())),
+        ("until".to_owned(), epoch_millis(reservation.until)),
+    ]);
+    if let Some(id) = &reservation.invalidation_id {
+        fields.insert("invalidation_id".to_owned(), AttributeValue::S(id.clone()));
+    }
+    AttributeValue::M(fields)
+}
+
+fn reservation_from(id: &str, value: &AttributeValue) -> Option<Reservation> {
+    let fields: &Item = value.as_m().ok()?;
+    Some(Reservation {
+        id: CallerReference::from_recorded(id.to_owned()),
+        owner: string(fields, "owner").unwrap_or_default(),
+        need: Allowance { paths: number(fields, "paths")? as u32, wildcards: number(fields, "wildcards")? as u32 },
+        until: UNIX_EPOCH + Duration::from_millis(number(fields, "until")?),
+        invalidation_id: string(fields, "invalidation_id"),
+    })
+}
+
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
+    error: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
+    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+impl BudgetStore for DynamoLedger {
+    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, budget_key(distribution))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        let Some(item) = output.item() else { return Ok(BudgetState::default()) };
+        let reservations = item
+            .get(RESERVATIONS)
+            .and_then(|m| m.as_m().ok())
+            .map(|m| m.iter().filter_map(|(id, value)| reservation_from(id, value)).collect())
+            .unwrap_or_default();
+        Ok(BudgetState { reservations, version: number(item, "version").unwrap_or(0) })
+    }
+
+    async fn write_reservation(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+    ) -> Result<bool, LedgerError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, budget_key(distribution))
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#reservations", RESERVATIONS)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
+            .expression_attribute_values(":ttl", epoch_seconds(SystemTime::now() + IDLE_ITEM_RETENTION));
+        let mut expression;
+        if version == 0 {
+            // The first reservation creates the map, which a nested SET cannot do.
+            let first = HashMap::from([(reservation.id.to_string(), reservation_value(reservation))]);
+            expression = "SET #reservations = :first, #version = :next, #ttl = :ttl".to_owned();
+            update = update
+                .condition_expression("attribute_not_exists(#version)")
+                .expression_attribute_values(":first", AttributeValue::M(first));
+        } else {
+            expression = "SET #reservations.#id = :reservation, #version = :next, #ttl = :ttl".to_owned();
+            update = update
+                .condition_expression("#version = :version")
+                .expression_attribute_names("#id", reservation.id.as_str())
+                .expression_attribute_values(":reservation", reservation_value(reservation))
+                .expression_attribute_values(":version", AttributeValue::N(version.to_string()));
+            let mut removals = Vec::new();
+            for (n, id) in expired.iter().filter(|id| **id != reservation.id).enumerate() {
+                update = update.expression_attribute_names(format!("#x{n}"), id.as_str());
+                removals.push(format!("#reservations.#x{n}"));
+            }
+            if !removals.is_empty() {
+                expression = format!("{expression} REMOVE {}", removals.join(", "));
+            }
+        }
+        match update.update_expression(expression).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(self.error(classify(&e))),
+        }
+    }
+
+    async fn renew_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        until: SystemTime,
+        invalidation_id: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        let mut expression = "SET #reservations.#id.#until = :until".to_owned();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, budget_key(distribution))
+            .condition_expression("attribute_exists(#reservations.#id)")
+            .expression_attribute_names("#reservations", RESERVATIONS)
+            .expression_attribute_names("#id", id.as_str())
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":until", epoch_millis(until));
+        if let Some(invalidation_id) = invalidation_id {
+            expression.push_str(", #reservations.#id.invalidation_id = :invalidation");
+            update = update.expression_attribute_values(":invalidation", AttributeValue::S(invalidation_id.to_owned()));
+        }
+        match update.update_expression(expression).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(self.error(classify(&e))),
+        }
+    }
+
+    async fn release_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+    ) -> Result<(), LedgerError> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, budget_key(distribution))
+            .update_expression("REMOVE #reservations.#id")
+            // Without it, releasing from a budget that does not exist would create an empty item.
+            .condition_expression("attribute_exists(#reservations)")
+            .expression_attribute_names("#reservations", RESERVATIONS)
+            .expression_attribute_names("#id", id.as_str())
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(self.error(classify(&e))),
+        }
+    }
+}

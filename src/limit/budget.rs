@@ -1,0 +1,409 @@
+//! The in-progress budget: a batch goes to CloudFront only when its paths fit what the distribution has left of
+//! its two quotas (3,000 paths and 15 wildcard paths in progress, aws-facts.md A1), counting
+//! - every worker's reservations, shared through the ledger table (`BudgetStore`), and
+//! - invalidations nobody reserved (a person in the console, another tool, a worker whose reservation expired
+//!   while CloudFront was still busy), found by a resync: ListInvalidations, then GetInvalidation for the ones
+//!   not recognised.
+//!
+//! A reservation is written with a conditional write on the budget's version, so two workers can never both take
+//! the last room; it lasts until the tracker sees the invalidation completed (it renews the reservation at each
+//! check) or, if its worker dies, until its lease runs out. The protocol and its failure cases are in
+//! docs/design.md, "Shared in-progress budget".
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use metrics::{counter, gauge};
+use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::clock::WallClock;
+use crate::model::{CallerReference, DistributionId};
+use crate::ports::budget::{Allowance, BudgetStore, Reservation};
+use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
+use crate::ports::ledger::LedgerError;
+use crate::telemetry::log_allowed;
+
+/// CloudFront's quotas per distribution (aws-facts.md A1).
+pub const QUOTA: Allowance = Allowance { paths: 3_000, wildcards: 15 };
+
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetSettings {
+    /// What this worker lets all workers use: the quotas minus the headroom left to people.
+    pub capacity: Allowance,
+    /// How long a reservation lasts without renewal: what a dead worker's reservations cost the others.
+    pub lease: Duration,
+    /// How often a batch waiting for room reads the budget again, for room other workers released.
+    pub poll: Duration,
+    /// How long a resync's picture of other people's invalidations is trusted.
+    pub resync_every: Duration,
+    /// How long an invalidation is expected to stay in progress until the tracker has seen some complete.
+    pub expected_completion: Duration,
+}
+
+impl BudgetSettings {
+    /// The quotas minus `reserve`.
+    pub fn capacity_leaving(reserve: Allowance) -> Allowance {
+        QUOTA - reserve
+    }
+}
+
+/// The room left for reservation `id`: the capacity minus other people's invalidations and every live
+/// reservation but `id`'s own (a batch asking again, after TooManyInvalidationsInProgress, does not count twice).
+pub fn room_for(
+    id: &CallerReference,
+    capacity: Allowance,
+    unreserved: Allowance,
+    reservations: &[Reservation],
+    now: SystemTime,
+) -> Allowance {
+    let reserved: Allowance = reservations.iter().filter(|r| r.until > now && &r.id != id).map(|r| r.need).sum();
+    capacity - unreserved - reserved
+}
+
+/// Reservations whose lease ran out before `before`.
+fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl Iterator<Item = &CallerReference> {
+    reservations.iter().filter(move |r| r.until <= before).map(|r| &r.id)
+}
+
+/// How long `backlog` paths take to get through a distribution whose `capacity` frees up once per `completion`.
+pub fn time_to_clear(backlog: Allowance, capacity: Allowance, completion: Duration) -> Duration {
+    let rounds = |need: u32, room: u32| match (need, room) {
+        (0, _) => 0,
+        (_, 0) => u32::MAX,
+        _ => need.div_ceil(room),
+    };
+    let needed = rounds(backlog.paths, capacity.paths).max(rounds(backlog.wildcards, capacity.wildcards));
+    completion.saturating_mul(needed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Reserved,
+    /// Not enough room now; this much is left.
+    NoRoom(Allowance),
+}
+
+/// What a resync found: invalidations in progress that no reservation accounts for.
+#[derive(Debug, Default)]
+struct Unreserved {
+    usage: Allowance,
+    /// Other people's invalidations already looked at, by id: asked about once, not at every resync.
+    known: HashMap<String, Allowance>,
+    refreshed_at: Option<Instant>,
+    /// Reservations this worker has seen expired (and resynced for).
+    expired_seen: HashSet<CallerReference>,
+}
+
+pub struct Budget<C, S> {
+    cdn: Arc<C>,
+    store: Arc<S>,
+    settings: BudgetSettings,
+    owner: String,
+    clock: WallClock,
+    unreserved: Mutex<HashMap<DistributionId, Unreserved>>,
+    /// One batch per distribution at a time asks for room: the others queue here instead of each reading the
+    /// budget on every poll.
+    turns: Mutex<HashMap<DistributionId, Arc<tokio::sync::Mutex<()>>>>,
+    released: Notify,
+    /// What this worker's batches waiting for room on each distribution need together.
+    backlog: Mutex<HashMap<DistributionId, Allowance>>,
+    /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
+    completion: Mutex<Duration>,
+}
+
+/// A batch's place in its distribution's backlog, given up when dropped (however the wait ends).
+pub struct Waiting<'a> {
+    backlog: &'a Mutex<HashMap<DistributionId, Allowance>>,
+    distribution: DistributionId,
+    need: Allowance,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(waiting) = self.backlog.lock().unwrap().get_mut(&self.distribution) {
+            *waiting = *waiting - self.need;
+        }
+    }
+}
+
+/// How much the newest completion time moves the estimate: smooth, yet quick to follow CloudFront slowing down.
+const COMPLETION_SMOOTHING: f64 = 0.25;
+
+impl<C: Cdn, S: BudgetStore> Budget<C, S> {
+    pub fn new(cdn: Arc<C>, store: Arc<S>, settings: BudgetSettings, owner: String, clock: WallClock) -> Self {
+        Self {
+            cdn,
+            store,
+            settings,
+            owner,
+            clock,
+            unreserved: Mutex::default(),
+            turns: Mutex::default(),
+            released: Notify::new(),
+            backlog: Mutex::default(),
+            completion: Mutex::new(settings.expected_completion),
+        }
+    }
+
+    /// Counts `need` in the distribution's backlog while the returned guard lives.
+    pub fn waiting(&self, distribution: &DistributionId, need: Allowance) -> Waiting<'_> {
+        let mut backlog = self.backlog.lock().unwrap();
+        let waiting = backlog.entry(distribution.clone()).or_default();
+        *waiting = *waiting + need;
+        Waiting { backlog: &self.backlog, distribution: distribution.clone(), need }
+    }
+
+    /// What this worker's batches waiting on the distribution need together.
+    pub fn backlog(&self, distribution: &DistributionId) -> Allowance {
+        self.backlog.lock().unwrap().get(distribution).copied().unwrap_or_default()
+    }
+
+    /// How long an invalidation is expected to stay in progress, which is how often room frees up.
+    pub fn completion_estimate(&self) -> Duration {
+        *self.completion.lock().unwrap()
+    }
+
+    /// The tracker saw an invalidation complete after `took`: return its room and learn from the time.
+    pub async fn completed(&self, distribution: &DistributionId, id: &CallerReference, took: Duration) {
+        {
+            let mut estimate = self.completion.lock().unwrap();
+            *estimate = estimate.mul_f64(1.0 - COMPLETION_SMOOTHING) + took.mul_f64(COMPLETION_SMOOTHING);
+        }
+        self.release(distribution, id).await;
+    }
+
+    pub fn settings(&self) -> &BudgetSettings {
+        &self.settings
+    }
+
+    /// Waits until no other batch of this worker is asking for room on `distribution`.
+    pub async fn turn(&self, distribution: &DistributionId) -> OwnedMutexGuard<()> {
+        let turn = Arc::clone(self.turns.lock().unwrap().entry(distribution.clone()).or_default());
+        turn.lock_owned().await
+    }
+
+    /// Reserves `need` for batch `id` if it fits now.
+    pub async fn try_reserve(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        need: Allowance,
+    ) -> Result<Grant, LedgerError> {
+        loop {
+            let state = self.store.read_budget(distribution).await?;
+            let now = self.clock.now();
+            // A reservation that ran out may stand for an invalidation still in progress (its worker died, or
+            // CloudFront is slow): only a resync can tell. Each worker resyncs once when it first sees one expire,
+            // so expired reservations stay in the budget for a resync interval before they are deleted.
+            self.notice_expired(distribution, expired_before(&state.reservations, now));
+            let deletable: Vec<CallerReference> =
+                expired_before(&state.reservations, now - self.settings.resync_every).cloned().collect();
+            let Some(unreserved) = self.unreserved_usage(distribution, &state.reservations).await else {
+                // Room cannot be known until a resync succeeds: wait rather than guess.
+                return Ok(Grant::NoRoom(Allowance::default()));
+            };
+            let room = room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
+            gauge!("cfi_budget_room_paths", "distribution_id" => distribution.to_string()).set(room.paths as f64);
+            if !need.fits_in(room) {
+                return Ok(Grant::NoRoom(room));
+            }
+            let reservation = Reservation {
+                id: id.clone(),
+                owner: self.owner.clone(),
+                need,
+                until: now + self.settings.lease,
+                invalidation_id: None,
+            };
+            if self.store.write_reservation(distribution, state.version, &reservation, &deletable).await? {
+                return Ok(Grant::Reserved);
+            }
+            // Another worker reserved in between: read again and decide on what it left.
+            counter!("cfi_budget_conflicts_total").increment(1);
+        }
+    }
+
+    /// Returns when room may have been freed: by this worker at once, by others within a poll.
+    pub async fn room_may_have_changed(&self) {
+        tokio::select! {
+            () = self.released.notified() => {}
+            () = tokio::time::sleep(self.settings.poll) => {}
+        }
+    }
+
+    /// The invalidation is still in progress: keep its reservation alive, and note which invalidation it is so
+    /// resyncs recognise it without asking CloudFront.
+    pub async fn renew(&self, distribution: &DistributionId, id: &CallerReference, invalidation_id: &str) {
+        let until = self.clock.now() + self.settings.lease;
+        match self.store.renew_reservation(distribution, id, until, Some(invalidation_id)).await {
+            Ok(true) => {}
+            // Expired and deleted: from now on resyncs count the invalidation as unreserved.
+            Ok(false) => counter!("cfi_budget_renewals_too_late_total").increment(1),
+            Err(e) => {
+                if let Some(suppressed) = log_allowed("budget_renew_failed") {
+                    warn!(%distribution, caller_reference = %id, error = %e, suppressed, "could not renew a reservation; it will be renewed at the next check");
+                }
+            }
+        }
+    }
+
+    /// The batch's invalidation completed, or the batch will not be submitted: return its room.
+    pub async fn release(&self, distribution: &DistributionId, id: &CallerReference) {
+        if let Err(e) = self.store.release_reservation(distribution, id).await {
+            // Harmless beyond the delay: the reservation expires with its lease.
+            if let Some(suppressed) = log_allowed("budget_release_failed") {
+                warn!(%distribution, caller_reference = %id, error = %e, suppressed, "could not release a reservation; its room returns when its lease ends");
+            }
+        }
+        self.released.notify_waiters();
+    }
+
+    /// Resyncs next time if a reservation expired that this worker has not seen expire yet.
+    fn notice_expired<'a>(&self, distribution: &DistributionId, expired: impl Iterator<Item = &'a CallerReference>) {
+        let mut views = self.unreserved.lock().unwrap();
+        let view = views.entry(distribution.clone()).or_default();
+        let expired: HashSet<CallerReference> = expired.cloned().collect();
+        if !expired.is_subset(&view.expired_seen) {
+            view.refreshed_at = None;
+        }
+        view.expired_seen = expired;
+    }
+
+    /// The picture of what is in progress may be wrong (CloudFront said TooManyInvalidationsInProgress, or an
+    /// invalidation is no longer tracked): the next reservation resyncs first.
+    pub fn resync_next(&self, distribution: &DistributionId) {
+        if let Some(view) = self.unreserved.lock().unwrap().get_mut(distribution) {
+            view.refreshed_at = None;
+        }
+    }
+
+    /// What is in progress without a reservation, resyncing when the last picture is stale; `None` when a resync
+    /// failed for a reason that may pass.
+    async fn unreserved_usage(&self, distribution: &DistributionId, reservations: &[Reservation]) -> Option<Allowance> {
+        let fresh = |view: &Unreserved| view.refreshed_at.is_some_and(|at| at.elapsed() < self.settings.resync_every);
+        if let Some(view) = self.unreserved.lock().unwrap().get(distribution).filter(|v| fresh(v)) {
+            return Some(view.usage);
+        }
+        let known = self.unreserved.lock().unwrap().get(distribution).map(|v| v.known.clone()).unwrap_or_default();
+        let view = match self.resync(distribution, reservations, known).await {
+            Ok(view) => view,
+            Err(e) if e.retry_after() == RetryAfter::Never => {
+                // Not allowed to look: the headroom left to people is then all that protects the quota.
+                if let Some(suppressed) = log_allowed("budget_resync_refused") {
+                    warn!(%distribution, error = %e, suppressed, "cannot list the distribution's invalidations (the role needs cloudfront:ListInvalidations and GetInvalidation); counting only reservations");
+                }
+                Unreserved { refreshed_at: Some(Instant::now()), ..Unreserved::default() }
+            }
+            Err(e) => {
+                if let Some(suppressed) = log_allowed("budget_resync_failed") {
+                    warn!(%distribution, error = %e, suppressed, "could not list the distribution's invalidations; waiting before submitting more");
+                }
+                return None;
+            }
+        };
+        let usage = view.usage;
+        let mut views = self.unreserved.lock().unwrap();
+        let expired_seen = views.remove(distribution).map(|v| v.expired_seen).unwrap_or_default();
+        views.insert(distribution.clone(), Unreserved { expired_seen, ..view });
+        Some(usage)
+    }
+
+    /// Lists what is in progress and counts what no reservation accounts for.
+    async fn resync(
+        &self,
+        distribution: &DistributionId,
+        reservations: &[Reservation],
+        mut known: HashMap<String, Allowance>,
+    ) -> Result<Unreserved, CdnError> {
+        counter!("cfi_budget_resyncs_total").increment(1);
+        let now = self.clock.now();
+        let live: Vec<&Reservation> = reservations.iter().filter(|r| r.until > now).collect();
+        let in_progress = self.cdn.list_in_progress(distribution).await?;
+        let mut usage = Allowance::default();
+        let mut still_known = HashMap::new();
+        for invalidation in in_progress {
+            if live.iter().any(|r| r.invalidation_id.as_deref() == Some(invalidation.id.as_str())) {
+                continue;
+            }
+            let need = match known.remove(&invalidation.id) {
+                Some(need) => need,
+                None => {
+                    let detail = self.cdn.get_invalidation(distribution, &invalidation.id).await?;
+                    if live.iter().any(|r| r.id.as_str() == detail.caller_reference) {
+                        continue;
+                    }
+                    Allowance::of(&detail.paths)
+                }
+            };
+            usage = usage + need;
+            still_known.insert(invalidation.id, need);
+        }
+        if !usage.is_empty() {
+            info!(%distribution, paths = usage.paths, wildcards = usage.wildcards, "invalidations in progress that no worker reserved count against the budget");
+        }
+        Ok(Unreserved { usage, known: still_known, refreshed_at: Some(Instant::now()), ..Unreserved::default() })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// CloudFront's quotas with the default headroom, for unit tests.
+    pub(crate) fn settings() -> BudgetSettings {
+        BudgetSettings {
+            capacity: QUOTA - Allowance { paths: 100, wildcards: 2 },
+            lease: Duration::from_secs(120),
+            poll: Duration::from_secs(2),
+            resync_every: Duration::from_secs(60),
+            expected_completion: Duration::from_secs(30),
+        }
+    }
+
+    fn reservation(id: &str, paths: u32, wildcards: u32, until: SystemTime) -> Reservation {
+        Reservation {
+            id: CallerReference::from_recorded(id.into()),
+            owner: "w".into(),
+            need: Allowance { paths, wildcards },
+            until,
+            invalidation_id: None,
+        }
+    }
+
+    #[test]
+    fn room_counts_live_reservations_but_not_expired_ones_nor_the_askers_own() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let later = now + Duration::from_secs(60);
+        let reservations =
+            [reservation("a", 1_000, 2, later), reservation("b", 500, 0, now), reservation("mine", 800, 5, later)];
+        let capacity = Allowance { paths: 2_800, wildcards: 13 };
+        let unreserved = Allowance { paths: 100, wildcards: 1 };
+        let room = room_for(&CallerReference::from_recorded("mine".into()), capacity, unreserved, &reservations, now);
+        assert_eq!(room, Allowance { paths: 1_700, wildcards: 10 });
+        let expired: Vec<&CallerReference> = expired_before(&reservations, now).collect();
+        assert_eq!(expired, [&CallerReference::from_recorded("b".into())]);
+    }
+
+    #[test]
+    fn room_never_goes_below_zero_when_people_used_more_than_the_reserve() {
+        let room = room_for(
+            &CallerReference::from_recorded("x".into()),
+            Allowance { paths: 2_800, wildcards: 13 },
+            Allowance { paths: 2_900, wildcards: 15 },
+            &[],
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(room, Allowance::default());
+    }
+
+    #[test]
+    fn time_to_clear_counts_whole_rounds_of_the_tighter_allowance() {
+        let capacity = Allowance { paths: 3_000, wildcards: 15 };
+        let completion = Duration::from_secs(30);
+        assert_eq!(time_to_clear(Allowance { paths: 6_001, wildcards: 0 }, capacity, completion), completion * 3);
+        assert_eq!(time_to_clear(Allowance { paths: 10, wildcards: 31 }, capacity, completion), completion * 3);
+        assert_eq!(time_to_clear(Allowance::default(), capacity, completion), Duration::ZERO);
+    }
+}

@@ -1,0 +1,118 @@
+//! The shared in-progress budget of each distribution (in the ledger table): what every worker has reserved.
+
+use std::future::Future;
+use std::ops::{Add, Sub};
+use std::time::SystemTime;
+
+use super::ledger::LedgerError;
+use crate::model::{CallerReference, DistributionId};
+
+/// What counts against a distribution's two in-progress quotas: paths, and separately wildcard paths (a path
+/// ending in `*`). Cache-tag items count as paths.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    pub paths: u32,
+    pub wildcards: u32,
+}
+
+impl Allowance {
+    pub fn of<S: AsRef<str>>(paths: &[S]) -> Self {
+        let wildcards = paths.iter().filter(|p| p.as_ref().ends_with('*')).count() as u32;
+        Self { paths: paths.len() as u32 - wildcards, wildcards }
+    }
+
+    /// Whether `self` fits in `room`, both allowances at once.
+    pub fn fits_in(self, room: Self) -> bool {
+        self.paths <= room.paths && self.wildcards <= room.wildcards
+    }
+
+    pub fn is_empty(self) -> bool {
+        self == Self::default()
+    }
+}
+
+impl Add for Allowance {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self { paths: self.paths + other.paths, wildcards: self.wildcards + other.wildcards }
+    }
+}
+
+/// Never below zero: more can be in progress than a worker allows itself (a person used the reserve).
+impl Sub for Allowance {
+    type Output = Self;
+
+    fn sub(self, other: Self) -> Self {
+        Self {
+            paths: self.paths.saturating_sub(other.paths),
+            wildcards: self.wildcards.saturating_sub(other.wildcards),
+        }
+    }
+}
+
+impl std::iter::Sum for Allowance {
+    fn sum<I: Iterator<Item = Self>>(allowances: I) -> Self {
+        allowances.fold(Self::default(), Add::add)
+    }
+}
+
+/// One batch's claim on its distribution's allowances, from before CreateInvalidation until CloudFront reports
+/// the invalidation completed, or `until`, whichever comes first: a worker that dies leaves its reservations to
+/// expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The batch's CallerReference.
+    pub id: CallerReference,
+    pub owner: String,
+    pub need: Allowance,
+    pub until: SystemTime,
+    /// Once CloudFront accepted the batch: lets a resync tell the worker's invalidations from other people's.
+    pub invalidation_id: Option<String>,
+}
+
+/// A distribution's budget as read, with the version a reservation must find unchanged to be written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BudgetState {
+    pub reservations: Vec<Reservation>,
+    pub version: u64,
+}
+
+/// Contract:
+/// - `read_budget` returns the distribution's reservations, expired ones included, with the budget's version
+///   (0 and none for a distribution never reserved), read strongly consistently.
+/// - `write_reservation` stores `reservation` (replacing one with its id) and deletes the `expired` ones, only if
+///   the version is still `version`, and then increments it; it answers false, changing nothing, if another
+///   reservation was written in between. Renewals and releases do not change the version: they never make a
+///   decision taken on an older read unsafe.
+/// - `renew_reservation` moves the end of an existing reservation and notes its invalidation; it answers false
+///   if the reservation is gone (released, or deleted as expired).
+/// - `release_reservation` deletes the reservation; releasing one that is gone succeeds.
+pub trait BudgetStore: Send + Sync + 'static {
+    fn read_budget(
+        &self,
+        distribution: &DistributionId,
+    ) -> impl Future<Output = Result<BudgetState, LedgerError>> + Send;
+
+    fn write_reservation(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+
+    fn renew_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        until: SystemTime,
+        invalidation_id: Option<&str>,
+    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+
+    fn release_reservation(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}
