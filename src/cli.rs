@@ -126,6 +126,11 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_MAX_DELAY", default_value = "10m")]
     pub max_delay: humantime::Duration,
 
+    /// This worker's name in the ledger (batch owner, budget reservations), e.g. the ECS task or pod name;
+    /// default: `worker-<UUIDv7>`. Must be unique among running workers.
+    #[arg(long, env = "INVALIDATOR_WORKER_ID")]
+    pub worker_id: Option<String>,
+
     /// How often a distribution's in-progress invalidations nobody reserved (a person's, another tool's) are
     /// counted again with ListInvalidations while the worker submits to it.
     #[arg(long, env = "INVALIDATOR_RESYNC_INTERVAL", default_value = "60s")]

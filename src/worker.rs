@@ -92,7 +92,7 @@ impl Default for Settings {
             create_burst: NonZeroU32::new(5).expect("non-zero"),
             max_concurrent_submissions: 16,
             retry: RetryPolicy::default(),
-            worker_id: format!("worker-{}", uuid::Uuid::now_v7()),
+            worker_id: default_worker_id(),
             lease: Duration::from_secs(120),
             retention: Duration::from_secs(90 * 24 * 3_600),
             key_period: Duration::from_secs(24 * 3_600),
@@ -108,6 +108,11 @@ impl Default for Settings {
             clock: WallClock::System,
         }
     }
+}
+
+/// Unique per process without configuration.
+pub fn default_worker_id() -> String {
+    format!("worker-{}", uuid::Uuid::now_v7())
 }
 
 /// The AWS services the worker uses; `dead_letter` is `None` when the queue has no dead-letter queue.

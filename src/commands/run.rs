@@ -41,6 +41,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         reserve: Allowance { paths: args.reserve_paths, wildcards: args.reserve_wildcards },
         overload: Overload { coalesce: args.coalesce == Coalesce::Auto, max_delay: args.max_delay.into() },
         resync_every: args.resync_interval.into(),
+        worker_id: args.worker_id.clone().unwrap_or_else(worker::default_worker_id),
         ..Settings::default()
     };
     ensure!(
