@@ -109,6 +109,11 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_COMPLETION_TIMEOUT", default_value = "10m")]
     pub completion_timeout: humantime::Duration,
 
+    /// GetInvalidation calls per second at most, for completion tracking (CloudFront throttles its API per
+    /// account): with many batches a second, raise it so completed invalidations return their room promptly.
+    #[arg(long, env = "INVALIDATOR_STATUS_RATE", default_value_t = 4.0)]
+    pub status_rate: f64,
+
     /// Paths of each distribution's 3,000 in progress that workers leave free for people and other tools.
     #[arg(long, env = "INVALIDATOR_RESERVE_PATHS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..3_000))]
     pub reserve_paths: u32,

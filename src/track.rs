@@ -4,7 +4,7 @@
 //! Tracking holds no messages (they are deleted on acceptance) and nothing depends on it: a worker that stops
 //! simply stops tracking, and its records stay `accepted`. Each invalidation is checked every `poll` (the SDK
 //! waiter's 20 s by default) until it completes or `give_up_after` has passed since it was accepted (the waiter's
-//! 10 minutes); GetInvalidation calls go out one at a time, at most one per `MIN_CALL_GAP`.
+//! 10 minutes); GetInvalidation calls go out one at a time, at most `status_rate` a second (default 4).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,8 +23,8 @@ use crate::ports::cdn::{Cdn, Invalidation, RetryAfter};
 use crate::ports::ledger::{Completion, Ledger};
 use crate::telemetry::log_allowed;
 
-/// At most 4 GetInvalidation calls per second per worker: CloudFront throttles its API per account.
-pub const MIN_CALL_GAP: Duration = Duration::from_millis(250);
+/// GetInvalidation calls per second per worker by default: CloudFront throttles its API per account.
+pub const DEFAULT_STATUS_RATE: f64 = 4.0;
 
 /// An invalidation this worker created and recorded as accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct TrackSettings {
     pub poll: Duration,
     /// After this long an invalidation is no longer checked; its record stays `accepted`.
     pub give_up_after: Duration,
+    /// At least this long between two GetInvalidation calls.
+    pub call_gap: Duration,
     pub clock: WallClock,
 }
 
@@ -76,7 +78,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 },
                 () = sleep_until(due) => {
                     let entry = tracked.swap_remove(earliest(&tracked).expect("something is due"));
-                    next_call = Instant::now() + MIN_CALL_GAP;
+                    next_call = Instant::now() + self.settings.call_gap;
                     tracked.extend(self.check(entry).await);
                 }
             }
@@ -180,6 +182,7 @@ mod tests {
     use crate::ports::ledger::{BatchRecord, BatchStatus};
 
     const POLL: Duration = Duration::from_secs(20);
+    const CALL_GAP: Duration = Duration::from_millis(250);
 
     struct Setup {
         cdn: Arc<FakeCdn>,
@@ -224,7 +227,7 @@ mod tests {
                 sender.send(s).await.unwrap();
             }
             drop(sender);
-            let settings = TrackSettings { poll: POLL, give_up_after, clock: self.clock };
+            let settings = TrackSettings { poll: POLL, give_up_after, call_gap: CALL_GAP, clock: self.clock };
             let budget = Arc::new(Budget::new(
                 Arc::clone(&self.cdn),
                 Arc::clone(&self.ledger),
@@ -276,7 +279,7 @@ mod tests {
         let checks = setup.cdn.status_checks();
         assert_eq!(checks.len(), 5);
         for pair in checks.windows(2) {
-            assert!(pair[1].at - pair[0].at >= MIN_CALL_GAP, "{checks:?}");
+            assert!(pair[1].at - pair[0].at >= CALL_GAP, "{checks:?}");
         }
         assert!(setup.ledger.records().iter().all(|r| r.status == BatchStatus::Completed));
     }

@@ -35,7 +35,7 @@ use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
 use crate::ports::{Allowance, BudgetStore, Cdn, Ledger, Queue};
 use crate::retry::RetryPolicy;
 use crate::submit::{Overload, Ownership, Submitter};
-use crate::track::{Submitted, TrackSettings, Tracker};
+use crate::track::{DEFAULT_STATUS_RATE, Submitted, TrackSettings, Tracker};
 
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
@@ -67,6 +67,8 @@ pub struct Settings {
     pub completion_poll: Duration,
     /// How long after acceptance an invalidation stops being checked.
     pub completion_timeout: Duration,
+    /// GetInvalidation calls per second, at most, for completion tracking.
+    pub status_rate: f64,
     /// Headroom of each distribution's in-progress quotas that workers leave to people and other tools.
     pub reserve: Allowance,
     /// How often a batch waiting for budget looks again for room other workers released.
@@ -100,6 +102,7 @@ impl Default for Settings {
             // Often enough that room in the budget is seen free soon after CloudFront completes (~25 s at P95).
             completion_poll: Duration::from_secs(10),
             completion_timeout: Duration::from_secs(10 * 60),
+            status_rate: DEFAULT_STATUS_RATE,
             reserve: Allowance { paths: 100, wildcards: 2 },
             budget_poll: Duration::from_secs(2),
             resync_every: Duration::from_secs(60),
@@ -277,6 +280,7 @@ fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
         settings: TrackSettings {
             poll: settings.completion_poll,
             give_up_after: settings.completion_timeout,
+            call_gap: Duration::from_secs_f64(1.0 / settings.status_rate),
             clock: settings.clock,
         },
     };

@@ -24,6 +24,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.create_rate.is_finite() && args.create_rate > 0.0,
         "--create-rate must be a positive number of calls per second"
     );
+    ensure!(
+        args.status_rate.is_finite() && args.status_rate > 0.0,
+        "--status-rate must be a positive number of calls per second"
+    );
     let settings = Settings {
         window: args.window.into(),
         max_batch_paths: usize::from(args.max_batch_paths),
@@ -38,6 +42,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         key_period: args.idempotency_period.into(),
         completion_poll: args.completion_poll.into(),
         completion_timeout: args.completion_timeout.into(),
+        status_rate: args.status_rate,
         reserve: Allowance { paths: args.reserve_paths, wildcards: args.reserve_wildcards },
         overload: Overload { coalesce: args.coalesce == Coalesce::Auto, max_delay: args.max_delay.into() },
         resync_every: args.resync_interval.into(),
