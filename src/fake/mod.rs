@@ -5,9 +5,10 @@
 //! injected faults. They run on tokio's clock, so tests can pause and advance time.
 //!
 //! `FakeCdn` doubles as the CloudFront simulator (docs/simulator.md): with a [`SimConfig`] it also enforces the
-//! in-progress quotas and the request rate.
+//! in-progress quotas and the request rate, and `cloudfront_http` serves it to the real SDK.
 
 mod cdn;
+pub mod cloudfront_http;
 mod faults;
 mod ledger;
 mod queue;
