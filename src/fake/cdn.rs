@@ -56,7 +56,7 @@ impl Completion {
     }
 }
 
-/// CreateInvalidation calls allowed per second on average, and at once after a quiet spell.
+/// CreateInvalidation calls allowed per second on average (positive), and at once after a quiet spell.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CreateRate {
     pub per_second: f64,
