@@ -4,12 +4,14 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
-use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
+use cf_invalidator::fake::cloudfront_http::SimServer;
+use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
@@ -429,6 +431,16 @@ async fn dynamodb_adapter_meets_the_budget_contract() {
 #[tokio::test]
 async fn fake_cdn_meets_the_cdn_contract() {
     cdn_contract(&FakeCdn::with_distributions(["EFAKE"]), &DistributionId::parse("EFAKE").unwrap(), true).await;
+}
+
+/// The simulator over HTTP, through the same adapter and SDK client as the emulator, with CloudFront's quotas on.
+#[tokio::test]
+async fn cloudfront_adapter_on_the_simulator_meets_the_cdn_contract() {
+    let cdn = Arc::new(FakeCdn::simulator(SimConfig::cloudfront()));
+    let distribution = DistributionId::parse("ESIM").unwrap();
+    cdn.add_distribution(distribution.clone());
+    let server = SimServer::start(cdn).await.unwrap();
+    cdn_contract(&CloudFront::new(server.client()), &distribution, true).await;
 }
 
 #[tokio::test]

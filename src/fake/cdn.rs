@@ -1,12 +1,141 @@
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::time::Duration;
+//! CloudFront's invalidation API in memory, faithful where the worker's correctness depends on it.
+//!
+//! Always modelled: CallerReference idempotency, unknown distributions, completion after a delay. Opt-in through
+//! [`SimConfig`] (off for `FakeCdn::default()`, which most tests use): the per-distribution in-progress quotas, a
+//! spread of completion times, the CreateInvalidation request rate, CloudFront's path rules, latency and 5xx
+//! answers. It records what a test needs to see: every call, every refusal, the peak in flight. It runs on tokio's
+//! clock, so paused-time tests control it; `cloudfront_http` serves it over CloudFront's REST-XML API.
 
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use self::state::State;
 use super::faults::Faults;
+use crate::limit::rate::TokioClock;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
+
+mod state;
+
+/// A distribution's in-progress allowances (aws-facts.md A1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Non-wildcard paths, cache tags included.
+    pub paths: usize,
+    /// Paths ending in `*`, counted apart from the others.
+    pub wildcards: usize,
+}
+
+impl Quotas {
+    pub const CLOUDFRONT: Self = Self { paths: 3_000, wildcards: 15 };
+}
+
+/// How long an invalidation stays `InProgress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    After(Duration),
+    /// Anywhere in `[min, max]`, chosen by a hash of the invalidation's sequence number: varied like CloudFront's,
+    /// yet the same in every run.
+    Between(Duration, Duration),
+}
+
+impl Completion {
+    fn delay(self, sequence: u64) -> Duration {
+        match self {
+            Self::After(delay) => delay,
+            Self::Between(min, max) => min + max.saturating_sub(min).mul_f64(unit_draw(sequence)),
+        }
+    }
+}
+
+/// CreateInvalidation calls allowed per second on average (positive), and at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CreateRate {
+    pub per_second: f64,
+    pub burst: NonZeroU32,
+}
+
+/// What the simulator enforces beyond the fake's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Refuse a batch that would take a distribution past these (`TooManyInvalidationsInProgress`).
+    pub quotas: Option<Quotas>,
+    pub completion: Completion,
+    /// Answer `Throttling` to CreateInvalidation calls beyond this rate.
+    pub create_rate: Option<CreateRate>,
+    /// Every call takes this long (on tokio's clock) before it is answered.
+    pub latency: Duration,
+    /// This fraction of calls, drawn by a hash of the call's number, is answered `ServiceUnavailable`.
+    pub fail_rate: f64,
+    /// Refuse paths CloudFront refuses: no leading `/` (or `#` for a cache tag), `*` before the end, too long.
+    pub validate_paths: bool,
+}
+
+impl Default for SimConfig {
+    /// Nothing enforced and instant completion: what the pipeline tests were written against.
+    fn default() -> Self {
+        Self {
+            quotas: None,
+            completion: Completion::After(Duration::ZERO),
+            create_rate: None,
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            validate_paths: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// CloudFront's quotas and path rules, completion after 30 s (AWS quotes ≈ 25 s at P95); no rate limit, latency
+    /// or failures, since CloudFront publishes none.
+    pub fn cloudfront() -> Self {
+        Self {
+            quotas: Some(Quotas::CLOUDFRONT),
+            completion: Completion::After(Duration::from_secs(30)),
+            validate_paths: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Paths counted against a distribution's in-progress allowances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub paths: usize,
+    pub wildcards: usize,
+}
+
+impl InFlight {
+    /// A path ending in `*` counts as one wildcard, however much it covers; every other item as one path.
+    pub fn of(paths: &[String]) -> Self {
+        let wildcards = paths.iter().filter(|p| p.ends_with('*')).count();
+        Self { paths: paths.len() - wildcards, wildcards }
+    }
+
+    fn plus(self, other: Self) -> Self {
+        Self { paths: self.paths + other.paths, wildcards: self.wildcards + other.wildcards }
+    }
+
+    fn minus(self, other: Self) -> Self {
+        Self { paths: self.paths - other.paths, wildcards: self.wildcards - other.wildcards }
+    }
+
+    fn max(self, other: Self) -> Self {
+        Self { paths: self.paths.max(other.paths), wildcards: self.wildcards.max(other.wildcards) }
+    }
+
+    fn within(self, quotas: Quotas) -> bool {
+        self.paths <= quotas.paths && self.wildcards <= quotas.wildcards
+    }
+}
 
 /// One CreateInvalidation call as the fake received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,39 +166,117 @@ pub struct StatusCheck {
     pub at: Instant,
 }
 
+/// A refused CreateInvalidation, the worker's or anyone else's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// On tokio's clock.
+    pub at: Instant,
+    pub distribution_id: DistributionId,
+    pub caller_reference: CallerReference,
+    /// CloudFront's error code, as `CdnError::code` names it.
+    pub code: &'static str,
+}
+
+/// An invalidation as GetInvalidation shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub created: Created,
+    pub status: &'static str,
+}
+
+/// An invalidation as ListInvalidations shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub id: String,
+    pub status: &'static str,
+    pub at: Instant,
+}
+
+/// One page of ListInvalidations, most recent first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<Summary>,
+    /// The marker of the next page, if there is one.
+    pub next_marker: Option<String>,
+}
+
+/// What the simulator saw, for tests to assert on and `GET /_sim/report` to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Every caller's.
+    pub all: Tally,
+    /// The worker's alone (CallerReference `cfi-…`).
+    pub worker: Tally,
+    pub distributions: BTreeMap<String, DistributionReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Distinct invalidations.
+    pub created: usize,
+    /// What CloudFront bills: their paths, a wildcard counting as one.
+    pub paths_billed: usize,
+    /// Refused CreateInvalidation calls by error code.
+    pub rejections: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionReport {
+    pub in_progress: InFlight,
+    /// The most in progress at once, paths and wildcards each at their own worst moment.
+    pub peak: InFlight,
+    /// The same, counting the worker's invalidations only.
+    pub worker_peak: InFlight,
+}
+
+type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
+
 /// CloudFront with its CallerReference semantics: a repeated reference with the same paths returns the first
 /// invalidation, with other paths `InvalidationBatchAlreadyExists`. Unknown distributions are refused. An
-/// invalidation is `InProgress` until the completion delay (zero unless set) has passed on tokio's clock since it
-/// was created, then `Completed`.
-#[derive(Debug, Default)]
+/// invalidation is `InProgress` until its completion time has passed on tokio's clock, then `Completed`.
+/// Everything in [`SimConfig`] is off unless built with [`FakeCdn::simulator`].
+#[derive(Debug)]
 pub struct FakeCdn {
     pub faults: Faults<CdnError>,
     state: Mutex<State>,
+    create_rate: Option<Bucket>,
+    /// Tokio's clock and the wall clock at the same moment, to show creation times as dates.
+    started: (Instant, SystemTime),
 }
 
-#[derive(Debug, Default)]
-struct State {
-    /// A set: a linear search of a thousand ids per call cost 5 % of the pipeline benchmark (benches/pipeline.rs).
-    distributions: HashSet<DistributionId>,
-    refused_fragments: Vec<String>,
-    by_reference: HashMap<(DistributionId, CallerReference), Created>,
-    calls: Vec<CreateCall>,
-    completion_delay: Duration,
-    status_checks: Vec<StatusCheck>,
-}
-
-impl State {
-    fn status(&self, created: &Created) -> &'static str {
-        if created.at.elapsed() >= self.completion_delay { "Completed" } else { "InProgress" }
+impl Default for FakeCdn {
+    fn default() -> Self {
+        Self::simulator(SimConfig::default())
     }
 }
 
 impl FakeCdn {
+    /// No distributions yet: add them with [`FakeCdn::add_distribution`].
+    pub fn simulator(config: SimConfig) -> Self {
+        let create_rate = config.create_rate.map(|rate| {
+            let period = Duration::from_secs_f64(1.0 / rate.per_second);
+            let quota = Quota::with_period(period).expect("a positive rate").allow_burst(rate.burst);
+            RateLimiter::direct_with_clock(quota, TokioClock)
+        });
+        Self {
+            faults: Faults::default(),
+            state: Mutex::new(State::new(config)),
+            create_rate,
+            started: (Instant::now(), SystemTime::now()),
+        }
+    }
+
     pub fn with_distributions<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
         let cdn = Self::default();
-        cdn.state.lock().unwrap().distributions =
-            ids.into_iter().map(|id| DistributionId::parse(id).expect("valid distribution id")).collect();
+        for id in ids {
+            cdn.add_distribution(DistributionId::parse(id).expect("valid distribution id"));
+        }
         cdn
+    }
+
+    /// False if it was already there.
+    pub fn add_distribution(&self, id: DistributionId) -> bool {
+        self.state.lock().unwrap().add_distribution(id)
     }
 
     /// Answers `InvalidArgument`, like CloudFront for a path it cannot take, to batches with a path containing
@@ -78,9 +285,27 @@ impl FakeCdn {
         self.state.lock().unwrap().refused_fragments.push(fragment.to_owned());
     }
 
-    /// Invalidations take this long to complete, as CloudFront's take seconds to minutes.
+    /// Invalidations created from now on take this long to complete, as CloudFront's take seconds to minutes.
     pub fn complete_after(&self, delay: Duration) {
-        self.state.lock().unwrap().completion_delay = delay;
+        self.state.lock().unwrap().config.completion = Completion::After(delay);
+    }
+
+    /// An invalidation made by a person in the console or another tool: it takes quota like any other, but is
+    /// not the worker's (its CallerReference is `console-<n>`), and it bypasses the request rate, latency and
+    /// injected failures, which test the worker, not the person.
+    pub fn create_as_someone_else(
+        &self,
+        distribution: &DistributionId,
+        paths: &[String],
+    ) -> Result<Invalidation, CdnError> {
+        let mut state = self.state.lock().unwrap();
+        let reference = state.console_reference();
+        let now = Instant::now();
+        let outcome = state.create(distribution, &reference, paths, now);
+        if let Err(error) = &outcome {
+            state.reject(distribution, &reference, error, now);
+        }
+        outcome
     }
 
     /// Every GetInvalidation call received, in order.
@@ -88,16 +313,19 @@ impl FakeCdn {
         self.state.lock().unwrap().status_checks.clone()
     }
 
-    /// Every call received, in order, failed ones included.
+    /// Every CreateInvalidation call received through the `Cdn` port, in order, failed ones included.
     pub fn calls(&self) -> Vec<CreateCall> {
         self.state.lock().unwrap().calls.clone()
     }
 
-    /// Distinct invalidations created (what CloudFront would bill), in creation order.
+    /// Every refused CreateInvalidation, the worker's and anyone else's, in order.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        self.state.lock().unwrap().rejections.clone()
+    }
+
+    /// Distinct invalidations created (what CloudFront would bill), anyone's, in creation order.
     pub fn created(&self) -> Vec<Created> {
-        let mut created: Vec<Created> = self.state.lock().unwrap().by_reference.values().cloned().collect();
-        created.sort_by(|a, b| a.id.cmp(&b.id));
-        created
+        self.state.lock().unwrap().created()
     }
 
     /// Distinct invalidations created, as (distribution, paths), in creation order.
@@ -105,44 +333,61 @@ impl FakeCdn {
         self.created().into_iter().map(|c| (c.distribution_id, c.paths)).collect()
     }
 
-    fn answer(
+    pub fn report(&self) -> Report {
+        let mut state = self.state.lock().unwrap();
+        state.report(Instant::now())
+    }
+
+    /// `at` (on tokio's clock) on the wall clock, as CloudFront shows creation times.
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        self.started.1 + at.saturating_duration_since(self.started.0)
+    }
+
+    /// GetInvalidation with everything CloudFront shows.
+    pub async fn snapshot(&self, distribution: &DistributionId, id: &str) -> Result<Snapshot, CdnError> {
+        self.state.lock().unwrap().status_checks.push(StatusCheck { id: id.to_owned(), at: Instant::now() });
+        self.enter("get_invalidation").await?;
+        self.find(distribution, id)
+    }
+
+    /// ListInvalidations: up to `max_items` of the distribution's invalidations older than the one named by
+    /// `marker`, most recent first.
+    pub async fn list(
+        &self,
+        distribution: &DistributionId,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page, CdnError> {
+        self.enter("list_invalidations").await?;
+        self.state.lock().unwrap().page(distribution, marker, max_items, Instant::now())
+    }
+
+    /// An invalidation as GetInvalidation would show it, without counting as a call.
+    pub(super) fn find(&self, distribution: &DistributionId, id: &str) -> Result<Snapshot, CdnError> {
+        self.state.lock().unwrap().find(distribution, id, Instant::now())
+    }
+
+    /// What every call meets first: the latency, a queued fault, then a drawn 5xx.
+    async fn enter(&self, operation: &'static str) -> Result<(), CdnError> {
+        let latency = self.state.lock().unwrap().config.latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.faults.take(operation)?;
+        self.state.lock().unwrap().draw_failure()
+    }
+
+    async fn answer(
         &self,
         distribution: &DistributionId,
         reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
-        self.faults.take("create_invalidation")?;
-        let mut state = self.state.lock().unwrap();
-        if !state.distributions.contains(distribution) {
-            return Err(CdnError::NoSuchDistribution(format!(
-                "The specified distribution does not exist: {distribution}"
-            )));
+        self.enter("create_invalidation").await?;
+        if self.create_rate.as_ref().is_some_and(|bucket| bucket.check().is_err()) {
+            return Err(CdnError::Throttled("Rate exceeded".into()));
         }
-        if !state.refused_fragments.is_empty()
-            && paths.iter().any(|p| state.refused_fragments.iter().any(|f| p.contains(f.as_str())))
-        {
-            return Err(CdnError::InvalidArgument(
-                "Your request contains one or more invalid invalidation paths.".into(),
-            ));
-        }
-        let key = (distribution.clone(), reference.clone());
-        let in_progress = |id: &str| Invalidation { id: id.to_owned(), status: "InProgress".into() };
-        match state.by_reference.get(&key) {
-            Some(first) if first.paths == paths => Ok(in_progress(&first.id)),
-            Some(_) => Err(CdnError::BatchAlreadyExists(reference.to_string())),
-            None => {
-                let created = Created {
-                    id: format!("I{:012}", state.by_reference.len() + 1),
-                    distribution_id: distribution.clone(),
-                    caller_reference: reference.clone(),
-                    paths: paths.to_vec(),
-                    at: Instant::now(),
-                };
-                let invalidation = in_progress(&created.id);
-                state.by_reference.insert(key, created);
-                Ok(invalidation)
-            }
-        }
+        self.state.lock().unwrap().create(distribution, reference, paths, Instant::now())
     }
 }
 
@@ -153,8 +398,12 @@ impl Cdn for FakeCdn {
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
-        let outcome = self.answer(distribution, caller_reference, paths);
-        self.state.lock().unwrap().calls.push(CreateCall {
+        let outcome = self.answer(distribution, caller_reference, paths).await;
+        let mut state = self.state.lock().unwrap();
+        if let Err(error) = &outcome {
+            state.reject(distribution, caller_reference, error, Instant::now());
+        }
+        state.calls.push(CreateCall {
             distribution_id: distribution.clone(),
             caller_reference: caller_reference.clone(),
             paths: paths.to_vec(),
@@ -164,27 +413,47 @@ impl Cdn for FakeCdn {
     }
 
     async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
-        let mut state = self.state.lock().unwrap();
-        state.status_checks.push(StatusCheck { id: id.to_owned(), at: Instant::now() });
-        self.faults.take("get_invalidation")?;
-        let created = state.by_reference.values().find(|c| c.id == id && &c.distribution_id == distribution);
-        let created = created.ok_or_else(|| CdnError::NoSuchInvalidation(id.to_owned()))?;
+        let Snapshot { created, status } = self.snapshot(distribution, id).await?;
         Ok(InvalidationDetail {
-            invalidation: Invalidation { id: id.to_owned(), status: state.status(created).to_owned() },
+            invalidation: Invalidation { id: created.id, status: status.to_owned() },
             caller_reference: created.caller_reference.to_string(),
-            paths: created.paths.clone(),
+            paths: created.paths,
         })
     }
 
     async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
-        self.faults.take("list_invalidations")?;
-        let state = self.state.lock().unwrap();
-        let mut in_progress: Vec<&Created> = state
-            .by_reference
-            .values()
-            .filter(|c| &c.distribution_id == distribution && state.status(c) != "Completed")
-            .collect();
-        in_progress.sort_by(|a, b| b.id.cmp(&a.id));
-        Ok(in_progress.into_iter().map(|c| Invalidation { id: c.id.clone(), status: "InProgress".into() }).collect())
+        self.enter("list_invalidations").await?;
+        self.state.lock().unwrap().in_progress(distribution, Instant::now())
+    }
+}
+/// A number in `[0, 1)` fixed by `seed` (SplitMix64's finaliser): varied but reproducible, without a random
+/// generator in the library.
+fn unit_draw(seed: u64) -> f64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1_u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_tags_are_counted_apart() {
+        let paths = ["/a", "/img/*", "#product:1", "/b*"].map(String::from);
+        assert_eq!(InFlight::of(&paths), InFlight { paths: 2, wildcards: 2 });
+    }
+
+    #[test]
+    fn spread_completion_is_reproducible_and_within_bounds() {
+        let (min, max) = (Duration::from_secs(10), Duration::from_secs(60));
+        let delays: Vec<Duration> = (1..=1_000).map(|n| Completion::Between(min, max).delay(n)).collect();
+        assert!(delays.iter().all(|d| (min..=max).contains(d)));
+        let again: Vec<Duration> = (1..=1_000).map(|n| Completion::Between(min, max).delay(n)).collect();
+        assert_eq!(delays, again);
+        let early = delays.iter().filter(|d| **d < Duration::from_secs(35)).count();
+        assert!((400..600).contains(&early), "spread evenly, not bunched: {early} of 1,000 in the first half");
     }
 }

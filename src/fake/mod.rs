@@ -3,13 +3,20 @@
 //! They follow the contracts in `crate::ports` (tests/contract.rs runs the same suite against them and the SDK
 //! adapters) and model what the emulator does not: CallerReference idempotency, stale receipt handles, and
 //! injected faults. They run on tokio's clock, so tests can pause and advance time.
+//!
+//! `FakeCdn` doubles as the CloudFront simulator (docs/simulator.md): with a [`SimConfig`] it also enforces the
+//! in-progress quotas and the request rate, and `cloudfront_http` serves it to the real SDK.
 
 mod cdn;
+pub mod cloudfront_http;
 mod faults;
 mod ledger;
 mod queue;
 
-pub use cdn::{CreateCall, Created, FakeCdn, StatusCheck};
+pub use cdn::{
+    Completion, CreateCall, CreateRate, Created, DistributionReport, FakeCdn, InFlight, Page, Quotas, Rejection,
+    Report, SimConfig, Snapshot, StatusCheck, Summary, Tally,
+};
 pub use faults::Faults;
 pub use ledger::MemoryLedger;
 pub use queue::{MemoryQueue, StoredMessage};

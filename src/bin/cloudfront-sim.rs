@@ -1,0 +1,153 @@
+//! `cloudfront-sim`: the CloudFront simulator on a port (docs/simulator.md). It prints its URL as the first line
+//! of standard output, so a test can start it with `--port 0` and read where it listens.
+
+use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cf_invalidator::fake::cloudfront_http;
+use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, Quotas, SimConfig};
+use cf_invalidator::model::DistributionId;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Serve CloudFront's invalidation API with CloudFront's quotas, for tests and benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "cloudfront-sim", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 4599)]
+    port: u16,
+
+    /// A distribution that exists (repeat the flag for several; more can be added with POST /_sim/distributions/ID).
+    #[arg(long = "distribution", value_parser = parse_distribution)]
+    distributions: Vec<DistributionId>,
+
+    /// How long an invalidation stays InProgress (AWS quotes about 25 s at P95).
+    #[arg(long, default_value = "30s")]
+    completion: humantime::Duration,
+
+    /// Spread completion times between --completion and this, reproducibly per invalidation.
+    #[arg(long)]
+    completion_max: Option<humantime::Duration>,
+
+    /// Non-wildcard paths (cache tags included) in progress per distribution.
+    #[arg(long, default_value_t = Quotas::CLOUDFRONT.paths)]
+    max_paths: usize,
+
+    /// Wildcard paths in progress per distribution, counted apart from --max-paths.
+    #[arg(long, default_value_t = Quotas::CLOUDFRONT.wildcards)]
+    max_wildcards: usize,
+
+    /// CreateInvalidation calls per second before `Throttling`; 0 turns the limit off. CloudFront publishes no
+    /// rate: 0.5/s with a burst of 6 is what users report (docs/simulator.md).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_rate)]
+    rate: f64,
+
+    /// CreateInvalidation calls allowed at once after a quiet spell.
+    #[arg(long, default_value_t = NonZeroU32::new(6).expect("non-zero"))]
+    burst: NonZeroU32,
+
+    /// Delay before every answer.
+    #[arg(long, default_value = "0s")]
+    latency: humantime::Duration,
+
+    /// Fraction of calls answered 503 ServiceUnavailable (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    fail_rate: f64,
+}
+
+impl Args {
+    fn config(&self) -> anyhow::Result<SimConfig> {
+        let completion = match self.completion_max {
+            None => Completion::After(*self.completion),
+            Some(max) if *max >= *self.completion => Completion::Between(*self.completion, *max),
+            Some(max) => anyhow::bail!("--completion-max {max} is shorter than --completion {}", self.completion),
+        };
+        Ok(SimConfig {
+            quotas: Some(Quotas { paths: self.max_paths, wildcards: self.max_wildcards }),
+            completion,
+            create_rate: (self.rate > 0.0).then_some(CreateRate { per_second: self.rate, burst: self.burst }),
+            latency: *self.latency,
+            fail_rate: self.fail_rate,
+            validate_paths: true,
+        })
+    }
+}
+
+fn parse_distribution(raw: &str) -> Result<DistributionId, String> {
+    DistributionId::parse(raw).map_err(|_| format!("{raw:?} is not a distribution id (upper-case letters and digits)"))
+}
+
+/// Up to a million a second: beyond that the token bucket's period rounds to zero nanoseconds.
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(rate) if (0.0..=1e6).contains(&rate) => Ok(rate),
+        _ => Err(format!("{raw:?} is not a rate (calls per second, from 0 to 1000000)")),
+    }
+}
+
+fn parse_fraction(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(fraction) if (0.0..=1.0).contains(&fraction) => Ok(fraction),
+        _ => Err(format!("{raw:?} is not a fraction between 0.0 and 1.0")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_env("CLOUDFRONT_SIM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let cdn = Arc::new(FakeCdn::simulator(args.config()?));
+    for distribution in &args.distributions {
+        cdn.add_distribution(distribution.clone());
+    }
+    let listener = TcpListener::bind((args.host, args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "http://{}", listener.local_addr()?)?;
+    stdout.flush()?;
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    cloudfront_http::serve(listener, cdn, stop).await.context("serving")
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    stop.cancel();
+}

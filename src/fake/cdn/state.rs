@@ -1,0 +1,342 @@
+//! The simulator's bookkeeping: invalidations by id and by CallerReference, and per distribution what is in
+//! progress, ordered by completion time so that finished invalidations leave the totals without a scan of history.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokio::time::Instant;
+
+use super::{
+    CreateCall, Created, DistributionReport, InFlight, Page, Rejection, Report, SimConfig, Snapshot, StatusCheck,
+    Summary, Tally, unit_draw,
+};
+use crate::model::{CallerReference, DistributionId};
+use crate::ports::cdn::{CdnError, Invalidation};
+
+/// The worker mints `cfi-<UUIDv7>` (`CallerReference::mint`); any other reference is someone else's.
+const WORKER_REFERENCE_PREFIX: &str = "cfi-";
+/// CloudFront's longest path (aws-facts.md A3).
+const MAX_PATH_LEN: usize = 4_000;
+/// Keeps the 5xx draws apart from the completion-time draws, which hash small sequence numbers too.
+const FAILURE_DRAW_SALT: u64 = 0x5EED_F417;
+
+const IN_PROGRESS: &str = "InProgress";
+const COMPLETED: &str = "Completed";
+
+#[derive(Debug)]
+struct Stored {
+    created: Created,
+    completes_at: Instant,
+}
+
+impl Stored {
+    fn status(&self, now: Instant) -> &'static str {
+        if now >= self.completes_at { COMPLETED } else { IN_PROGRESS }
+    }
+}
+
+/// In flight overall, and of the worker's invalidations alone.
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    all: InFlight,
+    worker: InFlight,
+}
+
+impl Load {
+    fn of(reference: &CallerReference, paths: &[String]) -> Self {
+        let all = InFlight::of(paths);
+        let worker = if reference.as_str().starts_with(WORKER_REFERENCE_PREFIX) { all } else { InFlight::default() };
+        Self { all, worker }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Distribution {
+    by_reference: HashMap<CallerReference, usize>,
+    /// Indexes into `State::invalidations`, oldest first.
+    created: Vec<usize>,
+    /// Unfinished invalidations by completion time, so that finished ones leave `load` without a scan of history.
+    in_progress: BTreeMap<(Instant, usize), Load>,
+    load: Load,
+    peak: Load,
+}
+
+impl Distribution {
+    /// Takes what has completed by `now` out of the load.
+    fn settle(&mut self, now: Instant) {
+        while let Some(first) = self.in_progress.first_entry() {
+            if first.key().0 > now {
+                break;
+            }
+            let finished = first.remove();
+            self.load =
+                Load { all: self.load.all.minus(finished.all), worker: self.load.worker.minus(finished.worker) };
+        }
+    }
+
+    fn admit(&mut self, index: usize, reference: &CallerReference, completes_at: Instant, load: Load) {
+        self.by_reference.insert(reference.clone(), index);
+        self.created.push(index);
+        self.in_progress.insert((completes_at, index), load);
+        self.load = Load { all: self.load.all.plus(load.all), worker: self.load.worker.plus(load.worker) };
+        self.peak = Load { all: self.peak.all.max(self.load.all), worker: self.peak.worker.max(self.load.worker) };
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct State {
+    pub(super) config: SimConfig,
+    /// A map: a linear search of a thousand ids per call cost 5 % of the pipeline benchmark (benches/pipeline.rs).
+    distributions: HashMap<DistributionId, Distribution>,
+    pub(super) refused_fragments: Vec<String>,
+    /// Every invalidation in creation order; the index + 1 is its sequence number.
+    invalidations: Vec<Stored>,
+    by_id: HashMap<String, usize>,
+    pub(super) calls: Vec<CreateCall>,
+    pub(super) status_checks: Vec<StatusCheck>,
+    pub(super) rejections: Vec<Rejection>,
+    /// Calls that reached the failure draw, numbering the draws.
+    draws: u64,
+}
+
+impl State {
+    pub(super) fn new(config: SimConfig) -> Self {
+        Self {
+            config,
+            distributions: HashMap::new(),
+            refused_fragments: Vec::new(),
+            invalidations: Vec::new(),
+            by_id: HashMap::new(),
+            calls: Vec::new(),
+            status_checks: Vec::new(),
+            rejections: Vec::new(),
+            draws: 0,
+        }
+    }
+
+    /// False if it was already there.
+    pub(super) fn add_distribution(&mut self, id: DistributionId) -> bool {
+        let added = !self.distributions.contains_key(&id);
+        self.distributions.entry(id).or_default();
+        added
+    }
+
+    /// A reference no one has used, for an invalidation made in the console.
+    pub(super) fn console_reference(&self) -> CallerReference {
+        CallerReference::from_recorded(format!("console-{}", self.invalidations.len() + 1))
+    }
+
+    /// Every invalidation, in creation order.
+    pub(super) fn created(&self) -> Vec<Created> {
+        self.invalidations.iter().map(|stored| stored.created.clone()).collect()
+    }
+
+    pub(super) fn draw_failure(&mut self) -> Result<(), CdnError> {
+        self.draws += 1;
+        if unit_draw(self.draws ^ FAILURE_DRAW_SALT) < self.config.fail_rate {
+            return Err(CdnError::Unavailable("CloudFront encountered an internal error. Please try again.".into()));
+        }
+        Ok(())
+    }
+
+    fn distribution(&mut self, id: &DistributionId) -> Result<&mut Distribution, CdnError> {
+        self.distributions.get_mut(id).ok_or_else(|| no_such_distribution(id))
+    }
+
+    pub(super) fn create(
+        &mut self,
+        distribution: &DistributionId,
+        reference: &CallerReference,
+        paths: &[String],
+        now: Instant,
+    ) -> Result<Invalidation, CdnError> {
+        self.distribution(distribution)?;
+        check_paths(&self.config, &self.refused_fragments, paths)?;
+        let (quotas, completion, sequence) = (self.config.quotas, self.config.completion, self.invalidations.len());
+        let Self { distributions, invalidations, by_id, .. } = self;
+        let target = distributions.get_mut(distribution).expect("checked above");
+        target.settle(now);
+        // The reference is looked at before the quota: a retry of an accepted batch must get its invalidation back
+        // even when the distribution is full. It is answered as at creation: whether CloudFront reports the current
+        // status here is undocumented, and callers read the id.
+        if let Some(&index) = target.by_reference.get(reference) {
+            let first = &invalidations[index];
+            if first.created.paths != paths {
+                return Err(CdnError::BatchAlreadyExists(reference.to_string()));
+            }
+            return Ok(Invalidation { id: first.created.id.clone(), status: IN_PROGRESS.into() });
+        }
+        let load = Load::of(reference, paths);
+        if quotas.is_some_and(|quotas| !target.load.all.plus(load.all).within(quotas)) {
+            return Err(CdnError::TooManyInProgress(
+                "Processing your request will cause you to exceed the maximum number of in-progress invalidations."
+                    .into(),
+            ));
+        }
+        let completes_at = now + completion.delay(sequence as u64 + 1);
+        let id = format!("I{:012}", sequence + 1);
+        target.admit(sequence, reference, completes_at, load);
+        by_id.insert(id.clone(), sequence);
+        invalidations.push(Stored {
+            created: Created {
+                id: id.clone(),
+                distribution_id: distribution.clone(),
+                caller_reference: reference.clone(),
+                paths: paths.to_vec(),
+                at: now,
+            },
+            completes_at,
+        });
+        Ok(Invalidation { id, status: IN_PROGRESS.into() })
+    }
+
+    pub(super) fn reject(
+        &mut self,
+        distribution: &DistributionId,
+        reference: &CallerReference,
+        error: &CdnError,
+        now: Instant,
+    ) {
+        self.rejections.push(Rejection {
+            at: now,
+            distribution_id: distribution.clone(),
+            caller_reference: reference.clone(),
+            code: error.code(),
+        });
+    }
+
+    /// The index of invalidation `id` of `distribution`.
+    fn index(&self, distribution: &DistributionId, id: &str) -> Result<usize, CdnError> {
+        if !self.distributions.contains_key(distribution) {
+            return Err(no_such_distribution(distribution));
+        }
+        self.by_id
+            .get(id)
+            .copied()
+            .filter(|&index| &self.invalidations[index].created.distribution_id == distribution)
+            .ok_or_else(|| CdnError::NoSuchInvalidation(format!("The specified invalidation does not exist: {id}")))
+    }
+
+    pub(super) fn find(&self, distribution: &DistributionId, id: &str, now: Instant) -> Result<Snapshot, CdnError> {
+        let stored = &self.invalidations[self.index(distribution, id)?];
+        Ok(Snapshot { created: stored.created.clone(), status: stored.status(now) })
+    }
+
+    pub(super) fn page(
+        &self,
+        distribution: &DistributionId,
+        marker: Option<&str>,
+        max_items: usize,
+        now: Instant,
+    ) -> Result<Page, CdnError> {
+        let end = match marker {
+            None => None,
+            Some(marker) => Some(self.index(distribution, marker).map_err(|_| {
+                CdnError::InvalidArgument(format!("The marker is not an invalidation of this distribution: {marker}"))
+            })?),
+        };
+        let created = &self.distributions.get(distribution).ok_or_else(|| no_such_distribution(distribution))?.created;
+        let older = &created[..end.map_or(created.len(), |end| created.partition_point(|&index| index < end))];
+        let items: Vec<Summary> = older
+            .iter()
+            .rev()
+            .take(max_items)
+            .map(|&index| {
+                let stored = &self.invalidations[index];
+                Summary { id: stored.created.id.clone(), status: stored.status(now), at: stored.created.at }
+            })
+            .collect();
+        let next_marker = (older.len() > items.len()).then(|| items.last().map(|last| last.id.clone())).flatten();
+        Ok(Page { items, next_marker })
+    }
+
+    pub(super) fn in_progress(
+        &mut self,
+        distribution: &DistributionId,
+        now: Instant,
+    ) -> Result<Vec<Invalidation>, CdnError> {
+        let target = self.distribution(distribution)?;
+        target.settle(now);
+        let mut unfinished: Vec<usize> = target.in_progress.keys().map(|&(_, index)| index).collect();
+        unfinished.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(unfinished
+            .into_iter()
+            .map(|index| Invalidation { id: self.invalidations[index].created.id.clone(), status: IN_PROGRESS.into() })
+            .collect())
+    }
+
+    pub(super) fn report(&mut self, now: Instant) -> Report {
+        let mut report = Report::default();
+        let is_worker = |reference: &CallerReference| reference.as_str().starts_with(WORKER_REFERENCE_PREFIX);
+        for stored in &self.invalidations {
+            report.all.bill(&stored.created.paths);
+            if is_worker(&stored.created.caller_reference) {
+                report.worker.bill(&stored.created.paths);
+            }
+        }
+        for rejection in &self.rejections {
+            report.all.refused(rejection.code);
+            if is_worker(&rejection.caller_reference) {
+                report.worker.refused(rejection.code);
+            }
+        }
+        for (id, distribution) in &mut self.distributions {
+            distribution.settle(now);
+            report.distributions.insert(
+                id.to_string(),
+                DistributionReport {
+                    in_progress: distribution.load.all,
+                    peak: distribution.peak.all,
+                    worker_peak: distribution.peak.worker,
+                },
+            );
+        }
+        report
+    }
+}
+
+impl Tally {
+    fn bill(&mut self, paths: &[String]) {
+        self.created += 1;
+        self.paths_billed += paths.len();
+    }
+
+    fn refused(&mut self, code: &str) {
+        *self.rejections.entry(code.to_owned()).or_default() += 1;
+    }
+}
+
+fn no_such_distribution(id: &DistributionId) -> CdnError {
+    CdnError::NoSuchDistribution(format!("The specified distribution does not exist: {id}"))
+}
+
+fn check_paths(config: &SimConfig, refused_fragments: &[String], paths: &[String]) -> Result<(), CdnError> {
+    let refused = |path: &String| {
+        refused_fragments.iter().any(|fragment| path.contains(fragment.as_str()))
+            || (config.validate_paths && !valid_path(path))
+    };
+    if paths.iter().any(refused) || (config.validate_paths && paths.is_empty()) {
+        return Err(CdnError::InvalidArgument("Your request contains one or more invalid invalidation paths.".into()));
+    }
+    Ok(())
+}
+
+/// CloudFront's rules (aws-facts.md A3): a leading `/` (a cache tag starts with `#`), `*` only at the end.
+fn valid_path(path: &str) -> bool {
+    let before_wildcard = path.strip_suffix('*').unwrap_or(path);
+    (path.starts_with('/') || path.starts_with('#')) && !before_wildcard.contains('*') && path.len() <= MAX_PATH_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudfront_path_rules() {
+        for good in ["/", "/a/b.html", "/img/*", "/*", "#product:1", "/a?x=1*"] {
+            assert!(valid_path(good), "{good}");
+        }
+        for bad in ["a.html", "", "/a*b", "/*/x", &format!("/{}", "x".repeat(MAX_PATH_LEN))] {
+            assert!(!valid_path(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The simulator (`FakeCdn`) over CloudFront's REST-XML API, so tests and benchmarks exercise the real SDK client
+//! and the worker's adapter (`aws::cloudfront`), error parsing included.
+//!
+//! CloudFront API (2020-05-31): `POST /2020-05-31/distribution/{Id}/invalidation` (CreateInvalidation, 201),
+//! `GET …/invalidation/{Id}` (GetInvalidation), `GET …/invalidation?Marker=&MaxItems=` (ListInvalidations).
+//! Admin, for tests and people: `GET /_sim/report` (JSON), `POST /_sim/distributions/{Id}`, and
+//! `POST /_sim/human/{Id}` with newline-separated paths (an invalidation made in the console).
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use aws_sdk_cloudfront::config::retry::RetryConfig;
+use aws_sdk_cloudfront::config::{BehaviorVersion, Credentials, Region};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, LOCATION};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::{debug, info};
+
+use super::cdn::{FakeCdn, Page, Snapshot};
+use crate::model::{CallerReference, DistributionId};
+use crate::ports::cdn::{Cdn, CdnError};
+
+const XMLNS: &str = "http://cloudfront.amazonaws.com/doc/2020-05-31/";
+const API: &str = "2020-05-31";
+/// ListInvalidations' page size when MaxItems is not given, as CloudFront's.
+const DEFAULT_MAX_ITEMS: usize = 100;
+
+/// Serves the simulator until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, cdn: Arc<FakeCdn>, stop: CancellationToken) -> io::Result<()> {
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(()),
+            accepted = listener.accept() => accepted?,
+        };
+        let cdn = Arc::clone(&cdn);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| respond(request, Arc::clone(&cdn)));
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                debug!(%peer, error = %e, "simulator connection ended");
+            }
+        });
+    }
+}
+
+/// The simulator served on a loopback port for as long as this lives: for tests and benchmarks in one process.
+#[derive(Debug)]
+pub struct SimServer {
+    addr: SocketAddr,
+    _stop: DropGuard,
+}
+
+impl SimServer {
+    pub async fn start(cdn: Arc<FakeCdn>) -> io::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let serving = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(listener, cdn, serving).await {
+                info!(error = %e, "the simulator stopped accepting connections");
+            }
+        });
+        Ok(Self { addr, _stop: stop.drop_guard() })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn client(&self) -> aws_sdk_cloudfront::Client {
+        sdk_client(&self.url())
+    }
+}
+
+/// An SDK client for a simulator at `url`: static test credentials, us-east-1, and the SDK's retries off, so each
+/// call shows the simulator's own answer.
+pub fn sdk_client(url: &str) -> aws_sdk_cloudfront::Client {
+    let config = aws_sdk_cloudfront::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "cloudfront-sim"))
+        .endpoint_url(url)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_cloudfront::Client::from_conf(config)
+}
+
+enum Route<'a> {
+    Create(&'a str),
+    Get(&'a str, &'a str),
+    List(&'a str),
+    Report,
+    AddDistribution(&'a str),
+    Human(&'a str),
+    Unknown,
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::POST, [API, "distribution", distribution, "invalidation"]) => Route::Create(distribution),
+        (&Method::GET, [API, "distribution", distribution, "invalidation"]) => Route::List(distribution),
+        (&Method::GET, [API, "distribution", distribution, "invalidation", id]) => Route::Get(distribution, id),
+        (&Method::GET, ["_sim", "report"]) => Route::Report,
+        (&Method::POST, ["_sim", "distributions", distribution]) => Route::AddDistribution(distribution),
+        (&Method::POST, ["_sim", "human", distribution]) => Route::Human(distribution),
+        _ => Route::Unknown,
+    }
+}
+
+async fn respond(request: Request<Incoming>, cdn: Arc<FakeCdn>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let mut response = answer(request, &cdn, &request_id).await;
+    if let Ok(request_id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-RequestId", request_id);
+    }
+    Ok(response)
+}
+
+async fn answer(request: Request<Incoming>, cdn: &FakeCdn, request_id: &str) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return WireError::malformed(format!("the request body could not be read: {e}")).response(request_id),
+    };
+    let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("cloudfront.amazonaws.com");
+    let answered = match route(&parts.method, parts.uri.path()) {
+        Route::Create(distribution) => create(cdn, distribution, &body, host).await,
+        Route::Get(distribution, id) => get(cdn, distribution, id).await,
+        Route::List(distribution) => list(cdn, distribution, parts.uri.query()).await,
+        Route::Report => Ok(json(&cdn.report())),
+        Route::AddDistribution(distribution) => add_distribution(cdn, distribution),
+        Route::Human(distribution) => human(cdn, distribution, &body, host),
+        Route::Unknown => Err(WireError::not_found(&parts.method, parts.uri.path())),
+    };
+    answered.unwrap_or_else(|error| {
+        info!(path = parts.uri.path(), code = error.code, message = %error.message, "refused");
+        error.response(request_id)
+    })
+}
+
+async fn create(
+    cdn: &FakeCdn,
+    distribution: &str,
+    body: &[u8],
+    host: &str,
+) -> Result<Response<Full<Bytes>>, WireError> {
+    let distribution = distribution_id(distribution)?;
+    let batch = parse_batch(body)?;
+    let reference = CallerReference::from_recorded(batch.caller_reference);
+    let invalidation = cdn.create_invalidation(&distribution, &reference, &batch.paths).await?;
+    created(cdn, &distribution, &invalidation.id, host)
+}
+
+fn human(cdn: &FakeCdn, distribution: &str, body: &[u8], host: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let distribution = distribution_id(distribution)?;
+    let text = std::str::from_utf8(body).map_err(|e| WireError::malformed(format!("paths are not UTF-8: {e}")))?;
+    let paths: Vec<String> = text.lines().map(str::trim).filter(|line| !line.is_empty()).map(String::from).collect();
+    let invalidation = cdn.create_as_someone_else(&distribution, &paths)?;
+    created(cdn, &distribution, &invalidation.id, host)
+}
+
+/// CreateInvalidation's answer: 201, the new invalidation's URL in `Location`, the invalidation in the body.
+fn created(
+    cdn: &FakeCdn,
+    distribution: &DistributionId,
+    id: &str,
+    host: &str,
+) -> Result<Response<Full<Bytes>>, WireError> {
+    let snapshot = cdn.find(distribution, id)?;
+    let mut response = xml(StatusCode::CREATED, "Invalidation", &InvalidationXml::new(cdn, snapshot));
+    let location = format!("http://{host}/{API}/distribution/{distribution}/invalidation/{id}");
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn get(cdn: &FakeCdn, distribution: &str, id: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let snapshot = cdn.snapshot(&distribution_id(distribution)?, id).await?;
+    Ok(xml(StatusCode::OK, "Invalidation", &InvalidationXml::new(cdn, snapshot)))
+}
+
+async fn list(cdn: &FakeCdn, distribution: &str, query: Option<&str>) -> Result<Response<Full<Bytes>>, WireError> {
+    let distribution = distribution_id(distribution)?;
+    let marker = query_param(query, "Marker").filter(|marker| !marker.is_empty());
+    let max_items = match query_param(query, "MaxItems") {
+        None => DEFAULT_MAX_ITEMS,
+        Some(raw) => raw.parse().map_err(|_| CdnError::InvalidArgument(format!("MaxItems is not a number: {raw}")))?,
+    };
+    let page = cdn.list(&distribution, marker.as_deref(), max_items).await?;
+    Ok(xml(StatusCode::OK, "InvalidationList", &InvalidationListXml::new(cdn, page, marker, max_items)))
+}
+
+fn add_distribution(cdn: &FakeCdn, distribution: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let id = DistributionId::parse(distribution)
+        .map_err(|_| CdnError::InvalidArgument(format!("not a distribution id: {distribution}")))?;
+    let status = if cdn.add_distribution(id) { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(text(status, "text/plain", format!("{distribution}\n")))
+}
+
+/// An id CloudFront could not have issued names no distribution.
+fn distribution_id(raw: &str) -> Result<DistributionId, CdnError> {
+    DistributionId::parse(raw)
+        .map_err(|_| CdnError::NoSuchDistribution(format!("The specified distribution does not exist: {raw}")))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| percent_decode_str(value).decode_utf8_lossy().into_owned())
+}
+
+#[derive(Debug)]
+struct Batch {
+    caller_reference: String,
+    paths: Vec<String>,
+}
+
+fn parse_batch(body: &[u8]) -> Result<Batch, WireError> {
+    if body.is_empty() {
+        return Err(WireError::sender(
+            "MissingBody",
+            "This operation requires a body. Ensure that the body is present and the Content-Type header is set.",
+        ));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| WireError::malformed(format!("the body is not UTF-8: {e}")))?;
+    let batch: InvalidationBatchXml =
+        quick_xml::de::from_str(text).map_err(|e| WireError::malformed(format!("not an InvalidationBatch: {e}")))?;
+    let paths = batch.paths.items.map(|items| items.path).unwrap_or_default();
+    if paths.len() != batch.paths.quantity {
+        return Err(WireError::sender(
+            "InconsistentQuantities",
+            "The value of Quantity and the size of Items don't match.",
+        ));
+    }
+    Ok(Batch { caller_reference: batch.caller_reference, paths })
+}
+
+/// `InvalidationBatch`, both as CreateInvalidation's body and inside the `Invalidation` it answers.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvalidationBatchXml {
+    paths: PathsXml,
+    caller_reference: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PathsXml {
+    quantity: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    items: Option<PathItemsXml>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PathItemsXml {
+    #[serde(rename = "Path", default)]
+    path: Vec<String>,
+}
+
+impl PathsXml {
+    fn new(paths: Vec<String>) -> Self {
+        Self { quantity: paths.len(), items: (!paths.is_empty()).then_some(PathItemsXml { path: paths }) }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvalidationXml {
+    #[serde(rename = "@xmlns")]
+    xmlns: &'static str,
+    id: String,
+    status: &'static str,
+    create_time: String,
+    invalidation_batch: InvalidationBatchXml,
+}
+
+impl InvalidationXml {
+    fn new(cdn: &FakeCdn, Snapshot { created, status }: Snapshot) -> Self {
+        Self {
+            xmlns: XMLNS,
+            create_time: create_time(cdn, created.at),
+            id: created.id,
+            status,
+            invalidation_batch: InvalidationBatchXml {
+                paths: PathsXml::new(created.paths),
+                caller_reference: created.caller_reference.to_string(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvalidationListXml {
+    #[serde(rename = "@xmlns")]
+    xmlns: &'static str,
+    marker: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_marker: Option<String>,
+    max_items: usize,
+    is_truncated: bool,
+    quantity: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<SummariesXml>,
+}
+
+#[derive(Debug, Serialize)]
+struct SummariesXml {
+    #[serde(rename = "InvalidationSummary")]
+    summaries: Vec<SummaryXml>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SummaryXml {
+    id: String,
+    create_time: String,
+    status: &'static str,
+}
+
+impl InvalidationListXml {
+    fn new(cdn: &FakeCdn, page: Page, marker: Option<String>, max_items: usize) -> Self {
+        let summaries: Vec<SummaryXml> = page
+            .items
+            .into_iter()
+            .map(|summary| SummaryXml {
+                id: summary.id,
+                create_time: create_time(cdn, summary.at),
+                status: summary.status,
+            })
+            .collect();
+        Self {
+            xmlns: XMLNS,
+            marker: marker.unwrap_or_default(),
+            is_truncated: page.next_marker.is_some(),
+            next_marker: page.next_marker,
+            max_items,
+            quantity: summaries.len(),
+            items: (!summaries.is_empty()).then_some(SummariesXml { summaries }),
+        }
+    }
+}
+
+/// The SDK reads CreateTime as an RFC 3339 date-time.
+fn create_time(cdn: &FakeCdn, at: tokio::time::Instant) -> String {
+    humantime::format_rfc3339_millis(cdn.wall_time(at)).to_string()
+}
+
+/// An error as CloudFront sends it: the status, and `ErrorResponse` with the code the SDK matches on.
+#[derive(Debug)]
+struct WireError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl WireError {
+    fn sender(code: &'static str, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+    }
+
+    fn malformed(message: String) -> Self {
+        Self::sender("MalformedInput", message)
+    }
+
+    fn not_found(method: &Method, path: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "NotFound",
+            message: format!("the simulator does not serve {method} {path}; see docs/simulator.md"),
+        }
+    }
+
+    fn response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        let error = ErrorResponseXml {
+            xmlns: XMLNS,
+            error: ErrorXml {
+                kind: if self.status.is_server_error() { "Receiver" } else { "Sender" },
+                code: self.code,
+                message: &self.message,
+            },
+            request_id,
+        };
+        xml(self.status, "ErrorResponse", &error)
+    }
+}
+
+impl From<CdnError> for WireError {
+    fn from(error: CdnError) -> Self {
+        let status = match &error {
+            CdnError::NoSuchDistribution(_) | CdnError::NoSuchInvalidation(_) => StatusCode::NOT_FOUND,
+            CdnError::AccessDenied(_) => StatusCode::FORBIDDEN,
+            CdnError::BatchTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            // Not in CloudFront's model (aws-facts.md A4); 409 is what its other *AlreadyExists errors use.
+            CdnError::BatchAlreadyExists(_) => StatusCode::CONFLICT,
+            CdnError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CdnError::Credentials(_) | CdnError::Other(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CdnError::Throttled(_) | CdnError::TooManyInProgress(_) | CdnError::InvalidArgument(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        let code = if status == StatusCode::INTERNAL_SERVER_ERROR { "InternalError" } else { error.code() };
+        Self { status, code, message: message(error) }
+    }
+}
+
+/// The text CloudFront would send, without the port's explanation around it.
+fn message(error: CdnError) -> String {
+    match error {
+        CdnError::Throttled(m)
+        | CdnError::TooManyInProgress(m)
+        | CdnError::NoSuchDistribution(m)
+        | CdnError::AccessDenied(m)
+        | CdnError::InvalidArgument(m)
+        | CdnError::BatchTooLarge(m)
+        | CdnError::BatchAlreadyExists(m)
+        | CdnError::NoSuchInvalidation(m)
+        | CdnError::Credentials(m)
+        | CdnError::Unavailable(m)
+        | CdnError::Other(m) => m,
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorResponseXml<'a> {
+    #[serde(rename = "@xmlns")]
+    xmlns: &'static str,
+    error: ErrorXml<'a>,
+    request_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorXml<'a> {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    code: &'a str,
+    message: &'a str,
+}
+
+fn xml(status: StatusCode, root: &str, value: &impl Serialize) -> Response<Full<Bytes>> {
+    match quick_xml::se::to_string_with_root(root, value) {
+        Ok(body) => text(status, "text/xml", format!(r#"<?xml version="1.0" encoding="UTF-8"?>{body}"#)),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("could not write {root}: {e}\n")),
+    }
+}
+
+fn json(value: &impl Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_string_pretty(value) {
+        Ok(body) => text(StatusCode::OK, "application/json", body + "\n"),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("could not write JSON: {e}\n")),
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_batch_the_sdk_writes() {
+        let body = r#"<InvalidationBatch xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Paths><Quantity>2</Quantity><Items><Path>/a&amp;b</Path><Path>/img/*</Path></Items></Paths><CallerReference>cfi-1</CallerReference></InvalidationBatch>"#;
+        let batch = parse_batch(body.as_bytes()).unwrap();
+        assert_eq!((batch.caller_reference.as_str(), batch.paths), ("cfi-1", vec!["/a&b".into(), "/img/*".into()]));
+    }
+
+    #[test]
+    fn refuses_a_batch_whose_quantity_does_not_match() {
+        let body = "<InvalidationBatch><Paths><Quantity>2</Quantity><Items><Path>/a</Path></Items></Paths>\
+                    <CallerReference>r</CallerReference></InvalidationBatch>";
+        assert_eq!(parse_batch(body.as_bytes()).unwrap_err().code, "InconsistentQuantities");
+        assert_eq!(parse_batch(b"").unwrap_err().code, "MissingBody");
+        assert_eq!(parse_batch(b"<InvalidationBatch>").unwrap_err().code, "MalformedInput");
+    }
+
+    #[test]
+    fn routes_cloudfront_and_admin_paths() {
+        let base = "/2020-05-31/distribution/EAAA/invalidation";
+        assert!(matches!(route(&Method::POST, base), Route::Create("EAAA")));
+        assert!(matches!(route(&Method::GET, base), Route::List("EAAA")));
+        assert!(matches!(route(&Method::GET, &format!("{base}/I1")), Route::Get("EAAA", "I1")));
+        assert!(matches!(route(&Method::DELETE, base), Route::Unknown));
+        assert!(matches!(route(&Method::POST, "/_sim/human/EAAA"), Route::Human("EAAA")));
+    }
+}
