@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::fake::cloudfront_http::{SimServer, sdk_client};
-use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, InFlight, Report, SimConfig};
+use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, Report, SimConfig};
 use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::{Cdn, CdnError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -43,7 +44,7 @@ async fn create(cdn: &impl Cdn, paths: &[String]) -> Result<String, CdnError> {
     cdn.create_invalidation(&distribution("EAAA"), &CallerReference::mint(), paths).await.map(|i| i.id)
 }
 
-fn in_progress(report: &Report, id: &str) -> InFlight {
+fn in_progress(report: &Report, id: &str) -> Allowance {
     report.distributions[id].in_progress
 }
 
@@ -63,10 +64,10 @@ async fn the_path_allowance_returns_as_invalidations_complete() {
     create(&*cdn, &files("c", 1)).await.expect("the first 2,000 completed 30 s after their creation");
 
     let report = cdn.report();
-    assert_eq!(in_progress(&report, "EAAA"), InFlight { paths: 1_001, wildcards: 0 });
-    assert_eq!(report.distributions["EAAA"].peak, InFlight { paths: 3_000, wildcards: 0 });
-    assert_eq!(report.distributions["EAAA"].worker_peak, InFlight { paths: 3_000, wildcards: 0 });
-    assert_eq!(report.distributions["EBBB"].peak, InFlight::default(), "quotas are per distribution");
+    assert_eq!(in_progress(&report, "EAAA"), Allowance { paths: 1_001, wildcards: 0 });
+    assert_eq!(report.distributions["EAAA"].peak, Allowance { paths: 3_000, wildcards: 0 });
+    assert_eq!(report.distributions["EAAA"].worker_peak, Allowance { paths: 3_000, wildcards: 0 });
+    assert_eq!(report.distributions["EBBB"].peak, Allowance::default(), "quotas are per distribution");
     let rejections = cdn.rejections();
     assert_eq!(rejections.len(), 1);
     assert_eq!((rejections[0].code, rejections[0].at), ("TooManyInvalidationsInProgress", refused_at));
@@ -79,7 +80,7 @@ async fn wildcards_have_their_own_allowance_and_a_batch_over_either_is_refused_w
     create(&*cdn, &wildcards("w", 15)).await.unwrap();
     let mixed = ["/one.html".to_owned(), "/more/*".to_owned()];
     assert!(matches!(create(&*cdn, &mixed).await, Err(CdnError::TooManyInProgress(_))));
-    assert_eq!(in_progress(&cdn.report(), "EAAA"), InFlight { paths: 0, wildcards: 15 }, "nothing of it was taken");
+    assert_eq!(in_progress(&cdn.report(), "EAAA"), Allowance { paths: 0, wildcards: 15 }, "nothing of it was taken");
 
     create(&*cdn, &files("f", 3_000)).await.expect("3,000 files fit beside 15 wildcards");
     let tags = ["#product:1".to_owned()];
@@ -307,7 +308,7 @@ async fn over_http_quota_refusals_are_too_many_in_progress_for_paths_and_wildcar
 
     let codes: Vec<&str> = cdn.rejections().iter().map(|r| r.code).collect();
     assert_eq!(codes, ["TooManyInvalidationsInProgress", "TooManyInvalidationsInProgress"]);
-    assert_eq!(cdn.report().distributions["EAAA"].peak, InFlight { paths: 3_000, wildcards: 15 });
+    assert_eq!(cdn.report().distributions["EAAA"].peak, Allowance { paths: 3_000, wildcards: 15 });
 }
 
 #[tokio::test]

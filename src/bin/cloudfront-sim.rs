@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cf_invalidator::fake::cloudfront_http;
-use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, Quotas, SimConfig};
+use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, SimConfig};
+use cf_invalidator::limit::budget::QUOTA;
 use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::Allowance;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,12 +43,12 @@ struct Args {
     completion_max: Option<humantime::Duration>,
 
     /// Non-wildcard paths (cache tags included) in progress per distribution.
-    #[arg(long, default_value_t = Quotas::CLOUDFRONT.paths)]
-    max_paths: usize,
+    #[arg(long, default_value_t = QUOTA.paths)]
+    max_paths: u32,
 
     /// Wildcard paths in progress per distribution, counted apart from --max-paths.
-    #[arg(long, default_value_t = Quotas::CLOUDFRONT.wildcards)]
-    max_wildcards: usize,
+    #[arg(long, default_value_t = QUOTA.wildcards)]
+    max_wildcards: u32,
 
     /// CreateInvalidation calls per second before `Throttling`; 0 turns the limit off. CloudFront publishes no
     /// rate: 0.5/s with a burst of 6 is what users report (docs/simulator.md).
@@ -74,7 +76,7 @@ impl Args {
             Some(max) => anyhow::bail!("--completion-max {max} is shorter than --completion {}", self.completion),
         };
         Ok(SimConfig {
-            quotas: Some(Quotas { paths: self.max_paths, wildcards: self.max_wildcards }),
+            quotas: Some(Allowance { paths: self.max_paths, wildcards: self.max_wildcards }),
             completion,
             create_rate: (self.rate > 0.0).then_some(CreateRate { per_second: self.rate, burst: self.burst }),
             latency: *self.latency,

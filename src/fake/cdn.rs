@@ -19,24 +19,13 @@ use tokio::time::Instant;
 
 use self::state::State;
 use super::faults::Faults;
+use crate::limit::budget::QUOTA;
 use crate::limit::rate::TokioClock;
 use crate::model::{CallerReference, DistributionId};
+use crate::ports::budget::Allowance;
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
 mod state;
-
-/// A distribution's in-progress allowances (aws-facts.md A1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quotas {
-    /// Non-wildcard paths, cache tags included.
-    pub paths: usize,
-    /// Paths ending in `*`, counted apart from the others.
-    pub wildcards: usize,
-}
-
-impl Quotas {
-    pub const CLOUDFRONT: Self = Self { paths: 3_000, wildcards: 15 };
-}
 
 /// How long an invalidation stays `InProgress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +56,7 @@ pub struct CreateRate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
     /// Refuse a batch that would take a distribution past these (`TooManyInvalidationsInProgress`).
-    pub quotas: Option<Quotas>,
+    pub quotas: Option<Allowance>,
     pub completion: Completion,
     /// Answer `Throttling` to CreateInvalidation calls beyond this rate.
     pub create_rate: Option<CreateRate>,
@@ -98,42 +87,11 @@ impl SimConfig {
     /// or failures, since CloudFront publishes none.
     pub fn cloudfront() -> Self {
         Self {
-            quotas: Some(Quotas::CLOUDFRONT),
+            quotas: Some(QUOTA),
             completion: Completion::After(Duration::from_secs(30)),
             validate_paths: true,
             ..Self::default()
         }
-    }
-}
-
-/// Paths counted against a distribution's in-progress allowances.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InFlight {
-    pub paths: usize,
-    pub wildcards: usize,
-}
-
-impl InFlight {
-    /// A path ending in `*` counts as one wildcard, however much it covers; every other item as one path.
-    pub fn of(paths: &[String]) -> Self {
-        let wildcards = paths.iter().filter(|p| p.ends_with('*')).count();
-        Self { paths: paths.len() - wildcards, wildcards }
-    }
-
-    fn plus(self, other: Self) -> Self {
-        Self { paths: self.paths + other.paths, wildcards: self.wildcards + other.wildcards }
-    }
-
-    fn minus(self, other: Self) -> Self {
-        Self { paths: self.paths - other.paths, wildcards: self.wildcards - other.wildcards }
-    }
-
-    fn max(self, other: Self) -> Self {
-        Self { paths: self.paths.max(other.paths), wildcards: self.wildcards.max(other.wildcards) }
-    }
-
-    fn within(self, quotas: Quotas) -> bool {
-        self.paths <= quotas.paths && self.wildcards <= quotas.wildcards
     }
 }
 
@@ -222,11 +180,11 @@ pub struct Tally {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistributionReport {
-    pub in_progress: InFlight,
+    pub in_progress: Allowance,
     /// The most in progress at once, paths and wildcards each at their own worst moment.
-    pub peak: InFlight,
+    pub peak: Allowance,
     /// The same, counting the worker's invalidations only.
-    pub worker_peak: InFlight,
+    pub worker_peak: Allowance,
 }
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
@@ -443,7 +401,7 @@ mod tests {
     #[test]
     fn wildcards_and_tags_are_counted_apart() {
         let paths = ["/a", "/img/*", "#product:1", "/b*"].map(String::from);
-        assert_eq!(InFlight::of(&paths), InFlight { paths: 2, wildcards: 2 });
+        assert_eq!(Allowance::of(&paths), Allowance { paths: 2, wildcards: 2 });
     }
 
     #[test]

@@ -14,8 +14,8 @@ mod ledger;
 mod queue;
 
 pub use cdn::{
-    Completion, CreateCall, CreateRate, Created, DistributionReport, FakeCdn, InFlight, Page, Quotas, Rejection,
-    Report, SimConfig, Snapshot, StatusCheck, Summary, Tally,
+    Completion, CreateCall, CreateRate, Created, DistributionReport, FakeCdn, Page, Rejection, Report, SimConfig,
+    Snapshot, StatusCheck, Summary, Tally,
 };
 pub use faults::Faults;
 pub use ledger::MemoryLedger;

@@ -4,12 +4,14 @@ use std::future::Future;
 use std::ops::{Add, Sub};
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
+
 use super::ledger::LedgerError;
 use crate::model::{CallerReference, DistributionId};
 
 /// What counts against a distribution's two in-progress quotas: paths, and separately wildcard paths (a path
-/// ending in `*`). Cache-tag items count as paths.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// ending in `*`, however much it covers). Cache-tag items count as paths.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allowance {
     pub paths: u32,
     pub wildcards: u32,
@@ -28,6 +30,11 @@ impl Allowance {
 
     pub fn is_empty(self) -> bool {
         self == Self::default()
+    }
+
+    /// Each allowance at its own maximum: the worst moments of paths and of wildcards need not coincide.
+    pub fn max(self, other: Self) -> Self {
+        Self { paths: self.paths.max(other.paths), wildcards: self.wildcards.max(other.wildcards) }
     }
 }
 

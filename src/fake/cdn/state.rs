@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use tokio::time::Instant;
 
 use super::{
-    CreateCall, Created, DistributionReport, InFlight, Page, Rejection, Report, SimConfig, Snapshot, StatusCheck,
+    Allowance, CreateCall, Created, DistributionReport, Page, Rejection, Report, SimConfig, Snapshot, StatusCheck,
     Summary, Tally, unit_draw,
 };
 use crate::model::{CallerReference, DistributionId};
@@ -37,14 +37,14 @@ impl Stored {
 /// In flight overall, and of the worker's invalidations alone.
 #[derive(Debug, Clone, Copy, Default)]
 struct Load {
-    all: InFlight,
-    worker: InFlight,
+    all: Allowance,
+    worker: Allowance,
 }
 
 impl Load {
     fn of(reference: &CallerReference, paths: &[String]) -> Self {
-        let all = InFlight::of(paths);
-        let worker = if reference.as_str().starts_with(WORKER_REFERENCE_PREFIX) { all } else { InFlight::default() };
+        let all = Allowance::of(paths);
+        let worker = if reference.as_str().starts_with(WORKER_REFERENCE_PREFIX) { all } else { Allowance::default() };
         Self { all, worker }
     }
 }
@@ -68,8 +68,7 @@ impl Distribution {
                 break;
             }
             let finished = first.remove();
-            self.load =
-                Load { all: self.load.all.minus(finished.all), worker: self.load.worker.minus(finished.worker) };
+            self.load = Load { all: self.load.all - finished.all, worker: self.load.worker - finished.worker };
         }
     }
 
@@ -77,7 +76,7 @@ impl Distribution {
         self.by_reference.insert(reference.clone(), index);
         self.created.push(index);
         self.in_progress.insert((completes_at, index), load);
-        self.load = Load { all: self.load.all.plus(load.all), worker: self.load.worker.plus(load.worker) };
+        self.load = Load { all: self.load.all + load.all, worker: self.load.worker + load.worker };
         self.peak = Load { all: self.peak.all.max(self.load.all), worker: self.peak.worker.max(self.load.worker) };
     }
 }
@@ -166,7 +165,7 @@ impl State {
             return Ok(Invalidation { id: first.created.id.clone(), status: IN_PROGRESS.into() });
         }
         let load = Load::of(reference, paths);
-        if quotas.is_some_and(|quotas| !target.load.all.plus(load.all).within(quotas)) {
+        if quotas.is_some_and(|quotas| !(target.load.all + load.all).fits_in(quotas)) {
             return Err(CdnError::TooManyInProgress(
                 "Processing your request will cause you to exceed the maximum number of in-progress invalidations."
                     .into(),

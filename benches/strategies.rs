@@ -1,0 +1,226 @@
+//! A publishing workload against the CloudFront simulator, handled two ways in the same run:
+//! - **naive**: what the seed article does, one CreateInvalidation per message as it arrives (a Lambda per S3
+//!   event), CallerReference = the current time in milliseconds, retried with exponential backoff (1 s doubling,
+//!   8 attempts, a new reference each time, as the article's code mints one per call) and then given up;
+//! - **cf-invalidator**: the worker, with its defaults except `--create-rate 0.5`.
+//!
+//! The simulator has CloudFront's quotas (3,000 paths and 15 wildcards in progress per distribution), completion
+//! between 15 and 35 s, and the reported request rate (0.5 calls/s, burst 6). Everything runs on tokio's paused
+//! clock, so the figures are deterministic and the 10 simulated minutes take seconds. For each strategy it prints
+//! requests made, paths billed, estimated cost, enqueue → accepted latency (p50, p99: from a message being sent to
+//! the creation of the first invalidation that covers all its paths), quota errors, and messages never covered.
+//!
+//! `cargo bench --bench strategies` (env: `CFI_BENCH_MESSAGES`, default 3000, sent evenly over 10 minutes to 3
+//! distributions). Under `cargo test --all-targets` it runs a small smoke version.
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cf_invalidator::batch::merge::is_covered_by;
+use cf_invalidator::clock::WallClock;
+use cf_invalidator::fake::{Completion, CreateRate, Created, FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
+use cf_invalidator::intake::parse::{IntakeRules, Parsed, parse_message};
+use cf_invalidator::limit::coalesce;
+use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::{Cdn, CdnError, Queue};
+use cf_invalidator::worker::{self, Services, Settings};
+use common::pipeline_workload;
+use tokio::time::Instant;
+
+const SEED: u64 = 0x5eed_0003;
+const DISTRIBUTIONS: usize = 3;
+const PUBLISHING: Duration = Duration::from_secs(600);
+const NAIVE_ATTEMPTS: u32 = 8;
+
+/// A message as sent: its distribution, its encoded paths, and when.
+struct Sent {
+    distribution: DistributionId,
+    paths: Vec<String>,
+    at: Instant,
+}
+
+fn simulator() -> Arc<FakeCdn> {
+    let config = SimConfig {
+        completion: Completion::Between(Duration::from_secs(15), Duration::from_secs(35)),
+        create_rate: Some(CreateRate { per_second: 0.5, burst: NonZeroU32::new(6).unwrap() }),
+        ..SimConfig::cloudfront()
+    };
+    let cdn = FakeCdn::simulator(config);
+    for n in 0..DISTRIBUTIONS {
+        cdn.add_distribution(DistributionId::parse(&common::distribution_id(n)).unwrap());
+    }
+    Arc::new(cdn)
+}
+
+/// The workload's messages with their paths encoded as CloudFront wants them (both strategies send these).
+fn requests(bodies: &[String]) -> Vec<(DistributionId, Vec<String>)> {
+    let rules = IntakeRules::default();
+    bodies
+        .iter()
+        .filter_map(|body| match parse_message(body, &rules) {
+            Ok(Parsed::Requests(requests)) => requests.into_iter().next(),
+            _ => None,
+        })
+        .map(|r| (r.distribution_id, r.paths.into_iter().map(|p| p.into_string()).collect()))
+        .collect()
+}
+
+/// One Lambda invocation of the article's handler.
+async fn naive_handler(cdn: Arc<FakeCdn>, distribution: DistributionId, paths: Vec<String>) {
+    let mut backoff = Duration::from_secs(1);
+    for _ in 0..NAIVE_ATTEMPTS {
+        let millis = cdn.wall_time(Instant::now()).duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        let reference = CallerReference::from_recorded(millis.to_string());
+        match cdn.create_invalidation(&distribution, &reference, &paths).await {
+            Ok(_) => return,
+            Err(CdnError::InvalidArgument(_) | CdnError::NoSuchDistribution(_)) => return,
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+}
+
+async fn run_naive(cdn: Arc<FakeCdn>, requests: Vec<(DistributionId, Vec<String>)>) -> Vec<Sent> {
+    let gap = PUBLISHING / requests.len() as u32;
+    let mut handlers = tokio::task::JoinSet::new();
+    let mut sent = Vec::new();
+    for (distribution, paths) in requests {
+        sent.push(Sent { distribution: distribution.clone(), paths: paths.clone(), at: Instant::now() });
+        handlers.spawn(naive_handler(Arc::clone(&cdn), distribution, paths));
+        tokio::time::sleep(gap).await;
+    }
+    while handlers.join_next().await.is_some() {}
+    sent
+}
+
+async fn run_worker(cdn: Arc<FakeCdn>, bodies: Vec<String>, requests: Vec<(DistributionId, Vec<String>)>) -> Vec<Sent> {
+    let clock = WallClock::following_tokio();
+    let queue = Arc::new(MemoryQueue::with_clock(clock));
+    let services = Services {
+        queue: Arc::clone(&queue),
+        dead_letter: Some(Arc::new(MemoryQueue::with_clock(clock))),
+        cdn,
+        ledger: Arc::new(MemoryLedger::default()),
+    };
+    let settings = Settings {
+        clock,
+        receive_wait: Duration::from_secs(1),
+        create_rate: 0.5,
+        create_burst: NonZeroU32::new(5).unwrap(),
+        ..Settings::default()
+    };
+    let gap = PUBLISHING / bodies.len() as u32;
+    let producer = {
+        let queue = Arc::clone(&queue);
+        async move {
+            let mut sent = Vec::new();
+            for (body, (distribution, paths)) in bodies.iter().zip(requests) {
+                sent.push(Sent { distribution, paths, at: Instant::now() });
+                queue.send(body, &[]).await.unwrap();
+                tokio::time::sleep(gap).await;
+            }
+            sent
+        }
+    };
+    let drained = async move {
+        tokio::time::sleep(PUBLISHING).await;
+        while !queue.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    let (sent, _) = tokio::join!(producer, worker::run(services, settings, drained));
+    sent
+}
+
+struct Row {
+    name: &'static str,
+    requests: usize,
+    paths_billed: usize,
+    dollars: f64,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+    quota_errors: usize,
+    never_covered: usize,
+}
+
+fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
+    let created = cdn.created();
+    let billed: Vec<String> = created.iter().flat_map(|c| c.paths.iter().cloned()).collect();
+    let mut latencies: Vec<Duration> = sent.iter().filter_map(|s| accepted_after(s, &created)).collect();
+    latencies.sort();
+    let percentile = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied();
+    let rejections = cdn.rejections();
+    Row {
+        name,
+        requests: cdn.calls().len(),
+        paths_billed: billed.len(),
+        dollars: coalesce::cost(&billed, 0).dollars,
+        p50: percentile(0.5),
+        p99: percentile(0.99),
+        quota_errors: rejections
+            .iter()
+            .filter(|r| matches!(r.code, "TooManyInvalidationsInProgress" | "Throttling"))
+            .count(),
+        never_covered: sent.len() - latencies.len(),
+    }
+}
+
+/// From sending to the creation of the first invalidation, made after it was sent, that covers all its paths.
+fn accepted_after(sent: &Sent, created: &[Created]) -> Option<Duration> {
+    created
+        .iter()
+        .filter(|c| c.distribution_id == sent.distribution && c.at >= sent.at)
+        .find(|c| sent.paths.iter().all(|p| is_covered_by(p, &c.paths)))
+        .map(|c| c.at - sent.at)
+}
+
+fn seconds(d: Option<Duration>) -> String {
+    d.map_or_else(|| "—".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+}
+
+fn print(rows: &[Row]) {
+    println!(
+        "| strategy | CreateInvalidation requests | paths billed | estimated cost | p50 enqueue→accepted | p99 | quota errors (TooMany + Throttling) | messages never covered |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | ${:.2} | {} | {} | {} | {} |",
+            r.name,
+            r.requests,
+            r.paths_billed,
+            r.dollars,
+            seconds(r.p50),
+            seconds(r.p99),
+            r.quota_errors,
+            r.never_covered
+        );
+    }
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let messages = if benching {
+        std::env::var("CFI_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000)
+    } else {
+        60
+    };
+    let (bodies, stats) = pipeline_workload(SEED, messages, DISTRIBUTIONS);
+    println!("workload: {} over {} s", stats.describe(), PUBLISHING.as_secs());
+    let requests = requests(&bodies);
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+
+    let naive_cdn = simulator();
+    let naive_sent = runtime().block_on(run_naive(Arc::clone(&naive_cdn), requests.clone()));
+    let worker_cdn = simulator();
+    let worker_sent = runtime().block_on(run_worker(Arc::clone(&worker_cdn), bodies, requests));
+    print(&[
+        row("naive (one call per message)", &naive_cdn, &naive_sent),
+        row("cf-invalidator", &worker_cdn, &worker_sent),
+    ]);
+}

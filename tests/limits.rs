@@ -1,0 +1,270 @@
+//! CloudFront's limits, against the CloudFront simulator on tokio's paused clock: the in-progress quotas (3,000
+//! paths and 15 wildcard paths per distribution, invalidations completing after 30 s), the request rate, people
+//! creating invalidations in the console meanwhile, dead workers' reservations, and coalescing under overload.
+//! Every test asserts on what the simulator saw (what it refused, the most it had in progress), what the queue
+//! still holds and whether every requested path was covered.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cf_invalidator::batch::merge::is_covered_by;
+use cf_invalidator::clock::WallClock;
+use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, MemoryLedger, MemoryQueue, Report, SimConfig};
+use cf_invalidator::limit::budget::QUOTA;
+use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::{Allowance, BudgetStore, Queue, Reservation};
+use cf_invalidator::submit::Overload;
+use cf_invalidator::worker::{self, Exit, Services, Settings};
+use tokio::time::Instant;
+
+const DISTRIBUTIONS: [&str; 3] = ["EAAA", "EBBB", "ECCC"];
+const COMPLETION: Duration = Duration::from_secs(30);
+
+struct Setup {
+    queue: Arc<MemoryQueue>,
+    dead_letter: Arc<MemoryQueue>,
+    cdn: Arc<FakeCdn>,
+    ledger: Arc<MemoryLedger>,
+    /// Every path asked for, with its distribution.
+    requested: Mutex<Vec<(DistributionId, String)>>,
+}
+
+impl Setup {
+    /// CloudFront's quotas and path rules, completion after 30 s, and a request rate above the worker's.
+    fn new() -> Self {
+        let config = SimConfig {
+            completion: Completion::After(COMPLETION),
+            create_rate: Some(CreateRate { per_second: 2.0, burst: 10.try_into().unwrap() }),
+            ..SimConfig::cloudfront()
+        };
+        let cdn = FakeCdn::simulator(config);
+        for id in DISTRIBUTIONS {
+            cdn.add_distribution(DistributionId::parse(id).unwrap());
+        }
+        Self {
+            queue: Arc::new(MemoryQueue::with_clock(WallClock::following_tokio())),
+            dead_letter: Arc::default(),
+            cdn: Arc::new(cdn),
+            ledger: Arc::default(),
+            requested: Mutex::default(),
+        }
+    }
+
+    fn services(&self) -> Services<MemoryQueue, FakeCdn, MemoryLedger> {
+        Services {
+            queue: Arc::clone(&self.queue),
+            dead_letter: Some(Arc::clone(&self.dead_letter)),
+            cdn: Arc::clone(&self.cdn),
+            ledger: Arc::clone(&self.ledger),
+        }
+    }
+
+    async fn send(&self, distribution: &str, paths: Vec<String>) {
+        let body = serde_json::json!({"distribution_id": distribution, "paths": paths});
+        self.queue.send(&body.to_string(), &[]).await.unwrap();
+        let distribution = DistributionId::parse(distribution).unwrap();
+        self.requested.lock().unwrap().extend(paths.into_iter().map(|p| (distribution.clone(), p)));
+    }
+
+    /// Sends `messages` messages of five distinct pages each, spread over the distributions and over `over`.
+    async fn publish(&self, messages: usize, over: Duration) {
+        let gap = over / messages as u32;
+        for n in 0..messages {
+            let distribution = DISTRIBUTIONS[n % DISTRIBUTIONS.len()];
+            let paths = (0..5).map(|k| format!("/articles/{}/page-{k}.html", n / DISTRIBUTIONS.len())).collect();
+            self.send(distribution, paths).await;
+            tokio::time::sleep(gap).await;
+        }
+    }
+
+    /// Runs a worker until every message has been deleted and none arrived for 10 s, at most `limit`.
+    async fn run_until_drained(&self, settings: Settings, limit: Duration) -> Exit {
+        let queue = Arc::clone(&self.queue);
+        let drained = async move {
+            let give_up = Instant::now() + limit;
+            let mut empty_since = None;
+            while Instant::now() < give_up {
+                match (queue.is_empty(), empty_since) {
+                    (false, _) => empty_since = None,
+                    (true, None) => empty_since = Some(Instant::now()),
+                    (true, Some(since)) if since.elapsed() >= Duration::from_secs(10) => return,
+                    (true, Some(_)) => {}
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        worker::run(self.services(), settings, drained).await
+    }
+
+    fn assert_everything_covered_and_deleted(&self) {
+        assert!(self.queue.is_empty(), "{} messages left on the queue", self.queue.len());
+        assert!(self.dead_letter.is_empty(), "dead-lettered: {:?}", self.dead_letter.messages());
+        let created = self.cdn.created();
+        for (distribution, path) in self.requested.lock().unwrap().iter() {
+            let covered = created.iter().any(|c| &c.distribution_id == distribution && is_covered_by(path, &c.paths));
+            assert!(covered, "{distribution} {path} was never invalidated");
+        }
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        clock: WallClock::following_tokio(),
+        window: Duration::from_secs(5),
+        receive_wait: Duration::from_secs(1),
+        completion_poll: Duration::from_secs(5),
+        ..Settings::default()
+    }
+}
+
+fn rejected_by_code(report: &Report, code: &str) -> usize {
+    report.all.rejections.get(code).copied().unwrap_or(0)
+}
+
+/// The most the worker had in progress on any distribution.
+fn worker_peak(report: &Report) -> Allowance {
+    report.distributions.values().map(|d| d.worker_peak).fold(Allowance::default(), Allowance::max)
+}
+
+#[tokio::test(start_paused = true)]
+async fn twenty_thousand_paths_at_several_times_the_quota_are_never_refused() {
+    let setup = Setup::new();
+    let worker = setup.run_until_drained(settings(), Duration::from_secs(3_600));
+    // 4,000 messages of 5 paths in 40 s: 6,667 paths per distribution, where the quota lets 3,000 through per 30 s.
+    let ((), exit) = tokio::join!(setup.publish(4_000, Duration::from_secs(40)), worker);
+    assert_eq!(exit, Exit::Drained);
+
+    let report = setup.cdn.report();
+    assert_eq!(setup.requested.lock().unwrap().len(), 20_000);
+    assert_eq!(rejected_by_code(&report, "TooManyInvalidationsInProgress"), 0, "{report:#?}");
+    assert_eq!(rejected_by_code(&report, "Throttling"), 0, "{report:#?}");
+    let peak = worker_peak(&report);
+    assert!(peak.fits_in(QUOTA - Settings::default().reserve), "peak in progress {peak:?}");
+    assert!(peak.paths > 2_000, "the budget was used, not idled: peak {peak:?}");
+    setup.assert_everything_covered_and_deleted();
+}
+
+#[tokio::test(start_paused = true)]
+async fn people_creating_invalidations_meanwhile_get_no_quota_error_either() {
+    let setup = Setup::new();
+    let cdn = Arc::clone(&setup.cdn);
+    // Every 15 s someone invalidates 40 pages and a directory on each distribution: within the default reserve of
+    // 100 paths and 2 wildcards, since each completes after 30 s.
+    let person = async move {
+        for round in 0..12 {
+            for id in DISTRIBUTIONS {
+                let mut paths: Vec<String> = (0..40).map(|k| format!("/manual/{round}/{k}.html")).collect();
+                paths.push(format!("/manual/{round}/*"));
+                cdn.create_as_someone_else(&DistributionId::parse(id).unwrap(), &paths).unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+    };
+    let worker = setup.run_until_drained(settings(), Duration::from_secs(3_600));
+    let ((), (), exit) = tokio::join!(person, setup.publish(4_000, Duration::from_secs(40)), worker);
+    assert_eq!(exit, Exit::Drained);
+
+    let report = setup.cdn.report();
+    assert!(report.all.rejections.is_empty(), "nobody, worker or person, was refused: {report:#?}");
+    assert_eq!(report.all.created - report.worker.created, 12 * DISTRIBUTIONS.len(), "the person's invalidations");
+    for distribution in report.distributions.values() {
+        assert!(distribution.peak.fits_in(QUOTA));
+    }
+    setup.assert_everything_covered_and_deleted();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_workers_reservation_returns_after_its_lease() {
+    let setup = Setup::new();
+    let distribution = DistributionId::parse("EAAA").unwrap();
+    let lease = Duration::from_secs(90);
+    let dead = Reservation {
+        id: CallerReference::mint(),
+        owner: "worker-that-died".into(),
+        need: QUOTA - Settings::default().reserve,
+        until: WallClock::following_tokio().now() + lease,
+        invalidation_id: None,
+    };
+    assert!(setup.ledger.write_reservation(&distribution, 0, &dead, &[]).await.unwrap());
+    setup.send("EAAA", vec!["/after-the-lease.html".into()]).await;
+    let started = Instant::now();
+    assert_eq!(setup.run_until_drained(settings(), Duration::from_secs(600)).await, Exit::Drained);
+
+    let created = setup.cdn.created();
+    assert_eq!(created.len(), 1);
+    let waited = created[0].at - started;
+    assert!(waited >= lease, "submitted after {waited:?}, inside the dead worker's lease");
+    assert!(waited < lease + Duration::from_secs(10), "the room came back within a budget poll: {waited:?}");
+    setup.assert_everything_covered_and_deleted();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_error_anyway_leads_to_a_resync_and_a_wait_never_to_a_lost_message() {
+    let setup = Setup::new();
+    let distribution = DistributionId::parse("EAAA").unwrap();
+    setup.send("EAAA", vec!["/first.html".into()]).await;
+    let cdn = Arc::clone(&setup.cdn);
+    // Once the worker has looked (and found the distribution idle), someone fills the quota behind its back.
+    let person = async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let paths: Vec<String> = (0..3_000).map(|k| format!("/bulk/{k}")).collect();
+        cdn.create_as_someone_else(&distribution, &paths).unwrap();
+    };
+    let worker = setup.run_until_drained(settings(), Duration::from_secs(600));
+    let ((), exit) = tokio::join!(person, worker);
+    assert_eq!(exit, Exit::Drained);
+
+    let rejections = setup.cdn.rejections();
+    assert!(rejections.len() <= 1, "after one refusal the worker resyncs and waits: {rejections:?}");
+    let created = setup.cdn.created();
+    let mine = created.iter().find(|c| c.paths == ["/first.html"]).expect("submitted in the end");
+    assert!(mine.at - created[0].at >= COMPLETION, "waited for the person's invalidation to complete");
+    setup.assert_everything_covered_and_deleted();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overloaded_distribution_is_coalesced_into_directory_wildcards() {
+    let setup = Setup::new();
+    // 60 directories of 200 pages on one distribution: 12,000 paths, four budgets' worth.
+    for directory in 0..60 {
+        let paths = (0..200).map(|k| format!("/catalog/{directory}/item-{k}.html")).collect();
+        setup.send("EAAA", paths).await;
+    }
+    let settings = Settings {
+        overload: Overload { coalesce: true, max_delay: Duration::from_secs(60) },
+        max_batch_paths: 3_000,
+        ..settings()
+    };
+    assert_eq!(setup.run_until_drained(settings, Duration::from_secs(3_600)).await, Exit::Drained);
+
+    let report = setup.cdn.report();
+    assert!(report.all.rejections.is_empty(), "{report:#?}");
+    let records = setup.ledger.records();
+    let coalesced: Vec<_> = records.iter().filter(|r| r.coalescing.is_some()).collect();
+    assert!(!coalesced.is_empty(), "some batch was coalesced");
+    for record in &coalesced {
+        let note = record.coalescing.as_deref().unwrap();
+        assert!(note.contains("max") && note.contains("backlog"), "the reason is recorded: {note}");
+        for wildcard in record.paths.iter().filter(|p| p.ends_with('*')) {
+            assert!(wildcard.ends_with("/*"), "only whole directories: {wildcard}");
+        }
+    }
+    assert!(report.worker.paths_billed < 12_000, "coalescing billed fewer paths: {}", report.worker.paths_billed);
+    setup.assert_everything_covered_and_deleted();
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_coalescing_off_an_overloaded_distribution_only_waits() {
+    let setup = Setup::new();
+    for directory in 0..20 {
+        let paths = (0..200).map(|k| format!("/catalog/{directory}/item-{k}.html")).collect();
+        setup.send("EAAA", paths).await;
+    }
+    let settings = Settings { overload: Overload { coalesce: false, max_delay: Duration::from_secs(1) }, ..settings() };
+    assert_eq!(setup.run_until_drained(settings, Duration::from_secs(3_600)).await, Exit::Drained);
+
+    assert!(setup.ledger.records().iter().all(|r| r.coalescing.is_none()));
+    assert_eq!(setup.cdn.report().worker.paths_billed, 4_000, "every path billed as asked");
+    assert!(setup.cdn.rejections().is_empty());
+    setup.assert_everything_covered_and_deleted();
+}
