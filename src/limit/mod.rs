@@ -4,7 +4,7 @@
 //!   rate);
 //! - [`budget`]: a batch is submitted only when its paths fit the distribution's in-progress allowances (3,000
 //!   paths, 15 wildcard paths), shared by every worker through the ledger table;
-//! - `coalesce`: when a backlog cannot be cleared in time under those allowances, paths are replaced by the
+//! - [`coalesce`]: when a backlog cannot be cleared in time under those allowances, paths are replaced by the
 //!   narrowest wildcards that cover them.
 
 pub mod budget;
