@@ -1,4 +1,5 @@
-//! Throughput of the pure stages: parsing and validating message bodies, and merging paths into windows.
+//! Throughput of the pure stages: parsing and validating message bodies, merging paths into windows, and planning
+//! wildcard replacements for a backlog that does not fit.
 //!
 //! The workload is seeded and realistic in shape: 50 distributions with skewed traffic, paths clustered in
 //! directories with a few popular pages, about 30 % repeats, an occasional wildcard, 1–8 paths per message.
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use cf_invalidator::batch::window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH};
 use cf_invalidator::intake::parse::{InvalidationRequest, parse_request};
+use cf_invalidator::limit::coalesce::{Room, coalesce};
 use cf_invalidator::model::MessageId;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -108,5 +110,37 @@ fn bench_batching(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_parse, bench_batching);
+/// One distribution's backlog in the same shape as the messages: distinct encoded paths in skewed sections and
+/// pages, an occasional page wildcard and a few tags.
+fn backlog(count: usize) -> Vec<String> {
+    let mut rng = Rng(0xc0a1);
+    let mut paths: Vec<String> = (0..count)
+        .map(|n| {
+            let (section, page) = (rng.skewed(20), rng.skewed(200));
+            match rng.below(200) {
+                0 => format!("/section-{section}/page-{page}/*"),
+                1 => format!("#product-{}", rng.below(50)),
+                _ => format!("/section-{section}/page-{page}/article%20{n}.html"),
+            }
+        })
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths
+}
+
+fn bench_coalesce(c: &mut Criterion) {
+    // Room for 2,000 paths and every wildcard: the 48 page wildcards must merge and 13 sections become wildcards.
+    let room = Room { paths: 2_000, wildcards: 15 };
+    let paths = backlog(10_000);
+    let mut group = c.benchmark_group("coalesce");
+    group.throughput(Throughput::Elements(paths.len() as u64));
+    group.bench_function("10k_paths_into_room", |b| b.iter(|| coalesce(black_box(&paths), room)));
+    // Many more directories than paths to replace: each path alone in its own directory, up to 50 deep.
+    let deep: Vec<String> = (0..10_000).map(|n| format!("/{}{n}/index.html", "d/".repeat(n % 50))).collect();
+    group.bench_function("10k_deep_distinct_dirs_into_room", |b| b.iter(|| coalesce(black_box(&deep), room)));
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_batching, bench_coalesce);
 criterion_main!(benches);
