@@ -93,6 +93,7 @@ fn batch_json(record: &BatchRecord) -> Value {
         "message_ids": record.message_ids.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
         "requesters": record.requesters,
         "seal_reason": record.seal_reason,
+        "coalescing": record.coalescing,
         "failure": record.failure,
     })
 }
@@ -187,6 +188,9 @@ fn print_batches(rows: &[Row]) {
         );
         if let Some(failure) = &record.failure {
             println!("    failure: {failure}");
+        }
+        if let Some(coalescing) = &record.coalescing {
+            println!("    coalesced: {coalescing}");
         }
         if let Some((path, covered_by)) = coverage {
             let how = if covered_by == path { "exactly" } else { "by the wildcard" };
