@@ -77,6 +77,14 @@ impl Setup {
         }
     }
 
+    /// One message per catalogue directory, each with its 200 item pages, all on EAAA.
+    async fn send_catalog(&self, directories: usize) {
+        for directory in 0..directories {
+            let paths = (0..200).map(|k| format!("/catalog/{directory}/item-{k}.html")).collect();
+            self.send("EAAA", paths).await;
+        }
+    }
+
     /// Runs a worker until every message has been deleted and none arrived for 10 s, at most `limit`.
     async fn run_until_drained(&self, settings: Settings, limit: Duration) -> Exit {
         let queue = Arc::clone(&self.queue);
@@ -225,11 +233,8 @@ async fn a_quota_error_anyway_leads_to_a_resync_and_a_wait_never_to_a_lost_messa
 #[tokio::test(start_paused = true)]
 async fn an_overloaded_distribution_is_coalesced_into_directory_wildcards() {
     let setup = Setup::new();
-    // 60 directories of 200 pages on one distribution: 12,000 paths, four budgets' worth.
-    for directory in 0..60 {
-        let paths = (0..200).map(|k| format!("/catalog/{directory}/item-{k}.html")).collect();
-        setup.send("EAAA", paths).await;
-    }
+    // 12,000 paths on one distribution: four budgets' worth.
+    setup.send_catalog(60).await;
     let settings = Settings {
         overload: Overload { coalesce: true, max_delay: Duration::from_secs(60) },
         max_batch_paths: 3_000,
@@ -256,10 +261,7 @@ async fn an_overloaded_distribution_is_coalesced_into_directory_wildcards() {
 #[tokio::test(start_paused = true)]
 async fn with_coalescing_off_an_overloaded_distribution_only_waits() {
     let setup = Setup::new();
-    for directory in 0..20 {
-        let paths = (0..200).map(|k| format!("/catalog/{directory}/item-{k}.html")).collect();
-        setup.send("EAAA", paths).await;
-    }
+    setup.send_catalog(20).await;
     let settings = Settings { overload: Overload { coalesce: false, max_delay: Duration::from_secs(1) }, ..settings() };
     assert_eq!(setup.run_until_drained(settings, Duration::from_secs(3_600)).await, Exit::Drained);
 

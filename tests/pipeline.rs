@@ -403,7 +403,8 @@ async fn completion_is_recorded_with_its_time_to_complete_after_the_messages_are
     h.cdn.complete_after(Duration::from_secs(90));
     h.send("EAAA", &["/a"]).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker::run(h.services(true), settings(), async {
+    let settings = Settings { completion_poll: Duration::from_secs(20), ..settings() };
+    let worker = tokio::spawn(worker::run(h.services(true), settings, async {
         let _ = stopped.await;
     }));
 

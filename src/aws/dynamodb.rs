@@ -19,6 +19,8 @@ use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
@@ -94,6 +96,20 @@ impl DynamoLedger {
                 LedgerError::AccessDenied { table: self.table.clone(), message: text }
             }
             _ => LedgerError::Other(text),
+        }
+    }
+
+    /// Whether a conditional write was made: false when its condition did not hold.
+    fn conditional<T, E>(&self, outcome: Result<T, SdkError<E, HttpResponse>>) -> Result<bool, LedgerError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => {
+                Ok(false)
+            }
+            Err(e) => Err(self.error(classify(&e))),
         }
     }
 
@@ -363,12 +379,8 @@ impl Ledger for DynamoLedger {
             .expression_attribute_names("#pk", KEY)
             .send()
             .await;
-        match outcome {
-            Ok(_) => Ok(()),
-            // Already written by an earlier attempt whose answer was lost: the intent is recorded.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(self.error(classify(&e))),
-        }
+        // Not written because an earlier attempt whose answer was lost did: the intent is recorded either way.
+        self.conditional(outcome).map(|_| ())
     }
 
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
@@ -409,12 +421,9 @@ impl Ledger for DynamoLedger {
             .return_values(ReturnValue::None)
             .send()
             .await;
-        match outcome {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(LedgerError::Conflict(record.caller_reference.to_string()))
-            }
-            Err(e) => Err(self.error(classify(&e))),
+        match self.conditional(outcome)? {
+            true => Ok(()),
+            false => Err(LedgerError::Conflict(record.caller_reference.to_string())),
         }
     }
 
@@ -459,11 +468,7 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":now", epoch_millis(now))
             .send()
             .await;
-        match outcome {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(self.error(classify(&e))),
-        }
+        self.conditional(outcome)
     }
 
     async fn claim_key(
@@ -526,12 +531,9 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":time_to_complete", AttributeValue::N(time_to_complete.to_string()))
             .send()
             .await;
-        match outcome {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(LedgerError::Conflict(completion.caller_reference.to_string()))
-            }
-            Err(e) => Err(self.error(classify(&e))),
+        match self.conditional(outcome)? {
+            true => Ok(()),
+            false => Err(LedgerError::Conflict(completion.caller_reference.to_string())),
         }
     }
 

@@ -46,12 +46,6 @@ fn reservation_from(id: &str, value: &AttributeValue) -> Option<Reservation> {
     })
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
-    error: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> bool {
-    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
-}
-
 impl BudgetStore for DynamoLedger {
     async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
         let output = self
@@ -113,11 +107,7 @@ impl BudgetStore for DynamoLedger {
                 expression = format!("{expression} REMOVE {}", removals.join(", "));
             }
         }
-        match update.update_expression(expression).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(self.error(classify(&e))),
-        }
+        self.conditional(update.update_expression(expression).send().await)
     }
 
     async fn renew_reservation(
@@ -142,11 +132,7 @@ impl BudgetStore for DynamoLedger {
             expression.push_str(", #reservations.#id.invalidation_id = :invalidation");
             update = update.expression_attribute_values(":invalidation", AttributeValue::S(invalidation_id.to_owned()));
         }
-        match update.update_expression(expression).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(self.error(classify(&e))),
-        }
+        self.conditional(update.update_expression(expression).send().await)
     }
 
     async fn release_reservation(
@@ -166,10 +152,7 @@ impl BudgetStore for DynamoLedger {
             .expression_attribute_names("#id", id.as_str())
             .send()
             .await;
-        match outcome {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(self.error(classify(&e))),
-        }
+        // Not made when there was nothing to release.
+        self.conditional(outcome).map(|_| ())
     }
 }
