@@ -10,10 +10,11 @@ COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
 RUN mkdir -p src \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --bin cf-invalidator \
     && rm -rf src
 COPY src ./src
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+# Only the worker: src/bin/cloudfront-sim is test infrastructure.
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin cf-invalidator
 
 FROM debian:bookworm-slim
 RUN apt-get update \
