@@ -203,7 +203,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let distribution = batch.content.distribution_id.clone();
         let reshapable = batch.content.reason != SealReason::Resumed;
         let mut need = Allowance::of(&batch.content.paths);
-        let _waiting = self.budget.waiting(&distribution, need);
+        let mut waiting = self.budget.waiting(&distribution, need);
         let _turn = self.budget.turn(&distribution).await;
         let started = tokio::time::Instant::now();
         loop {
@@ -224,11 +224,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 if let Some(coalesced) = self.coalesce_if_overloaded(&batch, room) {
                     batch = coalesced;
                     need = Allowance::of(&batch.content.paths);
+                    // The backlog shrank by what coalescing saved.
+                    waiting = self.budget.waiting(&distribution, need);
                     continue;
                 }
             }
             self.budget.room_may_have_changed().await;
         }
+        drop(waiting);
         histogram!("cfi_budget_wait_seconds").record(started.elapsed().as_secs_f64());
         Reserved::Whole(batch)
     }
