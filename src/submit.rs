@@ -229,7 +229,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                     continue;
                 }
             }
-            self.budget.room_may_have_changed().await;
+            self.budget.room_may_have_changed(&distribution).await;
         }
         drop(waiting);
         histogram!("cfi_budget_wait_seconds").record(started.elapsed().as_secs_f64());
@@ -244,7 +244,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             let grant = || self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need);
             match self.ledger_call(grant).await? {
                 Grant::Reserved => return Ok(()),
-                Grant::NoRoom(_) => self.budget.room_may_have_changed().await,
+                Grant::NoRoom(_) => self.budget.room_may_have_changed(&record.distribution_id).await,
             }
         }
     }

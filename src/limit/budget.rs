@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetStore, Reservation};
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::LedgerError;
 use crate::telemetry::log_allowed;
@@ -104,14 +104,25 @@ pub struct Budget<C, S> {
     owner: String,
     clock: WallClock,
     unreserved: Mutex<HashMap<DistributionId, Unreserved>>,
-    /// One batch per distribution at a time asks for room: the others queue here instead of each reading the
-    /// budget on every poll.
-    turns: Mutex<HashMap<DistributionId, Arc<tokio::sync::Mutex<()>>>>,
-    released: Notify,
+    local: Mutex<HashMap<DistributionId, Arc<Local>>>,
     /// What this worker's batches waiting for room on each distribution need together.
     backlog: Mutex<HashMap<DistributionId, Allowance>>,
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
+}
+
+/// What this worker keeps per distribution.
+#[derive(Debug, Default)]
+struct Local {
+    /// One batch per distribution at a time asks for room: the others queue here instead of each reading the
+    /// budget on every poll.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes the batch waiting for room when this worker releases some on the distribution.
+    released: Notify,
+    /// The budget as this worker last read or wrote it. A reservation is first tried against it: a single worker
+    /// then never reads before writing, and a stale copy only costs a failed conditional write. It is not trusted
+    /// once one of its reservations looks expired (another worker may have renewed it), nor to refuse room.
+    known: Mutex<Option<BudgetState>>,
 }
 
 /// A batch's place in its distribution's backlog, given up when dropped (however the wait ends).
@@ -141,8 +152,7 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             owner,
             clock,
             unreserved: Mutex::default(),
-            turns: Mutex::default(),
-            released: Notify::new(),
+            local: Mutex::default(),
             backlog: Mutex::default(),
             completion: Mutex::new(settings.expected_completion),
         }
@@ -179,10 +189,20 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         &self.settings
     }
 
+    fn local(&self, distribution: &DistributionId) -> Arc<Local> {
+        Arc::clone(self.local.lock().unwrap().entry(distribution.clone()).or_default())
+    }
+
     /// Waits until no other batch of this worker is asking for room on `distribution`.
     pub async fn turn(&self, distribution: &DistributionId) -> OwnedMutexGuard<()> {
-        let turn = Arc::clone(self.turns.lock().unwrap().entry(distribution.clone()).or_default());
+        let turn = Arc::clone(&self.local(distribution).turn);
         turn.lock_owned().await
+    }
+
+    /// The known budget if it can be trusted now: none of its reservations has expired by its own account.
+    fn known(local: &Local, now: SystemTime) -> Option<BudgetState> {
+        let known = local.known.lock().unwrap();
+        known.as_ref().filter(|state| expired_before(&state.reservations, now).next().is_none()).cloned()
     }
 
     /// Reserves `need` for batch `id` if it fits now.
@@ -192,13 +212,19 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         id: &CallerReference,
         need: Allowance,
     ) -> Result<Grant, LedgerError> {
+        let local = self.local(distribution);
         loop {
-            let state = self.store.read_budget(distribution).await?;
             let now = self.clock.now();
+            let (state, fresh) = match Self::known(&local, now) {
+                Some(state) => (state, false),
+                None => (self.store.read_budget(distribution).await?, true),
+            };
             // A reservation that ran out may stand for an invalidation still in progress (its worker died, or
             // CloudFront is slow): only a resync can tell. Each worker resyncs once when it first sees one expire,
             // so expired reservations stay in the budget for a resync interval before they are deleted.
-            self.notice_expired(distribution, expired_before(&state.reservations, now));
+            if fresh {
+                self.notice_expired(distribution, expired_before(&state.reservations, now));
+            }
             let deletable: Vec<CallerReference> =
                 expired_before(&state.reservations, now - self.settings.resync_every).cloned().collect();
             let Some(unreserved) = self.unreserved_usage(distribution, &state.reservations).await else {
@@ -208,6 +234,12 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             let room = room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
             gauge!("cfi_budget_room_paths", "distribution_id" => distribution.to_string()).set(room.paths as f64);
             if !need.fits_in(room) {
+                if !fresh {
+                    // Others may have released room since: refuse only on what the store says.
+                    local.known.lock().unwrap().take();
+                    continue;
+                }
+                *local.known.lock().unwrap() = Some(state);
                 return Ok(Grant::NoRoom(room));
             }
             let reservation = Reservation {
@@ -218,17 +250,27 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                 invalidation_id: None,
             };
             if self.store.write_reservation(distribution, state.version, &reservation, &deletable).await? {
+                let mut written = state;
+                written.reservations.retain(|r| r.id != reservation.id && !deletable.contains(&r.id));
+                written.reservations.push(reservation);
+                written.version += 1;
+                *local.known.lock().unwrap() = Some(written);
                 return Ok(Grant::Reserved);
             }
             // Another worker reserved in between: read again and decide on what it left.
-            counter!("cfi_budget_conflicts_total").increment(1);
+            local.known.lock().unwrap().take();
+            if fresh {
+                counter!("cfi_budget_conflicts_total").increment(1);
+            }
         }
     }
 
-    /// Returns when room may have been freed: by this worker at once, by others within a poll.
-    pub async fn room_may_have_changed(&self) {
+    /// Returns when room may have been freed on the distribution: by this worker at once, by others within a
+    /// poll.
+    pub async fn room_may_have_changed(&self, distribution: &DistributionId) {
+        let local = self.local(distribution);
         tokio::select! {
-            () = self.released.notified() => {}
+            () = local.released.notified() => {}
             () = tokio::time::sleep(self.settings.poll) => {}
         }
     }
@@ -238,7 +280,14 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
     pub async fn renew(&self, distribution: &DistributionId, id: &CallerReference, invalidation_id: &str) {
         let until = self.clock.now() + self.settings.lease;
         match self.store.renew_reservation(distribution, id, until, Some(invalidation_id)).await {
-            Ok(true) => {}
+            Ok(true) => {
+                let local = self.local(distribution);
+                let mut known = local.known.lock().unwrap();
+                if let Some(reservation) = known.iter_mut().flat_map(|s| &mut s.reservations).find(|r| &r.id == id) {
+                    reservation.until = until;
+                    reservation.invalidation_id = Some(invalidation_id.to_owned());
+                }
+            }
             // Expired and deleted: from now on resyncs count the invalidation as unreserved.
             Ok(false) => counter!("cfi_budget_renewals_too_late_total").increment(1),
             Err(e) => {
@@ -257,7 +306,11 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                 warn!(%distribution, caller_reference = %id, error = %e, suppressed, "could not release a reservation; its room returns when its lease ends");
             }
         }
-        self.released.notify_waiters();
+        let local = self.local(distribution);
+        if let Some(known) = local.known.lock().unwrap().as_mut() {
+            known.reservations.retain(|r| &r.id != id);
+        }
+        local.released.notify_waiters();
     }
 
     /// Resyncs next time if a reservation expired that this worker has not seen expire yet.
