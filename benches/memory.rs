@@ -90,6 +90,11 @@ fn settings() -> Settings {
         max_batch_paths: MAX_PATHS_PER_BATCH,
         create_rate: 1_000_000.0,
         create_burst: NonZeroU32::new(1_000).unwrap(),
+        // The shutdown flush submits one batch per distribution at once, each after a look at what its
+        // distribution has in progress: at the default GetInvalidation/list rate, 1,000 distributions would take
+        // longer than the shutdown timeout. The fake CloudFront answers at once; see that at once too.
+        completion_poll: Duration::from_millis(1),
+        status_rate: 1_000_000.0,
         ..Settings::default()
     }
 }
