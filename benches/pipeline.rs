@@ -18,7 +18,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cf_invalidator::ports::BatchStatus;
 use cf_invalidator::worker::{self, Exit, Settings};
 use common::fixture::{Fixture, run_baseline};
 use common::*;
@@ -76,7 +75,8 @@ fn sample(mode: &str, messages: usize, distributions: usize, window: Duration) -
     assert!(fixture.queue.inner.is_empty(), "every message deleted");
     assert!(fixture.dead_letter.inner.is_empty(), "nothing dead-lettered: {:?}", fixture.dead_letter.inner.messages());
     let records = fixture.ledger.inner.records();
-    assert!(records.iter().all(|r| r.status == BatchStatus::Accepted));
+    // Completion tracking sees the fake's instant completions, so a record may already be Completed.
+    assert!(records.iter().all(|r| r.status.is_accepted()), "every batch accepted");
     let submitted: usize = records.iter().map(|r| r.paths.len()).sum();
     let requested: usize = records.iter().map(|r| r.requested_paths).sum();
     assert_eq!(requested, stats.distinct_in_message, "every requested path went into a batch");

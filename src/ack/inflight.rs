@@ -13,10 +13,11 @@ use tokio::time::Instant;
 use crate::model::MessageId;
 use crate::ports::queue::{Receipt, ReceivedMessage};
 
+/// Boxed strings: held for the whole window, so neither spare capacity nor a capacity field is kept.
 #[derive(Debug)]
 struct Held {
-    receipt_handle: String,
-    body: String,
+    receipt_handle: Box<str>,
+    body: Box<str>,
     sent_at: Option<SystemTime>,
     invisible_until: Instant,
 }
@@ -36,24 +37,24 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// Registers a delivery. Returns false if the message was already held: the new handle replaces the old one,
-    /// and the caller must not process the message again.
-    pub fn admit(&self, message: &ReceivedMessage, invisible_until: Instant) -> bool {
+    /// Registers a delivery, taking its receipt handle and body. Returns false if the message was already held:
+    /// the new handle replaces the old one, and the caller must not process the message again.
+    pub fn admit(&self, message: ReceivedMessage, invisible_until: Instant) -> bool {
         let mut held = self.held.lock().unwrap();
         match held.get_mut(&message.message_id) {
             Some(existing) => {
-                existing.receipt_handle.clone_from(&message.receipt_handle);
+                existing.receipt_handle = message.receipt_handle.into_boxed_str();
                 existing.invisible_until = invisible_until;
                 false
             }
             None => {
                 let entry = Held {
-                    receipt_handle: message.receipt_handle.clone(),
-                    body: message.body.clone(),
+                    receipt_handle: message.receipt_handle.into_boxed_str(),
+                    body: message.body.into_boxed_str(),
                     sent_at: message.sent_at,
                     invisible_until,
                 };
-                held.insert(message.message_id.clone(), entry);
+                held.insert(message.message_id, entry);
                 true
             }
         }
@@ -64,7 +65,7 @@ impl InFlight {
         let held = self.held.lock().unwrap();
         held.iter()
             .filter(|(_, h)| h.invisible_until <= now + margin)
-            .map(|(id, h)| Receipt { message_id: id.clone(), receipt_handle: h.receipt_handle.clone() })
+            .map(|(id, h)| Receipt { message_id: id.clone(), receipt_handle: h.receipt_handle.to_string() })
             .collect()
     }
 
@@ -72,7 +73,8 @@ impl InFlight {
     pub fn extended(&self, receipts: &[Receipt], invisible_until: Instant) {
         let mut held = self.held.lock().unwrap();
         for receipt in receipts {
-            if let Some(h) = held.get_mut(&receipt.message_id).filter(|h| h.receipt_handle == receipt.receipt_handle) {
+            if let Some(h) = held.get_mut(&receipt.message_id).filter(|h| *h.receipt_handle == *receipt.receipt_handle)
+            {
                 h.invisible_until = invisible_until;
             }
         }
@@ -85,8 +87,8 @@ impl InFlight {
             .filter_map(|id| {
                 let h = held.remove(&id)?;
                 Some(Released {
-                    receipt: Receipt { message_id: id, receipt_handle: h.receipt_handle },
-                    body: h.body,
+                    receipt: Receipt { message_id: id, receipt_handle: h.receipt_handle.into_string() },
+                    body: h.body.into_string(),
                     sent_at: h.sent_at,
                 })
             })
@@ -124,8 +126,8 @@ mod tests {
     async fn redelivery_of_a_held_message_updates_its_handle_only() {
         let inflight = InFlight::default();
         let now = Instant::now();
-        assert!(inflight.admit(&delivery("m1", "h1"), now + Duration::from_secs(30)));
-        assert!(!inflight.admit(&delivery("m1", "h2"), now + Duration::from_secs(60)));
+        assert!(inflight.admit(delivery("m1", "h1"), now + Duration::from_secs(30)));
+        assert!(!inflight.admit(delivery("m1", "h2"), now + Duration::from_secs(60)));
         let released = inflight.release([MessageId("m1".into())]);
         assert_eq!(released[0].receipt.receipt_handle, "h2");
         assert!(inflight.is_empty());
@@ -136,8 +138,8 @@ mod tests {
     async fn reports_messages_close_to_becoming_visible() {
         let inflight = InFlight::default();
         let now = Instant::now();
-        inflight.admit(&delivery("soon", "h1"), now + Duration::from_secs(10));
-        inflight.admit(&delivery("later", "h2"), now + Duration::from_secs(50));
+        inflight.admit(delivery("soon", "h1"), now + Duration::from_secs(10));
+        inflight.admit(delivery("later", "h2"), now + Duration::from_secs(50));
         let due = inflight.due_for_extension(now, Duration::from_secs(20));
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].message_id.0, "soon");
@@ -150,9 +152,9 @@ mod tests {
     async fn an_extension_with_a_stale_handle_is_ignored() {
         let inflight = InFlight::default();
         let now = Instant::now();
-        inflight.admit(&delivery("m1", "h1"), now + Duration::from_secs(10));
+        inflight.admit(delivery("m1", "h1"), now + Duration::from_secs(10));
         let due = inflight.due_for_extension(now, Duration::from_secs(20));
-        inflight.admit(&delivery("m1", "h2"), now + Duration::from_secs(5));
+        inflight.admit(delivery("m1", "h2"), now + Duration::from_secs(5));
         inflight.extended(&due, now + Duration::from_secs(70));
         assert_eq!(inflight.due_for_extension(now, Duration::from_secs(20)).len(), 1);
     }

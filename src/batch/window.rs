@@ -160,6 +160,7 @@ impl Batcher {
     }
 
     /// Adds one distribution's paths; says whether the message is left in that distribution's open batch.
+    /// The open batch is looked up once per batch the message joins, not once per path.
     fn add_request(
         &mut self,
         now: Instant,
@@ -168,24 +169,32 @@ impl Batcher {
         sealed: &mut Vec<SealedBatch>,
     ) -> bool {
         let distribution_id = request.distribution_id;
-        let member =
-            BatchMember { message_id: message_id.clone(), requester: request.requester, paths: Vec::new(), parts: 0 };
+        let mut requester = request.requester;
         let BatchLimits { max_paths, max_wildcards, .. } = self.limits;
+        let mut paths = request.paths.into_iter().peekable();
         let mut member_in_open_batch = false;
-        for path in request.paths {
-            let batch = self.open_batch(&distribution_id, now);
-            if !member_in_open_batch {
-                batch.members.push(member.clone());
-                member_in_open_batch = true;
+        while paths.peek().is_some() {
+            let OpenBatch { paths: merged, members, requested_paths, .. } = self.open_batch(&distribution_id, now);
+            let member_paths = Vec::with_capacity(paths.len());
+            members.push(BatchMember { message_id: message_id.clone(), requester, paths: member_paths, parts: 0 });
+            let member = members.last_mut().expect("just pushed");
+            let mut full = false;
+            for path in paths.by_ref() {
+                *requested_paths += 1;
+                merged.add(&path);
+                member.paths.push(path);
+                if merged.len() >= max_paths || merged.wildcard_count() >= max_wildcards {
+                    full = true;
+                    break;
+                }
             }
-            batch.requested_paths += 1;
-            batch.paths.add(&path);
-            if let Some(current) = batch.members.last_mut() {
-                current.paths.push(path);
-            }
-            if batch.paths.len() >= max_paths || batch.paths.wildcard_count() >= max_wildcards {
+            // Held until the batch is accepted: no spare room when the message was split.
+            member.paths.shrink_to_fit();
+            // Only a message larger than what is left of the batch needs its requester again, in the next one.
+            requester = if full && paths.peek().is_some() { member.requester.clone() } else { None };
+            member_in_open_batch = !full;
+            if full {
                 sealed.push(self.seal(&distribution_id, SealReason::Full));
-                member_in_open_batch = false;
             }
         }
         member_in_open_batch
@@ -220,14 +229,15 @@ impl Batcher {
         self.open.values().map(|batch| batch.paths.len()).sum()
     }
 
+    /// The distribution's open batch, opened if it has none; the id is copied only then.
     fn open_batch(&mut self, distribution_id: &DistributionId, now: Instant) -> &mut OpenBatch {
-        let window = self.limits.window;
-        let deadlines = &mut self.deadlines;
-        self.open.entry(distribution_id.clone()).or_insert_with(|| {
-            let deadline = now + window;
-            deadlines.insert((deadline, distribution_id.clone()));
-            OpenBatch { paths: PathSet::default(), members: Vec::new(), requested_paths: 0, deadline }
-        })
+        if !self.open.contains_key(distribution_id) {
+            let deadline = now + self.limits.window;
+            self.deadlines.insert((deadline, distribution_id.clone()));
+            let batch = OpenBatch { paths: PathSet::default(), members: Vec::new(), requested_paths: 0, deadline };
+            self.open.insert(distribution_id.clone(), batch);
+        }
+        self.open.get_mut(distribution_id).expect("opened above")
     }
 
     fn seal(&mut self, distribution_id: &DistributionId, reason: SealReason) -> SealedBatch {

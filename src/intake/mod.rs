@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use self::parse::{IntakeRules, InvalidationRequest, Parsed, parse_message};
+use self::parse::{IntakeRules, InvalidationRequest, Parsed, Rejection, parse_message};
 use self::path::InvalidationPath;
 use crate::ack::Disposition;
 use crate::ack::inflight::InFlight;
@@ -97,26 +97,41 @@ pub async fn poll<Q: Queue, L: Ledger>(
         counter!("cfi_messages_received_total").increment(messages.len() as u64);
         let invisible_until = Instant::now() + settings.visibility;
         for message in messages {
-            if !inflight.admit(&message, invisible_until) {
-                debug!(message_id = %message.message_id, "message delivered again while held; keeping the newest receipt");
+            // Parsed before the registry takes the body (a redelivery of a held message is parsed for nothing).
+            let parsed = parse_message(&message.body, &rules);
+            let header = header_of(&message);
+            if !inflight.admit(message, invisible_until) {
+                debug!(message_id = %header.message_id, "message delivered again while held; keeping the newest receipt");
                 continue;
             }
-            if !dispatch(message, &idempotency, &rules, &outlets).await {
+            if !dispatch(header, parsed, &idempotency, &outlets).await {
                 return;
             }
         }
     }
 }
 
-/// Sends one message on; false once the next stage is gone.
+/// The message without its receipt handle and body, which the in-flight registry owns: what the ledger checks
+/// look at (id, send time, receive count). Copies only the id.
+fn header_of(message: &ReceivedMessage) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: message.message_id.clone(),
+        receipt_handle: String::new(),
+        body: String::new(),
+        sent_at: message.sent_at,
+        receive_count: message.receive_count,
+    }
+}
+
+/// Sends one message on, given its header and what its body said; false once the next stage is gone.
 async fn dispatch<L: Ledger>(
     message: ReceivedMessage,
+    parsed: Result<Parsed, Rejection>,
     idempotency: &Idempotency<L>,
-    rules: &IntakeRules,
     outlets: &Outlets,
 ) -> bool {
     let message_id = message.message_id.clone();
-    let requests = match parse_message(&message.body, rules) {
+    let requests = match parsed {
         Ok(Parsed::Requests(requests)) => requests,
         Ok(Parsed::Skip(why)) => {
             info!(%message_id, why, "nothing to invalidate; acknowledging");

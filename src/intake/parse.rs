@@ -165,7 +165,11 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
         .into_iter()
         .enumerate()
         .map(|(index, raw)| {
-            InvalidationPath::parse(&raw).map_err(|error| Rejection::InvalidPath { index, path: truncated(raw), error })
+            InvalidationPath::parse_owned(raw).map_err(|(error, raw)| Rejection::InvalidPath {
+                index,
+                path: truncated(raw),
+                error,
+            })
         })
         .collect::<Result<_, _>>()?;
     for (index, raw) in wire.tags.into_iter().enumerate() {
@@ -177,10 +181,29 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
     Ok(InvalidationRequest { distribution_id, paths, idempotency_key: wire.idempotency_key, requester: wire.requester })
 }
 
-/// A path repeated within one message would otherwise be able to straddle two batches.
+/// Up to this many paths, a linear scan finds repeats faster than hashing (a message carries a few paths).
+const DEDUP_SCAN_LIMIT: usize = 16;
+
+/// A path repeated within one message would otherwise be able to straddle two batches. Keeps the first of each,
+/// in order, without copying any path.
 fn dedup(paths: &mut Vec<InvalidationPath>) {
-    let mut seen = HashSet::with_capacity(paths.len());
-    paths.retain(|path| seen.insert(path.clone()));
+    if paths.len() <= DEDUP_SCAN_LIMIT {
+        let mut kept = 0;
+        for i in 0..paths.len() {
+            if !paths[..kept].contains(&paths[i]) {
+                paths.swap(kept, i);
+                kept += 1;
+            }
+        }
+        paths.truncate(kept);
+        return;
+    }
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(paths.len());
+        paths.iter().map(|path| seen.insert(path.as_str())).collect()
+    };
+    let mut keep = keep.into_iter();
+    paths.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// What a body says about itself even when it is not a valid request: recorded with a dead-lettered message so the
@@ -266,6 +289,22 @@ mod tests {
         let request = parse_request(r#"{"distribution_id":"E1","paths":["/b","/a","/b","/a%20","/a "]}"#).unwrap();
         let paths: Vec<_> = request.paths.iter().map(InvalidationPath::as_str).collect();
         assert_eq!(paths, ["/b", "/a", "/a%20"]);
+    }
+
+    #[test]
+    fn dedup_keeps_the_first_of_each_path_in_order_for_short_and_long_lists() {
+        for len in [0, 1, 5, DEDUP_SCAN_LIMIT, DEDUP_SCAN_LIMIT + 1, 100] {
+            let raws: Vec<String> = (0..len).map(|i| format!("/p{}", (i * 7) % 5 + i / 3)).collect();
+            let mut paths: Vec<InvalidationPath> = raws.iter().map(|r| InvalidationPath::parse(r).unwrap()).collect();
+            dedup(&mut paths);
+            let mut expected: Vec<&str> = Vec::new();
+            for raw in &raws {
+                if !expected.contains(&raw.as_str()) {
+                    expected.push(raw);
+                }
+            }
+            assert_eq!(paths.iter().map(InvalidationPath::as_str).collect::<Vec<_>>(), expected, "{len} paths");
+        }
     }
 
     #[test]

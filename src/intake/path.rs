@@ -3,6 +3,8 @@
 //! CloudFront compares the encoded form of a path with the cached URL, so a path must be encoded exactly once:
 //! encoding an already encoded `%20` again yields `%2520`, which silently invalidates nothing.
 
+use std::borrow::Cow;
+
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use thiserror::Error;
 
@@ -63,23 +65,20 @@ pub struct InvalidationPath(String);
 impl InvalidationPath {
     /// Validates `raw` and percent-encodes what RFC 1738 calls unsafe, leaving existing `%XX` escapes alone.
     pub fn parse(raw: &str) -> Result<Self, PathError> {
-        if raw.is_empty() {
-            return Err(PathError::Empty);
+        checked_encoding(raw).map(|encoded| Self(encoded.into_owned()))
+    }
+
+    /// As `parse`, but keeps `raw` itself when nothing in it needs encoding (almost every path), so a
+    /// deserialized path costs no second allocation. A refused path is handed back with the error.
+    pub fn parse_owned(raw: String) -> Result<Self, (PathError, String)> {
+        let encoded = checked_encoding(&raw).map(|encoded| match encoded {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(encoded) => Some(encoded),
+        });
+        match encoded {
+            Ok(encoded) => Ok(Self(encoded.unwrap_or(raw))),
+            Err(error) => Err((error, raw)),
         }
-        if !raw.starts_with('/') {
-            return Err(PathError::MissingLeadingSlash);
-        }
-        if let Some(at) = raw.bytes().position(|b| b.is_ascii_control()) {
-            return Err(PathError::ControlCharacter(at));
-        }
-        if raw.find('*').is_some_and(|at| at != raw.len() - 1) {
-            return Err(PathError::WildcardNotLast);
-        }
-        let encoded = encode_once(raw);
-        if encoded.len() > MAX_PATH_LEN {
-            return Err(PathError::TooLong(encoded.len()));
-        }
-        Ok(Self(encoded))
     }
 
     pub fn as_str(&self) -> &str {
@@ -116,24 +115,69 @@ impl std::fmt::Display for InvalidationPath {
     }
 }
 
+/// The checks of `InvalidationPath::parse`, then the encoded path: borrowed from `raw` when it is already encoded.
+fn checked_encoding(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if raw.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if !raw.starts_with('/') {
+        return Err(PathError::MissingLeadingSlash);
+    }
+    if let Some(at) = raw.bytes().position(|b| b.is_ascii_control()) {
+        return Err(PathError::ControlCharacter(at));
+    }
+    if raw.find('*').is_some_and(|at| at != raw.len() - 1) {
+        return Err(PathError::WildcardNotLast);
+    }
+    let encoded = encode_once(raw);
+    if encoded.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong(encoded.len()));
+    }
+    Ok(encoded)
+}
+
 /// Encodes unsafe characters but copies every well-formed `%XX` escape verbatim, so encoding is idempotent.
-fn encode_once(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut plain_start = 0;
+/// Returns `raw` itself when nothing needs encoding.
+fn encode_once(raw: &str) -> Cow<'_, str> {
+    if segments(raw).all(|(plain, _)| encodes_to_itself(plain)) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len() + 8);
+    for (plain, escape) in segments(raw) {
+        out.extend(utf8_percent_encode(plain, RFC1738_UNSAFE));
+        out.push_str(escape);
+    }
+    Cow::Owned(out)
+}
+
+/// Splits `raw` into runs of plain text, each with the well-formed `%XX` escape that ends it (empty for the last).
+fn segments(raw: &str) -> impl Iterator<Item = (&str, &str)> {
     let bytes = raw.as_bytes();
+    let mut plain_start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && is_escape_at(bytes, i) {
-            out.extend(utf8_percent_encode(&raw[plain_start..i], RFC1738_UNSAFE));
-            out.push_str(&raw[i..i + 3]);
-            i += 3;
-            plain_start = i;
-        } else {
+    std::iter::from_fn(move || {
+        if plain_start > bytes.len() {
+            return None;
+        }
+        while i < bytes.len() {
+            if bytes[i] == b'%' && is_escape_at(bytes, i) {
+                let segment = (&raw[plain_start..i], &raw[i..i + 3]);
+                i += 3;
+                plain_start = i;
+                return Some(segment);
+            }
             i += 1;
         }
-    }
-    out.extend(utf8_percent_encode(&raw[plain_start..], RFC1738_UNSAFE));
-    out
+        let last = (&raw[plain_start..], "");
+        plain_start = bytes.len() + 1;
+        Some(last)
+    })
+}
+
+/// Whether percent-encoding leaves `plain` unchanged. The encoder yields text it keeps as slices of its input, and
+/// each byte it encodes as a separate `%XX` from a static table, so its first piece is `plain` itself exactly then.
+fn encodes_to_itself(plain: &str) -> bool {
+    utf8_percent_encode(plain, RFC1738_UNSAFE).next().is_none_or(|first| std::ptr::eq(first, plain))
 }
 
 fn is_escape_at(bytes: &[u8], at: usize) -> bool {
@@ -170,6 +214,20 @@ mod tests {
     fn does_not_encode_existing_escapes_again() {
         assert_eq!(encoded("/red%20flower.jpg"), "/red%20flower.jpg");
         assert_eq!(encoded("/caf%C3%A9 menu"), "/caf%C3%A9%20menu");
+    }
+
+    #[test]
+    fn keeps_the_given_string_when_nothing_needs_encoding() {
+        assert!(matches!(encode_once("/a/b.jpg?x=1&y=%20z"), Cow::Borrowed(_)));
+        for raw in ["/a b", "/%zz", "/caf\u{e9}", "/50%", "/a%20b c", "/<"] {
+            assert!(matches!(encode_once(raw), Cow::Owned(_)), "{raw:?}");
+        }
+        let raw = String::from("/index.html");
+        let buffer = raw.as_ptr();
+        let path = InvalidationPath::parse_owned(raw).unwrap();
+        assert_eq!(path.as_str().as_ptr(), buffer, "no second allocation");
+        assert_eq!(InvalidationPath::parse_owned("/a b".into()).unwrap().as_str(), "/a%20b");
+        assert_eq!(InvalidationPath::parse_owned("a".into()), Err((PathError::MissingLeadingSlash, "a".into())));
     }
 
     #[test]
@@ -218,6 +276,19 @@ mod tests {
             prop_assert!(path.bytes().all(|b| b.is_ascii_graphic()));
             let unsafe_chars = ['<', '>', '"', '#', '{', '}', '|', '\\', '^', '~', '[', ']', '`', ' '];
             prop_assert!(!path.contains(unsafe_chars), "unsafe character left in {}", path);
+        }
+
+        #[test]
+        fn parse_owned_agrees_with_parse(raw in "[/%a-c ]?[^\\x00-\\x1f\\x7f]{0,32}") {
+            let owned = InvalidationPath::parse_owned(raw.clone()).map_err(|(error, _)| error);
+            prop_assert_eq!(owned, InvalidationPath::parse(&raw));
+        }
+
+        #[test]
+        fn the_shortcut_gives_what_encoding_every_segment_gives(raw in "/[^\\x00-\\x1f\\x7f]{0,48}") {
+            let every_segment: String =
+                segments(&raw).map(|(plain, escape)| utf8_percent_encode(plain, RFC1738_UNSAFE).to_string() + escape).collect();
+            prop_assert_eq!(encode_once(&raw), every_segment);
         }
 
         #[test]
