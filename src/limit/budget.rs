@@ -117,7 +117,9 @@ struct Local {
     /// One batch per distribution at a time asks for room: the others queue here instead of each reading the
     /// budget on every poll.
     turn: Arc<tokio::sync::Mutex<()>>,
-    /// Wakes the batch waiting for room when this worker releases some on the distribution.
+    /// Wakes the batch waiting for room when this worker releases some on the distribution. One permit is kept
+    /// when nobody waits yet, so a release between a refusal and the wait is not missed (a spare permit costs one
+    /// more look).
     released: Notify,
     /// The budget as this worker last read or wrote it. A reservation is first tried against it: a single worker
     /// then never reads before writing, and a stale copy only costs a failed conditional write. It is not trusted
@@ -310,7 +312,7 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         if let Some(known) = local.known.lock().unwrap().as_mut() {
             known.reservations.retain(|r| &r.id != id);
         }
-        local.released.notify_waiters();
+        local.released.notify_one();
     }
 
     /// Resyncs next time if a reservation expired that this worker has not seen expire yet.
