@@ -137,6 +137,8 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             Reserved::Split(parts) => return Outcome::Split(parts),
             Reserved::Failed(message_ids) => return Outcome::Done(Disposition::Release(message_ids)),
         };
+        // From now on the reservation ages, the intent write included: a slow ledger must not let it run out.
+        let mut reserved_at = tokio::time::Instant::now();
         let mut record = self.intent_record(&batch);
         let message_ids = record.message_ids.clone();
         if let Err(e) = self.ledger_call(|| timed("record_intent", self.ledger.record_intent(&record))).await {
@@ -146,7 +148,6 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         }
         let mut transient_delays = self.retry.transient.build();
         let mut quota_delays = self.retry.quota.build();
-        let mut reserved_at = tokio::time::Instant::now();
         loop {
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");

@@ -64,8 +64,8 @@ pub fn room_for(
 }
 
 /// Reservations whose lease ran out before `before`.
-fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl Iterator<Item = &CallerReference> {
-    reservations.iter().filter(move |r| r.until <= before).map(|r| &r.id)
+fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl Iterator<Item = &Reservation> {
+    reservations.iter().filter(move |r| r.until <= before)
 }
 
 /// How long `backlog` paths take to get through a distribution whose `capacity` frees up once per `completion`.
@@ -93,8 +93,9 @@ struct Unreserved {
     /// Other people's invalidations already looked at, by id: asked about once, not at every resync.
     known: HashMap<String, Allowance>,
     refreshed_at: Option<Instant>,
-    /// Reservations this worker has seen expired (and resynced for).
-    expired_seen: HashSet<CallerReference>,
+    /// Reservations this worker has seen expired (and resynced for), by id and end: a resumed batch reserves
+    /// again under its old id, and its new reservation's expiry must be noticed too.
+    expired_seen: HashSet<(CallerReference, SystemTime)>,
 }
 
 pub struct Budget<C, S> {
@@ -228,7 +229,7 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                 self.notice_expired(distribution, expired_before(&state.reservations, now));
             }
             let deletable: Vec<CallerReference> =
-                expired_before(&state.reservations, now - self.settings.resync_every).cloned().collect();
+                expired_before(&state.reservations, now - self.settings.resync_every).map(|r| r.id.clone()).collect();
             let Some(unreserved) = self.unreserved_usage(distribution, &state.reservations).await else {
                 // Room cannot be known until a resync succeeds: wait rather than guess.
                 return Ok(Grant::NoRoom(Allowance::default()));
@@ -272,6 +273,7 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
     pub async fn room_may_have_changed(&self, distribution: &DistributionId) {
         let local = self.local(distribution);
         tokio::select! {
+            biased;
             () = local.released.notified() => {}
             () = tokio::time::sleep(self.settings.poll) => {}
         }
@@ -316,10 +318,10 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
     }
 
     /// Resyncs next time if a reservation expired that this worker has not seen expire yet.
-    fn notice_expired<'a>(&self, distribution: &DistributionId, expired: impl Iterator<Item = &'a CallerReference>) {
+    fn notice_expired<'a>(&self, distribution: &DistributionId, expired: impl Iterator<Item = &'a Reservation>) {
         let mut views = self.unreserved.lock().unwrap();
         let view = views.entry(distribution.clone()).or_default();
-        let expired: HashSet<CallerReference> = expired.cloned().collect();
+        let expired: HashSet<(CallerReference, SystemTime)> = expired.map(|r| (r.id.clone(), r.until)).collect();
         if !expired.is_subset(&view.expired_seen) {
             view.refreshed_at = None;
         }
@@ -437,7 +439,7 @@ pub(crate) mod tests {
         let unreserved = Allowance { paths: 100, wildcards: 1 };
         let room = room_for(&CallerReference::from_recorded("mine".into()), capacity, unreserved, &reservations, now);
         assert_eq!(room, Allowance { paths: 1_700, wildcards: 10 });
-        let expired: Vec<&CallerReference> = expired_before(&reservations, now).collect();
+        let expired: Vec<&CallerReference> = expired_before(&reservations, now).map(|r| &r.id).collect();
         assert_eq!(expired, [&CallerReference::from_recorded("b".into())]);
     }
 
