@@ -68,6 +68,16 @@ fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl Iter
     reservations.iter().filter(move |r| r.until <= before)
 }
 
+/// Resyncs next time if a reservation expired that this worker has not seen expire yet.
+fn notice_expired<'a>(local: &Local, expired: impl Iterator<Item = &'a Reservation>) {
+    let mut view = local.unreserved.lock().unwrap();
+    let expired: HashSet<(CallerReference, SystemTime)> = expired.map(|r| (r.id.clone(), r.until)).collect();
+    if !expired.is_subset(&view.expired_seen) {
+        view.refreshed_at = None;
+    }
+    view.expired_seen = expired;
+}
+
 /// How long `backlog` paths take to get through a distribution whose `capacity` frees up once per `completion`.
 pub fn time_to_clear(backlog: Allowance, capacity: Allowance, completion: Duration) -> Duration {
     let rounds = |need: u32, room: u32| match (need, room) {
@@ -104,10 +114,7 @@ pub struct Budget<C, S> {
     settings: BudgetSettings,
     owner: String,
     clock: WallClock,
-    unreserved: Mutex<HashMap<DistributionId, Unreserved>>,
     local: Mutex<HashMap<DistributionId, Arc<Local>>>,
-    /// What this worker's batches waiting for room on each distribution need together.
-    backlog: Mutex<HashMap<DistributionId, Allowance>>,
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
 }
@@ -126,20 +133,22 @@ struct Local {
     /// then never reads before writing, and a stale copy only costs a failed conditional write. It is not trusted
     /// once one of its reservations looks expired (another worker may have renewed it), nor to refuse room.
     known: Mutex<Option<BudgetState>>,
+    /// What is in progress without a reservation, as the last resync saw it.
+    unreserved: Mutex<Unreserved>,
+    /// What this worker's batches waiting for room on the distribution need together.
+    backlog: Mutex<Allowance>,
 }
 
 /// A batch's place in its distribution's backlog, given up when dropped (however the wait ends).
-pub struct Waiting<'a> {
-    backlog: &'a Mutex<HashMap<DistributionId, Allowance>>,
-    distribution: DistributionId,
+pub struct Waiting {
+    local: Arc<Local>,
     need: Allowance,
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Some(waiting) = self.backlog.lock().unwrap().get_mut(&self.distribution) {
-            *waiting = *waiting - self.need;
-        }
+        let mut backlog = self.local.backlog.lock().unwrap();
+        *backlog = *backlog - self.need;
     }
 }
 
@@ -154,24 +163,24 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             settings,
             owner,
             clock,
-            unreserved: Mutex::default(),
             local: Mutex::default(),
-            backlog: Mutex::default(),
             completion: Mutex::new(settings.expected_completion),
         }
     }
 
     /// Counts `need` in the distribution's backlog while the returned guard lives.
-    pub fn waiting(&self, distribution: &DistributionId, need: Allowance) -> Waiting<'_> {
-        let mut backlog = self.backlog.lock().unwrap();
-        let waiting = backlog.entry(distribution.clone()).or_default();
-        *waiting = *waiting + need;
-        Waiting { backlog: &self.backlog, distribution: distribution.clone(), need }
+    pub fn waiting(&self, distribution: &DistributionId, need: Allowance) -> Waiting {
+        let local = self.local(distribution);
+        {
+            let mut backlog = local.backlog.lock().unwrap();
+            *backlog = *backlog + need;
+        }
+        Waiting { local, need }
     }
 
     /// What this worker's batches waiting on the distribution need together.
     pub fn backlog(&self, distribution: &DistributionId) -> Allowance {
-        self.backlog.lock().unwrap().get(distribution).copied().unwrap_or_default()
+        *self.local(distribution).backlog.lock().unwrap()
     }
 
     /// How long an invalidation is expected to stay in progress, which is how often room frees up.
@@ -226,11 +235,11 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             // CloudFront is slow): only a resync can tell. Each worker resyncs once when it first sees one expire,
             // so expired reservations stay in the budget for a resync interval before they are deleted.
             if fresh {
-                self.notice_expired(distribution, expired_before(&state.reservations, now));
+                notice_expired(&local, expired_before(&state.reservations, now));
             }
             let deletable: Vec<CallerReference> =
                 expired_before(&state.reservations, now - self.settings.resync_every).map(|r| r.id.clone()).collect();
-            let Some(unreserved) = self.unreserved_usage(distribution, &state.reservations).await else {
+            let Some(unreserved) = self.unreserved_usage(distribution, &local, &state.reservations).await else {
                 // Room cannot be known until a resync succeeds: wait rather than guess.
                 return Ok(Grant::NoRoom(Allowance::default()));
             };
@@ -317,33 +326,27 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         local.released.notify_one();
     }
 
-    /// Resyncs next time if a reservation expired that this worker has not seen expire yet.
-    fn notice_expired<'a>(&self, distribution: &DistributionId, expired: impl Iterator<Item = &'a Reservation>) {
-        let mut views = self.unreserved.lock().unwrap();
-        let view = views.entry(distribution.clone()).or_default();
-        let expired: HashSet<(CallerReference, SystemTime)> = expired.map(|r| (r.id.clone(), r.until)).collect();
-        if !expired.is_subset(&view.expired_seen) {
-            view.refreshed_at = None;
-        }
-        view.expired_seen = expired;
-    }
-
     /// The picture of what is in progress may be wrong (CloudFront said TooManyInvalidationsInProgress, or an
     /// invalidation is no longer tracked): the next reservation resyncs first.
     pub fn resync_next(&self, distribution: &DistributionId) {
-        if let Some(view) = self.unreserved.lock().unwrap().get_mut(distribution) {
-            view.refreshed_at = None;
-        }
+        self.local(distribution).unreserved.lock().unwrap().refreshed_at = None;
     }
 
     /// What is in progress without a reservation, resyncing when the last picture is stale; `None` when a resync
     /// failed for a reason that may pass.
-    async fn unreserved_usage(&self, distribution: &DistributionId, reservations: &[Reservation]) -> Option<Allowance> {
-        let fresh = |view: &Unreserved| view.refreshed_at.is_some_and(|at| at.elapsed() < self.settings.resync_every);
-        if let Some(view) = self.unreserved.lock().unwrap().get(distribution).filter(|v| fresh(v)) {
-            return Some(view.usage);
-        }
-        let known = self.unreserved.lock().unwrap().get(distribution).map(|v| v.known.clone()).unwrap_or_default();
+    async fn unreserved_usage(
+        &self,
+        distribution: &DistributionId,
+        local: &Local,
+        reservations: &[Reservation],
+    ) -> Option<Allowance> {
+        let known = {
+            let view = local.unreserved.lock().unwrap();
+            if view.refreshed_at.is_some_and(|at| at.elapsed() < self.settings.resync_every) {
+                return Some(view.usage);
+            }
+            view.known.clone()
+        };
         let view = match self.resync(distribution, reservations, known).await {
             Ok(view) => view,
             Err(e) if e.retry_after() == RetryAfter::Never => {
@@ -361,9 +364,8 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             }
         };
         let usage = view.usage;
-        let mut views = self.unreserved.lock().unwrap();
-        let expired_seen = views.remove(distribution).map(|v| v.expired_seen).unwrap_or_default();
-        views.insert(distribution.clone(), Unreserved { expired_seen, ..view });
+        let mut current = local.unreserved.lock().unwrap();
+        *current = Unreserved { expired_seen: std::mem::take(&mut current.expired_seen), ..view };
         Some(usage)
     }
 
