@@ -2,9 +2,9 @@
 //! timing, then over HTTP through the real SDK client and the worker's adapter, so what the worker sees is
 //! CloudFront's wire format; and the `cloudfront-sim` binary.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, Report, SimConfig};
 use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::{Cdn, CdnError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -224,26 +223,6 @@ fn quick(completion: Duration) -> SimConfig {
 }
 
 /// A plain HTTP/1.1 request for the admin endpoints: (status, body).
-async fn admin(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let addr = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
-}
-
-async fn report(url: &str) -> Report {
-    let (status, body) = admin(url, "GET", "/_sim/report", "").await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 #[tokio::test]
 async fn over_http_an_invalidation_is_in_progress_until_its_completion_time_then_completed() {
     let completion = Duration::from_millis(600);
@@ -286,7 +265,7 @@ async fn over_http_a_repeated_reference_returns_the_first_invalidation_or_batch_
     let changed = cloudfront.create_invalidation(&distribution("EAAA"), &reference, &files("b", 2)).await;
     assert!(matches!(changed, Err(CdnError::BatchAlreadyExists(_))), "{changed:?}");
 
-    let report = report(&server.url()).await;
+    let report = common::simulator_report(&server.url()).await;
     assert_eq!((report.all.created, report.all.paths_billed), (1, 2), "no new billing");
     assert_eq!(report.worker.rejections["InvalidationBatchAlreadyExists"], 1);
     assert_eq!(report, cdn.report(), "the admin endpoint shows the simulator's own report");
@@ -325,7 +304,8 @@ async fn over_http_calls_beyond_the_burst_are_throttled() {
 #[tokio::test]
 async fn over_http_a_person_in_the_console_takes_quota_and_shows_in_the_listing() {
     let (_, server, cloudfront) = served(quick(60 * SECOND)).await;
-    let (status, body) = admin(&server.url(), "POST", "/_sim/human/EAAA", &files("console", 2_995).join("\n")).await;
+    let (status, body) =
+        common::simulator_request(&server.url(), "POST", "/_sim/human/EAAA", &files("console", 2_995).join("\n")).await;
     assert_eq!(status, 201, "{body}");
     let refused = create(&cloudfront, &files("w", 10)).await;
     assert!(matches!(refused, Err(CdnError::TooManyInProgress(_))), "{refused:?}");
@@ -338,7 +318,7 @@ async fn over_http_a_person_in_the_console_takes_quota_and_shows_in_the_listing(
     assert!(console.caller_reference.starts_with("console-"), "{}", console.caller_reference);
     assert_eq!(console.paths.len(), 2_995);
 
-    let report = report(&server.url()).await;
+    let report = common::simulator_report(&server.url()).await;
     assert_eq!(report.distributions["EAAA"].peak.paths, 3_000);
     assert_eq!(report.distributions["EAAA"].worker_peak.paths, 5);
     assert_eq!(report.worker.rejections["TooManyInvalidationsInProgress"], 1);
@@ -401,38 +381,33 @@ async fn over_http_list_invalidations_pages_most_recent_first() {
 #[tokio::test]
 async fn over_http_distributions_can_be_added_and_unknown_routes_are_refused() {
     let (_, server, cloudfront) = served(quick(SECOND)).await;
-    assert_eq!(admin(&server.url(), "POST", "/_sim/distributions/ENEW", "").await.0, 201);
-    assert_eq!(admin(&server.url(), "POST", "/_sim/distributions/ENEW", "").await.0, 200, "already there");
+    assert_eq!(common::simulator_request(&server.url(), "POST", "/_sim/distributions/ENEW", "").await.0, 201);
+    assert_eq!(
+        common::simulator_request(&server.url(), "POST", "/_sim/distributions/ENEW", "").await.0,
+        200,
+        "already there"
+    );
     cloudfront.create_invalidation(&distribution("ENEW"), &CallerReference::mint(), &files("a", 1)).await.unwrap();
-    assert_eq!(admin(&server.url(), "POST", "/_sim/distributions/not-an-id", "").await.0, 400);
-    let (status, body) = admin(&server.url(), "GET", "/2020-05-31/distribution/EAAA", "").await;
+    assert_eq!(common::simulator_request(&server.url(), "POST", "/_sim/distributions/not-an-id", "").await.0, 400);
+    let (status, body) = common::simulator_request(&server.url(), "GET", "/2020-05-31/distribution/EAAA", "").await;
     assert_eq!(status, 404);
     assert!(body.contains("<Code>NotFound</Code>"), "{body}");
 }
 
 /// The binary, stopped when dropped.
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_binary_prints_its_url_and_serves_the_flags_configuration() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudfront-sim"))
-        .args(["--port", "0", "--distribution", "EBIN", "--completion", "1s", "--max-paths", "10", "--rate", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let binary = Binary(child);
-    let mut url = String::new();
-    BufReader::new(stdout).read_line(&mut url).unwrap();
-    let url = url.trim().to_owned();
+    let simulator = common::SimulatorProcess::start(&[
+        "--distribution",
+        "EBIN",
+        "--completion",
+        "1s",
+        "--max-paths",
+        "10",
+        "--rate",
+        "0",
+    ]);
+    let url = simulator.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let cloudfront = CloudFront::new(sdk_client(&url));
@@ -441,8 +416,8 @@ async fn the_binary_prints_its_url_and_serves_the_flags_configuration() {
     let over = cloudfront.create_invalidation(&ebin, &CallerReference::mint(), &files("b", 1)).await;
     assert!(matches!(over, Err(CdnError::TooManyInProgress(_))), "--max-paths 10: {over:?}");
 
-    let report = report(&url).await;
+    let report = common::simulator_report(&url).await;
     assert_eq!(report.distributions["EBIN"].peak.paths, 10);
     assert_eq!(report.worker.rejections["TooManyInvalidationsInProgress"], 1);
-    drop(binary);
+    drop(simulator);
 }

@@ -7,13 +7,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::Allowance;
 
 const DISTRIBUTIONS: [&str; 3] = ["EWORKERSA", "EWORKERSB", "EWORKERSC"];
 /// What the simulator allows in progress per distribution; the workers leave CloudFront's quotas minus these
@@ -21,32 +21,6 @@ const DISTRIBUTIONS: [&str; 3] = ["EWORKERSA", "EWORKERSB", "EWORKERSC"];
 const PATHS: u32 = 100;
 const WILDCARDS: u32 = 3;
 const MESSAGES: usize = 600;
-
-struct Simulator {
-    process: Child,
-    url: String,
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn simulator() -> Simulator {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudfront-sim"));
-    command.args(["--port", "0", "--completion", "3s", "--completion-max", "6s"]);
-    command.args(["--max-paths", &PATHS.to_string(), "--max-wildcards", &WILDCARDS.to_string()]);
-    command.args(["--rate", "20", "--burst", "20"]);
-    for distribution in DISTRIBUTIONS {
-        command.args(["--distribution", distribution]);
-    }
-    let mut process = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut first_line = String::new();
-    BufReader::new(process.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    Simulator { process, url: first_line.trim().to_owned() }
-}
 
 fn worker(id: &str, queue_url: &str, table: &str, cloudfront_url: &str) -> Child {
     common::binary()
@@ -88,7 +62,13 @@ async fn three_workers_share_the_budget_and_a_killed_workers_reservations_come_b
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let queues = common::create_queues(&config).await;
     let table = common::create_table(&config).await;
-    let simulator = simulator();
+    let mut args = vec!["--completion", "3s", "--completion-max", "6s", "--rate", "20", "--burst", "20"];
+    let (paths, wildcards) = (PATHS.to_string(), WILDCARDS.to_string());
+    args.extend(["--max-paths", &paths, "--max-wildcards", &wildcards]);
+    for distribution in DISTRIBUTIONS {
+        args.extend(["--distribution", distribution]);
+    }
+    let simulator = common::SimulatorProcess::start(&args);
 
     let mut requested = Vec::new();
     let bodies: Vec<String> = (0..MESSAGES)
@@ -146,12 +126,12 @@ async fn three_workers_share_the_budget_and_a_killed_workers_reservations_come_b
 
     assert!(drained && drained_again, "messages left: {:?}", common::queue_depth(&sqs, &queues.queue_url).await);
     assert!(common::drain(&sqs, &queues.dead_letter_url).await.is_empty(), "nothing valid may be dead-lettered");
-    let report: serde_json::Value = sim_report(&simulator.url).await;
-    assert_eq!(report["all"]["rejections"], serde_json::json!({}), "the simulator refused nothing: {report:#}");
+    let report = common::simulator_report(&simulator.url).await;
+    assert!(report.all.rejections.is_empty(), "the simulator refused nothing: {report:#?}");
+    let budget = Allowance { paths: PATHS, wildcards: WILDCARDS };
     for distribution in DISTRIBUTIONS {
-        let peak = &report["distributions"][distribution]["peak"];
-        assert!(peak["paths"].as_u64().unwrap() <= u64::from(PATHS), "{distribution}: {peak}");
-        assert!(peak["wildcards"].as_u64().unwrap() <= u64::from(WILDCARDS), "{distribution}: {peak}");
+        let peak = report.distributions[distribution].peak;
+        assert!(peak.fits_in(budget), "{distribution}: peak {peak:?} over the budget {budget:?}");
     }
     let cloudfront = cf_invalidator::fake::cloudfront_http::sdk_client(&simulator.url);
     let mut invalidations = Vec::new();
@@ -165,16 +145,4 @@ async fn three_workers_share_the_budget_and_a_killed_workers_reservations_come_b
     }
     let returned: Vec<&(String, String)> = remaining.iter().filter(|(id, _)| killed.contains(id)).collect();
     assert!(returned.is_empty(), "the killed worker's reservations are still held: {returned:?}");
-}
-
-/// The simulator's report (`GET /_sim/report`).
-async fn sim_report(url: &str) -> serde_json::Value {
-    let address = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET /_sim/report HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("report is not JSON ({e}): {response}"))
 }

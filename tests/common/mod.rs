@@ -214,3 +214,56 @@ pub fn sdk_services(
         ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(config), table)),
     }
 }
+
+/// The `cloudfront-sim` binary on a free loopback port, stopped when dropped.
+pub struct SimulatorProcess {
+    process: std::process::Child,
+    /// Where it listens, as it printed on its first line.
+    pub url: String,
+}
+
+impl SimulatorProcess {
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_cloudfront-sim"))
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first_line = String::new();
+        std::io::BufReader::new(process.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+        Self { process, url: first_line.trim().to_owned() }
+    }
+}
+
+impl Drop for SimulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// One request to the simulator's HTTP endpoint: (status, body).
+pub async fn simulator_request(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
+}
+
+/// What the simulator saw (`GET /_sim/report`).
+pub async fn simulator_report(url: &str) -> cf_invalidator::fake::Report {
+    let (status, body) = simulator_request(url, "GET", "/_sim/report", "").await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
