@@ -202,7 +202,12 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
     }
 
     fn local(&self, distribution: &DistributionId) -> Arc<Local> {
-        Arc::clone(self.local.lock().unwrap().entry(distribution.clone()).or_default())
+        let mut local = self.local.lock().unwrap();
+        // Looked up several times per batch: clone the id only the first time.
+        if let Some(known) = local.get(distribution) {
+            return Arc::clone(known);
+        }
+        Arc::clone(local.entry(distribution.clone()).or_default())
     }
 
     /// Waits until no other batch of this worker is asking for room on `distribution`.
