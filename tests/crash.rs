@@ -74,7 +74,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_rebatches_under_a_new
         "messages left on the queue: {:?} (seed {seed})",
         common::queue_depth(&sqs, &queues.queue_url).await
     );
-    assert!(common::drain(&sqs, &queues.dead_letter_url).await.is_empty(), "nothing valid may be dead-lettered");
+    let dead_lettered = common::drain(&sqs, &queues.dead_letter_url).await;
+    assert!(dead_lettered.is_empty(), "nothing valid may be dead-lettered (seed {seed}): {dead_lettered:?}");
 
     let recorded = recorded_batches(&config, &table).await;
     let mut invalidations = Vec::new();
