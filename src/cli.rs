@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
+use cf_invalidator::worker::DEFAULT_MAX_HELD_MESSAGES;
 
 #[derive(Debug, Parser)]
 #[command(name = "cf-invalidator", version, about = "Batch CloudFront invalidations from an SQS queue")]
@@ -62,6 +63,12 @@ pub struct RunArgs {
     /// Concurrent ReceiveMessage loops.
     #[arg(long, env = "INVALIDATOR_POLLERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pollers: u16,
+
+    /// Most messages held at once (received, not yet deleted); the rest wait in SQS for any worker. Receiving
+    /// also pauses while visibility extensions fall behind, whatever this says.
+    #[arg(long, env = "INVALIDATOR_MAX_HELD_MESSAGES", default_value_t = DEFAULT_MAX_HELD_MESSAGES as u32,
+          value_parser = clap::value_parser!(u32).range(10..))]
+    pub max_held_messages: u32,
 
     /// On SIGTERM/SIGINT, how long to drain (seal, submit, delete) before exiting.
     #[arg(long, env = "INVALIDATOR_SHUTDOWN_TIMEOUT", default_value = "30s")]

@@ -37,6 +37,10 @@ use crate::retry::RetryPolicy;
 use crate::submit::{Overload, Ownership, Submitter};
 use crate::track::{DEFAULT_STATUS_RATE, Submitted, TrackSettings, Tracker};
 
+/// Enough for 10,000 messages a second held through a 5 s window; at about 1 KiB each (body, receipt handle,
+/// batch entry), some 50 MiB.
+pub const DEFAULT_MAX_HELD_MESSAGES: usize = 50_000;
+
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
 
@@ -45,6 +49,8 @@ pub struct Settings {
     pub window: Duration,
     pub max_batch_paths: usize,
     pub pollers: usize,
+    /// Most messages held at once; more stay in SQS for this or another worker.
+    pub max_held_messages: usize,
     pub receive_wait: Duration,
     pub visibility_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -87,6 +93,7 @@ impl Default for Settings {
             window: Duration::from_secs(5),
             max_batch_paths: 1_000,
             pollers: 2,
+            max_held_messages: DEFAULT_MAX_HELD_MESSAGES,
             receive_wait: Duration::from_secs(20),
             visibility_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
@@ -142,7 +149,7 @@ where
     C: Cdn,
     L: Ledger + BudgetStore,
 {
-    let inflight = Arc::new(InFlight::default());
+    let inflight = Arc::new(InFlight::new(settings.max_held_messages));
     let stop_receiving = CancellationToken::new();
     let stop_heartbeat = CancellationToken::new();
     let (to_batcher, from_intake) = mpsc::channel(CHANNEL_CAPACITY);

@@ -1,7 +1,8 @@
 //! The real binary, killed with SIGKILL at random moments while it works through thousands of messages, then
 //! restarted: nothing may be lost, and CloudFront may only see a batch again under the CallerReference it was
 //! first sent with (the emulator turns such a resubmission into a second invalidation; CloudFront would not).
-//! The kill moments come from a seed printed at the start; CRASH_SEED reruns one.
+//! The kill moments come from a seed printed at the start; CRASH_SEED reruns one, and CRASH_LOG_DIR keeps each
+//! worker's log there (worker-0.log … ) instead of discarding it.
 
 mod common;
 
@@ -17,11 +18,15 @@ use rand::{Rng, SeedableRng};
 const MESSAGES: usize = 2_000;
 const KILLS: usize = 4;
 
-fn worker(queue_url: &str, table: &str) -> Child {
+fn worker(queue_url: &str, table: &str, n: usize) -> Child {
+    let log = match std::env::var_os("CRASH_LOG_DIR") {
+        Some(dir) => std::fs::File::create(std::path::Path::new(&dir).join(format!("worker-{n}.log"))).unwrap().into(),
+        None => Stdio::null(),
+    };
     common::binary()
         .args(["run", "--queue-url", queue_url, "--table", table, "--window", "1s", "--visibility-timeout", "10s"])
         .args(["--create-rate", "20", "--create-burst", "20", "--max-batch-paths", "200"])
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -52,14 +57,14 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_rebatches_under_a_new
     common::send_all(&sqs, &queues.queue_url, &bodies).await;
 
     println!("sent at {:?}", started.elapsed());
-    for _ in 0..KILLS {
-        let mut running = worker(&queues.queue_url, &table);
+    for n in 0..KILLS {
+        let mut running = worker(&queues.queue_url, &table, n);
         tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..5_000))).await;
         running.kill().unwrap();
         running.wait().unwrap();
     }
     println!("kills done at {:?}", started.elapsed());
-    let mut last = worker(&queues.queue_url, &table);
+    let mut last = worker(&queues.queue_url, &table, KILLS);
     // moto slows down as 2,000 messages pile up: the drain took 240 s on an idle machine, 410 s beside a release
     // build. This bounds the wait; it is not a performance assertion.
     let drained = common::wait_until(Duration::from_secs(600), || async {

@@ -3,9 +3,15 @@
 //! The registry is the single owner of receipt handles: deletes and visibility extensions always use the newest
 //! handle, and a message redelivered while we still hold it (its visibility lapsed) is recognised and not batched
 //! twice.
+//!
+//! It also says when the worker may take more: never beyond `max_held` messages, and not while the heartbeat is
+//! behind. A message whose visibility lapses is delivered again and counts towards the queue's maxReceiveCount,
+//! so holding more than the heartbeat can keep invisible (a slow or throttled SQS, a long wait for budget) would
+//! push valid messages into the dead-letter queue. Messages left in SQS cost nothing and wait for any worker.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -30,13 +36,40 @@ pub struct Released {
     pub sent_at: Option<SystemTime>,
 }
 
-#[derive(Debug, Default)]
+/// A held message whose visibility is to be extended, and when it ends as far as this worker knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub invisible_until: Instant,
+    pub receipt: Receipt,
+}
+
+#[derive(Debug)]
 pub struct InFlight {
     /// Ordered, so heartbeats visit messages in the same order on every run (deterministic simulations).
     held: Mutex<BTreeMap<MessageId, Held>>,
+    max_held: usize,
+    heartbeat_behind: AtomicBool,
 }
 
 impl InFlight {
+    pub fn new(max_held: usize) -> Self {
+        Self { held: Mutex::default(), max_held, heartbeat_behind: AtomicBool::new(false) }
+    }
+
+    /// Whether a poller may receive more: fewer than `max_held` are held and the heartbeat keeps up.
+    pub fn has_room(&self) -> bool {
+        !self.heartbeat_behind.load(Ordering::Relaxed) && self.len() < self.max_held
+    }
+
+    /// Whether receiving is paused because the heartbeat is behind.
+    pub fn heartbeat_is_behind(&self) -> bool {
+        self.heartbeat_behind.load(Ordering::Relaxed)
+    }
+
+    pub fn set_heartbeat_behind(&self, behind: bool) {
+        self.heartbeat_behind.store(behind, Ordering::Relaxed);
+    }
+
     /// Registers a delivery, taking its receipt handle and body. Returns false if the message was already held:
     /// the new handle replaces the old one, and the caller must not process the message again.
     pub fn admit(&self, message: ReceivedMessage, invisible_until: Instant) -> bool {
@@ -60,13 +93,21 @@ impl InFlight {
         }
     }
 
-    /// Messages whose invisibility ends within `margin` of `now`.
-    pub fn due_for_extension(&self, now: Instant, margin: Duration) -> Vec<Receipt> {
+    /// Messages whose invisibility ends within `margin` of `now`, the closest to its end first: a heartbeat
+    /// that falls behind then loses the fewest.
+    pub fn due_for_extension(&self, now: Instant, margin: Duration) -> Vec<Due> {
         let held = self.held.lock().unwrap();
-        held.iter()
+        let mut due: Vec<Due> = held
+            .iter()
             .filter(|(_, h)| h.invisible_until <= now + margin)
-            .map(|(id, h)| Receipt { message_id: id.clone(), receipt_handle: h.receipt_handle.to_string() })
-            .collect()
+            .map(|(id, h)| Due {
+                invisible_until: h.invisible_until,
+                receipt: Receipt { message_id: id.clone(), receipt_handle: h.receipt_handle.to_string() },
+            })
+            .collect();
+        // Stable: equal ends keep the map's order, so simulations replay the same calls.
+        due.sort_by_key(|d| d.invisible_until);
+        due
     }
 
     /// Records a successful extension; ignores messages released or redelivered meanwhile.
@@ -122,9 +163,43 @@ mod tests {
         }
     }
 
+    fn receipts(due: Vec<Due>) -> Vec<Receipt> {
+        due.into_iter().map(|d| d.receipt).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_closest_to_becoming_visible_are_extended_first() {
+        let inflight = InFlight::new(usize::MAX);
+        let now = Instant::now();
+        inflight.admit(delivery("a", "h1"), now + Duration::from_secs(9));
+        inflight.admit(delivery("b", "h2"), now + Duration::from_secs(3));
+        inflight.admit(delivery("c", "h3"), now + Duration::from_secs(6));
+        let order: Vec<String> = receipts(inflight.due_for_extension(now, Duration::from_secs(10)))
+            .into_iter()
+            .map(|r| r.message_id.0)
+            .collect();
+        assert_eq!(order, ["b", "c", "a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_room_at_the_limit_nor_while_the_heartbeat_is_behind() {
+        let inflight = InFlight::new(2);
+        let until = Instant::now() + Duration::from_secs(30);
+        inflight.admit(delivery("a", "h1"), until);
+        assert!(inflight.has_room());
+        inflight.admit(delivery("b", "h2"), until);
+        assert!(!inflight.has_room(), "two held, at most two");
+        inflight.release([MessageId("a".into())]);
+        assert!(inflight.has_room());
+        inflight.set_heartbeat_behind(true);
+        assert!(!inflight.has_room(), "the heartbeat is behind");
+        inflight.set_heartbeat_behind(false);
+        assert!(inflight.has_room());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn redelivery_of_a_held_message_updates_its_handle_only() {
-        let inflight = InFlight::default();
+        let inflight = InFlight::new(usize::MAX);
         let now = Instant::now();
         assert!(inflight.admit(delivery("m1", "h1"), now + Duration::from_secs(30)));
         assert!(!inflight.admit(delivery("m1", "h2"), now + Duration::from_secs(60)));
@@ -136,11 +211,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reports_messages_close_to_becoming_visible() {
-        let inflight = InFlight::default();
+        let inflight = InFlight::new(usize::MAX);
         let now = Instant::now();
         inflight.admit(delivery("soon", "h1"), now + Duration::from_secs(10));
         inflight.admit(delivery("later", "h2"), now + Duration::from_secs(50));
-        let due = inflight.due_for_extension(now, Duration::from_secs(20));
+        let due = receipts(inflight.due_for_extension(now, Duration::from_secs(20)));
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].message_id.0, "soon");
 
@@ -150,10 +225,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_extension_with_a_stale_handle_is_ignored() {
-        let inflight = InFlight::default();
+        let inflight = InFlight::new(usize::MAX);
         let now = Instant::now();
         inflight.admit(delivery("m1", "h1"), now + Duration::from_secs(10));
-        let due = inflight.due_for_extension(now, Duration::from_secs(20));
+        let due = receipts(inflight.due_for_extension(now, Duration::from_secs(20)));
         inflight.admit(delivery("m1", "h2"), now + Duration::from_secs(5));
         inflight.extended(&due, now + Duration::from_secs(70));
         assert_eq!(inflight.due_for_extension(now, Duration::from_secs(20)).len(), 1);

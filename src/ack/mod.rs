@@ -283,14 +283,28 @@ pub async fn keep_invisible<Q: Queue>(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let due = inflight.due_for_extension(Instant::now(), margin);
-        for chunk in due.chunks(MAX_BATCH_ENTRIES) {
+        let mut due = inflight.due_for_extension(Instant::now(), margin).into_iter().peekable();
+        while let Some(most_urgent) = due.peek().map(|d| d.invisible_until) {
+            // A healthy heartbeat extends a message with at least two thirds of the margin left; one that finds a
+            // message with less than half left is behind, and pollers wait until it has caught up.
+            let behind = most_urgent < Instant::now() + margin / 2;
+            if behind && !inflight.heartbeat_is_behind() {
+                counter!("cfi_heartbeat_behind_total").increment(1);
+                if let Some(suppressed) = log_allowed("heartbeat_behind") {
+                    warn!(
+                        held = inflight.len(),
+                        suppressed, "visibility extensions are falling behind; receiving no more until they catch up"
+                    );
+                }
+            }
+            inflight.set_heartbeat_behind(behind);
+            let chunk: Vec<Receipt> = due.by_ref().take(MAX_BATCH_ENTRIES).map(|d| d.receipt).collect();
             let until = Instant::now() + visibility;
-            match with_retries(retry, || queue.extend_visibility(chunk, visibility)).await {
+            match with_retries(retry, || queue.extend_visibility(&chunk, visibility)).await {
                 Ok(failures) => {
                     // A refused extension (the message was deleted, or redelivered to someone) is not retried every
                     // tick: the message stays held so its batch still deletes it with the newest handle.
-                    inflight.extended(chunk, until);
+                    inflight.extended(&chunk, until);
                     counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
                     for failure in failures.iter().filter(|_| log_allowed("visibility_entry_failed").is_some()) {
                         info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
@@ -303,5 +317,6 @@ pub async fn keep_invisible<Q: Queue>(
                 }
             }
         }
+        inflight.set_heartbeat_behind(false);
     }
 }

@@ -32,6 +32,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         window: args.window.into(),
         max_batch_paths: usize::from(args.max_batch_paths),
         pollers: usize::from(args.pollers),
+        max_held_messages: args.max_held_messages as usize,
         visibility_timeout: args.visibility_timeout.into(),
         shutdown_timeout: args.shutdown_timeout.into(),
         create_rate: args.create_rate,

@@ -57,6 +57,10 @@ pub struct Outlets {
 /// batching it blindly could pay for its paths twice.
 const LEDGER_UNAVAILABLE_DELAY: Duration = Duration::from_secs(15);
 
+/// How often a poller paused for want of room (`InFlight::has_room`) looks again: short next to any visibility
+/// timeout, long enough to cost nothing.
+const ROOM_RECHECK: Duration = Duration::from_millis(250);
+
 /// One poller: receives until `stop` is cancelled or the next stage is gone.
 pub async fn poll<Q: Queue, L: Ledger>(
     queue: Arc<Q>,
@@ -70,6 +74,14 @@ pub async fn poll<Q: Queue, L: Ledger>(
     let backoff = || settings.backoff.build();
     let mut delays = backoff();
     loop {
+        if !inflight.has_room() {
+            counter!("cfi_receive_pauses_total").increment(1);
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(ROOM_RECHECK) => continue,
+            }
+        }
         // Dropping an unfinished receive is safe: anything it had taken becomes visible again after the timeout.
         let received = tokio::select! {
             biased;
