@@ -170,6 +170,9 @@ fn earliest(tracked: &[Tracked]) -> Option<usize> {
 
 async fn sleep_until(due: Option<Instant>) {
     match due {
+        // Through the timer, a check already due would wait for its next tick (a millisecond): a backlog of checks
+        // would be paced by the timer instead of `call_gap`, and room in the budget would return that much later.
+        Some(at) if at <= Instant::now() => tokio::task::coop::consume_budget().await,
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
