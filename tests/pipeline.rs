@@ -8,7 +8,6 @@ use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
-use cf_invalidator::ports::queue::{BatchEntryFailure, QueueError, Receipt, ReceivedMessage};
 use cf_invalidator::ports::{AuditLog, BatchStatus, CdnError, FailureRecord, LedgerError, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use serde_json::json;
@@ -222,62 +221,24 @@ async fn heartbeat_keeps_messages_invisible_through_a_window_longer_than_the_vis
     assert!(h.queue.is_empty());
 }
 
-/// The fake queue behind SQS calls as slow as the emulator's under load: each receive and each visibility
-/// extension takes this long.
-struct SlowQueue {
-    inner: Arc<MemoryQueue>,
-    receive: Duration,
-    extend: Duration,
-}
-
-impl Queue for SlowQueue {
-    async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        tokio::time::sleep(self.receive).await;
-        self.inner.receive(max, wait, visibility).await
-    }
-
-    async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<BatchEntryFailure>, QueueError> {
-        self.inner.delete(receipts).await
-    }
-
-    async fn extend_visibility(
-        &self,
-        receipts: &[Receipt],
-        visibility: Duration,
-    ) -> Result<Vec<BatchEntryFailure>, QueueError> {
-        tokio::time::sleep(self.extend).await;
-        self.inner.extend_visibility(receipts, visibility).await
-    }
-
-    async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
-        self.inner.send(body, attributes).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn receiving_pauses_while_visibility_extensions_fall_behind_instead_of_letting_messages_lapse() {
     // Messages held for a minute (a long wait for budget, here a long window) while each extension call takes
-    // 2 s: the heartbeat can keep a few dozen invisible, not the 600 that 10 receives a second bring in. Each lapse
-    // counts towards the queue's maxReceiveCount (5 by default), so a worker that kept receiving would push valid
-    // messages into the dead-letter queue.
+    // 2 s: the heartbeat can keep a few dozen invisible, not the 600 that two pollers bring in at 40 a second.
+    // Each lapse counts towards the queue's maxReceiveCount (5 by default), so a worker that kept receiving would
+    // push valid messages into the dead-letter queue.
     let h = Harness::new(&["EAAA"]);
     for n in 0..600 {
         h.send("EAAA", &[&format!("/p/{n}")]).await;
     }
-    let slow =
-        SlowQueue { inner: Arc::clone(&h.queue), receive: Duration::from_millis(500), extend: Duration::from_secs(2) };
-    let services =
-        Services { queue: Arc::new(slow), dead_letter: None, cdn: Arc::clone(&h.cdn), ledger: Arc::clone(&h.ledger) };
+    // As slow as the emulator's SQS under load.
+    h.queue.faults.slow_down("receive", Duration::from_millis(500));
+    h.queue.faults.slow_down("extend_visibility", Duration::from_secs(2));
     let settings =
         Settings { window: MINUTE, max_batch_paths: 3_000, visibility_timeout: Duration::from_secs(10), ..settings() };
     // Until the queue is empty, watch how often any message has been received.
     let mut most_receives = 0;
-    let exit = worker::run(services, settings, async {
+    let exit = worker::run(h.services(false), settings, async {
         while !h.queue.is_empty() {
             let now = h.queue.messages().iter().map(|m| m.receive_count).max().unwrap_or_default();
             most_receives = most_receives.max(now);

@@ -185,7 +185,7 @@ impl Queue for MemoryQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        self.faults.take("receive")?;
+        self.faults.call("receive").await?;
         let give_up = Instant::now() + wait;
         loop {
             let arrived = self.arrived.notified();
@@ -203,7 +203,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<BatchEntryFailure>, QueueError> {
-        self.faults.take("delete")?;
+        self.faults.call("delete").await?;
         self.for_each_receipt(receipts, None, |state, sequence| state.remove(sequence))
     }
 
@@ -212,7 +212,7 @@ impl Queue for MemoryQueue {
         receipts: &[Receipt],
         visibility: Duration,
     ) -> Result<Vec<BatchEntryFailure>, QueueError> {
-        self.faults.take("extend_visibility")?;
+        self.faults.call("extend_visibility").await?;
         let now = Instant::now();
         self.for_each_receipt(receipts, Some("ReceiptHandleIsInvalid"), |state, sequence| {
             state.set_visible_at(sequence, now + visibility)
@@ -220,7 +220,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
-        self.faults.take("send")?;
+        self.faults.call("send").await?;
         let mut state = self.state.lock().unwrap();
         state.next_sequence += 1;
         let sequence = state.next_sequence;
