@@ -142,9 +142,14 @@ async fn crash_and_recover(backend: Backend) {
     println!("sent at {:?}", started.elapsed());
     for n in 0..KILLS {
         let mut running = cloudfront.worker(&queues.queue_url, &table, log_file(backend, n));
-        tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..5_000))).await;
+        // From start-up to mid-submission: against the emulator, a worker's first batch is accepted 7-8 s in.
+        let after = rng.random_range(1_000..12_000);
+        tokio::time::sleep(Duration::from_millis(after)).await;
         running.kill().unwrap();
         running.wait().unwrap();
+        let batches = recorded_batches(&config, &table).await;
+        let pending = batches.values().filter(|b| b.status == "pending").count();
+        println!("kill {n} after {after} ms: the ledger holds {} batches, {pending} of them pending", batches.len());
     }
     println!("kills done at {:?}", started.elapsed());
     let mut last = cloudfront.worker(&queues.queue_url, &table, log_file(backend, KILLS));
@@ -230,9 +235,10 @@ fn assert_no_message_paid_twice(recorded: &HashMap<String, Recorded>, sent: &Has
 struct Recorded {
     paths: HashSet<String>,
     message_ids: Vec<String>,
+    status: String,
 }
 
-/// CallerReference → paths and messages of every batch record in the ledger.
+/// CallerReference → paths, messages and status of every batch record in the ledger.
 async fn recorded_batches(config: &aws_config::SdkConfig, table: &str) -> HashMap<String, Recorded> {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let strings = |list: &[AttributeValue]| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect::<Vec<_>>();
@@ -246,7 +252,11 @@ async fn recorded_batches(config: &aws_config::SdkConfig, table: &str) -> HashMa
             else {
                 continue;
             };
-            let batch = Recorded { paths: strings(paths).into_iter().collect(), message_ids: strings(messages) };
+            let batch = Recorded {
+                paths: strings(paths).into_iter().collect(),
+                message_ids: strings(messages),
+                status: item.get("status").and_then(|s| s.as_s().ok()).cloned().unwrap_or_default(),
+            };
             found.insert(reference.clone(), batch);
         }
         start = page.last_evaluated_key().cloned();
