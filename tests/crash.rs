@@ -186,6 +186,14 @@ async fn crash_and_recover(backend: Backend) {
         *per_reference.entry(reference).or_default() += 1;
     }
     assert_no_message_paid_twice(&recorded, &per_reference, seed);
+    // The audit table tells the truth: a batch it shows as accepted was accepted by CloudFront.
+    for (reference, batch) in recorded.iter().filter(|(_, b)| b.status == "accepted" || b.status == "completed") {
+        assert!(
+            per_reference.contains_key(reference.as_str()),
+            "{reference} is {} but CloudFront never had it",
+            batch.status
+        );
+    }
     let resubmissions: usize = per_reference.values().map(|n| n - 1).sum();
     println!(
         "{} invalidations for {} batches; {resubmissions} resubmissions under a recorded reference",
@@ -198,7 +206,6 @@ async fn crash_and_recover(backend: Backend) {
         None => assert!(resubmissions <= KILLS * 16, "{resubmissions} resubmissions after {KILLS} kills (seed {seed})"),
         Some(simulator) => {
             let report = common::simulator_report(&simulator.url).await;
-            assert_eq!(report.worker.created, per_reference.len(), "one invalidation per batch (seed {seed})");
             assert!(report.all.rejections.is_empty(), "CloudFront refused calls (seed {seed}): {report:#?}");
             for distribution in &cloudfront.distributions {
                 let peak = report.distributions[distribution.as_str()].peak;
