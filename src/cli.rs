@@ -64,8 +64,9 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_POLLERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pollers: u16,
 
-    /// Most messages held at once (received, not yet deleted); the rest wait in SQS for any worker. Receiving
-    /// also pauses while visibility extensions fall behind, whatever this says.
+    /// Receiving stops while this many messages are held (received, not yet deleted; a receive already under way
+    /// may add up to 10 per poller); the rest wait in SQS for any worker. Receiving also pauses while visibility
+    /// extensions fall behind, whatever this says.
     #[arg(long, env = "INVALIDATOR_MAX_HELD_MESSAGES", default_value_t = DEFAULT_MAX_HELD_MESSAGES as u32,
           value_parser = clap::value_parser!(u32).range(10..))]
     pub max_held_messages: u32,

@@ -49,7 +49,7 @@ pub struct Settings {
     pub window: Duration,
     pub max_batch_paths: usize,
     pub pollers: usize,
-    /// Most messages held at once; more stay in SQS for this or another worker.
+    /// Receiving stops while this many messages are held; more stay in SQS for this or another worker.
     pub max_held_messages: usize,
     pub receive_wait: Duration,
     pub visibility_timeout: Duration,

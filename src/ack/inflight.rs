@@ -37,7 +37,7 @@ pub struct Released {
 }
 
 /// A held message whose visibility is to be extended, and when it ends as far as this worker knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Due {
     pub invisible_until: Instant,
     pub receipt: Receipt,
