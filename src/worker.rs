@@ -232,7 +232,7 @@ where
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
     let mut heartbeat = JoinSet::new();
-    heartbeat.spawn(ack::keep_invisible(
+    heartbeat.spawn(ack::heartbeat::keep_invisible(
         Arc::clone(&services.queue),
         Arc::clone(&inflight),
         settings.visibility_timeout,

@@ -251,7 +251,37 @@ async fn receiving_pauses_while_visibility_extensions_fall_behind_instead_of_let
     let requested: Vec<String> = (0..600).map(|n| format!("/p/{n}")).collect();
     let submitted: Vec<String> = h.cdn.invalidations().into_iter().flat_map(|(_, p)| p).collect();
     assert!(requested.iter().all(|p| is_covered_by(p, &submitted)));
-    assert!(most_receives <= 2, "a message was received {most_receives} times");
+    assert!(most_receives <= 1, "a message was received {most_receives} times");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_sqs_gets_longer_extensions_and_no_message_lapses() {
+    // The emulator under load: every SQS call takes 1.1 s, so a pass over 50 held messages takes 5.5 s, longer than
+    // half of a 10 s timeout. Extending for the timeout alone, the last chunks of each pass lapse and count
+    // towards maxReceiveCount; the crash test sent valid messages to the dead-letter queue that way.
+    let h = Harness::new(&["EAAA"]);
+    for n in 0..300 {
+        h.send("EAAA", &[&format!("/p/{n}")]).await;
+    }
+    for call in ["receive", "extend_visibility", "delete"] {
+        h.queue.faults.slow_down(call, Duration::from_millis(1_100));
+    }
+    let settings =
+        Settings { window: MINUTE, max_batch_paths: 3_000, visibility_timeout: Duration::from_secs(10), ..settings() };
+    let mut most_receives = 0;
+    let exit = worker::run(h.services(false), settings, async {
+        while !h.queue.is_empty() {
+            let now = h.queue.messages().iter().map(|m| m.receive_count).max().unwrap_or_default();
+            most_receives = most_receives.max(now);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
+    assert_eq!(exit, Exit::Drained);
+    let submitted: Vec<String> = h.cdn.invalidations().into_iter().flat_map(|(_, p)| p).collect();
+    assert!((0..300).all(|n| is_covered_by(&format!("/p/{n}"), &submitted)));
+    assert_eq!(most_receives, 1, "a message lapsed and was received again");
 }
 
 #[tokio::test(start_paused = true)]

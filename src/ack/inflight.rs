@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -49,11 +49,29 @@ pub struct InFlight {
     held: Mutex<BTreeMap<MessageId, Held>>,
     max_held: usize,
     heartbeat_behind: AtomicBool,
+    /// The heartbeat's current extension, in milliseconds: receives ask for as long, so a message received while
+    /// SQS is slow is not due before the heartbeat can reach it.
+    extension_millis: AtomicU64,
 }
 
 impl InFlight {
     pub fn new(max_held: usize) -> Self {
-        Self { held: Mutex::default(), max_held, heartbeat_behind: AtomicBool::new(false) }
+        Self {
+            held: Mutex::default(),
+            max_held,
+            heartbeat_behind: AtomicBool::new(false),
+            extension_millis: AtomicU64::new(0),
+        }
+    }
+
+    /// How long to make a message invisible on receipt: the heartbeat's current extension, at least `timeout`.
+    pub fn receive_visibility(&self, timeout: Duration) -> Duration {
+        Duration::from_millis(self.extension_millis.load(Ordering::Relaxed)).max(timeout)
+    }
+
+    pub fn set_extension(&self, extension: Duration) {
+        let millis = u64::try_from(extension.as_millis()).unwrap_or(u64::MAX);
+        self.extension_millis.store(millis, Ordering::Relaxed);
     }
 
     /// Whether a poller may receive more: fewer than `max_held` are held and the heartbeat keeps up.

@@ -1,6 +1,7 @@
 //! Acknowledgement: deleting covered messages, dead-lettering refused ones (and recording that in the ledger), and
 //! keeping held messages invisible.
 
+pub mod heartbeat;
 pub mod inflight;
 
 use std::collections::HashMap;
@@ -11,9 +12,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::{counter, histogram};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 use self::inflight::{InFlight, Released};
 use crate::batch::window::BatchMember;
@@ -261,62 +260,5 @@ where
             },
             outcome => return outcome,
         }
-    }
-}
-
-/// Extends the visibility of every held message before it runs out, until `stop` is cancelled.
-pub async fn keep_invisible<Q: Queue>(
-    queue: Arc<Q>,
-    inflight: Arc<InFlight>,
-    visibility: Duration,
-    retry: ExponentialBuilder,
-    stop: CancellationToken,
-) {
-    // Extend once half the timeout is left, checking often enough that a check never comes too late.
-    let margin = visibility / 2;
-    let tick = (visibility / 6).clamp(Duration::from_millis(200), Duration::from_secs(5));
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let mut due = inflight.due_for_extension(Instant::now(), margin).into_iter().peekable();
-        while let Some(most_urgent) = due.peek().map(|d| d.invisible_until) {
-            // A healthy heartbeat extends a message with at least two thirds of the margin left; one that finds a
-            // message with less than half left is behind, and pollers wait until it has caught up.
-            let behind = most_urgent < Instant::now() + margin / 2;
-            if behind && !inflight.heartbeat_is_behind() {
-                counter!("cfi_heartbeat_behind_total").increment(1);
-                if let Some(suppressed) = log_allowed("heartbeat_behind") {
-                    warn!(
-                        held = inflight.len(),
-                        suppressed, "visibility extensions are falling behind; receiving no more until they catch up"
-                    );
-                }
-            }
-            inflight.set_heartbeat_behind(behind);
-            let chunk: Vec<Receipt> = due.by_ref().take(MAX_BATCH_ENTRIES).map(|d| d.receipt).collect();
-            let until = Instant::now() + visibility;
-            match with_retries(retry, || queue.extend_visibility(&chunk, visibility)).await {
-                Ok(failures) => {
-                    // A refused extension (the message was deleted, or redelivered to someone) is not retried every
-                    // tick: the message stays held so its batch still deletes it with the newest handle.
-                    inflight.extended(&chunk, until);
-                    counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
-                    for failure in failures.iter().filter(|_| log_allowed("visibility_entry_failed").is_some()) {
-                        info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
-                    }
-                }
-                Err(e) => {
-                    if let Some(suppressed) = log_allowed("visibility_failed") {
-                        warn!(error = %e, messages = chunk.len(), suppressed, "visibility extension failed; will try again");
-                    }
-                }
-            }
-        }
-        inflight.set_heartbeat_behind(false);
     }
 }

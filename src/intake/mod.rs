@@ -82,11 +82,14 @@ pub async fn poll<Q: Queue, L: Ledger>(
                 () = tokio::time::sleep(ROOM_RECHECK) => continue,
             }
         }
+        let visibility = inflight.receive_visibility(settings.visibility);
+        // SQS starts the timeout somewhere within the call: counting from its start errs towards extending early.
+        let asked = Instant::now();
         // Dropping an unfinished receive is safe: anything it had taken becomes visible again after the timeout.
         let received = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            received = queue.receive(MAX_BATCH_ENTRIES, settings.wait, settings.visibility) => received,
+            received = queue.receive(MAX_BATCH_ENTRIES, settings.wait, visibility) => received,
         };
         let messages = match received {
             Ok(messages) => {
@@ -107,7 +110,7 @@ pub async fn poll<Q: Queue, L: Ledger>(
             }
         };
         counter!("cfi_messages_received_total").increment(messages.len() as u64);
-        let invisible_until = Instant::now() + settings.visibility;
+        let invisible_until = asked + visibility;
         for message in messages {
             // Parsed before the registry takes the body (a redelivery of a held message is parsed for nothing).
             let parsed = parse_message(&message.body, &rules);

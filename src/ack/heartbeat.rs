@@ -1,0 +1,196 @@
+//! The visibility heartbeat: keeps every held message invisible until its batch is settled.
+//!
+//! A message whose visibility lapses is delivered again and counts towards the queue's maxReceiveCount, so the
+//! heartbeat must reach every held message before it lapses. It extends them one ChangeMessageVisibilityBatch (10
+//! messages) at a time, so a pass over everything held takes `held / 10` calls. When SQS answers slowly (throttled,
+//! far away, an emulator), a fixed extension shorter than that pass loses messages however early it starts. So the
+//! extension grows with the measured pass: messages stay invisible for several passes, and a crashed worker's
+//! messages come back later in exchange.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::ExponentialBuilder;
+use metrics::{counter, gauge};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::inflight::InFlight;
+use super::with_retries;
+use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
+use crate::telemetry::log_allowed;
+
+/// How many worst-case passes one extension lasts. A message is due at half of it, two passes before it lapses,
+/// and the heartbeat reaches it within one: one pass spare for a call that takes longer than the last ones.
+const PASSES_PER_EXTENSION: u32 = 4;
+
+/// SQS refuses a visibility timeout beyond 12 hours.
+const MAX_EXTENSION: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// How long a slow call keeps counting: the estimate halves with each minute of faster answers, so a busy spell
+/// of SQS is remembered across the passes it affects.
+const LATENCY_HALF_LIFE: Duration = Duration::from_secs(60);
+
+/// How long to make held messages invisible for, from how long extension calls take. Pure: the heartbeat feeds it
+/// the calls it times.
+#[derive(Debug, Clone)]
+pub struct ExtensionLength {
+    /// `--visibility-timeout`: never less, so a fast SQS sees exactly what the operator configured.
+    floor: Duration,
+    /// Rises at once with a slow call and falls back over minutes, so a few fast answers do not undo the caution.
+    call_latency: Duration,
+    observed_at: Option<Instant>,
+}
+
+impl ExtensionLength {
+    pub fn new(floor: Duration) -> Self {
+        Self { floor, call_latency: Duration::ZERO, observed_at: None }
+    }
+
+    /// A call that ended at `at` took `took`.
+    pub fn observe_call(&mut self, took: Duration, at: Instant) {
+        let since = self.observed_at.map_or(Duration::ZERO, |before| at.saturating_duration_since(before));
+        let remembered = self.call_latency.mul_f64(0.5f64.powf(since.as_secs_f64() / LATENCY_HALF_LIFE.as_secs_f64()));
+        self.call_latency = took.max(remembered);
+        self.observed_at = Some(at);
+    }
+
+    /// The extension to ask for while `held` messages are held.
+    pub fn length(&self, held: usize) -> Duration {
+        let calls_per_pass = u32::try_from(held.div_ceil(MAX_BATCH_ENTRIES)).unwrap_or(u32::MAX);
+        let pass = self.call_latency.saturating_mul(calls_per_pass);
+        pass.saturating_mul(PASSES_PER_EXTENSION).clamp(self.floor, MAX_EXTENSION.max(self.floor))
+    }
+
+    /// Messages with less than this left are extended now.
+    pub fn margin(&self, held: usize) -> Duration {
+        self.length(held) / 2
+    }
+}
+
+/// Extends the visibility of every held message before it runs out, until `stop` is cancelled.
+pub async fn keep_invisible<Q: Queue>(
+    queue: Arc<Q>,
+    inflight: Arc<InFlight>,
+    visibility: Duration,
+    retry: ExponentialBuilder,
+    stop: CancellationToken,
+) {
+    let mut extension = ExtensionLength::new(visibility);
+    // Checking often enough that a check never comes too late for the shortest extension.
+    let tick = (visibility / 6).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let margin = extension.margin(inflight.len());
+        let mut due = inflight.due_for_extension(Instant::now(), margin).into_iter().peekable();
+        while let Some(most_urgent) = due.peek().map(|d| d.invisible_until) {
+            // A healthy heartbeat extends a message with at least half the margin left; one that finds a message
+            // with less is behind, and pollers wait until it has caught up.
+            let behind = most_urgent < Instant::now() + margin / 2;
+            if behind && !inflight.heartbeat_is_behind() {
+                counter!("cfi_heartbeat_behind_total").increment(1);
+                if let Some(suppressed) = log_allowed("heartbeat_behind") {
+                    warn!(
+                        held = inflight.len(),
+                        suppressed, "visibility extensions are falling behind; receiving no more until they catch up"
+                    );
+                }
+            }
+            inflight.set_heartbeat_behind(behind);
+            let chunk: Vec<Receipt> = due.by_ref().take(MAX_BATCH_ENTRIES).map(|d| d.receipt).collect();
+            let length = extension.length(inflight.len());
+            let started = Instant::now();
+            let outcome = with_retries(retry, || queue.extend_visibility(&chunk, length)).await;
+            extension.observe_call(started.elapsed(), Instant::now());
+            inflight.set_extension(extension.length(inflight.len()));
+            report_length(length, visibility);
+            match outcome {
+                Ok(failures) => {
+                    // A refused extension (the message was deleted, or redelivered to someone) is not retried every
+                    // tick: the message stays held so its batch still deletes it with the newest handle.
+                    inflight.extended(&chunk, started + length);
+                    counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
+                    for failure in failures.iter().filter(|_| log_allowed("visibility_entry_failed").is_some()) {
+                        info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
+                    }
+                }
+                Err(e) => {
+                    if let Some(suppressed) = log_allowed("visibility_failed") {
+                        warn!(error = %e, messages = chunk.len(), suppressed, "visibility extension failed; will try again");
+                    }
+                }
+            }
+        }
+        inflight.set_heartbeat_behind(false);
+    }
+}
+
+fn report_length(length: Duration, visibility: Duration) {
+    gauge!("cfi_visibility_extension_seconds").set(length.as_secs_f64());
+    if length > visibility
+        && let Some(suppressed) = log_allowed("extension_lengthened")
+    {
+        info!(
+            extension = ?length,
+            ?visibility,
+            suppressed,
+            "SQS answers slowly for what is held: extending visibility for longer than the timeout"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOOR: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn a_fast_queue_gets_exactly_the_configured_timeout() {
+        let mut extension = ExtensionLength::new(FLOOR);
+        extension.observe_call(Duration::from_millis(30), Instant::now());
+        // 100 held: 10 calls of 30 ms, four passes in 1.2 s.
+        assert_eq!(extension.length(100), FLOOR);
+        assert_eq!(extension.margin(100), FLOOR / 2);
+    }
+
+    #[test]
+    fn a_slow_queue_lengthens_the_extension_to_four_passes_over_what_is_held() {
+        let mut extension = ExtensionLength::new(FLOOR);
+        extension.observe_call(Duration::from_millis(1_100), Instant::now());
+        // 50 held: 5 calls of 1.1 s per pass.
+        assert_eq!(extension.length(50), Duration::from_millis(22_000));
+        assert_eq!(extension.margin(50), Duration::from_millis(11_000));
+        assert_eq!(extension.length(0), FLOOR);
+    }
+
+    #[test]
+    fn a_slow_call_is_remembered_for_minutes_of_fast_ones() {
+        let mut extension = ExtensionLength::new(Duration::ZERO);
+        let start = Instant::now();
+        extension.observe_call(Duration::from_secs(2), start);
+        for second in 1..=60 {
+            extension.observe_call(Duration::from_millis(10), start + Duration::from_secs(second));
+        }
+        // Ten held, one call per pass: after a minute, half of the slow call still counts.
+        assert_eq!(extension.length(10).as_millis(), 4_000);
+        for second in 61..=900 {
+            extension.observe_call(Duration::from_millis(10), start + Duration::from_secs(second));
+        }
+        assert_eq!(extension.length(10), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn never_beyond_what_sqs_accepts() {
+        let mut extension = ExtensionLength::new(FLOOR);
+        extension.observe_call(Duration::from_secs(5), Instant::now());
+        assert_eq!(extension.length(50_000), MAX_EXTENSION);
+    }
+}
