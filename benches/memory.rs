@@ -1,6 +1,6 @@
 //! Peak memory while 100,000 paths of 1,000 distributions wait in open windows.
 //!
-//! `cargo bench --bench memory` preloads the in-memory queue with messages whose paths, after merging, leave exactly
+//! `cargo bench --bench memory` spools to a file messages whose paths, after merging, leave exactly
 //! `CFI_BENCH_PENDING_PATHS` (100,000) pending paths across `CFI_BENCH_DISTRIBUTIONS` (1,000) distributions, with
 //! skewed traffic but no distribution reaching a batch limit or its in-progress budget (at most 2,899 paths and 12
 //! wildcards each), so with a 1-hour window nothing seals. It runs the worker (current_thread runtime) until every
@@ -9,13 +9,15 @@
 //!
 //! The baseline in the same invocation is the plain consumer of `common::fixture` holding the same messages in
 //! its windows (one `HashSet<String>` of paths and the receipts per distribution). Each sample runs in a fresh
-//! child process; VmHWM is reset (`/proc/self/clear_refs`) after the queue is loaded, and the RSS of the loaded
-//! fakes is reported beside it. `CFI_BENCH_RUNS` (3) samples per consumer, alternating.
+//! child process, whose queue reads the bodies from the spool on receipt (`common::spool`): in production they wait
+//! in SQS, not in the worker. VmHWM is reset (`/proc/self/clear_refs`) after the fakes are set up, and the RSS at
+//! that point is reported beside it. `CFI_BENCH_RUNS` (3) samples per consumer, alternating.
 //! Under `cargo test --all-targets` (no `--bench` argument) it runs a small smoke test and times nothing.
 
 mod common;
 
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,9 +27,12 @@ use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
 use cf_invalidator::intake::path::InvalidationPath;
 use cf_invalidator::worker::{self, Exit, Settings};
 use common::fixture::{Fixture, run_baseline};
+use common::spool::SpooledQueue;
 use common::*;
 
 const SEED: u64 = 0x3e30_2026;
+/// Names the spool file for the children.
+const SPOOL_ENV: &str = "CFI_BENCH_SPOOL";
 const WINDOW: Duration = Duration::from_secs(3_600);
 /// Per distribution, below what seals a window: the batch limits capped by the in-progress budget the default
 /// reserve (100 paths, 2 wildcards) leaves, 2,900 paths and 13 wildcards (a window seals on reaching either), so
@@ -100,18 +105,25 @@ fn settings() -> Settings {
 }
 
 /// Waits until every preloaded message has been received, then lets the pipeline absorb what is in its channels.
-async fn all_received(fixture: &Fixture, messages: u64) {
+async fn all_received<Q>(fixture: &Fixture<Q>, messages: u64) {
     while fixture.counts.sqs_received_messages.load(Relaxed) < messages {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-fn sample(mode: &str, pending: usize, distributions: usize) -> String {
+/// Writes the workload's bodies to a file the children's queue reads from, so they are never in a child's memory.
+fn spool(pending: usize, distributions: usize) -> (PathBuf, WorkloadStats) {
     let (bodies, stats) = memory_workload(pending, distributions);
-    let messages = bodies.len() as u64;
+    let path = std::env::temp_dir().join(format!("cfi-memory-bench-{}.jsonl", std::process::id()));
+    SpooledQueue::write(&path, &bodies).unwrap();
+    (path, stats)
+}
+
+fn sample(mode: &str, spool: &Path, pending: usize, distributions: usize) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let fixture = runtime.block_on(Fixture::new(bodies, distributions));
+    let fixture = Fixture::spooled(spool, distributions);
+    let messages = fixture.queue.inner.len() as u64;
     reset_peak_rss();
     let rss_loaded = status_kib("VmRSS");
     let held = Arc::new(Mutex::new((0, 0)));
@@ -137,26 +149,36 @@ fn sample(mode: &str, pending: usize, distributions: usize) -> String {
     });
     let hwm_total = status_kib("VmHWM");
     let (rss_held, hwm_held) = *held.lock().unwrap();
+    let records = fixture.ledger.inner.records();
     if mode == "worker" {
-        let records = fixture.ledger.inner.records();
         let early: Vec<&str> = records.iter().map(|r| r.seal_reason.as_str()).filter(|r| *r != "shutdown").collect();
         assert!(early.is_empty(), "windows sealed before shutdown: {early:?}");
-        let submitted: usize = records.iter().map(|r| r.paths.len()).sum();
-        assert_eq!(submitted, pending, "every pending path was held until shutdown");
-        assert_eq!(records.iter().map(|r| r.requested_paths).sum::<usize>(), stats.distinct_in_message);
         assert!(fixture.queue.inner.is_empty());
     }
     format!(
-        "mode={mode} messages={messages} paths={} distributions_used={} rss_loaded_kib={rss_loaded} \
-         rss_held_kib={rss_held} hwm_held_kib={hwm_held} hwm_total_kib={hwm_total}",
-        stats.paths, stats.distributions_used
+        "mode={mode} messages={messages} rss_loaded_kib={rss_loaded} rss_held_kib={rss_held} \
+         hwm_held_kib={hwm_held} hwm_total_kib={hwm_total} submitted_paths={} requested_paths={}",
+        records.iter().map(|r| r.paths.len()).sum::<usize>(),
+        records.iter().map(|r| r.requested_paths).sum::<usize>(),
     )
 }
 
+/// The worker held every pending path until shutdown, and each message's distinct paths were requested once.
+fn check_worker(pairs: &[(String, String)], pending: usize, stats: &WorkloadStats) {
+    assert_eq!(field(pairs, "submitted_paths") as usize, pending, "every pending path was held until shutdown");
+    assert_eq!(field(pairs, "requested_paths") as usize, stats.distinct_in_message);
+}
+
 fn smoke_test() {
+    let (pending, distributions) = (2_000, 50);
+    let (path, stats) = spool(pending, distributions);
     for mode in ["worker", "baseline"] {
-        sample(mode, 2_000, 50);
+        let pairs = result_pairs(&sample(mode, &path, pending, distributions));
+        if mode == "worker" {
+            check_worker(&pairs, pending, &stats);
+        }
     }
+    std::fs::remove_file(path).unwrap();
     println!("memory benchmark smoke test: ok (nothing measured)");
 }
 
@@ -167,18 +189,23 @@ fn main() {
     let pending = env_or("CFI_BENCH_PENDING_PATHS", 100_000usize);
     let distributions = env_or("CFI_BENCH_DISTRIBUTIONS", 1_000usize);
     if let Ok(mode) = std::env::var(CHILD_ENV) {
-        println!("RESULT {}", sample(&mode, pending, distributions));
+        let spool = std::env::var_os(SPOOL_ENV).expect("the parent names the spool");
+        println!("RESULT {}", sample(&mode, Path::new(&spool), pending, distributions));
         return;
     }
     let runs = env_or("CFI_BENCH_RUNS", 3usize);
-    let (_, stats) = memory_workload(pending, distributions);
+    let (path, stats) = spool(pending, distributions);
     println!("memory: {pending} pending paths held in open windows (window {WINDOW:?}), current_thread runtime");
     println!("workload: seed {SEED:#x}, {}", stats.describe());
+    println!("queue: bodies spooled to {} and read on receipt, as SQS holds them in production", path.display());
     let modes = ["worker", "baseline"];
     let mut samples = Vec::new();
     for run in 1..=runs {
         for mode in modes {
-            let pairs = run_child(mode);
+            let pairs = run_child_with(mode, &[(SPOOL_ENV, path.to_str().unwrap())]);
+            if mode == "worker" {
+                check_worker(&pairs, pending, &stats);
+            }
             println!(
                 "  run {run} {mode:<8} loaded fakes {:>6.1} MiB  RSS holding {:>6.1} MiB  peak while holding {:>6.1} MiB  peak incl. shutdown {:>6.1} MiB",
                 mib(field(&pairs, "rss_loaded_kib") as u64),
@@ -189,6 +216,7 @@ fn main() {
             samples.push((mode, pairs));
         }
     }
+    std::fs::remove_file(&path).unwrap();
     let med = |mode: &str, key: &str| {
         mib(median(samples.iter().filter(|(m, _)| *m == mode).map(|(_, p)| field(p, key)).collect()) as u64)
     };

@@ -1,6 +1,7 @@
 //! The fakes with request counters, preloaded with a workload; and the baseline consumer that runs over them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,44 +11,74 @@ use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::{BatchRecord, BatchStatus, Cdn, Ledger, Queue, Receipt};
 use tokio::time::Instant;
 
+use super::spool::SpooledQueue;
 use super::{CountingCdn, CountingLedger, CountingQueue, Counts, distribution_id};
 
 pub const VISIBILITY: Duration = Duration::from_secs(60);
 
-pub struct Fixture {
-    pub queue: Arc<CountingQueue<MemoryQueue>>,
-    pub dead_letter: Arc<CountingQueue<MemoryQueue>>,
+pub struct Fixture<Q = MemoryQueue> {
+    pub queue: Arc<CountingQueue<Q>>,
+    pub dead_letter: Arc<CountingQueue<Q>>,
     pub cdn: Arc<CountingCdn<FakeCdn>>,
     pub ledger: Arc<CountingLedger<MemoryLedger>>,
     pub counts: Arc<Counts>,
 }
 
-impl Fixture {
+/// A queue the baseline can tell is empty, so it stops.
+pub trait Drains: Queue {
+    fn is_drained(&self) -> bool;
+}
+
+impl Drains for MemoryQueue {
+    fn is_drained(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl Drains for SpooledQueue {
+    fn is_drained(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl Fixture<MemoryQueue> {
     /// Fakes knowing `distributions` distributions, the queue holding `bodies` (loaded straight into the fake,
     /// so loading is not counted as requests).
     pub async fn new(bodies: Vec<String>, distributions: usize) -> Self {
+        let fixture = Self::over(MemoryQueue::default(), MemoryQueue::default(), distributions);
+        for body in bodies {
+            fixture.queue.inner.send(&body, &[]).await.unwrap();
+        }
+        fixture
+    }
+}
+
+impl Fixture<SpooledQueue> {
+    /// Fakes knowing `distributions` distributions, the queue holding the bodies spooled to `path`.
+    pub fn spooled(path: &Path, distributions: usize) -> Self {
+        Self::over(SpooledQueue::open(path).unwrap(), SpooledQueue::temporary().unwrap(), distributions)
+    }
+}
+
+impl<Q: Queue> Fixture<Q> {
+    fn over(queue: Q, dead_letter: Q, distributions: usize) -> Self {
         let counts = Arc::new(Counts::default());
         let ids: Vec<String> = (0..distributions).map(distribution_id).collect();
-        let fixture = Self {
-            queue: Arc::new(CountingQueue { inner: MemoryQueue::default(), counts: Arc::clone(&counts) }),
-            dead_letter: Arc::new(CountingQueue { inner: MemoryQueue::default(), counts: Arc::clone(&counts) }),
+        Self {
+            queue: Arc::new(CountingQueue { inner: queue, counts: Arc::clone(&counts) }),
+            dead_letter: Arc::new(CountingQueue { inner: dead_letter, counts: Arc::clone(&counts) }),
             cdn: Arc::new(CountingCdn {
                 inner: FakeCdn::with_distributions(ids.iter().map(String::as_str)),
                 counts: Arc::clone(&counts),
             }),
             ledger: Arc::new(CountingLedger { inner: MemoryLedger::default(), counts: Arc::clone(&counts) }),
             counts,
-        };
-        for body in bodies {
-            fixture.queue.inner.send(&body, &[]).await.unwrap();
         }
-        fixture
     }
 
     pub fn services(
         &self,
-    ) -> cf_invalidator::worker::Services<CountingQueue<MemoryQueue>, CountingCdn<FakeCdn>, CountingLedger<MemoryLedger>>
-    {
+    ) -> cf_invalidator::worker::Services<CountingQueue<Q>, CountingCdn<FakeCdn>, CountingLedger<MemoryLedger>> {
         cf_invalidator::worker::Services {
             queue: Arc::clone(&self.queue),
             dead_letter: Some(Arc::clone(&self.dead_letter)),
@@ -71,8 +102,8 @@ pub struct PlainWindow {
 ///
 /// With `hold_after = Some(n)` it stops once `n` messages are received and returns its open windows unsubmitted
 /// (for the memory run); otherwise it runs until the queue is empty.
-pub async fn run_baseline(
-    fixture: &Fixture,
+pub async fn run_baseline<Q: Drains>(
+    fixture: &Fixture<Q>,
     window: Duration,
     max_paths: usize,
     hold_after: Option<u64>,
@@ -127,14 +158,14 @@ pub async fn run_baseline(
         if !received_any {
             match deadlines.front() {
                 Some((deadline, _, _)) => tokio::time::sleep_until(*deadline).await,
-                None if fixture.queue.inner.is_empty() => return open,
+                None if fixture.queue.inner.is_drained() => return open,
                 None => tokio::time::sleep(Duration::from_millis(1)).await,
             }
         }
     }
 }
 
-async fn submit(fixture: &Fixture, distribution: DistributionId, window: PlainWindow) {
+async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, window: PlainWindow) {
     let mut paths: Vec<String> = window.paths.into_iter().collect();
     paths.sort_unstable();
     let reference = CallerReference::mint();

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each benchmark uses a different part of this module
 
 pub mod fixture;
+pub mod spool;
 
 use std::collections::HashSet;
 use std::process::Command;
@@ -523,11 +524,23 @@ pub const CHILD_ENV: &str = "CFI_BENCH_CHILD";
 
 /// Runs this executable again with `CFI_BENCH_CHILD=mode` and returns the `key=value` pairs of its `RESULT` line.
 pub fn run_child(mode: &str) -> Vec<(String, String)> {
+    run_child_with(mode, &[])
+}
+
+/// `run_child` with more environment variables for the child.
+pub fn run_child_with(mode: &str, env: &[(&str, &str)]) -> Vec<(String, String)> {
     let exe = std::env::current_exe().expect("current exe");
-    let output = Command::new(exe).arg("--bench").env(CHILD_ENV, mode).output().expect("spawn child");
+    let mut command = Command::new(exe);
+    command.arg("--bench").env(CHILD_ENV, mode).envs(env.iter().copied());
+    let output = command.output().expect("spawn child");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "child {mode} failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT: {stdout}"));
+    result_pairs(line)
+}
+
+/// The `key=value` pairs of a RESULT line.
+pub fn result_pairs(line: &str) -> Vec<(String, String)> {
     line.split_whitespace().filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
