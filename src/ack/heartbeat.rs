@@ -4,8 +4,8 @@
 //! heartbeat must reach every held message before it lapses. It extends them one ChangeMessageVisibilityBatch (10
 //! messages) at a time, so a pass over everything held takes `held / 10` calls. When SQS answers slowly (throttled,
 //! far away, an emulator), a fixed extension shorter than that pass loses messages however early it starts. So the
-//! extension grows with the measured pass: messages stay invisible for several passes, and a crashed worker's
-//! messages come back later in exchange.
+//! extension grows with the pass, estimated from the timed calls and the number held: messages stay invisible for
+//! several passes, and a crashed worker's messages come back later in exchange.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,22 +50,27 @@ impl ExtensionLength {
 
     /// A call that ended at `at` took `took`.
     pub fn observe_call(&mut self, took: Duration, at: Instant) {
-        let since = self.observed_at.map_or(Duration::ZERO, |before| at.saturating_duration_since(before));
-        let remembered = self.call_latency.mul_f64(0.5f64.powf(since.as_secs_f64() / LATENCY_HALF_LIFE.as_secs_f64()));
-        self.call_latency = took.max(remembered);
+        self.call_latency = took.max(self.latency_at(at));
         self.observed_at = Some(at);
     }
 
-    /// The extension to ask for while `held` messages are held.
-    pub fn length(&self, held: usize) -> Duration {
+    /// The extension to ask for at `now` while `held` messages are held.
+    pub fn length(&self, held: usize, now: Instant) -> Duration {
         let calls_per_pass = u32::try_from(held.div_ceil(MAX_BATCH_ENTRIES)).unwrap_or(u32::MAX);
-        let pass = self.call_latency.saturating_mul(calls_per_pass);
+        let pass = self.latency_at(now).saturating_mul(calls_per_pass);
         pass.saturating_mul(PASSES_PER_EXTENSION).clamp(self.floor, MAX_EXTENSION.max(self.floor))
     }
 
     /// Messages with less than this left are extended now.
-    pub fn margin(&self, held: usize) -> Duration {
-        self.length(held) / 2
+    pub fn margin(&self, held: usize, now: Instant) -> Duration {
+        self.length(held, now) / 2
+    }
+
+    /// The slowest recent call, halved for each half-life since it was observed: a heartbeat with nothing to
+    /// extend lets the extension fall back too.
+    fn latency_at(&self, now: Instant) -> Duration {
+        let since = self.observed_at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        self.call_latency.mul_f64(0.5f64.powf(since.as_secs_f64() / LATENCY_HALF_LIFE.as_secs_f64()))
     }
 }
 
@@ -88,8 +93,10 @@ pub async fn keep_invisible<Q: Queue>(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let margin = extension.margin(inflight.len());
-        let mut due = inflight.due_for_extension(Instant::now(), margin).into_iter().peekable();
+        let now = Instant::now();
+        let margin = extension.margin(inflight.len(), now);
+        inflight.set_extension(extension.length(inflight.len(), now));
+        let mut due = inflight.due_for_extension(now, margin).into_iter().peekable();
         while let Some(most_urgent) = due.peek().map(|d| d.invisible_until) {
             // A healthy heartbeat extends a message with at least half the margin left; one that finds a message
             // with less is behind, and pollers wait until it has caught up.
@@ -105,11 +112,12 @@ pub async fn keep_invisible<Q: Queue>(
             }
             inflight.set_heartbeat_behind(behind);
             let chunk: Vec<Receipt> = due.by_ref().take(MAX_BATCH_ENTRIES).map(|d| d.receipt).collect();
-            let length = extension.length(inflight.len());
             let started = Instant::now();
+            let length = extension.length(inflight.len(), started);
             let outcome = with_retries(retry, || queue.extend_visibility(&chunk, length)).await;
-            extension.observe_call(started.elapsed(), Instant::now());
-            inflight.set_extension(extension.length(inflight.len()));
+            let ended = Instant::now();
+            extension.observe_call(ended - started, ended);
+            inflight.set_extension(extension.length(inflight.len(), ended));
             report_length(length, visibility);
             match outcome {
                 Ok(failures) => {
@@ -154,43 +162,54 @@ mod tests {
 
     #[test]
     fn a_fast_queue_gets_exactly_the_configured_timeout() {
-        let mut extension = ExtensionLength::new(FLOOR);
-        extension.observe_call(Duration::from_millis(30), Instant::now());
+        let (mut extension, now) = (ExtensionLength::new(FLOOR), Instant::now());
+        extension.observe_call(Duration::from_millis(30), now);
         // 100 held: 10 calls of 30 ms, four passes in 1.2 s.
-        assert_eq!(extension.length(100), FLOOR);
-        assert_eq!(extension.margin(100), FLOOR / 2);
+        assert_eq!(extension.length(100, now), FLOOR);
+        assert_eq!(extension.margin(100, now), FLOOR / 2);
     }
 
     #[test]
     fn a_slow_queue_lengthens_the_extension_to_four_passes_over_what_is_held() {
-        let mut extension = ExtensionLength::new(FLOOR);
-        extension.observe_call(Duration::from_millis(1_100), Instant::now());
+        let (mut extension, now) = (ExtensionLength::new(FLOOR), Instant::now());
+        extension.observe_call(Duration::from_millis(1_100), now);
         // 50 held: 5 calls of 1.1 s per pass.
-        assert_eq!(extension.length(50), Duration::from_millis(22_000));
-        assert_eq!(extension.margin(50), Duration::from_millis(11_000));
-        assert_eq!(extension.length(0), FLOOR);
+        assert_eq!(extension.length(50, now), Duration::from_millis(22_000));
+        assert_eq!(extension.margin(50, now), Duration::from_millis(11_000));
+        assert_eq!(extension.length(0, now), FLOOR);
     }
 
     #[test]
     fn a_slow_call_is_remembered_for_minutes_of_fast_ones() {
         let mut extension = ExtensionLength::new(Duration::ZERO);
         let start = Instant::now();
+        let at = |second| start + Duration::from_secs(second);
         extension.observe_call(Duration::from_secs(2), start);
         for second in 1..=60 {
-            extension.observe_call(Duration::from_millis(10), start + Duration::from_secs(second));
+            extension.observe_call(Duration::from_millis(10), at(second));
         }
         // Ten held, one call per pass: after a minute, half of the slow call still counts.
-        assert_eq!(extension.length(10).as_millis(), 4_000);
+        assert_eq!(extension.length(10, at(60)).as_millis(), 4_000);
         for second in 61..=900 {
-            extension.observe_call(Duration::from_millis(10), start + Duration::from_secs(second));
+            extension.observe_call(Duration::from_millis(10), at(second));
         }
-        assert_eq!(extension.length(10), Duration::from_millis(40));
+        assert_eq!(extension.length(10, at(900)), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn with_nothing_to_extend_the_extension_falls_back_all_the_same() {
+        let mut extension = ExtensionLength::new(FLOOR);
+        let start = Instant::now();
+        extension.observe_call(Duration::from_secs(2), start);
+        assert_eq!(extension.length(50, start), Duration::from_secs(40));
+        assert_eq!(extension.length(50, start + Duration::from_secs(60)).as_millis(), 20_000);
+        assert_eq!(extension.length(50, start + Duration::from_secs(600)), FLOOR);
     }
 
     #[test]
     fn never_beyond_what_sqs_accepts() {
-        let mut extension = ExtensionLength::new(FLOOR);
-        extension.observe_call(Duration::from_secs(5), Instant::now());
-        assert_eq!(extension.length(50_000), MAX_EXTENSION);
+        let (mut extension, now) = (ExtensionLength::new(FLOOR), Instant::now());
+        extension.observe_call(Duration::from_secs(5), now);
+        assert_eq!(extension.length(50_000, now), MAX_EXTENSION);
     }
 }
