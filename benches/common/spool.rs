@@ -33,8 +33,7 @@ impl SpooledQueue {
     pub fn write(path: &Path, bodies: &[String]) -> std::io::Result<()> {
         let mut out = std::io::BufWriter::new(File::create(path)?);
         for body in bodies {
-            assert!(!body.contains('\n'), "a spooled body is one line");
-            writeln!(out, "{body}")?;
+            append_line(&mut out, body)?;
         }
         out.flush()
     }
@@ -54,7 +53,8 @@ impl SpooledQueue {
 
     /// An empty queue (a dead-letter queue) in an unnamed temporary file.
     pub fn temporary() -> std::io::Result<Self> {
-        let path = std::env::temp_dir().join(format!("cfi-spool-{}-{:?}", std::process::id(), SystemTime::now()));
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let path = std::env::temp_dir().join(format!("cfi-spool-{}-{nanos}", std::process::id()));
         let file = File::options().read(true).append(true).create_new(true).open(&path)?;
         std::fs::remove_file(&path)?;
         Ok(Self::over(file, Vec::new()))
@@ -113,12 +113,18 @@ impl Queue for SpooledQueue {
     async fn send(&self, body: &str, _attributes: &[(&str, &str)]) -> Result<(), QueueError> {
         let mut spool = self.spool.lock().unwrap();
         let offset = spool.file.metadata().map_err(|e| QueueError::Other(e.to_string()))?.len();
-        writeln!(spool.file, "{}", body.replace('\n', " ")).map_err(|e| QueueError::Other(e.to_string()))?;
+        append_line(&mut spool.file, body).map_err(|e| QueueError::Other(e.to_string()))?;
         spool.extents.push((offset, body.len()));
         spool.deleted.push(false);
         spool.remaining += 1;
         Ok(())
     }
+}
+
+/// One body per line: a body holding a newline would read back as two messages.
+fn append_line(out: &mut impl Write, body: &str) -> std::io::Result<()> {
+    assert!(!body.contains('\n'), "a spooled body is one line");
+    writeln!(out, "{body}")
 }
 
 impl Spool {
