@@ -148,6 +148,12 @@ pub struct RunArgs {
     /// counted again with ListInvalidations while the worker submits to it.
     #[arg(long, env = "INVALIDATOR_RESYNC_INTERVAL", default_value = "60s")]
     pub resync_interval: humantime::Duration,
+
+    /// Threads running the worker. The worker waits on AWS almost all the time, and one thread spends about half
+    /// the CPU per AWS request that two do (no wake-ups across threads); one thread carries tens of thousands of
+    /// messages a second. Raise it only when a worker's CPU nears one core; more workers are the first way to scale.
+    #[arg(long, env = "INVALIDATOR_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

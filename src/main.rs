@@ -11,16 +11,24 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let outcome = match cli.command {
-        Command::Run(args) => commands::run::run(args).await,
-        Command::Send(args) => commands::send::send(args).await,
-        Command::Setup(args) => commands::setup::setup(args).await,
-        Command::Audit(args) => commands::audit::audit(args).await,
+    let runtime = match runtime(&cli.command) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
     };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => commands::run::run(args).await,
+            Command::Send(args) => commands::send::send(args).await,
+            Command::Setup(args) => commands::setup::setup(args).await,
+            Command::Audit(args) => commands::audit::audit(args).await,
+        }
+    });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -28,6 +36,23 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One thread unless `run --threads` asks for more: the commands wait on AWS, and a single-threaded runtime
+/// spends no CPU waking other threads for each response.
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match command {
+        Command::Run(args) => usize::from(args.threads),
+        _ => 1,
+    };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
 }
 
 fn init_logging(format: LogFormat) {
