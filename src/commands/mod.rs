@@ -17,8 +17,12 @@ pub async fn aws_config() -> anyhow::Result<SdkConfig> {
     Ok(config)
 }
 
+/// A receive long-polls for up to 20 s before it answers, so its attempts get that much longer.
 pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(config)
+    let attempt = cf_invalidator::aws::sqs::MAX_WAIT + cf_invalidator::aws::ATTEMPT_TIMEOUT;
+    let config =
+        aws_sdk_sqs::config::Builder::from(config).timeout_config(cf_invalidator::aws::timeouts(attempt)).build();
+    aws_sdk_sqs::Client::from_conf(config)
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
