@@ -254,6 +254,24 @@ async fn a_slow_sqs_gets_longer_extensions_and_no_message_lapses() {
     assert_eq!(most_receives, 1, "a message lapsed and was received again");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_receive_of_redeliveries_is_held_whole_while_a_slow_ledger_checks_them_one_by_one() {
+    // A restarted worker receives redeliveries, and each is checked against the ledger before it is batched. With
+    // reads taking 2 s, ten checks outlast a 10 s timeout: the last messages of the receive must already be held
+    // (and extended) while the first are checked, or they lapse and use up their receives.
+    let distributions: Vec<String> = (b'A'..b'K').map(|c| format!("E{}", c as char)).collect();
+    let h = Harness::new(&distributions.iter().map(String::as_str).collect::<Vec<_>>());
+    for (n, distribution) in distributions.iter().enumerate() {
+        h.send(distribution, &[&format!("/p/{n}")]).await;
+    }
+    for message in h.queue.receive(10, Duration::ZERO, Duration::from_secs(10)).await.unwrap() {
+        h.queue.expire_visibility(&message.message_id);
+    }
+    h.ledger.faults.slow_down("list", Duration::from_secs(2));
+    let most_receives = hold_for_a_minute_each(&h, distributions.len()).await;
+    assert_eq!(most_receives, 2, "a redelivered message lapsed while the ones before it were checked");
+}
+
 /// Runs a worker with a one-minute window and a 10 s visibility timeout over the `/p/0`..`/p/{count}` messages
 /// until the queue is empty, checks they were all invalidated, and returns how often the most received message
 /// was received.

@@ -50,7 +50,7 @@ impl MemoryLedger {
 
 impl Ledger for MemoryLedger {
     async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        self.faults.take("record_intent")?;
+        self.faults.call("record_intent").await?;
         let mut records = self.records.lock().unwrap();
         let inserted = records.len();
         records.entry(record.caller_reference.clone()).or_insert_with(|| (inserted, record.clone()));
@@ -58,7 +58,7 @@ impl Ledger for MemoryLedger {
     }
 
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        self.faults.take("record_outcome")?;
+        self.faults.call("record_outcome").await?;
         let mut records = self.records.lock().unwrap();
         let (_, stored) = records
             .get_mut(&record.caller_reference)
@@ -77,7 +77,7 @@ impl Ledger for MemoryLedger {
         since: SystemTime,
         limit: usize,
     ) -> Result<Vec<BatchRecord>, LedgerError> {
-        self.faults.take("list")?;
+        self.faults.call("list").await?;
         // Filter before cloning and sorting: a redelivery's lookup should not copy every record of the table.
         let now = SystemTime::now();
         let mut found: Vec<(usize, BatchRecord)> = self
@@ -101,7 +101,7 @@ impl Ledger for MemoryLedger {
         now: SystemTime,
         lease_until: SystemTime,
     ) -> Result<bool, LedgerError> {
-        self.faults.take("take_over")?;
+        self.faults.call("take_over").await?;
         let mut records = self.records.lock().unwrap();
         match records.get_mut(caller_reference).map(|(_, record)| record) {
             Some(record) if record.status == BatchStatus::Pending && record.lease_until < now => {
@@ -121,7 +121,7 @@ impl Ledger for MemoryLedger {
         now: SystemTime,
         expires_at: SystemTime,
     ) -> Result<KeyClaim, LedgerError> {
-        self.faults.take("claim_key")?;
+        self.faults.call("claim_key").await?;
         let mut keys = self.keys.lock().unwrap();
         match keys.get(key) {
             Some(claim) if &claim.message_id != message_id && claim.expires_at > now => {
@@ -142,7 +142,7 @@ impl Ledger for MemoryLedger {
     }
 
     async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
-        self.faults.take("record_completion")?;
+        self.faults.call("record_completion").await?;
         let mut records = self.records.lock().unwrap();
         let (_, stored) = records
             .get_mut(&completion.caller_reference)
@@ -152,7 +152,7 @@ impl Ledger for MemoryLedger {
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
-        self.faults.take("record_dead_letter")?;
+        self.faults.call("record_dead_letter").await?;
         self.dead_letters.lock().unwrap().insert(record.message_id.clone(), record.clone());
         Ok(())
     }
@@ -224,7 +224,7 @@ impl AuditLog for MemoryLedger {
 
 impl BudgetStore for MemoryLedger {
     async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
-        self.faults.take("read_budget")?;
+        self.faults.call("read_budget").await?;
         Ok(self.budget(distribution))
     }
 
@@ -235,7 +235,7 @@ impl BudgetStore for MemoryLedger {
         reservation: &Reservation,
         expired: &[CallerReference],
     ) -> Result<bool, LedgerError> {
-        self.faults.take("write_reservation")?;
+        self.faults.call("write_reservation").await?;
         let mut budgets = self.budgets.lock().unwrap();
         let budget = budgets.entry(distribution.clone()).or_default();
         if budget.version != version {
@@ -254,7 +254,7 @@ impl BudgetStore for MemoryLedger {
         until: SystemTime,
         invalidation_id: Option<&str>,
     ) -> Result<bool, LedgerError> {
-        self.faults.take("renew_reservation")?;
+        self.faults.call("renew_reservation").await?;
         let mut budgets = self.budgets.lock().unwrap();
         let found = budgets.get_mut(distribution).and_then(|b| b.reservations.iter_mut().find(|r| &r.id == id));
         Ok(found
@@ -272,7 +272,7 @@ impl BudgetStore for MemoryLedger {
         distribution: &DistributionId,
         id: &CallerReference,
     ) -> Result<(), LedgerError> {
-        self.faults.take("release_reservation")?;
+        self.faults.call("release_reservation").await?;
         if let Some(budget) = self.budgets.lock().unwrap().get_mut(distribution) {
             budget.reservations.retain(|r| &r.id != id);
         }

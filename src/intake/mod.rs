@@ -110,20 +110,37 @@ pub async fn poll<Q: Queue, L: Ledger>(
             }
         };
         counter!("cfi_messages_received_total").increment(messages.len() as u64);
-        let invisible_until = asked + visibility;
-        for message in messages {
-            // Parsed before the registry takes the body (a redelivery of a held message is parsed for nothing).
-            let parsed = parse_message(&message.body, &rules);
-            let header = header_of(&message);
-            if !inflight.admit(message, invisible_until) {
-                debug!(message_id = %header.message_id, "message delivered again while held; keeping the newest receipt");
-                continue;
-            }
+        // Every message of the receive is held, and so extended by the heartbeat, before any is dispatched:
+        // dispatching a redelivery reads the ledger, and ten reads in a row on a slow ledger can outlast the
+        // visibility of the last messages, which would then lapse before the heartbeat knew of them.
+        let admitted = admit(messages, asked + visibility, &inflight, &rules);
+        for (header, parsed) in admitted {
             if !dispatch(header, parsed, &idempotency, &outlets).await {
                 return;
             }
         }
     }
+}
+
+/// Registers the received messages as held until `invisible_until`; returns each new one's header and what its
+/// body said, parsed before the registry takes the body (a redelivery of a held message is parsed for nothing).
+fn admit(
+    messages: Vec<ReceivedMessage>,
+    invisible_until: Instant,
+    inflight: &InFlight,
+    rules: &IntakeRules,
+) -> Vec<(ReceivedMessage, Result<Parsed, Rejection>)> {
+    let mut admitted = Vec::with_capacity(messages.len());
+    for message in messages {
+        let parsed = parse_message(&message.body, rules);
+        let header = header_of(&message);
+        if inflight.admit(message, invisible_until) {
+            admitted.push((header, parsed));
+        } else {
+            debug!(message_id = %header.message_id, "message delivered again while held; keeping the newest receipt");
+        }
+    }
+    admitted
 }
 
 /// The message without its receipt handle and body, which the in-flight registry owns: what the ledger checks
