@@ -57,7 +57,7 @@ pub enum Finding<'a> {
 
 /// How long one read of a distribution's batches answers for other redelivered messages. A crash makes hundreds
 /// of messages come back at once; without this each would query the same batches again. Staleness is safe: a
-/// take-over is a conditional write, so a stale view at worst defers a message once.
+/// take-over is a conditional write, so a stale view at worst holds a message back for another look.
 const RECENT_BATCHES_TTL: Duration = Duration::from_secs(1);
 
 /// Looks for the message in the batches of its distribution created since it was sent.

@@ -8,7 +8,8 @@ use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
-use cf_invalidator::ports::{AuditLog, BatchStatus, CdnError, FailureRecord, LedgerError, Queue};
+use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::{AuditLog, BatchRecord, BatchStatus, CdnError, FailureRecord, Ledger, LedgerError, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use serde_json::json;
 
@@ -270,6 +271,47 @@ async fn a_receive_of_redeliveries_is_held_whole_while_a_slow_ledger_checks_them
     h.ledger.faults.slow_down("list", Duration::from_secs(2));
     let most_receives = hold_for_a_minute_each(&h, distributions.len()).await;
     assert_eq!(most_receives, 2, "a redelivered message lapsed while the ones before it were checked");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_redelivery_in_a_dead_workers_leased_batch_waits_in_the_worker_not_in_the_queue() {
+    // After a crash the next worker receives the dead worker's messages while their batch's lease still runs.
+    // Handing such a message back to SQS until the lease ends costs it a receive each time, and a few crashes in a
+    // row then send a valid message to the dead-letter queue: the worker holds it and looks again instead.
+    let h = Harness::new(&["EAAA"]);
+    h.send("EAAA", &["/p/0"]).await;
+    let message = h.queue.receive(1, Duration::ZERO, Duration::from_secs(10)).await.unwrap().remove(0);
+    h.queue.expire_visibility(&message.message_id);
+    let now = WallClock::following_tokio().now();
+    let dead_workers = BatchRecord {
+        caller_reference: CallerReference::mint(),
+        distribution_id: DistributionId::parse("EAAA").unwrap(),
+        paths: vec!["/p/0".into()],
+        message_ids: vec![message.message_id.clone()],
+        requesters: Vec::new(),
+        requested_paths: 1,
+        seal_reason: "window_elapsed".into(),
+        coalescing: None,
+        created_at: now,
+        status: BatchStatus::Pending,
+        invalidation_id: None,
+        cloudfront_status: None,
+        submitted_at: None,
+        completed_at: None,
+        time_to_complete: None,
+        failure: None,
+        owner: "worker-that-died".into(),
+        lease_until: now + Duration::from_secs(45),
+        expires_at: now + Duration::from_secs(86_400),
+    };
+    h.ledger.record_intent(&dead_workers).await.unwrap();
+
+    hold_for_a_minute_each(&h, 1).await;
+    assert_eq!(h.queue.deliveries(), 2, "the message went back to the queue while the lease ran");
+    let created = h.cdn.invalidations();
+    assert_eq!(created.len(), 1, "the dead worker's batch is resumed, not batched again: {created:?}");
+    let resumed = h.ledger.batch(&dead_workers.caller_reference).await.unwrap().expect("the batch is recorded");
+    assert_eq!(resumed.status, BatchStatus::Accepted);
 }
 
 /// Runs a worker with a one-minute window and a 10 s visibility timeout over the `/p/0`..`/p/{count}` messages

@@ -38,8 +38,6 @@ pub enum Disposition {
     DeadLetter { message_ids: Vec<MessageId>, reason: String, code: &'static str },
     /// Cannot be done now: stop extending visibility so SQS delivers them again (and redrives them eventually).
     Release(Vec<MessageId>),
-    /// Not now: let them come back after `delay`.
-    Defer { message_ids: Vec<MessageId>, delay: Duration },
 }
 
 /// Where the acknowledger records dead-lettered messages (items `dlq#<message_id>`), and for how long.
@@ -122,15 +120,6 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
             Disposition::Release(message_ids) => {
                 let released = self.let_go(message_ids);
                 counter!("cfi_messages_released_total").increment(released.len() as u64);
-            }
-            Disposition::Defer { message_ids, delay } => {
-                let receipts: Vec<Receipt> = self.let_go(message_ids).into_iter().map(|r| r.receipt).collect();
-                for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-                    if let Err(e) = with_retries(self.retry, || self.queue.extend_visibility(chunk, delay)).await {
-                        warn!(error = %e, "could not defer messages; they come back when their visibility ends");
-                    }
-                }
-                counter!("cfi_messages_deferred_total").increment(receipts.len() as u64);
             }
         }
     }

@@ -88,6 +88,12 @@ impl MemoryQueue {
         self.state.lock().unwrap().messages.values().cloned().collect()
     }
 
+    /// Deliveries so far, redeliveries included: what the receive counts add up to, still readable once the
+    /// messages are deleted.
+    pub fn deliveries(&self) -> u64 {
+        self.state.lock().unwrap().deliveries
+    }
+
     pub fn len(&self) -> usize {
         self.state.lock().unwrap().messages.len()
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::counter;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -48,6 +49,7 @@ pub struct PollSettings {
 }
 
 /// Where a poller sends what it received.
+#[derive(Clone)]
 pub struct Outlets {
     pub to_batcher: mpsc::Sender<Accepted>,
     pub to_ack: mpsc::Sender<Disposition>,
@@ -73,6 +75,8 @@ pub async fn poll<Q: Queue, L: Ledger>(
 ) {
     let backoff = || settings.backoff.build();
     let mut delays = backoff();
+    // Messages that must wait before they can be batched; dropped, and so abandoned to SQS, when the poller stops.
+    let mut rechecks = JoinSet::new();
     loop {
         if !inflight.has_room() {
             counter!("cfi_receive_pauses_total").increment(1);
@@ -115,10 +119,17 @@ pub async fn poll<Q: Queue, L: Ledger>(
         // visibility of the last messages, which would then lapse before the heartbeat knew of them.
         let admitted = admit(messages, asked + visibility, &inflight, &rules);
         for (header, parsed) in admitted {
-            if !dispatch(header, parsed, &idempotency, &outlets).await {
-                return;
+            match dispatch(header, parsed, &idempotency, &outlets).await {
+                Dispatch::Sent => {}
+                Dispatch::StageGone => return,
+                Dispatch::Later { delay, message, requests } => {
+                    let idempotency = Arc::clone(&idempotency);
+                    let recheck = look_again(message, requests, delay, idempotency, outlets.clone(), stop.clone());
+                    rechecks.spawn(recheck);
+                }
             }
         }
+        while rechecks.try_join_next().is_some() {}
     }
 }
 
@@ -155,36 +166,66 @@ fn header_of(message: &ReceivedMessage) -> ReceivedMessage {
     }
 }
 
-/// Sends one message on, given its header and what its body said; false once the next stage is gone.
+/// What became of a message handed to `dispatch`.
+enum Dispatch {
+    Sent,
+    StageGone,
+    /// The ledger cannot tell yet (another worker's batch holds the message and its lease runs, or the ledger is
+    /// unreachable): look again after `delay`, still holding the message.
+    Later {
+        delay: Duration,
+        message: ReceivedMessage,
+        requests: Vec<InvalidationRequest>,
+    },
+}
+
+/// Sends one message on, given its header and what its body said.
 async fn dispatch<L: Ledger>(
     message: ReceivedMessage,
     parsed: Result<Parsed, Rejection>,
     idempotency: &Idempotency<L>,
     outlets: &Outlets,
-) -> bool {
+) -> Dispatch {
     let message_id = message.message_id.clone();
-    let requests = match parsed {
-        Ok(Parsed::Requests(requests)) => requests,
+    let disposition = match parsed {
+        Ok(Parsed::Requests(requests)) => return dispatch_requests(message, requests, idempotency, outlets).await,
         Ok(Parsed::Skip(why)) => {
             info!(%message_id, why, "nothing to invalidate; acknowledging");
             counter!("cfi_messages_skipped_total").increment(1);
-            return outlets.to_ack.send(Disposition::Covered(vec![nothing_left(message_id)])).await.is_ok();
+            Disposition::Covered(vec![nothing_left(message_id)])
         }
         Err(rejection) => {
             warn!(%message_id, reason = %rejection, "invalid message");
             counter!("cfi_messages_invalid_total").increment(1);
-            let disposition = Disposition::DeadLetter {
+            Disposition::DeadLetter {
                 message_ids: vec![message_id],
                 reason: rejection.to_string(),
                 code: rejection.code(),
-            };
-            return outlets.to_ack.send(disposition).await.is_ok();
+            }
         }
     };
+    sent(outlets.to_ack.send(disposition).await.is_ok())
+}
+
+/// Checks a valid message's requests against the ledger and sends on what is left to invalidate.
+async fn dispatch_requests<L: Ledger>(
+    message: ReceivedMessage,
+    requests: Vec<InvalidationRequest>,
+    idempotency: &Idempotency<L>,
+    outlets: &Outlets,
+) -> Dispatch {
+    let mut verdicts = Vec::with_capacity(requests.len());
+    for request in &requests {
+        match check(idempotency, &message, request).await {
+            Verdict::Wait(delay) => return Dispatch::Later { delay, message, requests },
+            verdict => verdicts.push(verdict),
+        }
+    }
+    let message_id = message.message_id;
     let mut to_batch = Vec::new();
     let mut resumed = Vec::new();
-    for request in requests {
-        match check(idempotency, &message, &request).await {
+    for (request, verdict) in requests.into_iter().zip(verdicts) {
+        match verdict {
             Verdict::Fresh => to_batch.push(request),
             Verdict::Remaining(paths) => {
                 info!(%message_id, remaining = paths.len(), "redelivered message partly covered already; batching the rest");
@@ -204,16 +245,48 @@ async fn dispatch<L: Ledger>(
                     to_batch.push(InvalidationRequest { paths: remaining, ..request });
                 }
             }
-            Verdict::Wait(delay) => {
-                let disposition = Disposition::Defer { message_ids: vec![message_id], delay };
-                return outlets.to_ack.send(disposition).await.is_ok();
-            }
+            Verdict::Wait(_) => unreachable!("a wait returns before any verdict is acted on"),
         }
     }
     if to_batch.is_empty() && resumed.is_empty() {
-        return outlets.to_ack.send(Disposition::Covered(vec![nothing_left(message_id)])).await.is_ok();
+        return sent(outlets.to_ack.send(Disposition::Covered(vec![nothing_left(message_id)])).await.is_ok());
     }
-    outlets.to_batcher.send(Accepted { message_id, requests: to_batch, resumed }).await.is_ok()
+    sent(outlets.to_batcher.send(Accepted { message_id, requests: to_batch, resumed }).await.is_ok())
+}
+
+fn sent(delivered: bool) -> Dispatch {
+    if delivered { Dispatch::Sent } else { Dispatch::StageGone }
+}
+
+/// Holds a message the ledger could not settle yet and checks it again after `delay`, as often as it takes.
+/// Handing it back to SQS instead would cost one of its receives each time: after a crash, a redelivery finds the
+/// dead worker's batch still leased, and a few crashes in a row would send a valid message to the dead-letter
+/// queue. The heartbeat keeps it invisible meanwhile.
+async fn look_again<L: Ledger>(
+    message: ReceivedMessage,
+    requests: Vec<InvalidationRequest>,
+    delay: Duration,
+    idempotency: Arc<Idempotency<L>>,
+    outlets: Outlets,
+    stop: CancellationToken,
+) {
+    let (mut message, mut requests, mut delay) = (message, requests, delay);
+    // Looked up in the ledger as a redelivery, whatever its receive count said: while it waited, its visibility
+    // may have lapsed and another worker may have batched it.
+    message.receive_count = message.receive_count.max(2);
+    loop {
+        debug!(message_id = %message.message_id, ?delay, "holding the message until the ledger can tell whether it is covered");
+        counter!("cfi_messages_deferred_total").increment(1);
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        match dispatch_requests(message, requests, &idempotency, &outlets).await {
+            Dispatch::Later { delay: again, message: m, requests: r } => (message, requests, delay) = (m, r, again),
+            Dispatch::Sent | Dispatch::StageGone => return,
+        }
+    }
 }
 
 /// What the ledger says about one of the message's requests; an unreachable ledger means "not now".
