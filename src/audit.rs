@@ -132,7 +132,7 @@ mod tests {
         BatchRecord {
             requesters: vec!["ci".into()],
             expires_at: SystemTime::now() + Duration::from_secs(3_600),
-            ..BatchRecord::fixture(distribution(of).as_str(), paths, messages, created_at)
+            ..crate::fake::pending_record(distribution(of).as_str(), paths, messages, created_at)
         }
     }
 

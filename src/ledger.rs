@@ -193,7 +193,7 @@ mod tests {
     }
 
     fn record(status: BatchStatus, paths: &[&str], messages: &[&str]) -> BatchRecord {
-        BatchRecord { status, ..BatchRecord::fixture("EAAA", paths, messages, SystemTime::now()) }
+        BatchRecord { status, ..crate::fake::pending_record("EAAA", paths, messages, SystemTime::now()) }
     }
 
     #[test]

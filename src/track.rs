@@ -210,7 +210,7 @@ mod tests {
             let mut record = BatchRecord {
                 caller_reference: reference.clone(),
                 expires_at: now + Duration::from_secs(3_600),
-                ..BatchRecord::fixture("EAAA", &[path], &[], now)
+                ..crate::fake::pending_record("EAAA", &[path], &[], now)
             };
             self.ledger.record_intent(&record).await.unwrap();
             record.accept(&invalidation, now);

@@ -11,7 +11,7 @@ use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::cloudfront_http::SimServer;
-use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
+use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
@@ -87,25 +87,12 @@ fn now_millis() -> SystemTime {
 
 fn record(distribution: &DistributionId, created_ms: u64) -> BatchRecord {
     BatchRecord {
-        caller_reference: CallerReference::mint(),
-        distribution_id: distribution.clone(),
-        paths: vec!["/a".into(), "/img/*".into()],
-        message_ids: vec![MessageId("m-1".into()), MessageId("m-2".into())],
         requesters: vec!["ci".into()],
         requested_paths: 5,
-        seal_reason: "window_elapsed".into(),
-        coalescing: None,
-        created_at: millis(created_ms),
-        status: BatchStatus::Pending,
-        invalidation_id: None,
-        cloudfront_status: None,
-        submitted_at: None,
-        completed_at: None,
-        time_to_complete: None,
-        failure: None,
         owner: "worker-a".into(),
         lease_until: millis(created_ms + 60_000),
         expires_at: in_an_hour(),
+        ..pending_record(distribution.as_str(), &["/a", "/img/*"], &["m-1", "m-2"], millis(created_ms))
     }
 }
 

@@ -7,8 +7,7 @@ use std::time::Duration;
 use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
-use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
-use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, pending_record};
 use cf_invalidator::ports::{AuditLog, BatchRecord, BatchStatus, CdnError, FailureRecord, Ledger, LedgerError, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use serde_json::json;
@@ -284,25 +283,10 @@ async fn a_redelivery_in_a_dead_workers_leased_batch_waits_in_the_worker_not_in_
     h.queue.expire_visibility(&message.message_id);
     let now = WallClock::following_tokio().now();
     let dead_workers = BatchRecord {
-        caller_reference: CallerReference::mint(),
-        distribution_id: DistributionId::parse("EAAA").unwrap(),
-        paths: vec!["/p/0".into()],
-        message_ids: vec![message.message_id.clone()],
-        requesters: Vec::new(),
-        requested_paths: 1,
-        seal_reason: "window_elapsed".into(),
-        coalescing: None,
-        created_at: now,
-        status: BatchStatus::Pending,
-        invalidation_id: None,
-        cloudfront_status: None,
-        submitted_at: None,
-        completed_at: None,
-        time_to_complete: None,
-        failure: None,
         owner: "worker-that-died".into(),
         lease_until: now + Duration::from_secs(45),
         expires_at: now + Duration::from_secs(86_400),
+        ..pending_record("EAAA", &["/p/0"], &[message.message_id.0.as_str()], now)
     };
     h.ledger.record_intent(&dead_workers).await.unwrap();
 

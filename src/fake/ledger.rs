@@ -11,6 +11,32 @@ use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError,
 };
 
+/// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
+/// a test needs with struct update syntax.
+pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], created_at: SystemTime) -> BatchRecord {
+    BatchRecord {
+        caller_reference: CallerReference::mint(),
+        distribution_id: DistributionId::parse(distribution).expect("valid distribution id"),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
+        requesters: Vec::new(),
+        requested_paths: paths.len(),
+        seal_reason: "window_elapsed".into(),
+        coalescing: None,
+        created_at,
+        status: BatchStatus::Pending,
+        invalidation_id: None,
+        cloudfront_status: None,
+        submitted_at: None,
+        completed_at: None,
+        time_to_complete: None,
+        failure: None,
+        owner: "w1".into(),
+        lease_until: created_at,
+        expires_at: created_at,
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     pub faults: Faults<LedgerError>,

@@ -18,5 +18,5 @@ pub use cdn::{
     Snapshot, StatusCheck, Summary, Tally,
 };
 pub use faults::Faults;
-pub use ledger::MemoryLedger;
+pub use ledger::{MemoryLedger, pending_record};
 pub use queue::{MemoryQueue, StoredMessage};

@@ -70,34 +70,6 @@ pub struct BatchRecord {
     pub expires_at: SystemTime,
 }
 
-#[cfg(test)]
-impl BatchRecord {
-    /// A pending record for unit tests, owned by `w1`, its lease ended and its expiry at `created_at`.
-    pub(crate) fn fixture(distribution: &str, paths: &[&str], messages: &[&str], created_at: SystemTime) -> Self {
-        Self {
-            caller_reference: CallerReference::mint(),
-            distribution_id: DistributionId::parse(distribution).expect("valid distribution id"),
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-            message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
-            requesters: Vec::new(),
-            requested_paths: paths.len(),
-            seal_reason: "window_elapsed".into(),
-            coalescing: None,
-            created_at,
-            status: BatchStatus::Pending,
-            invalidation_id: None,
-            cloudfront_status: None,
-            submitted_at: None,
-            completed_at: None,
-            time_to_complete: None,
-            failure: None,
-            owner: "w1".into(),
-            lease_until: created_at,
-            expires_at: created_at,
-        }
-    }
-}
-
 impl BatchRecord {
     /// What CloudFront's answer changes on the record.
     pub fn accept(&mut self, invalidation: &Invalidation, submitted_at: SystemTime) {
