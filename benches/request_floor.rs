@@ -76,14 +76,7 @@ fn emulator_python() -> Option<String> {
 }
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    };
-    builder.enable_all().build().expect("a tokio runtime")
+    cf_invalidator::worker::runtime(threads).expect("a tokio runtime")
 }
 
 async fn client() -> Client {

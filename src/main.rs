@@ -38,21 +38,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// One thread unless `run --threads` asks for more: the commands wait on AWS, and a single-threaded runtime
-/// spends no CPU waking other threads for each response.
+/// One thread unless `run --threads` asks for more; the other commands make a few calls and exit.
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = match command {
         Command::Run(args) => usize::from(args.threads),
         _ => 1,
     };
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    };
-    builder.enable_all().build()
+    cf_invalidator::worker::runtime(threads)
 }
 
 fn init_logging(format: LogFormat) {

@@ -268,6 +268,19 @@ where
     exit
 }
 
+/// The runtime the worker runs on: one thread unless more are asked for. The worker waits on AWS almost all the
+/// time, and a single-threaded runtime spends no CPU waking other threads for each answer.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
+}
+
 /// Starts the completion tracker unless it is turned off; returns where accepted invalidations go.
 fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
     services: &Services<Q, C, L>,
