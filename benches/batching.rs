@@ -9,9 +9,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use cf_invalidator::batch::window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH};
-use cf_invalidator::intake::parse::{InvalidationRequest, parse_request};
-use cf_invalidator::limit::coalesce::{Room, coalesce};
+use cf_invalidator::intake::parse::parse_request;
 use cf_invalidator::model::MessageId;
+use cf_invalidator::model::request::InvalidationRequest;
+use cf_invalidator::plan::{Room, coalesce};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 /// xorshift64*: deterministic and dependency-free; quality is irrelevant here.

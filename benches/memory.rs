@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use cf_invalidator::batch::merge::PathSet;
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
-use cf_invalidator::intake::path::InvalidationPath;
+use cf_invalidator::model::path::InvalidationPath;
 use cf_invalidator::worker::{self, Exit, Settings};
 use common::fixture::{Fixture, run_baseline};
 use common::spool::SpooledQueue;

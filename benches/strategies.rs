@@ -19,12 +19,12 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{Completion, CreateRate, Created, FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
 use cf_invalidator::intake::parse::{IntakeRules, Parsed, parse_message};
-use cf_invalidator::limit::coalesce;
+use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::plan;
 use cf_invalidator::ports::{Cdn, CdnError, Queue};
 use cf_invalidator::worker::{self, Services, Settings};
 use common::pipeline_workload;
@@ -159,7 +159,7 @@ fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
         name,
         requests: cdn.calls().len(),
         paths_billed: billed.len(),
-        dollars: coalesce::cost(&billed, 0).dollars,
+        dollars: plan::cost(&billed, 0).dollars,
         p50: percentile(0.5),
         p99: percentile(0.99),
         quota_errors: rejections

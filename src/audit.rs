@@ -2,8 +2,8 @@
 
 use std::time::SystemTime;
 
-use crate::batch::merge::covering;
-use crate::intake::path::InvalidationPath;
+use crate::model::path::InvalidationPath;
+use crate::model::path::covering;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::ledger::{BatchRecord, DeadLetterRecord, KeyRecord, Ledger, LedgerError};

@@ -1,9 +1,12 @@
-//! Wall-clock time for ledger timestamps, leases and expiry.
+//! Time that simulations control: the wall clock for ledger timestamps, leases and expiry, and the rate limiter's
+//! clock.
 //!
 //! Production reads the system clock. Simulations run on tokio's paused clock, where leases must expire as
 //! simulated time passes, so they use a wall clock that follows tokio's.
 
 use std::time::SystemTime;
+
+use governor::clock::Clock;
 
 use tokio::time::Instant;
 
@@ -39,5 +42,17 @@ mod tests {
         let start = clock.now();
         tokio::time::sleep(Duration::from_secs(3_600)).await;
         assert_eq!(clock.now().duration_since(start).unwrap(), Duration::from_secs(3_600));
+    }
+}
+
+/// governor's clock, read from tokio's, so a paused test runtime controls the limiter too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> Self::Instant {
+        tokio::time::Instant::now().into_std()
     }
 }

@@ -12,12 +12,15 @@ pub mod audit;
 pub mod aws;
 pub mod batch;
 pub mod clock;
+#[cfg(feature = "test-support")]
 pub mod fake;
+pub mod held;
 pub mod intake;
-pub mod ledger;
 pub mod limit;
 pub mod model;
+pub mod plan;
 pub mod ports;
+pub mod redelivery;
 pub mod retry;
 pub mod submit;
 pub mod telemetry;

@@ -1,8 +1,32 @@
-//! Backoff policies, one per kind of failure, all jittered.
+//! Retrying: the backoff policies, one per kind of failure and all jittered, and the one helper every stage
+//! retries a call with.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
 
-use backon::ExponentialBuilder;
+use backon::{ExponentialBuilder, Retryable};
+use tracing::debug;
+
+/// An error that says whether the same call may succeed if tried again (a 5xx, a throttle, a timeout).
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+/// Runs `call`, retrying transient failures with `policy`'s delays (on tokio's clock, so simulations pause it).
+/// Whatever is not transient, and the last transient failure once the policy gives up, is returned.
+pub async fn retry_transient<T, E, F, Fut>(policy: ExponentialBuilder, call: F) -> Result<T, E>
+where
+    E: Transient + Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    call.retry(policy)
+        .sleep(tokio::time::sleep)
+        .when(E::is_transient)
+        .notify(|error: &E, delay| debug!(%error, ?delay, "retrying a transient failure"))
+        .await
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {

@@ -6,7 +6,7 @@
 //!
 //! Before the intent, the batch reserves room in its distribution's in-progress budget (`limit::budget`): it
 //! waits for room, goes in part when only part fits, or, when the distribution's backlog would not clear within
-//! the maximum delay, is coalesced into wildcards (`limit::coalesce`). Waiting batches hold no submission slot,
+//! the maximum delay, is coalesced into wildcards (`crate::plan`). Waiting batches hold no submission slot,
 //! so one saturated distribution never holds up the others.
 
 use std::sync::Arc;
@@ -19,18 +19,18 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::ack::Disposition;
 use crate::batch::Batch;
-use crate::batch::window::{BatchMember, SealReason, SealedBatch};
+use crate::batch::window::{SealReason, SealedBatch};
 use crate::clock::WallClock;
 use crate::limit::budget::{Grant, time_to_clear};
-use crate::limit::coalesce::{self, Room};
 use crate::limit::{Budget, CreateRateLimiter};
 use crate::model::MessageId;
+use crate::model::message::{BatchMember, Disposition};
+use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, retry_transient};
 use crate::telemetry::log_allowed;
 use crate::track::Submitted;
 
@@ -141,7 +141,9 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let mut reserved_at = tokio::time::Instant::now();
         let mut record = self.intent_record(&batch);
         let message_ids = record.message_ids.clone();
-        if let Err(e) = self.ledger_call(|| timed("record_intent", self.ledger.record_intent(&record))).await {
+        if let Err(e) =
+            retry_transient(self.retry.transient, || timed("record_intent", self.ledger.record_intent(&record))).await
+        {
             error!(caller_reference = %record.caller_reference, error = %e, "cannot record the batch intent; not submitting without it, the messages will be delivered again");
             self.budget.release(&record.distribution_id, &record.caller_reference).await;
             return Outcome::Done(Disposition::Release(message_ids));
@@ -208,7 +210,9 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let _turn = self.budget.turn(&distribution).await;
         let started = tokio::time::Instant::now();
         loop {
-            let grant = self.ledger_call(|| self.budget.try_reserve(&distribution, &batch.caller_reference, need));
+            let grant = retry_transient(self.retry.transient, || {
+                self.budget.try_reserve(&distribution, &batch.caller_reference, need)
+            });
             let room = match grant.await {
                 Ok(Grant::Reserved) => break,
                 Ok(Grant::NoRoom(room)) => room,
@@ -243,7 +247,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let _turn = self.budget.turn(&record.distribution_id).await;
         loop {
             let grant = || self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need);
-            match self.ledger_call(grant).await? {
+            match retry_transient(self.retry.transient, grant).await? {
                 Grant::Reserved => return Ok(()),
                 Grant::NoRoom(_) => self.budget.room_may_have_changed(&record.distribution_id).await,
             }
@@ -263,7 +267,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         if clears_in <= self.overload.max_delay {
             return None;
         }
-        let plan = coalesce::coalesce(
+        let plan = plan::coalesce(
             &batch.content.paths,
             Room { paths: room.paths as usize, wildcards: room.wildcards as usize },
         )?;
@@ -307,7 +311,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             "invalidation accepted"
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
-        let cost = coalesce::cost(&record.paths, ASSUME_FREE_TIER_USED);
+        let cost = plan::cost(&record.paths, ASSUME_FREE_TIER_USED);
         counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
         info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, estimated_cost_usd = cost.dollars, "invalidation cost, beyond the monthly free paths");
         timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)?;
@@ -344,7 +348,9 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         counter!("cfi_batches_refused_total", "code" => error.code()).increment(1);
         self.budget.release(&record.distribution_id, &record.caller_reference).await;
         record.fail(&reason);
-        if let Err(e) = self.ledger_call(|| timed("record_outcome", self.ledger.record_outcome(&record))).await {
+        if let Err(e) =
+            retry_transient(self.retry.transient, || timed("record_outcome", self.ledger.record_outcome(&record))).await
+        {
             warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
         }
         if splittable {
@@ -360,23 +366,6 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             // Permissions and credentials get fixed by operators; the messages wait for redelivery (and redrive).
             _ => Disposition::Release(record.message_ids),
         })
-    }
-
-    async fn ledger_call<T, F, Fut>(&self, mut call: F) -> Result<T, LedgerError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, LedgerError>>,
-    {
-        let mut delays = self.retry.transient.build();
-        loop {
-            match call().await {
-                Err(e) if e.is_retryable() => match delays.next() {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(e),
-                },
-                outcome => return outcome,
-            }
-        }
     }
 }
 

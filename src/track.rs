@@ -21,6 +21,7 @@ use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::BudgetStore;
 use crate::ports::cdn::{Cdn, Invalidation, RetryAfter};
 use crate::ports::ledger::{Completion, Ledger};
+use crate::retry::Transient;
 use crate::telemetry::log_allowed;
 
 /// GetInvalidation calls per second per worker by default: CloudFront throttles its API per account.
@@ -148,7 +149,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 histogram!("cfi_time_to_complete_seconds").record(completion.time_to_complete.as_secs_f64());
                 true
             }
-            Err(e) if e.is_retryable() => {
+            Err(e) if e.is_transient() => {
                 if let Some(suppressed) = log_allowed("completion_record_failed") {
                     warn!(caller_reference = %submitted.caller_reference, error = %e, suppressed, "could not record the completion; will try again");
                 }

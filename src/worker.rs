@@ -20,19 +20,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::ack::inflight::InFlight;
-use crate::ack::{self, Acknowledger, DeadLetterLog};
+use crate::ack::{Acknowledger, DeadLetterLog};
 use crate::batch::{
     self,
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
 use crate::clock::WallClock;
+use crate::held::{self, InFlight};
 use crate::intake::parse::IntakeRules;
 use crate::intake::{self, Outlets, PollSettings};
-use crate::ledger::Idempotency;
-use crate::limit::budget::QUOTA;
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
+use crate::ports::budget::QUOTA;
 use crate::ports::{Allowance, BudgetStore, Cdn, Ledger, Queue};
+use crate::redelivery::Idempotency;
 use crate::retry::RetryPolicy;
 use crate::submit::{Overload, Ownership, Submitter};
 use crate::track::{DEFAULT_STATUS_RATE, Submitted, TrackSettings, Tracker};
@@ -232,7 +232,7 @@ where
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
     let mut heartbeat = JoinSet::new();
-    heartbeat.spawn(ack::heartbeat::keep_invisible(
+    heartbeat.spawn(held::heartbeat::keep_invisible(
         Arc::clone(&services.queue),
         Arc::clone(&inflight),
         settings.visibility_timeout,

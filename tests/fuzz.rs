@@ -3,7 +3,7 @@
 //! `PROPTEST_CASES=12000000 cargo test --release --test fuzz` (20 minutes here; docs/design.md).
 
 use cf_invalidator::intake::parse::parse_request;
-use cf_invalidator::intake::path::{InvalidationPath, MAX_PATH_LEN};
+use cf_invalidator::model::path::{InvalidationPath, MAX_PATH_LEN};
 use proptest::prelude::*;
 
 fn assert_sendable(path: &str) {

@@ -7,11 +7,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, MemoryLedger, MemoryQueue, Report, SimConfig};
-use cf_invalidator::limit::budget::QUOTA;
+use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::{Allowance, BudgetStore, Queue, Reservation};
 use cf_invalidator::submit::Overload;
 use cf_invalidator::worker::{self, Exit, Services, Settings};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cf_invalidator::ack::REASON_ATTRIBUTE;
-use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, pending_record};
+use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::ports::{AuditLog, BatchRecord, BatchStatus, CdnError, FailureRecord, Ledger, LedgerError, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use serde_json::json;

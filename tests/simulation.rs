@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cf_invalidator::ack::REASON_ATTRIBUTE;
-use cf_invalidator::batch::merge::is_covered_by;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{Created, FakeCdn, MemoryLedger, MemoryQueue};
-use cf_invalidator::limit::budget::QUOTA;
+use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
+use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt,

@@ -1,44 +1,30 @@
 //! Acknowledgement: deleting covered messages, dead-lettering refused ones (and recording that in the ledger), and
 //! keeping held messages invisible.
 
-pub mod heartbeat;
-pub mod inflight;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::ExponentialBuilder;
 use metrics::{counter, histogram};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{debug, error, warn};
+use tracing::{error, warn};
 
-use self::inflight::{InFlight, Released};
-use crate::batch::window::BatchMember;
 use crate::clock::WallClock;
+use crate::held::{InFlight, Released};
 use crate::intake::parse::BodyHints;
 use crate::model::MessageId;
+use crate::model::message::{BatchMember, Disposition};
 use crate::ports::ledger::{DeadLetterRecord, Ledger};
-use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, Receipt};
+use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
+use crate::retry::retry_transient;
 use crate::telemetry::log_allowed;
 
 /// Name of the message attribute that carries the reason on the dead-letter queue.
 pub const REASON_ATTRIBUTE: &str = "reason";
 /// Name of the message attribute that names the source message on the dead-letter queue.
 pub const SOURCE_MESSAGE_ATTRIBUTE: &str = "source_message_id";
-
-/// What is to become of messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// An accepted invalidation covers these members' paths (for a split message: one of its parts).
-    Covered(Vec<BatchMember>),
-    /// Can never succeed: move to the dead-letter queue with the reason, then delete.
-    /// `code` is a short name for the reason, for metrics.
-    DeadLetter { message_ids: Vec<MessageId>, reason: String, code: &'static str },
-    /// Cannot be done now: stop extending visibility so SQS delivers them again (and redrives them eventually).
-    Release(Vec<MessageId>),
-}
 
 /// Where the acknowledger records dead-lettered messages (items `dlq#<message_id>`), and for how long.
 pub struct DeadLetterLog<L> {
@@ -201,7 +187,7 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
 
     async fn delete(&self, receipts: Vec<Receipt>) {
         for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-            match with_retries(self.retry, || self.queue.delete(chunk)).await {
+            match retry_transient(self.retry, || self.queue.delete(chunk)).await {
                 Ok(failures) => {
                     for failure in failures.iter().filter(|_| log_allowed("delete_entry_failed").is_some()) {
                         warn!(message_id = %failure.message_id, code = %failure.code, error = %failure.message, "delete failed for one message; it will be delivered again");
@@ -228,26 +214,5 @@ async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord)
             warn!(message_id = %record.message_id, error = %e, suppressed, "could not record the dead-lettered message in the ledger");
         }
         counter!("cfi_dead_letter_records_failed_total").increment(1);
-    }
-}
-
-/// Retries transient SQS failures a few times: giving up means redelivery, and so a second invalidation.
-async fn with_retries<T, F, Fut>(policy: ExponentialBuilder, mut call: F) -> Result<T, QueueError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, QueueError>>,
-{
-    let mut delays = policy.build();
-    loop {
-        match call().await {
-            Err(e) if e.is_retryable() => match delays.next() {
-                Some(delay) => {
-                    debug!(error = %e, ?delay, "retrying SQS call");
-                    tokio::time::sleep(delay).await;
-                }
-                None => return Err(e),
-            },
-            outcome => return outcome,
-        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-use crate::intake::path::InvalidationPath;
+use crate::model::path::InvalidationPath;
 
 /// Distinct paths of one batch, kept minimal: no member is covered by a wildcard member.
 ///
@@ -93,26 +93,10 @@ fn remove_with_prefix(set: &mut BTreeSet<String>, prefix: &str) {
     }
 }
 
-/// Whether `path` (as sent to CloudFront) is invalidated by one of `submitted`.
-pub fn is_covered_by(path: &str, submitted: &[String]) -> bool {
-    covering(path, submitted).is_some()
-}
-
-/// The first of `submitted` that invalidates `path`: the path itself, or a wildcard whose prefix it starts with.
-/// A merged batch holds at most one (it is minimal), so for a batch this is the one.
-pub fn covering<'a>(path: &str, submitted: &'a [String]) -> Option<&'a str> {
-    submitted
-        .iter()
-        .find(|candidate| match candidate.strip_suffix('*') {
-            Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
-            None => candidate.as_str() == path,
-        })
-        .map(String::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::path::{covering, is_covered_by};
     use proptest::prelude::*;
 
     fn path(raw: &str) -> InvalidationPath {

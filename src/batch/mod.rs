@@ -10,10 +10,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::info;
 
-use self::window::{BatchMember, Batcher, SealReason, SealedBatch};
+use self::window::{Batcher, SealReason, SealedBatch};
 use crate::clock::WallClock;
 use crate::intake::Accepted;
 use crate::model::CallerReference;
+use crate::model::message::BatchMember;
 use crate::ports::ledger::BatchRecord;
 
 /// A sealed batch with its identity: the CallerReference is minted here, once, and never again for this batch.

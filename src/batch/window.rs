@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::merge::PathSet;
-use crate::intake::parse::InvalidationRequest;
-use crate::intake::path::InvalidationPath;
+use crate::model::message::BatchMember;
+use crate::model::request::InvalidationRequest;
 use crate::model::{DistributionId, MessageId};
 
 /// Most wildcard paths CloudFront lets one distribution have in progress; a batch with more is always refused.
@@ -26,17 +26,6 @@ pub struct BatchLimits {
     pub window: Duration,
     pub max_paths: usize,
     pub max_wildcards: usize,
-}
-
-/// A message's share of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchMember {
-    pub message_id: MessageId,
-    pub requester: Option<String>,
-    /// The message's paths that went into this batch: what a split after `InvalidArgument` rebuilds from.
-    pub paths: Vec<InvalidationPath>,
-    /// How many batches carry paths of this message (usually 1).
-    pub parts: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +239,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::merge::is_covered_by;
+    use crate::model::path::{InvalidationPath, is_covered_by};
     use proptest::prelude::*;
     use std::collections::HashSet;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use cf_invalidator::audit::{Question, Row, answer};
 use cf_invalidator::aws::dynamodb::DynamoLedger;
-use cf_invalidator::intake::path::InvalidationPath;
+use cf_invalidator::model::path::InvalidationPath;
 use cf_invalidator::model::{CallerReference, MessageId};
 use cf_invalidator::ports::{BatchRecord, DeadLetterRecord, KeyRecord};
 use serde_json::{Value, json};

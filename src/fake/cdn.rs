@@ -19,10 +19,10 @@ use tokio::time::Instant;
 
 use self::state::State;
 use super::faults::Faults;
-use crate::limit::budget::QUOTA;
-use crate::limit::rate::TokioClock;
+use crate::clock::TokioClock;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::Allowance;
+use crate::ports::budget::QUOTA;
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
 mod state;

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::faults::Faults;
-use crate::batch::merge::is_covered_by;
+use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};

@@ -2,7 +2,6 @@
 
 pub mod envelope;
 pub mod parse;
-pub mod path;
 pub mod routes;
 
 use std::sync::Arc;
@@ -16,15 +15,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use self::parse::{IntakeRules, InvalidationRequest, Parsed, Rejection, parse_message};
-use self::path::InvalidationPath;
-use crate::ack::Disposition;
-use crate::ack::inflight::InFlight;
-use crate::batch::window::BatchMember;
-use crate::ledger::{Idempotency, Verdict};
+use self::parse::{IntakeRules, Parsed, Rejection, parse_message};
+use crate::held::InFlight;
 use crate::model::MessageId;
+use crate::model::message::BatchMember;
+use crate::model::message::Disposition;
+use crate::model::path::InvalidationPath;
+use crate::model::request::InvalidationRequest;
 use crate::ports::ledger::{BatchRecord, Ledger};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, ReceivedMessage};
+use crate::redelivery::{Idempotency, Verdict};
 use crate::telemetry::log_allowed;
 
 /// A valid request on its way to the batcher.

@@ -12,22 +12,13 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::envelope::{self, Envelope, S3Object};
-use super::path::{InvalidationPath, PathError, TagError};
 use super::routes::{RouteError, Routing};
+use crate::model::path::{InvalidationPath, PathError, TagError};
+use crate::model::request::InvalidationRequest;
 use crate::model::{DistributionId, InvalidDistributionId};
 
 /// Most paths one message may carry: CloudFront's in-progress quota for one distribution.
 pub const MAX_PATHS_PER_MESSAGE: usize = 3_000;
-
-/// A validated request: every path is already encoded for CloudFront.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidationRequest {
-    pub distribution_id: DistributionId,
-    /// Paths and `#tag` items, deduplicated.
-    pub paths: Vec<InvalidationPath>,
-    pub idempotency_key: Option<String>,
-    pub requester: Option<String>,
-}
 
 /// Why a message was refused; the text travels to the dead-letter queue as the `reason` attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

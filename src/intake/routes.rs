@@ -9,7 +9,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::envelope::S3Object;
-use super::path::{InvalidationPath, PathError};
+use crate::model::path::{InvalidationPath, PathError};
 use crate::model::{DistributionId, InvalidDistributionId};
 
 #[derive(Debug, Error)]

@@ -21,13 +21,10 @@ use tracing::{info, warn};
 
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation};
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::LedgerError;
 use crate::telemetry::log_allowed;
-
-/// CloudFront's quotas per distribution (aws-facts.md A1).
-pub const QUOTA: Allowance = Allowance { paths: 3_000, wildcards: 15 };
 
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetSettings {

@@ -8,7 +8,6 @@
 //!   narrowest wildcards that cover them.
 
 pub mod budget;
-pub mod coalesce;
 pub mod rate;
 
 pub use budget::{Budget, BudgetSettings};

@@ -16,17 +16,7 @@ use metrics::counter;
 use tokio::time::Instant;
 use tracing::warn;
 
-/// governor's clock, read from tokio's, so a paused test runtime controls the limiter too.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioClock;
-
-impl Clock for TokioClock {
-    type Instant = std::time::Instant;
-
-    fn now(&self) -> Self::Instant {
-        tokio::time::Instant::now().into_std()
-    }
-}
+use crate::clock::TokioClock;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
 

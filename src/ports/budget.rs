@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::ledger::LedgerError;
 use crate::model::{CallerReference, DistributionId};
 
+/// CloudFront's quotas per distribution (aws-facts.md A1).
+pub const QUOTA: Allowance = Allowance { paths: 3_000, wildcards: 15 };
+
 /// What counts against a distribution's two in-progress quotas: paths, and separately wildcard paths (a path
 /// ending in `*`, however much it covers). Cache-tag items count as paths.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::cdn::Invalidation;
 use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::retry::Transient;
 
 /// Life cycle: `Pending` (intent written, CloudFront maybe not called yet) → `Accepted` (CloudFront returned an
 /// invalidation id) → `Completed` (the worker that created it saw CloudFront report it completed); or `Pending` →
@@ -161,8 +162,8 @@ pub enum LedgerError {
     Other(String),
 }
 
-impl LedgerError {
-    pub fn is_retryable(&self) -> bool {
+impl Transient for LedgerError {
+    fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
 }

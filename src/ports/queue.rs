@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 use crate::model::MessageId;
+use crate::retry::Transient;
 
 /// Most entries SQS takes in one ReceiveMessage, DeleteMessageBatch or ChangeMessageVisibilityBatch call.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -52,8 +53,8 @@ pub enum QueueError {
     Other(String),
 }
 
-impl QueueError {
-    pub fn is_retryable(&self) -> bool {
+impl Transient for QueueError {
+    fn is_transient(&self) -> bool {
         matches!(self, Self::Transient(_))
     }
 }

@@ -11,22 +11,31 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use cf_invalidator::aws::sqs::{CreatedQueues, create_queue_with_dead_letter};
 use cf_invalidator::model::DistributionId;
 
-/// The emulator's SDK configuration. Emulator tests run through `scripts/test`, which starts moto and exports
-/// AWS_ENDPOINT_URL; they refuse any endpoint off this machine so they can never touch a real account.
-pub async fn emulator() -> SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!("emulator tests need a local emulator: run scripts/test, or eval \"$(scripts/emulator start)\" first")
-    });
+/// The emulator's SDK configuration, or `None` (the test is skipped, and says so) when no emulator is configured.
+/// `scripts/test` starts one, exports AWS_ENDPOINT_URL and sets CFI_REQUIRE_EMULATOR, which turns a missing
+/// emulator into a failure there. Any endpoint off this machine is refused, so these tests never touch a real account.
+pub async fn emulator() -> Option<SdkConfig> {
+    let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") else {
+        assert!(
+            std::env::var_os("CFI_REQUIRE_EMULATOR").is_none(),
+            "CFI_REQUIRE_EMULATOR is set but AWS_ENDPOINT_URL is not: start the emulator first"
+        );
+        eprintln!(
+            "skipped: this test needs a local emulator; run scripts/test, or eval \"$(scripts/emulator start)\" first"
+        );
+        return None;
+    };
     assert!(
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "refusing to run emulator tests against {endpoint}: not a loopback address"
     );
-    aws_config::defaults(BehaviorVersion::latest())
+    let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(endpoint)
         .load()
-        .await
+        .await;
+    Some(config)
 }
 
 /// Whether the emulator models CloudFront's CallerReference idempotency (ministack does, moto does not).

@@ -12,7 +12,7 @@ use super::{
     timestamp, unexpired,
 };
 use crate::aws::error::classify;
-use crate::batch::merge::is_covered_by;
+use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, KeyRecord, LedgerError};

@@ -184,6 +184,23 @@ fn is_escape_at(bytes: &[u8], at: usize) -> bool {
     bytes.len() > at + 2 && bytes[at + 1].is_ascii_hexdigit() && bytes[at + 2].is_ascii_hexdigit()
 }
 
+/// Whether `path` (as sent to CloudFront) is invalidated by one of `submitted`.
+pub fn is_covered_by(path: &str, submitted: &[String]) -> bool {
+    covering(path, submitted).is_some()
+}
+
+/// The first of `submitted` that invalidates `path`: the path itself, or a wildcard whose prefix it starts with.
+/// A merged batch holds at most one (it is minimal), so for a batch this is the one.
+pub fn covering<'a>(path: &str, submitted: &'a [String]) -> Option<&'a str> {
+    submitted
+        .iter()
+        .find(|candidate| match candidate.strip_suffix('*') {
+            Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
+            None => candidate.as_str() == path,
+        })
+        .map(String::as_str)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::batch::merge::is_covered_by;
 use crate::clock::WallClock;
-use crate::intake::parse::InvalidationRequest;
-use crate::intake::path::InvalidationPath;
 use crate::model::DistributionId;
+use crate::model::path::InvalidationPath;
+use crate::model::path::is_covered_by;
+use crate::model::request::InvalidationRequest;
 use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
 use crate::ports::queue::ReceivedMessage;
 

@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::inflight::InFlight;
-use super::with_retries;
+use super::InFlight;
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
+use crate::retry::retry_transient;
 use crate::telemetry::log_allowed;
 
 /// How many worst-case passes one extension lasts. A message is due at half of it, two passes before it lapses,
@@ -114,7 +114,7 @@ pub async fn keep_invisible<Q: Queue>(
             let chunk: Vec<Receipt> = due.by_ref().take(MAX_BATCH_ENTRIES).map(|d| d.receipt).collect();
             let started = Instant::now();
             let length = extension.length(inflight.len(), started);
-            let outcome = with_retries(retry, || queue.extend_visibility(&chunk, length)).await;
+            let outcome = retry_transient(retry, || queue.extend_visibility(&chunk, length)).await;
             let ended = Instant::now();
             extension.observe_call(ended - started, ended);
             inflight.set_extension(extension.length(inflight.len(), ended));

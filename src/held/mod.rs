@@ -9,6 +9,8 @@
 //! so holding more than the heartbeat can keep invisible (a slow or throttled SQS, a long wait for budget) would
 //! push valid messages into the dead-letter queue. Messages left in SQS cost nothing and wait for any worker.
 
+pub mod heartbeat;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

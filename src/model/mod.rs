@@ -1,4 +1,9 @@
-//! Identifiers shared by every stage.
+//! The types every stage shares: identifiers, paths, requests, a message's share of a batch and its
+//! disposition. Pure data; no stage below it.
+
+pub mod message;
+pub mod path;
+pub mod request;
 
 use std::fmt;
 
