@@ -1,6 +1,6 @@
 //! Property-based fuzzing of the message parser and the path normaliser: no input panics, and whatever is
 //! accepted is safe to send to CloudFront. CI runs the default number of cases; a long run is
-//! `PROPTEST_CASES=12000000 cargo test --release --test fuzz` (20 minutes here; docs/design.md).
+//! `PROPTEST_CASES=12000000 cargo test --release --test fuzz` (about 20 minutes here).
 
 use cf_invalidator::intake::parse::parse_request;
 use cf_invalidator::model::path::{InvalidationPath, MAX_PATH_LEN};
