@@ -33,6 +33,14 @@ impl PathSet {
         }
     }
 
+    /// Whether the set already invalidates `path`: the path itself, or a wildcard member covering it.
+    pub fn covers(&self, path: &InvalidationPath) -> bool {
+        match path.wildcard_prefix() {
+            Some(prefix) => self.covering_wildcard(prefix).is_some(),
+            None => self.covering_wildcard(path.as_str()).is_some() || self.exact.contains(path.as_str()),
+        }
+    }
+
     fn add_exact(&mut self, path: &str) -> Added {
         if self.covering_wildcard(path).is_some() || !self.exact.insert(path.to_owned()) {
             return Added::Covered;

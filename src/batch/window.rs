@@ -177,6 +177,14 @@ impl Batcher {
                     break;
                 }
             }
+            if full {
+                // What the full batch already covers stays with this part: carried into the next batch, the same
+                // path would be paid for twice.
+                let (covered, rest): (Vec<_>, Vec<_>) = paths.by_ref().partition(|path| merged.covers(path));
+                *requested_paths += covered.len();
+                member.paths.extend(covered);
+                paths = rest.into_iter().peekable();
+            }
             // Held until the batch is accepted: no spare room when the message was split.
             member.paths.shrink_to_fit();
             // Only a message larger than what is left of the batch needs its requester again, in the next one.
@@ -321,6 +329,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_split_message_leaves_in_the_full_batch_what_that_batch_already_covers() {
+        let mut batcher = Batcher::new(limits(3));
+        let now = Instant::now();
+        assert!(batcher.add(now, id(1), vec![request("E1", &["/a", "/img/*"])], 0).0.is_empty());
+        // "/b" fills the batch; "/a" and "/img/x" are in it already, so only "/c" needs the next one.
+        let sealed = batcher.add(now, id(2), vec![request("E1", &["/b", "/a", "/c", "/img/x"])], 0).0;
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].paths, ["/a", "/b", "/img/*"]);
+        let member: Vec<&str> = sealed[0].members[1].paths.iter().map(InvalidationPath::as_str).collect();
+        assert_eq!(member, ["/b", "/a", "/img/x"]);
+        let rest = batcher.seal_all();
+        assert_eq!(rest[0].paths, ["/c"]);
+        assert_eq!(rest[0].members[0].parts, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn wildcards_are_capped_per_batch() {
         let mut batcher = Batcher::new(limits(1_000));
         let paths: Vec<String> = (0..16).map(|i| format!("/d{i}/*")).collect();
@@ -351,7 +375,8 @@ mod tests {
 
     proptest! {
         /// Whatever the timing, every requested path is covered by a batch holding the message, every message is
-        /// in exactly `parts` batches, and no batch breaks the limits.
+        /// in exactly `parts` batches, a later part never sends again what an earlier one sends, and no batch breaks
+        /// the limits.
         #[test]
         fn batching_loses_nothing_and_respects_limits(messages in workload(), max_paths in 1usize..12) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
@@ -386,9 +411,18 @@ mod tests {
                 let parts = carrying[0].members.iter().find(|m| &m.message_id == message_id).unwrap().parts;
                 prop_assert_eq!(carrying.len() as u32, parts);
                 let submitted: Vec<String> = carrying.iter().flat_map(|b| b.paths.clone()).collect();
+                // A part never carries a path that one of the message's earlier (sealed) batches sends already.
+                for (n, later) in carrying.iter().enumerate() {
+                    let part = later.members.iter().find(|m| &m.message_id == message_id).unwrap();
+                    for path in &part.paths {
+                        let earlier = carrying[..n].iter().find(|b| b.paths.iter().any(|p| p == path.as_str()));
+                        prop_assert!(earlier.is_none(), "{} of {} sent again in a later part", path, message_id);
+                    }
+                }
                 for path in &req.paths {
                     prop_assert!(carrying.iter().all(|b| b.distribution_id == req.distribution_id));
                     prop_assert!(is_covered_by(path.as_str(), &submitted), "{} of {} lost", path, message_id);
+
                 }
             }
         }
