@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::cli::{Coalesce, RunArgs};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let signalled = shutdown_signal()?;
     ensure!(
         args.create_rate.is_finite() && args.create_rate > 0.0,
         "--create-rate must be a positive number of calls per second"
@@ -94,7 +95,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     info!(queue_url = %args.queue_url, table = %args.table, window = %args.window, "worker started");
     let shutdown = async {
-        shutdown_signal().await;
+        signalled.await;
         health.begin_shutdown();
     };
     let exit = worker::run(services, settings, shutdown).await;
@@ -143,17 +144,16 @@ async fn probe(queue: Arc<SqsQueue>, ledger: Arc<DynamoLedger>, health: Arc<Heal
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Listens for SIGTERM and SIGINT from the moment it is called, so a signal that arrives while the worker is still
+/// starting (checking access, finding the DLQ) stops it cleanly instead of killing it.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => info!("SIGTERM received"),
+            _ = interrupt.recv() => info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = terminate.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-    }
+    })
 }
