@@ -1,8 +1,9 @@
 //! The real binary, killed with SIGKILL at random moments while it works through thousands of messages, then
-//! restarted: nothing may be lost, and nothing paid for twice. It runs twice: with the emulator's CloudFront (which
-//! turns a batch resubmitted under its recorded CallerReference into a second invalidation, so resubmissions show
-//! and are bounded), and with the project's CloudFront simulator (CloudFront's CallerReference semantics and a
-//! tight quota: no duplicate invalidation at all, no quota refusal).
+//! restarted: nothing may be lost, and nothing paid for twice. It runs twice: with the emulator's CloudFront, and
+//! with the project's CloudFront simulator (CloudFront's CallerReference semantics and a tight quota: no duplicate
+//! invalidation at all, no quota refusal). `scripts/test` runs it on ministack, whose SQS is fast enough that the
+//! kills land in the middle of submission; on moto, which turns a batch resubmitted under its recorded
+//! CallerReference into a second invalidation, resubmissions show and are bounded.
 //!
 //! The kill moments come from a seed printed at the start; CRASH_SEED reruns one, and CRASH_LOG_DIR keeps each
 //! worker's log there (`<backend>-worker-0.log` …) instead of discarding it.
@@ -79,7 +80,11 @@ impl CloudFront {
         let mut command = common::binary();
         command
             .args(["run", "--queue-url", queue_url, "--table", table, "--window", "1s", "--visibility-timeout", "10s"])
-            .args(["--create-rate", "20", "--create-burst", "20", "--max-batch-paths", "200"])
+            // Small batches at a low rate: submission, not the emulator, is what takes time, so every kill finds
+            // batches being recorded, submitted or acknowledged, and each worker holds only part of the queue, so the
+            // next one finds messages to work on at once.
+            .args(["--create-rate", "4", "--create-burst", "4", "--max-batch-paths", "50"])
+            .args(["--max-held-messages", "200"])
             .stderr(log);
         if let Some(simulator) = &self.simulator {
             let reserve = cf_invalidator::ports::budget::QUOTA - SIMULATED_QUOTA;
@@ -129,21 +134,24 @@ async fn crash_and_recover(backend: Backend) {
 
     let started = std::time::Instant::now();
     let mut requested = Vec::new();
+    let mut paths_of_message = Vec::new();
     let bodies: Vec<String> = (0..MESSAGES)
         .map(|n| {
             let distribution = &cloudfront.distributions[n % 2];
             let paths = vec![format!("/page/{}.html", n % 700), format!("/assets/{}.js", n % 50)];
             requested.extend(paths.iter().map(|p| (distribution.clone(), p.clone())));
+            paths_of_message.push(paths.iter().cloned().collect::<HashSet<String>>());
             serde_json::json!({"distribution_id": distribution.as_str(), "paths": paths}).to_string()
         })
         .collect();
-    common::send_all(&sqs, &queues.queue_url, &bodies).await;
+    let message_ids = common::send_all(&sqs, &queues.queue_url, &bodies).await;
+    let paths_of_message: HashMap<String, HashSet<String>> = message_ids.into_iter().zip(paths_of_message).collect();
 
     println!("sent at {:?}", started.elapsed());
     for n in 0..KILLS {
         let mut running = cloudfront.worker(&queues.queue_url, &table, log_file(backend, n));
-        // From start-up to mid-submission: against the emulator, a worker's first batch is accepted 7-8 s in.
-        let after = rng.random_range(1_000..12_000);
+        // From start-up to mid-submission: a worker's first batch is accepted within a second of its start.
+        let after = rng.random_range(300..6_000);
         tokio::time::sleep(Duration::from_millis(after)).await;
         running.kill().unwrap();
         running.wait().unwrap();
@@ -153,9 +161,10 @@ async fn crash_and_recover(backend: Backend) {
     }
     println!("kills done at {:?}", started.elapsed());
     let mut last = cloudfront.worker(&queues.queue_url, &table, log_file(backend, KILLS));
-    // The emulator's SQS slows down as 2,000 messages pile up, and one emulator process answers SQS, DynamoDB and
-    // CloudFront: the drain took 250-330 s after the kills in the runs of 2026-11-27. This bounds the wait; it is
-    // not a performance assertion.
+    // Time to install its signal handlers, so the SIGTERM below is a shutdown even if the queue is empty already.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Bounds the wait (moto's SQS, which slows down as 2,000 messages pile up, takes minutes); it is not a
+    // performance assertion.
     let drained = common::wait_until(Duration::from_secs(600), || async {
         common::queue_depth(&sqs, &queues.queue_url).await == (0, 0)
     })
@@ -186,7 +195,7 @@ async fn crash_and_recover(backend: Backend) {
         assert_eq!(batch.unwrap().paths, paths, "{reference} was sent with other paths than recorded (seed {seed})");
         *per_reference.entry(reference).or_default() += 1;
     }
-    assert_no_message_paid_twice(&recorded, &per_reference, seed);
+    assert_no_message_paid_twice(&recorded, &per_reference, &paths_of_message, seed);
     // The audit table tells the truth: a batch it shows as accepted was accepted by CloudFront.
     for (reference, batch) in recorded.iter().filter(|(_, b)| b.status == "accepted" || b.status == "completed") {
         assert!(
@@ -218,8 +227,14 @@ async fn crash_and_recover(backend: Backend) {
 }
 
 /// A message's paths are paid for once: two batches that both hold a message (a batch resumed after a crash, the
-/// rest of a message partly covered already) never invalidate the same path.
-fn assert_no_message_paid_twice(recorded: &HashMap<String, Recorded>, sent: &HashMap<&str, usize>, seed: u64) {
+/// rest of a message partly covered already, a message split over two batches) never both invalidate one of the
+/// message's own paths. Other messages' paths may well be in both: a popular path comes back in the next window.
+fn assert_no_message_paid_twice(
+    recorded: &HashMap<String, Recorded>,
+    sent: &HashMap<&str, usize>,
+    paths_of_message: &HashMap<String, HashSet<String>>,
+    seed: u64,
+) {
     let mut batches_of: HashMap<&str, Vec<&str>> = HashMap::new();
     for reference in sent.keys() {
         for message in &recorded[*reference].message_ids {
@@ -229,7 +244,12 @@ fn assert_no_message_paid_twice(recorded: &HashMap<String, Recorded>, sent: &Has
     for (message, references) in batches_of.iter().filter(|(_, references)| references.len() > 1) {
         for (n, first) in references.iter().enumerate() {
             for second in &references[n + 1..] {
-                let twice: Vec<&String> = recorded[*first].paths.intersection(&recorded[*second].paths).collect();
+                let own = &paths_of_message[*message];
+                let twice: Vec<&String> = recorded[*first]
+                    .paths
+                    .intersection(&recorded[*second].paths)
+                    .filter(|p| own.contains(*p))
+                    .collect();
                 assert!(
                     twice.is_empty(),
                     "message {message} paid twice for {twice:?}, in batches {first} and {second} (seed {seed})"

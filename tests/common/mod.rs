@@ -188,7 +188,9 @@ pub fn binary() -> std::process::Command {
 }
 
 /// Sends the bodies with SendMessageBatch, ten at a time.
-pub async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) {
+/// Sends `bodies` in batches of ten; returns their message ids, in the order of `bodies`.
+pub async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) -> Vec<String> {
+    let mut ids = Vec::with_capacity(bodies.len());
     for chunk in bodies.chunks(10) {
         let entries = chunk.iter().enumerate().map(|(i, body)| {
             aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
@@ -200,7 +202,13 @@ pub async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[Stri
         let sent =
             sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries.collect())).send().await.unwrap();
         assert!(sent.failed().is_empty(), "{:?}", sent.failed());
+        let mut chunk_ids = vec![String::new(); chunk.len()];
+        for entry in sent.successful() {
+            chunk_ids[entry.id().parse::<usize>().unwrap()] = entry.message_id().to_owned();
+        }
+        ids.extend(chunk_ids);
     }
+    ids
 }
 
 /// The worker's services on the emulator: the queue and its DLQ, CloudFront, and the ledger table.
