@@ -11,6 +11,7 @@ use std::time::Duration;
 use cf_invalidator::batch::window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH};
 use cf_invalidator::intake::parse::parse_request;
 use cf_invalidator::model::MessageId;
+use cf_invalidator::model::message::Delivery;
 use cf_invalidator::model::request::InvalidationRequest;
 use cf_invalidator::plan::{Room, coalesce};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -86,7 +87,8 @@ fn bench_batching(c: &mut Criterion) {
                 let mut batcher = Batcher::new(limits);
                 let mut sealed = 0;
                 for (n, request) in requests.into_iter().enumerate() {
-                    sealed += batcher.add(now, MessageId(n.to_string()), vec![request], 0).0.len();
+                    let delivery = Delivery { message_id: MessageId(n.to_string()), number: 1 };
+                    sealed += batcher.add(now, delivery, vec![request], 0).0.len();
                 }
                 sealed + batcher.seal_all().len()
             },

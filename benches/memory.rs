@@ -90,18 +90,17 @@ fn memory_workload(pending: usize, distributions: usize) -> (Vec<String>, Worklo
 }
 
 fn settings() -> Settings {
-    Settings {
-        window: WINDOW,
-        max_batch_paths: MAX_PATHS_PER_BATCH,
-        create_rate: 1_000_000.0,
-        create_burst: NonZeroU32::new(1_000).unwrap(),
-        // The shutdown flush submits one batch per distribution at once, each after a look at what its
-        // distribution has in progress: at the default GetInvalidation/list rate, 1,000 distributions would take
-        // longer than the shutdown timeout. The fake CloudFront answers at once; see that at once too.
-        completion_poll: Duration::from_millis(1),
-        status_rate: 1_000_000.0,
-        ..Settings::default()
-    }
+    let mut settings = Settings::default();
+    settings.batching.window = WINDOW;
+    settings.batching.max_paths = MAX_PATHS_PER_BATCH;
+    settings.submission.create_rate = 1_000_000.0;
+    settings.submission.create_burst = NonZeroU32::new(1_000).unwrap();
+    // The shutdown flush submits one batch per distribution at once, each after a look at what its
+    // distribution has in progress: at the default GetInvalidation/list rate, 1,000 distributions would take
+    // longer than the shutdown timeout. The fake CloudFront answers at once; see that at once too.
+    settings.tracking.poll = Duration::from_millis(1);
+    settings.tracking.status_rate = 1_000_000.0;
+    settings
 }
 
 /// Waits until every preloaded message has been received, then lets the pipeline absorb what is in its channels.

@@ -26,19 +26,18 @@ const SEED: u64 = 0x5eed_2026;
 const MAX_BATCH_PATHS: usize = 1_000;
 
 fn settings(window: Duration) -> Settings {
-    Settings {
-        window,
-        max_batch_paths: MAX_BATCH_PATHS,
-        // Far above any rate reached here, so the limiter never waits.
-        create_rate: 1_000_000.0,
-        create_burst: NonZeroU32::new(1_000).unwrap(),
-        // The fake CloudFront completes at once: see it at once, so the budget measures its bookkeeping, not a
-        // 10 s wait for room (the top distribution here gets far more than CloudFront's 3,000 paths per
-        // completion).
-        completion_poll: Duration::from_millis(1),
-        status_rate: 1_000_000.0,
-        ..Settings::default()
-    }
+    let mut settings = Settings::default();
+    settings.batching.window = window;
+    settings.batching.max_paths = MAX_BATCH_PATHS;
+    // Far above any rate reached here, so the limiter never waits.
+    settings.submission.create_rate = 1_000_000.0;
+    settings.submission.create_burst = NonZeroU32::new(1_000).unwrap();
+    // The fake CloudFront completes at once: see it at once, so the budget measures its bookkeeping, not a
+    // 10 s wait for room (the top distribution here gets far more than CloudFront's 3,000 paths per
+    // completion).
+    settings.tracking.poll = Duration::from_millis(1);
+    settings.tracking.status_rate = 1_000_000.0;
+    settings
 }
 
 async fn run_worker(fixture: &Fixture, window: Duration) {

@@ -107,13 +107,10 @@ async fn run_worker(cdn: Arc<FakeCdn>, bodies: Vec<String>, requests: Vec<(Distr
         cdn,
         ledger: Arc::new(MemoryLedger::default()),
     };
-    let settings = Settings {
-        clock,
-        receive_wait: Duration::from_secs(1),
-        create_rate: 0.5,
-        create_burst: NonZeroU32::new(5).unwrap(),
-        ..Settings::default()
-    };
+    let mut settings = Settings { clock, ..Settings::default() };
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 0.5;
+    settings.submission.create_burst = NonZeroU32::new(5).unwrap();
     let gap = PUBLISHING / bodies.len() as u32;
     let producer = {
         let queue = Arc::clone(&queue);

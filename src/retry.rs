@@ -38,6 +38,9 @@ pub struct RetryPolicy {
     pub queue: ExponentialBuilder,
     /// The receive loop: retried forever, backing off to 30 s.
     pub receive: ExponentialBuilder,
+    /// A dependency that stays down once the short policies are spent: retried forever, at most a minute apart,
+    /// while the messages wait held.
+    pub outage: ExponentialBuilder,
 }
 
 impl Default for RetryPolicy {
@@ -61,6 +64,12 @@ impl Default for RetryPolicy {
                 .with_max_delay(Duration::from_secs(30))
                 .without_max_times()
                 .with_jitter(),
+            // Jitter adds up to the delay again: at the cap, tries are 30 to 60 s apart.
+            outage: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(30))
+                .without_max_times()
+                .with_jitter(),
         }
     }
 }
@@ -74,6 +83,7 @@ impl RetryPolicy {
             quota: policy.quota.with_jitter_seed(seed ^ 1),
             queue: policy.queue.with_jitter_seed(seed ^ 2),
             receive: policy.receive.with_jitter_seed(seed ^ 3),
+            outage: policy.outage.with_jitter_seed(seed ^ 4),
         }
     }
 }

@@ -44,20 +44,64 @@ pub const DEFAULT_MAX_HELD_MESSAGES: usize = 50_000;
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
 
+/// Everything a worker is told, grouped by the stage that uses it.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub window: Duration,
-    pub max_batch_paths: usize,
+    pub intake: IntakeSettings,
+    pub batching: BatchingSettings,
+    pub submission: SubmissionSettings,
+    pub budget: BudgetTuning,
+    pub ledger: LedgerSettings,
+    pub tracking: TrackingSettings,
+    pub shutdown_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub clock: WallClock,
+}
+
+/// Receiving and holding messages.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
     pub pollers: usize,
     /// Receiving stops while this many messages are held; more stay in SQS for this or another worker.
     pub max_held_messages: usize,
     pub receive_wait: Duration,
     pub visibility_timeout: Duration,
-    pub shutdown_timeout: Duration,
+    /// Routing of S3 events and the distribution allowlist.
+    pub rules: Arc<IntakeRules>,
+}
+
+/// The windows paths are merged in.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchingSettings {
+    pub window: Duration,
+    pub max_paths: usize,
+}
+
+/// CreateInvalidation: its pace, and what an overloaded distribution's batches become.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmissionSettings {
     pub create_rate: f64,
     pub create_burst: NonZeroU32,
-    pub max_concurrent_submissions: usize,
-    pub retry: RetryPolicy,
+    pub max_concurrent: usize,
+    pub overload: Overload,
+}
+
+/// The shared in-progress budget.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetTuning {
+    /// Headroom of each distribution's in-progress quotas that workers leave to people and other tools.
+    pub reserve: Allowance,
+    /// How often a batch waiting for budget looks again for room other workers released.
+    pub poll: Duration,
+    /// How long a resync's count of invalidations nobody reserved is trusted.
+    pub resync_every: Duration,
+    /// How long invalidations are expected to take until some have been seen to complete.
+    pub expected_completion: Duration,
+}
+
+/// Who this worker is in the ledger, and how long what it writes there lasts.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
     /// Recorded as the owner of the batches this worker submits.
     pub worker_id: String,
     /// How long a pending batch of this worker is left alone by others (then it may be taken over).
@@ -66,56 +110,94 @@ pub struct Settings {
     pub retention: Duration,
     /// How long a producer's idempotency key suppresses repeated sends.
     pub key_period: Duration,
-    /// Routing of S3 events and the distribution allowlist.
-    pub intake: Arc<IntakeRules>,
+}
+
+/// Completion tracking.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackingSettings {
     /// How often the status of an invalidation this worker created is checked until it completes; zero turns
     /// completion tracking off.
-    pub completion_poll: Duration,
+    pub poll: Duration,
     /// How long after acceptance an invalidation stops being checked.
-    pub completion_timeout: Duration,
-    /// GetInvalidation calls per second, at most, for completion tracking.
+    pub timeout: Duration,
+    /// GetInvalidation calls per second, at most.
     pub status_rate: f64,
-    /// Headroom of each distribution's in-progress quotas that workers leave to people and other tools.
-    pub reserve: Allowance,
-    /// How often a batch waiting for budget looks again for room other workers released.
-    pub budget_poll: Duration,
-    /// How long a resync's count of invalidations nobody reserved is trusted.
-    pub resync_every: Duration,
-    /// How long invalidations are expected to take until some have been seen to complete.
-    pub expected_completion: Duration,
-    pub overload: Overload,
-    pub clock: WallClock,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            window: Duration::from_secs(5),
-            max_batch_paths: 1_000,
+            intake: IntakeSettings::default(),
+            batching: BatchingSettings::default(),
+            submission: SubmissionSettings::default(),
+            budget: BudgetTuning::default(),
+            ledger: LedgerSettings::default(),
+            tracking: TrackingSettings::default(),
+            shutdown_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            clock: WallClock::System,
+        }
+    }
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self {
             pollers: 2,
             max_held_messages: DEFAULT_MAX_HELD_MESSAGES,
             receive_wait: Duration::from_secs(20),
             visibility_timeout: Duration::from_secs(60),
-            shutdown_timeout: Duration::from_secs(30),
+            rules: Arc::default(),
+        }
+    }
+}
+
+impl Default for BatchingSettings {
+    fn default() -> Self {
+        Self { window: Duration::from_secs(5), max_paths: 1_000 }
+    }
+}
+
+impl Default for SubmissionSettings {
+    fn default() -> Self {
+        Self {
             create_rate: 1.0,
             create_burst: NonZeroU32::new(5).expect("non-zero"),
-            max_concurrent_submissions: 16,
-            retry: RetryPolicy::default(),
+            max_concurrent: 16,
+            overload: Overload { coalesce: true, max_delay: Duration::from_secs(10 * 60) },
+        }
+    }
+}
+
+impl Default for BudgetTuning {
+    fn default() -> Self {
+        Self {
+            reserve: Allowance { paths: 100, wildcards: 2 },
+            poll: Duration::from_secs(2),
+            resync_every: Duration::from_secs(60),
+            expected_completion: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
             worker_id: default_worker_id(),
             lease: Duration::from_secs(120),
             retention: Duration::from_secs(90 * 24 * 3_600),
             key_period: Duration::from_secs(24 * 3_600),
-            intake: Arc::default(),
+        }
+    }
+}
+
+impl Default for TrackingSettings {
+    fn default() -> Self {
+        Self {
             // Often enough that room in the budget is seen free soon after CloudFront completes (~25 s at P95).
-            completion_poll: Duration::from_secs(10),
-            completion_timeout: Duration::from_secs(10 * 60),
+            poll: Duration::from_secs(10),
+            timeout: Duration::from_secs(10 * 60),
             status_rate: DEFAULT_STATUS_RATE,
-            reserve: Allowance { paths: 100, wildcards: 2 },
-            budget_poll: Duration::from_secs(2),
-            resync_every: Duration::from_secs(60),
-            expected_completion: Duration::from_secs(30),
-            overload: Overload { coalesce: true, max_delay: Duration::from_secs(10 * 60) },
-            clock: WallClock::System,
         }
     }
 }
@@ -149,97 +231,56 @@ where
     C: Cdn,
     L: Ledger + BudgetStore,
 {
-    let inflight = Arc::new(InFlight::new(settings.max_held_messages));
+    let inflight = Arc::new(InFlight::new(settings.intake.max_held_messages));
     let stop_receiving = CancellationToken::new();
-    let stop_heartbeat = CancellationToken::new();
     let (to_batcher, from_intake) = mpsc::channel(CHANNEL_CAPACITY);
     let (to_submitter, from_batcher) = mpsc::channel(CHANNEL_CAPACITY);
     let (to_ack, from_stages) = mpsc::channel(CHANNEL_CAPACITY);
 
     let mut stages = JoinSet::new();
-    let poll_settings = PollSettings {
-        wait: settings.receive_wait,
-        visibility: settings.visibility_timeout,
-        backoff: settings.retry.receive,
-    };
-    let idempotency = Arc::new(Idempotency::new(
-        Arc::clone(&services.ledger),
-        settings.worker_id.clone(),
-        settings.lease,
-        settings.key_period,
-        settings.clock,
-    ));
-    for _ in 0..settings.pollers {
-        let outlets = Outlets { to_batcher: to_batcher.clone(), to_ack: to_ack.clone() };
-        stages.spawn(intake::poll(
-            Arc::clone(&services.queue),
-            Arc::clone(&inflight),
-            Arc::clone(&idempotency),
-            Arc::clone(&settings.intake),
-            poll_settings,
-            outlets,
-            stop_receiving.clone(),
-        ));
-    }
-    drop(to_batcher);
-    let capacity = QUOTA - settings.reserve;
-    // Every sealed batch must fit an idle distribution's budget, or it would wait forever.
-    let limits = BatchLimits {
-        window: settings.window,
-        max_paths: settings.max_batch_paths.min(capacity.paths as usize),
-        max_wildcards: MAX_WILDCARDS_PER_BATCH.min(capacity.wildcards as usize),
-    };
-    stages.spawn(batch::run(Batcher::new(limits), settings.clock, from_intake, to_submitter));
+    let outlets = Outlets { to_batcher, to_ack: to_ack.clone() };
+    spawn_pollers(&mut stages, &services, &settings, &inflight, outlets, &stop_receiving);
+    let capacity = QUOTA - settings.budget.reserve;
+    let batcher = Batcher::new(batch_limits(settings.batching, capacity));
+    stages.spawn(batch::run(batcher, settings.clock, from_intake, to_submitter));
     // Not a stage: it holds no messages and shutdown does not wait for it.
-    let budget = Arc::new(Budget::new(
-        Arc::clone(&services.cdn),
-        Arc::clone(&services.ledger),
-        BudgetSettings {
-            capacity,
-            lease: settings.lease,
-            poll: settings.budget_poll,
-            resync_every: settings.resync_every,
-            expected_completion: settings.expected_completion,
-        },
-        settings.worker_id.clone(),
-        settings.clock,
-    ));
+    let budget = Arc::new(budget(&services, &settings, capacity));
     let mut tracking = JoinSet::new();
     let tracker = start_tracker(&services, &settings, &budget, &mut tracking, stop_receiving.clone());
-    let acknowledger = Acknowledger::new(
-        Arc::clone(&services.queue),
-        services.dead_letter,
-        Arc::clone(&inflight),
-        settings.retry.queue,
-        DeadLetterLog { ledger: Arc::clone(&services.ledger), retention: settings.retention, clock: settings.clock },
-    );
-    let submitter = Arc::new(Submitter {
-        cdn: services.cdn,
-        ledger: services.ledger,
-        budget,
-        overload: settings.overload,
-        limiter: CreateRateLimiter::new(settings.create_rate, settings.create_burst),
-        retry: settings.retry,
-        ownership: Ownership {
-            worker_id: settings.worker_id,
-            lease: settings.lease,
-            retention: settings.retention,
-            clock: settings.clock,
-        },
-        tracker,
-    });
-    stages.spawn(submitter.run(from_batcher, to_ack, settings.max_concurrent_submissions));
+    let acknowledger = acknowledger(&services, &settings, &inflight);
+    let submitter = Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker));
+    stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
+    let stop_heartbeat = CancellationToken::new();
     let mut heartbeat = JoinSet::new();
     heartbeat.spawn(held::heartbeat::keep_invisible(
-        Arc::clone(&services.queue),
+        services.queue,
         Arc::clone(&inflight),
-        settings.visibility_timeout,
+        settings.intake.visibility_timeout,
         settings.retry.queue,
         stop_heartbeat.clone(),
     ));
 
+    let exit = until_drained(stages, shutdown, &stop_receiving, settings.shutdown_timeout, &inflight).await;
+    stop_heartbeat.cancel();
+    let _ = heartbeat.join_next().await;
+    tracking.shutdown().await;
+    match exit {
+        Exit::Drained => info!("drained"),
+        Exit::TimedOut { held } => error!(held, "shutdown timeout reached; held messages will be delivered again"),
+    }
+    exit
+}
+
+/// Runs the stages until `shutdown`, then stops receiving and gives them the shutdown timeout to finish.
+async fn until_drained(
+    mut stages: JoinSet<()>,
+    shutdown: impl Future<Output = ()>,
+    stop_receiving: &CancellationToken,
+    timeout: Duration,
+    inflight: &InFlight,
+) -> Exit {
     let stages_done = async {
         while let Some(outcome) = stages.join_next().await {
             if let Err(e) = outcome {
@@ -254,18 +295,119 @@ where
         () = &mut stages_done => error!("pipeline stopped on its own"),
     }
     stop_receiving.cancel();
-    let exit = match tokio::time::timeout(settings.shutdown_timeout, &mut stages_done).await {
+    match tokio::time::timeout(timeout, &mut stages_done).await {
         Ok(()) => Exit::Drained,
         Err(_) => Exit::TimedOut { held: inflight.len() },
-    };
-    stop_heartbeat.cancel();
-    let _ = heartbeat.join_next().await;
-    tracking.shutdown().await;
-    match exit {
-        Exit::Drained => info!("drained"),
-        Exit::TimedOut { held } => error!(held, "shutdown timeout reached; held messages will be delivered again"),
     }
-    exit
+}
+
+fn spawn_pollers<Q: Queue, C, L: Ledger>(
+    stages: &mut JoinSet<()>,
+    services: &Services<Q, C, L>,
+    settings: &Settings,
+    inflight: &Arc<InFlight>,
+    outlets: Outlets,
+    stop: &CancellationToken,
+) {
+    let intake = &settings.intake;
+    let poll_settings = PollSettings {
+        wait: intake.receive_wait,
+        visibility: intake.visibility_timeout,
+        backoff: settings.retry.receive,
+    };
+    let ledger = &settings.ledger;
+    let idempotency = Arc::new(Idempotency::new(
+        Arc::clone(&services.ledger),
+        ledger.worker_id.clone(),
+        ledger.lease,
+        ledger.key_period,
+        settings.clock,
+    ));
+    for _ in 0..intake.pollers {
+        stages.spawn(intake::poll(
+            Arc::clone(&services.queue),
+            Arc::clone(inflight),
+            Arc::clone(&idempotency),
+            Arc::clone(&intake.rules),
+            poll_settings,
+            outlets.clone(),
+            stop.clone(),
+        ));
+    }
+}
+
+/// Every sealed batch must fit an idle distribution's budget, or it would wait forever.
+fn batch_limits(batching: BatchingSettings, capacity: Allowance) -> BatchLimits {
+    BatchLimits {
+        window: batching.window,
+        max_paths: batching.max_paths.min(capacity.paths as usize),
+        max_wildcards: MAX_WILDCARDS_PER_BATCH.min(capacity.wildcards as usize),
+    }
+}
+
+fn budget<Q, C: Cdn, L: BudgetStore>(
+    services: &Services<Q, C, L>,
+    settings: &Settings,
+    capacity: Allowance,
+) -> Budget<C, L> {
+    let tuning = settings.budget;
+    Budget::new(
+        Arc::clone(&services.cdn),
+        Arc::clone(&services.ledger),
+        BudgetSettings {
+            capacity,
+            lease: settings.ledger.lease,
+            poll: tuning.poll,
+            resync_every: tuning.resync_every,
+            expected_completion: tuning.expected_completion,
+        },
+        settings.ledger.worker_id.clone(),
+        settings.clock,
+    )
+}
+
+fn acknowledger<Q: Queue, C, L: Ledger>(
+    services: &Services<Q, C, L>,
+    settings: &Settings,
+    inflight: &Arc<InFlight>,
+) -> Acknowledger<Q, L> {
+    let log = DeadLetterLog {
+        ledger: Arc::clone(&services.ledger),
+        retention: settings.ledger.retention,
+        clock: settings.clock,
+    };
+    Acknowledger::new(
+        Arc::clone(&services.queue),
+        services.dead_letter.clone(),
+        Arc::clone(inflight),
+        settings.retry.queue,
+        log,
+    )
+}
+
+fn submitter<C: Cdn, L: Ledger + BudgetStore>(
+    cdn: Arc<C>,
+    ledger: Arc<L>,
+    settings: &Settings,
+    budget: Arc<Budget<C, L>>,
+    tracker: Option<mpsc::Sender<Submitted>>,
+) -> Submitter<C, L> {
+    let submission = settings.submission;
+    Submitter {
+        cdn,
+        ledger,
+        budget,
+        overload: submission.overload,
+        limiter: CreateRateLimiter::new(submission.create_rate, submission.create_burst),
+        retry: settings.retry,
+        ownership: Ownership {
+            worker_id: settings.ledger.worker_id.clone(),
+            lease: settings.ledger.lease,
+            retention: settings.ledger.retention,
+            clock: settings.clock,
+        },
+        tracker,
+    }
 }
 
 /// The runtime the worker runs on: one thread unless more are asked for. The worker waits on AWS almost all the
@@ -289,7 +431,7 @@ fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
     tasks: &mut JoinSet<()>,
     stop: CancellationToken,
 ) -> Option<mpsc::Sender<Submitted>> {
-    if settings.completion_poll.is_zero() {
+    if settings.tracking.poll.is_zero() {
         return None;
     }
     let (to_tracker, accepted) = mpsc::channel(CHANNEL_CAPACITY);
@@ -298,9 +440,9 @@ fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
         ledger: Arc::clone(&services.ledger),
         budget: Arc::clone(budget),
         settings: TrackSettings {
-            poll: settings.completion_poll,
-            give_up_after: settings.completion_timeout,
-            call_gap: Duration::from_secs_f64(1.0 / settings.status_rate),
+            poll: settings.tracking.poll,
+            give_up_after: settings.tracking.timeout,
+            call_gap: Duration::from_secs_f64(1.0 / settings.tracking.status_rate),
             clock: settings.clock,
         },
     };

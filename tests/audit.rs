@@ -75,13 +75,11 @@ async fn fill() -> Option<Filled> {
     let d = distribution.as_str();
 
     let services = common::sdk_services(&config, &queues, &table);
-    let settings = Settings {
-        window: Duration::from_secs(2),
-        receive_wait: Duration::from_secs(1),
-        create_rate: 10.0,
-        completion_poll: Duration::from_millis(300),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.batching.window = Duration::from_secs(2);
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 10.0;
+    settings.tracking.poll = Duration::from_millis(300);
     let url = queues.queue_url.as_str();
     // The producers' side, run while the worker works; when it returns, the worker shuts down.
     let produce = async {

@@ -43,13 +43,11 @@ async fn three_hundred_messages_become_one_invalidation_per_distribution() {
     common::send_all(&sqs, &queues.queue_url, &bodies).await;
 
     let services = common::sdk_services(&config, &queues, &table);
-    let settings = Settings {
-        // Long enough for moto to hand over all 301 messages even on a loaded machine: one window each.
-        window: Duration::from_secs(30),
-        receive_wait: Duration::from_secs(1),
-        create_rate: 10.0,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    // Long enough for moto to hand over all 301 messages even on a loaded machine: one window each.
+    settings.batching.window = Duration::from_secs(30);
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 10.0;
     let queue_url = queues.queue_url.clone();
     let sqs_for_wait = sqs.clone();
     let all_done = async move {

@@ -70,7 +70,9 @@ async fn every_hostile_message_is_dead_lettered_with_its_reason_and_the_worker_k
         cdn: Arc::clone(&cdn),
         ledger: Arc::new(MemoryLedger::default()),
     };
-    let settings = Settings { clock, receive_wait: Duration::from_secs(1), create_rate: 100.0, ..Settings::default() };
+    let mut settings = Settings { clock, ..Settings::default() };
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 100.0;
     let exit = worker::run(services, settings, tokio::time::sleep(Duration::from_secs(60))).await;
     assert_eq!(exit, Exit::Drained);
 

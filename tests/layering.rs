@@ -56,7 +56,7 @@ fn module_graph(src: &Path) -> Graph {
         .collect()
 }
 
-/// `src/<module>.rs` and everything under `src/<module>/`.
+/// `src/<module>.rs` and everything under `src/<module>/` but the `tests.rs` files of `#[cfg(test)] mod tests;`.
 fn rust_files(src: &Path, module: &str) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     let single = src.join(format!("{module}.rs"));
@@ -70,7 +70,7 @@ fn rust_files(src: &Path, module: &str) -> Vec<std::path::PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
                 files.push(path);
             }
         }

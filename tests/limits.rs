@@ -116,13 +116,11 @@ impl Setup {
 }
 
 fn settings() -> Settings {
-    Settings {
-        clock: WallClock::following_tokio(),
-        window: Duration::from_secs(5),
-        receive_wait: Duration::from_secs(1),
-        completion_poll: Duration::from_secs(5),
-        ..Settings::default()
-    }
+    let mut settings = Settings { clock: WallClock::following_tokio(), ..Settings::default() };
+    settings.batching.window = Duration::from_secs(5);
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.tracking.poll = Duration::from_secs(5);
+    settings
 }
 
 fn rejected_by_code(report: &Report, code: &str) -> usize {
@@ -147,7 +145,7 @@ async fn twenty_thousand_paths_at_several_times_the_quota_are_never_refused() {
     assert_eq!(rejected_by_code(&report, "TooManyInvalidationsInProgress"), 0, "{report:#?}");
     assert_eq!(rejected_by_code(&report, "Throttling"), 0, "{report:#?}");
     let peak = worker_peak(&report);
-    assert!(peak.fits_in(QUOTA - Settings::default().reserve), "peak in progress {peak:?}");
+    assert!(peak.fits_in(QUOTA - Settings::default().budget.reserve), "peak in progress {peak:?}");
     assert!(peak.paths > 2_000, "the budget was used, not idled: peak {peak:?}");
     setup.assert_everything_covered_and_deleted();
 }
@@ -189,7 +187,7 @@ async fn a_dead_workers_reservation_returns_after_its_lease() {
     let dead = Reservation {
         id: CallerReference::mint(),
         owner: "worker-that-died".into(),
-        need: QUOTA - Settings::default().reserve,
+        need: QUOTA - Settings::default().budget.reserve,
         until: WallClock::following_tokio().now() + lease,
         invalidation_id: None,
     };
@@ -235,11 +233,9 @@ async fn an_overloaded_distribution_is_coalesced_into_directory_wildcards() {
     let setup = Setup::new();
     // 12,000 paths on one distribution: four budgets' worth.
     setup.send_catalog(60).await;
-    let settings = Settings {
-        overload: Overload { coalesce: true, max_delay: Duration::from_secs(60) },
-        max_batch_paths: 3_000,
-        ..settings()
-    };
+    let mut settings = settings();
+    settings.submission.overload = Overload { coalesce: true, max_delay: Duration::from_secs(60) };
+    settings.batching.max_paths = 3_000;
     assert_eq!(setup.run_until_drained(settings, Duration::from_secs(3_600)).await, Exit::Drained);
 
     let report = setup.cdn.report();
@@ -262,7 +258,8 @@ async fn an_overloaded_distribution_is_coalesced_into_directory_wildcards() {
 async fn with_coalescing_off_an_overloaded_distribution_only_waits() {
     let setup = Setup::new();
     setup.send_catalog(20).await;
-    let settings = Settings { overload: Overload { coalesce: false, max_delay: Duration::from_secs(1) }, ..settings() };
+    let mut settings = settings();
+    settings.submission.overload = Overload { coalesce: false, max_delay: Duration::from_secs(1) };
     assert_eq!(setup.run_until_drained(settings, Duration::from_secs(3_600)).await, Exit::Drained);
 
     assert!(setup.ledger.records().iter().all(|r| r.coalescing.is_none()));

@@ -58,13 +58,11 @@ impl Harness {
 }
 
 fn settings() -> Settings {
-    Settings {
-        clock: WallClock::following_tokio(),
-        window: Duration::from_secs(5),
-        receive_wait: Duration::from_secs(1),
-        create_rate: 100.0,
-        ..Settings::default()
-    }
+    let mut settings = Settings { clock: WallClock::following_tokio(), ..Settings::default() };
+    settings.batching.window = Duration::from_secs(5);
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 100.0;
+    settings
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -170,16 +168,55 @@ async fn an_unknown_distribution_dead_letters_only_its_own_messages() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn access_denied_leaves_the_messages_for_redelivery() {
+async fn access_denied_while_iam_propagates_is_retried_without_handing_the_message_back() {
     let h = Harness::new(&["EAAA"]);
-    h.cdn.faults.inject("create_invalidation", CdnError::AccessDenied("not allowed".into()));
+    for _ in 0..3 {
+        h.cdn.faults.inject("create_invalidation", CdnError::AccessDenied("not allowed yet".into()));
+    }
     h.send("EAAA", &["/a"]).await;
-    let settings = Settings { visibility_timeout: Duration::from_secs(600), ..settings() };
-    h.run_for(Duration::from_secs(20), settings).await;
+    h.run_for(Duration::from_secs(120), settings()).await;
 
-    assert_eq!(h.queue.len(), 1, "kept for redelivery");
-    assert!(h.dead_letter.is_empty());
+    assert!(h.queue.is_empty() && h.dead_letter.is_empty(), "accepted once allowed");
+    assert_eq!(h.queue.deliveries(), 1, "held through the denials, never handed back");
+    assert!(h.ledger.records()[0].status.is_accepted());
+}
+
+#[tokio::test(start_paused = true)]
+async fn access_denied_that_lasts_is_dead_lettered_with_its_reason_instead_of_looping() {
+    let h = Harness::new(&["EAAA"]);
+    let forever = tokio::time::Instant::now() + Duration::from_secs(24 * 3_600);
+    h.cdn.faults.down_until("create_invalidation", CdnError::AccessDenied("not authorized".into()), forever);
+    h.send("EAAA", &["/a"]).await;
+    h.run_for(Duration::from_secs(600), settings()).await;
+
+    assert!(h.queue.is_empty());
+    assert_eq!(h.queue.deliveries(), 1, "never handed back to SQS");
+    let reasons = h.dead_letter_reasons();
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("not authorized") && reasons[0].contains("still denied"), "{reasons:?}");
+    assert_eq!(h.ledger.dead_letters()[0].code, "AccessDenied");
     assert_eq!(h.ledger.records()[0].status, BatchStatus::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ledger_outage_of_minutes_holds_the_messages_and_hands_none_back() {
+    let h = Harness::new(&["EAAA"]);
+    let outage = tokio::time::Instant::now() + Duration::from_secs(300);
+    let down = || LedgerError::Unavailable("503 Service Unavailable".into());
+    for operation in ["read_budget", "write_reservation", "record_intent", "record_outcome", "list"] {
+        h.ledger.faults.down_until(operation, down(), outage);
+    }
+    for n in 0..20 {
+        h.send("EAAA", &[&format!("/p/{n}")]).await;
+    }
+    let mut settings = settings();
+    settings.intake.visibility_timeout = Duration::from_secs(30);
+    h.run_for(Duration::from_secs(900), settings).await;
+
+    assert!(h.queue.is_empty() && h.dead_letter.is_empty());
+    assert_eq!(h.queue.deliveries(), 20, "each message received once: held through the outage");
+    let invalidated: Vec<String> = h.cdn.invalidations().into_iter().flat_map(|(_, paths)| paths).collect();
+    assert!((0..20).all(|n| invalidated.contains(&format!("/p/{n}"))), "{invalidated:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,8 +240,9 @@ async fn throttling_and_quota_errors_are_retried_with_the_same_reference() {
 async fn heartbeat_keeps_messages_invisible_through_a_window_longer_than_the_visibility_timeout() {
     let h = Harness::new(&["EAAA"]);
     h.send("EAAA", &["/a"]).await;
-    let settings =
-        Settings { window: Duration::from_secs(120), visibility_timeout: Duration::from_secs(20), ..settings() };
+    let mut settings = settings();
+    settings.batching.window = Duration::from_secs(120);
+    settings.intake.visibility_timeout = Duration::from_secs(20);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(worker::run(h.services(true), settings, async {
         let _ = stopped.await;
@@ -302,8 +340,10 @@ async fn a_redelivery_in_a_dead_workers_leased_batch_waits_in_the_worker_not_in_
 /// until the queue is empty, checks they were all invalidated, and returns how often the most received message
 /// was received.
 async fn hold_for_a_minute_each(h: &Harness, count: usize) -> u32 {
-    let settings =
-        Settings { window: MINUTE, max_batch_paths: 3_000, visibility_timeout: Duration::from_secs(10), ..settings() };
+    let mut settings = settings();
+    settings.batching.window = MINUTE;
+    settings.batching.max_paths = 3_000;
+    settings.intake.visibility_timeout = Duration::from_secs(10);
     let mut most_receives = 0;
     let exit = worker::run(h.services(false), settings, async {
         while !h.queue.is_empty() {
@@ -326,7 +366,10 @@ async fn never_holds_more_than_the_limit_and_leaves_the_rest_in_the_queue() {
     for n in 0..100 {
         h.send("EAAA", &[&format!("/p/{n}")]).await;
     }
-    let settings = Settings { window: MINUTE, max_batch_paths: 3_000, max_held_messages: 20, ..settings() };
+    let mut settings = settings();
+    settings.batching.window = MINUTE;
+    settings.batching.max_paths = 3_000;
+    settings.intake.max_held_messages = 20;
     let worker = tokio::spawn(worker::run(h.services(true), settings, tokio::time::sleep(10 * MINUTE)));
     tokio::time::sleep(Duration::from_secs(30)).await;
     let received = h.queue.messages().iter().filter(|m| m.receive_count > 0).count();
@@ -342,7 +385,8 @@ async fn shutdown_mid_window_submits_the_open_batch_and_deletes_its_messages() {
     let h = Harness::new(&["EAAA"]);
     h.send("EAAA", &["/a"]).await;
     h.send("EAAA", &["/b"]).await;
-    let settings = Settings { window: Duration::from_secs(3_600), ..settings() };
+    let mut settings = settings();
+    settings.batching.window = Duration::from_secs(3_600);
     let exit = h.run_for(Duration::from_secs(10), settings).await;
 
     assert_eq!(exit, Exit::Drained);
@@ -357,7 +401,8 @@ async fn a_message_split_over_several_batches_is_deleted_once_every_part_is_acce
     let paths: Vec<String> = (0..25).map(|i| format!("/p{i:02}")).collect();
     let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
     h.send("EAAA", &refs).await;
-    let settings = Settings { max_batch_paths: 10, ..settings() };
+    let mut settings = settings();
+    settings.batching.max_paths = 10;
     h.run_for(MINUTE, settings.clone()).await;
 
     let created = h.cdn.invalidations();
@@ -415,7 +460,8 @@ async fn a_crash_between_cloudfront_and_the_ledger_is_finished_by_another_worker
     for _ in 0..3 {
         h.ledger.faults.inject("record_outcome", LedgerError::Unavailable("simulated outage".into()));
     }
-    let worker_a = Settings { worker_id: "worker-a".into(), ..settings() };
+    let mut worker_a = settings();
+    worker_a.ledger.worker_id = "worker-a".into();
     let crashed = tokio::spawn(worker::run(h.services(true), worker_a, std::future::pending()));
     // Let worker A seal its window and call CloudFront, then kill it while it retries the ledger update.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -423,7 +469,8 @@ async fn a_crash_between_cloudfront_and_the_ledger_is_finished_by_another_worker
     crashed.abort();
     let _ = crashed.await;
 
-    let worker_b = Settings { worker_id: "worker-b".into(), ..settings() };
+    let mut worker_b = settings();
+    worker_b.ledger.worker_id = "worker-b".into();
     h.run_for(Duration::from_secs(600), worker_b).await;
 
     let calls = h.cdn.calls();
@@ -443,7 +490,8 @@ async fn a_redelivered_message_already_covered_is_deleted_without_a_new_invalida
     for _ in 0..5 {
         h.queue.faults.inject("delete", cf_invalidator::ports::QueueError::Transient("simulated".into()));
     }
-    let short_visibility = Settings { visibility_timeout: Duration::from_secs(10), ..settings() };
+    let mut short_visibility = settings();
+    short_visibility.intake.visibility_timeout = Duration::from_secs(10);
     h.run_for(Duration::from_secs(120), short_visibility).await;
 
     assert_eq!(h.cdn.invalidations().len(), 1);
@@ -499,7 +547,9 @@ async fn an_s3_object_served_by_two_distributions_is_deleted_once_both_are_inval
 
     let h = Harness::new(&["EAAA", "EBBB"]);
     h.queue.send(&event, &[]).await.unwrap();
-    h.run_for(MINUTE, Settings { intake: Arc::clone(&intake), ..settings() }).await;
+    let mut both = settings();
+    both.intake.rules = Arc::clone(&intake);
+    h.run_for(MINUTE, both).await;
     let created: Vec<_> = h.cdn.invalidations().into_iter().map(|(d, p)| (d.to_string(), p)).collect();
     assert_eq!(created, [("EAAA".into(), vec!["/a.html".to_owned()]), ("EBBB".into(), vec!["/a.html".to_owned()])]);
     assert!(h.queue.is_empty());
@@ -507,7 +557,9 @@ async fn an_s3_object_served_by_two_distributions_is_deleted_once_both_are_inval
     // One distribution refuses for good: the other's acceptance must not get the message deleted as covered.
     let h = Harness::new(&["EAAA"]);
     h.queue.send(&event, &[]).await.unwrap();
-    h.run_for(MINUTE, Settings { intake, ..settings() }).await;
+    let mut one = settings();
+    one.intake.rules = intake;
+    h.run_for(MINUTE, one).await;
     assert_eq!(h.cdn.invalidations().len(), 1);
     assert!(h.queue.is_empty());
     assert_eq!(h.dead_letter_reasons().len(), 1, "dead-lettered with EBBB's reason, not deleted as covered");
@@ -519,7 +571,8 @@ async fn completion_is_recorded_with_its_time_to_complete_after_the_messages_are
     h.cdn.complete_after(Duration::from_secs(90));
     h.send("EAAA", &["/a"]).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let settings = Settings { completion_poll: Duration::from_secs(20), ..settings() };
+    let mut settings = settings();
+    settings.tracking.poll = Duration::from_secs(20);
     let worker = tokio::spawn(worker::run(h.services(true), settings, async {
         let _ = stopped.await;
     }));
@@ -561,7 +614,9 @@ async fn shutdown_does_not_wait_for_completion_and_the_record_stays_accepted() {
 async fn completion_tracking_can_be_turned_off() {
     let h = Harness::new(&["EAAA"]);
     h.send("EAAA", &["/a"]).await;
-    h.run_for(Duration::from_secs(300), Settings { completion_poll: Duration::ZERO, ..settings() }).await;
+    let mut settings = settings();
+    settings.tracking.poll = Duration::ZERO;
+    h.run_for(Duration::from_secs(300), settings).await;
 
     assert!(h.cdn.status_checks().is_empty());
     assert_eq!(h.ledger.records()[0].status, BatchStatus::Accepted);

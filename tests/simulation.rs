@@ -416,21 +416,22 @@ impl World {
 
     fn settings(&mut self, worker: usize) -> Settings {
         let visibility = Duration::from_secs(self.rng.random_range(10..40));
-        Settings {
-            window: Duration::from_millis(self.rng.random_range(500..MAX_WINDOW.as_millis() as u64)),
-            max_batch_paths: self.rng.random_range(2..20),
-            pollers: self.rng.random_range(1..3),
-            receive_wait: Duration::from_secs(1),
-            visibility_timeout: visibility,
+        let mut settings = Settings {
             shutdown_timeout: Duration::from_secs(30),
-            create_rate: 5.0,
-            worker_id: format!("worker-{worker}"),
-            lease: 2 * visibility,
-            reserve: self.reserve,
             clock: self.clock,
             retry: RetryPolicy::seeded(self.seed ^ worker as u64),
             ..Settings::default()
-        }
+        };
+        settings.batching.window = Duration::from_millis(self.rng.random_range(500..MAX_WINDOW.as_millis() as u64));
+        settings.batching.max_paths = self.rng.random_range(2..20);
+        settings.intake.pollers = self.rng.random_range(1..3);
+        settings.intake.receive_wait = Duration::from_secs(1);
+        settings.intake.visibility_timeout = visibility;
+        settings.submission.create_rate = 5.0;
+        settings.ledger.worker_id = format!("worker-{worker}");
+        settings.ledger.lease = 2 * visibility;
+        settings.budget.reserve = self.reserve;
+        settings
     }
 }
 
@@ -526,14 +527,11 @@ async fn simulate_world(seed: u64) -> (World, Result<(), String>) {
     for chaos in world.chaos() {
         chaos.enabled.store(false, Ordering::Relaxed);
     }
-    let settings = Settings {
-        worker_id: "worker-final".into(),
-        clock: world.clock,
-        receive_wait: Duration::from_secs(1),
-        create_rate: 5.0,
-        reserve: world.reserve,
-        ..Settings::default()
-    };
+    let mut settings = Settings { clock: world.clock, ..Settings::default() };
+    settings.ledger.worker_id = "worker-final".into();
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 5.0;
+    settings.budget.reserve = world.reserve;
     let queue = Arc::clone(&world.queue);
     let drained = async move {
         let give_up = Instant::now() + Duration::from_secs(4 * 3_600);

@@ -14,8 +14,7 @@ use tracing::{error, warn};
 use crate::clock::WallClock;
 use crate::held::{InFlight, Released};
 use crate::intake::parse::BodyHints;
-use crate::model::MessageId;
-use crate::model::message::{BatchMember, Disposition};
+use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::ports::ledger::{DeadLetterRecord, Ledger};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
 use crate::retry::retry_transient;
@@ -39,7 +38,7 @@ pub struct Acknowledger<Q: Queue, L: Ledger> {
     pub dead_letter: Option<Arc<Q>>,
     pub inflight: Arc<InFlight>,
     /// Parts still unaccepted per message split over several batches.
-    pub outstanding_parts: HashMap<MessageId, u32>,
+    pub outstanding_parts: HashMap<Delivery, u32>,
     /// Backoff for delete and visibility calls.
     pub retry: ExponentialBuilder,
     pub log: DeadLetterLog<L>,
@@ -99,44 +98,44 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
                 }
                 self.to_delete.extend(released.into_iter().map(|r| r.receipt));
             }
-            Disposition::DeadLetter { message_ids, reason, code } => {
-                let released = self.let_go(message_ids);
+            Disposition::DeadLetter { deliveries, reason, code } => {
+                let released = self.let_go(deliveries);
                 self.dead_letter(released, &reason, code).await;
             }
-            Disposition::Release(message_ids) => {
-                let released = self.let_go(message_ids);
+            Disposition::Release(deliveries) => {
+                let released = self.let_go(deliveries);
                 counter!("cfi_messages_released_total").increment(released.len() as u64);
             }
         }
     }
 
     /// Stops holding messages whose fate is decided otherwise than by acceptance.
-    fn let_go(&mut self, message_ids: Vec<MessageId>) -> Vec<Released> {
-        for id in &message_ids {
+    fn let_go(&mut self, deliveries: Vec<Delivery>) -> Vec<Released> {
+        for id in &deliveries {
             self.outstanding_parts.remove(id);
         }
-        self.inflight.release(message_ids)
+        self.inflight.release(deliveries)
     }
 
     /// The members whose last outstanding part this was. Members no longer held (another part was refused, or
     /// the message was given up) are skipped, so their part counts do not linger.
-    fn complete_messages(&mut self, members: Vec<BatchMember>) -> Vec<MessageId> {
+    fn complete_messages(&mut self, members: Vec<BatchMember>) -> Vec<Delivery> {
         members
             .into_iter()
-            .filter(|member| self.inflight.holds(&member.message_id))
+            .filter(|member| self.inflight.holds(&member.delivery))
             .filter(|member| {
                 if member.parts <= 1 {
                     return true;
                 }
-                let left = self.outstanding_parts.entry(member.message_id.clone()).or_insert(member.parts);
+                let left = self.outstanding_parts.entry(member.delivery.clone()).or_insert(member.parts);
                 *left -= 1;
                 if *left == 0 {
-                    self.outstanding_parts.remove(&member.message_id);
+                    self.outstanding_parts.remove(&member.delivery);
                     return true;
                 }
                 false
             })
-            .map(|member| member.message_id)
+            .map(|member| member.delivery)
             .collect()
     }
 
@@ -214,5 +213,53 @@ async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord)
             warn!(message_id = %record.message_id, error = %e, suppressed, "could not record the dead-lettered message in the ledger");
         }
         counter!("cfi_dead_letter_records_failed_total").increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{MemoryLedger, MemoryQueue};
+
+    const VISIBILITY: Duration = Duration::from_secs(10);
+
+    async fn deliver(queue: &MemoryQueue, inflight: &InFlight) -> Delivery {
+        let message = queue.receive(1, Duration::ZERO, VISIBILITY).await.unwrap().remove(0);
+        inflight.admit(message, tokio::time::Instant::now() + VISIBILITY).expect("a new delivery")
+    }
+
+    fn part_of(delivery: &Delivery, parts: u32) -> BatchMember {
+        BatchMember { delivery: delivery.clone(), requester: None, paths: Vec::new(), parts }
+    }
+
+    /// A message split in two whose first part was released is delivered again to the same worker and split
+    /// again; the old delivery's second part is accepted late. That answer is about the old delivery: it must
+    /// not count towards the new one, which is deleted only once both of its own parts are accepted.
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_about_an_older_delivery_never_deletes_a_newer_one() {
+        let queue = Arc::new(MemoryQueue::default());
+        queue.send(r#"{"distribution_id":"EAAA","paths":["/a","/b"]}"#, &[]).await.unwrap();
+        let inflight = Arc::new(InFlight::new(10));
+        let log = DeadLetterLog {
+            ledger: Arc::new(MemoryLedger::default()),
+            retention: VISIBILITY,
+            clock: WallClock::System,
+        };
+        let acknowledger =
+            Acknowledger::new(Arc::clone(&queue), None, Arc::clone(&inflight), ExponentialBuilder::default(), log);
+        let (to_ack, dispositions) = mpsc::channel(8);
+        let running = tokio::spawn(acknowledger.run(dispositions));
+
+        let first = deliver(&queue, &inflight).await;
+        to_ack.send(Disposition::Release(vec![first.clone()])).await.unwrap();
+        tokio::time::sleep(VISIBILITY).await;
+        let second = deliver(&queue, &inflight).await;
+        assert_eq!(queue.messages()[0].receive_count, 2);
+        to_ack.send(Disposition::Covered(vec![part_of(&first, 2)])).await.unwrap();
+        to_ack.send(Disposition::Covered(vec![part_of(&second, 2)])).await.unwrap();
+        drop(to_ack);
+        running.await.unwrap();
+
+        assert_eq!(queue.len(), 1, "one of the new delivery's parts is not accepted yet");
     }
 }

@@ -85,11 +85,11 @@ pub async fn run(
 /// Batches the message's requests and hands on the stopped workers' batches it resumes, all knowing how many
 /// parts the message has.
 fn add(batcher: &mut Batcher, accepted: Accepted, clock: WallClock) -> Vec<Batch> {
-    let Accepted { message_id, requests, resumed } = accepted;
-    let (full, parts) = batcher.add(Instant::now(), message_id.clone(), requests, resumed.len() as u32);
+    let Accepted { delivery, requests, resumed } = accepted;
+    let (full, parts) = batcher.add(Instant::now(), delivery.clone(), requests, resumed.len() as u32);
     let mut batches = sealed(full, clock);
     batches.extend(resumed.into_iter().map(|(record, paths)| {
-        Batch::resume(record, BatchMember { message_id: message_id.clone(), requester: None, paths, parts })
+        Batch::resume(record, BatchMember { delivery: delivery.clone(), requester: None, paths, parts })
     }));
     batches
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::merge::PathSet;
-use crate::model::message::BatchMember;
+use crate::model::DistributionId;
+use crate::model::message::{BatchMember, Delivery};
 use crate::model::request::InvalidationRequest;
-use crate::model::{DistributionId, MessageId};
 
 /// Most wildcard paths CloudFront lets one distribution have in progress; a batch with more is always refused.
 pub const MAX_WILDCARDS_PER_BATCH: usize = 15;
@@ -121,7 +121,7 @@ impl Batcher {
     pub fn add(
         &mut self,
         now: Instant,
-        message_id: MessageId,
+        delivery: Delivery,
         requests: Vec<InvalidationRequest>,
         other_parts: u32,
     ) -> (Vec<SealedBatch>, u32) {
@@ -129,13 +129,13 @@ impl Batcher {
         let mut open_with_member = Vec::new();
         for request in requests {
             let distribution_id = request.distribution_id.clone();
-            if self.add_request(now, &message_id, request, &mut sealed) {
+            if self.add_request(now, &delivery, request, &mut sealed) {
                 open_with_member.push(distribution_id);
             }
         }
         let parts = (sealed.len() + open_with_member.len()) as u32 + other_parts;
         let set_parts = |members: &mut Vec<BatchMember>| {
-            if let Some(member) = members.iter_mut().rev().find(|m| m.message_id == message_id) {
+            if let Some(member) = members.iter_mut().rev().find(|m| m.delivery == delivery) {
                 member.parts = parts;
             }
         };
@@ -153,7 +153,7 @@ impl Batcher {
     fn add_request(
         &mut self,
         now: Instant,
-        message_id: &MessageId,
+        delivery: &Delivery,
         request: InvalidationRequest,
         sealed: &mut Vec<SealedBatch>,
     ) -> bool {
@@ -165,7 +165,7 @@ impl Batcher {
         while paths.peek().is_some() {
             let OpenBatch { paths: merged, members, requested_paths, .. } = self.open_batch(&distribution_id, now);
             let member_paths = Vec::with_capacity(paths.len());
-            members.push(BatchMember { message_id: message_id.clone(), requester, paths: member_paths, parts: 0 });
+            members.push(BatchMember { delivery: delivery.clone(), requester, paths: member_paths, parts: 0 });
             let member = members.last_mut().expect("just pushed");
             let mut full = false;
             for path in paths.by_ref() {
@@ -247,6 +247,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MessageId;
     use crate::model::path::{InvalidationPath, is_covered_by};
     use proptest::prelude::*;
     use std::collections::HashSet;
@@ -266,12 +267,12 @@ mod tests {
         }
     }
 
-    fn id(n: u32) -> MessageId {
-        MessageId(format!("m{n}"))
+    fn id(n: u32) -> Delivery {
+        Delivery { message_id: MessageId(format!("m{n}")), number: 1 }
     }
 
     fn member_ids(batch: &SealedBatch) -> Vec<&str> {
-        batch.members.iter().map(|m| m.message_id.0.as_str()).collect()
+        batch.members.iter().map(|m| m.delivery.message_id.0.as_str()).collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -406,14 +407,14 @@ mod tests {
             for (message_id, req) in &requests {
                 let carrying: Vec<&SealedBatch> = sealed
                     .iter()
-                    .filter(|b| b.members.iter().any(|m| &m.message_id == message_id))
+                    .filter(|b| b.members.iter().any(|m| &m.delivery == message_id))
                     .collect();
-                let parts = carrying[0].members.iter().find(|m| &m.message_id == message_id).unwrap().parts;
+                let parts = carrying[0].members.iter().find(|m| &m.delivery == message_id).unwrap().parts;
                 prop_assert_eq!(carrying.len() as u32, parts);
                 let submitted: Vec<String> = carrying.iter().flat_map(|b| b.paths.clone()).collect();
                 // A part never carries a path that one of the message's earlier (sealed) batches sends already.
                 for (n, later) in carrying.iter().enumerate() {
-                    let part = later.members.iter().find(|m| &m.message_id == message_id).unwrap();
+                    let part = later.members.iter().find(|m| &m.delivery == message_id).unwrap();
                     for path in &part.paths {
                         let earlier = carrying[..n].iter().find(|b| b.paths.iter().any(|p| p == path.as_str()));
                         prop_assert!(earlier.is_none(), "{} of {} sent again in a later part", path, message_id);

@@ -12,7 +12,10 @@ use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::submit::Overload;
 use cf_invalidator::telemetry::{self, Health, install_metrics};
-use cf_invalidator::worker::{self, Exit, Services, Settings};
+use cf_invalidator::worker::{
+    self, BatchingSettings, BudgetTuning, Exit, IntakeSettings, LedgerSettings, Services, Settings, SubmissionSettings,
+    TrackingSettings,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -21,77 +24,13 @@ use crate::cli::{Coalesce, RunArgs};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let signalled = shutdown_signal()?;
-    ensure!(
-        args.create_rate.is_finite() && args.create_rate > 0.0,
-        "--create-rate must be a positive number of calls per second"
-    );
-    ensure!(
-        args.status_rate.is_finite() && args.status_rate > 0.0,
-        "--status-rate must be a positive number of calls per second"
-    );
-    let settings = Settings {
-        window: args.window.into(),
-        max_batch_paths: usize::from(args.max_batch_paths),
-        pollers: usize::from(args.pollers),
-        max_held_messages: args.max_held_messages as usize,
-        visibility_timeout: args.visibility_timeout.into(),
-        shutdown_timeout: args.shutdown_timeout.into(),
-        create_rate: args.create_rate,
-        create_burst: NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?,
-        // A stopped worker's messages come back after one visibility timeout; by two, its lease is over.
-        lease: 2 * Duration::from(args.visibility_timeout),
-        retention: args.retention.into(),
-        key_period: args.idempotency_period.into(),
-        completion_poll: args.completion_poll.into(),
-        completion_timeout: args.completion_timeout.into(),
-        status_rate: args.status_rate,
-        reserve: Allowance { paths: args.reserve_paths, wildcards: args.reserve_wildcards },
-        overload: Overload { coalesce: args.coalesce == Coalesce::Auto, max_delay: args.max_delay.into() },
-        resync_every: args.resync_interval.into(),
-        worker_id: args.worker_id.clone().unwrap_or_else(worker::default_worker_id),
-        ..Settings::default()
-    };
-    ensure!(
-        settings.visibility_timeout.as_secs() >= 10,
-        "--visibility-timeout must be at least 10s so the heartbeat can extend it in time"
-    );
-    let intake = intake_rules(&args)?;
-    let settings = Settings { intake: Arc::new(intake), ..settings };
+    let settings = settings(&args)?;
     let config = super::aws_config().await?;
-    let sqs = super::sqs(&config);
-    let queue = SqsQueue::new(sqs.clone(), &args.queue_url);
-    queue.check_access().await?;
-    let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
-    ledger.check_access().await?;
-    let dead_letter = match args.dlq_url {
-        Some(url) => Some(url),
-        None => queue.dead_letter_queue_url().await?,
-    };
-    match &dead_letter {
-        Some(url) => info!(dlq_url = %url, "refused messages go to the dead-letter queue"),
-        None => warn!(
-            "the queue has no dead-letter queue: refused messages stay on the queue; set a RedrivePolicy or --dlq-url"
-        ),
-    }
-    let services = Services {
-        queue: Arc::new(queue),
-        dead_letter: dead_letter.map(|url| Arc::new(SqsQueue::new(sqs, url))),
-        cdn: Arc::new(CloudFront::new(super::cloudfront(&config))),
-        ledger: Arc::new(ledger),
-    };
+    let services = connect(&config, &args).await?;
     let health = Arc::new(Health::default());
     let stop_telemetry = CancellationToken::new();
     if let Some(addr) = args.metrics_addr {
-        let metrics = install_metrics().context("installing the metrics recorder")?;
-        let listener =
-            TcpListener::bind(addr).await.with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
-        tokio::spawn(telemetry::serve(listener, metrics, Arc::clone(&health), stop_telemetry.clone()));
-        tokio::spawn(probe(
-            Arc::clone(&services.queue),
-            Arc::clone(&services.ledger),
-            Arc::clone(&health),
-            stop_telemetry.clone(),
-        ));
+        serve_telemetry(addr, &services, &health, &stop_telemetry).await?;
     }
     info!(queue_url = %args.queue_url, table = %args.table, window = %args.window, "worker started");
     let shutdown = async {
@@ -100,15 +39,106 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let exit = worker::run(services, settings, shutdown).await;
     stop_telemetry.cancel();
-    match exit {
-        Exit::Drained => Ok(()),
+    if let Exit::TimedOut { held } = exit {
         // Nothing is lost: the held messages return to the queue. Exiting 0 keeps orchestrators from flagging a
         // normal scale-in as a crash.
-        Exit::TimedOut { held } => {
-            warn!(held, "exiting with messages still held; they will be delivered again");
-            Ok(())
-        }
+        warn!(held, "exiting with messages still held; they will be delivered again");
     }
+    Ok(())
+}
+
+/// The worker's settings from the command line, checked.
+fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+    ensure!(
+        args.create_rate.is_finite() && args.create_rate > 0.0,
+        "--create-rate must be a positive number of calls per second"
+    );
+    ensure!(
+        args.status_rate.is_finite() && args.status_rate > 0.0,
+        "--status-rate must be a positive number of calls per second"
+    );
+    let visibility_timeout = Duration::from(args.visibility_timeout);
+    ensure!(
+        visibility_timeout.as_secs() >= 10,
+        "--visibility-timeout must be at least 10s so the heartbeat can extend it in time"
+    );
+    Ok(Settings {
+        intake: IntakeSettings {
+            pollers: usize::from(args.pollers),
+            max_held_messages: args.max_held_messages as usize,
+            visibility_timeout,
+            rules: Arc::new(intake_rules(args)?),
+            ..IntakeSettings::default()
+        },
+        batching: BatchingSettings { window: args.window.into(), max_paths: usize::from(args.max_batch_paths) },
+        submission: SubmissionSettings {
+            create_rate: args.create_rate,
+            create_burst: NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?,
+            overload: Overload { coalesce: args.coalesce == Coalesce::Auto, max_delay: args.max_delay.into() },
+            ..SubmissionSettings::default()
+        },
+        budget: BudgetTuning {
+            reserve: Allowance { paths: args.reserve_paths, wildcards: args.reserve_wildcards },
+            resync_every: args.resync_interval.into(),
+            ..BudgetTuning::default()
+        },
+        ledger: LedgerSettings {
+            worker_id: args.worker_id.clone().unwrap_or_else(worker::default_worker_id),
+            // A stopped worker's messages come back after one visibility timeout; by two, its lease is over.
+            lease: 2 * visibility_timeout,
+            retention: args.retention.into(),
+            key_period: args.idempotency_period.into(),
+        },
+        tracking: TrackingSettings {
+            poll: args.completion_poll.into(),
+            timeout: args.completion_timeout.into(),
+            status_rate: args.status_rate,
+        },
+        shutdown_timeout: args.shutdown_timeout.into(),
+        ..Settings::default()
+    })
+}
+
+/// The SDK adapters, after checking that the queue and the table can be reached.
+async fn connect(
+    config: &aws_config::SdkConfig,
+    args: &RunArgs,
+) -> anyhow::Result<Services<SqsQueue, CloudFront, DynamoLedger>> {
+    let sqs = super::sqs(config);
+    let queue = SqsQueue::new(sqs.clone(), &args.queue_url);
+    queue.check_access().await?;
+    let ledger = DynamoLedger::new(super::dynamodb(config), &args.table);
+    ledger.check_access().await?;
+    let dead_letter = match &args.dlq_url {
+        Some(url) => Some(url.clone()),
+        None => queue.dead_letter_queue_url().await?,
+    };
+    match &dead_letter {
+        Some(url) => info!(dlq_url = %url, "refused messages go to the dead-letter queue"),
+        None => warn!(
+            "the queue has no dead-letter queue: refused messages stay on the queue; set a RedrivePolicy or --dlq-url"
+        ),
+    }
+    Ok(Services {
+        queue: Arc::new(queue),
+        dead_letter: dead_letter.map(|url| Arc::new(SqsQueue::new(sqs, url))),
+        cdn: Arc::new(CloudFront::new(super::cloudfront(config))),
+        ledger: Arc::new(ledger),
+    })
+}
+
+/// `/metrics`, `/healthz` and `/readyz` on `addr`, with a probe of SQS and DynamoDB behind readiness.
+async fn serve_telemetry(
+    addr: std::net::SocketAddr,
+    services: &Services<SqsQueue, CloudFront, DynamoLedger>,
+    health: &Arc<Health>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = install_metrics().context("installing the metrics recorder")?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+    tokio::spawn(telemetry::serve(listener, metrics, Arc::clone(health), stop.clone()));
+    tokio::spawn(probe(Arc::clone(&services.queue), Arc::clone(&services.ledger), Arc::clone(health), stop.clone()));
+    Ok(())
 }
 
 fn intake_rules(args: &RunArgs) -> anyhow::Result<IntakeRules> {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::InFlight;
-use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
+use crate::ports::queue::{BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt};
 use crate::retry::retry_transient;
 use crate::telemetry::log_allowed;
 
@@ -100,17 +100,7 @@ pub async fn keep_invisible<Q: Queue>(
         while let Some(most_urgent) = due.peek().map(|d| d.invisible_until) {
             // A healthy heartbeat extends a message with at least half the margin left; one that finds a message
             // with less is behind, and pollers wait until it has caught up.
-            let behind = most_urgent < Instant::now() + margin / 2;
-            if behind && !inflight.heartbeat_is_behind() {
-                counter!("cfi_heartbeat_behind_total").increment(1);
-                if let Some(suppressed) = log_allowed("heartbeat_behind") {
-                    warn!(
-                        held = inflight.len(),
-                        suppressed, "visibility extensions are falling behind; receiving no more until they catch up"
-                    );
-                }
-            }
-            inflight.set_heartbeat_behind(behind);
+            note_behind(&inflight, most_urgent < Instant::now() + margin / 2);
             let chunk: Vec<Receipt> = due.by_ref().take(MAX_BATCH_ENTRIES).map(|d| d.receipt).collect();
             let started = Instant::now();
             let length = extension.length(inflight.len(), started);
@@ -119,24 +109,46 @@ pub async fn keep_invisible<Q: Queue>(
             extension.observe_call(ended - started, ended);
             inflight.set_extension(extension.length(inflight.len(), ended));
             report_length(length, visibility);
-            match outcome {
-                Ok(failures) => {
-                    // A refused extension (the message was deleted, or redelivered to someone) is not retried every
-                    // tick: the message stays held so its batch still deletes it with the newest handle.
-                    inflight.extended(&chunk, started + length);
-                    counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
-                    for failure in failures.iter().filter(|_| log_allowed("visibility_entry_failed").is_some()) {
-                        info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
-                    }
-                }
-                Err(e) => {
-                    if let Some(suppressed) = log_allowed("visibility_failed") {
-                        warn!(error = %e, messages = chunk.len(), suppressed, "visibility extension failed; will try again");
-                    }
-                }
-            }
+            record_extension(&inflight, &chunk, started + length, outcome);
         }
         inflight.set_heartbeat_behind(false);
+    }
+}
+
+fn note_behind(inflight: &InFlight, behind: bool) {
+    if behind && !inflight.heartbeat_is_behind() {
+        counter!("cfi_heartbeat_behind_total").increment(1);
+        if let Some(suppressed) = log_allowed("heartbeat_behind") {
+            warn!(
+                held = inflight.len(),
+                suppressed, "visibility extensions are falling behind; receiving no more until they catch up"
+            );
+        }
+    }
+    inflight.set_heartbeat_behind(behind);
+}
+
+fn record_extension(
+    inflight: &InFlight,
+    chunk: &[Receipt],
+    invisible_until: Instant,
+    outcome: Result<Vec<BatchEntryFailure>, QueueError>,
+) {
+    match outcome {
+        Ok(failures) => {
+            // A refused extension (the message was deleted, or redelivered to someone) is not retried every tick:
+            // the message stays held so its batch still deletes it with the newest handle.
+            inflight.extended(chunk, invisible_until);
+            counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
+            for failure in failures.iter().filter(|_| log_allowed("visibility_entry_failed").is_some()) {
+                info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
+            }
+        }
+        Err(e) => {
+            if let Some(suppressed) = log_allowed("visibility_failed") {
+                warn!(error = %e, messages = chunk.len(), suppressed, "visibility extension failed; will try again");
+            }
+        }
     }
 }
 

@@ -19,11 +19,14 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::model::MessageId;
+use crate::model::message::Delivery;
 use crate::ports::queue::{Receipt, ReceivedMessage};
 
 /// Boxed strings: held for the whole window, so neither spare capacity nor a capacity field is kept.
 #[derive(Debug)]
 struct Held {
+    /// Which delivery the worker is processing; a redelivery while held only brings a newer receipt handle.
+    delivery: u64,
     receipt_handle: Box<str>,
     body: Box<str>,
     sent_at: Option<SystemTime>,
@@ -54,6 +57,8 @@ pub struct InFlight {
     /// The heartbeat's current extension, in milliseconds: receives ask for as long, so a message received while
     /// SQS is slow is not due before the heartbeat can reach it.
     extension_millis: AtomicU64,
+    /// The number the last admitted delivery got.
+    deliveries: AtomicU64,
 }
 
 impl InFlight {
@@ -63,6 +68,7 @@ impl InFlight {
             max_held,
             heartbeat_behind: AtomicBool::new(false),
             extension_millis: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
         }
     }
 
@@ -90,25 +96,28 @@ impl InFlight {
         self.heartbeat_behind.store(behind, Ordering::Relaxed);
     }
 
-    /// Registers a delivery, taking its receipt handle and body. Returns false if the message was already held:
-    /// the new handle replaces the old one, and the caller must not process the message again.
-    pub fn admit(&self, message: ReceivedMessage, invisible_until: Instant) -> bool {
+    /// Registers a delivery, taking its receipt handle and body, and numbers it. Returns `None` if the message
+    /// was already held: the new handle replaces the old one, and the caller must not process the message again.
+    pub fn admit(&self, message: ReceivedMessage, invisible_until: Instant) -> Option<Delivery> {
         let mut held = self.held.lock().unwrap();
         match held.get_mut(&message.message_id) {
             Some(existing) => {
                 existing.receipt_handle = message.receipt_handle.into_boxed_str();
                 existing.invisible_until = invisible_until;
-                false
+                None
             }
             None => {
+                let number = self.deliveries.fetch_add(1, Ordering::Relaxed) + 1;
                 let entry = Held {
+                    delivery: number,
                     receipt_handle: message.receipt_handle.into_boxed_str(),
                     body: message.body.into_boxed_str(),
                     sent_at: message.sent_at,
                     invisible_until,
                 };
+                let delivery = Delivery { message_id: message.message_id.clone(), number };
                 held.insert(message.message_id, entry);
-                true
+                Some(delivery)
             }
         }
     }
@@ -141,11 +150,16 @@ impl InFlight {
         }
     }
 
-    /// Removes messages from the registry; ids no longer held are skipped.
-    pub fn release(&self, ids: impl IntoIterator<Item = MessageId>) -> Vec<Released> {
+    /// Removes deliveries from the registry; one no longer held, or superseded by a newer delivery, is skipped.
+    pub fn release(&self, deliveries: impl IntoIterator<Item = Delivery>) -> Vec<Released> {
         let mut held = self.held.lock().unwrap();
-        ids.into_iter()
-            .filter_map(|id| {
+        deliveries
+            .into_iter()
+            .filter_map(|delivery| {
+                let id = delivery.message_id;
+                if held.get(&id)?.delivery != delivery.number {
+                    return None;
+                }
                 let h = held.remove(&id)?;
                 Some(Released {
                     receipt: Receipt { message_id: id, receipt_handle: h.receipt_handle.into_string() },
@@ -156,8 +170,9 @@ impl InFlight {
             .collect()
     }
 
-    pub fn holds(&self, id: &MessageId) -> bool {
-        self.held.lock().unwrap().contains_key(id)
+    /// Whether this delivery, and not an older or newer one of the same message, is held.
+    pub fn holds(&self, delivery: &Delivery) -> bool {
+        self.held.lock().unwrap().get(&delivery.message_id).is_some_and(|h| h.delivery == delivery.number)
     }
 
     pub fn len(&self) -> usize {
@@ -205,11 +220,11 @@ mod tests {
     async fn no_room_at_the_limit_nor_while_the_heartbeat_is_behind() {
         let inflight = InFlight::new(2);
         let until = Instant::now() + Duration::from_secs(30);
-        inflight.admit(delivery("a", "h1"), until);
+        let a = inflight.admit(delivery("a", "h1"), until).unwrap();
         assert!(inflight.has_room());
         inflight.admit(delivery("b", "h2"), until);
         assert!(!inflight.has_room(), "two held, at most two");
-        inflight.release([MessageId("a".into())]);
+        inflight.release([a]);
         assert!(inflight.has_room());
         inflight.set_heartbeat_behind(true);
         assert!(!inflight.has_room(), "the heartbeat is behind");
@@ -221,12 +236,26 @@ mod tests {
     async fn redelivery_of_a_held_message_updates_its_handle_only() {
         let inflight = InFlight::new(usize::MAX);
         let now = Instant::now();
-        assert!(inflight.admit(delivery("m1", "h1"), now + Duration::from_secs(30)));
-        assert!(!inflight.admit(delivery("m1", "h2"), now + Duration::from_secs(60)));
-        let released = inflight.release([MessageId("m1".into())]);
+        let first = inflight.admit(delivery("m1", "h1"), now + Duration::from_secs(30)).unwrap();
+        assert!(inflight.admit(delivery("m1", "h2"), now + Duration::from_secs(60)).is_none());
+        assert!(inflight.holds(&first));
+        let released = inflight.release([first.clone()]);
         assert_eq!(released[0].receipt.receipt_handle, "h2");
         assert!(inflight.is_empty());
-        assert!(inflight.release([MessageId("m1".into())]).is_empty());
+        assert!(inflight.release([first]).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_delivery_is_not_released_nor_held_in_the_name_of_an_older_one() {
+        let inflight = InFlight::new(usize::MAX);
+        let now = Instant::now();
+        let old = inflight.admit(delivery("m1", "h1"), now + Duration::from_secs(30)).unwrap();
+        inflight.release([old.clone()]);
+        let new = inflight.admit(delivery("m1", "h2"), now + Duration::from_secs(30)).unwrap();
+        assert_ne!(old, new);
+        assert!(!inflight.holds(&old) && inflight.holds(&new));
+        assert!(inflight.release([old]).is_empty(), "the old delivery's release leaves the new one held");
+        assert_eq!(inflight.release([new]).len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

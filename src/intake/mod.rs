@@ -7,7 +7,7 @@ pub mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use metrics::counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -17,20 +17,18 @@ use tracing::{debug, info, warn};
 
 use self::parse::{IntakeRules, Parsed, Rejection, parse_message};
 use crate::held::InFlight;
-use crate::model::MessageId;
-use crate::model::message::BatchMember;
-use crate::model::message::Disposition;
+use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::model::path::InvalidationPath;
 use crate::model::request::InvalidationRequest;
 use crate::ports::ledger::{BatchRecord, Ledger};
-use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, ReceivedMessage};
+use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, ReceivedMessage};
 use crate::redelivery::{Idempotency, Verdict};
 use crate::telemetry::log_allowed;
 
 /// A valid request on its way to the batcher.
 #[derive(Debug)]
 pub struct Accepted {
-    pub message_id: MessageId,
+    pub delivery: Delivery,
     /// One per distribution.
     pub requests: Vec<InvalidationRequest>,
     /// Pending batches of a stopped worker that hold the message, taken over to be submitted again, each with
@@ -73,51 +71,24 @@ pub async fn poll<Q: Queue, L: Ledger>(
     outlets: Outlets,
     stop: CancellationToken,
 ) {
-    let backoff = || settings.backoff.build();
-    let mut delays = backoff();
+    let mut delays = settings.backoff.build();
     // Messages that must wait before they can be batched; dropped, and so abandoned to SQS, when the poller stops.
     let mut rechecks = JoinSet::new();
     loop {
-        if !inflight.has_room() {
-            counter!("cfi_receive_pauses_total").increment(1);
-            tokio::select! {
+        let (messages, invisible_until) = match receive_turn(&*queue, &inflight, &settings, &mut delays, &stop).await {
+            Turn::Received(messages, invisible_until) => (messages, invisible_until),
+            Turn::Stop => return,
+            Turn::Wait(delay) => tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(ROOM_RECHECK) => continue,
-            }
-        }
-        let visibility = inflight.receive_visibility(settings.visibility);
-        // SQS starts the timeout somewhere within the call: counting from its start errs towards extending early.
-        let asked = Instant::now();
-        // Dropping an unfinished receive is safe: anything it had taken becomes visible again after the timeout.
-        let received = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            received = queue.receive(MAX_BATCH_ENTRIES, settings.wait, visibility) => received,
-        };
-        let messages = match received {
-            Ok(messages) => {
-                delays = backoff();
-                messages
-            }
-            Err(e) => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                if let Some(suppressed) = log_allowed("receive_failed") {
-                    warn!(error = %e, ?delay, suppressed, "receive failed");
-                }
-                counter!("cfi_receive_errors_total").increment(1);
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(delay) => continue,
-                }
-            }
+                () = tokio::time::sleep(delay) => continue,
+            },
         };
         counter!("cfi_messages_received_total").increment(messages.len() as u64);
         // Every message of the receive is held, and so extended by the heartbeat, before any is dispatched:
         // dispatching a redelivery reads the ledger, and ten reads in a row on a slow ledger can outlast the
         // visibility of the last messages, which would then lapse before the heartbeat knew of them.
-        let admitted = admit(messages, asked + visibility, &inflight, &rules);
+        let admitted = admit(messages, invisible_until, &inflight, &rules);
         for (header, parsed) in admitted {
             match dispatch(header, parsed, &idempotency, &outlets).await {
                 Dispatch::Sent => {}
@@ -133,6 +104,54 @@ pub async fn poll<Q: Queue, L: Ledger>(
     }
 }
 
+/// What one turn of a poller's loop got.
+enum Turn {
+    /// Messages, invisible until the instant given.
+    Received(Vec<ReceivedMessage>, Instant),
+    /// Nothing now: no room to hold more, or the receive failed.
+    Wait(Duration),
+    Stop,
+}
+
+async fn receive_turn<Q: Queue>(
+    queue: &Q,
+    inflight: &InFlight,
+    settings: &PollSettings,
+    delays: &mut ExponentialBackoff,
+    stop: &CancellationToken,
+) -> Turn {
+    if !inflight.has_room() {
+        counter!("cfi_receive_pauses_total").increment(1);
+        return Turn::Wait(ROOM_RECHECK);
+    }
+    let visibility = inflight.receive_visibility(settings.visibility);
+    // SQS starts the timeout somewhere within the call: counting from its start errs towards extending early.
+    let asked = Instant::now();
+    // Dropping an unfinished receive is safe: anything it had taken becomes visible again after the timeout.
+    let received = tokio::select! {
+        biased;
+        () = stop.cancelled() => return Turn::Stop,
+        received = queue.receive(MAX_BATCH_ENTRIES, settings.wait, visibility) => received,
+    };
+    match received {
+        Ok(messages) => {
+            *delays = settings.backoff.build();
+            Turn::Received(messages, asked + visibility)
+        }
+        Err(e) => Turn::Wait(receive_failed(&e, delays)),
+    }
+}
+
+/// Logs a failed receive; returns how long to wait before the next.
+fn receive_failed(error: &QueueError, delays: &mut ExponentialBackoff) -> Duration {
+    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+    if let Some(suppressed) = log_allowed("receive_failed") {
+        warn!(%error, ?delay, suppressed, "receive failed");
+    }
+    counter!("cfi_receive_errors_total").increment(1);
+    delay
+}
+
 /// Registers the received messages as held until `invisible_until`; returns each new one's header and what its
 /// body said, parsed before the registry takes the body (a redelivery of a held message is parsed for nothing).
 fn admit(
@@ -140,18 +159,25 @@ fn admit(
     invisible_until: Instant,
     inflight: &InFlight,
     rules: &IntakeRules,
-) -> Vec<(ReceivedMessage, Result<Parsed, Rejection>)> {
+) -> Vec<(Admitted, Result<Parsed, Rejection>)> {
     let mut admitted = Vec::with_capacity(messages.len());
     for message in messages {
         let parsed = parse_message(&message.body, rules);
         let header = header_of(&message);
-        if inflight.admit(message, invisible_until) {
-            admitted.push((header, parsed));
-        } else {
-            debug!(message_id = %header.message_id, "message delivered again while held; keeping the newest receipt");
+        match inflight.admit(message, invisible_until) {
+            Some(delivery) => admitted.push((Admitted { header, delivery }, parsed)),
+            None => {
+                debug!(message_id = %header.message_id, "message delivered again while held; keeping the newest receipt")
+            }
         }
     }
     admitted
+}
+
+/// A held message: its header and which delivery of it the worker is processing.
+struct Admitted {
+    header: ReceivedMessage,
+    delivery: Delivery,
 }
 
 /// The message without its receipt handle and body, which the in-flight registry owns: what the ledger checks
@@ -174,31 +200,31 @@ enum Dispatch {
     /// unreachable): look again after `delay`, still holding the message.
     Later {
         delay: Duration,
-        message: ReceivedMessage,
+        message: Admitted,
         requests: Vec<InvalidationRequest>,
     },
 }
 
 /// Sends one message on, given its header and what its body said.
 async fn dispatch<L: Ledger>(
-    message: ReceivedMessage,
+    message: Admitted,
     parsed: Result<Parsed, Rejection>,
     idempotency: &Idempotency<L>,
     outlets: &Outlets,
 ) -> Dispatch {
-    let message_id = message.message_id.clone();
+    let delivery = message.delivery.clone();
     let disposition = match parsed {
         Ok(Parsed::Requests(requests)) => return dispatch_requests(message, requests, idempotency, outlets).await,
         Ok(Parsed::Skip(why)) => {
-            info!(%message_id, why, "nothing to invalidate; acknowledging");
+            info!(message_id = %delivery, why, "nothing to invalidate; acknowledging");
             counter!("cfi_messages_skipped_total").increment(1);
-            Disposition::Covered(vec![nothing_left(message_id)])
+            Disposition::Covered(vec![nothing_left(delivery)])
         }
         Err(rejection) => {
-            warn!(%message_id, reason = %rejection, "invalid message");
+            warn!(message_id = %delivery, reason = %rejection, "invalid message");
             counter!("cfi_messages_invalid_total").increment(1);
             Disposition::DeadLetter {
-                message_ids: vec![message_id],
+                deliveries: vec![delivery],
                 reason: rejection.to_string(),
                 code: rejection.code(),
             }
@@ -209,19 +235,20 @@ async fn dispatch<L: Ledger>(
 
 /// Checks a valid message's requests against the ledger and sends on what is left to invalidate.
 async fn dispatch_requests<L: Ledger>(
-    message: ReceivedMessage,
+    message: Admitted,
     requests: Vec<InvalidationRequest>,
     idempotency: &Idempotency<L>,
     outlets: &Outlets,
 ) -> Dispatch {
     let mut verdicts = Vec::with_capacity(requests.len());
     for request in &requests {
-        match check(idempotency, &message, request).await {
+        match check(idempotency, &message.header, request).await {
             Verdict::Wait(delay) => return Dispatch::Later { delay, message, requests },
             verdict => verdicts.push(verdict),
         }
     }
-    let message_id = message.message_id;
+    let delivery = message.delivery;
+    let message_id = &delivery.message_id;
     let mut to_batch = Vec::new();
     let mut resumed = Vec::new();
     for (request, verdict) in requests.into_iter().zip(verdicts) {
@@ -249,9 +276,9 @@ async fn dispatch_requests<L: Ledger>(
         }
     }
     if to_batch.is_empty() && resumed.is_empty() {
-        return sent(outlets.to_ack.send(Disposition::Covered(vec![nothing_left(message_id)])).await.is_ok());
+        return sent(outlets.to_ack.send(Disposition::Covered(vec![nothing_left(delivery)])).await.is_ok());
     }
-    sent(outlets.to_batcher.send(Accepted { message_id, requests: to_batch, resumed }).await.is_ok())
+    sent(outlets.to_batcher.send(Accepted { delivery, requests: to_batch, resumed }).await.is_ok())
 }
 
 fn sent(delivered: bool) -> Dispatch {
@@ -263,7 +290,7 @@ fn sent(delivered: bool) -> Dispatch {
 /// dead worker's batch still leased, and a few crashes in a row would send a valid message to the dead-letter
 /// queue. The heartbeat keeps it invisible meanwhile.
 async fn look_again<L: Ledger>(
-    message: ReceivedMessage,
+    message: Admitted,
     requests: Vec<InvalidationRequest>,
     delay: Duration,
     idempotency: Arc<Idempotency<L>>,
@@ -273,9 +300,9 @@ async fn look_again<L: Ledger>(
     let (mut message, mut requests, mut delay) = (message, requests, delay);
     // Looked up in the ledger as a redelivery, whatever its receive count said: while it waited, its visibility
     // may have lapsed and another worker may have batched it.
-    message.receive_count = message.receive_count.max(2);
+    message.header.receive_count = message.header.receive_count.max(2);
     loop {
-        debug!(message_id = %message.message_id, ?delay, "holding the message until the ledger can tell whether it is covered");
+        debug!(message_id = %message.delivery, ?delay, "holding the message until the ledger can tell whether it is covered");
         counter!("cfi_messages_deferred_total").increment(1);
         tokio::select! {
             biased;
@@ -304,6 +331,6 @@ async fn check<L: Ledger>(
 }
 
 /// A member with nothing left to invalidate: acknowledging it deletes the message.
-fn nothing_left(message_id: MessageId) -> BatchMember {
-    BatchMember { message_id, requester: None, paths: Vec::new(), parts: 1 }
+fn nothing_left(delivery: Delivery) -> BatchMember {
+    BatchMember { delivery, requester: None, paths: Vec::new(), parts: 1 }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation};
@@ -47,24 +48,6 @@ impl BudgetSettings {
     }
 }
 
-/// The room left for reservation `id`: the capacity minus other people's invalidations and every live
-/// reservation but `id`'s own (a batch asking again, after TooManyInvalidationsInProgress, does not count twice).
-pub fn room_for(
-    id: &CallerReference,
-    capacity: Allowance,
-    unreserved: Allowance,
-    reservations: &[Reservation],
-    now: SystemTime,
-) -> Allowance {
-    let reserved: Allowance = reservations.iter().filter(|r| r.until > now && &r.id != id).map(|r| r.need).sum();
-    capacity - unreserved - reserved
-}
-
-/// Reservations whose lease ran out before `before`.
-fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl Iterator<Item = &Reservation> {
-    reservations.iter().filter(move |r| r.until <= before)
-}
-
 /// Resyncs next time if a reservation expired that this worker has not seen expire yet.
 fn notice_expired<'a>(local: &Local, expired: impl Iterator<Item = &'a Reservation>) {
     let mut view = local.unreserved.lock().unwrap();
@@ -73,17 +56,6 @@ fn notice_expired<'a>(local: &Local, expired: impl Iterator<Item = &'a Reservati
         view.refreshed_at = None;
     }
     view.expired_seen = expired;
-}
-
-/// How long `backlog` paths take to get through a distribution whose `capacity` frees up once per `completion`.
-pub fn time_to_clear(backlog: Allowance, capacity: Allowance, completion: Duration) -> Duration {
-    let rounds = |need: u32, room: u32| match (need, room) {
-        (0, _) => 0,
-        (_, 0) => u32::MAX,
-        _ => need.div_ceil(room),
-    };
-    let needed = rounds(backlog.paths, capacity.paths).max(rounds(backlog.wildcards, capacity.wildcards));
-    completion.saturating_mul(needed)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +170,11 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         &self.settings
     }
 
+    fn limits(&self) -> Limits {
+        let BudgetSettings { capacity, lease, resync_every, .. } = self.settings;
+        Limits { capacity, lease, resync_every }
+    }
+
     fn local(&self, distribution: &DistributionId) -> Arc<Local> {
         let mut local = self.local.lock().unwrap();
         // Looked up several times per batch: clone the id only the first time.
@@ -239,36 +216,27 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             if fresh {
                 notice_expired(&local, expired_before(&state.reservations, now));
             }
-            let deletable: Vec<CallerReference> =
-                expired_before(&state.reservations, now - self.settings.resync_every).map(|r| r.id.clone()).collect();
             let Some(unreserved) = self.unreserved_usage(distribution, &local, &state.reservations).await else {
                 // Room cannot be known until a resync succeeds: wait rather than guess.
                 return Ok(Grant::NoRoom(Allowance::default()));
             };
-            let room = room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
+            let room = room::room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
             gauge!("cfi_budget_room_paths", "distribution_id" => distribution.to_string()).set(room.paths as f64);
-            if !need.fits_in(room) {
-                if !fresh {
-                    // Others may have released room since: refuse only on what the store says.
+            let ask = Ask { id, owner: &self.owner, need, now };
+            let (reservation, deletable) = match room::decide(&state, fresh, unreserved, &ask, self.limits()) {
+                Decision::Reserve { reservation, deletable } => (reservation, deletable),
+                Decision::NoRoom(room) => {
+                    *local.known.lock().unwrap() = Some(state);
+                    return Ok(Grant::NoRoom(room));
+                }
+                // Others may have released room since: refuse only on what the store says.
+                Decision::ReadAgain => {
                     local.known.lock().unwrap().take();
                     continue;
                 }
-                *local.known.lock().unwrap() = Some(state);
-                return Ok(Grant::NoRoom(room));
-            }
-            let reservation = Reservation {
-                id: id.clone(),
-                owner: self.owner.clone(),
-                need,
-                until: now + self.settings.lease,
-                invalidation_id: None,
             };
             if self.store.write_reservation(distribution, state.version, &reservation, &deletable).await? {
-                let mut written = state;
-                written.reservations.retain(|r| r.id != reservation.id && !deletable.contains(&r.id));
-                written.reservations.push(reservation);
-                written.version += 1;
-                *local.known.lock().unwrap() = Some(written);
+                *local.known.lock().unwrap() = Some(room::after_write(state, reservation, &deletable));
                 return Ok(Grant::Reserved);
             }
             // Another worker reserved in between: read again and decide on what it left.
@@ -376,35 +344,22 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         &self,
         distribution: &DistributionId,
         reservations: &[Reservation],
-        mut known: HashMap<String, Allowance>,
+        known: HashMap<String, Allowance>,
     ) -> Result<Unreserved, CdnError> {
         counter!("cfi_budget_resyncs_total").increment(1);
         let now = self.clock.now();
         let live: Vec<&Reservation> = reservations.iter().filter(|r| r.until > now).collect();
         let in_progress = self.cdn.list_in_progress(distribution).await?;
-        let mut usage = Allowance::default();
-        let mut still_known = HashMap::new();
-        for invalidation in in_progress {
-            if live.iter().any(|r| r.invalidation_id.as_deref() == Some(invalidation.id.as_str())) {
-                continue;
-            }
-            let need = match known.remove(&invalidation.id) {
-                Some(need) => need,
-                None => {
-                    let detail = self.cdn.get_invalidation(distribution, &invalidation.id).await?;
-                    if live.iter().any(|r| r.id.as_str() == detail.caller_reference) {
-                        continue;
-                    }
-                    Allowance::of(&detail.paths)
-                }
-            };
-            usage = usage + need;
-            still_known.insert(invalidation.id, need);
+        let mut tally = Tally::of(in_progress.into_iter().map(|i| i.id).collect(), &live, known);
+        for id in std::mem::take(&mut tally.to_look_up) {
+            let detail = self.cdn.get_invalidation(distribution, &id).await?;
+            tally.looked_up(id, &detail.caller_reference, &detail.paths, &live);
         }
+        let Tally { usage, counted, .. } = tally;
         if !usage.is_empty() {
             info!(%distribution, paths = usage.paths, wildcards = usage.wildcards, "invalidations in progress that no worker reserved count against the budget");
         }
-        Ok(Unreserved { usage, known: still_known, refreshed_at: Some(Instant::now()), ..Unreserved::default() })
+        Ok(Unreserved { usage, known: counted, refreshed_at: Some(Instant::now()), ..Unreserved::default() })
     }
 }
 
@@ -421,50 +376,5 @@ pub(crate) mod tests {
             resync_every: Duration::from_secs(60),
             expected_completion: Duration::from_secs(30),
         }
-    }
-
-    fn reservation(id: &str, paths: u32, wildcards: u32, until: SystemTime) -> Reservation {
-        Reservation {
-            id: CallerReference::from_recorded(id.into()),
-            owner: "w".into(),
-            need: Allowance { paths, wildcards },
-            until,
-            invalidation_id: None,
-        }
-    }
-
-    #[test]
-    fn room_counts_live_reservations_but_not_expired_ones_nor_the_askers_own() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let later = now + Duration::from_secs(60);
-        let reservations =
-            [reservation("a", 1_000, 2, later), reservation("b", 500, 0, now), reservation("mine", 800, 5, later)];
-        let capacity = Allowance { paths: 2_800, wildcards: 13 };
-        let unreserved = Allowance { paths: 100, wildcards: 1 };
-        let room = room_for(&CallerReference::from_recorded("mine".into()), capacity, unreserved, &reservations, now);
-        assert_eq!(room, Allowance { paths: 1_700, wildcards: 10 });
-        let expired: Vec<&CallerReference> = expired_before(&reservations, now).map(|r| &r.id).collect();
-        assert_eq!(expired, [&CallerReference::from_recorded("b".into())]);
-    }
-
-    #[test]
-    fn room_never_goes_below_zero_when_people_used_more_than_the_reserve() {
-        let room = room_for(
-            &CallerReference::from_recorded("x".into()),
-            Allowance { paths: 2_800, wildcards: 13 },
-            Allowance { paths: 2_900, wildcards: 15 },
-            &[],
-            SystemTime::UNIX_EPOCH,
-        );
-        assert_eq!(room, Allowance::default());
-    }
-
-    #[test]
-    fn time_to_clear_counts_whole_rounds_of_the_tighter_allowance() {
-        let capacity = Allowance { paths: 3_000, wildcards: 15 };
-        let completion = Duration::from_secs(30);
-        assert_eq!(time_to_clear(Allowance { paths: 6_001, wildcards: 0 }, capacity, completion), completion * 3);
-        assert_eq!(time_to_clear(Allowance { paths: 10, wildcards: 31 }, capacity, completion), completion * 3);
-        assert_eq!(time_to_clear(Allowance::default(), capacity, completion), Duration::ZERO);
     }
 }

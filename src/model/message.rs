@@ -1,12 +1,30 @@
 //! What the stages say about one message: its share of a batch, and what is to become of it.
 
+use std::fmt;
+
 use super::MessageId;
 use crate::model::path::InvalidationPath;
+
+/// One delivery of a message to this worker. SQS hands a message over again when its visibility lapses; once the
+/// worker has let go of the old delivery, whatever is still under way about it (a late acceptance of one of its
+/// parts, a release) must not act on the new one. `number` tells them apart: the held-message registry numbers
+/// each delivery it admits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Delivery {
+    pub message_id: MessageId,
+    pub number: u64,
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.message_id.fmt(f)
+    }
+}
 
 /// A message's share of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchMember {
-    pub message_id: MessageId,
+    pub delivery: Delivery,
     pub requester: Option<String>,
     /// The message's paths that went into this batch: what a split after `InvalidArgument` rebuilds from.
     pub paths: Vec<InvalidationPath>,
@@ -21,7 +39,7 @@ pub enum Disposition {
     Covered(Vec<BatchMember>),
     /// Can never succeed: move to the dead-letter queue with the reason, then delete.
     /// `code` is a short name for the reason, for metrics.
-    DeadLetter { message_ids: Vec<MessageId>, reason: String, code: &'static str },
-    /// Cannot be done now: stop extending visibility so SQS delivers them again (and redrives them eventually).
-    Release(Vec<MessageId>),
+    DeadLetter { deliveries: Vec<Delivery>, reason: String, code: &'static str },
+    /// Batch them afresh: stop extending visibility so SQS delivers them again.
+    Release(Vec<Delivery>),
 }

@@ -158,6 +158,9 @@ pub enum LedgerError {
     Unavailable(String),
     #[error("ledger record {0} is missing or was changed by someone else")]
     Conflict(String),
+    /// DynamoDB refused the request itself (an item or key too large): sending it again cannot succeed.
+    #[error("the ledger refused the request as invalid: {0}")]
+    Invalid(String),
     #[error("ledger request failed: {0}")]
     Other(String),
 }

@@ -9,27 +9,31 @@
 //! the maximum delay, is coalesced into wildcards (`crate::plan`). Waiting batches hold no submission slot,
 //! so one saturated distribution never holds up the others.
 
+mod decide;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use metrics::{counter, histogram};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
+
+use self::decide::{Attempts, Failure, Refusal, Step};
 
 use crate::batch::Batch;
 use crate::batch::window::{SealReason, SealedBatch};
 use crate::clock::WallClock;
-use crate::limit::budget::{Grant, time_to_clear};
+use crate::limit::budget::Grant;
+use crate::limit::room::time_to_clear;
 use crate::limit::{Budget, CreateRateLimiter};
-use crate::model::MessageId;
 use crate::model::message::{BatchMember, Disposition};
 use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
-use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
-use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger, LedgerError};
+use crate::ports::cdn::{Cdn, CdnError};
+use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger};
 use crate::retry::{RetryPolicy, retry_transient};
 use crate::telemetry::log_allowed;
 use crate::track::Submitted;
@@ -85,8 +89,8 @@ enum Reserved {
     Whole(Batch),
     /// Only the first messages fit: submit the parts separately.
     Split(Vec<Batch>),
-    /// The ledger could not be reached: the messages go back to the queue.
-    Failed(Vec<MessageId>),
+    /// The ledger refused the batch's reservation for good.
+    Refused(Batch, Refusal),
 }
 
 impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
@@ -132,24 +136,19 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     }
 
     async fn submit_one(&self, batch: Batch, calls: &Semaphore) -> Outcome {
-        let batch = match self.reserve(batch).await {
+        let mut attempts = Attempts::new(&self.retry, batch.content.members.len());
+        let batch = match self.reserve(batch, &mut attempts).await {
             Reserved::Whole(batch) => batch,
             Reserved::Split(parts) => return Outcome::Split(parts),
-            Reserved::Failed(message_ids) => return Outcome::Done(Disposition::Release(message_ids)),
+            Reserved::Refused(batch, refusal) => return self.refused(self.intent_record(&batch), batch, refusal).await,
         };
         // From now on the reservation ages, the intent write included: a slow ledger must not let it run out.
-        let mut reserved_at = tokio::time::Instant::now();
+        let mut reserved_at = Instant::now();
         let mut record = self.intent_record(&batch);
-        let message_ids = record.message_ids.clone();
-        if let Err(e) =
-            retry_transient(self.retry.transient, || timed("record_intent", self.ledger.record_intent(&record))).await
-        {
-            error!(caller_reference = %record.caller_reference, error = %e, "cannot record the batch intent; not submitting without it, the messages will be delivered again");
+        if let Err(refusal) = self.record_intent(&record, &mut attempts).await {
             self.budget.release(&record.distribution_id, &record.caller_reference).await;
-            return Outcome::Done(Disposition::Release(message_ids));
+            return self.refused(record, batch, refusal).await;
         }
-        let mut transient_delays = self.retry.transient.build();
-        let mut quota_delays = self.retry.quota.build();
         loop {
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
@@ -157,11 +156,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {
-                    if let Err(e) = self.reserve_as_recorded(&record).await {
-                        error!(caller_reference = %record.caller_reference, error = %e, "cannot renew the batch's reservation in the ledger; the messages will be delivered again");
-                        return Outcome::Done(Disposition::Release(message_ids));
+                    if let Err(refusal) = self.reserve_as_recorded(&record, &mut attempts).await {
+                        return self.refused(record, batch, refusal).await;
                     }
-                    reserved_at = tokio::time::Instant::now();
+                    reserved_at = Instant::now();
                 }
                 self.create_and_record(&mut record).await
             };
@@ -169,56 +167,72 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 Ok(()) => return Outcome::Done(Disposition::Covered(batch.content.members)),
                 Err(failure) => failure,
             };
-            let delay = match &failure {
-                Failure::Cdn(e) if e.retry_after() == RetryAfter::QuotaFreed => {
-                    self.budget.resync_next(&record.distribution_id);
-                    quota_delays.next()
-                }
-                Failure::Cdn(e) if e.retry_after() == RetryAfter::Never => return self.refused(record, batch, e).await,
-                _ => transient_delays.next(),
-            };
-            let Some(delay) = delay else {
-                // The reservation is kept until its lease ends: a lost answer may hide an accepted invalidation.
-                error!(caller_reference = %record.caller_reference, error = %failure, "giving up on the batch for now; its messages will be delivered again");
-                counter!("cfi_batches_abandoned_total").increment(1);
-                return Outcome::Done(Disposition::Release(message_ids));
+            let (delay, reserve_again) = match attempts.after(&failure, Instant::now()) {
+                Step::Retry { delay, reserve_again } => (delay, reserve_again),
+                Step::Refused(refusal) => return self.refused(record, batch, refusal).await,
             };
             if let Some(suppressed) = log_allowed("submission_retry") {
-                warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, suppressed, "batch submission failed, retrying with the same CallerReference");
+                warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, suppressed, "batch submission failed, retrying with the same CallerReference while its messages wait");
             }
             counter!("cfi_submission_retries_total").increment(1);
-            tokio::time::sleep(delay).await;
-            if matches!(failure, Failure::Cdn(CdnError::TooManyInProgress(_))) {
-                // The resync the refusal triggered may show less room: wait for it, same paths, same reference.
-                if let Err(e) = self.reserve_as_recorded(&record).await {
-                    error!(caller_reference = %record.caller_reference, error = %e, "cannot reserve budget in the ledger; the messages will be delivered again");
-                    return Outcome::Done(Disposition::Release(message_ids));
-                }
-                reserved_at = tokio::time::Instant::now();
+            if reserve_again {
+                self.budget.resync_next(&record.distribution_id);
             }
+            tokio::time::sleep(delay).await;
+            if reserve_again {
+                // The resync the refusal triggered may show less room: wait for it, same paths, same reference.
+                if let Err(refusal) = self.reserve_as_recorded(&record, &mut attempts).await {
+                    return self.refused(record, batch, refusal).await;
+                }
+                reserved_at = Instant::now();
+            }
+        }
+    }
+
+    /// Writes the batch's intent, for as long as the ledger needs to come back.
+    async fn record_intent(&self, record: &BatchRecord, attempts: &mut Attempts) -> Result<(), Refusal> {
+        loop {
+            match timed("record_intent", self.ledger.record_intent(record)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => self.wait_out(record, Failure::Ledger(e), attempts).await?,
+            }
+        }
+    }
+
+    /// Waits as the state machine says after a ledger failure, or says why the batch cannot go on.
+    async fn wait_out(&self, record: &BatchRecord, failure: Failure, attempts: &mut Attempts) -> Result<(), Refusal> {
+        match attempts.after(&failure, Instant::now()) {
+            Step::Retry { delay, .. } => {
+                if let Some(suppressed) = log_allowed("submission_ledger_retry") {
+                    warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, suppressed, "the ledger failed; the batch's messages wait held until it answers");
+                }
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            Step::Refused(refusal) => Err(refusal),
         }
     }
 
     /// Waits until the batch's paths fit the distribution's budget and reserves them; a batch that may still
     /// change (nothing recorded yet) goes in part when only part fits, or is coalesced when the distribution is
     /// overloaded.
-    async fn reserve(&self, mut batch: Batch) -> Reserved {
+    async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
         let distribution = batch.content.distribution_id.clone();
         let reshapable = batch.content.reason != SealReason::Resumed;
         let mut need = Allowance::of(&batch.content.paths);
         let mut waiting = self.budget.waiting(&distribution, need);
         let _turn = self.budget.turn(&distribution).await;
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         loop {
-            let grant = retry_transient(self.retry.transient, || {
-                self.budget.try_reserve(&distribution, &batch.caller_reference, need)
-            });
-            let room = match grant.await {
+            let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need).await {
                 Ok(Grant::Reserved) => break,
                 Ok(Grant::NoRoom(room)) => room,
                 Err(e) => {
-                    error!(caller_reference = %batch.caller_reference, error = %e, "cannot reserve budget in the ledger; not submitting without it, the messages will be delivered again");
-                    return Reserved::Failed(batch.content.members.into_iter().map(|m| m.message_id).collect());
+                    let record = self.intent_record(&batch);
+                    match self.wait_out(&record, Failure::Ledger(e), attempts).await {
+                        Ok(()) => continue,
+                        Err(refusal) => return Reserved::Refused(batch, refusal),
+                    }
                 }
             };
             if reshapable {
@@ -242,14 +256,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     }
 
     /// Reserves again for a recorded batch, waiting as long as it takes.
-    async fn reserve_as_recorded(&self, record: &BatchRecord) -> Result<(), LedgerError> {
+    async fn reserve_as_recorded(&self, record: &BatchRecord, attempts: &mut Attempts) -> Result<(), Refusal> {
         let need = Allowance::of(&record.paths);
         let _turn = self.budget.turn(&record.distribution_id).await;
         loop {
-            let grant = || self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need);
-            match retry_transient(self.retry.transient, grant).await? {
-                Grant::Reserved => return Ok(()),
-                Grant::NoRoom(_) => self.budget.room_may_have_changed(&record.distribution_id).await,
+            match self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need).await {
+                Ok(Grant::Reserved) => return Ok(()),
+                Ok(Grant::NoRoom(_)) => self.budget.room_may_have_changed(&record.distribution_id).await,
+                Err(e) => self.wait_out(record, Failure::Ledger(e), attempts).await?,
             }
         }
     }
@@ -336,16 +350,24 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         }
     }
 
-    /// CloudFront refused the batch for good: record why, then split it, dead-letter or release its messages.
-    async fn refused(&self, mut record: BatchRecord, batch: Batch, error: &CdnError) -> Outcome {
-        let reason = error.to_string();
-        let splittable = matches!(error, CdnError::InvalidArgument(_)) && batch.content.members.len() > 1;
-        if splittable {
-            warn!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, messages = batch.content.members.len(), error = %reason, "CloudFront refused the paths; splitting the batch to find the offending message");
+    /// The batch cannot succeed as it is: record why, then split it, dead-letter its messages or batch them afresh.
+    async fn refused(&self, mut record: BatchRecord, batch: Batch, refusal: Refusal) -> Outcome {
+        let members = batch.content.members.len();
+        let (reason, code) = match &refusal {
+            Refusal::DeadLetter { reason, code } => (reason.clone(), *code),
+            Refusal::Split => {
+                ("CloudFront refused a path; splitting the batch to find the message".to_owned(), "InvalidArgument")
+            }
+            Refusal::Rebatch => {
+                ("the CallerReference was recorded with other paths".to_owned(), "InvalidationBatchAlreadyExists")
+            }
+        };
+        if refusal == Refusal::Split {
+            warn!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, messages = members, "CloudFront refused the paths; splitting the batch to find the offending message");
         } else {
-            error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code = error.code(), error = %reason, "CloudFront refused the batch");
+            error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code, error = %reason, "the batch was refused");
         }
-        counter!("cfi_batches_refused_total", "code" => error.code()).increment(1);
+        counter!("cfi_batches_refused_total", "code" => code).increment(1);
         self.budget.release(&record.distribution_id, &record.caller_reference).await;
         record.fail(&reason);
         if let Err(e) =
@@ -353,19 +375,13 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         {
             warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
         }
-        if splittable {
-            return Outcome::Split(split(batch, self.ownership.clock));
+        let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
+        match refusal {
+            Refusal::Split => Outcome::Split(split(batch, self.ownership.clock)),
+            Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),
+            // The record is failed now, so the messages are batched afresh when they come back.
+            Refusal::Rebatch => Outcome::Done(Disposition::Release(deliveries)),
         }
-        Outcome::Done(match error {
-            // The request itself is wrong: retrying the same messages can never succeed.
-            CdnError::NoSuchDistribution(_) | CdnError::InvalidArgument(_) | CdnError::BatchTooLarge(_) => {
-                Disposition::DeadLetter { message_ids: record.message_ids, reason, code: error.code() }
-            }
-            // Only a resumed batch can meet its reference with other paths (its recorded paths were cut short):
-            // the record is now failed, so the messages are batched afresh when they come back.
-            // Permissions and credentials get fixed by operators; the messages wait for redelivery (and redrive).
-            _ => Disposition::Release(record.message_ids),
-        })
     }
 }
 
@@ -381,14 +397,6 @@ async fn timed<T>(operation: &'static str, call: impl Future<Output = T>) -> T {
     outcome
 }
 
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error(transparent)]
-    Cdn(CdnError),
-    #[error("invalidation accepted but not recorded: {0}")]
-    Ledger(LedgerError),
-}
-
 impl<C, L> Submitter<C, L> {
     fn intent_record(&self, batch: &Batch) -> BatchRecord {
         let content = &batch.content;
@@ -400,7 +408,7 @@ impl<C, L> Submitter<C, L> {
             caller_reference: batch.caller_reference.clone(),
             distribution_id: content.distribution_id.clone(),
             paths: content.paths.clone(),
-            message_ids: content.members.iter().map(|m| m.message_id.clone()).collect(),
+            message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
             requesters,
             requested_paths: content.requested_paths,
             seal_reason: content.reason.as_str().to_owned(),

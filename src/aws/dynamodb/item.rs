@@ -1,0 +1,215 @@
+//! Ledger records as DynamoDB items and back: keys, bounded lists and texts, timestamps. No I/O.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::*;
+
+pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
+    AttributeValue::S(format!("batch#{caller_reference}"))
+}
+
+pub(super) fn key_item_key(key: &str) -> AttributeValue {
+    AttributeValue::S(format!("key#{key}"))
+}
+
+pub(super) fn dead_letter_key(message_id: &MessageId) -> AttributeValue {
+    AttributeValue::S(format!("dlq#{message_id}"))
+}
+
+/// The longest prefix of `text` within `max` bytes, cut at a character boundary.
+pub(super) fn bounded_text(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+pub(super) fn since_epoch(time: SystemTime) -> Duration {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Epoch seconds: the format DynamoDB's TTL requires.
+pub(super) fn epoch_seconds(time: SystemTime) -> AttributeValue {
+    AttributeValue::N(since_epoch(time).as_secs().to_string())
+}
+
+pub(super) fn epoch_millis(time: SystemTime) -> AttributeValue {
+    AttributeValue::N(since_epoch(time).as_millis().to_string())
+}
+
+pub(super) fn number(item: &Item, name: &str) -> Option<u64> {
+    item.get(name).and_then(|v| v.as_n().ok()?.parse().ok())
+}
+
+pub(super) fn timestamp(time: SystemTime) -> AttributeValue {
+    AttributeValue::S(humantime::format_rfc3339_millis(time).to_string())
+}
+
+/// Keeps the leading values that fit in `budget` bytes; says whether any were cut.
+pub(super) fn bounded_list<'a>(values: impl Iterator<Item = &'a str>, budget: usize) -> (AttributeValue, bool) {
+    let mut used = 0;
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    for value in values {
+        used += value.len();
+        if used > budget {
+            truncated = true;
+            break;
+        }
+        kept.push(AttributeValue::S(value.to_owned()));
+    }
+    (AttributeValue::L(kept), truncated)
+}
+
+pub(super) fn intent_item(record: &BatchRecord) -> Item {
+    let (paths, paths_truncated) = bounded_list(record.paths.iter().map(String::as_str), MAX_PATH_BYTES);
+    let (message_ids, ids_truncated) =
+        bounded_list(record.message_ids.iter().map(|m| m.0.as_str()), MAX_MESSAGE_ID_BYTES);
+    let mut item = Item::from([
+        (KEY.into(), key_of(&record.caller_reference)),
+        ("caller_reference".into(), AttributeValue::S(record.caller_reference.to_string())),
+        ("distribution_id".into(), AttributeValue::S(record.distribution_id.to_string())),
+        ("created_at".into(), timestamp(record.created_at)),
+        ("status".into(), AttributeValue::S(record.status.as_str().into())),
+        ("paths".into(), paths),
+        ("path_count".into(), AttributeValue::N(record.paths.len().to_string())),
+        ("requested_paths".into(), AttributeValue::N(record.requested_paths.to_string())),
+        ("message_ids".into(), message_ids),
+        ("message_count".into(), AttributeValue::N(record.message_ids.len().to_string())),
+        ("seal_reason".into(), AttributeValue::S(record.seal_reason.clone())),
+        ("owner".into(), AttributeValue::S(record.owner.clone())),
+        ("lease_until".into(), epoch_millis(record.lease_until)),
+        (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
+    ]);
+    let requesters = requesters_within_limits(&record.requesters);
+    if !requesters.is_empty() {
+        item.insert("requesters".into(), AttributeValue::Ss(requesters));
+    }
+    if let Some(coalescing) = &record.coalescing {
+        item.insert("coalescing".into(), AttributeValue::S(coalescing.clone()));
+    }
+    if paths_truncated {
+        item.insert("paths_truncated".into(), AttributeValue::Bool(true));
+    }
+    if ids_truncated {
+        item.insert("message_ids_truncated".into(), AttributeValue::Bool(true));
+    }
+    item
+}
+
+pub(super) fn requesters_within_limits(requesters: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    let mut used = 0;
+    for requester in requesters {
+        let cut = (0..=requester.len().min(MAX_REQUESTER_BYTES)).rev().find(|&i| requester.is_char_boundary(i));
+        let short = &requester[..cut.unwrap_or(0)];
+        used += short.len();
+        if used > REQUESTERS_BYTES {
+            break;
+        }
+        // A string set holds distinct values: two requesters that agree on their first bytes are one.
+        if !kept.iter().any(|k| k == short) {
+            kept.push(short.to_owned());
+        }
+    }
+    kept
+}
+
+pub(super) fn string(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+pub(super) fn time(item: &Item, name: &str) -> Option<SystemTime> {
+    string(item, name).and_then(|raw| humantime::parse_rfc3339(&raw).ok())
+}
+
+pub(super) fn strings(item: &Item, name: &str) -> Vec<String> {
+    match item.get(name) {
+        Some(AttributeValue::L(values)) => values.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+        Some(AttributeValue::Ss(values)) => values.clone(),
+        _ => Vec::new(),
+    }
+}
+
+pub(super) fn expiry(item: &Item) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(number(item, TTL_ATTRIBUTE).unwrap_or_default())
+}
+
+/// TTL deletes lazily (up to days later): readers check expiry themselves.
+pub(super) fn unexpired(item: &Item) -> bool {
+    expiry(item) > SystemTime::now()
+}
+
+pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
+    let not_a_batch = || malformed("batch record", item);
+    let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
+    Ok(BatchRecord {
+        caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
+        distribution_id: distribution_id.ok_or_else(not_a_batch)?,
+        paths: strings(item, "paths"),
+        message_ids: strings(item, "message_ids").into_iter().map(MessageId).collect(),
+        requesters: strings(item, "requesters"),
+        requested_paths: item.get("requested_paths").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or_default(),
+        seal_reason: string(item, "seal_reason").unwrap_or_default(),
+        coalescing: string(item, "coalescing"),
+        created_at: time(item, "created_at").ok_or_else(not_a_batch)?,
+        status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_a_batch)?,
+        invalidation_id: string(item, "invalidation_id"),
+        cloudfront_status: string(item, "cloudfront_status"),
+        submitted_at: time(item, "submitted_at"),
+        completed_at: time(item, "completed_at"),
+        time_to_complete: number(item, "time_to_complete_ms").map(Duration::from_millis),
+        failure: string(item, "failure"),
+        owner: string(item, "owner").unwrap_or_default(),
+        lease_until: UNIX_EPOCH + Duration::from_millis(number(item, "lease_until").unwrap_or_default()),
+        expires_at: expiry(item),
+    })
+}
+
+pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {
+    let mut item = Item::from([
+        (KEY.into(), dead_letter_key(&record.message_id)),
+        ("message_id".into(), AttributeValue::S(record.message_id.0.clone())),
+        ("reason".into(), AttributeValue::S(bounded_text(&record.reason, MAX_TEXT_BYTES))),
+        ("code".into(), AttributeValue::S(record.code.clone())),
+        ("outcome".into(), AttributeValue::S(OUTCOME_DEAD_LETTERED.into())),
+        ("created_at".into(), timestamp(record.created_at)),
+        (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
+    ]);
+    if let Some(distribution) = &record.distribution_id {
+        item.insert(FOR_DISTRIBUTION.into(), AttributeValue::S(distribution.to_string()));
+    }
+    if let Some(requester) = &record.requester {
+        item.insert("requester".into(), AttributeValue::S(bounded_text(requester, MAX_TEXT_BYTES)));
+    }
+    item
+}
+
+pub(super) fn malformed(kind: &str, item: &Item) -> LedgerError {
+    LedgerError::Other(format!("ledger item is not a {kind}: {item:?}"))
+}
+
+pub(super) fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerError> {
+    Ok(DeadLetterRecord {
+        message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("dead-letter record", item))?),
+        reason: string(item, "reason").unwrap_or_default(),
+        code: string(item, "code").unwrap_or_default(),
+        distribution_id: string(item, FOR_DISTRIBUTION).and_then(|d| DistributionId::parse(&d).ok()),
+        requester: string(item, "requester"),
+        created_at: time(item, "created_at").ok_or_else(|| malformed("dead-letter record", item))?,
+        expires_at: expiry(item),
+    })
+}
+
+pub(super) fn key_record_from(key: &str, item: &Item) -> Result<KeyRecord, LedgerError> {
+    Ok(KeyRecord {
+        key: key.to_owned(),
+        message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("key claim", item))?),
+        distribution_id: string(item, FOR_DISTRIBUTION).and_then(|d| DistributionId::parse(&d).ok()),
+        created_at: time(item, "created_at").ok_or_else(|| malformed("key claim", item))?,
+        expires_at: expiry(item),
+    })
+}
