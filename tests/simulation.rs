@@ -1,15 +1,18 @@
 //! Deterministic simulation of the whole pipeline over the in-memory fakes, on tokio's paused clock, with a
 //! seeded source of faults at every boundary: receive/delete/visibility failures, duplicate deliveries and lapsed
 //! visibility, CloudFront throttling, quota and 5xx errors and lost responses, DynamoDB errors, lost writes and
-//! outages, workers crashing at any await point (restarted with empty memory) and two workers racing.
+//! outages (short ones, and in some phases the ledger or CloudFront down for 3 to 15 minutes), workers crashing at
+//! any await point (restarted with empty memory) and two workers racing. A quarter of the seeds give every message
+//! paths of its own, so no other message's invalidation can hide an early delete.
 //!
-//! After every run it checks: the queue ends empty; every valid request's paths are covered by invalidations
-//! created after it was sent; every invalid message is in the DLQ with a reason and no valid one is; CloudFront
-//! only ever saw CallerReferences the ledger recorded first, each with the recorded paths; every accepted record
-//! names the invalidation CloudFront made for its reference; no record is marked completed before CloudFront
-//! completed its invalidation; at no moment were more paths or wildcard paths of a distribution in progress than
-//! the workers' budget allows (each seed draws a budget of a few dozen paths, so batches wait, split and
-//! coalesce, while reservations of crashed workers expire).
+//! At every delete of the main queue it checks that each path of the deleted message is covered by an
+//! invalidation CloudFront accepted after the message was sent. After every run it checks: the queue ends empty;
+//! every valid request's paths are covered by invalidations created after it was sent; every invalid message is in
+//! the DLQ with a reason and no valid one is; CloudFront only ever saw CallerReferences the ledger recorded first,
+//! each with the recorded paths; every accepted record names the invalidation CloudFront made for its reference;
+//! no record is marked completed before CloudFront completed its invalidation; at no moment were more paths or
+//! wildcard paths of a distribution in progress than the workers' budget allows (each seed draws a budget of a few
+//! dozen paths, so batches wait, split and coalesce, while reservations of crashed workers expire).
 //!
 //! `cargo test --test simulation` runs 1,000 seeds (SIM_SEEDS to change); a failing seed prints itself and reruns
 //! alone with `SIM_SEED=<seed> cargo test --test simulation`. The long run:
@@ -75,6 +78,47 @@ impl Chaos {
 struct ChaosQueue {
     inner: Arc<MemoryQueue>,
     chaos: Chaos,
+    /// Checks every delete of the main queue; `None` for the dead-letter queue.
+    oracle: Option<Arc<Oracle>>,
+}
+
+/// What a valid message asked for, as the oracle checks it.
+struct Expected {
+    distribution: String,
+    paths: Vec<String>,
+    at: Instant,
+    /// A message with an idempotency key is deleted without an invalidation when another holds the key.
+    keyed: bool,
+}
+
+/// The check at the moment of deletion: every path of a valid message that a delete removes from the queue is
+/// covered, by then, by an invalidation CloudFront accepted after the message was sent. An end-of-run check
+/// cannot see an early delete when another message asked for the same paths; this one can.
+struct Oracle {
+    cdn: Arc<FakeCdn>,
+    expected: Mutex<HashMap<MessageId, Expected>>,
+    violations: Mutex<Vec<String>>,
+}
+
+impl Oracle {
+    fn deleted(&self, message_id: &MessageId) {
+        let expected = self.expected.lock().unwrap();
+        let Some(expected) = expected.get(message_id).filter(|e| !e.keyed) else { return };
+        let accepted: Vec<String> = self
+            .cdn
+            .created()
+            .into_iter()
+            .filter(|c| c.distribution_id.as_str() == expected.distribution && c.at >= expected.at)
+            .flat_map(|c| c.paths)
+            .collect();
+        if let Some(uncovered) = expected.paths.iter().find(|p| !is_covered_by(p, &accepted)) {
+            self.violations.lock().unwrap().push(format!(
+                "message {message_id} deleted at {:?} before {uncovered} of {} was invalidated",
+                Instant::now(),
+                expected.distribution
+            ));
+        }
+    }
 }
 
 impl ChaosQueue {
@@ -121,7 +165,16 @@ impl Queue for ChaosQueue {
     async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<BatchEntryFailure>, QueueError> {
         self.transient(0.05)?;
         let (passed, mut failed) = self.split_entries(receipts);
+        let present = |queue: &MemoryQueue| -> Vec<MessageId> {
+            let held: Vec<MessageId> = queue.messages().into_iter().map(|m| m.message_id).collect();
+            passed.iter().map(|r| r.message_id.clone()).filter(|id| held.contains(id)).collect()
+        };
+        let before = present(&self.inner);
         failed.extend(self.inner.delete(&passed).await?);
+        if let Some(oracle) = &self.oracle {
+            let after = present(&self.inner);
+            before.iter().filter(|id| !after.contains(id)).for_each(|id| oracle.deleted(id));
+        }
         Ok(failed)
     }
 
@@ -154,6 +207,9 @@ impl Cdn for ChaosCdn {
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
+        if self.chaos.out() {
+            return Err(CdnError::Unavailable("503 during an outage".into()));
+        }
         if self.chaos.roll(0.04) {
             return Err(CdnError::Throttled("Rate exceeded".into()));
         }
@@ -171,6 +227,9 @@ impl Cdn for ChaosCdn {
     }
 
     async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
+        if self.chaos.out() {
+            return Err(CdnError::Unavailable("503 during an outage".into()));
+        }
         if self.chaos.roll(0.04) {
             return Err(CdnError::Throttled("Rate exceeded".into()));
         }
@@ -181,6 +240,9 @@ impl Cdn for ChaosCdn {
     }
 
     async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        if self.chaos.out() {
+            return Err(CdnError::Unavailable("503 during an outage".into()));
+        }
         self.inner.list_in_progress(distribution).await
     }
 }
@@ -327,6 +389,9 @@ struct World {
     sent: Vec<Sent>,
     /// The headroom every worker of the run leaves: CloudFront's quotas minus this is the budget they share.
     reserve: Allowance,
+    oracle: Arc<Oracle>,
+    /// Every message asks for paths of its own, so no other message's invalidation can hide an early delete.
+    unique_paths: bool,
 }
 
 impl World {
@@ -337,9 +402,19 @@ impl World {
         let cdn = Arc::new(FakeCdn::with_distributions(DISTRIBUTIONS));
         cdn.complete_after(COMPLETION_DELAY);
         let ledger = Arc::new(MemoryLedger::default());
+        let oracle =
+            Arc::new(Oracle { cdn: Arc::clone(&cdn), expected: Mutex::default(), violations: Mutex::default() });
         let services = Services {
-            queue: Arc::new(ChaosQueue { inner: Arc::clone(&queue), chaos: Chaos::new(seed, 1) }),
-            dead_letter: Some(Arc::new(ChaosQueue { inner: Arc::clone(&dead_letter), chaos: Chaos::new(seed, 2) })),
+            queue: Arc::new(ChaosQueue {
+                inner: Arc::clone(&queue),
+                chaos: Chaos::new(seed, 1),
+                oracle: Some(Arc::clone(&oracle)),
+            }),
+            dead_letter: Some(Arc::new(ChaosQueue {
+                inner: Arc::clone(&dead_letter),
+                chaos: Chaos::new(seed, 2),
+                oracle: None,
+            })),
             cdn: Arc::new(ChaosCdn { inner: Arc::clone(&cdn), chaos: Chaos::new(seed, 3) }),
             ledger: Arc::new(ChaosLedger {
                 inner: Arc::clone(&ledger),
@@ -353,6 +428,8 @@ impl World {
         Self {
             seed,
             rng,
+            oracle,
+            unique_paths: seed % 4 == 1,
             reserve: QUOTA - capacity,
             clock,
             queue,
@@ -396,20 +473,29 @@ impl World {
                 }
             } else {
                 let distribution = DISTRIBUTIONS[self.rng.random_range(0..3)].to_owned();
+                let n = self.sent.len();
                 let paths: Vec<String> = (0..self.rng.random_range(1..6))
-                    .map(|_| match self.rng.random_range(0..20) {
+                    .map(|k| match self.rng.random_range(0..20) {
+                        _ if self.unique_paths => format!("/u{n}/p{k}"),
                         0 => format!("/s{}/*", self.rng.random_range(0..3)),
                         _ => format!("/s{}/p{}", self.rng.random_range(0..3), self.rng.random_range(0..15)),
                     })
                     .collect();
                 let mut body = serde_json::json!({"distribution_id": distribution, "paths": paths});
-                if self.rng.random_bool(0.2) {
+                if !self.unique_paths && self.rng.random_bool(0.2) {
                     // Repeated sends of the same request with the same key: the deduplicated case.
                     body["idempotency_key"] = format!("{distribution}-{}", paths.join(",")).into();
                 }
                 Sent { body: body.to_string(), request: Some((distribution, paths)), at: Instant::now() }
             };
             self.queue.send(&sent.body, &[]).await.unwrap();
+            if let Some((distribution, paths)) = &sent.request {
+                let message_id = self.queue.messages().last().expect("just sent").message_id.clone();
+                let keyed = sent.body.contains("idempotency_key");
+                let expected =
+                    Expected { distribution: distribution.clone(), paths: paths.clone(), at: sent.at, keyed };
+                self.oracle.expected.lock().unwrap().insert(message_id, expected);
+            }
             self.sent.push(sent);
         }
     }
@@ -494,8 +580,11 @@ async fn simulate_world(seed: u64) -> (World, Result<(), String>) {
     world.produce(initial).await;
     let mut next_worker = 0;
     for _phase in 0..world.rng.random_range(2..6) {
-        let outage = world.rng.random_bool(0.2);
-        world.services.ledger.chaos.outage.store(outage, Ordering::Relaxed);
+        // Short ledger outages now and then; some phases lose the ledger or CloudFront for many minutes.
+        let sustained = world.rng.random_bool(0.15).then(|| world.rng.random_bool(0.5));
+        let outage = sustained.is_none() && world.rng.random_bool(0.2);
+        world.services.ledger.chaos.outage.store(outage || sustained == Some(true), Ordering::Relaxed);
+        world.services.cdn.chaos.outage.store(sustained == Some(false), Ordering::Relaxed);
         let mut running = Vec::new();
         for _ in 0..world.rng.random_range(1..3) {
             next_worker += 1;
@@ -506,13 +595,18 @@ async fn simulate_world(seed: u64) -> (World, Result<(), String>) {
             }));
             running.push((stop, handle));
         }
-        let phase_end = Instant::now() + Duration::from_secs(world.rng.random_range(5..120));
+        let length = if sustained.is_some() { 180..900 } else { 5..120 };
+        let phase_end = Instant::now() + Duration::from_secs(world.rng.random_range(length));
         while Instant::now() < phase_end {
             tokio::time::sleep(Duration::from_secs(world.rng.random_range(1..20))).await;
-            world.services.ledger.chaos.outage.store(false, Ordering::Relaxed);
+            if sustained.is_none() {
+                world.services.ledger.chaos.outage.store(false, Ordering::Relaxed);
+            }
             let more = world.rng.random_range(0..5);
             world.produce(more).await;
         }
+        world.services.ledger.chaos.outage.store(false, Ordering::Relaxed);
+        world.services.cdn.chaos.outage.store(false, Ordering::Relaxed);
         for (stop, handle) in running {
             if world.rng.random_bool(0.6) {
                 handle.abort();
@@ -555,6 +649,9 @@ async fn simulate_world(seed: u64) -> (World, Result<(), String>) {
 fn check(world: &World) -> Result<(), String> {
     if !world.queue.is_empty() {
         return Err(format!("{} messages left on the queue", world.queue.len()));
+    }
+    if let Some(violation) = world.oracle.violations.lock().unwrap().first() {
+        return Err(violation.clone());
     }
     let created = world.cdn.created();
     check_budget(&created, QUOTA - world.reserve)?;
