@@ -97,6 +97,8 @@ pub struct BudgetTuning {
     pub resync_every: Duration,
     /// How long invalidations are expected to take until some have been seen to complete.
     pub expected_completion: Duration,
+    /// How long a reservation lasts without renewal: what a dead worker's reservations cost the others.
+    pub lease: Duration,
 }
 
 /// Who this worker is in the ledger, and how long what it writes there lasts.
@@ -104,7 +106,8 @@ pub struct BudgetTuning {
 pub struct LedgerSettings {
     /// Recorded as the owner of the batches this worker submits.
     pub worker_id: String,
-    /// How long a pending batch of this worker is left alone by others (then it may be taken over).
+    /// How long a pending batch of this worker is left alone by others once this worker stops renewing it (then it
+    /// may be taken over): it is renewed every third of it while the worker lives.
     pub lease: Duration,
     /// How long ledger records are kept (DynamoDB TTL).
     pub retention: Duration,
@@ -176,6 +179,7 @@ impl Default for BudgetTuning {
             poll: Duration::from_secs(2),
             resync_every: Duration::from_secs(60),
             expected_completion: Duration::from_secs(30),
+            lease: Duration::from_secs(120),
         }
     }
 }
@@ -184,7 +188,7 @@ impl Default for LedgerSettings {
     fn default() -> Self {
         Self {
             worker_id: default_worker_id(),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(30),
             retention: Duration::from_secs(90 * 24 * 3_600),
             key_period: Duration::from_secs(24 * 3_600),
         }
@@ -356,7 +360,7 @@ fn budget<Q, C: Cdn, L: BudgetStore>(
         Arc::clone(&services.ledger),
         BudgetSettings {
             capacity,
-            lease: settings.ledger.lease,
+            lease: tuning.lease,
             poll: tuning.poll,
             resync_every: tuning.resync_every,
             expected_completion: tuning.expected_completion,

@@ -160,6 +160,14 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     assert_eq!((taken[0].owner.as_str(), taken[0].lease_until), ("worker-b", new_lease));
     assert!(!ledger.take_over(&accepted.caller_reference, "worker-b", millis(u64::MAX / 4), new_lease).await.unwrap());
 
+    // Lease renewal: only by the record's owner, only while it is pending.
+    let renewed = millis(base + 900_000);
+    assert!(!ledger.renew_lease(&pending.caller_reference, "worker-a", renewed).await.unwrap(), "worker-b owns it now");
+    assert!(ledger.renew_lease(&pending.caller_reference, "worker-b", renewed).await.unwrap());
+    let taken = ledger.list(&distribution, millis(base + 6_000), 1).await.unwrap();
+    assert_eq!(taken[0].lease_until, renewed);
+    assert!(!ledger.renew_lease(&accepted.caller_reference, &accepted.owner, renewed).await.unwrap(), "not pending");
+
     // Requesters are producers' free text: even an essay must not make the record too big to store.
     let mut chatty = record(&distribution, base + 7_000);
     chatty.requesters = vec!["x".repeat(500_000), "ci".into()];

@@ -483,6 +483,72 @@ async fn a_crash_between_cloudfront_and_the_ledger_is_finished_by_another_worker
     assert_eq!(records[0].owner, "worker-b", "taken over after worker A's lease");
 }
 
+/// Worker A dies with a batch recorded but not accepted (CloudFront down); worker B, started at once, finishes it
+/// within one visibility timeout (the messages come back) plus one lease (30 s by default, renewed only by a
+/// live owner), not minutes later.
+#[tokio::test(start_paused = true)]
+async fn a_dead_workers_pending_batch_is_taken_over_within_a_lease_of_its_messages_coming_back() {
+    let h = Harness::new(&["EAAA"]);
+    h.send("EAAA", &["/a"]).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    h.cdn.faults.down_until("create_invalidation", CdnError::Unavailable("503".into()), until);
+    let mut worker_a = settings();
+    worker_a.ledger.worker_id = "worker-a".into();
+    worker_a.intake.visibility_timeout = Duration::from_secs(30);
+    let crashed = tokio::spawn(worker::run(h.services(true), worker_a, std::future::pending()));
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(h.ledger.records()[0].status, BatchStatus::Pending, "worker A recorded its batch");
+    crashed.abort();
+    let _ = crashed.await;
+    let died = tokio::time::Instant::now();
+
+    let mut worker_b = settings();
+    worker_b.ledger.worker_id = "worker-b".into();
+    worker_b.intake.visibility_timeout = Duration::from_secs(30);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let queue = Arc::clone(&h.queue);
+    let run = tokio::spawn(worker::run(h.services(true), worker_b, async move {
+        let _ = stopped.await;
+    }));
+    while !queue.is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let recovered = died.elapsed();
+    let _ = stop.send(());
+    run.await.unwrap();
+
+    assert!(recovered <= Duration::from_secs(30 + 30 + 15), "the message was deleted {recovered:?} after the crash");
+    let records = h.ledger.records();
+    assert_eq!((records.len(), records[0].owner.as_str()), (1, "worker-b"), "one batch, taken over");
+    assert!(records[0].status.is_accepted());
+}
+
+/// A live worker whose batch waits longer than a lease (a CloudFront outage) keeps renewing it: a redelivery of
+/// its message to another worker waits instead of taking the batch over.
+#[tokio::test(start_paused = true)]
+async fn a_live_worker_keeps_its_batch_however_long_it_waits() {
+    let h = Harness::new(&["EAAA"]);
+    h.send("EAAA", &["/a"]).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(300);
+    h.cdn.faults.down_until("create_invalidation", CdnError::Unavailable("503".into()), until);
+    let mut worker_a = settings();
+    worker_a.ledger.worker_id = "worker-a".into();
+    let a = tokio::spawn(worker::run(h.services(true), worker_a, tokio::time::sleep(Duration::from_secs(600))));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    // SQS hands the message to worker B as well (a duplicate delivery of a standard queue).
+    let message_id = h.queue.messages()[0].message_id.clone();
+    h.queue.expire_visibility(&message_id);
+    let mut worker_b = settings();
+    worker_b.ledger.worker_id = "worker-b".into();
+    h.run_for(Duration::from_secs(120), worker_b).await;
+    assert_eq!(h.ledger.records()[0].owner, "worker-a", "not taken over while worker A lives");
+    a.await.unwrap();
+
+    assert!(h.queue.is_empty());
+    assert!(h.ledger.records()[0].status.is_accepted());
+    assert_eq!(h.ledger.records().len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_redelivered_message_already_covered_is_deleted_without_a_new_invalidation() {
     let h = Harness::new(&["EAAA"]);

@@ -304,6 +304,16 @@ impl Ledger for ChaosLedger {
         self.inner.take_over(reference, owner, now, until).await
     }
 
+    async fn renew_lease(
+        &self,
+        reference: &CallerReference,
+        owner: &str,
+        until: SystemTime,
+    ) -> Result<bool, LedgerError> {
+        self.before()?;
+        self.inner.renew_lease(reference, owner, until).await
+    }
+
     async fn claim_key(
         &self,
         key: &str,
@@ -516,6 +526,7 @@ impl World {
         settings.submission.create_rate = 5.0;
         settings.ledger.worker_id = format!("worker-{worker}");
         settings.ledger.lease = 2 * visibility;
+        settings.budget.lease = 2 * visibility;
         settings.budget.reserve = self.reserve;
         settings
     }

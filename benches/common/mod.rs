@@ -413,6 +413,16 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
         self.inner.take_over(caller_reference, owner, now, lease_until).await
     }
 
+    async fn renew_lease(
+        &self,
+        caller_reference: &CallerReference,
+        owner: &str,
+        lease_until: SystemTime,
+    ) -> Result<bool, LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.renew_lease(caller_reference, owner, lease_until).await
+    }
+
     async fn claim_key(
         &self,
         key: &str,

@@ -269,6 +269,29 @@ impl Ledger for DynamoLedger {
         self.conditional(outcome)
     }
 
+    async fn renew_lease(
+        &self,
+        caller_reference: &CallerReference,
+        owner: &str,
+        lease_until: SystemTime,
+    ) -> Result<bool, LedgerError> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key_of(caller_reference))
+            .update_expression("SET lease_until = :lease_until")
+            .condition_expression("#status = :pending AND #owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":lease_until", epoch_millis(lease_until))
+            .expression_attribute_values(":pending", AttributeValue::S(BatchStatus::Pending.as_str().into()))
+            .send()
+            .await;
+        self.conditional(outcome)
+    }
+
     async fn claim_key(
         &self,
         key: &str,

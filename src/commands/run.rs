@@ -80,14 +80,15 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         budget: BudgetTuning {
             reserve: Allowance { paths: args.reserve_paths, wildcards: args.reserve_wildcards },
             resync_every: args.resync_interval.into(),
+            // A stopped worker's reservations are renewed by nobody; by two visibility timeouts they are over.
+            lease: 2 * visibility_timeout,
             ..BudgetTuning::default()
         },
         ledger: LedgerSettings {
             worker_id: args.worker_id.clone().unwrap_or_else(worker::default_worker_id),
-            // A stopped worker's messages come back after one visibility timeout; by two, its lease is over.
-            lease: 2 * visibility_timeout,
             retention: args.retention.into(),
             key_period: args.idempotency_period.into(),
+            ..LedgerSettings::default()
         },
         tracking: TrackingSettings {
             poll: args.completion_poll.into(),

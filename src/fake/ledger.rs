@@ -139,6 +139,23 @@ impl Ledger for MemoryLedger {
         }
     }
 
+    async fn renew_lease(
+        &self,
+        caller_reference: &CallerReference,
+        owner: &str,
+        lease_until: SystemTime,
+    ) -> Result<bool, LedgerError> {
+        self.faults.call("renew_lease").await?;
+        let mut records = self.records.lock().unwrap();
+        match records.get_mut(caller_reference).map(|(_, record)| record) {
+            Some(record) if record.status == BatchStatus::Pending && record.owner == owner => {
+                record.lease_until = lease_until;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn claim_key(
         &self,
         key: &str,

@@ -179,6 +179,8 @@ impl Transient for LedgerError {
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
 ///   it did; it never changes a record that is not pending or whose lease still runs.
+/// - `renew_lease` moves the lease of a `Pending` record that `owner` owns to `lease_until`, and says whether it
+///   did; it never changes a record another worker took over, nor one that is no longer pending.
 /// - `claim_key` records that `message_id` (for `distribution`) used the producer key `key` until `expires_at`; it
 ///   answers `Duplicate` if another message holds an unexpired claim, and `First` otherwise (a repeated claim by
 ///   the same message included).
@@ -203,6 +205,13 @@ pub trait Ledger: Send + Sync + 'static {
         caller_reference: &CallerReference,
         owner: &str,
         now: SystemTime,
+        lease_until: SystemTime,
+    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+
+    fn renew_lease(
+        &self,
+        caller_reference: &CallerReference,
+        owner: &str,
         lease_until: SystemTime,
     ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 

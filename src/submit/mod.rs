@@ -149,6 +149,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             self.budget.release(&record.distribution_id, &record.caller_reference).await;
             return self.refused(record, batch, refusal).await;
         }
+        let _leased = self.keep_leased(&record);
         loop {
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
@@ -187,6 +188,29 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 reserved_at = Instant::now();
             }
         }
+    }
+
+    /// Renews the pending batch's lease every third of it while the returned guard lives: a live worker's batch is
+    /// never taken over however long it waits, and a dead worker's is taken over within one lease.
+    fn keep_leased(&self, record: &BatchRecord) -> AbortOnDrop {
+        let ledger = Arc::clone(&self.ledger);
+        let reference = record.caller_reference.clone();
+        let Ownership { worker_id, lease, clock, .. } = self.ownership.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match ledger.renew_lease(&reference, &worker_id, clock.now() + lease).await {
+                    Ok(true) => {}
+                    // Accepted, failed or taken over meanwhile: nothing left to keep.
+                    Ok(false) => return,
+                    Err(e) => {
+                        if let Some(suppressed) = log_allowed("lease_renewal_failed") {
+                            warn!(caller_reference = %reference, error = %e, suppressed, "could not renew the batch's lease; trying again");
+                        }
+                    }
+                }
+            }
+        }))
     }
 
     /// Writes the batch's intent, for as long as the ledger needs to come back.
@@ -425,6 +449,15 @@ impl<C, L> Submitter<C, L> {
             lease_until: now + self.ownership.lease,
             expires_at: now + self.ownership.retention,
         }
+    }
+}
+
+/// Stops a background task when dropped, however the batch's submission ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
