@@ -219,6 +219,25 @@ async fn a_ledger_outage_of_minutes_holds_the_messages_and_hands_none_back() {
     assert!((0..20).all(|n| invalidated.contains(&format!("/p/{n}"))), "{invalidated:?}");
 }
 
+/// SQS keeps a message invisible for at most 12 hours from its receive. A CloudFront outage of 13 hours: the
+/// extension past the ceiling is refused, the message reappears once, the worker that holds it takes the new
+/// delivery's handle, and with maxReceiveCount 3 it is never redriven; once CloudFront is back it is accepted.
+#[tokio::test(start_paused = true)]
+async fn an_outage_past_sqs_twelve_hour_ceiling_costs_one_receive_and_no_redrive() {
+    let mut h = Harness::new(&["EAAA"]);
+    let queue = MemoryQueue::with_clock(WallClock::following_tokio()).with_redrive(Arc::clone(&h.dead_letter), 3);
+    h.queue = Arc::new(queue);
+    let until = tokio::time::Instant::now() + Duration::from_secs(13 * 3_600);
+    h.cdn.faults.down_until("create_invalidation", CdnError::Unavailable("503".into()), until);
+    h.send("EAAA", &["/a"]).await;
+    h.run_for(Duration::from_secs(14 * 3_600), settings()).await;
+
+    assert!(h.queue.is_empty() && h.dead_letter.is_empty(), "accepted after the outage, never redriven");
+    assert_eq!(h.queue.deliveries(), 2, "one receive, and one more when the 12 hours ran out");
+    assert_eq!(h.ledger.records().len(), 1, "the same batch all along");
+    assert!(h.ledger.records()[0].status.is_accepted());
+}
+
 #[tokio::test(start_paused = true)]
 async fn throttling_and_quota_errors_are_retried_with_the_same_reference() {
     let h = Harness::new(&["EAAA"]);

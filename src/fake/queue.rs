@@ -1,5 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
@@ -21,10 +21,16 @@ pub struct StoredMessage {
     visible_at: Instant,
     /// The handle of the latest delivery; older handles are stale.
     receipt_handle: Option<String>,
+    /// When the latest delivery was received: SQS keeps a message invisible for at most 12 hours from then.
+    received_at: Instant,
 }
 
-/// A standard SQS queue in memory: visibility timeouts, redelivery with a fresh receipt handle, and SQS's
-/// lenient delete (a stale handle "succeeds" without deleting).
+/// SQS refuses to make a message invisible for longer than this after its receive.
+pub const MAX_INVISIBLE: Duration = Duration::from_secs(12 * 3_600);
+
+/// A standard SQS queue in memory: visibility timeouts, redelivery with a fresh receipt handle, SQS's lenient
+/// delete (a stale handle "succeeds" without deleting), the 12-hour ceiling on invisibility, and, with a redrive
+/// policy, the move to a dead-letter queue of a message received `maxReceiveCount` times.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     pub faults: Faults<QueueError>,
@@ -32,6 +38,7 @@ pub struct MemoryQueue {
     clock: WallClock,
     state: Mutex<State>,
     arrived: Notify,
+    redrive: Option<(Arc<MemoryQueue>, u32)>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +90,12 @@ impl MemoryQueue {
         Self { clock, ..Self::default() }
     }
 
+    /// Moves a message that was received `max_receive_count` times to `dead_letter` instead of delivering it
+    /// again, as SQS's RedrivePolicy does (without a reason: SQS adds none).
+    pub fn with_redrive(self, dead_letter: Arc<MemoryQueue>, max_receive_count: u32) -> Self {
+        Self { redrive: Some((dead_letter, max_receive_count)), ..self }
+    }
+
     /// Every message not yet deleted, visible or not.
     pub fn messages(&self) -> Vec<StoredMessage> {
         self.state.lock().unwrap().messages.values().cloned().collect()
@@ -124,10 +137,18 @@ impl MemoryQueue {
         while received.len() < max
             && let Some(sequence) = visible.pop_first()
         {
+            if let Some((dead_letter, max_receive_count)) = &self.redrive
+                && messages[&sequence].receive_count >= *max_receive_count
+            {
+                let moved = messages.remove(&sequence).expect("indexed messages exist");
+                dead_letter.push(&moved.body, &[]);
+                continue;
+            }
             let m = messages.get_mut(&sequence).expect("indexed messages exist");
             *deliveries += 1;
             let handle = format!("{sequence}:{deliveries}");
             m.receive_count += 1;
+            m.received_at = now;
             m.visible_at = now + visibility;
             hidden.insert((m.visible_at, sequence));
             m.receipt_handle = Some(handle.clone());
@@ -220,13 +241,32 @@ impl Queue for MemoryQueue {
     ) -> Result<Vec<BatchEntryFailure>, QueueError> {
         self.faults.call("extend_visibility").await?;
         let now = Instant::now();
-        self.for_each_receipt(receipts, Some("ReceiptHandleIsInvalid"), |state, sequence| {
+        let mut failures = Vec::new();
+        let mut changed = self.for_each_receipt(receipts, Some("ReceiptHandleIsInvalid"), |state, sequence| {
+            let message = &state.messages[&sequence];
+            if now + visibility > message.received_at + MAX_INVISIBLE {
+                failures.push(BatchEntryFailure {
+                    message_id: message.message_id.clone(),
+                    code: "InvalidParameterValue".to_owned(),
+                    message: "the visibility timeout would exceed 12 hours from the receive".to_owned(),
+                });
+                return;
+            }
             state.set_visible_at(sequence, now + visibility)
-        })
+        })?;
+        changed.extend(failures);
+        Ok(changed)
     }
 
     async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
         self.faults.call("send").await?;
+        self.push(body, attributes);
+        Ok(())
+    }
+}
+
+impl MemoryQueue {
+    fn push(&self, body: &str, attributes: &[(&str, &str)]) {
         let mut state = self.state.lock().unwrap();
         state.next_sequence += 1;
         let sequence = state.next_sequence;
@@ -240,11 +280,11 @@ impl Queue for MemoryQueue {
                 sent_at: self.clock.now(),
                 visible_at: Instant::now(),
                 receipt_handle: None,
+                received_at: Instant::now(),
             },
         );
         state.visible.insert(sequence);
         drop(state);
         self.arrived.notify_waiters();
-        Ok(())
     }
 }
