@@ -1,12 +1,14 @@
 //! Operations: Prometheus metrics, health endpoints, and rate limits for repeated log lines.
 //!
 //! One listener (`--metrics-addr`) serves `/metrics` (Prometheus text format), `/healthz` (the process is alive)
-//! and `/readyz` (SQS and DynamoDB answered the last probe and the worker is not shutting down).
+//! and `/readyz` (SQS and DynamoDB answered the last probe, no dependency is in an outage the worker is waiting
+//! out, and the worker is not shutting down).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -16,8 +18,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use metrics::gauge;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -52,17 +56,60 @@ impl Health {
     }
 
     /// `Ok` when ready, else why not.
-    pub fn readiness(&self) -> Result<(), &'static str> {
+    pub fn readiness(&self) -> Result<(), String> {
         if self.shutting_down.load(Ordering::Relaxed) {
-            Err("shutting down")
+            Err("shutting down".into())
         } else if !self.queue_reachable.load(Ordering::Relaxed) {
-            Err("SQS did not answer the last probe")
+            Err("SQS did not answer the last probe".into())
         } else if !self.ledger_reachable.load(Ordering::Relaxed) {
-            Err("DynamoDB did not answer the last probe")
+            Err("DynamoDB did not answer the last probe".into())
+        } else if let Some((dependency, lasted)) = outages().current().into_iter().next() {
+            let lasted = humantime::format_duration(Duration::from_secs(lasted.as_secs()));
+            Err(format!("{dependency} has failed every call for {lasted}; the messages wait held"))
         } else {
             Ok(())
         }
     }
+}
+
+/// A dependency that failed and has not answered since: what the worker waits out, and for how long.
+#[derive(Debug, Default)]
+pub struct Outages {
+    failing_since: Mutex<BTreeMap<&'static str, Instant>>,
+}
+
+/// Failures shorter than this are retries, not outages: `/readyz` and the gauge ignore them.
+const OUTAGE_AFTER: Duration = Duration::from_secs(30);
+
+impl Outages {
+    pub fn failed(&self, dependency: &'static str) {
+        self.failing_since.lock().unwrap().entry(dependency).or_insert_with(Instant::now);
+    }
+
+    pub fn answered(&self, dependency: &'static str) {
+        self.failing_since.lock().unwrap().remove(dependency);
+    }
+
+    /// Each dependency failing for longer than `OUTAGE_AFTER`, with how long it has been failing.
+    pub fn current(&self) -> Vec<(&'static str, Duration)> {
+        let since = self.failing_since.lock().unwrap();
+        since.iter().map(|(dependency, at)| (*dependency, at.elapsed())).filter(|(_, d)| *d >= OUTAGE_AFTER).collect()
+    }
+
+    /// Sets `cfi_outage_seconds{dependency}` for every dependency seen failing, 0 once it answers again.
+    fn report(&self) {
+        let since = self.failing_since.lock().unwrap();
+        for dependency in ["cloudfront", "dynamodb"] {
+            let lasted = since.get(dependency).map_or(0.0, |at| at.elapsed().as_secs_f64());
+            gauge!("cfi_outage_seconds", "dependency" => dependency).set(lasted);
+        }
+    }
+}
+
+/// The process's outages: stages report to it, `/readyz` and the metrics read it.
+pub fn outages() -> &'static Outages {
+    static OUTAGES: OnceLock<Outages> = OnceLock::new();
+    OUTAGES.get_or_init(Outages::default)
 }
 
 /// Serves the endpoints until `stop` is cancelled.
@@ -81,6 +128,7 @@ pub async fn serve(
             () = stop.cancelled() => return Ok(()),
             _ = upkeep_ticks.tick() => {
                 upkeep.run_upkeep();
+                outages().report();
                 continue;
             }
             accepted = listener.accept() => accepted?,
@@ -157,13 +205,13 @@ mod tests {
     #[test]
     fn readiness_names_what_is_missing() {
         let health = Health::default();
-        assert_eq!(health.readiness(), Err("SQS did not answer the last probe"));
+        assert_eq!(health.readiness(), Err("SQS did not answer the last probe".to_owned()));
         health.record_probe(true, false);
-        assert_eq!(health.readiness(), Err("DynamoDB did not answer the last probe"));
+        assert_eq!(health.readiness(), Err("DynamoDB did not answer the last probe".to_owned()));
         health.record_probe(true, true);
         assert_eq!(health.readiness(), Ok(()));
         health.begin_shutdown();
-        assert_eq!(health.readiness(), Err("shutting down"));
+        assert_eq!(health.readiness(), Err("shutting down".to_owned()));
     }
 
     #[test]
@@ -172,5 +220,30 @@ mod tests {
         assert_eq!(&allowed[..3], [Some(0), Some(0), Some(0)]);
         assert!(allowed[3..].iter().all(Option::is_none));
         assert_eq!(log_allowed("another_kind"), Some(0), "kinds are limited separately");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_shows_after_half_a_minute_and_ends_with_the_first_answer() {
+        let outages = Outages::default();
+        outages.failed("cloudfront");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        outages.failed("cloudfront");
+        assert!(outages.current().is_empty(), "a few failures are retries");
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert_eq!(outages.current(), [("cloudfront", Duration::from_secs(35))], "counted from the first failure");
+        outages.answered("cloudfront");
+        assert!(outages.current().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_names_the_dependency_in_an_outage() {
+        let health = Health::default();
+        health.record_probe(true, true);
+        outages().failed("dynamodb");
+        tokio::time::sleep(Duration::from_secs(95)).await;
+        let why = health.readiness().unwrap_err();
+        outages().answered("dynamodb");
+        assert_eq!(why, "dynamodb has failed every call for 1m 35s; the messages wait held");
+        assert_eq!(health.readiness(), Ok(()));
     }
 }

@@ -53,20 +53,8 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// The sum of a counter's samples over all label sets.
-fn counter(page: &str, name: &str) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     common::wait_until(limit, || std::future::ready(condition())).await
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +75,7 @@ async fn metrics_move_during_a_run_and_readiness_fails_when_aws_is_gone() {
         .await;
     let distribution = common::create_distribution(&common::cloudfront(&config)).await;
 
-    let port = free_port();
+    let port = common::free_port();
     let mut worker: Child = binary(&emulator.endpoint)
         .args(["run", "--queue-url", &queue_url, "--table", "telemetry-ledger", "--window", "1s"])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
@@ -98,7 +86,7 @@ async fn metrics_move_during_a_run_and_readiness_fails_when_aws_is_gone() {
     assert!(eventually(Duration::from_secs(20), || get(port, "/readyz").is_some_and(|(s, _)| s == 200)).await);
     assert_eq!(get(port, "/healthz").map(|(s, _)| s), Some(200));
     let before = get(port, "/metrics").unwrap().1;
-    assert_eq!(counter(&before, "cfi_messages_deleted_total"), 0.0);
+    assert_eq!(common::counter(&before, "cfi_messages_deleted_total"), 0.0);
 
     for paths in [["/a", "/b"], ["/b", "/c"], ["/d", "/a"]] {
         let sent = binary(&emulator.endpoint)
@@ -109,14 +97,14 @@ async fn metrics_move_during_a_run_and_readiness_fails_when_aws_is_gone() {
         assert!(sent.status.success());
     }
     let moved = eventually(Duration::from_secs(30), || {
-        get(port, "/metrics").is_some_and(|(_, page)| counter(&page, "cfi_messages_deleted_total") >= 3.0)
+        get(port, "/metrics").is_some_and(|(_, page)| common::counter(&page, "cfi_messages_deleted_total") >= 3.0)
     })
     .await;
     let page = get(port, "/metrics").unwrap().1;
     assert!(moved, "{page}");
-    assert_eq!(counter(&page, "cfi_messages_received_total"), 3.0);
-    assert_eq!(counter(&page, "cfi_paths_requested_total"), 6.0);
-    assert_eq!(counter(&page, "cfi_paths_submitted_total"), 4.0, "the savings show: 6 requested, 4 submitted");
+    assert_eq!(common::counter(&page, "cfi_messages_received_total"), 3.0);
+    assert_eq!(common::counter(&page, "cfi_paths_requested_total"), 6.0);
+    assert_eq!(common::counter(&page, "cfi_paths_submitted_total"), 4.0, "the savings show: 6 requested, 4 submitted");
     assert!(page.contains("cfi_cloudfront_responses_total{code=\"Created\"}"), "{page}");
     assert!(page.contains("cfi_enqueue_to_accepted_seconds_bucket"), "{page}");
 

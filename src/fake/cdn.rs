@@ -325,6 +325,15 @@ impl FakeCdn {
         self.state.lock().unwrap().find(distribution, id, Instant::now())
     }
 
+    /// Every call fails with `ServiceUnavailable` for `length`, as in a CloudFront outage.
+    pub fn down_for(&self, length: Duration) {
+        let until = Instant::now() + length;
+        for operation in ["create_invalidation", "get_invalidation", "list_invalidations"] {
+            let error = CdnError::Unavailable("CloudFront is down (a simulated outage)".into());
+            self.faults.down_until(operation, error, until);
+        }
+    }
+
     /// What every call meets first: the latency, a queued fault, then a drawn 5xx.
     async fn enter(&self, operation: &'static str) -> Result<(), CdnError> {
         let latency = self.state.lock().unwrap().config.latency;

@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_cloudfront::config::retry::RetryConfig;
 use aws_sdk_cloudfront::config::{BehaviorVersion, Credentials, Region};
@@ -103,6 +104,7 @@ enum Route<'a> {
     Report,
     AddDistribution(&'a str),
     Human(&'a str),
+    Outage(&'a str),
     Unknown,
 }
 
@@ -115,6 +117,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         (&Method::GET, ["_sim", "report"]) => Route::Report,
         (&Method::POST, ["_sim", "distributions", distribution]) => Route::AddDistribution(distribution),
         (&Method::POST, ["_sim", "human", distribution]) => Route::Human(distribution),
+        (&Method::POST, ["_sim", "outage", seconds]) => Route::Outage(seconds),
         _ => Route::Unknown,
     }
 }
@@ -142,6 +145,7 @@ async fn answer(request: Request<Incoming>, cdn: &FakeCdn, request_id: &str) -> 
         Route::Report => Ok(json(&cdn.report())),
         Route::AddDistribution(distribution) => add_distribution(cdn, distribution),
         Route::Human(distribution) => human(cdn, distribution, &body, host),
+        Route::Outage(seconds) => outage(cdn, seconds),
         Route::Unknown => Err(WireError::not_found(&parts.method, parts.uri.path())),
     };
     answered.unwrap_or_else(|error| {
@@ -161,6 +165,14 @@ async fn create(
     let reference = CallerReference::from_recorded(batch.caller_reference);
     let invalidation = cdn.create_invalidation(&distribution, &reference, &batch.paths).await?;
     created(cdn, &distribution, &invalidation.id, host)
+}
+
+/// Every CloudFront call answers 503 for the next `seconds`.
+fn outage(cdn: &FakeCdn, seconds: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let seconds: u64 =
+        seconds.parse().map_err(|_| WireError::malformed(format!("not a number of seconds: {seconds}")))?;
+    cdn.down_for(Duration::from_secs(seconds));
+    Ok(json(&serde_json::json!({ "down_for_seconds": seconds })))
 }
 
 fn human(cdn: &FakeCdn, distribution: &str, body: &[u8], host: &str) -> Result<Response<Full<Bytes>>, WireError> {

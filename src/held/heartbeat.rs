@@ -94,6 +94,7 @@ pub async fn keep_invisible<Q: Queue>(
             _ = ticker.tick() => {}
         }
         let now = Instant::now();
+        gauge!("cfi_messages_held").set(inflight.len() as f64);
         let margin = extension.margin(inflight.len(), now);
         inflight.set_extension(extension.length(inflight.len(), now));
         let mut due = inflight.due_for_extension(now, margin).into_iter().peekable();

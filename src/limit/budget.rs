@@ -25,7 +25,7 @@ use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::LedgerError;
-use crate::telemetry::log_allowed;
+use crate::telemetry::{log_allowed, outages};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetSettings {
@@ -318,7 +318,10 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             view.known.clone()
         };
         let view = match self.resync(distribution, reservations, known).await {
-            Ok(view) => view,
+            Ok(view) => {
+                outages().answered("cloudfront");
+                view
+            }
             Err(e) if e.retry_after() == RetryAfter::Never => {
                 // Not allowed to look: the headroom left to people is then all that protects the quota.
                 if let Some(suppressed) = log_allowed("budget_resync_refused") {
@@ -327,6 +330,7 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                 Unreserved { refreshed_at: Some(Instant::now()), ..Unreserved::default() }
             }
             Err(e) => {
+                outages().failed("cloudfront");
                 if let Some(suppressed) = log_allowed("budget_resync_failed") {
                     warn!(%distribution, error = %e, suppressed, "could not list the distribution's invalidations; waiting before submitting more");
                 }

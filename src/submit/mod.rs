@@ -34,8 +34,9 @@ use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError};
 use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger};
+use crate::retry::Transient;
 use crate::retry::{RetryPolicy, retry_transient};
-use crate::telemetry::log_allowed;
+use crate::telemetry::{log_allowed, outages};
 use crate::track::Submitted;
 
 /// Who this worker is in the ledger, and how long its records and claims last.
@@ -165,9 +166,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 self.create_and_record(&mut record).await
             };
             let failure = match outcome {
-                Ok(()) => return Outcome::Done(Disposition::Covered(batch.content.members)),
+                Ok(()) => {
+                    outages().answered(CLOUDFRONT);
+                    outages().answered(DYNAMODB);
+                    return Outcome::Done(Disposition::Covered(batch.content.members));
+                }
                 Err(failure) => failure,
             };
+            note_failure(&failure);
             let (delay, reserve_again) = match attempts.after(&failure, Instant::now()) {
                 Step::Retry { delay, reserve_again } => (delay, reserve_again),
                 Step::Refused(refusal) => return self.refused(record, batch, refusal).await,
@@ -217,7 +223,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     async fn record_intent(&self, record: &BatchRecord, attempts: &mut Attempts) -> Result<(), Refusal> {
         loop {
             match timed("record_intent", self.ledger.record_intent(record)).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    outages().answered(DYNAMODB);
+                    return Ok(());
+                }
                 Err(e) => self.wait_out(record, Failure::Ledger(e), attempts).await?,
             }
         }
@@ -225,6 +234,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
 
     /// Waits as the state machine says after a ledger failure, or says why the batch cannot go on.
     async fn wait_out(&self, record: &BatchRecord, failure: Failure, attempts: &mut Attempts) -> Result<(), Refusal> {
+        note_failure(&failure);
         match attempts.after(&failure, Instant::now()) {
             Step::Retry { delay, .. } => {
                 if let Some(suppressed) = log_allowed("submission_ledger_retry") {
@@ -449,6 +459,16 @@ impl<C, L> Submitter<C, L> {
             lease_until: now + self.ownership.lease,
             expires_at: now + self.ownership.retention,
         }
+    }
+}
+
+const CLOUDFRONT: &str = "cloudfront";
+const DYNAMODB: &str = "dynamodb";
+
+/// A failure that can heal starts (or continues) its dependency's outage.
+fn note_failure(failure: &Failure) {
+    if failure.is_transient() {
+        outages().failed(if matches!(failure, Failure::Cdn(_)) { CLOUDFRONT } else { DYNAMODB });
     }
 }
 

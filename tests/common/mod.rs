@@ -284,3 +284,98 @@ pub async fn simulator_report(url: &str) -> cf_invalidator::fake::Report {
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
+
+/// A TCP proxy in front of the emulator that answers `503 ServiceUnavailable` to every request while an outage
+/// lasts, and forwards everything else: DynamoDB being down, for a worker whose `AWS_ENDPOINT_URL_DYNAMODB` points
+/// here. It decides once per connection, which is once per request with moto (it answers `Connection: close`).
+pub struct OutageProxy {
+    pub url: String,
+    down_until: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl OutageProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let down_until = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+        let down = std::sync::Arc::clone(&down_until);
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let is_down = down.lock().unwrap().is_some_and(|until| std::time::Instant::now() < until);
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let _ = if is_down { refuse(client).await } else { forward(client, &upstream).await };
+                });
+            }
+        });
+        Self { url, down_until, accepting }
+    }
+
+    pub fn down_for(&self, length: Duration) {
+        *self.down_until.lock().unwrap() = Some(std::time::Instant::now() + length);
+    }
+}
+
+impl Drop for OutageProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+async fn forward(mut client: tokio::net::TcpStream, upstream: &str) -> std::io::Result<()> {
+    let mut server = tokio::net::TcpStream::connect(upstream).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut server).await.map(|_| ())
+}
+
+/// Reads the request (headers and `Content-Length` body), then answers as DynamoDB does when it is unavailable.
+async fn refuse(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let body_start = loop {
+        let read = client.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buffer[..read]);
+        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let headers = String::from_utf8_lossy(&request[..body_start]).to_ascii_lowercase();
+    let length: usize = headers
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    while request.len() < body_start + length {
+        let read = client.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        request.extend_from_slice(&buffer[..read]);
+    }
+    let body =
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailableException","message":"simulated outage"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         x-amzn-ErrorType: ServiceUnavailableException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(response.as_bytes()).await?;
+    client.shutdown().await
+}
+
+/// The sum of a counter's samples over all label sets.
+pub fn counter(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
