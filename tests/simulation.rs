@@ -3,13 +3,15 @@
 //! visibility, CloudFront throttling, quota and 5xx errors and lost responses, DynamoDB errors, lost writes and
 //! outages (short ones, and in some phases the ledger or CloudFront down for 3 to 15 minutes), workers crashing at
 //! any await point (restarted with empty memory) and two workers racing. A quarter of the seeds give every message
-//! paths of its own, so no other message's invalidation can hide an early delete.
+//! paths of its own, so no other message's invalidation can hide an early delete; a fifth send some messages to a
+//! distribution the role may not invalidate (AccessDenied) or one that does not exist (NoSuchDistribution).
 //!
 //! At every delete of the main queue it checks that each path of the deleted message is covered by an
 //! invalidation CloudFront accepted after the message was sent. After every run it checks: the queue ends empty;
-//! every valid request's paths are covered by invalidations created after it was sent; every invalid message is in
-//! the DLQ with a reason and no valid one is, though the queue redrives after `MAX_RECEIVE_COUNT` receives; CloudFront only ever saw CallerReferences the ledger recorded first,
-//! each with the recorded paths; every accepted record names the invalidation CloudFront made for its reference;
+//! every valid request's paths are covered by invalidations created after it was sent; every invalid message, and
+//! every message CloudFront refuses, is in the DLQ with a reason and no other valid one is, though the queue
+//! redrives after `MAX_RECEIVE_COUNT` receives; CloudFront only ever saw CallerReferences the ledger recorded
+//! first, each with the recorded paths; every accepted record names the invalidation CloudFront made for its reference;
 //! no record is marked completed before CloudFront completed its invalidation; at no moment were more paths or
 //! wildcard paths of a distribution in progress than the workers' budget allows (each seed draws a budget of a few
 //! dozen paths, so batches wait, split and coalesce, while reservations of crashed workers expire).
@@ -41,6 +43,10 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 const DISTRIBUTIONS: [&str; 3] = ["EAAA", "EBBB", "ECCC"];
+/// A distribution the worker's role may not invalidate: every CloudFront call about it is denied.
+const DENIED: &str = "EDENY";
+/// A distribution that does not exist.
+const MISSING: &str = "EGONE";
 /// Longest window a simulated worker uses.
 const MAX_WINDOW: Duration = Duration::from_secs(8);
 /// The queue's redrive policy. The chaos here makes messages lapse on purpose (up to 20 receives of one message
@@ -211,6 +217,7 @@ impl Cdn for ChaosCdn {
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
+        denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
         }
@@ -231,6 +238,7 @@ impl Cdn for ChaosCdn {
     }
 
     async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
+        denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
         }
@@ -244,11 +252,20 @@ impl Cdn for ChaosCdn {
     }
 
     async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
         }
         self.inner.list_in_progress(distribution).await
     }
+}
+
+/// The role may not touch `DENIED`, whatever the chaos: a configuration, not a fault.
+fn denied(distribution: &DistributionId) -> Result<(), CdnError> {
+    if distribution.as_str() == DENIED {
+        return Err(CdnError::AccessDenied("not authorized to perform: cloudfront:CreateInvalidation".into()));
+    }
+    Ok(())
 }
 
 struct ChaosLedger {
@@ -389,6 +406,8 @@ struct Sent {
     /// `None` for a message meant to be refused.
     request: Option<(String, Vec<String>)>,
     at: Instant,
+    /// Valid, but for a distribution CloudFront refuses: it ends in the DLQ with a reason.
+    refused_by_cloudfront: bool,
 }
 
 struct World {
@@ -406,6 +425,8 @@ struct World {
     oracle: Arc<Oracle>,
     /// Every message asks for paths of its own, so no other message's invalidation can hide an early delete.
     unique_paths: bool,
+    /// Some messages name a distribution the role may not invalidate, or one that does not exist.
+    refused_distributions: bool,
 }
 
 impl World {
@@ -444,6 +465,7 @@ impl World {
             rng,
             oracle,
             unique_paths: seed % 4 == 1,
+            refused_distributions: seed % 5 == 2,
             reserve: QUOTA - capacity,
             clock,
             queue,
@@ -484,6 +506,16 @@ impl World {
                     body: format!(r#"{{"distribution_id":"{distribution}","paths":["bad"]}}"#),
                     request: None,
                     at: Instant::now(),
+                    refused_by_cloudfront: false,
+                }
+            } else if self.refused_distributions && self.rng.random_bool(0.1) {
+                let distribution = [DENIED, MISSING][self.rng.random_range(0..2)];
+                let n = self.sent.len();
+                Sent {
+                    body: format!(r#"{{"distribution_id":"{distribution}","paths":["/r/{n}"]}}"#),
+                    request: Some((distribution.to_owned(), vec![format!("/r/{n}")])),
+                    at: Instant::now(),
+                    refused_by_cloudfront: true,
                 }
             } else {
                 let distribution = DISTRIBUTIONS[self.rng.random_range(0..3)].to_owned();
@@ -500,10 +532,15 @@ impl World {
                     // Repeated sends of the same request with the same key: the deduplicated case.
                     body["idempotency_key"] = format!("{distribution}-{}", paths.join(",")).into();
                 }
-                Sent { body: body.to_string(), request: Some((distribution, paths)), at: Instant::now() }
+                Sent {
+                    body: body.to_string(),
+                    request: Some((distribution, paths)),
+                    at: Instant::now(),
+                    refused_by_cloudfront: false,
+                }
             };
             self.queue.send(&sent.body, &[]).await.unwrap();
-            if let Some((distribution, paths)) = &sent.request {
+            if let Some((distribution, paths)) = sent.request.as_ref().filter(|_| !sent.refused_by_cloudfront) {
                 let message_id = self.queue.messages().last().expect("just sent").message_id.clone();
                 let keyed = sent.body.contains("idempotency_key");
                 let expected =
@@ -636,7 +673,8 @@ async fn simulate_world(seed: u64) -> (World, Result<(), String>) {
     for chaos in world.chaos() {
         chaos.enabled.store(false, Ordering::Relaxed);
     }
-    let mut settings = Settings { clock: world.clock, ..Settings::default() };
+    let retry = RetryPolicy::seeded(world.seed ^ 0xF1AA1);
+    let mut settings = Settings { clock: world.clock, retry, ..Settings::default() };
     settings.ledger.worker_id = "worker-final".into();
     settings.intake.receive_wait = Duration::from_secs(1);
     settings.submission.create_rate = 5.0;
@@ -680,6 +718,16 @@ fn check(world: &World) -> Result<(), String> {
         })
         .collect();
     for sent in &world.sent {
+        if sent.refused_by_cloudfront {
+            if !dead.iter().any(|(body, reason)| body == &sent.body && !reason.is_empty()) {
+                let redriven = dead.iter().any(|(body, _)| body == &sent.body);
+                return Err(format!(
+                    "a message CloudFront refuses is not in the DLQ with a reason (redriven without one: {redriven}): {}",
+                    sent.body
+                ));
+            }
+            continue;
+        }
         match &sent.request {
             Some((distribution, paths)) => {
                 // A repeated send with the same idempotency key asks for nothing new: it is covered from the first.

@@ -67,13 +67,18 @@ pub struct Attempts {
     outage: ExponentialBackoff,
     denied_since: Option<Instant>,
     confirm_denied: Duration,
+    /// When the batch was sealed, on tokio's clock: a batch resumed after a crash keeps its age, so denials seen
+    /// by workers that died before confirming still count.
+    sealed: Instant,
     /// How many messages the batch holds: only a batch of several can be split.
     members: usize,
 }
 
 impl Attempts {
-    pub fn new(policy: &RetryPolicy, members: usize) -> Self {
+    /// The retry state of a batch of `members` messages, sealed `age` ago.
+    pub fn new(policy: &RetryPolicy, members: usize, age: Duration) -> Self {
         Self {
+            sealed: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             transient: policy.transient.build(),
             quota: policy.quota.build(),
             outage: policy.outage.build(),
@@ -116,10 +121,12 @@ impl Attempts {
         self.outage.next().expect("the outage policy never gives up")
     }
 
-    /// A denial may be IAM still propagating: retried at the outage pace until it has lasted `confirm_denied`.
+    /// A denial may be IAM still propagating: retried at the outage pace until it has lasted `confirm_denied` here,
+    /// or the batch is twice that old (workers that saw it denied before may have died before confirming).
     fn confirm(&mut self, error: &CdnError, now: Instant) -> Step {
         let since = *self.denied_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= self.confirm_denied {
+        let lasted = now.saturating_duration_since(since);
+        if lasted >= self.confirm_denied || now.saturating_duration_since(self.sealed) >= 2 * self.confirm_denied {
             let reason = format!("{error} (still denied after {})", humantime::format_duration(self.confirm_denied));
             return dead_letter(reason, error.code());
         }
@@ -145,7 +152,7 @@ mod tests {
     use super::*;
 
     fn attempts(members: usize) -> Attempts {
-        Attempts::new(&RetryPolicy::seeded(7), members)
+        Attempts::new(&RetryPolicy::seeded(7), members, Duration::ZERO)
     }
 
     fn cdn(error: CdnError) -> Failure {
@@ -200,6 +207,15 @@ mod tests {
         };
         assert_eq!(code, "AccessDenied");
         assert!(reason.contains("not authorized") && reason.contains("still denied after 2m"), "{reason}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_denied_before_by_workers_that_died_is_dead_lettered_without_waiting_again() {
+        let denied = cdn(CdnError::AccessDenied("not authorized".into()));
+        let mut resumed = Attempts::new(&RetryPolicy::seeded(7), 1, 2 * CONFIRM_DENIED);
+        assert!(matches!(resumed.after(&denied, Instant::now()), Step::Refused(Refusal::DeadLetter { .. })));
+        let mut young = Attempts::new(&RetryPolicy::seeded(7), 1, CONFIRM_DENIED);
+        assert!(matches!(young.after(&denied, Instant::now()), Step::Retry { .. }), "a first denial is confirmed");
     }
 
     #[tokio::test(start_paused = true)]

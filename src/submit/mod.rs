@@ -137,7 +137,8 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     }
 
     async fn submit_one(&self, batch: Batch, calls: &Semaphore) -> Outcome {
-        let mut attempts = Attempts::new(&self.retry, batch.content.members.len());
+        let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
+        let mut attempts = Attempts::new(&self.retry, batch.content.members.len(), age);
         let batch = match self.reserve(batch, &mut attempts).await {
             Reserved::Whole(batch) => batch,
             Reserved::Split(parts) => return Outcome::Split(parts),
