@@ -159,8 +159,10 @@ async fn crash_and_recover(backend: Backend) {
         let pending = batches.values().filter(|b| b.status == "pending").count();
         println!("kill {n} after {after} ms: the ledger holds {} batches, {pending} of them pending", batches.len());
     }
-    println!("kills done at {:?}", started.elapsed());
+    let (visible, in_flight) = common::queue_depth(&sqs, &queues.queue_url).await;
+    println!("kills done at {:?}: {visible} messages visible, {in_flight} in flight", started.elapsed());
     let mut last = cloudfront.worker(&queues.queue_url, &table, log_file(backend, KILLS));
+    let restarted = std::time::Instant::now();
     // Time to install its signal handlers, so the SIGTERM below is a shutdown even if the queue is empty already.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Bounds the wait (moto's SQS, which slows down as 2,000 messages pile up, takes minutes); it is not a
@@ -169,7 +171,7 @@ async fn crash_and_recover(backend: Backend) {
         common::queue_depth(&sqs, &queues.queue_url).await == (0, 0)
     })
     .await;
-    println!("drained at {:?}", started.elapsed());
+    println!("drained at {:?}: {:?} after the last restart", started.elapsed(), restarted.elapsed());
     Command::new("kill").args(["-TERM", &last.id().to_string()]).status().unwrap();
     assert!(last.wait().unwrap().success());
     assert!(

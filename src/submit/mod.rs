@@ -10,6 +10,8 @@
 //! so one saturated distribution never holds up the others.
 
 mod decide;
+mod lease;
+mod shape;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,20 +24,20 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use self::decide::{Attempts, Failure, Refusal, Step};
+use self::shape::{split, split_to_fit};
 
 use crate::batch::Batch;
-use crate::batch::window::{SealReason, SealedBatch};
+use crate::batch::window::SealReason;
 use crate::clock::WallClock;
 use crate::limit::budget::Grant;
 use crate::limit::room::time_to_clear;
 use crate::limit::{Budget, CreateRateLimiter};
-use crate::model::message::{BatchMember, Disposition};
+use crate::model::message::Disposition;
 use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError};
-use crate::ports::ledger::{BatchRecord, BatchStatus, Ledger};
-use crate::retry::Transient;
-use crate::retry::{RetryPolicy, retry_transient};
+use crate::ports::ledger::{BatchRecord, Ledger};
+use crate::retry::{RetryPolicy, Transient, retry_transient};
 use crate::telemetry::{log_allowed, outages};
 use crate::track::Submitted;
 
@@ -195,29 +197,6 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 reserved_at = Instant::now();
             }
         }
-    }
-
-    /// Renews the pending batch's lease every third of it while the returned guard lives: a live worker's batch is
-    /// never taken over however long it waits, and a dead worker's is taken over within one lease.
-    fn keep_leased(&self, record: &BatchRecord) -> AbortOnDrop {
-        let ledger = Arc::clone(&self.ledger);
-        let reference = record.caller_reference.clone();
-        let Ownership { worker_id, lease, clock, .. } = self.ownership.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                match ledger.renew_lease(&reference, &worker_id, clock.now() + lease).await {
-                    Ok(true) => {}
-                    // Accepted, failed or taken over meanwhile: nothing left to keep.
-                    Ok(false) => return,
-                    Err(e) => {
-                        if let Some(suppressed) = log_allowed("lease_renewal_failed") {
-                            warn!(caller_reference = %reference, error = %e, suppressed, "could not renew the batch's lease; trying again");
-                        }
-                    }
-                }
-            }
-        }))
     }
 
     /// Writes the batch's intent, for as long as the ledger needs to come back.
@@ -432,37 +411,6 @@ async fn timed<T>(operation: &'static str, call: impl Future<Output = T>) -> T {
     outcome
 }
 
-impl<C, L> Submitter<C, L> {
-    fn intent_record(&self, batch: &Batch) -> BatchRecord {
-        let content = &batch.content;
-        let mut requesters: Vec<String> = content.members.iter().filter_map(|m| m.requester.clone()).collect();
-        requesters.sort_unstable();
-        requesters.dedup();
-        let now = self.ownership.clock.now();
-        BatchRecord {
-            caller_reference: batch.caller_reference.clone(),
-            distribution_id: content.distribution_id.clone(),
-            paths: content.paths.clone(),
-            message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
-            requesters,
-            requested_paths: content.requested_paths,
-            seal_reason: content.reason.as_str().to_owned(),
-            coalescing: batch.coalescing.clone(),
-            created_at: batch.sealed_at,
-            status: BatchStatus::Pending,
-            invalidation_id: None,
-            cloudfront_status: None,
-            submitted_at: None,
-            completed_at: None,
-            time_to_complete: None,
-            failure: None,
-            owner: self.ownership.worker_id.clone(),
-            lease_until: now + self.ownership.lease,
-            expires_at: now + self.ownership.retention,
-        }
-    }
-}
-
 const CLOUDFRONT: &str = "cloudfront";
 const DYNAMODB: &str = "dynamodb";
 
@@ -471,51 +419,4 @@ fn note_failure(failure: &Failure) {
     if failure.is_transient() {
         outages().failed(if matches!(failure, Failure::Cdn(_)) { CLOUDFRONT } else { DYNAMODB });
     }
-}
-
-/// Stops a background task when dropped, however the batch's submission ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// The longest run of first messages whose paths fit `room`, and the rest, each with a new CallerReference;
-/// `None` when not even the first message fits, or all of them do.
-fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> Option<Vec<Batch>> {
-    let members = &batch.content.members;
-    let distribution_id = &batch.content.distribution_id;
-    let part = |members: &[BatchMember]| {
-        SealedBatch::from_members(distribution_id.clone(), members.to_vec(), SealReason::FitBudget)
-    };
-    let fits = |count: usize| Allowance::of(&part(&members[..count]).paths).fits_in(room);
-    // The paths of a prefix only grow with its length, so the longest one that fits is found by bisection.
-    let (mut fitting, mut too_many) = (0, members.len());
-    while too_many - fitting > 1 {
-        let middle = (fitting + too_many) / 2;
-        if fits(middle) { fitting = middle } else { too_many = middle }
-    }
-    if fitting == 0 || !fits(fitting) {
-        return None;
-    }
-    let (now, later) = members.split_at(fitting);
-    // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
-    let sealed = |content| Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) };
-    // Popped from the end: the part that fits goes first.
-    Some(vec![sealed(part(later)), sealed(part(now))])
-}
-
-/// Two batches with half the members each, each with a new CallerReference (their paths differ).
-fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
-    let distribution_id = batch.content.distribution_id;
-    let mut first = batch.content.members;
-    let second = first.split_off(first.len() / 2);
-    [first, second]
-        .into_iter()
-        .map(|members| {
-            Batch::seal(SealedBatch::from_members(distribution_id.clone(), members, SealReason::Split), clock)
-        })
-        .collect()
 }

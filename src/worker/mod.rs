@@ -11,7 +11,6 @@
 //! windows, the submitter finishes its batches, the acknowledger deletes, and finally the heartbeat stops.
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,196 +19,28 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+mod settings;
+
+pub use self::settings::{
+    BatchingSettings, BudgetTuning, DEFAULT_MAX_HELD_MESSAGES, IntakeSettings, LedgerSettings, Settings,
+    SubmissionSettings, TrackingSettings, default_worker_id,
+};
 use crate::ack::{Acknowledger, DeadLetterLog};
 use crate::batch::{
     self,
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
-use crate::clock::WallClock;
 use crate::held::{self, InFlight};
-use crate::intake::parse::IntakeRules;
 use crate::intake::{self, Outlets, PollSettings};
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
 use crate::ports::budget::QUOTA;
 use crate::ports::{Allowance, BudgetStore, Cdn, Ledger, Queue};
 use crate::redelivery::Idempotency;
-use crate::retry::RetryPolicy;
-use crate::submit::{Overload, Ownership, Submitter};
-use crate::track::{DEFAULT_STATUS_RATE, Submitted, TrackSettings, Tracker};
-
-/// Enough for 10,000 messages a second held through a 5 s window; at about 1 KiB each (body, receipt handle,
-/// batch entry), some 50 MiB.
-pub const DEFAULT_MAX_HELD_MESSAGES: usize = 50_000;
+use crate::submit::{Ownership, Submitter};
+use crate::track::{Submitted, TrackSettings, Tracker};
 
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
-
-/// Everything a worker is told, grouped by the stage that uses it.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub intake: IntakeSettings,
-    pub batching: BatchingSettings,
-    pub submission: SubmissionSettings,
-    pub budget: BudgetTuning,
-    pub ledger: LedgerSettings,
-    pub tracking: TrackingSettings,
-    pub shutdown_timeout: Duration,
-    pub retry: RetryPolicy,
-    pub clock: WallClock,
-}
-
-/// Receiving and holding messages.
-#[derive(Debug, Clone)]
-pub struct IntakeSettings {
-    pub pollers: usize,
-    /// Receiving stops while this many messages are held; more stay in SQS for this or another worker.
-    pub max_held_messages: usize,
-    pub receive_wait: Duration,
-    pub visibility_timeout: Duration,
-    /// Routing of S3 events and the distribution allowlist.
-    pub rules: Arc<IntakeRules>,
-}
-
-/// The windows paths are merged in.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchingSettings {
-    pub window: Duration,
-    pub max_paths: usize,
-}
-
-/// CreateInvalidation: its pace, and what an overloaded distribution's batches become.
-#[derive(Debug, Clone, Copy)]
-pub struct SubmissionSettings {
-    pub create_rate: f64,
-    pub create_burst: NonZeroU32,
-    pub max_concurrent: usize,
-    pub overload: Overload,
-}
-
-/// The shared in-progress budget.
-#[derive(Debug, Clone, Copy)]
-pub struct BudgetTuning {
-    /// Headroom of each distribution's in-progress quotas that workers leave to people and other tools.
-    pub reserve: Allowance,
-    /// How often a batch waiting for budget looks again for room other workers released.
-    pub poll: Duration,
-    /// How long a resync's count of invalidations nobody reserved is trusted.
-    pub resync_every: Duration,
-    /// How long invalidations are expected to take until some have been seen to complete.
-    pub expected_completion: Duration,
-    /// How long a reservation lasts without renewal: what a dead worker's reservations cost the others.
-    pub lease: Duration,
-}
-
-/// Who this worker is in the ledger, and how long what it writes there lasts.
-#[derive(Debug, Clone)]
-pub struct LedgerSettings {
-    /// Recorded as the owner of the batches this worker submits.
-    pub worker_id: String,
-    /// How long a pending batch of this worker is left alone by others once this worker stops renewing it (then it
-    /// may be taken over): it is renewed every third of it while the worker lives.
-    pub lease: Duration,
-    /// How long ledger records are kept (DynamoDB TTL).
-    pub retention: Duration,
-    /// How long a producer's idempotency key suppresses repeated sends.
-    pub key_period: Duration,
-}
-
-/// Completion tracking.
-#[derive(Debug, Clone, Copy)]
-pub struct TrackingSettings {
-    /// How often the status of an invalidation this worker created is checked until it completes; zero turns
-    /// completion tracking off.
-    pub poll: Duration,
-    /// How long after acceptance an invalidation stops being checked.
-    pub timeout: Duration,
-    /// GetInvalidation calls per second, at most.
-    pub status_rate: f64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            intake: IntakeSettings::default(),
-            batching: BatchingSettings::default(),
-            submission: SubmissionSettings::default(),
-            budget: BudgetTuning::default(),
-            ledger: LedgerSettings::default(),
-            tracking: TrackingSettings::default(),
-            shutdown_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-            clock: WallClock::System,
-        }
-    }
-}
-
-impl Default for IntakeSettings {
-    fn default() -> Self {
-        Self {
-            pollers: 2,
-            max_held_messages: DEFAULT_MAX_HELD_MESSAGES,
-            receive_wait: Duration::from_secs(20),
-            visibility_timeout: Duration::from_secs(60),
-            rules: Arc::default(),
-        }
-    }
-}
-
-impl Default for BatchingSettings {
-    fn default() -> Self {
-        Self { window: Duration::from_secs(5), max_paths: 1_000 }
-    }
-}
-
-impl Default for SubmissionSettings {
-    fn default() -> Self {
-        Self {
-            create_rate: 1.0,
-            create_burst: NonZeroU32::new(5).expect("non-zero"),
-            max_concurrent: 16,
-            overload: Overload { coalesce: true, max_delay: Duration::from_secs(10 * 60) },
-        }
-    }
-}
-
-impl Default for BudgetTuning {
-    fn default() -> Self {
-        Self {
-            reserve: Allowance { paths: 100, wildcards: 2 },
-            poll: Duration::from_secs(2),
-            resync_every: Duration::from_secs(60),
-            expected_completion: Duration::from_secs(30),
-            lease: Duration::from_secs(120),
-        }
-    }
-}
-
-impl Default for LedgerSettings {
-    fn default() -> Self {
-        Self {
-            worker_id: default_worker_id(),
-            lease: Duration::from_secs(30),
-            retention: Duration::from_secs(90 * 24 * 3_600),
-            key_period: Duration::from_secs(24 * 3_600),
-        }
-    }
-}
-
-impl Default for TrackingSettings {
-    fn default() -> Self {
-        Self {
-            // Often enough that room in the budget is seen free soon after CloudFront completes (~25 s at P95).
-            poll: Duration::from_secs(10),
-            timeout: Duration::from_secs(10 * 60),
-            status_rate: DEFAULT_STATUS_RATE,
-        }
-    }
-}
-
-/// Unique per process without configuration.
-pub fn default_worker_id() -> String {
-    format!("worker-{}", uuid::Uuid::now_v7())
-}
 
 /// The AWS services the worker uses; `dead_letter` is `None` when the queue has no dead-letter queue.
 pub struct Services<Q, C, L> {

@@ -1,0 +1,43 @@
+//! A pending batch's lease, kept alive while its submission runs.
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::{Ownership, Submitter};
+use crate::ports::ledger::{BatchRecord, Ledger};
+use crate::telemetry::log_allowed;
+
+impl<C, L: Ledger> Submitter<C, L> {
+    /// Renews the pending batch's lease every third of it while the returned guard lives: a live worker's batch is
+    /// never taken over however long it waits, and a dead worker's is taken over within one lease.
+    pub(super) fn keep_leased(&self, record: &BatchRecord) -> AbortOnDrop {
+        let ledger = Arc::clone(&self.ledger);
+        let reference = record.caller_reference.clone();
+        let Ownership { worker_id, lease, clock, .. } = self.ownership.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match ledger.renew_lease(&reference, &worker_id, clock.now() + lease).await {
+                    Ok(true) => {}
+                    // Accepted, failed or taken over meanwhile: nothing left to keep.
+                    Ok(false) => return,
+                    Err(e) => {
+                        if let Some(suppressed) = log_allowed("lease_renewal_failed") {
+                            warn!(caller_reference = %reference, error = %e, suppressed, "could not renew the batch's lease; trying again");
+                        }
+                    }
+                }
+            }
+        }))
+    }
+}
+
+/// Stops a background task when dropped, however the batch's submission ends.
+pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,79 @@
+//! How a batch is reshaped on its way: the part that fits the budget now, halves to isolate a refused path, and
+//! the ledger record it is written as. No I/O.
+
+use super::Submitter;
+use crate::batch::Batch;
+use crate::batch::window::{SealReason, SealedBatch};
+use crate::clock::WallClock;
+use crate::model::message::BatchMember;
+use crate::ports::budget::Allowance;
+use crate::ports::ledger::{BatchRecord, BatchStatus};
+
+impl<C, L> Submitter<C, L> {
+    pub(super) fn intent_record(&self, batch: &Batch) -> BatchRecord {
+        let content = &batch.content;
+        let mut requesters: Vec<String> = content.members.iter().filter_map(|m| m.requester.clone()).collect();
+        requesters.sort_unstable();
+        requesters.dedup();
+        let now = self.ownership.clock.now();
+        BatchRecord {
+            caller_reference: batch.caller_reference.clone(),
+            distribution_id: content.distribution_id.clone(),
+            paths: content.paths.clone(),
+            message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
+            requesters,
+            requested_paths: content.requested_paths,
+            seal_reason: content.reason.as_str().to_owned(),
+            coalescing: batch.coalescing.clone(),
+            created_at: batch.sealed_at,
+            status: BatchStatus::Pending,
+            invalidation_id: None,
+            cloudfront_status: None,
+            submitted_at: None,
+            completed_at: None,
+            time_to_complete: None,
+            failure: None,
+            owner: self.ownership.worker_id.clone(),
+            lease_until: now + self.ownership.lease,
+            expires_at: now + self.ownership.retention,
+        }
+    }
+}
+
+/// The longest run of first messages whose paths fit `room`, and the rest, each with a new CallerReference;
+/// `None` when not even the first message fits, or all of them do.
+pub(super) fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> Option<Vec<Batch>> {
+    let members = &batch.content.members;
+    let distribution_id = &batch.content.distribution_id;
+    let part = |members: &[BatchMember]| {
+        SealedBatch::from_members(distribution_id.clone(), members.to_vec(), SealReason::FitBudget)
+    };
+    let fits = |count: usize| Allowance::of(&part(&members[..count]).paths).fits_in(room);
+    // The paths of a prefix only grow with its length, so the longest one that fits is found by bisection.
+    let (mut fitting, mut too_many) = (0, members.len());
+    while too_many - fitting > 1 {
+        let middle = (fitting + too_many) / 2;
+        if fits(middle) { fitting = middle } else { too_many = middle }
+    }
+    if fitting == 0 || !fits(fitting) {
+        return None;
+    }
+    let (now, later) = members.split_at(fitting);
+    // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
+    let sealed = |content| Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) };
+    // Popped from the end: the part that fits goes first.
+    Some(vec![sealed(part(later)), sealed(part(now))])
+}
+
+/// Two batches with half the members each, each with a new CallerReference (their paths differ).
+pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
+    let distribution_id = batch.content.distribution_id;
+    let mut first = batch.content.members;
+    let second = first.split_off(first.len() / 2);
+    [first, second]
+        .into_iter()
+        .map(|members| {
+            Batch::seal(SealedBatch::from_members(distribution_id.clone(), members, SealReason::Split), clock)
+        })
+        .collect()
+}
