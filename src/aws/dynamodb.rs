@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use self::item::{
@@ -103,6 +104,19 @@ impl DynamoLedger {
             Failure::Service { ref code, .. } if code == "ValidationException" => LedgerError::Invalid(text),
             _ => LedgerError::Other(text),
         }
+    }
+
+    /// An UpdateItem of a batch's lease: the names and values both take-over and renewal use.
+    fn lease_update(&self, caller_reference: &CallerReference, owner: &str, lease_until: SystemTime) -> UpdateItem {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key_of(caller_reference))
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":lease_until", epoch_millis(lease_until))
+            .expression_attribute_values(":pending", AttributeValue::S(BatchStatus::Pending.as_str().into()))
     }
 
     /// Whether a conditional write was made: false when its condition did not hold.
@@ -252,17 +266,9 @@ impl Ledger for DynamoLedger {
         lease_until: SystemTime,
     ) -> Result<bool, LedgerError> {
         let outcome = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key_of(caller_reference))
+            .lease_update(caller_reference, owner, lease_until)
             .update_expression("SET #owner = :owner, lease_until = :lease_until")
             .condition_expression("#status = :pending AND lease_until < :now")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-            .expression_attribute_values(":lease_until", epoch_millis(lease_until))
-            .expression_attribute_values(":pending", AttributeValue::S(BatchStatus::Pending.as_str().into()))
             .expression_attribute_values(":now", epoch_millis(now))
             .send()
             .await;
@@ -276,17 +282,9 @@ impl Ledger for DynamoLedger {
         lease_until: SystemTime,
     ) -> Result<bool, LedgerError> {
         let outcome = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key_of(caller_reference))
+            .lease_update(caller_reference, owner, lease_until)
             .update_expression("SET lease_until = :lease_until")
             .condition_expression("#status = :pending AND #owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-            .expression_attribute_values(":lease_until", epoch_millis(lease_until))
-            .expression_attribute_values(":pending", AttributeValue::S(BatchStatus::Pending.as_str().into()))
             .send()
             .await;
         self.conditional(outcome)
