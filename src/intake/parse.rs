@@ -20,6 +20,9 @@ use crate::model::{DistributionId, InvalidDistributionId};
 /// Most paths one message may carry: CloudFront's in-progress quota for one distribution.
 pub const MAX_PATHS_PER_MESSAGE: usize = 3_000;
 
+/// Longest idempotency key: it becomes part of a DynamoDB key, which allows 2 KB, and a log field.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
 /// Why a message was refused; the text travels to the dead-letter queue as the `reason` attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Rejection {
@@ -39,6 +42,8 @@ pub enum Rejection {
     InvalidPath { index: usize, path: String, error: PathError },
     #[error("tag #{index} {tag:?} is invalid: {error}")]
     InvalidTag { index: usize, tag: String, error: TagError },
+    #[error("idempotency_key {0:?} is invalid: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters")]
+    InvalidIdempotencyKey(String),
     #[error(transparent)]
     Unrouted(#[from] RouteError),
 }
@@ -55,6 +60,7 @@ impl Rejection {
             Self::TooManyPaths(_) => "too_many_paths",
             Self::InvalidPath { .. } => "invalid_path",
             Self::InvalidTag { .. } => "invalid_tag",
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::Unrouted(_) => "unrouted",
         }
     }
@@ -146,6 +152,12 @@ fn routed(objects: &[S3Object], routing: &Routing) -> Result<Parsed, Rejection> 
 
 fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
     let distribution_id = DistributionId::parse(&wire.distribution_id)?;
+    if let Some(key) = &wire.idempotency_key {
+        let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !printable {
+            return Err(Rejection::InvalidIdempotencyKey(truncated(key.clone())));
+        }
+    }
     match wire.paths.len() + wire.tags.len() {
         0 => return Err(Rejection::NoPaths),
         n if n > MAX_PATHS_PER_MESSAGE => return Err(Rejection::TooManyPaths(n)),
@@ -372,5 +384,19 @@ mod tests {
         let body = serde_json::json!({"distribution_id": "E1", "paths": [format!("x{}", "é".repeat(3_000))]});
         let reason = parse_request(&body.to_string()).unwrap_err().to_string();
         assert!(reason.len() < 400, "{}", reason.len());
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_printable_ascii() {
+        let with_key = |key: &str| {
+            let body = serde_json::json!({"distribution_id": "EAAA", "paths": ["/a"], "idempotency_key": key});
+            parse_request(&body.to_string())
+        };
+        assert_eq!(with_key("deploy-42 #7").unwrap().idempotency_key.as_deref(), Some("deploy-42 #7"));
+        assert!(with_key(&"k".repeat(MAX_IDEMPOTENCY_KEY_LEN)).is_ok());
+        for bad in [String::new(), "k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1), "tab\there".into(), "déploiement".into()] {
+            let rejection = with_key(&bad).unwrap_err();
+            assert_eq!(rejection.code(), "invalid_idempotency_key", "{bad:?}");
+        }
     }
 }
