@@ -17,7 +17,7 @@ use crate::intake::parse::BodyHints;
 use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::ports::ledger::{DeadLetterRecord, Ledger};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
-use crate::retry::retry_transient;
+use crate::retry::{Transient, retry_transient};
 use crate::telemetry::log_allowed;
 
 /// Name of the message attribute that carries the reason on the dead-letter queue.
@@ -149,17 +149,27 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
         };
         let mut moved = Vec::new();
         let mut records = Vec::new();
+        let shown = capped(reason);
         for message in released {
             let id = message.receipt.message_id.to_string();
-            let attributes = [(REASON_ATTRIBUTE, reason), (SOURCE_MESSAGE_ATTRIBUTE, id.as_str())];
-            match dead_letter.send(&message.body, &attributes).await {
+            let attributes = [(REASON_ATTRIBUTE, shown.as_str()), (SOURCE_MESSAGE_ATTRIBUTE, id.as_str())];
+            let sent = match dead_letter.send(&message.body, &attributes).await {
+                // SQS refused the message itself (body and reason past its size limit, characters it does not
+                // take): send what identifies it instead, rather than leave it to loop until SQS redrives it.
+                Err(e) if !e.is_transient() => {
+                    warn!(message_id = %id, error = %e, "the dead-letter queue refused the message; sending its id and reason without the body");
+                    dead_letter.send(&stand_in(&id, &shown, message.body.len()), &attributes).await
+                }
+                sent => sent,
+            };
+            match sent {
                 Ok(()) => {
-                    warn!(message_id = %id, reason, "message moved to the dead-letter queue");
+                    warn!(message_id = %id, reason = %shown, "message moved to the dead-letter queue");
                     records.push(self.dead_letter_record(&message, reason, code));
                     moved.push(message.receipt);
                 }
                 Err(e) => {
-                    error!(message_id = %id, reason, error = %e, "could not move message to the dead-letter queue; it will be delivered again")
+                    error!(message_id = %id, reason = %shown, error = %e, "could not move message to the dead-letter queue; it will be delivered again")
                 }
             }
         }
@@ -205,6 +215,28 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
     }
 }
 
+/// Longest reason sent as a message attribute; the ledger's `dlq#` record keeps more (DynamoDB's own bound).
+const MAX_REASON_ATTRIBUTE: usize = 1_024;
+
+/// `reason`, cut to `MAX_REASON_ATTRIBUTE` bytes with a marker that it was cut.
+fn capped(reason: &str) -> String {
+    if reason.len() <= MAX_REASON_ATTRIBUTE {
+        return reason.to_owned();
+    }
+    let cut = (0..=MAX_REASON_ATTRIBUTE - 16).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… (reason cut)", &reason[..cut])
+}
+
+/// What goes to the dead-letter queue when SQS will not take the message itself.
+fn stand_in(message_id: &str, reason: &str, body_bytes: usize) -> String {
+    serde_json::json!({
+        "source_message_id": message_id,
+        "reason": reason,
+        "body_omitted": format!("the dead-letter queue refused the {body_bytes}-byte body"),
+    })
+    .to_string()
+}
+
 /// Best effort: the message is already on the dead-letter queue, which stays the authority; the ledger record only
 /// makes it findable by `cf-invalidator audit`.
 async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord) {
@@ -220,6 +252,7 @@ async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord)
 mod tests {
     use super::*;
     use crate::fake::{MemoryLedger, MemoryQueue};
+    use crate::ports::queue::QueueError;
 
     const VISIBILITY: Duration = Duration::from_secs(10);
 
@@ -261,5 +294,50 @@ mod tests {
         running.await.unwrap();
 
         assert_eq!(queue.len(), 1, "one of the new delivery's parts is not accepted yet");
+    }
+
+    #[test]
+    fn long_reasons_are_cut_with_a_marker_on_a_character_boundary() {
+        assert_eq!(capped("short"), "short");
+        let long = "é".repeat(2_000);
+        let shown = capped(&long);
+        assert!(shown.len() <= MAX_REASON_ATTRIBUTE && shown.ends_with("… (reason cut)"), "{}", shown.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_the_dead_letter_queue_refuses_goes_there_as_its_id_and_reason() {
+        let queue = Arc::new(MemoryQueue::default());
+        let dead_letter = Arc::new(MemoryQueue::default());
+        dead_letter.faults.inject("send", QueueError::Other("InvalidParameterValue: message too long".into()));
+        queue.send(r#"{"distribution_id":"EAAA","paths":["bad"]}"#, &[]).await.unwrap();
+        let inflight = Arc::new(InFlight::new(10));
+        let ledger = Arc::new(MemoryLedger::default());
+        let log = DeadLetterLog { ledger: Arc::clone(&ledger), retention: VISIBILITY, clock: WallClock::System };
+        let acknowledger = Acknowledger::new(
+            Arc::clone(&queue),
+            Some(Arc::clone(&dead_letter)),
+            Arc::clone(&inflight),
+            ExponentialBuilder::default(),
+            log,
+        );
+        let (to_ack, dispositions) = mpsc::channel(8);
+        let running = tokio::spawn(acknowledger.run(dispositions));
+        let delivery = deliver(&queue, &inflight).await;
+        let reason = "x".repeat(5_000);
+        to_ack
+            .send(Disposition::DeadLetter { deliveries: vec![delivery.clone()], reason, code: "invalid_path" })
+            .await
+            .unwrap();
+        drop(to_ack);
+        running.await.unwrap();
+
+        assert!(queue.is_empty(), "deleted from the source queue, not looping");
+        let moved = dead_letter.messages();
+        assert_eq!(moved.len(), 1);
+        let body: serde_json::Value = serde_json::from_str(&moved[0].body).unwrap();
+        assert_eq!(body["source_message_id"], delivery.message_id.0.as_str());
+        assert!(body["reason"].as_str().unwrap().ends_with("(reason cut)"));
+        tokio::task::yield_now().await;
+        assert_eq!(ledger.dead_letters()[0].reason.len(), 5_000, "the ledger keeps the whole reason");
     }
 }
