@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tokio_util::task::AbortOnDropHandle;
 use tracing::warn;
 
 use super::{Ownership, Submitter};
@@ -11,11 +12,11 @@ use crate::telemetry::log_allowed;
 impl<C, L: Ledger> Submitter<C, L> {
     /// Renews the pending batch's lease every third of it while the returned guard lives: a live worker's batch is
     /// never taken over however long it waits, and a dead worker's is taken over within one lease.
-    pub(super) fn keep_leased(&self, record: &BatchRecord) -> AbortOnDrop {
+    pub(super) fn keep_leased(&self, record: &BatchRecord) -> AbortOnDropHandle<()> {
         let ledger = Arc::clone(&self.ledger);
         let reference = record.caller_reference.clone();
         let Ownership { worker_id, lease, clock, .. } = self.ownership.clone();
-        AbortOnDrop(tokio::spawn(async move {
+        AbortOnDropHandle::new(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 match ledger.renew_lease(&reference, &worker_id, clock.now() + lease).await {
@@ -30,14 +31,5 @@ impl<C, L: Ledger> Submitter<C, L> {
                 }
             }
         }))
-    }
-}
-
-/// Stops a background task when dropped, however the batch's submission ends.
-pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

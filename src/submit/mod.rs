@@ -33,6 +33,7 @@ use crate::limit::budget::Grant;
 use crate::limit::room::time_to_clear;
 use crate::limit::{Budget, CreateRateLimiter};
 use crate::model::message::Disposition;
+use crate::model::{CallerReference, DistributionId};
 use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError};
@@ -176,19 +177,11 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 }
                 Err(failure) => failure,
             };
-            note_failure(&failure);
-            let (delay, reserve_again) = match attempts.after(&failure, Instant::now()) {
-                Step::Retry { delay, reserve_again } => (delay, reserve_again),
-                Step::Refused(refusal) => return self.refused(record, batch, refusal).await,
-            };
-            if let Some(suppressed) = log_allowed("submission_retry") {
-                warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, suppressed, "batch submission failed, retrying with the same CallerReference while its messages wait");
-            }
-            counter!("cfi_submission_retries_total").increment(1);
-            if reserve_again {
-                self.budget.resync_next(&record.distribution_id);
-            }
-            tokio::time::sleep(delay).await;
+            let reserve_again =
+                match self.wait_out(&record.caller_reference, &record.distribution_id, failure, &mut attempts).await {
+                    Ok(reserve_again) => reserve_again,
+                    Err(refusal) => return self.refused(record, batch, refusal).await,
+                };
             if reserve_again {
                 // The resync the refusal triggered may show less room: wait for it, same paths, same reference.
                 if let Err(refusal) = self.reserve_as_recorded(&record, &mut attempts).await {
@@ -207,24 +200,37 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                     outages().answered(DYNAMODB);
                     return Ok(());
                 }
-                Err(e) => self.wait_out(record, Failure::Ledger(e), attempts).await?,
+                Err(e) => self
+                    .wait_out(&record.caller_reference, &record.distribution_id, Failure::Ledger(e), attempts)
+                    .await
+                    .map(drop)?,
             }
         }
     }
 
-    /// Waits as the state machine says after a ledger failure, or says why the batch cannot go on.
-    async fn wait_out(&self, record: &BatchRecord, failure: Failure, attempts: &mut Attempts) -> Result<(), Refusal> {
+    /// Waits as the state machine says after a failed call for batch `reference`, its messages held, and says
+    /// whether the batch must reserve budget again (CloudFront said `distribution` is full); or why it cannot go on.
+    async fn wait_out(
+        &self,
+        reference: &CallerReference,
+        distribution: &DistributionId,
+        failure: Failure,
+        attempts: &mut Attempts,
+    ) -> Result<bool, Refusal> {
         note_failure(&failure);
-        match attempts.after(&failure, Instant::now()) {
-            Step::Retry { delay, .. } => {
-                if let Some(suppressed) = log_allowed("submission_ledger_retry") {
-                    warn!(caller_reference = %record.caller_reference, error = %failure, ?delay, suppressed, "the ledger failed; the batch's messages wait held until it answers");
-                }
-                tokio::time::sleep(delay).await;
-                Ok(())
-            }
-            Step::Refused(refusal) => Err(refusal),
+        let (delay, reserve_again) = match attempts.after(&failure, Instant::now()) {
+            Step::Retry { delay, reserve_again } => (delay, reserve_again),
+            Step::Refused(refusal) => return Err(refusal),
+        };
+        if let Some(suppressed) = log_allowed("submission_retry") {
+            warn!(caller_reference = %reference, error = %failure, ?delay, suppressed, "a call for the batch failed; retrying with the same CallerReference while its messages wait held");
         }
+        counter!("cfi_submission_retries_total").increment(1);
+        if reserve_again {
+            self.budget.resync_next(distribution);
+        }
+        tokio::time::sleep(delay).await;
+        Ok(reserve_again)
     }
 
     /// Waits until the batch's paths fit the distribution's budget and reserves them; a batch that may still
@@ -242,9 +248,8 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 Ok(Grant::Reserved) => break,
                 Ok(Grant::NoRoom(room)) => room,
                 Err(e) => {
-                    let record = self.intent_record(&batch);
-                    match self.wait_out(&record, Failure::Ledger(e), attempts).await {
-                        Ok(()) => continue,
+                    match self.wait_out(&batch.caller_reference, &distribution, Failure::Ledger(e), attempts).await {
+                        Ok(_) => continue,
                         Err(refusal) => return Reserved::Refused(batch, refusal),
                     }
                 }
@@ -277,7 +282,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             match self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need).await {
                 Ok(Grant::Reserved) => return Ok(()),
                 Ok(Grant::NoRoom(_)) => self.budget.room_may_have_changed(&record.distribution_id).await,
-                Err(e) => self.wait_out(record, Failure::Ledger(e), attempts).await?,
+                Err(e) => {
+                    let (reference, distribution) = (&record.caller_reference, &record.distribution_id);
+                    self.wait_out(reference, distribution, Failure::Ledger(e), attempts).await?;
+                }
             }
         }
     }
