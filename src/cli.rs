@@ -87,9 +87,15 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_ROUTES")]
     pub routes: Option<PathBuf>,
 
-    /// Distributions native requests may target (repeat, or comma-separate in the variable); default: any.
+    /// Distributions any request may target, native, SNS-wrapped or routed (repeat, or comma-separate in the
+    /// variable); default: any. The routes file must stay within it.
     #[arg(long = "allow-distribution", env = "INVALIDATOR_ALLOW_DISTRIBUTION", value_delimiter = ',')]
     pub allow_distributions: Vec<String>,
+
+    /// SNS topics whose envelopes are accepted (repeat, or comma-separate in the variable); default: any. Others
+    /// are dead-lettered. Raw message delivery has no envelope to check: the queue policy is its gate.
+    #[arg(long = "allow-topic", env = "INVALIDATOR_ALLOW_TOPIC", value_delimiter = ',', value_name = "ARN")]
+    pub allow_topics: Vec<String>,
 
     /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 0.0.0.0:9464.
     #[arg(long, env = "INVALIDATOR_METRICS_ADDR")]

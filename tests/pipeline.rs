@@ -625,7 +625,7 @@ async fn an_s3_object_served_by_two_distributions_is_deleted_once_both_are_inval
     use cf_invalidator::intake::parse::IntakeRules;
     use cf_invalidator::intake::routes::Routing;
     let routing = Routing::parse("[[rule]]\nbucket = \"site\"\ndistributions = [\"EAAA\", \"EBBB\"]").unwrap();
-    let intake = Arc::new(IntakeRules { routing, allowed_distributions: None });
+    let intake = Arc::new(IntakeRules { routing, ..IntakeRules::default() });
     let event = json!({"Records": [{"eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": "site"}, "object": {"key": "a.html"}}}]})
     .to_string();

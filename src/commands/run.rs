@@ -153,7 +153,8 @@ fn intake_rules(args: &RunArgs) -> anyhow::Result<IntakeRules> {
         let ids = args.allow_distributions.iter().map(|raw| DistributionId::parse(raw));
         Some(ids.collect::<Result<_, _>>().context("--allow-distribution")?)
     };
-    Ok(IntakeRules { routing, allowed_distributions })
+    let allowed_topics = (!args.allow_topics.is_empty()).then(|| args.allow_topics.iter().cloned().collect());
+    Ok(IntakeRules::new(routing, allowed_distributions, allowed_topics)?)
 }
 
 /// How often `/readyz` re-checks that SQS and DynamoDB answer.

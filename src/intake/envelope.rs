@@ -20,14 +20,24 @@ pub enum Envelope {
     Ignorable(&'static str),
 }
 
+/// How a body reached the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Sent to the queue itself, or by SNS with raw message delivery (which carries no envelope to check).
+    Direct,
+    /// In an SNS envelope, from this topic (`None`: the envelope names none).
+    Sns { topic_arn: Option<String> },
+}
+
 /// Unwraps one SQS body. An SNS envelope (`Type: Notification`) is opened once; SNS raw delivery needs nothing.
-pub fn open(body: Value) -> Result<Envelope, String> {
+pub fn open(body: Value) -> Result<(Envelope, Via), String> {
     if body.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let topic_arn = body.get("TopicArn").and_then(Value::as_str).map(str::to_owned);
         let inner = body.get("Message").and_then(Value::as_str).ok_or("SNS notification without a Message string")?;
         let inner: Value = serde_json::from_str(inner).map_err(|e| format!("SNS Message is not JSON: {e}"))?;
-        return open_unwrapped(inner);
+        return Ok((open_unwrapped(inner)?, Via::Sns { topic_arn }));
     }
-    open_unwrapped(body)
+    Ok((open_unwrapped(body)?, Via::Direct))
 }
 
 fn open_unwrapped(body: Value) -> Result<Envelope, String> {
@@ -94,7 +104,7 @@ mod tests {
             "s3": {"bucket": {"name": "site"}, "object": {"key": key, "size": 5}}}]})
     }
 
-    fn objects(envelope: Envelope) -> Vec<S3Object> {
+    fn objects((envelope, _): (Envelope, Via)) -> Vec<S3Object> {
         match envelope {
             Envelope::S3Objects(objects) => objects,
             other => panic!("{other:?}"),
@@ -109,11 +119,13 @@ mod tests {
 
     #[test]
     fn opens_sns_envelopes_around_s3_events_and_native_requests() {
-        let sns = |inner: Value| json!({"Type": "Notification", "MessageId": "1", "Message": inner.to_string()});
+        let sns = |inner: Value| json!({"Type": "Notification", "MessageId": "1", "TopicArn": "arn:t", "Message": inner.to_string()});
         let found = objects(open(sns(notification("a+b"))).unwrap());
         assert_eq!(found[0].key, "a b");
         let native = json!({"distribution_id": "E1", "paths": ["/a"]});
-        assert_eq!(open(sns(native.clone())).unwrap(), Envelope::Native(native));
+        let via = Via::Sns { topic_arn: Some("arn:t".into()) };
+        assert_eq!(open(sns(native.clone())).unwrap(), (Envelope::Native(native.clone()), via));
+        assert_eq!(open(native.clone()).unwrap(), (Envelope::Native(native), Via::Direct));
     }
 
     #[test]
@@ -126,9 +138,9 @@ mod tests {
     #[test]
     fn ignores_test_events_and_other_event_kinds() {
         let test = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "site"});
-        assert_eq!(open(test).unwrap(), Envelope::Ignorable("s3:TestEvent"));
+        assert_eq!(open(test).unwrap().0, Envelope::Ignorable("s3:TestEvent"));
         let tagging = json!({"Records": [{"eventName": "ObjectTagging:Put", "s3": {}}]});
-        assert!(matches!(open(tagging).unwrap(), Envelope::Ignorable(_)));
+        assert!(matches!(open(tagging).unwrap().0, Envelope::Ignorable(_)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
-use super::envelope::{self, Envelope, S3Object};
+use super::envelope::{self, Envelope, S3Object, Via};
 use super::routes::{RouteError, Routing};
 use crate::model::path::{InvalidationPath, PathError, TagError};
 use crate::model::request::InvalidationRequest;
@@ -34,6 +34,10 @@ pub enum Rejection {
     DistributionId(#[from] InvalidDistributionId),
     #[error("distribution {0} is not in this worker's --allow-distribution list")]
     DistributionNotAllowed(DistributionId),
+    #[error("SNS topic {0} is not in this worker's --allow-topic list")]
+    TopicNotAllowed(String),
+    #[error("SNS notification without a TopicArn, and --allow-topic is set: cannot tell who sent it")]
+    TopicMissing,
     #[error("paths and tags are empty: a request needs at least one path or tag")]
     NoPaths,
     #[error("{0} paths and tags in one message; at most {MAX_PATHS_PER_MESSAGE} are allowed, split the request")]
@@ -56,6 +60,7 @@ impl Rejection {
             Self::Envelope(_) => "envelope",
             Self::DistributionId(_) => "invalid_distribution_id",
             Self::DistributionNotAllowed(_) => "distribution_not_allowed",
+            Self::TopicNotAllowed(_) | Self::TopicMissing => "topic_not_allowed",
             Self::NoPaths => "no_paths",
             Self::TooManyPaths(_) => "too_many_paths",
             Self::InvalidPath { .. } => "invalid_path",
@@ -66,12 +71,58 @@ impl Rejection {
     }
 }
 
-/// What a worker accepts besides well-formed requests: routing for S3 events, and which distributions native
-/// requests may name (`None`: any).
+/// What a worker accepts besides well-formed requests: routing for S3 events, which distributions any request
+/// may name, however it arrived (`None`: any), and which SNS topics may send through an envelope (`None`: any).
 #[derive(Debug, Clone, Default)]
 pub struct IntakeRules {
     pub routing: Routing,
     pub allowed_distributions: Option<BTreeSet<DistributionId>>,
+    pub allowed_topics: Option<BTreeSet<String>>,
+}
+
+/// Why a worker's intake rules contradict themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RulesError {
+    #[error(
+        "the routes file sends objects to {0}, which --allow-distribution does not list: add it to the allowlist or remove it from the routes"
+    )]
+    RouteNotAllowed(DistributionId),
+}
+
+impl IntakeRules {
+    /// Rules whose routes stay within the distribution allowlist: a routed object must not be refused for a
+    /// distribution the operator's own routes name.
+    pub fn new(
+        routing: Routing,
+        allowed_distributions: Option<BTreeSet<DistributionId>>,
+        allowed_topics: Option<BTreeSet<String>>,
+    ) -> Result<Self, RulesError> {
+        if let Some(allowed) = &allowed_distributions
+            && let Some(outside) = routing.distributions().find(|d| !allowed.contains(*d))
+        {
+            return Err(RulesError::RouteNotAllowed(outside.clone()));
+        }
+        Ok(Self { routing, allowed_distributions, allowed_topics })
+    }
+
+    fn admit_sender(&self, via: &Via) -> Result<(), Rejection> {
+        match (&self.allowed_topics, via) {
+            (Some(allowed), Via::Sns { topic_arn: Some(topic) }) if !allowed.contains(topic) => {
+                Err(Rejection::TopicNotAllowed(topic.clone()))
+            }
+            (Some(_), Via::Sns { topic_arn: None }) => Err(Rejection::TopicMissing),
+            _ => Ok(()),
+        }
+    }
+
+    fn admit_distribution(&self, request: &InvalidationRequest) -> Result<(), Rejection> {
+        match &self.allowed_distributions {
+            Some(allowed) if !allowed.contains(&request.distribution_id) => {
+                Err(Rejection::DistributionNotAllowed(request.distribution_id.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What a message asks for.
@@ -96,29 +147,38 @@ struct WireRequest {
     requester: Option<String>,
 }
 
-/// Parses and validates one SQS message body in any format the worker reads.
+/// Parses and validates one SQS message body in any format the worker reads. Every source meets the same
+/// checks: the distribution allowlist, the topic allowlist for SNS envelopes, and the path cap per distribution
+/// once routing has fanned an event out.
 pub fn parse_message(body: &str, rules: &IntakeRules) -> Result<Parsed, Rejection> {
-    // The common case first: a native request parses straight into its struct, without an intermediate tree.
-    let native = match serde_json::from_str::<WireRequest>(body) {
-        Ok(wire) => wire,
-        Err(_) => {
-            let value: Value = serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
-            match envelope::open(value).map_err(Rejection::Envelope)? {
-                Envelope::Native(value) => {
-                    serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?
-                }
-                Envelope::S3Objects(objects) => return routed(&objects, &rules.routing),
-                Envelope::Ignorable(why) => return Ok(Parsed::Skip(why)),
+    let parsed = parse_unchecked(body, rules)?;
+    if let Parsed::Requests(requests) = &parsed {
+        for request in requests {
+            rules.admit_distribution(request)?;
+            if request.paths.len() > MAX_PATHS_PER_MESSAGE {
+                return Err(Rejection::TooManyPaths(request.paths.len()));
             }
         }
-    };
-    let request = validate(native)?;
-    if let Some(allowed) = &rules.allowed_distributions
-        && !allowed.contains(&request.distribution_id)
-    {
-        return Err(Rejection::DistributionNotAllowed(request.distribution_id));
     }
-    Ok(Parsed::Requests(vec![request]))
+    Ok(parsed)
+}
+
+fn parse_unchecked(body: &str, rules: &IntakeRules) -> Result<Parsed, Rejection> {
+    // The common case first: a native request parses straight into its struct, without an intermediate tree.
+    if let Ok(wire) = serde_json::from_str::<WireRequest>(body) {
+        return Ok(Parsed::Requests(vec![validate(wire)?]));
+    }
+    let value: Value = serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let (envelope, via) = envelope::open(value).map_err(Rejection::Envelope)?;
+    rules.admit_sender(&via)?;
+    match envelope {
+        Envelope::Native(value) => {
+            let wire = serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?;
+            Ok(Parsed::Requests(vec![validate(wire)?]))
+        }
+        Envelope::S3Objects(objects) => routed(&objects, &rules.routing),
+        Envelope::Ignorable(why) => Ok(Parsed::Skip(why)),
+    }
 }
 
 /// Parses a native v1 request, ignoring envelopes and routing.
@@ -318,11 +378,114 @@ mod tests {
     }
 
     fn rules(routes: &str, allowed: &[&str]) -> IntakeRules {
-        IntakeRules {
-            routing: Routing::parse(routes).unwrap(),
-            allowed_distributions: (!allowed.is_empty())
-                .then(|| allowed.iter().map(|d| DistributionId::parse(d).unwrap()).collect()),
+        let allowed =
+            (!allowed.is_empty()).then(|| allowed.iter().map(|d| DistributionId::parse(d).unwrap()).collect());
+        IntakeRules::new(Routing::parse(routes).unwrap(), allowed, None).unwrap()
+    }
+
+    const SITE: &str = "[[rule]]\nbucket = \"site\"\ndistributions = [\"E1\"]";
+    const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:publish";
+
+    /// The same S3 object as each producer format delivers it: a notification (key form-encoded), the
+    /// notification inside an SNS envelope, and an EventBridge event (key as it is).
+    fn s3_bodies(key: &str) -> [(&'static str, String); 3] {
+        let encoded: String = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC).collect();
+        let notification = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "site"}, "object": {"key": encoded}}}]});
+        let sns = serde_json::json!({"Type": "Notification", "TopicArn": TOPIC, "Message": notification.to_string()});
+        let eventbridge = serde_json::json!({"source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": "site"}, "object": {"key": key}}});
+        [("S3", notification.to_string()), ("SNS", sns.to_string()), ("EventBridge", eventbridge.to_string())]
+    }
+
+    #[test]
+    fn an_s3_key_reaches_cloudfront_as_the_object_s_own_path_from_every_source() {
+        let rules = rules(SITE, &[]);
+        let cases = [
+            ("/lead.html", "//lead.html"),
+            ("a//b.html", "/a//b.html"),
+            ("a/../b.html", "/a/../b.html"),
+            ("100%.html", "/100%25.html"),
+            ("a%20b.html", "/a%2520b.html"),
+            ("why?.html", "/why%3F.html"),
+        ];
+        for (key, path) in cases {
+            for (source, body) in s3_bodies(key) {
+                let routed = requests(parse_message(&body, &rules).unwrap());
+                assert_eq!(routed, [("E1".into(), vec![path.to_owned()])], "{source} {key:?}");
+            }
         }
+    }
+
+    #[test]
+    fn an_s3_key_with_an_asterisk_is_never_a_wildcard_from_any_source() {
+        let rules = rules(SITE, &[]);
+        for key in ["*", "x*", "img/*", "a*b.png"] {
+            for (source, body) in s3_bodies(key) {
+                let rejection = parse_message(&body, &rules).unwrap_err();
+                assert_eq!(rejection.code(), "unrouted", "{source} {key:?}");
+                assert!(rejection.to_string().contains("has '*' in its key"), "{source} {key:?}: {rejection}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_distribution_allowlist_applies_to_every_source() {
+        let sns_native = serde_json::json!({"Type": "Notification", "TopicArn": TOPIC,
+            "Message": r#"{"distribution_id":"EOTHER","paths":["/a"]}"#});
+        let allowing = rules(SITE, &["E1"]);
+        let refused = parse_message(&sns_native.to_string(), &allowing).unwrap_err();
+        assert_eq!(refused, Rejection::DistributionNotAllowed(DistributionId::parse("EOTHER").unwrap()));
+        let [(_, s3), ..] = s3_bodies("a.html");
+        assert!(parse_message(&s3, &allowing).is_ok());
+        // Routed requests meet the check too, even for rules built without the start-up check.
+        let unchecked = IntakeRules {
+            allowed_distributions: Some([DistributionId::parse("E9").unwrap()].into()),
+            ..rules(SITE, &[])
+        };
+        assert_eq!(parse_message(&s3, &unchecked).unwrap_err().code(), "distribution_not_allowed");
+    }
+
+    #[test]
+    fn routes_outside_the_allowlist_stop_the_worker_at_start_up() {
+        let allowed = Some([DistributionId::parse("E2").unwrap()].into());
+        let error = IntakeRules::new(Routing::parse(SITE).unwrap(), allowed, None).unwrap_err();
+        assert_eq!(error, RulesError::RouteNotAllowed(DistributionId::parse("E1").unwrap()));
+        assert!(error.to_string().contains("the routes file sends objects to E1"), "{error}");
+    }
+
+    #[test]
+    fn sns_envelopes_from_other_topics_are_refused_when_topics_are_listed() {
+        let topics = Some([TOPIC.to_owned()].into());
+        let rules = IntakeRules::new(Routing::parse(SITE).unwrap(), None, topics).unwrap();
+        let envelope = |topic: Option<&str>| {
+            let mut body = serde_json::json!({"Type": "Notification",
+                "Message": r#"{"distribution_id":"E1","paths":["/a"]}"#});
+            if let Some(topic) = topic {
+                body["TopicArn"] = topic.into();
+            }
+            body.to_string()
+        };
+        assert!(parse_message(&envelope(Some(TOPIC)), &rules).is_ok());
+        let other = "arn:aws:sns:eu-west-1:210987654321:elsewhere";
+        assert_eq!(parse_message(&envelope(Some(other)), &rules), Err(Rejection::TopicNotAllowed(other.into())));
+        assert_eq!(parse_message(&envelope(None), &rules), Err(Rejection::TopicMissing));
+        // A direct native request has no envelope to check.
+        assert!(parse_message(r#"{"distribution_id":"E1","paths":["/a"]}"#, &rules).is_ok());
+    }
+
+    #[test]
+    fn the_path_cap_applies_after_routing_fans_an_event_out() {
+        let rules = rules(&format!("{SITE}\nindex_document = \"index.html\"\nextra_paths = [\"/feed.xml\"]"), &[]);
+        let record = |i: usize| {
+            serde_json::json!({"eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "site"}, "object": {"key": format!("d{i}/index.html")}}})
+        };
+        // 1,000 objects, each its page and its directory: 2,001 paths with the feed.
+        let fits = serde_json::json!({"Records": (0..1_000).map(record).collect::<Vec<_>>()});
+        assert_eq!(requests(parse_message(&fits.to_string(), &rules).unwrap())[0].1.len(), 2_001);
+        let over = serde_json::json!({"Records": (0..1_500).map(record).collect::<Vec<_>>()});
+        assert_eq!(parse_message(&over.to_string(), &rules), Err(Rejection::TooManyPaths(3_001)));
     }
 
     fn requests(parsed: Parsed) -> Vec<(String, Vec<String>)> {

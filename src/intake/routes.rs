@@ -9,7 +9,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::envelope::S3Object;
-use crate::model::path::{InvalidationPath, PathError};
+use crate::model::path::{InvalidationPath, PathError, encode_name};
 use crate::model::{DistributionId, InvalidDistributionId};
 
 #[derive(Debug, Error)]
@@ -90,6 +90,10 @@ pub enum RouteError {
     Unmatched { bucket: String, key: String },
     #[error("s3://{bucket}/{key} makes the invalid path {path:?}: {error}")]
     InvalidPath { bucket: String, key: String, path: String, error: PathError },
+    #[error(
+        "s3://{bucket}/{key} has '*' in its key: CloudFront reads '*' as a wildcard and documents no escape for it, so this object cannot be invalidated exactly; invalidate it by hand if a wildcard will do"
+    )]
+    AsteriskInKey { bucket: String, key: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -110,6 +114,11 @@ impl Routing {
         let rules =
             file.rules.into_iter().enumerate().map(|(n, rule)| compile(n + 1, rule)).collect::<Result<_, _>>()?;
         Ok(Self { unmatched: file.unmatched, rules })
+    }
+
+    /// Every distribution a rule names.
+    pub fn distributions(&self) -> impl Iterator<Item = &DistributionId> {
+        self.rules.iter().flat_map(|rule| &rule.distributions)
     }
 
     pub fn unmatched(&self) -> Unmatched {
@@ -156,7 +165,7 @@ fn compile(number: usize, rule: RuleFile) -> Result<Rule, RoutesError> {
         bucket: rule.bucket,
         prefix: rule.prefix,
         distributions,
-        strip_prefix: rule.strip_prefix,
+        strip_prefix: rule.strip_prefix.trim_end_matches('/').to_owned(),
         add_prefix: rule.add_prefix.trim_end_matches('/').to_owned(),
         index_document: rule.index_document,
         directory_without_slash: rule.directory_without_slash,
@@ -166,10 +175,10 @@ fn compile(number: usize, rule: RuleFile) -> Result<Rule, RoutesError> {
 
 impl Rule {
     /// The object's URL path (origin path stripped, site prefix added), its directory forms when it is the index
-    /// document, and the rule's extra paths.
+    /// document, and the rule's extra paths. The key is the object's literal name: nothing in it is a wildcard,
+    /// an escape or a query, and no slash of it is dropped.
     fn paths_for(&self, object: &S3Object) -> Result<Vec<InvalidationPath>, RouteError> {
-        let key = object.key.strip_prefix(&self.strip_prefix).unwrap_or(&object.key);
-        let url_path = format!("{}/{}", self.add_prefix, key.trim_start_matches('/'));
+        let url_path = self.url_path(object)?;
         let mut raw_paths = vec![url_path.clone()];
         let index_directory = self.index_document.as_deref().and_then(|index| url_path.strip_suffix(index));
         if let Some(directory) = index_directory.filter(|d| d.ends_with('/')) {
@@ -191,6 +200,30 @@ impl Rule {
             .collect::<Result<Vec<_>, _>>()?;
         paths.extend(self.extra_paths.iter().cloned());
         Ok(paths)
+    }
+
+    /// CloudFront asks the origin for the origin path followed by the request's path without its first `/`, so
+    /// a key's URL path is what follows the origin path, or `/` and the whole key. A key that starts with `/`
+    /// keeps it: `/a.html` is requested as `//a.html`.
+    fn url_path(&self, object: &S3Object) -> Result<String, RouteError> {
+        let key = &object.key;
+        let under_origin_path = key
+            .strip_prefix(self.strip_prefix.as_str())
+            .filter(|rest| !self.strip_prefix.is_empty() && rest.starts_with('/'));
+        let name = match under_origin_path {
+            Some(rest) => &rest[1..],
+            None => key.as_str(),
+        };
+        let encoded = encode_name(name).map_err(|error| match error {
+            PathError::AsteriskInName => RouteError::AsteriskInKey { bucket: object.bucket.clone(), key: key.clone() },
+            error => RouteError::InvalidPath {
+                bucket: object.bucket.clone(),
+                key: key.clone(),
+                path: name.to_owned(),
+                error,
+            },
+        })?;
+        Ok(format!("{}/{encoded}", self.add_prefix))
     }
 }
 
@@ -244,6 +277,7 @@ mod tests {
         );
         assert_eq!(route(&routing, "www-site", "public/index.html"), both(&["/index.html", "/"]));
         assert_eq!(route(&routing, "www-site", "public/a b+é.css"), both(&["/a%20b+%C3%A9.css"]));
+        assert_eq!(route(&routing, "www-site", "public//twice"), both(&["//twice"]), "the origin path's slash only");
         assert_eq!(
             route(&routing, "assets", "img/logo.png"),
             [("EASSETS".to_owned(), vec!["/static/img/logo.png".to_owned()])]
@@ -271,10 +305,26 @@ mod tests {
     }
 
     #[test]
-    fn a_key_that_cannot_be_a_path_is_refused() {
+    fn a_key_is_the_object_s_literal_name() {
         let routing = Routing::parse(ROUTES).unwrap();
-        let error = routing.route(&object("assets", "a*b.png")).unwrap_err();
-        assert!(matches!(error, RouteError::InvalidPath { error: PathError::WildcardNotLast, .. }), "{error}");
+        let assets = |key: &str| route(&routing, "assets", key).remove(0).1;
+        assert_eq!(assets("/lead.png"), ["/static//lead.png"], "a leading slash is part of the name");
+        assert_eq!(assets("a//b/../c.png"), ["/static/a//b/../c.png"]);
+        assert_eq!(assets("100%.png"), ["/static/100%25.png"]);
+        assert_eq!(assets("a%20b.png"), ["/static/a%2520b.png"], "not the object 'a b.png'");
+        assert_eq!(assets("q?.png"), ["/static/q%3F.png"]);
+        for starred in ["*", "x*", "a*b.png"] {
+            let error = routing.route(&object("assets", starred)).unwrap_err();
+            assert!(matches!(error, RouteError::AsteriskInKey { .. }), "{starred}: {error}");
+            assert!(error.to_string().contains("has '*' in its key"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_key_too_long_for_a_path_is_refused() {
+        let routing = Routing::parse(ROUTES).unwrap();
+        let error = routing.route(&object("assets", &"é".repeat(700))).unwrap_err();
+        assert!(matches!(error, RouteError::InvalidPath { error: PathError::TooLong(_), .. }), "{error}");
     }
 
     #[test]

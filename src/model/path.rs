@@ -30,6 +30,10 @@ const RFC1738_UNSAFE: &AsciiSet = &CONTROLS
     .add(b']')
     .add(b'`');
 
+/// What must be escaped for a viewer to request an object by its literal name: the unsafe characters and `%`,
+/// plus `?`, which would otherwise start a query string.
+const LITERAL_NAME: &AsciiSet = &RFC1738_UNSAFE.add(b'?');
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PathError {
     #[error("path is empty")]
@@ -42,6 +46,10 @@ pub enum PathError {
     ControlCharacter(usize),
     #[error("path is {0} characters long once encoded; CloudFront accepts at most {MAX_PATH_LEN}")]
     TooLong(usize),
+    #[error(
+        "'*' in an object's name cannot be invalidated exactly: CloudFront reads '*' as a wildcard and documents no escape for it"
+    )]
+    AsteriskInName,
 }
 
 /// Longest cache tag CloudFront accepts, without the leading `#`.
@@ -113,6 +121,18 @@ impl std::fmt::Display for InvalidationPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The path a viewer requests an object by, given its literal name relative to the site (an S3 key once the
+/// origin path is off): every unsafe character, `%` and `?` escaped, so no part of the name can read as an escape,
+/// a query string or a wildcard. CloudFront documents escaping only the unsafe characters and non-ASCII (A3), and
+/// `*` is neither, so a name holding one is refused: as the last character it would be a wildcard, elsewhere
+/// CloudFront rejects it.
+pub fn encode_name(name: &str) -> Result<String, PathError> {
+    if name.contains('*') {
+        return Err(PathError::AsteriskInName);
+    }
+    Ok(utf8_percent_encode(name, LITERAL_NAME).to_string())
 }
 
 /// The checks of `InvalidationPath::parse`, then the encoded path: borrowed from `raw` when it is already encoded.
@@ -263,6 +283,20 @@ mod tests {
     }
 
     #[test]
+    fn object_names_are_escaped_so_nothing_in_them_reads_as_syntax() {
+        let name = |raw: &str| encode_name(raw).unwrap();
+        assert_eq!(name("docs/a.html"), "docs/a.html");
+        assert_eq!(name("100%.html"), "100%25.html", "a lone % is the name's own");
+        assert_eq!(name("a%20b"), "a%2520b", "an escape-like run is the name's own, not an escape");
+        assert_eq!(name("what?.html"), "what%3F.html", "? would start a query string");
+        assert_eq!(name("/lead//double/../dots"), "/lead//double/../dots", "slashes and dots are kept as they are");
+        assert_eq!(name("caf\u{e9} #1"), "caf%C3%A9%20%231");
+        for starred in ["*", "x*", "a*b.png"] {
+            assert_eq!(encode_name(starred), Err(PathError::AsteriskInName), "{starred}");
+        }
+    }
+
+    #[test]
     fn tags_are_lowercased_and_validated() {
         assert_eq!(InvalidationPath::tag("Product-42").unwrap().as_str(), "#product-42");
         assert_eq!(InvalidationPath::tag("product:electronics").unwrap().as_str(), "#product:electronics");
@@ -306,6 +340,15 @@ mod tests {
             let every_segment: String =
                 segments(&raw).map(|(plain, escape)| utf8_percent_encode(plain, RFC1738_UNSAFE).to_string() + escape).collect();
             prop_assert_eq!(encode_once(&raw), every_segment);
+        }
+
+        #[test]
+        fn an_encoded_name_is_a_path_that_decodes_to_the_name(name in "[^*]{0,64}") {
+            let path = format!("/{}", encode_name(&name).unwrap());
+            prop_assert_eq!(InvalidationPath::parse(&path).map(InvalidationPath::into_string), Ok(path.clone()));
+            let decoded = percent_encoding::percent_decode_str(&path[1..]).decode_utf8().unwrap();
+            prop_assert_eq!(decoded, name.as_str());
+            prop_assert!(!path.contains('?') && !path.contains('*'));
         }
 
         #[test]

@@ -170,6 +170,7 @@ def check_worker_stack(cloudformation, iam, ecs):
     name = f"cfi-deploy-test-worker-{uuid.uuid4().hex[:8]}"
     stack = create_stack(cloudformation, name, DeployWorker="true", ContainerImage="example.invalid/cfi:test",
                          DistributionIds="EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC",
+                         AllowedTopicArns=f"arn:aws:sns:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:publish",
                          SubnetIds="subnet-0123456789abcdef0", SecurityGroupIds="sg-0123456789abcdef0")
     if not check("worker stack created", stack["StackStatus"] == "CREATE_COMPLETE",
                  f"{stack['StackStatus']} {stack.get('StackStatusReason', '')}"):
@@ -208,6 +209,9 @@ def check_worker_stack(cloudformation, iam, ecs):
         "INVALIDATOR_QUEUE_URL": outputs.get("QueueUrl"), "INVALIDATOR_TABLE": outputs.get("TableName"),
         "INVALIDATOR_DLQ_URL": outputs.get("DeadLetterQueueUrl"), "INVALIDATOR_LOG_FORMAT": "json",
         "AWS_REGION": region,
+        # The worker refuses what IAM would refuse anyway, with a reason, instead of retrying AccessDenied.
+        "INVALIDATOR_ALLOW_DISTRIBUTION": "EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC",
+        "INVALIDATOR_ALLOW_TOPIC": f"arn:aws:sns:{region}:{account}:publish",
     }
     check("task definition: worker environment from the stack",
           {k: environment.get(k) for k in want_environment} == want_environment, environment)
