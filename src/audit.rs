@@ -20,7 +20,7 @@ pub enum Question {
     ///    of the table) and its dead-letter record.
     Message { message: MessageId, distribution: Option<DistributionId>, since: SystemTime },
     /// 3. What happened to the message holding a producer key's claim (later messages with the key were dropped).
-    IdempotencyKey { key: String, since: SystemTime },
+    IdempotencyKey { distribution: DistributionId, key: String, since: SystemTime },
     /// 4. The newest batch that invalidated a path, exactly or by a wildcard.
     Path { distribution: DistributionId, path: InvalidationPath, since: SystemTime },
     /// 5. Failed batches and dead-lettered messages, newest first: of one distribution, or of all.
@@ -55,11 +55,11 @@ pub async fn answer<L: Ledger + AuditLog>(ledger: &L, question: Question) -> Res
         Question::Message { message, distribution, since } => {
             message_fate(ledger, &message, distribution.as_ref(), since).await
         }
-        Question::IdempotencyKey { key, since } => {
-            let Some(claim) = ledger.key_claim(&key).await? else {
+        Question::IdempotencyKey { distribution, key, since } => {
+            let Some(claim) = ledger.key_claim(&distribution, &key).await? else {
                 return Ok(Vec::new());
             };
-            let fate = message_fate(ledger, &claim.message_id, claim.distribution_id.as_ref(), since).await?;
+            let fate = message_fate(ledger, &claim.message_id, Some(&distribution), since).await?;
             Ok(std::iter::once(Row::Key(claim)).chain(fate).collect())
         }
         Question::Path { distribution, path, since } => {
@@ -122,6 +122,7 @@ mod tests {
     use super::*;
     use crate::fake::MemoryLedger;
     use crate::ports::cdn::Invalidation;
+    use crate::ports::ledger::KeyUse;
 
     fn distribution(id: &str) -> DistributionId {
         DistributionId::parse(id).unwrap()
@@ -164,14 +165,25 @@ mod tests {
         let held = store(&ledger, batch("EAAA", &["/a"], &["m-1"], 10), Some("I1")).await;
         let now = SystemTime::now();
         let until = now + Duration::from_secs(60);
-        ledger.claim_key("deploy-7", &MessageId("m-1".into()), &distribution("EAAA"), now, until).await.unwrap();
+        let key_use = KeyUse {
+            distribution_id: distribution("EAAA"),
+            key: "deploy-7".into(),
+            message_id: MessageId("m-1".into()),
+            content: "digest".into(),
+        };
+        ledger.claim_key(&key_use, now, until).await.unwrap();
 
-        let rows =
-            answer(&ledger, Question::IdempotencyKey { key: "deploy-7".into(), since: UNIX_EPOCH }).await.unwrap();
+        let ask =
+            |distribution, key: &str| Question::IdempotencyKey { distribution, key: key.into(), since: UNIX_EPOCH };
+        let rows = answer(&ledger, ask(distribution("EAAA"), "deploy-7")).await.unwrap();
         assert!(matches!(&rows[0], Row::Key(claim) if claim.message_id.0 == "m-1"), "{rows:?}");
         assert_eq!(rows[1..], [Row::Batch(held)]);
-        let unknown = Question::IdempotencyKey { key: "never".into(), since: UNIX_EPOCH };
-        assert_eq!(answer(&ledger, unknown).await.unwrap(), []);
+        assert_eq!(answer(&ledger, ask(distribution("EAAA"), "never")).await.unwrap(), []);
+        assert_eq!(
+            answer(&ledger, ask(distribution("EBBB"), "deploy-7")).await.unwrap(),
+            [],
+            "keys are per distribution"
+        );
     }
 
     #[tokio::test]

@@ -240,8 +240,8 @@ pub struct AuditArgs {
     #[arg(long, env = "INVALIDATOR_MESSAGE", group = "question")]
     pub message: Option<String>,
 
-    /// What happened to the message that used this producer idempotency_key.
-    #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_KEY", group = "question")]
+    /// What happened to the message that used this producer idempotency_key on --distribution.
+    #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_KEY", group = "question", requires = "distribution")]
     pub idempotency_key: Option<String>,
 
     /// When this path was last invalidated on --distribution, and by which batch (exactly or by a wildcard).

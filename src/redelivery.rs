@@ -16,7 +16,7 @@ use crate::model::DistributionId;
 use crate::model::path::InvalidationPath;
 use crate::model::path::is_covered_by;
 use crate::model::request::InvalidationRequest;
-use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, Ledger, LedgerError};
+use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, KeyUse, Ledger, LedgerError};
 use crate::ports::queue::ReceivedMessage;
 
 /// Most batches of one distribution read back for a redelivered message. A message is redelivered within a few
@@ -30,8 +30,10 @@ pub enum Verdict {
     Fresh,
     /// Accepted invalidations created after it was sent cover some of its paths: batch only these.
     Remaining(Vec<InvalidationPath>),
-    /// Another message used the same producer key within the deduplication period.
+    /// Another message used the same producer key for the same request within the deduplication period.
     DuplicateKey { first_message_id: String },
+    /// Another message used the same producer key for another request within the period: a producer error.
+    KeyConflict { key: String, first_message_id: String },
     /// Accepted invalidations created after the message was sent already cover all its paths.
     AlreadyCovered,
     /// Batches holding this message were left pending by a worker that stopped; this worker took them over and
@@ -130,12 +132,20 @@ impl<L: Ledger> Idempotency<L> {
     ) -> Result<Verdict, LedgerError> {
         let now = self.clock.now();
         if let Some(key) = &request.idempotency_key {
-            let claim = self
-                .ledger
-                .claim_key(key, &message.message_id, &request.distribution_id, now, now + self.key_period)
-                .await?;
-            if let KeyClaim::Duplicate { first_message_id } = claim {
-                return Ok(Verdict::DuplicateKey { first_message_id: first_message_id.0 });
+            let key = KeyUse {
+                distribution_id: request.distribution_id.clone(),
+                key: key.clone(),
+                message_id: message.message_id.clone(),
+                content: request.content_digest(),
+            };
+            match self.ledger.claim_key(&key, now, now + self.key_period).await? {
+                KeyClaim::First => {}
+                KeyClaim::Duplicate { first_message_id } => {
+                    return Ok(Verdict::DuplicateKey { first_message_id: first_message_id.0 });
+                }
+                KeyClaim::Conflict { first_message_id } => {
+                    return Ok(Verdict::KeyConflict { key: key.key, first_message_id: first_message_id.0 });
+                }
             }
         }
         let (true, Some(sent_at)) = (message.receive_count > 1, message.sent_at) else {

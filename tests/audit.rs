@@ -99,7 +99,7 @@ async fn fill() -> Option<Filled> {
         let alice_again = send(
             &sqs,
             url,
-            json!({"distribution_id": d, "paths": ["/about.html"], "requester": "alice", "idempotency_key": key}),
+            json!({"distribution_id": d, "paths": ["/img/logo.png", "/index.html"], "requester": "alice", "idempotency_key": key}),
         )
         .await;
         common::wait_until(Duration::from_secs(60), || async {
@@ -209,7 +209,7 @@ async fn question_3_what_happened_to_a_message_and_to_an_idempotency_key() {
     assert_completed_batch(&rows[0], &filled.batch_b, &["erin"]);
 
     // Her key: held by her first message; the second one with it went nowhere.
-    let rows = audit_json(filled, &["--idempotency-key", &filled.key]);
+    let rows = audit_json(filled, &["--idempotency-key", &filled.key, "--distribution", d]);
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["kind"], "idempotency_key");
     assert_eq!(rows[0]["message_id"], filled.alice.as_str());
@@ -227,7 +227,7 @@ async fn question_3_what_happened_to_a_message_and_to_an_idempotency_key() {
     assert_eq!(rows[1]["code"], "NoSuchDistribution");
     assert_eq!(rows[1]["requester"], "dave");
 
-    let table = audit(filled, &["--idempotency-key", &filled.key]);
+    let table = audit(filled, &["--idempotency-key", &filled.key, "--distribution", d]);
     assert!(table.contains(&format!("first used by message {}", filled.alice)), "{table}");
     assert!(table.contains(&filled.batch_a.0), "{table}");
 }

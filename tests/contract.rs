@@ -15,7 +15,7 @@ use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pendin
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
-    DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, Ledger, LedgerError, Queue, Receipt,
+    DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Queue, Receipt,
     Reservation,
 };
 
@@ -173,17 +173,32 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     chatty.requesters = vec!["x".repeat(500_000), "ci".into()];
     ledger.record_intent(&chatty).await.expect("a huge requester does not break the record");
 
-    // Producer keys: the first message wins for the period; its own redelivery is not a duplicate.
+    // Producer keys: the first message wins for the period; its own redelivery is not a duplicate; the same key
+    // for other content is a conflict; another distribution's use of the key is its own.
     let key = format!("deploy-{}", CallerReference::mint());
     let (first, second) = (MessageId("m-first".into()), MessageId("m-second".into()));
     let now = SystemTime::now();
     let until = now + Duration::from_secs(3_600);
-    let claim = |message, now, until| ledger.claim_key(&key, message, &distribution, now, until);
-    assert_eq!(claim(&first, now, until).await.unwrap(), KeyClaim::First);
-    assert_eq!(claim(&first, now, until).await.unwrap(), KeyClaim::First);
-    assert_eq!(claim(&second, now, until).await.unwrap(), KeyClaim::Duplicate { first_message_id: first.clone() });
+    let other_distribution = DistributionId::parse(&format!("{distribution}X")).unwrap();
+    let key_use = |message: &MessageId, distribution: &DistributionId, content: &str| KeyUse {
+        distribution_id: distribution.clone(),
+        key: key.clone(),
+        message_id: message.clone(),
+        content: content.into(),
+    };
+    let claim = |key: KeyUse, now, until| async move { ledger.claim_key(&key, now, until).await.unwrap() };
+    assert_eq!(claim(key_use(&first, &distribution, "c1"), now, until).await, KeyClaim::First);
+    assert_eq!(claim(key_use(&first, &distribution, "c1"), now, until).await, KeyClaim::First);
+    let duplicate = KeyClaim::Duplicate { first_message_id: first.clone() };
+    assert_eq!(claim(key_use(&second, &distribution, "c1"), now, until).await, duplicate);
+    let conflict = KeyClaim::Conflict { first_message_id: first.clone() };
+    assert_eq!(claim(key_use(&second, &distribution, "c2"), now, until).await, conflict);
+    assert_eq!(claim(key_use(&second, &other_distribution, "c2"), now, until).await, KeyClaim::First);
     let later = until + Duration::from_secs(1);
-    assert_eq!(claim(&second, later, later + Duration::from_secs(60)).await.unwrap(), KeyClaim::First);
+    assert_eq!(
+        claim(key_use(&second, &distribution, "c2"), later, later + Duration::from_secs(60)).await,
+        KeyClaim::First
+    );
 }
 
 /// The ledger's read side, over batches in every state, a producer key and dead-letter records.
@@ -252,16 +267,24 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     // A producer key's claim names its message and distribution.
     let key = format!("deploy-{}", CallerReference::mint());
     let (claimed_at, until) = (now_millis(), in_an_hour());
-    ledger.claim_key(&key, &message("m-1"), &distribution, claimed_at, until).await.unwrap();
+    let key_use = KeyUse {
+        distribution_id: distribution.clone(),
+        key: key.clone(),
+        message_id: message("m-1"),
+        content: "digest".into(),
+    };
+    ledger.claim_key(&key_use, claimed_at, until).await.unwrap();
     let expected = KeyRecord {
         key: key.clone(),
         message_id: message("m-1"),
-        distribution_id: Some(distribution.clone()),
+        distribution_id: distribution.clone(),
         created_at: claimed_at,
         expires_at: until,
     };
-    assert_eq!(ledger.key_claim(&key).await.unwrap(), Some(expected));
-    assert_eq!(ledger.key_claim("never-used").await.unwrap(), None);
+    assert_eq!(ledger.key_claim(&distribution, &key).await.unwrap(), Some(expected));
+    assert_eq!(ledger.key_claim(&distribution, "never-used").await.unwrap(), None);
+    let elsewhere = DistributionId::parse(&format!("{distribution}X")).unwrap();
+    assert_eq!(ledger.key_claim(&elsewhere, &key).await.unwrap(), None, "keys are per distribution");
 
     // Dead letters: the last record per message wins; expired ones are invisible.
     let dead = |id: &str, created_ms| DeadLetterRecord {

@@ -586,15 +586,41 @@ async fn a_redelivered_message_already_covered_is_deleted_without_a_new_invalida
 #[tokio::test(start_paused = true)]
 async fn a_repeated_idempotency_key_is_deleted_without_a_new_invalidation() {
     let h = Harness::new(&["EAAA"]);
-    let send =
-        |paths: &[&str]| json!({"distribution_id": "EAAA", "paths": paths, "idempotency_key": "deploy-42"}).to_string();
-    h.queue.send(&send(&["/a"]), &[]).await.unwrap();
+    let send = |paths: &[&str]| json!({"distribution_id": "EAAA", "paths": paths, "idempotency_key": "deploy-42"});
+    h.queue.send(&send(&["/a", "/b"]).to_string(), &[]).await.unwrap();
     h.run_for(MINUTE, settings()).await;
-    h.queue.send(&send(&["/a", "/b"]), &[]).await.unwrap();
+    // The same request again, its paths in another order: a producer's retry.
+    h.queue.send(&send(&["/b", "/a"]).to_string(), &[]).await.unwrap();
     h.run_for(MINUTE, settings()).await;
 
     assert_eq!(h.cdn.invalidations().len(), 1);
     assert!(h.queue.is_empty());
+    assert!(h.dead_letter_reasons().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotency_key_is_scoped_to_its_distribution_and_names_one_request() {
+    let h = Harness::new(&["EAAA", "EBBB"]);
+    let send = |distribution: &str, paths: &[&str]| {
+        json!({"distribution_id": distribution, "paths": paths, "idempotency_key": "deploy-42"}).to_string()
+    };
+    h.queue.send(&send("EAAA", &["/a"]), &[]).await.unwrap();
+    let first = h.queue.messages()[0].message_id.clone();
+    h.run_for(MINUTE, settings()).await;
+    // Another team's deploy-42 on its own distribution, then this team's deploy-42 reused for other paths.
+    h.queue.send(&send("EBBB", &["/a"]), &[]).await.unwrap();
+    h.queue.send(&send("EAAA", &["/other"]), &[]).await.unwrap();
+    h.run_for(MINUTE, settings()).await;
+
+    let mut invalidated: Vec<(String, Vec<String>)> =
+        h.cdn.invalidations().into_iter().map(|(d, paths)| (d.to_string(), paths)).collect();
+    invalidated.sort();
+    assert_eq!(invalidated, [("EAAA".into(), vec!["/a".into()]), ("EBBB".into(), vec!["/a".into()])]);
+    assert!(h.queue.is_empty());
+    let reasons = h.dead_letter_reasons();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("idempotency_key \"deploy-42\" was first used"), "{reasons:?}");
+    assert!(reasons[0].contains(&first.0), "names the first message: {reasons:?}");
 }
 
 #[tokio::test(start_paused = true)]

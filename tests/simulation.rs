@@ -33,8 +33,8 @@ use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
-    DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt,
-    ReceivedMessage, Reservation,
+    DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError,
+    Receipt, ReceivedMessage, Reservation,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -335,16 +335,9 @@ impl Ledger for ChaosLedger {
         self.inner.renew_lease(reference, owner, until).await
     }
 
-    async fn claim_key(
-        &self,
-        key: &str,
-        message_id: &MessageId,
-        distribution: &DistributionId,
-        now: SystemTime,
-        until: SystemTime,
-    ) -> Result<KeyClaim, LedgerError> {
+    async fn claim_key(&self, key: &KeyUse, now: SystemTime, until: SystemTime) -> Result<KeyClaim, LedgerError> {
         self.before()?;
-        self.inner.claim_key(key, message_id, distribution, now, until).await
+        self.inner.claim_key(key, now, until).await
     }
 
     async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
+use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::{
     BatchEntryFailure, BatchRecord, BudgetState, BudgetStore, Cdn, CdnError, Completion, DeadLetterRecord,
-    Invalidation, InvalidationDetail, KeyClaim, Ledger, LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
-    Reservation,
+    Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError, Receipt,
+    ReceivedMessage, Reservation,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -423,16 +423,9 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
         self.inner.renew_lease(caller_reference, owner, lease_until).await
     }
 
-    async fn claim_key(
-        &self,
-        key: &str,
-        message_id: &MessageId,
-        distribution: &DistributionId,
-        now: SystemTime,
-        expires_at: SystemTime,
-    ) -> Result<KeyClaim, LedgerError> {
+    async fn claim_key(&self, key: &KeyUse, now: SystemTime, expires_at: SystemTime) -> Result<KeyClaim, LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
-        self.inner.claim_key(key, message_id, distribution, now, expires_at).await
+        self.inner.claim_key(key, now, expires_at).await
     }
 
     async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {

@@ -1,7 +1,7 @@
 //! `Ledger` and `AuditLog` on Amazon DynamoDB.
 //!
 //! Table layout (created by `cf-invalidator setup`, documented in docs/design.md and docs/audit.md):
-//! - key `pk` (S): `batch#<CallerReference>` per batch, `key#<idempotency_key>` per producer key,
+//! - key `pk` (S): `batch#<CallerReference>` per batch, `key#<DistributionId>#<idempotency_key>` per producer key,
 //!   `dlq#<message_id>` per dead-lettered message, `budget#<DistributionId>` per distribution's shared
 //!   in-progress budget;
 //! - global secondary index `by_distribution`: `distribution_id` (S) + `created_at` (S, RFC 3339 UTC, sorts by
@@ -34,7 +34,7 @@ pub use self::schema::create_table;
 use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
 };
 
 pub const KEY: &str = "pk";
@@ -50,6 +50,8 @@ pub const OUTCOME_DEAD_LETTERED: &str = "dead_lettered";
 /// Dead-letter and key items name their distribution in this attribute, not in `distribution_id`, so that they
 /// stay out of `by_distribution`: that index holds batches only, and the worker reads it on redelivery.
 const FOR_DISTRIBUTION: &str = "for_distribution";
+/// On a key claim: the digest of what the claiming message asked for.
+const CONTENT: &str = "content";
 
 /// Bounds free text a producer controls on a dead-letter item, far below DynamoDB's 400 KB item limit.
 const MAX_TEXT_BYTES: usize = 1_024;
@@ -290,22 +292,17 @@ impl Ledger for DynamoLedger {
         self.conditional(outcome)
     }
 
-    async fn claim_key(
-        &self,
-        key: &str,
-        message_id: &MessageId,
-        distribution: &DistributionId,
-        now: SystemTime,
-        expires_at: SystemTime,
-    ) -> Result<KeyClaim, LedgerError> {
+    async fn claim_key(&self, key: &KeyUse, now: SystemTime, expires_at: SystemTime) -> Result<KeyClaim, LedgerError> {
+        let message_id = &key.message_id;
         let outcome = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item(KEY, key_item_key(key))
+            .item(KEY, key_item_key(&key.distribution_id, &key.key))
             .item("message_id", AttributeValue::S(message_id.0.clone()))
+            .item(CONTENT, AttributeValue::S(key.content.clone()))
             // So that the audit finds the key's batches with a query of one distribution instead of a scan.
-            .item(FOR_DISTRIBUTION, AttributeValue::S(distribution.to_string()))
+            .item(FOR_DISTRIBUTION, AttributeValue::S(key.distribution_id.to_string()))
             .item("created_at", timestamp(now))
             .item(TTL_ATTRIBUTE, epoch_seconds(expires_at))
             .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now OR message_id = :message_id")
@@ -323,7 +320,13 @@ impl Ledger for DynamoLedger {
             Err(e) => match e.as_service_error() {
                 Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => {
                     let first = failed.item().and_then(|item| string(item, "message_id")).unwrap_or_default();
-                    Ok(KeyClaim::Duplicate { first_message_id: MessageId(first) })
+                    let first_message_id = MessageId(first);
+                    let same = failed.item().and_then(|item| string(item, CONTENT)).as_ref() == Some(&key.content);
+                    Ok(if same {
+                        KeyClaim::Duplicate { first_message_id }
+                    } else {
+                        KeyClaim::Conflict { first_message_id }
+                    })
                 }
                 _ => Err(self.error(classify(&e))),
             },

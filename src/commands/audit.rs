@@ -41,7 +41,8 @@ fn question(args: &AuditArgs, now: SystemTime) -> anyhow::Result<Question> {
     } else if let Some(message) = &args.message {
         Question::Message { message: MessageId(message.clone()), distribution, since }
     } else if let Some(key) = &args.idempotency_key {
-        Question::IdempotencyKey { key: key.clone(), since }
+        let distribution = distribution.context("--idempotency-key needs --distribution: keys are per distribution")?;
+        Question::IdempotencyKey { distribution, key: key.clone(), since }
     } else if let Some(path) = &args.path {
         // Encoded as the worker encodes paths before it submits and records them.
         let path = InvalidationPath::parse(path).with_context(|| format!("--path {path:?}"))?;
@@ -115,7 +116,7 @@ fn key_json(claim: &KeyRecord) -> Value {
         "kind": "idempotency_key",
         "key": claim.key,
         "message_id": claim.message_id.0,
-        "distribution_id": claim.distribution_id.as_ref().map(|d| d.as_str()),
+        "distribution_id": claim.distribution_id.as_str(),
         "created_at": time(claim.created_at),
         "expires_at": time(claim.expires_at),
     })
@@ -132,11 +133,11 @@ fn short(duration: Duration) -> String {
 fn print_human(rows: &[Row]) {
     for row in rows {
         if let Row::Key(claim) = row {
-            let distribution = claim.distribution_id.as_ref().map_or("unknown", |d| d.as_str());
             println!(
-                "idempotency key {:?}: first used by message {} (distribution {distribution}) at {}; later messages with it were deleted without an invalidation",
+                "idempotency key {:?}: first used by message {} (distribution {}) at {}; later messages with it for the same paths were deleted without an invalidation, others dead-lettered",
                 claim.key,
                 claim.message_id,
+                claim.distribution_id,
                 time(claim.created_at)
             );
         }

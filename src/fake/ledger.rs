@@ -8,7 +8,7 @@ use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -42,7 +42,7 @@ pub struct MemoryLedger {
     pub faults: Faults<LedgerError>,
     /// With the order of insertion, so records created in the same instant list in a reproducible order.
     records: Mutex<HashMap<CallerReference, (usize, BatchRecord)>>,
-    keys: Mutex<HashMap<String, KeyRecord>>,
+    keys: Mutex<HashMap<(DistributionId, String), (KeyRecord, String)>>,
     dead_letters: Mutex<HashMap<MessageId, DeadLetterRecord>>,
     budgets: Mutex<HashMap<DistributionId, BudgetState>>,
 }
@@ -156,29 +156,28 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    async fn claim_key(
-        &self,
-        key: &str,
-        message_id: &MessageId,
-        distribution: &DistributionId,
-        now: SystemTime,
-        expires_at: SystemTime,
-    ) -> Result<KeyClaim, LedgerError> {
+    async fn claim_key(&self, key: &KeyUse, now: SystemTime, expires_at: SystemTime) -> Result<KeyClaim, LedgerError> {
         self.faults.call("claim_key").await?;
         let mut keys = self.keys.lock().unwrap();
-        match keys.get(key) {
-            Some(claim) if &claim.message_id != message_id && claim.expires_at > now => {
-                Ok(KeyClaim::Duplicate { first_message_id: claim.message_id.clone() })
+        let scoped = (key.distribution_id.clone(), key.key.clone());
+        match keys.get(&scoped) {
+            Some((claim, content)) if claim.message_id != key.message_id && claim.expires_at > now => {
+                let first_message_id = claim.message_id.clone();
+                Ok(if *content == key.content {
+                    KeyClaim::Duplicate { first_message_id }
+                } else {
+                    KeyClaim::Conflict { first_message_id }
+                })
             }
             _ => {
                 let claim = KeyRecord {
-                    key: key.to_owned(),
-                    message_id: message_id.clone(),
-                    distribution_id: Some(distribution.clone()),
+                    key: key.key.clone(),
+                    message_id: key.message_id.clone(),
+                    distribution_id: key.distribution_id.clone(),
                     created_at: now,
                     expires_at,
                 };
-                keys.insert(key.to_owned(), claim);
+                keys.insert(scoped, (claim, key.content.clone()));
                 Ok(KeyClaim::First)
             }
         }
@@ -237,9 +236,10 @@ impl AuditLog for MemoryLedger {
         }))
     }
 
-    async fn key_claim(&self, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
+    async fn key_claim(&self, distribution: &DistributionId, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
         let now = SystemTime::now();
-        Ok(self.keys.lock().unwrap().get(key).filter(|k| k.expires_at > now).cloned())
+        let keys = self.keys.lock().unwrap();
+        Ok(keys.get(&(distribution.clone(), key.to_owned())).map(|(k, _)| k).filter(|k| k.expires_at > now).cloned())
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

@@ -220,17 +220,15 @@ async fn dispatch<L: Ledger>(
             counter!("cfi_messages_skipped_total").increment(1);
             Disposition::Covered(vec![nothing_left(delivery)])
         }
-        Err(rejection) => {
-            warn!(message_id = %delivery, reason = %rejection, "invalid message");
-            counter!("cfi_messages_invalid_total").increment(1);
-            Disposition::DeadLetter {
-                deliveries: vec![delivery],
-                reason: rejection.to_string(),
-                code: rejection.code(),
-            }
-        }
+        Err(rejection) => dead_letter(delivery, &rejection),
     };
     sent(outlets.to_ack.send(disposition).await.is_ok())
+}
+
+fn dead_letter(delivery: Delivery, rejection: &Rejection) -> Disposition {
+    warn!(message_id = %delivery, reason = %rejection, "invalid message");
+    counter!("cfi_messages_invalid_total").increment(1);
+    Disposition::DeadLetter { deliveries: vec![delivery], reason: rejection.to_string(), code: rejection.code() }
 }
 
 /// Checks a valid message's requests against the ledger and sends on what is left to invalidate.
@@ -257,6 +255,10 @@ async fn dispatch_requests<L: Ledger>(
             Verdict::Remaining(paths) => {
                 info!(%message_id, remaining = paths.len(), "redelivered message partly covered already; batching the rest");
                 to_batch.push(InvalidationRequest { paths, ..request });
+            }
+            Verdict::KeyConflict { key, first_message_id } => {
+                let rejection = Rejection::KeyConflict { key, first_message_id };
+                return sent(outlets.to_ack.send(dead_letter(delivery, &rejection)).await.is_ok());
             }
             Verdict::DuplicateKey { first_message_id } => {
                 info!(%message_id, %first_message_id, "duplicate idempotency key; deleting without a new invalidation");

@@ -50,6 +50,10 @@ pub enum Rejection {
     InvalidIdempotencyKey(String),
     #[error(transparent)]
     Unrouted(#[from] RouteError),
+    #[error(
+        "idempotency_key {key:?} was first used on this distribution by message {first_message_id} for other paths or tags, within the key period; a key names one request, so send new content with a new key"
+    )]
+    KeyConflict { key: String, first_message_id: String },
 }
 
 impl Rejection {
@@ -67,6 +71,7 @@ impl Rejection {
             Self::InvalidTag { .. } => "invalid_tag",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::Unrouted(_) => "unrouted",
+            Self::KeyConflict { .. } => "idempotency_key_conflict",
         }
     }
 }

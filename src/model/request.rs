@@ -1,5 +1,7 @@
 //! A validated invalidation request, as every stage after intake sees it.
 
+use sha2::{Digest, Sha256};
+
 use super::DistributionId;
 use crate::model::path::InvalidationPath;
 
@@ -11,4 +13,20 @@ pub struct InvalidationRequest {
     pub paths: Vec<InvalidationPath>,
     pub idempotency_key: Option<String>,
     pub requester: Option<String>,
+}
+
+impl InvalidationRequest {
+    /// A digest of what the request asks for, its paths and tags in any order: two messages with one
+    /// idempotency key must ask for the same thing, and the ledger compares this instead of whole path lists.
+    pub fn content_digest(&self) -> String {
+        let mut paths: Vec<&str> = self.paths.iter().map(InvalidationPath::as_str).collect();
+        paths.sort_unstable();
+        let mut hasher = Sha256::new();
+        for path in paths {
+            // A path never holds a raw control character, so a newline cannot join two paths into one.
+            hasher.update(path.as_bytes());
+            hasher.update(b"\n");
+        }
+        hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    }
 }

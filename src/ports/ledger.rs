@@ -119,14 +119,24 @@ pub struct DeadLetterRecord {
     pub expires_at: SystemTime,
 }
 
-/// A producer key's claim as stored: item `key#<key>`.
+/// A producer's idempotency key as a message uses it. A key is scoped to its distribution: two teams may both
+/// use `deploy-42`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    pub distribution_id: DistributionId,
+    pub key: String,
+    pub message_id: MessageId,
+    /// `InvalidationRequest::content_digest` of what the message asks for.
+    pub content: String,
+}
+
+/// A producer key's claim as stored: item `key#<distribution>#<key>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub key: String,
     /// The message that holds the claim: the one that was batched; later ones with the key were dropped.
     pub message_id: MessageId,
-    /// `None` for claims written before the distribution was recorded.
-    pub distribution_id: Option<DistributionId>,
+    pub distribution_id: DistributionId,
     pub created_at: SystemTime,
     pub expires_at: SystemTime,
 }
@@ -136,8 +146,10 @@ pub struct KeyRecord {
 pub enum KeyClaim {
     /// First use of the key within its period (or a redelivery of the message that first used it).
     First,
-    /// Another message used the key within its period.
+    /// Another message used the key for the same paths and tags within its period.
     Duplicate { first_message_id: MessageId },
+    /// Another message used the key for other paths or tags within its period: a producer error.
+    Conflict { first_message_id: MessageId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -181,9 +193,10 @@ impl Transient for LedgerError {
 ///   it did; it never changes a record that is not pending or whose lease still runs.
 /// - `renew_lease` moves the lease of a `Pending` record that `owner` owns to `lease_until`, and says whether it
 ///   did; it never changes a record another worker took over, nor one that is no longer pending.
-/// - `claim_key` records that `message_id` (for `distribution`) used the producer key `key` until `expires_at`; it
-///   answers `Duplicate` if another message holds an unexpired claim, and `First` otherwise (a repeated claim by
-///   the same message included).
+/// - `claim_key` records that a message used a producer key in its distribution until `expires_at`; if another
+///   message holds an unexpired claim of the key in that distribution it answers `Duplicate` when that message
+///   asked for the same content and `Conflict` when not, and `First` otherwise (a repeated claim by the same
+///   message included).
 /// - `record_completion` makes an existing record `Completed` with the completion's fields, and fails with
 ///   `Conflict` if there is no such record.
 /// - `record_dead_letter` stores the record of a dead-lettered message, replacing an earlier one for the same
@@ -217,9 +230,7 @@ pub trait Ledger: Send + Sync + 'static {
 
     fn claim_key(
         &self,
-        key: &str,
-        message_id: &MessageId,
-        distribution: &DistributionId,
+        key: &KeyUse,
         now: SystemTime,
         expires_at: SystemTime,
     ) -> impl Future<Output = Result<KeyClaim, LedgerError>> + Send;

@@ -14,5 +14,7 @@ pub mod queue;
 pub use audit::{AuditLog, FailureRecord};
 pub use budget::{Allowance, BudgetState, BudgetStore, Reservation};
 pub use cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
-pub use ledger::{BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, Ledger, LedgerError};
+pub use ledger::{
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
+};
 pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};

@@ -175,8 +175,9 @@ impl AuditLog for DynamoLedger {
         Ok(found)
     }
 
-    async fn key_claim(&self, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
-        self.get(key_item_key(key)).await?.map(|item| key_record_from(key, &item)).transpose()
+    async fn key_claim(&self, distribution: &DistributionId, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
+        let item = self.get(key_item_key(distribution, key)).await?;
+        item.map(|item| key_record_from(distribution, key, &item)).transpose()
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

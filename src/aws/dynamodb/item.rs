@@ -10,8 +10,9 @@ pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
     AttributeValue::S(format!("batch#{caller_reference}"))
 }
 
-pub(super) fn key_item_key(key: &str) -> AttributeValue {
-    AttributeValue::S(format!("key#{key}"))
+/// A distribution id holds no `#`, so the key after it is unambiguous.
+pub(super) fn key_item_key(distribution: &DistributionId, key: &str) -> AttributeValue {
+    AttributeValue::S(format!("key#{distribution}#{key}"))
 }
 
 pub(super) fn dead_letter_key(message_id: &MessageId) -> AttributeValue {
@@ -204,11 +205,11 @@ pub(super) fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerEr
     })
 }
 
-pub(super) fn key_record_from(key: &str, item: &Item) -> Result<KeyRecord, LedgerError> {
+pub(super) fn key_record_from(distribution: &DistributionId, key: &str, item: &Item) -> Result<KeyRecord, LedgerError> {
     Ok(KeyRecord {
         key: key.to_owned(),
         message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("key claim", item))?),
-        distribution_id: string(item, FOR_DISTRIBUTION).and_then(|d| DistributionId::parse(&d).ok()),
+        distribution_id: distribution.clone(),
         created_at: time(item, "created_at").ok_or_else(|| malformed("key claim", item))?,
         expires_at: expiry(item),
     })
