@@ -782,3 +782,52 @@ async fn a_failed_dead_letter_record_never_keeps_a_message_off_the_dead_letter_q
     assert_eq!(h.dead_letter.len(), 1);
     assert!(h.ledger.dead_letters().is_empty(), "best effort: the write failed and was not retried");
 }
+
+/// How long each of 300 distributions' single message waited for its invalidation, sent 30 s into a run in
+/// which, if `saturated`, distribution ESAT has no budget left and 80 batches waiting for it.
+async fn latencies_of_300_others(saturated: bool) -> Vec<Duration> {
+    let others: Vec<String> = (0..300).map(|i| format!("EOTHER{i:03}")).collect();
+    let h = Harness::new(&std::iter::once("ESAT").chain(others.iter().map(String::as_str)).collect::<Vec<_>>());
+    h.cdn.complete_after(Duration::from_secs(3_600));
+    if saturated {
+        let full: Vec<String> = (0..3_000).map(|i| format!("/console/{i}")).collect();
+        let esat = cf_invalidator::model::DistributionId::parse("ESAT").unwrap();
+        h.cdn.create_as_someone_else(&esat, &full).unwrap();
+        for i in 0..400 {
+            h.send("ESAT", &[&format!("/waits/{i}")]).await;
+        }
+    }
+    let mut settings = settings();
+    settings.submission.max_concurrent = 2;
+    settings.submission.overload.coalesce = false;
+    settings.batching.max_paths = 5;
+    let queue = Arc::clone(&h.queue);
+    let sent = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        for distribution in &others {
+            let body = json!({"distribution_id": distribution, "paths": ["/page.html"]});
+            queue.send(&body.to_string(), &[]).await.unwrap();
+        }
+        tokio::time::Instant::now()
+    });
+    h.run_for(Duration::from_secs(150), settings).await;
+    let sent_at = sent.await.unwrap();
+    let (esat, others): (Vec<_>, Vec<_>) =
+        h.cdn.created().into_iter().partition(|c| c.distribution_id.as_str() == "ESAT");
+    assert_eq!(esat.len(), usize::from(saturated), "only the console's invalidation: ESAT never had room");
+    others.iter().map(|c| c.at - sent_at).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_distribution_waiting_for_budget_does_not_delay_300_others() {
+    let baseline = latencies_of_300_others(false).await;
+    let beside_saturated = latencies_of_300_others(true).await;
+    assert_eq!((baseline.len(), beside_saturated.len()), (300, 300), "every other distribution was invalidated");
+    let slowest = |latencies: &[Duration]| latencies.iter().max().copied().unwrap();
+    assert!(
+        slowest(&beside_saturated) <= slowest(&baseline) + Duration::from_secs(1),
+        "slowest of the others: {:?} beside a saturated distribution, {:?} alone",
+        slowest(&beside_saturated),
+        slowest(&baseline)
+    );
+}

@@ -6,11 +6,13 @@
 //!
 //! Before the intent, the batch reserves room in its distribution's in-progress budget (`limit::budget`): it
 //! waits for room, goes in part when only part fits, or, when the distribution's backlog would not clear within
-//! the maximum delay, is coalesced into wildcards (`crate::plan`). Waiting batches hold no submission slot,
-//! so one saturated distribution never holds up the others.
+//! the maximum delay, is coalesced into wildcards (`crate::plan`). Waiting batches hold no submission slot, and
+//! a distribution has only a few of the places for held batches (`schedule`), so one saturated distribution
+//! never holds up the others.
 
 mod decide;
 mod lease;
+mod schedule;
 mod shape;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use self::decide::{Attempts, Failure, Refusal, Step};
+use self::schedule::Schedule;
 use self::shape::{split, split_to_fit};
 
 use crate::batch::Batch;
@@ -67,6 +70,10 @@ pub struct Overload {
 /// side, few enough to keep memory and the heartbeat's work bounded.
 const HELD_BATCHES_PER_CALL: usize = 16;
 
+/// Batches of one distribution held at once: one reserving while others are in their calls. Its budget turn
+/// lets one batch at a time reserve, so more would only wait, in places other distributions need.
+const HELD_BATCHES_PER_DISTRIBUTION: usize = 4;
+
 pub struct Submitter<C, L> {
     pub cdn: Arc<C>,
     pub ledger: Arc<L>,
@@ -99,30 +106,43 @@ enum Reserved {
 
 impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     /// Submits batches until every sender is gone: at most `max_concurrent` calls at once, and up to
-    /// `HELD_BATCHES_PER_CALL` times as many batches held while they wait for budget.
+    /// `HELD_BATCHES_PER_CALL` times as many batches held while they wait for budget, at most
+    /// `HELD_BATCHES_PER_DISTRIBUTION` of them of one distribution. Batches beyond that wait in arrival order
+    /// without a place, while later batches of other distributions go ahead.
     pub async fn run(
         self: Arc<Self>,
         mut batches: mpsc::Receiver<Batch>,
         to_ack: mpsc::Sender<Disposition>,
         max_concurrent: usize,
     ) {
-        let held = Arc::new(Semaphore::new(max_concurrent * HELD_BATCHES_PER_CALL));
+        let mut schedule = Schedule::new(max_concurrent * HELD_BATCHES_PER_CALL, HELD_BATCHES_PER_DISTRIBUTION);
         let calls = Arc::new(Semaphore::new(max_concurrent));
         let mut running = JoinSet::new();
-        while let Some(batch) = batches.recv().await {
-            let slot = Arc::clone(&held).acquire_owned().await.expect("semaphore is never closed");
-            let submitter = Arc::clone(&self);
-            let to_ack = to_ack.clone();
-            let calls = Arc::clone(&calls);
-            running.spawn(async move {
-                for disposition in submitter.submit(batch, &calls).await {
-                    let _ = to_ack.send(disposition).await;
+        let mut receiving = true;
+        loop {
+            while let Some(batch) = schedule.next() {
+                let (submitter, to_ack, calls) = (Arc::clone(&self), to_ack.clone(), Arc::clone(&calls));
+                running.spawn(async move {
+                    let distribution = batch.content.distribution_id.clone();
+                    for disposition in submitter.submit(batch, &calls).await {
+                        let _ = to_ack.send(disposition).await;
+                    }
+                    distribution
+                });
+            }
+            if !receiving && schedule.is_idle() {
+                return;
+            }
+            tokio::select! {
+                Some(done) = running.join_next() => {
+                    schedule.finished(&done.expect("a submission task never panics"));
                 }
-                drop(slot);
-            });
-            while running.try_join_next().is_some() {}
+                received = batches.recv(), if receiving => match received {
+                    Some(batch) => schedule.push(batch),
+                    None => receiving = false,
+                },
+            }
         }
-        while running.join_next().await.is_some() {}
     }
 
     /// Takes a batch as far as it can go and says what is to become of its messages. A batch CloudFront refuses
