@@ -320,6 +320,13 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert_eq!(ledger.failures(since, 1).await.unwrap(), [FailureRecord::DeadLetter(unknown_origin)]);
     assert_eq!(ledger.failures(millis(base + 2_450), 10).await.unwrap(), all[..2]);
     assert_eq!(ledger.failures(millis(base + 2_601), 10).await.unwrap(), []);
+
+    // A reason of any length is stored, whole or cut with a marker, never refused for size.
+    let essay = DeadLetterRecord { reason: "é".repeat(200_000), ..dead("m-10", base + 2_800) };
+    ledger.record_dead_letter(&essay).await.expect("a huge reason does not break the record");
+    let stored = ledger.dead_letter(&message("m-10")).await.unwrap().unwrap().reason;
+    assert!(stored == essay.reason || stored.ends_with(cf_invalidator::model::text::CUT_MARKER), "{}", stored.len());
+    assert!(stored.starts_with(&"é".repeat(1_000)));
 }
 
 /// The shared budget: reservations written only on an unchanged version, renewals and releases that leave the

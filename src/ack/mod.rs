@@ -15,6 +15,7 @@ use crate::clock::WallClock;
 use crate::held::{InFlight, Released};
 use crate::intake::parse::BodyHints;
 use crate::model::message::{BatchMember, Delivery, Disposition};
+use crate::model::text::capped;
 use crate::ports::ledger::{DeadLetterRecord, Ledger};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
 use crate::retry::{Transient, retry_transient};
@@ -149,7 +150,7 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
         };
         let mut moved = Vec::new();
         let mut records = Vec::new();
-        let shown = capped(reason);
+        let shown = capped(reason, MAX_REASON_ATTRIBUTE);
         for message in released {
             let id = message.receipt.message_id.to_string();
             let attributes = [(REASON_ATTRIBUTE, shown.as_str()), (SOURCE_MESSAGE_ATTRIBUTE, id.as_str())];
@@ -217,15 +218,6 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
 
 /// Longest reason sent as a message attribute; the ledger's `dlq#` record keeps more (DynamoDB's own bound).
 const MAX_REASON_ATTRIBUTE: usize = 1_024;
-
-/// `reason`, cut to `MAX_REASON_ATTRIBUTE` bytes with a marker that it was cut.
-fn capped(reason: &str) -> String {
-    if reason.len() <= MAX_REASON_ATTRIBUTE {
-        return reason.to_owned();
-    }
-    let cut = (0..=MAX_REASON_ATTRIBUTE - 16).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
-    format!("{}… (reason cut)", &reason[..cut])
-}
 
 /// What goes to the dead-letter queue when SQS will not take the message itself.
 fn stand_in(message_id: &str, reason: &str, body_bytes: usize) -> String {
@@ -296,14 +288,6 @@ mod tests {
         assert_eq!(queue.len(), 1, "one of the new delivery's parts is not accepted yet");
     }
 
-    #[test]
-    fn long_reasons_are_cut_with_a_marker_on_a_character_boundary() {
-        assert_eq!(capped("short"), "short");
-        let long = "é".repeat(2_000);
-        let shown = capped(&long);
-        assert!(shown.len() <= MAX_REASON_ATTRIBUTE && shown.ends_with("… (reason cut)"), "{}", shown.len());
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_message_the_dead_letter_queue_refuses_goes_there_as_its_id_and_reason() {
         let queue = Arc::new(MemoryQueue::default());
@@ -336,7 +320,7 @@ mod tests {
         assert_eq!(moved.len(), 1);
         let body: serde_json::Value = serde_json::from_str(&moved[0].body).unwrap();
         assert_eq!(body["source_message_id"], delivery.message_id.0.as_str());
-        assert!(body["reason"].as_str().unwrap().ends_with("(reason cut)"));
+        assert!(body["reason"].as_str().unwrap().ends_with(crate::model::text::CUT_MARKER));
         tokio::task::yield_now().await;
         assert_eq!(ledger.dead_letters()[0].reason.len(), 5_000, "the ledger keeps the whole reason");
     }

@@ -53,8 +53,9 @@ const FOR_DISTRIBUTION: &str = "for_distribution";
 /// On a key claim: the digest of what the claiming message asked for.
 const CONTENT: &str = "content";
 
-/// Bounds free text a producer controls on a dead-letter item, far below DynamoDB's 400 KB item limit.
-const MAX_TEXT_BYTES: usize = 1_024;
+/// Bounds a dead-letter item's reason: the whole reason, which the DLQ attribute may show only the start of, far
+/// below DynamoDB's 400 KB item limit.
+const MAX_REASON_BYTES: usize = 8_192;
 
 /// DynamoDB items are limited to 400 KB; these bound the two lists that grow with the batch, leaving room for the
 /// rest. A record whose lists were cut says so in `paths_truncated`/`message_ids_truncated`.

@@ -15,6 +15,7 @@ use super::envelope::{self, Envelope, S3Object, Via};
 use super::routes::{RouteError, Routing};
 use crate::model::path::{InvalidationPath, PathError, TagError};
 use crate::model::request::InvalidationRequest;
+use crate::model::text::capped;
 use crate::model::{DistributionId, InvalidDistributionId};
 
 /// Most paths one message may carry: CloudFront's in-progress quota for one distribution.
@@ -296,14 +297,9 @@ impl BodyHints {
 }
 
 /// Keeps reasons short enough for an SQS message attribute even when the offending path is 4,000+ characters.
-fn truncated(mut path: String) -> String {
+fn truncated(text: String) -> String {
     const SHOWN: usize = 200;
-    if path.len() > SHOWN {
-        let cut = (0..=SHOWN).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
-        path.truncate(cut);
-        path.push('…');
-    }
-    path
+    capped(&text, SHOWN)
 }
 
 #[cfg(test)]

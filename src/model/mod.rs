@@ -4,6 +4,7 @@
 pub mod message;
 pub mod path;
 pub mod request;
+pub mod text;
 
 use std::fmt;
 

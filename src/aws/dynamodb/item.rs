@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::model::text::capped;
+
 use super::*;
 
 pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
@@ -17,15 +19,6 @@ pub(super) fn key_item_key(distribution: &DistributionId, key: &str) -> Attribut
 
 pub(super) fn dead_letter_key(message_id: &MessageId) -> AttributeValue {
     AttributeValue::S(format!("dlq#{message_id}"))
-}
-
-/// The longest prefix of `text` within `max` bytes, cut at a character boundary.
-pub(super) fn bounded_text(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 pub(super) fn since_epoch(time: SystemTime) -> Duration {
@@ -105,15 +98,14 @@ pub(super) fn requesters_within_limits(requesters: &[String]) -> Vec<String> {
     let mut kept: Vec<String> = Vec::new();
     let mut used = 0;
     for requester in requesters {
-        let cut = (0..=requester.len().min(MAX_REQUESTER_BYTES)).rev().find(|&i| requester.is_char_boundary(i));
-        let short = &requester[..cut.unwrap_or(0)];
+        let short = capped(requester, MAX_REQUESTER_BYTES);
         used += short.len();
         if used > REQUESTERS_BYTES {
             break;
         }
         // A string set holds distinct values: two requesters that agree on their first bytes are one.
-        if !kept.iter().any(|k| k == short) {
-            kept.push(short.to_owned());
+        if !kept.contains(&short) {
+            kept.push(short);
         }
     }
     kept
@@ -174,7 +166,7 @@ pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {
     let mut item = Item::from([
         (KEY.into(), dead_letter_key(&record.message_id)),
         ("message_id".into(), AttributeValue::S(record.message_id.0.clone())),
-        ("reason".into(), AttributeValue::S(bounded_text(&record.reason, MAX_TEXT_BYTES))),
+        ("reason".into(), AttributeValue::S(capped(&record.reason, MAX_REASON_BYTES))),
         ("code".into(), AttributeValue::S(record.code.clone())),
         ("outcome".into(), AttributeValue::S(OUTCOME_DEAD_LETTERED.into())),
         ("created_at".into(), timestamp(record.created_at)),
@@ -184,7 +176,7 @@ pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {
         item.insert(FOR_DISTRIBUTION.into(), AttributeValue::S(distribution.to_string()));
     }
     if let Some(requester) = &record.requester {
-        item.insert("requester".into(), AttributeValue::S(bounded_text(requester, MAX_TEXT_BYTES)));
+        item.insert("requester".into(), AttributeValue::S(capped(requester, MAX_REQUESTER_BYTES)));
     }
     item
 }
