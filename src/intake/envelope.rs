@@ -31,6 +31,11 @@ pub enum Via {
 
 /// Unwraps one SQS body. An SNS envelope (`Type: Notification`) is opened once; SNS raw delivery needs nothing.
 pub fn open(body: Value) -> Result<(Envelope, Via), String> {
+    if body.get("Type").and_then(Value::as_str) == Some("SubscriptionConfirmation") {
+        return Err("an SNS subscription confirmation, not a notification: confirm the subscription (visit its \
+                    SubscribeURL) for the topic's notifications to arrive"
+            .into());
+    }
     if body.get("Type").and_then(Value::as_str) == Some("Notification") {
         let topic_arn = body.get("TopicArn").and_then(Value::as_str).map(str::to_owned);
         let inner = body.get("Message").and_then(Value::as_str).ok_or("SNS notification without a Message string")?;
@@ -58,13 +63,15 @@ fn s3_notification(records: &[Value]) -> Result<Envelope, String> {
     let mut objects = Vec::new();
     for record in records {
         let event = record.get("eventName").and_then(Value::as_str).unwrap_or_default();
-        if !(event.starts_with("ObjectCreated:") || event.starts_with("ObjectRemoved:")) {
+        // Lifecycle expiration removes an object's contents as a delete does.
+        let changes_contents = ["ObjectCreated:", "ObjectRemoved:", "LifecycleExpiration:"];
+        if !changes_contents.iter().any(|kind| event.starts_with(kind)) {
             continue;
         }
         let s3 = record.get("s3").ok_or("S3 record without an s3 field")?;
         let bucket = s3.pointer("/bucket/name").and_then(Value::as_str).ok_or("S3 record without bucket.name")?;
         let key = s3.pointer("/object/key").and_then(Value::as_str).ok_or("S3 record without object.key")?;
-        objects.push(S3Object { bucket: bucket.to_owned(), key: form_decode(key)? });
+        objects.push(S3Object { bucket: bucket.to_owned(), key: nonempty(form_decode(key)?)? });
     }
     if objects.is_empty() {
         return Ok(Envelope::Ignorable("S3 event without created or removed objects"));
@@ -83,7 +90,12 @@ fn eventbridge(event: &Value) -> Result<Envelope, String> {
     let bucket =
         detail.pointer("/bucket/name").and_then(Value::as_str).ok_or("EventBridge event without bucket.name")?;
     let key = detail.pointer("/object/key").and_then(Value::as_str).ok_or("EventBridge event without object.key")?;
-    Ok(Envelope::S3Objects(vec![S3Object { bucket: bucket.to_owned(), key: key.to_owned() }]))
+    Ok(Envelope::S3Objects(vec![S3Object { bucket: bucket.to_owned(), key: nonempty(key.to_owned())? }]))
+}
+
+/// S3 has no object with an empty key; an event naming one is forged or broken, and would invalidate `/`.
+fn nonempty(key: String) -> Result<String, String> {
+    if key.is_empty() { Err("S3 event with an empty object key".into()) } else { Ok(key) }
 }
 
 fn form_decode(key: &str) -> Result<String, String> {
@@ -141,6 +153,9 @@ mod tests {
         assert_eq!(open(test).unwrap().0, Envelope::Ignorable("s3:TestEvent"));
         let tagging = json!({"Records": [{"eventName": "ObjectTagging:Put", "s3": {}}]});
         assert!(matches!(open(tagging).unwrap().0, Envelope::Ignorable(_)));
+        let mut expired = notification("old.html");
+        expired["Records"][0]["eventName"] = "LifecycleExpiration:Delete".into();
+        assert_eq!(objects(open(expired).unwrap())[0].key, "old.html", "an expiration removes contents");
     }
 
     #[test]
@@ -149,5 +164,8 @@ mod tests {
         assert_eq!(open(broken), Err("S3 record without object.key".into()));
         let bad_sns = json!({"Type": "Notification", "Message": "not json"});
         assert!(open(bad_sns).unwrap_err().starts_with("SNS Message is not JSON"));
+        assert_eq!(open(notification("")), Err("S3 event with an empty object key".into()));
+        let confirmation = json!({"Type": "SubscriptionConfirmation", "SubscribeURL": "https://sns.example/confirm"});
+        assert!(open(confirmation).unwrap_err().contains("confirm the subscription"));
     }
 }

@@ -171,13 +171,19 @@ pub fn parse_message(body: &str, rules: &IntakeRules) -> Result<Parsed, Rejectio
 
 fn parse_unchecked(body: &str, rules: &IntakeRules) -> Result<Parsed, Rejection> {
     // The common case first: a native request parses straight into its struct, without an intermediate tree.
-    if let Ok(wire) = serde_json::from_str::<WireRequest>(body) {
+    // Serde would also read a struct from a JSON array; a request is an object.
+    if body.trim_start().starts_with('{')
+        && let Ok(wire) = serde_json::from_str::<WireRequest>(body)
+    {
         return Ok(Parsed::Requests(vec![validate(wire)?]));
     }
     let value: Value = serde_json::from_str(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
     let (envelope, via) = envelope::open(value).map_err(Rejection::Envelope)?;
     rules.admit_sender(&via)?;
     match envelope {
+        Envelope::Native(value) if !value.is_object() => {
+            Err(Rejection::Malformed("a request is a JSON object, not an array or a scalar".into()))
+        }
         Envelope::Native(value) => {
             let wire = serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?;
             Ok(Parsed::Requests(vec![validate(wire)?]))
@@ -331,6 +337,8 @@ mod tests {
             (r#"{"distribution_id":"E1","paths":["/a","b"]}"#, "path #1 \"b\" is invalid: path must start with '/'"),
             (r#"{"distribution_id":"E1","paths":["/a*b"]}"#, "'*' may only be the last character"),
         ];
+        let array = parse_message(r#"["E1", ["/a"]]"#, &IntakeRules::default()).unwrap_err();
+        assert!(array.to_string().contains("a request is a JSON object"), "{array}");
         for (body, expected) in cases {
             let reason = parse_request(body).unwrap_err().to_string();
             assert!(reason.contains(expected), "{body}: {reason}");
