@@ -85,7 +85,7 @@ fn sample(mode: &str, messages: usize, distributions: usize, window: Duration) -
         "mode={mode} messages={messages} wall_s={:.4} cpu_s={:.3} rss_before_kib={rss_before} hwm_kib={hwm} \
          batches={} paths_requested={requested} paths_submitted={submitted} sqs_receive={} sqs_receive_empty={} \
          sqs_received={} sqs_delete={} sqs_delete_entries={} sqs_visibility={} sqs_send={} cloudfront_create={} \
-         cloudfront_get={} dynamodb_writes={} dynamodb_reads={}",
+         cloudfront_get={} cloudfront_list={} dynamodb_writes={} dynamodb_reads={}",
         wall.as_secs_f64(),
         cpu.as_secs_f64(),
         records.len(),
@@ -98,6 +98,7 @@ fn sample(mode: &str, messages: usize, distributions: usize, window: Duration) -
         c.sqs_send,
         c.cloudfront_create,
         c.cloudfront_get,
+        c.cloudfront_list,
         c.dynamodb_writes,
         c.dynamodb_reads,
     )
@@ -169,6 +170,7 @@ fn main() {
         ("SQS total / msg", Box::new(|m| format!("{:.4}", sqs_total(&samples, m) / messages as f64))),
         ("CloudFront create / msg", Box::new(|m| format!("{:.4}", per_msg(m, "cloudfront_create")))),
         ("CloudFront get / msg", Box::new(|m| format!("{:.4}", per_msg(m, "cloudfront_get")))),
+        ("CloudFront list / msg", Box::new(|m| format!("{:.4}", per_msg(m, "cloudfront_list")))),
         ("DynamoDB writes / msg", Box::new(|m| format!("{:.4}", per_msg(m, "dynamodb_writes")))),
         ("DynamoDB reads / msg", Box::new(|m| format!("{:.4}", per_msg(m, "dynamodb_reads")))),
         (

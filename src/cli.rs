@@ -113,18 +113,15 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_CREATE_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub create_burst: u32,
 
-    /// How often to ask CloudFront whether an invalidation this worker created has completed, to record when it
-    /// did and return its room in the distribution's budget; 0s turns tracking off (records then stay `accepted`,
-    /// and reservations last their whole lease).
+    /// The longest gap between two looks (one ListInvalidations per distribution) at accepted invalidations until
+    /// CloudFront completes them, to record when they did and return their room in the budget; the first look is
+    /// 5 s after acceptance. Any worker finishes a stopped worker's tracking. 0s turns tracking off (records then
+    /// stay `accepted`, and reservations last their whole lease).
     #[arg(long, env = "INVALIDATOR_COMPLETION_POLL", default_value = "10s")]
     pub completion_poll: humantime::Duration,
 
-    /// Stop asking after this long; the record stays `accepted`.
-    #[arg(long, env = "INVALIDATOR_COMPLETION_TIMEOUT", default_value = "10m")]
-    pub completion_timeout: humantime::Duration,
-
-    /// GetInvalidation calls per second at most, for completion tracking (CloudFront throttles its API per
-    /// account): with many batches a second, raise it so completed invalidations return their room promptly.
+    /// ListInvalidations and GetInvalidation calls per second at most, for completion tracking (CloudFront
+    /// throttles its API per account).
     #[arg(long, env = "INVALIDATOR_STATUS_RATE", default_value_t = 4.0)]
     pub status_rate: f64,
 

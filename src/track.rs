@@ -1,13 +1,18 @@
-//! Completion tracking: for the invalidations this worker created, ask CloudFront now and then whether they have
-//! completed, and record when they did (status `completed`, `completed_at`, `time_to_complete_ms`).
+//! Completion tracking: ask CloudFront now and then whether accepted invalidations have completed, and record when
+//! they did (status `completed`, `completed_at`, `time_to_complete_ms`), exactly once.
 //!
-//! Tracking holds no messages (they are deleted on acceptance) and nothing depends on it: a worker that stops
-//! simply stops tracking, and its records stay `accepted`. Each invalidation is checked every `poll` (the SDK
-//! waiter's 20 s by default) until it completes or `give_up_after` has passed since it was accepted (the waiter's
-//! 10 minutes); GetInvalidation calls go out one at a time, at most `status_rate` a second (default 4).
+//! One ListInvalidations per distribution answers for all of its tracked invalidations, however many; a
+//! GetInvalidation is asked only for one the list no longer shows. A distribution is looked at `first_look` after
+//! an acceptance (CloudFront reports most completions within 25 s), then at doubling gaps up to `poll`. Calls go
+//! out one at a time, at least `call_gap` apart (CloudFront throttles its API per account).
+//!
+//! Tracking holds no messages (they are deleted on acceptance). The worker tracks what it submitted; every
+//! `adopt_every` it also reads the ledger's accepted batches and adopts those accepted more than `adopt_after`
+//! ago that it does not track: a stopped worker's, which would otherwise stay `accepted`. Two workers may track
+//! one invalidation; the ledger records its completion once.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use metrics::{counter, histogram};
 use tokio::sync::mpsc;
@@ -19,119 +24,202 @@ use crate::clock::WallClock;
 use crate::limit::Budget;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::BudgetStore;
-use crate::ports::cdn::{Cdn, Invalidation, RetryAfter};
+use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
 use crate::ports::ledger::{Completion, Ledger};
 use crate::retry::Transient;
 use crate::telemetry::log_allowed;
 
-/// GetInvalidation calls per second per worker by default: CloudFront throttles its API per account.
+pub use crate::ports::ledger::Submitted;
+
+/// Status calls per second per worker by default: CloudFront throttles its API per account.
 pub const DEFAULT_STATUS_RATE: f64 = 4.0;
 
-/// An invalidation this worker created and recorded as accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Submitted {
-    pub caller_reference: CallerReference,
-    pub distribution_id: DistributionId,
-    pub invalidation_id: String,
-    pub submitted_at: SystemTime,
-}
+/// Most accepted batches read from the ledger per adoption round.
+const ADOPT_LIMIT: usize = 1_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackSettings {
-    /// How often one invalidation is checked.
+    /// The first look at a distribution after one of its invalidations is accepted.
+    pub first_look: Duration,
+    /// The longest gap between two looks at a distribution.
     pub poll: Duration,
-    /// After this long an invalidation is no longer checked; its record stays `accepted`.
-    pub give_up_after: Duration,
-    /// At least this long between two GetInvalidation calls.
+    /// How often the ledger is read for accepted batches nobody tracks.
+    pub adopt_every: Duration,
+    /// An accepted batch this old that this worker does not track is adopted.
+    pub adopt_after: Duration,
+    /// At least this long between two CloudFront calls.
     pub call_gap: Duration,
     pub clock: WallClock,
 }
 
+#[derive(Debug)]
 struct Tracked {
     submitted: Submitted,
-    next_check: Instant,
-    give_up_at: Instant,
+    /// Submitted by this worker, which holds its budget reservation and renews it while it is in progress.
+    own: bool,
+    next_look: Instant,
+    /// The gap before the next look after this one.
+    gap: Duration,
 }
 
 pub struct Tracker<C, L> {
     pub cdn: Arc<C>,
     pub ledger: Arc<L>,
-    /// Each check renews the invalidation's reservation; its completion releases it.
+    /// Each look renews an own invalidation's reservation; its completion releases it.
     pub budget: Arc<Budget<C, L>>,
     pub settings: TrackSettings,
 }
 
 impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
-    /// Tracks what arrives on `accepted` until `stop` is cancelled, or until the senders are gone and nothing is
-    /// left to track.
+    /// Tracks what arrives on `accepted`, and adopts what nobody tracks, until `stop` is cancelled, or until the
+    /// senders are gone and nothing is left to track.
     pub async fn run(self, mut accepted: mpsc::Receiver<Submitted>, stop: CancellationToken) {
+        // In arrival order, so that runs with the same inputs look at distributions in the same order.
         let mut tracked: Vec<Tracked> = Vec::new();
         let mut open = true;
         let mut next_call = Instant::now();
+        let mut next_adoption = Instant::now() + self.settings.adopt_every;
         while open || !tracked.is_empty() {
-            let due = earliest(&tracked).map(|index| tracked[index].next_check.max(next_call));
+            let due = tracked.iter().map(|t| t.next_look).min().map(|at| at.max(next_call));
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
                 submitted = accepted.recv(), if open => match submitted {
-                    Some(submitted) => tracked.push(self.start(submitted)),
+                    Some(submitted) => tracked.push(self.entry(submitted, true, self.settings.first_look)),
                     None => open = false,
                 },
+                () = tokio::time::sleep_until(next_adoption), if open => {
+                    next_adoption = Instant::now() + self.settings.adopt_every;
+                    self.adopt(&mut tracked).await;
+                }
                 () = sleep_until(due) => {
-                    let entry = tracked.swap_remove(earliest(&tracked).expect("something is due"));
+                    let distribution = earliest(&tracked).expect("something is due").distribution_id.clone();
+                    let (mine, others) = std::mem::take(&mut tracked)
+                        .into_iter()
+                        .partition(|t| t.submitted.distribution_id == distribution);
+                    tracked = others;
+                    tracked.extend(self.look(&distribution, mine).await);
                     next_call = Instant::now() + self.settings.call_gap;
-                    tracked.extend(self.check(entry).await);
                 }
             }
         }
     }
 
-    fn start(&self, submitted: Submitted) -> Tracked {
-        let now = Instant::now();
-        // CloudFront never completes at once: the first look is one poll away.
-        Tracked { submitted, next_check: now + self.settings.poll, give_up_at: now + self.settings.give_up_after }
+    fn entry(&self, submitted: Submitted, own: bool, first_look: Duration) -> Tracked {
+        let gap = (self.settings.first_look * 2).min(self.settings.poll);
+        Tracked { submitted, own, next_look: Instant::now() + first_look, gap }
     }
 
-    /// Asks CloudFront once; returns the entry if it is to be checked again.
-    async fn check(&self, mut entry: Tracked) -> Option<Tracked> {
-        let submitted = &entry.submitted;
-        match self.cdn.get_invalidation(&submitted.distribution_id, &submitted.invalidation_id).await {
-            Ok(detail) if detail.invalidation.is_completed() => {
-                if self.record(submitted, detail.invalidation).await {
-                    return None;
+    /// Adopts accepted batches old enough that their own worker should have seen them complete.
+    async fn adopt(&self, tracked: &mut Vec<Tracked>) {
+        let in_progress = match self.ledger.in_progress(ADOPT_LIMIT).await {
+            Ok(in_progress) => in_progress,
+            Err(e) => {
+                if let Some(suppressed) = log_allowed("adopt_failed") {
+                    warn!(error = %e, suppressed, "could not read the accepted batches to adopt; will try again");
                 }
+                return;
             }
-            Ok(_) => {
-                let (distribution, reference) = (&submitted.distribution_id, &submitted.caller_reference);
-                self.budget.renew(distribution, reference, &submitted.invalidation_id).await;
+        };
+        let adopt_before = self.settings.clock.now().checked_sub(self.settings.adopt_after);
+        for submitted in in_progress {
+            let old_enough = adopt_before.is_some_and(|before| submitted.submitted_at <= before);
+            let known =
+                |reference: &CallerReference| tracked.iter().any(|t| &t.submitted.caller_reference == reference);
+            if old_enough && !known(&submitted.caller_reference) {
+                info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, "adopted an accepted batch nobody tracks");
+                counter!("cfi_completion_tracking_adopted_total").increment(1);
+                tracked.push(self.entry(submitted, false, Duration::ZERO));
             }
+        }
+    }
+
+    /// One ListInvalidations answers for every tracked invalidation of `distribution`; returns those to track on.
+    async fn look(&self, distribution: &DistributionId, mine: Vec<Tracked>) -> Vec<Tracked> {
+        let now = Instant::now();
+        let listed = match self.cdn.list_recent(distribution).await {
+            Ok(listed) => listed,
+            Err(e) => return self.look_failed(distribution, &e, mine, now),
+        };
+        let mut kept = Vec::with_capacity(mine.len());
+        for mut entry in mine {
+            let due = entry.next_look <= now;
+            let seen = match listed.iter().find(|i| i.id == entry.submitted.invalidation_id) {
+                Some(invalidation) => Seen::Status(invalidation.clone()),
+                // Older than the pages read, so most likely completed: ask for it alone, when it is due.
+                None if due => self.get(&entry.submitted).await,
+                None => Seen::Unknown,
+            };
+            match seen {
+                Seen::Status(invalidation) if invalidation.is_completed() => {
+                    if !self.record(&entry.submitted, invalidation).await {
+                        kept.push(Tracked { next_look: now + entry.gap, ..entry });
+                    }
+                }
+                Seen::Gone => {
+                    counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(1);
+                }
+                _ if due => {
+                    if entry.own {
+                        let (id, invalidation_id) =
+                            (&entry.submitted.caller_reference, &entry.submitted.invalidation_id);
+                        self.budget.renew(distribution, id, invalidation_id).await;
+                    }
+                    entry.next_look = now + entry.gap;
+                    entry.gap = (entry.gap * 2).min(self.settings.poll);
+                    kept.push(entry);
+                }
+                _ => kept.push(entry),
+            }
+        }
+        kept
+    }
+
+    /// GetInvalidation for one the list does not show.
+    async fn get(&self, submitted: &Submitted) -> Seen {
+        match self.cdn.get_invalidation(&submitted.distribution_id, &submitted.invalidation_id).await {
+            Ok(detail) => Seen::Status(detail.invalidation),
             Err(e) if e.retry_after() == RetryAfter::Never => {
                 if let Some(suppressed) = log_allowed("completion_check_refused") {
                     warn!(invalidation_id = %submitted.invalidation_id, error = %e, suppressed, "cannot check the invalidation's status (the role needs cloudfront:GetInvalidation); its record stays accepted");
                 }
-                counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(1);
-                return None;
+                Seen::Gone
             }
             Err(e) => {
                 if let Some(suppressed) = log_allowed("completion_check_failed") {
                     warn!(invalidation_id = %submitted.invalidation_id, error = %e, suppressed, "could not check the invalidation's status; will try again");
                 }
+                Seen::Unknown
             }
         }
-        let now = Instant::now();
-        if now >= entry.give_up_at {
-            info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, "invalidation not completed in time; no longer tracked, its record stays accepted");
-            // From now on resyncs count it, for as long as CloudFront says it is in progress.
-            self.budget.release(&submitted.distribution_id, &submitted.caller_reference).await;
-            self.budget.resync_next(&submitted.distribution_id);
-            counter!("cfi_completion_tracking_abandoned_total", "reason" => "timeout").increment(1);
-            return None;
-        }
-        entry.next_check = now + self.settings.poll;
-        Some(entry)
     }
 
-    /// Records the completion; false if it should be tried again.
+    /// A distribution CloudFront will not list (deleted, or the role lacks cloudfront:ListInvalidations) is no
+    /// longer tracked; after any other failure the due invalidations are looked at again later.
+    fn look_failed(
+        &self,
+        distribution: &DistributionId,
+        error: &CdnError,
+        mut mine: Vec<Tracked>,
+        now: Instant,
+    ) -> Vec<Tracked> {
+        if error.retry_after() == RetryAfter::Never {
+            if let Some(suppressed) = log_allowed("completion_check_refused") {
+                warn!(%distribution, %error, suppressed, "cannot list the distribution's invalidations (the role needs cloudfront:ListInvalidations and GetInvalidation); its records stay accepted");
+            }
+            counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(mine.len() as u64);
+            return Vec::new();
+        }
+        if let Some(suppressed) = log_allowed("completion_check_failed") {
+            warn!(%distribution, %error, suppressed, "could not list the distribution's invalidations; will try again");
+        }
+        for entry in mine.iter_mut().filter(|t| t.next_look <= now) {
+            entry.next_look = now + entry.gap;
+        }
+        mine
+    }
+
+    /// Records the completion once; false if it should be tried again.
     async fn record(&self, submitted: &Submitted, invalidation: Invalidation) -> bool {
         let completed_at = self.settings.clock.now();
         let completion = Completion {
@@ -144,11 +232,13 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             .completed(&submitted.distribution_id, &submitted.caller_reference, completion.time_to_complete)
             .await;
         match self.ledger.record_completion(&completion).await {
-            Ok(()) => {
+            Ok(true) => {
                 info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, time_to_complete = ?completion.time_to_complete, "invalidation completed");
                 histogram!("cfi_time_to_complete_seconds").record(completion.time_to_complete.as_secs_f64());
                 true
             }
+            // Another worker tracking it too recorded it first.
+            Ok(false) => true,
             Err(e) if e.is_transient() => {
                 if let Some(suppressed) = log_allowed("completion_record_failed") {
                     warn!(caller_reference = %submitted.caller_reference, error = %e, suppressed, "could not record the completion; will try again");
@@ -164,14 +254,23 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     }
 }
 
-/// The index of the entry due first.
-fn earliest(tracked: &[Tracked]) -> Option<usize> {
-    tracked.iter().enumerate().min_by_key(|(_, entry)| entry.next_check).map(|(index, _)| index)
+/// What a look found out about one tracked invalidation.
+enum Seen {
+    Status(Invalidation),
+    /// CloudFront cannot say now.
+    Unknown,
+    /// CloudFront will never say: the invalidation or access to it is gone.
+    Gone,
+}
+
+/// The submitted invalidation due first.
+fn earliest(tracked: &[Tracked]) -> Option<&Submitted> {
+    tracked.iter().min_by_key(|t| t.next_look).map(|t| &t.submitted)
 }
 
 async fn sleep_until(due: Option<Instant>) {
     match due {
-        // Through the timer, a check already due would wait for its next tick (a millisecond): a backlog of checks
+        // Through the timer, a look already due would wait for its next tick (a millisecond): a backlog of looks
         // would be paced by the timer instead of `call_gap`, and room in the budget would return that much later.
         Some(at) if at <= Instant::now() => tokio::task::coop::consume_budget().await,
         Some(at) => tokio::time::sleep_until(at).await,
@@ -185,6 +284,7 @@ mod tests {
     use crate::fake::{FakeCdn, MemoryLedger};
     use crate::ports::ledger::{BatchRecord, BatchStatus};
 
+    const FIRST_LOOK: Duration = Duration::from_secs(5);
     const POLL: Duration = Duration::from_secs(20);
     const CALL_GAP: Duration = Duration::from_millis(250);
 
@@ -224,14 +324,15 @@ mod tests {
             }
         }
 
-        /// Runs a tracker over `submitted` until it has nothing left to track.
-        async fn track(&self, submitted: Vec<Submitted>, give_up_after: Duration) {
-            let (sender, receiver) = mpsc::channel(16);
-            for s in submitted {
-                sender.send(s).await.unwrap();
-            }
-            drop(sender);
-            let settings = TrackSettings { poll: POLL, give_up_after, call_gap: CALL_GAP, clock: self.clock };
+        fn tracker(&self) -> Tracker<FakeCdn, MemoryLedger> {
+            let settings = TrackSettings {
+                first_look: FIRST_LOOK,
+                poll: POLL,
+                adopt_every: Duration::from_secs(30),
+                adopt_after: Duration::from_secs(60),
+                call_gap: CALL_GAP,
+                clock: self.clock,
+            };
             let budget = Arc::new(Budget::new(
                 Arc::clone(&self.cdn),
                 Arc::clone(&self.ledger),
@@ -239,74 +340,129 @@ mod tests {
                 "w1".into(),
                 self.clock,
             ));
-            let tracker = Tracker { cdn: Arc::clone(&self.cdn), ledger: Arc::clone(&self.ledger), budget, settings };
-            tracker.run(receiver, CancellationToken::new()).await;
+            Tracker { cdn: Arc::clone(&self.cdn), ledger: Arc::clone(&self.ledger), budget, settings }
+        }
+
+        /// Runs a tracker over `submitted` until it has nothing left to track.
+        async fn track(&self, submitted: Vec<Submitted>) {
+            let (sender, receiver) = mpsc::channel(submitted.len().max(1));
+            for s in submitted {
+                sender.send(s).await.unwrap();
+            }
+            drop(sender);
+            self.tracker().run(receiver, CancellationToken::new()).await;
+        }
+
+        fn looks(&self, started: Instant) -> Vec<Duration> {
+            self.cdn.list_calls().iter().map(|c| c.at - started).collect()
         }
     }
 
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
     #[tokio::test(start_paused = true)]
-    async fn records_completion_at_the_first_poll_after_cloudfront_completes() {
-        let setup = Setup::new(Duration::from_secs(50));
+    async fn records_completion_at_the_first_look_after_cloudfront_completes() {
+        let setup = Setup::new(S(50));
         let started = Instant::now();
         let submitted = setup.accepted("/a").await;
-        setup.track(vec![submitted], Duration::from_secs(600)).await;
+        setup.track(vec![submitted]).await;
 
-        let checks: Vec<Duration> = setup.cdn.status_checks().iter().map(|c| c.at - started).collect();
-        assert_eq!(checks, [POLL, 2 * POLL, 3 * POLL], "polled until completed, then no more");
+        // 5 s after acceptance, then gaps of 10 s and 20 s (the poll): 5, 15, 35, 55.
+        assert_eq!(setup.looks(started), [S(5), S(15), S(35), S(55)], "looked until completed, then no more");
+        assert!(setup.cdn.status_checks().is_empty(), "the list answered; no GetInvalidation");
         let record = &setup.ledger.records()[0];
         assert_eq!(record.status, BatchStatus::Completed);
         assert_eq!(record.cloudfront_status.as_deref(), Some("Completed"));
-        assert_eq!(record.time_to_complete, Some(3 * POLL), "seen at the third poll, 60 s after acceptance");
-        assert_eq!(record.completed_at, Some(record.submitted_at.unwrap() + 3 * POLL));
+        assert_eq!(record.time_to_complete, Some(S(55)));
+        assert_eq!(record.completed_at, Some(record.submitted_at.unwrap() + S(55)));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn gives_up_after_the_bound_and_leaves_the_record_accepted() {
-        let setup = Setup::new(Duration::from_secs(3_600));
-        let submitted = setup.accepted("/a").await;
-        setup.track(vec![submitted], Duration::from_secs(600)).await;
-
-        assert_eq!(setup.cdn.status_checks().len(), 30, "the waiter's budget: 30 checks 20 s apart");
-        let record = &setup.ledger.records()[0];
-        assert_eq!((record.status, record.completed_at), (BatchStatus::Accepted, None));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn checks_go_out_one_at_a_time_spaced_by_the_minimum_gap() {
-        let setup = Setup::new(Duration::ZERO);
+    async fn one_list_answers_for_every_invalidation_of_a_distribution() {
+        let setup = Setup::new(S(20));
         let mut submitted = Vec::new();
-        for n in 0..5 {
+        for n in 0..50 {
             submitted.push(setup.accepted(&format!("/p{n}")).await);
         }
-        setup.track(submitted, Duration::from_secs(600)).await;
+        setup.track(submitted).await;
 
-        let checks = setup.cdn.status_checks();
-        assert_eq!(checks.len(), 5);
-        for pair in checks.windows(2) {
-            assert!(pair[1].at - pair[0].at >= CALL_GAP, "{checks:?}");
-        }
         assert!(setup.ledger.records().iter().all(|r| r.status == BatchStatus::Completed));
+        let looks = setup.cdn.list_calls().len();
+        assert!(looks <= 3, "{looks} ListInvalidations for 50 invalidations");
+        assert!(setup.cdn.status_checks().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_unknown_invalidation_is_dropped_after_one_check() {
-        let setup = Setup::new(Duration::ZERO);
+    async fn calls_go_out_one_at_a_time_spaced_by_the_minimum_gap() {
+        let setup = Setup::new(S(0));
+        let mut submitted = Vec::new();
+        for distribution in ["EAAA", "EBBB", "ECCC"] {
+            setup.cdn.add_distribution(DistributionId::parse(distribution).unwrap());
+            let mut accepted = setup.accepted("/p").await;
+            accepted.distribution_id = DistributionId::parse(distribution).unwrap();
+            submitted.push(accepted);
+        }
+        setup.track(submitted).await;
+
+        let calls = setup.cdn.list_calls();
+        assert!(calls.len() >= 3, "{calls:?}");
+        for pair in calls.windows(2) {
+            assert!(pair[1].at - pair[0].at >= CALL_GAP, "{calls:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalidation_cloudfront_does_not_know_is_dropped_after_one_get() {
+        let setup = Setup::new(S(0));
         let mut submitted = setup.accepted("/a").await;
         submitted.invalidation_id = "INOSUCH".into();
-        setup.track(vec![submitted], Duration::from_secs(600)).await;
+        setup.track(vec![submitted]).await;
 
-        assert_eq!(setup.cdn.status_checks().len(), 1);
+        assert_eq!(setup.cdn.status_checks().len(), 1, "asked alone once, as the list did not show it");
         assert_eq!(setup.ledger.records()[0].status, BatchStatus::Accepted);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failed_completion_write_is_tried_again_at_the_next_poll() {
-        let setup = Setup::new(Duration::ZERO);
+    async fn a_failed_completion_write_is_tried_again_at_the_next_look() {
+        let setup = Setup::new(S(0));
         setup.ledger.faults.inject("record_completion", crate::ports::LedgerError::Unavailable("outage".into()));
         let submitted = setup.accepted("/a").await;
-        setup.track(vec![submitted], Duration::from_secs(600)).await;
+        setup.track(vec![submitted]).await;
 
-        assert_eq!(setup.cdn.status_checks().len(), 2);
-        assert_eq!(setup.ledger.records()[0].time_to_complete, Some(2 * POLL));
+        assert_eq!(setup.cdn.list_calls().len(), 2);
+        assert_eq!(setup.ledger.records()[0].time_to_complete, Some(S(15)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_worker_s_accepted_batch_is_adopted_and_its_completion_recorded() {
+        let setup = Setup::new(S(200));
+        // Accepted by a worker that stopped before it saw the completion: nobody sends it to this tracker.
+        setup.accepted("/orphan").await;
+        let (_sender, receiver) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(setup.tracker().run(receiver, stop.clone()));
+        tokio::time::sleep(S(300)).await;
+        stop.cancel();
+        running.await.unwrap();
+
+        let record = &setup.ledger.records()[0];
+        assert_eq!(record.status, BatchStatus::Completed, "adopted at the first round past 60 s, then tracked");
+        let took = record.time_to_complete.unwrap();
+        assert!(took >= S(200) && took <= S(200) + POLL, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_another_worker_still_tracks_is_adopted_only_once_it_is_old() {
+        let setup = Setup::new(S(3_600));
+        setup.accepted("/young").await;
+        let (_sender, receiver) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(setup.tracker().run(receiver, stop.clone()));
+        tokio::time::sleep(S(45)).await;
+        assert!(setup.cdn.list_calls().is_empty(), "30 s round: too young to adopt");
+        tokio::time::sleep(S(30)).await;
+        assert!(!setup.cdn.list_calls().is_empty(), "60 s round: adopted");
+        stop.cancel();
+        running.await.unwrap();
     }
 }

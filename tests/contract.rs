@@ -16,7 +16,7 @@ use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Queue, Receipt,
-    Reservation,
+    Reservation, Submitted,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -121,6 +121,11 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     ledger.record_outcome(&failed).await.unwrap();
     let listed = ledger.list(&distribution, millis(base - 1_000), 10).await.unwrap();
     assert_eq!(listed, [failed.clone(), accepted.clone()], "outcomes recorded, and not overwritten by a late intent");
+    // Accepted and not completed: what any worker's tracker may adopt. Failed and pending ones are not there.
+    let tracked = |ledger_in_progress: Vec<Submitted>| -> Vec<Submitted> {
+        ledger_in_progress.into_iter().filter(|s| s.distribution_id == distribution).collect()
+    };
+    assert_eq!(tracked(ledger.in_progress(1_000).await.unwrap()), [accepted.submitted().unwrap()]);
 
     let unknown = record(&distribution, base);
     assert!(matches!(ledger.record_outcome(&unknown).await, Err(LedgerError::Conflict(_))));
@@ -132,7 +137,9 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
         completed_at: millis(base + 62_000),
         time_to_complete: Duration::from_millis(60_000),
     };
-    ledger.record_completion(&completion).await.unwrap();
+    assert!(ledger.record_completion(&completion).await.unwrap(), "recorded");
+    assert!(!ledger.record_completion(&completion).await.unwrap(), "recorded once: a second tracker is told");
+    assert_eq!(tracked(ledger.in_progress(1_000).await.unwrap()), [], "no longer to be tracked");
     let mut completed = accepted.clone();
     completed.complete(&completion);
     assert_eq!(completed.status, BatchStatus::Completed);

@@ -34,7 +34,7 @@ use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError,
-    Receipt, ReceivedMessage, Reservation,
+    Receipt, ReceivedMessage, Reservation, Submitted,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -251,12 +251,12 @@ impl Cdn for ChaosCdn {
         self.inner.get_invalidation(distribution, id).await
     }
 
-    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
         denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
         }
-        self.inner.list_in_progress(distribution).await
+        self.inner.list_recent(distribution).await
     }
 }
 
@@ -340,10 +340,16 @@ impl Ledger for ChaosLedger {
         self.inner.claim_key(key, now, until).await
     }
 
-    async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
+    async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
         self.before()?;
-        self.inner.record_completion(completion).await?;
-        self.after()
+        let recorded = self.inner.record_completion(completion).await?;
+        self.after()?;
+        Ok(recorded)
+    }
+
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+        self.before()?;
+        self.inner.in_progress(limit).await
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

@@ -17,7 +17,7 @@ use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::{
     BatchEntryFailure, BatchRecord, BudgetState, BudgetStore, Cdn, CdnError, Completion, DeadLetterRecord,
     Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError, Receipt,
-    ReceivedMessage, Reservation,
+    ReceivedMessage, Reservation, Submitted,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -259,6 +259,7 @@ pub struct Counts {
     pub sqs_send: AtomicU64,
     pub cloudfront_create: AtomicU64,
     pub cloudfront_get: AtomicU64,
+    pub cloudfront_list: AtomicU64,
     pub dynamodb_writes: AtomicU64,
     pub dynamodb_reads: AtomicU64,
 }
@@ -275,6 +276,7 @@ pub struct CountSnapshot {
     pub sqs_send: u64,
     pub cloudfront_create: u64,
     pub cloudfront_get: u64,
+    pub cloudfront_list: u64,
     pub dynamodb_writes: u64,
     pub dynamodb_reads: u64,
 }
@@ -292,6 +294,7 @@ impl Counts {
             sqs_send: self.sqs_send.load(Relaxed),
             cloudfront_create: self.cloudfront_create.load(Relaxed),
             cloudfront_get: self.cloudfront_get.load(Relaxed),
+            cloudfront_list: self.cloudfront_list.load(Relaxed),
             dynamodb_writes: self.dynamodb_writes.load(Relaxed),
             dynamodb_reads: self.dynamodb_reads.load(Relaxed),
         }
@@ -369,8 +372,9 @@ impl<C: Cdn> Cdn for CountingCdn<C> {
         self.inner.get_invalidation(distribution, id).await
     }
 
-    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
-        self.inner.list_in_progress(distribution).await
+    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        add(&self.counts.cloudfront_list, 1);
+        self.inner.list_recent(distribution).await
     }
 }
 
@@ -428,9 +432,14 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
         self.inner.claim_key(key, now, expires_at).await
     }
 
-    async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
+    async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
         self.inner.record_completion(completion).await
+    }
+
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.in_progress(limit).await
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

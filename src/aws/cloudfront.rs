@@ -89,8 +89,8 @@ impl Cdn for CloudFront {
         })
     }
 
-    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
-        let mut in_progress = Vec::new();
+    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        let mut recent = Vec::new();
         let mut marker = None;
         loop {
             let output = self
@@ -101,18 +101,17 @@ impl Cdn for CloudFront {
                 .send()
                 .await
                 .map_err(|e| cdn_error(classify(&e)))?;
-            let Some(list) = output.invalidation_list() else { return Ok(in_progress) };
-            let before = in_progress.len();
-            in_progress.extend(
-                list.items()
-                    .iter()
-                    .map(|summary| Invalidation { id: summary.id().to_owned(), status: summary.status().to_owned() })
-                    .filter(|invalidation| !invalidation.is_completed()),
-            );
+            let Some(list) = output.invalidation_list() else { return Ok(recent) };
+            let page = list
+                .items()
+                .iter()
+                .map(|summary| Invalidation { id: summary.id().to_owned(), status: summary.status().to_owned() });
+            let before = recent.len();
+            recent.extend(page);
             // Most recent first, and invalidations complete within minutes: a page with none in progress means the
             // older ones have completed too.
-            if in_progress.len() == before || !list.is_truncated() {
-                return Ok(in_progress);
+            if recent[before..].iter().all(Invalidation::is_completed) || !list.is_truncated() {
+                return Ok(recent);
             }
             marker = list.next_marker().map(str::to_owned);
         }

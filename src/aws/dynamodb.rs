@@ -23,24 +23,29 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use self::item::{
     dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds, intent_item, key_item_key,
-    key_of, key_record_from, number, record_from, string, timestamp, unexpired,
+    key_of, key_record_from, number, record_from, string, submitted_from, timestamp, unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
 };
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
 pub const INVALIDATION_INDEX: &str = "by_invalidation";
 pub const OUTCOME_INDEX: &str = "by_outcome";
+pub const TRACKING_INDEX: &str = "by_tracking";
+/// Set on an accepted batch (to `TRACKING_IN_PROGRESS`), removed with its completion: the `by_tracking` key.
+pub const TRACKING: &str = "tracking";
+const TRACKING_IN_PROGRESS: &str = "in_progress";
 /// Epoch seconds after which DynamoDB may delete the item (the table's TTL attribute).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// Values of `outcome`, the `by_outcome` partition key.
@@ -216,6 +221,12 @@ impl Ledger for DynamoLedger {
                 ":outcome",
                 (record.status == BatchStatus::Failed).then(|| AttributeValue::S(OUTCOME_FAILED.into())),
             ),
+            // And accepted ones into `by_tracking`, until their completion is recorded.
+            (
+                "tracking = :tracking",
+                ":tracking",
+                (record.status == BatchStatus::Accepted).then(|| AttributeValue::S(TRACKING_IN_PROGRESS.into())),
+            ),
         ];
         for (assignment, name, value) in optional {
             if let Some(value) = value {
@@ -334,8 +345,9 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
+    async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
         let time_to_complete = u64::try_from(completion.time_to_complete.as_millis()).unwrap_or(u64::MAX);
+        let completed = AttributeValue::S(BatchStatus::Completed.as_str().into());
         let outcome = self
             .client
             .update_item()
@@ -343,21 +355,49 @@ impl Ledger for DynamoLedger {
             .key(KEY, key_of(&completion.caller_reference))
             .update_expression(
                 "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
-                 time_to_complete_ms = :time_to_complete",
+                 time_to_complete_ms = :time_to_complete REMOVE tracking",
             )
-            .condition_expression("attribute_exists(#pk)")
+            .condition_expression("attribute_exists(#pk) AND #status <> :status")
             .expression_attribute_names("#pk", KEY)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", AttributeValue::S(BatchStatus::Completed.as_str().into()))
+            .expression_attribute_values(":status", completed)
             .expression_attribute_values(":cf_status", AttributeValue::S(completion.cloudfront_status.clone()))
             .expression_attribute_values(":completed_at", timestamp(completion.completed_at))
             .expression_attribute_values(":time_to_complete", AttributeValue::N(time_to_complete.to_string()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
-        match self.conditional(outcome)? {
-            true => Ok(()),
-            false => Err(LedgerError::Conflict(completion.caller_reference.to_string())),
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) if failed.item().is_some() => Ok(false),
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                    Err(LedgerError::Conflict(completion.caller_reference.to_string()))
+                }
+                _ => Err(self.error(classify(&e))),
+            },
         }
+    }
+
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(TRACKING_INDEX)
+            .key_condition_expression("#tracking = :in_progress")
+            .expression_attribute_names("#tracking", TRACKING)
+            .expression_attribute_values(":in_progress", AttributeValue::S(TRACKING_IN_PROGRESS.into()))
+            .limit(page_size(limit));
+        let mut found = Vec::new();
+        self.each_item(query, |item| {
+            found.push(submitted_from(item)?);
+            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
+        Ok(found)
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

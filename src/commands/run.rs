@@ -92,8 +92,8 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         },
         tracking: TrackingSettings {
             poll: args.completion_poll.into(),
-            timeout: args.completion_timeout.into(),
             status_rate: args.status_rate,
+            ..TrackingSettings::default()
         },
         shutdown_timeout: args.shutdown_timeout.into(),
         ..Settings::default()

@@ -27,6 +27,9 @@ use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
 mod state;
 
+/// ListInvalidations' page size when MaxItems is not given, as CloudFront's.
+pub const LIST_PAGE_SIZE: usize = 100;
+
 /// How long an invalidation stays `InProgress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -116,7 +119,8 @@ pub struct Created {
     pub at: Instant,
 }
 
-/// One GetInvalidation call as the fake received it.
+/// One status call as the fake received it: GetInvalidation (`id`: the invalidation's) or ListInvalidations
+/// (`id`: the distribution's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusCheck {
     pub id: String,
@@ -271,6 +275,11 @@ impl FakeCdn {
         self.state.lock().unwrap().status_checks.clone()
     }
 
+    /// Every ListInvalidations call received (by `list` or `list_recent`), in order.
+    pub fn list_calls(&self) -> Vec<StatusCheck> {
+        self.state.lock().unwrap().list_calls.clone()
+    }
+
     /// Every CreateInvalidation call received through the `Cdn` port, in order, failed ones included.
     pub fn calls(&self) -> Vec<CreateCall> {
         self.state.lock().unwrap().calls.clone()
@@ -316,6 +325,7 @@ impl FakeCdn {
         marker: Option<&str>,
         max_items: usize,
     ) -> Result<Page, CdnError> {
+        self.state.lock().unwrap().list_calls.push(StatusCheck { id: distribution.to_string(), at: Instant::now() });
         self.enter("list_invalidations").await?;
         self.state.lock().unwrap().page(distribution, marker, max_items, Instant::now())
     }
@@ -388,9 +398,10 @@ impl Cdn for FakeCdn {
         })
     }
 
-    async fn list_in_progress(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+        self.state.lock().unwrap().list_calls.push(StatusCheck { id: distribution.to_string(), at: Instant::now() });
         self.enter("list_invalidations").await?;
-        self.state.lock().unwrap().in_progress(distribution, Instant::now())
+        self.state.lock().unwrap().recent(distribution, Instant::now())
     }
 }
 /// A number in `[0, 1)` fixed by `seed` (SplitMix64's finaliser): varied but reproducible, without a random

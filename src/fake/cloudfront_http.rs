@@ -28,13 +28,12 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info};
 
 use super::cdn::{FakeCdn, Page, Snapshot};
+use crate::fake::cdn::LIST_PAGE_SIZE;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::cdn::{Cdn, CdnError};
 
 const XMLNS: &str = "http://cloudfront.amazonaws.com/doc/2020-05-31/";
 const API: &str = "2020-05-31";
-/// ListInvalidations' page size when MaxItems is not given, as CloudFront's.
-const DEFAULT_MAX_ITEMS: usize = 100;
 
 /// Serves the simulator until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, cdn: Arc<FakeCdn>, stop: CancellationToken) -> io::Result<()> {
@@ -208,7 +207,7 @@ async fn list(cdn: &FakeCdn, distribution: &str, query: Option<&str>) -> Result<
     let distribution = distribution_id(distribution)?;
     let marker = query_param(query, "Marker").filter(|marker| !marker.is_empty());
     let max_items = match query_param(query, "MaxItems") {
-        None => DEFAULT_MAX_ITEMS,
+        None => LIST_PAGE_SIZE,
         Some(raw) => raw.parse().map_err(|_| CdnError::InvalidArgument(format!("MaxItems is not a number: {raw}")))?,
     };
     let page = cdn.list(&distribution, marker.as_deref(), max_items).await?;

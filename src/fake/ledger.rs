@@ -8,7 +8,7 @@ use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -183,14 +183,27 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    async fn record_completion(&self, completion: &Completion) -> Result<(), LedgerError> {
+    async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
         self.faults.call("record_completion").await?;
         let mut records = self.records.lock().unwrap();
         let (_, stored) = records
             .get_mut(&completion.caller_reference)
             .ok_or_else(|| LedgerError::Conflict(completion.caller_reference.to_string()))?;
+        if stored.status == BatchStatus::Completed {
+            return Ok(false);
+        }
         stored.complete(completion);
-        Ok(())
+        Ok(true)
+    }
+
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+        self.faults.call("in_progress").await?;
+        let records = self.records.lock().unwrap();
+        // In the order written, as the index's sort key (creation time) would have them.
+        let mut accepted: Vec<&(usize, BatchRecord)> =
+            records.values().filter(|(_, r)| r.status == BatchStatus::Accepted).collect();
+        accepted.sort_by_key(|(written, _)| *written);
+        Ok(accepted.into_iter().filter_map(|(_, r)| r.submitted()).take(limit).collect())
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

@@ -102,8 +102,10 @@ impl CdnError {
 /// - `get_invalidation` reports an invalidation of `distribution` by its id, with its current status (`InProgress`
 ///   until it is `Completed`, compared case-insensitively), its CallerReference and paths; an unknown id fails
 ///   with `NoSuchInvalidation`.
-/// - `list_in_progress` returns the distribution's invalidations whose status is not `Completed`, whoever created
-///   them (ListInvalidations, most recent first; paging stops after the first page without one in progress).
+/// - `list_recent` returns the distribution's invalidations with their status, whoever created them, most recent
+///   first (ListInvalidations), paging until a page holds none in progress: every invalidation in progress is in
+///   the answer, and so are the completed ones on the pages read.
+/// - `list_in_progress` is `list_recent` without the completed ones.
 pub trait Cdn: Send + Sync + 'static {
     fn create_invalidation(
         &self,
@@ -118,8 +120,19 @@ pub trait Cdn: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<InvalidationDetail, CdnError>> + Send;
 
-    fn list_in_progress(
+    fn list_recent(
         &self,
         distribution: &DistributionId,
     ) -> impl Future<Output = Result<Vec<Invalidation>, CdnError>> + Send;
+
+    fn list_in_progress(
+        &self,
+        distribution: &DistributionId,
+    ) -> impl Future<Output = Result<Vec<Invalidation>, CdnError>> + Send {
+        async move {
+            let mut recent = self.list_recent(distribution).await?;
+            recent.retain(|invalidation| !invalidation.is_completed());
+            Ok(recent)
+        }
+    }
 }

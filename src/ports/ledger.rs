@@ -72,6 +72,16 @@ pub struct BatchRecord {
 }
 
 impl BatchRecord {
+    /// The batch's invalidation to track, once it is accepted.
+    pub fn submitted(&self) -> Option<Submitted> {
+        Some(Submitted {
+            caller_reference: self.caller_reference.clone(),
+            distribution_id: self.distribution_id.clone(),
+            invalidation_id: self.invalidation_id.clone()?,
+            submitted_at: self.submitted_at?,
+        })
+    }
+
     /// What CloudFront's answer changes on the record.
     pub fn accept(&mut self, invalidation: &Invalidation, submitted_at: SystemTime) {
         self.status = BatchStatus::Accepted;
@@ -91,6 +101,15 @@ impl BatchRecord {
         self.completed_at = Some(completion.completed_at);
         self.time_to_complete = Some(completion.time_to_complete);
     }
+}
+
+/// An accepted batch whose invalidation is to be tracked until CloudFront completes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub caller_reference: CallerReference,
+    pub distribution_id: DistributionId,
+    pub invalidation_id: String,
+    pub submitted_at: SystemTime,
 }
 
 /// CloudFront reported an accepted batch's invalidation as completed.
@@ -197,8 +216,10 @@ impl Transient for LedgerError {
 ///   message holds an unexpired claim of the key in that distribution it answers `Duplicate` when that message
 ///   asked for the same content and `Conflict` when not, and `First` otherwise (a repeated claim by the same
 ///   message included).
-/// - `record_completion` makes an existing record `Completed` with the completion's fields, and fails with
-///   `Conflict` if there is no such record.
+/// - `record_completion` makes an existing record `Completed` with the completion's fields and says whether it
+///   did: `false` if the record is completed already (another worker recorded it first), so a completion is
+///   recorded once. It fails with `Conflict` if there is no such record.
+/// - `in_progress` returns accepted records not yet completed, of every distribution and worker, at most `limit`.
 /// - `record_dead_letter` stores the record of a dead-lettered message, replacing an earlier one for the same
 ///   message id (a message can be dead-lettered twice if its delete failed).
 pub trait Ledger: Send + Sync + 'static {
@@ -235,7 +256,9 @@ pub trait Ledger: Send + Sync + 'static {
         expires_at: SystemTime,
     ) -> impl Future<Output = Result<KeyClaim, LedgerError>> + Send;
 
-    fn record_completion(&self, completion: &Completion) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    fn record_completion(&self, completion: &Completion) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+
+    fn in_progress(&self, limit: usize) -> impl Future<Output = Result<Vec<Submitted>, LedgerError>> + Send;
 
     fn record_dead_letter(&self, record: &DeadLetterRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }

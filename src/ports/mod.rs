@@ -15,6 +15,6 @@ pub use audit::{AuditLog, FailureRecord};
 pub use budget::{Allowance, BudgetState, BudgetStore, Reservation};
 pub use cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 pub use ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
 };
 pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};

@@ -275,8 +275,10 @@ fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
         ledger: Arc::clone(&services.ledger),
         budget: Arc::clone(budget),
         settings: TrackSettings {
+            first_look: settings.tracking.first_look.min(settings.tracking.poll),
             poll: settings.tracking.poll,
-            give_up_after: settings.tracking.timeout,
+            adopt_every: settings.tracking.adopt_every,
+            adopt_after: settings.tracking.adopt_after,
             call_gap: Duration::from_secs_f64(1.0 / settings.tracking.status_rate),
             clock: settings.clock,
         },

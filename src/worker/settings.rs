@@ -89,12 +89,16 @@ pub struct LedgerSettings {
 /// Completion tracking.
 #[derive(Debug, Clone, Copy)]
 pub struct TrackingSettings {
-    /// How often the status of an invalidation this worker created is checked until it completes; zero turns
+    /// The first look at a distribution's invalidations after an acceptance.
+    pub first_look: Duration,
+    /// The longest gap between two looks at a distribution's invalidations until they complete; zero turns
     /// completion tracking off.
     pub poll: Duration,
-    /// How long after acceptance an invalidation stops being checked.
-    pub timeout: Duration,
-    /// GetInvalidation calls per second, at most.
+    /// How often the ledger is read for accepted batches nobody tracks (a stopped worker's).
+    pub adopt_every: Duration,
+    /// How old such a batch must be to be adopted.
+    pub adopt_after: Duration,
+    /// ListInvalidations and GetInvalidation calls per second, at most.
     pub status_rate: f64,
 }
 
@@ -169,9 +173,13 @@ impl Default for LedgerSettings {
 impl Default for TrackingSettings {
     fn default() -> Self {
         Self {
-            // Often enough that room in the budget is seen free soon after CloudFront completes (~25 s at P95).
+            // CloudFront reports most completions within 25 s (P95): looks at 5, 15, 25 s... see most of them
+            // promptly, and room in the budget with them.
+            first_look: Duration::from_secs(5),
             poll: Duration::from_secs(10),
-            timeout: Duration::from_secs(10 * 60),
+            adopt_every: Duration::from_secs(30),
+            // Well past the poll: the worker that submitted a batch, if alive, has seen it complete by then.
+            adopt_after: Duration::from_secs(60),
             status_rate: DEFAULT_STATUS_RATE,
         }
     }

@@ -139,9 +139,10 @@ def check_table(dynamodb, table_name):
         "by_distribution": ([("distribution_id", "HASH"), ("created_at", "RANGE")], "ALL"),
         "by_invalidation": ([("invalidation_id", "HASH")], "KEYS_ONLY"),
         "by_outcome": ([("outcome", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by_tracking": ([("tracking", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
     }
-    check("table: exactly the indexes by_distribution, by_invalidation, by_outcome", indexes.keys() == expected.keys(),
-          sorted(indexes))
+    check("table: exactly the indexes by_distribution, by_invalidation, by_outcome, by_tracking",
+          indexes.keys() == expected.keys(), sorted(indexes))
     for name, (keys, projection) in expected.items():
         index = indexes.get(name, {})
         schema = [{"AttributeName": attribute, "KeyType": kind} for attribute, kind in keys]
@@ -149,7 +150,7 @@ def check_table(dynamodb, table_name):
               index.get("KeySchema") == schema and index.get("Projection", {}).get("ProjectionType") == projection,
               index)
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
-    index_keys = ("distribution_id", "created_at", "invalidation_id", "outcome")
+    index_keys = ("distribution_id", "created_at", "invalidation_id", "outcome", "tracking")
     check("table: index keys are strings", all(types.get(key) == "S" for key in index_keys), types)
 
 

@@ -162,6 +162,18 @@ pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
     })
 }
 
+/// An accepted batch as the `by_tracking` index projects it.
+pub(super) fn submitted_from(item: &Item) -> Result<Submitted, LedgerError> {
+    let not_tracked = || malformed("tracked batch", item);
+    let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
+    Ok(Submitted {
+        caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_tracked)?),
+        distribution_id: distribution_id.ok_or_else(not_tracked)?,
+        invalidation_id: string(item, "invalidation_id").ok_or_else(not_tracked)?,
+        submitted_at: time(item, "submitted_at").ok_or_else(not_tracked)?,
+    })
+}
+
 pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {
     let mut item = Item::from([
         (KEY.into(), dead_letter_key(&record.message_id)),

@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 
-use super::{DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, OUTCOME_INDEX, TTL_ATTRIBUTE};
+use super::{
+    DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, OUTCOME_INDEX, TRACKING, TRACKING_INDEX, TTL_ATTRIBUTE,
+};
 use crate::aws::error::classify;
 use crate::ports::ledger::LedgerError;
 
@@ -21,20 +23,44 @@ struct IndexSpec {
     hash: &'static str,
     range: Option<&'static str>,
     projection: ProjectionType,
+    /// With `ProjectionType::Include`: the attributes besides the keys.
+    included: &'static [&'static str],
 }
 
-const INDEXES: [IndexSpec; 3] = [
+const INDEXES: [IndexSpec; 4] = [
     IndexSpec {
         name: DISTRIBUTION_INDEX,
         hash: "distribution_id",
         range: Some("created_at"),
         projection: ProjectionType::All,
+        included: &[],
     },
     // Keys only: one small index write per accepted batch, and the audit reads the item by its key afterwards.
     // With ALL, every later update of the batch (completion) would write the whole item to this index again.
-    IndexSpec { name: INVALIDATION_INDEX, hash: "invalidation_id", range: None, projection: ProjectionType::KeysOnly },
+    IndexSpec {
+        name: INVALIDATION_INDEX,
+        hash: "invalidation_id",
+        range: None,
+        projection: ProjectionType::KeysOnly,
+        included: &[],
+    },
     // Failures are rare: the audit gets them whole from the index.
-    IndexSpec { name: OUTCOME_INDEX, hash: "outcome", range: Some("created_at"), projection: ProjectionType::All },
+    IndexSpec {
+        name: OUTCOME_INDEX,
+        hash: "outcome",
+        range: Some("created_at"),
+        projection: ProjectionType::All,
+        included: &[],
+    },
+    // Accepted batches until their completion is recorded, with just what completion tracking needs: any worker
+    // finishes a stopped worker's tracking from here.
+    IndexSpec {
+        name: TRACKING_INDEX,
+        hash: TRACKING,
+        range: Some("created_at"),
+        projection: ProjectionType::Include,
+        included: &["caller_reference", "distribution_id", "invalidation_id", "submitted_at"],
+    },
 ];
 
 /// Table creation is quick; building an index over an existing table reads all of it.
@@ -79,7 +105,9 @@ impl IndexSpec {
     }
 
     fn projection(&self) -> Projection {
-        Projection::builder().projection_type(self.projection.clone()).build()
+        let included = self.included.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+        let builder = Projection::builder().projection_type(self.projection.clone());
+        if included.is_empty() { builder.build() } else { builder.set_non_key_attributes(Some(included)).build() }
     }
 
     fn for_new_table(&self) -> Result<GlobalSecondaryIndex, LedgerError> {

@@ -19,6 +19,8 @@ const MAX_PATH_LEN: usize = 4_000;
 /// Keeps the 5xx draws apart from the completion-time draws, which hash small sequence numbers too.
 const FAILURE_DRAW_SALT: u64 = 0x5EED_F417;
 
+use super::LIST_PAGE_SIZE;
+
 const IN_PROGRESS: &str = "InProgress";
 const COMPLETED: &str = "Completed";
 
@@ -92,6 +94,7 @@ pub(super) struct State {
     by_id: HashMap<String, usize>,
     pub(super) calls: Vec<CreateCall>,
     pub(super) status_checks: Vec<StatusCheck>,
+    pub(super) list_calls: Vec<StatusCheck>,
     pub(super) rejections: Vec<Rejection>,
     /// Calls that reached the failure draw, numbering the draws.
     draws: u64,
@@ -107,6 +110,7 @@ impl State {
             by_id: HashMap::new(),
             calls: Vec::new(),
             status_checks: Vec::new(),
+            list_calls: Vec::new(),
             rejections: Vec::new(),
             draws: 0,
         }
@@ -248,19 +252,27 @@ impl State {
         Ok(Page { items, next_marker })
     }
 
-    pub(super) fn in_progress(
+    /// What ListInvalidations pages say, most recent first, read until a page holds none in progress.
+    pub(super) fn recent(
         &mut self,
         distribution: &DistributionId,
         now: Instant,
     ) -> Result<Vec<Invalidation>, CdnError> {
         let target = self.distribution(distribution)?;
         target.settle(now);
-        let mut unfinished: Vec<usize> = target.in_progress.keys().map(|&(_, index)| index).collect();
-        unfinished.sort_unstable_by(|a, b| b.cmp(a));
-        Ok(unfinished
-            .into_iter()
-            .map(|index| Invalidation { id: self.invalidations[index].created.id.clone(), status: IN_PROGRESS.into() })
-            .collect())
+        let created = &self.distributions[distribution].created;
+        let mut recent = Vec::new();
+        for page in created.rchunks(LIST_PAGE_SIZE).map(|page| page.iter().rev()) {
+            let before = recent.len();
+            recent.extend(page.map(|&index| {
+                let stored = &self.invalidations[index];
+                Invalidation { id: stored.created.id.clone(), status: stored.status(now).into() }
+            }));
+            if recent[before..].iter().all(Invalidation::is_completed) {
+                break;
+            }
+        }
+        Ok(recent)
     }
 
     pub(super) fn report(&mut self, now: Instant) -> Report {
