@@ -194,6 +194,23 @@ pub struct SendArgs {
     /// Producer-chosen key for deduplicating repeated sends.
     #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
+
+    /// After sending, wait until every path and tag is covered by invalidations CloudFront reports completed,
+    /// reading the ledger (--table). Exit 0 when complete, 2 on timeout, 3 when a message was dead-lettered.
+    #[arg(long, requires = "table")]
+    pub wait: bool,
+
+    /// The worker's ledger table, read by --wait.
+    #[arg(long, env = "INVALIDATOR_TABLE")]
+    pub table: Option<String>,
+
+    /// How long --wait waits.
+    #[arg(long, env = "INVALIDATOR_WAIT_TIMEOUT", default_value = "15m")]
+    pub wait_timeout: humantime::Duration,
+
+    /// With --wait: print the result as JSON on standard output (invalidation ids and times).
+    #[arg(long, requires = "wait")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -25,4 +25,5 @@ pub mod retry;
 pub mod submit;
 pub mod telemetry;
 pub mod track;
+pub mod wait;
 pub mod worker;

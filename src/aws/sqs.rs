@@ -211,6 +211,13 @@ impl Queue for SqsQueue {
     }
 
     async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
+        self.send_message(body, attributes).await.map(|_| ())
+    }
+}
+
+impl SqsQueue {
+    /// SendMessage, answering the id SQS gave the message (what the ledger records it by).
+    pub async fn send_message(&self, body: &str, attributes: &[(&str, &str)]) -> Result<MessageId, QueueError> {
         let mut request = self.client.send_message().queue_url(&self.url).message_body(body);
         for (name, value) in attributes {
             let value = MessageAttributeValue::builder()
@@ -220,8 +227,8 @@ impl Queue for SqsQueue {
                 .map_err(|e| QueueError::Other(e.to_string()))?;
             request = request.message_attributes(*name, value);
         }
-        request.send().await.map_err(|e| self.error(classify(&e)))?;
-        Ok(())
+        let sent = request.send().await.map_err(|e| self.error(classify(&e)))?;
+        Ok(MessageId(sent.message_id().unwrap_or_default().to_owned()))
     }
 }
 

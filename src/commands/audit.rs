@@ -242,7 +242,10 @@ mod tests {
             ask(&["--message", "m-1", "--distribution", "EAAA"]),
             Ok(Question::Message { distribution: Some(_), .. })
         ));
-        assert!(matches!(ask(&["--idempotency-key", "k"]), Ok(Question::IdempotencyKey { .. })));
+        assert!(matches!(
+            ask(&["--idempotency-key", "k", "--distribution", "EAAA"]),
+            Ok(Question::IdempotencyKey { key, .. }) if key == "k"
+        ));
         let path = ask(&["--path", "/a b", "--distribution", "EAAA"]);
         assert!(matches!(&path, Ok(Question::Path { path, .. }) if path.as_str() == "/a%20b"), "{path:?}");
         assert!(matches!(ask(&["--failures"]), Ok(Question::Failures { distribution: None, .. })));
