@@ -195,6 +195,11 @@ pub struct SendArgs {
     #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
 
+    /// Send with `"priority": "urgent"`: the worker seals the distribution's window at once and submits ahead of
+    /// normal batches.
+    #[arg(long)]
+    pub urgent: bool,
+
     /// After sending, wait until every path and tag is covered by invalidations CloudFront reports completed,
     /// reading the ledger (--table). Exit 0 when complete, 2 on timeout, 3 when a message was dead-lettered.
     #[arg(long, requires = "table")]

@@ -856,3 +856,35 @@ async fn a_stopped_worker_s_invalidation_is_recorded_completed_by_another_worker
     let took = record.time_to_complete.unwrap();
     assert!(took >= Duration::from_secs(120) && took <= Duration::from_secs(150), "{took:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_urgent_message_is_accepted_within_a_second_and_normal_messages_keep_their_window() {
+    let h = Harness::new(&["EAAA", "EBBB"]);
+    let started = tokio::time::Instant::now();
+    h.send("EAAA", &["/pending.html"]).await;
+    h.send("EBBB", &["/normal.html"]).await;
+    let queue = Arc::clone(&h.queue);
+    let urgent_sent = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let body = json!({"distribution_id": "EAAA", "paths": ["/breaking.html"], "priority": "urgent"});
+        queue.send(&body.to_string(), &[]).await.unwrap();
+        tokio::time::Instant::now()
+    });
+    let mut settings = settings();
+    settings.batching.window = Duration::from_secs(30);
+    h.run_for(MINUTE, settings).await;
+    let urgent_sent = urgent_sent.await.unwrap();
+
+    let created = h.cdn.created();
+    let urgent = created.iter().find(|c| c.paths.contains(&"/breaking.html".to_owned())).unwrap();
+    assert_eq!(urgent.paths, ["/breaking.html", "/pending.html"], "with what was pending for EAAA");
+    // Received within the 1 s long poll, then sealed and submitted at once.
+    assert!(
+        urgent.at - urgent_sent <= Duration::from_secs(1),
+        "accepted {:?} after it was sent",
+        urgent.at - urgent_sent
+    );
+    let normal = created.iter().find(|c| c.distribution_id.as_str() == "EBBB").unwrap();
+    assert!(normal.at - started >= Duration::from_secs(30), "EBBB kept its 30 s window: {:?}", normal.at - started);
+    assert!(h.queue.is_empty());
+}

@@ -14,6 +14,7 @@ use tracing::{error, warn};
 use crate::clock::WallClock;
 use crate::held::{InFlight, Released};
 use crate::intake::parse::BodyHints;
+use crate::model::MessageId;
 use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::model::text::capped;
 use crate::ports::ledger::{DeadLetterRecord, Ledger};
@@ -90,12 +91,16 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
     async fn apply(&mut self, disposition: Disposition) {
         match disposition {
             Disposition::Covered(members) => {
+                let urgent: Vec<MessageId> =
+                    members.iter().filter(|m| m.urgent).map(|m| m.delivery.message_id.clone()).collect();
                 let complete = self.complete_messages(members);
                 let released = self.inflight.release(complete);
                 let now = SystemTime::now();
-                for sent_at in released.iter().filter_map(|r| r.sent_at) {
+                for message in &released {
+                    let Some(sent_at) = message.sent_at else { continue };
                     let waited = now.duration_since(sent_at).unwrap_or_default();
-                    histogram!("cfi_enqueue_to_accepted_seconds").record(waited.as_secs_f64());
+                    let priority = if urgent.contains(&message.receipt.message_id) { "urgent" } else { "normal" };
+                    histogram!("cfi_enqueue_to_accepted_seconds", "priority" => priority).record(waited.as_secs_f64());
                 }
                 self.to_delete.extend(released.into_iter().map(|r| r.receipt));
             }
@@ -254,7 +259,7 @@ mod tests {
     }
 
     fn part_of(delivery: &Delivery, parts: u32) -> BatchMember {
-        BatchMember { delivery: delivery.clone(), requester: None, paths: Vec::new(), parts }
+        BatchMember { delivery: delivery.clone(), requester: None, paths: Vec::new(), parts, urgent: false }
     }
 
     /// A message split in two whose first part was released is delivered again to the same worker and split

@@ -89,7 +89,8 @@ fn add(batcher: &mut Batcher, accepted: Accepted, clock: WallClock) -> Vec<Batch
     let (full, parts) = batcher.add(Instant::now(), delivery.clone(), requests, resumed.len() as u32);
     let mut batches = sealed(full, clock);
     batches.extend(resumed.into_iter().map(|(record, paths)| {
-        Batch::resume(record, BatchMember { delivery: delivery.clone(), requester: None, paths, parts })
+        let member = BatchMember { delivery: delivery.clone(), requester: None, paths, parts, urgent: false };
+        Batch::resume(record, member)
     }));
     batches
 }

@@ -39,6 +39,8 @@ pub enum SealReason {
     Resumed,
     /// The first messages of a batch too large for the room left in the distribution's in-progress budget.
     FitBudget,
+    /// A message asked for `"priority": "urgent"`.
+    Urgent,
 }
 
 impl SealReason {
@@ -50,6 +52,7 @@ impl SealReason {
             Self::Split => "split",
             Self::Resumed => "resumed",
             Self::FitBudget => "fit_budget",
+            Self::Urgent => "urgent",
         }
     }
 }
@@ -159,13 +162,15 @@ impl Batcher {
     ) -> bool {
         let distribution_id = request.distribution_id;
         let mut requester = request.requester;
+        let (urgent, max_delay) = (request.max_delay == Some(Duration::ZERO), request.max_delay);
         let BatchLimits { max_paths, max_wildcards, .. } = self.limits;
         let mut paths = request.paths.into_iter().peekable();
         let mut member_in_open_batch = false;
         while paths.peek().is_some() {
             let OpenBatch { paths: merged, members, requested_paths, .. } = self.open_batch(&distribution_id, now);
             let member_paths = Vec::with_capacity(paths.len());
-            members.push(BatchMember { delivery: delivery.clone(), requester, paths: member_paths, parts: 0 });
+            let member = BatchMember { delivery: delivery.clone(), requester, paths: member_paths, parts: 0, urgent };
+            members.push(member);
             let member = members.last_mut().expect("just pushed");
             let mut full = false;
             for path in paths.by_ref() {
@@ -194,7 +199,25 @@ impl Batcher {
                 sealed.push(self.seal(&distribution_id, SealReason::Full));
             }
         }
+        if member_in_open_batch && let Some(max_delay) = max_delay {
+            if max_delay.is_zero() {
+                // The urgent paths and whatever was pending for the distribution go now.
+                sealed.push(self.seal(&distribution_id, SealReason::Urgent));
+                return false;
+            }
+            self.close_by(&distribution_id, now + max_delay);
+        }
         member_in_open_batch
+    }
+
+    /// Brings the distribution's window deadline forward to `deadline` if it is later.
+    fn close_by(&mut self, distribution_id: &DistributionId, deadline: Instant) {
+        let batch = self.open.get_mut(distribution_id).expect("the message is in the open batch");
+        if deadline < batch.deadline {
+            self.deadlines.remove(&(batch.deadline, distribution_id.clone()));
+            self.deadlines.insert((deadline, distribution_id.clone()));
+            batch.deadline = deadline;
+        }
     }
 
     /// Seals every window whose time is up.
@@ -264,6 +287,7 @@ mod tests {
             paths: paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
             idempotency_key: None,
             requester: Some("tests".into()),
+            max_delay: None,
         }
     }
 
@@ -295,6 +319,36 @@ mod tests {
         // The next path opens a new window.
         batcher.add(start + Duration::from_secs(6), id(3), vec![request("E1", &["/a"])], 0);
         assert_eq!(batcher.next_deadline(), Some(start + Duration::from_secs(11)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_urgent_message_seals_its_distribution_s_window_with_what_was_pending() {
+        let mut batcher = Batcher::new(limits(1_000));
+        let start = Instant::now();
+        batcher.add(start, id(1), vec![request("E1", &["/pending"])], 0);
+        batcher.add(start, id(2), vec![request("E2", &["/other"])], 0);
+        let urgent = InvalidationRequest { max_delay: Some(Duration::ZERO), ..request("E1", &["/now", "/pending"]) };
+        let (sealed, parts) = batcher.add(start + Duration::from_secs(1), id(3), vec![urgent], 0);
+        assert_eq!(sealed.len(), 1);
+        assert_eq!((sealed[0].reason, parts), (SealReason::Urgent, 1));
+        assert_eq!(sealed[0].paths, ["/now", "/pending"], "deduplicated with the pending paths");
+        assert_eq!(member_ids(&sealed[0]), ["m1", "m3"]);
+        assert!(sealed[0].members[1].urgent && !sealed[0].members[0].urgent);
+        assert_eq!(batcher.next_deadline(), Some(start + WINDOW), "E2 keeps its window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_s_max_delay_brings_its_window_forward_never_back() {
+        let mut batcher = Batcher::new(limits(1_000));
+        let start = Instant::now();
+        let within =
+            |seconds| InvalidationRequest { max_delay: Some(Duration::from_secs(seconds)), ..request("E1", &["/a"]) };
+        batcher.add(start, id(1), vec![within(2)], 0);
+        assert_eq!(batcher.next_deadline(), Some(start + Duration::from_secs(2)));
+        batcher.add(start + Duration::from_secs(1), id(2), vec![within(60)], 0);
+        assert_eq!(batcher.next_deadline(), Some(start + Duration::from_secs(2)), "a later cap does not extend it");
+        let sealed = batcher.seal_due(start + Duration::from_secs(2));
+        assert_eq!(member_ids(&sealed[0]), ["m1", "m2"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,6 +60,9 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         if let Some(requester) = &args.requester {
             body["requester"] = requester.as_str().into();
         }
+        if args.urgent {
+            body["priority"] = "urgent".into();
+        }
         if let Some(key) = &args.idempotency_key {
             // Each chunk is its own request; the key stays unique per chunk.
             body["idempotency_key"] = if chunks.len() == 1 { key.clone() } else { format!("{key}#{n}") }.into();

@@ -6,6 +6,7 @@
 //! through EventBridge) are routed to distributions by the routing rules.
 
 use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -49,6 +50,8 @@ pub enum Rejection {
     InvalidTag { index: usize, tag: String, error: TagError },
     #[error("idempotency_key {0:?} is invalid: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters")]
     InvalidIdempotencyKey(String),
+    #[error("priority {0:?} is invalid: it must be \"urgent\" or \"normal\"")]
+    InvalidPriority(String),
     #[error(transparent)]
     Unrouted(#[from] RouteError),
     #[error(
@@ -71,6 +74,7 @@ impl Rejection {
             Self::InvalidPath { .. } => "invalid_path",
             Self::InvalidTag { .. } => "invalid_tag",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::InvalidPriority(_) => "invalid_priority",
             Self::Unrouted(_) => "unrouted",
             Self::KeyConflict { .. } => "idempotency_key_conflict",
         }
@@ -151,6 +155,10 @@ struct WireRequest {
     idempotency_key: Option<String>,
     #[serde(default)]
     requester: Option<String>,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    max_delay_seconds: Option<u64>,
 }
 
 /// Parses and validates one SQS message body in any format the worker reads. Every source meets the same
@@ -209,6 +217,7 @@ fn routed(objects: &[S3Object], routing: &Routing) -> Result<Parsed, Rejection> 
                     paths: routed.paths,
                     idempotency_key: None,
                     requester: Some(format!("s3://{}", object.bucket)),
+                    max_delay: None,
                 }),
             }
         }
@@ -253,7 +262,18 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
         paths.push(tag);
     }
     dedup(&mut paths);
-    Ok(InvalidationRequest { distribution_id, paths, idempotency_key: wire.idempotency_key, requester: wire.requester })
+    let max_delay = match wire.priority.as_deref() {
+        Some("urgent") => Some(Duration::ZERO),
+        None | Some("normal") => wire.max_delay_seconds.map(Duration::from_secs),
+        Some(other) => return Err(Rejection::InvalidPriority(truncated(other.to_owned()))),
+    };
+    Ok(InvalidationRequest {
+        distribution_id,
+        paths,
+        idempotency_key: wire.idempotency_key,
+        requester: wire.requester,
+        max_delay,
+    })
 }
 
 /// Up to this many paths, a linear scan finds repeats faster than hashing (a message carries a few paths).
@@ -556,6 +576,22 @@ mod tests {
         let body = serde_json::json!({"distribution_id": "E1", "paths": [format!("x{}", "é".repeat(3_000))]});
         let reason = parse_request(&body.to_string()).unwrap_err().to_string();
         assert!(reason.len() < 400, "{}", reason.len());
+    }
+
+    #[test]
+    fn priority_and_max_delay_say_how_long_a_message_may_wait() {
+        let with = |extra: serde_json::Value| {
+            let mut body = serde_json::json!({"distribution_id": "EAAA", "paths": ["/a"]});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            parse_request(&body.to_string())
+        };
+        assert_eq!(with(serde_json::json!({})).unwrap().max_delay, None);
+        assert!(with(serde_json::json!({"priority": "urgent"})).unwrap().is_urgent());
+        let capped = with(serde_json::json!({"priority": "normal", "max_delay_seconds": 30})).unwrap();
+        assert_eq!(capped.max_delay, Some(Duration::from_secs(30)));
+        assert!(!capped.is_urgent());
+        assert_eq!(with(serde_json::json!({"priority": "asap"})).unwrap_err().code(), "invalid_priority");
+        assert_eq!(with(serde_json::json!({"max_delay_seconds": -1})).unwrap_err().code(), "malformed");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use metrics::counter;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -31,6 +32,17 @@ pub struct CreateRateLimiter {
     /// Also passed while cautious: a quarter of the rate, no burst.
     cautious: Bucket,
     cautious_until: Mutex<Option<Instant>>,
+    /// Urgent callers waiting for a permit: normal callers let them go first.
+    urgent_waiting: watch::Sender<usize>,
+}
+
+/// Counts an urgent caller as waiting until it has its permit, or gave up waiting (its future was dropped).
+struct UrgentWaiting<'a>(&'a watch::Sender<usize>);
+
+impl Drop for UrgentWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|waiting| *waiting -= 1);
+    }
 }
 
 fn bucket(per_second: f64, burst: NonZeroU32) -> Bucket {
@@ -45,11 +57,25 @@ impl CreateRateLimiter {
             normal: bucket(per_second, burst),
             cautious: bucket(per_second / THROTTLED_RATE_DIVISOR, NonZeroU32::MIN),
             cautious_until: Mutex::new(None),
+            urgent_waiting: watch::Sender::new(0),
         }
     }
 
     /// Waits for a permit; waiting callers do not hold anything else up.
     pub async fn until_ready(&self) {
+        let mut urgent = self.urgent_waiting.subscribe();
+        let _ = urgent.wait_for(|waiting| *waiting == 0).await;
+        self.permit().await;
+    }
+
+    /// As `until_ready`, ahead of every normal caller.
+    pub async fn until_ready_urgently(&self) {
+        self.urgent_waiting.send_modify(|waiting| *waiting += 1);
+        let _waiting = UrgentWaiting(&self.urgent_waiting);
+        self.permit().await;
+    }
+
+    async fn permit(&self) {
         wait_for(&self.normal).await;
         if self.cautious_until.lock().unwrap().is_some_and(|until| Instant::now() < until) {
             wait_for(&self.cautious).await;
@@ -88,6 +114,29 @@ mod tests {
             granted.push(start.elapsed().as_millis());
         }
         assert_eq!(granted, [0, 0, 0, 500, 1_000, 1_500, 2_000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_urgent_caller_goes_before_normal_callers_that_come_after_it() {
+        let limiter = std::sync::Arc::new(CreateRateLimiter::new(1.0, NonZeroU32::MIN));
+        let start = Instant::now();
+        limiter.until_ready().await;
+        let urgent = tokio::spawn({
+            let limiter = std::sync::Arc::clone(&limiter);
+            async move {
+                limiter.until_ready_urgently().await;
+                start.elapsed().as_millis()
+            }
+        });
+        tokio::task::yield_now().await;
+        let normal = tokio::spawn({
+            let limiter = std::sync::Arc::clone(&limiter);
+            async move {
+                limiter.until_ready().await;
+                start.elapsed().as_millis()
+            }
+        });
+        assert_eq!((urgent.await.unwrap(), normal.await.unwrap()), (1_000, 2_000));
     }
 
     #[tokio::test(start_paused = true)]

@@ -30,6 +30,8 @@ pub struct BatchMember {
     pub paths: Vec<InvalidationPath>,
     /// How many batches carry paths of this message (usually 1).
     pub parts: u32,
+    /// Sent with `"priority": "urgent"`: its latency is measured apart.
+    pub urgent: bool,
 }
 
 /// What is to become of messages.

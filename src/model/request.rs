@@ -1,5 +1,7 @@
 //! A validated invalidation request, as every stage after intake sees it.
 
+use std::time::Duration;
+
 use sha2::{Digest, Sha256};
 
 use super::DistributionId;
@@ -13,9 +15,15 @@ pub struct InvalidationRequest {
     pub paths: Vec<InvalidationPath>,
     pub idempotency_key: Option<String>,
     pub requester: Option<String>,
+    /// The longest its paths may wait in a window; zero for `"priority": "urgent"`, which seals the window at once.
+    pub max_delay: Option<Duration>,
 }
 
 impl InvalidationRequest {
+    pub fn is_urgent(&self) -> bool {
+        self.max_delay == Some(Duration::ZERO)
+    }
+
     /// A digest of what the request asks for, its paths and tags in any order: two messages with one
     /// idempotency key must ask for the same thing, and the ledger compares this instead of whole path lists.
     pub fn content_digest(&self) -> String {

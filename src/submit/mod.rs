@@ -178,7 +178,11 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         loop {
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
-                self.limiter.until_ready().await;
+                if batch.content.reason == SealReason::Urgent {
+                    self.limiter.until_ready_urgently().await;
+                } else {
+                    self.limiter.until_ready().await;
+                }
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {

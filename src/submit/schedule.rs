@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::batch::Batch;
+use crate::batch::window::SealReason;
 use crate::model::DistributionId;
 
 /// Batches received but not yet started, in arrival order, and the count started per distribution.
@@ -31,17 +32,16 @@ impl Schedule {
         self.queued.push_back(batch);
     }
 
-    /// The oldest queued batch whose distribution is under its cap, if the total allows one more; it counts as
-    /// started from now on.
+    /// The oldest queued urgent batch whose distribution is under its cap, else the oldest such batch, if the
+    /// total allows one more; it counts as started from now on.
     pub fn next(&mut self) -> Option<Batch> {
         if self.total_started >= self.total_cap {
             return None;
         }
         let cap = self.per_distribution_cap;
-        let at = self
-            .queued
-            .iter()
-            .position(|b| self.started.get(&b.content.distribution_id).copied().unwrap_or(0) < cap)?;
+        let startable = |b: &Batch| self.started.get(&b.content.distribution_id).copied().unwrap_or(0) < cap;
+        let urgent = self.queued.iter().position(|b| b.content.reason == SealReason::Urgent && startable(b));
+        let at = urgent.or_else(|| self.queued.iter().position(startable))?;
         let batch = self.queued.remove(at)?;
         *self.started.entry(batch.content.distribution_id.clone()).or_default() += 1;
         self.total_started += 1;
@@ -67,7 +67,7 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::window::{SealReason, SealedBatch};
+    use crate::batch::window::SealedBatch;
     use crate::clock::WallClock;
 
     fn batch(distribution: &str) -> Batch {
@@ -99,6 +99,23 @@ mod tests {
         assert_eq!(schedule.next().map(|b| distribution(&b).to_owned()), None, "ESAT is still at its cap");
         schedule.finished(&DistributionId::parse("ESAT").unwrap());
         assert_eq!(schedule.next().map(|b| distribution(&b).to_owned()).as_deref(), Some("ESAT"));
+    }
+
+    #[test]
+    fn an_urgent_batch_starts_before_older_normal_ones() {
+        let mut schedule = Schedule::new(1, 1);
+        schedule.push(batch("EAAA"));
+        schedule.push(batch("EBBB"));
+        let mut urgent = batch("ECCC");
+        urgent.content.reason = SealReason::Urgent;
+        schedule.push(urgent);
+        let order: Vec<String> = std::iter::from_fn(|| {
+            let next = schedule.next()?;
+            schedule.finished(&next.content.distribution_id);
+            Some(distribution(&next).to_owned())
+        })
+        .collect();
+        assert_eq!(order, ["ECCC", "EAAA", "EBBB"]);
     }
 
     #[test]

@@ -14,8 +14,8 @@ SCHEMA = json.loads((ROOT / "schema" / "invalidation-request.v1.json").read_text
 validator = jsonschema.Draft202012Validator(SCHEMA)
 jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
-# Rejections a schema cannot see: the distribution does not exist, or a path is too long only once encoded.
-BEYOND_A_SCHEMA = ("distribution does not exist", "once encoded")
+# Refusals that depend on the worker's configuration or on encoding, which a schema of the message cannot express.
+BEYOND_A_SCHEMA = ("distribution does not exist", "once encoded", "--allow-distribution list")
 
 passed, failed = 0, 0
 
@@ -60,6 +60,8 @@ for case in corpus:
             continue
         expect(not validator.is_valid(body), f"{case['note']}: a non-object body passes the schema")
         applicable += 1
+        continue
+    if case.get("expect") == "skip":
         continue
     if any(reason in case["reason"] for reason in BEYOND_A_SCHEMA):
         expect(validator.is_valid(body), f"{case['note']}: the schema refuses a structurally valid request")
