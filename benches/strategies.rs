@@ -143,6 +143,9 @@ struct Row {
     p99: Option<Duration>,
     quota_errors: usize,
     never_covered: usize,
+    /// GetInvalidation and ListInvalidations calls (completion tracking and budget resyncs).
+    status_calls: (usize, usize),
+    invalidations: usize,
 }
 
 fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
@@ -164,6 +167,8 @@ fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
             .filter(|r| matches!(r.code, "TooManyInvalidationsInProgress" | "Throttling"))
             .count(),
         never_covered: sent.len() - latencies.len(),
+        status_calls: (cdn.status_checks().len(), cdn.list_calls().len()),
+        invalidations: created.len(),
     }
 }
 
@@ -182,12 +187,14 @@ fn seconds(d: Option<Duration>) -> String {
 
 fn print(rows: &[Row]) {
     println!(
-        "| strategy | CreateInvalidation requests | paths billed | estimated cost | p50 enqueue→accepted | p99 | quota errors (TooMany + Throttling) | messages never covered |"
+        "| strategy | CreateInvalidation requests | paths billed | estimated cost | p50 enqueue→accepted | p99 | quota errors (TooMany + Throttling) | messages never covered | status calls: Get + List (per invalidation) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
+        let (gets, lists) = r.status_calls;
+        let per_invalidation = (gets + lists) as f64 / r.invalidations.max(1) as f64;
         println!(
-            "| {} | {} | {} | ${:.2} | {} | {} | {} | {} |",
+            "| {} | {} | {} | ${:.2} | {} | {} | {} | {} | {gets} + {lists} ({per_invalidation:.2}) |",
             r.name,
             r.requests,
             r.paths_billed,

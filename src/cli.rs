@@ -120,6 +120,16 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_COMPLETION_POLL", default_value = "10s")]
     pub completion_poll: humantime::Duration,
 
+    /// Publish an event to this SNS topic when a batch is accepted and when it completes (schema/event.v1.json),
+    /// at least once: the ledger keeps a batch tracked until its events are published.
+    #[arg(long, env = "INVALIDATOR_EVENTS_TOPIC_ARN", value_name = "ARN", conflicts_with = "events_bus")]
+    pub events_topic_arn: Option<String>,
+
+    /// Publish the same events to this EventBridge bus (source `cf-invalidator`, detail-type `Invalidation
+    /// Accepted` or `Invalidation Completed`).
+    #[arg(long, env = "INVALIDATOR_EVENTS_BUS", value_name = "NAME")]
+    pub events_bus: Option<String>,
+
     /// ListInvalidations and GetInvalidation calls per second at most, for completion tracking (CloudFront
     /// throttles its API per account).
     #[arg(long, env = "INVALIDATOR_STATUS_RATE", default_value_t = 4.0)]

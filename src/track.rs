@@ -25,7 +25,8 @@ use crate::limit::Budget;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::BudgetStore;
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
-use crate::ports::ledger::{Completion, Ledger};
+use crate::ports::events::{Event, EventKind, Events};
+use crate::ports::ledger::{BatchStatus, Completion, Ledger};
 use crate::retry::Transient;
 use crate::telemetry::log_allowed;
 
@@ -68,6 +69,9 @@ pub struct Tracker<C, L> {
     /// Each look renews an own invalidation's reservation; its completion releases it.
     pub budget: Arc<Budget<C, L>>,
     pub settings: TrackSettings,
+    /// Where accepted and completed events go. The ledger is the outbox: a batch stays among the tracked until its
+    /// events are recorded as published, so a worker that stops before publishing leaves them to another.
+    pub events: Option<Events>,
 }
 
 impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
@@ -85,7 +89,11 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 biased;
                 () = stop.cancelled() => return,
                 submitted = accepted.recv(), if open => match submitted {
-                    Some(submitted) => tracked.push(self.entry(submitted, true, self.settings.first_look)),
+                    Some(submitted) => {
+                        let mut entry = self.entry(submitted, true, self.settings.first_look);
+                        self.publish_owed(&mut entry.submitted).await;
+                        tracked.push(entry);
+                    }
                     None => open = false,
                 },
                 () = tokio::time::sleep_until(next_adoption), if open => {
@@ -127,9 +135,12 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             let known =
                 |reference: &CallerReference| tracked.iter().any(|t| &t.submitted.caller_reference == reference);
             if old_enough && !known(&submitted.caller_reference) {
-                info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, "adopted an accepted batch nobody tracks");
+                info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, status = submitted.status.as_str(), "adopted a batch nobody tracks");
                 counter!("cfi_completion_tracking_adopted_total").increment(1);
-                tracked.push(self.entry(submitted, false, Duration::ZERO));
+                let mut entry = self.entry(submitted, false, Duration::ZERO);
+                if !self.publish_owed(&mut entry.submitted).await {
+                    tracked.push(entry);
+                }
             }
         }
     }
@@ -144,6 +155,16 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
         let mut kept = Vec::with_capacity(mine.len());
         for mut entry in mine {
             let due = entry.next_look <= now;
+            if entry.submitted.status == BatchStatus::Completed {
+                // Recorded completed; only its events are left to publish.
+                if due && !self.publish_owed(&mut entry.submitted).await {
+                    entry.next_look = now + entry.gap;
+                    kept.push(entry);
+                } else if !due {
+                    kept.push(entry);
+                }
+                continue;
+            }
             let seen = match listed.iter().find(|i| i.id == entry.submitted.invalidation_id) {
                 Some(invalidation) => Seen::Status(invalidation.clone()),
                 // Older than the pages read, so most likely completed: ask for it alone, when it is due.
@@ -152,9 +173,13 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             };
             match seen {
                 Seen::Status(invalidation) if invalidation.is_completed() => {
-                    if !self.record(&entry.submitted, invalidation).await {
-                        kept.push(Tracked { next_look: now + entry.gap, ..entry });
+                    if self.record(&entry.submitted, invalidation).await {
+                        entry.submitted.status = BatchStatus::Completed;
+                        if self.publish_owed(&mut entry.submitted).await {
+                            continue;
+                        }
                     }
+                    kept.push(Tracked { next_look: now + entry.gap, ..entry });
                 }
                 Seen::Gone => {
                     counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(1);
@@ -227,6 +252,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             cloudfront_status: invalidation.status,
             completed_at,
             time_to_complete: completed_at.duration_since(submitted.submitted_at).unwrap_or_default(),
+            keep_tracking: self.events.is_some(),
         };
         self.budget
             .completed(&submitted.distribution_id, &submitted.caller_reference, completion.time_to_complete)
@@ -251,6 +277,46 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 true
             }
         }
+    }
+}
+
+impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
+    /// Publishes the events the batch is owed and not yet recorded as published, recording each once published
+    /// (the completed event settles the record); says whether nothing is left to do for a completed batch.
+    /// A failed publish is tried again at the next look, so an event may repeat, never go missing.
+    async fn publish_owed(&self, submitted: &mut Submitted) -> bool {
+        let Some(events) = &self.events else { return submitted.status == BatchStatus::Completed };
+        let owed: Vec<EventKind> =
+            EventKind::owed_by(submitted.status).iter().copied().filter(|k| !submitted.published.contains(k)).collect();
+        if owed.is_empty() {
+            return submitted.status == BatchStatus::Completed;
+        }
+        let record = match self.ledger.batch(&submitted.caller_reference).await {
+            Ok(Some(record)) => record,
+            // Expired meanwhile: nothing to tell anyone any more.
+            Ok(None) => return true,
+            Err(e) => return self.not_published(submitted, &e),
+        };
+        for kind in owed {
+            if let Err(e) = events.0.publish(&Event::of(kind, &record)).await {
+                return self.not_published(submitted, &e);
+            }
+            counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
+            let settled = kind == EventKind::Completed;
+            if let Err(e) = self.ledger.mark_published(&submitted.caller_reference, kind, settled).await {
+                return self.not_published(submitted, &e);
+            }
+            submitted.published.push(kind);
+        }
+        submitted.status == BatchStatus::Completed
+    }
+
+    fn not_published(&self, submitted: &Submitted, error: &dyn std::fmt::Display) -> bool {
+        if let Some(suppressed) = log_allowed("event_not_published") {
+            warn!(caller_reference = %submitted.caller_reference, %error, suppressed, "could not publish the batch's event; will try again");
+        }
+        counter!("cfi_events_failed_total").increment(1);
+        false
     }
 }
 
@@ -282,7 +348,7 @@ async fn sleep_until(due: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::fake::{FakeCdn, MemoryLedger};
-    use crate::ports::ledger::{BatchRecord, BatchStatus};
+    use crate::ports::ledger::BatchRecord;
 
     const FIRST_LOOK: Duration = Duration::from_secs(5);
     const POLL: Duration = Duration::from_secs(20);
@@ -316,12 +382,7 @@ mod tests {
             self.ledger.record_intent(&record).await.unwrap();
             record.accept(&invalidation, now);
             self.ledger.record_outcome(&record).await.unwrap();
-            Submitted {
-                caller_reference: reference,
-                distribution_id: distribution,
-                invalidation_id: invalidation.id,
-                submitted_at: now,
-            }
+            record.submitted().unwrap()
         }
 
         fn tracker(&self) -> Tracker<FakeCdn, MemoryLedger> {
@@ -340,7 +401,7 @@ mod tests {
                 "w1".into(),
                 self.clock,
             ));
-            Tracker { cdn: Arc::clone(&self.cdn), ledger: Arc::clone(&self.ledger), budget, settings }
+            Tracker { cdn: Arc::clone(&self.cdn), ledger: Arc::clone(&self.ledger), budget, settings, events: None }
         }
 
         /// Runs a tracker over `submitted` until it has nothing left to track.

@@ -13,6 +13,7 @@ use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
+use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Queue, Receipt,
@@ -136,6 +137,7 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
         cloudfront_status: "Completed".into(),
         completed_at: millis(base + 62_000),
         time_to_complete: Duration::from_millis(60_000),
+        keep_tracking: false,
     };
     assert!(ledger.record_completion(&completion).await.unwrap(), "recorded");
     assert!(!ledger.record_completion(&completion).await.unwrap(), "recorded once: a second tracker is told");
@@ -144,8 +146,32 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     completed.complete(&completion);
     assert_eq!(completed.status, BatchStatus::Completed);
     assert_eq!(ledger.list(&distribution, millis(base - 1_000), 10).await.unwrap(), [failed, completed]);
-    let missing = Completion { caller_reference: unknown.caller_reference.clone(), ..completion };
+    let missing = Completion { caller_reference: unknown.caller_reference.clone(), ..completion.clone() };
     assert!(matches!(ledger.record_completion(&missing).await, Err(LedgerError::Conflict(_))));
+
+    // The outbox: a completed batch whose events are still to be published stays tracked until they are.
+    let mut announced = record(&distribution, base + 3_000);
+    ledger.record_intent(&announced).await.unwrap();
+    announced.accept(&Invalidation { id: "I3ANNOUNCED".into(), status: "InProgress".into() }, millis(base + 3_100));
+    ledger.record_outcome(&announced).await.unwrap();
+    let reference = announced.caller_reference.clone();
+    ledger.mark_published(&reference, EventKind::Accepted, false).await.unwrap();
+    let keeping = Completion { caller_reference: reference.clone(), keep_tracking: true, ..completion.clone() };
+    assert!(ledger.record_completion(&keeping).await.unwrap());
+    let owed = tracked(ledger.in_progress(1_000).await.unwrap());
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(
+        (owed[0].status, owed[0].published.as_slice()),
+        (BatchStatus::Completed, [EventKind::Accepted].as_slice())
+    );
+    ledger.mark_published(&reference, EventKind::Completed, true).await.unwrap();
+    assert_eq!(tracked(ledger.in_progress(1_000).await.unwrap()), [], "settled once its events are published");
+    let stored = ledger.batch(&reference).await.unwrap().unwrap();
+    assert_eq!(stored.published, [EventKind::Accepted, EventKind::Completed]);
+    assert!(matches!(
+        ledger.mark_published(&unknown.caller_reference, EventKind::Accepted, false).await,
+        Err(LedgerError::Conflict(_))
+    ));
 
     // Expired records are invisible to readers even before TTL deletes them.
     let mut expired = record(&distribution, base + 5_000);
@@ -240,6 +266,7 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
         cloudfront_status: "Completed".into(),
         completed_at: millis(base + 70_000),
         time_to_complete: Duration::from_millis(60_000),
+        keep_tracking: false,
     };
     ledger.record_completion(&completion).await.unwrap();
     let mut completed = wildcard.clone();

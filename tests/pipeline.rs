@@ -888,3 +888,95 @@ async fn an_urgent_message_is_accepted_within_a_second_and_normal_messages_keep_
     assert!(normal.at - started >= Duration::from_secs(30), "EBBB kept its 30 s window: {:?}", normal.at - started);
     assert!(h.queue.is_empty());
 }
+
+mod events {
+    use super::*;
+    use cf_invalidator::fake::MemoryEvents;
+    use cf_invalidator::ports::events::{EventError, EventKind, Events};
+
+    fn with_events(sink: &Arc<MemoryEvents>) -> Settings {
+        Settings { events: Some(Events(Arc::clone(sink) as Arc<_>)), ..settings() }
+    }
+
+    fn kinds(sink: &MemoryEvents) -> Vec<(String, EventKind)> {
+        sink.published().into_iter().map(|e| (e.caller_reference, e.kind)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_batch_announces_its_acceptance_and_its_completion_with_its_messages() {
+        let h = Harness::new(&["EAAA", "EBBB"]);
+        h.cdn.complete_after(Duration::from_secs(20));
+        let keyed =
+            json!({"distribution_id": "EAAA", "paths": ["/a"], "idempotency_key": "deploy-7", "requester": "ci"});
+        h.queue.send(&keyed.to_string(), &[]).await.unwrap();
+        h.send("EBBB", &["/b"]).await;
+        let sink = Arc::new(MemoryEvents::default());
+        h.run_for(Duration::from_secs(120), with_events(&sink)).await;
+
+        let records = h.ledger.records();
+        assert_eq!(records.len(), 2);
+        let published = sink.published();
+        for record in &records {
+            let reference = record.caller_reference.to_string();
+            let of_batch: Vec<_> = published.iter().filter(|e| e.caller_reference == reference).collect();
+            assert_eq!(
+                of_batch.iter().map(|e| e.kind).collect::<Vec<_>>(),
+                [EventKind::Accepted, EventKind::Completed]
+            );
+            let ids: Vec<String> = record.message_ids.iter().map(|m| m.0.clone()).collect();
+            assert!(of_batch.iter().all(|e| e.message_ids == ids && e.invalidation_id == record.invalidation_id));
+            assert_eq!(of_batch[1].time_to_complete_ms, record.time_to_complete.map(|t| t.as_millis() as u64));
+        }
+        let keyed = published.iter().find(|e| e.distribution_id == "EAAA").unwrap();
+        assert_eq!(
+            (keyed.idempotency_keys.as_slice(), keyed.requesters.as_slice()),
+            (["deploy-7".to_owned()].as_slice(), ["ci".to_owned()].as_slice())
+        );
+        assert!(h.ledger.in_progress(100).await.unwrap().is_empty(), "settled once published");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_stops_before_publishing_leaves_its_events_to_another() {
+        let h = Harness::new(&["EAAA"]);
+        h.cdn.complete_after(Duration::from_secs(20));
+        h.send("EAAA", &["/a"]).await;
+        // Worker A cannot reach the destination for as long as it runs.
+        let unreachable = Arc::new(MemoryEvents::default());
+        let outage = EventError::Unavailable("SNS is down".into());
+        unreachable.faults.down_until("publish", outage, tokio::time::Instant::now() + Duration::from_secs(3_600));
+        let mut worker_a = with_events(&unreachable);
+        let clock = worker_a.clock;
+        worker_a.ledger.worker_id = "worker-a".into();
+        h.run_for(Duration::from_secs(60), worker_a).await;
+        assert!(unreachable.published().is_empty());
+        assert_eq!(h.ledger.records()[0].status, BatchStatus::Completed, "completion recorded, its events owed");
+
+        let sink = Arc::new(MemoryEvents::default());
+        let mut worker_b = Settings { clock, ..with_events(&sink) };
+        worker_b.ledger.worker_id = "worker-b".into();
+        h.run_for(Duration::from_secs(180), worker_b).await;
+        let reference = h.ledger.records()[0].caller_reference.to_string();
+        assert_eq!(kinds(&sink), [(reference.clone(), EventKind::Accepted), (reference, EventKind::Completed)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_published_but_not_recorded_is_published_again_not_lost() {
+        let h = Harness::new(&["EAAA"]);
+        h.cdn.complete_after(Duration::from_secs(3_600));
+        h.send("EAAA", &["/a"]).await;
+        let sink = Arc::new(MemoryEvents::default());
+        // Worker A publishes the accepted event, then stops before the ledger records it (it stays unreachable).
+        let gone = LedgerError::Unavailable("worker A stopped".into());
+        h.ledger.faults.down_until("mark_published", gone, tokio::time::Instant::now() + Duration::from_secs(60));
+        let mut worker_a = with_events(&sink);
+        let clock = worker_a.clock;
+        h.run_for(Duration::from_secs(30), worker_a.clone()).await;
+        worker_a.ledger.worker_id = "worker-b".into();
+        h.run_for(Duration::from_secs(150), Settings { clock, ..worker_a }).await;
+
+        let reference = h.ledger.records()[0].caller_reference.to_string();
+        let accepted = kinds(&sink).into_iter().filter(|k| *k == (reference.clone(), EventKind::Accepted)).count();
+        assert!(accepted >= 2, "repeated, at least once: {:?}", kinds(&sink));
+        assert_eq!(h.ledger.records()[0].published, [EventKind::Accepted], "recorded once it could be");
+    }
+}

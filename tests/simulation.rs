@@ -31,6 +31,7 @@ use cf_invalidator::fake::{Created, FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::budget::QUOTA;
+use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError,
@@ -350,6 +351,21 @@ impl Ledger for ChaosLedger {
     async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
         self.before()?;
         self.inner.in_progress(limit).await
+    }
+
+    async fn mark_published(
+        &self,
+        reference: &CallerReference,
+        kind: EventKind,
+        settled: bool,
+    ) -> Result<(), LedgerError> {
+        self.before()?;
+        self.inner.mark_published(reference, kind, settled).await
+    }
+
+    async fn batch(&self, reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
+        self.before()?;
+        self.inner.batch(reference).await
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

@@ -177,6 +177,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         paths,
         message_ids: window.receipts.iter().map(|r| r.message_id.clone()).collect(),
         requesters: Vec::new(),
+        idempotency_keys: Vec::new(),
         requested_paths: window.requested,
         seal_reason: "window_elapsed".into(),
         coalescing: None,
@@ -191,6 +192,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         owner: "baseline".into(),
         lease_until: now,
         expires_at: now + Duration::from_secs(90 * 24 * 3_600),
+        published: Vec::new(),
     };
     fixture.ledger.record_intent(&record).await.unwrap();
     for chunk in window.receipts.chunks(10) {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     BatchEntryFailure, BatchRecord, BudgetState, BudgetStore, Cdn, CdnError, Completion, DeadLetterRecord,
     Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError, Receipt,
@@ -440,6 +441,21 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
     async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
         add(&self.counts.dynamodb_reads, 1);
         self.inner.in_progress(limit).await
+    }
+
+    async fn mark_published(
+        &self,
+        reference: &CallerReference,
+        kind: EventKind,
+        settled: bool,
+    ) -> Result<(), LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.mark_published(reference, kind, settled).await
+    }
+
+    async fn batch(&self, reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.batch(reference).await
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

@@ -259,7 +259,14 @@ mod tests {
     }
 
     fn part_of(delivery: &Delivery, parts: u32) -> BatchMember {
-        BatchMember { delivery: delivery.clone(), requester: None, paths: Vec::new(), parts, urgent: false }
+        BatchMember {
+            delivery: delivery.clone(),
+            requester: None,
+            paths: Vec::new(),
+            parts,
+            urgent: false,
+            idempotency_key: None,
+        }
     }
 
     /// A message split in two whose first part was released is delivered again to the same worker and split

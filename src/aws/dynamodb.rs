@@ -34,6 +34,7 @@ use self::item::{
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
 };
@@ -46,6 +47,8 @@ pub const TRACKING_INDEX: &str = "by_tracking";
 /// Set on an accepted batch (to `TRACKING_IN_PROGRESS`), removed with its completion: the `by_tracking` key.
 pub const TRACKING: &str = "tracking";
 const TRACKING_IN_PROGRESS: &str = "in_progress";
+/// The events published for a batch (a string set of `EventKind`s).
+pub const PUBLISHED: &str = "published";
 /// Epoch seconds after which DynamoDB may delete the item (the table's TTL attribute).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// Values of `outcome`, the `by_outcome` partition key.
@@ -353,10 +356,13 @@ impl Ledger for DynamoLedger {
             .update_item()
             .table_name(&self.table)
             .key(KEY, key_of(&completion.caller_reference))
-            .update_expression(
+            .update_expression(if completion.keep_tracking {
                 "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
-                 time_to_complete_ms = :time_to_complete REMOVE tracking",
-            )
+                     time_to_complete_ms = :time_to_complete"
+            } else {
+                "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
+                     time_to_complete_ms = :time_to_complete REMOVE tracking"
+            })
             .condition_expression("attribute_exists(#pk) AND #status <> :status")
             .expression_attribute_names("#pk", KEY)
             .expression_attribute_names("#status", "status")
@@ -379,6 +385,35 @@ impl Ledger for DynamoLedger {
                 _ => Err(self.error(classify(&e))),
             },
         }
+    }
+
+    async fn mark_published(
+        &self,
+        caller_reference: &CallerReference,
+        kind: EventKind,
+        settled: bool,
+    ) -> Result<(), LedgerError> {
+        let update = if settled { "ADD #published :kind REMOVE tracking" } else { "ADD #published :kind" };
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key_of(caller_reference))
+            .update_expression(update)
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_names("#published", PUBLISHED)
+            .expression_attribute_values(":kind", AttributeValue::Ss(vec![kind.as_str().to_owned()]))
+            .send()
+            .await;
+        match self.conditional(outcome)? {
+            true => Ok(()),
+            false => Err(LedgerError::Conflict(caller_reference.to_string())),
+        }
+    }
+
+    async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
+        self.get(key_of(caller_reference)).await?.map(|item| record_from(&item)).transpose()
     }
 
     async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {

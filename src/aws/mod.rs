@@ -3,6 +3,7 @@
 pub mod cloudfront;
 pub mod dynamodb;
 mod error;
+pub mod events;
 pub mod sqs;
 
 use std::time::Duration;

@@ -89,7 +89,14 @@ fn add(batcher: &mut Batcher, accepted: Accepted, clock: WallClock) -> Vec<Batch
     let (full, parts) = batcher.add(Instant::now(), delivery.clone(), requests, resumed.len() as u32);
     let mut batches = sealed(full, clock);
     batches.extend(resumed.into_iter().map(|(record, paths)| {
-        let member = BatchMember { delivery: delivery.clone(), requester: None, paths, parts, urgent: false };
+        let member = BatchMember {
+            delivery: delivery.clone(),
+            requester: None,
+            paths,
+            parts,
+            urgent: false,
+            idempotency_key: None,
+        };
         Batch::resume(record, member)
     }));
     batches

@@ -163,13 +163,21 @@ impl Batcher {
         let distribution_id = request.distribution_id;
         let mut requester = request.requester;
         let (urgent, max_delay) = (request.max_delay == Some(Duration::ZERO), request.max_delay);
+        let idempotency_key = request.idempotency_key;
         let BatchLimits { max_paths, max_wildcards, .. } = self.limits;
         let mut paths = request.paths.into_iter().peekable();
         let mut member_in_open_batch = false;
         while paths.peek().is_some() {
             let OpenBatch { paths: merged, members, requested_paths, .. } = self.open_batch(&distribution_id, now);
             let member_paths = Vec::with_capacity(paths.len());
-            let member = BatchMember { delivery: delivery.clone(), requester, paths: member_paths, parts: 0, urgent };
+            let member = BatchMember {
+                delivery: delivery.clone(),
+                requester,
+                paths: member_paths,
+                parts: 0,
+                urgent,
+                idempotency_key: idempotency_key.clone(),
+            };
             members.push(member);
             let member = members.last_mut().expect("just pushed");
             let mut full = false;

@@ -5,11 +5,13 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::aws::events::{EventBridgeEvents, SnsEvents};
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::Allowance;
+use cf_invalidator::ports::events::Events;
 use cf_invalidator::submit::Overload;
 use cf_invalidator::telemetry::{self, Health, install_metrics};
 use cf_invalidator::worker::{
@@ -24,8 +26,9 @@ use crate::cli::{Coalesce, RunArgs};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let signalled = shutdown_signal()?;
-    let settings = settings(&args)?;
+    let mut settings = settings(&args)?;
     let config = super::aws_config().await?;
+    settings.events = events(&config, &args);
     let services = connect(&config, &args).await?;
     let health = Arc::new(Health::default());
     let stop_telemetry = CancellationToken::new();
@@ -56,6 +59,10 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     ensure!(
         args.status_rate.is_finite() && args.status_rate > 0.0,
         "--status-rate must be a positive number of calls per second"
+    );
+    ensure!(
+        (args.events_topic_arn.is_none() && args.events_bus.is_none()) || !args.completion_poll.is_zero(),
+        "events are published by completion tracking: --events-topic-arn and --events-bus need a --completion-poll above 0s"
     );
     let visibility_timeout = Duration::from(args.visibility_timeout);
     ensure!(
@@ -98,6 +105,15 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         shutdown_timeout: args.shutdown_timeout.into(),
         ..Settings::default()
     })
+}
+
+/// Where batch events go, if anywhere.
+fn events(config: &aws_config::SdkConfig, args: &RunArgs) -> Option<Events> {
+    if let Some(topic_arn) = &args.events_topic_arn {
+        return Some(Events(Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(config), topic_arn))));
+    }
+    let bus = args.events_bus.as_ref()?;
+    Some(Events(Arc::new(EventBridgeEvents::new(aws_sdk_eventbridge::Client::new(config), bus))))
 }
 
 /// The SDK adapters, after checking that the queue and the table can be reached.

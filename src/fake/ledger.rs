@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -7,6 +7,7 @@ use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
+use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
 };
@@ -20,6 +21,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         paths: paths.iter().map(|p| p.to_string()).collect(),
         message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
         requesters: Vec::new(),
+        idempotency_keys: Vec::new(),
         requested_paths: paths.len(),
         seal_reason: "window_elapsed".into(),
         coalescing: None,
@@ -34,6 +36,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         owner: "w1".into(),
         lease_until: created_at,
         expires_at: created_at,
+        published: Vec::new(),
     }
 }
 
@@ -43,6 +46,9 @@ pub struct MemoryLedger {
     /// With the order of insertion, so records created in the same instant list in a reproducible order.
     records: Mutex<HashMap<CallerReference, (usize, BatchRecord)>>,
     keys: Mutex<HashMap<(DistributionId, String), (KeyRecord, String)>>,
+    /// Completed records no longer tracked: their completion was recorded without events to publish, or their
+    /// events are published (`tracking` removed, in DynamoDB terms).
+    settled: Mutex<HashSet<CallerReference>>,
     dead_letters: Mutex<HashMap<MessageId, DeadLetterRecord>>,
     budgets: Mutex<HashMap<DistributionId, BudgetState>>,
 }
@@ -193,15 +199,45 @@ impl Ledger for MemoryLedger {
             return Ok(false);
         }
         stored.complete(completion);
+        if !completion.keep_tracking {
+            self.settled.lock().unwrap().insert(completion.caller_reference.clone());
+        }
         Ok(true)
+    }
+
+    async fn mark_published(
+        &self,
+        caller_reference: &CallerReference,
+        kind: EventKind,
+        settled: bool,
+    ) -> Result<(), LedgerError> {
+        self.faults.call("mark_published").await?;
+        let mut records = self.records.lock().unwrap();
+        let (_, stored) =
+            records.get_mut(caller_reference).ok_or_else(|| LedgerError::Conflict(caller_reference.to_string()))?;
+        if !stored.published.contains(&kind) {
+            stored.published.push(kind);
+        }
+        if settled {
+            self.settled.lock().unwrap().insert(caller_reference.clone());
+        }
+        Ok(())
+    }
+
+    async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
+        Ok(self.live_records().find(|r| &r.caller_reference == caller_reference))
     }
 
     async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
         self.faults.call("in_progress").await?;
         let records = self.records.lock().unwrap();
         // In the order written, as the index's sort key (creation time) would have them.
-        let mut accepted: Vec<&(usize, BatchRecord)> =
-            records.values().filter(|(_, r)| r.status == BatchStatus::Accepted).collect();
+        let settled = self.settled.lock().unwrap();
+        let tracked = |r: &BatchRecord| {
+            r.status == BatchStatus::Accepted
+                || (r.status == BatchStatus::Completed && !settled.contains(&r.caller_reference))
+        };
+        let mut accepted: Vec<&(usize, BatchRecord)> = records.values().filter(|(_, r)| tracked(r)).collect();
         accepted.sort_by_key(|(written, _)| *written);
         Ok(accepted.into_iter().filter_map(|(_, r)| r.submitted()).take(limit).collect())
     }
@@ -214,10 +250,6 @@ impl Ledger for MemoryLedger {
 }
 
 impl AuditLog for MemoryLedger {
-    async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
-        Ok(self.live_records().find(|r| &r.caller_reference == caller_reference))
-    }
-
     async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
         Ok(self.live_records().find(|r| r.invalidation_id.as_deref() == Some(id)))
     }

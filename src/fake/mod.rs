@@ -9,6 +9,7 @@
 
 mod cdn;
 pub mod cloudfront_http;
+mod events;
 mod faults;
 mod ledger;
 mod queue;
@@ -17,6 +18,7 @@ pub use cdn::{
     Completion, CreateCall, CreateRate, Created, DistributionReport, FakeCdn, Page, Rejection, Report, SimConfig,
     Snapshot, StatusCheck, Summary, Tally,
 };
+pub use events::MemoryEvents;
 pub use faults::Faults;
 pub use ledger::{MemoryLedger, pending_record};
 pub use queue::{MemoryQueue, StoredMessage};

@@ -334,5 +334,5 @@ async fn check<L: Ledger>(
 
 /// A member with nothing left to invalidate: acknowledging it deletes the message.
 fn nothing_left(delivery: Delivery) -> BatchMember {
-    BatchMember { delivery, requester: None, paths: Vec::new(), parts: 1, urgent: false }
+    BatchMember { delivery, requester: None, paths: Vec::new(), parts: 1, urgent: false, idempotency_key: None }
 }

@@ -32,6 +32,8 @@ pub struct BatchMember {
     pub parts: u32,
     /// Sent with `"priority": "urgent"`: its latency is measured apart.
     pub urgent: bool,
+    /// The producer's key, named in the batch's events.
+    pub idempotency_key: Option<String>,
 }
 
 /// What is to become of messages.

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use super::ledger::{BatchRecord, DeadLetterRecord, KeyRecord, LedgerError};
-use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::model::{DistributionId, MessageId};
 
 /// Something that went wrong: a batch CloudFront refused, or a message moved to the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,6 @@ impl FailureRecord {
 }
 
 /// Contract (every answer leaves out expired items, as `Ledger::list` does):
-/// - `batch` returns the record with this CallerReference.
 /// - `batch_by_invalidation` returns the record CloudFront's invalidation `id` belongs to (only accepted and
 ///   completed records have one).
 /// - `batches_with_message` returns the records created at or after `since` whose `message_ids` hold `message`,
@@ -35,11 +34,6 @@ impl FailureRecord {
 /// - `failures` returns failed batch records and dead-letter records created at or after `since`, newest first,
 ///   at most `limit`.
 pub trait AuditLog: Send + Sync + 'static {
-    fn batch(
-        &self,
-        caller_reference: &CallerReference,
-    ) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
-
     fn batch_by_invalidation(&self, id: &str) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
 
     fn batches_with_message(

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 use super::cdn::Invalidation;
+use super::events::EventKind;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::retry::Transient;
 
@@ -48,6 +49,8 @@ pub struct BatchRecord {
     pub paths: Vec<String>,
     pub message_ids: Vec<MessageId>,
     pub requesters: Vec<String>,
+    /// The producers' idempotency keys of its messages, for events.
+    pub idempotency_keys: Vec<String>,
     /// Paths requested by the messages before merging; `paths.len()` of them were submitted.
     pub requested_paths: usize,
     pub seal_reason: String,
@@ -69,6 +72,8 @@ pub struct BatchRecord {
     pub lease_until: SystemTime,
     /// When the record may be deleted (DynamoDB TTL); readers ignore expired records.
     pub expires_at: SystemTime,
+    /// The events published for it so far (`mark_published`).
+    pub published: Vec<EventKind>,
 }
 
 impl BatchRecord {
@@ -79,6 +84,8 @@ impl BatchRecord {
             distribution_id: self.distribution_id.clone(),
             invalidation_id: self.invalidation_id.clone()?,
             submitted_at: self.submitted_at?,
+            status: self.status,
+            published: self.published.clone(),
         })
     }
 
@@ -110,6 +117,9 @@ pub struct Submitted {
     pub distribution_id: DistributionId,
     pub invalidation_id: String,
     pub submitted_at: SystemTime,
+    /// `Accepted`, or `Completed` while its events are still to be published.
+    pub status: BatchStatus,
+    pub published: Vec<EventKind>,
 }
 
 /// CloudFront reported an accepted batch's invalidation as completed.
@@ -120,6 +130,9 @@ pub struct Completion {
     pub cloudfront_status: String,
     pub completed_at: SystemTime,
     pub time_to_complete: Duration,
+    /// Events are still to be published: the record stays among those `in_progress` returns until
+    /// `mark_published` settles it.
+    pub keep_tracking: bool,
 }
 
 /// A message the worker moved to the dead-letter queue: item `dlq#<message_id>`.
@@ -219,7 +232,11 @@ impl Transient for LedgerError {
 /// - `record_completion` makes an existing record `Completed` with the completion's fields and says whether it
 ///   did: `false` if the record is completed already (another worker recorded it first), so a completion is
 ///   recorded once. It fails with `Conflict` if there is no such record.
-/// - `in_progress` returns accepted records not yet completed, of every distribution and worker, at most `limit`.
+/// - `in_progress` returns accepted records not yet completed, and completed ones whose events are still to be
+///   published, of every distribution and worker, at most `limit`.
+/// - `mark_published` records that the batch's `kind` event was published; with `settled`, the record leaves
+///   those `in_progress` returns.
+/// - `batch` returns the record with this CallerReference.
 /// - `record_dead_letter` stores the record of a dead-lettered message, replacing an earlier one for the same
 ///   message id (a message can be dead-lettered twice if its delete failed).
 pub trait Ledger: Send + Sync + 'static {
@@ -259,6 +276,18 @@ pub trait Ledger: Send + Sync + 'static {
     fn record_completion(&self, completion: &Completion) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 
     fn in_progress(&self, limit: usize) -> impl Future<Output = Result<Vec<Submitted>, LedgerError>> + Send;
+
+    fn mark_published(
+        &self,
+        caller_reference: &CallerReference,
+        kind: EventKind,
+        settled: bool,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    fn batch(
+        &self,
+        caller_reference: &CallerReference,
+    ) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
 
     fn record_dead_letter(&self, record: &DeadLetterRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }

@@ -1,13 +1,14 @@
-//! The three AWS services the worker talks to, each behind a small trait with a documented contract.
+//! The AWS services the worker talks to, each behind a small trait with a documented contract.
 //!
 //! The SDK adapters in `crate::aws` and the in-memory fakes in `crate::fake` implement these traits, and one
 //! contract-test suite (tests/contract.rs) runs against both, so the fakes cannot drift from the real services.
 //! `AuditLog` is the ledger's read side for operators; `BudgetStore` holds the in-progress budget every worker
-//! shares, in the ledger table.
+//! shares, in the ledger table; `EventSink` is where batch events go (SNS or EventBridge), when configured.
 
 pub mod audit;
 pub mod budget;
 pub mod cdn;
+pub mod events;
 pub mod ledger;
 pub mod queue;
 

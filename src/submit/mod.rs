@@ -375,21 +375,15 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
         info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, estimated_cost_usd = cost.dollars, "invalidation cost, beyond the monthly free paths");
         timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)?;
-        self.track(record, invalidation.id);
+        self.track(record);
         Ok(())
     }
 
     /// Hands an accepted invalidation to the tracker without waiting: tracking must never hold up submission, so
-    /// when the tracker is behind, the record simply stays `accepted`.
-    fn track(&self, record: &BatchRecord, invalidation_id: String) {
-        let (Some(tracker), Some(submitted_at)) = (&self.tracker, record.submitted_at) else {
+    /// when the tracker is behind, the record waits in the ledger for a tracker to adopt it.
+    fn track(&self, record: &BatchRecord) {
+        let (Some(tracker), Some(submitted)) = (&self.tracker, record.submitted()) else {
             return;
-        };
-        let submitted = Submitted {
-            caller_reference: record.caller_reference.clone(),
-            distribution_id: record.distribution_id.clone(),
-            invalidation_id,
-            submitted_at,
         };
         if let Err(TrySendError::Full(_)) = tracker.try_send(submitted) {
             counter!("cfi_completion_tracking_abandoned_total", "reason" => "busy").increment(1);

@@ -15,6 +15,10 @@ impl<C, L> Submitter<C, L> {
         let mut requesters: Vec<String> = content.members.iter().filter_map(|m| m.requester.clone()).collect();
         requesters.sort_unstable();
         requesters.dedup();
+        let mut idempotency_keys: Vec<String> =
+            content.members.iter().filter_map(|m| m.idempotency_key.clone()).collect();
+        idempotency_keys.sort_unstable();
+        idempotency_keys.dedup();
         let now = self.ownership.clock.now();
         BatchRecord {
             caller_reference: batch.caller_reference.clone(),
@@ -22,6 +26,7 @@ impl<C, L> Submitter<C, L> {
             paths: content.paths.clone(),
             message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
             requesters,
+            idempotency_keys,
             requested_paths: content.requested_paths,
             seal_reason: content.reason.as_str().to_owned(),
             coalescing: batch.coalescing.clone(),
@@ -36,6 +41,7 @@ impl<C, L> Submitter<C, L> {
             owner: self.ownership.worker_id.clone(),
             lease_until: now + self.ownership.lease,
             expires_at: now + self.ownership.retention,
+            published: Vec::new(),
         }
     }
 }

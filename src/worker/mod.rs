@@ -282,6 +282,7 @@ fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
             call_gap: Duration::from_secs_f64(1.0 / settings.tracking.status_rate),
             clock: settings.clock,
         },
+        events: settings.events.clone(),
     };
     tasks.spawn(tracker.run(accepted, stop));
     Some(to_tracker)

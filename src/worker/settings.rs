@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::WallClock;
 use crate::intake::parse::IntakeRules;
 use crate::ports::Allowance;
+use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
 use crate::submit::Overload;
 use crate::track::DEFAULT_STATUS_RATE;
@@ -27,6 +28,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub retry: RetryPolicy,
     pub clock: WallClock,
+    /// Where batch events go; published by the completion tracker, so they need it on.
+    pub events: Option<Events>,
 }
 
 /// Receiving and holding messages.
@@ -114,6 +117,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             clock: WallClock::System,
+            events: None,
         }
     }
 }

@@ -187,7 +187,6 @@ pub fn binary() -> std::process::Command {
     command
 }
 
-/// Sends the bodies with SendMessageBatch, ten at a time.
 /// Sends `bodies` in batches of ten; returns their message ids, in the order of `bodies`.
 pub async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) -> Vec<String> {
     let mut ids = Vec::with_capacity(bodies.len());

@@ -172,6 +172,7 @@ def check_worker_stack(cloudformation, iam, ecs):
     stack = create_stack(cloudformation, name, DeployWorker="true", ContainerImage="example.invalid/cfi:test",
                          DistributionIds="EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC",
                          AllowedTopicArns=f"arn:aws:sns:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:publish",
+                         PublishEvents="true",
                          SubnetIds="subnet-0123456789abcdef0", SecurityGroupIds="sg-0123456789abcdef0")
     if not check("worker stack created", stack["StackStatus"] == "CREATE_COMPLETE",
                  f"{stack['StackStatus']} {stack.get('StackStatusReason', '')}"):
@@ -199,6 +200,7 @@ def check_worker_stack(cloudformation, iam, ecs):
         "WriteAndReadTheLedger": (
             sorted(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query",
                     "dynamodb:DescribeTable"]), [table_arn, f"{table_arn}/index/*"]),
+        "PublishBatchEvents": (["sns:Publish"], [f"arn:aws:sns:{region}:{account}:{name}-events"]),
     }
     for sid, want in expected.items():
         check(f"task role: {sid} grants exactly its actions on its resources", granted.get(sid) == want,
@@ -213,6 +215,7 @@ def check_worker_stack(cloudformation, iam, ecs):
         # The worker refuses what IAM would refuse anyway, with a reason, instead of retrying AccessDenied.
         "INVALIDATOR_ALLOW_DISTRIBUTION": "EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC",
         "INVALIDATOR_ALLOW_TOPIC": f"arn:aws:sns:{region}:{account}:publish",
+        "INVALIDATOR_EVENTS_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{name}-events",
     }
     check("task definition: worker environment from the stack",
           {k: environment.get(k) for k in want_environment} == want_environment, environment)

@@ -8,12 +8,12 @@ use tracing::warn;
 
 use super::{
     DynamoLedger, INVALIDATION_INDEX, Item, KEY, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE,
-    dead_letter_from, dead_letter_key, epoch_seconds, key_item_key, key_of, key_record_from, page_size, record_from,
-    timestamp, unexpired,
+    dead_letter_from, dead_letter_key, epoch_seconds, key_item_key, key_record_from, page_size, record_from, timestamp,
+    unexpired,
 };
 use crate::aws::error::classify;
 use crate::model::path::is_covered_by;
-use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::model::{DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, KeyRecord, LedgerError};
 
@@ -23,7 +23,7 @@ const COVERING_PAGE: usize = 25;
 
 impl DynamoLedger {
     /// The unexpired item with this key: one eventually consistent read.
-    async fn get(&self, key: AttributeValue) -> Result<Option<Item>, LedgerError> {
+    pub(super) async fn get(&self, key: AttributeValue) -> Result<Option<Item>, LedgerError> {
         let output = self
             .client
             .get_item()
@@ -102,10 +102,6 @@ impl DynamoLedger {
 }
 
 impl AuditLog for DynamoLedger {
-    async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
-        self.get(key_of(caller_reference)).await?.map(|item| record_from(&item)).transpose()
-    }
-
     async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
         // The index holds keys only: find the key, then read the item.
         let query = self

@@ -78,9 +78,11 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
         ("lease_until".into(), epoch_millis(record.lease_until)),
         (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
     ]);
-    let requesters = requesters_within_limits(&record.requesters);
-    if !requesters.is_empty() {
-        item.insert("requesters".into(), AttributeValue::Ss(requesters));
+    for (name, texts) in [("requesters", &record.requesters), ("idempotency_keys", &record.idempotency_keys)] {
+        let kept = texts_within_limits(texts);
+        if !kept.is_empty() {
+            item.insert(name.into(), AttributeValue::Ss(kept));
+        }
     }
     if let Some(coalescing) = &record.coalescing {
         item.insert("coalescing".into(), AttributeValue::S(coalescing.clone()));
@@ -94,7 +96,9 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
     item
 }
 
-pub(super) fn requesters_within_limits(requesters: &[String]) -> Vec<String> {
+/// Producers' free texts (requesters, idempotency keys), each and all together bounded so that no producer can
+/// push a batch record over the item limit.
+pub(super) fn texts_within_limits(requesters: &[String]) -> Vec<String> {
     let mut kept: Vec<String> = Vec::new();
     let mut used = 0;
     for requester in requesters {
@@ -145,6 +149,7 @@ pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         paths: strings(item, "paths"),
         message_ids: strings(item, "message_ids").into_iter().map(MessageId).collect(),
         requesters: strings(item, "requesters"),
+        idempotency_keys: strings(item, "idempotency_keys"),
         requested_paths: item.get("requested_paths").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or_default(),
         seal_reason: string(item, "seal_reason").unwrap_or_default(),
         coalescing: string(item, "coalescing"),
@@ -159,6 +164,7 @@ pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         owner: string(item, "owner").unwrap_or_default(),
         lease_until: UNIX_EPOCH + Duration::from_millis(number(item, "lease_until").unwrap_or_default()),
         expires_at: expiry(item),
+        published: published(item),
     })
 }
 
@@ -171,7 +177,16 @@ pub(super) fn submitted_from(item: &Item) -> Result<Submitted, LedgerError> {
         distribution_id: distribution_id.ok_or_else(not_tracked)?,
         invalidation_id: string(item, "invalidation_id").ok_or_else(not_tracked)?,
         submitted_at: time(item, "submitted_at").ok_or_else(not_tracked)?,
+        status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_tracked)?,
+        published: published(item),
     })
+}
+
+/// The events recorded as published (a string set).
+fn published(item: &Item) -> Vec<EventKind> {
+    let mut kinds: Vec<EventKind> = strings(item, PUBLISHED).iter().filter_map(|k| EventKind::parse(k)).collect();
+    kinds.sort_unstable();
+    kinds
 }
 
 pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {

@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, OUTCOME_INDEX, TRACKING, TRACKING_INDEX, TTL_ATTRIBUTE,
+    DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, OUTCOME_INDEX, PUBLISHED, TRACKING, TRACKING_INDEX,
+    TTL_ATTRIBUTE,
 };
 use crate::aws::error::classify;
 use crate::ports::ledger::LedgerError;
@@ -59,7 +60,7 @@ const INDEXES: [IndexSpec; 4] = [
         hash: TRACKING,
         range: Some("created_at"),
         projection: ProjectionType::Include,
-        included: &["caller_reference", "distribution_id", "invalidation_id", "submitted_at"],
+        included: &["caller_reference", "distribution_id", "invalidation_id", "submitted_at", "status", PUBLISHED],
     },
 ];
 

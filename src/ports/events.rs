@@ -1,0 +1,156 @@
+//! Where batch events go (SNS or EventBridge), and what they say (schema/event.v1.json).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ports::ledger::{BatchRecord, BatchStatus};
+use crate::retry::Transient;
+
+/// What happened, as the `kind` field says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Accepted,
+    Completed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Completed => "completed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Accepted, Self::Completed].into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// The events a batch in `status` is owed, in the order they happened.
+    pub fn owed_by(status: BatchStatus) -> &'static [EventKind] {
+        match status {
+            BatchStatus::Pending | BatchStatus::Failed => &[],
+            BatchStatus::Accepted => &[Self::Accepted],
+            BatchStatus::Completed => &[Self::Accepted, Self::Completed],
+        }
+    }
+}
+
+/// One event, version 1. Consumers ignore fields they do not know, and deduplicate on `caller_reference` and
+/// `kind`: an event may be delivered more than once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub version: u32,
+    pub kind: EventKind,
+    pub distribution_id: String,
+    pub invalidation_id: Option<String>,
+    pub caller_reference: String,
+    pub message_ids: Vec<String>,
+    pub idempotency_keys: Vec<String>,
+    pub requesters: Vec<String>,
+    /// Paths and tags submitted, wildcards among them, and paths the messages asked for before merging.
+    pub paths: usize,
+    pub wildcards: usize,
+    pub requested_paths: usize,
+    /// RFC 3339: when the batch was sealed, accepted by CloudFront, and seen completed.
+    pub created_at: String,
+    pub submitted_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub time_to_complete_ms: Option<u64>,
+}
+
+impl Event {
+    pub fn of(kind: EventKind, record: &BatchRecord) -> Self {
+        let completed = kind == EventKind::Completed;
+        Self {
+            version: 1,
+            kind,
+            distribution_id: record.distribution_id.to_string(),
+            invalidation_id: record.invalidation_id.clone(),
+            caller_reference: record.caller_reference.to_string(),
+            message_ids: record.message_ids.iter().map(|m| m.0.clone()).collect(),
+            idempotency_keys: record.idempotency_keys.clone(),
+            requesters: record.requesters.clone(),
+            paths: record.paths.len(),
+            wildcards: record.paths.iter().filter(|p| p.ends_with('*')).count(),
+            requested_paths: record.requested_paths,
+            created_at: rfc3339(record.created_at),
+            submitted_at: record.submitted_at.map(rfc3339),
+            completed_at: record.completed_at.filter(|_| completed).map(rfc3339),
+            time_to_complete_ms: record
+                .time_to_complete
+                .filter(|_| completed)
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EventError {
+    #[error("the event destination is unavailable, will retry: {0}")]
+    Unavailable(String),
+    #[error(
+        "the event destination refused the event: {0}; check --events-topic-arn or --events-bus, and the role's sns:Publish or events:PutEvents"
+    )]
+    Refused(String),
+}
+
+impl Transient for EventError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+pub type Published<'a> = Pin<Box<dyn Future<Output = Result<(), EventError>> + Send + 'a>>;
+
+/// Contract: `publish` delivers one event or fails. Callers publish again what failed, and what a crash left
+/// unrecorded as published, so a destination may see an event more than once, never lose one.
+pub trait EventSink: Send + Sync + 'static {
+    fn publish<'a>(&'a self, event: &'a Event) -> Published<'a>;
+}
+
+/// The configured destination, shared by the stages that publish.
+#[derive(Clone)]
+pub struct Events(pub Arc<dyn EventSink>);
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::pending_record;
+    use crate::ports::cdn::Invalidation;
+
+    /// The serialized event and schema/event.v1.json name the same fields, and the schema requires what is
+    /// always there.
+    #[test]
+    fn events_have_the_fields_the_schema_describes() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../schema/event.v1.json")).unwrap();
+        let mut record = pending_record("EAAA", &["/a", "/img/*"], &["m1"], SystemTime::UNIX_EPOCH);
+        record.accept(&Invalidation { id: "I1".into(), status: "InProgress".into() }, SystemTime::UNIX_EPOCH);
+        let event = serde_json::to_value(Event::of(EventKind::Accepted, &record)).unwrap();
+        let fields: Vec<&String> = event.as_object().unwrap().keys().collect();
+        let described: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        for field in &fields {
+            assert!(described.contains(field), "{field} is not in the schema");
+        }
+        for required in schema["required"].as_array().unwrap() {
+            assert!(!event[required.as_str().unwrap()].is_null(), "{required} is required but null");
+        }
+        assert_eq!((event["kind"].as_str(), event["wildcards"].as_u64()), (Some("accepted"), Some(1)));
+        assert_eq!(event["completed_at"], serde_json::Value::Null, "only a completed event says when");
+    }
+}

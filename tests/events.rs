@@ -1,0 +1,119 @@
+//! Batch events through a real SNS topic on the emulator: a worker process publishes, an SQS queue subscribed to
+//! the topic receives an accepted and a completed event for every batch, naming its messages. (That a worker
+//! stopping between acceptance and publication repeats the event instead of losing it is shown in-process, in
+//! tests/pipeline.rs, `events`.)
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+const DISTRIBUTIONS: [&str; 2] = ["EEVENTSA", "EEVENTSB"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sns_subscriber_receives_the_accepted_and_completed_events_of_every_batch() {
+    let Some(config) = common::emulator().await else { return };
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(&config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let queues = common::create_queues(&config).await;
+    let table = common::create_table(&config).await;
+    let topic_arn = sns.create_topic().name(common::unique("events")).send().await.unwrap().topic_arn.unwrap();
+    let subscriber =
+        sqs.create_queue().queue_name(common::unique("subscriber")).send().await.unwrap().queue_url.unwrap();
+    let subscriber_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&subscriber)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(&subscriber_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    let mut args = vec!["--completion", "3s"];
+    for distribution in DISTRIBUTIONS {
+        args.extend(["--distribution", distribution]);
+    }
+    let simulator = common::SimulatorProcess::start(&args);
+    let mut worker = common::binary()
+        .env("AWS_ENDPOINT_URL_CLOUDFRONT", &simulator.url)
+        .args(["run", "--queue-url", &queues.queue_url, "--table", &table, "--events-topic-arn", &topic_arn])
+        .args(["--window", "1s", "--completion-poll", "1s"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bodies: Vec<String> = (0..6)
+        .map(|n| {
+            let distribution = DISTRIBUTIONS[n % 2];
+            serde_json::json!({"distribution_id": distribution, "paths": [format!("/page/{n}.html")], "requester": "events-test"})
+                .to_string()
+        })
+        .collect();
+    let sent = common::send_all(&sqs, &queues.queue_url, &bodies).await;
+
+    // Every sent message appears in an accepted and in a completed event.
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let named = |events: &[serde_json::Value], kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .flat_map(|e| e["message_ids"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let give_up = std::time::Instant::now() + Duration::from_secs(90);
+    let complete = loop {
+        let drained = common::drain(&sqs, &subscriber).await;
+        events.extend(drained.into_iter().map(|(body, _)| serde_json::from_str::<serde_json::Value>(&body).unwrap()));
+        let (accepted, completed) = (named(&events, "accepted"), named(&events, "completed"));
+        if sent.iter().all(|id| accepted.contains(id) && completed.contains(id)) {
+            break true;
+        }
+        if std::time::Instant::now() > give_up {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(complete, "events so far: {events:#?}");
+
+    // One accepted and one completed event per batch the ledger recorded, and they agree with it.
+    let mut per_batch: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for event in &events {
+        assert_eq!(event["version"], 1);
+        assert!(DISTRIBUTIONS.contains(&event["distribution_id"].as_str().unwrap()), "{event}");
+        assert_eq!(event["requesters"], serde_json::json!(["events-test"]));
+        let reference = event["caller_reference"].as_str().unwrap().to_owned();
+        per_batch.entry(reference).or_default().push(event["kind"].as_str().unwrap().to_owned());
+    }
+    for (reference, kinds) in &per_batch {
+        let item = dynamodb
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(format!("batch#{reference}")))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_else(|| panic!("no ledger record for {reference}"));
+        assert_eq!(item["status"].as_s().unwrap(), "completed");
+        assert!(!item.contains_key("tracking"), "settled once its events were published");
+        let mut kinds = kinds.clone();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds, ["accepted", "completed"], "{reference}");
+    }
+}
