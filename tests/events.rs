@@ -1,7 +1,7 @@
 //! Batch events through a real SNS topic on the emulator: a worker process publishes, an SQS queue subscribed to
-//! the topic receives an accepted and a completed event for every batch, naming its messages. (That a worker
-//! stopping between acceptance and publication repeats the event instead of losing it is shown in-process, in
-//! tests/pipeline.rs, `events`.)
+//! the topic receives an accepted and a completed event for every batch, naming its messages; a worker killed
+//! before it could publish leaves its events to the next worker. (That an event published but not recorded is
+//! published again is shown in-process, in tests/pipeline.rs, `events`.)
 
 mod common;
 
@@ -13,14 +13,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 const DISTRIBUTIONS: [&str; 2] = ["EEVENTSA", "EEVENTSB"];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sns_subscriber_receives_the_accepted_and_completed_events_of_every_batch() {
-    let Some(config) = common::emulator().await else { return };
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let sns = aws_sdk_sns::Client::new(&config);
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let queues = common::create_queues(&config).await;
-    let table = common::create_table(&config).await;
+/// A new SNS topic and an SQS queue subscribed to it with raw message delivery: (topic ARN, queue URL).
+async fn topic_with_subscriber(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client) -> (String, String) {
     let topic_arn = sns.create_topic().name(common::unique("events")).send().await.unwrap().topic_arn.unwrap();
     let subscriber =
         sqs.create_queue().queue_name(common::unique("subscriber")).send().await.unwrap().queue_url.unwrap();
@@ -42,7 +36,23 @@ async fn an_sns_subscriber_receives_the_accepted_and_completed_events_of_every_b
         .send()
         .await
         .unwrap();
+    (topic_arn, subscriber)
+}
 
+/// Every event the subscriber queue has received by now, as JSON.
+async fn received(sqs: &aws_sdk_sqs::Client, subscriber: &str) -> Vec<serde_json::Value> {
+    common::drain(sqs, subscriber).await.into_iter().map(|(body, _)| serde_json::from_str(&body).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sns_subscriber_receives_the_accepted_and_completed_events_of_every_batch() {
+    let Some(config) = common::emulator().await else { return };
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(&config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let queues = common::create_queues(&config).await;
+    let table = common::create_table(&config).await;
+    let (topic_arn, subscriber) = topic_with_subscriber(&sns, &sqs).await;
     let mut args = vec!["--completion", "3s"];
     for distribution in DISTRIBUTIONS {
         args.extend(["--distribution", distribution]);
@@ -75,8 +85,7 @@ async fn an_sns_subscriber_receives_the_accepted_and_completed_events_of_every_b
     };
     let give_up = std::time::Instant::now() + Duration::from_secs(90);
     let complete = loop {
-        let drained = common::drain(&sqs, &subscriber).await;
-        events.extend(drained.into_iter().map(|(body, _)| serde_json::from_str::<serde_json::Value>(&body).unwrap()));
+        events.extend(received(&sqs, &subscriber).await);
         let (accepted, completed) = (named(&events, "accepted"), named(&events, "completed"));
         if sent.iter().all(|id| accepted.contains(id) && completed.contains(id)) {
             break true;
@@ -116,4 +125,56 @@ async fn an_sns_subscriber_receives_the_accepted_and_completed_events_of_every_b
         kinds.dedup();
         assert_eq!(kinds, ["accepted", "completed"], "{reference}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_before_publishing_leaves_its_events_to_the_next_one() {
+    let Some(config) = common::emulator().await else { return };
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(&config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let queues = common::create_queues(&config).await;
+    let table = common::create_table(&config).await;
+    let (topic_arn, subscriber) = topic_with_subscriber(&sns, &sqs).await;
+    let simulator = common::SimulatorProcess::start(&["--completion", "2s", "--distribution", DISTRIBUTIONS[0]]);
+    let worker = |topic: &str| {
+        common::binary()
+            .env("AWS_ENDPOINT_URL_CLOUDFRONT", &simulator.url)
+            .args(["run", "--queue-url", &queues.queue_url, "--table", &table, "--events-topic-arn", topic])
+            .args(["--window", "1s", "--completion-poll", "1s"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Worker A publishes to a topic that does not exist: every publish fails, so nothing is recorded published.
+    let missing_topic = format!("{topic_arn}-missing");
+    let mut worker_a = worker(&missing_topic);
+    let body = serde_json::json!({"distribution_id": DISTRIBUTIONS[0], "paths": ["/killed.html"]}).to_string();
+    let sent = common::send_all(&sqs, &queues.queue_url, &[body]).await;
+    let completed_unpublished = common::wait_until(Duration::from_secs(60), || async {
+        let items = dynamodb.scan().table_name(&table).send().await.unwrap().items.unwrap_or_default();
+        items.iter().any(|item| {
+            item.get("status").and_then(|s| s.as_s().ok()).map(String::as_str) == Some("completed")
+                && item.contains_key("tracking")
+        })
+    })
+    .await;
+    worker_a.kill().unwrap();
+    worker_a.wait().unwrap();
+    assert!(completed_unpublished, "worker A recorded the completion and still owed its events");
+    assert!(received(&sqs, &subscriber).await.is_empty());
+
+    // Worker B adopts the batch (accepted over a minute ago, tracked by nobody) and publishes both events.
+    let mut worker_b = worker(&topic_arn);
+    let mut events = Vec::new();
+    let give_up = std::time::Instant::now() + Duration::from_secs(150);
+    while events.len() < 2 && std::time::Instant::now() < give_up {
+        events.extend(received(&sqs, &subscriber).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = worker_b.kill();
+    let _ = worker_b.wait();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["accepted", "completed"], "{events:#?}");
+    assert!(events.iter().all(|e| e["message_ids"] == serde_json::json!(sent)), "{events:#?}");
 }
