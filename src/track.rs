@@ -194,6 +194,11 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                     entry.gap = (entry.gap * 2).min(self.settings.poll);
                     kept.push(entry);
                 }
+                Seen::Status(_) => {
+                    // The list just answered for it too: no other look at the distribution for a first-look gap.
+                    entry.next_look = entry.next_look.max(now + self.settings.first_look);
+                    kept.push(entry);
+                }
                 _ => kept.push(entry),
             }
         }
@@ -451,6 +456,26 @@ mod tests {
         let looks = setup.cdn.list_calls().len();
         assert!(looks <= 3, "{looks} ListInvalidations for 50 invalidations");
         assert!(setup.cdn.status_checks().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acceptances_a_second_apart_share_looks_at_their_distribution() {
+        let setup = Setup::new(S(30));
+        let (sender, receiver) = mpsc::channel(32);
+        let tracking = tokio::spawn(setup.tracker().run(receiver, CancellationToken::new()));
+        for n in 0..20 {
+            sender.send(setup.accepted(&format!("/p{n}")).await).await.unwrap();
+            tokio::time::sleep(S(1)).await;
+        }
+        drop(sender);
+        tracking.await.unwrap();
+
+        assert!(setup.ledger.records().iter().all(|r| r.status == BatchStatus::Completed));
+        let looks = setup.cdn.list_calls();
+        for pair in looks.windows(2) {
+            assert!(pair[1].at - pair[0].at >= FIRST_LOOK, "a list answers for the next 5 s: {looks:?}");
+        }
+        assert!(looks.len() <= 12, "{} looks for 20 invalidations over 50 s", looks.len());
     }
 
     #[tokio::test(start_paused = true)]
