@@ -72,7 +72,7 @@ pub async fn answer<L: Ledger + AuditLog>(ledger: &L, question: Question) -> Res
     }
 }
 
-async fn message_fate<L: AuditLog>(
+async fn message_fate<L: Ledger + AuditLog>(
     ledger: &L,
     message: &MessageId,
     distribution: Option<&DistributionId>,
@@ -156,6 +156,7 @@ mod tests {
             requester: None,
             created_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000 + created_s),
             expires_at: SystemTime::now() + Duration::from_secs(3_600),
+            outbox: false,
         }
     }
 

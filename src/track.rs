@@ -12,7 +12,7 @@
 //! one invalidation; the ledger records its completion once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use metrics::{counter, histogram};
 use tokio::sync::mpsc;
@@ -26,7 +26,7 @@ use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::BudgetStore;
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
 use crate::ports::events::{Event, EventKind, Events};
-use crate::ports::ledger::{BatchStatus, Completion, Ledger};
+use crate::ports::ledger::{BatchStatus, Completion, Ledger, Owed};
 use crate::retry::Transient;
 use crate::telemetry::log_allowed;
 
@@ -77,7 +77,7 @@ pub struct Tracker<C, L> {
 impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     /// Tracks what arrives on `accepted`, and adopts what nobody tracks, until `stop` is cancelled, or until the
     /// senders are gone and nothing is left to track.
-    pub async fn run(self, mut accepted: mpsc::Receiver<Submitted>, stop: CancellationToken) {
+    pub async fn run(self, mut accepted: mpsc::Receiver<Owed>, stop: CancellationToken) {
         // In arrival order, so that runs with the same inputs look at distributions in the same order.
         let mut tracked: Vec<Tracked> = Vec::new();
         let mut open = true;
@@ -88,12 +88,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                submitted = accepted.recv(), if open => match submitted {
-                    Some(submitted) => {
+                owed = accepted.recv(), if open => match owed {
+                    Some(Owed::Batch(submitted)) => {
                         let mut entry = self.entry(submitted, true, self.settings.first_look);
                         self.publish_owed(&mut entry.submitted).await;
                         tracked.push(entry);
                     }
+                    // A failure or dead letter to announce: at once, else by adoption from the ledger later.
+                    Some(announcement) => self.announce(&announcement).await,
                     None => open = false,
                 },
                 () = tokio::time::sleep_until(next_adoption), if open => {
@@ -130,8 +132,18 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             }
         };
         let adopt_before = self.settings.clock.now().checked_sub(self.settings.adopt_after);
-        for submitted in in_progress {
-            let old_enough = adopt_before.is_some_and(|before| submitted.submitted_at <= before);
+        let old_enough = |at: SystemTime| adopt_before.is_some_and(|before| at <= before);
+        for owed in in_progress {
+            let submitted = match owed {
+                Owed::Batch(submitted) => submitted,
+                Owed::Failure { created_at, .. } | Owed::DeadLetter { created_at, .. } => {
+                    if old_enough(created_at) {
+                        self.announce(&owed).await;
+                    }
+                    continue;
+                }
+            };
+            let old_enough = old_enough(submitted.submitted_at);
             let known =
                 |reference: &CallerReference| tracked.iter().any(|t| &t.submitted.caller_reference == reference);
             if old_enough && !known(&submitted.caller_reference) {
@@ -317,12 +329,55 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     }
 
     fn not_published(&self, submitted: &Submitted, error: &dyn std::fmt::Display) -> bool {
-        if let Some(suppressed) = log_allowed("event_not_published") {
-            warn!(caller_reference = %submitted.caller_reference, %error, suppressed, "could not publish the batch's event; will try again");
-        }
-        counter!("cfi_events_failed_total").increment(1);
+        not_published(&submitted.caller_reference, error);
         false
     }
+
+    /// Publishes a failed batch's or a dead letter's event and records it published; what fails stays in the
+    /// ledger's outbox for the next adoption round.
+    async fn announce(&self, owed: &Owed) {
+        let Some(events) = &self.events else { return };
+        let published = match owed {
+            Owed::Batch(_) => return,
+            Owed::Failure { caller_reference, .. } => {
+                let event = match self.ledger.batch(caller_reference).await {
+                    Ok(Some(record)) => Event::of(EventKind::Failed, &record),
+                    Ok(None) => return,
+                    Err(e) => return not_published(caller_reference, &e),
+                };
+                match events.0.publish(&event).await {
+                    Ok(()) => self.ledger.mark_published(caller_reference, EventKind::Failed, true).await,
+                    Err(e) => return not_published(caller_reference, &e),
+                }
+            }
+            Owed::DeadLetter { message_id, .. } => {
+                let event = match self.ledger.dead_letter(message_id).await {
+                    Ok(Some(record)) => Event::of_dead_letter(&record),
+                    Ok(None) => return,
+                    Err(e) => return not_published(message_id, &e),
+                };
+                match events.0.publish(&event).await {
+                    Ok(()) => self.ledger.mark_dead_letter_published(message_id).await,
+                    Err(e) => return not_published(message_id, &e),
+                }
+            }
+        };
+        match published {
+            Ok(()) => {
+                let kind =
+                    if matches!(owed, Owed::Failure { .. }) { EventKind::Failed } else { EventKind::DeadLettered };
+                counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
+            }
+            Err(e) => warn!(error = %e, "published an event but could not record it; it will be published again"),
+        }
+    }
+}
+
+fn not_published(what: &dyn std::fmt::Display, error: &dyn std::fmt::Display) {
+    if let Some(suppressed) = log_allowed("event_not_published") {
+        warn!(about = %what, %error, suppressed, "could not publish an event; will try again");
+    }
+    counter!("cfi_events_failed_total").increment(1);
 }
 
 /// What a look found out about one tracked invalidation.
@@ -413,7 +468,7 @@ mod tests {
         async fn track(&self, submitted: Vec<Submitted>) {
             let (sender, receiver) = mpsc::channel(submitted.len().max(1));
             for s in submitted {
-                sender.send(s).await.unwrap();
+                sender.send(Owed::Batch(s)).await.unwrap();
             }
             drop(sender);
             self.tracker().run(receiver, CancellationToken::new()).await;
@@ -464,7 +519,7 @@ mod tests {
         let (sender, receiver) = mpsc::channel(32);
         let tracking = tokio::spawn(setup.tracker().run(receiver, CancellationToken::new()));
         for n in 0..20 {
-            sender.send(setup.accepted(&format!("/p{n}")).await).await.unwrap();
+            sender.send(Owed::Batch(setup.accepted(&format!("/p{n}")).await)).await.unwrap();
             tokio::time::sleep(S(1)).await;
         }
         drop(sender);

@@ -129,6 +129,7 @@ mod tests {
             requester: None,
             created_at: SystemTime::UNIX_EPOCH,
             expires_at: SystemTime::UNIX_EPOCH,
+            outbox: false,
         };
         let expected = Standing::DeadLettered { message_id: MessageId("m2".into()), reason: dead.reason.clone() };
         assert_eq!(standing(&messages, &[], &[dead]), expected);

@@ -16,8 +16,8 @@ use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
-    DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Queue, Receipt,
-    Reservation, Submitted,
+    DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
+    Receipt, Reservation, Submitted,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -123,8 +123,13 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     let listed = ledger.list(&distribution, millis(base - 1_000), 10).await.unwrap();
     assert_eq!(listed, [failed.clone(), accepted.clone()], "outcomes recorded, and not overwritten by a late intent");
     // Accepted and not completed: what any worker's tracker may adopt. Failed and pending ones are not there.
-    let tracked = |ledger_in_progress: Vec<Submitted>| -> Vec<Submitted> {
-        ledger_in_progress.into_iter().filter(|s| s.distribution_id == distribution).collect()
+    let tracked = |owed: Vec<Owed>| -> Vec<Submitted> {
+        owed.into_iter()
+            .filter_map(|o| match o {
+                Owed::Batch(s) if s.distribution_id == distribution => Some(s),
+                _ => None,
+            })
+            .collect()
     };
     assert_eq!(tracked(ledger.in_progress(1_000).await.unwrap()), [accepted.submitted().unwrap()]);
 
@@ -172,6 +177,18 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
         ledger.mark_published(&unknown.caller_reference, EventKind::Accepted, false).await,
         Err(LedgerError::Conflict(_))
     ));
+
+    // A failure to announce is in the outbox until its event is recorded published; one not to announce never is.
+    let announced_failure = record(&distribution, base + 3_500);
+    ledger.record_intent(&announced_failure).await.unwrap();
+    let mut refused = announced_failure.clone();
+    refused.fail("NoSuchDistribution");
+    refused.outbox = true;
+    ledger.record_outcome(&refused).await.unwrap();
+    let is_this = |owed: &Owed| matches!(owed, Owed::Failure { caller_reference, .. } if *caller_reference == refused.caller_reference);
+    assert_eq!(ledger.in_progress(1_000).await.unwrap().iter().filter(|o| is_this(o)).count(), 1);
+    ledger.mark_published(&refused.caller_reference, EventKind::Failed, true).await.unwrap();
+    assert!(!ledger.in_progress(1_000).await.unwrap().iter().any(is_this));
 
     // Expired records are invisible to readers even before TTL deletes them.
     let mut expired = record(&distribution, base + 5_000);
@@ -329,6 +346,7 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
         requester: Some("bob".into()),
         created_at: millis(created_ms),
         expires_at: in_an_hour(),
+        outbox: false,
     };
     ledger
         .record_dead_letter(&DeadLetterRecord { reason: "first try".into(), ..dead("m-6", base + 2_400) })
@@ -354,6 +372,16 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert_eq!(ledger.failures(since, 1).await.unwrap(), [FailureRecord::DeadLetter(unknown_origin)]);
     assert_eq!(ledger.failures(millis(base + 2_450), 10).await.unwrap(), all[..2]);
     assert_eq!(ledger.failures(millis(base + 2_601), 10).await.unwrap(), []);
+
+    // A dead letter written with `outbox` waits in the outbox until its event is recorded published.
+    let to_announce = DeadLetterRecord { outbox: true, ..dead("m-11", base + 2_650) };
+    ledger.record_dead_letter(&to_announce).await.unwrap();
+    let is_this = |owed: &Owed| matches!(owed, Owed::DeadLetter { message_id, .. } if *message_id == message("m-11"));
+    assert_eq!(ledger.in_progress(1_000).await.unwrap().iter().filter(|o| is_this(o)).count(), 1);
+    ledger.mark_dead_letter_published(&message("m-11")).await.unwrap();
+    assert!(!ledger.in_progress(1_000).await.unwrap().iter().any(is_this));
+    let kept = ledger.dead_letter(&message("m-11")).await.unwrap().unwrap();
+    assert_eq!((kept.reason.as_str(), kept.outbox), (to_announce.reason.as_str(), false));
 
     // A reason of any length is stored, whole or cut with a marker, never refused for size.
     let essay = DeadLetterRecord { reason: "é".repeat(200_000), ..dead("m-10", base + 2_800) };

@@ -899,7 +899,7 @@ mod events {
     }
 
     fn kinds(sink: &MemoryEvents) -> Vec<(String, EventKind)> {
-        sink.published().into_iter().map(|e| (e.caller_reference, e.kind)).collect()
+        sink.published().into_iter().map(|e| (e.caller_reference.unwrap_or_default(), e.kind)).collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -918,7 +918,8 @@ mod events {
         let published = sink.published();
         for record in &records {
             let reference = record.caller_reference.to_string();
-            let of_batch: Vec<_> = published.iter().filter(|e| e.caller_reference == reference).collect();
+            let of_batch: Vec<_> =
+                published.iter().filter(|e| e.caller_reference.as_deref() == Some(reference.as_str())).collect();
             assert_eq!(
                 of_batch.iter().map(|e| e.kind).collect::<Vec<_>>(),
                 [EventKind::Accepted, EventKind::Completed]
@@ -927,12 +928,32 @@ mod events {
             assert!(of_batch.iter().all(|e| e.message_ids == ids && e.invalidation_id == record.invalidation_id));
             assert_eq!(of_batch[1].time_to_complete_ms, record.time_to_complete.map(|t| t.as_millis() as u64));
         }
-        let keyed = published.iter().find(|e| e.distribution_id == "EAAA").unwrap();
+        let keyed = published.iter().find(|e| e.distribution_id.as_deref() == Some("EAAA")).unwrap();
         assert_eq!(
             (keyed.idempotency_keys.as_slice(), keyed.requesters.as_slice()),
             (["deploy-7".to_owned()].as_slice(), ["ci".to_owned()].as_slice())
         );
         assert!(h.ledger.in_progress(100).await.unwrap().is_empty(), "settled once published");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_refused_for_good_and_every_dead_letter_are_announced_too() {
+        let h = Harness::new(&["EAAA"]);
+        h.send("ENOSUCH", &["/x"]).await;
+        h.queue.send("not json", &[]).await.unwrap();
+        let sink = Arc::new(MemoryEvents::default());
+        h.run_for(MINUTE, with_events(&sink)).await;
+
+        let published = sink.published();
+        let failed: Vec<_> = published.iter().filter(|e| e.kind == EventKind::Failed).collect();
+        assert_eq!(failed.len(), 1, "{published:#?}");
+        assert_eq!(failed[0].distribution_id.as_deref(), Some("ENOSUCH"));
+        assert!(failed[0].reason.as_deref().unwrap_or_default().contains("does not exist"), "{:?}", failed[0]);
+        let dead: Vec<_> = published.iter().filter(|e| e.kind == EventKind::DeadLettered).collect();
+        assert_eq!(dead.len(), 2, "the refused batch's message and the unreadable one: {published:#?}");
+        assert!(dead.iter().all(|e| e.message_ids.len() == 1 && e.reason.is_some()));
+        assert_eq!(dead.iter().filter(|e| e.distribution_id.as_deref() == Some("ENOSUCH")).count(), 1);
+        assert!(h.ledger.in_progress(100).await.unwrap().is_empty(), "nothing left in the outbox");
     }
 
     #[tokio::test(start_paused = true)]

@@ -34,8 +34,8 @@ use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
-    DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError,
-    Receipt, ReceivedMessage, Reservation, Submitted,
+    DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Owed, Queue, QueueError,
+    Receipt, ReceivedMessage, Reservation,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -348,9 +348,19 @@ impl Ledger for ChaosLedger {
         Ok(recorded)
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
         self.before()?;
         self.inner.in_progress(limit).await
+    }
+
+    async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {
+        self.before()?;
+        self.inner.mark_dead_letter_published(message).await
+    }
+
+    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
+        self.before()?;
+        self.inner.dead_letter(message).await
     }
 
     async fn mark_published(

@@ -193,6 +193,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         lease_until: now,
         expires_at: now + Duration::from_secs(90 * 24 * 3_600),
         published: Vec::new(),
+        outbox: false,
     };
     fixture.ledger.record_intent(&record).await.unwrap();
     for chunk in window.receipts.chunks(10) {

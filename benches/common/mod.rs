@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     BatchEntryFailure, BatchRecord, BudgetState, BudgetStore, Cdn, CdnError, Completion, DeadLetterRecord,
-    Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Queue, QueueError, Receipt,
-    ReceivedMessage, Reservation, Submitted,
+    Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Owed, Queue, QueueError, Receipt,
+    ReceivedMessage, Reservation,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -438,9 +438,19 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
         self.inner.record_completion(completion).await
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
         add(&self.counts.dynamodb_reads, 1);
         self.inner.in_progress(limit).await
+    }
+
+    async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.mark_dead_letter_published(message).await
+    }
+
+    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.dead_letter(message).await
     }
 
     async fn mark_published(

@@ -17,7 +17,7 @@ use crate::intake::parse::BodyHints;
 use crate::model::MessageId;
 use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::model::text::capped;
-use crate::ports::ledger::{DeadLetterRecord, Ledger};
+use crate::ports::ledger::{DeadLetterRecord, Ledger, Owed};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
 use crate::retry::{Transient, retry_transient};
 use crate::telemetry::log_allowed;
@@ -32,6 +32,8 @@ pub struct DeadLetterLog<L> {
     pub ledger: Arc<L>,
     pub retention: Duration,
     pub clock: WallClock,
+    /// With events on: each recorded dead letter goes in the ledger's outbox and to the tracker to publish.
+    pub announce: Option<mpsc::Sender<Owed>>,
 }
 
 /// Applies dispositions, one at a time, until every sender is gone.
@@ -182,7 +184,7 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
         counter!("cfi_messages_dead_lettered_total", "reason" => code).increment(moved.len() as u64);
         self.delete(moved).await;
         for record in records {
-            self.records.spawn(record_dead_letter(Arc::clone(&self.log.ledger), record));
+            self.records.spawn(record_dead_letter(Arc::clone(&self.log.ledger), record, self.log.announce.clone()));
         }
     }
 
@@ -197,6 +199,7 @@ impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
             requester: hints.requester,
             created_at: now,
             expires_at: now + self.log.retention,
+            outbox: self.log.announce.is_some(),
         }
     }
 
@@ -236,12 +239,17 @@ fn stand_in(message_id: &str, reason: &str, body_bytes: usize) -> String {
 
 /// Best effort: the message is already on the dead-letter queue, which stays the authority; the ledger record only
 /// makes it findable by `cf-invalidator audit`.
-async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord) {
+async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord, announce: Option<mpsc::Sender<Owed>>) {
     if let Err(e) = ledger.record_dead_letter(&record).await {
         if let Some(suppressed) = log_allowed("dead_letter_record_failed") {
             warn!(message_id = %record.message_id, error = %e, suppressed, "could not record the dead-lettered message in the ledger");
         }
         counter!("cfi_dead_letter_records_failed_total").increment(1);
+        return;
+    }
+    if let Some(tracker) = announce {
+        // A full channel only delays the event: the record waits in the outbox for adoption.
+        let _ = tracker.try_send(Owed::DeadLetter { message_id: record.message_id, created_at: record.created_at });
     }
 }
 
@@ -281,6 +289,7 @@ mod tests {
             ledger: Arc::new(MemoryLedger::default()),
             retention: VISIBILITY,
             clock: WallClock::System,
+            announce: None,
         };
         let acknowledger =
             Acknowledger::new(Arc::clone(&queue), None, Arc::clone(&inflight), ExponentialBuilder::default(), log);
@@ -308,7 +317,12 @@ mod tests {
         queue.send(r#"{"distribution_id":"EAAA","paths":["bad"]}"#, &[]).await.unwrap();
         let inflight = Arc::new(InFlight::new(10));
         let ledger = Arc::new(MemoryLedger::default());
-        let log = DeadLetterLog { ledger: Arc::clone(&ledger), retention: VISIBILITY, clock: WallClock::System };
+        let log = DeadLetterLog {
+            ledger: Arc::clone(&ledger),
+            retention: VISIBILITY,
+            clock: WallClock::System,
+            announce: None,
+        };
         let acknowledger = Acknowledger::new(
             Arc::clone(&queue),
             Some(Arc::clone(&dead_letter)),

@@ -29,14 +29,14 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use self::item::{
     dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds, intent_item, key_item_key,
-    key_of, key_record_from, number, record_from, string, submitted_from, timestamp, unexpired,
+    key_of, key_record_from, number, owed_from, record_from, string, timestamp, unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
 };
 
 pub const KEY: &str = "pk";
@@ -46,7 +46,7 @@ pub const OUTCOME_INDEX: &str = "by_outcome";
 pub const TRACKING_INDEX: &str = "by_tracking";
 /// Set on an accepted batch (to `TRACKING_IN_PROGRESS`), removed with its completion: the `by_tracking` key.
 pub const TRACKING: &str = "tracking";
-const TRACKING_IN_PROGRESS: &str = "in_progress";
+pub(crate) const TRACKING_IN_PROGRESS: &str = "in_progress";
 /// The events published for a batch (a string set of `EventKind`s).
 pub const PUBLISHED: &str = "published";
 /// Epoch seconds after which DynamoDB may delete the item (the table's TTL attribute).
@@ -224,11 +224,13 @@ impl Ledger for DynamoLedger {
                 ":outcome",
                 (record.status == BatchStatus::Failed).then(|| AttributeValue::S(OUTCOME_FAILED.into())),
             ),
-            // And accepted ones into `by_tracking`, until their completion is recorded.
+            // And accepted ones into `by_tracking`, until their completion (and events) are recorded; failed ones
+            // too when their failure is to be announced.
             (
                 "tracking = :tracking",
                 ":tracking",
-                (record.status == BatchStatus::Accepted).then(|| AttributeValue::S(TRACKING_IN_PROGRESS.into())),
+                (record.status == BatchStatus::Accepted || (record.status == BatchStatus::Failed && record.outbox))
+                    .then(|| AttributeValue::S(TRACKING_IN_PROGRESS.into())),
             ),
         ];
         for (assignment, name, value) in optional {
@@ -416,7 +418,28 @@ impl Ledger for DynamoLedger {
         self.get(key_of(caller_reference)).await?.map(|item| record_from(&item)).transpose()
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
+        self.get(dead_letter_key(message)).await?.map(|item| dead_letter_from(&item)).transpose()
+    }
+
+    async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, dead_letter_key(message))
+            .update_expression("REMOVE tracking")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .send()
+            .await;
+        match self.conditional(outcome)? {
+            true => Ok(()),
+            false => Err(LedgerError::Conflict(message.to_string())),
+        }
+    }
+
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
         let query = self
             .client
             .query()
@@ -428,7 +451,7 @@ impl Ledger for DynamoLedger {
             .limit(page_size(limit));
         let mut found = Vec::new();
         self.each_item(query, |item| {
-            found.push(submitted_from(item)?);
+            found.push(owed_from(item)?);
             Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
         })
         .await?;

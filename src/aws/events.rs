@@ -1,10 +1,12 @@
 //! `EventSink` on Amazon SNS (one Publish per event) and on Amazon EventBridge (one PutEvents entry per event).
 
+use std::collections::HashMap;
+
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::error::{Failure, classify};
-use crate::ports::events::{Event, EventError, EventSink, Published};
+use crate::ports::events::{Event, EventError, EventKind, EventSink, Published};
 
 /// EventBridge's `source` for every event, what rules match on.
 pub const EVENT_SOURCE: &str = "cf-invalidator";
@@ -24,15 +26,11 @@ impl EventSink for SnsEvents {
     fn publish<'a>(&'a self, event: &'a Event) -> Published<'a> {
         Box::pin(async move {
             // Attributes let subscriptions filter by kind or distribution without reading the body.
-            let attribute = |value: &str| {
-                MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(refused)
-            };
             self.client
                 .publish()
                 .topic_arn(&self.topic_arn)
                 .message(body(event)?)
-                .message_attributes("kind", attribute(event.kind.as_str())?)
-                .message_attributes("distribution_id", attribute(&event.distribution_id)?)
+                .set_message_attributes(Some(attributes(event)?))
                 .send()
                 .await
                 .map_err(|e| failed(classify(&e)))?;
@@ -60,7 +58,6 @@ impl EventSink for EventBridgeEvents {
                 .source(EVENT_SOURCE)
                 .detail_type(detail_type(event))
                 .detail(body(event)?)
-                .resources(event.distribution_id.clone())
                 .build();
             let output = self.client.put_events().entries(entry).send().await.map_err(|e| failed(classify(&e)))?;
             // PutEvents answers 200 with per-entry failures.
@@ -75,11 +72,24 @@ impl EventSink for EventBridgeEvents {
     }
 }
 
-/// `Invalidation Accepted`, `Invalidation Completed`: the `detail-type` rules match on.
+/// `kind`, and `distribution_id` when there is one: what subscription filter policies match on.
+fn attributes(event: &Event) -> Result<HashMap<String, MessageAttributeValue>, EventError> {
+    let attribute =
+        |value: &str| MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(refused);
+    let mut attributes = HashMap::from([("kind".to_owned(), attribute(event.kind.as_str())?)]);
+    if let Some(distribution) = &event.distribution_id {
+        attributes.insert("distribution_id".to_owned(), attribute(distribution)?);
+    }
+    Ok(attributes)
+}
+
+/// The `detail-type` EventBridge rules match on.
 fn detail_type(event: &Event) -> &'static str {
     match event.kind {
-        crate::ports::events::EventKind::Accepted => "Invalidation Accepted",
-        crate::ports::events::EventKind::Completed => "Invalidation Completed",
+        EventKind::Accepted => "Invalidation Accepted",
+        EventKind::Completed => "Invalidation Completed",
+        EventKind::Failed => "Invalidation Failed",
+        EventKind::DeadLettered => "Message Dead-Lettered",
     }
 }
 

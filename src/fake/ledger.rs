@@ -9,7 +9,7 @@ use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -37,6 +37,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         lease_until: created_at,
         expires_at: created_at,
         published: Vec::new(),
+        outbox: false,
     }
 }
 
@@ -100,6 +101,7 @@ impl Ledger for MemoryLedger {
         stored.cloudfront_status.clone_from(&record.cloudfront_status);
         stored.submitted_at = record.submitted_at;
         stored.failure.clone_from(&record.failure);
+        stored.outbox = record.outbox;
         Ok(())
     }
 
@@ -228,18 +230,45 @@ impl Ledger for MemoryLedger {
         Ok(self.live_records().find(|r| &r.caller_reference == caller_reference))
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Submitted>, LedgerError> {
+    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
+        let now = SystemTime::now();
+        Ok(self.dead_letters.lock().unwrap().get(message).filter(|d| d.expires_at > now).cloned())
+    }
+
+    async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {
+        self.faults.call("mark_published").await?;
+        match self.dead_letters.lock().unwrap().get_mut(message) {
+            Some(record) => {
+                record.outbox = false;
+                Ok(())
+            }
+            None => Err(LedgerError::Conflict(message.to_string())),
+        }
+    }
+
+    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
         self.faults.call("in_progress").await?;
         let records = self.records.lock().unwrap();
-        // In the order written, as the index's sort key (creation time) would have them.
         let settled = self.settled.lock().unwrap();
-        let tracked = |r: &BatchRecord| {
-            r.status == BatchStatus::Accepted
-                || (r.status == BatchStatus::Completed && !settled.contains(&r.caller_reference))
+        let owed = |r: &BatchRecord| match r.status {
+            BatchStatus::Accepted => r.submitted().map(Owed::Batch),
+            BatchStatus::Completed if !settled.contains(&r.caller_reference) => r.submitted().map(Owed::Batch),
+            BatchStatus::Failed if r.outbox && !settled.contains(&r.caller_reference) => Some(r.failure_owed()),
+            _ => None,
         };
-        let mut accepted: Vec<&(usize, BatchRecord)> = records.values().filter(|(_, r)| tracked(r)).collect();
-        accepted.sort_by_key(|(written, _)| *written);
-        Ok(accepted.into_iter().filter_map(|(_, r)| r.submitted()).take(limit).collect())
+        // In the order written, as the index's sort key (creation time) would have them.
+        let mut written: Vec<&(usize, BatchRecord)> = records.values().collect();
+        written.sort_by_key(|(order, _)| *order);
+        let mut found: Vec<Owed> = written.into_iter().filter_map(|(_, r)| owed(r)).collect();
+        let dead_letters = self.dead_letters.lock().unwrap();
+        found.extend(
+            dead_letters
+                .values()
+                .filter(|d| d.outbox)
+                .map(|d| Owed::DeadLetter { message_id: d.message_id.clone(), created_at: d.created_at }),
+        );
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
@@ -285,11 +314,6 @@ impl AuditLog for MemoryLedger {
         let now = SystemTime::now();
         let keys = self.keys.lock().unwrap();
         Ok(keys.get(&(distribution.clone(), key.to_owned())).map(|(k, _)| k).filter(|k| k.expires_at > now).cloned())
-    }
-
-    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
-        let now = SystemTime::now();
-        Ok(self.dead_letters.lock().unwrap().get(message).filter(|d| d.expires_at > now).cloned())
     }
 
     async fn failures(&self, since: SystemTime, limit: usize) -> Result<Vec<FailureRecord>, LedgerError> {

@@ -30,7 +30,7 @@ impl FailureRecord {
 ///   newest first: of `distribution` only when given (a query), otherwise of the whole table (a scan).
 /// - `latest_covering` returns the newest accepted or completed record of `distribution` created at or after
 ///   `since` whose paths cover `path` (the path itself, or a wildcard prefix of it).
-/// - `key_claim` returns the claim of a producer key in a distribution; `dead_letter` the record of a dead-lettered message.
+/// - `key_claim` returns the claim of a producer key in a distribution.
 /// - `failures` returns failed batch records and dead-letter records created at or after `since`, newest first,
 ///   at most `limit`.
 pub trait AuditLog: Send + Sync + 'static {
@@ -55,11 +55,6 @@ pub trait AuditLog: Send + Sync + 'static {
         distribution: &DistributionId,
         key: &str,
     ) -> impl Future<Output = Result<Option<KeyRecord>, LedgerError>> + Send;
-
-    fn dead_letter(
-        &self,
-        message: &MessageId,
-    ) -> impl Future<Output = Result<Option<DeadLetterRecord>, LedgerError>> + Send;
 
     fn failures(
         &self,

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ports::ledger::{BatchRecord, BatchStatus};
+use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord};
 use crate::retry::Transient;
 
 /// What happened, as the `kind` field says it.
@@ -17,6 +17,10 @@ use crate::retry::Transient;
 pub enum EventKind {
     Accepted,
     Completed,
+    /// CloudFront refused the batch for good; its messages were dead-lettered.
+    Failed,
+    /// A message was refused before it reached a batch (or with its batch), and went to the dead-letter queue.
+    DeadLettered,
 }
 
 impl EventKind {
@@ -24,17 +28,22 @@ impl EventKind {
         match self {
             Self::Accepted => "accepted",
             Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::DeadLettered => "dead_lettered",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Accepted, Self::Completed].into_iter().find(|kind| kind.as_str() == text)
+        [Self::Accepted, Self::Completed, Self::Failed, Self::DeadLettered]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 
     /// The events a batch in `status` is owed, in the order they happened.
     pub fn owed_by(status: BatchStatus) -> &'static [EventKind] {
         match status {
-            BatchStatus::Pending | BatchStatus::Failed => &[],
+            BatchStatus::Pending => &[],
+            BatchStatus::Failed => &[Self::Failed],
             BatchStatus::Accepted => &[Self::Accepted],
             BatchStatus::Completed => &[Self::Accepted, Self::Completed],
         }
@@ -47,9 +56,11 @@ impl EventKind {
 pub struct Event {
     pub version: u32,
     pub kind: EventKind,
-    pub distribution_id: String,
+    /// Of a batch; for a dead letter, the distribution its body named, if a valid one.
+    pub distribution_id: Option<String>,
     pub invalidation_id: Option<String>,
-    pub caller_reference: String,
+    /// Of a batch; none for a dead letter.
+    pub caller_reference: Option<String>,
     pub message_ids: Vec<String>,
     pub idempotency_keys: Vec<String>,
     pub requesters: Vec<String>,
@@ -62,6 +73,8 @@ pub struct Event {
     pub submitted_at: Option<String>,
     pub completed_at: Option<String>,
     pub time_to_complete_ms: Option<u64>,
+    /// Why a batch failed or a message was dead-lettered.
+    pub reason: Option<String>,
 }
 
 impl Event {
@@ -70,9 +83,9 @@ impl Event {
         Self {
             version: 1,
             kind,
-            distribution_id: record.distribution_id.to_string(),
+            distribution_id: Some(record.distribution_id.to_string()),
             invalidation_id: record.invalidation_id.clone(),
-            caller_reference: record.caller_reference.to_string(),
+            caller_reference: Some(record.caller_reference.to_string()),
             message_ids: record.message_ids.iter().map(|m| m.0.clone()).collect(),
             idempotency_keys: record.idempotency_keys.clone(),
             requesters: record.requesters.clone(),
@@ -86,6 +99,28 @@ impl Event {
                 .time_to_complete
                 .filter(|_| completed)
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            reason: record.failure.clone().filter(|_| kind == EventKind::Failed),
+        }
+    }
+
+    pub fn of_dead_letter(record: &DeadLetterRecord) -> Self {
+        Self {
+            version: 1,
+            kind: EventKind::DeadLettered,
+            distribution_id: record.distribution_id.as_ref().map(ToString::to_string),
+            invalidation_id: None,
+            caller_reference: None,
+            message_ids: vec![record.message_id.0.clone()],
+            idempotency_keys: Vec::new(),
+            requesters: record.requester.iter().cloned().collect(),
+            paths: 0,
+            wildcards: 0,
+            requested_paths: 0,
+            created_at: rfc3339(record.created_at),
+            submitted_at: None,
+            completed_at: None,
+            time_to_complete_ms: None,
+            reason: Some(record.reason.clone()),
         }
     }
 }

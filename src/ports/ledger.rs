@@ -74,6 +74,9 @@ pub struct BatchRecord {
     pub expires_at: SystemTime,
     /// The events published for it so far (`mark_published`).
     pub published: Vec<EventKind>,
+    /// Written with a failed outcome when its failure is to be announced: the record then stays among those
+    /// `in_progress` returns until the event is published (accepted records always do until completed).
+    pub outbox: bool,
 }
 
 impl BatchRecord {
@@ -87,6 +90,11 @@ impl BatchRecord {
             status: self.status,
             published: self.published.clone(),
         })
+    }
+
+    /// A terminal failure to announce.
+    pub fn failure_owed(&self) -> Owed {
+        Owed::Failure { caller_reference: self.caller_reference.clone(), created_at: self.created_at }
     }
 
     /// What CloudFront's answer changes on the record.
@@ -122,6 +130,15 @@ pub struct Submitted {
     pub published: Vec<EventKind>,
 }
 
+/// What is in the outbox: a batch being tracked (and its events), a failed batch or a dead letter whose event is
+/// still to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owed {
+    Batch(Submitted),
+    Failure { caller_reference: CallerReference, created_at: SystemTime },
+    DeadLetter { message_id: MessageId, created_at: SystemTime },
+}
+
 /// CloudFront reported an accepted batch's invalidation as completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -149,6 +166,8 @@ pub struct DeadLetterRecord {
     pub requester: Option<String>,
     pub created_at: SystemTime,
     pub expires_at: SystemTime,
+    /// Its event is to be published: the record stays among those `in_progress` returns until it is.
+    pub outbox: bool,
 }
 
 /// A producer's idempotency key as a message uses it. A key is scoped to its distribution: two teams may both
@@ -232,11 +251,12 @@ impl Transient for LedgerError {
 /// - `record_completion` makes an existing record `Completed` with the completion's fields and says whether it
 ///   did: `false` if the record is completed already (another worker recorded it first), so a completion is
 ///   recorded once. It fails with `Conflict` if there is no such record.
-/// - `in_progress` returns accepted records not yet completed, and completed ones whose events are still to be
-///   published, of every distribution and worker, at most `limit`.
+/// - `in_progress` returns, of every distribution and worker, at most `limit`: accepted records not yet
+///   completed, completed ones whose events are still to be published, and failed records and dead letters
+///   written with `outbox` whose event is not published yet.
 /// - `mark_published` records that the batch's `kind` event was published; with `settled`, the record leaves
-///   those `in_progress` returns.
-/// - `batch` returns the record with this CallerReference.
+///   those `in_progress` returns. `mark_dead_letter_published` does so for a dead letter.
+/// - `batch` returns the record with this CallerReference; `dead_letter` the record of a dead-lettered message.
 /// - `record_dead_letter` stores the record of a dead-lettered message, replacing an earlier one for the same
 ///   message id (a message can be dead-lettered twice if its delete failed).
 pub trait Ledger: Send + Sync + 'static {
@@ -275,7 +295,14 @@ pub trait Ledger: Send + Sync + 'static {
 
     fn record_completion(&self, completion: &Completion) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 
-    fn in_progress(&self, limit: usize) -> impl Future<Output = Result<Vec<Submitted>, LedgerError>> + Send;
+    fn in_progress(&self, limit: usize) -> impl Future<Output = Result<Vec<Owed>, LedgerError>> + Send;
+
+    fn mark_dead_letter_published(&self, message: &MessageId) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    fn dead_letter(
+        &self,
+        message: &MessageId,
+    ) -> impl Future<Output = Result<Option<DeadLetterRecord>, LedgerError>> + Send;
 
     fn mark_published(
         &self,

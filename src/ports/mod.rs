@@ -16,6 +16,7 @@ pub use audit::{AuditLog, FailureRecord};
 pub use budget::{Allowance, BudgetState, BudgetStore, Reservation};
 pub use cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 pub use ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Submitted,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
+    Submitted,
 };
 pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};

@@ -40,10 +40,9 @@ use crate::model::{CallerReference, DistributionId};
 use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError};
-use crate::ports::ledger::{BatchRecord, Ledger};
+use crate::ports::ledger::{BatchRecord, Ledger, Owed};
 use crate::retry::{RetryPolicy, Transient, retry_transient};
 use crate::telemetry::{log_allowed, outages};
-use crate::track::Submitted;
 
 /// Who this worker is in the ledger, and how long its records and claims last.
 #[derive(Debug, Clone)]
@@ -83,7 +82,9 @@ pub struct Submitter<C, L> {
     pub retry: RetryPolicy,
     pub ownership: Ownership,
     /// Where accepted invalidations go to have their completion tracked; `None` when tracking is off.
-    pub tracker: Option<mpsc::Sender<Submitted>>,
+    pub tracker: Option<mpsc::Sender<Owed>>,
+    /// Events are on: a batch refused for good goes in the ledger's outbox and to the tracker to be announced.
+    pub announce_failures: bool,
 }
 
 /// What became of one batch.
@@ -385,7 +386,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let (Some(tracker), Some(submitted)) = (&self.tracker, record.submitted()) else {
             return;
         };
-        if let Err(TrySendError::Full(_)) = tracker.try_send(submitted) {
+        if let Err(TrySendError::Full(_)) = tracker.try_send(Owed::Batch(submitted)) {
             counter!("cfi_completion_tracking_abandoned_total", "reason" => "busy").increment(1);
         }
     }
@@ -410,10 +411,21 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         counter!("cfi_batches_refused_total", "code" => code).increment(1);
         self.budget.release(&record.distribution_id, &record.caller_reference).await;
         record.fail(&reason);
-        if let Err(e) =
-            retry_transient(self.retry.transient, || timed("record_outcome", self.ledger.record_outcome(&record))).await
+        // Only a refusal for good is announced: a split or a rebatch goes on under new batches.
+        record.outbox = self.announce_failures && matches!(refusal, Refusal::DeadLetter { .. });
+        match retry_transient(self.retry.transient, || timed("record_outcome", self.ledger.record_outcome(&record)))
+            .await
         {
-            warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger");
+            Ok(()) if record.outbox => {
+                if let Some(tracker) = &self.tracker {
+                    // A full channel only delays the event: the record waits in the outbox for adoption.
+                    let _ = tracker.try_send(record.failure_owed());
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger")
+            }
         }
         let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
         match refusal {

@@ -42,6 +42,7 @@ impl<C, L> Submitter<C, L> {
             lease_until: now + self.ownership.lease,
             expires_at: now + self.ownership.retention,
             published: Vec::new(),
+            outbox: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! pollers ──Accepted──▶ batcher ──Batch──▶ submitter ──Disposition──▶ acknowledger
 //!    └──────────────────────── Disposition (invalid messages) ───────────▲
-//!                                              └──Submitted──▶ tracker (completion)
+//!                                              └──Owed──▶ tracker (completion, events)
 //! heartbeat: keeps every held message invisible until the acknowledger lets it go
 //! ```
 //! Channels are bounded, so a slow CloudFront or ledger slows polling instead of filling memory. Shutdown stops
@@ -34,10 +34,11 @@ use crate::held::{self, InFlight};
 use crate::intake::{self, Outlets, PollSettings};
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
 use crate::ports::budget::QUOTA;
+use crate::ports::ledger::Owed;
 use crate::ports::{Allowance, BudgetStore, Cdn, Ledger, Queue};
 use crate::redelivery::Idempotency;
 use crate::submit::{Ownership, Submitter};
-use crate::track::{Submitted, TrackSettings, Tracker};
+use crate::track::{TrackSettings, Tracker};
 
 /// Room in each channel between stages: enough to absorb one receive per poller without stalling.
 const CHANNEL_CAPACITY: usize = 256;
@@ -82,7 +83,7 @@ where
     let budget = Arc::new(budget(&services, &settings, capacity));
     let mut tracking = JoinSet::new();
     let tracker = start_tracker(&services, &settings, &budget, &mut tracking, stop_receiving.clone());
-    let acknowledger = acknowledger(&services, &settings, &inflight);
+    let acknowledger = acknowledger(&services, &settings, &inflight, tracker.clone());
     let submitter = Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker));
     stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent));
     stages.spawn(acknowledger.run(from_stages));
@@ -205,11 +206,14 @@ fn acknowledger<Q: Queue, C, L: Ledger>(
     services: &Services<Q, C, L>,
     settings: &Settings,
     inflight: &Arc<InFlight>,
+    tracker: Option<mpsc::Sender<Owed>>,
 ) -> Acknowledger<Q, L> {
     let log = DeadLetterLog {
         ledger: Arc::clone(&services.ledger),
         retention: settings.ledger.retention,
         clock: settings.clock,
+        // Dead letters are announced by the tracker, which publishes the events.
+        announce: tracker.filter(|_| settings.events.is_some()),
     };
     Acknowledger::new(
         Arc::clone(&services.queue),
@@ -225,7 +229,7 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
     ledger: Arc<L>,
     settings: &Settings,
     budget: Arc<Budget<C, L>>,
-    tracker: Option<mpsc::Sender<Submitted>>,
+    tracker: Option<mpsc::Sender<Owed>>,
 ) -> Submitter<C, L> {
     let submission = settings.submission;
     Submitter {
@@ -241,6 +245,7 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
             retention: settings.ledger.retention,
             clock: settings.clock,
         },
+        announce_failures: settings.events.is_some(),
         tracker,
     }
 }
@@ -265,7 +270,7 @@ fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
     budget: &Arc<Budget<C, L>>,
     tasks: &mut JoinSet<()>,
     stop: CancellationToken,
-) -> Option<mpsc::Sender<Submitted>> {
+) -> Option<mpsc::Sender<Owed>> {
     if settings.tracking.poll.is_zero() {
         return None;
     }

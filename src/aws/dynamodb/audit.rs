@@ -8,14 +8,13 @@ use tracing::warn;
 
 use super::{
     DynamoLedger, INVALIDATION_INDEX, Item, KEY, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE,
-    dead_letter_from, dead_letter_key, epoch_seconds, key_item_key, key_record_from, page_size, record_from, timestamp,
-    unexpired,
+    dead_letter_from, epoch_seconds, key_item_key, key_record_from, page_size, record_from, timestamp, unexpired,
 };
 use crate::aws::error::classify;
 use crate::model::path::is_covered_by;
 use crate::model::{DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
-use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, KeyRecord, LedgerError};
+use crate::ports::ledger::{BatchRecord, BatchStatus, KeyRecord, LedgerError};
 
 /// Batches read per page while looking for the newest one covering a path: usually a recent one does, and
 /// DynamoDB bills what it reads, not what the filter keeps.
@@ -174,10 +173,6 @@ impl AuditLog for DynamoLedger {
     async fn key_claim(&self, distribution: &DistributionId, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
         let item = self.get(key_item_key(distribution, key)).await?;
         item.map(|item| key_record_from(distribution, key, &item)).transpose()
-    }
-
-    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
-        self.get(dead_letter_key(message)).await?.map(|item| dead_letter_from(&item)).transpose()
     }
 
     async fn failures(&self, since: SystemTime, limit: usize) -> Result<Vec<FailureRecord>, LedgerError> {

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::model::text::capped;
 
 use super::*;
+use crate::ports::ledger::Submitted;
 
 pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
     AttributeValue::S(format!("batch#{caller_reference}"))
@@ -165,11 +166,27 @@ pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         lease_until: UNIX_EPOCH + Duration::from_millis(number(item, "lease_until").unwrap_or_default()),
         expires_at: expiry(item),
         published: published(item),
+        outbox: false,
     })
 }
 
+/// What a `by_tracking` entry owes: a dead letter's event, a failed batch's, or a batch to track.
+pub(super) fn owed_from(item: &Item) -> Result<Owed, LedgerError> {
+    let not_tracked = || malformed("tracked item", item);
+    let key = string(item, KEY).ok_or_else(not_tracked)?;
+    let created_at = time(item, "created_at").ok_or_else(not_tracked)?;
+    if let Some(message_id) = key.strip_prefix("dlq#") {
+        return Ok(Owed::DeadLetter { message_id: MessageId(message_id.to_owned()), created_at });
+    }
+    if string(item, "status").as_deref() == Some(BatchStatus::Failed.as_str()) {
+        let caller_reference = string(item, "caller_reference").ok_or_else(not_tracked)?;
+        return Ok(Owed::Failure { caller_reference: CallerReference::from_recorded(caller_reference), created_at });
+    }
+    submitted_from(item).map(Owed::Batch)
+}
+
 /// An accepted batch as the `by_tracking` index projects it.
-pub(super) fn submitted_from(item: &Item) -> Result<Submitted, LedgerError> {
+fn submitted_from(item: &Item) -> Result<Submitted, LedgerError> {
     let not_tracked = || malformed("tracked batch", item);
     let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
     Ok(Submitted {
@@ -205,6 +222,10 @@ pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {
     if let Some(requester) = &record.requester {
         item.insert("requester".into(), AttributeValue::S(capped(requester, MAX_REQUESTER_BYTES)));
     }
+    if record.outbox {
+        // In `by_tracking` until its event is published.
+        item.insert(TRACKING.into(), AttributeValue::S(TRACKING_IN_PROGRESS.into()));
+    }
     item
 }
 
@@ -221,6 +242,7 @@ pub(super) fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerEr
         requester: string(item, "requester"),
         created_at: time(item, "created_at").ok_or_else(|| malformed("dead-letter record", item))?,
         expires_at: expiry(item),
+        outbox: item.contains_key(TRACKING),
     })
 }
 
