@@ -1,7 +1,7 @@
-//! Batch events through a real SNS topic on the emulator: a worker process publishes, an SQS queue subscribed to
-//! the topic receives an accepted and a completed event for every batch, naming its messages; a worker killed
-//! before it could publish leaves its events to the next worker. (That an event published but not recorded is
-//! published again is shown in-process, in tests/pipeline.rs, `events`.)
+//! Batch events on the emulator, from a worker process: an SQS queue subscribed to a real SNS topic receives an
+//! accepted and a completed event for every batch, naming its messages; a worker killed before it could publish
+//! leaves its events to the next worker; an EventBridge rule routes them to its target. (That an event published
+//! but not recorded is published again is shown in-process, in tests/pipeline.rs, `events`.)
 
 mod common;
 
@@ -177,4 +177,64 @@ async fn a_worker_killed_before_publishing_leaves_its_events_to_the_next_one() {
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["accepted", "completed"], "{events:#?}");
     assert!(events.iter().all(|e| e["message_ids"] == serde_json::json!(sent)), "{events:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eventbridge_rule_routes_the_events_to_its_target() {
+    let Some(config) = common::emulator().await else { return };
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let eventbridge = aws_sdk_eventbridge::Client::new(&config);
+    let queues = common::create_queues(&config).await;
+    let table = common::create_table(&config).await;
+    let bus = common::unique("bus");
+    eventbridge.create_event_bus().name(&bus).send().await.unwrap();
+    let target = sqs.create_queue().queue_name(common::unique("rule-target")).send().await.unwrap().queue_url.unwrap();
+    let target_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&target)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let pattern = serde_json::json!({"source": ["cf-invalidator"], "detail-type": ["Invalidation Completed"]});
+    eventbridge
+        .put_rule()
+        .name("completed")
+        .event_bus_name(&bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .unwrap();
+    let sqs_target = aws_sdk_eventbridge::types::Target::builder().id("queue").arn(&target_arn).build().unwrap();
+    eventbridge.put_targets().rule("completed").event_bus_name(&bus).targets(sqs_target).send().await.unwrap();
+
+    let simulator = common::SimulatorProcess::start(&["--completion", "2s", "--distribution", DISTRIBUTIONS[1]]);
+    let mut worker = common::binary()
+        .env("AWS_ENDPOINT_URL_CLOUDFRONT", &simulator.url)
+        .args(["run", "--queue-url", &queues.queue_url, "--table", &table, "--events-bus", &bus])
+        .args(["--window", "1s", "--completion-poll", "1s"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = serde_json::json!({"distribution_id": DISTRIBUTIONS[1], "paths": ["/bridged.html"]}).to_string();
+    let sent = common::send_all(&sqs, &queues.queue_url, &[body]).await;
+    let mut delivered = Vec::new();
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    while delivered.is_empty() && std::time::Instant::now() < give_up {
+        delivered.extend(received(&sqs, &target).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(delivered.len(), 1, "only the completed event matches the rule: {delivered:#?}");
+    let event = &delivered[0];
+    assert_eq!(
+        (event["source"].as_str(), event["detail-type"].as_str()),
+        (Some("cf-invalidator"), Some("Invalidation Completed"))
+    );
+    assert_eq!(event["detail"]["message_ids"], serde_json::json!(sent));
+    assert_eq!(event["detail"]["kind"], "completed");
 }
