@@ -35,6 +35,24 @@ pub enum Command {
     /// Answer questions from the ledger: a distribution's invalidations (default), one invalidation, a message's
     /// or idempotency key's fate, when a path was last invalidated, failures and dead letters.
     Audit(AuditArgs),
+    /// What this month's invalidations billed: month-to-date counters from the ledger, in total and per
+    /// distribution, against CloudFront's free paths.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Name of the DynamoDB ledger table.
+    #[arg(long, env = "INVALIDATOR_TABLE")]
+    pub table: String,
+
+    /// The calendar month (UTC), as YYYY-MM; default: this month.
+    #[arg(long)]
+    pub month: Option<String>,
+
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Command::Send(args) => commands::send::send(args).await,
             Command::Setup(args) => commands::setup::setup(args).await,
             Command::Audit(args) => commands::audit::audit(args).await,
+            Command::Report(args) => commands::report::report(args).await,
         }
     });
     match outcome {

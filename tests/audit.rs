@@ -354,3 +354,25 @@ async fn setup_adds_the_audit_indexes_to_a_table_an_older_version_created() {
         assert!(answered.status.success(), "{}", String::from_utf8_lossy(&answered.stderr));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_counts_this_month_s_accepted_batches_once_each() {
+    let Some(filled) = filled().await else { return };
+    let output = Command::new(env!("CARGO_BIN_EXE_cf-invalidator"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["report", "--table", &filled.table, "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Batch A: alice's two paths and bob's /img/* merged into /img/* and /index.html; batch B: erin's one path.
+    // Dave's batch failed and carol's message was dead-lettered: neither is billed.
+    let expected = json!({"batches": 2, "paths_requested": 4, "paths_billed": 3, "wildcards": 1});
+    assert_eq!(report["total"], expected, "{report}");
+    assert_eq!(report["distributions"][0]["distribution_id"], filled.distribution.as_str());
+    assert_eq!(report["free_paths_left"], 997);
+    assert_eq!(report["estimated_dollars"], 0.0);
+}

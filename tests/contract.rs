@@ -14,6 +14,7 @@ use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
+use cf_invalidator::ports::ledger::{Billing, billing_month};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
@@ -382,6 +383,25 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert!(!ledger.in_progress(1_000).await.unwrap().iter().any(is_this));
     let kept = ledger.dead_letter(&message("m-11")).await.unwrap().unwrap();
     assert_eq!((kept.reason.as_str(), kept.outbox), (to_announce.reason.as_str(), false));
+
+    // Billing: an accepted batch adds to the counters of its month once, however often its outcome is recorded.
+    // Submitted in a month of its own, so the other records here do not count.
+    let billed_at = millis(base) + Duration::from_secs(400 * 24 * 3_600);
+    let month = billing_month(billed_at);
+    let other = DistributionId::parse(&format!("{distribution}B")).unwrap();
+    for (of, n) in [(&distribution, 0), (&distribution, 1), (&other, 2)] {
+        let mut batch = record(of, base + 9_000 + n);
+        ledger.record_intent(&batch).await.unwrap();
+        batch.accept(&Invalidation { id: format!("IBILL{n}"), status: "InProgress".into() }, billed_at);
+        ledger.record_outcome(&batch).await.unwrap();
+        ledger.record_outcome(&batch).await.unwrap();
+    }
+    let one = Billing { batches: 1, paths_billed: 2, paths_requested: 5, wildcards: 1 };
+    let two = Billing { batches: 2, paths_billed: 4, paths_requested: 10, wildcards: 2 };
+    let billing = ledger.month_billing(&month).await.unwrap();
+    assert_eq!(billing.total, Billing { batches: 3, paths_billed: 6, paths_requested: 15, wildcards: 3 });
+    assert_eq!(billing.distributions, [(distribution.clone(), two), (other, one)], "counted once each");
+    assert_eq!(ledger.month_billing("1999-01").await.unwrap().total, Billing::default());
 
     // A reason of any length is stored, whole or cut with a marker, never refused for size.
     let essay = DeadLetterRecord { reason: "é".repeat(200_000), ..dead("m-10", base + 2_800) };

@@ -23,13 +23,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 
 use self::item::{
     dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds, intent_item, key_item_key,
-    key_of, key_record_from, number, owed_from, record_from, string, timestamp, unexpired,
+    key_of, key_record_from, month_key, number, number_of, owed_from, record_from, string, timestamp, unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
@@ -38,6 +39,7 @@ use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
 };
+use crate::ports::ledger::{Billing, billing_month};
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
@@ -49,6 +51,8 @@ pub const TRACKING: &str = "tracking";
 pub(crate) const TRACKING_IN_PROGRESS: &str = "in_progress";
 /// The events published for a batch (a string set of `EventKind`s).
 pub const PUBLISHED: &str = "published";
+/// On an accepted batch: the month (`YYYY-MM`) whose counters it was added to, once.
+const BILLED_MONTH: &str = "billed_month";
 /// Epoch seconds after which DynamoDB may delete the item (the table's TTL attribute).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// Values of `outcome`, the `by_outcome` partition key.
@@ -191,6 +195,80 @@ impl DynamoLedger {
     }
 }
 
+/// Whether an acceptance's billing was counted by this write or an earlier one.
+enum Billed {
+    Now,
+    Before,
+}
+
+impl DynamoLedger {
+    /// The acceptance's fields and `billed_month`, and the month's counters in total and for the distribution, in
+    /// one transaction conditioned on the batch not being billed yet: counters move once per CallerReference.
+    async fn record_billed_acceptance(
+        &self,
+        record: &BatchRecord,
+        assignments: &[&str],
+        values: &HashMap<String, AttributeValue>,
+        month: &str,
+    ) -> Result<Billed, LedgerError> {
+        let mut batch_values = values.clone();
+        batch_values.insert(":month".into(), AttributeValue::S(month.to_owned()));
+        let batch = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, key_of(&record.caller_reference))
+            .update_expression(format!("SET {}, {BILLED_MONTH} = :month", assignments.join(", ")))
+            .condition_expression(format!("attribute_exists(#pk) AND attribute_not_exists({BILLED_MONTH})"))
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(batch_values))
+            .build()
+            .map_err(|e| LedgerError::Other(e.to_string()))?;
+        let billing = Billing::of(record);
+        let counter = |key: AttributeValue, distribution: Option<&DistributionId>| {
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key(KEY, key)
+                // Kept as long as the month's last batch is: `--retention` after it.
+                .update_expression(if distribution.is_some() {
+                    "ADD batches :batches, paths_billed :billed, paths_requested :requested, wildcards :wildcards, distributions :distribution SET #ttl = :ttl"
+                } else {
+                    "ADD batches :batches, paths_billed :billed, paths_requested :requested, wildcards :wildcards SET #ttl = :ttl"
+                })
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":ttl", epoch_seconds(record.expires_at))
+                .expression_attribute_values(":batches", number_of(billing.batches))
+                .expression_attribute_values(":billed", number_of(billing.paths_billed))
+                .expression_attribute_values(":requested", number_of(billing.paths_requested))
+                .expression_attribute_values(":wildcards", number_of(billing.wildcards));
+            if let Some(distribution) = distribution {
+                update = update
+                    .expression_attribute_values(":distribution", AttributeValue::Ss(vec![distribution.to_string()]));
+            }
+            update.build().map_err(|e| LedgerError::Other(e.to_string()))
+        };
+        let total = counter(month_key(month, None), Some(&record.distribution_id))?;
+        let of_distribution = counter(month_key(month, Some(&record.distribution_id)), None)?;
+        let items = [batch, total, of_distribution].map(|update| TransactWriteItem::builder().update(update).build());
+        let outcome = self.client.transact_write_items().set_transact_items(Some(items.to_vec())).send().await;
+        match outcome {
+            Ok(_) => Ok(Billed::Now),
+            Err(e) => {
+                let first_refused = e.as_service_error().and_then(|s| match s {
+                    TransactWriteItemsError::TransactionCanceledException(canceled) => {
+                        canceled.cancellation_reasons().first().and_then(|r| r.code()).map(str::to_owned)
+                    }
+                    _ => None,
+                });
+                match first_refused.as_deref() {
+                    // Billed before, or no such record: the plain update tells which.
+                    Some("ConditionalCheckFailed") => Ok(Billed::Before),
+                    _ => Err(self.error(classify(&e))),
+                }
+            }
+        }
+    }
+}
+
 impl Ledger for DynamoLedger {
     async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         let outcome = self
@@ -239,6 +317,14 @@ impl Ledger for DynamoLedger {
                 values.push((name, value));
             }
         }
+        let values: HashMap<String, AttributeValue> = values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        if let (BatchStatus::Accepted, Some(submitted_at)) = (record.status, record.submitted_at) {
+            match self.record_billed_acceptance(record, &assignments, &values, &billing_month(submitted_at)).await? {
+                Billed::Now => return Ok(()),
+                // Billed by an earlier attempt (or another worker): the fields are written below, the counters not.
+                Billed::Before => {}
+            }
+        }
         let outcome = self
             .client
             .update_item()
@@ -248,7 +334,7 @@ impl Ledger for DynamoLedger {
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", KEY)
             .expression_attribute_names("#status", "status")
-            .set_expression_attribute_values(Some(values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+            .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::None)
             .send()
             .await;

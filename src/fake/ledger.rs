@@ -9,7 +9,8 @@ use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
+    BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
+    MonthBilling, Owed, billing_month,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -41,12 +42,20 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
     }
 }
 
+/// Billing counters by month and distribution, and the batches already counted.
+#[derive(Debug, Default)]
+struct MonthCounters {
+    by_month: HashMap<(String, DistributionId), Billing>,
+    counted: HashSet<CallerReference>,
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     pub faults: Faults<LedgerError>,
     /// With the order of insertion, so records created in the same instant list in a reproducible order.
     records: Mutex<HashMap<CallerReference, (usize, BatchRecord)>>,
     keys: Mutex<HashMap<(DistributionId, String), (KeyRecord, String)>>,
+    billing: Mutex<MonthCounters>,
     /// Completed records no longer tracked: their completion was recorded without events to publish, or their
     /// events are published (`tracking` removed, in DynamoDB terms).
     settled: Mutex<HashSet<CallerReference>>,
@@ -102,6 +111,13 @@ impl Ledger for MemoryLedger {
         stored.submitted_at = record.submitted_at;
         stored.failure.clone_from(&record.failure);
         stored.outbox = record.outbox;
+        if let (BatchStatus::Accepted, Some(submitted_at)) = (record.status, record.submitted_at) {
+            let counters = &mut *self.billing.lock().unwrap();
+            if counters.counted.insert(record.caller_reference.clone()) {
+                let key = (billing_month(submitted_at), record.distribution_id.clone());
+                counters.by_month.entry(key).or_default().add(Billing::of(record));
+            }
+        }
         Ok(())
     }
 
@@ -279,6 +295,16 @@ impl Ledger for MemoryLedger {
 }
 
 impl AuditLog for MemoryLedger {
+    async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
+        let counters = self.billing.lock().unwrap();
+        let mut distributions: Vec<(DistributionId, Billing)> =
+            counters.by_month.iter().filter(|((m, _), _)| m == month).map(|((_, d), b)| (d.clone(), *b)).collect();
+        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        let mut total = Billing::default();
+        distributions.iter().for_each(|(_, billing)| total.add(*billing));
+        Ok(MonthBilling { month: month.to_owned(), total, distributions })
+    }
+
     async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
         Ok(self.live_records().find(|r| r.invalidation_id.as_deref() == Some(id)))
     }

@@ -130,6 +130,50 @@ pub struct Submitted {
     pub published: Vec<EventKind>,
 }
 
+/// What accepted invalidations billed in a month: CloudFront bills every path and tag of an invalidation, a
+/// wildcard as one, past the account's first 1,000 a month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billing {
+    pub batches: u64,
+    /// Paths and tags submitted in accepted invalidations: what CloudFront bills.
+    pub paths_billed: u64,
+    /// Paths the messages asked for before deduplication and merging: what one call per message would bill.
+    pub paths_requested: u64,
+    pub wildcards: u64,
+}
+
+impl Billing {
+    pub fn of(record: &BatchRecord) -> Self {
+        Self {
+            batches: 1,
+            paths_billed: record.paths.len() as u64,
+            paths_requested: record.requested_paths as u64,
+            wildcards: record.paths.iter().filter(|p| p.ends_with('*')).count() as u64,
+        }
+    }
+
+    pub fn add(&mut self, other: Billing) {
+        self.batches += other.batches;
+        self.paths_billed += other.paths_billed;
+        self.paths_requested += other.paths_requested;
+        self.wildcards += other.wildcards;
+    }
+}
+
+/// A calendar month's billing (UTC), in total and per distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonthBilling {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub total: Billing,
+    pub distributions: Vec<(DistributionId, Billing)>,
+}
+
+/// The calendar month (UTC) `at` falls in, as `YYYY-MM`: what billing counters are kept by.
+pub fn billing_month(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()[..7].to_owned()
+}
+
 /// What is in the outbox: a batch being tracked (and its events), a failed batch or a dead letter whose event is
 /// still to be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +282,9 @@ impl Transient for LedgerError {
 /// - `record_intent` stores a new `Pending` record; storing the same CallerReference again (a retry after an
 ///   unknown outcome) succeeds without changing the stored record.
 /// - `record_outcome` stores the `Accepted` or `Failed` fields of a record written by `record_intent`, and fails
-///   with `Conflict` if there is no such record.
+///   with `Conflict` if there is no such record. An `Accepted` outcome also adds the batch's `Billing` to the
+///   counters of the month of its `submitted_at`, in total and for its distribution, once per CallerReference
+///   however often it is recorded, by however many workers.
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
 ///   it did; it never changes a record that is not pending or whose lease still runs.

@@ -18,6 +18,29 @@ pub(super) fn key_item_key(distribution: &DistributionId, key: &str) -> Attribut
     AttributeValue::S(format!("key#{distribution}#{key}"))
 }
 
+/// `month#YYYY-MM` for the month's totals, `month#YYYY-MM#<DistributionId>` for one distribution's.
+pub(super) fn month_key(month: &str, distribution: Option<&DistributionId>) -> AttributeValue {
+    match distribution {
+        Some(distribution) => AttributeValue::S(format!("month#{month}#{distribution}")),
+        None => AttributeValue::S(format!("month#{month}")),
+    }
+}
+
+pub(super) fn number_of(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A month item's counters.
+pub(super) fn billing_from(item: &Item) -> Billing {
+    let counter = |name| number(item, name).unwrap_or_default();
+    Billing {
+        batches: counter("batches"),
+        paths_billed: counter("paths_billed"),
+        paths_requested: counter("paths_requested"),
+        wildcards: counter("wildcards"),
+    }
+}
+
 pub(super) fn dead_letter_key(message_id: &MessageId) -> AttributeValue {
     AttributeValue::S(format!("dlq#{message_id}"))
 }

@@ -1,0 +1,145 @@
+//! `cf-invalidator report`: what this month's invalidations billed, from the ledger's month-to-date counters.
+
+use std::time::SystemTime;
+
+use anyhow::{Context, ensure};
+use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
+use cf_invalidator::ports::AuditLog;
+use cf_invalidator::ports::ledger::{Billing, MonthBilling, billing_month};
+use serde_json::{Value, json};
+
+use crate::cli::ReportArgs;
+
+pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let month = match &args.month {
+        Some(month) => checked_month(month)?,
+        None => billing_month(SystemTime::now()),
+    };
+    let config = super::aws_config().await?;
+    let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
+    let billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
+    if args.json {
+        println!("{}", as_json(&billing));
+    } else {
+        print!("{}", as_table(&billing));
+    }
+    Ok(())
+}
+
+fn checked_month(month: &str) -> anyhow::Result<String> {
+    let valid = month.len() == 7
+        && month.as_bytes()[4] == b'-'
+        && month[..4].bytes().all(|b| b.is_ascii_digit())
+        && month[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
+    ensure!(valid, "--month {month:?} is not a month: write it as YYYY-MM, e.g. 2026-12");
+    Ok(month.to_owned())
+}
+
+/// Dollars beyond the account's free paths, for `billed` paths in the month.
+fn dollars(billed: u64) -> f64 {
+    billed.saturating_sub(FREE_PATHS_PER_MONTH) as f64 * DOLLARS_PER_PATH
+}
+
+fn as_json(billing: &MonthBilling) -> Value {
+    let counters = |b: &Billing| json!({"batches": b.batches, "paths_requested": b.paths_requested, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
+    let total = &billing.total;
+    json!({
+        "month": billing.month,
+        "total": counters(total),
+        "free_paths_used": total.paths_billed.min(FREE_PATHS_PER_MONTH),
+        "free_paths_left": FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
+        "estimated_dollars": dollars(total.paths_billed),
+        // What sending each message as its own invalidation would have billed.
+        "one_call_per_message_dollars": dollars(total.paths_requested),
+        "distributions": billing.distributions.iter().map(|(id, b)| {
+            let mut row = counters(b);
+            row["distribution_id"] = id.as_str().into();
+            row
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn as_table(billing: &MonthBilling) -> String {
+    let total = &billing.total;
+    let mut out = format!(
+        "{}: {} paths billed in {} invalidations, from {} paths requested ({} wildcards)\n\
+         free paths: {} used, {} left; estimated cost ${:.2} (one invalidation per message: ${:.2})\n\
+         CloudFront's free paths are per account: other tools' and people's invalidations use them too.\n",
+        billing.month,
+        total.paths_billed,
+        total.batches,
+        total.paths_requested,
+        total.wildcards,
+        total.paths_billed.min(FREE_PATHS_PER_MONTH),
+        FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
+        dollars(total.paths_billed),
+        dollars(total.paths_requested),
+    );
+    if billing.distributions.is_empty() {
+        return out;
+    }
+    out.push_str(&format!(
+        "\n{:<16} {:>8} {:>10} {:>10} {:>9}\n",
+        "distribution", "batches", "requested", "billed", "wildcards"
+    ));
+    for (id, b) in &billing.distributions {
+        out.push_str(&format!(
+            "{:<16} {:>8} {:>10} {:>10} {:>9}\n",
+            id.as_str(),
+            b.batches,
+            b.paths_requested,
+            b.paths_billed,
+            b.wildcards
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cf_invalidator::model::DistributionId;
+
+    fn billing() -> MonthBilling {
+        let big = Billing { batches: 40, paths_billed: 1_500, paths_requested: 9_000, wildcards: 12 };
+        let small = Billing { batches: 2, paths_billed: 100, paths_requested: 100, wildcards: 0 };
+        let mut total = big;
+        total.add(small);
+        MonthBilling {
+            month: "2026-12".into(),
+            total,
+            distributions: vec![
+                (DistributionId::parse("EBIG").unwrap(), big),
+                (DistributionId::parse("ESMALL").unwrap(), small),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_free_tier_comes_off_the_account_total() {
+        let json = as_json(&billing());
+        assert_eq!(json["total"]["paths_billed"], 1_600);
+        assert_eq!((json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64()), (Some(1_000), Some(0)));
+        assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
+        assert!((json["one_call_per_message_dollars"].as_f64().unwrap() - 40.5).abs() < 1e-9);
+        assert_eq!(json["distributions"][0]["distribution_id"], "EBIG");
+    }
+
+    #[test]
+    fn the_table_names_each_distribution_and_an_empty_month_says_so() {
+        let table = as_table(&billing());
+        assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
+        assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
+        let empty = as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() });
+        assert!(empty.contains("0 paths billed") && empty.contains("1000 left") && !empty.contains("distribution"));
+    }
+
+    #[test]
+    fn months_are_checked() {
+        assert_eq!(checked_month("2026-12").unwrap(), "2026-12");
+        for bad in ["2026-13", "2026-1", "26-12", "december"] {
+            assert!(checked_month(bad).is_err(), "{bad}");
+        }
+    }
+}
