@@ -11,6 +11,7 @@ pub mod ack;
 pub mod audit;
 pub mod aws;
 pub mod batch;
+pub mod billing;
 pub mod clock;
 #[cfg(feature = "test-support")]
 pub mod fake;

@@ -107,6 +107,9 @@ async fn metrics_move_during_a_run_and_readiness_fails_when_aws_is_gone() {
     assert_eq!(common::counter(&page, "cfi_paths_submitted_total"), 4.0, "the savings show: 6 requested, 4 submitted");
     assert!(page.contains("cfi_cloudfront_responses_total{code=\"Created\"}"), "{page}");
     assert!(page.contains("cfi_enqueue_to_accepted_seconds_bucket"), "{page}");
+    // The month's billed paths, as the ledger counts them for the account's free paths: 4 of 1,000 used.
+    assert_eq!(common::counter(&page, "cfi_month_paths_billed"), 4.0, "{page}");
+    assert_eq!(common::counter(&page, "cfi_month_free_paths_left"), 996.0);
 
     emulator.stop();
     let unready = eventually(Duration::from_secs(30), || get(port, "/readyz").is_some_and(|(s, _)| s == 503)).await;

@@ -29,8 +29,9 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 
 use self::item::{
-    dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds, intent_item, key_item_key,
-    key_of, key_record_from, month_key, number, number_of, owed_from, record_from, string, timestamp, unexpired,
+    billing_from, dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds, intent_item,
+    key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from, record_from, string, strings,
+    timestamp, unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
@@ -39,7 +40,7 @@ use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
 };
-use crate::ports::ledger::{Billing, billing_month};
+use crate::ports::ledger::{Billing, MonthBilling, billing_month};
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
@@ -502,6 +503,19 @@ impl Ledger for DynamoLedger {
 
     async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
         self.get(key_of(caller_reference)).await?.map(|item| record_from(&item)).transpose()
+    }
+
+    async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
+        let Some(total) = self.get(month_key(month, None)).await? else {
+            return Ok(MonthBilling { month: month.to_owned(), ..MonthBilling::default() });
+        };
+        let mut distributions = Vec::new();
+        for distribution in strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()) {
+            let item = self.get(month_key(month, Some(&distribution))).await?;
+            distributions.push((distribution, item.as_ref().map(billing_from).unwrap_or_default()));
+        }
+        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        Ok(MonthBilling { month: month.to_owned(), total: billing_from(&total), distributions })
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

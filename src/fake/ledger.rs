@@ -246,6 +246,16 @@ impl Ledger for MemoryLedger {
         Ok(self.live_records().find(|r| &r.caller_reference == caller_reference))
     }
 
+    async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
+        let counters = self.billing.lock().unwrap();
+        let mut distributions: Vec<(DistributionId, Billing)> =
+            counters.by_month.iter().filter(|((m, _), _)| m == month).map(|((_, d), b)| (d.clone(), *b)).collect();
+        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        let mut total = Billing::default();
+        distributions.iter().for_each(|(_, billing)| total.add(*billing));
+        Ok(MonthBilling { month: month.to_owned(), total, distributions })
+    }
+
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
         let now = SystemTime::now();
         Ok(self.dead_letters.lock().unwrap().get(message).filter(|d| d.expires_at > now).cloned())
@@ -295,16 +305,6 @@ impl Ledger for MemoryLedger {
 }
 
 impl AuditLog for MemoryLedger {
-    async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
-        let counters = self.billing.lock().unwrap();
-        let mut distributions: Vec<(DistributionId, Billing)> =
-            counters.by_month.iter().filter(|((m, _), _)| m == month).map(|((_, d), b)| (d.clone(), *b)).collect();
-        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
-        let mut total = Billing::default();
-        distributions.iter().for_each(|(_, billing)| total.add(*billing));
-        Ok(MonthBilling { month: month.to_owned(), total, distributions })
-    }
-
     async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
         Ok(self.live_records().find(|r| r.invalidation_id.as_deref() == Some(id)))
     }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::SystemTime;
 
-use super::ledger::{BatchRecord, DeadLetterRecord, KeyRecord, LedgerError, MonthBilling};
+use super::ledger::{BatchRecord, DeadLetterRecord, KeyRecord, LedgerError};
 use crate::model::{DistributionId, MessageId};
 
 /// Something that went wrong: a batch CloudFront refused, or a message moved to the dead-letter queue.
@@ -31,7 +31,6 @@ impl FailureRecord {
 /// - `latest_covering` returns the newest accepted or completed record of `distribution` created at or after
 ///   `since` whose paths cover `path` (the path itself, or a wildcard prefix of it).
 /// - `key_claim` returns the claim of a producer key in a distribution.
-/// - `month_billing` returns a month's billing counters (`YYYY-MM`), in total and per distribution.
 /// - `failures` returns failed batch records and dead-letter records created at or after `since`, newest first,
 ///   at most `limit`.
 pub trait AuditLog: Send + Sync + 'static {
@@ -50,8 +49,6 @@ pub trait AuditLog: Send + Sync + 'static {
         path: &str,
         since: SystemTime,
     ) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
-
-    fn month_billing(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
 
     fn key_claim(
         &self,

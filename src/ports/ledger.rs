@@ -303,6 +303,7 @@ impl Transient for LedgerError {
 /// - `mark_published` records that the batch's `kind` event was published; with `settled`, the record leaves
 ///   those `in_progress` returns. `mark_dead_letter_published` does so for a dead letter.
 /// - `batch` returns the record with this CallerReference; `dead_letter` the record of a dead-lettered message.
+/// - `month_billing` returns a month's billing counters (`YYYY-MM`), in total and per distribution.
 /// - `record_dead_letter` stores the record of a dead-lettered message, replacing an earlier one for the same
 ///   message id (a message can be dead-lettered twice if its delete failed).
 pub trait Ledger: Send + Sync + 'static {
@@ -349,6 +350,8 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         message: &MessageId,
     ) -> impl Future<Output = Result<Option<DeadLetterRecord>, LedgerError>> + Send;
+
+    fn month_billing(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
 
     fn mark_published(
         &self,

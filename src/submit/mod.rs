@@ -31,6 +31,7 @@ use self::shape::{split, split_to_fit};
 
 use crate::batch::Batch;
 use crate::batch::window::SealReason;
+use crate::billing::MonthToDate;
 use crate::clock::WallClock;
 use crate::limit::budget::Grant;
 use crate::limit::room::time_to_clear;
@@ -40,7 +41,7 @@ use crate::model::{CallerReference, DistributionId};
 use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError};
-use crate::ports::ledger::{BatchRecord, Ledger, Owed};
+use crate::ports::ledger::{BatchRecord, Ledger, Owed, billing_month};
 use crate::retry::{RetryPolicy, Transient, retry_transient};
 use crate::telemetry::{log_allowed, outages};
 
@@ -85,6 +86,9 @@ pub struct Submitter<C, L> {
     pub tracker: Option<mpsc::Sender<Owed>>,
     /// Events are on: a batch refused for good goes in the ledger's outbox and to the tracker to be announced.
     pub announce_failures: bool,
+    /// The month's billed paths (the ledger's counters, by every worker), for the cost of each batch. Other tools'
+    /// and people's invalidations use the same free paths, so the cost logged is a floor.
+    pub month_to_date: Arc<MonthToDate>,
 }
 
 /// What became of one batch.
@@ -372,10 +376,13 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             "invalidation accepted"
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
-        let cost = plan::cost(&record.paths, ASSUME_FREE_TIER_USED);
+        let month = billing_month(self.ownership.clock.now());
+        let billed_before = self.month_to_date.billed_before(&month);
+        let cost = plan::cost(&record.paths, billed_before);
         counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
-        info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, estimated_cost_usd = cost.dollars, "invalidation cost, beyond the monthly free paths");
+        info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, month_paths_billed_before = billed_before, estimated_cost_usd = cost.dollars, "invalidation cost, after the account's free paths this month");
         timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)?;
+        self.month_to_date.add(&month, cost.paths_billed as u64);
         self.track(record);
         Ok(())
     }
@@ -436,10 +443,6 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         }
     }
 }
-
-/// Cost is reported as if the account's free paths for the month were used up: the worker cannot know what
-/// other tools and people submitted, and the marginal price is what a batching decision changes.
-const ASSUME_FREE_TIER_USED: u64 = u64::MAX;
 
 /// Runs a ledger call and records its latency.
 async fn timed<T>(operation: &'static str, call: impl Future<Output = T>) -> T {

@@ -30,6 +30,7 @@ use crate::batch::{
     self,
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
+use crate::billing::{self, MonthToDate};
 use crate::held::{self, InFlight};
 use crate::intake::{self, Outlets, PollSettings};
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
@@ -84,7 +85,10 @@ where
     let mut tracking = JoinSet::new();
     let tracker = start_tracker(&services, &settings, &budget, &mut tracking, stop_receiving.clone());
     let acknowledger = acknowledger(&services, &settings, &inflight, tracker.clone());
-    let submitter = Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker));
+    let month_to_date = Arc::new(MonthToDate::default());
+    let ledger = Arc::clone(&services.ledger);
+    tracking.spawn(billing::keep_current(ledger, Arc::clone(&month_to_date), settings.clock, stop_receiving.clone()));
+    let submitter = Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker, month_to_date));
     stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
@@ -230,6 +234,7 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
     settings: &Settings,
     budget: Arc<Budget<C, L>>,
     tracker: Option<mpsc::Sender<Owed>>,
+    month_to_date: Arc<MonthToDate>,
 ) -> Submitter<C, L> {
     let submission = settings.submission;
     Submitter {
@@ -246,6 +251,7 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
             clock: settings.clock,
         },
         announce_failures: settings.events.is_some(),
+        month_to_date,
         tracker,
     }
 }

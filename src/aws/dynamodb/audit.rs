@@ -6,7 +6,6 @@ use std::time::SystemTime;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tracing::warn;
 
-use super::item::{billing_from, month_key, strings};
 use super::{
     DynamoLedger, INVALIDATION_INDEX, Item, KEY, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE,
     dead_letter_from, epoch_seconds, key_item_key, key_record_from, page_size, record_from, timestamp, unexpired,
@@ -15,7 +14,7 @@ use crate::aws::error::classify;
 use crate::model::path::is_covered_by;
 use crate::model::{DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
-use crate::ports::ledger::{BatchRecord, BatchStatus, KeyRecord, LedgerError, MonthBilling};
+use crate::ports::ledger::{BatchRecord, BatchStatus, KeyRecord, LedgerError};
 
 /// Batches read per page while looking for the newest one covering a path: usually a recent one does, and
 /// DynamoDB bills what it reads, not what the filter keeps.
@@ -102,19 +101,6 @@ impl DynamoLedger {
 }
 
 impl AuditLog for DynamoLedger {
-    async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
-        let Some(total) = self.get(month_key(month, None)).await? else {
-            return Ok(MonthBilling { month: month.to_owned(), ..MonthBilling::default() });
-        };
-        let mut distributions = Vec::new();
-        for distribution in strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()) {
-            let item = self.get(month_key(month, Some(&distribution))).await?;
-            distributions.push((distribution, item.as_ref().map(billing_from).unwrap_or_default()));
-        }
-        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
-        Ok(MonthBilling { month: month.to_owned(), total: billing_from(&total), distributions })
-    }
-
     async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
         // The index holds keys only: find the key, then read the item.
         let query = self
