@@ -2,7 +2,8 @@
 //! - **naive**: what the seed article does, one CreateInvalidation per message as it arrives (a Lambda per S3
 //!   event), CallerReference = the current time in milliseconds, retried with exponential backoff (1 s doubling,
 //!   8 attempts, a new reference each time, as the article's code mints one per call) and then given up;
-//! - **cf-invalidator**: the worker, with its defaults except `--create-rate 0.5`.
+//! - **cf-invalidator**: the worker, with its defaults except `--create-rate 0.5`, once with `--coalesce auto` (the
+//!   default: an overloaded distribution's backlog is coalesced into directory wildcards) and once with `off`.
 //!
 //! The simulator has CloudFront's quotas (3,000 paths and 15 wildcards in progress per distribution), completion
 //! between 15 and 35 s, and the reported request rate (0.5 calls/s, burst 6). Everything runs on tokio's paused
@@ -98,7 +99,13 @@ async fn run_naive(cdn: Arc<FakeCdn>, requests: Vec<(DistributionId, Vec<String>
     sent
 }
 
-async fn run_worker(cdn: Arc<FakeCdn>, bodies: Vec<String>, requests: Vec<(DistributionId, Vec<String>)>) -> Vec<Sent> {
+/// The worker, with `--coalesce auto` (`coalesce`) or `off`.
+async fn run_worker(
+    cdn: Arc<FakeCdn>,
+    bodies: Vec<String>,
+    requests: Vec<(DistributionId, Vec<String>)>,
+    coalesce: bool,
+) -> Vec<Sent> {
     let clock = WallClock::following_tokio();
     let queue = Arc::new(MemoryQueue::with_clock(clock));
     let services = Services {
@@ -111,6 +118,7 @@ async fn run_worker(cdn: Arc<FakeCdn>, bodies: Vec<String>, requests: Vec<(Distr
     settings.intake.receive_wait = Duration::from_secs(1);
     settings.submission.create_rate = 0.5;
     settings.submission.create_burst = NonZeroU32::new(5).unwrap();
+    settings.submission.overload.coalesce = coalesce;
     let gap = PUBLISHING / bodies.len() as u32;
     let producer = {
         let queue = Arc::clone(&queue);
@@ -221,10 +229,13 @@ fn main() {
 
     let naive_cdn = simulator();
     let naive_sent = runtime().block_on(run_naive(Arc::clone(&naive_cdn), requests.clone()));
-    let worker_cdn = simulator();
-    let worker_sent = runtime().block_on(run_worker(Arc::clone(&worker_cdn), bodies, requests));
+    let auto_cdn = simulator();
+    let auto_sent = runtime().block_on(run_worker(Arc::clone(&auto_cdn), bodies.clone(), requests.clone(), true));
+    let off_cdn = simulator();
+    let off_sent = runtime().block_on(run_worker(Arc::clone(&off_cdn), bodies, requests, false));
     print(&[
         row("naive (one call per message)", &naive_cdn, &naive_sent),
-        row("cf-invalidator", &worker_cdn, &worker_sent),
+        row("cf-invalidator --coalesce auto", &auto_cdn, &auto_sent),
+        row("cf-invalidator --coalesce off", &off_cdn, &off_sent),
     ]);
 }
