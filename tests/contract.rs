@@ -14,7 +14,7 @@ use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
-use cf_invalidator::ports::ledger::{Billing, billing_month};
+use cf_invalidator::ports::ledger::{Billing, billing_day, billing_month};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
@@ -401,6 +401,7 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     let billing = ledger.month_billing(&month).await.unwrap();
     assert_eq!(billing.total, Billing { batches: 3, paths_billed: 6, paths_requested: 15, wildcards: 3 });
     assert_eq!(billing.distributions, [(distribution.clone(), two), (other, one)], "counted once each");
+    assert_eq!(billing.days, [(billing_day(billed_at), billing.total)], "the daily series");
     assert_eq!(ledger.month_billing("1999-01").await.unwrap().total, Billing::default());
 
     // A reason of any length is stored, whole or cut with a marker, never refused for size.

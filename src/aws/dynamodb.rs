@@ -29,9 +29,9 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 
 use self::item::{
-    billing_from, dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds, intent_item,
-    key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from, record_from, string, strings,
-    timestamp, unexpired,
+    billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds,
+    intent_item, key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from, record_from, string,
+    strings, timestamp, unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
@@ -40,7 +40,7 @@ use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
 };
-use crate::ports::ledger::{Billing, MonthBilling, billing_month};
+use crate::ports::ledger::{Billing, MonthBilling, billing_day};
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
@@ -203,15 +203,17 @@ enum Billed {
 }
 
 impl DynamoLedger {
-    /// The acceptance's fields and `billed_month`, and the month's counters in total and for the distribution, in
-    /// one transaction conditioned on the batch not being billed yet: counters move once per CallerReference.
+    /// The acceptance's fields and `billed_month`, and the counters of its month (in total and for the
+    /// distribution) and of its day, in one transaction conditioned on the batch not being billed yet: counters move
+    /// once per CallerReference.
     async fn record_billed_acceptance(
         &self,
         record: &BatchRecord,
         assignments: &[&str],
         values: &HashMap<String, AttributeValue>,
-        month: &str,
+        day: &str,
     ) -> Result<Billed, LedgerError> {
+        let month = &day[..7];
         let mut batch_values = values.clone();
         batch_values.insert(":month".into(), AttributeValue::S(month.to_owned()));
         let batch = Update::builder()
@@ -249,7 +251,9 @@ impl DynamoLedger {
         };
         let total = counter(month_key(month, None), Some(&record.distribution_id))?;
         let of_distribution = counter(month_key(month, Some(&record.distribution_id)), None)?;
-        let items = [batch, total, of_distribution].map(|update| TransactWriteItem::builder().update(update).build());
+        let of_day = counter(day_key(day), None)?;
+        let items =
+            [batch, total, of_distribution, of_day].map(|update| TransactWriteItem::builder().update(update).build());
         let outcome = self.client.transact_write_items().set_transact_items(Some(items.to_vec())).send().await;
         match outcome {
             Ok(_) => Ok(Billed::Now),
@@ -320,7 +324,7 @@ impl Ledger for DynamoLedger {
         }
         let values: HashMap<String, AttributeValue> = values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         if let (BatchStatus::Accepted, Some(submitted_at)) = (record.status, record.submitted_at) {
-            match self.record_billed_acceptance(record, &assignments, &values, &billing_month(submitted_at)).await? {
+            match self.record_billed_acceptance(record, &assignments, &values, &billing_day(submitted_at)).await? {
                 Billed::Now => return Ok(()),
                 // Billed by an earlier attempt (or another worker): the fields are written below, the counters not.
                 Billed::Before => {}
@@ -515,7 +519,13 @@ impl Ledger for DynamoLedger {
             distributions.push((distribution, item.as_ref().map(billing_from).unwrap_or_default()));
         }
         distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
-        Ok(MonthBilling { month: month.to_owned(), total: billing_from(&total), distributions })
+        let mut days = Vec::new();
+        for day in (1..=31).map(|d| format!("{month}-{d:02}")) {
+            if let Some(item) = self.get(day_key(&day)).await? {
+                days.push((day, billing_from(&item)));
+            }
+        }
+        Ok(MonthBilling { month: month.to_owned(), total: billing_from(&total), distributions, days })
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

@@ -57,6 +57,11 @@ fn as_json(billing: &MonthBilling) -> Value {
             row["distribution_id"] = id.as_str().into();
             row
         }).collect::<Vec<_>>(),
+        "days": billing.days.iter().map(|(day, b)| {
+            let mut row = counters(b);
+            row["date"] = day.as_str().into();
+            row
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -78,6 +83,10 @@ fn as_table(billing: &MonthBilling) -> String {
     );
     if billing.distributions.is_empty() {
         return out;
+    }
+    out.push_str(&format!("\n{:<12} {:>8} {:>10} {:>10}\n", "day", "batches", "requested", "billed"));
+    for (day, b) in &billing.days {
+        out.push_str(&format!("{day:<12} {:>8} {:>10} {:>10}\n", b.batches, b.paths_requested, b.paths_billed));
     }
     out.push_str(&format!(
         "\n{:<16} {:>8} {:>10} {:>10} {:>9}\n",
@@ -113,6 +122,7 @@ mod tests {
                 (DistributionId::parse("EBIG").unwrap(), big),
                 (DistributionId::parse("ESMALL").unwrap(), small),
             ],
+            days: vec![("2026-12-01".into(), big), ("2026-12-03".into(), small)],
         }
     }
 
@@ -124,6 +134,10 @@ mod tests {
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
         assert!((json["one_call_per_message_dollars"].as_f64().unwrap() - 40.5).abs() < 1e-9);
         assert_eq!(json["distributions"][0]["distribution_id"], "EBIG");
+        assert_eq!(
+            (json["days"][1]["date"].as_str(), json["days"][1]["paths_billed"].as_u64()),
+            (Some("2026-12-03"), Some(100))
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
-    MonthBilling, Owed, billing_month,
+    MonthBilling, Owed, billing_day, billing_month,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -46,6 +46,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
 #[derive(Debug, Default)]
 struct MonthCounters {
     by_month: HashMap<(String, DistributionId), Billing>,
+    by_day: std::collections::BTreeMap<String, Billing>,
     counted: HashSet<CallerReference>,
 }
 
@@ -116,6 +117,7 @@ impl Ledger for MemoryLedger {
             if counters.counted.insert(record.caller_reference.clone()) {
                 let key = (billing_month(submitted_at), record.distribution_id.clone());
                 counters.by_month.entry(key).or_default().add(Billing::of(record));
+                counters.by_day.entry(billing_day(submitted_at)).or_default().add(Billing::of(record));
             }
         }
         Ok(())
@@ -253,7 +255,8 @@ impl Ledger for MemoryLedger {
         distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
         let mut total = Billing::default();
         distributions.iter().for_each(|(_, billing)| total.add(*billing));
-        Ok(MonthBilling { month: month.to_owned(), total, distributions })
+        let days = counters.by_day.iter().filter(|(day, _)| day.starts_with(month)).map(|(d, b)| (d.clone(), *b));
+        Ok(MonthBilling { month: month.to_owned(), total, distributions, days: days.collect() })
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

@@ -167,11 +167,18 @@ pub struct MonthBilling {
     pub month: String,
     pub total: Billing,
     pub distributions: Vec<(DistributionId, Billing)>,
+    /// Days (`YYYY-MM-DD`, UTC) with accepted invalidations, in order.
+    pub days: Vec<(String, Billing)>,
 }
 
 /// The calendar month (UTC) `at` falls in, as `YYYY-MM`: what billing counters are kept by.
 pub fn billing_month(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()[..7].to_owned()
+    billing_day(at)[..7].to_owned()
+}
+
+/// The day (UTC) `at` falls in, as `YYYY-MM-DD`: the daily series.
+pub fn billing_day(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned()
 }
 
 /// What is in the outbox: a batch being tracked (and its events), a failed batch or a dead letter whose event is
@@ -283,8 +290,8 @@ impl Transient for LedgerError {
 ///   unknown outcome) succeeds without changing the stored record.
 /// - `record_outcome` stores the `Accepted` or `Failed` fields of a record written by `record_intent`, and fails
 ///   with `Conflict` if there is no such record. An `Accepted` outcome also adds the batch's `Billing` to the
-///   counters of the month of its `submitted_at`, in total and for its distribution, once per CallerReference
-///   however often it is recorded, by however many workers.
+///   counters of the month of its `submitted_at`, in total, for its distribution and for its day, once per
+///   CallerReference however often it is recorded, by however many workers.
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
 ///   it did; it never changes a record that is not pending or whose lease still runs.

@@ -18,6 +18,11 @@ pub(super) fn key_item_key(distribution: &DistributionId, key: &str) -> Attribut
     AttributeValue::S(format!("key#{distribution}#{key}"))
 }
 
+/// `day#YYYY-MM-DD`: one day's totals.
+pub(super) fn day_key(day: &str) -> AttributeValue {
+    AttributeValue::S(format!("day#{day}"))
+}
+
 /// `month#YYYY-MM` for the month's totals, `month#YYYY-MM#<DistributionId>` for one distribution's.
 pub(super) fn month_key(month: &str, distribution: Option<&DistributionId>) -> AttributeValue {
     match distribution {
