@@ -143,10 +143,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                     continue;
                 }
             };
-            let old_enough = old_enough(submitted.submitted_at);
+            let adoptable = old_enough(submitted.submitted_at);
             let known =
                 |reference: &CallerReference| tracked.iter().any(|t| &t.submitted.caller_reference == reference);
-            if old_enough && !known(&submitted.caller_reference) {
+            if adoptable && !known(&submitted.caller_reference) {
                 info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, status = submitted.status.as_str(), "adopted a batch nobody tracks");
                 counter!("cfi_completion_tracking_adopted_total").increment(1);
                 let mut entry = self.entry(submitted, false, Duration::ZERO);
@@ -312,25 +312,25 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             Ok(Some(record)) => record,
             // Expired meanwhile: nothing to tell anyone any more.
             Ok(None) => return true,
-            Err(e) => return self.not_published(submitted, &e),
+            Err(e) => {
+                not_published(&submitted.caller_reference, &e);
+                return false;
+            }
         };
         for kind in owed {
             if let Err(e) = events.0.publish(&Event::of(kind, &record)).await {
-                return self.not_published(submitted, &e);
+                not_published(&submitted.caller_reference, &e);
+                return false;
             }
             counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
             let settled = kind == EventKind::Completed;
             if let Err(e) = self.ledger.mark_published(&submitted.caller_reference, kind, settled).await {
-                return self.not_published(submitted, &e);
+                not_published(&submitted.caller_reference, &e);
+                return false;
             }
             submitted.published.push(kind);
         }
         submitted.status == BatchStatus::Completed
-    }
-
-    fn not_published(&self, submitted: &Submitted, error: &dyn std::fmt::Display) -> bool {
-        not_published(&submitted.caller_reference, error);
-        false
     }
 
     /// Publishes a failed batch's or a dead letter's event and records it published; what fails stays in the

@@ -18,16 +18,7 @@ async fn topic_with_subscriber(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Cli
     let topic_arn = sns.create_topic().name(common::unique("events")).send().await.unwrap().topic_arn.unwrap();
     let subscriber =
         sqs.create_queue().queue_name(common::unique("subscriber")).send().await.unwrap().queue_url.unwrap();
-    let subscriber_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&subscriber)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let subscriber_arn = queue_arn(sqs, &subscriber).await;
     sns.subscribe()
         .topic_arn(&topic_arn)
         .protocol("sqs")
@@ -37,6 +28,12 @@ async fn topic_with_subscriber(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Cli
         .await
         .unwrap();
     (topic_arn, subscriber)
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attributes = sqs.get_queue_attributes().queue_url(url).attribute_names(QueueArn).send().await.unwrap();
+    attributes.attributes.unwrap()[&QueueArn].clone()
 }
 
 /// Every event the subscriber queue has received by now, as JSON.
@@ -189,16 +186,7 @@ async fn an_eventbridge_rule_routes_the_events_to_its_target() {
     let bus = common::unique("bus");
     eventbridge.create_event_bus().name(&bus).send().await.unwrap();
     let target = sqs.create_queue().queue_name(common::unique("rule-target")).send().await.unwrap().queue_url.unwrap();
-    let target_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&target)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let target_arn = queue_arn(&sqs, &target).await;
     let pattern = serde_json::json!({"source": ["cf-invalidator"], "detail-type": ["Invalidation Completed"]});
     eventbridge
         .put_rule()

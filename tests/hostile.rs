@@ -275,36 +275,15 @@ fn sqs_accepts(body: &str) -> bool {
 
 /// Every message on `url`, with its reason and source-message attributes.
 async fn drain_dead_letters(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<DeadLetter> {
-    let mut drained = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(120)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        if received.messages().is_empty() {
-            return drained;
-        }
-        for message in received.messages() {
-            let attribute = |name: &str| {
-                message
-                    .message_attributes()
-                    .and_then(|a| a.get(name))
-                    .and_then(|v| v.string_value())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            drained.push(DeadLetter {
-                body: message.body().unwrap_or_default().to_owned(),
-                reason: attribute(REASON_ATTRIBUTE),
-                source_message_id: attribute(SOURCE_MESSAGE_ATTRIBUTE),
-            });
-        }
-    }
+    let drained = common::drain_with_attributes(sqs, url).await;
+    drained
+        .into_iter()
+        .map(|(body, mut attributes)| DeadLetter {
+            body,
+            reason: attributes.remove(REASON_ATTRIBUTE).unwrap_or_default(),
+            source_message_id: attributes.remove(SOURCE_MESSAGE_ATTRIBUTE).unwrap_or_default(),
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -511,21 +511,20 @@ impl Ledger for DynamoLedger {
 
     async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
         let Some(total) = self.get(month_key(month, None)).await? else {
-            return Ok(MonthBilling { month: month.to_owned(), ..MonthBilling::default() });
+            return Ok(MonthBilling::new(month, Billing::default(), Vec::new(), Vec::new()));
         };
         let mut distributions = Vec::new();
         for distribution in strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()) {
             let item = self.get(month_key(month, Some(&distribution))).await?;
             distributions.push((distribution, item.as_ref().map(billing_from).unwrap_or_default()));
         }
-        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
         let mut days = Vec::new();
         for day in (1..=31).map(|d| format!("{month}-{d:02}")) {
             if let Some(item) = self.get(day_key(&day)).await? {
                 days.push((day, billing_from(&item)));
             }
         }
-        Ok(MonthBilling { month: month.to_owned(), total: billing_from(&total), distributions, days })
+        Ok(MonthBilling::new(month, billing_from(&total), distributions, days))
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

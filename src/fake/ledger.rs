@@ -250,13 +250,12 @@ impl Ledger for MemoryLedger {
 
     async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
         let counters = self.billing.lock().unwrap();
-        let mut distributions: Vec<(DistributionId, Billing)> =
+        let distributions: Vec<(DistributionId, Billing)> =
             counters.by_month.iter().filter(|((m, _), _)| m == month).map(|((_, d), b)| (d.clone(), *b)).collect();
-        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
         let mut total = Billing::default();
         distributions.iter().for_each(|(_, billing)| total.add(*billing));
         let days = counters.by_day.iter().filter(|(day, _)| day.starts_with(month)).map(|(d, b)| (d.clone(), *b));
-        Ok(MonthBilling { month: month.to_owned(), total, distributions, days: days.collect() })
+        Ok(MonthBilling::new(month, total, distributions, days.collect()))
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

@@ -16,7 +16,7 @@ use super::envelope::{self, Envelope, S3Object, Via};
 use super::routes::{RouteError, Routing};
 use crate::model::path::{InvalidationPath, PathError, TagError};
 use crate::model::request::InvalidationRequest;
-use crate::model::text::capped;
+use crate::model::text::excerpt;
 use crate::model::{DistributionId, InvalidDistributionId};
 
 /// Most paths one message may carry: CloudFront's in-progress quota for one distribution.
@@ -236,7 +236,7 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
     if let Some(key) = &wire.idempotency_key {
         let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !printable {
-            return Err(Rejection::InvalidIdempotencyKey(truncated(key.clone())));
+            return Err(Rejection::InvalidIdempotencyKey(excerpt(key)));
         }
     }
     match wire.paths.len() + wire.tags.len() {
@@ -251,21 +251,21 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
         .map(|(index, raw)| {
             InvalidationPath::parse_owned(raw).map_err(|(error, raw)| Rejection::InvalidPath {
                 index,
-                path: truncated(raw),
+                path: excerpt(&raw),
                 error,
             })
         })
         .collect::<Result<_, _>>()?;
     for (index, raw) in wire.tags.into_iter().enumerate() {
         let tag =
-            InvalidationPath::tag(&raw).map_err(|error| Rejection::InvalidTag { index, tag: truncated(raw), error })?;
+            InvalidationPath::tag(&raw).map_err(|error| Rejection::InvalidTag { index, tag: excerpt(&raw), error })?;
         paths.push(tag);
     }
     dedup(&mut paths);
     let max_delay = match wire.priority.as_deref() {
         Some("urgent") => Some(Duration::ZERO),
         None | Some("normal") => wire.max_delay_seconds.map(Duration::from_secs),
-        Some(other) => return Err(Rejection::InvalidPriority(truncated(other.to_owned()))),
+        Some(other) => return Err(Rejection::InvalidPriority(excerpt(other))),
     };
     Ok(InvalidationRequest {
         distribution_id,
@@ -320,12 +320,6 @@ impl BodyHints {
             requester: field("requester").map(str::to_owned),
         }
     }
-}
-
-/// Keeps reasons short enough for an SQS message attribute even when the offending path is 4,000+ characters.
-fn truncated(text: String) -> String {
-    const SHOWN: usize = 200;
-    capped(&text, SHOWN)
 }
 
 #[cfg(test)]

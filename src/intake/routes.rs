@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use super::envelope::S3Object;
 use crate::model::path::{InvalidationPath, PathError, encode_name};
-use crate::model::text::capped;
+use crate::model::text::excerpt;
 use crate::model::{DistributionId, InvalidDistributionId};
 
 #[derive(Debug, Error)]
@@ -87,21 +87,15 @@ pub struct Routed {
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RouteError {
-    #[error("no routing rule matches s3://{bucket}/{}", shown(.key))]
+    #[error("no routing rule matches s3://{bucket}/{}", excerpt(.key))]
     Unmatched { bucket: String, key: String },
-    #[error("s3://{bucket}/{} makes the invalid path {:?}: {error}", shown(.key), shown(.path))]
+    #[error("s3://{bucket}/{} makes the invalid path {:?}: {error}", excerpt(.key), excerpt(.path))]
     InvalidPath { bucket: String, key: String, path: String, error: PathError },
     #[error(
         "s3://{bucket}/{} has '*' in its key: CloudFront reads '*' as a wildcard and documents no escape for it, so this object cannot be invalidated exactly; invalidate it by hand if a wildcard will do",
-        shown(.key)
+        excerpt(.key)
     )]
     AsteriskInKey { bucket: String, key: String },
-}
-
-/// Keys and paths are up to 1 KiB and 4,000 characters: shortened in a reason, so its cause fits the DLQ's
-/// reason attribute.
-fn shown(text: &str) -> String {
-    capped(text, 200)
 }
 
 #[derive(Debug, Clone, Default)]

@@ -3,6 +3,15 @@
 /// Ends a text that was cut, so nobody takes the rest for missing by accident.
 pub const CUT_MARKER: &str = "… (cut)";
 
+/// How much of a producer's path, key or tag a reason quotes: enough to recognise it, little enough that the
+/// reason's cause still fits the dead-letter queue's 1 KiB attribute after a 4,000-character path.
+pub const EXCERPT_BYTES: usize = 200;
+
+/// `text` as a reason quotes it.
+pub fn excerpt(text: &str) -> String {
+    capped(text, EXCERPT_BYTES)
+}
+
 /// `text` in at most `max` bytes: whole when it fits, else cut at a character boundary and ending in
 /// `CUT_MARKER` (which counts towards `max`).
 pub fn capped(text: &str, max: usize) -> String {

@@ -171,6 +171,19 @@ pub struct MonthBilling {
     pub days: Vec<(String, Billing)>,
 }
 
+impl MonthBilling {
+    /// The distributions listed biggest first: who drives the bill.
+    pub fn new(
+        month: &str,
+        total: Billing,
+        mut distributions: Vec<(DistributionId, Billing)>,
+        days: Vec<(String, Billing)>,
+    ) -> Self {
+        distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        Self { month: month.to_owned(), total, distributions, days }
+    }
+}
+
 /// The calendar month (UTC) `at` falls in, as `YYYY-MM`: what billing counters are kept by.
 pub fn billing_month(at: SystemTime) -> String {
     billing_day(at)[..7].to_owned()

@@ -132,15 +132,27 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
     )
 }
 
-/// Every message on the queue, with its `reason` attribute, received with a short visibility timeout.
+/// Every message on the queue, with its `reason` attribute.
 pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, Option<String>)> {
+    let drained = drain_with_attributes(sqs, url).await;
+    drained
+        .into_iter()
+        .map(|(body, mut attributes)| (body, attributes.remove(cf_invalidator::ack::REASON_ATTRIBUTE)))
+        .collect()
+}
+
+/// Every message on the queue, with its string attributes; each stays invisible long enough for the whole drain.
+pub async fn drain_with_attributes(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let mut drained = Vec::new();
     loop {
         let received = sqs
             .receive_message()
             .queue_url(url)
             .max_number_of_messages(10)
-            .visibility_timeout(30)
+            .visibility_timeout(120)
             .message_attribute_names("All")
             .send()
             .await
@@ -149,12 +161,9 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, Option<
             return drained;
         }
         for message in received.messages() {
-            let reason = message
-                .message_attributes()
-                .and_then(|a| a.get(cf_invalidator::ack::REASON_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .map(str::to_owned);
-            drained.push((message.body().unwrap_or_default().to_owned(), reason));
+            let attributes = message.message_attributes().into_iter().flatten();
+            let strings = attributes.filter_map(|(name, v)| Some((name.clone(), v.string_value()?.to_owned())));
+            drained.push((message.body().unwrap_or_default().to_owned(), strings.collect()));
         }
     }
 }
