@@ -1,6 +1,7 @@
 //! This month's billed paths as the ledger counts them, kept at hand for the cost of each batch and the gauges.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::gauge;
@@ -9,39 +10,98 @@ use tracing::warn;
 
 use crate::clock::WallClock;
 use crate::plan::FREE_PATHS_PER_MONTH;
-use crate::ports::ledger::{Ledger, billing_month};
+use crate::ports::ledger::{Ledger, MonthBilling, billing_month};
 use crate::telemetry::log_allowed;
 
 /// How often the month's total is read again: other workers' batches move it too.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
-/// The month and the paths billed in it so far, by all workers sharing the ledger.
+/// The month and what its batches billed and committed to so far, by all workers sharing the ledger.
 #[derive(Debug, Default)]
 pub struct MonthToDate {
-    state: Mutex<(String, u64)>,
+    state: Mutex<Month>,
+}
+
+#[derive(Debug, Default)]
+struct Month {
+    /// `YYYY-MM`.
+    name: String,
+    billed: u64,
+    /// Committed to under a monthly path budget (`MonthBilling::committed`).
+    committed: u64,
 }
 
 impl MonthToDate {
     /// Paths billed this month before a batch accepted at `month`; a new month starts from zero.
     pub fn billed_before(&self, month: &str) -> u64 {
+        self.read(month, |m| m.billed)
+    }
+
+    /// What counts against a monthly path budget in `month` (`MonthBilling::spent`).
+    pub fn spent(&self, month: &str) -> u64 {
+        self.read(month, |m| m.committed.max(m.billed))
+    }
+
+    fn read(&self, month: &str, field: impl Fn(&Month) -> u64) -> u64 {
         let state = self.state.lock().unwrap();
-        if state.0 == month { state.1 } else { 0 }
+        if state.name == month { field(&state) } else { 0 }
+    }
+
+    /// Updates the month's figures, starting from zero in a new month.
+    fn update(&self, month: &str, change: impl FnOnce(&mut Month)) {
+        let mut state = self.state.lock().unwrap();
+        if state.name != month {
+            *state = Month { name: month.to_owned(), ..Month::default() };
+        }
+        change(&mut state);
+        publish(state.billed);
     }
 
     /// This worker's batch was accepted: counted now, without waiting for the next read.
     pub fn add(&self, month: &str, paths: u64) {
-        let mut state = self.state.lock().unwrap();
-        if state.0 != month {
-            *state = (month.to_owned(), 0);
-        }
-        state.1 += paths;
-        publish(state.1);
+        self.update(month, |m| m.billed += paths);
     }
 
-    fn set(&self, month: String, paths: u64) {
-        *self.state.lock().unwrap() = (month, paths);
-        publish(paths);
+    /// This worker committed `paths` under the monthly budget.
+    pub fn commit(&self, month: &str, paths: u64) {
+        self.update(month, |m| m.committed += paths);
     }
+
+    /// The ledger said this much counts against the monthly budget (another worker's batches moved it).
+    pub fn saw_spent(&self, month: &str, spent: u64) {
+        self.update(month, |m| m.committed = m.committed.max(spent));
+    }
+
+    fn set(&self, billing: &MonthBilling) {
+        self.update(&billing.month, |m| (m.billed, m.committed) = (billing.total.paths_billed, billing.committed));
+    }
+}
+
+/// Batches waiting because the monthly path budget is spent, in this process.
+static HELD_FOR_BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a batch among those waiting for the monthly path budget while it lives: `/readyz` and the gauge
+/// `cfi_batches_held_for_month_budget` show them.
+pub struct BudgetHold(());
+
+impl BudgetHold {
+    pub fn start() -> Self {
+        let held = HELD_FOR_BUDGET.fetch_add(1, Ordering::Relaxed) + 1;
+        gauge!("cfi_batches_held_for_month_budget").set(held as f64);
+        Self(())
+    }
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        let held = HELD_FOR_BUDGET.fetch_sub(1, Ordering::Relaxed) - 1;
+        gauge!("cfi_batches_held_for_month_budget").set(held as f64);
+    }
+}
+
+/// How many batches wait because the monthly path budget is spent.
+pub fn held_for_budget() -> u64 {
+    HELD_FOR_BUDGET.load(Ordering::Relaxed)
 }
 
 fn publish(paths_billed: u64) {
@@ -59,7 +119,7 @@ pub async fn keep_current<L: Ledger>(
     loop {
         let month = billing_month(clock.now());
         match ledger.month_billing(&month).await {
-            Ok(billing) => month_to_date.set(month, billing.total.paths_billed),
+            Ok(billing) => month_to_date.set(&billing),
             Err(e) => {
                 if let Some(suppressed) = log_allowed("month_billing_failed") {
                     warn!(error = %e, suppressed, "could not read this month's billed paths; costs are estimated from what this worker counted");
@@ -80,7 +140,13 @@ mod tests {
     #[test]
     fn a_new_month_starts_from_zero() {
         let month_to_date = MonthToDate::default();
-        month_to_date.set("2026-11".into(), 4_000);
+        month_to_date.set(&MonthBilling {
+            month: "2026-11".into(),
+            total: crate::ports::ledger::Billing { paths_billed: 4_000, ..Default::default() },
+            committed: 3_000,
+            ..MonthBilling::default()
+        });
+        assert_eq!(month_to_date.spent("2026-11"), 4_000);
         assert_eq!(month_to_date.billed_before("2026-11"), 4_000);
         assert_eq!(month_to_date.billed_before("2026-12"), 0);
         month_to_date.add("2026-12", 10);

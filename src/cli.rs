@@ -27,7 +27,8 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the worker: consume the queue, batch, invalidate, record, acknowledge.
-    Run(RunArgs),
+    /// Boxed: it has many more flags than the other commands.
+    Run(Box<RunArgs>),
     /// Put an invalidation request on the queue.
     Send(SendArgs),
     /// Create the queue, its dead-letter queue and the ledger table (idempotent).
@@ -162,9 +163,22 @@ pub struct RunArgs {
     pub reserve_wildcards: u32,
 
     /// `auto`: when a distribution's backlog would take longer than --max-delay to clear under its quotas,
-    /// replace groups of paths by the narrowest directory wildcards; `off`: always wait.
+    /// replace groups of paths by the narrowest directory wildcards; `off`: always wait; `cost`: as `auto`, and
+    /// also replace a directory's paths by its wildcard whenever that saves --coalesce-min-saving billed paths
+    /// (at the price of cache misses on the directory's other files).
     #[arg(long, env = "INVALIDATOR_COALESCE", value_enum, default_value_t = Coalesce::Auto)]
     pub coalesce: Coalesce,
+
+    /// With --coalesce cost: the billed paths a directory wildcard must save to replace the directory's paths.
+    /// A rule in the routes file may set its own (`coalesce_min_saving`).
+    #[arg(long, env = "INVALIDATOR_COALESCE_MIN_SAVING", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub coalesce_min_saving: u32,
+
+    /// Paths (a wildcard or a cache tag counting as one) that all workers sharing the ledger may submit in a
+    /// calendar month (UTC). Near it, batches are coalesced into directory wildcards to stay under; once even
+    /// that cannot fit, they wait with their messages held (see /readyz) until the month ends. Unset: no cap.
+    #[arg(long, env = "INVALIDATOR_MONTHLY_PATH_BUDGET", value_parser = clap::value_parser!(u64).range(1..))]
+    pub monthly_path_budget: Option<u64>,
 
     /// The longest a backlog may take to clear before it is coalesced.
     #[arg(long, env = "INVALIDATOR_MAX_DELAY", default_value = "10m")]
@@ -191,6 +205,7 @@ pub struct RunArgs {
 pub enum Coalesce {
     Off,
     Auto,
+    Cost,
 }
 
 #[derive(Debug, Args)]

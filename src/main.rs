@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => commands::run::run(args).await,
+            Command::Run(args) => commands::run::run(*args).await,
             Command::Send(args) => commands::send::send(args).await,
             Command::Setup(args) => commands::setup::setup(args).await,
             Command::Audit(args) => commands::audit::audit(args).await,

@@ -2,7 +2,7 @@
 //!
 //! One listener (`--metrics-addr`) serves `/metrics` (Prometheus text format), `/healthz` (the process is alive)
 //! and `/readyz` (SQS and DynamoDB answered the last probe, no dependency is in an outage the worker is waiting
-//! out, and the worker is not shutting down).
+//! out, no batch waits for a spent monthly path budget, and the worker is not shutting down).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -63,6 +63,11 @@ impl Health {
             Err("SQS did not answer the last probe".into())
         } else if !self.ledger_reachable.load(Ordering::Relaxed) {
             Err("DynamoDB did not answer the last probe".into())
+        } else if crate::billing::held_for_budget() > 0 {
+            let held = crate::billing::held_for_budget();
+            Err(format!(
+                "the monthly path budget is spent: {held} batches wait held until the month ends or --monthly-path-budget is raised"
+            ))
         } else if let Some((dependency, lasted)) = outages().current().into_iter().next() {
             let lasted = humantime::format_duration(Duration::from_secs(lasted.as_secs()));
             Err(format!("{dependency} has failed every call for {lasted}; the messages wait held"))

@@ -14,7 +14,7 @@ use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
-use cf_invalidator::ports::ledger::{Billing, billing_day, billing_month};
+use cf_invalidator::ports::ledger::{Billing, Intent, MonthCap, billing_day, billing_month};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
@@ -403,6 +403,24 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert_eq!(billing.distributions, [(distribution.clone(), two), (other, one)], "counted once each");
     assert_eq!(billing.days, [(billing_day(billed_at), billing.total)], "the daily series");
     assert_eq!(ledger.month_billing("1999-01").await.unwrap().total, Billing::default());
+
+    // A monthly cap: intents count their paths once, and none takes the month past the cap, whether counted by
+    // capped intents or billed by uncapped ones.
+    let capped_month = billing_month(billed_at + Duration::from_secs(100 * 24 * 3_600));
+    let cap = MonthCap { month: capped_month.clone(), limit: 5 };
+    let (first, second, third) =
+        (record(&distribution, base + 9_100), record(&distribution, base + 9_101), record(&distribution, base + 9_102));
+    assert_eq!(ledger.record_intent_capped(&first, &cap).await.unwrap(), Intent::Recorded);
+    assert_eq!(ledger.record_intent_capped(&first, &cap).await.unwrap(), Intent::Recorded, "a retry");
+    assert_eq!(ledger.record_intent_capped(&second, &cap).await.unwrap(), Intent::Recorded);
+    assert_eq!(ledger.record_intent_capped(&third, &cap).await.unwrap(), Intent::OverCap { spent: 4 });
+    assert_eq!(ledger.batch(&third.caller_reference).await.unwrap(), None, "refused, so not recorded");
+    assert_eq!(ledger.batch(&first.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Pending));
+    assert_eq!(ledger.month_billing(&capped_month).await.unwrap().committed, 4);
+    let over_billed = MonthCap { month: month.clone(), limit: 7 };
+    assert_eq!(ledger.record_intent_capped(&third, &over_billed).await.unwrap(), Intent::OverCap { spent: 6 });
+    let too_big = MonthCap { month: capped_month.clone(), limit: 1 };
+    assert!(matches!(ledger.record_intent_capped(&third, &too_big).await.unwrap(), Intent::OverCap { .. }));
 
     // A reason of any length is stored, whole or cut with a marker, never refused for size.
     let essay = DeadLetterRecord { reason: "é".repeat(200_000), ..dead("m-10", base + 2_800) };

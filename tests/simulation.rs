@@ -299,6 +299,20 @@ impl Ledger for ChaosLedger {
         self.after()
     }
 
+    async fn record_intent_capped(
+        &self,
+        record: &BatchRecord,
+        cap: &cf_invalidator::ports::ledger::MonthCap,
+    ) -> Result<cf_invalidator::ports::ledger::Intent, LedgerError> {
+        self.before()?;
+        let intent = self.inner.record_intent_capped(record, cap).await?;
+        if intent == cf_invalidator::ports::ledger::Intent::Recorded {
+            self.intents.lock().unwrap().entry(record.caller_reference.clone()).or_insert_with(|| self.clock.now());
+        }
+        self.after()?;
+        Ok(intent)
+    }
+
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         self.before()?;
         self.inner.record_outcome(record).await?;

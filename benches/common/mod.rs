@@ -392,6 +392,15 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
         self.inner.record_intent(record).await
     }
 
+    async fn record_intent_capped(
+        &self,
+        record: &BatchRecord,
+        cap: &cf_invalidator::ports::ledger::MonthCap,
+    ) -> Result<cf_invalidator::ports::ledger::Intent, LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.record_intent_capped(record, cap).await
+    }
+
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
         self.inner.record_outcome(record).await

@@ -26,7 +26,10 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
 
 use self::item::{
     billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds,
@@ -38,7 +41,8 @@ use super::error::{Failure, classify};
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
+    MonthCap, Owed,
 };
 use crate::ports::ledger::{Billing, MonthBilling, billing_day};
 
@@ -274,6 +278,18 @@ impl DynamoLedger {
     }
 }
 
+impl DynamoLedger {
+    /// `MonthBilling::spent` of the month, from its item as a refused condition returned it, or read now (not
+    /// every DynamoDB-compatible store returns it).
+    async fn month_spent(&self, month: &str, item: Option<&Item>) -> Result<u64, LedgerError> {
+        let item = match item {
+            Some(item) => item.clone(),
+            None => self.get(month_key(month, None)).await?.unwrap_or_default(),
+        };
+        Ok(number(&item, "committed").unwrap_or_default().max(billing_from(&item).paths_billed))
+    }
+}
+
 impl Ledger for DynamoLedger {
     async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         let outcome = self
@@ -287,6 +303,55 @@ impl Ledger for DynamoLedger {
             .await;
         // Not written because an earlier attempt whose answer was lost did: the intent is recorded either way.
         self.conditional(outcome).map(|_| ())
+    }
+
+    async fn record_intent_capped(&self, record: &BatchRecord, cap: &MonthCap) -> Result<Intent, LedgerError> {
+        let paths = record.paths.len() as u64;
+        let Some(most_before) = cap.limit.checked_sub(paths) else {
+            return Ok(Intent::OverCap { spent: self.month_spent(&cap.month, None).await? });
+        };
+        let intent = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(intent_item(record)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .build()
+            .map_err(|e| LedgerError::Other(e.to_string()))?;
+        let commit = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, month_key(&cap.month, None))
+            .update_expression("ADD committed :paths SET #ttl = :ttl")
+            .condition_expression(
+                "(attribute_not_exists(committed) OR committed <= :most_before) \
+                 AND (attribute_not_exists(paths_billed) OR paths_billed <= :most_before)",
+            )
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":paths", number_of(paths))
+            .expression_attribute_values(":most_before", number_of(most_before))
+            .expression_attribute_values(":ttl", epoch_seconds(record.expires_at))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| LedgerError::Other(e.to_string()))?;
+        let items =
+            vec![TransactWriteItem::builder().put(intent).build(), TransactWriteItem::builder().update(commit).build()];
+        let outcome = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let Err(e) = outcome else {
+            return Ok(Intent::Recorded);
+        };
+        let reasons: &[CancellationReason] = match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => canceled.cancellation_reasons(),
+            _ => &[],
+        };
+        let refused = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        if refused(0) {
+            // Recorded, and counted, by an earlier attempt whose answer was lost.
+            return Ok(Intent::Recorded);
+        }
+        if !refused(1) {
+            return Err(self.error(classify(&e)));
+        }
+        let spent = self.month_spent(&cap.month, reasons[1].item()).await?;
+        Ok(Intent::OverCap { spent })
     }
 
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
@@ -524,7 +589,9 @@ impl Ledger for DynamoLedger {
                 days.push((day, billing_from(&item)));
             }
         }
-        Ok(MonthBilling::new(month, billing_from(&total), distributions, days))
+        let mut billing = MonthBilling::new(month, billing_from(&total), distributions, days);
+        billing.committed = number(&total, "committed").unwrap_or_default();
+        Ok(billing)
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

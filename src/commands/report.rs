@@ -123,6 +123,7 @@ mod tests {
                 (DistributionId::parse("ESMALL").unwrap(), small),
             ],
             days: vec![("2026-12-01".into(), big), ("2026-12-03".into(), small)],
+            committed: 0,
         }
     }
 

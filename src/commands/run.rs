@@ -12,7 +12,7 @@ use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::events::Events;
-use cf_invalidator::submit::Overload;
+use cf_invalidator::submit::{CostPolicy, Overload, Spending};
 use cf_invalidator::telemetry::{self, Health, install_metrics};
 use cf_invalidator::worker::{
     self, BatchingSettings, BudgetTuning, Exit, IntakeSettings, LedgerSettings, Services, Settings, SubmissionSettings,
@@ -64,6 +64,10 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         (args.events_topic_arn.is_none() && args.events_bus.is_none()) || !args.completion_poll.is_zero(),
         "events are published by completion tracking: --events-topic-arn and --events-bus need a --completion-poll above 0s"
     );
+    let routing = match &args.routes {
+        Some(path) => Routing::load(path)?,
+        None => Routing::default(),
+    };
     let visibility_timeout = Duration::from(args.visibility_timeout);
     ensure!(
         visibility_timeout.as_secs() >= 10,
@@ -74,14 +78,21 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             pollers: usize::from(args.pollers),
             max_held_messages: args.max_held_messages as usize,
             visibility_timeout,
-            rules: Arc::new(intake_rules(args)?),
+            rules: Arc::new(intake_rules(args, routing.clone())?),
             ..IntakeSettings::default()
         },
         batching: BatchingSettings { window: args.window.into(), max_paths: usize::from(args.max_batch_paths) },
         submission: SubmissionSettings {
             create_rate: args.create_rate,
             create_burst: NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?,
-            overload: Overload { coalesce: args.coalesce == Coalesce::Auto, max_delay: args.max_delay.into() },
+            overload: Overload { coalesce: args.coalesce != Coalesce::Off, max_delay: args.max_delay.into() },
+            spending: Spending {
+                cost: (args.coalesce == Coalesce::Cost).then(|| CostPolicy {
+                    min_saving: args.coalesce_min_saving as usize,
+                    overrides: Arc::new(routing.min_savings().clone()),
+                }),
+                monthly_path_budget: args.monthly_path_budget,
+            },
             ..SubmissionSettings::default()
         },
         budget: BudgetTuning {
@@ -158,11 +169,7 @@ async fn serve_telemetry(
     Ok(())
 }
 
-fn intake_rules(args: &RunArgs) -> anyhow::Result<IntakeRules> {
-    let routing = match &args.routes {
-        Some(path) => Routing::load(path)?,
-        None => Routing::default(),
-    };
+fn intake_rules(args: &RunArgs, routing: Routing) -> anyhow::Result<IntakeRules> {
     let allowed_distributions = if args.allow_distributions.is_empty() {
         None
     } else {

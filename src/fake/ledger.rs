@@ -9,8 +9,8 @@ use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
-    MonthBilling, Owed, billing_day, billing_month,
+    BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger,
+    LedgerError, MonthBilling, MonthCap, Owed, billing_day, billing_month,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -48,6 +48,21 @@ struct MonthCounters {
     by_month: HashMap<(String, DistributionId), Billing>,
     by_day: std::collections::BTreeMap<String, Billing>,
     counted: HashSet<CallerReference>,
+    /// Paths committed under a monthly cap, by month.
+    committed: HashMap<String, u64>,
+}
+
+impl MonthCounters {
+    fn month(&self, month: &str) -> MonthBilling {
+        let distributions: Vec<(DistributionId, Billing)> =
+            self.by_month.iter().filter(|((m, _), _)| m == month).map(|((_, d), b)| (d.clone(), *b)).collect();
+        let mut total = Billing::default();
+        distributions.iter().for_each(|(_, billing)| total.add(*billing));
+        let days = self.by_day.iter().filter(|(day, _)| day.starts_with(month)).map(|(d, b)| (d.clone(), *b));
+        let mut billing = MonthBilling::new(month, total, distributions, days.collect());
+        billing.committed = self.committed.get(month).copied().unwrap_or_default();
+        billing
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +113,23 @@ impl Ledger for MemoryLedger {
         let inserted = records.len();
         records.entry(record.caller_reference.clone()).or_insert_with(|| (inserted, record.clone()));
         Ok(())
+    }
+
+    async fn record_intent_capped(&self, record: &BatchRecord, cap: &MonthCap) -> Result<Intent, LedgerError> {
+        self.faults.call("record_intent").await?;
+        let mut records = self.records.lock().unwrap();
+        if records.contains_key(&record.caller_reference) {
+            return Ok(Intent::Recorded);
+        }
+        let counters = &mut *self.billing.lock().unwrap();
+        let spent = counters.month(&cap.month).spent();
+        if spent + record.paths.len() as u64 > cap.limit {
+            return Ok(Intent::OverCap { spent });
+        }
+        *counters.committed.entry(cap.month.clone()).or_default() += record.paths.len() as u64;
+        let inserted = records.len();
+        records.insert(record.caller_reference.clone(), (inserted, record.clone()));
+        Ok(Intent::Recorded)
     }
 
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
@@ -249,13 +281,7 @@ impl Ledger for MemoryLedger {
     }
 
     async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
-        let counters = self.billing.lock().unwrap();
-        let distributions: Vec<(DistributionId, Billing)> =
-            counters.by_month.iter().filter(|((m, _), _)| m == month).map(|((_, d), b)| (d.clone(), *b)).collect();
-        let mut total = Billing::default();
-        distributions.iter().for_each(|(_, billing)| total.add(*billing));
-        let days = counters.by_day.iter().filter(|(day, _)| day.starts_with(month)).map(|(d, b)| (d.clone(), *b));
-        Ok(MonthBilling::new(month, total, distributions, days.collect()))
+        Ok(self.billing.lock().unwrap().month(month))
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

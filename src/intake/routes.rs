@@ -3,6 +3,7 @@
 //! S3 events name a bucket and a key, not a distribution, so `--routes routes.toml` maps bucket and key prefix to
 //! one or more distributions, with the rewriting a site needs (see `routes.example.toml` for every field).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -25,6 +26,10 @@ pub enum RoutesError {
     ExtraPath { rule: usize, path: String, error: PathError },
     #[error("rule #{rule} names no distribution")]
     NoDistribution { rule: usize },
+    #[error(
+        "rule #{rule} sets coalesce_min_saving = {value} for {distribution}, which an earlier rule set to {earlier}: batches are per distribution, so give its rules one value"
+    )]
+    ConflictingMinSaving { rule: usize, distribution: DistributionId, value: usize, earlier: usize },
 }
 
 /// What to do with an S3 object no rule matches.
@@ -64,6 +69,8 @@ struct RuleFile {
     directory_without_slash: bool,
     #[serde(default)]
     extra_paths: Vec<String>,
+    #[serde(default)]
+    coalesce_min_saving: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +109,8 @@ pub enum RouteError {
 pub struct Routing {
     unmatched: Unmatched,
     rules: Vec<Rule>,
+    /// `--coalesce cost`'s threshold where a rule overrides it, for the rule's distributions.
+    min_savings: HashMap<DistributionId, usize>,
 }
 
 impl Routing {
@@ -113,9 +122,26 @@ impl Routing {
 
     pub fn parse(text: &str) -> Result<Self, RoutesError> {
         let file: RoutesFile = toml::from_str(text)?;
+        let mut min_savings = HashMap::new();
+        for (n, rule) in file.rules.iter().enumerate() {
+            let Some(value) = rule.coalesce_min_saving else { continue };
+            for distribution in rule.distributions.iter().filter_map(|d| DistributionId::parse(d).ok()) {
+                match min_savings.insert(distribution.clone(), value) {
+                    Some(earlier) if earlier != value => {
+                        return Err(RoutesError::ConflictingMinSaving { rule: n + 1, distribution, value, earlier });
+                    }
+                    _ => {}
+                }
+            }
+        }
         let rules =
             file.rules.into_iter().enumerate().map(|(n, rule)| compile(n + 1, rule)).collect::<Result<_, _>>()?;
-        Ok(Self { unmatched: file.unmatched, rules })
+        Ok(Self { unmatched: file.unmatched, rules, min_savings })
+    }
+
+    /// The distributions whose rules set `coalesce_min_saving`, with it.
+    pub fn min_savings(&self) -> &HashMap<DistributionId, usize> {
+        &self.min_savings
     }
 
     /// Every distribution a rule names.
@@ -284,6 +310,21 @@ mod tests {
             route(&routing, "assets", "img/logo.png"),
             [("EASSETS".to_owned(), vec!["/static/img/logo.png".to_owned()])]
         );
+    }
+
+    #[test]
+    fn a_rule_s_coalescing_threshold_applies_to_its_distributions_and_must_agree() {
+        let rule = |threshold: usize| {
+            format!(
+                "[[rule]]\nbucket = \"b\"\ndistributions = [\"EONE\", \"ETWO\"]\ncoalesce_min_saving = {threshold}\n"
+            )
+        };
+        let routing = Routing::parse(&format!("{}{}", rule(25), ROUTES)).unwrap();
+        let one = DistributionId::parse("EONE").unwrap();
+        assert_eq!(routing.min_savings().get(&one), Some(&25));
+        assert_eq!(routing.min_savings().len(), 2, "{:?}", routing.min_savings());
+        let conflicting = Routing::parse(&format!("{}{}", rule(25), rule(50))).unwrap_err();
+        assert!(conflicting.to_string().contains("rule #2 sets coalesce_min_saving = 50 for EONE"), "{conflicting}");
     }
 
     #[test]

@@ -106,6 +106,8 @@ struct Local {
     unreserved: Mutex<Unreserved>,
     /// What this worker's batches waiting for room on the distribution need together.
     backlog: Mutex<Allowance>,
+    /// The room the last reservation attempt found, if any was made.
+    last_room: Mutex<Option<Allowance>>,
 }
 
 /// A batch's place in its distribution's backlog, given up when dropped (however the wait ends).
@@ -150,6 +152,12 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
     /// What this worker's batches waiting on the distribution need together.
     pub fn backlog(&self, distribution: &DistributionId) -> Allowance {
         *self.local(distribution).backlog.lock().unwrap()
+    }
+
+    /// The distribution's room as the last reservation attempt found it, or all of the capacity before any: what
+    /// a batch reshaped to save money can expect to fit, before it asks.
+    pub fn last_room(&self, distribution: &DistributionId) -> Allowance {
+        self.local(distribution).last_room.lock().unwrap().unwrap_or(self.settings.capacity)
     }
 
     /// How long an invalidation is expected to stay in progress, which is how often room frees up.
@@ -222,6 +230,7 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             };
             let room = room::room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
             gauge!("cfi_budget_room_paths", "distribution_id" => distribution.to_string()).set(room.paths as f64);
+            *local.last_room.lock().unwrap() = Some(room);
             let ask = Ask { id, owner: &self.owner, need, now };
             let (reservation, deletable) = match room::decide(&state, fresh, unreserved, &ask, self.limits()) {
                 Decision::Reserve { reservation, deletable } => (reservation, deletable),

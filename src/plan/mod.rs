@@ -20,7 +20,11 @@
 //! once later ones removed more than was left to remove, chosen directories whose paths fit back in are dropped and
 //! the others move down to a subdirectory while the plan still fits. A directory tree built from the sorted paths keeps each step linear in the number of directories.
 
+mod cost;
+
 use std::cmp::Reverse;
+
+pub use self::cost::{MonthFit, collapse_for_cost, fit_month_budget, month_share};
 
 /// Invalidation paths each month that CloudFront does not charge for, across all of an account's distributions
 /// (aws-facts.md A2, quoted from AWS's "Paying for file invalidation" page).

@@ -166,6 +166,9 @@ pub struct MonthBilling {
     /// `YYYY-MM`.
     pub month: String,
     pub total: Billing,
+    /// Paths that workers with a monthly path budget committed to before calling CloudFront (`record_intent`
+    /// with a cap): at least what those batches billed, since a batch refused afterwards keeps its count.
+    pub committed: u64,
     pub distributions: Vec<(DistributionId, Billing)>,
     /// Days (`YYYY-MM-DD`, UTC) with accepted invalidations, in order.
     pub days: Vec<(String, Billing)>,
@@ -180,8 +183,32 @@ impl MonthBilling {
         days: Vec<(String, Billing)>,
     ) -> Self {
         distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
-        Self { month: month.to_owned(), total, distributions, days }
+        Self { month: month.to_owned(), total, committed: 0, distributions, days }
     }
+
+    /// What counts against a monthly path budget: the paths committed to, or billed if more (batches of workers
+    /// without a budget, or from before it was set).
+    pub fn spent(&self) -> u64 {
+        self.committed.max(self.total.paths_billed)
+    }
+}
+
+/// A monthly path budget, shared by every worker through the month's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthCap {
+    /// `YYYY-MM`, the month of the intent.
+    pub month: String,
+    /// Paths (a wildcard or a tag counting as one) the month's batches may commit to in all.
+    pub limit: u64,
+}
+
+/// What recording an intent under a [`MonthCap`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// The intent is recorded (now, or by an earlier attempt) and its paths are counted once.
+    Recorded,
+    /// Its paths would take the month past the cap: nothing was written. `spent` is what counts against the cap.
+    OverCap { spent: u64 },
 }
 
 /// The calendar month (UTC) `at` falls in, as `YYYY-MM`: what billing counters are kept by.
@@ -301,6 +328,10 @@ impl Transient for LedgerError {
 /// Contract:
 /// - `record_intent` stores a new `Pending` record; storing the same CallerReference again (a retry after an
 ///   unknown outcome) succeeds without changing the stored record.
+/// - `record_intent_capped` does what `record_intent` does and, in the same write, adds the record's paths to the
+///   month's `committed`, only if afterwards neither `committed` nor the month's billed paths exceed `cap.limit`;
+///   otherwise it writes nothing and answers `OverCap` with `MonthBilling::spent`. A record stored before answers
+///   `Recorded` without being counted again.
 /// - `record_outcome` stores the `Accepted` or `Failed` fields of a record written by `record_intent`, and fails
 ///   with `Conflict` if there is no such record. An `Accepted` outcome also adds the batch's `Billing` to the
 ///   counters of the month of its `submitted_at`, in total, for its distribution and for its day, once per
@@ -328,6 +359,12 @@ impl Transient for LedgerError {
 ///   message id (a message can be dead-lettered twice if its delete failed).
 pub trait Ledger: Send + Sync + 'static {
     fn record_intent(&self, record: &BatchRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    fn record_intent_capped(
+        &self,
+        record: &BatchRecord,
+        cap: &MonthCap,
+    ) -> impl Future<Output = Result<Intent, LedgerError>> + Send;
 
     fn record_outcome(&self, record: &BatchRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 

@@ -14,6 +14,7 @@ mod decide;
 mod lease;
 mod schedule;
 mod shape;
+mod spend;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,8 @@ use tracing::{error, info, warn};
 use self::decide::{Attempts, Failure, Refusal, Step};
 use self::schedule::Schedule;
 use self::shape::{split, split_to_fit};
+pub use self::spend::{CostPolicy, Spending};
+use self::spend::{Spend, replaced};
 
 use crate::batch::Batch;
 use crate::batch::window::SealReason;
@@ -41,7 +44,7 @@ use crate::model::{CallerReference, DistributionId};
 use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError};
-use crate::ports::ledger::{BatchRecord, Ledger, Owed, billing_month};
+use crate::ports::ledger::{BatchRecord, Intent, Ledger, Owed, billing_month};
 use crate::retry::{RetryPolicy, Transient, retry_transient};
 use crate::telemetry::{log_allowed, outages};
 
@@ -79,6 +82,7 @@ pub struct Submitter<C, L> {
     pub ledger: Arc<L>,
     pub budget: Arc<Budget<C, L>>,
     pub overload: Overload,
+    pub spending: Spending,
     pub limiter: CreateRateLimiter,
     pub retry: RetryPolicy,
     pub ownership: Ownership,
@@ -167,6 +171,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     async fn submit_one(&self, batch: Batch, calls: &Semaphore) -> Outcome {
         let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
         let mut attempts = Attempts::new(&self.retry, batch.content.members.len(), age);
+        let batch = if batch.content.reason == SealReason::Resumed {
+            batch
+        } else {
+            match self.within_month_budget(self.collapse_for_cost(batch)).await {
+                Spend::Submit(batch) => batch,
+                Spend::Covered(batch) => return Outcome::Done(Disposition::Covered(batch.content.members)),
+            }
+        };
         let batch = match self.reserve(batch, &mut attempts).await {
             Reserved::Whole(batch) => batch,
             Reserved::Split(parts) => return Outcome::Split(parts),
@@ -175,9 +187,18 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         // From now on the reservation ages, the intent write included: a slow ledger must not let it run out.
         let mut reserved_at = Instant::now();
         let mut record = self.intent_record(&batch);
-        if let Err(refusal) = self.record_intent(&record, &mut attempts).await {
-            self.budget.release(&record.distribution_id, &record.caller_reference).await;
-            return self.refused(record, batch, refusal).await;
+        match self.record_intent(&record, &mut attempts).await {
+            Ok(Intent::Recorded) => {}
+            Ok(Intent::OverCap { spent }) => {
+                // Other workers spent the month's budget since this batch was shaped: shape it again.
+                self.budget.release(&record.distribution_id, &record.caller_reference).await;
+                self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), spent);
+                return Outcome::Split(vec![batch]);
+            }
+            Err(refusal) => {
+                self.budget.release(&record.distribution_id, &record.caller_reference).await;
+                return self.refused(record, batch, refusal).await;
+            }
         }
         let _leased = self.keep_leased(&record);
         loop {
@@ -221,13 +242,22 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         }
     }
 
-    /// Writes the batch's intent, for as long as the ledger needs to come back.
-    async fn record_intent(&self, record: &BatchRecord, attempts: &mut Attempts) -> Result<(), Refusal> {
+    /// Writes the batch's intent, for as long as the ledger needs to come back; under a monthly path budget only
+    /// if the batch fits what is left of it. A resumed batch's intent is recorded, and counted, already.
+    async fn record_intent(&self, record: &BatchRecord, attempts: &mut Attempts) -> Result<Intent, Refusal> {
+        let cap = self.month_cap();
         loop {
-            match timed("record_intent", self.ledger.record_intent(record)).await {
-                Ok(()) => {
+            let written = match &cap {
+                Some(cap) => timed("record_intent", self.ledger.record_intent_capped(record, cap)).await,
+                None => timed("record_intent", self.ledger.record_intent(record)).await.map(|()| Intent::Recorded),
+            };
+            match written {
+                Ok(intent) => {
                     outages().answered(DYNAMODB);
-                    return Ok(());
+                    if let (Some(cap), Intent::Recorded) = (&cap, intent) {
+                        self.month_to_date.commit(&cap.month, record.paths.len() as u64);
+                    }
+                    return Ok(intent);
                 }
                 Err(e) => self
                     .wait_out(&record.caller_reference, &record.distribution_id, Failure::Ledger(e), attempts)
@@ -337,9 +367,9 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             Room { paths: room.paths as usize, wildcards: room.wildcards as usize },
         )?;
         let wildcards: Vec<&str> = plan.replacements.iter().map(|r| r.wildcard.as_str()).collect();
-        let replaced: usize = plan.replacements.iter().map(|r| r.replaced).sum();
+        let replaced_paths: usize = plan.replacements.iter().map(|r| r.replaced).sum();
         let note = format!(
-            "{replaced} paths replaced by {}: a backlog of {} paths and {} wildcards would take {} to clear under the budget, more than the maximum delay of {}",
+            "{replaced_paths} paths replaced by {}: a backlog of {} paths and {} wildcards would take {} to clear under the budget, more than the maximum delay of {}",
             wildcards.join(", "),
             backlog.paths,
             backlog.wildcards,
@@ -347,13 +377,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             humantime::format_duration(self.overload.max_delay),
         );
         warn!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), reason = %note, "coalescing an overloaded distribution's batch into wildcards");
-        counter!("cfi_batches_coalesced_total").increment(1);
-        counter!("cfi_paths_coalesced_total").increment(replaced as u64);
-        let mut coalesced = batch.clone();
-        coalesced.content.wildcard_count = plan.paths.iter().filter(|p| p.ends_with('*')).count();
-        coalesced.content.paths = plan.paths;
-        coalesced.coalescing = Some(note);
-        Some(coalesced)
+        Some(replaced(batch, plan, "overload", note))
     }
 
     async fn create_and_record(&self, record: &mut BatchRecord) -> Result<(), Failure> {

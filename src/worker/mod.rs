@@ -236,12 +236,13 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
     tracker: Option<mpsc::Sender<Owed>>,
     month_to_date: Arc<MonthToDate>,
 ) -> Submitter<C, L> {
-    let submission = settings.submission;
+    let submission = &settings.submission;
     Submitter {
         cdn,
         ledger,
         budget,
         overload: submission.overload,
+        spending: submission.spending.clone(),
         limiter: CreateRateLimiter::new(submission.create_rate, submission.create_burst),
         retry: settings.retry,
         ownership: Ownership {

@@ -9,7 +9,7 @@ use crate::intake::parse::IntakeRules;
 use crate::ports::Allowance;
 use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
-use crate::submit::Overload;
+use crate::submit::{Overload, Spending};
 use crate::track::DEFAULT_STATUS_RATE;
 
 /// Enough for 10,000 messages a second held through a 5 s window; at about 1 KiB each (body, receipt handle,
@@ -51,13 +51,15 @@ pub struct BatchingSettings {
     pub max_paths: usize,
 }
 
-/// CreateInvalidation: its pace, and what an overloaded distribution's batches become.
-#[derive(Debug, Clone, Copy)]
+/// CreateInvalidation: its pace, what an overloaded distribution's batches become, and what is done to keep the
+/// bill down.
+#[derive(Debug, Clone)]
 pub struct SubmissionSettings {
     pub create_rate: f64,
     pub create_burst: NonZeroU32,
     pub max_concurrent: usize,
     pub overload: Overload,
+    pub spending: Spending,
 }
 
 /// The shared in-progress budget.
@@ -147,6 +149,7 @@ impl Default for SubmissionSettings {
             create_burst: NonZeroU32::new(5).expect("non-zero"),
             max_concurrent: 16,
             overload: Overload { coalesce: true, max_delay: Duration::from_secs(10 * 60) },
+            spending: Spending::default(),
         }
     }
 }

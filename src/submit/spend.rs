@@ -1,0 +1,181 @@
+//! Spending less: `--coalesce cost` collapses directories whose wildcard saves enough billed paths, and
+//! `--monthly-path-budget` keeps every worker's batches of a month under one cap kept in the ledger.
+//!
+//! The cap is enforced where it cannot be raced: the intent record and the month's count move in one conditional
+//! write (`Ledger::record_intent_capped`). What the worker knows of the month beforehand only shapes the batch so
+//! that the write is likely to pass; when another worker got there first, the batch is shaped again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use tracing::{info, warn};
+
+use super::Submitter;
+use crate::batch::Batch;
+use crate::billing::BudgetHold;
+use crate::model::DistributionId;
+use crate::model::path::is_covered_by;
+use crate::plan::{self, MonthFit, Plan};
+use crate::ports::budget::BudgetStore;
+use crate::ports::cdn::Cdn;
+use crate::ports::ledger::{Ledger, MonthCap, billing_month};
+use crate::telemetry::log_allowed;
+
+/// `--coalesce cost`: a directory's paths become its wildcard when that saves at least `min_saving` billed paths.
+#[derive(Debug, Clone)]
+pub struct CostPolicy {
+    pub min_saving: usize,
+    /// Per distribution, from the routes file's rules.
+    pub overrides: Arc<HashMap<DistributionId, usize>>,
+}
+
+impl CostPolicy {
+    pub fn min_saving(&self, distribution: &DistributionId) -> usize {
+        self.overrides.get(distribution).copied().unwrap_or(self.min_saving)
+    }
+}
+
+/// What the worker does to keep the bill down, besides merging.
+#[derive(Debug, Clone, Default)]
+pub struct Spending {
+    pub cost: Option<CostPolicy>,
+    /// Paths (a wildcard or a tag counting as one) all workers' batches may bill in a calendar month (UTC).
+    pub monthly_path_budget: Option<u64>,
+}
+
+/// How often a batch held by a spent budget looks again: the month's figures are read this often anyway.
+const HELD_LOOKS_EVERY: Duration = crate::billing::REFRESH_EVERY;
+
+/// The paths of `batch` replaced as `plan` says, noted in the ledger record as `note`.
+pub(super) fn replaced(batch: &Batch, plan: Plan, reason: &'static str, note: String) -> Batch {
+    let replaced: usize = plan.replacements.iter().map(|r| r.replaced).sum();
+    counter!("cfi_batches_coalesced_total", "reason" => reason).increment(1);
+    counter!("cfi_paths_coalesced_total", "reason" => reason).increment(replaced as u64);
+    let mut coalesced = batch.clone();
+    coalesced.content.wildcard_count = plan.paths.iter().filter(|p| p.ends_with('*')).count();
+    coalesced.content.paths = plan.paths;
+    coalesced.coalescing = Some(note);
+    coalesced
+}
+
+/// `/a/*` (12 paths), `/b/*` (40 paths)
+fn described(plan: &Plan) -> String {
+    let each = plan.replacements.iter().map(|r| format!("{} ({} paths)", r.wildcard, r.replaced));
+    each.collect::<Vec<_>>().join(", ")
+}
+
+impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
+    /// The monthly cap a new batch's intent is recorded under, if there is one.
+    pub(super) fn month_cap(&self) -> Option<MonthCap> {
+        let limit = self.spending.monthly_path_budget?;
+        Some(MonthCap { month: billing_month(self.ownership.clock.now()), limit })
+    }
+
+    /// Under `--coalesce cost`, the batch with each directory collapsed whose wildcard saves enough billed paths,
+    /// within the wildcard room the distribution had at the last look.
+    pub(super) fn collapse_for_cost(&self, batch: Batch) -> Batch {
+        let Some(policy) = &self.spending.cost else {
+            return batch;
+        };
+        let distribution = &batch.content.distribution_id;
+        let min_saving = policy.min_saving(distribution);
+        let wildcard_room = self.budget.last_room(distribution).wildcards as usize;
+        let Some(plan) = plan::collapse_for_cost(&batch.content.paths, min_saving, wildcard_room) else {
+            return batch;
+        };
+        let note = format!(
+            "{} replaced by directory wildcards: each saves at least {min_saving} billed paths (--coalesce cost)",
+            described(&plan)
+        );
+        info!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), "collapsing directories to save billed paths");
+        replaced(&batch, plan, "cost", note)
+    }
+
+    /// Under a monthly path budget, the batch as it fits what is left of the month: as it is, without the paths
+    /// that invalidations created since it was sealed cover already, or coalesced into wildcards. While nothing
+    /// fits, the batch waits (its messages held), saying so in the log, the metrics and `/readyz`, until the month
+    /// ends or a later invalidation covers it.
+    pub(super) async fn within_month_budget(&self, mut batch: Batch) -> Spend {
+        let Some(limit) = self.spending.monthly_path_budget else {
+            return Spend::Submit(batch);
+        };
+        let mut hold: Option<BudgetHold> = None;
+        loop {
+            let month = billing_month(self.ownership.clock.now());
+            let spent = self.month_to_date.spent(&month);
+            let left = limit.saturating_sub(spent);
+            let distribution = batch.content.distribution_id.clone();
+            let wildcard_room = self.budget.last_room(&distribution).wildcards as usize;
+            if plan::fit_month_budget(&batch.content.paths, left, wildcard_room) == MonthFit::AsIs {
+                return Spend::Submit(batch);
+            }
+            // Worth a ledger query only when the batch does not fit as it is.
+            batch = match self.without_covered(batch).await {
+                Spend::Submit(batch) => batch,
+                covered => return covered,
+            };
+            match plan::fit_month_budget(&batch.content.paths, left, wildcard_room) {
+                MonthFit::AsIs => return Spend::Submit(batch),
+                MonthFit::Coalesced(plan) => {
+                    let note = format!(
+                        "{} replaced by directory wildcards to stay within the monthly path budget: {spent} of {limit} paths spent in {month}",
+                        described(&plan)
+                    );
+                    info!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), spent, limit, "coalescing a batch to stay within the monthly path budget");
+                    return Spend::Submit(replaced(&batch, plan, "month_budget", note));
+                }
+                MonthFit::Hold => {
+                    hold.get_or_insert_with(BudgetHold::start);
+                    if let Some(suppressed) = log_allowed("month_budget_spent") {
+                        warn!(alarm = "monthly_path_budget", %distribution, caller_reference = %batch.caller_reference, paths = batch.content.paths.len(), spent, limit, %month, suppressed, "the monthly path budget is spent: the batch waits, its messages held, until the month ends or --monthly-path-budget is raised");
+                    }
+                    tokio::time::sleep(HELD_LOOKS_EVERY).await;
+                }
+            }
+        }
+    }
+
+    /// The batch without the paths that accepted invalidations CloudFront created after the batch was sealed cover
+    /// (every change its messages announce happened before that): one query of the distribution's recent records.
+    async fn without_covered(&self, mut batch: Batch) -> Spend {
+        let distribution = &batch.content.distribution_id;
+        let records = match self.ledger.list(distribution, batch.sealed_at, RECENT_RECORDS).await {
+            Ok(records) => records,
+            Err(e) => {
+                if let Some(suppressed) = log_allowed("recent_records_failed") {
+                    warn!(%distribution, error = %e, suppressed, "could not read the distribution's recent invalidations; the batch is judged on all its paths");
+                }
+                return Spend::Submit(batch);
+            }
+        };
+        let later: Vec<String> = records
+            .into_iter()
+            .filter(|r| r.status.is_accepted() && r.submitted_at.is_some_and(|at| at >= batch.sealed_at))
+            .flat_map(|r| r.paths)
+            .collect();
+        let before = batch.content.paths.len();
+        batch.content.paths.retain(|path| !is_covered_by(path, &later));
+        if batch.content.paths.len() < before {
+            counter!("cfi_paths_covered_by_later_invalidations_total")
+                .increment((before - batch.content.paths.len()) as u64);
+            batch.content.wildcard_count = batch.content.paths.iter().filter(|p| p.ends_with('*')).count();
+        }
+        if batch.content.paths.is_empty() {
+            info!(%distribution, caller_reference = %batch.caller_reference, "invalidations created since the batch was sealed cover all its paths: its messages are covered without another");
+            return Spend::Covered(batch);
+        }
+        Spend::Submit(batch)
+    }
+}
+
+/// What the spending rules make of a batch.
+pub(super) enum Spend {
+    Submit(Batch),
+    /// Invalidations accepted since it was sealed cover every path: nothing is left to submit.
+    Covered(Batch),
+}
+
+/// How many of a distribution's newest records are looked through for invalidations that cover a batch.
+const RECENT_RECORDS: usize = 100;

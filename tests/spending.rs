@@ -1,0 +1,162 @@
+//! Keeping the bill down, over the in-memory fakes on tokio's paused clock: the monthly path budget shared by
+//! several workers through the ledger, and the cost-aware coalescing policy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cf_invalidator::clock::WallClock;
+use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
+use cf_invalidator::model::DistributionId;
+use cf_invalidator::model::path::is_covered_by;
+use cf_invalidator::ports::ledger::billing_month;
+use cf_invalidator::ports::{Ledger, Queue};
+use cf_invalidator::submit::{CostPolicy, Spending};
+use cf_invalidator::worker::{self, Services, Settings};
+use serde_json::json;
+
+const DISTRIBUTION: &str = "EAAA";
+
+struct Shared {
+    queue: Arc<MemoryQueue>,
+    dead_letter: Arc<MemoryQueue>,
+    cdn: Arc<FakeCdn>,
+    ledger: Arc<MemoryLedger>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            queue: Arc::new(MemoryQueue::with_clock(WallClock::following_tokio())),
+            dead_letter: Arc::default(),
+            cdn: Arc::new(FakeCdn::with_distributions([DISTRIBUTION])),
+            ledger: Arc::default(),
+        }
+    }
+
+    fn services(&self) -> Services<MemoryQueue, FakeCdn, MemoryLedger> {
+        Services {
+            queue: Arc::clone(&self.queue),
+            dead_letter: Some(Arc::clone(&self.dead_letter)),
+            cdn: Arc::clone(&self.cdn),
+            ledger: Arc::clone(&self.ledger),
+        }
+    }
+
+    /// Sends `paths` ten to a message, and returns them.
+    async fn send(&self, paths: Vec<String>) -> Vec<String> {
+        for chunk in paths.chunks(10) {
+            let body = json!({"distribution_id": DISTRIBUTION, "paths": chunk, "requester": "tests"});
+            self.queue.send(&body.to_string(), &[]).await.unwrap();
+        }
+        paths
+    }
+
+    fn billed(&self) -> usize {
+        self.cdn.invalidations().iter().map(|(_, paths)| paths.len()).sum()
+    }
+
+    fn uncovered(&self, requested: &[String]) -> Vec<String> {
+        let created = self.cdn.invalidations();
+        requested.iter().filter(|p| !created.iter().any(|(_, paths)| is_covered_by(p, paths))).cloned().collect()
+    }
+}
+
+fn settings(spending: Spending) -> Settings {
+    let mut settings = Settings { clock: WallClock::following_tokio(), ..Settings::default() };
+    settings.batching.window = Duration::from_secs(5);
+    // Many small batches: the budget is tested batch by batch, not on one big one.
+    settings.batching.max_paths = 50;
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 100.0;
+    settings.submission.spending = spending;
+    settings
+}
+
+/// 1,000 distinct paths, 100 in each of 10 directories, interleaved as a deploy touching every section would.
+fn thousand_paths_in_ten_directories() -> Vec<String> {
+    (0..100).flat_map(|n| (0..10).map(move |d| format!("/section-{d}/page-{n}.html"))).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_workers_under_a_budget_of_300_bill_at_most_300_paths_and_cover_every_path() {
+    let shared = Shared::new();
+    let requested = shared.send(thousand_paths_in_ten_directories()).await;
+    let budget = Spending { monthly_path_budget: Some(300), ..Spending::default() };
+    let run = |name: &str| {
+        let mut settings = settings(budget.clone());
+        settings.ledger.worker_id = name.to_owned();
+        worker::run(shared.services(), settings, tokio::time::sleep(Duration::from_secs(600)))
+    };
+    tokio::join!(run("w1"), run("w2"));
+
+    assert!(shared.billed() <= 300, "{} paths billed", shared.billed());
+    assert_eq!(shared.uncovered(&requested), Vec::<String>::new());
+    assert!(
+        shared.queue.is_empty() && shared.dead_letter.is_empty(),
+        "every message covered and deleted: {} left, {} dead-lettered, {} billed in {:?}",
+        shared.queue.len(),
+        shared.dead_letter.len(),
+        shared.billed(),
+        shared.cdn.invalidations().iter().map(|(_, p)| p.len()).collect::<Vec<_>>()
+    );
+    let month = shared.ledger.month_billing(&billing_month(WallClock::following_tokio().now())).await.unwrap();
+    assert_eq!(month.total.paths_billed as usize, shared.billed(), "the ledger counts what CloudFront billed");
+    assert!(month.committed <= 300 && month.committed >= month.total.paths_billed, "{month:?}");
+    let coalesced = shared.ledger.records().iter().filter(|r| r.coalescing.is_some()).count();
+    assert!(coalesced > 0, "the budget was met by coalescing, not by luck");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_holds_the_messages_and_neither_drops_nor_dead_letters_them() {
+    let shared = Shared::new();
+    let budget = Spending { monthly_path_budget: Some(20), ..Spending::default() };
+    let first = shared.send((0..20).map(|n| format!("/a/{n}")).collect()).await;
+    worker::run(shared.services(), settings(budget.clone()), tokio::time::sleep(Duration::from_secs(60))).await;
+    assert_eq!(shared.uncovered(&first), Vec::<String>::new());
+    let billed = shared.billed();
+    assert!(billed <= 20);
+
+    // Tags cannot be coalesced: once the budget is down to less than a batch of them needs, it waits.
+    let tags: Vec<String> = (0..30).map(|n| format!("#tag-{n}")).collect();
+    let body = json!({"distribution_id": DISTRIBUTION, "tags": tags});
+    shared.queue.send(&body.to_string(), &[]).await.unwrap();
+    worker::run(shared.services(), settings(budget), tokio::time::sleep(Duration::from_secs(300))).await;
+
+    assert_eq!(shared.billed(), billed, "nothing submitted past the budget");
+    assert!(shared.dead_letter.is_empty(), "a spent budget is no reason to dead-letter");
+    assert_eq!(shared.queue.len(), 1, "the message is back on the queue, not deleted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cost_policy_collapses_big_directories_and_keeps_small_ones_exact() {
+    let shared = Shared::new();
+    let mut paths: Vec<String> = (0..40).map(|n| format!("/news/{n}.html")).collect();
+    paths.extend((0..5).map(|n| format!("/about/{n}.html")));
+    let requested = shared.send(paths).await;
+    let cost = CostPolicy { min_saving: 10, overrides: Arc::new(HashMap::new()) };
+    let mut settings = settings(Spending { cost: Some(cost), ..Spending::default() });
+    settings.batching.max_paths = 1_000;
+    worker::run(shared.services(), settings, tokio::time::sleep(Duration::from_secs(60))).await;
+
+    assert_eq!(shared.uncovered(&requested), Vec::<String>::new());
+    let created = shared.cdn.invalidations();
+    let submitted: Vec<&String> = created.iter().flat_map(|(_, p)| p).collect();
+    assert!(submitted.contains(&&"/news/*".to_owned()), "{submitted:?}");
+    assert_eq!(submitted.iter().filter(|p| p.starts_with("/about/")).count(), 5, "5 paths save too little");
+    assert_eq!(shared.billed(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_distribution_s_own_threshold_overrides_the_default() {
+    let shared = Shared::new();
+    let requested = shared.send((0..40).map(|n| format!("/news/{n}.html")).collect()).await;
+    let overrides = HashMap::from([(DistributionId::parse(DISTRIBUTION).unwrap(), 100)]);
+    let cost = CostPolicy { min_saving: 10, overrides: Arc::new(overrides) };
+    let mut settings = settings(Spending { cost: Some(cost), ..Spending::default() });
+    settings.batching.max_paths = 1_000;
+    worker::run(shared.services(), settings, tokio::time::sleep(Duration::from_secs(60))).await;
+
+    assert_eq!(shared.uncovered(&requested), Vec::<String>::new());
+    assert_eq!(shared.billed(), 40, "a saving of 39 is below this distribution's 100");
+}
