@@ -2,20 +2,24 @@
 //! - **naive**: what the seed article does, one CreateInvalidation per message as it arrives (a Lambda per S3
 //!   event), CallerReference = the current time in milliseconds, retried with exponential backoff (1 s doubling,
 //!   8 attempts, a new reference each time, as the article's code mints one per call) and then given up;
-//! - **cf-invalidator**: the worker, with its defaults except `--create-rate 0.5`, once with `--coalesce auto` (the
-//!   default: an overloaded distribution's backlog is coalesced into directory wildcards) and once with `off`.
+//! - **cf-invalidator**: the worker, with its defaults except `--create-rate 0.5`, once with each `--coalesce`
+//!   policy: `auto` (the default: an overloaded distribution's backlog is coalesced into directory wildcards),
+//!   `cost` (also a directory's paths whenever its wildcard saves 10 billed paths) and `off`.
 //!
 //! The simulator has CloudFront's quotas (3,000 paths and 15 wildcards in progress per distribution), completion
 //! between 15 and 35 s, and the reported request rate (0.5 calls/s, burst 6). Everything runs on tokio's paused
 //! clock, so the figures are deterministic and the 10 simulated minutes take seconds. For each strategy it prints
 //! requests made, paths billed, estimated cost, enqueue → accepted latency (p50, p99: from a message being sent to
-//! the creation of the first invalidation that covers all its paths), quota errors, and messages never covered.
+//! the creation of the first invalidation that covers all its paths), quota errors, messages never covered, and
+//! the objects cleared needlessly: for each wildcard no producer asked for, the objects the workload's site holds
+//! under it (`PathModel::objects_under`) less the distinct paths requested under it.
 //!
 //! `cargo bench --bench strategies` (env: `CFI_BENCH_MESSAGES`, default 3000, sent evenly over 10 minutes to 3
 //! distributions). Under `cargo test --all-targets` it runs a small smoke version.
 
 mod common;
 
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +31,9 @@ use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::plan;
 use cf_invalidator::ports::{Cdn, CdnError, Queue};
+use cf_invalidator::submit::{CostPolicy, Spending};
 use cf_invalidator::worker::{self, Services, Settings};
-use common::pipeline_workload;
+use common::{PathModel, pipeline_workload};
 use tokio::time::Instant;
 
 const SEED: u64 = 0x5eed_0003;
@@ -99,12 +104,20 @@ async fn run_naive(cdn: Arc<FakeCdn>, requests: Vec<(DistributionId, Vec<String>
     sent
 }
 
-/// The worker, with `--coalesce auto` (`coalesce`) or `off`.
+/// A `--coalesce` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coalesce {
+    Auto,
+    Cost,
+    Off,
+}
+
+/// The worker, with a `--coalesce` policy.
 async fn run_worker(
     cdn: Arc<FakeCdn>,
     bodies: Vec<String>,
     requests: Vec<(DistributionId, Vec<String>)>,
-    coalesce: bool,
+    coalesce: Coalesce,
 ) -> Vec<Sent> {
     let clock = WallClock::following_tokio();
     let queue = Arc::new(MemoryQueue::with_clock(clock));
@@ -118,7 +131,11 @@ async fn run_worker(
     settings.intake.receive_wait = Duration::from_secs(1);
     settings.submission.create_rate = 0.5;
     settings.submission.create_burst = NonZeroU32::new(5).unwrap();
-    settings.submission.overload.coalesce = coalesce;
+    settings.submission.overload.coalesce = coalesce != Coalesce::Off;
+    if coalesce == Coalesce::Cost {
+        let cost = CostPolicy { min_saving: 10, overrides: Arc::default() };
+        settings.submission.spending = Spending { cost: Some(cost), ..Spending::default() };
+    }
     let gap = PUBLISHING / bodies.len() as u32;
     let producer = {
         let queue = Arc::clone(&queue);
@@ -154,6 +171,7 @@ struct Row {
     /// GetInvalidation and ListInvalidations calls (completion tracking and budget resyncs).
     status_calls: (usize, usize),
     invalidations: usize,
+    needless_objects: u64,
 }
 
 fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
@@ -177,7 +195,27 @@ fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
         never_covered: sent.len() - latencies.len(),
         status_calls: (cdn.status_checks().len(), cdn.list_calls().len()),
         invalidations: created.len(),
+        needless_objects: needless_objects(&created, sent),
     }
+}
+
+/// Objects the wildcards nobody asked for cleared beyond the paths requested under them (each time: every
+/// invalidation evicts what is cached again).
+fn needless_objects(created: &[Created], sent: &[Sent]) -> u64 {
+    let mut requested: HashMap<&DistributionId, BTreeSet<&str>> = HashMap::new();
+    for s in sent {
+        requested.entry(&s.distribution).or_default().extend(s.paths.iter().map(String::as_str));
+    }
+    let mut needless = 0;
+    for invalidation in created {
+        let asked = requested.get(&invalidation.distribution_id).cloned().unwrap_or_default();
+        for wildcard in invalidation.paths.iter().filter(|p| p.ends_with('*') && !asked.contains(p.as_str())) {
+            let dir = wildcard.trim_end_matches('*');
+            let asked_under = asked.range(dir..).take_while(|p| p.starts_with(dir)).count() as u64;
+            needless += PathModel::objects_under(dir).saturating_sub(asked_under);
+        }
+    }
+    needless
 }
 
 /// From sending to the creation of the first invalidation, made after it was sent, that covers all its paths.
@@ -195,20 +233,21 @@ fn seconds(d: Option<Duration>) -> String {
 
 fn print(rows: &[Row]) {
     println!(
-        "| strategy | CreateInvalidation requests | paths billed | estimated cost | p50 enqueue→accepted | p99 | quota errors (TooMany + Throttling) | messages never covered | status calls: Get + List (per invalidation) |"
+        "| strategy | CreateInvalidation requests | paths billed | estimated cost | p50 enqueue→accepted | p99 | objects cleared needlessly | quota errors (TooMany + Throttling) | messages never covered | status calls: Get + List (per invalidation) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let (gets, lists) = r.status_calls;
         let per_invalidation = (gets + lists) as f64 / r.invalidations.max(1) as f64;
         println!(
-            "| {} | {} | {} | ${:.2} | {} | {} | {} | {} | {gets} + {lists} ({per_invalidation:.2}) |",
+            "| {} | {} | {} | ${:.2} | {} | {} | {} | {} | {} | {gets} + {lists} ({per_invalidation:.2}) |",
             r.name,
             r.requests,
             r.paths_billed,
             r.dollars,
             seconds(r.p50),
             seconds(r.p99),
+            r.needless_objects,
             r.quota_errors,
             r.never_covered
         );
@@ -229,13 +268,16 @@ fn main() {
 
     let naive_cdn = simulator();
     let naive_sent = runtime().block_on(run_naive(Arc::clone(&naive_cdn), requests.clone()));
-    let auto_cdn = simulator();
-    let auto_sent = runtime().block_on(run_worker(Arc::clone(&auto_cdn), bodies.clone(), requests.clone(), true));
-    let off_cdn = simulator();
-    let off_sent = runtime().block_on(run_worker(Arc::clone(&off_cdn), bodies, requests, false));
-    print(&[
-        row("naive (one call per message)", &naive_cdn, &naive_sent),
-        row("cf-invalidator --coalesce auto", &auto_cdn, &auto_sent),
-        row("cf-invalidator --coalesce off", &off_cdn, &off_sent),
-    ]);
+    let policies = [
+        ("cf-invalidator --coalesce auto", Coalesce::Auto),
+        ("cf-invalidator --coalesce cost", Coalesce::Cost),
+        ("cf-invalidator --coalesce off", Coalesce::Off),
+    ];
+    let mut rows = vec![row("naive (one call per message)", &naive_cdn, &naive_sent)];
+    for (name, policy) in policies {
+        let cdn = simulator();
+        let sent = runtime().block_on(run_worker(Arc::clone(&cdn), bodies.clone(), requests.clone(), policy));
+        rows.push(row(name, &cdn, &sent));
+    }
+    print(&rows);
 }

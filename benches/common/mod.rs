@@ -117,7 +117,11 @@ pub struct PathModel {
 
 impl Default for PathModel {
     fn default() -> Self {
-        Self { section: Zipf::new(SECTIONS.len() * 4, 1.0), page: Zipf::new(50_000, 0.9), hot: Zipf::new(12, 1.0) }
+        Self {
+            section: Zipf::new(SECTIONS.len() * 4, 1.0),
+            page: Zipf::new(PAGES as usize, 0.9),
+            hot: Zipf::new(12, 1.0),
+        }
     }
 }
 
@@ -172,7 +176,37 @@ impl PathModel {
         };
         (path, PathKind::Page)
     }
+
+    /// How many objects a distribution's site holds under `dir` (ending in `/`): every page and hot file the model
+    /// can draw, in every section. What a wildcard `dir*` clears from the cache, changed or not.
+    pub fn objects_under(dir: &str) -> u64 {
+        let per_section = PAGES + HOT_FILES;
+        let sections = SECTIONS.iter().flat_map(|name| {
+            std::iter::once(format!("/{name}")).chain((1..4).map(move |variant| format!("/{name}/{}", 2023 + variant)))
+        });
+        sections
+            .map(|section| {
+                let inside = format!("{section}/");
+                if inside.starts_with(dir) {
+                    return per_section;
+                }
+                match dir.strip_prefix(&inside) {
+                    Some("files/") => PAGES / 50,
+                    Some(sub) => sub
+                        .strip_suffix('/')
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .filter(|_| sub.len() == 3)
+                        .map_or(0, |n| (3..50).filter(|r| r % 16 == n).count() as u64 * (PAGES / 50)),
+                    None => 0,
+                }
+            })
+            .sum()
+    }
 }
+
+/// Pages in each section's Zipf space, and its hot files (the directory itself among them).
+const PAGES: u64 = 50_000;
+const HOT_FILES: u64 = 12;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WorkloadStats {
