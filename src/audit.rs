@@ -132,6 +132,7 @@ mod tests {
         let created_at = UNIX_EPOCH + Duration::from_secs(1_800_000_000 + created_s);
         BatchRecord {
             requesters: vec!["ci".into()],
+            shares: Vec::new(),
             expires_at: SystemTime::now() + Duration::from_secs(3_600),
             ..crate::fake::pending_record(distribution(of).as_str(), paths, messages, created_at)
         }

@@ -51,9 +51,18 @@ pub struct ReportArgs {
     #[arg(long)]
     pub month: Option<String>,
 
+    /// Only this distribution's counters (the total and the daily series stay the account's).
+    #[arg(long)]
+    pub distribution: Option<String>,
+
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// Also write a chart (SVG) to this file: paths billed and requested per day, and the month's paths billed so
+    /// far against the free tier.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

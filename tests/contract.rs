@@ -14,7 +14,7 @@ use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
-use cf_invalidator::ports::ledger::{Billing, Intent, MonthCap, billing_day, billing_month};
+use cf_invalidator::ports::ledger::{Billing, Intent, MonthCap, RequesterShare, billing_day, billing_month};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
@@ -391,17 +391,25 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     let other = DistributionId::parse(&format!("{distribution}B")).unwrap();
     for (of, n) in [(&distribution, 0), (&distribution, 1), (&other, 2)] {
         let mut batch = record(of, base + 9_000 + n);
+        batch.shares = RequesterShare::of([(Some("ci"), 3), (None, 2)]);
         ledger.record_intent(&batch).await.unwrap();
+        // The shares are read back from the intent, as a worker resuming the batch would.
+        batch.shares.clear();
+        let batch_as_recorded = ledger.batch(&batch.caller_reference).await.unwrap().unwrap();
+        batch.shares = batch_as_recorded.shares;
         batch.accept(&Invalidation { id: format!("IBILL{n}"), status: "InProgress".into() }, billed_at);
         ledger.record_outcome(&batch).await.unwrap();
         ledger.record_outcome(&batch).await.unwrap();
     }
-    let one = Billing { batches: 1, paths_billed: 2, paths_requested: 5, wildcards: 1 };
-    let two = Billing { batches: 2, paths_billed: 4, paths_requested: 10, wildcards: 2 };
+    let one = Billing { batches: 1, messages: 2, paths_billed: 2, paths_requested: 5, wildcards: 1 };
+    let two = Billing { batches: 2, messages: 4, paths_billed: 4, paths_requested: 10, wildcards: 2 };
     let billing = ledger.month_billing(&month).await.unwrap();
-    assert_eq!(billing.total, Billing { batches: 3, paths_billed: 6, paths_requested: 15, wildcards: 3 });
+    assert_eq!(billing.total, Billing { batches: 3, messages: 6, paths_billed: 6, paths_requested: 15, wildcards: 3 });
     assert_eq!(billing.distributions, [(distribution.clone(), two), (other, one)], "counted once each");
     assert_eq!(billing.days, [(billing_day(billed_at), billing.total)], "the daily series");
+    let share =
+        |requested| Billing { batches: 3, messages: 3, paths_billed: 3, paths_requested: requested, wildcards: 0 };
+    assert_eq!(billing.requesters, [("(no requester)".to_owned(), share(6)), ("ci".to_owned(), share(9))]);
     assert_eq!(ledger.month_billing("1999-01").await.unwrap().total, Billing::default());
 
     // A monthly cap: intents count their paths once, and none takes the month past the cap, whether counted by

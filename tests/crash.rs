@@ -224,8 +224,26 @@ async fn crash_and_recover(backend: Backend) {
                 println!("{distribution}: at most {} paths in progress at once", peak.paths);
                 assert!(peak.fits_in(SIMULATED_QUOTA), "{distribution}: peak {peak:?} over the quota (seed {seed})");
             }
+            assert_report_matches_the_bill(&table, &report, seed);
         }
     }
+}
+
+/// `report --json` shows, per distribution and in total, what CloudFront billed for the workers' invalidations:
+/// batches resubmitted after a kill, or whose outcome was recorded by a resumed worker, counted once.
+fn assert_report_matches_the_bill(table: &str, billed: &cf_invalidator::fake::Report, seed: u64) {
+    let output = common::binary().args(["report", "--table", table, "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = report["distributions"].as_array().unwrap();
+    for (distribution, simulated) in &billed.distributions {
+        let row = rows.iter().find(|r| r["distribution_id"] == distribution.as_str());
+        let counted = row.map_or(0, |r| r["paths_billed"].as_u64().unwrap());
+        assert_eq!(counted, simulated.worker_paths_billed as u64, "{distribution}: report vs bill (seed {seed})");
+    }
+    assert_eq!(report["total"]["paths_billed"].as_u64(), Some(billed.worker.paths_billed as u64), "seed {seed}");
+    assert_eq!(report["total"]["batches"].as_u64(), Some(billed.worker.created as u64), "seed {seed}");
+    println!("report: {} paths billed, as the simulator billed", billed.worker.paths_billed);
 }
 
 /// A message's paths are paid for once: two batches that both hold a message (a batch resumed after a crash, the

@@ -33,11 +33,12 @@ use aws_sdk_dynamodb::types::{
 
 use self::item::{
     billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds,
-    intent_item, key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from, record_from, string,
-    strings, timestamp, unexpired,
+    intent_item, key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from, record_from,
+    requester_month_key, string, strings, timestamp, unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
+use crate::model::text::capped;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
@@ -207,8 +208,8 @@ enum Billed {
 }
 
 impl DynamoLedger {
-    /// The acceptance's fields and `billed_month`, and the counters of its month (in total and for the
-    /// distribution) and of its day, in one transaction conditioned on the batch not being billed yet: counters move
+    /// The acceptance's fields and `billed_month`, and the counters of its month (in total, for the distribution
+    /// and for each requester) and of its day, in one transaction conditioned on the batch not being billed yet: counters move
     /// once per CallerReference.
     async fn record_billed_acceptance(
         &self,
@@ -230,35 +231,49 @@ impl DynamoLedger {
             .set_expression_attribute_values(Some(batch_values))
             .build()
             .map_err(|e| LedgerError::Other(e.to_string()))?;
-        let billing = Billing::of(record);
-        let counter = |key: AttributeValue, distribution: Option<&DistributionId>| {
+        // Kept as long as the month's last batch is: `--retention` after it. `names` adds to a string set of the
+        // month's item: the distributions and requesters whose items to read.
+        let counter = |key: AttributeValue, billing: Billing, names: &[(&str, Vec<String>)]| {
+            let mut expression = "ADD batches :batches, messages :messages, paths_billed :billed, \
+                                  paths_requested :requested, wildcards :wildcards"
+                .to_owned();
             let mut update = Update::builder()
                 .table_name(&self.table)
                 .key(KEY, key)
-                // Kept as long as the month's last batch is: `--retention` after it.
-                .update_expression(if distribution.is_some() {
-                    "ADD batches :batches, paths_billed :billed, paths_requested :requested, wildcards :wildcards, distributions :distribution SET #ttl = :ttl"
-                } else {
-                    "ADD batches :batches, paths_billed :billed, paths_requested :requested, wildcards :wildcards SET #ttl = :ttl"
-                })
                 .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
                 .expression_attribute_values(":ttl", epoch_seconds(record.expires_at))
                 .expression_attribute_values(":batches", number_of(billing.batches))
+                .expression_attribute_values(":messages", number_of(billing.messages))
                 .expression_attribute_values(":billed", number_of(billing.paths_billed))
                 .expression_attribute_values(":requested", number_of(billing.paths_requested))
                 .expression_attribute_values(":wildcards", number_of(billing.wildcards));
-            if let Some(distribution) = distribution {
-                update = update
-                    .expression_attribute_values(":distribution", AttributeValue::Ss(vec![distribution.to_string()]));
+            for (attribute, values) in names.iter().filter(|(_, values)| !values.is_empty()) {
+                expression.push_str(&format!(", {attribute} :{attribute}"));
+                update =
+                    update.expression_attribute_values(format!(":{attribute}"), AttributeValue::Ss(values.clone()));
             }
-            update.build().map_err(|e| LedgerError::Other(e.to_string()))
+            update
+                .update_expression(format!("{expression} SET #ttl = :ttl"))
+                .build()
+                .map_err(|e| LedgerError::Other(e.to_string()))
         };
-        let total = counter(month_key(month, None), Some(&record.distribution_id))?;
-        let of_distribution = counter(month_key(month, Some(&record.distribution_id)), None)?;
-        let of_day = counter(day_key(day), None)?;
-        let items =
-            [batch, total, of_distribution, of_day].map(|update| TransactWriteItem::builder().update(update).build());
-        let outcome = self.client.transact_write_items().set_transact_items(Some(items.to_vec())).send().await;
+        let billing = Billing::of(record);
+        let shares = Billing::shares_of(record);
+        let requesters: Vec<String> =
+            shares.iter().map(|(requester, _)| capped(requester, MAX_REQUESTER_BYTES)).collect();
+        let names = [("distributions", vec![record.distribution_id.to_string()]), ("requesters", requesters)];
+        let mut updates = vec![
+            batch,
+            counter(month_key(month, None), billing, &names)?,
+            counter(month_key(month, Some(&record.distribution_id)), billing, &[])?,
+            counter(day_key(day), billing, &[])?,
+        ];
+        for (requester, share) in &shares {
+            updates.push(counter(requester_month_key(month, requester), *share, &[])?);
+        }
+        let items: Vec<TransactWriteItem> =
+            updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()).collect();
+        let outcome = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         match outcome {
             Ok(_) => Ok(Billed::Now),
             Err(e) => {
@@ -589,7 +604,13 @@ impl Ledger for DynamoLedger {
                 days.push((day, billing_from(&item)));
             }
         }
-        let mut billing = MonthBilling::new(month, billing_from(&total), distributions, days);
+        let mut requesters = Vec::new();
+        for requester in strings(&total, "requesters") {
+            let item = self.get(requester_month_key(month, &requester)).await?;
+            requesters.push((requester, item.as_ref().map(billing_from).unwrap_or_default()));
+        }
+        let mut billing =
+            MonthBilling::new(month, billing_from(&total), distributions, days).with_requesters(requesters);
         billing.committed = number(&total, "committed").unwrap_or_default();
         Ok(billing)
     }

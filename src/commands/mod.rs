@@ -1,6 +1,7 @@
 //! One module per subcommand; the only place where AWS clients are built.
 
 pub mod audit;
+mod chart;
 pub mod report;
 pub mod run;
 pub mod send;

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, ensure};
 use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::model::DistributionId;
 use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
 use cf_invalidator::ports::Ledger;
 use cf_invalidator::ports::ledger::{Billing, MonthBilling, billing_month};
@@ -18,7 +19,15 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     };
     let config = super::aws_config().await?;
     let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
-    let billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
+    let mut billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
+    if let Some(distribution) = &args.distribution {
+        let distribution = DistributionId::parse(distribution).context("--distribution")?;
+        billing.distributions.retain(|(id, _)| *id == distribution);
+    }
+    if let Some(path) = &args.plot {
+        let chart = super::chart::render(&billing)?;
+        std::fs::write(path, chart).with_context(|| format!("cannot write the chart to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", as_json(&billing));
     } else {
@@ -42,7 +51,7 @@ fn dollars(billed: u64) -> f64 {
 }
 
 fn as_json(billing: &MonthBilling) -> Value {
-    let counters = |b: &Billing| json!({"batches": b.batches, "paths_requested": b.paths_requested, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
+    let counters = |b: &Billing| json!({"batches": b.batches, "messages": b.messages, "paths_requested": b.paths_requested, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
     let total = &billing.total;
     json!({
         "month": billing.month,
@@ -55,6 +64,12 @@ fn as_json(billing: &MonthBilling) -> Value {
         "distributions": billing.distributions.iter().map(|(id, b)| {
             let mut row = counters(b);
             row["distribution_id"] = id.as_str().into();
+            row
+        }).collect::<Vec<_>>(),
+        // A requester's paths_billed is its share of its batches' bills, in proportion to the paths it requested.
+        "requesters": billing.requesters.iter().map(|(requester, b)| {
+            let mut row = counters(b);
+            row["requester"] = requester.as_str().into();
             row
         }).collect::<Vec<_>>(),
         "days": billing.days.iter().map(|(day, b)| {
@@ -89,18 +104,32 @@ fn as_table(billing: &MonthBilling) -> String {
         out.push_str(&format!("{day:<12} {:>8} {:>10} {:>10}\n", b.batches, b.paths_requested, b.paths_billed));
     }
     out.push_str(&format!(
-        "\n{:<16} {:>8} {:>10} {:>10} {:>9}\n",
-        "distribution", "batches", "requested", "billed", "wildcards"
+        "\n{:<16} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
+        "distribution", "batches", "messages", "requested", "billed", "wildcards"
     ));
     for (id, b) in &billing.distributions {
         out.push_str(&format!(
-            "{:<16} {:>8} {:>10} {:>10} {:>9}\n",
+            "{:<16} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
             id.as_str(),
             b.batches,
+            b.messages,
             b.paths_requested,
             b.paths_billed,
             b.wildcards
         ));
+    }
+    if !billing.requesters.is_empty() {
+        out.push_str(&format!(
+            "\n{:<32} {:>8} {:>9} {:>10} {:>14}\n",
+            "requester", "batches", "messages", "requested", "billed (share)"
+        ));
+        for (requester, b) in &billing.requesters {
+            let name = cf_invalidator::model::text::excerpt(requester);
+            out.push_str(&format!(
+                "{name:<32} {:>8} {:>9} {:>10} {:>14}\n",
+                b.batches, b.messages, b.paths_requested, b.paths_billed
+            ));
+        }
     }
     out
 }
@@ -108,11 +137,10 @@ fn as_table(billing: &MonthBilling) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cf_invalidator::model::DistributionId;
 
     fn billing() -> MonthBilling {
-        let big = Billing { batches: 40, paths_billed: 1_500, paths_requested: 9_000, wildcards: 12 };
-        let small = Billing { batches: 2, paths_billed: 100, paths_requested: 100, wildcards: 0 };
+        let big = Billing { batches: 40, messages: 900, paths_billed: 1_500, paths_requested: 9_000, wildcards: 12 };
+        let small = Billing { batches: 2, messages: 3, paths_billed: 100, paths_requested: 100, wildcards: 0 };
         let mut total = big;
         total.add(small);
         MonthBilling {
@@ -122,6 +150,7 @@ mod tests {
                 (DistributionId::parse("EBIG").unwrap(), big),
                 (DistributionId::parse("ESMALL").unwrap(), small),
             ],
+            requesters: vec![("ci: site deploy".into(), big), ("alice".into(), small)],
             days: vec![("2026-12-01".into(), big), ("2026-12-03".into(), small)],
             committed: 0,
         }
@@ -136,6 +165,10 @@ mod tests {
         assert!((json["one_call_per_message_dollars"].as_f64().unwrap() - 40.5).abs() < 1e-9);
         assert_eq!(json["distributions"][0]["distribution_id"], "EBIG");
         assert_eq!(
+            (json["requesters"][1]["requester"].as_str(), json["requesters"][1]["messages"].as_u64()),
+            (Some("alice"), Some(3))
+        );
+        assert_eq!(
             (json["days"][1]["date"].as_str(), json["days"][1]["paths_billed"].as_u64()),
             (Some("2026-12-03"), Some(100))
         );
@@ -146,6 +179,7 @@ mod tests {
         let table = as_table(&billing());
         assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
         assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
         let empty = as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() });
         assert!(empty.contains("0 paths billed") && empty.contains("1000 left") && !empty.contains("distribution"));
     }

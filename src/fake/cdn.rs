@@ -189,6 +189,8 @@ pub struct DistributionReport {
     pub peak: Allowance,
     /// The same, counting the worker's invalidations only.
     pub worker_peak: Allowance,
+    /// What the worker's invalidations of the distribution bill: their paths, a wildcard counting as one.
+    pub worker_paths_billed: usize,
 }
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;

@@ -22,6 +22,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         paths: paths.iter().map(|p| p.to_string()).collect(),
         message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
         requesters: Vec::new(),
+        shares: Vec::new(),
         idempotency_keys: Vec::new(),
         requested_paths: paths.len(),
         seal_reason: "window_elapsed".into(),
@@ -47,6 +48,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
 struct MonthCounters {
     by_month: HashMap<(String, DistributionId), Billing>,
     by_day: std::collections::BTreeMap<String, Billing>,
+    by_requester: HashMap<(String, String), Billing>,
     counted: HashSet<CallerReference>,
     /// Paths committed under a monthly cap, by month.
     committed: HashMap<String, u64>,
@@ -59,7 +61,9 @@ impl MonthCounters {
         let mut total = Billing::default();
         distributions.iter().for_each(|(_, billing)| total.add(*billing));
         let days = self.by_day.iter().filter(|(day, _)| day.starts_with(month)).map(|(d, b)| (d.clone(), *b));
-        let mut billing = MonthBilling::new(month, total, distributions, days.collect());
+        let requesters =
+            self.by_requester.iter().filter(|((m, _), _)| m == month).map(|((_, r), b)| (r.clone(), *b)).collect();
+        let mut billing = MonthBilling::new(month, total, distributions, days.collect()).with_requesters(requesters);
         billing.committed = self.committed.get(month).copied().unwrap_or_default();
         billing
     }
@@ -150,6 +154,9 @@ impl Ledger for MemoryLedger {
                 let key = (billing_month(submitted_at), record.distribution_id.clone());
                 counters.by_month.entry(key).or_default().add(Billing::of(record));
                 counters.by_day.entry(billing_day(submitted_at)).or_default().add(Billing::of(record));
+                for (requester, share) in Billing::shares_of(record) {
+                    counters.by_requester.entry((billing_month(submitted_at), requester)).or_default().add(share);
+                }
             }
         }
         Ok(())

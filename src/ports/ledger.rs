@@ -49,6 +49,8 @@ pub struct BatchRecord {
     pub paths: Vec<String>,
     pub message_ids: Vec<MessageId>,
     pub requesters: Vec<String>,
+    /// Each requester's messages and requested paths, for the month's per-requester counters.
+    pub shares: Vec<RequesterShare>,
     /// The producers' idempotency keys of its messages, for events.
     pub idempotency_keys: Vec<String>,
     /// Paths requested by the messages before merging; `paths.len()` of them were submitted.
@@ -130,11 +132,59 @@ pub struct Submitted {
     pub published: Vec<EventKind>,
 }
 
+/// One requester's part in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequesterShare {
+    /// The messages' `requester`, or [`NO_REQUESTER`].
+    pub requester: String,
+    pub messages: u64,
+    pub paths_requested: u64,
+}
+
+/// Stands for messages that name no requester.
+pub const NO_REQUESTER: &str = "(no requester)";
+/// Stands for the requesters past [`MAX_SHARES`] in one batch.
+pub const OTHER_REQUESTERS: &str = "(other requesters)";
+/// Requesters counted apart per batch: each is one more item in the acceptance's transaction (at most 100).
+pub const MAX_SHARES: usize = 20;
+
+impl RequesterShare {
+    /// The shares of messages given as (requester, paths requested), most paths first, at most [`MAX_SHARES`]: the
+    /// smallest ones beyond that are added up as [`OTHER_REQUESTERS`].
+    pub fn of<'a>(messages: impl IntoIterator<Item = (Option<&'a str>, usize)>) -> Vec<Self> {
+        let mut by_requester: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
+        for (requester, paths) in messages {
+            let share = by_requester.entry(requester.unwrap_or(NO_REQUESTER)).or_default();
+            *share = (share.0 + 1, share.1 + paths as u64);
+        }
+        let mut shares: Vec<Self> = by_requester
+            .into_iter()
+            .map(|(requester, (messages, paths_requested))| Self {
+                requester: requester.to_owned(),
+                messages,
+                paths_requested,
+            })
+            .collect();
+        shares.sort_by(|a, b| b.paths_requested.cmp(&a.paths_requested).then_with(|| a.requester.cmp(&b.requester)));
+        if shares.len() > MAX_SHARES {
+            let rest = shares.split_off(MAX_SHARES - 1);
+            shares.push(Self {
+                requester: OTHER_REQUESTERS.to_owned(),
+                messages: rest.iter().map(|s| s.messages).sum(),
+                paths_requested: rest.iter().map(|s| s.paths_requested).sum(),
+            });
+        }
+        shares
+    }
+}
+
 /// What accepted invalidations billed in a month: CloudFront bills every path and tag of an invalidation, a
 /// wildcard as one, past the account's first 1,000 a month.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Billing {
     pub batches: u64,
+    /// Messages the batches covered.
+    pub messages: u64,
     /// Paths and tags submitted in accepted invalidations: what CloudFront bills.
     pub paths_billed: u64,
     /// Paths the messages asked for before deduplication and merging: what one call per message would bill.
@@ -146,14 +196,51 @@ impl Billing {
     pub fn of(record: &BatchRecord) -> Self {
         Self {
             batches: 1,
+            messages: record.message_ids.len() as u64,
             paths_billed: record.paths.len() as u64,
             paths_requested: record.requested_paths as u64,
             wildcards: record.paths.iter().filter(|p| p.ends_with('*')).count() as u64,
         }
     }
 
+    /// Each requester's part of the batch's billing: its messages and requested paths, and of the paths billed a
+    /// share in proportion to the paths it requested (largest remainders first, so the shares add up to the bill).
+    pub fn shares_of(record: &BatchRecord) -> Vec<(String, Billing)> {
+        let billed = record.paths.len() as u64;
+        let requested: u64 = record.shares.iter().map(|s| s.paths_requested).sum();
+        // (whole paths, remainder) of its exact share.
+        let exact = |share: &RequesterShare| {
+            let scaled = share.paths_requested * billed;
+            scaled.checked_div(requested).zip(scaled.checked_rem(requested)).unwrap_or_default()
+        };
+        let mut parts: Vec<(String, Billing, u64)> = record
+            .shares
+            .iter()
+            .map(|share| {
+                let (whole, remainder) = exact(share);
+                let billing = Billing {
+                    batches: 1,
+                    messages: share.messages,
+                    paths_billed: whole,
+                    paths_requested: share.paths_requested,
+                    wildcards: 0,
+                };
+                (share.requester.clone(), billing, remainder)
+            })
+            .collect();
+        // Fewer paths are left than there are shares: each floor lost less than one.
+        let left = billed.saturating_sub(parts.iter().map(|p| p.1.paths_billed).sum());
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by(|&a, &b| parts[b].2.cmp(&parts[a].2).then(a.cmp(&b)));
+        for &i in order.iter().take(left as usize) {
+            parts[i].1.paths_billed += 1;
+        }
+        parts.into_iter().map(|(requester, billing, _)| (requester, billing)).collect()
+    }
+
     pub fn add(&mut self, other: Billing) {
         self.batches += other.batches;
+        self.messages += other.messages;
         self.paths_billed += other.paths_billed;
         self.paths_requested += other.paths_requested;
         self.wildcards += other.wildcards;
@@ -170,6 +257,8 @@ pub struct MonthBilling {
     /// with a cap): at least what those batches billed, since a batch refused afterwards keeps its count.
     pub committed: u64,
     pub distributions: Vec<(DistributionId, Billing)>,
+    /// Each requester's part, biggest first: `paths_billed` is its share of its batches' bills.
+    pub requesters: Vec<(String, Billing)>,
     /// Days (`YYYY-MM-DD`, UTC) with accepted invalidations, in order.
     pub days: Vec<(String, Billing)>,
 }
@@ -183,7 +272,14 @@ impl MonthBilling {
         days: Vec<(String, Billing)>,
     ) -> Self {
         distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
-        Self { month: month.to_owned(), total, committed: 0, distributions, days }
+        Self { month: month.to_owned(), total, committed: 0, distributions, requesters: Vec::new(), days }
+    }
+
+    /// With each requester's part, biggest first.
+    pub fn with_requesters(mut self, mut requesters: Vec<(String, Billing)>) -> Self {
+        requesters.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        self.requesters = requesters;
+        self
     }
 
     /// What counts against a monthly path budget: the paths committed to, or billed if more (batches of workers
@@ -334,8 +430,9 @@ impl Transient for LedgerError {
 ///   `Recorded` without being counted again.
 /// - `record_outcome` stores the `Accepted` or `Failed` fields of a record written by `record_intent`, and fails
 ///   with `Conflict` if there is no such record. An `Accepted` outcome also adds the batch's `Billing` to the
-///   counters of the month of its `submitted_at`, in total, for its distribution and for its day, once per
-///   CallerReference however often it is recorded, by however many workers.
+///   counters of the month of its `submitted_at`, in total, for its distribution, for its day and for each of
+///   its requesters (`Billing::shares_of`), once per CallerReference however often it is recorded, by however
+///   many workers. `record_intent` stores the record's `shares` so that a resumed batch counts them too.
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
 ///   it did; it never changes a record that is not pending or whose lease still runs.
@@ -423,4 +520,44 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
 
     fn record_dead_letter(&self, record: &DeadLetterRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fake::pending_record;
+
+    #[test]
+    fn many_requesters_keep_the_biggest_apart_and_add_up_the_rest() {
+        let names: Vec<String> = (0..30).map(|n| format!("team-{n:02}")).collect();
+        let shares = RequesterShare::of(names.iter().enumerate().map(|(n, name)| (Some(name.as_str()), n + 1)));
+        assert_eq!(shares.len(), MAX_SHARES);
+        assert_eq!(shares[0].requester, "team-29");
+        let others = shares.last().unwrap();
+        assert_eq!((others.requester.as_str(), others.messages, others.paths_requested), (OTHER_REQUESTERS, 11, 66));
+    }
+
+    proptest! {
+        #[test]
+        fn shares_of_the_bill_add_up_to_it(
+            requested in proptest::collection::vec((0usize..6, 1usize..50), 1..40),
+            billed in 0usize..100,
+        ) {
+            let names = ["a", "b", "c", "d", "e"];
+            let mut record = pending_record("EAAA", &[], &[], std::time::SystemTime::UNIX_EPOCH);
+            record.paths = (0..billed).map(|n| format!("/{n}")).collect();
+            record.shares = RequesterShare::of(requested.iter().map(|&(who, paths)| (names.get(who).copied(), paths)));
+            let shares = Billing::shares_of(&record);
+            prop_assert_eq!(shares.iter().map(|(_, b)| b.paths_billed).sum::<u64>(), billed as u64);
+            prop_assert_eq!(shares.iter().map(|(_, b)| b.messages).sum::<u64>(), requested.len() as u64);
+            let total: u64 = requested.iter().map(|&(_, paths)| paths as u64).sum();
+            for (_, share) in &shares {
+                // Each within one path of its exact proportion.
+                let exact = share.paths_requested as f64 * billed as f64 / total as f64;
+                prop_assert!((share.paths_billed as f64 - exact).abs() < 1.0);
+            }
+        }
+    }
 }

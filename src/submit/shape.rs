@@ -7,7 +7,7 @@ use crate::batch::window::{SealReason, SealedBatch};
 use crate::clock::WallClock;
 use crate::model::message::BatchMember;
 use crate::ports::budget::Allowance;
-use crate::ports::ledger::{BatchRecord, BatchStatus};
+use crate::ports::ledger::{BatchRecord, BatchStatus, RequesterShare};
 
 impl<C, L> Submitter<C, L> {
     pub(super) fn intent_record(&self, batch: &Batch) -> BatchRecord {
@@ -26,6 +26,7 @@ impl<C, L> Submitter<C, L> {
             paths: content.paths.clone(),
             message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
             requesters,
+            shares: RequesterShare::of(content.members.iter().map(|m| (m.requester.as_deref(), m.paths.len()))),
             idempotency_keys,
             requested_paths: content.requested_paths,
             seal_reason: content.reason.as_str().to_owned(),

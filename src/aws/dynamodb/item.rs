@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::model::text::capped;
 
 use super::*;
-use crate::ports::ledger::Submitted;
+use crate::ports::ledger::{RequesterShare, Submitted};
 
 pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
     AttributeValue::S(format!("batch#{caller_reference}"))
@@ -21,6 +21,12 @@ pub(super) fn key_item_key(distribution: &DistributionId, key: &str) -> Attribut
 /// `day#YYYY-MM-DD`: one day's totals.
 pub(super) fn day_key(day: &str) -> AttributeValue {
     AttributeValue::S(format!("day#{day}"))
+}
+
+/// `month#YYYY-MM#requester#<requester>`: one requester's part of a month. A distribution id holds no `#`, so
+/// this never names a distribution's item.
+pub(super) fn requester_month_key(month: &str, requester: &str) -> AttributeValue {
+    AttributeValue::S(format!("month#{month}#requester#{}", capped(requester, MAX_REQUESTER_BYTES)))
 }
 
 /// `month#YYYY-MM` for the month's totals, `month#YYYY-MM#<DistributionId>` for one distribution's.
@@ -40,6 +46,7 @@ pub(super) fn billing_from(item: &Item) -> Billing {
     let counter = |name| number(item, name).unwrap_or_default();
     Billing {
         batches: counter("batches"),
+        messages: counter("messages"),
         paths_billed: counter("paths_billed"),
         paths_requested: counter("paths_requested"),
         wildcards: counter("wildcards"),
@@ -116,6 +123,9 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
     if let Some(coalescing) = &record.coalescing {
         item.insert("coalescing".into(), AttributeValue::S(coalescing.clone()));
     }
+    if !record.shares.is_empty() {
+        item.insert("requester_shares".into(), shares_attribute(&record.shares));
+    }
     if paths_truncated {
         item.insert("paths_truncated".into(), AttributeValue::Bool(true));
     }
@@ -142,6 +152,35 @@ pub(super) fn texts_within_limits(requesters: &[String]) -> Vec<String> {
         }
     }
     kept
+}
+
+/// At most `MAX_SHARES` entries, each requester capped: bounded like the other producer texts.
+fn shares_attribute(shares: &[RequesterShare]) -> AttributeValue {
+    let share = |s: &RequesterShare| {
+        AttributeValue::M(HashMap::from([
+            ("requester".to_owned(), AttributeValue::S(capped(&s.requester, MAX_REQUESTER_BYTES))),
+            ("messages".to_owned(), number_of(s.messages)),
+            ("paths_requested".to_owned(), number_of(s.paths_requested)),
+        ]))
+    };
+    AttributeValue::L(shares.iter().map(share).collect())
+}
+
+fn shares_from(item: &Item) -> Vec<RequesterShare> {
+    let Some(AttributeValue::L(shares)) = item.get("requester_shares") else {
+        return Vec::new();
+    };
+    shares
+        .iter()
+        .filter_map(|share| {
+            let share = share.as_m().ok()?;
+            Some(RequesterShare {
+                requester: string(share, "requester")?,
+                messages: number(share, "messages")?,
+                paths_requested: number(share, "paths_requested")?,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn string(item: &Item, name: &str) -> Option<String> {
@@ -178,6 +217,7 @@ pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         paths: strings(item, "paths"),
         message_ids: strings(item, "message_ids").into_iter().map(MessageId).collect(),
         requesters: strings(item, "requesters"),
+        shares: shares_from(item),
         idempotency_keys: strings(item, "idempotency_keys"),
         requested_paths: item.get("requested_paths").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or_default(),
         seal_reason: string(item, "seal_reason").unwrap_or_default(),

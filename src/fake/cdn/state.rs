@@ -298,8 +298,16 @@ impl State {
                     in_progress: distribution.load.all,
                     peak: distribution.peak.all,
                     worker_peak: distribution.peak.worker,
+                    worker_paths_billed: 0,
                 },
             );
+        }
+        for created in self.invalidations.iter().map(|stored| &stored.created) {
+            if let (true, Some(distribution)) =
+                (is_worker(&created.caller_reference), report.distributions.get_mut(created.distribution_id.as_str()))
+            {
+                distribution.worker_paths_billed += created.paths.len();
+            }
         }
         report
     }
