@@ -177,6 +177,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         paths,
         message_ids: window.receipts.iter().map(|r| r.message_id.clone()).collect(),
         requesters: Vec::new(),
+        shares: Vec::new(),
         idempotency_keys: Vec::new(),
         requested_paths: window.requested,
         seal_reason: "window_elapsed".into(),

@@ -3,6 +3,7 @@
 pub mod merge;
 pub mod window;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use metrics::{counter, histogram};
@@ -12,6 +13,7 @@ use tracing::info;
 
 use self::window::{Batcher, SealReason, SealedBatch};
 use crate::clock::WallClock;
+use crate::held::Backlog;
 use crate::intake::Accepted;
 use crate::model::CallerReference;
 use crate::model::message::BatchMember;
@@ -58,8 +60,10 @@ pub async fn run(
     clock: WallClock,
     mut incoming: mpsc::Receiver<Accepted>,
     outgoing: mpsc::Sender<Batch>,
+    backlog: Arc<Backlog>,
 ) {
     loop {
+        backlog.set_open_windows(batcher.open_windows());
         let next_deadline = batcher.next_deadline();
         let window_closes = async {
             match next_deadline {

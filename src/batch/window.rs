@@ -252,6 +252,11 @@ impl Batcher {
         self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
+    /// Windows open now: each becomes a batch when it closes.
+    pub fn open_windows(&self) -> usize {
+        self.open.len()
+    }
+
     /// Paths held in open windows, after deduplication.
     pub fn pending_paths(&self) -> usize {
         self.open.values().map(|batch| batch.paths.len()).sum()

@@ -45,6 +45,8 @@ pub struct MemoryQueue {
 struct State {
     next_sequence: u64,
     deliveries: u64,
+    /// ChangeMessageVisibility entries asked for, failed ones included: what the heartbeat costs.
+    extension_entries: u64,
     /// By send order, so receives are roughly FIFO like a lightly loaded SQS queue.
     messages: BTreeMap<u64, StoredMessage>,
     /// An index of `messages` so that a receive does not walk past every message in flight: each message is in
@@ -105,6 +107,18 @@ impl MemoryQueue {
     /// messages are deleted.
     pub fn deliveries(&self) -> u64 {
         self.state.lock().unwrap().deliveries
+    }
+
+    /// ChangeMessageVisibility entries the queue was asked for so far.
+    pub fn extension_entries(&self) -> u64 {
+        self.state.lock().unwrap().extension_entries
+    }
+
+    /// Messages received and not deleted: what the consumers hold now.
+    pub fn in_flight(&self) -> usize {
+        let now = Instant::now();
+        let state = self.state.lock().unwrap();
+        state.messages.values().filter(|m| m.receive_count > 0 && m.visible_at > now).count()
     }
 
     pub fn len(&self) -> usize {
@@ -240,6 +254,7 @@ impl Queue for MemoryQueue {
         visibility: Duration,
     ) -> Result<Vec<BatchEntryFailure>, QueueError> {
         self.faults.call("extend_visibility").await?;
+        self.state.lock().unwrap().extension_entries += receipts.len() as u64;
         let now = Instant::now();
         let mut failures = Vec::new();
         let mut changed = self.for_each_receipt(receipts, Some("ReceiptHandleIsInvalid"), |state, sequence| {

@@ -66,6 +66,11 @@ impl ExtensionLength {
         self.length(held, now) / 2
     }
 
+    /// Whether no call has been timed for a half-life: the estimate may have decayed below what SQS takes now.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        self.observed_at.is_none_or(|at| now.saturating_duration_since(at) >= LATENCY_HALF_LIFE)
+    }
+
     /// The slowest recent call, halved for each half-life since it was observed: a heartbeat with nothing to
     /// extend lets the extension fall back too.
     fn latency_at(&self, now: Instant) -> Duration {
@@ -97,7 +102,14 @@ pub async fn keep_invisible<Q: Queue>(
         gauge!("cfi_messages_held").set(inflight.len() as f64);
         let margin = extension.margin(inflight.len(), now);
         inflight.set_extension(extension.length(inflight.len(), now));
-        let mut due = inflight.due_for_extension(now, margin).into_iter().peekable();
+        let mut due = inflight.due_for_extension(now, margin);
+        if due.is_empty() && extension.is_stale(now) {
+            // Messages received for a long wait are not due for a while, then all at once: time one call now, so
+            // that the margin has learnt how slow SQS is before they are.
+            due = inflight.due_for_extension(now, MAX_EXTENSION);
+            due.truncate(MAX_BATCH_ENTRIES);
+        }
+        let mut due = due.into_iter().peekable();
         while let Some(most_urgent) = due.peek().map(|d| d.invisible_until) {
             // A healthy heartbeat extends a message with at least half the margin left; one that finds a message
             // with less is behind, and pollers wait until it has caught up.

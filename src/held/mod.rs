@@ -4,16 +4,19 @@
 //! handle, and a message redelivered while we still hold it (its visibility lapsed) is recognised and not batched
 //! twice.
 //!
-//! It also says when the worker may take more: never beyond `max_held` messages, and not while the heartbeat is
-//! behind. A message whose visibility lapses is delivered again and counts towards the queue's maxReceiveCount,
-//! so holding more than the heartbeat can keep invisible (a slow or throttled SQS, a long wait for budget) would
-//! push valid messages into the dead-letter queue. Messages left in SQS cost nothing and wait for any worker.
+//! It also says when the worker may take more: never beyond `max_held` messages, not while the heartbeat is
+//! behind, and not while more sealed batches wait for submission than it can submit in half a visibility timeout
+//! (`Backlog`). A message whose visibility lapses is delivered again and counts towards the queue's
+//! maxReceiveCount, so holding more than the heartbeat can keep invisible (a slow or throttled SQS, a long wait for
+//! budget) would push valid messages into the dead-letter queue. And every message held past its visibility
+//! timeout costs a ChangeMessageVisibility entry per round, while messages left in SQS cost nothing and wait for
+//! any worker: under overload, the worker holds what it can submit soon.
 
 pub mod heartbeat;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -48,6 +51,56 @@ pub struct Due {
     pub receipt: Receipt,
 }
 
+/// Batches on their way to CloudFront: sealed ones that submission has not finished with, and open windows. When
+/// too many are sealed, receiving pauses; and a message received meanwhile is made invisible for as long as the
+/// batches ahead of it will take at the CreateInvalidation rate, so that it needs no extension while it waits.
+#[derive(Debug)]
+pub struct Backlog {
+    sealed: AtomicUsize,
+    open_windows: AtomicUsize,
+    limit: usize,
+    create_rate: f64,
+    window: Duration,
+}
+
+/// Never fewer places than this: a worker with a low `--create-rate` still batches several distributions at once.
+const MIN_BACKLOG: usize = 16;
+
+impl Backlog {
+    /// Room for what `create_rate` calls a second submit in half of `visibility_timeout`, `window` being how long
+    /// a window stays open.
+    pub fn new(create_rate: f64, visibility_timeout: Duration, window: Duration) -> Self {
+        let soon = (create_rate * visibility_timeout.as_secs_f64() / 2.0).ceil();
+        // `as` saturates: an absurd rate means no limit worth the name, not a panic.
+        let limit = (soon as usize).max(MIN_BACKLOG);
+        Self { sealed: AtomicUsize::new(0), open_windows: AtomicUsize::new(0), limit, create_rate, window }
+    }
+
+    /// No limit and no wait: for tests of other stages.
+    pub fn unlimited() -> Self {
+        Self::new(f64::INFINITY, Duration::ZERO, Duration::ZERO)
+    }
+
+    pub fn set_sealed(&self, batches: usize) {
+        self.sealed.store(batches, Ordering::Relaxed);
+    }
+
+    pub fn set_open_windows(&self, windows: usize) {
+        self.open_windows.store(windows, Ordering::Relaxed);
+    }
+
+    fn is_full(&self) -> bool {
+        self.sealed.load(Ordering::Relaxed) >= self.limit
+    }
+
+    /// How long a message received now waits for its batch's call: its window, then every batch ahead of it.
+    fn expected_wait(&self) -> Duration {
+        let ahead = self.sealed.load(Ordering::Relaxed) + self.open_windows.load(Ordering::Relaxed);
+        let calls = Duration::try_from_secs_f64(ahead as f64 / self.create_rate).unwrap_or(Duration::ZERO);
+        self.window + calls
+    }
+}
+
 #[derive(Debug)]
 pub struct InFlight {
     /// Ordered, so heartbeats visit messages in the same order on every run (deterministic simulations).
@@ -59,11 +112,18 @@ pub struct InFlight {
     extension_millis: AtomicU64,
     /// The number the last admitted delivery got.
     deliveries: AtomicU64,
+    backlog: Arc<Backlog>,
 }
 
 impl InFlight {
     pub fn new(max_held: usize) -> Self {
+        Self::with_backlog(max_held, Arc::new(Backlog::unlimited()))
+    }
+
+    /// Also pausing while `backlog` is full.
+    pub fn with_backlog(max_held: usize, backlog: Arc<Backlog>) -> Self {
         Self {
+            backlog,
             held: Mutex::default(),
             max_held,
             heartbeat_behind: AtomicBool::new(false),
@@ -72,9 +132,11 @@ impl InFlight {
         }
     }
 
-    /// How long to make a message invisible on receipt: the heartbeat's current extension, at least `timeout`.
+    /// How long to make a message invisible on receipt: the heartbeat's current extension, at least `timeout`, and
+    /// at least the backlog's expected wait with half a timeout to spare.
     pub fn receive_visibility(&self, timeout: Duration) -> Duration {
-        Duration::from_millis(self.extension_millis.load(Ordering::Relaxed)).max(timeout)
+        let heartbeat = Duration::from_millis(self.extension_millis.load(Ordering::Relaxed));
+        heartbeat.max(timeout).max(self.backlog.expected_wait() + timeout / 2)
     }
 
     pub fn set_extension(&self, extension: Duration) {
@@ -82,9 +144,10 @@ impl InFlight {
         self.extension_millis.store(millis, Ordering::Relaxed);
     }
 
-    /// Whether a poller may receive more: fewer than `max_held` are held and the heartbeat keeps up.
+    /// Whether a poller may receive more: fewer than `max_held` are held, the heartbeat keeps up, and submission
+    /// is not behind.
     pub fn has_room(&self) -> bool {
-        !self.heartbeat_behind.load(Ordering::Relaxed) && self.len() < self.max_held
+        !self.heartbeat_behind.load(Ordering::Relaxed) && !self.backlog.is_full() && self.len() < self.max_held
     }
 
     /// Whether receiving is paused because the heartbeat is behind.
@@ -187,6 +250,23 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receiving_pauses_at_half_a_timeout_of_calls_and_waits_are_covered_by_the_receive() {
+        let backlog = Arc::new(Backlog::new(2.0, Duration::from_secs(60), Duration::from_secs(5)));
+        let inflight = InFlight::with_backlog(1_000, Arc::clone(&backlog));
+        backlog.set_sealed(59);
+        assert!(inflight.has_room());
+        backlog.set_sealed(60);
+        assert!(!inflight.has_room(), "60 calls at 2 a second are half a minute");
+        backlog.set_open_windows(40);
+        // 5 s of window, 100 batches at 2 a second, and half the timeout to spare.
+        assert_eq!(inflight.receive_visibility(Duration::from_secs(60)), Duration::from_secs(85));
+        backlog.set_sealed(0);
+        backlog.set_open_windows(0);
+        assert_eq!(inflight.receive_visibility(Duration::from_secs(60)), Duration::from_secs(60));
+        assert!(Backlog::new(0.1, Duration::from_secs(30), Duration::ZERO).limit >= MIN_BACKLOG);
+    }
 
     fn delivery(id: &str, handle: &str) -> ReceivedMessage {
         ReceivedMessage {

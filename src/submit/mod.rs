@@ -36,6 +36,7 @@ use crate::batch::Batch;
 use crate::batch::window::SealReason;
 use crate::billing::MonthToDate;
 use crate::clock::WallClock;
+use crate::held::Backlog;
 use crate::limit::budget::Grant;
 use crate::limit::room::time_to_clear;
 use crate::limit::{Budget, CreateRateLimiter};
@@ -93,6 +94,8 @@ pub struct Submitter<C, L> {
     /// The month's billed paths (the ledger's counters, by every worker), for the cost of each batch. Other tools'
     /// and people's invalidations use the same free paths, so the cost logged is a floor.
     pub month_to_date: Arc<MonthToDate>,
+    /// Where the number of batches in submission is told to intake, which stops receiving when it is too high.
+    pub backlog: Arc<Backlog>,
 }
 
 /// What became of one batch.
@@ -139,6 +142,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                     distribution
                 });
             }
+            self.backlog.set_sealed(schedule.len());
             if !receiving && schedule.is_idle() {
                 return;
             }

@@ -62,6 +62,11 @@ impl Schedule {
     pub fn is_idle(&self) -> bool {
         self.total_started == 0 && self.queued.is_empty()
     }
+
+    /// Batches started and not finished, and queued.
+    pub fn len(&self) -> usize {
+        self.total_started + self.queued.len()
+    }
 }
 
 #[cfg(test)]

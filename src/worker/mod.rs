@@ -31,7 +31,7 @@ use crate::batch::{
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
 use crate::billing::{self, MonthToDate};
-use crate::held::{self, InFlight};
+use crate::held::{self, Backlog, InFlight};
 use crate::intake::{self, Outlets, PollSettings};
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
 use crate::ports::budget::QUOTA;
@@ -68,7 +68,12 @@ where
     C: Cdn,
     L: Ledger + BudgetStore,
 {
-    let inflight = Arc::new(InFlight::new(settings.intake.max_held_messages));
+    let backlog = Arc::new(Backlog::new(
+        settings.submission.create_rate,
+        settings.intake.visibility_timeout,
+        settings.batching.window,
+    ));
+    let inflight = Arc::new(InFlight::with_backlog(settings.intake.max_held_messages, Arc::clone(&backlog)));
     let stop_receiving = CancellationToken::new();
     let (to_batcher, from_intake) = mpsc::channel(CHANNEL_CAPACITY);
     let (to_submitter, from_batcher) = mpsc::channel(CHANNEL_CAPACITY);
@@ -79,7 +84,7 @@ where
     spawn_pollers(&mut stages, &services, &settings, &inflight, outlets, &stop_receiving);
     let capacity = QUOTA - settings.budget.reserve;
     let batcher = Batcher::new(batch_limits(settings.batching, capacity));
-    stages.spawn(batch::run(batcher, settings.clock, from_intake, to_submitter));
+    stages.spawn(batch::run(batcher, settings.clock, from_intake, to_submitter, Arc::clone(&backlog)));
     // Not a stage: it holds no messages and shutdown does not wait for it.
     let budget = Arc::new(budget(&services, &settings, capacity));
     let mut tracking = JoinSet::new();
@@ -88,7 +93,8 @@ where
     let month_to_date = Arc::new(MonthToDate::default());
     let ledger = Arc::clone(&services.ledger);
     tracking.spawn(billing::keep_current(ledger, Arc::clone(&month_to_date), settings.clock, stop_receiving.clone()));
-    let submitter = Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker, month_to_date));
+    let submitter =
+        Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker, month_to_date, backlog));
     stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
@@ -235,6 +241,7 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
     budget: Arc<Budget<C, L>>,
     tracker: Option<mpsc::Sender<Owed>>,
     month_to_date: Arc<MonthToDate>,
+    backlog: Arc<Backlog>,
 ) -> Submitter<C, L> {
     let submission = &settings.submission;
     Submitter {
@@ -254,6 +261,7 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
         announce_failures: settings.events.is_some(),
         month_to_date,
         tracker,
+        backlog,
     }
 }
 
