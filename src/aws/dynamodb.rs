@@ -8,7 +8,9 @@
 //!   time); only batch items carry `distribution_id`;
 //! - sparse index `by_invalidation`: `invalidation_id` (S), keys only; only accepted batches carry it;
 //! - sparse index `by_outcome`: `outcome` (S, `failed` or `dead_lettered`) + `created_at`; only failed batches
-//!   and dead-letter items carry `outcome`.
+//!   and dead-letter items carry `outcome`;
+//! - sparse index `by_board`: `board` (S, `budget`, `pending` or `done`) + `created_at`; budget items and batches
+//!   carry `board`, for the status page.
 
 mod audit;
 mod budget;
@@ -47,6 +49,13 @@ pub const DISTRIBUTION_INDEX: &str = "by_distribution";
 pub const INVALIDATION_INDEX: &str = "by_invalidation";
 pub const OUTCOME_INDEX: &str = "by_outcome";
 pub const TRACKING_INDEX: &str = "by_tracking";
+pub const BOARD_INDEX: &str = "by_board";
+/// The `by_board` key: which of the status page's lists an item is in.
+pub const BOARD: &str = "board";
+pub(crate) const BOARD_BUDGET: &str = "budget";
+pub(crate) const BOARD_PENDING: &str = "pending";
+/// A batch with an outcome: accepted, completed or failed.
+pub(crate) const BOARD_DONE: &str = "done";
 /// Set on an accepted batch (to `TRACKING_IN_PROGRESS`), removed with its completion: the `by_tracking` key.
 pub const TRACKING: &str = "tracking";
 pub(crate) const TRACKING_IN_PROGRESS: &str = "in_progress";
@@ -307,6 +316,8 @@ impl Ledger for DynamoLedger {
                 ":outcome",
                 (record.status == BatchStatus::Failed).then(|| AttributeValue::S(OUTCOME_FAILED.into())),
             ),
+            // From the status page's pending batches to its outcomes.
+            ("board = :board", ":board", Some(AttributeValue::S(BOARD_DONE.into()))),
             // And accepted ones into `by_tracking`, until their completion (and events) are recorded; failed ones
             // too when their failure is to be announced.
             (
