@@ -11,9 +11,9 @@ use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::events::Events;
-use cf_invalidator::submit::Overload;
 use cf_invalidator::status::StatusPage;
 use cf_invalidator::status::view::StatusSettings;
+use cf_invalidator::submit::Overload;
 use cf_invalidator::telemetry::{self, Endpoints, Health, install_metrics};
 use cf_invalidator::worker::{
     self, BatchingSettings, BudgetTuning, Exit, IntakeSettings, LedgerSettings, Services, Settings, SubmissionSettings,

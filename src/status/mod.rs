@@ -102,3 +102,6 @@ impl<L: Ledger + AuditLog, Q: QueueStats> Pages for StatusPage<L, Q> {
         Box::pin(self.respond(path))
     }
 }
+
+#[cfg(all(test, feature = "test-support"))]
+mod tests;

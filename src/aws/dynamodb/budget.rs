@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{
-    BOARD, BOARD_BUDGET, DynamoLedger, Item, KEY, TTL_ATTRIBUTE, epoch_millis, epoch_seconds, number, string,
-    timestamp,
+    BOARD, BOARD_BUDGET, DynamoLedger, Item, KEY, TTL_ATTRIBUTE, epoch_millis, epoch_seconds, number, string, timestamp,
 };
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
