@@ -27,9 +27,9 @@ tr.gone td { color: #888; }
 code { font-size: .85rem; word-break: break-all; }
 .bad { color: #c62828; font-weight: 600; }
 .chart { display: flex; align-items: flex-end; gap: 2px; height: 6rem; border-bottom: 1px solid #999; max-width: 40rem; }
-.chart div { flex: 1; background: #1565c0; min-width: 4px; }
+.chart div { flex: 0 0 calc(100% / 31 - 2px); background: #1565c0; }
 .days { display: flex; gap: 2px; max-width: 40rem; font-size: .65rem; color: #555; }
-.days span { flex: 1; text-align: center; min-width: 4px; }
+.days span { flex: 0 0 calc(100% / 31 - 2px); text-align: center; }
 "#;
 
 fn layout(title: &str, body: Markup) -> String {
