@@ -28,7 +28,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, TransactWriteItem, Update};
 
 use self::item::{
     billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds,
@@ -196,6 +196,43 @@ impl DynamoLedger {
                 return Ok(());
             }
         }
+    }
+
+    /// The unexpired items with these keys, by their `pk`: BatchGetItem, 100 keys a request (its limit), so a month with a
+    /// thousand distributions costs eleven requests, not a thousand.
+    async fn get_many(&self, keys: Vec<AttributeValue>) -> Result<HashMap<String, Item>, LedgerError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let wanted = chunk.iter().map(|key| HashMap::from([(KEY.to_owned(), key.clone())])).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(wanted))
+                    .build()
+                    .map_err(|e| LedgerError::Other(e.to_string()))?,
+            );
+            // DynamoDB may leave keys unprocessed when it is busy: ask again for those.
+            while let Some(keys) = request.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| self.error(classify(&e)))?;
+                let items = output.responses().and_then(|r| r.get(&self.table)).into_iter().flatten();
+                for item in items.filter(|item| unexpired(item)) {
+                    if let Some(key) = string(item, KEY) {
+                        found.insert(key, item.clone());
+                    }
+                }
+                request = output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+        }
+        Ok(found)
     }
 
     /// Fails with a clear error when the table is missing or unreadable: run before the worker starts.
@@ -524,17 +561,17 @@ impl Ledger for DynamoLedger {
         let Some(total) = self.get(month_key(month, None)).await? else {
             return Ok(MonthBilling::new(month, Billing::default(), Vec::new(), Vec::new()));
         };
-        let mut distributions = Vec::new();
-        for distribution in strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()) {
-            let item = self.get(month_key(month, Some(&distribution))).await?;
-            distributions.push((distribution, item.as_ref().map(billing_from).unwrap_or_default()));
-        }
-        let mut days = Vec::new();
-        for day in (1..=31).map(|d| format!("{month}-{d:02}")) {
-            if let Some(item) = self.get(day_key(&day)).await? {
-                days.push((day, billing_from(&item)));
-            }
-        }
+        let distributions: Vec<DistributionId> =
+            strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()).collect();
+        let day_names: Vec<String> = (1..=31).map(|d| format!("{month}-{d:02}")).collect();
+        let keys = distributions.iter().map(|d| month_key(month, Some(d))).chain(day_names.iter().map(|d| day_key(d)));
+        let found = self.get_many(keys.collect()).await?;
+        let counters = |key: AttributeValue| key.as_s().ok().and_then(|key| found.get(key)).map(billing_from);
+        let distributions = distributions
+            .iter()
+            .map(|d| (d.clone(), counters(month_key(month, Some(d))).unwrap_or_default()))
+            .collect();
+        let days = day_names.into_iter().filter_map(|day| counters(day_key(&day)).map(|b| (day, b))).collect();
         Ok(MonthBilling::new(month, billing_from(&total), distributions, days))
     }
 
