@@ -34,7 +34,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     let stop_telemetry = CancellationToken::new();
     if let Some(addr) = args.metrics_addr {
-        serve_telemetry(addr, &services, &health, status_page(&services, &args), &stop_telemetry).await?;
+        let page = status_page(&services, &args, &settings);
+        serve_telemetry(addr, &services, &health, page, &stop_telemetry).await?;
     }
     info!(queue_url = %args.queue_url, table = %args.table, window = %args.window, "worker started");
     let shutdown = async {
@@ -149,6 +150,7 @@ async fn connect(
 fn status_page(
     services: &Services<SqsQueue, CloudFront, DynamoLedger>,
     args: &RunArgs,
+    settings: &Settings,
 ) -> StatusPage<DynamoLedger, SqsQueue> {
     StatusPage {
         ledger: Arc::clone(&services.ledger),
@@ -159,7 +161,7 @@ fn status_page(
             reserve: args.reserve.allowance(),
             monthly_path_budget: None,
         },
-        waiting: None,
+        waiting: Some(Arc::clone(&settings.waiting)),
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use hyper::StatusCode;
 
-use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings, Waiting};
-use crate::model::DistributionId;
+use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings};
+use crate::limit::WaitingBoard;
 use crate::ports::ledger::{LedgerError, billing_month};
 use crate::ports::{AuditLog, Ledger, QueueDepth, QueueError, QueueStats};
 use crate::telemetry::{Page, Pages};
@@ -28,9 +28,6 @@ const PENDING_LIMIT: usize = 1_000;
 /// How far back the failures list looks.
 const FAILURES_SINCE: Duration = Duration::from_secs(7 * 24 * 3_600);
 
-/// This worker's batches waiting for room, per distribution, as the budget knows them now.
-pub type WaitingNow = Arc<dyn Fn() -> Vec<(DistributionId, Waiting)> + Send + Sync>;
-
 pub struct StatusPage<L, Q> {
     pub ledger: Arc<L>,
     pub queue: Arc<Q>,
@@ -38,7 +35,7 @@ pub struct StatusPage<L, Q> {
     pub dead_letter_queue: Option<Arc<Q>>,
     pub settings: StatusSettings,
     /// Set by the worker; `cf-invalidator status` cannot know.
-    pub waiting: Option<WaitingNow>,
+    pub waiting: Option<Arc<WaitingBoard>>,
 }
 
 fn depth_text(depth: Result<QueueDepth, QueueError>) -> Result<QueueDepth, String> {
@@ -74,7 +71,7 @@ impl<L: Ledger + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             queue: depth_text(queue),
             dead_letter_queue,
             billing: billing?,
-            waiting: self.waiting.as_ref().map(|waiting| waiting()),
+            waiting: self.waiting.as_ref().map(|board| board.now()),
         })
     }
 

@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use super::StatusPage;
 use super::page::render;
-use super::view::{StatusSettings, Waiting, view};
+use super::view::{StatusSettings, view};
 use crate::fake::{MemoryLedger, MemoryQueue, pending_record};
+use crate::limit::WaitingBoard;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::budget::{Allowance, BudgetStore, Reservation};
 use crate::ports::cdn::Invalidation;
@@ -117,7 +118,11 @@ async fn a_worker_adds_its_batches_waiting_for_room() {
     let now = SystemTime::now();
     let mut page = seeded(now).await;
     let since = now - Duration::from_secs(300);
-    page.waiting = Some(Arc::new(move || vec![(distribution("EQUIET"), Waiting { batches: 3, since })]));
+    let board = WaitingBoard::default();
+    for started in [since, since + Duration::from_secs(60), now] {
+        board.add(&distribution("EQUIET"), started);
+    }
+    page.waiting = Some(Arc::new(board));
     let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
     let quiet = shown.distributions.iter().find(|d| d.id == "EQUIET").unwrap();
     assert_eq!(quiet.waiting_batches, Some(3));

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::limit::Backlog;
 use crate::model::DistributionId;
 use crate::model::text::capped;
 use crate::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
@@ -32,14 +33,6 @@ pub struct StatusSettings {
     pub monthly_path_budget: Option<u64>,
 }
 
-/// This worker's batches waiting for room on one distribution (only a worker knows its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waiting {
-    pub batches: usize,
-    /// When the longest-waiting of them started to wait.
-    pub since: SystemTime,
-}
-
 /// Everything the page is built from, as read at `now`.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -56,7 +49,7 @@ pub struct Snapshot {
     pub dead_letter_queue: Option<Result<QueueDepth, String>>,
     pub billing: MonthBilling,
     /// `None` outside a worker: batches waiting for room are in no shared record.
-    pub waiting: Option<Vec<(DistributionId, Waiting)>>,
+    pub waiting: Option<Vec<(DistributionId, Backlog)>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
