@@ -235,6 +235,36 @@ impl DynamoLedger {
         Ok(found)
     }
 
+    /// A query of an index for its unexpired items (`:now` is bound; the caller adds the key condition).
+    fn unexpired_in(&self, index: &str) -> Query {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .filter_expression("#ttl > :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
+    }
+
+    /// What `read` makes of the items of `query`, page after page, until it made `limit` things.
+    async fn first_items<T>(
+        &self,
+        query: Query,
+        limit: usize,
+        read: impl Fn(&Item) -> Result<Option<T>, LedgerError>,
+    ) -> Result<Vec<T>, LedgerError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        self.each_item(query.limit(page_size(limit)), |item| {
+            found.extend(read(item)?);
+            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
+        Ok(found)
+    }
+
     /// Fails with a clear error when the table is missing or unreadable: run before the worker starts.
     pub async fn check_access(&self) -> Result<(), LedgerError> {
         self.client.describe_table().table_name(&self.table).send().await.map_err(|e| self.error(classify(&e)))?;
@@ -403,17 +433,8 @@ impl Ledger for DynamoLedger {
         since: SystemTime,
         limit: usize,
     ) -> Result<Vec<BatchRecord>, LedgerError> {
-        let mut records = Vec::new();
-        if limit == 0 {
-            return Ok(records);
-        }
-        let query = self.distribution_query(distribution, since, None).limit(page_size(limit));
-        self.each_item(query, |item| {
-            records.push(record_from(item)?);
-            Ok(if records.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        })
-        .await?;
-        Ok(records)
+        let query = self.distribution_query(distribution, since, None);
+        self.first_items(query, limit, |item| record_from(item).map(Some)).await
     }
 
     async fn take_over(
@@ -604,15 +625,8 @@ impl Ledger for DynamoLedger {
             .index_name(TRACKING_INDEX)
             .key_condition_expression("#tracking = :in_progress")
             .expression_attribute_names("#tracking", TRACKING)
-            .expression_attribute_values(":in_progress", AttributeValue::S(TRACKING_IN_PROGRESS.into()))
-            .limit(page_size(limit));
-        let mut found = Vec::new();
-        self.each_item(query, |item| {
-            found.push(owed_from(item)?);
-            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        })
-        .await?;
-        Ok(found)
+            .expression_attribute_values(":in_progress", AttributeValue::S(TRACKING_IN_PROGRESS.into()));
+        self.first_items(query, limit, |item| owed_from(item).map(Some)).await
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

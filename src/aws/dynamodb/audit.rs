@@ -79,28 +79,18 @@ impl DynamoLedger {
         limit: usize,
     ) -> Result<Vec<FailureRecord>, LedgerError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(OUTCOME_INDEX)
+            .unexpired_in(OUTCOME_INDEX)
             .key_condition_expression("outcome = :outcome AND created_at >= :since")
-            .filter_expression("#ttl > :now")
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":outcome", AttributeValue::S(outcome.to_owned()))
             .expression_attribute_values(":since", timestamp(since))
-            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
-            .scan_index_forward(false)
-            .limit(page_size(limit));
-        let mut found = Vec::new();
-        self.each_item(query, |item| {
-            found.push(match outcome {
+            .scan_index_forward(false);
+        self.first_items(query, limit, |item| {
+            Ok(Some(match outcome {
                 OUTCOME_FAILED => FailureRecord::Batch(Box::new(record_from(item)?)),
                 _ => FailureRecord::DeadLetter(dead_letter_from(item)?),
-            });
-            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            }))
         })
-        .await?;
-        Ok(found)
+        .await
     }
 
     /// Up to `limit` unexpired items of one `by_board` list, oldest or newest first, handed to `read`.
@@ -111,29 +101,13 @@ impl DynamoLedger {
         limit: usize,
         read: impl Fn(&Item) -> Result<Option<T>, LedgerError>,
     ) -> Result<Vec<T>, LedgerError> {
-        let mut found = Vec::new();
-        if limit == 0 {
-            return Ok(found);
-        }
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(BOARD_INDEX)
+            .unexpired_in(BOARD_INDEX)
             .key_condition_expression("#board = :list")
-            .filter_expression("#ttl > :now")
             .expression_attribute_names("#board", BOARD)
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":list", AttributeValue::S(list.to_owned()))
-            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
-            .scan_index_forward(!newest_first)
-            .limit(page_size(limit));
-        self.each_item(query, |item| {
-            found.extend(read(item)?);
-            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        })
-        .await?;
-        Ok(found)
+            .scan_index_forward(!newest_first);
+        self.first_items(query, limit, read).await
     }
 }
 
