@@ -39,6 +39,49 @@ pub enum Command {
     /// What this month's invalidations billed: month-to-date counters from the ledger, in total and per
     /// distribution, against CloudFront's free paths.
     Report(ReportArgs),
+    /// Serve the status page (headroom, queue, dead letters, recent invalidations, cost, workers) without a
+    /// worker; bind it to a private address.
+    Status(StatusArgs),
+}
+
+/// What every worker leaves of each distribution's quotas to people: the same for all workers of a table.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ReserveArgs {
+    /// Paths of each distribution's 3,000 in progress that workers leave free for people and other tools.
+    #[arg(long, env = "INVALIDATOR_RESERVE_PATHS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..3_000))]
+    pub reserve_paths: u32,
+
+    /// Wildcard paths of each distribution's 15 in progress that workers leave free for people and other tools.
+    #[arg(long, env = "INVALIDATOR_RESERVE_WILDCARDS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..15))]
+    pub reserve_wildcards: u32,
+}
+
+impl ReserveArgs {
+    pub fn allowance(self) -> cf_invalidator::ports::Allowance {
+        cf_invalidator::ports::Allowance { paths: self.reserve_paths, wildcards: self.reserve_wildcards }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Name of the DynamoDB ledger table.
+    #[arg(long, env = "INVALIDATOR_TABLE")]
+    pub table: String,
+
+    /// URL of the SQS queue the workers consume; its dead-letter queue is found from its RedrivePolicy.
+    #[arg(long, env = "INVALIDATOR_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// Address to serve the page on. It shows nothing secret but is not meant for the internet: keep it private.
+    #[arg(long, env = "INVALIDATOR_STATUS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Paths the month's invalidations should bill at most: shown against the month-to-date count.
+    #[arg(long, env = "INVALIDATOR_MONTHLY_PATH_BUDGET")]
+    pub monthly_path_budget: Option<u64>,
+
+    #[command(flatten)]
+    pub reserve: ReserveArgs,
 }
 
 #[derive(Debug, Args)]
@@ -125,7 +168,8 @@ pub struct RunArgs {
     #[arg(long = "allow-topic", env = "INVALIDATOR_ALLOW_TOPIC", value_delimiter = ',', value_name = "ARN")]
     pub allow_topics: Vec<String>,
 
-    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 0.0.0.0:9464.
+    /// Serve /metrics (Prometheus), /healthz, /readyz and the status page (/) on this address, e.g. 10.0.1.5:9464;
+    /// keep it private.
     #[arg(long, env = "INVALIDATOR_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
@@ -163,13 +207,8 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_STATUS_RATE", default_value_t = 4.0)]
     pub status_rate: f64,
 
-    /// Paths of each distribution's 3,000 in progress that workers leave free for people and other tools.
-    #[arg(long, env = "INVALIDATOR_RESERVE_PATHS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..3_000))]
-    pub reserve_paths: u32,
-
-    /// Wildcard paths of each distribution's 15 in progress that workers leave free for people and other tools.
-    #[arg(long, env = "INVALIDATOR_RESERVE_WILDCARDS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..15))]
-    pub reserve_wildcards: u32,
+    #[command(flatten)]
+    pub reserve: ReserveArgs,
 
     /// `auto`: when a distribution's backlog would take longer than --max-delay to clear under its quotas,
     /// replace groups of paths by the narrowest directory wildcards; `off`: always wait; `cost`: as `auto`, and

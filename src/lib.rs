@@ -4,7 +4,8 @@
 //! per distribution within a time window, [`limit`] paces CreateInvalidation, [`submit`] calls CloudFront and
 //! records each batch in the ledger, and [`ack`] deletes or dead-letters messages and keeps held ones invisible.
 //! [`track`] records when accepted invalidations complete. [`worker`] wires the stages together. [`audit`]
-//! answers operators' questions from the ledger. AWS services sit behind the traits in [`ports`], implemented by the SDK
+//! answers operators' questions from the ledger, and
+//! [`status`] shows them the state of it all on a page. AWS services sit behind the traits in [`ports`], implemented by the SDK
 //! adapters in [`aws`] and the in-memory fakes in [`fake`].
 
 pub mod ack;
@@ -23,6 +24,7 @@ pub mod plan;
 pub mod ports;
 pub mod redelivery;
 pub mod retry;
+pub mod status;
 pub mod submit;
 pub mod telemetry;
 pub mod track;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             Command::Setup(args) => commands::setup::setup(args).await,
             Command::Audit(args) => commands::audit::audit(args).await,
             Command::Report(args) => commands::report::report(args).await,
+            Command::Status(args) => commands::status::status(args).await,
         }
     });
     match outcome {

@@ -1,12 +1,15 @@
 //! Operations: Prometheus metrics, health endpoints, and rate limits for repeated log lines.
 //!
-//! One listener (`--metrics-addr`) serves `/metrics` (Prometheus text format), `/healthz` (the process is alive)
-//! and `/readyz` (SQS and DynamoDB answered the last probe, no dependency is in an outage the worker is waiting
-//! out, no batch waits for a spent monthly path budget, and the worker is not shutting down).
+//! One listener (`--metrics-addr`) serves `/metrics` (Prometheus text format), `/healthz` (the process is alive),
+//! `/readyz` (SQS and DynamoDB answered the last probe, no dependency is in an outage the worker is waiting
+//! out, no batch waits for a spent monthly path budget, and the worker is not shutting down) and the status page
+//! (`crate::status`) at `/`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -117,30 +120,57 @@ pub fn outages() -> &'static Outages {
     OUTAGES.get_or_init(Outages::default)
 }
 
+/// An HTML page.
+pub struct Page {
+    pub status: StatusCode,
+    pub html: String,
+}
+
+impl Page {
+    pub fn ok(html: String) -> Self {
+        Self { status: StatusCode::OK, html }
+    }
+
+    pub fn unavailable(html: String) -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, html }
+    }
+}
+
+/// HTML pages served beside the endpoints (the status page): boxed so the server needs not know the ports.
+pub trait Pages: Send + Sync + 'static {
+    /// The page at `path`, or `None` when there is none.
+    fn page<'a>(&'a self, path: &'a str) -> Pin<Box<dyn Future<Output = Option<Page>> + Send + 'a>>;
+}
+
+/// What a listener serves: the worker serves all of it, `cf-invalidator status` only the pages (and `/healthz`).
+#[derive(Clone, Default)]
+pub struct Endpoints {
+    pub metrics: Option<PrometheusHandle>,
+    pub health: Option<Arc<Health>>,
+    pub pages: Option<Arc<dyn Pages>>,
+}
+
 /// Serves the endpoints until `stop` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: PrometheusHandle,
-    health: Arc<Health>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    let upkeep = metrics.clone();
+pub async fn serve(listener: TcpListener, endpoints: Endpoints, stop: CancellationToken) -> std::io::Result<()> {
+    info!(addr = %listener.local_addr()?, "serving /healthz{}{}{}", if endpoints.metrics.is_some() { ", /metrics" } else { "" },
+        if endpoints.health.is_some() { ", /readyz" } else { "" }, if endpoints.pages.is_some() { " and the status page at /" } else { "" });
     let mut upkeep_ticks = tokio::time::interval(Duration::from_secs(5));
     loop {
         let (stream, peer) = tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(()),
             _ = upkeep_ticks.tick() => {
-                upkeep.run_upkeep();
-                outages().report();
+                if let Some(metrics) = &endpoints.metrics {
+                    metrics.run_upkeep();
+                    outages().report();
+                }
                 continue;
             }
             accepted = listener.accept() => accepted?,
         };
-        let (metrics, health) = (metrics.clone(), Arc::clone(&health));
+        let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| respond(request, metrics.clone(), Arc::clone(&health)));
+            let service = service_fn(move |request| respond(request, endpoints.clone()));
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 debug!(%peer, error = %e, "telemetry connection ended");
             }
@@ -148,19 +178,22 @@ pub async fn serve(
     }
 }
 
-async fn respond(
-    request: Request<Incoming>,
-    metrics: PrometheusHandle,
-    health: Arc<Health>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, content_type, body) = match request.uri().path() {
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        "/readyz" => match health.readiness() {
+async fn respond(request: Request<Incoming>, endpoints: Endpoints) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path();
+    let (status, content_type, body) = match (path, &endpoints.metrics, &endpoints.health) {
+        ("/metrics", Some(metrics), _) => (StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
+        ("/healthz", _, _) => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        ("/readyz", _, Some(health)) => match health.readiness() {
             Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
             Err(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {why}\n")),
         },
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned()),
+        _ => match endpoints.pages.as_ref().map(|pages| pages.page(path)) {
+            Some(page) => match page.await {
+                Some(page) => (page.status, "text/html; charset=utf-8", page.html),
+                None => (StatusCode::NOT_FOUND, "text/plain", "not found: try /\n".to_owned()),
+            },
+            None => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned()),
+        },
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -16,9 +16,9 @@ use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::ledger::{Billing, Intent, MonthCap, RequesterShare, billing_day, billing_month};
 use cf_invalidator::ports::{
-    Allowance, AuditLog, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
+    Allowance, AuditLog, BatchRecord, BatchStatus, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
-    Receipt, Reservation, Submitted,
+    QueueDepth, QueueStats, Receipt, Reservation, Submitted,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -440,6 +440,61 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
 
 /// The shared budget: reservations written only on an unchanged version, renewals and releases that leave the
 /// version alone, expired reservations deleted with the next write.
+/// The status page's reads: every budget, the pending batches oldest first, the outcomes newest first.
+async fn board_contract<L: Ledger + AuditLog + BudgetStore>(ledger: &L) {
+    assert!(ledger.budgets().await.unwrap().is_empty());
+    assert!(ledger.pending_batches(10).await.unwrap().is_empty());
+    assert!(ledger.recent_batches(10).await.unwrap().is_empty());
+    let (one, two) = (DistributionId::parse("EBOARDA").unwrap(), DistributionId::parse("EBOARDB").unwrap());
+    let reservation = Reservation {
+        id: CallerReference::mint(),
+        owner: "w1".into(),
+        need: Allowance { paths: 7, wildcards: 1 },
+        until: now_millis() + HIDDEN,
+        invalidation_id: None,
+    };
+    for distribution in [&one, &two] {
+        assert!(ledger.write_reservation(distribution, 0, &reservation, &[]).await.unwrap());
+    }
+    let mut budgets = ledger.budgets().await.unwrap();
+    budgets.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected = BudgetState { reservations: vec![reservation.clone()], version: 1 };
+    assert_eq!(budgets, [(one.clone(), expected.clone()), (two.clone(), expected)]);
+
+    let base = now_millis().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let records: Vec<BatchRecord> = (0..4).map(|n| record(&one, base - 40_000 + n * 10_000)).collect();
+    for record in &records {
+        ledger.record_intent(record).await.unwrap();
+    }
+    let mut accepted = records[1].clone();
+    accepted.accept(&Invalidation { id: "IBOARD1".into(), status: "InProgress".into() }, millis(base));
+    ledger.record_outcome(&accepted).await.unwrap();
+    let mut failed = records[2].clone();
+    failed.fail("refused");
+    ledger.record_outcome(&failed).await.unwrap();
+
+    let pending = ledger.pending_batches(10).await.unwrap();
+    let pending_ids: Vec<_> = pending.iter().map(|b| b.caller_reference.clone()).collect();
+    assert_eq!(pending_ids, [records[0].caller_reference.clone(), records[3].caller_reference.clone()]);
+    assert_eq!(pending[0], BatchSummary::from(&records[0]), "a summary is the record without its lists");
+    assert_eq!(ledger.pending_batches(1).await.unwrap().len(), 1);
+    let recent = ledger.recent_batches(10).await.unwrap();
+    assert_eq!(recent, [BatchSummary::from(&failed), BatchSummary::from(&accepted)], "newest first");
+    assert_eq!(ledger.recent_batches(1).await.unwrap(), [BatchSummary::from(&failed)]);
+}
+
+/// Counting never receives: what it counts stays where it was.
+async fn depth_contract<Q: Queue + QueueStats>(queue: &Q) {
+    assert_eq!(queue.depth().await.unwrap(), QueueDepth::default());
+    for body in ["one", "two", "three"] {
+        queue.send(body, &[]).await.unwrap();
+    }
+    assert_eq!(queue.depth().await.unwrap(), QueueDepth { visible: 3, in_flight: 0, delayed: 0 });
+    assert_eq!(queue.receive(1, WAIT, HIDDEN).await.unwrap().len(), 1);
+    assert_eq!(queue.depth().await.unwrap(), QueueDepth { visible: 2, in_flight: 1, delayed: 0 });
+    assert_eq!(queue.depth().await.unwrap(), QueueDepth { visible: 2, in_flight: 1, delayed: 0 });
+}
+
 async fn budget_contract<B: BudgetStore>(store: &B) {
     let distribution = DistributionId::parse("EBUDGET").unwrap();
     assert_eq!(store.read_budget(&distribution).await.unwrap(), BudgetState::default());
@@ -548,6 +603,30 @@ async fn dynamodb_adapter_meets_the_audit_contract() {
     let Some(config) = common::emulator().await else { return };
     let table = common::create_table(&config).await;
     audit_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
+}
+
+#[tokio::test]
+async fn memory_ledger_meets_the_board_contract() {
+    board_contract(&MemoryLedger::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_meets_the_board_contract() {
+    let Some(config) = common::emulator().await else { return };
+    let table = common::create_table(&config).await;
+    board_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
+}
+
+#[tokio::test]
+async fn memory_queue_meets_the_depth_contract() {
+    depth_contract(&MemoryQueue::default()).await;
+}
+
+#[tokio::test]
+async fn sqs_adapter_meets_the_depth_contract() {
+    let Some(config) = common::emulator().await else { return };
+    let queues = common::create_queues(&config).await;
+    depth_contract(&SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.queue_url)).await;
 }
 
 #[tokio::test]

@@ -110,6 +110,11 @@ async fn metrics_move_during_a_run_and_readiness_fails_when_aws_is_gone() {
     // The month's billed paths, as the ledger counts them for the account's free paths: 4 of 1,000 used.
     assert_eq!(common::counter(&page, "cfi_month_paths_billed"), 4.0, "{page}");
     assert_eq!(common::counter(&page, "cfi_month_free_paths_left"), 996.0);
+    // The same listener serves the status page, with what only the worker knows: its batches waiting for room.
+    let (status, html) = get(port, "/").unwrap();
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("4 paths billed in") && html.contains("waiting for room"), "{html}");
+    assert!(!html.contains("known only to the worker"), "the worker knows its waiting batches: {html}");
 
     emulator.stop();
     let unready = eventually(Duration::from_secs(30), || get(port, "/readyz").is_some_and(|(s, _)| s == 503)).await;

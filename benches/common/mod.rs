@@ -16,9 +16,9 @@ use std::time::{Duration, SystemTime};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
-    BatchEntryFailure, BatchRecord, BudgetState, BudgetStore, Cdn, CdnError, Completion, DeadLetterRecord,
-    Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Owed, Queue, QueueError, Receipt,
-    ReceivedMessage, Reservation,
+    AuditLog, BatchEntryFailure, BatchRecord, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
+    DeadLetterRecord, FailureRecord, Invalidation, InvalidationDetail, KeyClaim, KeyRecord, KeyUse, Ledger,
+    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Reservation,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -519,6 +519,60 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
         self.inner.record_dead_letter(record).await
+    }
+}
+
+/// The operators' reads (the audit and the status page): each is one DynamoDB query, or a few pages of one.
+impl<L: AuditLog> AuditLog for CountingLedger<L> {
+    async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.batch_by_invalidation(id).await
+    }
+
+    async fn batches_with_message(
+        &self,
+        message: &MessageId,
+        distribution: Option<&DistributionId>,
+        since: SystemTime,
+    ) -> Result<Vec<BatchRecord>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.batches_with_message(message, distribution, since).await
+    }
+
+    async fn latest_covering(
+        &self,
+        distribution: &DistributionId,
+        path: &str,
+        since: SystemTime,
+    ) -> Result<Option<BatchRecord>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.latest_covering(distribution, path, since).await
+    }
+
+    async fn key_claim(&self, distribution: &DistributionId, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.key_claim(distribution, key).await
+    }
+
+    async fn failures(&self, since: SystemTime, limit: usize) -> Result<Vec<FailureRecord>, LedgerError> {
+        // Two queries: failed batches and dead letters are two partitions of `by_outcome`.
+        add(&self.counts.dynamodb_reads, 2);
+        self.inner.failures(since, limit).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<(DistributionId, BudgetState)>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.budgets().await
+    }
+
+    async fn pending_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.pending_batches(limit).await
+    }
+
+    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.recent_batches(limit).await
     }
 }
 

@@ -8,7 +8,9 @@
 //!   time); only batch items carry `distribution_id`;
 //! - sparse index `by_invalidation`: `invalidation_id` (S), keys only; only accepted batches carry it;
 //! - sparse index `by_outcome`: `outcome` (S, `failed` or `dead_lettered`) + `created_at`; only failed batches
-//!   and dead-letter items carry `outcome`.
+//!   and dead-letter items carry `outcome`;
+//! - sparse index `by_board`: `board` (S, `budget`, `pending` or `done`) + `created_at`; budget items and batches
+//!   carry `board`, for the status page.
 
 mod audit;
 mod budget;
@@ -27,8 +29,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, CancellationReason, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 
 use self::item::{
@@ -52,6 +54,13 @@ pub const DISTRIBUTION_INDEX: &str = "by_distribution";
 pub const INVALIDATION_INDEX: &str = "by_invalidation";
 pub const OUTCOME_INDEX: &str = "by_outcome";
 pub const TRACKING_INDEX: &str = "by_tracking";
+pub const BOARD_INDEX: &str = "by_board";
+/// The `by_board` key: which of the status page's lists an item is in.
+pub const BOARD: &str = "board";
+pub(crate) const BOARD_BUDGET: &str = "budget";
+pub(crate) const BOARD_PENDING: &str = "pending";
+/// A batch with an outcome: accepted, completed or failed.
+pub(crate) const BOARD_DONE: &str = "done";
 /// Set on an accepted batch (to `TRACKING_IN_PROGRESS`), removed with its completion: the `by_tracking` key.
 pub const TRACKING: &str = "tracking";
 pub(crate) const TRACKING_IN_PROGRESS: &str = "in_progress";
@@ -192,6 +201,73 @@ impl DynamoLedger {
                 return Ok(());
             }
         }
+    }
+
+    /// The unexpired items with these keys, by their `pk`: BatchGetItem, 100 keys a request (its limit), so a month with a
+    /// thousand distributions costs eleven requests, not a thousand.
+    async fn get_many(&self, keys: Vec<AttributeValue>) -> Result<HashMap<String, Item>, LedgerError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let wanted = chunk.iter().map(|key| HashMap::from([(KEY.to_owned(), key.clone())])).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(wanted))
+                    .build()
+                    .map_err(|e| LedgerError::Other(e.to_string()))?,
+            );
+            // DynamoDB may leave keys unprocessed when it is busy: ask again for those.
+            while let Some(keys) = request.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| self.error(classify(&e)))?;
+                let items = output.responses().and_then(|r| r.get(&self.table)).into_iter().flatten();
+                for item in items.filter(|item| unexpired(item)) {
+                    if let Some(key) = string(item, KEY) {
+                        found.insert(key, item.clone());
+                    }
+                }
+                request = output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+        }
+        Ok(found)
+    }
+
+    /// A query of an index for its unexpired items (`:now` is bound; the caller adds the key condition).
+    fn unexpired_in(&self, index: &str) -> Query {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .filter_expression("#ttl > :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
+    }
+
+    /// What `read` makes of the items of `query`, page after page, until it made `limit` things.
+    async fn first_items<T>(
+        &self,
+        query: Query,
+        limit: usize,
+        read: impl Fn(&Item) -> Result<Option<T>, LedgerError>,
+    ) -> Result<Vec<T>, LedgerError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        self.each_item(query.limit(page_size(limit)), |item| {
+            found.extend(read(item)?);
+            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Fails with a clear error when the table is missing or unreadable: run before the worker starts.
@@ -387,6 +463,8 @@ impl Ledger for DynamoLedger {
                 ":outcome",
                 (record.status == BatchStatus::Failed).then(|| AttributeValue::S(OUTCOME_FAILED.into())),
             ),
+            // From the status page's pending batches to its outcomes.
+            ("board = :board", ":board", Some(AttributeValue::S(BOARD_DONE.into()))),
             // And accepted ones into `by_tracking`, until their completion (and events) are recorded; failed ones
             // too when their failure is to be announced.
             (
@@ -435,17 +513,8 @@ impl Ledger for DynamoLedger {
         since: SystemTime,
         limit: usize,
     ) -> Result<Vec<BatchRecord>, LedgerError> {
-        let mut records = Vec::new();
-        if limit == 0 {
-            return Ok(records);
-        }
-        let query = self.distribution_query(distribution, since, None).limit(page_size(limit));
-        self.each_item(query, |item| {
-            records.push(record_from(item)?);
-            Ok(if records.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        })
-        .await?;
-        Ok(records)
+        let query = self.distribution_query(distribution, since, None);
+        self.first_items(query, limit, |item| record_from(item).map(Some)).await
     }
 
     async fn take_over(
@@ -593,22 +662,29 @@ impl Ledger for DynamoLedger {
         let Some(total) = self.get(month_key(month, None)).await? else {
             return Ok(MonthBilling::new(month, Billing::default(), Vec::new(), Vec::new()));
         };
-        let mut distributions = Vec::new();
-        for distribution in strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()) {
-            let item = self.get(month_key(month, Some(&distribution))).await?;
-            distributions.push((distribution, item.as_ref().map(billing_from).unwrap_or_default()));
-        }
-        let mut days = Vec::new();
-        for day in (1..=31).map(|d| format!("{month}-{d:02}")) {
-            if let Some(item) = self.get(day_key(&day)).await? {
-                days.push((day, billing_from(&item)));
-            }
-        }
-        let mut requesters = Vec::new();
-        for requester in strings(&total, "requesters") {
-            let item = self.get(requester_month_key(month, &requester)).await?;
-            requesters.push((requester, item.as_ref().map(billing_from).unwrap_or_default()));
-        }
+        let distributions: Vec<DistributionId> =
+            strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()).collect();
+        let requester_names = strings(&total, "requesters");
+        let day_names: Vec<String> = (1..=31).map(|d| format!("{month}-{d:02}")).collect();
+        let keys = distributions
+            .iter()
+            .map(|d| month_key(month, Some(d)))
+            .chain(requester_names.iter().map(|r| requester_month_key(month, r)))
+            .chain(day_names.iter().map(|d| day_key(d)));
+        let found = self.get_many(keys.collect()).await?;
+        let counters = |key: AttributeValue| key.as_s().ok().and_then(|key| found.get(key)).map(billing_from);
+        let distributions = distributions
+            .iter()
+            .map(|d| (d.clone(), counters(month_key(month, Some(d))).unwrap_or_default()))
+            .collect();
+        let requesters = requester_names
+            .into_iter()
+            .map(|r| {
+                let billing = counters(requester_month_key(month, &r)).unwrap_or_default();
+                (r, billing)
+            })
+            .collect();
+        let days = day_names.into_iter().filter_map(|day| counters(day_key(&day)).map(|b| (day, b))).collect();
         let mut billing =
             MonthBilling::new(month, billing_from(&total), distributions, days).with_requesters(requesters);
         billing.committed = number(&total, "committed").unwrap_or_default();
@@ -644,15 +720,8 @@ impl Ledger for DynamoLedger {
             .index_name(TRACKING_INDEX)
             .key_condition_expression("#tracking = :in_progress")
             .expression_attribute_names("#tracking", TRACKING)
-            .expression_attribute_values(":in_progress", AttributeValue::S(TRACKING_IN_PROGRESS.into()))
-            .limit(page_size(limit));
-        let mut found = Vec::new();
-        self.each_item(query, |item| {
-            found.push(owed_from(item)?);
-            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        })
-        .await?;
-        Ok(found)
+            .expression_attribute_values(":in_progress", AttributeValue::S(TRACKING_IN_PROGRESS.into()));
+        self.first_items(query, limit, |item| owed_from(item).map(Some)).await
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

@@ -10,7 +10,9 @@ use aws_sdk_sqs::types::{
 
 use super::error::{Failure, classify};
 use crate::model::MessageId;
-use crate::ports::queue::{BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage};
+use crate::ports::queue::{
+    BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueDepth, QueueError, QueueStats, Receipt, ReceivedMessage,
+};
 
 /// ReceiveMessage's longest long poll; the HTTP read timeout must exceed it (aws-facts.md B).
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -275,4 +277,26 @@ pub async fn create_queue_with_dead_letter(
         .await
         .map_err(|e| fail(classify(&e)))?;
     Ok(CreatedQueues { queue_url: queue.queue_url().unwrap_or_default().to_owned(), dead_letter_url })
+}
+
+impl QueueStats for SqsQueue {
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let counts = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ];
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .set_attribute_names(Some(counts.to_vec()))
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        let count = |name: &QueueAttributeName| {
+            output.attributes().and_then(|a| a.get(name)).and_then(|raw| raw.parse().ok()).unwrap_or_default()
+        };
+        Ok(QueueDepth { visible: count(&counts[0]), in_flight: count(&counts[1]), delayed: count(&counts[2]) })
+    }
 }

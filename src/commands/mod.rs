@@ -6,6 +6,7 @@ pub mod report;
 pub mod run;
 pub mod send;
 pub mod setup;
+pub mod status;
 
 use anyhow::{Context, bail};
 use aws_config::{Region, SdkConfig};

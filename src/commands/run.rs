@@ -10,10 +10,11 @@ use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::DistributionId;
-use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::events::Events;
+use cf_invalidator::status::StatusPage;
+use cf_invalidator::status::view::StatusSettings;
 use cf_invalidator::submit::{CostPolicy, Overload, Spending};
-use cf_invalidator::telemetry::{self, Health, install_metrics};
+use cf_invalidator::telemetry::{self, Endpoints, Health, install_metrics};
 use cf_invalidator::worker::{
     self, BatchingSettings, BudgetTuning, Exit, IntakeSettings, LedgerSettings, Services, Settings, SubmissionSettings,
     TrackingSettings,
@@ -33,7 +34,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     let stop_telemetry = CancellationToken::new();
     if let Some(addr) = args.metrics_addr {
-        serve_telemetry(addr, &services, &health, &stop_telemetry).await?;
+        let page = status_page(&services, &args, &settings);
+        serve_telemetry(addr, &services, &health, page, &stop_telemetry).await?;
     }
     info!(queue_url = %args.queue_url, table = %args.table, window = %args.window, "worker started");
     let shutdown = async {
@@ -96,7 +98,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             ..SubmissionSettings::default()
         },
         budget: BudgetTuning {
-            reserve: Allowance { paths: args.reserve_paths, wildcards: args.reserve_wildcards },
+            reserve: args.reserve.allowance(),
             resync_every: args.resync_interval.into(),
             // A stopped worker's reservations are renewed by nobody; by two visibility timeouts they are over.
             lease: 2 * visibility_timeout,
@@ -155,16 +157,38 @@ async fn connect(
     })
 }
 
-/// `/metrics`, `/healthz` and `/readyz` on `addr`, with a probe of SQS and DynamoDB behind readiness.
+/// The status page as this worker serves it: with the reserves it keeps.
+fn status_page(
+    services: &Services<SqsQueue, CloudFront, DynamoLedger>,
+    args: &RunArgs,
+    settings: &Settings,
+) -> StatusPage<DynamoLedger, SqsQueue> {
+    StatusPage {
+        ledger: Arc::clone(&services.ledger),
+        queue: Arc::clone(&services.queue),
+        dead_letter_queue: services.dead_letter.clone(),
+        settings: StatusSettings {
+            table: args.table.clone(),
+            reserve: args.reserve.allowance(),
+            monthly_path_budget: args.monthly_path_budget,
+        },
+        waiting: Some(Arc::clone(&settings.waiting)),
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz` and the status page on `addr`, with a probe of SQS and DynamoDB behind
+/// readiness.
 async fn serve_telemetry(
     addr: std::net::SocketAddr,
     services: &Services<SqsQueue, CloudFront, DynamoLedger>,
     health: &Arc<Health>,
+    page: StatusPage<DynamoLedger, SqsQueue>,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = install_metrics().context("installing the metrics recorder")?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
-    tokio::spawn(telemetry::serve(listener, metrics, Arc::clone(health), stop.clone()));
+    let endpoints = Endpoints { metrics: Some(metrics), health: Some(Arc::clone(health)), pages: Some(Arc::new(page)) };
+    tokio::spawn(telemetry::serve(listener, endpoints, stop.clone()));
     tokio::spawn(probe(Arc::clone(&services.queue), Arc::clone(&services.ledger), Arc::clone(health), stop.clone()));
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use super::faults::Faults;
 use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
-use crate::ports::audit::{AuditLog, FailureRecord};
+use crate::ports::audit::{AuditLog, BatchSummary, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
@@ -392,6 +392,27 @@ impl AuditLog for MemoryLedger {
         failures.sort_by_key(|f| std::cmp::Reverse(f.created_at()));
         failures.truncate(limit);
         Ok(failures)
+    }
+
+    async fn budgets(&self) -> Result<Vec<(DistributionId, BudgetState)>, LedgerError> {
+        self.faults.call("budgets").await?;
+        let budgets = self.budgets.lock().unwrap();
+        Ok(budgets.iter().map(|(distribution, budget)| (distribution.clone(), budget.clone())).collect())
+    }
+
+    async fn pending_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
+        self.faults.call("pending_batches").await?;
+        let mut pending: Vec<BatchSummary> =
+            self.live_records().filter(|r| r.status == BatchStatus::Pending).map(|r| (&r).into()).collect();
+        pending.reverse();
+        pending.truncate(limit);
+        Ok(pending)
+    }
+
+    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
+        self.faults.call("recent_batches").await?;
+        let done = self.live_records().filter(|r| r.status != BatchStatus::Pending);
+        Ok(done.take(limit).map(|r| (&r).into()).collect())
     }
 }
 

@@ -8,7 +8,9 @@ use tokio::time::Instant;
 use super::faults::Faults;
 use crate::clock::WallClock;
 use crate::model::MessageId;
-use crate::ports::queue::{BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage};
+use crate::ports::queue::{
+    BatchEntryFailure, MAX_BATCH_ENTRIES, Queue, QueueDepth, QueueError, QueueStats, Receipt, ReceivedMessage,
+};
 
 /// A message as the fake queue holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +279,15 @@ impl Queue for MemoryQueue {
         self.faults.call("send").await?;
         self.push(body, attributes);
         Ok(())
+    }
+}
+
+/// Messages are never delayed here: `send` takes no delay.
+impl QueueStats for MemoryQueue {
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let mut state = self.state.lock().unwrap();
+        state.reveal(Instant::now());
+        Ok(QueueDepth { visible: state.visible.len() as u64, in_flight: state.hidden.len() as u64, delayed: 0 })
     }
 }
 

@@ -86,6 +86,7 @@ pub struct Budget<C, S> {
     local: Mutex<HashMap<DistributionId, Arc<Local>>>,
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
+    board: Option<Arc<WaitingBoard>>,
 }
 
 /// What this worker keeps per distribution.
@@ -114,12 +115,59 @@ struct Local {
 pub struct Waiting {
     local: Arc<Local>,
     need: Allowance,
+    /// Where the status page sees it, from when.
+    shown: Option<(Arc<WaitingBoard>, DistributionId, SystemTime)>,
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         let mut backlog = self.local.backlog.lock().unwrap();
         *backlog = *backlog - self.need;
+        if let Some((board, distribution, since)) = &self.shown {
+            board.remove(distribution, *since);
+        }
+    }
+}
+
+/// A distribution's batches waiting for room in this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub batches: usize,
+    /// When the longest-waiting of them began to wait.
+    pub since: SystemTime,
+}
+
+/// This worker's batches waiting for room, for the status page: no shared record holds them.
+#[derive(Debug, Default)]
+pub struct WaitingBoard(Mutex<HashMap<DistributionId, Vec<SystemTime>>>);
+
+impl WaitingBoard {
+    pub fn add(&self, distribution: &DistributionId, since: SystemTime) {
+        self.0.lock().unwrap().entry(distribution.clone()).or_default().push(since);
+    }
+
+    fn remove(&self, distribution: &DistributionId, since: SystemTime) {
+        let mut waiting = self.0.lock().unwrap();
+        if let Some(times) = waiting.get_mut(distribution) {
+            if let Some(at) = times.iter().position(|t| *t == since) {
+                times.swap_remove(at);
+            }
+            if times.is_empty() {
+                waiting.remove(distribution);
+            }
+        }
+    }
+
+    /// Every distribution with batches waiting now.
+    pub fn now(&self) -> Vec<(DistributionId, Backlog)> {
+        let waiting = self.0.lock().unwrap();
+        waiting
+            .iter()
+            .filter_map(|(distribution, times)| {
+                let since = *times.iter().min()?;
+                Some((distribution.clone(), Backlog { batches: times.len(), since }))
+            })
+            .collect()
     }
 }
 
@@ -136,7 +184,13 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             clock,
             local: Mutex::default(),
             completion: Mutex::new(settings.expected_completion),
+            board: None,
         }
+    }
+
+    /// Shows the batches waiting for room on `board` too.
+    pub fn with_board(self, board: Arc<WaitingBoard>) -> Self {
+        Self { board: Some(board), ..self }
     }
 
     /// Counts `need` in the distribution's backlog while the returned guard lives.
@@ -146,7 +200,12 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             let mut backlog = local.backlog.lock().unwrap();
             *backlog = *backlog + need;
         }
-        Waiting { local, need }
+        let shown = self.board.as_ref().map(|board| {
+            let since = self.clock.now();
+            board.add(distribution, since);
+            (Arc::clone(board), distribution.clone(), since)
+        });
+        Waiting { local, need, shown }
     }
 
     /// What this worker's batches waiting on the distribution need together.

@@ -11,5 +11,5 @@ pub mod budget;
 pub mod rate;
 pub mod room;
 
-pub use budget::{Budget, BudgetSettings};
+pub use budget::{Backlog, Budget, BudgetSettings, WaitingBoard};
 pub use rate::CreateRateLimiter;

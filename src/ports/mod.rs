@@ -12,11 +12,11 @@ pub mod events;
 pub mod ledger;
 pub mod queue;
 
-pub use audit::{AuditLog, FailureRecord};
+pub use audit::{AuditLog, BatchSummary, FailureRecord};
 pub use budget::{Allowance, BudgetState, BudgetStore, Reservation};
 pub use cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 pub use ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
     Submitted,
 };
-pub use queue::{BatchEntryFailure, Queue, QueueError, Receipt, ReceivedMessage};
+pub use queue::{BatchEntryFailure, Queue, QueueDepth, QueueError, QueueStats, Receipt, ReceivedMessage};

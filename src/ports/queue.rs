@@ -84,3 +84,23 @@ pub trait Queue: Send + Sync + 'static {
 
     fn send(&self, body: &str, attributes: &[(&str, &str)]) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
+
+/// A queue's message counts as SQS reports them (approximate, updated within about a minute).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Waiting to be received.
+    pub visible: u64,
+    /// Received and neither deleted nor visible again yet: what workers hold.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed yet.
+    pub delayed: u64,
+}
+
+/// Reading a queue's depth, for operators: the worker never needs it.
+///
+/// Contract: `depth` counts the queue's messages without receiving any (a receive would hide them from workers).
+/// SQS offers no age of the oldest message as a queue attribute (only the CloudWatch metric
+/// `ApproximateAgeOfOldestMessage`), so none is given here.
+pub trait QueueStats: Send + Sync + 'static {
+    fn depth(&self) -> impl Future<Output = Result<QueueDepth, QueueError>> + Send;
+}

@@ -210,6 +210,7 @@ fn budget<Q, C: Cdn, L: BudgetStore>(
         settings.ledger.worker_id.clone(),
         settings.clock,
     )
+    .with_board(Arc::clone(&settings.waiting))
 }
 
 fn acknowledger<Q: Queue, C, L: Ledger>(

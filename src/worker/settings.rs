@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::WallClock;
 use crate::intake::parse::IntakeRules;
+use crate::limit::WaitingBoard;
 use crate::ports::Allowance;
 use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
@@ -30,6 +31,8 @@ pub struct Settings {
     pub clock: WallClock,
     /// Where batch events go; published by the completion tracker, so they need it on.
     pub events: Option<Events>,
+    /// Where the batches waiting for room show, for the status page.
+    pub waiting: Arc<WaitingBoard>,
 }
 
 /// Receiving and holding messages.
@@ -120,6 +123,7 @@ impl Default for Settings {
             retry: RetryPolicy::default(),
             clock: WallClock::System,
             events: None,
+            waiting: Arc::default(),
         }
     }
 }

@@ -140,8 +140,9 @@ def check_table(dynamodb, table_name):
         "by_invalidation": ([("invalidation_id", "HASH")], "KEYS_ONLY"),
         "by_outcome": ([("outcome", "HASH"), ("created_at", "RANGE")], "ALL"),
         "by_tracking": ([("tracking", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
+        "by_board": ([("board", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
     }
-    check("table: exactly the indexes by_distribution, by_invalidation, by_outcome, by_tracking",
+    check("table: exactly the indexes by_distribution, by_invalidation, by_outcome, by_tracking, by_board",
           indexes.keys() == expected.keys(), sorted(indexes))
     for name, (keys, projection) in expected.items():
         index = indexes.get(name, {})
@@ -150,7 +151,7 @@ def check_table(dynamodb, table_name):
               index.get("KeySchema") == schema and index.get("Projection", {}).get("ProjectionType") == projection,
               index)
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
-    index_keys = ("distribution_id", "created_at", "invalidation_id", "outcome", "tracking")
+    index_keys = ("distribution_id", "created_at", "invalidation_id", "outcome", "tracking", "board")
     check("table: index keys are strings", all(types.get(key) == "S" for key in index_keys), types)
 
 

@@ -6,14 +6,18 @@ use std::time::SystemTime;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tracing::warn;
 
+use super::budget::budget_from;
+use super::item::summary_from;
 use super::{
-    DynamoLedger, INVALIDATION_INDEX, Item, KEY, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE,
-    dead_letter_from, epoch_seconds, key_item_key, key_record_from, page_size, record_from, timestamp, unexpired,
+    BOARD, BOARD_BUDGET, BOARD_DONE, BOARD_INDEX, BOARD_PENDING, DynamoLedger, INVALIDATION_INDEX, Item, KEY,
+    OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE, dead_letter_from, epoch_seconds, key_item_key,
+    key_record_from, page_size, record_from, timestamp, unexpired,
 };
 use crate::aws::error::classify;
 use crate::model::path::is_covered_by;
 use crate::model::{DistributionId, MessageId};
-use crate::ports::audit::{AuditLog, FailureRecord};
+use crate::ports::audit::{AuditLog, BatchSummary, FailureRecord};
+use crate::ports::budget::BudgetState;
 use crate::ports::ledger::{BatchRecord, BatchStatus, KeyRecord, LedgerError};
 
 /// Batches read per page while looking for the newest one covering a path: usually a recent one does, and
@@ -75,30 +79,40 @@ impl DynamoLedger {
         limit: usize,
     ) -> Result<Vec<FailureRecord>, LedgerError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(OUTCOME_INDEX)
+            .unexpired_in(OUTCOME_INDEX)
             .key_condition_expression("outcome = :outcome AND created_at >= :since")
-            .filter_expression("#ttl > :now")
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":outcome", AttributeValue::S(outcome.to_owned()))
             .expression_attribute_values(":since", timestamp(since))
-            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
-            .scan_index_forward(false)
-            .limit(page_size(limit));
-        let mut found = Vec::new();
-        self.each_item(query, |item| {
-            found.push(match outcome {
+            .scan_index_forward(false);
+        self.first_items(query, limit, |item| {
+            Ok(Some(match outcome {
                 OUTCOME_FAILED => FailureRecord::Batch(Box::new(record_from(item)?)),
                 _ => FailureRecord::DeadLetter(dead_letter_from(item)?),
-            });
-            Ok(if found.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            }))
         })
-        .await?;
-        Ok(found)
+        .await
+    }
+
+    /// Up to `limit` unexpired items of one `by_board` list, oldest or newest first, handed to `read`.
+    async fn board<T>(
+        &self,
+        list: &str,
+        newest_first: bool,
+        limit: usize,
+        read: impl Fn(&Item) -> Result<Option<T>, LedgerError>,
+    ) -> Result<Vec<T>, LedgerError> {
+        let query = self
+            .unexpired_in(BOARD_INDEX)
+            .key_condition_expression("#board = :list")
+            .expression_attribute_names("#board", BOARD)
+            .expression_attribute_values(":list", AttributeValue::S(list.to_owned()))
+            .scan_index_forward(!newest_first);
+        self.first_items(query, limit, read).await
     }
 }
+
+/// Far more distributions than an account has (200 by default): every budget, in a page or two of small items.
+const MAX_BUDGETS: usize = 100_000;
 
 impl AuditLog for DynamoLedger {
     async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
@@ -184,5 +198,17 @@ impl AuditLog for DynamoLedger {
         failures.sort_by_key(|failure| std::cmp::Reverse(failure.created_at()));
         failures.truncate(limit);
         Ok(failures)
+    }
+
+    async fn budgets(&self) -> Result<Vec<(DistributionId, BudgetState)>, LedgerError> {
+        self.board(BOARD_BUDGET, false, MAX_BUDGETS, |item| Ok(budget_from(item))).await
+    }
+
+    async fn pending_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
+        self.board(BOARD_PENDING, false, limit, |item| summary_from(item).map(Some)).await
+    }
+
+    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
+        self.board(BOARD_DONE, true, limit, |item| summary_from(item).map(Some)).await
     }
 }

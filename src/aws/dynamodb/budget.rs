@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{DynamoLedger, Item, KEY, TTL_ATTRIBUTE, epoch_millis, epoch_seconds, number, string};
+use super::{
+    BOARD, BOARD_BUDGET, DynamoLedger, Item, KEY, TTL_ATTRIBUTE, epoch_millis, epoch_seconds, number, string, timestamp,
+};
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation};
@@ -46,6 +48,21 @@ fn reservation_from(id: &str, value: &AttributeValue) -> Option<Reservation> {
     })
 }
 
+/// A budget item's distribution and reservations; `None` for an item that is not a budget.
+pub(super) fn budget_from(item: &Item) -> Option<(DistributionId, BudgetState)> {
+    let distribution = string(item, KEY)?.strip_prefix("budget#").and_then(|d| DistributionId::parse(d).ok())?;
+    Some((distribution, state_from(item)))
+}
+
+fn state_from(item: &Item) -> BudgetState {
+    let reservations = item
+        .get(RESERVATIONS)
+        .and_then(|m| m.as_m().ok())
+        .map(|m| m.iter().filter_map(|(id, value)| reservation_from(id, value)).collect())
+        .unwrap_or_default();
+    BudgetState { reservations, version: number(item, "version").unwrap_or(0) }
+}
+
 impl BudgetStore for DynamoLedger {
     async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
         let output = self
@@ -57,13 +74,7 @@ impl BudgetStore for DynamoLedger {
             .send()
             .await
             .map_err(|e| self.error(classify(&e)))?;
-        let Some(item) = output.item() else { return Ok(BudgetState::default()) };
-        let reservations = item
-            .get(RESERVATIONS)
-            .and_then(|m| m.as_m().ok())
-            .map(|m| m.iter().filter_map(|(id, value)| reservation_from(id, value)).collect())
-            .unwrap_or_default();
-        Ok(BudgetState { reservations, version: number(item, "version").unwrap_or(0) })
+        Ok(output.item().map(state_from).unwrap_or_default())
     }
 
     async fn write_reservation(
@@ -81,18 +92,23 @@ impl BudgetStore for DynamoLedger {
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#reservations", RESERVATIONS)
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#board", BOARD)
             .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
-            .expression_attribute_values(":ttl", epoch_seconds(SystemTime::now() + IDLE_ITEM_RETENTION));
+            .expression_attribute_values(":ttl", epoch_seconds(SystemTime::now() + IDLE_ITEM_RETENTION))
+            // On the status page's list of budgets (`by_board`), which needs a `created_at` to sort by.
+            .expression_attribute_values(":budget", AttributeValue::S(BOARD_BUDGET.into()))
+            .expression_attribute_values(":now", timestamp(SystemTime::now()));
+        let listed = "#board = :budget, created_at = if_not_exists(created_at, :now)";
         let mut expression;
         if version == 0 {
             // The first reservation creates the map, which a nested SET cannot do.
             let first = HashMap::from([(reservation.id.to_string(), reservation_value(reservation))]);
-            expression = "SET #reservations = :first, #version = :next, #ttl = :ttl".to_owned();
+            expression = format!("SET #reservations = :first, #version = :next, #ttl = :ttl, {listed}");
             update = update
                 .condition_expression("attribute_not_exists(#version)")
                 .expression_attribute_values(":first", AttributeValue::M(first));
         } else {
-            expression = "SET #reservations.#id = :reservation, #version = :next, #ttl = :ttl".to_owned();
+            expression = format!("SET #reservations.#id = :reservation, #version = :next, #ttl = :ttl, {listed}");
             update = update
                 .condition_expression("#version = :version")
                 .expression_attribute_names("#id", reservation.id.as_str())

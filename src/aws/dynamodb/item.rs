@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::model::text::capped;
 
 use super::*;
+use crate::ports::audit::BatchSummary;
 use crate::ports::ledger::{RequesterShare, Submitted};
 
 pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
@@ -113,6 +114,7 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
         ("owner".into(), AttributeValue::S(record.owner.clone())),
         ("lease_until".into(), epoch_millis(record.lease_until)),
         (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
+        (BOARD.into(), AttributeValue::S(BOARD_PENDING.into())),
     ]);
     for (name, texts) in [("requesters", &record.requesters), ("idempotency_keys", &record.idempotency_keys)] {
         let kept = texts_within_limits(texts);
@@ -235,6 +237,25 @@ pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         expires_at: expiry(item),
         published: published(item),
         outbox: false,
+    })
+}
+
+/// A batch as the `by_board` index projects it.
+pub(super) fn summary_from(item: &Item) -> Result<BatchSummary, LedgerError> {
+    let not_a_batch = || malformed("batch summary", item);
+    let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
+    Ok(BatchSummary {
+        caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
+        distribution_id: distribution_id.ok_or_else(not_a_batch)?,
+        created_at: time(item, "created_at").ok_or_else(not_a_batch)?,
+        status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_a_batch)?,
+        path_count: number(item, "path_count").unwrap_or_default() as usize,
+        requesters: strings(item, "requesters"),
+        invalidation_id: string(item, "invalidation_id"),
+        submitted_at: time(item, "submitted_at"),
+        time_to_complete: number(item, "time_to_complete_ms").map(Duration::from_millis),
+        owner: string(item, "owner").unwrap_or_default(),
+        lease_until: UNIX_EPOCH + Duration::from_millis(number(item, "lease_until").unwrap_or_default()),
     })
 }
 

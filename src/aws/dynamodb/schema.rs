@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, OUTCOME_INDEX, PUBLISHED, TRACKING, TRACKING_INDEX,
-    TTL_ATTRIBUTE,
+    BOARD, BOARD_INDEX, DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, OUTCOME_INDEX, PUBLISHED, TRACKING,
+    TRACKING_INDEX, TTL_ATTRIBUTE,
 };
 use crate::aws::error::classify;
 use crate::ports::ledger::LedgerError;
@@ -28,7 +28,7 @@ struct IndexSpec {
     included: &'static [&'static str],
 }
 
-const INDEXES: [IndexSpec; 4] = [
+const INDEXES: [IndexSpec; 5] = [
     IndexSpec {
         name: DISTRIBUTION_INDEX,
         hash: "distribution_id",
@@ -61,6 +61,30 @@ const INDEXES: [IndexSpec; 4] = [
         range: Some("created_at"),
         projection: ProjectionType::Include,
         included: &["caller_reference", "distribution_id", "invalidation_id", "submitted_at", "status", PUBLISHED],
+    },
+    // The status page's whole picture in three queries, whatever the number of distributions: every budget, the
+    // pending batches, the newest outcomes. Without the path and message lists, so a big batch costs the index
+    // a small write.
+    IndexSpec {
+        name: BOARD_INDEX,
+        hash: BOARD,
+        range: Some("created_at"),
+        projection: ProjectionType::Include,
+        included: &[
+            "caller_reference",
+            "distribution_id",
+            "status",
+            "path_count",
+            "requesters",
+            "invalidation_id",
+            "submitted_at",
+            "time_to_complete_ms",
+            "owner",
+            "lease_until",
+            "reservations",
+            "version",
+            TTL_ATTRIBUTE,
+        ],
     },
 ];
 

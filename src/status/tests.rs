@@ -1,0 +1,156 @@
+//! The page built from the in-memory fakes: what is seeded through the ports shows, hostile text stays text.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::StatusPage;
+use super::page::render;
+use super::view::{StatusSettings, view};
+use crate::fake::{MemoryLedger, MemoryQueue, pending_record};
+use crate::limit::WaitingBoard;
+use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::ports::budget::{Allowance, BudgetStore, Reservation};
+use crate::ports::cdn::Invalidation;
+use crate::ports::ledger::{DeadLetterRecord, Ledger};
+use crate::ports::queue::Queue;
+
+const HOSTILE: &str = "bad path <script>alert('x')</script> & \"more\"";
+
+fn distribution(raw: &str) -> DistributionId {
+    DistributionId::parse(raw).unwrap()
+}
+
+fn settings() -> StatusSettings {
+    StatusSettings {
+        table: "invalidations".into(),
+        reserve: Allowance { paths: 100, wildcards: 2 },
+        monthly_path_budget: Some(2_000),
+    }
+}
+
+/// A ledger with one busy distribution (near its quota), one pending batch, an accepted invalidation and a dead
+/// letter with a hostile reason; a queue with two messages, one of them received.
+async fn seeded(now: SystemTime) -> StatusPage<MemoryLedger, MemoryQueue> {
+    let ledger = MemoryLedger::default();
+    let busy = distribution("EBUSY");
+    let reservation = |paths, wildcards| Reservation {
+        id: CallerReference::mint(),
+        owner: "worker-a".into(),
+        need: Allowance { paths, wildcards },
+        until: now + Duration::from_secs(60),
+        invalidation_id: None,
+    };
+    assert!(ledger.write_reservation(&busy, 0, &reservation(2_500, 1), &[]).await.unwrap());
+    let expired = Reservation { until: now - Duration::from_secs(1), ..reservation(400, 0) };
+    assert!(ledger.write_reservation(&busy, 1, &expired, &[]).await.unwrap());
+
+    let later = now + Duration::from_secs(3_600);
+    let pending = pending_record("EQUIET", &["/a"], &["m1"], now - Duration::from_secs(90));
+    let pending = crate::ports::BatchRecord {
+        owner: "worker-b".into(),
+        lease_until: now + Duration::from_secs(20),
+        expires_at: later,
+        ..pending
+    };
+    ledger.record_intent(&pending).await.unwrap();
+    let mut accepted = pending_record("EBUSY", &["/x", "/y/*"], &["m2"], now - Duration::from_secs(30));
+    accepted.expires_at = later;
+    accepted.requesters = vec![HOSTILE.into()];
+    ledger.record_intent(&accepted).await.unwrap();
+    accepted
+        .accept(&Invalidation { id: "I2NEWEST".into(), status: "InProgress".into() }, now - Duration::from_secs(29));
+    ledger.record_outcome(&accepted).await.unwrap();
+    ledger
+        .record_dead_letter(&DeadLetterRecord {
+            message_id: MessageId("m-dead".into()),
+            reason: HOSTILE.into(),
+            code: "malformed".into(),
+            distribution_id: None,
+            requester: None,
+            created_at: now - Duration::from_secs(5),
+            expires_at: later,
+            outbox: false,
+        })
+        .await
+        .unwrap();
+
+    let queue = MemoryQueue::default();
+    queue.send("{}", &[]).await.unwrap();
+    queue.send("{}", &[]).await.unwrap();
+    queue.receive(1, Duration::ZERO, Duration::from_secs(60)).await.unwrap();
+    StatusPage {
+        ledger: Arc::new(ledger),
+        queue: Arc::new(queue),
+        dead_letter_queue: Some(Arc::new(MemoryQueue::default())),
+        settings: settings(),
+        waiting: None,
+    }
+}
+
+#[tokio::test]
+async fn the_view_shows_headroom_backlog_and_the_newest_invalidation() {
+    let now = SystemTime::now();
+    let page = seeded(now).await;
+    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
+
+    let busy = &shown.distributions[0];
+    assert_eq!(busy.id, "EBUSY", "the fullest distribution comes first");
+    assert_eq!(busy.in_progress, Allowance { paths: 2_500, wildcards: 1 }, "expired reservations do not count");
+    assert_eq!(busy.headroom, Allowance { paths: 400, wildcards: 12 });
+    assert!(busy.near_quota);
+    let quiet = &shown.distributions[1];
+    assert_eq!((quiet.id.as_str(), quiet.pending_batches, quiet.near_quota), ("EQUIET", 1, false));
+    assert_eq!(quiet.oldest_pending.as_deref(), Some("1m 30s"));
+    assert_eq!(quiet.waiting_batches, None, "only a worker knows its waiting batches");
+
+    let depth = shown.queue.clone().unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (1, 1));
+    assert_eq!(shown.recent[0].invalidation_id.as_deref(), Some("I2NEWEST"));
+    assert_eq!(shown.recent[1].status, "pending");
+    assert_eq!(shown.failures[0].reason, HOSTILE);
+    let owners: Vec<_> = shown.workers.iter().map(|w| (w.owner.as_str(), w.reservations, w.leases)).collect();
+    assert_eq!(owners, [("worker-a", 1, 0), ("worker-b", 0, 1)]);
+    assert_eq!(shown.cost.budget.map(|b| b.paths), Some(2_000));
+}
+
+#[tokio::test]
+async fn a_worker_adds_its_batches_waiting_for_room() {
+    let now = SystemTime::now();
+    let mut page = seeded(now).await;
+    let since = now - Duration::from_secs(300);
+    let board = WaitingBoard::default();
+    for started in [since, since + Duration::from_secs(60), now] {
+        board.add(&distribution("EQUIET"), started);
+    }
+    page.waiting = Some(Arc::new(board));
+    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
+    let quiet = shown.distributions.iter().find(|d| d.id == "EQUIET").unwrap();
+    assert_eq!(quiet.waiting_batches, Some(3));
+    assert_eq!(quiet.oldest_pending.as_deref(), Some("5m"), "the longest wait is the oldest pending path");
+    let busy = shown.distributions.iter().find(|d| d.id == "EBUSY").unwrap();
+    assert_eq!(busy.waiting_batches, Some(0));
+}
+
+#[tokio::test]
+async fn producer_text_renders_as_text() {
+    let now = SystemTime::now();
+    let page = seeded(now).await;
+    let html = render(&view(&page.snapshot(now).await.unwrap(), &page.settings));
+    assert!(!html.contains("<script>"), "a reason or requester must not become markup");
+    assert!(html.contains("bad path &lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;more&quot;"));
+    assert!(html.contains(r#"<meta http-equiv="refresh" content="5">"#));
+    assert!(html.contains(r#"<tr class="near">"#), "a distribution near its quota stands out");
+    assert!(html.contains(r#"<a href="/invalidation/I2NEWEST">"#));
+}
+
+#[tokio::test]
+async fn the_detail_page_and_unknown_paths() {
+    let now = SystemTime::now();
+    let page = seeded(now).await;
+    let detail = page.respond("/invalidation/I2NEWEST").await.unwrap();
+    assert_eq!(detail.status, hyper::StatusCode::OK);
+    assert!(detail.html.contains("/y/*") && !detail.html.contains("<script>"));
+    let missing = page.respond("/invalidation/NOPE").await.unwrap();
+    assert_eq!(missing.status, hyper::StatusCode::NOT_FOUND);
+    assert!(page.respond("/elsewhere").await.is_none());
+}
