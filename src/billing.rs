@@ -1,7 +1,6 @@
 //! This month's billed paths as the ledger counts them, kept at hand for the cost of each batch and the gauges.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::gauge;
@@ -75,33 +74,6 @@ impl MonthToDate {
     fn set(&self, billing: &MonthBilling) {
         self.update(&billing.month, |m| (m.billed, m.committed) = (billing.total.paths_billed, billing.committed));
     }
-}
-
-/// Batches waiting because the monthly path budget is spent, in this process.
-static HELD_FOR_BUDGET: AtomicU64 = AtomicU64::new(0);
-
-/// Counts a batch among those waiting for the monthly path budget while it lives: `/readyz` and the gauge
-/// `cfi_batches_held_for_month_budget` show them.
-pub struct BudgetHold(());
-
-impl BudgetHold {
-    pub fn start() -> Self {
-        let held = HELD_FOR_BUDGET.fetch_add(1, Ordering::Relaxed) + 1;
-        gauge!("cfi_batches_held_for_month_budget").set(held as f64);
-        Self(())
-    }
-}
-
-impl Drop for BudgetHold {
-    fn drop(&mut self) {
-        let held = HELD_FOR_BUDGET.fetch_sub(1, Ordering::Relaxed) - 1;
-        gauge!("cfi_batches_held_for_month_budget").set(held as f64);
-    }
-}
-
-/// How many batches wait because the monthly path budget is spent.
-pub fn held_for_budget() -> u64 {
-    HELD_FOR_BUDGET.load(Ordering::Relaxed)
 }
 
 fn publish(paths_billed: u64) {

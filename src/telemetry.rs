@@ -66,8 +66,8 @@ impl Health {
             Err("SQS did not answer the last probe".into())
         } else if !self.ledger_reachable.load(Ordering::Relaxed) {
             Err("DynamoDB did not answer the last probe".into())
-        } else if crate::billing::held_for_budget() > 0 {
-            let held = crate::billing::held_for_budget();
+        } else if held_for_budget() > 0 {
+            let held = held_for_budget();
             Err(format!(
                 "the monthly path budget is spent: {held} batches wait held until the month ends or --monthly-path-budget is raised"
             ))
@@ -78,6 +78,33 @@ impl Health {
             Ok(())
         }
     }
+}
+
+/// Batches waiting because the monthly path budget is spent, in this process.
+static HELD_FOR_BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a batch among those waiting for the monthly path budget while it lives: `/readyz` and the gauge
+/// `cfi_batches_held_for_month_budget` show them.
+pub struct BudgetHold(());
+
+impl BudgetHold {
+    pub fn start() -> Self {
+        let held = HELD_FOR_BUDGET.fetch_add(1, Ordering::Relaxed) + 1;
+        gauge!("cfi_batches_held_for_month_budget").set(held as f64);
+        Self(())
+    }
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        let held = HELD_FOR_BUDGET.fetch_sub(1, Ordering::Relaxed) - 1;
+        gauge!("cfi_batches_held_for_month_budget").set(held as f64);
+    }
+}
+
+/// How many batches wait because the monthly path budget is spent.
+pub fn held_for_budget() -> u64 {
+    HELD_FOR_BUDGET.load(Ordering::Relaxed)
 }
 
 /// A dependency that failed and has not answered since: what the worker waits out, and for how long.

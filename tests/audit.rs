@@ -370,8 +370,22 @@ async fn report_counts_this_month_s_accepted_batches_once_each() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     // Batch A: alice's two paths and bob's /img/* merged into /img/* and /index.html; batch B: erin's one path.
     // Dave's batch failed and carol's message was dead-lettered: neither is billed.
-    let expected = json!({"batches": 2, "paths_requested": 4, "paths_billed": 3, "wildcards": 1});
+    let expected = json!({"batches": 2, "messages": 3, "paths_requested": 4, "paths_billed": 3, "wildcards": 1});
     assert_eq!(report["total"], expected, "{report}");
+    // Batch A's two billed paths shared by what alice (2) and bob (1) requested: one each, the remainders decide.
+    let requesters: Vec<(&str, u64, u64)> = report["requesters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["requester"].as_str().unwrap(),
+                r["paths_requested"].as_u64().unwrap(),
+                r["paths_billed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(requesters, [("alice", 2, 1), ("bob", 1, 1), ("erin", 1, 1)], "{report}");
     assert_eq!(report["distributions"][0]["distribution_id"], filled.distribution.as_str());
     assert_eq!(report["free_paths_left"], 997);
     assert_eq!(report["estimated_dollars"], 0.0);

@@ -14,14 +14,13 @@ use tracing::{info, warn};
 
 use super::Submitter;
 use crate::batch::Batch;
-use crate::billing::BudgetHold;
 use crate::model::DistributionId;
 use crate::model::path::is_covered_by;
 use crate::plan::{self, MonthFit, Plan};
 use crate::ports::budget::BudgetStore;
 use crate::ports::cdn::Cdn;
 use crate::ports::ledger::{Ledger, MonthCap, billing_month};
-use crate::telemetry::log_allowed;
+use crate::telemetry::{BudgetHold, log_allowed};
 
 /// `--coalesce cost`: a directory's paths become its wildcard when that saves at least `min_saving` billed paths.
 #[derive(Debug, Clone)]
