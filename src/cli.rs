@@ -154,6 +154,12 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_CREATE_RATE", default_value_t = 1.0)]
     pub create_rate: f64,
 
+    /// CreateInvalidation calls per second for the whole account, shared by every worker on the ledger table:
+    /// each takes an equal share (and of --create-burst), re-divided as workers start and stop. Replaces
+    /// --create-rate. A new worker submits from its second check-in, about 5 s after it starts.
+    #[arg(long, env = "INVALIDATOR_ACCOUNT_CREATE_RATE")]
+    pub account_create_rate: Option<f64>,
+
     /// Routing rules for S3 event notifications (TOML; see routes.example.toml).
     #[arg(long, env = "INVALIDATOR_ROUTES")]
     pub routes: Option<PathBuf>,

@@ -538,6 +538,21 @@ async fn budget_contract<B: BudgetStore>(store: &B) {
     store.release_reservation(&untouched, &first.id).await.unwrap();
     assert!(!store.renew_reservation(&untouched, &first.id, until, None).await.unwrap());
     assert_eq!(store.read_budget(&untouched).await.unwrap(), BudgetState::default(), "nothing created");
+
+    // The roster: each table is its own account here, so the names only need to be distinct within it.
+    let now = SystemTime::now();
+    let soon = now + Duration::from_secs(30);
+    assert_eq!(store.check_in("worker-b", now, soon).await.unwrap(), ["worker-b"]);
+    assert_eq!(store.check_in("worker-a", now, soon).await.unwrap(), ["worker-a", "worker-b"]);
+    assert_eq!(store.check_in("worker-b", now, soon).await.unwrap(), ["worker-a", "worker-b"], "once each");
+    let later = now + Duration::from_secs(60);
+    assert_eq!(
+        store.check_in("worker-c", later, later + Duration::from_secs(30)).await.unwrap(),
+        ["worker-c"],
+        "ran out"
+    );
+    store.check_out("worker-a").await.unwrap();
+    assert_eq!(store.check_in("worker-b", now, soon).await.unwrap(), ["worker-b", "worker-c"], "checked out");
 }
 
 async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_caller_reference: bool) {

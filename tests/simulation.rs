@@ -443,6 +443,15 @@ impl BudgetStore for ChaosLedger {
         self.inner.release_reservation(distribution, id).await?;
         self.after()
     }
+
+    async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {
+        self.before()?;
+        self.inner.check_in(worker, now, until).await
+    }
+
+    async fn check_out(&self, worker: &str) -> Result<(), LedgerError> {
+        self.inner.check_out(worker).await
+    }
 }
 
 struct Sent {

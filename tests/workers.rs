@@ -146,3 +146,70 @@ async fn three_workers_share_the_budget_and_a_killed_workers_reservations_come_b
     let returned: Vec<&(String, String)> = remaining.iter().filter(|(id, _)| killed.contains(id)).collect();
     assert!(returned.is_empty(), "the killed worker's reservations are still held: {returned:?}");
 }
+
+/// Distributions enough that CloudFront's in-progress quotas never hold a batch back: only the rate does.
+const RATE_DISTRIBUTIONS: [&str; 6] = ["ERATEA", "ERATEB", "ERATEC", "ERATED", "ERATEE", "ERATEF"];
+/// The account's CreateInvalidation rate in the simulator, and what the workers are told to share.
+const ACCOUNT_RATE: f64 = 2.0;
+const MEASURED: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_the_account_rate_use_it_and_are_never_throttled() {
+    let Some(config) = common::emulator().await else { return };
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = common::create_queues(&config).await;
+    let table = common::create_table(&config).await;
+    // Invalidations complete within a second: the quotas never bind. The burst of 6 is what users report of
+    // CloudFront; three workers each calling at once stay within it, the rate is the limit.
+    let rate = ACCOUNT_RATE.to_string();
+    let mut args = vec!["--completion", "1s", "--rate", &rate, "--burst", "6"];
+    for distribution in RATE_DISTRIBUTIONS {
+        args.extend(["--distribution", distribution]);
+    }
+    let simulator = common::SimulatorProcess::start(&args);
+    let mut workers: Vec<Child> = (0..3)
+        .map(|n| {
+            common::binary()
+                .env("AWS_ENDPOINT_URL_CLOUDFRONT", &simulator.url)
+                .args(["run", "--queue-url", &queues.queue_url, "--table", &table, "--worker-id", &format!("rate-{n}")])
+                .args(["--window", "1s", "--visibility-timeout", "30s", "--completion-poll", "1s"])
+                // A short drain: what they still hold goes back to the queue, which the test no longer reads.
+                .args(["--shutdown-timeout", "2s"])
+                .args(["--account-create-rate", &rate, "--create-burst", "3", "--max-batch-paths", "4"])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Two check-ins: every worker has seen the other two before it takes a share.
+    tokio::time::sleep(2 * cf_invalidator::limit::share::CHECK_IN_EVERY + Duration::from_secs(2)).await;
+    // Far more batches than the rate can submit while it is measured.
+    let bodies: Vec<String> = (0..1_200)
+        .map(|n| {
+            let distribution = RATE_DISTRIBUTIONS[n % RATE_DISTRIBUTIONS.len()];
+            serde_json::json!({"distribution_id": distribution, "paths": [format!("/p/{n}")]}).to_string()
+        })
+        .collect();
+    common::send_all(&sqs, &queues.queue_url, &bodies).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = common::simulator_report(&simulator.url).await.all.created;
+    tokio::time::sleep(MEASURED).await;
+    let report = common::simulator_report(&simulator.url).await;
+    for worker in &workers {
+        Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    }
+    for worker in &mut workers {
+        assert!(worker.wait().unwrap().success());
+    }
+
+    let used = (report.all.created - before) as f64 / MEASURED.as_secs_f64() / ACCOUNT_RATE;
+    println!(
+        "{} invalidations in {MEASURED:?}: {:.0} % of the account's rate",
+        report.all.created - before,
+        used * 100.0
+    );
+    assert!(report.all.rejections.is_empty(), "CloudFront refused calls: {:?}", report.all.rejections);
+    assert!(used >= 0.9, "the workers used {:.0} % of the account's rate", used * 100.0);
+    let (visible, _) = common::queue_depth(&sqs, &queues.queue_url).await;
+    assert!(visible > 0, "the rate, not the work, was the limit");
+}

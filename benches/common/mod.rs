@@ -612,6 +612,17 @@ impl<L: BudgetStore> BudgetStore for CountingLedger<L> {
         add(&self.counts.dynamodb_writes, 1);
         self.inner.release_reservation(distribution, id).await
     }
+
+    async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.check_in(worker, now, until).await
+    }
+
+    async fn check_out(&self, worker: &str) -> Result<(), LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.check_out(worker).await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

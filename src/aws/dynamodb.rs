@@ -9,8 +9,8 @@
 //! - sparse index `by_invalidation`: `invalidation_id` (S), keys only; only accepted batches carry it;
 //! - sparse index `by_outcome`: `outcome` (S, `failed` or `dead_lettered`) + `created_at`; only failed batches
 //!   and dead-letter items carry `outcome`;
-//! - sparse index `by_board`: `board` (S, `budget`, `pending` or `done`) + `created_at`; budget items and batches
-//!   carry `board`, for the status page.
+//! - sparse index `by_board`: `board` (S, `budget`, `pending`, `done` or `workers`) + `created_at`; budget items,
+//!   batches and `worker#<id>` items (the roster sharing the account's rate) carry `board`, for the status page.
 
 mod audit;
 mod budget;
@@ -61,6 +61,8 @@ pub(crate) const BOARD_BUDGET: &str = "budget";
 pub(crate) const BOARD_PENDING: &str = "pending";
 /// A batch with an outcome: accepted, completed or failed.
 pub(crate) const BOARD_DONE: &str = "done";
+/// Workers sharing the account's CreateInvalidation rate, by their last check-in.
+pub(crate) const BOARD_WORKERS: &str = "workers";
 /// Set on an accepted batch (to `TRACKING_IN_PROGRESS`), removed with its completion: the `by_tracking` key.
 pub const TRACKING: &str = "tracking";
 pub(crate) const TRACKING_IN_PROGRESS: &str = "in_progress";

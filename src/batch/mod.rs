@@ -13,7 +13,7 @@ use tracing::info;
 
 use self::window::{Batcher, SealReason, SealedBatch};
 use crate::clock::WallClock;
-use crate::held::Backlog;
+use crate::held::SubmissionBacklog;
 use crate::intake::Accepted;
 use crate::model::CallerReference;
 use crate::model::message::BatchMember;
@@ -60,7 +60,7 @@ pub async fn run(
     clock: WallClock,
     mut incoming: mpsc::Receiver<Accepted>,
     outgoing: mpsc::Sender<Batch>,
-    backlog: Arc<Backlog>,
+    backlog: Arc<SubmissionBacklog>,
 ) {
     loop {
         backlog.set_open_windows(batcher.open_windows());

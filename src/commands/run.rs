@@ -9,6 +9,7 @@ use cf_invalidator::aws::events::{EventBridgeEvents, SnsEvents};
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
+use cf_invalidator::limit::share::AccountRate;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::events::Events;
 use cf_invalidator::status::StatusPage;
@@ -59,6 +60,10 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         "--create-rate must be a positive number of calls per second"
     );
     ensure!(
+        args.account_create_rate.is_none_or(|rate| rate.is_finite() && rate > 0.0),
+        "--account-create-rate must be a positive number of calls per second"
+    );
+    ensure!(
         args.status_rate.is_finite() && args.status_rate > 0.0,
         "--status-rate must be a positive number of calls per second"
     );
@@ -66,6 +71,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         (args.events_topic_arn.is_none() && args.events_bus.is_none()) || !args.completion_poll.is_zero(),
         "events are published by completion tracking: --events-topic-arn and --events-bus need a --completion-poll above 0s"
     );
+    let create_burst = NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?;
     let routing = match &args.routes {
         Some(path) => Routing::load(path)?,
         None => Routing::default(),
@@ -86,7 +92,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         batching: BatchingSettings { window: args.window.into(), max_paths: usize::from(args.max_batch_paths) },
         submission: SubmissionSettings {
             create_rate: args.create_rate,
-            create_burst: NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?,
+            create_burst,
             overload: Overload { coalesce: args.coalesce != Coalesce::Off, max_delay: args.max_delay.into() },
             spending: Spending {
                 cost: (args.coalesce == Coalesce::Cost).then(|| CostPolicy {
@@ -95,6 +101,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
                 }),
                 monthly_path_budget: args.monthly_path_budget,
             },
+            account_rate: args.account_create_rate.map(|per_second| AccountRate { per_second, burst: create_burst }),
             ..SubmissionSettings::default()
         },
         budget: BudgetTuning {

@@ -81,6 +81,8 @@ pub struct MemoryLedger {
     settled: Mutex<HashSet<CallerReference>>,
     dead_letters: Mutex<HashMap<MessageId, DeadLetterRecord>>,
     budgets: Mutex<HashMap<DistributionId, BudgetState>>,
+    /// Workers sharing the account's rate, with when their check-in runs out.
+    roster: Mutex<HashMap<String, SystemTime>>,
 }
 
 impl MemoryLedger {
@@ -470,6 +472,20 @@ impl BudgetStore for MemoryLedger {
         if let Some(budget) = self.budgets.lock().unwrap().get_mut(distribution) {
             budget.reservations.retain(|r| &r.id != id);
         }
+        Ok(())
+    }
+
+    async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {
+        self.faults.call("check_in").await?;
+        let mut roster = self.roster.lock().unwrap();
+        roster.insert(worker.to_owned(), until);
+        let mut live: Vec<String> = roster.iter().filter(|(_, until)| **until > now).map(|(w, _)| w.clone()).collect();
+        live.sort_unstable();
+        Ok(live)
+    }
+
+    async fn check_out(&self, worker: &str) -> Result<(), LedgerError> {
+        self.roster.lock().unwrap().remove(worker);
         Ok(())
     }
 }

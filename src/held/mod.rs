@@ -6,7 +6,7 @@
 //!
 //! It also says when the worker may take more: never beyond `max_held` messages, not while the heartbeat is
 //! behind, and not while more sealed batches wait for submission than it can submit in half a visibility timeout
-//! (`Backlog`). A message whose visibility lapses is delivered again and counts towards the queue's
+//! (`SubmissionBacklog`). A message whose visibility lapses is delivered again and counts towards the queue's
 //! maxReceiveCount, so holding more than the heartbeat can keep invisible (a slow or throttled SQS, a long wait for
 //! budget) would push valid messages into the dead-letter queue. And every message held past its visibility
 //! timeout costs a ChangeMessageVisibility entry per round, while messages left in SQS cost nothing and wait for
@@ -55,7 +55,7 @@ pub struct Due {
 /// too many are sealed, receiving pauses; and a message received meanwhile is made invisible for as long as the
 /// batches ahead of it will take at the CreateInvalidation rate, so that it needs no extension while it waits.
 #[derive(Debug)]
-pub struct Backlog {
+pub struct SubmissionBacklog {
     sealed: AtomicUsize,
     open_windows: AtomicUsize,
     limit: usize,
@@ -66,7 +66,7 @@ pub struct Backlog {
 /// Never fewer places than this: a worker with a low `--create-rate` still batches several distributions at once.
 const MIN_BACKLOG: usize = 16;
 
-impl Backlog {
+impl SubmissionBacklog {
     /// Room for what `create_rate` calls a second submit in half of `visibility_timeout`, `window` being how long
     /// a window stays open.
     pub fn new(create_rate: f64, visibility_timeout: Duration, window: Duration) -> Self {
@@ -112,16 +112,16 @@ pub struct InFlight {
     extension_millis: AtomicU64,
     /// The number the last admitted delivery got.
     deliveries: AtomicU64,
-    backlog: Arc<Backlog>,
+    backlog: Arc<SubmissionBacklog>,
 }
 
 impl InFlight {
     pub fn new(max_held: usize) -> Self {
-        Self::with_backlog(max_held, Arc::new(Backlog::unlimited()))
+        Self::with_backlog(max_held, Arc::new(SubmissionBacklog::unlimited()))
     }
 
     /// Also pausing while `backlog` is full.
-    pub fn with_backlog(max_held: usize, backlog: Arc<Backlog>) -> Self {
+    pub fn with_backlog(max_held: usize, backlog: Arc<SubmissionBacklog>) -> Self {
         Self {
             backlog,
             held: Mutex::default(),
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn receiving_pauses_at_half_a_timeout_of_calls_and_waits_are_covered_by_the_receive() {
-        let backlog = Arc::new(Backlog::new(2.0, Duration::from_secs(60), Duration::from_secs(5)));
+        let backlog = Arc::new(SubmissionBacklog::new(2.0, Duration::from_secs(60), Duration::from_secs(5)));
         let inflight = InFlight::with_backlog(1_000, Arc::clone(&backlog));
         backlog.set_sealed(59);
         assert!(inflight.has_room());
@@ -265,7 +265,7 @@ mod tests {
         backlog.set_sealed(0);
         backlog.set_open_windows(0);
         assert_eq!(inflight.receive_visibility(Duration::from_secs(60)), Duration::from_secs(60));
-        assert!(Backlog::new(0.1, Duration::from_secs(30), Duration::ZERO).limit >= MIN_BACKLOG);
+        assert!(SubmissionBacklog::new(0.1, Duration::from_secs(30), Duration::ZERO).limit >= MIN_BACKLOG);
     }
 
     fn delivery(id: &str, handle: &str) -> ReceivedMessage {

@@ -5,7 +5,7 @@
 //! call of this process passes through one governor token bucket.
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -28,12 +28,33 @@ const THROTTLED_COOL_DOWN: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct CreateRateLimiter {
-    normal: Bucket,
-    /// Also passed while cautious: a quarter of the rate, no burst.
-    cautious: Bucket,
+    /// Replaced whole when this worker's share of the account's rate changes.
+    buckets: Mutex<Arc<Buckets>>,
+    /// False until a worker sharing the account's rate has its first share.
+    ready: watch::Sender<bool>,
     cautious_until: Mutex<Option<Instant>>,
     /// Urgent callers waiting for a permit: normal callers let them go first.
     urgent_waiting: watch::Sender<usize>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    normal: Bucket,
+    /// Also passed while cautious: a quarter of the rate, no burst.
+    cautious: Bucket,
+    per_second: f64,
+    burst: NonZeroU32,
+}
+
+impl Buckets {
+    fn new(per_second: f64, burst: NonZeroU32) -> Self {
+        Self {
+            normal: bucket(per_second, burst),
+            cautious: bucket(per_second / THROTTLED_RATE_DIVISOR, NonZeroU32::MIN),
+            per_second,
+            burst,
+        }
+    }
 }
 
 /// Counts an urgent caller as waiting until it has its permit, or gave up waiting (its future was dropped).
@@ -54,11 +75,34 @@ impl CreateRateLimiter {
     /// `per_second` requests on average, with up to `burst` at once after a quiet period.
     pub fn new(per_second: f64, burst: NonZeroU32) -> Self {
         Self {
-            normal: bucket(per_second, burst),
-            cautious: bucket(per_second / THROTTLED_RATE_DIVISOR, NonZeroU32::MIN),
+            buckets: Mutex::new(Arc::new(Buckets::new(per_second, burst))),
+            ready: watch::Sender::new(true),
             cautious_until: Mutex::new(None),
             urgent_waiting: watch::Sender::new(0),
         }
+    }
+
+    /// A limiter that grants nothing until `set_share` gives it this worker's share of the account's rate.
+    pub fn awaiting_share() -> Self {
+        let limiter = Self::new(1.0, NonZeroU32::MIN);
+        limiter.ready.send_replace(false);
+        limiter
+    }
+
+    /// From now on `per_second` with bursts of `burst`: this worker's share of the account's rate.
+    pub fn set_share(&self, per_second: f64, burst: NonZeroU32) {
+        let mut buckets = self.buckets.lock().unwrap();
+        if buckets.per_second != per_second || buckets.burst != burst {
+            *buckets = Arc::new(Buckets::new(per_second, burst));
+        }
+        drop(buckets);
+        self.ready.send_replace(true);
+    }
+
+    /// Calls per second now, or `None` while waiting for a share of the account's rate.
+    pub fn rate(&self) -> Option<f64> {
+        let ready = *self.ready.borrow();
+        ready.then(|| self.buckets.lock().unwrap().per_second)
     }
 
     /// Waits for a permit; waiting callers do not hold anything else up.
@@ -76,9 +120,11 @@ impl CreateRateLimiter {
     }
 
     async fn permit(&self) {
-        wait_for(&self.normal).await;
+        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+        let buckets = Arc::clone(&self.buckets.lock().unwrap());
+        wait_for(&buckets.normal).await;
         if self.cautious_until.lock().unwrap().is_some_and(|until| Instant::now() < until) {
-            wait_for(&self.cautious).await;
+            wait_for(&buckets.cautious).await;
         }
     }
 

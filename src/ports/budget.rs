@@ -1,4 +1,5 @@
-//! The shared in-progress budget of each distribution (in the ledger table): what every worker has reserved.
+//! The shared in-progress budget of each distribution (in the ledger table): what every worker has reserved; and
+//! the roster of workers that share the account's CreateInvalidation rate.
 
 use std::future::Future;
 use std::ops::{Add, Sub};
@@ -98,6 +99,8 @@ pub struct BudgetState {
 /// - `renew_reservation` moves the end of an existing reservation and notes its invalidation; it answers false
 ///   if the reservation is gone (released, or deleted as expired).
 /// - `release_reservation` deletes the reservation; releasing one that is gone succeeds.
+/// - `check_in` records `worker` as live until `until` and returns the workers live at `now`, itself included,
+///   sorted; `check_out` removes it at once.
 pub trait BudgetStore: Send + Sync + 'static {
     fn read_budget(
         &self,
@@ -125,4 +128,13 @@ pub trait BudgetStore: Send + Sync + 'static {
         distribution: &DistributionId,
         id: &CallerReference,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    fn check_in(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Vec<String>, LedgerError>> + Send;
+
+    fn check_out(&self, worker: &str) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }

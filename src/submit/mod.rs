@@ -36,7 +36,7 @@ use crate::batch::Batch;
 use crate::batch::window::SealReason;
 use crate::billing::MonthToDate;
 use crate::clock::WallClock;
-use crate::held::Backlog;
+use crate::held::SubmissionBacklog;
 use crate::limit::budget::Grant;
 use crate::limit::room::time_to_clear;
 use crate::limit::{Budget, CreateRateLimiter};
@@ -84,7 +84,7 @@ pub struct Submitter<C, L> {
     pub budget: Arc<Budget<C, L>>,
     pub overload: Overload,
     pub spending: Spending,
-    pub limiter: CreateRateLimiter,
+    pub limiter: Arc<CreateRateLimiter>,
     pub retry: RetryPolicy,
     pub ownership: Ownership,
     /// Where accepted invalidations go to have their completion tracked; `None` when tracking is off.
@@ -95,7 +95,7 @@ pub struct Submitter<C, L> {
     /// and people's invalidations use the same free paths, so the cost logged is a floor.
     pub month_to_date: Arc<MonthToDate>,
     /// Where the number of batches in submission is told to intake, which stops receiving when it is too high.
-    pub backlog: Arc<Backlog>,
+    pub backlog: Arc<SubmissionBacklog>,
 }
 
 /// What became of one batch.

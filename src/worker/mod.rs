@@ -31,9 +31,9 @@ use crate::batch::{
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
 use crate::billing::{self, MonthToDate};
-use crate::held::{self, Backlog, InFlight};
+use crate::held::{self, InFlight, SubmissionBacklog};
 use crate::intake::{self, Outlets, PollSettings};
-use crate::limit::{Budget, BudgetSettings, CreateRateLimiter};
+use crate::limit::{Budget, BudgetSettings, CreateRateLimiter, share};
 use crate::ports::budget::QUOTA;
 use crate::ports::ledger::Owed;
 use crate::ports::{Allowance, BudgetStore, Cdn, Ledger, Queue};
@@ -61,6 +61,10 @@ pub enum Exit {
     TimedOut { held: usize },
 }
 
+/// How long a stopping worker tries to check out of the roster of workers sharing the account's rate; if it
+/// cannot, its check-in runs out on its own.
+const CHECK_OUT_WITHIN: Duration = Duration::from_secs(2);
+
 /// Runs the worker until `shutdown` resolves, then drains within the shutdown timeout.
 pub async fn run<Q, C, L>(services: Services<Q, C, L>, settings: Settings, shutdown: impl Future<Output = ()>) -> Exit
 where
@@ -68,11 +72,9 @@ where
     C: Cdn,
     L: Ledger + BudgetStore,
 {
-    let backlog = Arc::new(Backlog::new(
-        settings.submission.create_rate,
-        settings.intake.visibility_timeout,
-        settings.batching.window,
-    ));
+    // A worker sharing the account's rate gets a share of it, never more.
+    let rate = settings.submission.account_rate.map_or(settings.submission.create_rate, |rate| rate.per_second);
+    let backlog = Arc::new(SubmissionBacklog::new(rate, settings.intake.visibility_timeout, settings.batching.window));
     let inflight = Arc::new(InFlight::with_backlog(settings.intake.max_held_messages, Arc::clone(&backlog)));
     let stop_receiving = CancellationToken::new();
     let (to_batcher, from_intake) = mpsc::channel(CHANNEL_CAPACITY);
@@ -93,8 +95,16 @@ where
     let month_to_date = Arc::new(MonthToDate::default());
     let ledger = Arc::clone(&services.ledger);
     tracking.spawn(billing::keep_current(ledger, Arc::clone(&month_to_date), settings.clock, stop_receiving.clone()));
+    let roster = Arc::clone(&services.ledger);
     let submitter =
         Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker, month_to_date, backlog));
+    // Checks out only after the last batch: its own JoinSet, stopped after the stages.
+    let stop_sharing = CancellationToken::new();
+    let mut sharing = JoinSet::new();
+    if let Some(rate) = settings.submission.account_rate {
+        let (limiter, worker) = (Arc::clone(&submitter.limiter), settings.ledger.worker_id.clone());
+        sharing.spawn(share::keep_share(roster, limiter, rate, worker, settings.clock, stop_sharing.clone()));
+    }
     stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
@@ -111,6 +121,8 @@ where
     let exit = until_drained(stages, shutdown, &stop_receiving, settings.shutdown_timeout, &inflight).await;
     stop_heartbeat.cancel();
     let _ = heartbeat.join_next().await;
+    stop_sharing.cancel();
+    let _ = tokio::time::timeout(CHECK_OUT_WITHIN, sharing.join_next()).await;
     tracking.shutdown().await;
     match exit {
         Exit::Drained => info!("drained"),
@@ -242,7 +254,7 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
     budget: Arc<Budget<C, L>>,
     tracker: Option<mpsc::Sender<Owed>>,
     month_to_date: Arc<MonthToDate>,
-    backlog: Arc<Backlog>,
+    backlog: Arc<SubmissionBacklog>,
 ) -> Submitter<C, L> {
     let submission = &settings.submission;
     Submitter {
@@ -251,7 +263,10 @@ fn submitter<C: Cdn, L: Ledger + BudgetStore>(
         budget,
         overload: submission.overload,
         spending: submission.spending.clone(),
-        limiter: CreateRateLimiter::new(submission.create_rate, submission.create_burst),
+        limiter: Arc::new(match submission.account_rate {
+            Some(_) => CreateRateLimiter::awaiting_share(),
+            None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),
+        }),
         retry: settings.retry,
         ownership: Ownership {
             worker_id: settings.ledger.worker_id.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::WallClock;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
+use crate::limit::share::AccountRate;
 use crate::ports::Allowance;
 use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
@@ -63,6 +64,9 @@ pub struct SubmissionSettings {
     pub max_concurrent: usize,
     pub overload: Overload,
     pub spending: Spending,
+    /// `--account-create-rate`: the account's rate, shared by every worker on the ledger, instead of `create_rate`
+    /// and `create_burst`.
+    pub account_rate: Option<AccountRate>,
 }
 
 /// The shared in-progress budget.
@@ -154,6 +158,7 @@ impl Default for SubmissionSettings {
             max_concurrent: 16,
             overload: Overload { coalesce: true, max_delay: Duration::from_secs(10 * 60) },
             spending: Spending::default(),
+            account_rate: None,
         }
     }
 }

@@ -174,6 +174,7 @@ def check_worker_stack(cloudformation, iam, ecs):
                          DistributionIds="EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC",
                          AllowedTopicArns=f"arn:aws:sns:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:publish",
                          PublishEvents="true", Coalesce="cost", MonthlyPathBudget="50000",
+                         AccountCreateRate="0.5",
                          SubnetIds="subnet-0123456789abcdef0", SecurityGroupIds="sg-0123456789abcdef0")
     if not check("worker stack created", stack["StackStatus"] == "CREATE_COMPLETE",
                  f"{stack['StackStatus']} {stack.get('StackStatusReason', '')}"):
@@ -218,6 +219,7 @@ def check_worker_stack(cloudformation, iam, ecs):
         "INVALIDATOR_ALLOW_TOPIC": f"arn:aws:sns:{region}:{account}:publish",
         "INVALIDATOR_EVENTS_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{name}-events",
         "INVALIDATOR_COALESCE": "cost", "INVALIDATOR_MONTHLY_PATH_BUDGET": "50000",
+        "INVALIDATOR_ACCOUNT_CREATE_RATE": "0.5",
     }
     check("task definition: worker environment from the stack",
           {k: environment.get(k) for k in want_environment} == want_environment, environment)

@@ -1,0 +1,127 @@
+//! One CreateInvalidation rate for the account, shared by every worker on the ledger.
+//!
+//! CloudFront throttles CreateInvalidation per account, so N workers each at `--create-rate` ask N times the rate
+//! and learn of it from `Throttling`. With `--account-create-rate`, each worker checks in to the ledger's roster
+//! every few seconds and takes an equal share of the account's rate among the workers checked in. A new worker
+//! takes its share only at its second check-in, once the others have had an interval to see it and shrink theirs;
+//! one that stops checks out, one that dies drops off the roster when its check-in runs out, and the others grow
+//! their shares at their next check-in (a dead worker costs some rate for `LIVE_FOR`, never an excess).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::gauge;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::CreateRateLimiter;
+use crate::clock::WallClock;
+use crate::ports::budget::BudgetStore;
+use crate::telemetry::log_allowed;
+
+/// How often a worker checks in.
+pub const CHECK_IN_EVERY: Duration = Duration::from_secs(5);
+/// How long a check-in counts: three missed ones and the worker is off the roster.
+const LIVE_FOR: Duration = Duration::from_secs(15);
+
+/// The account's CreateInvalidation rate, shared by all workers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccountRate {
+    pub per_second: f64,
+    pub burst: NonZeroU32,
+}
+
+impl AccountRate {
+    /// One of `workers` equal shares: the rate divided, and the burst too (at least one call).
+    pub fn share(self, workers: usize) -> (f64, NonZeroU32) {
+        let workers = workers.max(1);
+        let burst = u32::try_from(workers).map_or(1, |n| self.burst.get() / n);
+        (self.per_second / workers as f64, NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+    }
+}
+
+/// Checks `worker` in every `CHECK_IN_EVERY` and gives `limiter` its share of `rate`, until `stop`; then checks
+/// out, so the others take up its share at once.
+pub async fn keep_share<S: BudgetStore>(
+    store: Arc<S>,
+    limiter: Arc<CreateRateLimiter>,
+    rate: AccountRate,
+    worker: String,
+    clock: WallClock,
+    stop: CancellationToken,
+) {
+    let mut seen_by_others = false;
+    let mut workers = 0;
+    loop {
+        let now = clock.now();
+        match store.check_in(&worker, now, now + LIVE_FOR).await {
+            Ok(live) if seen_by_others => {
+                if live.len() != workers {
+                    workers = live.len();
+                    let (per_second, burst) = rate.share(workers);
+                    info!(workers, per_second, burst = burst.get(), "sharing the account's CreateInvalidation rate");
+                    limiter.set_share(per_second, burst);
+                    gauge!("cfi_create_rate_share").set(per_second);
+                    gauge!("cfi_workers_sharing_rate").set(workers as f64);
+                }
+            }
+            Ok(_) => seen_by_others = true,
+            Err(e) => {
+                if let Some(suppressed) = log_allowed("check_in_failed") {
+                    warn!(error = %e, suppressed, "could not check in to the roster; keeping the current share of the account's rate");
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(CHECK_IN_EVERY) => {}
+        }
+    }
+    if let Err(e) = store.check_out(&worker).await {
+        warn!(error = %e, "could not check out of the roster; the others take up this worker's share when its check-in runs out");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::MemoryLedger;
+
+    #[test]
+    fn shares_divide_the_rate_and_the_burst_and_never_reach_zero() {
+        let rate = AccountRate { per_second: 3.0, burst: NonZeroU32::new(6).unwrap() };
+        assert_eq!(rate.share(1), (3.0, NonZeroU32::new(6).unwrap()));
+        assert_eq!(rate.share(3), (1.0, NonZeroU32::new(2).unwrap()));
+        assert_eq!(rate.share(12).1, NonZeroU32::MIN);
+        assert_eq!(rate.share(0), rate.share(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_takes_its_share_after_the_others_could_see_it_and_gives_it_back_on_stopping() {
+        let store = Arc::new(MemoryLedger::default());
+        let clock = WallClock::following_tokio();
+        let rate = AccountRate { per_second: 2.0, burst: NonZeroU32::new(2).unwrap() };
+        let run = |name: &str, limiter: &Arc<CreateRateLimiter>, stop: &CancellationToken| {
+            let (store, limiter, stop) = (Arc::clone(&store), Arc::clone(limiter), stop.clone());
+            tokio::spawn(keep_share(store, limiter, rate, name.to_owned(), clock, stop))
+        };
+        let (first, second) =
+            (Arc::new(CreateRateLimiter::awaiting_share()), Arc::new(CreateRateLimiter::awaiting_share()));
+        let (stop_first, stop_second) = (CancellationToken::new(), CancellationToken::new());
+        let first_task = run("w1", &first, &stop_first);
+        tokio::time::sleep(CHECK_IN_EVERY * 2).await;
+        assert_eq!(first.rate(), Some(2.0), "alone, the whole rate");
+        let second_task = run("w2", &second, &stop_second);
+        tokio::time::sleep(CHECK_IN_EVERY / 2).await;
+        assert_eq!(second.rate(), None, "a newcomer waits an interval before taking a share");
+        tokio::time::sleep(CHECK_IN_EVERY).await;
+        assert_eq!((first.rate(), second.rate()), (Some(1.0), Some(1.0)));
+        stop_second.cancel();
+        second_task.await.unwrap();
+        tokio::time::sleep(CHECK_IN_EVERY).await;
+        assert_eq!(first.rate(), Some(2.0), "a worker that stops gives its share back");
+        stop_first.cancel();
+        first_task.await.unwrap();
+    }
+}
