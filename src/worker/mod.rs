@@ -52,6 +52,18 @@ pub struct Services<Q, C, L> {
     pub ledger: Arc<L>,
 }
 
+/// The same services: the clients are shared, whatever they are (a derive would ask them to be `Clone`).
+impl<Q, C, L> Clone for Services<Q, C, L> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: Arc::clone(&self.queue),
+            dead_letter: self.dead_letter.clone(),
+            cdn: Arc::clone(&self.cdn),
+            ledger: Arc::clone(&self.ledger),
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
