@@ -358,19 +358,22 @@ async fn setup_adds_the_audit_indexes_to_a_table_an_older_version_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_counts_this_month_s_accepted_batches_once_each() {
     let Some(filled) = filled().await else { return };
+    let chart = std::env::temp_dir().join(format!("{}.svg", common::unique("report")));
     let output = Command::new(env!("CARGO_BIN_EXE_cf-invalidator"))
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .args(["report", "--table", &filled.table, "--json"])
+        .args(["report", "--table", &filled.table, "--json", "--plot"])
+        .arg(&chart)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     // Batch A: alice's two paths and bob's /img/* merged into /img/* and /index.html; batch B: erin's one path.
     // Dave's batch failed and carol's message was dead-lettered: neither is billed.
-    let expected = json!({"batches": 2, "messages": 3, "paths_requested": 4, "paths_billed": 3, "wildcards": 1});
+    // Exact deduplication alone would have sent alice's two paths and bob's wildcard: 3, and erin's 1.
+    let expected = json!({"batches": 2, "messages": 3, "paths_requested": 4, "paths_distinct": 4, "paths_billed": 3, "wildcards": 1});
     assert_eq!(report["total"], expected, "{report}");
     // Batch A's two billed paths shared by what alice (2) and bob (1) requested: one each, the remainders decide.
     let requesters: Vec<(&str, u64, u64)> = report["requesters"]
@@ -392,4 +395,14 @@ async fn report_counts_this_month_s_accepted_batches_once_each() {
     // One day, or two if the run straddled midnight UTC: the daily series adds up to the month.
     let daily: u64 = report["days"].as_array().unwrap().iter().map(|d| d["paths_billed"].as_u64().unwrap()).sum();
     assert_eq!(daily, 3, "{report}");
+
+    // The chart opens as an SVG of its size, with both panels' series and labelled axes.
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    std::fs::remove_file(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains(r#"width="900""#) && svg.contains(r#"height="640""#));
+    for label in ["day of the month (UTC)", "paths billed so far", "paths requested (one invalidation per message)"] {
+        assert!(svg.contains(label), "{label} missing from the chart");
+    }
+    assert!(svg.contains("3 paths billed") || svg.contains("against the free tier: 3,"), "the month's total is drawn");
+    assert!(svg.matches("<polyline").count() >= 4, "two series a panel and the free tier");
 }

@@ -401,14 +401,23 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
         ledger.record_outcome(&batch).await.unwrap();
         ledger.record_outcome(&batch).await.unwrap();
     }
-    let one = Billing { batches: 1, messages: 2, paths_billed: 2, paths_requested: 5, wildcards: 1 };
-    let two = Billing { batches: 2, messages: 4, paths_billed: 4, paths_requested: 10, wildcards: 2 };
+    let one = Billing { batches: 1, messages: 2, paths_billed: 2, paths_requested: 5, paths_distinct: 2, wildcards: 1 };
+    let two =
+        Billing { batches: 2, messages: 4, paths_billed: 4, paths_requested: 10, paths_distinct: 4, wildcards: 2 };
     let billing = ledger.month_billing(&month).await.unwrap();
-    assert_eq!(billing.total, Billing { batches: 3, messages: 6, paths_billed: 6, paths_requested: 15, wildcards: 3 });
+    assert_eq!(
+        billing.total,
+        Billing { batches: 3, messages: 6, paths_billed: 6, paths_requested: 15, paths_distinct: 6, wildcards: 3 }
+    );
     assert_eq!(billing.distributions, [(distribution.clone(), two), (other, one)], "counted once each");
     assert_eq!(billing.days, [(billing_day(billed_at), billing.total)], "the daily series");
-    let share =
-        |requested| Billing { batches: 3, messages: 3, paths_billed: 3, paths_requested: requested, wildcards: 0 };
+    let share = |requested| Billing {
+        batches: 3,
+        messages: 3,
+        paths_billed: 3,
+        paths_requested: requested,
+        ..Billing::default()
+    };
     assert_eq!(billing.requesters, [("(no requester)".to_owned(), share(6)), ("ci".to_owned(), share(9))]);
     assert_eq!(ledger.month_billing("1999-01").await.unwrap().total, Billing::default());
 

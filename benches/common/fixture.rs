@@ -168,6 +168,7 @@ pub async fn run_baseline<Q: Drains>(
 async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, window: PlainWindow) {
     let mut paths: Vec<String> = window.paths.into_iter().collect();
     paths.sort_unstable();
+    let distinct = paths.len();
     let reference = CallerReference::mint();
     let invalidation = fixture.cdn.create_invalidation(&distribution, &reference, &paths).await.unwrap();
     let now = SystemTime::now();
@@ -180,6 +181,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         shares: Vec::new(),
         idempotency_keys: Vec::new(),
         requested_paths: window.requested,
+        distinct_paths: distinct,
         seal_reason: "window_elapsed".into(),
         coalescing: None,
         created_at: now,

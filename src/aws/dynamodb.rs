@@ -313,7 +313,7 @@ impl DynamoLedger {
         // month's item: the distributions and requesters whose items to read.
         let counter = |key: AttributeValue, billing: Billing, names: &[(&str, Vec<String>)]| {
             let mut expression = "ADD batches :batches, messages :messages, paths_billed :billed, \
-                                  paths_requested :requested, wildcards :wildcards"
+                                  paths_requested :requested, paths_distinct :distinct, wildcards :wildcards"
                 .to_owned();
             let mut update = Update::builder()
                 .table_name(&self.table)
@@ -324,6 +324,7 @@ impl DynamoLedger {
                 .expression_attribute_values(":messages", number_of(billing.messages))
                 .expression_attribute_values(":billed", number_of(billing.paths_billed))
                 .expression_attribute_values(":requested", number_of(billing.paths_requested))
+                .expression_attribute_values(":distinct", number_of(billing.paths_distinct))
                 .expression_attribute_values(":wildcards", number_of(billing.wildcards));
             for (attribute, values) in names.iter().filter(|(_, values)| !values.is_empty()) {
                 expression.push_str(&format!(", {attribute} :{attribute}"));

@@ -128,7 +128,7 @@ mod tests {
     use super::*;
 
     fn day(billed: u64, requested: u64) -> Billing {
-        Billing { batches: 1, messages: 1, paths_billed: billed, paths_requested: requested, wildcards: 0 }
+        Billing { batches: 1, messages: 1, paths_billed: billed, paths_requested: requested, ..Billing::default() }
     }
 
     #[test]

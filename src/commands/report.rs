@@ -51,7 +51,7 @@ fn dollars(billed: u64) -> f64 {
 }
 
 fn as_json(billing: &MonthBilling) -> Value {
-    let counters = |b: &Billing| json!({"batches": b.batches, "messages": b.messages, "paths_requested": b.paths_requested, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
+    let counters = |b: &Billing| json!({"batches": b.batches, "messages": b.messages, "paths_requested": b.paths_requested, "paths_distinct": b.paths_distinct, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
     let total = &billing.total;
     json!({
         "month": billing.month,
@@ -59,8 +59,10 @@ fn as_json(billing: &MonthBilling) -> Value {
         "free_paths_used": total.paths_billed.min(FREE_PATHS_PER_MONTH),
         "free_paths_left": FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
         "estimated_dollars": dollars(total.paths_billed),
-        // What sending each message as its own invalidation would have billed.
+        // What sending each message as its own invalidation would have billed, and batching with exact
+        // deduplication alone (no wildcard covering paths, no coalescing).
         "one_call_per_message_dollars": dollars(total.paths_requested),
+        "exact_deduplication_only_dollars": dollars(total.paths_distinct),
         "distributions": billing.distributions.iter().map(|(id, b)| {
             let mut row = counters(b);
             row["distribution_id"] = id.as_str().into();
@@ -70,6 +72,7 @@ fn as_json(billing: &MonthBilling) -> Value {
         "requesters": billing.requesters.iter().map(|(requester, b)| {
             let mut row = counters(b);
             row["requester"] = requester.as_str().into();
+            row.as_object_mut().map(|fields| fields.remove("paths_distinct"));
             row
         }).collect::<Vec<_>>(),
         "days": billing.days.iter().map(|(day, b)| {
@@ -84,7 +87,7 @@ fn as_table(billing: &MonthBilling) -> String {
     let total = &billing.total;
     let mut out = format!(
         "{}: {} paths billed in {} invalidations, from {} paths requested ({} wildcards)\n\
-         free paths: {} used, {} left; estimated cost ${:.2} (one invalidation per message: ${:.2})\n\
+         free paths: {} used, {} left; estimated cost ${:.2} (one invalidation per message: ${:.2}; exact deduplication alone: ${:.2})\n\
          CloudFront's free paths are per account: other tools' and people's invalidations use them too.\n",
         billing.month,
         total.paths_billed,
@@ -95,6 +98,7 @@ fn as_table(billing: &MonthBilling) -> String {
         FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
         dollars(total.paths_billed),
         dollars(total.paths_requested),
+        dollars(total.paths_distinct),
     );
     if billing.distributions.is_empty() {
         return out;
@@ -139,8 +143,22 @@ mod tests {
     use super::*;
 
     fn billing() -> MonthBilling {
-        let big = Billing { batches: 40, messages: 900, paths_billed: 1_500, paths_requested: 9_000, wildcards: 12 };
-        let small = Billing { batches: 2, messages: 3, paths_billed: 100, paths_requested: 100, wildcards: 0 };
+        let big = Billing {
+            batches: 40,
+            messages: 900,
+            paths_billed: 1_500,
+            paths_requested: 9_000,
+            paths_distinct: 4_000,
+            wildcards: 12,
+        };
+        let small = Billing {
+            batches: 2,
+            messages: 3,
+            paths_billed: 100,
+            paths_requested: 100,
+            paths_distinct: 100,
+            wildcards: 0,
+        };
         let mut total = big;
         total.add(small);
         MonthBilling {
@@ -163,6 +181,7 @@ mod tests {
         assert_eq!((json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64()), (Some(1_000), Some(0)));
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
         assert!((json["one_call_per_message_dollars"].as_f64().unwrap() - 40.5).abs() < 1e-9);
+        assert!((json["exact_deduplication_only_dollars"].as_f64().unwrap() - 15.5).abs() < 1e-9, "4,100 paths");
         assert_eq!(json["distributions"][0]["distribution_id"], "EBIG");
         assert_eq!(
             (json["requesters"][1]["requester"].as_str(), json["requesters"][1]["messages"].as_u64()),

@@ -25,6 +25,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         shares: Vec::new(),
         idempotency_keys: Vec::new(),
         requested_paths: paths.len(),
+        distinct_paths: paths.len(),
         seal_reason: "window_elapsed".into(),
         coalescing: None,
         created_at,

@@ -55,6 +55,9 @@ pub struct BatchRecord {
     pub idempotency_keys: Vec<String>,
     /// Paths requested by the messages before merging; `paths.len()` of them were submitted.
     pub requested_paths: usize,
+    /// The messages' distinct paths: what deduplication alone, without wildcards covering paths or coalescing,
+    /// would have submitted.
+    pub distinct_paths: usize,
     pub seal_reason: String,
     /// Why and how the paths were replaced by wildcards when the distribution was overloaded, if they were.
     pub coalescing: Option<String>,
@@ -189,6 +192,8 @@ pub struct Billing {
     pub paths_billed: u64,
     /// Paths the messages asked for before deduplication and merging: what one call per message would bill.
     pub paths_requested: u64,
+    /// The distinct paths of each batch: what exact deduplication alone would bill. Not kept per requester.
+    pub paths_distinct: u64,
     pub wildcards: u64,
 }
 
@@ -199,6 +204,7 @@ impl Billing {
             messages: record.message_ids.len() as u64,
             paths_billed: record.paths.len() as u64,
             paths_requested: record.requested_paths as u64,
+            paths_distinct: record.distinct_paths as u64,
             wildcards: record.paths.iter().filter(|p| p.ends_with('*')).count() as u64,
         }
     }
@@ -223,6 +229,7 @@ impl Billing {
                     messages: share.messages,
                     paths_billed: whole,
                     paths_requested: share.paths_requested,
+                    paths_distinct: 0,
                     wildcards: 0,
                 };
                 (share.requester.clone(), billing, remainder)
@@ -243,6 +250,7 @@ impl Billing {
         self.messages += other.messages;
         self.paths_billed += other.paths_billed;
         self.paths_requested += other.paths_requested;
+        self.paths_distinct += other.paths_distinct;
         self.wildcards += other.wildcards;
     }
 }

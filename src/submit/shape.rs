@@ -29,6 +29,12 @@ impl<C, L> Submitter<C, L> {
             shares: RequesterShare::of(content.members.iter().map(|m| (m.requester.as_deref(), m.paths.len()))),
             idempotency_keys,
             requested_paths: content.requested_paths,
+            distinct_paths: content
+                .members
+                .iter()
+                .flat_map(|m| m.paths.iter().map(|p| p.as_str()))
+                .collect::<std::collections::HashSet<&str>>()
+                .len(),
             seal_reason: content.reason.as_str().to_owned(),
             coalescing: batch.coalescing.clone(),
             created_at: batch.sealed_at,

@@ -50,6 +50,7 @@ pub(super) fn billing_from(item: &Item) -> Billing {
         messages: counter("messages"),
         paths_billed: counter("paths_billed"),
         paths_requested: counter("paths_requested"),
+        paths_distinct: counter("paths_distinct"),
         wildcards: counter("wildcards"),
     }
 }
@@ -108,6 +109,7 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
         ("paths".into(), paths),
         ("path_count".into(), AttributeValue::N(record.paths.len().to_string())),
         ("requested_paths".into(), AttributeValue::N(record.requested_paths.to_string())),
+        ("distinct_paths".into(), AttributeValue::N(record.distinct_paths.to_string())),
         ("message_ids".into(), message_ids),
         ("message_count".into(), AttributeValue::N(record.message_ids.len().to_string())),
         ("seal_reason".into(), AttributeValue::S(record.seal_reason.clone())),
@@ -213,10 +215,13 @@ pub(super) fn unexpired(item: &Item) -> bool {
 pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
     let not_a_batch = || malformed("batch record", item);
     let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
+    let paths = strings(item, "paths");
     Ok(BatchRecord {
         caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
         distribution_id: distribution_id.ok_or_else(not_a_batch)?,
-        paths: strings(item, "paths"),
+        // Records from before it was kept: as if nothing had repeated.
+        distinct_paths: number(item, "distinct_paths").map_or(paths.len(), |n| n as usize),
+        paths,
         message_ids: strings(item, "message_ids").into_iter().map(MessageId).collect(),
         requesters: strings(item, "requesters"),
         shares: shares_from(item),
