@@ -126,7 +126,7 @@ def measure(consumer, args, name, bodies, log_dir):
     log = open(os.path.join(log_dir, f"{name}.log"), "w+")
     if consumer == "worker":
         command = args.worker_prefix.split() + [args.binary, "run", "--queue-url", queue_url, "--table", name, "--window", f"{args.window}s",
-                   "--create-rate", "1000", "--create-burst", "1000"]
+                   "--create-rate", str(args.create_rate), "--create-burst", str(max(1, int(args.create_rate)))]
         ready_text = "worker started"
     else:
         command = [sys.executable, os.path.join(HERE, "bench-baseline-consumer.py"), "--queue-url", queue_url,
@@ -165,6 +165,8 @@ def main():
     parser.add_argument("--window", type=int, default=1, help="seconds, for both consumers")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--create-rate", type=float, default=1000,
+                        help="the worker's --create-rate (the baseline ignores CloudFront's limits)")
     parser.add_argument("--consumers", default="worker,baseline", help="which consumers to run, in this order")
     parser.add_argument("--worker-prefix", default="",
                         help="command prefix for the worker, e.g. 'valgrind --tool=callgrind' to profile it")
