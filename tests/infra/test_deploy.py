@@ -150,9 +150,33 @@ def check_table(dynamodb, table_name):
         check(f"table: index {name} ({', '.join(f'{a} {k}' for a, k in keys)}, {projection})",
               index.get("KeySchema") == schema and index.get("Projection", {}).get("ProjectionType") == projection,
               index)
+    check_projections_match_setup(dynamodb, indexes)
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
     index_keys = ("distribution_id", "created_at", "invalidation_id", "outcome", "tracking", "board")
     check("table: index keys are strings", all(types.get(key) == "S" for key in index_keys), types)
+
+
+def check_projections_match_setup(dynamodb, indexes):
+    """The stack's indexes project what `cf-invalidator setup` makes them project: the worker reads those attributes
+    from the index (a tracked batch's status and published events from by_tracking), and the two drifted once."""
+    binary = worker_binary()
+    if not binary.is_file():
+        return
+    name = f"cfi-setup-{uuid.uuid4().hex[:8]}"
+    environment = dict(os.environ, AWS_EC2_METADATA_DISABLED="true")
+    subprocess.run([str(binary), "setup", "--queue-name", name, "--table", name], env=environment, check=True,
+                   capture_output=True, timeout=120)
+    made = {index["IndexName"]: index for index in
+            dynamodb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])}
+
+    def projection(index):
+        found = index.get("Projection", {})
+        return found.get("ProjectionType"), sorted(found.get("NonKeyAttributes", []))
+
+    for index_name, index in indexes.items():
+        check(f"table: index {index_name} projects what setup's does",
+              projection(index) == projection(made.get(index_name, {})),
+              f"stack {projection(index)}, setup {projection(made.get(index_name, {}))}")
 
 
 def policy_document(raw):
