@@ -72,7 +72,9 @@ fn as_json(billing: &MonthBilling) -> Value {
         "requesters": billing.requesters.iter().map(|(requester, b)| {
             let mut row = counters(b);
             row["requester"] = requester.as_str().into();
-            row.as_object_mut().map(|fields| fields.remove("paths_distinct"));
+            if let Some(fields) = row.as_object_mut() {
+                fields.remove("paths_distinct");
+            }
             row
         }).collect::<Vec<_>>(),
         "days": billing.days.iter().map(|(day, b)| {

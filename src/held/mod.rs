@@ -78,7 +78,13 @@ impl SubmissionBacklog {
 
     /// No limit and no wait: for tests of other stages.
     pub fn unlimited() -> Self {
-        Self::new(f64::INFINITY, Duration::ZERO, Duration::ZERO)
+        Self {
+            sealed: AtomicUsize::new(0),
+            open_windows: AtomicUsize::new(0),
+            limit: usize::MAX,
+            create_rate: f64::INFINITY,
+            window: Duration::ZERO,
+        }
     }
 
     pub fn set_sealed(&self, batches: usize) {
@@ -266,6 +272,12 @@ mod tests {
         backlog.set_open_windows(0);
         assert_eq!(inflight.receive_visibility(Duration::from_secs(60)), Duration::from_secs(60));
         assert!(SubmissionBacklog::new(0.1, Duration::from_secs(30), Duration::ZERO).limit >= MIN_BACKLOG);
+        let unlimited = Arc::new(SubmissionBacklog::unlimited());
+        unlimited.set_sealed(1_000_000);
+        unlimited.set_open_windows(1_000);
+        let inflight = InFlight::with_backlog(10, unlimited);
+        assert!(inflight.has_room(), "no backlog pauses it");
+        assert_eq!(inflight.receive_visibility(Duration::from_secs(30)), Duration::from_secs(30));
     }
 
     fn delivery(id: &str, handle: &str) -> ReceivedMessage {

@@ -102,7 +102,8 @@ pub struct Submitter<C, L> {
 enum Outcome {
     Done(Disposition),
     /// Submit these instead, in order from the last: halves of a batch CloudFront refused as invalid (to isolate
-    /// the offending message), or the part of a batch that fits the budget now and the rest.
+    /// the offending message), the part of a batch that fits the budget now and the rest, or the same batch,
+    /// unrecorded, to be shaped again for what is left of the monthly path budget.
     Split(Vec<Batch>),
 }
 
