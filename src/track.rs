@@ -3,14 +3,17 @@
 //!
 //! One ListInvalidations per distribution answers for all of its tracked invalidations, however many; a
 //! GetInvalidation is asked only for one the list no longer shows. A distribution is looked at `first_look` after
-//! an acceptance (CloudFront reports most completions within 25 s), then at doubling gaps up to `poll`. Calls go
-//! out one at a time, at least `call_gap` apart (CloudFront throttles its API per account).
+//! an acceptance (CloudFront reports most completions within 25 s), then at doubling gaps up to `poll`; while
+//! batches wait for room in it, every `HURRIED_GAP`, so that room returns within seconds of a completion however
+//! many batches are in progress. Calls go out one at a time, at least `call_gap` apart (CloudFront throttles its
+//! API per account).
 //!
 //! Tracking holds no messages (they are deleted on acceptance). The worker tracks what it submitted; every
 //! `adopt_every` it also reads the ledger's accepted batches and adopts those accepted more than `adopt_after`
 //! ago that it does not track: a stopped worker's, which would otherwise stay `accepted`. Two workers may track
 //! one invalidation; the ledger records its completion once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -61,7 +64,16 @@ struct Tracked {
     next_look: Instant,
     /// The gap before the next look after this one.
     gap: Duration,
+    /// When its distribution was last looked at (or when tracking began).
+    last_look: Instant,
+    /// An own invalidation still in progress then has its reservation renewed at the next look: only one that
+    /// takes long needs it, as acceptance moved the reservation's end a lease ahead.
+    renew_after: Instant,
 }
+
+/// The shortest gap between two looks at a distribution whose batches wait for room: looks come that often
+/// instead of at the regular gaps, so that room returns within about this long of a completion.
+const HURRIED_GAP: Duration = Duration::from_secs(1);
 
 pub struct Tracker<C, L> {
     pub cdn: Arc<C>,
@@ -98,6 +110,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                     Some(announcement) => self.announce(&announcement).await,
                     None => open = false,
                 },
+                wanted = self.budget.wanted() => hurry(&mut tracked, &wanted),
                 () = tokio::time::sleep_until(next_adoption), if open => {
                     next_adoption = Instant::now() + self.settings.adopt_every;
                     self.adopt(&mut tracked).await;
@@ -117,7 +130,15 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
 
     fn entry(&self, submitted: Submitted, own: bool, first_look: Duration) -> Tracked {
         let gap = (self.settings.first_look * 2).min(self.settings.poll);
-        Tracked { submitted, own, next_look: Instant::now() + first_look, gap }
+        let now = Instant::now();
+        let renew_after = now + self.renewal_gap();
+        Tracked { submitted, own, next_look: now + first_look, gap, last_look: now, renew_after }
+    }
+
+    /// How long a renewed reservation goes without another renewal: a quarter of its lease leaves room for looks
+    /// that come late.
+    fn renewal_gap(&self) -> Duration {
+        self.budget.settings().lease / 4
     }
 
     /// Adopts accepted batches old enough that their own worker should have seen them complete.
@@ -197,10 +218,11 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                     counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(1);
                 }
                 _ if due => {
-                    if entry.own {
+                    if entry.own && now >= entry.renew_after {
                         let (id, invalidation_id) =
                             (&entry.submitted.caller_reference, &entry.submitted.invalidation_id);
                         self.budget.renew(distribution, id, invalidation_id).await;
+                        entry.renew_after = now + self.renewal_gap();
                     }
                     entry.next_look = now + entry.gap;
                     entry.gap = (entry.gap * 2).min(self.settings.poll);
@@ -213,6 +235,9 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 }
                 _ => kept.push(entry),
             }
+        }
+        for entry in &mut kept {
+            entry.last_look = now;
         }
         kept
     }
@@ -271,10 +296,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             time_to_complete: completed_at.duration_since(submitted.submitted_at).unwrap_or_default(),
             keep_tracking: self.events.is_some(),
         };
-        self.budget
-            .completed(&submitted.distribution_id, &submitted.caller_reference, completion.time_to_complete)
-            .await;
-        match self.ledger.record_completion(&completion).await {
+        match self.budget.completed(&submitted.distribution_id, &completion).await {
             Ok(true) => {
                 info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, time_to_complete = ?completion.time_to_complete, "invalidation completed");
                 histogram!("cfi_time_to_complete_seconds").record(completion.time_to_complete.as_secs_f64());
@@ -387,6 +409,13 @@ enum Seen {
     Unknown,
     /// CloudFront will never say: the invalidation or access to it is gone.
     Gone,
+}
+
+/// Brings forward the looks at distributions whose batches wait for room, to `HURRIED_GAP` after the last.
+fn hurry(tracked: &mut [Tracked], wanted: &HashSet<DistributionId>) {
+    for entry in tracked.iter_mut().filter(|t| wanted.contains(&t.submitted.distribution_id)) {
+        entry.next_look = entry.next_look.min(entry.last_look + HURRIED_GAP);
+    }
 }
 
 /// The submitted invalidation due first.

@@ -18,7 +18,7 @@ use cf_invalidator::ports::ledger::{Billing, Intent, MonthCap, RequesterShare, b
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
-    QueueDepth, QueueStats, Receipt, Reservation, Submitted,
+    QueueDepth, QueueStats, Receipt, Reservation, Reserved, Submitted,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -564,6 +564,101 @@ async fn budget_contract<B: BudgetStore>(store: &B) {
     assert_eq!(store.check_in("worker-b", now, soon).await.unwrap(), ["worker-b", "worker-c"], "checked out");
 }
 
+/// The joint writes of the hot path: a reservation with its batch's intent, an acceptance with the note on its
+/// reservation, a completion with its release. Each is one write: both parts or neither.
+async fn joint_writes_contract<L: Ledger + BudgetStore>(ledger: &L) {
+    let distribution = DistributionId::parse("EJOINT").unwrap();
+    let base = now_millis().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let batch = record(&distribution, base);
+    let reservation = |record: &BatchRecord| Reservation {
+        id: record.caller_reference.clone(),
+        owner: "w1".into(),
+        need: Allowance::of(&record.paths),
+        until: now_millis() + HIDDEN,
+        invalidation_id: None,
+    };
+    let held = reservation(&batch);
+    assert_eq!(ledger.reserve_recording(&distribution, 0, &held, &[], &batch, None).await.unwrap(), Reserved::Written);
+    assert_eq!(
+        ledger.read_budget(&distribution).await.unwrap(),
+        BudgetState { reservations: vec![held.clone()], version: 1 }
+    );
+    assert_eq!(ledger.batch(&batch.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Pending));
+
+    // A retry after a lost answer: the version moved, and once read again the intent is found stored.
+    assert_eq!(
+        ledger.reserve_recording(&distribution, 0, &held, &[], &batch, None).await.unwrap(),
+        Reserved::VersionMoved
+    );
+    assert_eq!(
+        ledger.reserve_recording(&distribution, 1, &held, &[], &batch, None).await.unwrap(),
+        Reserved::Written,
+        "the stored intent is left alone"
+    );
+    assert_eq!(ledger.read_budget(&distribution).await.unwrap().version, 2);
+
+    let late = record(&distribution, base + 1);
+    assert_eq!(
+        ledger.reserve_recording(&distribution, 1, &reservation(&late), &[], &late, None).await.unwrap(),
+        Reserved::VersionMoved
+    );
+    assert_eq!(ledger.batch(&late.caller_reference).await.unwrap(), None, "a stale version writes no intent");
+    let month = billing_month(SystemTime::now() + Duration::from_secs(200 * 24 * 3_600));
+    let cap = MonthCap { month: month.clone(), limit: 3 };
+    assert_eq!(
+        ledger.reserve_recording(&distribution, 2, &reservation(&late), &[], &late, Some(&cap)).await.unwrap(),
+        Reserved::Written
+    );
+    assert_eq!(ledger.month_billing(&month).await.unwrap().committed, 2);
+    let over = record(&distribution, base + 2);
+    assert_eq!(
+        ledger.reserve_recording(&distribution, 3, &reservation(&over), &[], &over, Some(&cap)).await.unwrap(),
+        Reserved::OverCap { spent: 2 }
+    );
+    assert_eq!(ledger.batch(&over.caller_reference).await.unwrap(), None, "over the cap, nothing is written");
+    assert_eq!(ledger.read_budget(&distribution).await.unwrap().version, 3, "nor reserved");
+
+    let mut accepted = batch.clone();
+    accepted.accept(&Invalidation { id: "IJOINT1".into(), status: "InProgress".into() }, now_millis());
+    let until = now_millis() + HIDDEN + HIDDEN;
+    ledger.record_acceptance(&accepted, until).await.unwrap();
+    let noted = ledger.read_budget(&distribution).await.unwrap();
+    let noted = noted.reservations.iter().find(|r| r.id == batch.caller_reference).unwrap();
+    assert_eq!((noted.until, noted.invalidation_id.as_deref()), (until, Some("IJOINT1")));
+    assert_eq!(ledger.batch(&batch.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Accepted));
+    let billed = ledger.month_billing(&billing_month(now_millis())).await.unwrap();
+    ledger.record_acceptance(&accepted, until).await.unwrap();
+    assert_eq!(ledger.month_billing(&billing_month(now_millis())).await.unwrap(), billed, "billed once");
+
+    let completion = |record: &BatchRecord| Completion {
+        caller_reference: record.caller_reference.clone(),
+        cloudfront_status: "Completed".into(),
+        completed_at: now_millis(),
+        time_to_complete: Duration::from_secs(20),
+        keep_tracking: false,
+    };
+    assert!(ledger.release_completed(&distribution, &completion(&batch)).await.unwrap(), "recorded");
+    let left = ledger.read_budget(&distribution).await.unwrap();
+    assert!(left.reservations.iter().all(|r| r.id != batch.caller_reference), "released: {left:?}");
+    assert_eq!(left.version, 3, "a release leaves the version alone");
+    assert_eq!(ledger.batch(&batch.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Completed));
+    assert!(!ledger.release_completed(&distribution, &completion(&batch)).await.unwrap(), "recorded once");
+
+    // Its reservation gone, an acceptance is still recorded, and so is its completion.
+    ledger.release_reservation(&distribution, &late.caller_reference).await.unwrap();
+    let mut orphan = late.clone();
+    orphan.accept(&Invalidation { id: "IJOINT2".into(), status: "InProgress".into() }, now_millis());
+    ledger.record_acceptance(&orphan, until).await.unwrap();
+    assert_eq!(ledger.batch(&late.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Accepted));
+    assert!(ledger.read_budget(&distribution).await.unwrap().reservations.is_empty(), "no reservation made up");
+    assert!(ledger.release_completed(&distribution, &completion(&late)).await.unwrap());
+    let missing = record(&distribution, base + 3);
+    assert!(matches!(
+        ledger.release_completed(&distribution, &completion(&missing)).await,
+        Err(LedgerError::Conflict(_))
+    ));
+}
+
 async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_caller_reference: bool) {
     let paths = vec!["/a".to_owned(), "/img/*".to_owned()];
     let first_reference = CallerReference::mint();
@@ -651,6 +746,18 @@ async fn sqs_adapter_meets_the_depth_contract() {
     let Some(config) = common::emulator().await else { return };
     let queues = common::create_queues(&config).await;
     depth_contract(&SqsQueue::new(aws_sdk_sqs::Client::new(&config), queues.queue_url)).await;
+}
+
+#[tokio::test]
+async fn memory_ledger_meets_the_joint_writes_contract() {
+    joint_writes_contract(&MemoryLedger::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_meets_the_joint_writes_contract() {
+    let Some(config) = common::emulator().await else { return };
+    let table = common::create_table(&config).await;
+    joint_writes_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
 }
 
 #[tokio::test]

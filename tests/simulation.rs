@@ -35,7 +35,7 @@ use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Owed, Queue, QueueError,
-    Receipt, ReceivedMessage, Reservation,
+    Receipt, ReceivedMessage, Reservation, Reserved,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -442,6 +442,41 @@ impl BudgetStore for ChaosLedger {
         self.before()?;
         self.inner.release_reservation(distribution, id).await?;
         self.after()
+    }
+
+    async fn reserve_recording(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+        intent: &BatchRecord,
+        cap: Option<&cf_invalidator::ports::ledger::MonthCap>,
+    ) -> Result<Reserved, LedgerError> {
+        self.before()?;
+        let written = self.inner.reserve_recording(distribution, version, reservation, expired, intent, cap).await?;
+        if written == Reserved::Written {
+            self.intents.lock().unwrap().entry(intent.caller_reference.clone()).or_insert_with(|| self.clock.now());
+        }
+        self.after()?;
+        Ok(written)
+    }
+
+    async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
+        self.before()?;
+        self.inner.record_acceptance(record, until).await?;
+        self.after()
+    }
+
+    async fn release_completed(
+        &self,
+        distribution: &DistributionId,
+        completion: &Completion,
+    ) -> Result<bool, LedgerError> {
+        self.before()?;
+        let recorded = self.inner.release_completed(distribution, completion).await?;
+        self.after()?;
+        Ok(recorded)
     }
 
     async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {

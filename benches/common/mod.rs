@@ -18,7 +18,7 @@ use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     AuditLog, BatchEntryFailure, BatchRecord, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, InvalidationDetail, KeyClaim, KeyRecord, KeyUse, Ledger,
-    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Reservation,
+    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Reservation, Reserved,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -611,6 +611,33 @@ impl<L: BudgetStore> BudgetStore for CountingLedger<L> {
     ) -> Result<(), LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
         self.inner.release_reservation(distribution, id).await
+    }
+
+    async fn reserve_recording(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+        intent: &BatchRecord,
+        cap: Option<&cf_invalidator::ports::ledger::MonthCap>,
+    ) -> Result<Reserved, LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.reserve_recording(distribution, version, reservation, expired, intent, cap).await
+    }
+
+    async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.record_acceptance(record, until).await
+    }
+
+    async fn release_completed(
+        &self,
+        distribution: &DistributionId,
+        completion: &Completion,
+    ) -> Result<bool, LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.release_completed(distribution, completion).await
     }
 
     async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {

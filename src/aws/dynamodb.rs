@@ -165,6 +165,32 @@ impl DynamoLedger {
         }
     }
 
+    /// The one-item request for an update built for a transaction: each write is built once, alone or joint.
+    fn update_item_of(&self, update: Update) -> UpdateItem {
+        self.client
+            .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .set_return_values_on_condition_check_failure(update.return_values_on_condition_check_failure)
+    }
+
+    /// Writes `items` in one transaction; a cancelled one answers which items refused, by position.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), Cancelled>, LedgerError> {
+        let Err(e) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+            return Ok(Ok(()));
+        };
+        match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
+                Ok(Err(Cancelled(canceled.cancellation_reasons().to_vec())))
+            }
+            _ => Err(self.error(classify(&e))),
+        }
+    }
+
     /// A distribution's unexpired batches created at or after `since`, newest first; `filter` narrows them down
     /// further, with placeholders the caller binds.
     fn distribution_query(&self, distribution: &DistributionId, since: SystemTime, filter: Option<&str>) -> Query {
@@ -279,6 +305,39 @@ impl DynamoLedger {
     }
 }
 
+/// Why DynamoDB cancelled a transaction: one reason per item, in order.
+#[derive(Debug)]
+struct Cancelled(Vec<CancellationReason>);
+
+impl Cancelled {
+    /// The item's condition did not hold.
+    fn refused(&self, item: usize) -> bool {
+        self.code(item) == Some("ConditionalCheckFailed")
+    }
+
+    /// A concurrent write to the item got in the way: trying again may succeed.
+    fn conflicted(&self, item: usize) -> bool {
+        self.code(item) == Some("TransactionConflict")
+    }
+
+    fn code(&self, item: usize) -> Option<&str> {
+        self.0.get(item).and_then(|r| r.code())
+    }
+
+    fn item(&self, item: usize) -> Option<&Item> {
+        self.0.get(item).and_then(|r| r.item())
+    }
+
+    /// For a cancellation the caller has no answer for: worth trying again when only concurrent writes to the
+    /// same items (the month's counters are shared by every worker) or throttling stood in the way.
+    fn unexpected(&self) -> LedgerError {
+        let codes: Vec<&str> = self.0.iter().filter_map(|r| r.code()).filter(|code| *code != "None").collect();
+        let text = format!("DynamoDB cancelled the transaction: {}", codes.join(", "));
+        let passing = |code: &&str| matches!(*code, "TransactionConflict" | "ThrottlingError");
+        if codes.iter().all(passing) { LedgerError::Unavailable(text) } else { LedgerError::Other(text) }
+    }
+}
+
 /// Whether an acceptance's billing was counted by this write or an earlier one.
 enum Billed {
     Now,
@@ -295,6 +354,7 @@ impl DynamoLedger {
         assignments: &[&str],
         values: &HashMap<String, AttributeValue>,
         day: &str,
+        note: Option<Update>,
     ) -> Result<Billed, LedgerError> {
         let month = &day[..7];
         let mut batch_values = values.clone();
@@ -350,24 +410,28 @@ impl DynamoLedger {
         for (requester, share) in &shares {
             updates.push(counter(requester_month_key(month, requester), *share, &[])?);
         }
-        let items: Vec<TransactWriteItem> =
+        let mut noted = note.is_some();
+        updates.extend(note);
+        let mut items: Vec<TransactWriteItem> =
             updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()).collect();
-        let outcome = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
-        match outcome {
-            Ok(_) => Ok(Billed::Now),
-            Err(e) => {
-                let first_refused = e.as_service_error().and_then(|s| match s {
-                    TransactWriteItemsError::TransactionCanceledException(canceled) => {
-                        canceled.cancellation_reasons().first().and_then(|r| r.code()).map(str::to_owned)
-                    }
-                    _ => None,
-                });
-                match first_refused.as_deref() {
-                    // Billed before, or no such record: the plain update tells which.
-                    Some("ConditionalCheckFailed") => Ok(Billed::Before),
-                    _ => Err(self.error(classify(&e))),
-                }
+        loop {
+            let cancelled = match self.transact(items.clone()).await? {
+                Ok(()) => return Ok(Billed::Now),
+                Err(cancelled) => cancelled,
+            };
+            // Billed before, or no such record: the plain update tells which.
+            if cancelled.refused(0) {
+                return Ok(Billed::Before);
             }
+            let last = items.len() - 1;
+            if noted && (cancelled.refused(last) || cancelled.conflicted(last)) {
+                // The reservation is gone (expired and deleted), or being written: the outcome matters, the note
+                // only saves a resync a question.
+                items.pop();
+                noted = false;
+                continue;
+            }
+            return Err(cancelled.unexpected());
         }
     }
 }
@@ -382,73 +446,9 @@ impl DynamoLedger {
         };
         Ok(number(&item, "committed").unwrap_or_default().max(billing_from(&item).paths_billed))
     }
-}
 
-impl Ledger for DynamoLedger {
-    async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        let outcome = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(intent_item(record)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", KEY)
-            .send()
-            .await;
-        // Not written because an earlier attempt whose answer was lost did: the intent is recorded either way.
-        self.conditional(outcome).map(|_| ())
-    }
-
-    async fn record_intent_capped(&self, record: &BatchRecord, cap: &MonthCap) -> Result<Intent, LedgerError> {
-        let paths = record.paths.len() as u64;
-        let Some(most_before) = cap.limit.checked_sub(paths) else {
-            return Ok(Intent::OverCap { spent: self.month_spent(&cap.month, None).await? });
-        };
-        let intent = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(intent_item(record)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", KEY)
-            .build()
-            .map_err(|e| LedgerError::Other(e.to_string()))?;
-        let commit = Update::builder()
-            .table_name(&self.table)
-            .key(KEY, month_key(&cap.month, None))
-            .update_expression("ADD committed :paths SET #ttl = :ttl")
-            .condition_expression(
-                "(attribute_not_exists(committed) OR committed <= :most_before) \
-                 AND (attribute_not_exists(paths_billed) OR paths_billed <= :most_before)",
-            )
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":paths", number_of(paths))
-            .expression_attribute_values(":most_before", number_of(most_before))
-            .expression_attribute_values(":ttl", epoch_seconds(record.expires_at))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| LedgerError::Other(e.to_string()))?;
-        let items =
-            vec![TransactWriteItem::builder().put(intent).build(), TransactWriteItem::builder().update(commit).build()];
-        let outcome = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
-        let Err(e) = outcome else {
-            return Ok(Intent::Recorded);
-        };
-        let reasons: &[CancellationReason] = match e.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => canceled.cancellation_reasons(),
-            _ => &[],
-        };
-        let refused = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-        if refused(0) {
-            // Recorded, and counted, by an earlier attempt whose answer was lost.
-            return Ok(Intent::Recorded);
-        }
-        if !refused(1) {
-            return Err(self.error(classify(&e)));
-        }
-        let spent = self.month_spent(&cap.month, reasons[1].item()).await?;
-        Ok(Intent::OverCap { spent })
-    }
-
-    async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
+    /// `record_outcome`, and with `note` (an accepted record's) that update of its reservation in the same write.
+    async fn outcome(&self, record: &BatchRecord, note: Option<Update>) -> Result<(), LedgerError> {
         let mut assignments = vec!["#status = :status"];
         let mut values = vec![(":status", AttributeValue::S(record.status.as_str().into()))];
         let optional = [
@@ -485,7 +485,8 @@ impl Ledger for DynamoLedger {
         }
         let values: HashMap<String, AttributeValue> = values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         if let (BatchStatus::Accepted, Some(submitted_at)) = (record.status, record.submitted_at) {
-            match self.record_billed_acceptance(record, &assignments, &values, &billing_day(submitted_at)).await? {
+            match self.record_billed_acceptance(record, &assignments, &values, &billing_day(submitted_at), note).await?
+            {
                 Billed::Now => return Ok(()),
                 // Billed by an earlier attempt (or another worker): the fields are written below, the counters not.
                 Billed::Before => {}
@@ -508,6 +509,105 @@ impl Ledger for DynamoLedger {
             true => Ok(()),
             false => Err(LedgerError::Conflict(record.caller_reference.to_string())),
         }
+    }
+
+    /// Makes a batch `Completed` unless it is already; a refusal returns the item, to tell that from a missing one.
+    fn completion_update(&self, completion: &Completion) -> Result<Update, LedgerError> {
+        let time_to_complete = u64::try_from(completion.time_to_complete.as_millis()).unwrap_or(u64::MAX);
+        let completed = AttributeValue::S(BatchStatus::Completed.as_str().into());
+        Update::builder()
+            .table_name(&self.table)
+            .key(KEY, key_of(&completion.caller_reference))
+            .update_expression(if completion.keep_tracking {
+                "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
+                     time_to_complete_ms = :time_to_complete"
+            } else {
+                "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
+                     time_to_complete_ms = :time_to_complete REMOVE tracking"
+            })
+            .condition_expression("attribute_exists(#pk) AND #status <> :status")
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", completed)
+            .expression_attribute_values(":cf_status", AttributeValue::S(completion.cloudfront_status.clone()))
+            .expression_attribute_values(":completed_at", timestamp(completion.completed_at))
+            .expression_attribute_values(":time_to_complete", AttributeValue::N(time_to_complete.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| LedgerError::Other(e.to_string()))
+    }
+
+    /// A transaction's writes of an intent: the record, if none is stored under its CallerReference, and under
+    /// `cap` the month's `committed`, if it stays within the cap. `None` when the batch alone is over the cap.
+    fn intent_writes(
+        &self,
+        record: &BatchRecord,
+        cap: Option<&MonthCap>,
+    ) -> Result<Option<Vec<TransactWriteItem>>, LedgerError> {
+        let built = |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Other(e.to_string());
+        let intent = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(intent_item(record)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .build()
+            .map_err(built)?;
+        let mut writes = vec![TransactWriteItem::builder().put(intent).build()];
+        let Some(cap) = cap else { return Ok(Some(writes)) };
+        let paths = record.paths.len() as u64;
+        let Some(most_before) = cap.limit.checked_sub(paths) else { return Ok(None) };
+        let commit = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, month_key(&cap.month, None))
+            .update_expression("ADD committed :paths SET #ttl = :ttl")
+            .condition_expression(
+                "(attribute_not_exists(committed) OR committed <= :most_before) \
+                 AND (attribute_not_exists(paths_billed) OR paths_billed <= :most_before)",
+            )
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":paths", number_of(paths))
+            .expression_attribute_values(":most_before", number_of(most_before))
+            .expression_attribute_values(":ttl", epoch_seconds(record.expires_at))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(built)?;
+        writes.push(TransactWriteItem::builder().update(commit).build());
+        Ok(Some(writes))
+    }
+}
+
+impl Ledger for DynamoLedger {
+    async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
+        let outcome = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(intent_item(record)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .send()
+            .await;
+        // Not written because an earlier attempt whose answer was lost did: the intent is recorded either way.
+        self.conditional(outcome).map(|_| ())
+    }
+
+    async fn record_intent_capped(&self, record: &BatchRecord, cap: &MonthCap) -> Result<Intent, LedgerError> {
+        let Some(items) = self.intent_writes(record, Some(cap))? else {
+            return Ok(Intent::OverCap { spent: self.month_spent(&cap.month, None).await? });
+        };
+        match self.transact(items).await? {
+            // Recorded now, or recorded and counted by an earlier attempt whose answer was lost.
+            Ok(()) => Ok(Intent::Recorded),
+            Err(cancelled) if cancelled.refused(0) => Ok(Intent::Recorded),
+            Err(cancelled) if cancelled.refused(1) => {
+                Ok(Intent::OverCap { spent: self.month_spent(&cap.month, cancelled.item(1)).await? })
+            }
+            Err(cancelled) => Err(cancelled.unexpected()),
+        }
+    }
+
+    async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
+        self.outcome(record, None).await
     }
 
     async fn list(
@@ -594,32 +694,7 @@ impl Ledger for DynamoLedger {
     }
 
     async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
-        let time_to_complete = u64::try_from(completion.time_to_complete.as_millis()).unwrap_or(u64::MAX);
-        let completed = AttributeValue::S(BatchStatus::Completed.as_str().into());
-        let outcome = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, key_of(&completion.caller_reference))
-            .update_expression(if completion.keep_tracking {
-                "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
-                     time_to_complete_ms = :time_to_complete"
-            } else {
-                "SET #status = :status, cloudfront_status = :cf_status, completed_at = :completed_at, \
-                     time_to_complete_ms = :time_to_complete REMOVE tracking"
-            })
-            .condition_expression("attribute_exists(#pk) AND #status <> :status")
-            .expression_attribute_names("#pk", KEY)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", completed)
-            .expression_attribute_values(":cf_status", AttributeValue::S(completion.cloudfront_status.clone()))
-            .expression_attribute_values(":completed_at", timestamp(completion.completed_at))
-            .expression_attribute_values(":time_to_complete", AttributeValue::N(time_to_complete.to_string()))
-            .return_values_on_condition_check_failure(
-                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-            )
-            .send()
-            .await;
+        let outcome = self.update_item_of(self.completion_update(completion)?).send().await;
         match outcome {
             Ok(_) => Ok(true),
             Err(e) => match e.as_service_error() {

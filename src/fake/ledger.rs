@@ -6,7 +6,7 @@ use super::faults::Faults;
 use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, BatchSummary, FailureRecord};
-use crate::ports::budget::{BudgetState, BudgetStore, Reservation};
+use crate::ports::budget::{BudgetState, BudgetStore, Reservation, Reserved};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger,
@@ -116,53 +116,18 @@ impl MemoryLedger {
 impl Ledger for MemoryLedger {
     async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         self.faults.call("record_intent").await?;
-        let mut records = self.records.lock().unwrap();
-        let inserted = records.len();
-        records.entry(record.caller_reference.clone()).or_insert_with(|| (inserted, record.clone()));
+        self.store_intent(record, None);
         Ok(())
     }
 
     async fn record_intent_capped(&self, record: &BatchRecord, cap: &MonthCap) -> Result<Intent, LedgerError> {
         self.faults.call("record_intent").await?;
-        let mut records = self.records.lock().unwrap();
-        if records.contains_key(&record.caller_reference) {
-            return Ok(Intent::Recorded);
-        }
-        let counters = &mut *self.billing.lock().unwrap();
-        let spent = counters.month(&cap.month).spent();
-        if spent + record.paths.len() as u64 > cap.limit {
-            return Ok(Intent::OverCap { spent });
-        }
-        *counters.committed.entry(cap.month.clone()).or_default() += record.paths.len() as u64;
-        let inserted = records.len();
-        records.insert(record.caller_reference.clone(), (inserted, record.clone()));
-        Ok(Intent::Recorded)
+        Ok(self.store_intent(record, Some(cap)))
     }
 
     async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
         self.faults.call("record_outcome").await?;
-        let mut records = self.records.lock().unwrap();
-        let (_, stored) = records
-            .get_mut(&record.caller_reference)
-            .ok_or_else(|| LedgerError::Conflict(record.caller_reference.to_string()))?;
-        stored.status = record.status;
-        stored.invalidation_id.clone_from(&record.invalidation_id);
-        stored.cloudfront_status.clone_from(&record.cloudfront_status);
-        stored.submitted_at = record.submitted_at;
-        stored.failure.clone_from(&record.failure);
-        stored.outbox = record.outbox;
-        if let (BatchStatus::Accepted, Some(submitted_at)) = (record.status, record.submitted_at) {
-            let counters = &mut *self.billing.lock().unwrap();
-            if counters.counted.insert(record.caller_reference.clone()) {
-                let key = (billing_month(submitted_at), record.distribution_id.clone());
-                counters.by_month.entry(key).or_default().add(Billing::of(record));
-                counters.by_day.entry(billing_day(submitted_at)).or_default().add(Billing::of(record));
-                for (requester, share) in Billing::shares_of(record) {
-                    counters.by_requester.entry((billing_month(submitted_at), requester)).or_default().add(share);
-                }
-            }
-        }
-        Ok(())
+        self.store_outcome(record)
     }
 
     async fn list(
@@ -253,18 +218,7 @@ impl Ledger for MemoryLedger {
 
     async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
         self.faults.call("record_completion").await?;
-        let mut records = self.records.lock().unwrap();
-        let (_, stored) = records
-            .get_mut(&completion.caller_reference)
-            .ok_or_else(|| LedgerError::Conflict(completion.caller_reference.to_string()))?;
-        if stored.status == BatchStatus::Completed {
-            return Ok(false);
-        }
-        stored.complete(completion);
-        if !completion.keep_tracking {
-            self.settled.lock().unwrap().insert(completion.caller_reference.clone());
-        }
-        Ok(true)
+        self.store_completion(completion)
     }
 
     async fn mark_published(
@@ -419,6 +373,102 @@ impl AuditLog for MemoryLedger {
     }
 }
 
+impl MemoryLedger {
+    /// `record_intent`, or under `cap` `record_intent_capped`, without faults.
+    fn store_intent(&self, record: &BatchRecord, cap: Option<&MonthCap>) -> Intent {
+        let mut records = self.records.lock().unwrap();
+        if records.contains_key(&record.caller_reference) {
+            return Intent::Recorded;
+        }
+        if let Some(cap) = cap {
+            let counters = &mut *self.billing.lock().unwrap();
+            let spent = counters.month(&cap.month).spent();
+            if spent + record.paths.len() as u64 > cap.limit {
+                return Intent::OverCap { spent };
+            }
+            *counters.committed.entry(cap.month.clone()).or_default() += record.paths.len() as u64;
+        }
+        let inserted = records.len();
+        records.insert(record.caller_reference.clone(), (inserted, record.clone()));
+        Intent::Recorded
+    }
+
+    /// `record_outcome` without faults.
+    fn store_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
+        let mut records = self.records.lock().unwrap();
+        let (_, stored) = records
+            .get_mut(&record.caller_reference)
+            .ok_or_else(|| LedgerError::Conflict(record.caller_reference.to_string()))?;
+        stored.status = record.status;
+        stored.invalidation_id.clone_from(&record.invalidation_id);
+        stored.cloudfront_status.clone_from(&record.cloudfront_status);
+        stored.submitted_at = record.submitted_at;
+        stored.failure.clone_from(&record.failure);
+        stored.outbox = record.outbox;
+        if let (BatchStatus::Accepted, Some(submitted_at)) = (record.status, record.submitted_at) {
+            let counters = &mut *self.billing.lock().unwrap();
+            if counters.counted.insert(record.caller_reference.clone()) {
+                let key = (billing_month(submitted_at), record.distribution_id.clone());
+                counters.by_month.entry(key).or_default().add(Billing::of(record));
+                counters.by_day.entry(billing_day(submitted_at)).or_default().add(Billing::of(record));
+                for (requester, share) in Billing::shares_of(record) {
+                    counters.by_requester.entry((billing_month(submitted_at), requester)).or_default().add(share);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `record_completion` without faults.
+    fn store_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
+        let mut records = self.records.lock().unwrap();
+        let (_, stored) = records
+            .get_mut(&completion.caller_reference)
+            .ok_or_else(|| LedgerError::Conflict(completion.caller_reference.to_string()))?;
+        if stored.status == BatchStatus::Completed {
+            return Ok(false);
+        }
+        stored.complete(completion);
+        if !completion.keep_tracking {
+            self.settled.lock().unwrap().insert(completion.caller_reference.clone());
+        }
+        Ok(true)
+    }
+
+    /// `renew_reservation` without faults.
+    fn store_renewal(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        until: SystemTime,
+        invalidation_id: Option<&str>,
+    ) -> bool {
+        let mut budgets = self.budgets.lock().unwrap();
+        let found = budgets.get_mut(distribution).and_then(|b| b.reservations.iter_mut().find(|r| &r.id == id));
+        found
+            .map(|reservation| {
+                reservation.until = until;
+                if let Some(invalidation_id) = invalidation_id {
+                    reservation.invalidation_id = Some(invalidation_id.to_owned());
+                }
+            })
+            .is_some()
+    }
+
+    fn store_release(&self, distribution: &DistributionId, id: &CallerReference) {
+        if let Some(budget) = self.budgets.lock().unwrap().get_mut(distribution) {
+            budget.reservations.retain(|r| &r.id != id);
+        }
+    }
+}
+
+/// Stores `reservation` in `budget`, replacing one with its id, and deletes the `expired` ones.
+fn reserve(budget: &mut BudgetState, reservation: &Reservation, expired: &[CallerReference]) {
+    budget.reservations.retain(|r| r.id != reservation.id && !expired.contains(&r.id));
+    budget.reservations.push(reservation.clone());
+    budget.version += 1;
+}
+
 impl BudgetStore for MemoryLedger {
     async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
         self.faults.call("read_budget").await?;
@@ -438,9 +488,7 @@ impl BudgetStore for MemoryLedger {
         if budget.version != version {
             return Ok(false);
         }
-        budget.reservations.retain(|r| r.id != reservation.id && !expired.contains(&r.id));
-        budget.reservations.push(reservation.clone());
-        budget.version += 1;
+        reserve(budget, reservation, expired);
         Ok(true)
     }
 
@@ -452,16 +500,7 @@ impl BudgetStore for MemoryLedger {
         invalidation_id: Option<&str>,
     ) -> Result<bool, LedgerError> {
         self.faults.call("renew_reservation").await?;
-        let mut budgets = self.budgets.lock().unwrap();
-        let found = budgets.get_mut(distribution).and_then(|b| b.reservations.iter_mut().find(|r| &r.id == id));
-        Ok(found
-            .map(|reservation| {
-                reservation.until = until;
-                if let Some(invalidation_id) = invalidation_id {
-                    reservation.invalidation_id = Some(invalidation_id.to_owned());
-                }
-            })
-            .is_some())
+        Ok(self.store_renewal(distribution, id, until, invalidation_id))
     }
 
     async fn release_reservation(
@@ -470,10 +509,51 @@ impl BudgetStore for MemoryLedger {
         id: &CallerReference,
     ) -> Result<(), LedgerError> {
         self.faults.call("release_reservation").await?;
-        if let Some(budget) = self.budgets.lock().unwrap().get_mut(distribution) {
-            budget.reservations.retain(|r| &r.id != id);
-        }
+        self.store_release(distribution, id);
         Ok(())
+    }
+
+    // The joint writes fail when either of their parts is made to fail.
+    async fn reserve_recording(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+        intent: &BatchRecord,
+        cap: Option<&MonthCap>,
+    ) -> Result<Reserved, LedgerError> {
+        self.faults.call("write_reservation").await?;
+        self.faults.call("record_intent").await?;
+        let mut budgets = self.budgets.lock().unwrap();
+        let budget = budgets.entry(distribution.clone()).or_default();
+        if budget.version != version {
+            return Ok(Reserved::VersionMoved);
+        }
+        if let Intent::OverCap { spent } = self.store_intent(intent, cap) {
+            return Ok(Reserved::OverCap { spent });
+        }
+        reserve(budget, reservation, expired);
+        Ok(Reserved::Written)
+    }
+
+    async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
+        self.faults.call("record_outcome").await?;
+        self.store_outcome(record)?;
+        self.store_renewal(&record.distribution_id, &record.caller_reference, until, record.invalidation_id.as_deref());
+        Ok(())
+    }
+
+    async fn release_completed(
+        &self,
+        distribution: &DistributionId,
+        completion: &Completion,
+    ) -> Result<bool, LedgerError> {
+        self.faults.call("record_completion").await?;
+        self.faults.call("release_reservation").await?;
+        let recorded = self.store_completion(completion)?;
+        self.store_release(distribution, &completion.caller_reference);
+        Ok(recorded)
     }
 
     async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {

@@ -22,9 +22,9 @@ use tracing::{info, warn};
 use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation};
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation, Reserved};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
-use crate::ports::ledger::LedgerError;
+use crate::ports::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
 use crate::telemetry::{log_allowed, outages};
 
 #[derive(Debug, Clone, Copy)]
@@ -60,10 +60,16 @@ fn notice_expired<'a>(local: &Local, expired: impl Iterator<Item = &'a Reservati
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
+    /// Reserved, and the intent recorded if one came with the ask.
     Reserved,
     /// Not enough room now; this much is left.
     NoRoom(Allowance),
+    /// The intent would take the month past its path budget: nothing was written.
+    OverCap { spent: u64 },
 }
+
+/// A batch's intent, to record in the same write as its reservation: the record, and the month's path budget.
+pub type IntentWrite<'a> = (&'a BatchRecord, Option<&'a MonthCap>);
 
 /// What a resync found: invalidations in progress that no reservation accounts for.
 #[derive(Debug, Default)]
@@ -87,6 +93,9 @@ pub struct Budget<C, S> {
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
     board: Option<Arc<WaitingBoard>>,
+    /// Distributions whose batches wait for room since the tracker last asked: it looks at them sooner.
+    wanted: Mutex<HashSet<DistributionId>>,
+    room_wanted: Notify,
 }
 
 /// What this worker keeps per distribution.
@@ -185,6 +194,8 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
             local: Mutex::default(),
             completion: Mutex::new(settings.expected_completion),
             board: None,
+            wanted: Mutex::default(),
+            room_wanted: Notify::new(),
         }
     }
 
@@ -224,13 +235,40 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         *self.completion.lock().unwrap()
     }
 
-    /// The tracker saw an invalidation complete after `took`: return its room and learn from the time.
-    pub async fn completed(&self, distribution: &DistributionId, id: &CallerReference, took: Duration) {
+    /// The tracker saw an invalidation complete: record it (as `Ledger::record_completion`, with its answer),
+    /// return its room in the same write, and learn from the time it took.
+    pub async fn completed(&self, distribution: &DistributionId, completion: &Completion) -> Result<bool, LedgerError> {
         {
             let mut estimate = self.completion.lock().unwrap();
+            let took = completion.time_to_complete;
             *estimate = estimate.mul_f64(1.0 - COMPLETION_SMOOTHING) + took.mul_f64(COMPLETION_SMOOTHING);
         }
-        self.release(distribution, id).await;
+        let recorded = self.store.release_completed(distribution, completion).await;
+        if recorded.is_ok() {
+            self.released(distribution, &completion.caller_reference);
+        }
+        recorded
+    }
+
+    /// The batch was accepted, which the ledger noted on its reservation with its new end, `until`.
+    pub fn accepted(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        invalidation_id: &str,
+        until: SystemTime,
+    ) {
+        let local = self.local(distribution);
+        let mut known = local.known.lock().unwrap();
+        if let Some(reservation) = known.iter_mut().flat_map(|s| &mut s.reservations).find(|r| &r.id == id) {
+            reservation.until = until;
+            reservation.invalidation_id = Some(invalidation_id.to_owned());
+        }
+    }
+
+    /// When a reservation made now lasts until: what acceptance moves its end to.
+    pub fn lease_end(&self) -> SystemTime {
+        self.clock.now() + self.settings.lease
     }
 
     pub fn settings(&self) -> &BudgetSettings {
@@ -263,12 +301,13 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         known.as_ref().filter(|state| expired_before(&state.reservations, now).next().is_none()).cloned()
     }
 
-    /// Reserves `need` for batch `id` if it fits now.
+    /// Reserves `need` for batch `id` if it fits now, recording `intent` in the same write.
     pub async fn try_reserve(
         &self,
         distribution: &DistributionId,
         id: &CallerReference,
         need: Allowance,
+        intent: Option<IntentWrite<'_>>,
     ) -> Result<Grant, LedgerError> {
         let local = self.local(distribution);
         loop {
@@ -303,9 +342,26 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                     continue;
                 }
             };
-            if self.store.write_reservation(distribution, state.version, &reservation, &deletable).await? {
-                *local.known.lock().unwrap() = Some(room::after_write(state, reservation, &deletable));
-                return Ok(Grant::Reserved);
+            let written = match intent {
+                Some((record, cap)) => {
+                    self.store
+                        .reserve_recording(distribution, state.version, &reservation, &deletable, record, cap)
+                        .await?
+                }
+                None => {
+                    match self.store.write_reservation(distribution, state.version, &reservation, &deletable).await? {
+                        true => Reserved::Written,
+                        false => Reserved::VersionMoved,
+                    }
+                }
+            };
+            match written {
+                Reserved::Written => {
+                    *local.known.lock().unwrap() = Some(room::after_write(state, reservation, &deletable));
+                    return Ok(Grant::Reserved);
+                }
+                Reserved::OverCap { spent } => return Ok(Grant::OverCap { spent }),
+                Reserved::VersionMoved => {}
             }
             // Another worker reserved in between: read again and decide on what it left.
             local.known.lock().unwrap().take();
@@ -316,8 +372,12 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
     }
 
     /// Returns when room may have been freed on the distribution: by this worker at once, by others within a
-    /// poll.
+    /// poll. Meanwhile the tracker is asked to look at the distribution's invalidations soon, so that room returns
+    /// within seconds of their completion rather than at the next regular look.
     pub async fn room_may_have_changed(&self, distribution: &DistributionId) {
+        if self.wanted.lock().unwrap().insert(distribution.clone()) {
+            self.room_wanted.notify_one();
+        }
         let local = self.local(distribution);
         tokio::select! {
             biased;
@@ -326,19 +386,23 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         }
     }
 
+    /// Returns the distributions whose batches waited for room since the last call, once there are any.
+    pub async fn wanted(&self) -> HashSet<DistributionId> {
+        loop {
+            let wanted = std::mem::take(&mut *self.wanted.lock().unwrap());
+            if !wanted.is_empty() {
+                return wanted;
+            }
+            self.room_wanted.notified().await;
+        }
+    }
+
     /// The invalidation is still in progress: keep its reservation alive, and note which invalidation it is so
     /// resyncs recognise it without asking CloudFront.
     pub async fn renew(&self, distribution: &DistributionId, id: &CallerReference, invalidation_id: &str) {
-        let until = self.clock.now() + self.settings.lease;
+        let until = self.lease_end();
         match self.store.renew_reservation(distribution, id, until, Some(invalidation_id)).await {
-            Ok(true) => {
-                let local = self.local(distribution);
-                let mut known = local.known.lock().unwrap();
-                if let Some(reservation) = known.iter_mut().flat_map(|s| &mut s.reservations).find(|r| &r.id == id) {
-                    reservation.until = until;
-                    reservation.invalidation_id = Some(invalidation_id.to_owned());
-                }
-            }
+            Ok(true) => self.accepted(distribution, id, invalidation_id, until),
             // Expired and deleted: from now on resyncs count the invalidation as unreserved.
             Ok(false) => counter!("cfi_budget_renewals_too_late_total").increment(1),
             Err(e) => {
@@ -357,6 +421,11 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                 warn!(%distribution, caller_reference = %id, error = %e, suppressed, "could not release a reservation; its room returns when its lease ends");
             }
         }
+        self.released(distribution, id);
+    }
+
+    /// Forgets the reservation and wakes a batch waiting for room.
+    fn released(&self, distribution: &DistributionId, id: &CallerReference) {
         let local = self.local(distribution);
         if let Some(known) = local.known.lock().unwrap().as_mut() {
             known.reservations.retain(|r| &r.id != id);

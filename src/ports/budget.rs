@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::ledger::LedgerError;
+use super::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
 use crate::model::{CallerReference, DistributionId};
 
 /// CloudFront's quotas per distribution (aws-facts.md A1).
@@ -89,6 +89,17 @@ pub struct BudgetState {
     pub version: u64,
 }
 
+/// What writing a reservation together with its batch's intent did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// Both are written (the intent maybe by an earlier attempt whose answer was lost).
+    Written,
+    /// Another reservation was written since the budget was read: nothing was written.
+    VersionMoved,
+    /// The intent would take the month past its cap: nothing was written (`Intent::OverCap`).
+    OverCap { spent: u64 },
+}
+
 /// Contract:
 /// - `read_budget` returns the distribution's reservations, expired ones included, with the budget's version
 ///   (0 and none for a distribution never reserved), read strongly consistently.
@@ -99,6 +110,13 @@ pub struct BudgetState {
 /// - `renew_reservation` moves the end of an existing reservation and notes its invalidation; it answers false
 ///   if the reservation is gone (released, or deleted as expired).
 /// - `release_reservation` deletes the reservation; releasing one that is gone succeeds.
+/// - `reserve_recording` does what `write_reservation` does and, in the same write, what `Ledger::record_intent`
+///   does, or with `cap` `Ledger::record_intent_capped`: both or neither. An intent stored before is left as it
+///   is, and the reservation is still written.
+/// - `record_acceptance` does what `Ledger::record_outcome` does for an accepted record and, in the same write,
+///   notes the invalidation on the batch's reservation and moves its end to `until`, if the reservation exists.
+/// - `release_completed` does what `Ledger::record_completion` does, with its answer, and, in the same write,
+///   deletes the batch's reservation; a completion recorded before still deletes it.
 /// - `check_in` records `worker` as live until `until` and returns the workers live at `now`, itself included,
 ///   sorted; `check_out` removes it at once.
 pub trait BudgetStore: Send + Sync + 'static {
@@ -128,6 +146,28 @@ pub trait BudgetStore: Send + Sync + 'static {
         distribution: &DistributionId,
         id: &CallerReference,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    fn reserve_recording(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+        intent: &BatchRecord,
+        cap: Option<&MonthCap>,
+    ) -> impl Future<Output = Result<Reserved, LedgerError>> + Send;
+
+    fn record_acceptance(
+        &self,
+        record: &BatchRecord,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    fn release_completed(
+        &self,
+        distribution: &DistributionId,
+        completion: &Completion,
+    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 
     fn check_in(
         &self,

@@ -33,7 +33,7 @@ pub use self::spend::{CostPolicy, Spending};
 use self::spend::{Spend, replaced};
 
 use crate::batch::Batch;
-use crate::batch::window::SealReason;
+use crate::batch::window::{BatchLimits, SealReason};
 use crate::billing::MonthToDate;
 use crate::clock::WallClock;
 use crate::held::SubmissionBacklog;
@@ -45,7 +45,7 @@ use crate::model::{CallerReference, DistributionId};
 use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, BudgetStore};
 use crate::ports::cdn::{Cdn, CdnError};
-use crate::ports::ledger::{BatchRecord, Intent, Ledger, Owed, billing_month};
+use crate::ports::ledger::{BatchRecord, Ledger, Owed, billing_month};
 use crate::retry::{RetryPolicy, Transient, retry_transient};
 use crate::telemetry::{log_allowed, outages};
 
@@ -73,6 +73,9 @@ pub struct Overload {
 /// Batches held at once, waiting for budget or being submitted: enough for many distributions to wait side by
 /// side, few enough to keep memory and the heartbeat's work bounded.
 const HELD_BATCHES_PER_CALL: usize = 16;
+
+/// How long a rate-limiter permit stays good for the call it was taken for.
+const PERMIT_LIFETIME: Duration = Duration::from_secs(1);
 
 /// Batches of one distribution held at once: one reserving while others are in their calls. Its budget turn
 /// lets one batch at a time reserve, so more would only wait, in places other distributions need.
@@ -109,10 +112,12 @@ enum Outcome {
 
 /// What reserving budget did with a batch.
 enum Reserved {
-    /// Room is reserved for the batch (maybe coalesced into wildcards on the way).
-    Whole(Batch),
+    /// Room is reserved for the batch (maybe coalesced into wildcards on the way), and its intent recorded.
+    Whole(Batch, Box<BatchRecord>),
     /// Only the first messages fit: submit the parts separately.
     Split(Vec<Batch>),
+    /// Recording the intent would take the month past its path budget, as spent so far: nothing was written.
+    OverCap(Batch, u64),
     /// The ledger refused the batch's reservation for good.
     Refused(Batch, Refusal),
 }
@@ -120,36 +125,50 @@ enum Reserved {
 impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     /// Submits batches until every sender is gone: at most `max_concurrent` calls at once, and up to
     /// `HELD_BATCHES_PER_CALL` times as many batches held while they wait for budget, at most
-    /// `HELD_BATCHES_PER_DISTRIBUTION` of them of one distribution. Batches beyond that wait in arrival order
-    /// without a place, while later batches of other distributions go ahead.
+    /// `HELD_BATCHES_PER_DISTRIBUTION` of them of one distribution. A batch starts only with a CreateInvalidation
+    /// permit: until then it waits in the schedule, where later batches of its distribution join it up to
+    /// `limits`, so that a backlog the rate holds back goes out in fewer, fuller invalidations, and no reservation
+    /// holds room for a batch that waits for the rate. Batches beyond the places wait in arrival order, while later
+    /// batches of other distributions go ahead.
     pub async fn run(
         self: Arc<Self>,
         mut batches: mpsc::Receiver<Batch>,
         to_ack: mpsc::Sender<Disposition>,
         max_concurrent: usize,
+        limits: BatchLimits,
     ) {
-        let mut schedule = Schedule::new(max_concurrent * HELD_BATCHES_PER_CALL, HELD_BATCHES_PER_DISTRIBUTION);
+        let mut schedule = Schedule::new(max_concurrent * HELD_BATCHES_PER_CALL, HELD_BATCHES_PER_DISTRIBUTION, limits);
         let calls = Arc::new(Semaphore::new(max_concurrent));
         let mut running = JoinSet::new();
         let mut receiving = true;
         loop {
-            while let Some(batch) = schedule.next() {
-                let (submitter, to_ack, calls) = (Arc::clone(&self), to_ack.clone(), Arc::clone(&calls));
-                running.spawn(async move {
-                    let distribution = batch.content.distribution_id.clone();
-                    for disposition in submitter.submit(batch, &calls).await {
-                        let _ = to_ack.send(disposition).await;
-                    }
-                    distribution
-                });
-            }
             self.backlog.set_sealed(schedule.len());
             if !receiving && schedule.is_idle() {
                 return;
             }
+            let next_is_urgent = schedule.next_is_urgent();
+            let permit = async {
+                match next_is_urgent {
+                    Some(urgent) => self.permit(urgent).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                biased;
                 Some(done) = running.join_next() => {
                     schedule.finished(&done.expect("a submission task never panics"));
+                }
+                () = permit => {
+                    let batch = schedule.next().expect("the schedule had a batch to start");
+                    let (submitter, to_ack, calls) = (Arc::clone(&self), to_ack.clone(), Arc::clone(&calls));
+                    let permitted_at = Instant::now();
+                    running.spawn(async move {
+                        let distribution = batch.content.distribution_id.clone();
+                        for disposition in submitter.submit(batch, &calls, Some(permitted_at)).await {
+                            let _ = to_ack.send(disposition).await;
+                        }
+                        distribution
+                    });
                 }
                 received = batches.recv(), if receiving => match received {
                     Some(batch) => schedule.push(batch),
@@ -159,13 +178,23 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         }
     }
 
+    /// Waits for the rate limiter to allow one CreateInvalidation, before the calls of batches that are not urgent.
+    async fn permit(&self, urgent: bool) {
+        if urgent {
+            self.limiter.until_ready_urgently().await;
+        } else {
+            self.limiter.until_ready().await;
+        }
+    }
+
     /// Takes a batch as far as it can go and says what is to become of its messages. A batch CloudFront refuses
-    /// as invalid is bisected by message until the offending messages are alone.
-    pub async fn submit(&self, batch: Batch, calls: &Semaphore) -> Vec<Disposition> {
+    /// as invalid is bisected by message until the offending messages are alone. `permitted_at`: when the rate
+    /// limiter granted the batch's first call, if it did.
+    pub async fn submit(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Vec<Disposition> {
         let mut to_submit = vec![batch];
         let mut dispositions = Vec::new();
         while let Some(batch) = to_submit.pop() {
-            match self.submit_one(batch, calls).await {
+            match self.submit_one(batch, calls, permitted_at.take()).await {
                 Outcome::Done(disposition) => dispositions.push(disposition),
                 Outcome::Split(halves) => to_submit.extend(halves),
             }
@@ -173,7 +202,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         dispositions
     }
 
-    async fn submit_one(&self, batch: Batch, calls: &Semaphore) -> Outcome {
+    async fn submit_one(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Outcome {
         let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
         let mut attempts = Attempts::new(&self.retry, batch.content.members.len(), age);
         let batch = if batch.content.reason == SealReason::Resumed {
@@ -184,35 +213,25 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 Spend::Covered(batch) => return Outcome::Done(Disposition::Covered(batch.content.members)),
             }
         };
-        let batch = match self.reserve(batch, &mut attempts).await {
-            Reserved::Whole(batch) => batch,
+        let (batch, mut record) = match self.reserve(batch, &mut attempts).await {
+            Reserved::Whole(batch, record) => (batch, *record),
             Reserved::Split(parts) => return Outcome::Split(parts),
-            Reserved::Refused(batch, refusal) => return self.refused(self.intent_record(&batch), batch, refusal).await,
-        };
-        // From now on the reservation ages, the intent write included: a slow ledger must not let it run out.
-        let mut reserved_at = Instant::now();
-        let mut record = self.intent_record(&batch);
-        match self.record_intent(&record, &mut attempts).await {
-            Ok(Intent::Recorded) => {}
-            Ok(Intent::OverCap { spent }) => {
+            Reserved::OverCap(batch, spent) => {
                 // Other workers spent the month's budget since this batch was shaped: shape it again.
-                self.budget.release(&record.distribution_id, &record.caller_reference).await;
                 self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), spent);
                 return Outcome::Split(vec![batch]);
             }
-            Err(refusal) => {
-                self.budget.release(&record.distribution_id, &record.caller_reference).await;
-                return self.refused(record, batch, refusal).await;
-            }
-        }
+            Reserved::Refused(batch, refusal) => return self.refused(self.intent_record(&batch), batch, refusal).await,
+        };
+        // From now on the reservation ages: a slow wait for a call must not let it run out.
+        let mut reserved_at = Instant::now();
         let _leased = self.keep_leased(&record);
         loop {
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
-                if batch.content.reason == SealReason::Urgent {
-                    self.limiter.until_ready_urgently().await;
-                } else {
-                    self.limiter.until_ready().await;
+                // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.
+                if permitted_at.take().is_none_or(|at| at.elapsed() > PERMIT_LIFETIME) {
+                    self.permit(batch.content.reason == SealReason::Urgent).await;
                 }
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
@@ -247,31 +266,6 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         }
     }
 
-    /// Writes the batch's intent, for as long as the ledger needs to come back; under a monthly path budget only
-    /// if the batch fits what is left of it. A resumed batch's intent is recorded, and counted, already.
-    async fn record_intent(&self, record: &BatchRecord, attempts: &mut Attempts) -> Result<Intent, Refusal> {
-        let cap = self.month_cap();
-        loop {
-            let written = match &cap {
-                Some(cap) => timed("record_intent", self.ledger.record_intent_capped(record, cap)).await,
-                None => timed("record_intent", self.ledger.record_intent(record)).await.map(|()| Intent::Recorded),
-            };
-            match written {
-                Ok(intent) => {
-                    outages().answered(DYNAMODB);
-                    if let (Some(cap), Intent::Recorded) = (&cap, intent) {
-                        self.month_to_date.commit(&cap.month, record.paths.len() as u64);
-                    }
-                    return Ok(intent);
-                }
-                Err(e) => self
-                    .wait_out(&record.caller_reference, &record.distribution_id, Failure::Ledger(e), attempts)
-                    .await
-                    .map(drop)?,
-            }
-        }
-    }
-
     /// Waits as the state machine says after a failed call for batch `reference`, its messages held, and says
     /// whether the batch must reserve budget again (CloudFront said `distribution` is full); or why it cannot go on.
     async fn wait_out(
@@ -297,20 +291,25 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         Ok(reserve_again)
     }
 
-    /// Waits until the batch's paths fit the distribution's budget and reserves them; a batch that may still
-    /// change (nothing recorded yet) goes in part when only part fits, or is coalesced when the distribution is
-    /// overloaded.
+    /// Waits until the batch's paths fit the distribution's budget and reserves them, recording the batch's intent
+    /// in the same write (under a monthly path budget only if it fits what is left); a batch that may still change
+    /// (nothing recorded yet) goes in part when only part fits, or is coalesced when the distribution is
+    /// overloaded. A resumed batch's intent is recorded, and counted, already.
     async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
         let distribution = batch.content.distribution_id.clone();
         let reshapable = batch.content.reason != SealReason::Resumed;
+        let cap = self.month_cap();
         let mut need = Allowance::of(&batch.content.paths);
         let mut waiting = self.budget.waiting(&distribution, need);
         let _turn = self.budget.turn(&distribution).await;
         let started = Instant::now();
-        loop {
-            let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need).await {
-                Ok(Grant::Reserved) => break,
+        let record = loop {
+            let record = self.intent_record(&batch);
+            let intent = reshapable.then_some((&record, cap.as_ref()));
+            let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
+                Ok(Grant::Reserved) => break record,
                 Ok(Grant::NoRoom(room)) => room,
+                Ok(Grant::OverCap { spent }) => return Reserved::OverCap(batch, spent),
                 Err(e) => {
                     match self.wait_out(&batch.caller_reference, &distribution, Failure::Ledger(e), attempts).await {
                         Ok(_) => continue,
@@ -332,10 +331,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 }
             }
             self.budget.room_may_have_changed(&distribution).await;
+        };
+        if let (Some(cap), true) = (&cap, reshapable) {
+            self.month_to_date.commit(&cap.month, record.paths.len() as u64);
         }
+        outages().answered(DYNAMODB);
         drop(waiting);
         histogram!("cfi_budget_wait_seconds").record(started.elapsed().as_secs_f64());
-        Reserved::Whole(batch)
+        Reserved::Whole(batch, Box::new(record))
     }
 
     /// Reserves again for a recorded batch, waiting as long as it takes.
@@ -343,9 +346,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let need = Allowance::of(&record.paths);
         let _turn = self.budget.turn(&record.distribution_id).await;
         loop {
-            match self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need).await {
+            match self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need, None).await {
                 Ok(Grant::Reserved) => return Ok(()),
                 Ok(Grant::NoRoom(_)) => self.budget.room_may_have_changed(&record.distribution_id).await,
+                Ok(Grant::OverCap { .. }) => unreachable!("no intent is written with this reservation"),
                 Err(e) => {
                     let (reference, distribution) = (&record.caller_reference, &record.distribution_id);
                     self.wait_out(reference, distribution, Failure::Ledger(e), attempts).await?;
@@ -410,7 +414,12 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let cost = plan::cost(&record.paths, billed_before);
         counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
         info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, month_paths_billed_before = billed_before, estimated_cost_usd = cost.dollars, "invalidation cost, after the account's free paths this month");
-        timed("record_outcome", self.ledger.record_outcome(record)).await.map_err(Failure::Ledger)?;
+        // The reservation's end moves a lease ahead in the same write: only an invalidation that takes long needs
+        // its reservation renewed.
+        let until = self.budget.lease_end();
+        timed("record_outcome", self.ledger.record_acceptance(record, until)).await.map_err(Failure::Ledger)?;
+        let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
+        self.budget.accepted(distribution, reference, &invalidation.id, until);
         self.month_to_date.add(&month, cost.paths_billed as u64);
         self.track(record);
         Ok(())

@@ -1,10 +1,16 @@
 //! Which batches may be in submission at once: a bounded number in all, and only a few per distribution, so a
 //! distribution that waits for budget cannot take the places other distributions need. No I/O.
+//!
+//! A batch that arrives while an earlier one of its distribution still waits for a place joins it when the two fit
+//! in one invalidation: when submission is the bottleneck (the rate, the quotas), the window grows by itself, and
+//! a backlog goes out in fewer, fuller invalidations instead of one call per window.
 
 use std::collections::{HashMap, VecDeque};
 
+use metrics::counter;
+
 use crate::batch::Batch;
-use crate::batch::window::SealReason;
+use crate::batch::window::{BatchLimits, SealReason, SealedBatch};
 use crate::model::DistributionId;
 
 /// Batches received but not yet started, in arrival order, and the count started per distribution.
@@ -12,40 +18,78 @@ use crate::model::DistributionId;
 pub struct Schedule {
     total_cap: usize,
     per_distribution_cap: usize,
+    /// What one invalidation may carry: the most a merged batch may hold.
+    limits: BatchLimits,
     started: HashMap<DistributionId, usize>,
     total_started: usize,
     queued: VecDeque<Batch>,
 }
 
 impl Schedule {
-    pub fn new(total_cap: usize, per_distribution_cap: usize) -> Self {
+    pub fn new(total_cap: usize, per_distribution_cap: usize, limits: BatchLimits) -> Self {
         Self {
             total_cap: total_cap.max(1),
             per_distribution_cap: per_distribution_cap.max(1),
+            limits,
             started: HashMap::new(),
             total_started: 0,
             queued: VecDeque::new(),
         }
     }
 
+    /// Queues the batch, or merges it into the newest queued batch of its distribution if the two fit in one.
     pub fn push(&mut self, batch: Batch) {
-        self.queued.push_back(batch);
+        let joinable = |queued: &Batch| {
+            queued.content.distribution_id == batch.content.distribution_id
+                && merges(queued.content.reason)
+                && merges(batch.content.reason)
+                && (queued.content.reason == SealReason::Urgent) == (batch.content.reason == SealReason::Urgent)
+        };
+        let Some(queued) = self.queued.iter_mut().rev().find(|q| joinable(q)) else {
+            self.queued.push_back(batch);
+            return;
+        };
+        if queued.content.paths.len() >= self.limits.max_paths {
+            self.queued.push_back(batch);
+            return;
+        }
+        let members = queued.content.members.iter().chain(&batch.content.members).cloned().collect();
+        let merged = SealedBatch::from_members(batch.content.distribution_id.clone(), members, queued.content.reason);
+        if merged.paths.len() > self.limits.max_paths || merged.wildcard_count > self.limits.max_wildcards {
+            self.queued.push_back(batch);
+            return;
+        }
+        counter!("cfi_batches_merged_while_queued_total").increment(1);
+        // The earlier batch's identity (nothing was recorded under either reference yet), sealed when the later
+        // one was: a redelivered message looks for its batch among those sealed since it was sent.
+        queued.content = merged;
+        queued.sealed_at = queued.sealed_at.max(batch.sealed_at);
     }
 
     /// The oldest queued urgent batch whose distribution is under its cap, else the oldest such batch, if the
     /// total allows one more; it counts as started from now on.
     pub fn next(&mut self) -> Option<Batch> {
+        let at = self.next_position()?;
+        let batch = self.queued.remove(at)?;
+        *self.started.entry(batch.content.distribution_id.clone()).or_default() += 1;
+        self.total_started += 1;
+        Some(batch)
+    }
+
+    /// Whether `next` has a batch to start, and if so whether it is urgent.
+    pub fn next_is_urgent(&self) -> Option<bool> {
+        let at = self.next_position()?;
+        Some(self.queued[at].content.reason == SealReason::Urgent)
+    }
+
+    fn next_position(&self) -> Option<usize> {
         if self.total_started >= self.total_cap {
             return None;
         }
         let cap = self.per_distribution_cap;
         let startable = |b: &Batch| self.started.get(&b.content.distribution_id).copied().unwrap_or(0) < cap;
         let urgent = self.queued.iter().position(|b| b.content.reason == SealReason::Urgent && startable(b));
-        let at = urgent.or_else(|| self.queued.iter().position(startable))?;
-        let batch = self.queued.remove(at)?;
-        *self.started.entry(batch.content.distribution_id.clone()).or_default() += 1;
-        self.total_started += 1;
-        Some(batch)
+        urgent.or_else(|| self.queued.iter().position(startable))
     }
 
     /// A batch of `distribution` is done with.
@@ -69,22 +113,53 @@ impl Schedule {
     }
 }
 
+/// Whether batches sealed for this reason may still change: not a resumed one (recorded under its reference) nor the
+/// parts of a split, which must stay apart.
+fn merges(reason: SealReason) -> bool {
+    !matches!(reason, SealReason::Resumed | SealReason::Split | SealReason::FitBudget)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
     use super::*;
-    use crate::batch::window::SealedBatch;
     use crate::clock::WallClock;
+    use crate::model::MessageId;
+    use crate::model::message::{BatchMember, Delivery};
+    use crate::model::path::InvalidationPath;
+
+    fn limits(max_paths: usize) -> BatchLimits {
+        BatchLimits { window: Duration::from_secs(1), max_paths, max_wildcards: 2 }
+    }
+
+    /// A batch of one message asking for `paths`.
+    fn batch_of(distribution: &str, message: &str, paths: &[&str]) -> Batch {
+        let member = BatchMember {
+            delivery: Delivery { message_id: MessageId(message.to_owned()), number: 1 },
+            requester: None,
+            paths: paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
+            parts: 1,
+            urgent: false,
+            idempotency_key: None,
+        };
+        let content = SealedBatch::from_members(
+            DistributionId::parse(distribution).unwrap(),
+            vec![member],
+            SealReason::WindowElapsed,
+        );
+        Batch::seal(content, WallClock::default())
+    }
+
+    /// Batches that never merge: each fills an invalidation of one path.
+    fn full_schedule(total_cap: usize, per_distribution_cap: usize) -> Schedule {
+        Schedule::new(total_cap, per_distribution_cap, limits(1))
+    }
 
     fn batch(distribution: &str) -> Batch {
-        let content = SealedBatch {
-            distribution_id: DistributionId::parse(distribution).unwrap(),
-            paths: Vec::new(),
-            wildcard_count: 0,
-            members: Vec::new(),
-            requested_paths: 0,
-            reason: SealReason::WindowElapsed,
-        };
-        Batch::seal(content, WallClock::default())
+        batch_of(distribution, "m", &["/index.html"])
     }
 
     fn distribution(batch: &Batch) -> &str {
@@ -93,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_distribution_at_its_cap_lets_later_distributions_pass() {
-        let mut schedule = Schedule::new(4, 2);
+        let mut schedule = full_schedule(4, 2);
         for d in ["ESAT", "ESAT", "ESAT", "ESAT", "EONE", "ETWO"] {
             schedule.push(batch(d));
         }
@@ -108,7 +183,7 @@ mod tests {
 
     #[test]
     fn an_urgent_batch_starts_before_older_normal_ones() {
-        let mut schedule = Schedule::new(1, 1);
+        let mut schedule = full_schedule(1, 1);
         schedule.push(batch("EAAA"));
         schedule.push(batch("EBBB"));
         let mut urgent = batch("ECCC");
@@ -125,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_total_cap_holds_across_distributions() {
-        let mut schedule = Schedule::new(2, 2);
+        let mut schedule = full_schedule(2, 2);
         for d in ["EAAA", "EBBB", "ECCC"] {
             schedule.push(batch(d));
         }
@@ -137,5 +212,93 @@ mod tests {
             schedule.finished(&DistributionId::parse(d).unwrap());
         }
         assert!(schedule.is_idle());
+    }
+
+    #[test]
+    fn batches_waiting_for_a_place_merge_into_one_invalidation_up_to_the_limits() {
+        let mut schedule = Schedule::new(1, 1, limits(3));
+        schedule.push(batch_of("EAAA", "started", &["/a"]));
+        let started = schedule.next().unwrap();
+        let first = batch_of("EAAA", "m1", &["/b", "/c"]);
+        let reference = first.caller_reference.clone();
+        schedule.push(first);
+        schedule.push(batch_of("EBBB", "other", &["/b"]));
+        // `/c` again: deduplicated, so three paths fit.
+        let second = batch_of("EAAA", "m2", &["/c", "/d"]);
+        let last_sealed_at = second.sealed_at;
+        schedule.push(second);
+        schedule.push(batch_of("EAAA", "m3", &["/e"]));
+        assert_eq!(schedule.len(), 4, "one started, the merged batch, EBBB's, and the one that did not fit");
+        schedule.finished(&started.content.distribution_id);
+        let merged = schedule.next().unwrap();
+        assert_eq!(merged.caller_reference, reference, "the earlier batch's identity");
+        assert!(merged.sealed_at >= last_sealed_at, "sealed no earlier than its newest message");
+        assert_eq!(merged.content.paths, ["/b", "/c", "/d"]);
+        let messages: Vec<String> = merged.content.members.iter().map(|m| m.delivery.to_string()).collect();
+        assert_eq!(messages, ["m1", "m2"]);
+        assert_eq!(merged.content.requested_paths, 4);
+    }
+
+    #[test]
+    fn resumed_urgent_and_split_batches_stay_apart() {
+        let mut schedule = Schedule::new(1, 1, limits(100));
+        schedule.push(batch_of("EAAA", "started", &["/a"]));
+        schedule.next().unwrap();
+        for reason in [SealReason::WindowElapsed, SealReason::Resumed, SealReason::Urgent, SealReason::Split] {
+            let mut batch = batch_of("EAAA", reason.as_str(), &["/x"]);
+            batch.content.reason = reason;
+            schedule.push(batch);
+        }
+        let mut urgent = batch_of("EAAA", "urgent-2", &["/y"]);
+        urgent.content.reason = SealReason::Urgent;
+        schedule.push(urgent);
+        assert_eq!(schedule.len(), 5, "the two urgent batches merged, nothing else");
+    }
+
+    #[test]
+    fn wildcards_count_against_their_own_limit() {
+        let mut schedule = Schedule::new(1, 1, limits(100));
+        schedule.push(batch_of("EAAA", "started", &["/a"]));
+        schedule.next().unwrap();
+        schedule.push(batch_of("EAAA", "m1", &["/x/*", "/y/*"]));
+        schedule.push(batch_of("EAAA", "m2", &["/z/*"]));
+        assert_eq!(schedule.len(), 3, "three wildcards do not fit a limit of two");
+    }
+
+    proptest! {
+        /// Whatever arrives, every message leaves in exactly one batch (as often as it arrived), and no batch
+        /// passes the limits.
+        #[test]
+        fn merging_loses_no_message_and_respects_the_limits(
+            pushes in proptest::collection::vec((0usize..3, proptest::collection::vec(0usize..8, 1..4)), 1..40),
+            starts in proptest::collection::vec(any::<bool>(), 1..40),
+        ) {
+            let mut schedule = Schedule::new(2, 1, limits(5));
+            let mut arrived = Vec::new();
+            let mut left = Vec::new();
+            let mut start = starts.iter().cycle();
+            for (n, (distribution, paths)) in pushes.iter().enumerate() {
+                let paths: Vec<String> = paths.iter().map(|p| format!("/{p}")).collect();
+                let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+                let message = format!("m{n}");
+                arrived.push(message.clone());
+                schedule.push(batch_of(["EAAA", "EBBB", "ECCC"][*distribution], &message, &paths));
+                if *start.next().unwrap() {
+                    while let Some(batch) = schedule.next() {
+                        prop_assert!(batch.content.paths.len() <= 5);
+                        left.extend(batch.content.members.iter().map(|m| m.delivery.to_string()));
+                        schedule.finished(&batch.content.distribution_id);
+                    }
+                }
+            }
+            while let Some(batch) = schedule.next() {
+                prop_assert!(batch.content.paths.len() <= 5);
+                left.extend(batch.content.members.iter().map(|m| m.delivery.to_string()));
+                schedule.finished(&batch.content.distribution_id);
+            }
+            left.sort();
+            arrived.sort();
+            prop_assert_eq!(left, arrived);
+        }
     }
 }

@@ -97,7 +97,8 @@ where
     let outlets = Outlets { to_batcher, to_ack: to_ack.clone() };
     spawn_pollers(&mut stages, &services, &settings, &inflight, outlets, &stop_receiving);
     let capacity = QUOTA - settings.budget.reserve;
-    let batcher = Batcher::new(batch_limits(settings.batching, capacity));
+    let limits = batch_limits(settings.batching, capacity);
+    let batcher = Batcher::new(limits);
     stages.spawn(batch::run(batcher, settings.clock, from_intake, to_submitter, Arc::clone(&backlog)));
     // Not a stage: it holds no messages and shutdown does not wait for it.
     let budget = Arc::new(budget(&services, &settings, capacity));
@@ -117,7 +118,7 @@ where
         let (limiter, worker) = (Arc::clone(&submitter.limiter), settings.ledger.worker_id.clone());
         sharing.spawn(share::keep_share(roster, limiter, rate, worker, settings.clock, stop_sharing.clone()));
     }
-    stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent));
+    stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent, limits));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
     let stop_heartbeat = CancellationToken::new();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::{
     BOARD, BOARD_BUDGET, BOARD_INDEX, BOARD_WORKERS, DynamoLedger, Item, KEY, TTL_ATTRIBUTE, epoch_millis,
@@ -13,8 +13,8 @@ use super::{
 };
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation};
-use crate::ports::ledger::LedgerError;
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation, Reserved};
+use crate::ports::ledger::{BatchRecord, Completion, Ledger, LedgerError, MonthCap};
 
 const RESERVATIONS: &str = "reservations";
 /// A budget item outlives its last write by this much: long after any reservation in it has expired, so an idle
@@ -64,30 +64,16 @@ fn state_from(item: &Item) -> BudgetState {
     BudgetState { reservations, version: number(item, "version").unwrap_or(0) }
 }
 
-impl BudgetStore for DynamoLedger {
-    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, budget_key(distribution))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error(classify(&e)))?;
-        Ok(output.item().map(state_from).unwrap_or_default())
-    }
-
-    async fn write_reservation(
+impl DynamoLedger {
+    /// Stores `reservation` and deletes the `expired` ones if the budget's version is still `version`.
+    fn reservation_update(
         &self,
         distribution: &DistributionId,
         version: u64,
         reservation: &Reservation,
         expired: &[CallerReference],
-    ) -> Result<bool, LedgerError> {
-        let mut update = self
-            .client
-            .update_item()
+    ) -> Result<Update, LedgerError> {
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key(KEY, budget_key(distribution))
             .expression_attribute_names("#version", "version")
@@ -124,7 +110,46 @@ impl BudgetStore for DynamoLedger {
                 expression = format!("{expression} REMOVE {}", removals.join(", "));
             }
         }
-        self.conditional(update.update_expression(expression).send().await)
+        update.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))
+    }
+
+    fn release_update(&self, distribution: &DistributionId, id: &CallerReference) -> Result<Update, LedgerError> {
+        Update::builder()
+            .table_name(&self.table)
+            .key(KEY, budget_key(distribution))
+            .update_expression("REMOVE #reservations.#id")
+            // Without it, releasing from a budget that does not exist would create an empty item.
+            .condition_expression("attribute_exists(#reservations)")
+            .expression_attribute_names("#reservations", RESERVATIONS)
+            .expression_attribute_names("#id", id.as_str())
+            .build()
+            .map_err(|e| LedgerError::Other(e.to_string()))
+    }
+}
+
+impl BudgetStore for DynamoLedger {
+    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, budget_key(distribution))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(classify(&e)))?;
+        Ok(output.item().map(state_from).unwrap_or_default())
+    }
+
+    async fn write_reservation(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+    ) -> Result<bool, LedgerError> {
+        let update = self.reservation_update(distribution, version, reservation, expired)?;
+        self.conditional(self.update_item_of(update).send().await)
     }
 
     async fn renew_reservation(
@@ -157,20 +182,85 @@ impl BudgetStore for DynamoLedger {
         distribution: &DistributionId,
         id: &CallerReference,
     ) -> Result<(), LedgerError> {
-        let outcome = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, budget_key(distribution))
-            .update_expression("REMOVE #reservations.#id")
-            // Without it, releasing from a budget that does not exist would create an empty item.
-            .condition_expression("attribute_exists(#reservations)")
-            .expression_attribute_names("#reservations", RESERVATIONS)
-            .expression_attribute_names("#id", id.as_str())
-            .send()
-            .await;
+        let update = self.release_update(distribution, id)?;
         // Not made when there was nothing to release.
-        self.conditional(outcome).map(|_| ())
+        self.conditional(self.update_item_of(update).send().await).map(|_| ())
+    }
+
+    async fn reserve_recording(
+        &self,
+        distribution: &DistributionId,
+        version: u64,
+        reservation: &Reservation,
+        expired: &[CallerReference],
+        intent: &BatchRecord,
+        cap: Option<&MonthCap>,
+    ) -> Result<Reserved, LedgerError> {
+        let Some(intent_writes) = self.intent_writes(intent, cap)? else {
+            let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
+            return Ok(Reserved::OverCap { spent: self.month_spent(month, None).await? });
+        };
+        let update = self.reservation_update(distribution, version, reservation, expired)?;
+        let mut writes = vec![TransactWriteItem::builder().update(update).build()];
+        writes.extend(intent_writes);
+        match self.transact(writes).await? {
+            Ok(()) => Ok(Reserved::Written),
+            // Another worker reserved, or is reserving, in between: read again.
+            Err(cancelled) if cancelled.refused(0) || cancelled.conflicted(0) => Ok(Reserved::VersionMoved),
+            // Recorded (and counted) by an earlier attempt whose answer was lost.
+            Err(cancelled) if cancelled.refused(1) => {
+                Ok(if self.write_reservation(distribution, version, reservation, expired).await? {
+                    Reserved::Written
+                } else {
+                    Reserved::VersionMoved
+                })
+            }
+            Err(cancelled) if cancelled.refused(2) => {
+                let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
+                Ok(Reserved::OverCap { spent: self.month_spent(month, cancelled.item(2)).await? })
+            }
+            Err(cancelled) => Err(cancelled.unexpected()),
+        }
+    }
+
+    async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
+        let mut expression = "SET #reservations.#id.#until = :until".to_owned();
+        let mut note = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, budget_key(&record.distribution_id))
+            .condition_expression("attribute_exists(#reservations.#id)")
+            .expression_attribute_names("#reservations", RESERVATIONS)
+            .expression_attribute_names("#id", record.caller_reference.as_str())
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":until", epoch_millis(until));
+        if let Some(invalidation_id) = &record.invalidation_id {
+            expression.push_str(", #reservations.#id.invalidation_id = :invalidation");
+            note = note.expression_attribute_values(":invalidation", AttributeValue::S(invalidation_id.clone()));
+        }
+        let note = note.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))?;
+        self.outcome(record, Some(note)).await
+    }
+
+    async fn release_completed(
+        &self,
+        distribution: &DistributionId,
+        completion: &Completion,
+    ) -> Result<bool, LedgerError> {
+        let release = self.release_update(distribution, &completion.caller_reference)?;
+        let writes = vec![
+            TransactWriteItem::builder().update(self.completion_update(completion)?).build(),
+            TransactWriteItem::builder().update(release).build(),
+        ];
+        match self.transact(writes).await? {
+            Ok(()) => Ok(true),
+            // Recorded before (or no such record: the plain write tells which), or no budget to release from.
+            Err(cancelled) if cancelled.refused(0) || cancelled.refused(1) => {
+                let recorded = self.record_completion(completion).await;
+                self.release_reservation(distribution, &completion.caller_reference).await?;
+                recorded
+            }
+            Err(cancelled) => Err(cancelled.unexpected()),
+        }
     }
 
     async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {
