@@ -181,11 +181,13 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     /// One ListInvalidations answers for every tracked invalidation of `distribution`; returns those to track on.
     async fn look(&self, distribution: &DistributionId, mine: Vec<Tracked>) -> Vec<Tracked> {
         let now = Instant::now();
-        let listed = match self.cdn.list_recent(distribution).await {
+        let since = listed_since(&mine, self.settings.clock.now());
+        let listed = match self.cdn.list_recent(distribution, since).await {
             Ok(listed) => listed,
             Err(e) => return self.look_failed(distribution, &e, mine, now),
         };
         let mut kept = Vec::with_capacity(mine.len());
+        let mut asked = false;
         for mut entry in mine {
             let due = entry.next_look <= now;
             if entry.submitted.status == BatchStatus::Completed {
@@ -200,8 +202,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             }
             let seen = match listed.iter().find(|i| i.id == entry.submitted.invalidation_id) {
                 Some(invalidation) => Seen::Status(invalidation.clone()),
-                // Older than the pages read, so most likely completed: ask for it alone, when it is due.
-                None if due => self.get(&entry.submitted).await,
+                // Older than the pages read, so most likely completed: ask for it alone, when it is due, at the
+                // pace of the other calls.
+                None if due => {
+                    if std::mem::replace(&mut asked, true) {
+                        tokio::time::sleep(self.settings.call_gap).await;
+                    }
+                    self.get(&entry.submitted).await
+                }
                 None => Seen::Unknown,
             };
             match seen {
@@ -410,6 +418,17 @@ enum Seen {
     /// CloudFront will never say: the invalidation or access to it is gone.
     Gone,
 }
+
+/// How far back a look lists: to the oldest invalidation it must answer for, so that it finds them all without a
+/// GetInvalidation each, however many there are and in whatever order CloudFront completes them. A minute more
+/// for clocks that disagree with CloudFront's.
+fn listed_since(mine: &[Tracked], now: SystemTime) -> SystemTime {
+    let oldest = mine.iter().filter(|t| t.submitted.status != BatchStatus::Completed).map(|t| t.submitted.submitted_at);
+    let oldest = oldest.min().unwrap_or(now);
+    oldest.checked_sub(CLOCK_MARGIN).unwrap_or(oldest)
+}
+
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 
 /// Brings forward the looks at distributions whose batches wait for room, to `HURRIED_GAP` after the last.
 fn hurry(tracked: &mut [Tracked], wanted: &HashSet<DistributionId>) {

@@ -252,12 +252,16 @@ impl Cdn for ChaosCdn {
         self.inner.get_invalidation(distribution, id).await
     }
 
-    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+    async fn list_recent(
+        &self,
+        distribution: &DistributionId,
+        since: SystemTime,
+    ) -> Result<Vec<Invalidation>, CdnError> {
         denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
         }
-        self.inner.list_recent(distribution).await
+        self.inner.list_recent(distribution, since).await
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::fake::cloudfront_http::{SimServer, sdk_client};
@@ -73,6 +73,32 @@ async fn the_path_allowance_returns_as_invalidations_complete() {
     assert_eq!(rejections[0].caller_reference, cdn.calls()[2].caller_reference);
 }
 
+/// Completion times vary, so a page of completed invalidations does not prove the older ones completed: a list
+/// reaching back to a time finds every invalidation made since, however many newer ones completed first.
+#[tokio::test(start_paused = true)]
+async fn a_list_reaches_back_past_newer_completed_pages_to_the_time_asked() {
+    let cdn = simulator(SimConfig::default());
+    let before = cdn.wall_time(Instant::now());
+    cdn.complete_after(60 * SECOND);
+    let slow = create(&*cdn, &files("slow", 1)).await.unwrap();
+    tokio::time::sleep(SECOND).await;
+    for n in 0..150 {
+        cdn.complete_after(SECOND);
+        create(&*cdn, &files(&format!("quick{n}"), 1)).await.unwrap();
+    }
+    tokio::time::sleep(10 * SECOND).await;
+    let now = cdn.wall_time(Instant::now());
+    let ids = |listed: Vec<cf_invalidator::ports::Invalidation>| -> Vec<String> {
+        listed.into_iter().map(|i| i.id).collect()
+    };
+    assert_eq!(ids(cdn.list_in_progress(&distribution("EAAA"), before).await.unwrap()), [slow.clone()]);
+    assert!(ids(cdn.list_recent(&distribution("EAAA"), before).await.unwrap()).contains(&slow));
+    assert!(
+        ids(cdn.list_in_progress(&distribution("EAAA"), now).await.unwrap()).is_empty(),
+        "the newest page alone, all completed, is all a list since now reads"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn wildcards_have_their_own_allowance_and_a_batch_over_either_is_refused_whole() {
     let cdn = simulator(SimConfig::cloudfront());
@@ -106,8 +132,13 @@ async fn someone_elses_invalidations_take_quota_and_are_listed_but_are_not_the_w
     assert!(matches!(create(&*cdn, &files("w", 20)).await, Err(CdnError::TooManyInProgress(_))));
     let mine = create(&*cdn, &files("w", 10)).await.unwrap();
 
-    let listed: Vec<String> =
-        cdn.list_in_progress(&distribution("EAAA")).await.unwrap().into_iter().map(|i| i.id).collect();
+    let listed: Vec<String> = cdn
+        .list_in_progress(&distribution("EAAA"), SystemTime::now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     assert_eq!(listed, [mine, console.id.clone()], "most recent first");
     let detail = cdn.get_invalidation(&distribution("EAAA"), &console.id).await.unwrap();
     assert!(!detail.caller_reference.starts_with("cfi-"), "{}", detail.caller_reference);
@@ -176,7 +207,7 @@ async fn latency_delays_every_answer() {
     let start = Instant::now();
     let id = create(&*cdn, &files("a", 1)).await.unwrap();
     cdn.get_invalidation(&distribution("EAAA"), &id).await.unwrap();
-    cdn.list_in_progress(&distribution("EAAA")).await.unwrap();
+    cdn.list_in_progress(&distribution("EAAA"), SystemTime::now()).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(750));
 }
 
@@ -205,7 +236,7 @@ async fn the_plain_fake_enforces_nothing_and_completes_at_once() {
     create(&cdn, &wildcards("w", 20)).await.unwrap();
     create(&cdn, &["no-leading-slash".to_owned()]).await.expect("path rules are the simulator's, opt-in");
     assert!(cdn.get_invalidation(&distribution("EAAA"), &id).await.unwrap().invalidation.is_completed());
-    assert!(cdn.list_in_progress(&distribution("EAAA")).await.unwrap().is_empty());
+    assert!(cdn.list_in_progress(&distribution("EAAA"), SystemTime::now()).await.unwrap().is_empty());
 }
 
 // ---- Over HTTP, through the SDK and the worker's adapter (real time) ----
@@ -240,7 +271,10 @@ async fn over_http_an_invalidation_is_in_progress_until_its_completion_time_then
         ("InProgress", reference.as_str())
     );
     assert_eq!(detail.paths, paths);
-    assert_eq!(cloudfront.list_in_progress(&distribution("EAAA")).await.unwrap(), std::slice::from_ref(&created));
+    assert_eq!(
+        cloudfront.list_in_progress(&distribution("EAAA"), SystemTime::now()).await.unwrap(),
+        std::slice::from_ref(&created)
+    );
 
     loop {
         let status = cloudfront.get_invalidation(&distribution("EAAA"), &created.id).await.unwrap().invalidation;
@@ -252,7 +286,7 @@ async fn over_http_an_invalidation_is_in_progress_until_its_completion_time_then
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(start.elapsed() >= completion, "completed early: {:?}", start.elapsed());
-    assert!(cloudfront.list_in_progress(&distribution("EAAA")).await.unwrap().is_empty());
+    assert!(cloudfront.list_in_progress(&distribution("EAAA"), SystemTime::now()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -311,7 +345,7 @@ async fn over_http_a_person_in_the_console_takes_quota_and_shows_in_the_listing(
     assert!(matches!(refused, Err(CdnError::TooManyInProgress(_))), "{refused:?}");
     let mine = create(&cloudfront, &files("w", 5)).await.unwrap();
 
-    let listed = cloudfront.list_in_progress(&distribution("EAAA")).await.unwrap();
+    let listed = cloudfront.list_in_progress(&distribution("EAAA"), SystemTime::now()).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].id, mine);
     let console = cloudfront.get_invalidation(&distribution("EAAA"), &listed[1].id).await.unwrap();
@@ -342,7 +376,7 @@ async fn over_http_refusals_map_to_the_ports_errors() {
     assert!(matches!(missing, Err(CdnError::NoSuchDistribution(_))), "{missing:?}");
     let unknown = cloudfront.get_invalidation(&distribution("EAAA"), "INOSUCH").await;
     assert!(matches!(unknown, Err(CdnError::NoSuchInvalidation(_))), "{unknown:?}");
-    let listed = cloudfront.list_in_progress(&distribution("ENOSUCH")).await;
+    let listed = cloudfront.list_in_progress(&distribution("ENOSUCH"), SystemTime::now()).await;
     assert!(matches!(listed, Err(CdnError::NoSuchDistribution(_))), "{listed:?}");
 
     let (_, _server, failing) = served(SimConfig { fail_rate: 1.0, ..quick(SECOND) }).await;
@@ -373,8 +407,13 @@ async fn over_http_list_invalidations_pages_most_recent_first() {
         marker = list.next_marker().map(str::to_owned);
     }
     assert_eq!(pages, [ids[0..2].to_vec(), ids[2..4].to_vec(), ids[4..].to_vec()]);
-    let listed: Vec<String> =
-        cloudfront.list_in_progress(&distribution("EAAA")).await.unwrap().into_iter().map(|i| i.id).collect();
+    let listed: Vec<String> = cloudfront
+        .list_in_progress(&distribution("EAAA"), SystemTime::now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     assert_eq!(listed, ids);
 }
 

@@ -407,9 +407,13 @@ impl<C: Cdn> Cdn for CountingCdn<C> {
         self.inner.get_invalidation(distribution, id).await
     }
 
-    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+    async fn list_recent(
+        &self,
+        distribution: &DistributionId,
+        since: SystemTime,
+    ) -> Result<Vec<Invalidation>, CdnError> {
         add(&self.counts.cloudfront_list, 1);
-        self.inner.list_recent(distribution).await
+        self.inner.list_recent(distribution, since).await
     }
 }
 

@@ -1,5 +1,7 @@
 //! `Cdn` on Amazon CloudFront.
 
+use std::time::SystemTime;
+
 use aws_sdk_cloudfront::Client;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 
@@ -89,7 +91,11 @@ impl Cdn for CloudFront {
         })
     }
 
-    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+    async fn list_recent(
+        &self,
+        distribution: &DistributionId,
+        since: SystemTime,
+    ) -> Result<Vec<Invalidation>, CdnError> {
         let mut recent = Vec::new();
         let mut marker = None;
         loop {
@@ -102,15 +108,19 @@ impl Cdn for CloudFront {
                 .await
                 .map_err(|e| cdn_error(classify(&e)))?;
             let Some(list) = output.invalidation_list() else { return Ok(recent) };
-            let page = list
-                .items()
-                .iter()
-                .map(|summary| Invalidation { id: summary.id().to_owned(), status: summary.status().to_owned() });
+            let items = list.items();
             let before = recent.len();
-            recent.extend(page);
-            // Most recent first, and invalidations complete within minutes: a page with none in progress means the
-            // older ones have completed too.
-            if recent[before..].iter().all(Invalidation::is_completed) || !list.is_truncated() {
+            recent.extend(
+                items
+                    .iter()
+                    .map(|summary| Invalidation { id: summary.id().to_owned(), status: summary.status().to_owned() }),
+            );
+            // Most recent first: older pages matter only while this one reaches after `since` or shows one in
+            // progress (invalidations complete within minutes, though not in the order they were made).
+            let reaches_back = items
+                .last()
+                .is_none_or(|oldest| SystemTime::try_from(*oldest.create_time()).is_ok_and(|at| at < since));
+            if (reaches_back && recent[before..].iter().all(Invalidation::is_completed)) || !list.is_truncated() {
                 return Ok(recent);
             }
             marker = list.next_marker().map(str::to_owned);

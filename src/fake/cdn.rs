@@ -312,6 +312,11 @@ impl FakeCdn {
         self.started.1 + at.saturating_duration_since(self.started.0)
     }
 
+    /// The simulated instant of a wall time: its start, for any time before it.
+    fn instant_of(&self, at: SystemTime) -> Instant {
+        self.started.0 + at.duration_since(self.started.1).unwrap_or_default()
+    }
+
     /// GetInvalidation with everything CloudFront shows.
     pub async fn snapshot(&self, distribution: &DistributionId, id: &str) -> Result<Snapshot, CdnError> {
         self.state.lock().unwrap().status_checks.push(StatusCheck { id: id.to_owned(), at: Instant::now() });
@@ -400,10 +405,15 @@ impl Cdn for FakeCdn {
         })
     }
 
-    async fn list_recent(&self, distribution: &DistributionId) -> Result<Vec<Invalidation>, CdnError> {
+    async fn list_recent(
+        &self,
+        distribution: &DistributionId,
+        since: SystemTime,
+    ) -> Result<Vec<Invalidation>, CdnError> {
         self.state.lock().unwrap().list_calls.push(StatusCheck { id: distribution.to_string(), at: Instant::now() });
         self.enter("list_invalidations").await?;
-        self.state.lock().unwrap().recent(distribution, Instant::now())
+        let since = self.instant_of(since);
+        self.state.lock().unwrap().recent(distribution, Instant::now(), since)
     }
 }
 /// A number in `[0, 1)` fixed by `seed` (SplitMix64's finaliser): varied but reproducible, without a random

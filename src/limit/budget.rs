@@ -490,7 +490,9 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         counter!("cfi_budget_resyncs_total").increment(1);
         let now = self.clock.now();
         let live: Vec<&Reservation> = reservations.iter().filter(|r| r.until > now).collect();
-        let in_progress = self.cdn.list_in_progress(distribution).await?;
+        // Reservations count this worker's and the others' invalidations whatever the list shows: what it must find
+        // is other people's, and those on the newest pages are what it can afford to read once a minute.
+        let in_progress = self.cdn.list_in_progress(distribution, now).await?;
         let mut tally = Tally::of(in_progress.into_iter().map(|i| i.id).collect(), &live, known);
         for id in std::mem::take(&mut tally.to_look_up) {
             let detail = self.cdn.get_invalidation(distribution, &id).await?;

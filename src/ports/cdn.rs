@@ -1,6 +1,7 @@
 //! CloudFront's invalidation API.
 
 use std::future::Future;
+use std::time::SystemTime;
 
 use thiserror::Error;
 
@@ -103,8 +104,9 @@ impl CdnError {
 ///   until it is `Completed`, compared case-insensitively), its CallerReference and paths; an unknown id fails
 ///   with `NoSuchInvalidation`.
 /// - `list_recent` returns the distribution's invalidations with their status, whoever created them, most recent
-///   first (ListInvalidations), paging until a page holds none in progress: every invalidation in progress is in
-///   the answer, and so are the completed ones on the pages read.
+///   first (ListInvalidations), paging until a page holds none in progress and reaches back before `since`: every
+///   invalidation created since `since` is in the answer, and so are the others on the pages read. (A page with
+///   none in progress does not prove that older ones have completed: completion times vary.)
 /// - `list_in_progress` is `list_recent` without the completed ones.
 pub trait Cdn: Send + Sync + 'static {
     fn create_invalidation(
@@ -123,14 +125,16 @@ pub trait Cdn: Send + Sync + 'static {
     fn list_recent(
         &self,
         distribution: &DistributionId,
+        since: SystemTime,
     ) -> impl Future<Output = Result<Vec<Invalidation>, CdnError>> + Send;
 
     fn list_in_progress(
         &self,
         distribution: &DistributionId,
+        since: SystemTime,
     ) -> impl Future<Output = Result<Vec<Invalidation>, CdnError>> + Send {
         async move {
-            let mut recent = self.list_recent(distribution).await?;
+            let mut recent = self.list_recent(distribution, since).await?;
             recent.retain(|invalidation| !invalidation.is_completed());
             Ok(recent)
         }

@@ -252,23 +252,26 @@ impl State {
         Ok(Page { items, next_marker })
     }
 
-    /// What ListInvalidations pages say, most recent first, read until a page holds none in progress.
+    /// What ListInvalidations pages say, most recent first, read until a page holds none in progress and reaches
+    /// back before `since`.
     pub(super) fn recent(
         &mut self,
         distribution: &DistributionId,
         now: Instant,
+        since: Instant,
     ) -> Result<Vec<Invalidation>, CdnError> {
         let target = self.distribution(distribution)?;
         target.settle(now);
         let created = &self.distributions[distribution].created;
         let mut recent = Vec::new();
-        for page in created.rchunks(LIST_PAGE_SIZE).map(|page| page.iter().rev()) {
+        for page in created.rchunks(LIST_PAGE_SIZE) {
             let before = recent.len();
-            recent.extend(page.map(|&index| {
+            recent.extend(page.iter().rev().map(|&index| {
                 let stored = &self.invalidations[index];
                 Invalidation { id: stored.created.id.clone(), status: stored.status(now).into() }
             }));
-            if recent[before..].iter().all(Invalidation::is_completed) {
+            let reaches_back = self.invalidations[page[0]].created.at < since;
+            if reaches_back && recent[before..].iter().all(Invalidation::is_completed) {
                 break;
             }
         }
