@@ -12,7 +12,9 @@
 //! requests made, paths billed, estimated cost, enqueue → accepted latency (p50, p99: from a message being sent to
 //! the creation of the first invalidation that covers all its paths), quota errors, messages never covered, and
 //! the objects cleared needlessly: for each wildcard no producer asked for, the objects the workload's site holds
-//! under it (`PathModel::objects_under`) less the distinct paths requested under it.
+//! under it (`PathModel::objects_under`) less the distinct paths requested under it. For the worker it also
+//! prints the AWS requests per invalidation other than SQS's: DynamoDB writes and reads, CreateInvalidation calls
+//! (retries included) and status calls.
 //!
 //! `cargo bench --bench strategies` (env: `CFI_BENCH_MESSAGES`, default 3000, sent evenly over 10 minutes to 3
 //! distributions). Under `cargo test --all-targets` it runs a small smoke version.
@@ -33,7 +35,7 @@ use cf_invalidator::plan;
 use cf_invalidator::ports::{Cdn, CdnError, Queue};
 use cf_invalidator::submit::{CostPolicy, Spending};
 use cf_invalidator::worker::{self, Services, Settings};
-use common::{PathModel, pipeline_workload};
+use common::{CountingLedger, Counts, PathModel, pipeline_workload};
 use tokio::time::Instant;
 
 const SEED: u64 = 0x5eed_0003;
@@ -118,6 +120,7 @@ async fn run_worker(
     bodies: Vec<String>,
     requests: Vec<(DistributionId, Vec<String>)>,
     coalesce: Coalesce,
+    counts: Arc<Counts>,
 ) -> Vec<Sent> {
     let clock = WallClock::following_tokio();
     let queue = Arc::new(MemoryQueue::with_clock(clock));
@@ -125,7 +128,7 @@ async fn run_worker(
         queue: Arc::clone(&queue),
         dead_letter: Some(Arc::new(MemoryQueue::with_clock(clock))),
         cdn,
-        ledger: Arc::new(MemoryLedger::default()),
+        ledger: Arc::new(CountingLedger { inner: MemoryLedger::default(), counts }),
     };
     let mut settings = Settings { clock, ..Settings::default() };
     settings.intake.receive_wait = Duration::from_secs(1);
@@ -172,9 +175,11 @@ struct Row {
     status_calls: (usize, usize),
     invalidations: usize,
     needless_objects: u64,
+    /// The ledger's writes and reads, for the worker.
+    ledger: Option<(u64, u64)>,
 }
 
-fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
+fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent], counts: Option<&Counts>) -> Row {
     let created = cdn.created();
     let billed: Vec<String> = created.iter().flat_map(|c| c.paths.iter().cloned()).collect();
     let mut latencies: Vec<Duration> = sent.iter().filter_map(|s| accepted_after(s, &created)).collect();
@@ -196,6 +201,10 @@ fn row(name: &'static str, cdn: &FakeCdn, sent: &[Sent]) -> Row {
         status_calls: (cdn.status_checks().len(), cdn.list_calls().len()),
         invalidations: created.len(),
         needless_objects: needless_objects(&created, sent),
+        ledger: counts.map(|c| {
+            let c = c.snapshot();
+            (c.dynamodb_writes, c.dynamodb_reads)
+        }),
     }
 }
 
@@ -252,6 +261,27 @@ fn print(rows: &[Row]) {
             r.never_covered
         );
     }
+    println!();
+    println!(
+        "| strategy | invalidations | AWS requests per invalidation, SQS aside | DynamoDB writes | DynamoDB reads | CreateInvalidation | status calls |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let Some((writes, reads)) = r.ledger else { continue };
+        let per = |n: f64| n / r.invalidations.max(1) as f64;
+        let status = (r.status_calls.0 + r.status_calls.1) as f64;
+        let total = writes as f64 + reads as f64 + r.requests as f64 + status;
+        println!(
+            "| {} | {} | **{:.2}** | {:.2} | {:.2} | {:.2} | {:.2} |",
+            r.name,
+            r.invalidations,
+            per(total),
+            per(writes as f64),
+            per(reads as f64),
+            per(r.requests as f64),
+            per(status)
+        );
+    }
 }
 
 fn main() {
@@ -273,11 +303,13 @@ fn main() {
         ("cf-invalidator --coalesce cost", Coalesce::Cost),
         ("cf-invalidator --coalesce off", Coalesce::Off),
     ];
-    let mut rows = vec![row("naive (one call per message)", &naive_cdn, &naive_sent)];
+    let mut rows = vec![row("naive (one call per message)", &naive_cdn, &naive_sent, None)];
     for (name, policy) in policies {
         let cdn = simulator();
-        let sent = runtime().block_on(run_worker(Arc::clone(&cdn), bodies.clone(), requests.clone(), policy));
-        rows.push(row(name, &cdn, &sent));
+        let counts = Arc::new(Counts::default());
+        let run = run_worker(Arc::clone(&cdn), bodies.clone(), requests.clone(), policy, Arc::clone(&counts));
+        let sent = runtime().block_on(run);
+        rows.push(row(name, &cdn, &sent, Some(&counts)));
     }
     print(&rows);
 }
