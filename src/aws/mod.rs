@@ -11,6 +11,13 @@ use std::time::Duration;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::config::ConfigBag;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use metrics::counter;
 
 /// The longest one attempt at a DynamoDB or CloudFront call may take. They answer in milliseconds (a
 /// CreateInvalidation in a second or two); an attempt still unanswered after this is on a dead connection, and
@@ -34,4 +41,28 @@ pub async fn load_config() -> SdkConfig {
 /// wait on top).
 pub fn timeouts(attempt: Duration) -> TimeoutConfig {
     TimeoutConfig::builder().connect_timeout(Duration::from_millis(3_100)).operation_attempt_timeout(attempt).build()
+}
+
+/// Counts every request sent to AWS, each retry included, by service and operation (`cfi_aws_requests_total`): what
+/// the worker's work costs in requests, which is what it is billed for and throttled on.
+#[derive(Debug)]
+pub struct CountRequests;
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = config.load::<Metadata>() {
+            let (service, operation) = (metadata.service().to_owned(), metadata.name().to_owned());
+            counter!("cfi_aws_requests_total", "service" => service, "operation" => operation).increment(1);
+        }
+        Ok(())
+    }
 }

@@ -10,6 +10,7 @@ pub mod status;
 
 use anyhow::{Context, bail};
 use aws_config::{Region, SdkConfig};
+use cf_invalidator::aws::CountRequests;
 
 /// The SDK configuration from the standard chain, refusing early what would fail later with a vaguer message.
 pub async fn aws_config() -> anyhow::Result<SdkConfig> {
@@ -23,18 +24,25 @@ pub async fn aws_config() -> anyhow::Result<SdkConfig> {
 /// A receive long-polls for up to 20 s before it answers, so its attempts get that much longer.
 pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
     let attempt = cf_invalidator::aws::sqs::MAX_WAIT + cf_invalidator::aws::ATTEMPT_TIMEOUT;
-    let config =
-        aws_sdk_sqs::config::Builder::from(config).timeout_config(cf_invalidator::aws::timeouts(attempt)).build();
+    let config = aws_sdk_sqs::config::Builder::from(config)
+        .timeout_config(cf_invalidator::aws::timeouts(attempt))
+        .interceptor(CountRequests)
+        .build();
     aws_sdk_sqs::Client::from_conf(config)
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(config)
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(config).interceptor(CountRequests).build(),
+    )
 }
 
 /// CloudFront is global; its API is signed for us-east-1 whatever region the rest of the worker uses.
 pub fn cloudfront(config: &SdkConfig) -> aws_sdk_cloudfront::Client {
-    let config = aws_sdk_cloudfront::config::Builder::from(config).region(Region::new("us-east-1")).build();
+    let config = aws_sdk_cloudfront::config::Builder::from(config)
+        .region(Region::new("us-east-1"))
+        .interceptor(CountRequests)
+        .build();
     aws_sdk_cloudfront::Client::from_conf(config)
 }
 

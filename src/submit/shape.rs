@@ -63,14 +63,15 @@ pub(super) fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> 
         SealedBatch::from_members(distribution_id.clone(), members.to_vec(), SealReason::FitBudget)
     };
     let fits = |count: usize| Allowance::of(&part(&members[..count]).paths).fits_in(room);
+    // A batch waiting for room asks again at each release: when not even its first message fits, say so at once.
+    if members.len() < 2 || !fits(1) {
+        return None;
+    }
     // The paths of a prefix only grow with its length, so the longest one that fits is found by bisection.
-    let (mut fitting, mut too_many) = (0, members.len());
+    let (mut fitting, mut too_many) = (1, members.len());
     while too_many - fitting > 1 {
         let middle = (fitting + too_many) / 2;
         if fits(middle) { fitting = middle } else { too_many = middle }
-    }
-    if fitting == 0 || !fits(fitting) {
-        return None;
     }
     let (now, later) = members.split_at(fitting);
     // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
