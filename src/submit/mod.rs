@@ -171,7 +171,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                     });
                 }
                 received = batches.recv(), if receiving => match received {
-                    Some(batch) => schedule.push(batch),
+                    Some(batch) => {
+                        let room = self.budget.last_room(&batch.content.distribution_id);
+                        schedule.push(batch, room);
+                    }
                     None => receiving = false,
                 },
             }
@@ -303,8 +306,11 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let mut waiting = self.budget.waiting(&distribution, need);
         let _turn = self.budget.turn(&distribution).await;
         let started = Instant::now();
+        let mut record = self.intent_record(&batch);
+        // Reshaping depends only on the batch and the room: a wake that finds the same room finds the same answer.
+        let mut reshaped_for = None;
         let record = loop {
-            let record = self.intent_record(&batch);
+            self.renew_terms(&mut record);
             let intent = reshapable.then_some((&record, cap.as_ref()));
             let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
                 Ok(Grant::Reserved) => break record,
@@ -317,13 +323,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                     }
                 }
             };
-            if reshapable {
+            if reshapable && reshaped_for.replace(room) != Some(room) {
                 if let Some(parts) = split_to_fit(&batch, room, self.ownership.clock) {
                     counter!("cfi_batches_split_to_fit_total").increment(1);
                     return Reserved::Split(parts);
                 }
                 if let Some(coalesced) = self.coalesce_if_overloaded(&batch, room) {
                     batch = coalesced;
+                    record = self.intent_record(&batch);
                     need = Allowance::of(&batch.content.paths);
                     // The backlog shrank by what coalescing saved.
                     waiting = self.budget.waiting(&distribution, need);

@@ -12,6 +12,7 @@ use metrics::counter;
 use crate::batch::Batch;
 use crate::batch::window::{BatchLimits, SealReason, SealedBatch};
 use crate::model::DistributionId;
+use crate::ports::budget::Allowance;
 
 /// Batches received but not yet started, in arrival order, and the count started per distribution.
 #[derive(Debug)]
@@ -37,8 +38,10 @@ impl Schedule {
         }
     }
 
-    /// Queues the batch, or merges it into the newest queued batch of its distribution if the two fit in one.
-    pub fn push(&mut self, batch: Batch) {
+    /// Queues the batch, or merges it into the newest queued batch of its distribution if the two fit in one
+    /// invalidation and in `room`, what the distribution had left at its last reservation: a merged batch that
+    /// did not fit would only be split again.
+    pub fn push(&mut self, batch: Batch, room: Allowance) {
         let joinable = |queued: &Batch| {
             queued.content.distribution_id == batch.content.distribution_id
                 && merges(queued.content.reason)
@@ -55,7 +58,9 @@ impl Schedule {
         }
         let members = queued.content.members.iter().chain(&batch.content.members).cloned().collect();
         let merged = SealedBatch::from_members(batch.content.distribution_id.clone(), members, queued.content.reason);
-        if merged.paths.len() > self.limits.max_paths || merged.wildcard_count > self.limits.max_wildcards {
+        let within_limits =
+            merged.paths.len() <= self.limits.max_paths && merged.wildcard_count <= self.limits.max_wildcards;
+        if !within_limits || !Allowance::of(&merged.paths).fits_in(room) {
             self.queued.push_back(batch);
             return;
         }
@@ -131,6 +136,9 @@ mod tests {
     use crate::model::message::{BatchMember, Delivery};
     use crate::model::path::InvalidationPath;
 
+    /// A distribution's room when nothing is in progress.
+    const ROOM: Allowance = crate::ports::budget::QUOTA;
+
     fn limits(max_paths: usize) -> BatchLimits {
         BatchLimits { window: Duration::from_secs(1), max_paths, max_wildcards: 2 }
     }
@@ -170,7 +178,7 @@ mod tests {
     fn a_distribution_at_its_cap_lets_later_distributions_pass() {
         let mut schedule = full_schedule(4, 2);
         for d in ["ESAT", "ESAT", "ESAT", "ESAT", "EONE", "ETWO"] {
-            schedule.push(batch(d));
+            schedule.push(batch(d), ROOM);
         }
         let started: Vec<String> =
             std::iter::from_fn(|| schedule.next()).map(|b| distribution(&b).to_owned()).collect();
@@ -184,11 +192,11 @@ mod tests {
     #[test]
     fn an_urgent_batch_starts_before_older_normal_ones() {
         let mut schedule = full_schedule(1, 1);
-        schedule.push(batch("EAAA"));
-        schedule.push(batch("EBBB"));
+        schedule.push(batch("EAAA"), ROOM);
+        schedule.push(batch("EBBB"), ROOM);
         let mut urgent = batch("ECCC");
         urgent.content.reason = SealReason::Urgent;
-        schedule.push(urgent);
+        schedule.push(urgent, ROOM);
         let order: Vec<String> = std::iter::from_fn(|| {
             let next = schedule.next()?;
             schedule.finished(&next.content.distribution_id);
@@ -202,7 +210,7 @@ mod tests {
     fn the_total_cap_holds_across_distributions() {
         let mut schedule = full_schedule(2, 2);
         for d in ["EAAA", "EBBB", "ECCC"] {
-            schedule.push(batch(d));
+            schedule.push(batch(d), ROOM);
         }
         assert_eq!(std::iter::from_fn(|| schedule.next()).count(), 2);
         assert!(!schedule.is_idle());
@@ -217,17 +225,17 @@ mod tests {
     #[test]
     fn batches_waiting_for_a_place_merge_into_one_invalidation_up_to_the_limits() {
         let mut schedule = Schedule::new(1, 1, limits(3));
-        schedule.push(batch_of("EAAA", "started", &["/a"]));
+        schedule.push(batch_of("EAAA", "started", &["/a"]), ROOM);
         let started = schedule.next().unwrap();
         let first = batch_of("EAAA", "m1", &["/b", "/c"]);
         let reference = first.caller_reference.clone();
-        schedule.push(first);
-        schedule.push(batch_of("EBBB", "other", &["/b"]));
+        schedule.push(first, ROOM);
+        schedule.push(batch_of("EBBB", "other", &["/b"]), ROOM);
         // `/c` again: deduplicated, so three paths fit.
         let second = batch_of("EAAA", "m2", &["/c", "/d"]);
         let last_sealed_at = second.sealed_at;
-        schedule.push(second);
-        schedule.push(batch_of("EAAA", "m3", &["/e"]));
+        schedule.push(second, ROOM);
+        schedule.push(batch_of("EAAA", "m3", &["/e"]), ROOM);
         assert_eq!(schedule.len(), 4, "one started, the merged batch, EBBB's, and the one that did not fit");
         schedule.finished(&started.content.distribution_id);
         let merged = schedule.next().unwrap();
@@ -242,26 +250,37 @@ mod tests {
     #[test]
     fn resumed_urgent_and_split_batches_stay_apart() {
         let mut schedule = Schedule::new(1, 1, limits(100));
-        schedule.push(batch_of("EAAA", "started", &["/a"]));
+        schedule.push(batch_of("EAAA", "started", &["/a"]), ROOM);
         schedule.next().unwrap();
         for reason in [SealReason::WindowElapsed, SealReason::Resumed, SealReason::Urgent, SealReason::Split] {
             let mut batch = batch_of("EAAA", reason.as_str(), &["/x"]);
             batch.content.reason = reason;
-            schedule.push(batch);
+            schedule.push(batch, ROOM);
         }
         let mut urgent = batch_of("EAAA", "urgent-2", &["/y"]);
         urgent.content.reason = SealReason::Urgent;
-        schedule.push(urgent);
+        schedule.push(urgent, ROOM);
         assert_eq!(schedule.len(), 5, "the two urgent batches merged, nothing else");
+    }
+
+    #[test]
+    fn batches_merge_only_as_far_as_the_room_last_seen() {
+        let mut schedule = Schedule::new(1, 1, limits(100));
+        schedule.push(batch_of("EAAA", "started", &["/a"]), ROOM);
+        schedule.next().unwrap();
+        let room = Allowance { paths: 3, wildcards: 2 };
+        schedule.push(batch_of("EAAA", "m1", &["/b", "/c"]), room);
+        schedule.push(batch_of("EAAA", "m2", &["/d", "/e"]), room);
+        assert_eq!(schedule.len(), 3, "four paths would not fit a room of three");
     }
 
     #[test]
     fn wildcards_count_against_their_own_limit() {
         let mut schedule = Schedule::new(1, 1, limits(100));
-        schedule.push(batch_of("EAAA", "started", &["/a"]));
+        schedule.push(batch_of("EAAA", "started", &["/a"]), ROOM);
         schedule.next().unwrap();
-        schedule.push(batch_of("EAAA", "m1", &["/x/*", "/y/*"]));
-        schedule.push(batch_of("EAAA", "m2", &["/z/*"]));
+        schedule.push(batch_of("EAAA", "m1", &["/x/*", "/y/*"]), ROOM);
+        schedule.push(batch_of("EAAA", "m2", &["/z/*"]), ROOM);
         assert_eq!(schedule.len(), 3, "three wildcards do not fit a limit of two");
     }
 
@@ -282,7 +301,7 @@ mod tests {
                 let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
                 let message = format!("m{n}");
                 arrived.push(message.clone());
-                schedule.push(batch_of(["EAAA", "EBBB", "ECCC"][*distribution], &message, &paths));
+                schedule.push(batch_of(["EAAA", "EBBB", "ECCC"][*distribution], &message, &paths), ROOM);
                 if *start.next().unwrap() {
                     while let Some(batch) = schedule.next() {
                         prop_assert!(batch.content.paths.len() <= 5);

@@ -10,6 +10,13 @@ use crate::ports::budget::Allowance;
 use crate::ports::ledger::{BatchRecord, BatchStatus, RequesterShare};
 
 impl<C, L> Submitter<C, L> {
+    /// The record's lease and retention counted from now: what a record built a while before it is written needs.
+    pub(super) fn renew_terms(&self, record: &mut BatchRecord) {
+        let now = self.ownership.clock.now();
+        record.lease_until = now + self.ownership.lease;
+        record.expires_at = now + self.ownership.retention;
+    }
+
     pub(super) fn intent_record(&self, batch: &Batch) -> BatchRecord {
         let content = &batch.content;
         let mut requesters: Vec<String> = content.members.iter().filter_map(|m| m.requester.clone()).collect();
