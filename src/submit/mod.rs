@@ -4,11 +4,12 @@
 //! fails later (the call, its answer, the ledger update) is retried with the same reference, and CloudFront
 //! returns the existing invalidation instead of creating and billing a second one.
 //!
-//! Before the intent, the batch reserves room in its distribution's in-progress budget (`limit::budget`): it
-//! waits for room, goes in part when only part fits, or, when the distribution's backlog would not clear within
-//! the maximum delay, is coalesced into wildcards (`crate::plan`). Waiting batches hold no submission slot, and
-//! a distribution has only a few of the places for held batches (`schedule`), so one saturated distribution
-//! never holds up the others.
+//! A batch starts only with a CreateInvalidation permit; until then it waits in the schedule, where later batches of
+//! its distribution join it. Then it reserves room in its distribution's in-progress budget (`limit::budget`),
+//! in the same write as its intent: it waits for room, goes in part when only part fits, or, when the
+//! distribution's backlog would not clear within the maximum delay, is coalesced into wildcards (`crate::plan`).
+//! Waiting batches hold no submission slot, and a distribution has only a few of the places for held batches
+//! (`schedule`), so one saturated distribution never holds up the others.
 
 mod decide;
 mod lease;
