@@ -18,7 +18,7 @@ use cf_invalidator::ports::ledger::{Billing, Intent, MonthCap, RequesterShare, b
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
-    QueueDepth, QueueStats, Receipt, Reservation, Reserved, Submitted,
+    QueueDepth, QueueStats, Receipt, Reservation, ReservationWrite, Submitted,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -578,7 +578,10 @@ async fn joint_writes_contract<L: Ledger + BudgetStore>(ledger: &L) {
         invalidation_id: None,
     };
     let held = reservation(&batch);
-    assert_eq!(ledger.reserve_recording(&distribution, 0, &held, &[], &batch, None).await.unwrap(), Reserved::Written);
+    assert_eq!(
+        ledger.reserve_recording(&distribution, 0, &held, &[], &batch, None).await.unwrap(),
+        ReservationWrite::Written
+    );
     assert_eq!(
         ledger.read_budget(&distribution).await.unwrap(),
         BudgetState { reservations: vec![held.clone()], version: 1 }
@@ -588,11 +591,11 @@ async fn joint_writes_contract<L: Ledger + BudgetStore>(ledger: &L) {
     // A retry after a lost answer: the version moved, and once read again the intent is found stored.
     assert_eq!(
         ledger.reserve_recording(&distribution, 0, &held, &[], &batch, None).await.unwrap(),
-        Reserved::VersionMoved
+        ReservationWrite::VersionMoved
     );
     assert_eq!(
         ledger.reserve_recording(&distribution, 1, &held, &[], &batch, None).await.unwrap(),
-        Reserved::Written,
+        ReservationWrite::Written,
         "the stored intent is left alone"
     );
     assert_eq!(ledger.read_budget(&distribution).await.unwrap().version, 2);
@@ -600,20 +603,20 @@ async fn joint_writes_contract<L: Ledger + BudgetStore>(ledger: &L) {
     let late = record(&distribution, base + 1);
     assert_eq!(
         ledger.reserve_recording(&distribution, 1, &reservation(&late), &[], &late, None).await.unwrap(),
-        Reserved::VersionMoved
+        ReservationWrite::VersionMoved
     );
     assert_eq!(ledger.batch(&late.caller_reference).await.unwrap(), None, "a stale version writes no intent");
     let month = billing_month(SystemTime::now() + Duration::from_secs(200 * 24 * 3_600));
     let cap = MonthCap { month: month.clone(), limit: 3 };
     assert_eq!(
         ledger.reserve_recording(&distribution, 2, &reservation(&late), &[], &late, Some(&cap)).await.unwrap(),
-        Reserved::Written
+        ReservationWrite::Written
     );
     assert_eq!(ledger.month_billing(&month).await.unwrap().committed, 2);
     let over = record(&distribution, base + 2);
     assert_eq!(
         ledger.reserve_recording(&distribution, 3, &reservation(&over), &[], &over, Some(&cap)).await.unwrap(),
-        Reserved::OverCap { spent: 2 }
+        ReservationWrite::OverCap { spent: 2 }
     );
     assert_eq!(ledger.batch(&over.caller_reference).await.unwrap(), None, "over the cap, nothing is written");
     assert_eq!(ledger.read_budget(&distribution).await.unwrap().version, 3, "nor reserved");

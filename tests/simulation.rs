@@ -35,7 +35,7 @@ use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Owed, Queue, QueueError,
-    Receipt, ReceivedMessage, Reservation, Reserved,
+    Receipt, ReceivedMessage, Reservation, ReservationWrite,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -456,10 +456,10 @@ impl BudgetStore for ChaosLedger {
         expired: &[CallerReference],
         intent: &BatchRecord,
         cap: Option<&cf_invalidator::ports::ledger::MonthCap>,
-    ) -> Result<Reserved, LedgerError> {
+    ) -> Result<ReservationWrite, LedgerError> {
         self.before()?;
         let written = self.inner.reserve_recording(distribution, version, reservation, expired, intent, cap).await?;
-        if written == Reserved::Written {
+        if written == ReservationWrite::Written {
             self.intents.lock().unwrap().entry(intent.caller_reference.clone()).or_insert_with(|| self.clock.now());
         }
         self.after()?;

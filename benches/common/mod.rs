@@ -18,7 +18,7 @@ use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     AuditLog, BatchEntryFailure, BatchRecord, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, InvalidationDetail, KeyClaim, KeyRecord, KeyUse, Ledger,
-    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Reservation, Reserved,
+    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Reservation, ReservationWrite,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -625,7 +625,7 @@ impl<L: BudgetStore> BudgetStore for CountingLedger<L> {
         expired: &[CallerReference],
         intent: &BatchRecord,
         cap: Option<&cf_invalidator::ports::ledger::MonthCap>,
-    ) -> Result<Reserved, LedgerError> {
+    ) -> Result<ReservationWrite, LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
         self.inner.reserve_recording(distribution, version, reservation, expired, intent, cap).await
     }

@@ -6,7 +6,7 @@ use super::faults::Faults;
 use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, BatchSummary, FailureRecord};
-use crate::ports::budget::{BudgetState, BudgetStore, Reservation, Reserved};
+use crate::ports::budget::{BudgetState, BudgetStore, Reservation, ReservationWrite};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger,
@@ -522,19 +522,19 @@ impl BudgetStore for MemoryLedger {
         expired: &[CallerReference],
         intent: &BatchRecord,
         cap: Option<&MonthCap>,
-    ) -> Result<Reserved, LedgerError> {
+    ) -> Result<ReservationWrite, LedgerError> {
         self.faults.call("write_reservation").await?;
         self.faults.call("record_intent").await?;
         let mut budgets = self.budgets.lock().unwrap();
         let budget = budgets.entry(distribution.clone()).or_default();
         if budget.version != version {
-            return Ok(Reserved::VersionMoved);
+            return Ok(ReservationWrite::VersionMoved);
         }
         if let Intent::OverCap { spent } = self.store_intent(intent, cap) {
-            return Ok(Reserved::OverCap { spent });
+            return Ok(ReservationWrite::OverCap { spent });
         }
         reserve(budget, reservation, expired);
-        Ok(Reserved::Written)
+        Ok(ReservationWrite::Written)
     }
 
     async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {

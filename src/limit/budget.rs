@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation, Reserved};
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation, ReservationWrite};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
 use crate::telemetry::{log_allowed, outages};
@@ -350,18 +350,18 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                 }
                 None => {
                     match self.store.write_reservation(distribution, state.version, &reservation, &deletable).await? {
-                        true => Reserved::Written,
-                        false => Reserved::VersionMoved,
+                        true => ReservationWrite::Written,
+                        false => ReservationWrite::VersionMoved,
                     }
                 }
             };
             match written {
-                Reserved::Written => {
+                ReservationWrite::Written => {
                     *local.known.lock().unwrap() = Some(room::after_write(state, reservation, &deletable));
                     return Ok(Grant::Reserved);
                 }
-                Reserved::OverCap { spent } => return Ok(Grant::OverCap { spent }),
-                Reserved::VersionMoved => {}
+                ReservationWrite::OverCap { spent } => return Ok(Grant::OverCap { spent }),
+                ReservationWrite::VersionMoved => {}
             }
             // Another worker reserved in between: read again and decide on what it left.
             local.known.lock().unwrap().take();

@@ -91,7 +91,7 @@ pub struct BudgetState {
 
 /// What writing a reservation together with its batch's intent did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reserved {
+pub enum ReservationWrite {
     /// Both are written (the intent maybe by an earlier attempt whose answer was lost).
     Written,
     /// Another reservation was written since the budget was read: nothing was written.
@@ -155,7 +155,7 @@ pub trait BudgetStore: Send + Sync + 'static {
         expired: &[CallerReference],
         intent: &BatchRecord,
         cap: Option<&MonthCap>,
-    ) -> impl Future<Output = Result<Reserved, LedgerError>> + Send;
+    ) -> impl Future<Output = Result<ReservationWrite, LedgerError>> + Send;
 
     fn record_acceptance(
         &self,

@@ -1,6 +1,8 @@
 //! How a batch is reshaped on its way: the part that fits the budget now, halves to isolate a refused path, and
 //! the ledger record it is written as. No I/O.
 
+use std::time::SystemTime;
+
 use super::Submitter;
 use crate::batch::Batch;
 use crate::batch::window::{SealReason, SealedBatch};
@@ -26,8 +28,7 @@ impl<C, L> Submitter<C, L> {
             content.members.iter().filter_map(|m| m.idempotency_key.clone()).collect();
         idempotency_keys.sort_unstable();
         idempotency_keys.dedup();
-        let now = self.ownership.clock.now();
-        BatchRecord {
+        let mut record = BatchRecord {
             caller_reference: batch.caller_reference.clone(),
             distribution_id: content.distribution_id.clone(),
             paths: content.paths.clone(),
@@ -53,11 +54,13 @@ impl<C, L> Submitter<C, L> {
             time_to_complete: None,
             failure: None,
             owner: self.ownership.worker_id.clone(),
-            lease_until: now + self.ownership.lease,
-            expires_at: now + self.ownership.retention,
+            lease_until: SystemTime::UNIX_EPOCH,
+            expires_at: SystemTime::UNIX_EPOCH,
             published: Vec::new(),
             outbox: false,
-        }
+        };
+        self.renew_terms(&mut record);
+        record
     }
 }
 

@@ -2,7 +2,7 @@
 //! `--monthly-path-budget` keeps every worker's batches of a month under one cap kept in the ledger.
 //!
 //! The cap is enforced where it cannot be raced: the intent record and the month's count move in one conditional
-//! write (`Ledger::record_intent_capped`). What the worker knows of the month beforehand only shapes the batch so
+//! write, the same as the batch's budget reservation (`BudgetStore::reserve_recording`). What the worker knows of the month beforehand only shapes the batch so
 //! that the write is likely to pass; when another worker got there first, the batch is shaped again.
 
 use std::collections::HashMap;

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation, Reserved};
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation, ReservationWrite};
 use crate::ports::ledger::{BatchRecord, Completion, Ledger, LedgerError, MonthCap};
 
 const RESERVATIONS: &str = "reservations";
@@ -195,29 +195,29 @@ impl BudgetStore for DynamoLedger {
         expired: &[CallerReference],
         intent: &BatchRecord,
         cap: Option<&MonthCap>,
-    ) -> Result<Reserved, LedgerError> {
+    ) -> Result<ReservationWrite, LedgerError> {
         let Some(intent_writes) = self.intent_writes(intent, cap)? else {
             let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
-            return Ok(Reserved::OverCap { spent: self.month_spent(month, None).await? });
+            return Ok(ReservationWrite::OverCap { spent: self.month_spent(month, None).await? });
         };
         let update = self.reservation_update(distribution, version, reservation, expired)?;
         let mut writes = vec![TransactWriteItem::builder().update(update).build()];
         writes.extend(intent_writes);
         match self.transact(writes).await? {
-            Ok(()) => Ok(Reserved::Written),
+            Ok(()) => Ok(ReservationWrite::Written),
             // Another worker reserved, or is reserving, in between: read again.
-            Err(cancelled) if cancelled.refused(0) || cancelled.conflicted(0) => Ok(Reserved::VersionMoved),
+            Err(cancelled) if cancelled.refused(0) || cancelled.conflicted(0) => Ok(ReservationWrite::VersionMoved),
             // Recorded (and counted) by an earlier attempt whose answer was lost.
             Err(cancelled) if cancelled.refused(1) => {
                 Ok(if self.write_reservation(distribution, version, reservation, expired).await? {
-                    Reserved::Written
+                    ReservationWrite::Written
                 } else {
-                    Reserved::VersionMoved
+                    ReservationWrite::VersionMoved
                 })
             }
             Err(cancelled) if cancelled.refused(2) => {
                 let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
-                Ok(Reserved::OverCap { spent: self.month_spent(month, cancelled.item(2)).await? })
+                Ok(ReservationWrite::OverCap { spent: self.month_spent(month, cancelled.item(2)).await? })
             }
             Err(cancelled) => Err(cancelled.unexpected()),
         }
