@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::clock::WallClock;
 use crate::limit::Budget;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::BudgetStore;
+use crate::ports::budget::{BudgetStore, Recorded};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
 use crate::ports::events::{Event, EventKind, Events};
 use crate::ports::ledger::{BatchStatus, Completion, Ledger, Owed};
@@ -69,6 +69,8 @@ struct Tracked {
     /// An own invalidation still in progress then has its reservation renewed at the next look: only one that
     /// takes long needs it, as acceptance moved the reservation's end a lease ahead.
     renew_after: Instant,
+    /// Batches wait for room in its distribution: its look goes before regular ones due at the same time.
+    hurried: bool,
 }
 
 /// The shortest gap between two looks at a distribution whose batches wait for room: looks come that often
@@ -116,7 +118,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                     self.adopt(&mut tracked).await;
                 }
                 () = sleep_until(due) => {
-                    let distribution = earliest(&tracked).expect("something is due").distribution_id.clone();
+                    let distribution = next_look(&tracked).expect("something is due").distribution_id.clone();
                     let (mine, others) = std::mem::take(&mut tracked)
                         .into_iter()
                         .partition(|t| t.submitted.distribution_id == distribution);
@@ -132,7 +134,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
         let gap = (self.settings.first_look * 2).min(self.settings.poll);
         let now = Instant::now();
         let renew_after = now + self.renewal_gap();
-        Tracked { submitted, own, next_look: now + first_look, gap, last_look: now, renew_after }
+        Tracked { submitted, own, next_look: now + first_look, gap, last_look: now, renew_after, hurried: false }
     }
 
     /// How long a renewed reservation goes without another renewal: a quarter of its lease leaves room for looks
@@ -187,6 +189,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             Err(e) => return self.look_failed(distribution, &e, mine, now),
         };
         let mut kept = Vec::with_capacity(mine.len());
+        let mut finished = Vec::new();
         let mut asked = false;
         for mut entry in mine {
             let due = entry.next_look <= now;
@@ -213,15 +216,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 None => Seen::Unknown,
             };
             match seen {
-                Seen::Status(invalidation) if invalidation.is_completed() => {
-                    if self.record(&entry.submitted, invalidation).await {
-                        entry.submitted.status = BatchStatus::Completed;
-                        if self.publish_owed(&mut entry.submitted).await {
-                            continue;
-                        }
-                    }
-                    kept.push(Tracked { next_look: now + entry.gap, ..entry });
-                }
+                Seen::Status(invalidation) if invalidation.is_completed() => finished.push((entry, invalidation)),
                 Seen::Gone => {
                     counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(1);
                 }
@@ -244,8 +239,47 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 _ => kept.push(entry),
             }
         }
+        kept.extend(self.finish(distribution, finished, now).await);
         for entry in &mut kept {
             entry.last_look = now;
+            entry.hurried = false;
+        }
+        kept
+    }
+
+    /// Records the completions one look found, and returns their room, in one ledger write: the room comes back
+    /// one round trip after the look, however many completed. Returns those to track on: a completion to record
+    /// again at the next look, or events still to publish.
+    async fn finish(
+        &self,
+        distribution: &DistributionId,
+        finished: Vec<(Tracked, Invalidation)>,
+        now: Instant,
+    ) -> Vec<Tracked> {
+        if finished.is_empty() {
+            return Vec::new();
+        }
+        let completed_at = self.settings.clock.now();
+        let completions: Vec<Completion> = finished
+            .iter()
+            .map(|(entry, invalidation)| Completion {
+                caller_reference: entry.submitted.caller_reference.clone(),
+                cloudfront_status: invalidation.status.clone(),
+                completed_at,
+                time_to_complete: completed_at.duration_since(entry.submitted.submitted_at).unwrap_or_default(),
+                keep_tracking: self.events.is_some(),
+            })
+            .collect();
+        let answers = self.budget.completed(distribution, &completions).await;
+        let mut kept = Vec::new();
+        for (((mut entry, _), completion), answer) in finished.into_iter().zip(&completions).zip(answers) {
+            if recorded(&entry.submitted, completion, answer) {
+                entry.submitted.status = BatchStatus::Completed;
+                if self.publish_owed(&mut entry.submitted).await {
+                    continue;
+                }
+            }
+            kept.push(Tracked { next_look: now + entry.gap, ..entry });
         }
         kept
     }
@@ -292,38 +326,6 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             entry.next_look = now + entry.gap;
         }
         mine
-    }
-
-    /// Records the completion once; false if it should be tried again.
-    async fn record(&self, submitted: &Submitted, invalidation: Invalidation) -> bool {
-        let completed_at = self.settings.clock.now();
-        let completion = Completion {
-            caller_reference: submitted.caller_reference.clone(),
-            cloudfront_status: invalidation.status,
-            completed_at,
-            time_to_complete: completed_at.duration_since(submitted.submitted_at).unwrap_or_default(),
-            keep_tracking: self.events.is_some(),
-        };
-        match self.budget.completed(&submitted.distribution_id, &completion).await {
-            Ok(true) => {
-                info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, time_to_complete = ?completion.time_to_complete, "invalidation completed");
-                histogram!("cfi_time_to_complete_seconds").record(completion.time_to_complete.as_secs_f64());
-                true
-            }
-            // Another worker tracking it too recorded it first.
-            Ok(false) => true,
-            Err(e) if e.is_transient() => {
-                if let Some(suppressed) = log_allowed("completion_record_failed") {
-                    warn!(caller_reference = %submitted.caller_reference, error = %e, suppressed, "could not record the completion; will try again");
-                }
-                false
-            }
-            Err(e) => {
-                warn!(caller_reference = %submitted.caller_reference, error = %e, "could not record the completion; its record stays accepted");
-                counter!("cfi_completion_tracking_abandoned_total", "reason" => "ledger").increment(1);
-                true
-            }
-        }
     }
 }
 
@@ -403,6 +405,30 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     }
 }
 
+/// Logs a completion's answer from the ledger; false if it should be recorded again at the next look.
+fn recorded(submitted: &Submitted, completion: &Completion, answer: Recorded) -> bool {
+    match answer {
+        Ok(true) => {
+            info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, time_to_complete = ?completion.time_to_complete, "invalidation completed");
+            histogram!("cfi_time_to_complete_seconds").record(completion.time_to_complete.as_secs_f64());
+            true
+        }
+        // Another worker tracking it too recorded it first.
+        Ok(false) => true,
+        Err(e) if e.is_transient() => {
+            if let Some(suppressed) = log_allowed("completion_record_failed") {
+                warn!(caller_reference = %submitted.caller_reference, error = %e, suppressed, "could not record the completion; will try again");
+            }
+            false
+        }
+        Err(e) => {
+            warn!(caller_reference = %submitted.caller_reference, error = %e, "could not record the completion; its record stays accepted");
+            counter!("cfi_completion_tracking_abandoned_total", "reason" => "ledger").increment(1);
+            true
+        }
+    }
+}
+
 fn not_published(what: &dyn std::fmt::Display, error: &dyn std::fmt::Display) {
     if let Some(suppressed) = log_allowed("event_not_published") {
         warn!(about = %what, %error, suppressed, "could not publish an event; will try again");
@@ -434,12 +460,17 @@ const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 fn hurry(tracked: &mut [Tracked], wanted: &HashSet<DistributionId>) {
     for entry in tracked.iter_mut().filter(|t| wanted.contains(&t.submitted.distribution_id)) {
         entry.next_look = entry.next_look.min(entry.last_look + HURRIED_GAP);
+        entry.hurried = true;
     }
 }
 
-/// The submitted invalidation due first.
-fn earliest(tracked: &[Tracked]) -> Option<&Submitted> {
-    tracked.iter().min_by_key(|t| t.next_look).map(|t| &t.submitted)
+/// The submitted invalidation to look at next: of those due, a hurried one first, as batches wait for its room
+/// while the other looks only record completions; else the one due first. When more looks are due than the
+/// status rate allows, the regular ones wait.
+fn next_look(tracked: &[Tracked]) -> Option<&Submitted> {
+    let now = Instant::now();
+    let due = tracked.iter().filter(|t| t.next_look <= now).min_by_key(|t| (!t.hurried, t.next_look));
+    due.or_else(|| tracked.iter().min_by_key(|t| t.next_look)).map(|t| &t.submitted)
 }
 
 async fn sleep_until(due: Option<Instant>) {
@@ -562,6 +593,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_completions_one_look_finds_are_recorded_and_released_in_one_write() {
+        let setup = Setup::new(S(0));
+        setup.ledger.faults.slow_down("record_completion", S(1));
+        let mut submitted = Vec::new();
+        for n in 0..50 {
+            submitted.push(setup.accepted(&format!("/p{n}")).await);
+        }
+        let started = Instant::now();
+        setup.track(submitted).await;
+
+        assert!(setup.ledger.records().iter().all(|r| r.status == BatchStatus::Completed));
+        assert_eq!(started.elapsed(), FIRST_LOOK + S(1), "one look, then one write taking a second");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn acceptances_a_second_apart_share_looks_at_their_distribution() {
         let setup = Setup::new(S(30));
         let (sender, receiver) = mpsc::channel(32);
@@ -598,6 +644,23 @@ mod tests {
         for pair in calls.windows(2) {
             assert!(pair[1].at - pair[0].at >= CALL_GAP, "{calls:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hurried_look_goes_before_regular_ones_already_due() {
+        let setup = Setup::new(S(0));
+        let tracker = setup.tracker();
+        let regular = tracker.entry(setup.accepted("/a").await, true, S(0));
+        let mut hurried = tracker.entry(setup.accepted("/b").await, true, FIRST_LOOK);
+        hurried.submitted.distribution_id = DistributionId::parse("EBBB").unwrap();
+        let wanted = HashSet::from([hurried.submitted.distribution_id.clone()]);
+        let mut tracked = vec![regular, hurried];
+        hurry(&mut tracked, &wanted);
+
+        let next = |tracked: &[Tracked]| next_look(tracked).unwrap().distribution_id.to_string();
+        assert_eq!(next(&tracked), "EAAA", "only the regular look is due");
+        tokio::time::advance(HURRIED_GAP).await;
+        assert_eq!(next(&tracked), "EBBB", "both are due: the hurried one first");
     }
 
     #[tokio::test(start_paused = true)]

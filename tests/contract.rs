@@ -640,26 +640,43 @@ async fn joint_writes_contract<L: Ledger + BudgetStore>(ledger: &L) {
         time_to_complete: Duration::from_secs(20),
         keep_tracking: false,
     };
-    assert!(ledger.release_completed(&distribution, &completion(&batch)).await.unwrap(), "recorded");
+    // Completions found together are recorded and released together.
+    let third = record(&distribution, base + 4);
+    assert_eq!(
+        ledger.reserve_recording(&distribution, 3, &reservation(&third), &[], &third, None).await.unwrap(),
+        ReservationWrite::Written
+    );
+    let together = [completion(&batch), completion(&third)];
+    assert_eq!(ledger.release_completed(&distribution, &together).await.unwrap(), [Ok(true), Ok(true)], "recorded");
     let left = ledger.read_budget(&distribution).await.unwrap();
-    assert!(left.reservations.iter().all(|r| r.id != batch.caller_reference), "released: {left:?}");
-    assert_eq!(left.version, 3, "a release leaves the version alone");
-    assert_eq!(ledger.batch(&batch.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Completed));
-    assert!(!ledger.release_completed(&distribution, &completion(&batch)).await.unwrap(), "recorded once");
+    let left_ids: Vec<&CallerReference> = left.reservations.iter().map(|r| &r.id).collect();
+    assert_eq!(left_ids, [&late.caller_reference], "both released");
+    assert_eq!(left.version, 4, "a release leaves the version alone");
+    for done in [&batch, &third] {
+        let status = ledger.batch(&done.caller_reference).await.unwrap().map(|r| r.status);
+        assert_eq!(status, Some(BatchStatus::Completed));
+    }
+    assert_eq!(
+        ledger.release_completed(&distribution, &[completion(&batch)]).await.unwrap(),
+        [Ok(false)],
+        "recorded once"
+    );
 
-    // Its reservation gone, an acceptance is still recorded, and so is its completion.
+    // Its reservation gone, an acceptance is still recorded, and so is its completion, beside one recorded before
+    // and one with no record.
     ledger.release_reservation(&distribution, &late.caller_reference).await.unwrap();
     let mut orphan = late.clone();
     orphan.accept(&Invalidation { id: "IJOINT2".into(), status: "InProgress".into() }, now_millis());
     ledger.record_acceptance(&orphan, until).await.unwrap();
     assert_eq!(ledger.batch(&late.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Accepted));
     assert!(ledger.read_budget(&distribution).await.unwrap().reservations.is_empty(), "no reservation made up");
-    assert!(ledger.release_completed(&distribution, &completion(&late)).await.unwrap());
     let missing = record(&distribution, base + 3);
-    assert!(matches!(
-        ledger.release_completed(&distribution, &completion(&missing)).await,
-        Err(LedgerError::Conflict(_))
-    ));
+    let mixed = [completion(&batch), completion(&late), completion(&missing)];
+    assert_eq!(
+        ledger.release_completed(&distribution, &mixed).await.unwrap(),
+        [Ok(false), Ok(true), Err(LedgerError::Conflict(missing.caller_reference.to_string()))]
+    );
+    assert_eq!(ledger.batch(&late.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Completed));
 }
 
 async fn cdn_contract<C: Cdn>(cdn: &C, distribution: &DistributionId, models_caller_reference: bool) {

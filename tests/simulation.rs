@@ -35,7 +35,7 @@ use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Owed, Queue, QueueError,
-    Receipt, ReceivedMessage, Reservation, ReservationWrite,
+    Receipt, ReceivedMessage, Recorded, Reservation, ReservationWrite,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -475,10 +475,10 @@ impl BudgetStore for ChaosLedger {
     async fn release_completed(
         &self,
         distribution: &DistributionId,
-        completion: &Completion,
-    ) -> Result<bool, LedgerError> {
+        completions: &[Completion],
+    ) -> Result<Vec<Recorded>, LedgerError> {
         self.before()?;
-        let recorded = self.inner.release_completed(distribution, completion).await?;
+        let recorded = self.inner.release_completed(distribution, completions).await?;
         self.after()?;
         Ok(recorded)
     }

@@ -18,7 +18,7 @@ use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
     AuditLog, BatchEntryFailure, BatchRecord, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, InvalidationDetail, KeyClaim, KeyRecord, KeyUse, Ledger,
-    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Reservation, ReservationWrite,
+    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Recorded, Reservation, ReservationWrite,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -638,10 +638,10 @@ impl<L: BudgetStore> BudgetStore for CountingLedger<L> {
     async fn release_completed(
         &self,
         distribution: &DistributionId,
-        completion: &Completion,
-    ) -> Result<bool, LedgerError> {
+        completions: &[Completion],
+    ) -> Result<Vec<Recorded>, LedgerError> {
         add(&self.counts.dynamodb_writes, 1);
-        self.inner.release_completed(distribution, completion).await
+        self.inner.release_completed(distribution, completions).await
     }
 
     async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {

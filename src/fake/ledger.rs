@@ -6,7 +6,7 @@ use super::faults::Faults;
 use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, BatchSummary, FailureRecord};
-use crate::ports::budget::{BudgetState, BudgetStore, Reservation, ReservationWrite};
+use crate::ports::budget::{BudgetState, BudgetStore, Recorded, Reservation, ReservationWrite};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger,
@@ -547,12 +547,14 @@ impl BudgetStore for MemoryLedger {
     async fn release_completed(
         &self,
         distribution: &DistributionId,
-        completion: &Completion,
-    ) -> Result<bool, LedgerError> {
+        completions: &[Completion],
+    ) -> Result<Vec<Recorded>, LedgerError> {
         self.faults.call("record_completion").await?;
         self.faults.call("release_reservation").await?;
-        let recorded = self.store_completion(completion)?;
-        self.store_release(distribution, &completion.caller_reference);
+        let recorded = completions.iter().map(|completion| self.store_completion(completion)).collect();
+        for completion in completions {
+            self.store_release(distribution, &completion.caller_reference);
+        }
         Ok(recorded)
     }
 

@@ -22,7 +22,9 @@ use tracing::{info, warn};
 use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, QUOTA, Reservation, ReservationWrite};
+use crate::ports::budget::{
+    Allowance, BudgetState, BudgetStore, QUOTA, RELEASED_AT_ONCE, Recorded, Reservation, ReservationWrite,
+};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
 use crate::telemetry::{log_allowed, outages};
@@ -235,19 +237,28 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
         *self.completion.lock().unwrap()
     }
 
-    /// The tracker saw an invalidation complete: record it (as `Ledger::record_completion`, with its answer),
-    /// return its room in the same write, and learn from the time it took.
-    pub async fn completed(&self, distribution: &DistributionId, completion: &Completion) -> Result<bool, LedgerError> {
+    /// The tracker saw invalidations of `distribution` complete: record them (as `Ledger::record_completion`,
+    /// with an answer each, in their order), return their room in the same writes, and learn from the time they
+    /// took.
+    pub async fn completed(&self, distribution: &DistributionId, completions: &[Completion]) -> Vec<Recorded> {
         {
             let mut estimate = self.completion.lock().unwrap();
-            let took = completion.time_to_complete;
-            *estimate = estimate.mul_f64(1.0 - COMPLETION_SMOOTHING) + took.mul_f64(COMPLETION_SMOOTHING);
+            for completion in completions {
+                let took = completion.time_to_complete;
+                *estimate = estimate.mul_f64(1.0 - COMPLETION_SMOOTHING) + took.mul_f64(COMPLETION_SMOOTHING);
+            }
         }
-        let recorded = self.store.release_completed(distribution, completion).await;
-        if recorded.is_ok() {
-            self.released(distribution, &completion.caller_reference);
+        let mut answers = Vec::with_capacity(completions.len());
+        for part in completions.chunks(RELEASED_AT_ONCE) {
+            match self.store.release_completed(distribution, part).await {
+                Ok(recorded) => {
+                    self.released(distribution, part.iter().map(|c| &c.caller_reference));
+                    answers.extend(recorded);
+                }
+                Err(e) => answers.extend(part.iter().map(|_| Err(e.clone()))),
+            }
         }
-        recorded
+        answers
     }
 
     /// The batch was accepted, which the ledger noted on its reservation with its new end, `until`.
@@ -421,14 +432,15 @@ impl<C: Cdn, S: BudgetStore> Budget<C, S> {
                 warn!(%distribution, caller_reference = %id, error = %e, suppressed, "could not release a reservation; its room returns when its lease ends");
             }
         }
-        self.released(distribution, id);
+        self.released(distribution, [id]);
     }
 
     /// Forgets the reservation and wakes a batch waiting for room.
-    fn released(&self, distribution: &DistributionId, id: &CallerReference) {
+    fn released<'a>(&self, distribution: &DistributionId, ids: impl IntoIterator<Item = &'a CallerReference>) {
         let local = self.local(distribution);
         if let Some(known) = local.known.lock().unwrap().as_mut() {
-            known.reservations.retain(|r| &r.id != id);
+            let ids: HashSet<&CallerReference> = ids.into_iter().collect();
+            known.reservations.retain(|r| !ids.contains(&r.id));
         }
         local.released.notify_one();
     }

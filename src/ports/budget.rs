@@ -100,6 +100,14 @@ pub enum ReservationWrite {
     OverCap { spent: u64 },
 }
 
+/// Most completions `release_completed` takes at once: one DynamoDB transaction holds at most 100 writes, and the
+/// budget's release is one of them.
+pub const RELEASED_AT_ONCE: usize = 99;
+
+/// One completion's answer: whether this write recorded it (`false`: recorded before), as
+/// `Ledger::record_completion` says.
+pub type Recorded = Result<bool, LedgerError>;
+
 /// Contract:
 /// - `read_budget` returns the distribution's reservations, expired ones included, with the budget's version
 ///   (0 and none for a distribution never reserved), read strongly consistently.
@@ -115,8 +123,10 @@ pub enum ReservationWrite {
 ///   is, and the reservation is still written.
 /// - `record_acceptance` does what `Ledger::record_outcome` does for an accepted record and, in the same write,
 ///   notes the invalidation on the batch's reservation and moves its end to `until`, if the reservation exists.
-/// - `release_completed` does what `Ledger::record_completion` does, with its answer, and, in the same write,
-///   deletes the batch's reservation; a completion recorded before still deletes it.
+/// - `release_completed` does what `Ledger::record_completion` does for each of `completions` (distinct batches of
+///   the distribution, at most `RELEASED_AT_ONCE`), with its answers in their order, and, in the same write, deletes
+///   their reservations; a completion recorded before still deletes its reservation. After an error, what was
+///   written answers `Ok(false)` when asked again.
 /// - `check_in` records `worker` as live until `until` and returns the workers live at `now`, itself included,
 ///   sorted; `check_out` removes it at once.
 pub trait BudgetStore: Send + Sync + 'static {
@@ -166,8 +176,8 @@ pub trait BudgetStore: Send + Sync + 'static {
     fn release_completed(
         &self,
         distribution: &DistributionId,
-        completion: &Completion,
-    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+        completions: &[Completion],
+    ) -> impl Future<Output = Result<Vec<Recorded>, LedgerError>> + Send;
 
     fn check_in(
         &self,

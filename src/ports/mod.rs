@@ -13,7 +13,7 @@ pub mod ledger;
 pub mod queue;
 
 pub use audit::{AuditLog, BatchSummary, FailureRecord};
-pub use budget::{Allowance, BudgetState, BudgetStore, Reservation, ReservationWrite};
+pub use budget::{Allowance, BudgetState, BudgetStore, Recorded, Reservation, ReservationWrite};
 pub use cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 pub use ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::{
@@ -13,7 +14,7 @@ use super::{
 };
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Reservation, ReservationWrite};
+use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Recorded, Reservation, ReservationWrite};
 use crate::ports::ledger::{BatchRecord, Completion, Ledger, LedgerError, MonthCap};
 
 const RESERVATIONS: &str = "reservations";
@@ -101,30 +102,42 @@ impl DynamoLedger {
                 .expression_attribute_names("#id", reservation.id.as_str())
                 .expression_attribute_values(":reservation", reservation_value(reservation))
                 .expression_attribute_values(":version", AttributeValue::N(version.to_string()));
-            let mut removals = Vec::new();
-            for (n, id) in expired.iter().filter(|id| **id != reservation.id).enumerate() {
-                update = update.expression_attribute_names(format!("#x{n}"), id.as_str());
-                removals.push(format!("#reservations.#x{n}"));
-            }
-            if !removals.is_empty() {
-                expression = format!("{expression} REMOVE {}", removals.join(", "));
+            let expired: Vec<&CallerReference> = expired.iter().filter(|id| **id != reservation.id).collect();
+            let removals;
+            (update, removals) = remove_reservations(update, &expired);
+            if !expired.is_empty() {
+                expression = format!("{expression} REMOVE {removals}");
             }
         }
         update.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))
     }
 
-    fn release_update(&self, distribution: &DistributionId, id: &CallerReference) -> Result<Update, LedgerError> {
-        Update::builder()
+    fn release_update(&self, distribution: &DistributionId, ids: &[&CallerReference]) -> Result<Update, LedgerError> {
+        let update = Update::builder()
             .table_name(&self.table)
             .key(KEY, budget_key(distribution))
-            .update_expression("REMOVE #reservations.#id")
             // Without it, releasing from a budget that does not exist would create an empty item.
             .condition_expression("attribute_exists(#reservations)")
-            .expression_attribute_names("#reservations", RESERVATIONS)
-            .expression_attribute_names("#id", id.as_str())
-            .build()
-            .map_err(|e| LedgerError::Other(e.to_string()))
+            .expression_attribute_names("#reservations", RESERVATIONS);
+        let (update, removals) = remove_reservations(update, ids);
+        update.update_expression(format!("REMOVE {removals}")).build().map_err(|e| LedgerError::Other(e.to_string()))
     }
+
+    async fn release(&self, distribution: &DistributionId, ids: &[&CallerReference]) -> Result<(), LedgerError> {
+        let update = self.release_update(distribution, ids)?;
+        // Not made when there was nothing to release.
+        self.conditional(self.update_item_of(update).send().await).map(|_| ())
+    }
+}
+
+/// Adds `REMOVE` targets for the reservations `ids` to `update`: the update and the targets, comma-separated.
+fn remove_reservations(mut update: UpdateBuilder, ids: &[&CallerReference]) -> (UpdateBuilder, String) {
+    let mut removals = Vec::with_capacity(ids.len());
+    for (n, id) in ids.iter().enumerate() {
+        update = update.expression_attribute_names(format!("#r{n}"), id.as_str());
+        removals.push(format!("#reservations.#r{n}"));
+    }
+    (update, removals.join(", "))
 }
 
 impl BudgetStore for DynamoLedger {
@@ -182,9 +195,7 @@ impl BudgetStore for DynamoLedger {
         distribution: &DistributionId,
         id: &CallerReference,
     ) -> Result<(), LedgerError> {
-        let update = self.release_update(distribution, id)?;
-        // Not made when there was nothing to release.
-        self.conditional(self.update_item_of(update).send().await).map(|_| ())
+        self.release(distribution, &[id]).await
     }
 
     async fn reserve_recording(
@@ -241,23 +252,28 @@ impl BudgetStore for DynamoLedger {
         self.outcome(record, Some(note)).await
     }
 
+    /// Records `completions` and releases their reservations in one transaction; records them one by one if any
+    /// was recorded before (or has no record: the plain write tells which), or the budget is gone.
     async fn release_completed(
         &self,
         distribution: &DistributionId,
-        completion: &Completion,
-    ) -> Result<bool, LedgerError> {
-        let release = self.release_update(distribution, &completion.caller_reference)?;
-        let writes = vec![
-            TransactWriteItem::builder().update(self.completion_update(completion)?).build(),
-            TransactWriteItem::builder().update(release).build(),
-        ];
+        completions: &[Completion],
+    ) -> Result<Vec<Recorded>, LedgerError> {
+        let ids: Vec<&CallerReference> = completions.iter().map(|c| &c.caller_reference).collect();
+        let mut writes = Vec::with_capacity(completions.len() + 1);
+        for completion in completions {
+            writes.push(TransactWriteItem::builder().update(self.completion_update(completion)?).build());
+        }
+        writes.push(TransactWriteItem::builder().update(self.release_update(distribution, &ids)?).build());
         match self.transact(writes).await? {
-            Ok(()) => Ok(true),
-            // Recorded before (or no such record: the plain write tells which), or no budget to release from.
-            Err(cancelled) if cancelled.refused(0) || cancelled.refused(1) => {
-                let recorded = self.record_completion(completion).await;
-                self.release_reservation(distribution, &completion.caller_reference).await?;
-                recorded
+            Ok(()) => Ok(vec![Ok(true); completions.len()]),
+            Err(cancelled) if (0..=completions.len()).any(|item| cancelled.refused(item)) => {
+                let mut answers = Vec::with_capacity(completions.len());
+                for completion in completions {
+                    answers.push(self.record_completion(completion).await);
+                }
+                self.release(distribution, &ids).await?;
+                Ok(answers)
             }
             Err(cancelled) => Err(cancelled.unexpected()),
         }
