@@ -4,9 +4,10 @@
 //! One ListInvalidations per distribution answers for all of its tracked invalidations, however many; a
 //! GetInvalidation is asked only for one the list no longer shows. A distribution is looked at `first_look` after
 //! an acceptance (CloudFront reports most completions within 25 s), then at doubling gaps up to `poll`; while
-//! batches wait for room in it, every `HURRIED_GAP`, so that room returns within seconds of a completion however
-//! many batches are in progress. Calls go out one at a time, at least `call_gap` apart (CloudFront throttles its
-//! API per account).
+//! batches wait for room in it, every `HURRIED_GAP` and ahead of regular looks, so that room returns within seconds
+//! of a completion however many batches are in progress. The completions one look finds are recorded, and their
+//! room returned, in one ledger write. Calls go out one at a time, at least `call_gap` apart (CloudFront throttles
+//! its API per account).
 //!
 //! Tracking holds no messages (they are deleted on acceptance). The worker tracks what it submitted; every
 //! `adopt_every` it also reads the ledger's accepted batches and adopts those accepted more than `adopt_after`
