@@ -18,7 +18,8 @@
 //! before CloudFront completed, every reservation was released, and every batch is recorded completed.
 //!
 //! The simulator answers at once unless `CFI_BENCH_STATUS_RTT_MS` gives each status request (each page of a
-//! list) a round trip: the tracker makes its calls one after another, so their round trips add up.
+//! list) a round trip: the tracker makes its calls one after another, so their round trips add up. Likewise
+//! `CFI_BENCH_LEDGER_RTT_MS` gives each write of completions (with their releases) to the ledger a round trip.
 //!
 //! `cargo bench --bench room_return` runs the full grid; under `cargo test --bench room_return` (no `--bench`
 //! argument) it runs two small cases.
@@ -282,7 +283,7 @@ struct Row {
     latencies: Vec<Duration>,
 }
 
-async fn run_case(batches: usize, distributions: usize, round_trip: Duration) -> Row {
+async fn run_case(batches: usize, distributions: usize, round_trip: Duration, ledger_round_trip: Duration) -> Row {
     let clock = WallClock::following_tokio();
     let queue = Arc::new(MemoryQueue::with_clock(clock));
     let paths: Vec<String> = (0..batches).map(|n| format!("/room/{n}.html")).collect();
@@ -292,6 +293,7 @@ async fn run_case(batches: usize, distributions: usize, round_trip: Duration) ->
     }
     let cdn = Arc::new(RoomCdn::new(distributions, round_trip, &paths));
     let ledger = Arc::new(MemoryLedger::default());
+    ledger.faults.slow_down("record_completion", ledger_round_trip);
     let services = Services {
         queue,
         dead_letter: Some(Arc::new(MemoryQueue::with_clock(clock))),
@@ -350,15 +352,17 @@ fn print(rows: &[Row]) {
 fn main() {
     let cases: &[(usize, usize)] = if is_bench_run() { &GRID } else { &SMOKE };
     let round_trip = Duration::from_millis(env_or("CFI_BENCH_STATUS_RTT_MS", 0));
+    let ledger_round_trip = Duration::from_millis(env_or("CFI_BENCH_LEDGER_RTT_MS", 0));
     let tracking = Settings::default().tracking;
     println!(
-        "worker defaults: first look {:?}, poll {:?}, {} status calls/s; CloudFront completes {:?} to {:?} after creation, answers status requests in {:?}; latency observed to {:?}",
+        "worker defaults: first look {:?}, poll {:?}, {} status calls/s; CloudFront completes {:?} to {:?} after creation, answers status requests in {:?}; the ledger records completions in {:?}; latency observed to {:?}",
         tracking.first_look,
         tracking.poll,
         tracking.status_rate,
         COMPLETION_MIN,
         COMPLETION_MIN + COMPLETION_SPREAD,
         round_trip,
+        ledger_round_trip,
         OBSERVE_EVERY,
     );
     let rows: Vec<Row> = cases
@@ -366,7 +370,7 @@ fn main() {
         .map(|&(batches, distributions)| {
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-            runtime.block_on(run_case(batches, distributions, round_trip))
+            runtime.block_on(run_case(batches, distributions, round_trip, ledger_round_trip))
         })
         .collect();
     print(&rows);
