@@ -2,8 +2,9 @@
 //! `--monthly-path-budget` keeps every worker's batches of a month under one cap kept in the ledger.
 //!
 //! The cap is enforced where it cannot be raced: the intent record and the month's count move in one conditional
-//! write, the same as the batch's budget reservation (`BudgetStore::reserve_recording`). What the worker knows of the month beforehand only shapes the batch so
-//! that the write is likely to pass; when another worker got there first, the batch is shaped again.
+//! write, the same as the batch's budget reservation (`BudgetStore::reserve_recording`). What the worker knows of
+//! the month beforehand only shapes the batch so that the write is likely to pass; when another worker got there
+//! first, the batch is shaped again.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -103,9 +103,9 @@ impl DynamoLedger {
                 .expression_attribute_values(":reservation", reservation_value(reservation))
                 .expression_attribute_values(":version", AttributeValue::N(version.to_string()));
             let expired: Vec<&CallerReference> = expired.iter().filter(|id| **id != reservation.id).collect();
-            let removals;
-            (update, removals) = remove_reservations(update, &expired);
             if !expired.is_empty() {
+                let removals;
+                (update, removals) = remove_reservations(update, &expired);
                 expression = format!("{expression} REMOVE {removals}");
             }
         }
