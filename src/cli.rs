@@ -239,8 +239,8 @@ pub struct RunArgs {
     pub max_delay: humantime::Duration,
 
     /// This worker's name in the ledger (batch owner, budget reservations), e.g. the ECS task or pod name;
-    /// default: `worker-<UUIDv7>`. Must be unique among running workers.
-    #[arg(long, env = "INVALIDATOR_WORKER_ID")]
+    /// default: `worker-<UUIDv7>`. Must be unique among running workers; 1 to 128 printable ASCII characters.
+    #[arg(long, env = "INVALIDATOR_WORKER_ID", value_parser = parse_worker_id)]
     pub worker_id: Option<String>,
 
     /// How often a distribution's in-progress invalidations nobody reserved (a person's, another tool's) are
@@ -379,4 +379,27 @@ pub struct AuditArgs {
     /// One JSON object per line instead of a table.
     #[arg(long, env = "INVALIDATOR_JSON")]
     pub json: bool,
+}
+
+/// A worker id is written into every reservation and batch the worker owns: bounded and printable, so those items
+/// stay bounded.
+fn parse_worker_id(raw: &str) -> Result<String, String> {
+    let max = cf_invalidator::limit::room::MAX_WORKER_ID_BYTES;
+    if raw.is_empty() || raw.len() > max || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("must be 1 to {max} printable ASCII characters without spaces"));
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_id_is_short_and_printable() {
+        assert_eq!(parse_worker_id("ecs-task-1f2e").unwrap(), "ecs-task-1f2e");
+        for bad in ["", "has space", "tab\there", &"x".repeat(129)] {
+            assert!(parse_worker_id(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -26,6 +26,21 @@ pub fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl 
     reservations.iter().filter(move |r| r.until <= before)
 }
 
+/// Most reservations one distribution's budget item holds, live and expired together. An entry is at most about 260
+/// bytes (a 40-byte CallerReference as its key, an owner of at most `MAX_WORKER_ID_BYTES`, three numbers and a
+/// 14-character invalidation id, with DynamoDB's per-attribute overheads), so the item stays under 260 KB, well
+/// inside DynamoDB's 400 KB. It binds only when a thousand of one distribution's invalidations are in progress at
+/// once, which CloudFront's 3,000 paths allow only for batches of one or two paths: a batch that would add the
+/// next one waits for room like any other.
+pub const MAX_RESERVATIONS: usize = 1_000;
+
+/// Most expired reservations one write deletes: each adds about 20 bytes to the update expression, which DynamoDB
+/// caps at 4 KB. The rest go at the next writes.
+pub const MAX_DELETED_AT_ONCE: usize = 100;
+
+/// A worker id is recorded in every reservation and batch it owns: bounded so that those stay bounded.
+pub const MAX_WORKER_ID_BYTES: usize = 128;
+
 /// How long `backlog` paths take to get through a distribution whose `capacity` frees up once per `completion`.
 pub fn time_to_clear(backlog: Allowance, capacity: Allowance, completion: Duration) -> Duration {
     let rounds = |need: u32, room: u32| match (need, room) {
@@ -68,10 +83,13 @@ pub enum Decision {
 
 pub fn decide(state: &BudgetState, fresh: bool, unreserved: Allowance, ask: &Ask, limits: Limits) -> Decision {
     let room = room_for(ask.id, limits.capacity, unreserved, &state.reservations, ask.now);
-    if !ask.need.fits_in(room) {
+    let others: Vec<&Reservation> = state.reservations.iter().filter(|r| &r.id != ask.id).collect();
+    let deletable = deletable(&others, ask.now - limits.resync_every);
+    let full = others.len() - deletable.len() >= MAX_RESERVATIONS;
+    if full || !ask.need.fits_in(room) {
+        let room = if full { Allowance::default() } else { room };
         return if fresh { Decision::NoRoom(room) } else { Decision::ReadAgain };
     }
-    let deletable = expired_before(&state.reservations, ask.now - limits.resync_every).map(|r| r.id.clone()).collect();
     let reservation = Reservation {
         id: ask.id.clone(),
         owner: ask.owner.to_owned(),
@@ -80,6 +98,14 @@ pub fn decide(state: &BudgetState, fresh: bool, unreserved: Allowance, ask: &Ask
         invalidation_id: None,
     };
     Decision::Reserve { reservation, deletable }
+}
+
+/// The reservations a write may delete: expired before `before`, the longest expired first, at most
+/// `MAX_DELETED_AT_ONCE`.
+fn deletable(reservations: &[&Reservation], before: SystemTime) -> Vec<CallerReference> {
+    let mut expired: Vec<&Reservation> = reservations.iter().copied().filter(|r| r.until <= before).collect();
+    expired.sort_by_key(|r| r.until);
+    expired.into_iter().take(MAX_DELETED_AT_ONCE).map(|r| r.id.clone()).collect()
 }
 
 /// The budget as it is once `reservation` is written over `state` and `deletable` deleted.
@@ -228,6 +254,38 @@ mod tests {
     }
 
     #[test]
+    fn a_write_deletes_at_most_a_bounded_number_of_expired_reservations_the_oldest_first() {
+        // 233 reservations a SIGKILLed worker left: deleting them all in one REMOVE took 4,920 bytes of expression.
+        let mut reservations: Vec<Reservation> =
+            (0..233).map(|n| reservation(&format!("dead-{n:03}"), 1, 0, at(-61 - n))).collect();
+        reservations.push(reservation("live", 1, 0, at(30)));
+        let state = BudgetState { reservations, version: 9 };
+        let id = reference("mine");
+        let Decision::Reserve { deletable, .. } = decide(&state, true, Allowance::default(), &ask(&id, 1), limits())
+        else {
+            panic!("there is room");
+        };
+        assert_eq!(deletable.len(), MAX_DELETED_AT_ONCE);
+        assert_eq!(deletable[0], reference("dead-232"), "the longest expired goes first");
+        assert!(!deletable.contains(&reference("live")));
+    }
+
+    #[test]
+    fn a_budget_item_holding_the_most_reservations_takes_no_more() {
+        let live = |n: usize| reservation(&format!("r{n:04}"), 1, 0, at(30));
+        let full = BudgetState { reservations: (0..MAX_RESERVATIONS).map(live).collect(), version: 1 };
+        let id = reference("mine");
+        let ask = ask(&id, 1);
+        let roomy = Limits { capacity: Allowance { paths: 100_000, wildcards: 15 }, ..limits() };
+        assert_eq!(decide(&full, true, Allowance::default(), &ask, roomy), Decision::NoRoom(Allowance::default()));
+        assert_eq!(decide(&full, false, Allowance::default(), &ask, roomy), Decision::ReadAgain);
+        // One of them long expired makes a place.
+        let mut one_expired = full.clone();
+        one_expired.reservations[0].until = at(-61);
+        assert!(matches!(decide(&one_expired, true, Allowance::default(), &ask, roomy), Decision::Reserve { .. }));
+    }
+
+    #[test]
     fn no_room_is_final_only_on_what_the_store_says() {
         let state = BudgetState { reservations: vec![reservation("big", 2_800, 0, at(30))], version: 1 };
         let id = reference("mine");
@@ -303,6 +361,7 @@ mod tests {
                     prop_assert!((live + unreserved).fits_in(limits().capacity), "{live:?} + {unreserved:?}");
                     prop_assert_eq!(written.version, 4);
                     prop_assert!(written.reservations.iter().all(|r| r.until > at(-60)), "only long-expired ones go");
+                    prop_assert!(written.reservations.len() <= MAX_RESERVATIONS);
                 }
                 Decision::NoRoom(room) => prop_assert!(!ask.need.fits_in(room)),
                 Decision::ReadAgain => prop_assert!(false, "a fresh read is never read again"),
