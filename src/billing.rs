@@ -90,7 +90,7 @@ pub async fn keep_current<L: Ledger>(
 ) {
     loop {
         let month = billing_month(clock.now());
-        match ledger.month_billing(&month).await {
+        match ledger.month_totals(&month).await {
             Ok(billing) => month_to_date.set(&billing),
             Err(e) => {
                 if let Some(suppressed) = log_allowed("month_billing_failed") {

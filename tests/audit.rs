@@ -348,7 +348,7 @@ async fn setup_adds_the_audit_indexes_to_a_table_an_older_version_created() {
     let mut indexes: Vec<&str> =
         described.table().unwrap().global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
     indexes.sort_unstable();
-    assert_eq!(indexes, ["by_board", "by_distribution", "by_invalidation", "by_outcome", "by_tracking"]);
+    assert_eq!(indexes, ["by_board", "by_distribution", "by_invalidation", "by_list", "by_outcome", "by_tracking"]);
     for question in [["--invalidation", "I1"], ["--failures", "--json"]] {
         let answered = run(&["audit", "--table", &table, question[0], question[1]]);
         assert!(answered.status.success(), "{}", String::from_utf8_lossy(&answered.stderr));

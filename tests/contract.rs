@@ -14,7 +14,9 @@ use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
-use cf_invalidator::ports::ledger::{Billing, Intent, MonthCap, RequesterShare, billing_day, billing_month};
+use cf_invalidator::ports::ledger::{
+    Billing, Intent, LISTED_REQUESTERS, MonthCap, Requester, RequesterShare, billing_day, billing_month,
+};
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
     DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
@@ -418,8 +420,30 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
         paths_requested: requested,
         ..Billing::default()
     };
-    assert_eq!(billing.requesters, [("(no requester)".to_owned(), share(6)), ("ci".to_owned(), share(9))]);
+    assert_eq!(billing.requesters, [(Requester::Named("ci".into()), share(9)), (Requester::Unnamed, share(6))]);
     assert_eq!(ledger.month_billing("1999-01").await.unwrap().total, Billing::default());
+    let totals = ledger.month_totals(&month).await.unwrap();
+    assert_eq!((totals.total, totals.distributions.len(), totals.requesters.len()), (billing.total, 0, 0));
+
+    // Every CI run its own requester: the month lists the biggest, and its items stay small whatever their number.
+    let busy_month = billing_month(billed_at + Duration::from_secs(50 * 24 * 3_600));
+    let busy_at = humantime::parse_rfc3339(&format!("{busy_month}-15T00:00:00Z")).unwrap();
+    for n in 0..(LISTED_REQUESTERS as u64 + 5) {
+        let mut batch = record(&distribution, base + 9_050 + n);
+        // Names that agree on their first 300 characters are still different requesters.
+        let name = format!("{}{n:03}", "github:org/site@".repeat(20));
+        batch.paths = (0..=n).map(|p| format!("/run-{n}/{p}")).collect();
+        batch.shares = RequesterShare::of([(Some(name.as_str()), batch.paths.len())]);
+        ledger.record_intent(&batch).await.unwrap();
+        batch.accept(&Invalidation { id: format!("IBUSY{n}"), status: "InProgress".into() }, busy_at);
+        ledger.record_outcome(&batch).await.unwrap();
+    }
+    let busy = ledger.month_billing(&busy_month).await.unwrap();
+    assert_eq!(busy.requesters.len(), LISTED_REQUESTERS, "the biggest requesters only");
+    let biggest: Vec<u64> = busy.requesters.iter().map(|(_, b)| b.paths_billed).collect();
+    assert_eq!(biggest.first(), Some(&(LISTED_REQUESTERS as u64 + 5)), "biggest first: {biggest:?}");
+    assert!(biggest.windows(2).all(|pair| pair[0] >= pair[1]), "{biggest:?}");
+    assert!(busy.requesters.iter().all(|(r, _)| r.name().is_some_and(|n| n.starts_with("github:org/site@"))));
 
     // A monthly cap: intents count their paths once, and none takes the month past the cap, whether counted by
     // capped intents or billed by uncapped ones.

@@ -381,6 +381,11 @@ impl Ledger for ChaosLedger {
         self.inner.month_billing(month).await
     }
 
+    async fn month_totals(&self, month: &str) -> Result<cf_invalidator::ports::ledger::MonthBilling, LedgerError> {
+        self.before()?;
+        self.inner.month_totals(month).await
+    }
+
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
         self.before()?;
         self.inner.dead_letter(message).await

@@ -500,6 +500,11 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
         self.inner.month_billing(month).await
     }
 
+    async fn month_totals(&self, month: &str) -> Result<cf_invalidator::ports::ledger::MonthBilling, LedgerError> {
+        add(&self.counts.dynamodb_reads, 1);
+        self.inner.month_totals(month).await
+    }
+
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
         add(&self.counts.dynamodb_reads, 1);
         self.inner.dead_letter(message).await

@@ -9,8 +9,10 @@
 //! - sparse index `by_invalidation`: `invalidation_id` (S), keys only; only accepted batches carry it;
 //! - sparse index `by_outcome`: `outcome` (S, `failed` or `dead_lettered`) + `created_at`; only failed batches
 //!   and dead-letter items carry `outcome`;
-//! - sparse index `by_board`: `board` (S, `budget`, `pending`, `done` or `workers`) + `created_at`; budget items,
-//!   batches and `worker#<id>` items (the roster sharing the account's rate) carry `board`, for the status page.
+//! - sparse index `by_board`: `board` (S, `pending`, `done` or `workers`) + `created_at`; batches and `worker#<id>`
+//!   items (the roster) carry `board`, for the status page;
+//! - sparse index `by_list`: `list` (S) + `rank` (N): the month's per-distribution and per-requester counters,
+//!   ranked by paths billed, and the budget items.
 
 mod audit;
 mod budget;
@@ -34,20 +36,19 @@ use aws_sdk_dynamodb::types::{
 };
 
 use self::item::{
-    billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, epoch_millis, epoch_seconds,
-    intent_item, key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from, record_from,
-    requester_month_key, string, strings, timestamp, unexpired,
+    billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, distributions_list, epoch_millis,
+    epoch_seconds, intent_item, key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from,
+    record_from, requester_from, requester_month_key, requesters_list, string, timestamp, unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
-use crate::model::text::capped;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
     MonthCap, Owed,
 };
-use crate::ports::ledger::{Billing, MonthBilling, billing_day};
+use crate::ports::ledger::{Billing, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, MonthBilling, billing_day};
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
@@ -55,9 +56,17 @@ pub const INVALIDATION_INDEX: &str = "by_invalidation";
 pub const OUTCOME_INDEX: &str = "by_outcome";
 pub const TRACKING_INDEX: &str = "by_tracking";
 pub const BOARD_INDEX: &str = "by_board";
+/// Ranked lists: the month's distributions and requesters by paths billed (so a month's report reads the biggest
+/// few, however many there were), and the distributions' budget items.
+pub const LIST_INDEX: &str = "by_list";
+/// The `by_list` partition key: which list an item is in.
+pub const LIST: &str = "list";
+/// The `by_list` sort key (a number): paths billed, for the month's lists.
+pub const RANK: &str = "rank";
+/// The list of budget items.
+pub(crate) const LIST_BUDGETS: &str = "budgets";
 /// The `by_board` key: which of the status page's lists an item is in.
 pub const BOARD: &str = "board";
-pub(crate) const BOARD_BUDGET: &str = "budget";
 pub(crate) const BOARD_PENDING: &str = "pending";
 /// A batch with an outcome: accepted, completed or failed.
 pub(crate) const BOARD_DONE: &str = "done";
@@ -90,8 +99,9 @@ const MAX_REASON_BYTES: usize = 8_192;
 /// rest. A record whose lists were cut says so in `paths_truncated`/`message_ids_truncated`.
 const MAX_PATH_BYTES: usize = 250_000;
 const MAX_MESSAGE_ID_BYTES: usize = 100_000;
-/// Requesters are free text from producers: each is cut to this many bytes, and all of them together to
-/// REQUESTERS_BYTES, so a producer's essay cannot push a batch record over the item limit.
+/// Requesters are free text from producers, at most 256 characters once parsed; records from before that bound
+/// are cut to this many bytes, and all of a record's together to REQUESTERS_BYTES, so that no producer can push a
+/// batch record over the item limit.
 const MAX_REQUESTER_BYTES: usize = 256;
 const REQUESTERS_BYTES: usize = 20_000;
 
@@ -369,12 +379,13 @@ impl DynamoLedger {
             .set_expression_attribute_values(Some(batch_values))
             .build()
             .map_err(|e| LedgerError::Other(e.to_string()))?;
-        // Kept as long as the month's last batch is: `--retention` after it. `names` adds to a string set of the
-        // month's item: the distributions and requesters whose items to read.
-        let counter = |key: AttributeValue, billing: Billing, names: &[(&str, Vec<String>)]| {
-            let mut expression = "ADD batches :batches, messages :messages, paths_billed :billed, \
-                                  paths_requested :requested, paths_distinct :distinct, wildcards :wildcards"
+        // Kept as long as the month's last batch is: `--retention` after it. A ranked counter is also in a
+        // `by_list` list, ranked by its paths billed, with `extra` attributes set (a requester's name).
+        let counter = |key: AttributeValue, billing: Billing, ranked: Option<(String, &[(&str, String)])>| {
+            let mut adds = "ADD batches :batches, messages :messages, paths_billed :billed, \
+                            paths_requested :requested, paths_distinct :distinct, wildcards :wildcards"
                 .to_owned();
+            let mut sets = "SET #ttl = :ttl".to_owned();
             let mut update = Update::builder()
                 .table_name(&self.table)
                 .key(KEY, key)
@@ -386,29 +397,33 @@ impl DynamoLedger {
                 .expression_attribute_values(":requested", number_of(billing.paths_requested))
                 .expression_attribute_values(":distinct", number_of(billing.paths_distinct))
                 .expression_attribute_values(":wildcards", number_of(billing.wildcards));
-            for (attribute, values) in names.iter().filter(|(_, values)| !values.is_empty()) {
-                expression.push_str(&format!(", {attribute} :{attribute}"));
-                update =
-                    update.expression_attribute_values(format!(":{attribute}"), AttributeValue::Ss(values.clone()));
+            if let Some((list, extra)) = ranked {
+                adds.push_str(", #rank :billed");
+                sets.push_str(", #list = :list");
+                update = update
+                    .expression_attribute_names("#rank", RANK)
+                    .expression_attribute_names("#list", LIST)
+                    .expression_attribute_values(":list", AttributeValue::S(list));
+                for (attribute, value) in extra {
+                    sets.push_str(&format!(", {attribute} = :{attribute}"));
+                    update =
+                        update.expression_attribute_values(format!(":{attribute}"), AttributeValue::S(value.clone()));
+                }
             }
-            update
-                .update_expression(format!("{expression} SET #ttl = :ttl"))
-                .build()
-                .map_err(|e| LedgerError::Other(e.to_string()))
+            update.update_expression(format!("{adds} {sets}")).build().map_err(|e| LedgerError::Other(e.to_string()))
         };
         let billing = Billing::of(record);
-        let shares = Billing::shares_of(record);
-        let requesters: Vec<String> =
-            shares.iter().map(|(requester, _)| capped(requester, MAX_REQUESTER_BYTES)).collect();
-        let names = [("distributions", vec![record.distribution_id.to_string()]), ("requesters", requesters)];
         let mut updates = vec![
             batch,
-            counter(month_key(month, None), billing, &names)?,
-            counter(month_key(month, Some(&record.distribution_id)), billing, &[])?,
-            counter(day_key(day), billing, &[])?,
+            counter(month_key(month, None), billing, None)?,
+            counter(month_key(month, Some(&record.distribution_id)), billing, Some((distributions_list(month), &[])))?,
+            counter(day_key(day), billing, None)?,
         ];
-        for (requester, share) in &shares {
-            updates.push(counter(requester_month_key(month, requester), *share, &[])?);
+        for (requester, share) in &Billing::shares_of(record) {
+            let name: Vec<(&str, String)> =
+                requester.name().map(|name| ("requester", name.to_owned())).into_iter().collect();
+            let ranked = Some((requesters_list(month), name.as_slice()));
+            updates.push(counter(requester_month_key(month, requester), *share, ranked)?);
         }
         let mut noted = note.is_some();
         updates.extend(note);
@@ -437,6 +452,23 @@ impl DynamoLedger {
 }
 
 impl DynamoLedger {
+    /// The `limit` highest-ranked counters of a `by_list` list, named by `name` (items it cannot name are
+    /// skipped), biggest first.
+    async fn biggest<T>(
+        &self,
+        list: &str,
+        limit: usize,
+        name: impl Fn(&Item) -> Option<T>,
+    ) -> Result<Vec<(T, Billing)>, LedgerError> {
+        let query = self
+            .unexpired_in(LIST_INDEX)
+            .key_condition_expression("#list = :list")
+            .expression_attribute_names("#list", LIST)
+            .expression_attribute_values(":list", AttributeValue::S(list.to_owned()))
+            .scan_index_forward(false);
+        self.first_items(query, limit, |item| Ok(name(item).map(|named| (named, billing_from(item))))).await
+    }
+
     /// `MonthBilling::spent` of the month, from its item as a refused condition returned it, or read now (not
     /// every DynamoDB-compatible store returns it).
     async fn month_spent(&self, month: &str, item: Option<&Item>) -> Result<u64, LedgerError> {
@@ -737,34 +769,34 @@ impl Ledger for DynamoLedger {
     }
 
     async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
-        let Some(total) = self.get(month_key(month, None)).await? else {
-            return Ok(MonthBilling::new(month, Billing::default(), Vec::new(), Vec::new()));
-        };
-        let distributions: Vec<DistributionId> =
-            strings(&total, "distributions").iter().filter_map(|d| DistributionId::parse(d).ok()).collect();
-        let requester_names = strings(&total, "requesters");
+        let totals = self.month_totals(month).await?;
+        if totals.total == Billing::default() && totals.committed == 0 {
+            return Ok(totals);
+        }
+        let distributions = self
+            .biggest(&distributions_list(month), LISTED_DISTRIBUTIONS, |item| {
+                let key = string(item, KEY)?;
+                let distribution = key.strip_prefix(&format!("month#{month}#"))?;
+                DistributionId::parse(distribution).ok()
+            })
+            .await?;
+        let requesters = self.biggest(&requesters_list(month), LISTED_REQUESTERS, |item| requester_from(item)).await?;
         let day_names: Vec<String> = (1..=31).map(|d| format!("{month}-{d:02}")).collect();
-        let keys = distributions
-            .iter()
-            .map(|d| month_key(month, Some(d)))
-            .chain(requester_names.iter().map(|r| requester_month_key(month, r)))
-            .chain(day_names.iter().map(|d| day_key(d)));
-        let found = self.get_many(keys.collect()).await?;
-        let counters = |key: AttributeValue| key.as_s().ok().and_then(|key| found.get(key)).map(billing_from);
-        let distributions = distributions
-            .iter()
-            .map(|d| (d.clone(), counters(month_key(month, Some(d))).unwrap_or_default()))
-            .collect();
-        let requesters = requester_names
+        let found = self.get_many(day_names.iter().map(|d| day_key(d)).collect()).await?;
+        let days = day_names
             .into_iter()
-            .map(|r| {
-                let billing = counters(requester_month_key(month, &r)).unwrap_or_default();
-                (r, billing)
+            .filter_map(|day| {
+                day_key(&day).as_s().ok().and_then(|key| found.get(key)).map(|item| (day, billing_from(item)))
             })
             .collect();
-        let days = day_names.into_iter().filter_map(|day| counters(day_key(&day)).map(|b| (day, b))).collect();
-        let mut billing =
-            MonthBilling::new(month, billing_from(&total), distributions, days).with_requesters(requesters);
+        let mut billing = MonthBilling::new(month, totals.total, distributions, days).with_requesters(requesters);
+        billing.committed = totals.committed;
+        Ok(billing)
+    }
+
+    async fn month_totals(&self, month: &str) -> Result<MonthBilling, LedgerError> {
+        let total = self.get(month_key(month, None)).await?.unwrap_or_default();
+        let mut billing = MonthBilling::new(month, billing_from(&total), Vec::new(), Vec::new());
         billing.committed = number(&total, "committed").unwrap_or_default();
         Ok(billing)
     }

@@ -71,7 +71,7 @@ fn as_json(billing: &MonthBilling) -> Value {
         // A requester's paths_billed is its share of its batches' bills, in proportion to the paths it requested.
         "requesters": billing.requesters.iter().map(|(requester, b)| {
             let mut row = counters(b);
-            row["requester"] = requester.as_str().into();
+            row["requester"] = requester.to_string().into();
             if let Some(fields) = row.as_object_mut() {
                 fields.remove("paths_distinct");
             }
@@ -130,7 +130,7 @@ fn as_table(billing: &MonthBilling) -> String {
             "requester", "batches", "messages", "requested", "billed (share)"
         ));
         for (requester, b) in &billing.requesters {
-            let name = cf_invalidator::model::text::excerpt(requester);
+            let name = cf_invalidator::model::text::excerpt(&requester.to_string());
             out.push_str(&format!(
                 "{name:<32} {:>8} {:>9} {:>10} {:>14}\n",
                 b.batches, b.messages, b.paths_requested, b.paths_billed
@@ -143,6 +143,7 @@ fn as_table(billing: &MonthBilling) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cf_invalidator::ports::ledger::Requester;
 
     fn billing() -> MonthBilling {
         let big = Billing {
@@ -170,7 +171,10 @@ mod tests {
                 (DistributionId::parse("EBIG").unwrap(), big),
                 (DistributionId::parse("ESMALL").unwrap(), small),
             ],
-            requesters: vec![("ci: site deploy".into(), big), ("alice".into(), small)],
+            requesters: vec![
+                (Requester::Named("ci: site deploy".into()), big),
+                (Requester::Named("alice".into()), small),
+            ],
             days: vec![("2026-12-01".into(), big), ("2026-12-03".into(), small)],
             committed: 0,
         }

@@ -10,7 +10,7 @@ use crate::ports::budget::{BudgetState, BudgetStore, Recorded, Reservation, Rese
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger,
-    LedgerError, MonthBilling, MonthCap, Owed, billing_day, billing_month,
+    LedgerError, MonthBilling, MonthCap, Owed, Requester, billing_day, billing_month,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -49,7 +49,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
 struct MonthCounters {
     by_month: HashMap<(String, DistributionId), Billing>,
     by_day: std::collections::BTreeMap<String, Billing>,
-    by_requester: HashMap<(String, String), Billing>,
+    by_requester: HashMap<(String, Requester), Billing>,
     counted: HashSet<CallerReference>,
     /// Paths committed under a monthly cap, by month.
     committed: HashMap<String, u64>,
@@ -61,6 +61,7 @@ impl MonthCounters {
             self.by_month.iter().filter(|((m, _), _)| m == month).map(|((_, d), b)| (d.clone(), *b)).collect();
         let mut total = Billing::default();
         distributions.iter().for_each(|(_, billing)| total.add(*billing));
+        // `MonthBilling` keeps the biggest distributions and requesters, as the ledger's ranked lists do.
         let days = self.by_day.iter().filter(|(day, _)| day.starts_with(month)).map(|(d, b)| (d.clone(), *b));
         let requesters =
             self.by_requester.iter().filter(|((m, _), _)| m == month).map(|((_, r), b)| (r.clone(), *b)).collect();
@@ -246,6 +247,11 @@ impl Ledger for MemoryLedger {
 
     async fn month_billing(&self, month: &str) -> Result<MonthBilling, LedgerError> {
         Ok(self.billing.lock().unwrap().month(month))
+    }
+
+    async fn month_totals(&self, month: &str) -> Result<MonthBilling, LedgerError> {
+        let billing = self.billing.lock().unwrap().month(month);
+        Ok(MonthBilling { distributions: Vec::new(), requesters: Vec::new(), days: Vec::new(), ..billing })
     }
 
     async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {

@@ -25,6 +25,10 @@ pub const MAX_PATHS_PER_MESSAGE: usize = 3_000;
 /// Longest idempotency key: it becomes part of a DynamoDB key, which allows 2 KB, and a log field.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
+/// Longest requester, in characters once trimmed (at most 1 KiB of UTF-8): it becomes part of the month's
+/// per-requester counter key (DynamoDB keys take 2 KiB) and is stored in each batch record of its messages.
+pub const MAX_REQUESTER_LEN: usize = 256;
+
 /// Why a message was refused; the text travels to the dead-letter queue as the `reason` attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Rejection {
@@ -50,6 +54,10 @@ pub enum Rejection {
     InvalidTag { index: usize, tag: String, error: TagError },
     #[error("idempotency_key {0:?} is invalid: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters")]
     InvalidIdempotencyKey(String),
+    #[error(
+        "requester {0:?} is invalid: it must be at most {MAX_REQUESTER_LEN} characters (surrounding spaces trimmed) without control characters"
+    )]
+    InvalidRequester(String),
     #[error("priority {0:?} is invalid: it must be \"urgent\" or \"normal\"")]
     InvalidPriority(String),
     #[error(transparent)]
@@ -75,6 +83,7 @@ impl Rejection {
             Self::InvalidTag { .. } => "invalid_tag",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::InvalidPriority(_) => "invalid_priority",
+            Self::InvalidRequester(_) => "invalid_requester",
             Self::Unrouted(_) => "unrouted",
             Self::KeyConflict { .. } => "idempotency_key_conflict",
         }
@@ -271,9 +280,19 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
         distribution_id,
         paths,
         idempotency_key: wire.idempotency_key,
-        requester: wire.requester,
+        requester: wire.requester.map(|r| requester(&r)).transpose()?.flatten(),
         max_delay,
     })
+}
+
+/// A requester as it is counted: trimmed, so that two spellings of one name are one requester, and bounded. A
+/// blank one is no requester.
+fn requester(raw: &str) -> Result<Option<String>, Rejection> {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > MAX_REQUESTER_LEN || trimmed.chars().any(char::is_control) {
+        return Err(Rejection::InvalidRequester(excerpt(raw)));
+    }
+    Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
 }
 
 /// Up to this many paths, a linear scan finds repeats faster than hashing (a message carries a few paths).
@@ -338,6 +357,21 @@ mod tests {
         assert_eq!(paths, ["/index.html", "/img/*", "/a%20b"]);
         assert_eq!(request.idempotency_key.as_deref(), Some("deploy-42"));
         assert_eq!(request.requester.as_deref(), Some("ci"));
+    }
+
+    #[test]
+    fn a_requester_is_trimmed_and_bounded() {
+        let with = |requester: &str| {
+            let body = serde_json::json!({"distribution_id": "E1", "paths": ["/a"], "requester": requester});
+            parse_request(&body.to_string()).map(|r| r.requester)
+        };
+        assert_eq!(with("  ci: deploy \t").unwrap().as_deref(), Some("ci: deploy"), "one name, however spaced");
+        assert_eq!(with("   ").unwrap(), None, "a blank requester is none");
+        assert_eq!(with(&"é".repeat(MAX_REQUESTER_LEN)).unwrap().map(|r| r.chars().count()), Some(256));
+        for bad in ["x".repeat(MAX_REQUESTER_LEN + 1), "a\u{0}b".to_owned(), "line\nbreak".to_owned()] {
+            let refused = with(&bad).unwrap_err();
+            assert_eq!(refused.code(), "invalid_requester", "{bad:?}");
+        }
     }
 
     #[test]

@@ -135,44 +135,71 @@ pub struct Submitted {
     pub published: Vec<EventKind>,
 }
 
+/// Who asked for a batch's paths, as the month's per-requester counters keep it apart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Requester {
+    /// A producer's `requester`, as the parser normalised it (trimmed, at most 256 characters).
+    Named(String),
+    /// Messages that name no requester.
+    Unnamed,
+    /// The requesters past [`MAX_SHARES`] in one batch, added up. No producer can name this row.
+    Others,
+}
+
+impl Requester {
+    fn of(requester: Option<&str>) -> Self {
+        requester.map_or(Self::Unnamed, |name| Self::Named(name.to_owned()))
+    }
+
+    /// The producer's name, if it is one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Named(name) => Some(name),
+            Self::Unnamed | Self::Others => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Named(name) => f.write_str(name),
+            Self::Unnamed => f.write_str("(no requester)"),
+            Self::Others => f.write_str("(other requesters)"),
+        }
+    }
+}
+
 /// One requester's part in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequesterShare {
-    /// The messages' `requester`, or [`NO_REQUESTER`].
-    pub requester: String,
+    pub requester: Requester,
     pub messages: u64,
     pub paths_requested: u64,
 }
 
-/// Stands for messages that name no requester.
-pub const NO_REQUESTER: &str = "(no requester)";
-/// Stands for the requesters past [`MAX_SHARES`] in one batch.
-pub const OTHER_REQUESTERS: &str = "(other requesters)";
 /// Requesters counted apart per batch: each is one more item in the acceptance's transaction (at most 100).
 pub const MAX_SHARES: usize = 20;
 
 impl RequesterShare {
     /// The shares of messages given as (requester, paths requested), most paths first, at most [`MAX_SHARES`]: the
-    /// smallest ones beyond that are added up as [`OTHER_REQUESTERS`].
+    /// smallest ones beyond that are added up as [`Requester::Others`]. Distinct requesters are distinct shares,
+    /// so no two of them ever update one item.
     pub fn of<'a>(messages: impl IntoIterator<Item = (Option<&'a str>, usize)>) -> Vec<Self> {
-        let mut by_requester: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
+        let mut by_requester: std::collections::BTreeMap<Requester, (u64, u64)> = std::collections::BTreeMap::new();
         for (requester, paths) in messages {
-            let share = by_requester.entry(requester.unwrap_or(NO_REQUESTER)).or_default();
+            let share = by_requester.entry(Requester::of(requester)).or_default();
             *share = (share.0 + 1, share.1 + paths as u64);
         }
         let mut shares: Vec<Self> = by_requester
             .into_iter()
-            .map(|(requester, (messages, paths_requested))| Self {
-                requester: requester.to_owned(),
-                messages,
-                paths_requested,
-            })
+            .map(|(requester, (messages, paths_requested))| Self { requester, messages, paths_requested })
             .collect();
         shares.sort_by(|a, b| b.paths_requested.cmp(&a.paths_requested).then_with(|| a.requester.cmp(&b.requester)));
         if shares.len() > MAX_SHARES {
             let rest = shares.split_off(MAX_SHARES - 1);
             shares.push(Self {
-                requester: OTHER_REQUESTERS.to_owned(),
+                requester: Requester::Others,
                 messages: rest.iter().map(|s| s.messages).sum(),
                 paths_requested: rest.iter().map(|s| s.paths_requested).sum(),
             });
@@ -211,7 +238,7 @@ impl Billing {
 
     /// Each requester's part of the batch's billing: its messages and requested paths, and of the paths billed a
     /// share in proportion to the paths it requested (largest remainders first, so the shares add up to the bill).
-    pub fn shares_of(record: &BatchRecord) -> Vec<(String, Billing)> {
+    pub fn shares_of(record: &BatchRecord) -> Vec<(Requester, Billing)> {
         let billed = record.paths.len() as u64;
         let requested: u64 = record.shares.iter().map(|s| s.paths_requested).sum();
         // (whole paths, remainder) of its exact share.
@@ -219,7 +246,7 @@ impl Billing {
             let scaled = share.paths_requested * billed;
             scaled.checked_div(requested).zip(scaled.checked_rem(requested)).unwrap_or_default()
         };
-        let mut parts: Vec<(String, Billing, u64)> = record
+        let mut parts: Vec<(Requester, Billing, u64)> = record
             .shares
             .iter()
             .map(|share| {
@@ -255,6 +282,11 @@ impl Billing {
     }
 }
 
+/// Most distributions a month's billing lists: a month's report reads a bounded amount however many there were.
+pub const LISTED_DISTRIBUTIONS: usize = 100;
+/// Most requesters a month's billing lists (every CI run may be its own requester).
+pub const LISTED_REQUESTERS: usize = 25;
+
 /// A calendar month's billing (UTC), in total and per distribution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MonthBilling {
@@ -264,9 +296,11 @@ pub struct MonthBilling {
     /// Paths that workers with a monthly path budget committed to before calling CloudFront (`record_intent`
     /// with a cap): at least what those batches billed, since a batch refused afterwards keeps its count.
     pub committed: u64,
+    /// The distributions that billed the most paths, biggest first, at most [`LISTED_DISTRIBUTIONS`].
     pub distributions: Vec<(DistributionId, Billing)>,
-    /// Each requester's part, biggest first: `paths_billed` is its share of its batches' bills.
-    pub requesters: Vec<(String, Billing)>,
+    /// The requesters whose shares of their batches' bills are biggest, biggest first, at most
+    /// [`LISTED_REQUESTERS`].
+    pub requesters: Vec<(Requester, Billing)>,
     /// Days (`YYYY-MM-DD`, UTC) with accepted invalidations, in order.
     pub days: Vec<(String, Billing)>,
 }
@@ -280,12 +314,14 @@ impl MonthBilling {
         days: Vec<(String, Billing)>,
     ) -> Self {
         distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        distributions.truncate(LISTED_DISTRIBUTIONS);
         Self { month: month.to_owned(), total, committed: 0, distributions, requesters: Vec::new(), days }
     }
 
-    /// With each requester's part, biggest first.
-    pub fn with_requesters(mut self, mut requesters: Vec<(String, Billing)>) -> Self {
+    /// With each requester's part, biggest first, the biggest [`LISTED_REQUESTERS`].
+    pub fn with_requesters(mut self, mut requesters: Vec<(Requester, Billing)>) -> Self {
         requesters.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        requesters.truncate(LISTED_REQUESTERS);
         self.requesters = requesters;
         self
     }
@@ -459,7 +495,9 @@ impl Transient for LedgerError {
 /// - `mark_published` records that the batch's `kind` event was published; with `settled`, the record leaves
 ///   those `in_progress` returns. `mark_dead_letter_published` does so for a dead letter.
 /// - `batch` returns the record with this CallerReference; `dead_letter` the record of a dead-lettered message.
-/// - `month_billing` returns a month's billing counters (`YYYY-MM`), in total and per distribution.
+/// - `month_billing` returns a month's billing counters (`YYYY-MM`): in total, per day, and for the distributions
+///   and requesters with the most paths billed (`MonthBilling`'s bounds), biggest first; `month_totals` returns
+///   its total and `committed` alone, with no distributions, requesters or days.
 /// - `record_dead_letter` stores the record of a dead-lettered message, replacing an earlier one for the same
 ///   message id (a message can be dead-lettered twice if its delete failed).
 pub trait Ledger: Send + Sync + 'static {
@@ -515,6 +553,8 @@ pub trait Ledger: Send + Sync + 'static {
 
     fn month_billing(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
 
+    fn month_totals(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
+
     fn mark_published(
         &self,
         caller_reference: &CallerReference,
@@ -542,9 +582,20 @@ mod tests {
         let names: Vec<String> = (0..30).map(|n| format!("team-{n:02}")).collect();
         let shares = RequesterShare::of(names.iter().enumerate().map(|(n, name)| (Some(name.as_str()), n + 1)));
         assert_eq!(shares.len(), MAX_SHARES);
-        assert_eq!(shares[0].requester, "team-29");
+        assert_eq!(shares[0].requester, Requester::Named("team-29".into()));
         let others = shares.last().unwrap();
-        assert_eq!((others.requester.as_str(), others.messages, others.paths_requested), (OTHER_REQUESTERS, 11, 66));
+        assert_eq!((&others.requester, others.messages, others.paths_requested), (&Requester::Others, 11, 66));
+    }
+
+    #[test]
+    fn no_producer_can_name_the_rows_that_stand_for_no_requester_or_many() {
+        // Before, these were the literal texts "(no requester)" and "(other requesters)": a producer naming itself
+        // so shared an item with them, and two updates of one item in one transaction were refused.
+        let shares = RequesterShare::of([(Some("(no requester)"), 1), (None, 1), (Some("(other requesters)"), 1)]);
+        let requesters: Vec<&Requester> = shares.iter().map(|s| &s.requester).collect();
+        assert_eq!(requesters.len(), 3);
+        assert!(requesters.contains(&&Requester::Unnamed));
+        assert!(requesters.contains(&&Requester::Named("(no requester)".into())));
     }
 
     proptest! {

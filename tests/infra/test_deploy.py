@@ -141,8 +141,9 @@ def check_table(dynamodb, table_name):
         "by_outcome": ([("outcome", "HASH"), ("created_at", "RANGE")], "ALL"),
         "by_tracking": ([("tracking", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
         "by_board": ([("board", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
+        "by_list": ([("list", "HASH"), ("rank", "RANGE")], "INCLUDE"),
     }
-    check("table: exactly the indexes by_distribution, by_invalidation, by_outcome, by_tracking, by_board",
+    check("table: exactly the indexes by_distribution, by_invalidation, by_outcome, by_tracking, by_board, by_list",
           indexes.keys() == expected.keys(), sorted(indexes))
     for name, (keys, projection) in expected.items():
         index = indexes.get(name, {})
@@ -154,6 +155,7 @@ def check_table(dynamodb, table_name):
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
     index_keys = ("distribution_id", "created_at", "invalidation_id", "outcome", "tracking", "board")
     check("table: index keys are strings", all(types.get(key) == "S" for key in index_keys), types)
+    check("table: by_list ranks by a number", types.get("rank") == "N", types)
 
 
 def check_projections_match_setup(dynamodb, indexes):

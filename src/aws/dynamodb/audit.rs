@@ -9,9 +9,9 @@ use tracing::warn;
 use super::budget::budget_from;
 use super::item::summary_from;
 use super::{
-    BOARD, BOARD_BUDGET, BOARD_DONE, BOARD_INDEX, BOARD_PENDING, DynamoLedger, INVALIDATION_INDEX, Item, KEY,
-    OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE, dead_letter_from, epoch_seconds, key_item_key,
-    key_record_from, page_size, record_from, timestamp, unexpired,
+    BOARD, BOARD_DONE, BOARD_INDEX, BOARD_PENDING, DynamoLedger, INVALIDATION_INDEX, Item, KEY, LIST, LIST_BUDGETS,
+    LIST_INDEX, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE, dead_letter_from, epoch_seconds,
+    key_item_key, key_record_from, page_size, record_from, timestamp, unexpired,
 };
 use crate::aws::error::classify;
 use crate::model::path::is_covered_by;
@@ -111,8 +111,9 @@ impl DynamoLedger {
     }
 }
 
-/// Far more distributions than an account has (200 by default): every budget, in a page or two of small items.
-const MAX_BUDGETS: usize = 100_000;
+/// Most budgets the status page reads: five times the distributions an account has by default (200), in a few
+/// pages of keys and BatchGetItems of a hundred.
+const MAX_BUDGETS: usize = 1_000;
 
 impl AuditLog for DynamoLedger {
     async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
@@ -201,7 +202,17 @@ impl AuditLog for DynamoLedger {
     }
 
     async fn budgets(&self) -> Result<Vec<(DistributionId, BudgetState)>, LedgerError> {
-        self.board(BOARD_BUDGET, false, MAX_BUDGETS, |item| Ok(budget_from(item))).await
+        // The index holds the budgets' keys only: read the items themselves, a hundred at a time.
+        let query = self
+            .unexpired_in(LIST_INDEX)
+            .key_condition_expression("#list = :budgets")
+            .expression_attribute_names("#list", LIST)
+            .expression_attribute_values(":budgets", AttributeValue::S(LIST_BUDGETS.into()));
+        let keys = self.first_items(query, MAX_BUDGETS, |item| Ok(item.get(KEY).cloned())).await?;
+        let mut budgets: Vec<(DistributionId, BudgetState)> =
+            self.get_many(keys).await?.values().filter_map(budget_from).collect();
+        budgets.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(budgets)
     }
 
     async fn pending_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {

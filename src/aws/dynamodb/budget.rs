@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::{
-    BOARD, BOARD_BUDGET, BOARD_INDEX, BOARD_WORKERS, DynamoLedger, Item, KEY, TTL_ATTRIBUTE, epoch_millis,
+    BOARD, BOARD_INDEX, BOARD_WORKERS, DynamoLedger, Item, KEY, LIST, LIST_BUDGETS, RANK, TTL_ATTRIBUTE, epoch_millis,
     epoch_seconds, number, string, timestamp,
 };
 use crate::aws::error::classify;
@@ -80,14 +80,19 @@ impl DynamoLedger {
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#reservations", RESERVATIONS)
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#list", LIST)
+            .expression_attribute_names("#rank", RANK)
             .expression_attribute_names("#board", BOARD)
             .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
             .expression_attribute_values(":ttl", epoch_seconds(SystemTime::now() + IDLE_ITEM_RETENTION))
-            // On the status page's list of budgets (`by_board`), which needs a `created_at` to sort by.
-            .expression_attribute_values(":budget", AttributeValue::S(BOARD_BUDGET.into()))
-            .expression_attribute_values(":now", timestamp(SystemTime::now()));
-        let listed = "#board = :budget, created_at = if_not_exists(created_at, :now)";
-        let mut expression;
+            // On the status page's list of budgets (`by_list`), which projects only their keys: `by_board`
+            // projected the reservations, so each write copied the whole map into the index.
+            .expression_attribute_values(":budgets", AttributeValue::S(LIST_BUDGETS.into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()));
+        let listed = "#list = :budgets, #rank = :zero";
+        // Off the board, where items written before the move are.
+        let mut removals = vec!["#board".to_owned()];
+        let expression;
         if version == 0 {
             // The first reservation creates the map, which a nested SET cannot do.
             let first = HashMap::from([(reservation.id.to_string(), reservation_value(reservation))]);
@@ -104,11 +109,12 @@ impl DynamoLedger {
                 .expression_attribute_values(":version", AttributeValue::N(version.to_string()));
             let expired: Vec<&CallerReference> = expired.iter().filter(|id| **id != reservation.id).collect();
             if !expired.is_empty() {
-                let removals;
-                (update, removals) = remove_reservations(update, &expired);
-                expression = format!("{expression} REMOVE {removals}");
+                let expired_removals;
+                (update, expired_removals) = remove_reservations(update, &expired);
+                removals.push(expired_removals);
             }
         }
+        let expression = format!("{expression} REMOVE {}", removals.join(", "));
         update.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))
     }
 

@@ -8,7 +8,8 @@ use crate::model::text::capped;
 
 use super::*;
 use crate::ports::audit::BatchSummary;
-use crate::ports::ledger::{RequesterShare, Submitted};
+use crate::ports::ledger::{Requester, RequesterShare, Submitted};
+use sha2::{Digest, Sha256};
 
 pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
     AttributeValue::S(format!("batch#{caller_reference}"))
@@ -24,10 +25,41 @@ pub(super) fn day_key(day: &str) -> AttributeValue {
     AttributeValue::S(format!("day#{day}"))
 }
 
-/// `month#YYYY-MM#requester#<requester>`: one requester's part of a month. A distribution id holds no `#`, so
-/// this never names a distribution's item.
-pub(super) fn requester_month_key(month: &str, requester: &str) -> AttributeValue {
-    AttributeValue::S(format!("month#{month}#requester#{}", capped(requester, MAX_REQUESTER_BYTES)))
+/// One requester's part of a month: `month#YYYY-MM#requester#<SHA-256 of the name>` for a named one (a key of
+/// fixed size whatever the name, and one per name: two names sharing a long prefix never share an item), and
+/// `month#YYYY-MM#requesters#unnamed` or `…#others` for the rows no producer can name. A distribution id holds no
+/// `#`, so none of these names a distribution's item.
+pub(super) fn requester_month_key(month: &str, requester: &Requester) -> AttributeValue {
+    AttributeValue::S(match requester {
+        Requester::Named(name) => {
+            let digest: String = Sha256::digest(name.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+            format!("month#{month}#requester#{digest}")
+        }
+        Requester::Unnamed => format!("month#{month}#requesters#unnamed"),
+        Requester::Others => format!("month#{month}#requesters#others"),
+    })
+}
+
+/// Which requester a month's counter item is of (`requester_month_key`); named ones carry the name.
+pub(super) fn requester_from(item: &Item) -> Option<Requester> {
+    let key = string(item, KEY)?;
+    if key.ends_with("#requesters#unnamed") {
+        Some(Requester::Unnamed)
+    } else if key.ends_with("#requesters#others") {
+        Some(Requester::Others)
+    } else {
+        string(item, "requester").map(Requester::Named)
+    }
+}
+
+/// The `by_list` list of a month's per-distribution counters.
+pub(super) fn distributions_list(month: &str) -> String {
+    format!("{month}#distributions")
+}
+
+/// The `by_list` list of a month's per-requester counters.
+pub(super) fn requesters_list(month: &str) -> String {
+    format!("{month}#requesters")
 }
 
 /// `month#YYYY-MM` for the month's totals, `month#YYYY-MM#<DistributionId>` for one distribution's.
@@ -158,17 +190,26 @@ pub(super) fn texts_within_limits(requesters: &[String]) -> Vec<String> {
     kept
 }
 
-/// At most `MAX_SHARES` entries, each requester capped: bounded like the other producer texts.
+/// At most `MAX_SHARES` entries, each named requester at most 256 characters: bounded like the other producer
+/// texts. The rows no producer names carry `kind` instead of a name.
 fn shares_attribute(shares: &[RequesterShare]) -> AttributeValue {
     let share = |s: &RequesterShare| {
+        let who = match &s.requester {
+            Requester::Named(name) => ("requester", name.as_str()),
+            Requester::Unnamed => ("kind", SHARE_UNNAMED),
+            Requester::Others => ("kind", SHARE_OTHERS),
+        };
         AttributeValue::M(HashMap::from([
-            ("requester".to_owned(), AttributeValue::S(capped(&s.requester, MAX_REQUESTER_BYTES))),
+            (who.0.to_owned(), AttributeValue::S(who.1.to_owned())),
             ("messages".to_owned(), number_of(s.messages)),
             ("paths_requested".to_owned(), number_of(s.paths_requested)),
         ]))
     };
     AttributeValue::L(shares.iter().map(share).collect())
 }
+
+const SHARE_UNNAMED: &str = "unnamed";
+const SHARE_OTHERS: &str = "others";
 
 fn shares_from(item: &Item) -> Vec<RequesterShare> {
     let Some(AttributeValue::L(shares)) = item.get("requester_shares") else {
@@ -178,8 +219,13 @@ fn shares_from(item: &Item) -> Vec<RequesterShare> {
         .iter()
         .filter_map(|share| {
             let share = share.as_m().ok()?;
+            let requester = match string(share, "kind").as_deref() {
+                Some(SHARE_UNNAMED) => Requester::Unnamed,
+                Some(SHARE_OTHERS) => Requester::Others,
+                _ => Requester::Named(string(share, "requester")?),
+            };
             Some(RequesterShare {
-                requester: string(share, "requester")?,
+                requester,
                 messages: number(share, "messages")?,
                 paths_requested: number(share, "paths_requested")?,
             })

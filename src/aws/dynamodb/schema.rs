@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    BOARD, BOARD_INDEX, DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, OUTCOME_INDEX, PUBLISHED, TRACKING,
-    TRACKING_INDEX, TTL_ATTRIBUTE,
+    BOARD, BOARD_INDEX, DISTRIBUTION_INDEX, DynamoLedger, INVALIDATION_INDEX, KEY, LIST, LIST_INDEX, OUTCOME_INDEX,
+    PUBLISHED, RANK, TRACKING, TRACKING_INDEX, TTL_ATTRIBUTE,
 };
 use crate::aws::error::classify;
 use crate::ports::ledger::LedgerError;
@@ -28,7 +28,7 @@ struct IndexSpec {
     included: &'static [&'static str],
 }
 
-const INDEXES: [IndexSpec; 5] = [
+const INDEXES: [IndexSpec; 6] = [
     IndexSpec {
         name: DISTRIBUTION_INDEX,
         hash: "distribution_id",
@@ -62,9 +62,10 @@ const INDEXES: [IndexSpec; 5] = [
         projection: ProjectionType::Include,
         included: &["caller_reference", "distribution_id", "invalidation_id", "submitted_at", "status", PUBLISHED],
     },
-    // The status page's whole picture in three queries, whatever the number of distributions: every budget, the
-    // pending batches, the newest outcomes. Without the path and message lists, so a big batch costs the index
-    // a small write.
+    // The status page's pending batches, the newest outcomes and the workers, whatever the number of
+    // distributions. Without the path and message lists, so a big batch costs the index a small write. Budget
+    // items were listed here with their reservations until they moved to `by_list`; the projection still names
+    // them, since changing it would rebuild the index on every deployed table.
     IndexSpec {
         name: BOARD_INDEX,
         hash: BOARD,
@@ -86,6 +87,25 @@ const INDEXES: [IndexSpec; 5] = [
             TTL_ATTRIBUTE,
         ],
     },
+    // Ranked lists: a month's distributions and requesters by paths billed, with their counters, so a report reads
+    // the biggest few however many there were; and the budget items, by key only, so that a reservation's write
+    // copies nothing into the index.
+    IndexSpec {
+        name: LIST_INDEX,
+        hash: LIST,
+        range: Some(RANK),
+        projection: ProjectionType::Include,
+        included: &[
+            "batches",
+            "messages",
+            "paths_billed",
+            "paths_requested",
+            "paths_distinct",
+            "wildcards",
+            "requester",
+            TTL_ATTRIBUTE,
+        ],
+    },
 ];
 
 /// Table creation is quick; building an index over an existing table reads all of it.
@@ -100,7 +120,7 @@ fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, LedgerError> {
     KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(build_error)
 }
 
-/// The key attribute and every index's key attributes, each once.
+/// The key attribute and every index's key attributes, each once: `rank` is a number, the rest strings.
 fn attribute_definitions() -> Result<Vec<AttributeDefinition>, LedgerError> {
     let mut names = vec![KEY];
     for name in INDEXES.iter().flat_map(|index| [Some(index.hash), index.range]).flatten() {
@@ -113,7 +133,7 @@ fn attribute_definitions() -> Result<Vec<AttributeDefinition>, LedgerError> {
         .map(|name| {
             AttributeDefinition::builder()
                 .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
+                .attribute_type(if name == RANK { ScalarAttributeType::N } else { ScalarAttributeType::S })
                 .build()
                 .map_err(build_error)
         })
