@@ -780,7 +780,7 @@ impl Ledger for DynamoLedger {
                 DistributionId::parse(distribution).ok()
             })
             .await?;
-        let requesters = self.biggest(&requesters_list(month), LISTED_REQUESTERS, |item| requester_from(item)).await?;
+        let requesters = self.biggest(&requesters_list(month), LISTED_REQUESTERS, requester_from).await?;
         let day_names: Vec<String> = (1..=31).map(|d| format!("{month}-{d:02}")).collect();
         let found = self.get_many(day_names.iter().map(|d| day_key(d)).collect()).await?;
         let days = day_names
