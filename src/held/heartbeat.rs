@@ -149,12 +149,10 @@ fn record_extension(
 ) {
     match outcome {
         Ok(failures) => {
-            // A refused extension (the message was deleted, or redelivered to someone) is not retried every tick:
-            // the message stays held so its batch still deletes it with the newest handle.
-            inflight.extended(chunk, invisible_until);
+            inflight.extended(&settled(chunk, &failures), invisible_until);
             counter!("cfi_visibility_extensions_total").increment((chunk.len() - failures.len()) as u64);
             for failure in failures.iter().filter(|_| log_allowed("visibility_entry_failed").is_some()) {
-                info!(message_id = %failure.message_id, code = %failure.code, "could not extend visibility; the message may be delivered again");
+                info!(message_id = %failure.message_id, code = %failure.code, retried = !failure.is_final(), "could not extend visibility");
             }
         }
         Err(e) => {
@@ -163,6 +161,14 @@ fn record_extension(
             }
         }
     }
+}
+
+/// The receipts of a chunk that need no extension at the next tick: those extended, and those refused for good
+/// (the message was deleted, or redelivered to someone: it stays held so that its batch still deletes it with the
+/// newest handle). An entry SQS failed on its own side is asked again at the next tick, before it lapses.
+fn settled(chunk: &[Receipt], failures: &[BatchEntryFailure]) -> Vec<Receipt> {
+    let retried = |receipt: &&Receipt| failures.iter().any(|f| f.message_id == receipt.message_id && !f.is_final());
+    chunk.iter().filter(|receipt| !retried(receipt)).cloned().collect()
 }
 
 fn report_length(length: Duration, visibility: Duration) {
@@ -181,7 +187,89 @@ fn report_length(length: Duration, visibility: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::fake::MemoryQueue;
+    use crate::model::MessageId;
+    use crate::ports::queue::ReceivedMessage;
+
+    /// The fake queue, except that SQS fails the first few extensions of one message on its own side.
+    struct FailsAtFirst {
+        queue: MemoryQueue,
+        victim: Mutex<Option<(MessageId, u32)>>,
+    }
+
+    impl FailsAtFirst {
+        fn fails_now(&self, receipt: &Receipt) -> bool {
+            let mut victim = self.victim.lock().unwrap();
+            match victim.as_mut() {
+                Some((id, left)) if *id == receipt.message_id && *left > 0 => {
+                    *left -= 1;
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    impl Queue for FailsAtFirst {
+        async fn receive(
+            &self,
+            max: usize,
+            wait: Duration,
+            visibility: Duration,
+        ) -> Result<Vec<ReceivedMessage>, QueueError> {
+            self.queue.receive(max, wait, visibility).await
+        }
+
+        async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<BatchEntryFailure>, QueueError> {
+            self.queue.delete(receipts).await
+        }
+
+        async fn extend_visibility(
+            &self,
+            receipts: &[Receipt],
+            visibility: Duration,
+        ) -> Result<Vec<BatchEntryFailure>, QueueError> {
+            let (failed, passed): (Vec<Receipt>, Vec<Receipt>) =
+                receipts.iter().cloned().partition(|r| self.fails_now(r));
+            let mut failures = self.queue.extend_visibility(&passed, visibility).await?;
+            failures.extend(failed.into_iter().map(|r| BatchEntryFailure {
+                message_id: r.message_id,
+                code: "InternalError".into(),
+                message: "we encountered an internal error".into(),
+            }));
+            Ok(failures)
+        }
+
+        async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
+            self.queue.send(body, attributes).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_sqs_failed_on_its_side_is_extended_again_before_it_lapses() {
+        let visibility = Duration::from_secs(10);
+        let queue = Arc::new(FailsAtFirst { queue: MemoryQueue::default(), victim: Mutex::default() });
+        queue.send("held", &[]).await.unwrap();
+        let message = queue.receive(1, Duration::ZERO, visibility).await.unwrap().remove(0);
+        *queue.victim.lock().unwrap() = Some((message.message_id.clone(), 2));
+        let inflight = Arc::new(InFlight::new(10));
+        inflight.admit(message, Instant::now() + visibility);
+        let stop = CancellationToken::new();
+        let retry = ExponentialBuilder::default().with_max_times(0);
+        let heartbeat =
+            tokio::spawn(keep_invisible(Arc::clone(&queue), Arc::clone(&inflight), visibility, retry, stop.clone()));
+        // Before, a failed entry counted as extended: SQS was not asked again until the message had lapsed.
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let back = queue.receive(10, Duration::ZERO, visibility).await.unwrap();
+            assert!(back.is_empty(), "the held message lapsed and was delivered again");
+        }
+        stop.cancel();
+        heartbeat.await.unwrap();
+    }
 
     const FLOOR: Duration = Duration::from_secs(10);
 

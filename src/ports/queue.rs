@@ -37,6 +37,18 @@ pub struct BatchEntryFailure {
     pub message: String,
 }
 
+impl BatchEntryFailure {
+    /// Whether asking again cannot help: the receipt handle is stale or the message is not in flight any more
+    /// (deleted, or delivered to someone else), or the request itself is refused (12 hours of invisibility).
+    /// Anything else is SQS's own failure on that entry, worth asking again.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "ReceiptHandleIsInvalid" | "InvalidReceiptHandle" | "MessageNotInflight" | "InvalidParameterValue"
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum QueueError {
     #[error("queue {0} does not exist: check --queue-url (or run `cf-invalidator setup`)")]
