@@ -213,13 +213,17 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     assert_eq!((taken[0].owner.as_str(), taken[0].lease_until), ("worker-b", new_lease));
     assert!(!ledger.take_over(&accepted.caller_reference, "worker-b", millis(u64::MAX / 4), new_lease).await.unwrap());
 
-    // Lease renewal: only by the record's owner, only while it is pending.
+    // Lease renewal: only by the lease's owner; a renewed lease keeps others from taking the batch over.
     let renewed = millis(base + 900_000);
     assert!(!ledger.renew_lease(&pending.caller_reference, "worker-a", renewed).await.unwrap(), "worker-b owns it now");
     assert!(ledger.renew_lease(&pending.caller_reference, "worker-b", renewed).await.unwrap());
-    let taken = ledger.list(&distribution, millis(base + 6_000), 1).await.unwrap();
-    assert_eq!(taken[0].lease_until, renewed);
-    assert!(!ledger.renew_lease(&accepted.caller_reference, &accepted.owner, renewed).await.unwrap(), "not pending");
+    let between = new_lease + Duration::from_secs(1);
+    assert!(!ledger.take_over(&pending.caller_reference, "worker-c", between, renewed).await.unwrap(), "renewed");
+    let after_renewal = renewed + Duration::from_secs(1);
+    assert!(ledger.take_over(&pending.caller_reference, "worker-c", after_renewal, renewed).await.unwrap());
+    // A lease renewed after its batch's outcome (a renewal racing the acceptance) lets nobody take it over.
+    ledger.renew_lease(&accepted.caller_reference, &accepted.owner, renewed).await.unwrap();
+    assert!(!ledger.take_over(&accepted.caller_reference, "worker-c", after_renewal, renewed).await.unwrap());
 
     // Requesters are producers' free text: even an essay must not make the record too big to store.
     let mut chatty = record(&distribution, base + 7_000);

@@ -30,6 +30,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder as Query;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder as UpdateItem;
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
@@ -37,8 +38,9 @@ use aws_sdk_dynamodb::types::{
 
 use self::item::{
     billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, distributions_list, epoch_millis,
-    epoch_seconds, intent_item, key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from,
-    record_from, requester_from, requester_month_key, requesters_list, string, timestamp, unexpired,
+    epoch_seconds, intent_item, key_item_key, key_of, key_record_from, lease_item, lease_key, month_key, number,
+    number_of, owed_from, record_from, requester_from, requester_month_key, requesters_list, string, timestamp,
+    unexpired,
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
@@ -90,6 +92,9 @@ pub const OUTCOME_DEAD_LETTERED: &str = "dead_lettered";
 const FOR_DISTRIBUTION: &str = "for_distribution";
 /// On a key claim: the digest of what the claiming message asked for.
 const CONTENT: &str = "content";
+
+/// A lease item outlives its lease by this much, then TTL removes it: long past any take-over.
+const LEASE_ITEM_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3_600);
 
 /// Bounds a dead-letter item's reason: the whole reason, which the DLQ attribute may show only the start of, far
 /// below DynamoDB's 400 KB item limit.
@@ -148,17 +153,19 @@ impl DynamoLedger {
         }
     }
 
-    /// An UpdateItem of a batch's lease: the names and values both take-over and renewal use.
-    fn lease_update(&self, caller_reference: &CallerReference, owner: &str, lease_until: SystemTime) -> UpdateItem {
-        self.client
-            .update_item()
+    /// An update of a pending batch's lease item (`lease#<CallerReference>`) to `owner` until `lease_until`: the
+    /// names and values both take-over and renewal use. The lease is an item of its own so that renewing it every
+    /// few seconds writes a few bytes, not the batch's record (up to 400 KB, billed and copied into
+    /// `by_distribution` by its whole size).
+    fn lease_update(&self, caller_reference: &CallerReference, owner: &str, lease_until: SystemTime) -> UpdateBuilder {
+        Update::builder()
             .table_name(&self.table)
-            .key(KEY, key_of(caller_reference))
+            .key(KEY, lease_key(caller_reference))
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .expression_attribute_values(":lease_until", epoch_millis(lease_until))
-            .expression_attribute_values(":pending", AttributeValue::S(BatchStatus::Pending.as_str().into()))
+            .expression_attribute_values(":ttl", epoch_seconds(lease_until + LEASE_ITEM_RETENTION))
     }
 
     /// Whether a conditional write was made: false when its condition did not hold.
@@ -569,8 +576,9 @@ impl DynamoLedger {
             .map_err(|e| LedgerError::Other(e.to_string()))
     }
 
-    /// A transaction's writes of an intent: the record, if none is stored under its CallerReference, and under
-    /// `cap` the month's `committed`, if it stays within the cap. `None` when the batch alone is over the cap.
+    /// A transaction's writes of an intent: the record, if none is stored under its CallerReference, its lease, and
+    /// under `cap` (last) the month's `committed`, if it stays within the cap. `None` when the batch alone is over
+    /// the cap.
     fn intent_writes(
         &self,
         record: &BatchRecord,
@@ -584,7 +592,9 @@ impl DynamoLedger {
             .expression_attribute_names("#pk", KEY)
             .build()
             .map_err(built)?;
-        let mut writes = vec![TransactWriteItem::builder().put(intent).build()];
+        let lease = Put::builder().table_name(&self.table).set_item(Some(lease_item(record))).build().map_err(built)?;
+        let mut writes =
+            vec![TransactWriteItem::builder().put(intent).build(), TransactWriteItem::builder().put(lease).build()];
         let Some(cap) = cap else { return Ok(Some(writes)) };
         let paths = record.paths.len() as u64;
         let Some(most_before) = cap.limit.checked_sub(paths) else { return Ok(None) };
@@ -610,29 +620,26 @@ impl DynamoLedger {
 
 impl Ledger for DynamoLedger {
     async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        let outcome = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(intent_item(record)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", KEY)
-            .send()
-            .await;
-        // Not written because an earlier attempt whose answer was lost did: the intent is recorded either way.
-        self.conditional(outcome).map(|_| ())
+        let writes = self.intent_writes(record, None)?.unwrap_or_default();
+        match self.transact(writes).await? {
+            Ok(()) => Ok(()),
+            // Not written because an earlier attempt whose answer was lost did: the intent is recorded either way.
+            Err(cancelled) if cancelled.refused(0) => Ok(()),
+            Err(cancelled) => Err(cancelled.unexpected()),
+        }
     }
 
     async fn record_intent_capped(&self, record: &BatchRecord, cap: &MonthCap) -> Result<Intent, LedgerError> {
         let Some(items) = self.intent_writes(record, Some(cap))? else {
             return Ok(Intent::OverCap { spent: self.month_spent(&cap.month, None).await? });
         };
+        let month_at = items.len() - 1;
         match self.transact(items).await? {
             // Recorded now, or recorded and counted by an earlier attempt whose answer was lost.
             Ok(()) => Ok(Intent::Recorded),
             Err(cancelled) if cancelled.refused(0) => Ok(Intent::Recorded),
-            Err(cancelled) if cancelled.refused(1) => {
-                Ok(Intent::OverCap { spent: self.month_spent(&cap.month, cancelled.item(1)).await? })
+            Err(cancelled) if cancelled.refused(month_at) => {
+                Ok(Intent::OverCap { spent: self.month_spent(&cap.month, cancelled.item(month_at)).await? })
             }
             Err(cancelled) => Err(cancelled.unexpected()),
         }
@@ -659,14 +666,33 @@ impl Ledger for DynamoLedger {
         now: SystemTime,
         lease_until: SystemTime,
     ) -> Result<bool, LedgerError> {
-        let outcome = self
+        let built = |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Other(e.to_string());
+        // A batch recorded before leases had items of their own has none: its lease is over.
+        let lease = self
             .lease_update(caller_reference, owner, lease_until)
-            .update_expression("SET #owner = :owner, lease_until = :lease_until")
-            .condition_expression("#status = :pending AND lease_until < :now")
+            .update_expression("SET #owner = :owner, lease_until = :lease_until, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(lease_until) OR lease_until < :now")
             .expression_attribute_values(":now", epoch_millis(now))
-            .send()
-            .await;
-        self.conditional(outcome)
+            .build()
+            .map_err(built)?;
+        let batch = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, key_of(caller_reference))
+            .update_expression("SET #owner = :owner, lease_until = :lease_until")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":lease_until", epoch_millis(lease_until))
+            .expression_attribute_values(":pending", AttributeValue::S(BatchStatus::Pending.as_str().into()))
+            .build()
+            .map_err(built)?;
+        let writes = [lease, batch].map(|update| TransactWriteItem::builder().update(update).build());
+        match self.transact(writes.to_vec()).await? {
+            Ok(()) => Ok(true),
+            Err(cancelled) if cancelled.refused(0) || cancelled.refused(1) => Ok(false),
+            Err(cancelled) => Err(cancelled.unexpected()),
+        }
     }
 
     async fn renew_lease(
@@ -675,13 +701,13 @@ impl Ledger for DynamoLedger {
         owner: &str,
         lease_until: SystemTime,
     ) -> Result<bool, LedgerError> {
-        let outcome = self
+        let update = self
             .lease_update(caller_reference, owner, lease_until)
-            .update_expression("SET lease_until = :lease_until")
-            .condition_expression("#status = :pending AND #owner = :owner")
-            .send()
-            .await;
-        self.conditional(outcome)
+            .update_expression("SET lease_until = :lease_until, #ttl = :ttl")
+            .condition_expression("#owner = :owner")
+            .build()
+            .map_err(|e| LedgerError::Other(e.to_string()))?;
+        self.conditional(self.update_item_of(update).send().await)
     }
 
     async fn claim_key(&self, key: &KeyUse, now: SystemTime, expires_at: SystemTime) -> Result<KeyClaim, LedgerError> {

@@ -6,17 +6,24 @@ use tokio::time::Instant;
 
 /// Errors queued per operation name; each call of that operation takes the next one, if any. An operation may also
 /// be slowed down: each call then takes that long (on tokio's clock) before it answers; or be down for a while:
-/// every call fails until then (an outage, on tokio's clock).
+/// every call fails until then (an outage, on tokio's clock); or have its answer lost: the call is carried out,
+/// then fails, as when the connection drops after the service wrote.
 #[derive(Debug)]
 pub struct Faults<E> {
     queued: Mutex<HashMap<&'static str, VecDeque<E>>>,
+    lost_answers: Mutex<HashMap<&'static str, VecDeque<E>>>,
     latency: Mutex<HashMap<&'static str, Duration>>,
     outages: Mutex<HashMap<&'static str, (Instant, E)>>,
 }
 
 impl<E> Default for Faults<E> {
     fn default() -> Self {
-        Self { queued: Mutex::default(), latency: Mutex::default(), outages: Mutex::default() }
+        Self {
+            queued: Mutex::default(),
+            lost_answers: Mutex::default(),
+            latency: Mutex::default(),
+            outages: Mutex::default(),
+        }
     }
 }
 
@@ -58,5 +65,18 @@ impl<E> Faults<E> {
     /// The next call of `operation` fails with `error`.
     pub fn inject(&self, operation: &'static str, error: E) {
         self.queued.lock().unwrap().entry(operation).or_default().push_back(error);
+    }
+
+    /// The next call of `operation` is carried out, and then fails with `error`.
+    pub fn lose_answer(&self, operation: &'static str, error: E) {
+        self.lost_answers.lock().unwrap().entry(operation).or_default().push_back(error);
+    }
+
+    /// After `operation` was carried out: its answer, lost if one is queued.
+    pub(crate) fn answer(&self, operation: &'static str) -> Result<(), E> {
+        match self.lost_answers.lock().unwrap().get_mut(operation).and_then(VecDeque::pop_front) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }

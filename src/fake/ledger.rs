@@ -83,6 +83,8 @@ pub struct MemoryLedger {
     settled: Mutex<HashSet<CallerReference>>,
     dead_letters: Mutex<HashMap<MessageId, DeadLetterRecord>>,
     budgets: Mutex<HashMap<DistributionId, BudgetState>>,
+    /// Each batch's lease, apart from its record as the ledger keeps it: (owner, until).
+    leases: Mutex<HashMap<CallerReference, (String, SystemTime)>>,
     /// Workers sharing the account's rate, with when their check-in runs out.
     roster: Mutex<HashMap<String, SystemTime>>,
 }
@@ -163,10 +165,13 @@ impl Ledger for MemoryLedger {
     ) -> Result<bool, LedgerError> {
         self.faults.call("take_over").await?;
         let mut records = self.records.lock().unwrap();
+        let mut leases = self.leases.lock().unwrap();
+        let lease_over = leases.get(caller_reference).is_none_or(|(_, until)| *until < now);
         match records.get_mut(caller_reference).map(|(_, record)| record) {
-            Some(record) if record.status == BatchStatus::Pending && record.lease_until < now => {
+            Some(record) if record.status == BatchStatus::Pending && lease_over => {
                 record.owner = owner.to_owned();
                 record.lease_until = lease_until;
+                leases.insert(caller_reference.clone(), (owner.to_owned(), lease_until));
                 Ok(true)
             }
             _ => Ok(false),
@@ -180,10 +185,9 @@ impl Ledger for MemoryLedger {
         lease_until: SystemTime,
     ) -> Result<bool, LedgerError> {
         self.faults.call("renew_lease").await?;
-        let mut records = self.records.lock().unwrap();
-        match records.get_mut(caller_reference).map(|(_, record)| record) {
-            Some(record) if record.status == BatchStatus::Pending && record.owner == owner => {
-                record.lease_until = lease_until;
+        match self.leases.lock().unwrap().get_mut(caller_reference) {
+            Some((holder, until)) if holder == owner => {
+                *until = lease_until;
                 Ok(true)
             }
             _ => Ok(false),
@@ -396,6 +400,8 @@ impl MemoryLedger {
         }
         let inserted = records.len();
         records.insert(record.caller_reference.clone(), (inserted, record.clone()));
+        let lease = (record.owner.clone(), record.lease_until);
+        self.leases.lock().unwrap().insert(record.caller_reference.clone(), lease);
         Intent::Recorded
     }
 
@@ -540,6 +546,7 @@ impl BudgetStore for MemoryLedger {
             return Ok(ReservationWrite::OverCap { spent });
         }
         reserve(budget, reservation, expired);
+        self.faults.answer("reserve_recording")?;
         Ok(ReservationWrite::Written)
     }
 

@@ -479,9 +479,11 @@ impl Transient for LedgerError {
 ///   many workers. `record_intent` stores the record's `shares` so that a resumed batch counts them too.
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
-///   it did; it never changes a record that is not pending or whose lease still runs.
-/// - `renew_lease` moves the lease of a `Pending` record that `owner` owns to `lease_until`, and says whether it
-///   did; it never changes a record another worker took over, nor one that is no longer pending.
+///   it did; it never changes a record that is not pending or whose lease still runs. Readers see the record's
+///   owner and lease as recorded with the intent or by the last take-over.
+/// - `renew_lease` moves the lease of a record that `owner` holds to `lease_until`, and says whether it did; it
+///   never changes a lease another worker took over. Renewing after the record's outcome is harmless: only a
+///   pending record is taken over.
 /// - `claim_key` records that a message used a producer key in its distribution until `expires_at`; if another
 ///   message holds an unexpired claim of the key in that distribution it answers `Duplicate` when that message
 ///   asked for the same content and `Conflict` when not, and `First` otherwise (a repeated claim by the same

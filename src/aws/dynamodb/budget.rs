@@ -220,6 +220,7 @@ impl BudgetStore for DynamoLedger {
         let update = self.reservation_update(distribution, version, reservation, expired)?;
         let mut writes = vec![TransactWriteItem::builder().update(update).build()];
         writes.extend(intent_writes);
+        let month_at = writes.len() - 1;
         match self.transact(writes).await? {
             Ok(()) => Ok(ReservationWrite::Written),
             // Another worker reserved, or is reserving, in between: read again.
@@ -232,9 +233,9 @@ impl BudgetStore for DynamoLedger {
                     ReservationWrite::VersionMoved
                 })
             }
-            Err(cancelled) if cancelled.refused(2) => {
+            Err(cancelled) if cap.is_some() && cancelled.refused(month_at) => {
                 let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
-                Ok(ReservationWrite::OverCap { spent: self.month_spent(month, cancelled.item(2)).await? })
+                Ok(ReservationWrite::OverCap { spent: self.month_spent(month, cancelled.item(month_at)).await? })
             }
             Err(cancelled) => Err(cancelled.unexpected()),
         }

@@ -15,6 +15,22 @@ pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
     AttributeValue::S(format!("batch#{caller_reference}"))
 }
 
+/// `lease#<CallerReference>`: who submits a pending batch, and until when.
+pub(super) fn lease_key(caller_reference: &CallerReference) -> AttributeValue {
+    AttributeValue::S(format!("lease#{caller_reference}"))
+}
+
+/// A new batch's lease: its owner until `lease_until`, kept a while after it ends (the lease of an accepted
+/// batch is never renewed, and TTL removes it).
+pub(super) fn lease_item(record: &BatchRecord) -> Item {
+    Item::from([
+        (KEY.into(), lease_key(&record.caller_reference)),
+        ("owner".into(), AttributeValue::S(record.owner.clone())),
+        ("lease_until".into(), epoch_millis(record.lease_until)),
+        (TTL_ATTRIBUTE.into(), epoch_seconds(record.lease_until + LEASE_ITEM_RETENTION)),
+    ])
+}
+
 /// A distribution id holds no `#`, so the key after it is unambiguous.
 pub(super) fn key_item_key(distribution: &DistributionId, key: &str) -> AttributeValue {
     AttributeValue::S(format!("key#{distribution}#{key}"))
