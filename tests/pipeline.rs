@@ -8,7 +8,12 @@ use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, pending_record};
 use cf_invalidator::model::path::is_covered_by;
-use cf_invalidator::ports::{AuditLog, BatchRecord, BatchStatus, CdnError, FailureRecord, Ledger, LedgerError, Queue};
+use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::budget::QUOTA;
+use cf_invalidator::ports::{
+    Allowance, AuditLog, BatchRecord, BatchStatus, BudgetStore, CdnError, FailureRecord, Ledger, LedgerError, Queue,
+    Reservation,
+};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use serde_json::json;
 
@@ -165,6 +170,59 @@ async fn an_unknown_distribution_dead_letters_only_its_own_messages() {
     let failed: Vec<_> = h.ledger.records().into_iter().filter(|r| r.status == BatchStatus::Failed).collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].distribution_id.as_str(), "EGONE");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_batch_is_recorded_failed_however_long_the_ledger_takes_to_answer() {
+    let h = Harness::new(&["EAAA"]);
+    h.send("EGONE", &["/a"]).await;
+    // DynamoDB out for two minutes just as CloudFront refuses: longer than the short retries last.
+    let outage = tokio::time::Instant::now() + Duration::from_secs(120);
+    h.ledger.faults.down_until("record_outcome", LedgerError::Unavailable("503".into()), outage);
+    h.run_for(Duration::from_secs(300), settings()).await;
+
+    // Before, the failure was logged and the record left pending, for a redelivery to resume.
+    let records = h.ledger.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, BatchStatus::Failed, "{:?}", records[0]);
+    assert_eq!(h.dead_letter_reasons().len(), 1);
+    assert!(h.queue.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_intent_a_lost_answer_recorded_is_submitted_as_recorded_not_reshaped() {
+    let h = Harness::new(&["EAAA"]);
+    h.send("EAAA", &["/a"]).await;
+    h.send("EAAA", &["/b", "/c"]).await;
+    // The reservation and intent are written, but the answer is lost; meanwhile another worker takes half the room.
+    h.ledger.faults.lose_answer("reserve_recording", LedgerError::Unavailable("connection reset".into()));
+    let mut settings = settings();
+    settings.budget.reserve = Allowance { paths: QUOTA.paths - 4, wildcards: 0 };
+    let (ledger, clock) = (Arc::clone(&h.ledger), settings.clock);
+    let competitor = tokio::spawn(async move {
+        while ledger.records().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let distribution = DistributionId::parse("EAAA").unwrap();
+        let version = ledger.read_budget(&distribution).await.unwrap().version;
+        let theirs = Reservation {
+            id: CallerReference::mint(),
+            owner: "another-worker".into(),
+            need: Allowance { paths: 2, wildcards: 0 },
+            until: clock.now() + Duration::from_secs(30),
+            invalidation_id: None,
+        };
+        assert!(ledger.write_reservation(&distribution, version, &theirs, &[]).await.unwrap());
+    });
+    h.run_for(2 * MINUTE, settings).await;
+    competitor.await.unwrap();
+
+    // Before, the batch was split to fit what was left, and its recorded intent stayed pending: a redelivery would
+    // resume it and pay for its paths again.
+    let records = h.ledger.records();
+    assert!(records.iter().all(|r| r.status.is_accepted()), "{records:#?}");
+    assert_eq!(h.cdn.invalidations().len(), 1, "submitted once, as recorded");
+    assert!(h.queue.is_empty());
 }
 
 #[tokio::test(start_paused = true)]

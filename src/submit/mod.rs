@@ -301,7 +301,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     /// overloaded. A resumed batch's intent is recorded, and counted, already.
     async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
         let distribution = batch.content.distribution_id.clone();
-        let reshapable = batch.content.reason != SealReason::Resumed;
+        let mut reshapable = batch.content.reason != SealReason::Resumed;
+        // A joint write whose answer was lost may have recorded the intent: once recorded, the batch is submitted
+        // as it is, never reshaped, or its record would be left pending for a redelivery to resume and pay again.
+        let mut maybe_recorded = false;
         let cap = self.month_cap();
         let mut need = Allowance::of(&batch.content.paths);
         let mut waiting = self.budget.waiting(&distribution, need);
@@ -315,9 +318,21 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
             let intent = reshapable.then_some((&record, cap.as_ref()));
             let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
                 Ok(Grant::Reserved) => break record,
+                Ok(Grant::NoRoom(room)) if reshapable && maybe_recorded => {
+                    // Until the ledger says whether the lost write recorded the intent, the batch waits as it is.
+                    if let Ok(recorded) = self.ledger.batch(&batch.caller_reference).await {
+                        (reshapable, maybe_recorded) = (recorded.is_none(), false);
+                    }
+                    if !reshapable || maybe_recorded {
+                        self.budget.room_may_have_changed(&distribution).await;
+                        continue;
+                    }
+                    room
+                }
                 Ok(Grant::NoRoom(room)) => room,
                 Ok(Grant::OverCap { spent }) => return Reserved::OverCap(batch, spent),
                 Err(e) => {
+                    maybe_recorded |= reshapable;
                     match self.wait_out(&batch.caller_reference, &distribution, Failure::Ledger(e), attempts).await {
                         Ok(_) => continue,
                         Err(refusal) => return Reserved::Refused(batch, refusal),
@@ -466,8 +481,8 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         record.fail(&reason);
         // Only a refusal for good is announced: a split or a rebatch goes on under new batches.
         record.outbox = self.announce_failures && matches!(refusal, Refusal::DeadLetter { .. });
-        match retry_transient(self.retry.transient, || timed("record_outcome", self.ledger.record_outcome(&record)))
-            .await
+        // Held until it is written: a record left pending would be resumed by a redelivery and submitted again.
+        match retry_transient(self.retry.outage, || timed("record_outcome", self.ledger.record_outcome(&record))).await
         {
             Ok(()) if record.outbox => {
                 if let Some(tracker) = &self.tracker {
