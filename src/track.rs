@@ -14,7 +14,7 @@
 //! ago that it does not track: a stopped worker's, which would otherwise stay `accepted`. Two workers may track
 //! one invalidation; the ledger records its completion once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,11 +26,11 @@ use tracing::{info, warn};
 
 use crate::clock::WallClock;
 use crate::limit::Budget;
-use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{BudgetStore, Recorded};
+use crate::model::DistributionId;
+use crate::ports::budget::{BudgetState, BudgetStore, Recorded};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
 use crate::ports::events::{Event, EventKind, Events};
-use crate::ports::ledger::{BatchStatus, Completion, Ledger, Owed};
+use crate::ports::ledger::{BatchStatus, Completion, InProgressCursor, Ledger, Owed};
 use crate::retry::Transient;
 use crate::telemetry::log_allowed;
 
@@ -39,8 +39,12 @@ pub use crate::ports::ledger::Submitted;
 /// Status calls per second per worker by default: CloudFront throttles its API per account.
 pub const DEFAULT_STATUS_RATE: f64 = 4.0;
 
-/// Most accepted batches read from the ledger per adoption round.
-const ADOPT_LIMIT: usize = 1_000;
+/// How long an event may go unpublished before it is given up (`Ledger::give_up_tracking`).
+const EVENTS_GIVE_UP: Duration = Duration::from_secs(24 * 3_600);
+
+/// Most items read from the ledger's in-progress list per adoption round (every `adopt_every`): the next round
+/// goes on after them.
+const ADOPT_PAGE: usize = 100;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackSettings {
@@ -98,6 +102,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
         let mut open = true;
         let mut next_call = Instant::now();
         let mut next_adoption = Instant::now() + self.settings.adopt_every;
+        let mut adoption_cursor = None;
         while open || !tracked.is_empty() {
             let due = tracked.iter().map(|t| t.next_look).min().map(|at| at.max(next_call));
             tokio::select! {
@@ -116,7 +121,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 wanted = self.budget.wanted() => hurry(&mut tracked, &wanted),
                 () = tokio::time::sleep_until(next_adoption), if open => {
                     next_adoption = Instant::now() + self.settings.adopt_every;
-                    self.adopt(&mut tracked).await;
+                    self.adopt(&mut tracked, &mut adoption_cursor).await;
                 }
                 () = sleep_until(due) => {
                     let distribution = next_look(&tracked).expect("something is due").distribution_id.clone();
@@ -144,10 +149,14 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
         self.budget.settings().lease / 4
     }
 
-    /// Adopts accepted batches old enough that their own worker should have seen them complete.
-    async fn adopt(&self, tracked: &mut Vec<Tracked>) {
-        let in_progress = match self.ledger.in_progress(ADOPT_LIMIT).await {
-            Ok(in_progress) => in_progress,
+    /// Adopts accepted batches whose own worker stopped tracking them, and announces what else the outbox owes,
+    /// reading one page of the ledger's in-progress list per round: the next round goes on where this one stopped,
+    /// so every item is reached however many there are. A batch whose reservation is still live is left alone:
+    /// its worker is alive and renews it while it tracks the invalidation.
+    async fn adopt(&self, tracked: &mut Vec<Tracked>, cursor: &mut Option<InProgressCursor>) {
+        let Some(before) = self.settings.clock.now().checked_sub(self.settings.adopt_after) else { return };
+        let page = match self.ledger.in_progress(before, cursor.as_ref(), ADOPT_PAGE).await {
+            Ok(page) => page,
             Err(e) => {
                 if let Some(suppressed) = log_allowed("adopt_failed") {
                     warn!(error = %e, suppressed, "could not read the accepted batches to adopt; will try again");
@@ -155,29 +164,47 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
                 return;
             }
         };
-        let adopt_before = self.settings.clock.now().checked_sub(self.settings.adopt_after);
-        let old_enough = |at: SystemTime| adopt_before.is_some_and(|before| at <= before);
-        for owed in in_progress {
+        *cursor = page.next;
+        let mut budgets: HashMap<DistributionId, Option<BudgetState>> = HashMap::new();
+        for owed in page.owed {
             let submitted = match owed {
                 Owed::Batch(submitted) => submitted,
-                Owed::Failure { created_at, .. } | Owed::DeadLetter { created_at, .. } => {
-                    if old_enough(created_at) {
-                        self.announce(&owed).await;
-                    }
+                Owed::Failure { .. } | Owed::DeadLetter { .. } => {
+                    self.announce(&owed).await;
                     continue;
                 }
             };
-            let adoptable = old_enough(submitted.submitted_at);
-            let known =
-                |reference: &CallerReference| tracked.iter().any(|t| &t.submitted.caller_reference == reference);
-            if adoptable && !known(&submitted.caller_reference) {
-                info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, status = submitted.status.as_str(), "adopted a batch nobody tracks");
-                counter!("cfi_completion_tracking_adopted_total").increment(1);
-                let mut entry = self.entry(submitted, false, Duration::ZERO);
-                if !self.publish_owed(&mut entry.submitted).await {
-                    tracked.push(entry);
-                }
+            let known = tracked.iter().any(|t| t.submitted.caller_reference == submitted.caller_reference);
+            if known || submitted.submitted_at > before {
+                continue;
             }
+            let distribution = &submitted.distribution_id;
+            if !budgets.contains_key(distribution) {
+                budgets.insert(distribution.clone(), self.ledger.read_budget(distribution).await.ok());
+            }
+            let now = self.settings.clock.now();
+            let owner_tracks = |budget: &BudgetState| {
+                budget.reservations.iter().any(|r| r.id == submitted.caller_reference && r.until > now)
+            };
+            // Unreadable budget: look again next round rather than take a live worker's invalidation.
+            if budgets[distribution].as_ref().is_none_or(owner_tracks) {
+                continue;
+            }
+            info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, status = submitted.status.as_str(), "adopted a batch nobody tracks");
+            counter!("cfi_completion_tracking_adopted_total").increment(1);
+            let mut entry = self.entry(submitted, false, Duration::ZERO);
+            if !self.publish_owed(&mut entry.submitted).await {
+                tracked.push(entry);
+            }
+        }
+    }
+
+    /// Takes an invalidation out of tracking for good, recording why, so that no worker reads it again.
+    async fn give_up(&self, owed: &Owed, reason: &str) {
+        counter!("cfi_completion_tracking_abandoned_total").increment(1);
+        warn!(about = %owed.subject(), reason, "gave up tracking; the ledger records why (audit --failures)");
+        if let Err(e) = self.ledger.give_up_tracking(owed, reason).await {
+            warn!(about = %owed.subject(), error = %e, "could not record that tracking was given up; another worker will try");
         }
     }
 
@@ -187,7 +214,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
         let since = listed_since(&mine, self.settings.clock.now());
         let listed = match self.cdn.list_recent(distribution, since).await {
             Ok(listed) => listed,
-            Err(e) => return self.look_failed(distribution, &e, mine, now),
+            Err(e) => return self.look_failed(distribution, &e, mine, now).await,
         };
         let mut kept = Vec::with_capacity(mine.len());
         let mut finished = Vec::new();
@@ -218,9 +245,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             };
             match seen {
                 Seen::Status(invalidation) if invalidation.is_completed() => finished.push((entry, invalidation)),
-                Seen::Gone => {
-                    counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(1);
-                }
+                Seen::Gone(reason) => self.give_up(&Owed::Batch(entry.submitted), &reason).await,
                 _ if due => {
                     if entry.own && now >= entry.renew_after {
                         let (id, invalidation_id) =
@@ -274,6 +299,13 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
         let answers = self.budget.completed(distribution, &completions).await;
         let mut kept = Vec::new();
         for (((mut entry, _), completion), answer) in finished.into_iter().zip(&completions).zip(answers) {
+            if let Err(e) = &answer
+                && !e.is_transient()
+            {
+                let reason = format!("the ledger refuses to record its completion: {e}");
+                self.give_up(&Owed::Batch(entry.submitted), &reason).await;
+                continue;
+            }
             if recorded(&entry.submitted, completion, answer) {
                 entry.submitted.status = BatchStatus::Completed;
                 if self.publish_owed(&mut entry.submitted).await {
@@ -289,12 +321,10 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     async fn get(&self, submitted: &Submitted) -> Seen {
         match self.cdn.get_invalidation(&submitted.distribution_id, &submitted.invalidation_id).await {
             Ok(detail) => Seen::Status(detail.invalidation),
-            Err(e) if e.retry_after() == RetryAfter::Never => {
-                if let Some(suppressed) = log_allowed("completion_check_refused") {
-                    warn!(invalidation_id = %submitted.invalidation_id, error = %e, suppressed, "cannot check the invalidation's status (the role needs cloudfront:GetInvalidation); its record stays accepted");
-                }
-                Seen::Gone
-            }
+            Err(e) if e.retry_after() == RetryAfter::Never => Seen::Gone(format!(
+                "CloudFront will not tell invalidation {}'s status ({e}): the role needs cloudfront:GetInvalidation",
+                submitted.invalidation_id
+            )),
             Err(e) => {
                 if let Some(suppressed) = log_allowed("completion_check_failed") {
                     warn!(invalidation_id = %submitted.invalidation_id, error = %e, suppressed, "could not check the invalidation's status; will try again");
@@ -306,7 +336,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
 
     /// A distribution CloudFront will not list (deleted, or the role lacks cloudfront:ListInvalidations) is no
     /// longer tracked; after any other failure the due invalidations are looked at again later.
-    fn look_failed(
+    async fn look_failed(
         &self,
         distribution: &DistributionId,
         error: &CdnError,
@@ -314,10 +344,12 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
         now: Instant,
     ) -> Vec<Tracked> {
         if error.retry_after() == RetryAfter::Never {
-            if let Some(suppressed) = log_allowed("completion_check_refused") {
-                warn!(%distribution, %error, suppressed, "cannot list the distribution's invalidations (the role needs cloudfront:ListInvalidations and GetInvalidation); its records stay accepted");
+            let reason = format!(
+                "CloudFront will not list distribution {distribution}'s invalidations ({error}): the role needs cloudfront:ListInvalidations and GetInvalidation"
+            );
+            for entry in mine {
+                self.give_up(&Owed::Batch(entry.submitted), &reason).await;
             }
-            counter!("cfi_completion_tracking_abandoned_total", "reason" => "refused").increment(mine.len() as u64);
             return Vec::new();
         }
         if let Some(suppressed) = log_allowed("completion_check_failed") {
@@ -345,68 +377,83 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
             Ok(Some(record)) => record,
             // Expired meanwhile: nothing to tell anyone any more.
             Ok(None) => return true,
-            Err(e) => {
-                not_published(&submitted.caller_reference, &e);
-                return false;
-            }
+            Err(e) => return self.not_published(&Owed::Batch(submitted.clone()), submitted.submitted_at, &e).await,
         };
         for kind in owed {
             if let Err(e) = events.0.publish(&Event::of(kind, &record)).await {
-                not_published(&submitted.caller_reference, &e);
-                return false;
+                return self.not_published(&Owed::Batch(submitted.clone()), submitted.submitted_at, &e).await;
             }
             counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
             let settled = kind == EventKind::Completed;
             if let Err(e) = self.ledger.mark_published(&submitted.caller_reference, kind, settled).await {
-                not_published(&submitted.caller_reference, &e);
-                return false;
+                return self.not_published(&Owed::Batch(submitted.clone()), submitted.submitted_at, &e).await;
             }
             submitted.published.push(kind);
         }
         submitted.status == BatchStatus::Completed
     }
 
+    /// An event not published is tried again later, and given up once it has been owed for `EVENTS_GIVE_UP`, so
+    /// that the outbox never keeps an event no bus will take: says whether it was given up.
+    async fn not_published(&self, owed: &Owed, owed_since: SystemTime, error: &(dyn std::fmt::Display + Sync)) -> bool {
+        counter!("cfi_events_failed_total").increment(1);
+        let owed_for = self.settings.clock.now().duration_since(owed_since).unwrap_or_default();
+        if owed_for < EVENTS_GIVE_UP {
+            if let Some(suppressed) = log_allowed("event_not_published") {
+                warn!(about = %owed.subject(), %error, suppressed, "could not publish an event; will try again");
+            }
+            return false;
+        }
+        let reason = format!("its events could not be published for {}: {error}", humantime::format_duration(owed_for));
+        self.give_up(owed, &reason).await;
+        true
+    }
+
     /// Publishes a failed batch's or a dead letter's event and records it published; what fails stays in the
     /// ledger's outbox for the next adoption round.
     async fn announce(&self, owed: &Owed) {
         let Some(events) = &self.events else { return };
-        let published = match owed {
+        let (event, created_at) = match owed {
             Owed::Batch(_) => return,
-            Owed::Failure { caller_reference, .. } => {
-                let event = match self.ledger.batch(caller_reference).await {
-                    Ok(Some(record)) => Event::of(EventKind::Failed, &record),
-                    Ok(None) => return,
-                    Err(e) => return not_published(caller_reference, &e),
-                };
-                match events.0.publish(&event).await {
-                    Ok(()) => self.ledger.mark_published(caller_reference, EventKind::Failed, true).await,
-                    Err(e) => return not_published(caller_reference, &e),
-                }
-            }
-            Owed::DeadLetter { message_id, .. } => {
-                let event = match self.ledger.dead_letter(message_id).await {
-                    Ok(Some(record)) => Event::of_dead_letter(&record),
-                    Ok(None) => return,
-                    Err(e) => return not_published(message_id, &e),
-                };
-                match events.0.publish(&event).await {
-                    Ok(()) => self.ledger.mark_dead_letter_published(message_id).await,
-                    Err(e) => return not_published(message_id, &e),
-                }
+            Owed::Failure { caller_reference, created_at } => (
+                self.ledger.batch(caller_reference).await.map(|r| r.map(|r| Event::of(EventKind::Failed, &r))),
+                created_at,
+            ),
+            Owed::DeadLetter { message_id, created_at } => {
+                (self.ledger.dead_letter(message_id).await.map(|r| r.map(|r| Event::of_dead_letter(&r))), created_at)
             }
         };
-        match published {
-            Ok(()) => {
-                let kind =
-                    if matches!(owed, Owed::Failure { .. }) { EventKind::Failed } else { EventKind::DeadLettered };
-                counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
+        let event = match event {
+            Ok(Some(event)) => event,
+            // Expired meanwhile: nothing to tell anyone any more.
+            Ok(None) => return,
+            Err(e) => {
+                self.not_published(owed, *created_at, &e).await;
+                return;
             }
-            Err(e) => warn!(error = %e, "published an event but could not record it; it will be published again"),
+        };
+        if let Err(e) = events.0.publish(&event).await {
+            self.not_published(owed, *created_at, &e).await;
+            return;
+        }
+        let (kind, recorded) = match owed {
+            Owed::Failure { caller_reference, .. } => {
+                (EventKind::Failed, self.ledger.mark_published(caller_reference, EventKind::Failed, true).await)
+            }
+            Owed::DeadLetter { message_id, .. } => {
+                (EventKind::DeadLettered, self.ledger.mark_dead_letter_published(message_id).await)
+            }
+            Owed::Batch(_) => return,
+        };
+        counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
+        if let Err(e) = recorded {
+            warn!(error = %e, "published an event but could not record it; it will be published again");
         }
     }
 }
 
-/// Logs a completion's answer from the ledger; false if it should be recorded again at the next look.
+/// Logs a completion's answer from the ledger; false if it should be recorded again at the next look (a failure
+/// that cannot heal is given up before).
 fn recorded(submitted: &Submitted, completion: &Completion, answer: Recorded) -> bool {
     match answer {
         Ok(true) => {
@@ -416,25 +463,13 @@ fn recorded(submitted: &Submitted, completion: &Completion, answer: Recorded) ->
         }
         // Another worker tracking it too recorded it first.
         Ok(false) => true,
-        Err(e) if e.is_transient() => {
+        Err(e) => {
             if let Some(suppressed) = log_allowed("completion_record_failed") {
                 warn!(caller_reference = %submitted.caller_reference, error = %e, suppressed, "could not record the completion; will try again");
             }
             false
         }
-        Err(e) => {
-            warn!(caller_reference = %submitted.caller_reference, error = %e, "could not record the completion; its record stays accepted");
-            counter!("cfi_completion_tracking_abandoned_total", "reason" => "ledger").increment(1);
-            true
-        }
     }
-}
-
-fn not_published(what: &dyn std::fmt::Display, error: &dyn std::fmt::Display) {
-    if let Some(suppressed) = log_allowed("event_not_published") {
-        warn!(about = %what, %error, suppressed, "could not publish an event; will try again");
-    }
-    counter!("cfi_events_failed_total").increment(1);
 }
 
 /// What a look found out about one tracked invalidation.
@@ -442,8 +477,8 @@ enum Seen {
     Status(Invalidation),
     /// CloudFront cannot say now.
     Unknown,
-    /// CloudFront will never say: the invalidation or access to it is gone.
-    Gone,
+    /// CloudFront will never say: the invalidation or access to it is gone, for this reason.
+    Gone(String),
 }
 
 /// How far back a look lists: to the oldest invalidation it must answer for, so that it finds them all without a
@@ -488,6 +523,7 @@ async fn sleep_until(due: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::fake::{FakeCdn, MemoryLedger};
+    use crate::model::CallerReference;
     use crate::ports::ledger::BatchRecord;
 
     const FIRST_LOOK: Duration = Duration::from_secs(5);
@@ -552,6 +588,21 @@ mod tests {
             }
             drop(sender);
             self.tracker().run(receiver, CancellationToken::new()).await;
+        }
+
+        /// Runs a tracker that tracks nothing of its own, adopting, for `duration`.
+        async fn adopt_for(&self, duration: Duration) {
+            let (_sender, receiver) = mpsc::channel(1);
+            let stop = CancellationToken::new();
+            let tracking = tokio::spawn(self.tracker().run(receiver, stop.clone()));
+            tokio::time::sleep(duration).await;
+            stop.cancel();
+            tracking.await.unwrap();
+        }
+
+        fn status(&self, submitted: &Submitted) -> BatchStatus {
+            let records = self.ledger.records();
+            records.iter().find(|r| r.caller_reference == submitted.caller_reference).unwrap().status
         }
 
         fn looks(&self, started: Instant) -> Vec<Duration> {
@@ -645,6 +696,71 @@ mod tests {
         for pair in calls.windows(2) {
             assert!(pair[1].at - pair[0].at >= CALL_GAP, "{calls:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adoption_leaves_alone_an_invalidation_whose_worker_still_renews_its_reservation() {
+        let setup = Setup::new(S(0));
+        let submitted = setup.accepted("/a").await;
+        let theirs = crate::ports::budget::Reservation {
+            id: submitted.caller_reference.clone(),
+            owner: "a-live-worker".into(),
+            need: crate::ports::budget::Allowance { paths: 1, wildcards: 0 },
+            until: setup.clock.now() + S(300),
+            invalidation_id: Some(submitted.invalidation_id.clone()),
+        };
+        let distribution = submitted.distribution_id.clone();
+        assert!(setup.ledger.write_reservation(&distribution, 0, &theirs, &[]).await.unwrap());
+
+        // Before, every worker adopted every invalidation a minute after its acceptance, live owner or not.
+        setup.adopt_for(S(240)).await;
+        assert_eq!(setup.status(&submitted), BatchStatus::Accepted, "its worker tracks it");
+        assert!(setup.cdn.list_calls().is_empty(), "not looked at by another worker");
+        setup.adopt_for(S(120)).await;
+        assert_eq!(setup.status(&submitted), BatchStatus::Completed, "adopted once the reservation ran out");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adoption_reaches_every_invalidation_however_many_older_ones_stay_in_progress() {
+        let setup = Setup::new(S(24 * 3_600));
+        for n in 0..1_000 {
+            setup.accepted(&format!("/stuck-{n}")).await;
+        }
+        setup.cdn.add_distribution(DistributionId::parse("EBBB").unwrap());
+        let distribution = DistributionId::parse("EBBB").unwrap();
+        let reference = CallerReference::mint();
+        let invalidation =
+            setup.cdn.create_invalidation(&distribution, &reference, &["/newer".to_owned()]).await.unwrap();
+        let now = setup.clock.now();
+        let mut newer = BatchRecord {
+            caller_reference: reference,
+            expires_at: now + S(3_600),
+            ..crate::fake::pending_record("EBBB", &["/newer"], &[], now)
+        };
+        setup.ledger.record_intent(&newer).await.unwrap();
+        newer.accept(&invalidation, now);
+        setup.ledger.record_outcome(&newer).await.unwrap();
+
+        // Before, each round read the same oldest thousand, which stay in progress for a day.
+        setup.adopt_for(S(600)).await;
+        assert!(setup.cdn.list_calls().iter().any(|call| call.id == "EBBB"), "the newer invalidation was adopted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalidation_cloudfront_will_never_report_on_is_given_up_with_its_reason() {
+        let setup = Setup::new(S(0));
+        let submitted = setup.accepted("/a").await;
+        let forever = Instant::now() + S(24 * 3_600);
+        let denied = CdnError::AccessDenied("not authorized to perform cloudfront:ListInvalidations".into());
+        setup.cdn.faults.down_until("list_invalidations", denied, forever);
+
+        setup.adopt_for(S(120)).await;
+        let record = setup.ledger.records().remove(0);
+        let reason = record.tracking_abandoned.expect("given up, with its reason");
+        assert!(reason.contains("cloudfront:ListInvalidations"), "{reason}");
+        let left = setup.ledger.in_progress(setup.clock.now(), None, 10).await.unwrap();
+        assert!(left.owed.is_empty(), "before, it stayed for every worker to read again every round");
+        assert_eq!(submitted.status, BatchStatus::Accepted);
     }
 
     #[tokio::test(start_paused = true)]

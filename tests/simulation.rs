@@ -366,9 +366,19 @@ impl Ledger for ChaosLedger {
         Ok(recorded)
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
+    async fn in_progress(
+        &self,
+        created_before: std::time::SystemTime,
+        after: Option<&cf_invalidator::ports::ledger::InProgressCursor>,
+        limit: usize,
+    ) -> Result<cf_invalidator::ports::ledger::InProgress, LedgerError> {
         self.before()?;
-        self.inner.in_progress(limit).await
+        self.inner.in_progress(created_before, after, limit).await
+    }
+
+    async fn give_up_tracking(&self, owed: &Owed, reason: &str) -> Result<(), LedgerError> {
+        self.before()?;
+        self.inner.give_up_tracking(owed, reason).await
     }
 
     async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {

@@ -197,6 +197,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         expires_at: now + Duration::from_secs(90 * 24 * 3_600),
         published: Vec::new(),
         outbox: false,
+        tracking_abandoned: None,
     };
     fixture.ledger.record_intent(&record).await.unwrap();
     for chunk in window.receipts.chunks(10) {

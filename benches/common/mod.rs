@@ -485,9 +485,19 @@ impl<L: Ledger> Ledger for CountingLedger<L> {
         self.inner.record_completion(completion).await
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
+    async fn in_progress(
+        &self,
+        created_before: std::time::SystemTime,
+        after: Option<&cf_invalidator::ports::ledger::InProgressCursor>,
+        limit: usize,
+    ) -> Result<cf_invalidator::ports::ledger::InProgress, LedgerError> {
         add(&self.counts.dynamodb_reads, 1);
-        self.inner.in_progress(limit).await
+        self.inner.in_progress(created_before, after, limit).await
+    }
+
+    async fn give_up_tracking(&self, owed: &Owed, reason: &str) -> Result<(), LedgerError> {
+        add(&self.counts.dynamodb_writes, 1);
+        self.inner.give_up_tracking(owed, reason).await
     }
 
     async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {

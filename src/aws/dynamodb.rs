@@ -35,6 +35,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
+use metrics::counter;
+use tracing::warn;
 
 use self::item::{
     billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, distributions_list, epoch_millis,
@@ -44,13 +46,15 @@ use self::item::{
 };
 pub use self::schema::create_table;
 use super::error::{Failure, classify};
+use crate::model::text::capped;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError,
-    MonthCap, Owed,
+    BatchRecord, BatchStatus, Completion, DeadLetterRecord, InProgress, InProgressCursor, Intent, KeyClaim, KeyRecord,
+    KeyUse, Ledger, LedgerError, MonthCap, Owed,
 };
 use crate::ports::ledger::{Billing, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, MonthBilling, billing_day};
+use crate::telemetry::log_allowed;
 
 pub const KEY: &str = "pk";
 pub const DISTRIBUTION_INDEX: &str = "by_distribution";
@@ -86,6 +90,10 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// Values of `outcome`, the `by_outcome` partition key.
 pub const OUTCOME_FAILED: &str = "failed";
 pub const OUTCOME_DEAD_LETTERED: &str = "dead_lettered";
+/// An accepted batch whose completion tracking was given up.
+pub const OUTCOME_ABANDONED: &str = "tracking_abandoned";
+/// Why tracking was given up: on batches and dead letters taken out of `by_tracking` for good.
+pub const TRACKING_ABANDONED: &str = "tracking_abandoned";
 
 /// Dead-letter and key items name their distribution in this attribute, not in `distribution_id`, so that they
 /// stay out of `by_distribution`: that index holds batches only, and the worker reads it on redelivery.
@@ -319,6 +327,21 @@ impl DynamoLedger {
     pub async fn check_access(&self) -> Result<(), LedgerError> {
         self.client.describe_table().table_name(&self.table).send().await.map_err(|e| self.error(classify(&e)))?;
         Ok(())
+    }
+}
+
+/// An item a query returned, or `None` when it cannot be read (written by hand, or by a newer or broken version):
+/// skipped and counted, so that one bad item never stops a read of many.
+fn readable<T>(read: Result<T, LedgerError>, index: &'static str) -> Option<T> {
+    match read {
+        Ok(read) => Some(read),
+        Err(e) => {
+            counter!("cfi_ledger_items_skipped_total", "index" => index).increment(1);
+            if let Some(suppressed) = log_allowed("ledger_item_skipped") {
+                warn!(index, error = %e, suppressed, "skipped a ledger item that cannot be read");
+            }
+            None
+        }
     }
 }
 
@@ -848,16 +871,71 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
+    async fn in_progress(
+        &self,
+        created_before: SystemTime,
+        after: Option<&InProgressCursor>,
+        limit: usize,
+    ) -> Result<InProgress, LedgerError> {
+        // Oldest first, only what is old enough, and a page at a time from where the last read stopped: each read
+        // stays small however much is in progress, and an item given up leaves the index.
         let query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(TRACKING_INDEX)
-            .key_condition_expression("#tracking = :in_progress")
+            .key_condition_expression("#tracking = :in_progress AND created_at <= :before")
             .expression_attribute_names("#tracking", TRACKING)
-            .expression_attribute_values(":in_progress", AttributeValue::S(TRACKING_IN_PROGRESS.into()));
-        self.first_items(query, limit, |item| owed_from(item).map(Some)).await
+            .expression_attribute_values(":in_progress", AttributeValue::S(TRACKING_IN_PROGRESS.into()))
+            .expression_attribute_values(":before", timestamp(created_before))
+            .limit(page_size(limit))
+            .set_exclusive_start_key(after.map(|cursor| {
+                HashMap::from([
+                    (KEY.to_owned(), AttributeValue::S(cursor.key.clone())),
+                    (TRACKING.to_owned(), AttributeValue::S(TRACKING_IN_PROGRESS.into())),
+                    ("created_at".to_owned(), AttributeValue::S(cursor.created_at.clone())),
+                ])
+            }));
+        if limit == 0 {
+            return Ok(InProgress { owed: Vec::new(), next: None });
+        }
+        // One page: DynamoDB says where it stopped.
+        let page = query.send().await.map_err(|e| self.error(classify(&e)))?;
+        let owed = page.items().iter().filter_map(|item| readable(owed_from(item), TRACKING_INDEX)).collect();
+        let next = page
+            .last_evaluated_key()
+            .and_then(|key| Some(InProgressCursor { created_at: string(key, "created_at")?, key: string(key, KEY)? }));
+        Ok(InProgress { owed, next })
+    }
+
+    async fn give_up_tracking(&self, owed: &Owed, reason: &str) -> Result<(), LedgerError> {
+        let (key, batch) = match owed {
+            Owed::Batch(submitted) => (key_of(&submitted.caller_reference), true),
+            Owed::Failure { caller_reference, .. } => (key_of(caller_reference), false),
+            Owed::DeadLetter { message_id, .. } => (dead_letter_key(message_id), false),
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key)
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_values(":reason", AttributeValue::S(capped(reason, MAX_REASON_BYTES)));
+        // An accepted batch given up joins the failures (`by_outcome`), where operators look.
+        update = if batch {
+            update
+                .update_expression(format!(
+                    "REMOVE {TRACKING} SET {TRACKING_ABANDONED} = :reason, outcome = :abandoned"
+                ))
+                .expression_attribute_values(":abandoned", AttributeValue::S(OUTCOME_ABANDONED.into()))
+        } else {
+            update.update_expression(format!("REMOVE {TRACKING} SET {TRACKING_ABANDONED} = :reason"))
+        };
+        match self.conditional(update.send().await)? {
+            true => Ok(()),
+            false => Err(LedgerError::Conflict(owed.subject())),
+        }
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {

@@ -96,6 +96,7 @@ fn batch_json(record: &BatchRecord) -> Value {
         "seal_reason": record.seal_reason,
         "coalescing": record.coalescing,
         "failure": record.failure,
+        "tracking_abandoned": record.tracking_abandoned,
     })
 }
 
@@ -189,6 +190,9 @@ fn print_batches(rows: &[Row]) {
         );
         if let Some(failure) = &record.failure {
             println!("    failure: {failure}");
+        }
+        if let Some(reason) = &record.tracking_abandoned {
+            println!("    completion not tracked: {reason}");
         }
         if let Some(coalescing) = &record.coalescing {
             println!("    coalesced: {coalescing}");

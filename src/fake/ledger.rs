@@ -9,8 +9,8 @@ use crate::ports::audit::{AuditLog, BatchSummary, FailureRecord};
 use crate::ports::budget::{BudgetState, BudgetStore, Recorded, Reservation, ReservationWrite};
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
-    BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, Intent, KeyClaim, KeyRecord, KeyUse, Ledger,
-    LedgerError, MonthBilling, MonthCap, Owed, Requester, billing_day, billing_month,
+    BatchRecord, BatchStatus, Billing, Completion, DeadLetterRecord, InProgress, InProgressCursor, Intent, KeyClaim,
+    KeyRecord, KeyUse, Ledger, LedgerError, MonthBilling, MonthCap, Owed, Requester, billing_day, billing_month,
 };
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
@@ -41,6 +41,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         expires_at: created_at,
         published: Vec::new(),
         outbox: false,
+        tracking_abandoned: None,
     }
 }
 
@@ -274,7 +275,12 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    async fn in_progress(&self, limit: usize) -> Result<Vec<Owed>, LedgerError> {
+    async fn in_progress(
+        &self,
+        created_before: SystemTime,
+        after: Option<&InProgressCursor>,
+        limit: usize,
+    ) -> Result<InProgress, LedgerError> {
         self.faults.call("in_progress").await?;
         let records = self.records.lock().unwrap();
         let settled = self.settled.lock().unwrap();
@@ -284,19 +290,50 @@ impl Ledger for MemoryLedger {
             BatchStatus::Failed if r.outbox && !settled.contains(&r.caller_reference) => Some(r.failure_owed()),
             _ => None,
         };
-        // In the order written, as the index's sort key (creation time) would have them.
-        let mut written: Vec<&(usize, BatchRecord)> = records.values().collect();
-        written.sort_by_key(|(order, _)| *order);
-        let mut found: Vec<Owed> = written.into_iter().filter_map(|(_, r)| owed(r)).collect();
+        // As the index sorts them: by creation time, then by key.
+        let sorted = |at: SystemTime, key: String| (humantime::format_rfc3339_millis(at).to_string(), key);
+        let mut found: Vec<((String, String), Owed)> = records
+            .values()
+            .filter(|(_, r)| r.tracking_abandoned.is_none())
+            .filter_map(|(_, r)| owed(r).map(|o| (sorted(r.created_at, format!("batch#{}", r.caller_reference)), o)))
+            .collect();
         let dead_letters = self.dead_letters.lock().unwrap();
-        found.extend(
-            dead_letters
-                .values()
-                .filter(|d| d.outbox)
-                .map(|d| Owed::DeadLetter { message_id: d.message_id.clone(), created_at: d.created_at }),
-        );
+        found.extend(dead_letters.values().filter(|d| d.outbox).map(|d| {
+            let owed = Owed::DeadLetter { message_id: d.message_id.clone(), created_at: d.created_at };
+            (sorted(d.created_at, format!("dlq#{}", d.message_id)), owed)
+        }));
+        let before = humantime::format_rfc3339_millis(created_before).to_string();
+        let start = after.map(|c| (c.created_at.clone(), c.key.clone()));
+        found.retain(|(at, _)| at.0 <= before && start.as_ref().is_none_or(|start| at > start));
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         found.truncate(limit);
-        Ok(found)
+        let next = (found.len() == limit && limit > 0)
+            .then(|| {
+                found
+                    .last()
+                    .map(|((created_at, key), _)| InProgressCursor { created_at: created_at.clone(), key: key.clone() })
+            })
+            .flatten();
+        Ok(InProgress { owed: found.into_iter().map(|(_, owed)| owed).collect(), next })
+    }
+
+    async fn give_up_tracking(&self, owed: &Owed, reason: &str) -> Result<(), LedgerError> {
+        self.faults.call("give_up_tracking").await?;
+        let reference = match owed {
+            Owed::Batch(submitted) => &submitted.caller_reference,
+            Owed::Failure { caller_reference, .. } => caller_reference,
+            Owed::DeadLetter { message_id, .. } => {
+                let mut dead_letters = self.dead_letters.lock().unwrap();
+                let record = dead_letters.get_mut(message_id).ok_or_else(|| LedgerError::Conflict(owed.subject()))?;
+                record.outbox = false;
+                return Ok(());
+            }
+        };
+        let mut records = self.records.lock().unwrap();
+        let (_, record) = records.get_mut(reference).ok_or_else(|| LedgerError::Conflict(owed.subject()))?;
+        record.tracking_abandoned = Some(reason.to_owned());
+        self.settled.lock().unwrap().insert(reference.clone());
+        Ok(())
     }
 
     async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
@@ -348,7 +385,7 @@ impl AuditLog for MemoryLedger {
         let now = SystemTime::now();
         let batches = self
             .live_records()
-            .filter(|r| r.status == BatchStatus::Failed && r.created_at >= since)
+            .filter(|r| (r.status == BatchStatus::Failed || r.tracking_abandoned.is_some()) && r.created_at >= since)
             .map(|record| FailureRecord::Batch(Box::new(record)));
         let dead_letters = self
             .dead_letters()

@@ -82,6 +82,8 @@ pub struct BatchRecord {
     /// Written with a failed outcome when its failure is to be announced: the record then stays among those
     /// `in_progress` returns until the event is published (accepted records always do until completed).
     pub outbox: bool,
+    /// Why its completion (or its events) will never be recorded, if a tracker gave up on it.
+    pub tracking_abandoned: Option<String>,
 }
 
 impl BatchRecord {
@@ -370,6 +372,32 @@ pub enum Owed {
     DeadLetter { message_id: MessageId, created_at: SystemTime },
 }
 
+/// A read of what is in progress: what it found, and where the next read goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InProgress {
+    pub owed: Vec<Owed>,
+    /// `None` when the read reached the end.
+    pub next: Option<InProgressCursor>,
+}
+
+/// Where a read of what is in progress stopped: the sort key and the item key of the last item read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InProgressCursor {
+    pub(crate) created_at: String,
+    pub(crate) key: String,
+}
+
+impl Owed {
+    /// What a log line names it by.
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Batch(submitted) => submitted.caller_reference.to_string(),
+            Self::Failure { caller_reference, .. } => caller_reference.to_string(),
+            Self::DeadLetter { message_id, .. } => message_id.to_string(),
+        }
+    }
+}
+
 /// CloudFront reported an accepted batch's invalidation as completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -491,9 +519,13 @@ impl Transient for LedgerError {
 /// - `record_completion` makes an existing record `Completed` with the completion's fields and says whether it
 ///   did: `false` if the record is completed already (another worker recorded it first), so a completion is
 ///   recorded once. It fails with `Conflict` if there is no such record.
-/// - `in_progress` returns, of every distribution and worker, at most `limit`: accepted records not yet
-///   completed, completed ones whose events are still to be published, and failed records and dead letters
-///   written with `outbox` whose event is not published yet.
+/// - `in_progress` returns, of every distribution and worker, at most `limit` of those created at or before
+///   `created_before`, oldest first, going on `after` where an earlier read stopped (`InProgress::next`; `None`
+///   once there is nothing more): accepted records not yet completed, completed ones whose events are still to
+///   be published, and failed records and dead letters written with `outbox` whose event is not published yet.
+///   An item it cannot read is skipped (and counted), never fatal. `give_up_tracking` takes one of them out of
+///   what `in_progress` returns for good, recording why (`BatchRecord::tracking_abandoned`; a batch given up is
+///   among the `AuditLog::failures`).
 /// - `mark_published` records that the batch's `kind` event was published; with `settled`, the record leaves
 ///   those `in_progress` returns. `mark_dead_letter_published` does so for a dead letter.
 /// - `batch` returns the record with this CallerReference; `dead_letter` the record of a dead-lettered message.
@@ -544,7 +576,14 @@ pub trait Ledger: Send + Sync + 'static {
 
     fn record_completion(&self, completion: &Completion) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 
-    fn in_progress(&self, limit: usize) -> impl Future<Output = Result<Vec<Owed>, LedgerError>> + Send;
+    fn in_progress(
+        &self,
+        created_before: SystemTime,
+        after: Option<&InProgressCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<InProgress, LedgerError>> + Send;
+
+    fn give_up_tracking(&self, owed: &Owed, reason: &str) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     fn mark_dead_letter_published(&self, message: &MessageId) -> impl Future<Output = Result<(), LedgerError>> + Send;
 

@@ -243,11 +243,14 @@ fn failure_row(failure: &FailureRecord) -> FailureRow {
         },
         FailureRecord::Batch(batch) => FailureRow {
             created_at: at(batch.created_at),
-            kind: "refused batch",
+            kind: if batch.tracking_abandoned.is_some() { "tracking given up" } else { "refused batch" },
             subject: batch.caller_reference.to_string(),
             distribution: batch.distribution_id.to_string(),
             code: String::new(),
-            reason: capped(batch.failure.as_deref().unwrap_or_default(), REASON_BYTES),
+            reason: capped(
+                batch.tracking_abandoned.as_deref().or(batch.failure.as_deref()).unwrap_or_default(),
+                REASON_BYTES,
+            ),
         },
     }
 }

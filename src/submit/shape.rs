@@ -58,6 +58,7 @@ impl<C, L> Submitter<C, L> {
             expires_at: SystemTime::UNIX_EPOCH,
             published: Vec::new(),
             outbox: false,
+            tracking_abandoned: None,
         };
         self.renew_terms(&mut record);
         record

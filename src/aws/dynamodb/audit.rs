@@ -10,8 +10,8 @@ use super::budget::budget_from;
 use super::item::summary_from;
 use super::{
     BOARD, BOARD_DONE, BOARD_INDEX, BOARD_PENDING, DynamoLedger, INVALIDATION_INDEX, Item, KEY, LIST, LIST_BUDGETS,
-    LIST_INDEX, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE, dead_letter_from, epoch_seconds,
-    key_item_key, key_record_from, page_size, record_from, timestamp, unexpired,
+    LIST_INDEX, OUTCOME_ABANDONED, OUTCOME_DEAD_LETTERED, OUTCOME_FAILED, OUTCOME_INDEX, TTL_ATTRIBUTE,
+    dead_letter_from, epoch_seconds, key_item_key, key_record_from, page_size, record_from, timestamp, unexpired,
 };
 use crate::aws::error::classify;
 use crate::model::path::is_covered_by;
@@ -86,7 +86,7 @@ impl DynamoLedger {
             .scan_index_forward(false);
         self.first_items(query, limit, |item| {
             Ok(Some(match outcome {
-                OUTCOME_FAILED => FailureRecord::Batch(Box::new(record_from(item)?)),
+                OUTCOME_FAILED | OUTCOME_ABANDONED => FailureRecord::Batch(Box::new(record_from(item)?)),
                 _ => FailureRecord::DeadLetter(dead_letter_from(item)?),
             }))
         })
@@ -196,6 +196,7 @@ impl AuditLog for DynamoLedger {
         }
         let mut failures = self.outcomes(OUTCOME_FAILED, since, limit).await?;
         failures.extend(self.outcomes(OUTCOME_DEAD_LETTERED, since, limit).await?);
+        failures.extend(self.outcomes(OUTCOME_ABANDONED, since, limit).await?);
         failures.sort_by_key(|failure| std::cmp::Reverse(failure.created_at()));
         failures.truncate(limit);
         Ok(failures)

@@ -304,6 +304,7 @@ pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         expires_at: expiry(item),
         published: published(item),
         outbox: false,
+        tracking_abandoned: string(item, TRACKING_ABANDONED),
     })
 }
 
