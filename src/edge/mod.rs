@@ -11,3 +11,8 @@ pub mod fresh;
 pub mod sample;
 pub mod settings;
 pub mod url;
+mod verify;
+mod warm;
+
+pub use verify::{BatchFacts, PathProblem, StalePath, Verification, Verifier};
+pub use warm::{MAX_FAILURES_KEPT, Warmer, Warming, warm_requests};
