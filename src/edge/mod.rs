@@ -8,6 +8,7 @@
 //! docs/edge.md says what is requested and how often.
 
 pub mod fresh;
+pub mod http;
 pub mod sample;
 pub mod settings;
 pub mod url;
