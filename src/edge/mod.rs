@@ -16,4 +16,4 @@ mod verify;
 mod warm;
 
 pub use verify::{BatchFacts, PathProblem, StalePath, Verification, Verifier};
-pub use warm::{MAX_FAILURES_KEPT, Warmer, Warming, warm_requests};
+pub use warm::{EVERY_PATH, MAX_FAILURES_KEPT, Warmer, Warming, warm_requests};

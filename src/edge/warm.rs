@@ -24,6 +24,9 @@ use crate::ports::edge::{ConnectVia, Edge, EdgeMethod, EdgeRequest, EdgeResponse
 /// Failures kept in a [`Warming`] for people to read; the counts are complete.
 pub const MAX_FAILURES_KEPT: usize = 10;
 
+/// The path of a failure that befell every path of the batch.
+pub const EVERY_PATH: &str = "*";
+
 type Limiter =
     RateLimiter<DistributionId, HashMapStateStore<DistributionId>, TokioClock, NoOpMiddleware<std::time::Instant>>;
 
@@ -71,7 +74,7 @@ impl<E: Edge> Warmer<E> {
             Ok(requests) => requests,
             Err(no_pops) => {
                 let count = plain_paths(&facts.paths).len() * self.settings.pops.len() * self.settings.encodings.len();
-                warming.failed(count, "*", no_pops.to_string());
+                warming.failed(count, EVERY_PATH, no_pops.to_string());
                 return warming;
             }
         };

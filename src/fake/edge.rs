@@ -150,7 +150,9 @@ pub(super) enum Target {
 }
 
 impl FakeEdge {
+    /// `config` names at least one POP.
     pub fn new(cdn: Arc<FakeCdn>, config: EdgeConfig) -> Self {
+        assert!(!config.pops.is_empty(), "the simulator's edge needs a POP");
         Self { cdn, config: Mutex::new(config), state: Mutex::new(State::default()) }
     }
 
