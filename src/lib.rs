@@ -3,8 +3,8 @@
 //! The modules follow the data flow: [`intake`] receives and validates messages, [`batch`] merges their paths
 //! per distribution within a time window, [`limit`] paces CreateInvalidation, [`submit`] calls CloudFront and
 //! records each batch in the ledger, and [`ack`] deletes or dead-letters messages and keeps held ones invisible.
-//! [`track`] records when accepted invalidations complete. [`worker`] wires the stages together. [`audit`]
-//! answers operators' questions from the ledger, and
+//! [`track`] records when accepted invalidations complete, and [`edge`] checks and warms what they cleared.
+//! [`worker`] wires the stages together. [`audit`] answers operators' questions from the ledger, and
 //! [`status`] shows them the state of it all on a page. AWS services sit behind the traits in [`ports`], implemented by the SDK
 //! adapters in [`aws`] and the in-memory fakes in [`fake`].
 
@@ -14,6 +14,7 @@ pub mod aws;
 pub mod batch;
 pub mod billing;
 pub mod clock;
+pub mod edge;
 #[cfg(feature = "test-support")]
 pub mod fake;
 pub mod held;

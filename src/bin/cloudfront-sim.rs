@@ -1,15 +1,21 @@
 //! `cloudfront-sim`: the CloudFront simulator on a port (docs/simulator.md). It prints its URL as the first line
-//! of standard output, so a test can start it with `--port 0` and read where it listens.
+//! of standard output, so a test can start it with `--port 0` and read where it listens. With `--edge-port` it also
+//! serves the simulator's edge: its URL is the second line, then one line per POP's own listener.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use cf_invalidator::edge::url::Pop;
 use cf_invalidator::fake::cloudfront_http;
-use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, SimConfig};
+use cf_invalidator::fake::edge_http::EdgeServer;
+use cf_invalidator::fake::{Completion, CreateRate, EdgeConfig, FakeCdn, FakeEdge, SimConfig};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::budget::QUOTA;
@@ -66,6 +72,23 @@ struct Args {
     /// Fraction of calls answered 503 ServiceUnavailable (0.0 to 1.0).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     fail_rate: f64,
+
+    /// Serve the edge too, on this port (0 picks a free one): POP caches in front of a small origin that drop
+    /// copies as invalidations complete. Its URL is the second line of standard output.
+    #[arg(long)]
+    edge_port: Option<u16>,
+
+    /// A POP of the edge (repeat for several); IAD89-C1 and FRA56-P2 when none is given.
+    #[arg(long = "edge-pop", value_parser = parse_pop)]
+    edge_pops: Vec<String>,
+
+    /// How long after an invalidation completes a POP drops its copies: POP=DURATION (repeat for several POPs).
+    #[arg(long = "edge-lag", value_parser = parse_lag)]
+    edge_lags: Vec<(String, humantime::Duration)>,
+
+    /// A POP that never drops its copies (repeat for several).
+    #[arg(long = "edge-stale-pop", value_parser = parse_pop)]
+    edge_stale_pops: Vec<String>,
 }
 
 impl Args {
@@ -84,6 +107,35 @@ impl Args {
             validate_paths: true,
         })
     }
+}
+
+impl Args {
+    /// The edge's layout, with every POP a flag names among its POPs.
+    fn edge(&self) -> anyhow::Result<EdgeConfig> {
+        let mut config = EdgeConfig::default();
+        if !self.edge_pops.is_empty() {
+            config.pops.clone_from(&self.edge_pops);
+        }
+        config.lag =
+            self.edge_lags.iter().map(|(pop, lag)| (pop.clone(), Duration::from(*lag))).collect::<BTreeMap<_, _>>();
+        for pop in config.lag.keys().chain(&self.edge_stale_pops) {
+            anyhow::ensure!(
+                config.pops.contains(pop),
+                "{pop} is not one of the edge's POPs ({})",
+                config.pops.join(", ")
+            );
+        }
+        Ok(config)
+    }
+}
+
+fn parse_pop(raw: &str) -> Result<String, String> {
+    Pop::parse(raw).map(|pop| pop.to_string()).map_err(|e| e.to_string())
+}
+
+fn parse_lag(raw: &str) -> Result<(String, humantime::Duration), String> {
+    let (pop, lag) = raw.split_once('=').ok_or_else(|| format!("{raw:?} is not POP=DURATION, e.g. FRA56-P2=90s"))?;
+    Ok((parse_pop(pop)?, lag.parse().map_err(|e| format!("{lag:?} is not a duration: {e}"))?))
 }
 
 fn parse_distribution(raw: &str) -> Result<DistributionId, String> {
@@ -130,8 +182,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let mut lines = format!("http://{}\n", listener.local_addr()?);
+    let _edge = match args.edge_port {
+        None => None,
+        Some(port) => {
+            let edge = FakeEdge::new(Arc::clone(&cdn), args.edge()?);
+            for pop in &args.edge_stale_pops {
+                edge.keep_stale_pop(pop);
+            }
+            let server = EdgeServer::start_on(args.host, port, Arc::new(edge))
+                .await
+                .with_context(|| format!("binding the edge on {}:{port}", args.host))?;
+            writeln!(lines, "{}", server.url())?;
+            for (pop, addr) in server.pops() {
+                writeln!(lines, "{pop} http://{addr}")?;
+            }
+            Some(server)
+        }
+    };
+    // One write: a reader that stops after the first line must not make a later write fail.
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "http://{}", listener.local_addr()?)?;
+    stdout.write_all(lines.as_bytes())?;
     stdout.flush()?;
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));

@@ -342,6 +342,12 @@ impl FakeCdn {
         self.state.lock().unwrap().find(distribution, id, Instant::now())
     }
 
+    /// When the last invalidation of `distribution` covering `path` that had completed by `by` (on tokio's clock)
+    /// completed: the simulator's edge (`fake::edge`) drops copies cached before then.
+    pub fn last_completion_covering(&self, distribution: &DistributionId, path: &str, by: Instant) -> Option<Instant> {
+        self.state.lock().unwrap().last_completion_covering(distribution, path, by)
+    }
+
     /// Every call fails with `ServiceUnavailable` for `length`, as in a CloudFront outage.
     pub fn down_for(&self, length: Duration) {
         let until = Instant::now() + length;
@@ -434,6 +440,25 @@ mod tests {
     fn wildcards_and_tags_are_counted_apart() {
         let paths = ["/a", "/img/*", "#product:1", "/b*"].map(String::from);
         assert_eq!(Allowance::of(&paths), Allowance { paths: 2, wildcards: 2 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_completion_covering_a_path_counts_wildcards_and_only_what_completed() {
+        let cdn = FakeCdn::with_distributions(["EAAA", "EBBB"]);
+        let (aaa, bbb) = (DistributionId::parse("EAAA").unwrap(), DistributionId::parse("EBBB").unwrap());
+        let start = Instant::now();
+        cdn.complete_after(Duration::from_secs(10));
+        cdn.create_invalidation(&aaa, &CallerReference::mint(), &["/img/*".into()]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cdn.create_invalidation(&aaa, &CallerReference::mint(), &["/img/a.png".into()]).await.unwrap();
+        cdn.create_invalidation(&bbb, &CallerReference::mint(), &["/img/b.png".into()]).await.unwrap();
+        let last = |path: &str, by: u64| cdn.last_completion_covering(&aaa, path, start + Duration::from_secs(by));
+
+        assert_eq!(last("/img/a.png", 9), None, "nothing completed yet");
+        assert_eq!(last("/img/a.png", 12), Some(start + Duration::from_secs(10)), "the wildcard covers it");
+        assert_eq!(last("/img/a.png", 20), Some(start + Duration::from_secs(15)), "the later, exact one");
+        assert_eq!(last("/img/b.png", 20), Some(start + Duration::from_secs(10)), "EBBB's is not EAAA's");
+        assert_eq!(last("/css/a.css", 20), None);
     }
 
     #[test]

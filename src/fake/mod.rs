@@ -5,10 +5,14 @@
 //! injected faults. They run on tokio's clock, so tests can pause and advance time.
 //!
 //! `FakeCdn` doubles as the CloudFront simulator (docs/simulator.md): with a [`SimConfig`] it also enforces the
-//! in-progress quotas and the request rate, and `cloudfront_http` serves it to the real SDK.
+//! in-progress quotas and the request rate, and `cloudfront_http` serves it to the real SDK. `FakeEdge` is its
+//! edge: POP caches in front of a small origin that drop copies as `FakeCdn`'s invalidations complete, served
+//! over HTTP by `edge_http`.
 
 mod cdn;
 pub mod cloudfront_http;
+mod edge;
+pub mod edge_http;
 mod events;
 mod faults;
 mod ledger;
@@ -18,6 +22,7 @@ pub use cdn::{
     Completion, CreateCall, CreateRate, Created, DistributionReport, FakeCdn, Page, Rejection, Report, SimConfig,
     Snapshot, StatusCheck, Summary, Tally,
 };
+pub use edge::{EdgeCall, EdgeConfig, FakeEdge, Misbehaviour, ORIGIN_PREFIX, SimAnswer, SimRequest};
 pub use events::MemoryEvents;
 pub use faults::Faults;
 pub use ledger::{MemoryLedger, pending_record};

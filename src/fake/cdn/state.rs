@@ -9,6 +9,7 @@ use super::{
     Allowance, CreateCall, Created, DistributionReport, Page, Rejection, Report, SimConfig, Snapshot, StatusCheck,
     Summary, Tally, unit_draw,
 };
+use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::cdn::{CdnError, Invalidation};
 
@@ -222,6 +223,23 @@ impl State {
     pub(super) fn find(&self, distribution: &DistributionId, id: &str, now: Instant) -> Result<Snapshot, CdnError> {
         let stored = &self.invalidations[self.index(distribution, id)?];
         Ok(Snapshot { created: stored.created.clone(), status: stored.status(now) })
+    }
+
+    /// When the last invalidation of `distribution` covering `path` (the path itself or a wildcard over it) that
+    /// had completed by `by` completed.
+    pub(super) fn last_completion_covering(
+        &self,
+        distribution: &DistributionId,
+        path: &str,
+        by: Instant,
+    ) -> Option<Instant> {
+        let created = &self.distributions.get(distribution)?.created;
+        created
+            .iter()
+            .map(|&index| &self.invalidations[index])
+            .filter(|stored| stored.completes_at <= by && is_covered_by(path, &stored.created.paths))
+            .map(|stored| stored.completes_at)
+            .max()
     }
 
     pub(super) fn page(
