@@ -9,6 +9,7 @@
 
 mod cdn;
 pub mod cloudfront_http;
+pub mod dynamodb;
 mod events;
 mod faults;
 mod ledger;
