@@ -122,7 +122,7 @@ pub fn table_name(request: &Json) -> Result<&str, Refusal> {
 }
 
 /// An enumerated field's value, refused unless it is one of `allowed` (absent is the first).
-pub fn choice<'r>(request: &'r Json, field: &str, allowed: &[&'static str]) -> Result<&'static str, Refusal> {
+pub fn choice(request: &Json, field: &str, allowed: &[&'static str]) -> Result<&'static str, Refusal> {
     let Some(given) = request.get(field).and_then(Json::as_str) else { return Ok(allowed[0]) };
     allowed.iter().copied().find(|a| *a == given).ok_or_else(|| {
         Refusal::validation(format!(

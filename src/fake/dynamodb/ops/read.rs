@@ -107,7 +107,9 @@ fn key_condition(condition: Condition, key: &[&str; 2], table: &Table) -> Result
                     Comparator::Gt => SortBounds { lower: Bound::Excluded(value), ..SortBounds::ALL },
                     Comparator::Ge => SortBounds { lower: Bound::Included(value), ..SortBounds::ALL },
                     Comparator::Ne => {
-                        return Err(Refusal::validation("Unsupported operator on KeyConditionExpression: operator: <>"));
+                        return Err(Refusal::validation(
+                            "Unsupported operator on KeyConditionExpression: operator: <>",
+                        ));
                     }
                 }
             }
