@@ -367,3 +367,25 @@ async fn queries_stop_at_1_mb_and_their_pages_return_every_item_once() {
     assert_eq!(seen, (0..30).map(|n| format!("p{n:02}")).collect::<Vec<_>>());
     assert_eq!(engine.stats().observed.most_read_by_a_page, 11);
 }
+
+/// The `dynamodb-sim` binary: what a worker process reaches with `AWS_ENDPOINT_URL_DYNAMODB`.
+#[tokio::test]
+async fn the_binary_serves_the_ledger_table_setup_creates() {
+    use std::io::BufRead;
+    let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_dynamodb-sim"))
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    std::io::BufReader::new(process.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    let client = cf_invalidator::fake::dynamodb::wire::sdk_client(url.trim());
+    let created = cf_invalidator::aws::dynamodb::create_table(&client, "ledger").await;
+    let described = client.describe_table().table_name("ledger").send().await;
+    let _ = process.kill();
+    let _ = process.wait();
+    created.unwrap();
+    let indexes = described.unwrap().table().unwrap().global_secondary_indexes().len();
+    assert_eq!(indexes, 5, "the ledger's five indexes");
+}

@@ -7,6 +7,8 @@
 mod eval;
 mod lexer;
 mod parse;
+#[cfg(test)]
+mod tests;
 mod update;
 
 use std::collections::{BTreeSet, HashMap};

@@ -18,7 +18,7 @@ use super::{Comparator, Condition, Kind, Operand, Path, Placeholders, SetValue, 
 use crate::fake::dynamodb::error::Refusal;
 use crate::fake::dynamodb::value::Value;
 
-fn reserved(word: &str) -> bool {
+pub(super) fn reserved(word: &str) -> bool {
     static WORDS: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
     WORDS
         .get_or_init(|| include_str!("reserved_words.txt").split_whitespace().map(str::to_owned).collect())

@@ -6,10 +6,9 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value as Json, json};
 
 use super::read::project;
-use super::write::{Outcome, commit};
+use super::write::{Outcome, checked_put, commit};
 use super::{Expressions, State};
 use crate::fake::dynamodb::error::{Refusal, text};
-use crate::fake::dynamodb::size::{MAX_ITEM, item_size};
 use crate::fake::dynamodb::table::PrimaryKey;
 use crate::fake::dynamodb::value::{item_from_json, item_to_json};
 
@@ -81,12 +80,7 @@ pub fn write(state: &mut State, request: &Json) -> Result<Json, Refusal> {
         for write in requests.as_array().into_iter().flatten() {
             let (key, outcome) = if let Some(put) = write.get("PutRequest") {
                 let item = item_from_json(put.get("Item").unwrap_or(&Json::Null))?;
-                let key = table.key_of_item(&item)?;
-                table.check_index_keys(&item)?;
-                if item_size(&item) > MAX_ITEM {
-                    return Err(Refusal::validation(text::ITEM_TOO_LARGE));
-                }
-                (key, Outcome::Store(item))
+                (checked_put(table, &item)?, Outcome::Store(item))
             } else if let Some(delete) = write.get("DeleteRequest") {
                 (table.key_of_request(&item_from_json(delete.get("Key").unwrap_or(&Json::Null))?)?, Outcome::Remove)
             } else {

@@ -49,12 +49,7 @@ impl Action {
         let (key, write) = match write {
             "Put" => {
                 let item = item_from_json(request.get("Item").unwrap_or(&Json::Null))?;
-                let key = table.key_of_item(&item)?;
-                table.check_index_keys(&item)?;
-                if item_size(&item) > MAX_ITEM {
-                    return Err(Refusal::validation(text::ITEM_TOO_LARGE));
-                }
-                (key, Write::Put(item))
+                (checked_put(table, &item)?, Write::Put(item))
             }
             _ => {
                 let key = table.key_of_request(&item_from_json(request.get("Key").unwrap_or(&Json::Null))?)?;
@@ -106,6 +101,16 @@ impl Action {
     }
 }
 
+/// The key of an item to put, once DynamoDB's checks of the request alone pass: its keys, index keys and size.
+pub fn checked_put(table: &Table, item: &Item) -> Result<PrimaryKey, Refusal> {
+    let key = table.key_of_item(item)?;
+    table.check_index_keys(item)?;
+    if item_size(item) > MAX_ITEM {
+        return Err(Refusal::validation(text::ITEM_TOO_LARGE));
+    }
+    Ok(key)
+}
+
 /// An item holding only `key`'s attributes: what an update of a missing item starts from.
 fn key_item(table: &Table, key: &PrimaryKey) -> Item {
     let (hash, range) = key;
@@ -148,16 +153,17 @@ fn answer(attributes: Option<Item>) -> Json {
 }
 
 pub fn put(state: &mut State, request: &Json) -> Result<Json, Refusal> {
-    let returns = choice(request, "ReturnValues", &["NONE", "ALL_OLD"])?;
-    let action = Action::read(state, request, "Put")?;
-    let outcome = action.decide(state.table(&action.table)?)?;
-    let old = commit(state, &action.table, &action.key, outcome);
-    Ok(answer(old.filter(|_| returns == "ALL_OLD")))
+    put_or_delete(state, request, "Put")
 }
 
 pub fn delete(state: &mut State, request: &Json) -> Result<Json, Refusal> {
+    put_or_delete(state, request, "Delete")
+}
+
+/// PutItem and DeleteItem: ReturnValues may only ask for the old item.
+fn put_or_delete(state: &mut State, request: &Json, write: &str) -> Result<Json, Refusal> {
     let returns = choice(request, "ReturnValues", &["NONE", "ALL_OLD"])?;
-    let action = Action::read(state, request, "Delete")?;
+    let action = Action::read(state, request, write)?;
     let outcome = action.decide(state.table(&action.table)?)?;
     let old = commit(state, &action.table, &action.key, outcome);
     Ok(answer(old.filter(|_| returns == "ALL_OLD")))
