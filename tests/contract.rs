@@ -919,3 +919,36 @@ async fn dynamodb_adapter_skips_an_unreadable_item_in_progress() {
     let owed = all_in_progress(&ledger).await;
     assert_eq!(owed, [Owed::Batch(accepted.submitted().unwrap())], "the readable one, the other skipped");
 }
+
+/// The adapter on the strict DynamoDB (`fake::dynamodb`), in process: the table `setup` creates, with DynamoDB's
+/// limits enforced where the emulators enforce none.
+async fn strict_ledger() -> DynamoLedger {
+    let client = Arc::new(cf_invalidator::fake::dynamodb::StrictDynamo::default()).client();
+    cf_invalidator::aws::dynamodb::create_table(&client, "ledger").await.unwrap();
+    DynamoLedger::new(client, "ledger")
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_on_the_strict_engine_meets_the_ledger_contract() {
+    ledger_contract(&strict_ledger().await).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_on_the_strict_engine_meets_the_audit_contract() {
+    audit_contract(&strict_ledger().await).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_on_the_strict_engine_meets_the_board_contract() {
+    board_contract(&strict_ledger().await).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_on_the_strict_engine_meets_the_budget_contract() {
+    budget_contract(&strict_ledger().await).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_on_the_strict_engine_meets_the_joint_writes_contract() {
+    joint_writes_contract(&strict_ledger().await).await;
+}

@@ -513,6 +513,7 @@ impl MemoryLedger {
 
 /// Stores `reservation` in `budget`, replacing one with its id, and deletes the `expired` ones.
 fn reserve(budget: &mut BudgetState, reservation: &Reservation, expired: &[CallerReference]) {
+    let expired = &expired[..expired.len().min(crate::ports::budget::MAX_DELETED_AT_ONCE)];
     budget.reservations.retain(|r| r.id != reservation.id && !expired.contains(&r.id));
     budget.reservations.push(reservation.clone());
     budget.version += 1;

@@ -11,6 +11,7 @@
 
 mod cdn;
 pub mod cloudfront_http;
+pub mod dynamodb;
 mod edge;
 pub mod edge_http;
 mod events;

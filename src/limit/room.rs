@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use crate::model::CallerReference;
-use crate::ports::budget::{Allowance, BudgetState, Reservation};
+use crate::ports::budget::{Allowance, BudgetState, MAX_DELETED_AT_ONCE, Reservation};
 
 /// The room left for reservation `id`: the capacity minus other people's invalidations and every live
 /// reservation but `id`'s own (a batch asking again, after TooManyInvalidationsInProgress, does not count twice).
@@ -33,10 +33,6 @@ pub fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl 
 /// once, which CloudFront's 3,000 paths allow only for batches of one or two paths: a batch that would add the
 /// next one waits for room like any other.
 pub const MAX_RESERVATIONS: usize = 1_000;
-
-/// Most expired reservations one write deletes: each adds about 20 bytes to the update expression, which DynamoDB
-/// caps at 4 KB. The rest go at the next writes.
-pub const MAX_DELETED_AT_ONCE: usize = 100;
 
 /// A worker id is recorded in every reservation and batch it owns: bounded so that those stay bounded.
 pub const MAX_WORKER_ID_BYTES: usize = 128;

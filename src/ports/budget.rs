@@ -100,6 +100,10 @@ pub enum ReservationWrite {
     OverCap { spent: u64 },
 }
 
+/// Most expired reservations one write deletes: each adds about 20 bytes to the update expression, which DynamoDB
+/// caps at 4 KB. The rest go at the next writes.
+pub const MAX_DELETED_AT_ONCE: usize = 100;
+
 /// Most completions `release_completed` takes at once: one DynamoDB transaction holds at most 100 writes, and the
 /// budget's release is one of them.
 pub const RELEASED_AT_ONCE: usize = 99;
@@ -111,7 +115,8 @@ pub type Recorded = Result<bool, LedgerError>;
 /// Contract:
 /// - `read_budget` returns the distribution's reservations, expired ones included, with the budget's version
 ///   (0 and none for a distribution never reserved), read strongly consistently.
-/// - `write_reservation` stores `reservation` (replacing one with its id) and deletes the `expired` ones, only if
+/// - `write_reservation` stores `reservation` (replacing one with its id) and deletes the `expired` ones (the first
+///   `MAX_DELETED_AT_ONCE` of them: the rest stay for a later write), only if
 ///   the version is still `version`, and then increments it; it answers false, changing nothing, if another
 ///   reservation was written in between. Renewals and releases do not change the version: they never make a
 ///   decision taken on an older read unsafe.

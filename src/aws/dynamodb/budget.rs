@@ -14,7 +14,9 @@ use super::{
 };
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, BudgetStore, Recorded, Reservation, ReservationWrite};
+use crate::ports::budget::{
+    Allowance, BudgetState, BudgetStore, MAX_DELETED_AT_ONCE, Recorded, Reservation, ReservationWrite,
+};
 use crate::ports::ledger::{BatchRecord, Completion, Ledger, LedgerError, MonthCap};
 
 const RESERVATIONS: &str = "reservations";
@@ -107,7 +109,9 @@ impl DynamoLedger {
                 .expression_attribute_names("#id", reservation.id.as_str())
                 .expression_attribute_values(":reservation", reservation_value(reservation))
                 .expression_attribute_values(":version", AttributeValue::N(version.to_string()));
-            let expired: Vec<&CallerReference> = expired.iter().filter(|id| **id != reservation.id).collect();
+            // At most this many in one expression (4 KB at most): the rest go with a later write.
+            let expired: Vec<&CallerReference> =
+                expired.iter().filter(|id| **id != reservation.id).take(MAX_DELETED_AT_ONCE).collect();
             if !expired.is_empty() {
                 let expired_removals;
                 (update, expired_removals) = remove_reservations(update, &expired);

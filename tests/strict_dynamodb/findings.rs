@@ -1,0 +1,82 @@
+//! The worker's own ledger requests (`DynamoLedger`, the table `setup` creates) on the strict engine, in the three
+//! situations issue 25 found. Each asserts what the ledger must do; before the fixes, DynamoDB refused each request:
+//! the month item's requesters set passed 400 KB after 1,599 distinct requesters ("Item size to update has exceeded
+//! the maximum allowed size"); two requesters cut to one value repeated a set member ("Input collection [...]
+//! contains duplicates"); and removing 233 expired reservations took 4,920 bytes of expression ("Expression size
+//! has exceeded the maximum allowed size").
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cf_invalidator::aws::dynamodb::{DynamoLedger, create_table};
+use cf_invalidator::fake::dynamodb::StrictDynamo;
+use cf_invalidator::fake::pending_record;
+use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::ports::ledger::RequesterShare;
+use cf_invalidator::ports::{Allowance, BatchRecord, BatchStatus, BudgetStore, Ledger, Reservation};
+
+async fn ledger() -> DynamoLedger {
+    let client = Arc::new(StrictDynamo::default()).client();
+    create_table(&client, "ledger").await.unwrap();
+    DynamoLedger::new(client, "ledger")
+}
+
+fn in_a_day() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 86_400)
+}
+
+/// An accepted batch of one message from `requesters` (each its own share).
+fn accepted(requesters: &[String]) -> BatchRecord {
+    let now = SystemTime::now();
+    let shares = RequesterShare::of(requesters.iter().map(|r| (Some(r.as_str()), 1)));
+    BatchRecord {
+        status: BatchStatus::Accepted,
+        invalidation_id: Some(CallerReference::mint().to_string()),
+        submitted_at: Some(now),
+        requesters: requesters.to_vec(),
+        shares,
+        expires_at: in_a_day(),
+        lease_until: now,
+        ..pending_record("EFINDINGS", &["/a"], &["m-1"], now)
+    }
+}
+
+async fn accept(ledger: &DynamoLedger, record: &BatchRecord) -> Result<(), String> {
+    ledger.record_intent(record).await.map_err(|e| e.to_string())?;
+    ledger.record_outcome(record).await.map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_month_of_distinct_requesters_keeps_every_acceptance_recordable() {
+    let ledger = ledger().await;
+    for n in 0..2_000 {
+        let requester = format!("github:org/site@{n:06}{}", "x".repeat(240));
+        let outcome = accept(&ledger, &accepted(&[requester])).await;
+        assert!(outcome.is_ok(), "acceptance {n} was refused: {outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn requesters_that_agree_on_their_first_256_bytes_are_recorded() {
+    let ledger = ledger().await;
+    let common = "r".repeat(300);
+    let outcome = accept(&ledger, &accepted(&[format!("{common}-one"), format!("{common}-two")])).await;
+    assert_eq!(outcome, Ok(()));
+}
+
+#[tokio::test]
+async fn a_reservation_that_clears_many_expired_ones_is_written() {
+    let ledger = ledger().await;
+    let distribution = DistributionId::parse("EFINDINGS").unwrap();
+    let reservation = || Reservation {
+        id: CallerReference::mint(),
+        owner: "w1".into(),
+        need: Allowance { paths: 1, wildcards: 0 },
+        until: SystemTime::now() + Duration::from_secs(60),
+        invalidation_id: None,
+    };
+    assert!(ledger.write_reservation(&distribution, 0, &reservation(), &[]).await.unwrap());
+    let expired: Vec<CallerReference> = (0..233).map(|_| CallerReference::mint()).collect();
+    let written = ledger.write_reservation(&distribution, 1, &reservation(), &expired).await;
+    assert!(matches!(written, Ok(true)), "{written:?}");
+}
