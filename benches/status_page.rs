@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use cf_invalidator::fake::{MemoryLedger, MemoryQueue, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
-use cf_invalidator::ports::{Allowance, BudgetStore, DeadLetterRecord, Invalidation, Ledger, Reservation};
+use cf_invalidator::ports::{Allowance, Batches, Budgets, DeadLetterRecord, DeadLetters, Invalidation, Reservation};
 use cf_invalidator::status::StatusPage;
 use cf_invalidator::status::view::StatusSettings;
 use cf_invalidator::telemetry::Pages;

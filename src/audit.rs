@@ -6,7 +6,7 @@ use crate::model::path::InvalidationPath;
 use crate::model::path::covering;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::{AuditLog, FailureRecord};
-use crate::ports::ledger::{BatchRecord, DeadLetterRecord, KeyRecord, Ledger, LedgerError};
+use crate::ports::ledger::{BatchRecord, Batches, DeadLetterRecord, DeadLetters, KeyRecord, LedgerError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Question {
@@ -41,7 +41,10 @@ pub enum Row {
     Key(KeyRecord),
 }
 
-pub async fn answer<L: Ledger + AuditLog>(ledger: &L, question: Question) -> Result<Vec<Row>, LedgerError> {
+pub async fn answer<L: Batches + DeadLetters + AuditLog>(
+    ledger: &L,
+    question: Question,
+) -> Result<Vec<Row>, LedgerError> {
     match question {
         Question::Batches { distribution, since, limit } => {
             Ok(ledger.list(&distribution, since, limit).await?.into_iter().map(Row::Batch).collect())
@@ -72,7 +75,7 @@ pub async fn answer<L: Ledger + AuditLog>(ledger: &L, question: Question) -> Res
     }
 }
 
-async fn message_fate<L: Ledger + AuditLog>(
+async fn message_fate<L: DeadLetters + AuditLog>(
     ledger: &L,
     message: &MessageId,
     distribution: Option<&DistributionId>,
@@ -122,10 +125,15 @@ mod tests {
     use super::*;
     use crate::fake::MemoryLedger;
     use crate::ports::cdn::Invalidation;
-    use crate::ports::ledger::KeyUse;
+    use crate::ports::ledger::{KeyUse, Keys};
 
     fn distribution(id: &str) -> DistributionId {
         DistributionId::parse(id).unwrap()
+    }
+
+    /// An hour from now, in the whole seconds DynamoDB's TTL attribute keeps.
+    fn in_an_hour() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3_600)
     }
 
     fn batch(of: &str, paths: &[&str], messages: &[&str], created_s: u64) -> BatchRecord {
@@ -133,7 +141,7 @@ mod tests {
         BatchRecord {
             requesters: vec!["ci".into()],
             shares: Vec::new(),
-            expires_at: SystemTime::now() + Duration::from_secs(3_600),
+            expires_at: in_an_hour(),
             ..crate::fake::pending_record(distribution(of).as_str(), paths, messages, created_at)
         }
     }
@@ -156,7 +164,7 @@ mod tests {
             distribution_id: of.map(distribution),
             requester: None,
             created_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000 + created_s),
-            expires_at: SystemTime::now() + Duration::from_secs(3_600),
+            expires_at: in_an_hour(),
             outbox: false,
         }
     }

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::clock::WallClock;
 use crate::plan::FREE_PATHS_PER_MONTH;
-use crate::ports::ledger::{Ledger, MonthBilling, billing_month};
+use crate::ports::ledger::{Bills, MonthBilling, billing_month};
 use crate::telemetry::log_allowed;
 
 /// How often the month's total is read again: other workers' batches move it too.
@@ -82,7 +82,7 @@ fn publish(paths_billed: u64) {
 }
 
 /// Reads the month's total from the ledger now and every `REFRESH_EVERY` until `stop`.
-pub async fn keep_current<L: Ledger>(
+pub async fn keep_current<L: Bills>(
     ledger: std::sync::Arc<L>,
     month_to_date: std::sync::Arc<MonthToDate>,
     clock: WallClock,

@@ -14,6 +14,7 @@ pub mod aws;
 pub mod batch;
 pub mod billing;
 pub mod clock;
+pub mod coverage;
 pub mod edge;
 #[cfg(feature = "test-support")]
 pub mod fake;

@@ -12,11 +12,12 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::clock::WallClock;
+use crate::coverage::{CLOCK_SKEW, Since, covers};
 use crate::model::DistributionId;
 use crate::model::path::InvalidationPath;
 use crate::model::path::is_covered_by;
 use crate::model::request::InvalidationRequest;
-use crate::ports::ledger::{BatchRecord, BatchStatus, KeyClaim, KeyUse, Ledger, LedgerError};
+use crate::ports::ledger::{BatchRecord, BatchStatus, Batches, KeyClaim, KeyUse, Keys, LedgerError};
 use crate::ports::queue::ReceivedMessage;
 
 /// Most batches of one distribution read back for a redelivered message. A message is redelivered within a few
@@ -62,19 +63,22 @@ pub enum Finding<'a> {
 /// take-over is a conditional write, so a stale view at worst holds a message back for another look.
 const RECENT_BATCHES_TTL: Duration = Duration::from_secs(1);
 
-/// Looks for the message in the batches of its distribution created since it was sent.
-pub fn find<'a>(records: &'a [BatchRecord], message: &ReceivedMessage, request: &InvalidationRequest) -> Finding<'a> {
-    let since_sent = |r: &&BatchRecord| message.sent_at.is_none_or(|sent_at| r.created_at >= sent_at);
-    let records: Vec<&BatchRecord> = records.iter().filter(since_sent).collect();
-    let accepted: Vec<String> =
-        records.iter().filter(|r| r.status.is_accepted()).flat_map(|r| r.paths.iter().cloned()).collect();
+/// Looks for the message in the batches of its distribution: which of its paths accepted invalidations created
+/// after it was sent cover (`coverage`), and which pending batches hold it.
+pub fn find<'a>(
+    records: &'a [BatchRecord],
+    message: &ReceivedMessage,
+    sent_at: SystemTime,
+    request: &InvalidationRequest,
+) -> Finding<'a> {
+    let since = Since::Message { id: &message.message_id, sent_at };
     let uncovered: Vec<InvalidationPath> =
-        request.paths.iter().filter(|p| !is_covered_by(p.as_str(), &accepted)).cloned().collect();
+        request.paths.iter().filter(|p| !records.iter().any(|r| covers(r, since, p.as_str()))).cloned().collect();
     if uncovered.is_empty() {
         return Finding::Covered;
     }
     let pending: Vec<&BatchRecord> = records
-        .into_iter()
+        .iter()
         .filter(|r| r.status == BatchStatus::Pending && r.message_ids.contains(&message.message_id))
         .collect();
     if pending.is_empty() {
@@ -101,7 +105,7 @@ struct RecentBatches {
     records: Arc<Vec<BatchRecord>>,
 }
 
-impl<L: Ledger> Idempotency<L> {
+impl<L: Batches + Keys> Idempotency<L> {
     pub fn new(ledger: Arc<L>, worker_id: String, lease: Duration, key_period: Duration, clock: WallClock) -> Self {
         Self { ledger, worker_id, lease, key_period, clock, recent: Mutex::default() }
     }
@@ -151,8 +155,10 @@ impl<L: Ledger> Idempotency<L> {
         let (true, Some(sent_at)) = (message.receive_count > 1, message.sent_at) else {
             return Ok(Verdict::Fresh);
         };
-        let records = self.batches_since(&request.distribution_id, sent_at).await?;
-        match find(&records, message, request) {
+        // Batches holding the message were sealed after SQS delivered it, but by a clock that may be behind SQS's.
+        let since = sent_at.checked_sub(CLOCK_SKEW).unwrap_or(sent_at);
+        let records = self.batches_since(&request.distribution_id, since).await?;
+        match find(&records, message, sent_at, request) {
             Finding::Uncovered(remaining) if remaining.len() == request.paths.len() => Ok(Verdict::Fresh),
             Finding::Uncovered(remaining) => Ok(Verdict::Remaining(remaining)),
             Finding::Covered => Ok(Verdict::AlreadyCovered),
@@ -188,6 +194,8 @@ mod tests {
     use crate::intake::parse::parse_request;
     use crate::model::MessageId;
 
+    const SENT: SystemTime = SystemTime::UNIX_EPOCH;
+
     fn message(id: &str) -> ReceivedMessage {
         ReceivedMessage {
             message_id: MessageId(id.into()),
@@ -211,9 +219,9 @@ mod tests {
         // A completed invalidation covers as much as one still in progress.
         let records =
             [record(BatchStatus::Accepted, &["/a"], &["m1"]), record(BatchStatus::Completed, &["/img/*"], &["other"])];
-        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/img/x.png"])), Finding::Covered);
+        assert_eq!(find(&records, &message("m1"), SENT, &request(&["/a", "/img/x.png"])), Finding::Covered);
         let partly = request(&["/a", "/b"]);
-        assert_eq!(find(&records, &message("m1"), &partly), Finding::Uncovered(vec![partly.paths[1].clone()]));
+        assert_eq!(find(&records, &message("m1"), SENT, &partly), Finding::Uncovered(vec![partly.paths[1].clone()]));
     }
 
     #[test]
@@ -225,13 +233,13 @@ mod tests {
             record(BatchStatus::Failed, &["/d"], &["m2"]),
         ];
         let resumable = Finding::Pending { records: vec![&records[1]], remaining: vec![] };
-        assert_eq!(find(&records, &message("m1"), &request(&["/a", "/b"])), resumable);
+        assert_eq!(find(&records, &message("m1"), SENT, &request(&["/a", "/b"])), resumable);
         // /c is pending, but not in a batch of this message: resume /b's batch, batch /c afresh.
         let with_c = request(&["/a", "/b", "/c"]);
         let partly = Finding::Pending { records: vec![&records[1]], remaining: vec![with_c.paths[2].clone()] };
-        assert_eq!(find(&records, &message("m1"), &with_c), partly);
+        assert_eq!(find(&records, &message("m1"), SENT, &with_c), partly);
         // m2's only batch failed: nothing holds it, batch it all afresh.
         let failed = request(&["/d"]);
-        assert_eq!(find(&records, &message("m2"), &failed), Finding::Uncovered(failed.paths.clone()));
+        assert_eq!(find(&records, &message("m2"), SENT, &failed), Finding::Uncovered(failed.paths.clone()));
     }
 }

@@ -27,10 +27,10 @@ use tracing::{info, warn};
 use crate::clock::WallClock;
 use crate::limit::Budget;
 use crate::model::DistributionId;
-use crate::ports::budget::{BudgetState, BudgetStore, Recorded};
+use crate::ports::budget::{BudgetState, JointWrites, Recorded};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
 use crate::ports::events::{Event, EventKind, Events};
-use crate::ports::ledger::{BatchStatus, Completion, InProgressCursor, Ledger, Owed};
+use crate::ports::ledger::{BatchStatus, Completion, DeadLetters, InProgressCursor, Outbox, Owed};
 use crate::retry::Transient;
 use crate::telemetry::log_allowed;
 
@@ -93,7 +93,7 @@ pub struct Tracker<C, L> {
     pub events: Option<Events>,
 }
 
-impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
+impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
     /// Tracks what arrives on `accepted`, and adopts what nobody tracks, until `stop` is cancelled, or until the
     /// senders are gone and nothing is left to track.
     pub async fn run(self, mut accepted: mpsc::Receiver<Owed>, stop: CancellationToken) {
@@ -362,7 +362,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
     }
 }
 
-impl<C: Cdn, L: Ledger + BudgetStore> Tracker<C, L> {
+impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
     /// Publishes the events the batch is owed and not yet recorded as published, recording each once published
     /// (the completed event settles the record); says whether nothing is left to do for a completed batch.
     /// A failed publish is tried again at the next look, so an event may repeat, never go missing.
@@ -524,7 +524,8 @@ mod tests {
     use super::*;
     use crate::fake::{FakeCdn, MemoryLedger};
     use crate::model::CallerReference;
-    use crate::ports::ledger::BatchRecord;
+    use crate::ports::budget::Budgets;
+    use crate::ports::ledger::{BatchRecord, Batches};
 
     const FIRST_LOOK: Duration = Duration::from_secs(5);
     const POLL: Duration = Duration::from_secs(20);

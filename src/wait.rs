@@ -5,8 +5,7 @@ use std::time::SystemTime;
 
 use crate::model::path::is_covered_by;
 use crate::model::{DistributionId, MessageId};
-use crate::ports::audit::AuditLog;
-use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, Ledger, LedgerError};
+use crate::ports::ledger::{BatchRecord, BatchStatus, Batches, DeadLetterRecord, DeadLetters, LedgerError};
 
 /// Most batches of the distribution read per look: a deploy's messages are batched within minutes.
 const BATCHES_PER_LOOK: usize = 1_000;
@@ -38,7 +37,7 @@ pub struct Look {
 
 /// Reads the distribution's batches since `since`, and the dead-letter record of each message no accepted batch
 /// covers yet.
-pub async fn look<L: Ledger + AuditLog>(
+pub async fn look<L: Batches + DeadLetters>(
     ledger: &L,
     distribution: &DistributionId,
     sent: &[SentMessage],

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::model::DistributionId;
-use cf_invalidator::ports::{BatchStatus, Ledger};
+use cf_invalidator::ports::{BatchStatus, Batches};
 use cf_invalidator::worker::{self, Exit, Settings};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;

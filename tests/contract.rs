@@ -1,5 +1,7 @@
 //! One contract suite per port, run against the in-memory fake and against the SDK adapter on the emulator, so
-//! the fakes the pipeline tests rely on behave like the real services.
+//! the fakes the pipeline tests rely on behave like the real services. The fake ledger is itself the DynamoDB
+//! adapter on the strict in-process DynamoDB, so its suites also check the adapter's requests against DynamoDB's
+//! limits.
 
 mod common;
 
@@ -18,9 +20,9 @@ use cf_invalidator::ports::ledger::{
     Billing, Intent, LISTED_REQUESTERS, MonthCap, Requester, RequesterShare, billing_day, billing_month,
 };
 use cf_invalidator::ports::{
-    Allowance, AuditLog, BatchRecord, BatchStatus, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
-    DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed, Queue,
-    QueueDepth, QueueStats, Receipt, Reservation, ReservationWrite, Submitted,
+    Allowance, AuditLog, BatchRecord, BatchStatus, BatchSummary, Batches, BudgetState, Budgets, Cdn, CdnError,
+    Completion, DeadLetterRecord, FailureRecord, Invalidation, KeyClaim, KeyRecord, KeyUse, Ledger, LedgerError, Owed,
+    Queue, QueueDepth, QueueStats, Receipt, Reservation, ReservationWrite, Roster, Submitted,
 };
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -527,7 +529,7 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
 /// The shared budget: reservations written only on an unchanged version, renewals and releases that leave the
 /// version alone, expired reservations deleted with the next write.
 /// The status page's reads: every budget, the pending batches oldest first, the outcomes newest first.
-async fn board_contract<L: Ledger + AuditLog + BudgetStore>(ledger: &L) {
+async fn board_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert!(ledger.budgets().await.unwrap().is_empty());
     assert!(ledger.pending_batches(10).await.unwrap().is_empty());
     assert!(ledger.recent_batches(10).await.unwrap().is_empty());
@@ -581,7 +583,7 @@ async fn depth_contract<Q: Queue + QueueStats>(queue: &Q) {
     assert_eq!(queue.depth().await.unwrap(), QueueDepth { visible: 2, in_flight: 1, delayed: 0 });
 }
 
-async fn budget_contract<B: BudgetStore>(store: &B) {
+async fn budget_contract<B: Budgets>(store: &B) {
     let distribution = DistributionId::parse("EBUDGET").unwrap();
     assert_eq!(store.read_budget(&distribution).await.unwrap(), BudgetState::default());
     let until = now_millis() + HIDDEN;
@@ -624,8 +626,11 @@ async fn budget_contract<B: BudgetStore>(store: &B) {
     store.release_reservation(&untouched, &first.id).await.unwrap();
     assert!(!store.renew_reservation(&untouched, &first.id, until, None).await.unwrap());
     assert_eq!(store.read_budget(&untouched).await.unwrap(), BudgetState::default(), "nothing created");
+}
 
-    // The roster: each table is its own account here, so the names only need to be distinct within it.
+/// The roster of workers sharing the account's rate: each table is its own account here, so the names only need
+/// to be distinct within it.
+async fn roster_contract<R: Roster>(store: &R) {
     let now = SystemTime::now();
     let soon = now + Duration::from_secs(30);
     assert_eq!(store.check_in("worker-b", now, soon).await.unwrap(), ["worker-b"]);
@@ -643,7 +648,7 @@ async fn budget_contract<B: BudgetStore>(store: &B) {
 
 /// The joint writes of the hot path: a reservation with its batch's intent, an acceptance with the note on its
 /// reservation, a completion with its release. Each is one write: both parts or neither.
-async fn joint_writes_contract<L: Ledger + BudgetStore>(ledger: &L) {
+async fn joint_writes_contract<L: Ledger>(ledger: &L) {
     let distribution = DistributionId::parse("EJOINT").unwrap();
     let base = now_millis().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
     let batch = record(&distribution, base);
@@ -863,6 +868,18 @@ async fn memory_ledger_meets_the_budget_contract() {
 }
 
 #[tokio::test]
+async fn memory_ledger_meets_the_roster_contract() {
+    roster_contract(&MemoryLedger::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_meets_the_roster_contract() {
+    let Some(config) = common::emulator().await else { return };
+    let table = common::create_table(&config).await;
+    roster_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
+}
+
+#[tokio::test]
 async fn dynamodb_adapter_meets_the_budget_contract() {
     let Some(config) = common::emulator().await else { return };
     let table = common::create_table(&config).await;
@@ -918,37 +935,4 @@ async fn dynamodb_adapter_skips_an_unreadable_item_in_progress() {
 
     let owed = all_in_progress(&ledger).await;
     assert_eq!(owed, [Owed::Batch(accepted.submitted().unwrap())], "the readable one, the other skipped");
-}
-
-/// The adapter on the strict DynamoDB (`fake::dynamodb`), in process: the table `setup` creates, with DynamoDB's
-/// limits enforced where the emulators enforce none.
-async fn strict_ledger() -> DynamoLedger {
-    let client = Arc::new(cf_invalidator::fake::dynamodb::StrictDynamo::default()).client();
-    cf_invalidator::aws::dynamodb::create_table(&client, "ledger").await.unwrap();
-    DynamoLedger::new(client, "ledger")
-}
-
-#[tokio::test]
-async fn dynamodb_adapter_on_the_strict_engine_meets_the_ledger_contract() {
-    ledger_contract(&strict_ledger().await).await;
-}
-
-#[tokio::test]
-async fn dynamodb_adapter_on_the_strict_engine_meets_the_audit_contract() {
-    audit_contract(&strict_ledger().await).await;
-}
-
-#[tokio::test]
-async fn dynamodb_adapter_on_the_strict_engine_meets_the_board_contract() {
-    board_contract(&strict_ledger().await).await;
-}
-
-#[tokio::test]
-async fn dynamodb_adapter_on_the_strict_engine_meets_the_budget_contract() {
-    budget_contract(&strict_ledger().await).await;
-}
-
-#[tokio::test]
-async fn dynamodb_adapter_on_the_strict_engine_meets_the_joint_writes_contract() {
-    joint_writes_contract(&strict_ledger().await).await;
 }

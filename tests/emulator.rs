@@ -8,7 +8,7 @@ use std::time::Duration;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::model::path::is_covered_by;
-use cf_invalidator::ports::Ledger;
+use cf_invalidator::ports::Batches;
 use cf_invalidator::worker::{self, Exit, Settings};
 use serde_json::json;
 

@@ -12,7 +12,7 @@ use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, MemoryLedger, Memory
 use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::budget::QUOTA;
-use cf_invalidator::ports::{Allowance, BudgetStore, Queue, Reservation};
+use cf_invalidator::ports::{Allowance, Budgets, Queue, Reservation};
 use cf_invalidator::submit::Overload;
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use tokio::time::Instant;

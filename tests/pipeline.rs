@@ -11,8 +11,8 @@ use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::{
-    Allowance, AuditLog, BatchRecord, BatchStatus, BudgetStore, CdnError, FailureRecord, Ledger, LedgerError, Queue,
-    Reservation,
+    Allowance, AuditLog, BatchRecord, BatchStatus, Batches, Budgets, CdnError, FailureRecord, LedgerError, Outbox,
+    Queue, Reservation,
 };
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use serde_json::json;
@@ -411,6 +411,34 @@ async fn a_redelivery_in_a_dead_workers_leased_batch_waits_in_the_worker_not_in_
     assert_eq!(created.len(), 1, "the dead worker's batch is resumed, not batched again: {created:?}");
     let resumed = h.ledger.batch(&dead_workers.caller_reference).await.unwrap().expect("the batch is recorded");
     assert_eq!(resumed.status, BatchStatus::Accepted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_batch_refused_for_another_messages_path_does_not_dead_letter_the_message_resuming_it() {
+    // A stopped worker's pending batch holds two messages' paths; CloudFront refuses one of them. The message
+    // redelivered first resumes the batch with every recorded path: before, that one-message batch could not be
+    // bisected, and the innocent message was dead-lettered for the other's path.
+    let h = Harness::new(&["EAAA"]);
+    h.cdn.refuse_paths_containing("bad");
+    h.send("EAAA", &["/good"]).await;
+    let message = h.queue.receive(1, Duration::ZERO, Duration::from_secs(10)).await.unwrap().remove(0);
+    h.queue.expire_visibility(&message.message_id);
+    let now = WallClock::following_tokio().now();
+    let dead_workers = BatchRecord {
+        owner: "worker-that-died".into(),
+        expires_at: now + Duration::from_secs(86_400),
+        ..pending_record("EAAA", &["/good", "/bad"], &[message.message_id.0.as_str(), "another-message"], now)
+    };
+    h.ledger.record_intent(&dead_workers).await.unwrap();
+
+    h.run_for(2 * MINUTE, settings()).await;
+    assert!(h.dead_letter_reasons().is_empty(), "dead-lettered: {:?}", h.dead_letter_reasons());
+    assert!(h.queue.is_empty());
+    let created = h.cdn.invalidations();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0].1, ["/good"], "its own path alone");
+    let record = h.ledger.batch(&dead_workers.caller_reference).await.unwrap().unwrap();
+    assert_eq!(record.status, BatchStatus::Failed, "the resumed record is refused, for the other message to find");
 }
 
 /// Runs a worker with a one-minute window and a 10 s visibility timeout over the `/p/0`..`/p/{count}` messages

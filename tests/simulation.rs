@@ -27,15 +27,14 @@ use std::time::{Duration, SystemTime};
 
 use cf_invalidator::ack::REASON_ATTRIBUTE;
 use cf_invalidator::clock::WallClock;
+use cf_invalidator::fake::dynamodb::StrictDynamo;
 use cf_invalidator::fake::{Created, FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::budget::QUOTA;
-use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::{
-    Allowance, BatchEntryFailure, BatchRecord, BatchStatus, BudgetState, BudgetStore, Cdn, CdnError, Completion,
-    DeadLetterRecord, Invalidation, InvalidationDetail, KeyClaim, KeyUse, Ledger, LedgerError, Owed, Queue, QueueError,
-    Receipt, ReceivedMessage, Recorded, Reservation, ReservationWrite,
+    Allowance, BatchEntryFailure, BatchRecord, BatchStatus, Cdn, CdnError, Invalidation, InvalidationDetail,
+    LedgerError, Queue, QueueError, Receipt, ReceivedMessage,
 };
 use cf_invalidator::retry::RetryPolicy;
 use cf_invalidator::worker::{self, Services, Settings};
@@ -276,237 +275,38 @@ fn denied(distribution: &DistributionId) -> Result<(), CdnError> {
 struct ChaosLedger {
     inner: Arc<MemoryLedger>,
     chaos: Chaos,
-    clock: WallClock,
-    /// When each batch's intent first became durable.
-    intents: Mutex<HashMap<CallerReference, SystemTime>>,
 }
 
 impl ChaosLedger {
-    fn before(&self) -> Result<(), LedgerError> {
+    async fn before(&self, _method: &'static str, _parts: &[&'static str]) -> Result<(), LedgerError> {
         if self.chaos.out() || self.chaos.roll(0.03) {
             return Err(LedgerError::Unavailable("injected".into()));
         }
         Ok(())
     }
 
-    /// The write happened, but its answer is lost.
-    fn after(&self) -> Result<(), LedgerError> {
-        if self.chaos.roll(0.02) { Err(LedgerError::Unavailable("answer lost".into())) } else { Ok(()) }
-    }
-}
-
-impl Ledger for ChaosLedger {
-    async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.record_intent(record).await?;
-        self.intents.lock().unwrap().entry(record.caller_reference.clone()).or_insert_with(|| self.clock.now());
-        self.after()
-    }
-
-    async fn record_intent_capped(
-        &self,
-        record: &BatchRecord,
-        cap: &cf_invalidator::ports::ledger::MonthCap,
-    ) -> Result<cf_invalidator::ports::ledger::Intent, LedgerError> {
-        self.before()?;
-        let intent = self.inner.record_intent_capped(record, cap).await?;
-        if intent == cf_invalidator::ports::ledger::Intent::Recorded {
-            self.intents.lock().unwrap().entry(record.caller_reference.clone()).or_insert_with(|| self.clock.now());
+    /// A write happened, but its answer is lost.
+    fn after(&self, method: &'static str) -> Result<(), LedgerError> {
+        const WRITES: [&str; 10] = [
+            "record_intent",
+            "record_intent_capped",
+            "record_outcome",
+            "record_completion",
+            "record_dead_letter",
+            "write_reservation",
+            "release_reservation",
+            "reserve_recording",
+            "record_acceptance",
+            "release_completed",
+        ];
+        if WRITES.contains(&method) && self.chaos.roll(0.02) {
+            return Err(LedgerError::Unavailable("answer lost".into()));
         }
-        self.after()?;
-        Ok(intent)
-    }
-
-    async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.record_outcome(record).await?;
-        self.after()
-    }
-
-    async fn list(
-        &self,
-        distribution: &DistributionId,
-        since: SystemTime,
-        limit: usize,
-    ) -> Result<Vec<BatchRecord>, LedgerError> {
-        self.before()?;
-        self.inner.list(distribution, since, limit).await
-    }
-
-    async fn take_over(
-        &self,
-        reference: &CallerReference,
-        owner: &str,
-        now: SystemTime,
-        until: SystemTime,
-    ) -> Result<bool, LedgerError> {
-        self.before()?;
-        self.inner.take_over(reference, owner, now, until).await
-    }
-
-    async fn renew_lease(
-        &self,
-        reference: &CallerReference,
-        owner: &str,
-        until: SystemTime,
-    ) -> Result<bool, LedgerError> {
-        self.before()?;
-        self.inner.renew_lease(reference, owner, until).await
-    }
-
-    async fn claim_key(&self, key: &KeyUse, now: SystemTime, until: SystemTime) -> Result<KeyClaim, LedgerError> {
-        self.before()?;
-        self.inner.claim_key(key, now, until).await
-    }
-
-    async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
-        self.before()?;
-        let recorded = self.inner.record_completion(completion).await?;
-        self.after()?;
-        Ok(recorded)
-    }
-
-    async fn in_progress(
-        &self,
-        created_before: std::time::SystemTime,
-        after: Option<&cf_invalidator::ports::ledger::InProgressCursor>,
-        limit: usize,
-    ) -> Result<cf_invalidator::ports::ledger::InProgress, LedgerError> {
-        self.before()?;
-        self.inner.in_progress(created_before, after, limit).await
-    }
-
-    async fn give_up_tracking(&self, owed: &Owed, reason: &str) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.give_up_tracking(owed, reason).await
-    }
-
-    async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.mark_dead_letter_published(message).await
-    }
-
-    async fn month_billing(&self, month: &str) -> Result<cf_invalidator::ports::ledger::MonthBilling, LedgerError> {
-        self.before()?;
-        self.inner.month_billing(month).await
-    }
-
-    async fn month_totals(&self, month: &str) -> Result<cf_invalidator::ports::ledger::MonthBilling, LedgerError> {
-        self.before()?;
-        self.inner.month_totals(month).await
-    }
-
-    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
-        self.before()?;
-        self.inner.dead_letter(message).await
-    }
-
-    async fn mark_published(
-        &self,
-        reference: &CallerReference,
-        kind: EventKind,
-        settled: bool,
-    ) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.mark_published(reference, kind, settled).await
-    }
-
-    async fn batch(&self, reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
-        self.before()?;
-        self.inner.batch(reference).await
-    }
-
-    async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.record_dead_letter(record).await?;
-        self.after()
+        Ok(())
     }
 }
 
-impl BudgetStore for ChaosLedger {
-    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
-        self.before()?;
-        self.inner.read_budget(distribution).await
-    }
-
-    async fn write_reservation(
-        &self,
-        distribution: &DistributionId,
-        version: u64,
-        reservation: &Reservation,
-        expired: &[CallerReference],
-    ) -> Result<bool, LedgerError> {
-        self.before()?;
-        let written = self.inner.write_reservation(distribution, version, reservation, expired).await?;
-        self.after()?;
-        Ok(written)
-    }
-
-    async fn renew_reservation(
-        &self,
-        distribution: &DistributionId,
-        id: &CallerReference,
-        until: SystemTime,
-        invalidation_id: Option<&str>,
-    ) -> Result<bool, LedgerError> {
-        self.before()?;
-        self.inner.renew_reservation(distribution, id, until, invalidation_id).await
-    }
-
-    async fn release_reservation(
-        &self,
-        distribution: &DistributionId,
-        id: &CallerReference,
-    ) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.release_reservation(distribution, id).await?;
-        self.after()
-    }
-
-    async fn reserve_recording(
-        &self,
-        distribution: &DistributionId,
-        version: u64,
-        reservation: &Reservation,
-        expired: &[CallerReference],
-        intent: &BatchRecord,
-        cap: Option<&cf_invalidator::ports::ledger::MonthCap>,
-    ) -> Result<ReservationWrite, LedgerError> {
-        self.before()?;
-        let written = self.inner.reserve_recording(distribution, version, reservation, expired, intent, cap).await?;
-        if written == ReservationWrite::Written {
-            self.intents.lock().unwrap().entry(intent.caller_reference.clone()).or_insert_with(|| self.clock.now());
-        }
-        self.after()?;
-        Ok(written)
-    }
-
-    async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
-        self.before()?;
-        self.inner.record_acceptance(record, until).await?;
-        self.after()
-    }
-
-    async fn release_completed(
-        &self,
-        distribution: &DistributionId,
-        completions: &[Completion],
-    ) -> Result<Vec<Recorded>, LedgerError> {
-        self.before()?;
-        let recorded = self.inner.release_completed(distribution, completions).await?;
-        self.after()?;
-        Ok(recorded)
-    }
-
-    async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {
-        self.before()?;
-        self.inner.check_in(worker, now, until).await
-    }
-
-    async fn check_out(&self, worker: &str) -> Result<(), LedgerError> {
-        self.inner.check_out(worker).await
-    }
-}
+cf_invalidator::hooked_ledger!(ChaosLedger, inner, before, after);
 
 struct Sent {
     body: String,
@@ -543,7 +343,8 @@ impl World {
         let queue = Arc::new(MemoryQueue::with_clock(clock).with_redrive(Arc::clone(&dead_letter), MAX_RECEIVE_COUNT));
         let cdn = Arc::new(FakeCdn::with_distributions(DISTRIBUTIONS));
         cdn.complete_after(COMPLETION_DELAY);
-        let ledger = Arc::new(MemoryLedger::default());
+        let engine = StrictDynamo::new(clock).recording_first_stores();
+        let ledger = Arc::new(MemoryLedger::on(engine, clock));
         let oracle =
             Arc::new(Oracle { cdn: Arc::clone(&cdn), expected: Mutex::default(), violations: Mutex::default() });
         let services = Services {
@@ -558,12 +359,7 @@ impl World {
                 oracle: None,
             })),
             cdn: Arc::new(ChaosCdn { inner: Arc::clone(&cdn), chaos: Chaos::new(seed, 3) }),
-            ledger: Arc::new(ChaosLedger {
-                inner: Arc::clone(&ledger),
-                chaos: Chaos::new(seed, 4),
-                clock,
-                intents: Mutex::default(),
-            }),
+            ledger: Arc::new(ChaosLedger { inner: Arc::clone(&ledger), chaos: Chaos::new(seed, 4) }),
         };
         let mut rng = StdRng::seed_from_u64(seed);
         let capacity = Allowance { paths: rng.random_range(8..60), wildcards: rng.random_range(1..4) };
@@ -872,16 +668,18 @@ fn check(world: &World) -> Result<(), String> {
     // allowed only when SQS handed the messages to a second worker before the first batch was recorded: the
     // second worker checked the ledger at most one window before sealing. Later than that, the check had to find
     // the first batch.
-    let intents = world.services.ledger.intents.lock().unwrap();
+    // When each intent became durable: when the ledger first stored its record.
+    let engine = world.ledger.engine();
+    let recorded_at = |r: &BatchRecord| engine.first_stored(&format!("batch#{}", r.caller_reference)).expect("stored");
     let mut invalidated: Vec<&BatchRecord> =
         records.values().filter(|r| by_reference_created(&created, &r.caller_reference)).collect();
-    invalidated.sort_by_key(|r| intents[&r.caller_reference]);
+    invalidated.sort_by_key(|r| recorded_at(r));
     for (n, later) in invalidated.iter().enumerate() {
         for earlier in &invalidated[..n] {
             let repeats = earlier.distribution_id == later.distribution_id
                 && later.message_ids.iter().all(|m| earlier.message_ids.contains(m))
                 && later.paths.iter().all(|p| is_covered_by(p, &earlier.paths));
-            let recorded = intents[&earlier.caller_reference];
+            let recorded = recorded_at(earlier);
             let late = later.created_at.duration_since(recorded + MAX_WINDOW).unwrap_or_default();
             if repeats && late > Duration::from_secs(1) {
                 return Err(format!(
@@ -904,7 +702,9 @@ fn check(world: &World) -> Result<(), String> {
     for record in records.values().filter(|r| r.status == BatchStatus::Completed) {
         let made = created.iter().find(|c| c.caller_reference == record.caller_reference).expect("checked above");
         let completed_by_cloudfront = world.wall_time(made.at) + COMPLETION_DELAY;
-        if record.completed_at.is_none_or(|at| at < completed_by_cloudfront) {
+        // The ledger keeps times to the millisecond.
+        let millis = |at: SystemTime| at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+        if record.completed_at.is_none_or(|at| millis(at) < millis(completed_by_cloudfront)) {
             return Err(format!("record {} marked completed before CloudFront completed it", record.caller_reference));
         }
     }

@@ -10,7 +10,7 @@ use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::ports::ledger::billing_month;
-use cf_invalidator::ports::{Ledger, Queue};
+use cf_invalidator::ports::{Bills, Queue};
 use cf_invalidator::submit::{CostPolicy, Spending};
 use cf_invalidator::worker::{self, Services, Settings};
 use serde_json::json;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::intake::parse::parse_request;
 use cf_invalidator::model::{CallerReference, DistributionId};
-use cf_invalidator::ports::{BatchRecord, BatchStatus, Cdn, Ledger, Queue, Receipt};
+use cf_invalidator::ports::{BatchRecord, BatchStatus, Batches, Cdn, Queue, Receipt};
 use tokio::time::Instant;
 
 use super::spool::SpooledQueue;
@@ -20,7 +20,7 @@ pub struct Fixture<Q = MemoryQueue> {
     pub queue: Arc<CountingQueue<Q>>,
     pub dead_letter: Arc<CountingQueue<Q>>,
     pub cdn: Arc<CountingCdn<FakeCdn>>,
-    pub ledger: Arc<CountingLedger<MemoryLedger>>,
+    pub ledger: Arc<CountingLedger>,
     pub counts: Arc<Counts>,
 }
 
@@ -76,9 +76,7 @@ impl<Q: Queue> Fixture<Q> {
         }
     }
 
-    pub fn services(
-        &self,
-    ) -> cf_invalidator::worker::Services<CountingQueue<Q>, CountingCdn<FakeCdn>, CountingLedger<MemoryLedger>> {
+    pub fn services(&self) -> cf_invalidator::worker::Services<CountingQueue<Q>, CountingCdn<FakeCdn>, CountingLedger> {
         cf_invalidator::worker::Services {
             queue: Arc::clone(&self.queue),
             dead_letter: Some(Arc::clone(&self.dead_letter)),

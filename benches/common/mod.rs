@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
-use cf_invalidator::ports::events::EventKind;
+use cf_invalidator::fake::MemoryLedger;
+use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::{
-    AuditLog, BatchEntryFailure, BatchRecord, BatchSummary, BudgetState, BudgetStore, Cdn, CdnError, Completion,
-    DeadLetterRecord, FailureRecord, Invalidation, InvalidationDetail, KeyClaim, KeyRecord, KeyUse, Ledger,
-    LedgerError, Owed, Queue, QueueError, Receipt, ReceivedMessage, Recorded, Reservation, ReservationWrite,
+    BatchEntryFailure, Cdn, CdnError, Invalidation, InvalidationDetail, LedgerError, Queue, QueueError, Receipt,
+    ReceivedMessage,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -417,259 +416,46 @@ impl<C: Cdn> Cdn for CountingCdn<C> {
     }
 }
 
-/// A `Ledger` that counts DynamoDB writes (intent, outcome, take-over, key claim, completion, dead letter,
-/// reservation, renewal, release) and reads (list, budget).
-pub struct CountingLedger<L> {
-    pub inner: L,
+/// The fake ledger, counting DynamoDB requests: a read for each query or get, a write for each put, update or
+/// transaction, both for a check-in (a put, then a query of the roster).
+pub struct CountingLedger {
+    pub inner: MemoryLedger,
     pub counts: Arc<Counts>,
 }
 
-impl<L: Ledger> Ledger for CountingLedger<L> {
-    async fn record_intent(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.record_intent(record).await
+impl CountingLedger {
+    async fn before(&self, method: &'static str, _parts: &[&'static str]) -> Result<(), LedgerError> {
+        const READS: [&str; 15] = [
+            "list",
+            "in_progress",
+            "month_billing",
+            "month_totals",
+            "dead_letter",
+            "batch",
+            "read_budget",
+            "batch_by_invalidation",
+            "batches_with_message",
+            "latest_covering",
+            "key_claim",
+            "failures",
+            "budgets",
+            "pending_batches",
+            "recent_batches",
+        ];
+        let read = READS.contains(&method);
+        add(if read { &self.counts.dynamodb_reads } else { &self.counts.dynamodb_writes }, 1);
+        if method == "check_in" {
+            add(&self.counts.dynamodb_reads, 1);
+        }
+        Ok(())
     }
 
-    async fn record_intent_capped(
-        &self,
-        record: &BatchRecord,
-        cap: &cf_invalidator::ports::ledger::MonthCap,
-    ) -> Result<cf_invalidator::ports::ledger::Intent, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.record_intent_capped(record, cap).await
-    }
-
-    async fn record_outcome(&self, record: &BatchRecord) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.record_outcome(record).await
-    }
-
-    async fn list(
-        &self,
-        distribution: &DistributionId,
-        since: SystemTime,
-        limit: usize,
-    ) -> Result<Vec<BatchRecord>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.list(distribution, since, limit).await
-    }
-
-    async fn take_over(
-        &self,
-        caller_reference: &CallerReference,
-        owner: &str,
-        now: SystemTime,
-        lease_until: SystemTime,
-    ) -> Result<bool, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.take_over(caller_reference, owner, now, lease_until).await
-    }
-
-    async fn renew_lease(
-        &self,
-        caller_reference: &CallerReference,
-        owner: &str,
-        lease_until: SystemTime,
-    ) -> Result<bool, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.renew_lease(caller_reference, owner, lease_until).await
-    }
-
-    async fn claim_key(&self, key: &KeyUse, now: SystemTime, expires_at: SystemTime) -> Result<KeyClaim, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.claim_key(key, now, expires_at).await
-    }
-
-    async fn record_completion(&self, completion: &Completion) -> Result<bool, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.record_completion(completion).await
-    }
-
-    async fn in_progress(
-        &self,
-        created_before: std::time::SystemTime,
-        after: Option<&cf_invalidator::ports::ledger::InProgressCursor>,
-        limit: usize,
-    ) -> Result<cf_invalidator::ports::ledger::InProgress, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.in_progress(created_before, after, limit).await
-    }
-
-    async fn give_up_tracking(&self, owed: &Owed, reason: &str) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.give_up_tracking(owed, reason).await
-    }
-
-    async fn mark_dead_letter_published(&self, message: &MessageId) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.mark_dead_letter_published(message).await
-    }
-
-    async fn month_billing(&self, month: &str) -> Result<cf_invalidator::ports::ledger::MonthBilling, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.month_billing(month).await
-    }
-
-    async fn month_totals(&self, month: &str) -> Result<cf_invalidator::ports::ledger::MonthBilling, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.month_totals(month).await
-    }
-
-    async fn dead_letter(&self, message: &MessageId) -> Result<Option<DeadLetterRecord>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.dead_letter(message).await
-    }
-
-    async fn mark_published(
-        &self,
-        reference: &CallerReference,
-        kind: EventKind,
-        settled: bool,
-    ) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.mark_published(reference, kind, settled).await
-    }
-
-    async fn batch(&self, reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.batch(reference).await
-    }
-
-    async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.record_dead_letter(record).await
+    fn after(&self, _method: &'static str) -> Result<(), LedgerError> {
+        Ok(())
     }
 }
 
-/// The operators' reads (the audit and the status page): each is one DynamoDB query, or a few pages of one.
-impl<L: AuditLog> AuditLog for CountingLedger<L> {
-    async fn batch_by_invalidation(&self, id: &str) -> Result<Option<BatchRecord>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.batch_by_invalidation(id).await
-    }
-
-    async fn batches_with_message(
-        &self,
-        message: &MessageId,
-        distribution: Option<&DistributionId>,
-        since: SystemTime,
-    ) -> Result<Vec<BatchRecord>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.batches_with_message(message, distribution, since).await
-    }
-
-    async fn latest_covering(
-        &self,
-        distribution: &DistributionId,
-        path: &str,
-        since: SystemTime,
-    ) -> Result<Option<BatchRecord>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.latest_covering(distribution, path, since).await
-    }
-
-    async fn key_claim(&self, distribution: &DistributionId, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.key_claim(distribution, key).await
-    }
-
-    async fn failures(&self, since: SystemTime, limit: usize) -> Result<Vec<FailureRecord>, LedgerError> {
-        // Two queries: failed batches and dead letters are two partitions of `by_outcome`.
-        add(&self.counts.dynamodb_reads, 2);
-        self.inner.failures(since, limit).await
-    }
-
-    async fn budgets(&self) -> Result<Vec<(DistributionId, BudgetState)>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.budgets().await
-    }
-
-    async fn pending_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.pending_batches(limit).await
-    }
-
-    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchSummary>, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.recent_batches(limit).await
-    }
-}
-
-impl<L: BudgetStore> BudgetStore for CountingLedger<L> {
-    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.read_budget(distribution).await
-    }
-
-    async fn write_reservation(
-        &self,
-        distribution: &DistributionId,
-        version: u64,
-        reservation: &Reservation,
-        expired: &[CallerReference],
-    ) -> Result<bool, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.write_reservation(distribution, version, reservation, expired).await
-    }
-
-    async fn renew_reservation(
-        &self,
-        distribution: &DistributionId,
-        id: &CallerReference,
-        until: SystemTime,
-        invalidation_id: Option<&str>,
-    ) -> Result<bool, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.renew_reservation(distribution, id, until, invalidation_id).await
-    }
-
-    async fn release_reservation(
-        &self,
-        distribution: &DistributionId,
-        id: &CallerReference,
-    ) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.release_reservation(distribution, id).await
-    }
-
-    async fn reserve_recording(
-        &self,
-        distribution: &DistributionId,
-        version: u64,
-        reservation: &Reservation,
-        expired: &[CallerReference],
-        intent: &BatchRecord,
-        cap: Option<&cf_invalidator::ports::ledger::MonthCap>,
-    ) -> Result<ReservationWrite, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.reserve_recording(distribution, version, reservation, expired, intent, cap).await
-    }
-
-    async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.record_acceptance(record, until).await
-    }
-
-    async fn release_completed(
-        &self,
-        distribution: &DistributionId,
-        completions: &[Completion],
-    ) -> Result<Vec<Recorded>, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.release_completed(distribution, completions).await
-    }
-
-    async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        add(&self.counts.dynamodb_reads, 1);
-        self.inner.check_in(worker, now, until).await
-    }
-
-    async fn check_out(&self, worker: &str) -> Result<(), LedgerError> {
-        add(&self.counts.dynamodb_writes, 1);
-        self.inner.check_out(worker).await
-    }
-}
+cf_invalidator::hooked_ledger!(CountingLedger, inner, before, after);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Process metrics (Linux /proc)

@@ -17,7 +17,7 @@ use crate::intake::parse::BodyHints;
 use crate::model::MessageId;
 use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::model::text::capped;
-use crate::ports::ledger::{DeadLetterRecord, Ledger, Owed};
+use crate::ports::ledger::{DeadLetterRecord, DeadLetters, Owed};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, Receipt};
 use crate::retry::{Transient, retry_transient};
 use crate::telemetry::log_allowed;
@@ -37,7 +37,7 @@ pub struct DeadLetterLog<L> {
 }
 
 /// Applies dispositions, one at a time, until every sender is gone.
-pub struct Acknowledger<Q: Queue, L: Ledger> {
+pub struct Acknowledger<Q: Queue, L: DeadLetters> {
     pub queue: Arc<Q>,
     pub dead_letter: Option<Arc<Q>>,
     pub inflight: Arc<InFlight>,
@@ -53,7 +53,7 @@ pub struct Acknowledger<Q: Queue, L: Ledger> {
     to_delete: Vec<Receipt>,
 }
 
-impl<Q: Queue, L: Ledger> Acknowledger<Q, L> {
+impl<Q: Queue, L: DeadLetters> Acknowledger<Q, L> {
     pub fn new(
         queue: Arc<Q>,
         dead_letter: Option<Arc<Q>>,
@@ -239,7 +239,11 @@ fn stand_in(message_id: &str, reason: &str, body_bytes: usize) -> String {
 
 /// Best effort: the message is already on the dead-letter queue, which stays the authority; the ledger record only
 /// makes it findable by `cf-invalidator audit`.
-async fn record_dead_letter<L: Ledger>(ledger: Arc<L>, record: DeadLetterRecord, announce: Option<mpsc::Sender<Owed>>) {
+async fn record_dead_letter<L: DeadLetters>(
+    ledger: Arc<L>,
+    record: DeadLetterRecord,
+    announce: Option<mpsc::Sender<Owed>>,
+) {
     if let Err(e) = ledger.record_dead_letter(&record).await {
         if let Some(suppressed) = log_allowed("dead_letter_record_failed") {
             warn!(message_id = %record.message_id, error = %e, suppressed, "could not record the dead-lettered message in the ledger");

@@ -6,7 +6,7 @@ use anyhow::{Context, ensure};
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
-use cf_invalidator::ports::Ledger;
+use cf_invalidator::ports::Bills;
 use cf_invalidator::ports::ledger::{Billing, MonthBilling, billing_month};
 use serde_json::{Value, json};
 

@@ -16,6 +16,7 @@ mod edge;
 pub mod edge_http;
 mod events;
 mod faults;
+mod hooked;
 mod ledger;
 mod queue;
 

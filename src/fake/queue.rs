@@ -303,7 +303,7 @@ impl MemoryQueue {
                 body: body.to_owned(),
                 attributes: attributes.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
                 receive_count: 0,
-                sent_at: self.clock.now(),
+                sent_at: whole_millis(self.clock.now()),
                 visible_at: Instant::now(),
                 receipt_handle: None,
                 received_at: Instant::now(),
@@ -313,4 +313,10 @@ impl MemoryQueue {
         drop(state);
         self.arrived.notify_waiters();
     }
+}
+
+/// SQS's `SentTimestamp` is epoch milliseconds.
+fn whole_millis(at: SystemTime) -> SystemTime {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    std::time::UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64)
 }

@@ -20,7 +20,7 @@ use crate::held::InFlight;
 use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::model::path::InvalidationPath;
 use crate::model::request::InvalidationRequest;
-use crate::ports::ledger::{BatchRecord, Ledger};
+use crate::ports::ledger::{BatchRecord, Batches, Keys};
 use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, ReceivedMessage};
 use crate::redelivery::{Idempotency, Verdict};
 use crate::telemetry::log_allowed;
@@ -62,7 +62,7 @@ const LEDGER_UNAVAILABLE_DELAY: Duration = Duration::from_secs(15);
 const ROOM_RECHECK: Duration = Duration::from_millis(250);
 
 /// One poller: receives until `stop` is cancelled or the next stage is gone.
-pub async fn poll<Q: Queue, L: Ledger>(
+pub async fn poll<Q: Queue, L: Batches + Keys>(
     queue: Arc<Q>,
     inflight: Arc<InFlight>,
     idempotency: Arc<Idempotency<L>>,
@@ -206,7 +206,7 @@ enum Dispatch {
 }
 
 /// Sends one message on, given its header and what its body said.
-async fn dispatch<L: Ledger>(
+async fn dispatch<L: Batches + Keys>(
     message: Admitted,
     parsed: Result<Parsed, Rejection>,
     idempotency: &Idempotency<L>,
@@ -232,7 +232,7 @@ fn dead_letter(delivery: Delivery, rejection: &Rejection) -> Disposition {
 }
 
 /// Checks a valid message's requests against the ledger and sends on what is left to invalidate.
-async fn dispatch_requests<L: Ledger>(
+async fn dispatch_requests<L: Batches + Keys>(
     message: Admitted,
     requests: Vec<InvalidationRequest>,
     idempotency: &Idempotency<L>,
@@ -291,7 +291,7 @@ fn sent(delivered: bool) -> Dispatch {
 /// Handing it back to SQS instead would cost one of its receives each time: after a crash, a redelivery finds the
 /// dead worker's batch still leased, and a few crashes in a row would send a valid message to the dead-letter
 /// queue. The heartbeat keeps it invisible meanwhile.
-async fn look_again<L: Ledger>(
+async fn look_again<L: Batches + Keys>(
     message: Admitted,
     requests: Vec<InvalidationRequest>,
     delay: Duration,
@@ -319,7 +319,7 @@ async fn look_again<L: Ledger>(
 }
 
 /// What the ledger says about one of the message's requests; an unreachable ledger means "not now".
-async fn check<L: Ledger>(
+async fn check<L: Batches + Keys>(
     idempotency: &Idempotency<L>,
     message: &ReceivedMessage,
     request: &InvalidationRequest,

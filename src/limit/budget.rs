@@ -1,6 +1,6 @@
 //! The in-progress budget: a batch goes to CloudFront only when its paths fit what the distribution has left of
 //! its two quotas (3,000 paths and 15 wildcard paths in progress, aws-facts.md A1), counting
-//! - every worker's reservations, shared through the ledger table (`BudgetStore`), and
+//! - every worker's reservations, shared through the ledger table (`Budgets`), and
 //! - invalidations nobody reserved (a person in the console, another tool, a worker whose reservation expired
 //!   while CloudFront was still busy), found by a resync: ListInvalidations, then GetInvalidation for the ones
 //!   not recognised.
@@ -23,7 +23,7 @@ use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{
-    Allowance, BudgetState, BudgetStore, QUOTA, RELEASED_AT_ONCE, Recorded, Reservation, ReservationWrite,
+    Allowance, BudgetState, JointWrites, QUOTA, RELEASED_AT_ONCE, Recorded, Reservation, ReservationWrite,
 };
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::ports::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
@@ -185,7 +185,7 @@ impl WaitingBoard {
 /// How much the newest completion time moves the estimate: smooth, yet quick to follow CloudFront slowing down.
 const COMPLETION_SMOOTHING: f64 = 0.25;
 
-impl<C: Cdn, S: BudgetStore> Budget<C, S> {
+impl<C: Cdn, S: JointWrites> Budget<C, S> {
     pub fn new(cdn: Arc<C>, store: Arc<S>, settings: BudgetSettings, owner: String, clock: WallClock) -> Self {
         Self {
             cdn,

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::CreateRateLimiter;
 use crate::clock::WallClock;
-use crate::ports::budget::BudgetStore;
+use crate::ports::budget::Roster;
 use crate::telemetry::log_allowed;
 
 /// How often a worker checks in.
@@ -43,7 +43,7 @@ impl AccountRate {
 
 /// Checks `worker` in every `CHECK_IN_EVERY` and gives `limiter` its share of `rate`, until `stop`; then checks
 /// out, so the others take up its share at once.
-pub async fn keep_share<S: BudgetStore>(
+pub async fn keep_share<S: Roster>(
     store: Arc<S>,
     limiter: Arc<CreateRateLimiter>,
     rate: AccountRate,

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
+use super::ledger::{BatchRecord, Batches, Completion, LedgerError, MonthCap};
 use crate::model::{CallerReference, DistributionId};
 
 /// CloudFront's quotas per distribution (aws-facts.md A1).
@@ -109,32 +109,20 @@ pub const MAX_DELETED_AT_ONCE: usize = 100;
 pub const RELEASED_AT_ONCE: usize = 99;
 
 /// One completion's answer: whether this write recorded it (`false`: recorded before), as
-/// `Ledger::record_completion` says.
+/// `Batches::record_completion` says.
 pub type Recorded = Result<bool, LedgerError>;
 
 /// Contract:
 /// - `read_budget` returns the distribution's reservations, expired ones included, with the budget's version
 ///   (0 and none for a distribution never reserved), read strongly consistently.
 /// - `write_reservation` stores `reservation` (replacing one with its id) and deletes the `expired` ones (the first
-///   `MAX_DELETED_AT_ONCE` of them: the rest stay for a later write), only if
-///   the version is still `version`, and then increments it; it answers false, changing nothing, if another
-///   reservation was written in between. Renewals and releases do not change the version: they never make a
-///   decision taken on an older read unsafe.
+///   `MAX_DELETED_AT_ONCE` of them: the rest stay for a later write), only if the version is still `version`, and
+///   then increments it; it answers false, changing nothing, if another reservation was written in between.
+///   Renewals and releases do not change the version: they never make a decision taken on an older read unsafe.
 /// - `renew_reservation` moves the end of an existing reservation and notes its invalidation; it answers false
 ///   if the reservation is gone (released, or deleted as expired).
 /// - `release_reservation` deletes the reservation; releasing one that is gone succeeds.
-/// - `reserve_recording` does what `write_reservation` does and, in the same write, what `Ledger::record_intent`
-///   does, or with `cap` `Ledger::record_intent_capped`: both or neither. An intent stored before is left as it
-///   is, and the reservation is still written.
-/// - `record_acceptance` does what `Ledger::record_outcome` does for an accepted record and, in the same write,
-///   notes the invalidation on the batch's reservation and moves its end to `until`, if the reservation exists.
-/// - `release_completed` does what `Ledger::record_completion` does for each of `completions` (distinct batches of
-///   the distribution, at most `RELEASED_AT_ONCE`), with its answers in their order, and, in the same write, deletes
-///   their reservations; a completion recorded before still deletes its reservation. After an error, what was
-///   written answers `Ok(false)` when asked again.
-/// - `check_in` records `worker` as live until `until` and returns the workers live at `now`, itself included,
-///   sorted; `check_out` removes it at once.
-pub trait BudgetStore: Send + Sync + 'static {
+pub trait Budgets: Send + Sync + 'static {
     fn read_budget(
         &self,
         distribution: &DistributionId,
@@ -161,7 +149,22 @@ pub trait BudgetStore: Send + Sync + 'static {
         distribution: &DistributionId,
         id: &CallerReference,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}
 
+/// The writes that change a batch's record and its reservation together, in one transaction: a batch never holds
+/// room without a record that says so, nor a record that says it holds room it does not.
+///
+/// Contract:
+/// - `reserve_recording` does what `Budgets::write_reservation` does and, in the same write, what
+///   `Batches::record_intent` does, or with `cap` `Batches::record_intent_capped`: both or neither. An intent
+///   stored before is left as it is, and the reservation is still written.
+/// - `record_acceptance` does what `Batches::record_outcome` does for an accepted record and, in the same write,
+///   notes the invalidation on the batch's reservation and moves its end to `until`, if the reservation exists.
+/// - `release_completed` does what `Batches::record_completion` does for each of `completions` (distinct batches
+///   of the distribution, at most `RELEASED_AT_ONCE`), with its answers in their order, and, in the same write,
+///   deletes their reservations; a completion recorded before still deletes its reservation. After an error,
+///   what was written answers `Ok(false)` when asked again.
+pub trait JointWrites: Budgets + Batches {
     fn reserve_recording(
         &self,
         distribution: &DistributionId,
@@ -183,7 +186,13 @@ pub trait BudgetStore: Send + Sync + 'static {
         distribution: &DistributionId,
         completions: &[Completion],
     ) -> impl Future<Output = Result<Vec<Recorded>, LedgerError>> + Send;
+}
 
+/// The workers sharing the account's CreateInvalidation rate.
+///
+/// Contract: `check_in` records `worker` as live until `until` and returns the workers live at `now`, itself
+/// included, sorted; `check_out` removes it at once.
+pub trait Roster: Send + Sync + 'static {
     fn check_in(
         &self,
         worker: &str,

@@ -20,7 +20,7 @@ use hyper::StatusCode;
 use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings};
 use crate::limit::WaitingBoard;
 use crate::ports::ledger::{LedgerError, billing_month};
-use crate::ports::{AuditLog, Ledger, QueueDepth, QueueError, QueueStats};
+use crate::ports::{AuditLog, Bills, QueueDepth, QueueError, QueueStats};
 use crate::telemetry::{Page, Pages};
 
 /// Pending batches read: far more than a healthy ledger holds (they last seconds), so the oldest is among them.
@@ -42,7 +42,7 @@ fn depth_text(depth: Result<QueueDepth, QueueError>) -> Result<QueueDepth, Strin
     depth.map_err(|e| e.to_string())
 }
 
-impl<L: Ledger + AuditLog, Q: QueueStats> StatusPage<L, Q> {
+impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
     /// Everything the page shows, read at once.
     pub async fn snapshot(&self, now: SystemTime) -> Result<Snapshot, LedgerError> {
         let ledger = &self.ledger;
@@ -94,7 +94,7 @@ impl<L: Ledger + AuditLog, Q: QueueStats> StatusPage<L, Q> {
     }
 }
 
-impl<L: Ledger + AuditLog, Q: QueueStats> Pages for StatusPage<L, Q> {
+impl<L: Bills + AuditLog, Q: QueueStats> Pages for StatusPage<L, Q> {
     fn page<'a>(&'a self, path: &'a str) -> Pin<Box<dyn Future<Output = Option<Page>> + Send + 'a>> {
         Box::pin(self.respond(path))
     }

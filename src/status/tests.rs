@@ -9,9 +9,9 @@ use super::view::{StatusSettings, view};
 use crate::fake::{MemoryLedger, MemoryQueue, pending_record};
 use crate::limit::WaitingBoard;
 use crate::model::{CallerReference, DistributionId, MessageId};
-use crate::ports::budget::{Allowance, BudgetStore, Reservation};
+use crate::ports::budget::{Allowance, Budgets, Reservation};
 use crate::ports::cdn::Invalidation;
-use crate::ports::ledger::{DeadLetterRecord, Ledger};
+use crate::ports::ledger::{Batches, DeadLetterRecord, DeadLetters};
 use crate::ports::queue::Queue;
 
 const HOSTILE: &str = "bad path <script>alert('x')</script> & \"more\"";

@@ -52,7 +52,7 @@ pub enum Step {
 pub enum Refusal {
     /// To the dead-letter queue with the reason.
     DeadLetter { reason: String, code: &'static str },
-    /// Bisect by message to isolate the one whose path CloudFront refuses.
+    /// Narrow the batch down to isolate the message whose path CloudFront refuses (`shape::split`).
     Split,
     /// The CallerReference was recorded with other paths (a resumed batch whose recorded paths were cut short):
     /// the record is failed, and the messages are batched afresh.
@@ -70,13 +70,13 @@ pub struct Attempts {
     /// When the batch was sealed, on tokio's clock: a batch resumed after a crash keeps its age, so denials seen
     /// by workers that died before confirming still count.
     sealed: Instant,
-    /// How many messages the batch holds: only a batch of several can be split.
-    members: usize,
+    /// Whether the batch can be narrowed down to isolate a refused path (`shape::splittable`).
+    splittable: bool,
 }
 
 impl Attempts {
-    /// The retry state of a batch of `members` messages, sealed `age` ago.
-    pub fn new(policy: &RetryPolicy, members: usize, age: Duration) -> Self {
+    /// The retry state of a batch sealed `age` ago, that can be narrowed down or not.
+    pub fn new(policy: &RetryPolicy, splittable: bool, age: Duration) -> Self {
         Self {
             sealed: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             transient: policy.transient.build(),
@@ -84,7 +84,7 @@ impl Attempts {
             outage: policy.outage.build(),
             denied_since: None,
             confirm_denied: CONFIRM_DENIED,
-            members,
+            splittable,
         }
     }
 
@@ -100,7 +100,7 @@ impl Attempts {
             Failure::Cdn(e @ (CdnError::AccessDenied(_) | CdnError::Credentials(_) | CdnError::Other(_))) => {
                 self.confirm(e, now)
             }
-            Failure::Cdn(CdnError::InvalidArgument(_)) if self.members > 1 => Step::Refused(Refusal::Split),
+            Failure::Cdn(CdnError::InvalidArgument(_)) if self.splittable => Step::Refused(Refusal::Split),
             Failure::Cdn(CdnError::BatchAlreadyExists(_)) => Step::Refused(Refusal::Rebatch),
             Failure::Cdn(e) => dead_letter(e.to_string(), e.code()),
             Failure::Ledger(LedgerError::Invalid(reason)) => {
@@ -151,8 +151,8 @@ impl Transient for Failure {
 mod tests {
     use super::*;
 
-    fn attempts(members: usize) -> Attempts {
-        Attempts::new(&RetryPolicy::seeded(7), members, Duration::ZERO)
+    fn attempts(splittable: bool) -> Attempts {
+        Attempts::new(&RetryPolicy::seeded(7), splittable, Duration::ZERO)
     }
 
     fn cdn(error: CdnError) -> Failure {
@@ -177,7 +177,7 @@ mod tests {
             Failure::Ledger(LedgerError::Unavailable("503".into())),
             Failure::Ledger(LedgerError::NotFound("t".into())),
         ] {
-            let waits = delays(&mut attempts(1), &failure, 500);
+            let waits = delays(&mut attempts(false), &failure, 500);
             assert!(waits.iter().all(|d| *d <= Duration::from_secs(60)), "{failure}: {waits:?}");
             let hour: Duration = waits.iter().sum();
             assert!(hour > Duration::from_secs(3_600), "500 tries span an outage of hours, not seconds: {hour:?}");
@@ -186,7 +186,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_distribution_waits_for_room_then_keeps_waiting() {
-        let mut attempts = attempts(1);
+        let mut attempts = attempts(false);
         let full = cdn(CdnError::TooManyInProgress("3000".into()));
         for _ in 0..100 {
             let Step::Retry { reserve_again, .. } = attempts.after(&full, Instant::now()) else { panic!() };
@@ -196,7 +196,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_denial_is_confirmed_for_two_minutes_then_dead_lettered_with_its_reason() {
-        let mut attempts = attempts(3);
+        let mut attempts = attempts(true);
         let denied = cdn(CdnError::AccessDenied("not authorized".into()));
         let start = Instant::now();
         assert!(matches!(attempts.after(&denied, start), Step::Retry { .. }));
@@ -212,33 +212,33 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_denied_before_by_workers_that_died_is_dead_lettered_without_waiting_again() {
         let denied = cdn(CdnError::AccessDenied("not authorized".into()));
-        let mut resumed = Attempts::new(&RetryPolicy::seeded(7), 1, 2 * CONFIRM_DENIED);
+        let mut resumed = Attempts::new(&RetryPolicy::seeded(7), false, 2 * CONFIRM_DENIED);
         assert!(matches!(resumed.after(&denied, Instant::now()), Step::Refused(Refusal::DeadLetter { .. })));
-        let mut young = Attempts::new(&RetryPolicy::seeded(7), 1, CONFIRM_DENIED);
+        let mut young = Attempts::new(&RetryPolicy::seeded(7), false, CONFIRM_DENIED);
         assert!(matches!(young.after(&denied, Instant::now()), Step::Retry { .. }), "a first denial is confirmed");
     }
 
     #[tokio::test(start_paused = true)]
     async fn what_cannot_succeed_is_refused_at_once() {
         let now = Instant::now();
-        let refused = |members, error| attempts(members).after(&cdn(error), now);
-        assert_eq!(refused(2, CdnError::InvalidArgument("bad".into())), Step::Refused(Refusal::Split));
+        let refused = |splittable, error| attempts(splittable).after(&cdn(error), now);
+        assert_eq!(refused(true, CdnError::InvalidArgument("bad".into())), Step::Refused(Refusal::Split));
         assert!(matches!(
-            refused(1, CdnError::InvalidArgument("bad".into())),
+            refused(false, CdnError::InvalidArgument("bad".into())),
             Step::Refused(Refusal::DeadLetter { code: "InvalidArgument", .. })
         ));
         assert!(matches!(
-            refused(5, CdnError::NoSuchDistribution("E1".into())),
+            refused(true, CdnError::NoSuchDistribution("E1".into())),
             Step::Refused(Refusal::DeadLetter { code: "NoSuchDistribution", .. })
         ));
         assert!(matches!(
-            refused(5, CdnError::BatchTooLarge("big".into())),
+            refused(true, CdnError::BatchTooLarge("big".into())),
             Step::Refused(Refusal::DeadLetter { code: "BatchTooLarge", .. })
         ));
-        assert_eq!(refused(5, CdnError::BatchAlreadyExists("ref".into())), Step::Refused(Refusal::Rebatch));
+        assert_eq!(refused(true, CdnError::BatchAlreadyExists("ref".into())), Step::Refused(Refusal::Rebatch));
         let too_large = Failure::Ledger(LedgerError::Invalid("Item size has exceeded the maximum".into()));
         assert!(matches!(
-            attempts(1).after(&too_large, now),
+            attempts(false).after(&too_large, now),
             Step::Refused(Refusal::DeadLetter { code: "LedgerValidation", .. })
         ));
     }

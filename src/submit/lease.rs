@@ -6,10 +6,10 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::warn;
 
 use super::{Ownership, Submitter};
-use crate::ports::ledger::{BatchRecord, Ledger};
+use crate::ports::ledger::{BatchRecord, Batches};
 use crate::telemetry::log_allowed;
 
-impl<C, L: Ledger> Submitter<C, L> {
+impl<C, L: Batches> Submitter<C, L> {
     /// Renews the pending batch's lease every third of it while the returned guard lives: a live worker's batch is
     /// never taken over however long it waits, and a dead worker's is taken over within one lease.
     pub(super) fn keep_leased(&self, record: &BatchRecord) -> AbortOnDropHandle<()> {

@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 
 use self::decide::{Attempts, Failure, Refusal, Step};
 use self::schedule::Schedule;
-use self::shape::{split, split_to_fit};
+use self::shape::{split, split_to_fit, splittable};
 pub use self::spend::{CostPolicy, Spending};
 use self::spend::{Spend, replaced};
 
@@ -44,9 +44,9 @@ use crate::limit::{Budget, CreateRateLimiter};
 use crate::model::message::Disposition;
 use crate::model::{CallerReference, DistributionId};
 use crate::plan::{self, Room};
-use crate::ports::budget::{Allowance, BudgetStore};
+use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::{Cdn, CdnError};
-use crate::ports::ledger::{BatchRecord, Ledger, Owed, billing_month};
+use crate::ports::ledger::{BatchRecord, Owed, billing_month};
 use crate::retry::{RetryPolicy, Transient, retry_transient};
 use crate::telemetry::{log_allowed, outages};
 
@@ -123,7 +123,7 @@ enum Reserved {
     Refused(Batch, Refusal),
 }
 
-impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
+impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// Submits batches until every sender is gone: at most `max_concurrent` calls at once, and up to
     /// `HELD_BATCHES_PER_CALL` times as many batches held while they wait for budget, at most
     /// `HELD_BATCHES_PER_DISTRIBUTION` of them of one distribution. A batch starts only with a CreateInvalidation
@@ -192,7 +192,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     }
 
     /// Takes a batch as far as it can go and says what is to become of its messages. A batch CloudFront refuses
-    /// as invalid is bisected by message until the offending messages are alone. `permitted_at`: when the rate
+    /// as invalid is narrowed down (`shape::split`) until the offending messages are alone. `permitted_at`: when the rate
     /// limiter granted the batch's first call, if it did.
     pub async fn submit(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Vec<Disposition> {
         let mut to_submit = vec![batch];
@@ -208,7 +208,7 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
 
     async fn submit_one(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Outcome {
         let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
-        let mut attempts = Attempts::new(&self.retry, batch.content.members.len(), age);
+        let mut attempts = Attempts::new(&self.retry, splittable(&batch), age);
         let batch = if batch.content.reason == SealReason::Resumed {
             batch
         } else {
@@ -464,15 +464,16 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
         let members = batch.content.members.len();
         let (reason, code) = match &refusal {
             Refusal::DeadLetter { reason, code } => (reason.clone(), *code),
-            Refusal::Split => {
-                ("CloudFront refused a path; splitting the batch to find the message".to_owned(), "InvalidArgument")
-            }
+            Refusal::Split => (
+                "CloudFront refused a path; narrowing the batch down to find the message".to_owned(),
+                "InvalidArgument",
+            ),
             Refusal::Rebatch => {
                 ("the CallerReference was recorded with other paths".to_owned(), "InvalidationBatchAlreadyExists")
             }
         };
         if refusal == Refusal::Split {
-            warn!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, messages = members, "CloudFront refused the paths; splitting the batch to find the offending message");
+            warn!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, messages = members, "CloudFront refused the paths; narrowing the batch down to find the offending message");
         } else {
             error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code, error = %reason, "the batch was refused");
         }

@@ -91,12 +91,34 @@ pub(super) fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> 
     Some(vec![sealed(part(later)), sealed(part(now))])
 }
 
-/// Two batches with half the members each, each with a new CallerReference (their paths differ).
+/// Whether a batch CloudFront refused as invalid can be narrowed down to the message whose path it refuses: it
+/// holds several messages, or paths of messages it does not hold (a batch resumed from a stopped worker's record
+/// holds every recorded path but only the message redelivered to this worker).
+pub(super) fn splittable(batch: &Batch) -> bool {
+    batch.content.members.len() > 1 || batch.content.paths.iter().any(|path| !own(&batch.content.members, path))
+}
+
+fn own(members: &[BatchMember], path: &str) -> bool {
+    members.iter().any(|member| member.paths.iter().any(|own| own.as_str() == path))
+}
+
+/// A refused batch narrowed down, each part with a new CallerReference (their paths differ): halves of its
+/// messages; or, for one message, its own paths alone, so that another message's path never gets it
+/// dead-lettered (the others find their record failed when they come back, and are batched afresh).
 pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
     let distribution_id = batch.content.distribution_id;
     let mut first = batch.content.members;
-    let second = first.split_off(first.len() / 2);
-    [first, second]
+    let parts = if first.len() > 1 {
+        let second = first.split_off(first.len() / 2);
+        vec![first, second]
+    } else {
+        let paths = &batch.content.paths;
+        for member in &mut first {
+            member.paths.retain(|own| paths.iter().any(|path| path == own.as_str()));
+        }
+        vec![first]
+    };
+    parts
         .into_iter()
         .map(|members| {
             Batch::seal(SealedBatch::from_members(distribution_id.clone(), members, SealReason::Split), clock)

@@ -2,7 +2,7 @@
 //! `--monthly-path-budget` keeps every worker's batches of a month under one cap kept in the ledger.
 //!
 //! The cap is enforced where it cannot be raced: the intent record and the month's count move in one conditional
-//! write, the same as the batch's budget reservation (`BudgetStore::reserve_recording`). What the worker knows of
+//! write, the same as the batch's budget reservation (`JointWrites::reserve_recording`). What the worker knows of
 //! the month beforehand only shapes the batch so that the write is likely to pass; when another worker got there
 //! first, the batch is shaped again.
 
@@ -15,12 +15,12 @@ use tracing::{info, warn};
 
 use super::Submitter;
 use crate::batch::Batch;
+use crate::coverage::{Since, covers};
 use crate::model::DistributionId;
-use crate::model::path::is_covered_by;
 use crate::plan::{self, MonthFit, Plan};
-use crate::ports::budget::BudgetStore;
+use crate::ports::budget::JointWrites;
 use crate::ports::cdn::Cdn;
-use crate::ports::ledger::{Ledger, MonthCap, billing_month};
+use crate::ports::ledger::{MonthCap, billing_month};
 use crate::telemetry::{BudgetHold, log_allowed};
 
 /// `--coalesce cost`: a directory's paths become its wildcard when that saves at least `min_saving` billed paths.
@@ -66,7 +66,7 @@ fn described(plan: &Plan) -> String {
     each.collect::<Vec<_>>().join(", ")
 }
 
-impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
+impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// The monthly cap a new batch's intent is recorded under, if there is one.
     pub(super) fn month_cap(&self) -> Option<MonthCap> {
         let limit = self.spending.monthly_path_budget?;
@@ -138,7 +138,8 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
     }
 
     /// The batch without the paths that accepted invalidations CloudFront created after the batch was sealed cover
-    /// (every change its messages announce happened before that): one query of the distribution's recent records.
+    /// (`coverage`: every change its messages announce happened before that): one query of the distribution's
+    /// recent records.
     async fn without_covered(&self, mut batch: Batch) -> Spend {
         let distribution = &batch.content.distribution_id;
         let records = match self.ledger.list(distribution, batch.sealed_at, RECENT_RECORDS).await {
@@ -150,13 +151,9 @@ impl<C: Cdn, L: Ledger + BudgetStore> Submitter<C, L> {
                 return Spend::Submit(batch);
             }
         };
-        let later: Vec<String> = records
-            .into_iter()
-            .filter(|r| r.status.is_accepted() && r.submitted_at.is_some_and(|at| at >= batch.sealed_at))
-            .flat_map(|r| r.paths)
-            .collect();
+        let since = Since::Sealed(batch.sealed_at);
         let before = batch.content.paths.len();
-        batch.content.paths.retain(|path| !is_covered_by(path, &later));
+        batch.content.paths.retain(|path| !records.iter().any(|r| covers(r, since, path)));
         if batch.content.paths.len() < before {
             counter!("cfi_paths_covered_by_later_invalidations_total")
                 .increment((before - batch.content.paths.len()) as u64);

@@ -36,7 +36,7 @@ use crate::intake::{self, Outlets, PollSettings};
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter, share};
 use crate::ports::budget::QUOTA;
 use crate::ports::ledger::Owed;
-use crate::ports::{Allowance, BudgetStore, Cdn, Ledger, Queue};
+use crate::ports::{Allowance, Batches, Cdn, DeadLetters, JointWrites, Keys, Ledger, Queue};
 use crate::redelivery::Idempotency;
 use crate::submit::{Ownership, Submitter};
 use crate::track::{TrackSettings, Tracker};
@@ -82,7 +82,7 @@ pub async fn run<Q, C, L>(services: Services<Q, C, L>, settings: Settings, shutd
 where
     Q: Queue,
     C: Cdn,
-    L: Ledger + BudgetStore,
+    L: Ledger,
 {
     // A worker sharing the account's rate gets a share of it, never more.
     let rate = settings.submission.account_rate.map_or(settings.submission.create_rate, |rate| rate.per_second);
@@ -172,7 +172,7 @@ async fn until_drained(
     }
 }
 
-fn spawn_pollers<Q: Queue, C, L: Ledger>(
+fn spawn_pollers<Q: Queue, C, L: Batches + Keys>(
     stages: &mut JoinSet<()>,
     services: &Services<Q, C, L>,
     settings: &Settings,
@@ -216,7 +216,7 @@ fn batch_limits(batching: BatchingSettings, capacity: Allowance) -> BatchLimits 
     }
 }
 
-fn budget<Q, C: Cdn, L: BudgetStore>(
+fn budget<Q, C: Cdn, L: JointWrites>(
     services: &Services<Q, C, L>,
     settings: &Settings,
     capacity: Allowance,
@@ -238,7 +238,7 @@ fn budget<Q, C: Cdn, L: BudgetStore>(
     .with_board(Arc::clone(&settings.waiting))
 }
 
-fn acknowledger<Q: Queue, C, L: Ledger>(
+fn acknowledger<Q: Queue, C, L: DeadLetters>(
     services: &Services<Q, C, L>,
     settings: &Settings,
     inflight: &Arc<InFlight>,
@@ -260,7 +260,7 @@ fn acknowledger<Q: Queue, C, L: Ledger>(
     )
 }
 
-fn submitter<C: Cdn, L: Ledger + BudgetStore>(
+fn submitter<C: Cdn, L: Ledger>(
     cdn: Arc<C>,
     ledger: Arc<L>,
     settings: &Settings,
@@ -308,7 +308,7 @@ pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Starts the completion tracker unless it is turned off; returns where accepted invalidations go.
-fn start_tracker<Q, C: Cdn, L: Ledger + BudgetStore>(
+fn start_tracker<Q, C: Cdn, L: Ledger>(
     services: &Services<Q, C, L>,
     settings: &Settings,
     budget: &Arc<Budget<C, L>>,

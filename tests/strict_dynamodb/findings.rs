@@ -13,7 +13,7 @@ use cf_invalidator::fake::dynamodb::StrictDynamo;
 use cf_invalidator::fake::pending_record;
 use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::ledger::RequesterShare;
-use cf_invalidator::ports::{Allowance, BatchRecord, BatchStatus, BudgetStore, Ledger, Reservation};
+use cf_invalidator::ports::{Allowance, BatchRecord, BatchStatus, Batches, Budgets, Reservation};
 
 async fn ledger() -> DynamoLedger {
     let client = Arc::new(StrictDynamo::default()).client();

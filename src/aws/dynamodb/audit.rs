@@ -35,7 +35,7 @@ impl DynamoLedger {
             .send()
             .await
             .map_err(|e| self.error(classify(&e)))?;
-        Ok(output.item().filter(|item| unexpired(item)).cloned())
+        Ok(output.item().filter(|item| unexpired(item, self.clock.now())).cloned())
     }
 
     /// Every unexpired batch holding `message` created at or after `since`, by reading the whole table.
@@ -52,7 +52,7 @@ impl DynamoLedger {
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":batch", AttributeValue::S("batch#".into()))
             .expression_attribute_values(":since", timestamp(since))
-            .expression_attribute_values(":now", epoch_seconds(SystemTime::now()))
+            .expression_attribute_values(":now", epoch_seconds(self.clock.now()))
             .expression_attribute_values(":m", AttributeValue::S(message.0.clone()));
         let mut records = Vec::new();
         let mut start_key = None;

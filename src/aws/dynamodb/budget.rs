@@ -1,4 +1,4 @@
-//! `BudgetStore` on the ledger table: one item per distribution, `budget#<DistributionId>`, holding a map of
+//! `Budgets` and `JointWrites` on the ledger table: one item per distribution, `budget#<DistributionId>`, holding a map of
 //! reservations keyed by CallerReference and a version for optimistic concurrency (docs/design.md, "Shared
 //! in-progress budget").
 
@@ -9,15 +9,15 @@ use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::{
-    BOARD, BOARD_INDEX, BOARD_WORKERS, DynamoLedger, Item, KEY, LIST, LIST_BUDGETS, RANK, TTL_ATTRIBUTE, epoch_millis,
-    epoch_seconds, number, string, timestamp,
+    BOARD, DynamoLedger, Item, KEY, LIST, LIST_BUDGETS, RANK, TTL_ATTRIBUTE, epoch_millis, epoch_seconds, number,
+    string,
 };
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{
-    Allowance, BudgetState, BudgetStore, MAX_DELETED_AT_ONCE, Recorded, Reservation, ReservationWrite,
+    Allowance, BudgetState, Budgets, JointWrites, MAX_DELETED_AT_ONCE, Recorded, Reservation, ReservationWrite,
 };
-use crate::ports::ledger::{BatchRecord, Completion, Ledger, LedgerError, MonthCap};
+use crate::ports::ledger::{BatchRecord, Batches, Completion, LedgerError, MonthCap};
 
 const RESERVATIONS: &str = "reservations";
 /// A budget item outlives its last write by this much: long after any reservation in it has expired, so an idle
@@ -53,7 +53,7 @@ fn reservation_from(id: &str, value: &AttributeValue) -> Option<Reservation> {
 }
 
 /// A budget item's distribution and reservations; `None` for an item that is not a budget.
-pub(super) fn budget_from(item: &Item) -> Option<(DistributionId, BudgetState)> {
+pub(crate) fn budget_from(item: &Item) -> Option<(DistributionId, BudgetState)> {
     let distribution = string(item, KEY)?.strip_prefix("budget#").and_then(|d| DistributionId::parse(d).ok())?;
     Some((distribution, state_from(item)))
 }
@@ -86,7 +86,7 @@ impl DynamoLedger {
             .expression_attribute_names("#rank", RANK)
             .expression_attribute_names("#board", BOARD)
             .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
-            .expression_attribute_values(":ttl", epoch_seconds(SystemTime::now() + IDLE_ITEM_RETENTION))
+            .expression_attribute_values(":ttl", epoch_seconds(self.clock.now() + IDLE_ITEM_RETENTION))
             // On the status page's list of budgets (`by_list`), which projects only their keys: `by_board`
             // projected the reservations, so each write copied the whole map into the index.
             .expression_attribute_values(":budgets", AttributeValue::S(LIST_BUDGETS.into()))
@@ -150,7 +150,7 @@ fn remove_reservations(mut update: UpdateBuilder, ids: &[&CallerReference]) -> (
     (update, removals.join(", "))
 }
 
-impl BudgetStore for DynamoLedger {
+impl Budgets for DynamoLedger {
     async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
         let output = self
             .client
@@ -207,7 +207,9 @@ impl BudgetStore for DynamoLedger {
     ) -> Result<(), LedgerError> {
         self.release(distribution, &[id]).await
     }
+}
 
+impl JointWrites for DynamoLedger {
     async fn reserve_recording(
         &self,
         distribution: &DistributionId,
@@ -244,7 +246,6 @@ impl BudgetStore for DynamoLedger {
             Err(cancelled) => Err(cancelled.unexpected()),
         }
     }
-
     async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
         let mut expression = "SET #reservations.#id.#until = :until".to_owned();
         let mut note = Update::builder()
@@ -262,7 +263,6 @@ impl BudgetStore for DynamoLedger {
         let note = note.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))?;
         self.outcome(record, Some(note)).await
     }
-
     /// Records `completions` and releases their reservations in one transaction; records them one by one if any
     /// was recorded before (or has no record: the plain write tells which), or the budget is gone.
     async fn release_completed(
@@ -289,64 +289,4 @@ impl BudgetStore for DynamoLedger {
             Err(cancelled) => Err(cancelled.unexpected()),
         }
     }
-
-    async fn check_in(&self, worker: &str, now: SystemTime, until: SystemTime) -> Result<Vec<String>, LedgerError> {
-        // On `by_board` as the list `workers`, sorted by the last check-in: the status page's workers too.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item(KEY, worker_key(worker))
-            .item(BOARD, AttributeValue::S(BOARD_WORKERS.into()))
-            .item("created_at", timestamp(now))
-            .item(TTL_ATTRIBUTE, epoch_seconds(until))
-            .send()
-            .await
-            .map_err(|e| self.error(classify(&e)))?;
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(BOARD_INDEX)
-            .key_condition_expression("#board = :workers")
-            .filter_expression("#ttl > :now")
-            .expression_attribute_names("#board", BOARD)
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":workers", AttributeValue::S(BOARD_WORKERS.into()))
-            .expression_attribute_values(":now", epoch_seconds(now));
-        let mut live = vec![worker.to_owned()];
-        self.each_item(query, |item| {
-            let id = string(item, KEY).and_then(|key| key.strip_prefix(WORKER_PREFIX).map(str::to_owned));
-            live.extend(id);
-            Ok(std::ops::ControlFlow::Continue(()))
-        })
-        .await?;
-        // The index is eventually consistent: this worker's own check-in may not show yet.
-        live.sort_unstable();
-        live.dedup();
-        Ok(live)
-    }
-
-    async fn check_out(&self, worker: &str) -> Result<(), LedgerError> {
-        // Expired rather than deleted: the worker's role needs no dynamodb:DeleteItem, and TTL removes it. An hour
-        // back, so that no other worker's clock, a little behind, still counts it.
-        let expired = SystemTime::now() - Duration::from_secs(3_600);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, worker_key(worker))
-            .update_expression("SET #ttl = :expired")
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":expired", epoch_seconds(expired))
-            .send()
-            .await
-            .map_err(|e| self.error(classify(&e)))?;
-        Ok(())
-    }
-}
-
-const WORKER_PREFIX: &str = "worker#";
-
-/// `worker#<worker id>`: a worker sharing the account's CreateInvalidation rate, until its check-in runs out.
-fn worker_key(worker: &str) -> AttributeValue {
-    AttributeValue::S(format!("{WORKER_PREFIX}{worker}"))
 }

@@ -270,11 +270,11 @@ pub(super) fn expiry(item: &Item) -> SystemTime {
 }
 
 /// TTL deletes lazily (up to days later): readers check expiry themselves.
-pub(super) fn unexpired(item: &Item) -> bool {
-    expiry(item) > SystemTime::now()
+pub(super) fn unexpired(item: &Item, now: SystemTime) -> bool {
+    expiry(item) > now
 }
 
-pub(super) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
+pub(crate) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
     let not_a_batch = || malformed("batch record", item);
     let distribution_id = string(item, "distribution_id").and_then(|d| DistributionId::parse(&d).ok());
     let paths = strings(item, "paths");
@@ -390,7 +390,7 @@ pub(super) fn malformed(kind: &str, item: &Item) -> LedgerError {
     LedgerError::Other(format!("ledger item is not a {kind}: {item:?}"))
 }
 
-pub(super) fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerError> {
+pub(crate) fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerError> {
     Ok(DeadLetterRecord {
         message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("dead-letter record", item))?),
         reason: string(item, "reason").unwrap_or_default(),

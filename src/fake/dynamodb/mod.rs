@@ -52,6 +52,19 @@ impl StrictDynamo {
         Self { state: Mutex::default(), clock, ttl_delay: TTL_DELAY }
     }
 
+    /// Remembers when each item was first stored: `first_stored` answers for it. For tests that need to know when
+    /// a write became durable; memory grows with every item ever written.
+    pub fn recording_first_stores(self) -> Self {
+        self.state().first_stored = Some(std::collections::HashMap::new());
+        self
+    }
+
+    /// When the item with this (string) hash key was first stored, if the engine records it.
+    pub fn first_stored(&self, key: &str) -> Option<std::time::SystemTime> {
+        let seconds = *self.state().first_stored.as_ref()?.get(key)?;
+        Some(UNIX_EPOCH + Duration::from_secs_f64(seconds))
+    }
+
     /// Items are deleted this long after their TTL attribute's time (and still read until then).
     pub fn with_ttl_delay(self, ttl_delay: Duration) -> Self {
         Self { ttl_delay, ..self }

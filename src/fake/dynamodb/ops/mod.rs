@@ -22,6 +22,11 @@ use super::value::Value;
 pub struct State {
     pub tables: BTreeMap<String, Table>,
     pub observed: Observed,
+    /// When each item was first stored (epoch seconds), by its key as `show` writes it: kept only when asked for
+    /// (`StrictDynamo::recording_first_stores`), since it grows with every item ever written.
+    pub first_stored: Option<std::collections::HashMap<String, f64>>,
+    /// The time of the request being answered, epoch seconds.
+    pub now: f64,
 }
 
 impl State {
@@ -32,6 +37,7 @@ impl State {
 
 /// Runs `operation` (the `X-Amz-Target` after `DynamoDB_20120810.`); `now` is epoch seconds.
 pub fn dispatch(state: &mut State, operation: &str, request: &Json, now: f64) -> Result<Json, Refusal> {
+    state.now = now;
     *state.observed.requests.entry(operation.to_owned()).or_default() += 1;
     match operation {
         "CreateTable" => tables::create(state, request, now),

@@ -121,7 +121,7 @@ fn key_item(table: &Table, key: &PrimaryKey) -> Item {
     item
 }
 
-fn show(key: &PrimaryKey) -> String {
+pub(super) fn show(key: &PrimaryKey) -> String {
     let part = |k: &KeyValue| match k {
         KeyValue::S(s) => s.clone(),
         other => format!("{:?}", other.value().to_json()),
@@ -138,6 +138,9 @@ pub fn commit(state: &mut State, table: &str, key: &PrimaryKey, outcome: Outcome
     match outcome {
         Outcome::Store(item) => {
             state.observed.item_written(item_size(&item), &table.name, || show(key));
+            if let Some(first) = &mut state.first_stored {
+                first.entry(show(key)).or_insert(state.now);
+            }
             table.put(key.clone(), item)
         }
         Outcome::Remove => table.delete(key),
