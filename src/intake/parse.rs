@@ -50,7 +50,7 @@ pub enum Rejection {
     InvalidTag { index: usize, tag: String, error: TagError },
     #[error("idempotency_key {0:?} is invalid: it must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters")]
     InvalidIdempotencyKey(String),
-    #[error("priority {0:?} is invalid: it must be \"urgent\" or \"normal\"")]
+    #[error("priority {0:?} is invalid: it must be \"urgent\" or \"normal\" (in any case)")]
     InvalidPriority(String),
     #[error(transparent)]
     Unrouted(#[from] RouteError),
@@ -262,10 +262,12 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
         paths.push(tag);
     }
     dedup(&mut paths);
-    let max_delay = match wire.priority.as_deref() {
+    // Any case, as tags are: "URGENT" is no less urgent.
+    let priority = wire.priority.as_deref().map(str::to_ascii_lowercase);
+    let max_delay = match priority.as_deref() {
         Some("urgent") => Some(Duration::ZERO),
         None | Some("normal") => wire.max_delay_seconds.map(Duration::from_secs),
-        Some(other) => return Err(Rejection::InvalidPriority(excerpt(other))),
+        Some(_) => return Err(Rejection::InvalidPriority(excerpt(wire.priority.as_deref().unwrap_or_default()))),
     };
     Ok(InvalidationRequest {
         distribution_id,
@@ -581,6 +583,8 @@ mod tests {
         };
         assert_eq!(with(serde_json::json!({})).unwrap().max_delay, None);
         assert!(with(serde_json::json!({"priority": "urgent"})).unwrap().is_urgent());
+        assert!(with(serde_json::json!({"priority": "URGENT"})).unwrap().is_urgent(), "any case");
+        assert!(!with(serde_json::json!({"priority": "Normal"})).unwrap().is_urgent());
         let capped = with(serde_json::json!({"priority": "normal", "max_delay_seconds": 30})).unwrap();
         assert_eq!(capped.max_delay, Some(Duration::from_secs(30)));
         assert!(!capped.is_urgent());
