@@ -38,7 +38,7 @@ use self::item::{
     intent_item, key_item_key, key_of, key_record_from, month_key, number, number_of, owed_from, record_from,
     requester_month_key, string, strings, timestamp, unexpired,
 };
-pub use self::schema::create_table;
+pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};
 use crate::model::text::capped;
 use crate::model::{CallerReference, DistributionId, MessageId};
