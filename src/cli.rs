@@ -7,6 +7,9 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
 use cf_invalidator::worker::DEFAULT_MAX_HELD_MESSAGES;
 
+#[cfg(test)]
+mod flags_doc;
+
 /// What the exit codes mean (`commands::exit`).
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 failed (the last line says why; trying again may help); 2 send --wait \
 timed out (the invalidation may still be running); 3 send --wait: a message was dead-lettered; 64 the command line \
