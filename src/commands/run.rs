@@ -36,34 +36,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut settings = settings(&args).map_err(|e| misconfigured(format!("{e:#}")))?;
     let config = super::aws_config().await?;
     settings.events = events(&config, &args).await?;
-    let sqs = super::sqs(&config);
-    let queue = Arc::new(SqsQueue::new(sqs.clone(), &args.queue_url));
-    let ledger = Arc::new(DynamoLedger::new(super::dynamodb(&config), &args.table));
     let health = Arc::new(Health::default());
     let stop_telemetry = CancellationToken::new();
     let page = Arc::new(PageOnceStarted::default());
     if let Some(addr) = args.metrics_addr {
         serve_telemetry(addr, &health, Arc::clone(&page), &stop_telemetry).await?;
     }
-    let started = startup::checked(&queue, &ledger, args.dlq_url.as_deref(), &health, &stop).await;
-    let dead_letter = match started {
-        Ok(Started::Ready { dead_letter }) => dead_letter,
-        Ok(Started::Stopped) | Err(_) => {
+    let services = match connect(&config, &args, &health, &stop).await {
+        Ok(Some(services)) => services,
+        stopped_or_refused => {
             stop_telemetry.cancel();
-            return started.map(|_| ());
+            return stopped_or_refused.map(|_| ());
         }
-    };
-    match &dead_letter {
-        Some(url) => info!(dlq_url = %url, "refused messages go to the dead-letter queue"),
-        None => warn!(
-            "the queue has no dead-letter queue: refused messages stay on the queue; set a RedrivePolicy or --dlq-url"
-        ),
-    }
-    let services = Services {
-        queue,
-        dead_letter: dead_letter.map(|url| Arc::new(SqsQueue::new(sqs, url))),
-        cdn: Arc::new(CloudFront::new(super::cloudfront(&config))),
-        ledger,
     };
     if args.metrics_addr.is_some() {
         let _ = page.0.set(status_page(&services, &args, &settings));
@@ -83,6 +67,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(held, "exited with messages it could not finish; they were handed back to the queue");
     }
     Ok(())
+}
+
+/// The SDK adapters, once start-up found everything they need (`startup::checked`); `None` when a signal came
+/// first.
+async fn connect(
+    config: &aws_config::SdkConfig,
+    args: &RunArgs,
+    health: &Health,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Services<SqsQueue, CloudFront, DynamoLedger>>> {
+    let sqs = super::sqs(config);
+    let queue = SqsQueue::new(sqs.clone(), &args.queue_url);
+    let ledger = DynamoLedger::new(super::dynamodb(config), &args.table);
+    let Started::Ready { dead_letter } =
+        startup::checked(&queue, &ledger, args.dlq_url.as_deref(), health, stop).await?
+    else {
+        return Ok(None);
+    };
+    match &dead_letter {
+        Some(url) => info!(dlq_url = %url, "refused messages go to the dead-letter queue"),
+        None => warn!(
+            "the queue has no dead-letter queue: refused messages stay on the queue; set a RedrivePolicy or --dlq-url"
+        ),
+    }
+    Ok(Some(Services {
+        queue: Arc::new(queue),
+        dead_letter: dead_letter.map(|url| Arc::new(SqsQueue::new(sqs, url))),
+        cdn: Arc::new(CloudFront::new(super::cloudfront(config))),
+        ledger: Arc::new(ledger),
+    }))
 }
 
 /// The worker's settings from the command line, checked.

@@ -142,9 +142,11 @@ where
     let (drained, deadline) =
         until_drained(stages, shutdown, &stop_receiving, settings.shutdown_timeout, &inflight).await;
     // Nothing held will be finished now. The heartbeat finishes the call it is making, if any, before anything is
-    // handed back: that call must not reach SQS afterwards and hide the messages again.
+    // handed back (that call must not reach SQS afterwards and hide the messages again), within half of what is
+    // left: the hand-back matters more.
     stop_heartbeat.cancel();
-    let _ = tokio::time::timeout_at(deadline, heartbeat.join_next()).await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let _ = tokio::time::timeout(left / 2, heartbeat.join_next()).await;
     heartbeat.shutdown().await;
     let held = hand_back_what_is_left(services.queue, &inflight, deadline).await;
     stop_sharing.cancel();

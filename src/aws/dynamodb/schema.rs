@@ -197,14 +197,8 @@ async fn wait_until_active(ledger: &DynamoLedger, limit: Duration) -> Result<Vec
     let give_up = tokio::time::Instant::now() + limit;
     let poll = (limit / 120).clamp(Duration::from_millis(500), Duration::from_secs(15));
     loop {
-        let described = ledger
-            .client
-            .describe_table()
-            .table_name(&ledger.table)
-            .send()
-            .await
-            .map_err(|e| ledger.error(classify(&e)))?;
-        let table = described.table();
+        let described = describe(ledger).await?;
+        let table = described.as_ref();
         let indexes = table.map(|t| t.global_secondary_indexes()).unwrap_or_default();
         let active = table.and_then(|t| t.table_status()) == Some(&TableStatus::Active)
             && indexes.iter().all(|index| index.index_status() == Some(&IndexStatus::Active));
@@ -263,6 +257,12 @@ pub enum TableCheck {
 /// Reads the table's description (DescribeTable) and compares it with what `setup` creates: the key, and every
 /// index with its keys.
 pub async fn check_table(ledger: &DynamoLedger) -> Result<Result<TableCheck, SchemaError>, LedgerError> {
+    let table = describe(ledger).await?.ok_or_else(|| LedgerError::NotFound(ledger.table.clone()))?;
+    Ok(compare(&ledger.table, &table))
+}
+
+/// DescribeTable.
+async fn describe(ledger: &DynamoLedger) -> Result<Option<TableDescription>, LedgerError> {
     let described = ledger
         .client
         .describe_table()
@@ -270,10 +270,7 @@ pub async fn check_table(ledger: &DynamoLedger) -> Result<Result<TableCheck, Sch
         .send()
         .await
         .map_err(|e| ledger.error(classify(&e)))?;
-    let Some(table) = described.table() else {
-        return Err(LedgerError::NotFound(ledger.table.clone()));
-    };
-    Ok(compare(&ledger.table, table))
+    Ok(described.table)
 }
 
 /// What the description says against what the worker reads. No I/O.
