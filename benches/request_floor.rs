@@ -9,8 +9,9 @@
 //! Sequential DynamoDB GetItem calls on one client, the SDK configured as the worker configures it
 //! (`cf_invalidator::aws::load_config`), on a current-thread runtime (the worker's default) and on a two-thread
 //! one; boto3 runs the same loop in a child process. The three alternate, and each reports the CPU (user + system)
-//! its process spent in the loop. Without an emulator on loopback it prints why and does nothing; under
-//! `cargo test --all-targets` (no `--bench` argument) it makes a few calls of each kind and times nothing.
+//! its process spent in the loop. Without an emulator on loopback it prints why and does nothing, or fails under
+//! CFI_REQUIRE_EMULATOR (which scripts/test sets); under `cargo test --all-targets` (no `--bench` argument) it
+//! makes a few calls of each kind and times nothing.
 
 use std::process::Command;
 use std::time::Duration;
@@ -37,6 +38,12 @@ print(time.process_time() - start)
 
 fn main() {
     let Some(python) = emulator_python() else {
+        // scripts/test starts an emulator and sets CFI_REQUIRE_EMULATOR: there, a skip would hide a broken setup.
+        assert!(
+            std::env::var_os("CFI_REQUIRE_EMULATOR").is_none(),
+            "request_floor: CFI_REQUIRE_EMULATOR is set but no emulator is configured (AWS_ENDPOINT_URL on loopback \
+             and CFI_EMULATOR_PYTHON)"
+        );
         println!("request_floor: skipped, it needs the emulator: eval \"$(scripts/emulator start)\" first");
         return;
     };

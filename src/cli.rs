@@ -7,8 +7,17 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
 use cf_invalidator::worker::DEFAULT_MAX_HELD_MESSAGES;
 
+#[cfg(test)]
+mod flags_doc;
+
+/// What the exit codes mean (`commands::exit`).
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 failed (the last line says why; trying again may help); 2 send --wait \
+timed out (the invalidation may still be running); 3 send --wait: a message was dead-lettered; 64 the command line \
+is wrong; 78 the configuration is wrong (a missing queue, table, topic or index, no region or credentials, access \
+denied, a refused flag value): fix it, trying again will not help.";
+
 #[derive(Debug, Parser)]
-#[command(name = "cf-invalidator", version, about = "Batch CloudFront invalidations from an SQS queue")]
+#[command(name = "cf-invalidator", version, about = "Batch CloudFront invalidations from an SQS queue", after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,9 +36,10 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the worker: consume the queue, batch, invalidate, record, acknowledge.
-    /// Boxed: it has many more flags than the other commands.
+    // Boxed: it has many more flags than the other commands.
     Run(Box<RunArgs>),
-    /// Put an invalidation request on the queue.
+    /// Put an invalidation request on the queue, checked as the worker will check it.
+    #[command(after_help = EXIT_CODES)]
     Send(SendArgs),
     /// Create the queue, its dead-letter queue and the ledger table (idempotent).
     Setup(SetupArgs),
@@ -91,20 +101,20 @@ pub struct ReportArgs {
     pub table: String,
 
     /// The calendar month (UTC), as YYYY-MM; default: this month.
-    #[arg(long)]
+    #[arg(long, env = "INVALIDATOR_MONTH")]
     pub month: Option<String>,
 
     /// Only this distribution's counters (the total and the daily series stay the account's).
-    #[arg(long)]
+    #[arg(long, env = "INVALIDATOR_DISTRIBUTION")]
     pub distribution: Option<String>,
 
     /// One JSON object instead of the table.
-    #[arg(long)]
+    #[arg(long, env = "INVALIDATOR_JSON")]
     pub json: bool,
 
-    /// Also write a chart (SVG) to this file: paths billed and requested per day, and the month's paths billed so
-    /// far against the free tier.
-    #[arg(long, value_name = "FILE")]
+    /// Also write a chart to this SVG file (its name must end in .svg): paths billed and requested per day, and
+    /// the month's paths billed so far against the free tier.
+    #[arg(long, env = "INVALIDATOR_PLOT", value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
 }
 
@@ -142,7 +152,8 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(10..))]
     pub max_held_messages: u32,
 
-    /// On SIGTERM/SIGINT, how long to drain (seal, submit, delete) before exiting.
+    /// On SIGTERM/SIGINT, the longest the worker takes to exit: it drains (seals, submits, deletes) for all but the
+    /// last quarter of it (5 s at most), then hands back to the queue at once whatever it could not finish.
     #[arg(long, env = "INVALIDATOR_SHUTDOWN_TIMEOUT", default_value = "30s")]
     pub shutdown_timeout: humantime::Duration,
 
@@ -198,13 +209,14 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_COMPLETION_POLL", default_value = "10s")]
     pub completion_poll: humantime::Duration,
 
-    /// Publish an event to this SNS topic when a batch is accepted and when it completes (schema/event.v1.json),
-    /// at least once: the ledger keeps a batch tracked until its events are published.
+    /// Publish an event to this SNS topic when a batch is accepted, when it completes, when CloudFront refuses it
+    /// for good and when a message is dead-lettered (schema/event.v1.json), at least once: the ledger keeps a batch
+    /// tracked until its events are published.
     #[arg(long, env = "INVALIDATOR_EVENTS_TOPIC_ARN", value_name = "ARN", conflicts_with = "events_bus")]
     pub events_topic_arn: Option<String>,
 
     /// Publish the same events to this EventBridge bus (source `cf-invalidator`, detail-type `Invalidation
-    /// Accepted` or `Invalidation Completed`).
+    /// Accepted`, `Invalidation Completed`, `Invalidation Failed` or `Message Dead-Lettered`).
     #[arg(long, env = "INVALIDATOR_EVENTS_BUS", value_name = "NAME")]
     pub events_bus: Option<String>,
 
@@ -294,12 +306,12 @@ pub struct SendArgs {
 
     /// Send with `"priority": "urgent"`: the worker seals the distribution's window at once and submits ahead of
     /// normal batches.
-    #[arg(long)]
+    #[arg(long, env = "INVALIDATOR_URGENT")]
     pub urgent: bool,
 
     /// After sending, wait until every path and tag is covered by invalidations CloudFront reports completed,
     /// reading the ledger (--table). Exit 0 when complete, 2 on timeout, 3 when a message was dead-lettered.
-    #[arg(long, requires = "table")]
+    #[arg(long, env = "INVALIDATOR_WAIT", requires = "table")]
     pub wait: bool,
 
     /// The worker's ledger table, read by --wait.
@@ -311,7 +323,7 @@ pub struct SendArgs {
     pub wait_timeout: humantime::Duration,
 
     /// With --wait: print the result as JSON on standard output (invalidation ids and times).
-    #[arg(long, requires = "wait")]
+    #[arg(long, env = "INVALIDATOR_JSON", requires = "wait")]
     pub json: bool,
 }
 

@@ -1,4 +1,8 @@
-//! The binary's edge: parse the command line, set up logging, run a command, turn errors into one clear line.
+//! The binary's edge: parse the command line, set up logging, run a command, turn errors into one clear line and
+//! an exit code (`commands::exit`).
+
+// Output goes through `commands::output` and `commands::exit::say`: the macros panic on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
 mod commands;
@@ -10,6 +14,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat};
+use crate::commands::exit;
 
 /// The SDK allocates and frees small buffers all through each request, and glibc's allocator spent a fifth of the
 /// worker's CPU on them (perf, BENCHMARKS.md).
@@ -17,12 +22,15 @@ use crate::cli::{Cli, Command, LogFormat};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error),
+    };
     init_logging(cli.log_format);
     let runtime = match runtime(&cli.command) {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            exit::say(format_args!("error: cannot start the async runtime: {error}"));
             return ExitCode::FAILURE;
         }
     };
@@ -38,17 +46,16 @@ fn main() -> ExitCode {
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => match error.downcast_ref::<commands::send::WaitEnded>() {
-            Some(ended) => {
-                eprintln!("{ended}");
-                ExitCode::from(ended.code)
-            }
-            None => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Err(error) => exit::ended(&error),
     }
+}
+
+/// `--help` and `--version` print and succeed; a wrong command line exits with its own code, not clap's 2, which
+/// `send --wait` answers for "still running".
+fn usage(error: &clap::Error) -> ExitCode {
+    // A closed pipe (`--help | head`) loses the rest of the text, nothing more.
+    let _ = error.print();
+    if error.use_stderr() { ExitCode::from(exit::EXIT_USAGE) } else { ExitCode::SUCCESS }
 }
 
 /// One thread unless `run --threads` asks for more; the other commands make a few calls and exit.

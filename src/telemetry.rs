@@ -46,9 +46,16 @@ pub struct Health {
     queue_reachable: AtomicBool,
     ledger_reachable: AtomicBool,
     shutting_down: AtomicBool,
+    /// What start-up waits for, while it waits.
+    starting: Mutex<Option<String>>,
 }
 
 impl Health {
+    /// Start-up waits for `why` (`None`: it is over).
+    pub fn starting(&self, why: Option<String>) {
+        *self.starting.lock().unwrap() = why;
+    }
+
     pub fn record_probe(&self, queue_reachable: bool, ledger_reachable: bool) {
         self.queue_reachable.store(queue_reachable, Ordering::Relaxed);
         self.ledger_reachable.store(ledger_reachable, Ordering::Relaxed);
@@ -62,6 +69,8 @@ impl Health {
     pub fn readiness(&self) -> Result<(), String> {
         if self.shutting_down.load(Ordering::Relaxed) {
             Err("shutting down".into())
+        } else if let Some(why) = self.starting.lock().unwrap().as_ref() {
+            Err(format!("starting: {why}"))
         } else if !self.queue_reachable.load(Ordering::Relaxed) {
             Err("SQS did not answer the last probe".into())
         } else if !self.ledger_reachable.load(Ordering::Relaxed) {

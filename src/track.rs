@@ -107,7 +107,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
             let due = tracked.iter().map(|t| t.next_look).min().map(|at| at.max(next_call));
             tokio::select! {
                 biased;
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return self.last_look(tracked).await,
                 owed = accepted.recv(), if open => match owed {
                     Some(Owed::Batch(submitted)) => {
                         let mut entry = self.entry(submitted, true, self.settings.first_look);
@@ -133,6 +133,21 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                     next_call = Instant::now() + self.settings.call_gap;
                 }
             }
+        }
+    }
+
+    /// On shutdown: one look at each distribution this worker submitted to, so that what CloudFront completed at
+    /// once is recorded now, not a minute later by whichever worker adopts it (and `send --wait` callers with it).
+    async fn last_look(&self, tracked: Vec<Tracked>) {
+        let (mut mine, _): (Vec<Tracked>, _) =
+            tracked.into_iter().partition(|t| t.own && t.submitted.status != BatchStatus::Completed);
+        while let Some(distribution) = mine.first().map(|t| t.submitted.distribution_id.clone()) {
+            let (mut these, rest) = mine.into_iter().partition(|t| t.submitted.distribution_id == distribution);
+            mine = rest;
+            let now = Instant::now();
+            these.iter_mut().for_each(|t| t.next_look = now);
+            self.look(&distribution, these).await;
+            tokio::time::sleep(self.settings.call_gap).await;
         }
     }
 

@@ -41,9 +41,13 @@ async fn stack() -> Option<Stack> {
 }
 
 fn send_and_wait(stack: &Stack, extra: &[&str]) -> (Output, Duration) {
+    send_and_wait_on(stack, DISTRIBUTION, extra)
+}
+
+fn send_and_wait_on(stack: &Stack, distribution: &str, extra: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
     let output = common::binary()
-        .args(["send", "--queue-url", &stack.queue_url, "--table", &stack.table, "--distribution", DISTRIBUTION])
+        .args(["send", "--queue-url", &stack.queue_url, "--table", &stack.table, "--distribution", distribution])
         .args(["--wait", "--json"])
         .args(extra)
         .output()
@@ -78,12 +82,22 @@ async fn send_wait_returns_once_cloudfront_completed_and_names_what_went_wrong_o
     let simulated = common::simulator_report(&stack.simulator.url).await;
     assert_eq!(simulated.worker.created, 1, "{simulated:#?}");
 
+    // What the worker would dead-letter, send refuses itself, with the worker's reason, and sends nothing.
     let (refused, _) = send_and_wait(&stack, &["no-leading-slash"]);
-    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
     let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.lines().last().unwrap_or_default().contains("must start with '/'"), "{stderr}");
+    assert!(refused.stdout.is_empty(), "nothing sent, nothing to report");
+
+    // What only CloudFront can refuse ends the wait with exit 3 and the reason, said once.
+    let (dead, _) = send_and_wait_on(&stack, "ENOSUCHDISTRIBUTION", &["/a"]);
+    assert_eq!(dead.status.code(), Some(3), "{}", String::from_utf8_lossy(&dead.stderr));
+    let stderr = String::from_utf8_lossy(&dead.stderr);
     let last_line = stderr.lines().last().unwrap_or_default();
-    assert!(last_line.contains("dead-lettered") && last_line.contains("must start with '/'"), "{stderr}");
-    assert_eq!(result(&refused)["status"], "dead_lettered");
+    assert!(last_line.contains("dead-lettered") && last_line.contains("does not exist"), "{stderr}");
+    assert_eq!(stderr.matches("dead-lettered").count(), 1, "{stderr}");
+    assert!(!stderr.contains("not yet created"), "{stderr}");
+    assert_eq!(result(&dead)["status"], "dead_lettered");
 
     let (late, took) = send_and_wait(&stack, &["/slow.html", "--wait-timeout", "3s"]);
     assert_eq!(late.status.code(), Some(2), "{}", String::from_utf8_lossy(&late.stderr));

@@ -61,8 +61,9 @@ impl SqsQueue {
         Ok(())
     }
 
-    /// The dead-letter queue named by the queue's RedrivePolicy, if any.
-    pub async fn dead_letter_queue_url(&self) -> Result<Option<String>, QueueError> {
+    /// The dead-letter queue named by the queue's RedrivePolicy, if any; an error names the dead-letter queue when
+    /// it is the one that is missing.
+    pub async fn dead_letter_queue_url(&self) -> Result<Option<String>, DeadLetterError> {
         let attributes = self
             .client
             .get_queue_attributes()
@@ -74,25 +75,50 @@ impl SqsQueue {
         let Some(policy) = attributes.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy)) else {
             return Ok(None);
         };
+        let unreadable = || DeadLetterError::Unreadable { queue: self.url.clone(), policy: policy.clone() };
         let arn = serde_json::from_str::<serde_json::Value>(policy)
             .ok()
             .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_owned))
-            .ok_or_else(|| QueueError::Other(format!("unreadable RedrivePolicy on {}: {policy}", self.url)))?;
+            .ok_or_else(unreadable)?;
         // arn:aws:sqs:REGION:ACCOUNT:NAME
         let mut parts = arn.rsplitn(3, ':');
         let (Some(name), Some(account)) = (parts.next(), parts.next()) else {
-            return Err(QueueError::Other(format!("unreadable dead-letter queue ARN {arn}")));
+            return Err(unreadable());
         };
-        let found = self
-            .client
-            .get_queue_url()
-            .queue_name(name)
-            .queue_owner_aws_account_id(account)
-            .send()
-            .await
-            .map_err(|e| self.error(classify(&e)))?;
-        Ok(found.queue_url().map(str::to_owned))
+        let named_by = format!("the RedrivePolicy of {}", self.url);
+        self.queue_url_of(name, account, named_by).await.map(Some)
     }
+
+    /// Fails when the dead-letter queue at `url` (--dlq-url) does not exist, asking only what a role that sends
+    /// to it may ask (GetQueueUrl).
+    pub async fn check_dead_letter_queue(&self, url: &str) -> Result<(), DeadLetterError> {
+        // https://sqs.REGION.amazonaws.com/ACCOUNT/NAME
+        let mut segments = url.trim_end_matches('/').rsplit('/');
+        let (Some(name), Some(account)) = (segments.next(), segments.next()) else {
+            return Err(DeadLetterError::Missing { name: url.to_owned(), named_by: "--dlq-url".into() });
+        };
+        self.queue_url_of(name, account, "--dlq-url".into()).await.map(|_| ())
+    }
+
+    async fn queue_url_of(&self, name: &str, account: &str, named_by: String) -> Result<String, DeadLetterError> {
+        let found = self.client.get_queue_url().queue_name(name).queue_owner_aws_account_id(account).send().await;
+        match found.map_err(|e| self.error(classify(&e))) {
+            Ok(found) => Ok(found.queue_url().unwrap_or_default().to_owned()),
+            Err(QueueError::NotFound(_)) => Err(DeadLetterError::Missing { name: name.to_owned(), named_by }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Why the dead-letter queue cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("dead-letter queue {name} does not exist ({named_by} names it): create it, or name one that exists")]
+    Missing { name: String, named_by: String },
+    #[error("unreadable RedrivePolicy on {queue}: {policy}")]
+    Unreadable { queue: String, policy: String },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 fn seconds(duration: Duration) -> i32 {

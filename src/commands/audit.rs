@@ -11,6 +11,7 @@ use cf_invalidator::model::{CallerReference, MessageId};
 use cf_invalidator::ports::{BatchRecord, DeadLetterRecord, KeyRecord};
 use serde_json::{Value, json};
 
+use super::output::outln;
 use crate::cli::AuditArgs;
 
 pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
@@ -20,12 +21,12 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     let rows = answer(&ledger, question).await?;
     if args.json {
         for row in &rows {
-            println!("{}", as_json(row));
+            outln!("{}", as_json(row))?;
         }
+        Ok(())
     } else {
-        print_human(&rows);
+        print_human(&rows)
     }
-    Ok(())
 }
 
 /// The question the flags ask; clap has already made sure at most one question flag is given.
@@ -131,33 +132,46 @@ fn short(duration: Duration) -> String {
     }
 }
 
-fn print_human(rows: &[Row]) {
+fn print_human(rows: &[Row]) -> anyhow::Result<()> {
     for row in rows {
         if let Row::Key(claim) = row {
-            println!(
+            outln!(
                 "idempotency key {:?}: first used by message {} (distribution {}) at {}; later messages with it for the same paths were deleted without an invalidation, others dead-lettered",
                 claim.key,
                 claim.message_id,
                 claim.distribution_id,
                 time(claim.created_at)
-            );
+            )?;
         }
     }
     let batches = rows.iter().filter(|row| matches!(row, Row::Batch(_) | Row::Covering { .. })).count();
     let dead_letters: Vec<&DeadLetterRecord> =
         rows.iter().filter_map(|row| if let Row::DeadLetter(d) = row { Some(d) } else { None }).collect();
     if batches > 0 || dead_letters.is_empty() {
-        print_batches(rows);
-        println!("{batches} batch(es)");
+        print_batches(rows)?;
+        outln!("{batches} batch(es)")?;
     }
     if !dead_letters.is_empty() {
-        print_dead_letters(&dead_letters);
-        println!("{} dead-lettered message(s)", dead_letters.len());
+        print_dead_letters(&dead_letters)?;
+        outln!("{} dead-lettered message(s)", dead_letters.len())?;
     }
+    Ok(())
 }
 
-fn print_batches(rows: &[Row]) {
-    println!(
+/// Width of the requesters column: a longer list is cut, so the caller reference after it stays in line.
+const REQUESTERS_WIDTH: usize = 20;
+
+/// `text` in at most `width` characters, cut with an ellipsis.
+fn column(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(width - 1).collect();
+    format!("{kept}…")
+}
+
+fn print_batches(rows: &[Row]) -> anyhow::Result<()> {
+    outln!(
         "{:<24}  {:<9}  {:<16}  {:<10}  {:>12}  {:>5}  {:>9}  {:>8}  {:<20}  CALLER REFERENCE",
         "CREATED",
         "STATUS",
@@ -168,14 +182,14 @@ fn print_batches(rows: &[Row]) {
         "REQUESTED",
         "MESSAGES",
         "REQUESTERS"
-    );
+    )?;
     for row in rows {
         let (record, coverage) = match row {
             Row::Batch(record) => (record, None),
             Row::Covering { path, covered_by, batch } => (batch, Some((path, covered_by))),
             Row::DeadLetter(_) | Row::Key(_) => continue,
         };
-        println!(
+        outln!(
             "{:<24}  {:<9}  {:<16}  {:<10}  {:>12}  {:>5}  {:>9}  {:>8}  {:<20}  {}",
             time(record.created_at),
             record.status.as_str(),
@@ -185,38 +199,50 @@ fn print_batches(rows: &[Row]) {
             record.paths.len(),
             record.requested_paths,
             record.message_ids.len(),
-            record.requesters.join(","),
+            column(&record.requesters.join(","), REQUESTERS_WIDTH),
             record.caller_reference,
-        );
+        )?;
+        if record.requesters.join(",").chars().count() > REQUESTERS_WIDTH {
+            outln!("    requesters: {}", record.requesters.join(", "))?;
+        }
         if let Some(failure) = &record.failure {
-            println!("    failure: {failure}");
+            outln!("    failure: {failure}")?;
         }
         if let Some(reason) = &record.tracking_abandoned {
             println!("    completion not tracked: {reason}");
         }
         if let Some(coalescing) = &record.coalescing {
-            println!("    coalesced: {coalescing}");
+            outln!("    coalesced: {coalescing}")?;
         }
         if let Some((path, covered_by)) = coverage {
             let how = if covered_by == path { "exactly" } else { "by the wildcard" };
-            println!("    {path} invalidated {how} {covered_by}");
+            outln!("    {path} invalidated {how} {covered_by}")?;
         }
     }
+    Ok(())
 }
 
-fn print_dead_letters(records: &[&DeadLetterRecord]) {
-    println!("{:<24}  {:<24}  {:<16}  {:<16}  MESSAGE ID", "DEAD-LETTERED", "CODE", "DISTRIBUTION", "REQUESTER");
+/// Width of the requester column of dead letters.
+const REQUESTER_WIDTH: usize = 16;
+
+fn print_dead_letters(records: &[&DeadLetterRecord]) -> anyhow::Result<()> {
+    outln!("{:<24}  {:<24}  {:<16}  {:<16}  MESSAGE ID", "DEAD-LETTERED", "CODE", "DISTRIBUTION", "REQUESTER")?;
     for record in records {
-        println!(
+        let requester = record.requester.as_deref().unwrap_or("-");
+        outln!(
             "{:<24}  {:<24}  {:<16}  {:<16}  {}",
             time(record.created_at),
             record.code,
             record.distribution_id.as_ref().map_or("-", |d| d.as_str()),
-            record.requester.as_deref().unwrap_or("-"),
+            column(requester, REQUESTER_WIDTH),
             record.message_id,
-        );
-        println!("    reason: {}", record.reason);
+        )?;
+        if requester.chars().count() > REQUESTER_WIDTH {
+            outln!("    requester: {requester}")?;
+        }
+        outln!("    reason: {}", record.reason)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -262,6 +288,13 @@ mod tests {
         assert!(ask(&["--path", "/a"]).unwrap_err().contains("required"));
         assert!(ask(&[]).unwrap_err().contains("required"));
         assert!(ask(&["--path", "no-slash", "--distribution", "EAAA"]).unwrap_err().contains("--path"));
+    }
+
+    #[test]
+    fn a_long_text_is_cut_to_its_column() {
+        assert_eq!(column("ci", 4), "ci");
+        assert_eq!(column("github:org/repo@0123456789abcdef", 12), "github:org/…");
+        assert_eq!(column("ééééé", 4).chars().count(), 4);
     }
 
     #[test]

@@ -2,23 +2,42 @@
 
 pub mod audit;
 mod chart;
+pub mod exit;
+pub mod output;
 pub mod report;
 pub mod run;
 pub mod send;
 pub mod setup;
+mod startup;
 pub mod status;
 
-use anyhow::{Context, bail};
 use aws_config::{Region, SdkConfig};
 use cf_invalidator::aws::CountRequests;
+
+use self::exit::misconfigured;
 
 /// The SDK configuration from the standard chain, refusing early what would fail later with a vaguer message.
 pub async fn aws_config() -> anyhow::Result<SdkConfig> {
     let config = cf_invalidator::aws::load_config().await;
-    if config.region().is_none() {
-        bail!("no AWS region configured: set AWS_REGION (or a region in your AWS profile)");
+    let Some(region) = config.region() else {
+        return Err(misconfigured("no AWS region configured: set AWS_REGION (or a region in your AWS profile)"));
+    };
+    // A misspelt region names endpoints that do not exist: every call would fail to resolve, which looks like an
+    // outage the worker waits out. An emulator's endpoint may take any region.
+    if config.endpoint_url().is_none() && !is_region_name(region.as_ref()) {
+        return Err(misconfigured(format!(
+            "AWS region {region:?} is not a region name (like eu-west-1 or us-gov-west-1): check AWS_REGION"
+        )));
     }
     Ok(config)
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `ap-southeast-5`: letters in dash-separated words, then a number.
+fn is_region_name(region: &str) -> bool {
+    let mut parts = region.split('-');
+    let number = parts.next_back().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let words: Vec<&str> = parts.collect();
+    number && words.len() >= 2 && words.iter().all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// A receive long-polls for up to 20 s before it answers, so its attempts get that much longer.
@@ -47,7 +66,7 @@ pub fn cloudfront(config: &SdkConfig) -> aws_sdk_cloudfront::Client {
 }
 
 pub fn parse_distribution(raw: &str) -> anyhow::Result<cf_invalidator::model::DistributionId> {
-    cf_invalidator::model::DistributionId::parse(raw).context("--distribution")
+    cf_invalidator::model::DistributionId::parse(raw).map_err(|e| misconfigured(format!("--distribution: {e}")))
 }
 
 #[cfg(test)]
@@ -72,6 +91,16 @@ mod tests {
         assert_eq!(attempt(sqs(&config).config().timeout_config()), Some(Duration::from_secs(30)));
         let connect = sqs(&config).config().timeout_config().and_then(|t| t.connect_timeout());
         assert_eq!(connect, Some(Duration::from_millis(3_100)), "the SDK's connect timeout is kept");
+    }
+
+    #[test]
+    fn region_names_are_told_from_typos() {
+        for name in ["eu-west-1", "us-gov-west-1", "ap-southeast-5", "us-isob-east-1", "cn-north-1"] {
+            assert!(is_region_name(name), "{name}");
+        }
+        for typo in ["eu-west", "euwest1", "us-east1", "EU-WEST-1", "eu--1", "-1", "", "local"] {
+            assert!(!is_region_name(typo), "{typo}");
+        }
     }
 
     #[tokio::test]

@@ -2,14 +2,15 @@
 
 use std::time::SystemTime;
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
-use cf_invalidator::model::DistributionId;
 use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
 use cf_invalidator::ports::Bills;
 use cf_invalidator::ports::ledger::{Billing, MonthBilling, billing_month};
 use serde_json::{Value, json};
 
+use super::exit::misconfigured;
+use super::output::outln;
 use crate::cli::ReportArgs;
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
@@ -17,23 +18,21 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
         Some(month) => checked_month(month)?,
         None => billing_month(SystemTime::now()),
     };
+    if let Some(path) = &args.plot {
+        checked_plot(path)?;
+    }
     let config = super::aws_config().await?;
     let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
     let mut billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
     if let Some(distribution) = &args.distribution {
-        let distribution = DistributionId::parse(distribution).context("--distribution")?;
+        let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
     }
     if let Some(path) = &args.plot {
         let chart = super::chart::render(&billing)?;
         std::fs::write(path, chart).with_context(|| format!("cannot write the chart to {}", path.display()))?;
     }
-    if args.json {
-        println!("{}", as_json(&billing));
-    } else {
-        print!("{}", as_table(&billing));
-    }
-    Ok(())
+    if args.json { outln!("{}", as_json(&billing)) } else { outln!("{}", as_table(&billing).trim_end()) }
 }
 
 fn checked_month(month: &str) -> anyhow::Result<String> {
@@ -41,8 +40,23 @@ fn checked_month(month: &str) -> anyhow::Result<String> {
         && month.as_bytes()[4] == b'-'
         && month[..4].bytes().all(|b| b.is_ascii_digit())
         && month[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
-    ensure!(valid, "--month {month:?} is not a month: write it as YYYY-MM, e.g. 2026-12");
+    if !valid {
+        return Err(misconfigured(format!("--month {month:?} is not a month: write it as YYYY-MM, e.g. 2026-12")));
+    }
     Ok(month.to_owned())
+}
+
+/// The chart is SVG (no image libraries are built): a file named for another format would hold what it does not
+/// say.
+fn checked_plot(path: &std::path::Path) -> anyhow::Result<()> {
+    let svg = path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("svg"));
+    if !svg {
+        return Err(misconfigured(format!(
+            "--plot {}: the chart is SVG, so the file must end in .svg",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Dollars beyond the account's free paths, for `billed` paths in the month.
@@ -142,6 +156,8 @@ fn as_table(billing: &MonthBilling) -> String {
 
 #[cfg(test)]
 mod tests {
+    use cf_invalidator::model::DistributionId;
+
     use super::*;
     use cf_invalidator::ports::ledger::Requester;
 
@@ -207,6 +223,15 @@ mod tests {
         assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
         let empty = as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() });
         assert!(empty.contains("0 paths billed") && empty.contains("1000 left") && !empty.contains("distribution"));
+    }
+
+    #[test]
+    fn the_chart_goes_only_to_an_svg_file() {
+        assert!(checked_plot(std::path::Path::new("out/report.svg")).is_ok());
+        assert!(checked_plot(std::path::Path::new("REPORT.SVG")).is_ok());
+        for other in ["report.png", "report", "svg"] {
+            assert!(checked_plot(std::path::Path::new(other)).is_err(), "{other}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
+use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -13,9 +15,10 @@ use cf_invalidator::limit::share::AccountRate;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::events::Events;
 use cf_invalidator::status::StatusPage;
+use cf_invalidator::status::page::render_error;
 use cf_invalidator::status::view::StatusSettings;
 use cf_invalidator::submit::{CostPolicy, Overload, Spending};
-use cf_invalidator::telemetry::{self, Endpoints, Health, install_metrics};
+use cf_invalidator::telemetry::{self, Endpoints, Health, Page, Pages, install_metrics};
 use cf_invalidator::worker::{
     self, BatchingSettings, BudgetTuning, Exit, IntakeSettings, LedgerSettings, Services, Settings, SubmissionSettings,
     TrackingSettings,
@@ -24,33 +27,76 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::exit::misconfigured;
+use super::startup::{self, Started};
 use crate::cli::{Coalesce, RunArgs};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let signalled = shutdown_signal()?;
-    let mut settings = settings(&args)?;
+    let stop = shutdown_signal()?;
+    let mut settings = settings(&args).map_err(|e| misconfigured(format!("{e:#}")))?;
     let config = super::aws_config().await?;
-    settings.events = events(&config, &args);
-    let services = connect(&config, &args).await?;
+    settings.events = events(&config, &args).await?;
     let health = Arc::new(Health::default());
     let stop_telemetry = CancellationToken::new();
+    let page = Arc::new(PageOnceStarted::default());
     if let Some(addr) = args.metrics_addr {
-        let page = status_page(&services, &args, &settings);
-        serve_telemetry(addr, &services, &health, page, &stop_telemetry).await?;
+        serve_telemetry(addr, &health, Arc::clone(&page), &stop_telemetry).await?;
+    }
+    let services = match connect(&config, &args, &health, &stop).await {
+        Ok(Some(services)) => services,
+        stopped_or_refused => {
+            stop_telemetry.cancel();
+            return stopped_or_refused.map(|_| ());
+        }
+    };
+    if args.metrics_addr.is_some() {
+        let _ = page.0.set(status_page(&services, &args, &settings));
+        let (queue, ledger) = (Arc::clone(&services.queue), Arc::clone(&services.ledger));
+        tokio::spawn(probe(queue, ledger, Arc::clone(&health), stop_telemetry.clone()));
     }
     info!(queue_url = %args.queue_url, table = %args.table, window = %args.window, "worker started");
     let shutdown = async {
-        signalled.await;
+        stop.cancelled().await;
         health.begin_shutdown();
     };
     let exit = worker::run(services, settings, shutdown).await;
     stop_telemetry.cancel();
     if let Exit::TimedOut { held } = exit {
-        // Nothing is lost: the held messages return to the queue. Exiting 0 keeps orchestrators from flagging a
-        // normal scale-in as a crash.
-        warn!(held, "exiting with messages still held; they will be delivered again");
+        // Nothing is lost: the held messages were handed back to the queue. Exiting 0 keeps orchestrators from
+        // flagging a normal scale-in as a crash.
+        warn!(held, "exited with messages it could not finish; they were handed back to the queue");
     }
     Ok(())
+}
+
+/// The SDK adapters, once start-up found everything they need (`startup::checked`); `None` when a signal came
+/// first.
+async fn connect(
+    config: &aws_config::SdkConfig,
+    args: &RunArgs,
+    health: &Health,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Services<SqsQueue, CloudFront, DynamoLedger>>> {
+    let sqs = super::sqs(config);
+    let queue = SqsQueue::new(sqs.clone(), &args.queue_url);
+    let ledger = DynamoLedger::new(super::dynamodb(config), &args.table);
+    let Started::Ready { dead_letter } =
+        startup::checked(&queue, &ledger, args.dlq_url.as_deref(), health, stop).await?
+    else {
+        return Ok(None);
+    };
+    match &dead_letter {
+        Some(url) => info!(dlq_url = %url, "refused messages go to the dead-letter queue"),
+        None => warn!(
+            "the queue has no dead-letter queue: refused messages stay on the queue; set a RedrivePolicy or --dlq-url"
+        ),
+    }
+    Ok(Some(Services {
+        queue: Arc::new(queue),
+        dead_letter: dead_letter.map(|url| Arc::new(SqsQueue::new(sqs, url))),
+        cdn: Arc::new(CloudFront::new(super::cloudfront(config))),
+        ledger: Arc::new(ledger),
+    }))
 }
 
 /// The worker's settings from the command line, checked.
@@ -127,41 +173,39 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Where batch events go, if anywhere.
-fn events(config: &aws_config::SdkConfig, args: &RunArgs) -> Option<Events> {
+/// Where batch events go, if anywhere. A topic or bus that does not exist is refused; one the role may not
+/// describe (the CloudFormation role may only publish) is taken on trust: publishing tells.
+async fn events(config: &aws_config::SdkConfig, args: &RunArgs) -> anyhow::Result<Option<Events>> {
     if let Some(topic_arn) = &args.events_topic_arn {
-        return Some(Events(Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(config), topic_arn))));
+        let sns = aws_sdk_sns::Client::new(config);
+        let described = sns.get_topic_attributes().topic_arn(topic_arn).send().await;
+        if described.is_err_and(|e| e.as_service_error().is_some_and(|e| e.is_not_found_exception())) {
+            return Err(misconfigured(format!("events topic {topic_arn} does not exist: check --events-topic-arn")));
+        }
+        return Ok(Some(Events(Arc::new(SnsEvents::new(sns, topic_arn)))));
     }
-    let bus = args.events_bus.as_ref()?;
-    Some(Events(Arc::new(EventBridgeEvents::new(aws_sdk_eventbridge::Client::new(config), bus))))
+    let Some(bus) = &args.events_bus else { return Ok(None) };
+    let eventbridge = aws_sdk_eventbridge::Client::new(config);
+    let described = eventbridge.describe_event_bus().name(bus).send().await;
+    if described.is_err_and(|e| e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception())) {
+        return Err(misconfigured(format!("events bus {bus} does not exist: check --events-bus")));
+    }
+    Ok(Some(Events(Arc::new(EventBridgeEvents::new(eventbridge, bus)))))
 }
 
-/// The SDK adapters, after checking that the queue and the table can be reached.
-async fn connect(
-    config: &aws_config::SdkConfig,
-    args: &RunArgs,
-) -> anyhow::Result<Services<SqsQueue, CloudFront, DynamoLedger>> {
-    let sqs = super::sqs(config);
-    let queue = SqsQueue::new(sqs.clone(), &args.queue_url);
-    queue.check_access().await?;
-    let ledger = DynamoLedger::new(super::dynamodb(config), &args.table);
-    ledger.check_access().await?;
-    let dead_letter = match &args.dlq_url {
-        Some(url) => Some(url.clone()),
-        None => queue.dead_letter_queue_url().await?,
-    };
-    match &dead_letter {
-        Some(url) => info!(dlq_url = %url, "refused messages go to the dead-letter queue"),
-        None => warn!(
-            "the queue has no dead-letter queue: refused messages stay on the queue; set a RedrivePolicy or --dlq-url"
-        ),
+/// The status page once start-up is over; until then, a page that says the worker is starting.
+#[derive(Default)]
+struct PageOnceStarted(OnceLock<StatusPage<DynamoLedger, SqsQueue>>);
+
+impl Pages for PageOnceStarted {
+    fn page<'a>(&'a self, path: &'a str) -> Pin<Box<dyn Future<Output = Option<Page>> + Send + 'a>> {
+        match self.0.get() {
+            Some(page) => page.page(path),
+            None => Box::pin(async {
+                Some(Page::unavailable(render_error("the worker is starting: /readyz says what it waits for")))
+            }),
+        }
     }
-    Ok(Services {
-        queue: Arc::new(queue),
-        dead_letter: dead_letter.map(|url| Arc::new(SqsQueue::new(sqs, url))),
-        cdn: Arc::new(CloudFront::new(super::cloudfront(config))),
-        ledger: Arc::new(ledger),
-    })
 }
 
 /// The status page as this worker serves it: with the reserves it keeps.
@@ -183,20 +227,20 @@ fn status_page(
     }
 }
 
-/// `/metrics`, `/healthz`, `/readyz` and the status page on `addr`, with a probe of SQS and DynamoDB behind
-/// readiness.
+/// `/metrics`, `/healthz`, `/readyz` and the status page on `addr`, from the start: while start-up waits,
+/// `/readyz` says for what.
 async fn serve_telemetry(
     addr: std::net::SocketAddr,
-    services: &Services<SqsQueue, CloudFront, DynamoLedger>,
     health: &Arc<Health>,
-    page: StatusPage<DynamoLedger, SqsQueue>,
+    page: Arc<PageOnceStarted>,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = install_metrics().context("installing the metrics recorder")?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
-    let endpoints = Endpoints { metrics: Some(metrics), health: Some(Arc::clone(health)), pages: Some(Arc::new(page)) };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| misconfigured(format!("cannot listen on --metrics-addr {addr}: {e}")))?;
+    let endpoints = Endpoints { metrics: Some(metrics), health: Some(Arc::clone(health)), pages: Some(page) };
     tokio::spawn(telemetry::serve(listener, endpoints, stop.clone()));
-    tokio::spawn(probe(Arc::clone(&services.queue), Arc::clone(&services.ledger), Arc::clone(health), stop.clone()));
     Ok(())
 }
 
@@ -231,15 +275,19 @@ async fn probe(queue: Arc<SqsQueue>, ledger: Arc<DynamoLedger>, health: Arc<Heal
 }
 
 /// Listens for SIGTERM and SIGINT from the moment it is called, so a signal that arrives while the worker is still
-/// starting (checking access, finding the DLQ) stops it cleanly instead of killing it.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+/// starting (checking access, waiting out an outage) stops it cleanly instead of killing it.
+fn shutdown_signal() -> anyhow::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(async move {
+    let stop = CancellationToken::new();
+    let signalled = stop.clone();
+    tokio::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => info!("SIGTERM received"),
             _ = interrupt.recv() => info!("SIGINT received"),
         }
-    })
+        signalled.cancel();
+    });
+    Ok(stop)
 }

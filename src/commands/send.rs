@@ -1,15 +1,19 @@
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
+use cf_invalidator::intake::parse::{IntakeRules, Parsed, parse_message};
 use cf_invalidator::model::DistributionId;
-use cf_invalidator::model::path::InvalidationPath;
+use cf_invalidator::model::request::InvalidationRequest;
 use cf_invalidator::ports::BatchRecord;
+use cf_invalidator::retry::Transient;
 use cf_invalidator::wait::{self, SentMessage, Standing};
 use serde_json::{Value, json};
 
+use super::exit::say;
+use super::output::outln;
 use crate::cli::SendArgs;
 
 /// Paths per message: well under the 3,000 a message may carry, so one deploy spreads over several batches.
@@ -20,6 +24,9 @@ const BYTES_PER_MESSAGE: usize = 200_000;
 
 /// Messages sent before progress is reported on standard error.
 const PROGRESS_AFTER: usize = 10;
+
+/// Progress lines at most, when standard error is not a terminal (a CI log keeps every line).
+const PROGRESS_LINES: usize = 10;
 
 /// How often --wait reads the ledger.
 const WAIT_POLL: Duration = Duration::from_secs(2);
@@ -45,51 +52,115 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let paths = collect_paths(&args)?;
     let items: Vec<Item> = paths.iter().map(|p| Item::Path(p)).chain(args.tags.iter().map(|t| Item::Tag(t))).collect();
     anyhow::ensure!(!items.is_empty(), "no paths or tags given");
+    let messages = messages(&items, &distribution, &args)?;
     let config = super::aws_config().await?;
     let queue = SqsQueue::new(super::sqs(&config), &args.queue_url);
-    let since = SystemTime::now() - CLOCK_SKEW;
-    let chunks = chunk(&items);
-    let mut sent = Vec::with_capacity(chunks.len());
-    for (n, chunk) in chunks.iter().enumerate() {
-        let mut body = serde_json::json!({ "distribution_id": distribution.as_str() });
-        let (paths, tags): (Vec<&Item>, Vec<&Item>) = chunk.iter().partition(|item| matches!(item, Item::Path(_)));
-        body["paths"] = paths.iter().map(|i| i.text()).collect::<Vec<_>>().into();
-        if !tags.is_empty() {
-            body["tags"] = tags.iter().map(|i| i.text()).collect::<Vec<_>>().into();
-        }
-        if let Some(requester) = &args.requester {
-            body["requester"] = requester.as_str().into();
-        }
-        if args.urgent {
-            body["priority"] = "urgent".into();
-        }
-        if let Some(key) = &args.idempotency_key {
-            // Each chunk is its own request; the key stays unique per chunk.
-            body["idempotency_key"] = if chunks.len() == 1 { key.clone() } else { format!("{key}#{n}") }.into();
-        }
-        let message_id = queue.send_message(&body.to_string(), &[]).await?;
-        sent.push(SentMessage { message_id, paths: chunk.iter().map(Item::as_sent).collect() });
-        if chunks.len() > PROGRESS_AFTER {
-            eprint!("\rsent {}/{} messages", n + 1, chunks.len());
-        }
+    let ledger = match &args.table {
+        Some(table) if args.wait => Some(DynamoLedger::new(super::dynamodb(&config), table)),
+        _ => None,
+    };
+    if let Some(ledger) = &ledger {
+        readable(ledger, &distribution).await?;
     }
-    if chunks.len() > PROGRESS_AFTER {
-        eprintln!();
+    let since = SystemTime::now() - CLOCK_SKEW;
+    let mut sent = Vec::with_capacity(messages.len());
+    let mut progress = Progress::new(messages.len());
+    for (body, request) in &messages {
+        let message_id = queue.send_message(body, &[]).await?;
+        sent.push(SentMessage { message_id, paths: request.paths.iter().map(|p| p.as_str().to_owned()).collect() });
+        progress.sent(sent.len());
     }
     let summary = format!(
         "sent {} paths and {} tags for {distribution} in {} message(s)",
         paths.len(),
         args.tags.len(),
-        chunks.len()
+        messages.len()
     );
-    if !args.wait {
-        println!("{summary}");
-        return Ok(());
-    }
-    eprintln!("{summary}; waiting for CloudFront to complete them");
-    let table = args.table.as_deref().context("--wait needs --table")?;
-    let ledger = DynamoLedger::new(super::dynamodb(&config), table);
+    let Some(ledger) = ledger else {
+        return outln!("{summary}");
+    };
+    say(format_args!("{summary}; waiting for CloudFront to complete them"));
     wait_for_completion(&ledger, &distribution, &sent, since, &args).await
+}
+
+/// The messages to send, each body with the request the worker will read from it, checked by the worker's own
+/// parser before any is sent: what the worker would dead-letter is refused here, with its reason.
+fn messages(
+    items: &[Item],
+    distribution: &DistributionId,
+    args: &SendArgs,
+) -> anyhow::Result<Vec<(String, InvalidationRequest)>> {
+    let chunks = chunk(items);
+    let mut messages = Vec::with_capacity(chunks.len());
+    for (n, chunk) in chunks.iter().enumerate() {
+        let body = body(chunk, distribution, args, (n, chunks.len()));
+        let request = match parse_message(&body, &IntakeRules::default()) {
+            Ok(Parsed::Requests(mut requests)) if requests.len() == 1 => requests.remove(0),
+            Ok(parsed) => anyhow::bail!("the worker would not read this message as one request: {parsed:?}"),
+            Err(rejection) if chunks.len() == 1 => anyhow::bail!("refused, nothing sent: {rejection}"),
+            Err(rejection) => {
+                anyhow::bail!("refused, nothing sent: message {} of {}: {rejection}", n + 1, chunks.len())
+            }
+        };
+        messages.push((body, request));
+    }
+    Ok(messages)
+}
+
+/// One message's body; `(n, of)` numbers it among the messages of this send.
+fn body(chunk: &[Item], distribution: &DistributionId, args: &SendArgs, (n, of): (usize, usize)) -> String {
+    let mut body = json!({ "distribution_id": distribution.as_str() });
+    let (paths, tags): (Vec<&Item>, Vec<&Item>) = chunk.iter().partition(|item| matches!(item, Item::Path(_)));
+    body["paths"] = paths.iter().map(|i| i.text()).collect::<Vec<_>>().into();
+    if !tags.is_empty() {
+        body["tags"] = tags.iter().map(|i| i.text()).collect::<Vec<_>>().into();
+    }
+    if let Some(requester) = &args.requester {
+        body["requester"] = requester.as_str().into();
+    }
+    if args.urgent {
+        body["priority"] = "urgent".into();
+    }
+    if let Some(key) = &args.idempotency_key {
+        // Each chunk is its own request; the key stays unique per chunk.
+        body["idempotency_key"] = if of == 1 { key.clone() } else { format!("{key}#{n}") }.into();
+    }
+    body.to_string()
+}
+
+/// The first look --wait will take, taken before anything is sent: a missing table or index, or a role that may
+/// not read it, is refused at once instead of being retried until the timeout. A ledger that does not answer
+/// may answer later: the wait keeps trying.
+async fn readable(ledger: &DynamoLedger, distribution: &DistributionId) -> anyhow::Result<()> {
+    match wait::look(ledger, distribution, &[], SystemTime::now()).await {
+        Err(e) if !e.is_transient() => Err(anyhow::Error::new(e).context("--wait cannot read the ledger (--table)")),
+        _ => Ok(()),
+    }
+}
+
+/// Progress on standard error for large sends: one line redrawn on a terminal, a few plain lines in a log.
+struct Progress {
+    messages: usize,
+    redraw: bool,
+}
+
+impl Progress {
+    fn new(messages: usize) -> Self {
+        Self { messages, redraw: std::io::stderr().is_terminal() }
+    }
+
+    fn sent(&mut self, sent: usize) {
+        if self.messages <= PROGRESS_AFTER {
+            return;
+        }
+        let line = format!("sent {sent}/{} messages", self.messages);
+        if self.redraw {
+            let end = if sent == self.messages { "\n" } else { "" };
+            let _ = write!(std::io::stderr().lock(), "\r{line}{end}");
+        } else if sent == self.messages || sent.is_multiple_of(self.messages.div_ceil(PROGRESS_LINES)) {
+            say(format_args!("{line}"));
+        }
+    }
 }
 
 /// Reads the ledger every WAIT_POLL until the sent messages are completed, one is dead-lettered, or time is up;
@@ -107,15 +178,17 @@ async fn wait_for_completion(
     loop {
         let look = match wait::look(ledger, distribution, sent, since).await {
             Ok(look) => Some(look),
-            Err(e) => {
-                eprintln!("could not read the ledger ({e}); trying again");
+            Err(e) if e.is_transient() => {
+                say(format_args!("could not read the ledger ({e}); trying again"));
                 None
             }
+            Err(e) => return Err(anyhow::Error::new(e).context("--wait cannot read the ledger (--table)")),
         };
-        if let Some(look) = &look {
+        // A dead letter's reason ends the wait on the last line; it is not announced twice.
+        if let Some(look) = look.as_ref().filter(|l| !matches!(l.standing, Standing::DeadLettered { .. })) {
             let line = progress(look, sent.len());
             if line != shown {
-                eprintln!("{line}");
+                say(format_args!("{line}"));
                 shown = line;
             }
         }
@@ -136,7 +209,7 @@ async fn wait_for_completion(
         };
         if args.json {
             let batches = look.map(|l| l.batches).unwrap_or_default();
-            println!("{}", result_json(ended.as_ref(), &batches, sent.len()));
+            outln!("{}", result_json(ended.as_ref(), &batches, sent.len()))?;
         }
         return match ended {
             None => Ok(()),
@@ -145,21 +218,29 @@ async fn wait_for_completion(
     }
 }
 
-/// One line: how many messages are accepted and completed, and each invalidation with its status.
+/// One line: how many messages are accepted and completed, each invalidation with its status, and how many
+/// batches CloudFront has not been asked for yet.
 fn progress(look: &wait::Look, messages: usize) -> String {
-    let counts = match &look.standing {
+    let mut parts = vec![match &look.standing {
         Standing::Completed => format!("completed: all {messages} message(s)"),
         Standing::Waiting { accepted, completed } => {
             format!("accepted {accepted}/{messages} message(s), completed {completed}/{messages}")
         }
         Standing::DeadLettered { message_id, .. } => format!("message {message_id} was dead-lettered"),
-    };
-    let invalidations: Vec<String> = look
-        .batches
+    }];
+    let (submitted, waiting): (Vec<&BatchRecord>, Vec<&BatchRecord>) =
+        look.batches.iter().partition(|b| b.invalidation_id.is_some());
+    let invalidations: Vec<String> = submitted
         .iter()
-        .map(|b| format!("{} {}", b.invalidation_id.as_deref().unwrap_or("(not yet created)"), b.status.as_str()))
+        .filter_map(|b| Some(format!("{} {}", b.invalidation_id.as_deref()?, b.status.as_str())))
         .collect();
-    if invalidations.is_empty() { counts } else { format!("{counts}; {}", invalidations.join(", ")) }
+    if !invalidations.is_empty() {
+        parts.push(invalidations.join(", "));
+    }
+    if !waiting.is_empty() {
+        parts.push(format!("{} batch(es) waiting for their CreateInvalidation", waiting.len()));
+    }
+    parts.join("; ")
 }
 
 fn result_json(ended: Option<&WaitEnded>, batches: &[BatchRecord], messages: usize) -> Value {
@@ -197,16 +278,6 @@ impl<'a> Item<'a> {
         match self {
             Self::Path(text) | Self::Tag(text) => text,
         }
-    }
-
-    /// As the worker will submit it: a path encoded once, a tag as `#tag`. An invalid one is sent as it is: the
-    /// worker dead-letters its message, which ends the wait.
-    fn as_sent(&self) -> String {
-        let encoded = match self {
-            Self::Path(path) => InvalidationPath::parse(path).ok(),
-            Self::Tag(tag) => InvalidationPath::tag(tag).ok(),
-        };
-        encoded.map_or_else(|| self.text().to_owned(), InvalidationPath::into_string)
     }
 }
 
@@ -261,7 +332,30 @@ fn read_lines(reader: impl BufRead) -> anyhow::Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use cf_invalidator::fake::pending_record;
+    use cf_invalidator::ports::ledger::BatchStatus;
+
     use super::*;
+
+    #[test]
+    fn progress_names_each_invalidation_and_counts_batches_not_submitted_yet() {
+        let at = SystemTime::UNIX_EPOCH;
+        let accepted = BatchRecord {
+            status: BatchStatus::Accepted,
+            invalidation_id: Some("I2ABC".into()),
+            ..pending_record("EAAA", &["/a"], &["m1"], at)
+        };
+        let look = wait::Look {
+            standing: Standing::Waiting { accepted: 1, completed: 0 },
+            batches: vec![accepted, pending_record("EAAA", &["/b"], &["m2"], at)],
+        };
+        assert_eq!(
+            progress(&look, 2),
+            "accepted 1/2 message(s), completed 0/2; I2ABC accepted; 1 batch(es) waiting for their CreateInvalidation"
+        );
+        let none_yet = wait::Look { standing: Standing::Waiting { accepted: 0, completed: 0 }, batches: vec![] };
+        assert_eq!(progress(&none_yet, 1), "accepted 0/1 message(s), completed 0/1");
+    }
 
     #[test]
     fn splits_by_count_and_by_size() {

@@ -11,6 +11,7 @@ use cf_invalidator::telemetry::{self, Endpoints};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::output::outln;
 use crate::cli::StatusArgs;
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
@@ -35,7 +36,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on --listen {}", args.listen))?;
     // The line scripts and tests wait for: the address actually bound (port 0 picks a free one).
-    println!("status page on http://{}/", listener.local_addr()?);
+    outln!("status page on http://{}/", listener.local_addr()?)?;
     let stop = CancellationToken::new();
     let endpoints = Endpoints { pages: Some(Arc::new(page)), ..Endpoints::default() };
     let serving = tokio::spawn(telemetry::serve(listener, endpoints, stop.clone()));

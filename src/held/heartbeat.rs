@@ -79,7 +79,8 @@ impl ExtensionLength {
     }
 }
 
-/// Extends the visibility of every held message before it runs out, until `stop` is cancelled.
+/// Extends the visibility of every held message before it runs out, until `stop` is cancelled. A call under way
+/// is finished first: dropped, it could still reach SQS after the messages were handed back, and hide them again.
 pub async fn keep_invisible<Q: Queue>(
     queue: Arc<Q>,
     inflight: Arc<InFlight>,
@@ -111,6 +112,9 @@ pub async fn keep_invisible<Q: Queue>(
         }
         let mut due = due.into_iter().peekable();
         while let Some(most_urgent) = due.peek().map(|d| d.invisible_until) {
+            if stop.is_cancelled() {
+                return;
+            }
             // A healthy heartbeat extends a message with at least half the margin left; one that finds a message
             // with less is behind, and pollers wait until it has caught up.
             note_behind(&inflight, most_urgent < Instant::now() + margin / 2);

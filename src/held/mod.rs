@@ -12,7 +12,10 @@
 //! timeout costs a ChangeMessageVisibility entry per round, while messages left in SQS cost nothing and wait for
 //! any worker: under overload, the worker holds what it can submit soon.
 
+mod hand_back;
 pub mod heartbeat;
+
+pub use self::hand_back::hand_back;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -239,6 +242,14 @@ impl InFlight {
             .collect()
     }
 
+    /// Lets go of every held message, for a worker that stops with them unfinished: their newest receipts.
+    pub fn release_all(&self) -> Vec<Receipt> {
+        let held = std::mem::take(&mut *self.held.lock().unwrap());
+        held.into_iter()
+            .map(|(message_id, h)| Receipt { message_id, receipt_handle: h.receipt_handle.into_string() })
+            .collect()
+    }
+
     /// Whether this delivery, and not an older or newer one of the same message, is held.
     pub fn holds(&self, delivery: &Delivery) -> bool {
         self.held.lock().unwrap().get(&delivery.message_id).is_some_and(|h| h.delivery == delivery.number)
@@ -348,6 +359,18 @@ mod tests {
         assert!(!inflight.holds(&old) && inflight.holds(&new));
         assert!(inflight.release([old]).is_empty(), "the old delivery's release leaves the new one held");
         assert_eq!(inflight.release([new]).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopping_worker_lets_go_of_everything_with_the_newest_receipts() {
+        let inflight = InFlight::new(usize::MAX);
+        let until = Instant::now() + Duration::from_secs(30);
+        let first = inflight.admit(delivery("m1", "h1"), until).unwrap();
+        inflight.admit(delivery("m1", "h2"), until);
+        inflight.admit(delivery("m2", "h3"), until);
+        let handles: Vec<String> = inflight.release_all().into_iter().map(|r| r.receipt_handle).collect();
+        assert_eq!(handles, ["h2", "h3"]);
+        assert!(inflight.is_empty() && !inflight.holds(&first));
     }
 
     #[tokio::test(start_paused = true)]

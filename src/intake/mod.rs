@@ -4,6 +4,8 @@ pub mod envelope;
 pub mod parse;
 pub mod routes;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::parse::{IntakeRules, Parsed, Rejection, parse_message};
-use crate::held::InFlight;
+use crate::held::{self, InFlight};
 use crate::model::message::{BatchMember, Delivery, Disposition};
 use crate::model::path::InvalidationPath;
 use crate::model::request::InvalidationRequest;
 use crate::ports::ledger::{BatchRecord, Batches, Keys};
-use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, ReceivedMessage};
+use crate::ports::queue::{MAX_BATCH_ENTRIES, Queue, QueueError, Receipt, ReceivedMessage};
 use crate::redelivery::{Idempotency, Verdict};
 use crate::telemetry::log_allowed;
 
@@ -75,9 +77,16 @@ pub async fn poll<Q: Queue, L: Batches + Keys>(
     // Messages that must wait before they can be batched; dropped, and so abandoned to SQS, when the poller stops.
     let mut rechecks = JoinSet::new();
     loop {
-        let (messages, invisible_until) = match receive_turn(&*queue, &inflight, &settings, &mut delays, &stop).await {
+        let (messages, invisible_until) = match receive_turn(&queue, &inflight, &settings, &mut delays, &stop).await {
             Turn::Received(messages, invisible_until) => (messages, invisible_until),
-            Turn::Stop => return,
+            Turn::Stop(unanswered) => {
+                // The next stages need not wait for the receive's answer.
+                drop((outlets, rechecks));
+                if let Some(receiving) = unanswered {
+                    hand_back_late_receive(&queue, receiving).await;
+                }
+                return;
+            }
             Turn::Wait(delay) => tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
@@ -104,22 +113,26 @@ pub async fn poll<Q: Queue, L: Batches + Keys>(
     }
 }
 
+/// A receive that has not answered yet.
+type Receiving<'a> = Pin<Box<dyn Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send + 'a>>;
+
 /// What one turn of a poller's loop got.
-enum Turn {
+enum Turn<'a> {
     /// Messages, invisible until the instant given.
     Received(Vec<ReceivedMessage>, Instant),
     /// Nothing now: no room to hold more, or the receive failed.
     Wait(Duration),
-    Stop,
+    /// Stopped, maybe with a receive under way.
+    Stop(Option<Receiving<'a>>),
 }
 
-async fn receive_turn<Q: Queue>(
-    queue: &Q,
+async fn receive_turn<'a, Q: Queue>(
+    queue: &'a Arc<Q>,
     inflight: &InFlight,
     settings: &PollSettings,
     delays: &mut ExponentialBackoff,
     stop: &CancellationToken,
-) -> Turn {
+) -> Turn<'a> {
     if !inflight.has_room() {
         counter!("cfi_receive_pauses_total").increment(1);
         return Turn::Wait(ROOM_RECHECK);
@@ -127,11 +140,11 @@ async fn receive_turn<Q: Queue>(
     let visibility = inflight.receive_visibility(settings.visibility);
     // SQS starts the timeout somewhere within the call: counting from its start errs towards extending early.
     let asked = Instant::now();
-    // Dropping an unfinished receive is safe: anything it had taken becomes visible again after the timeout.
+    let mut receiving: Receiving<'a> = Box::pin(queue.receive(MAX_BATCH_ENTRIES, settings.wait, visibility));
     let received = tokio::select! {
         biased;
-        () = stop.cancelled() => return Turn::Stop,
-        received = queue.receive(MAX_BATCH_ENTRIES, settings.wait, visibility) => received,
+        () = stop.cancelled() => return Turn::Stop(Some(receiving)),
+        received = &mut receiving => received,
     };
     match received {
         Ok(messages) => {
@@ -140,6 +153,23 @@ async fn receive_turn<Q: Queue>(
         }
         Err(e) => Turn::Wait(receive_failed(&e, delays)),
     }
+}
+
+/// A receive under way when the poller stopped is let answer (at most its long poll), and what it brings is handed
+/// back at once. Dropped unanswered, it could still take messages, even ones handed back meanwhile, which would then
+/// stay invisible for the whole visibility timeout. The worker's shutdown timeout bounds the wait.
+async fn hand_back_late_receive<Q: Queue>(queue: &Arc<Q>, receiving: Receiving<'_>) {
+    let Ok(messages) = receiving.await else { return };
+    if messages.is_empty() {
+        return;
+    }
+    let receipts = messages
+        .into_iter()
+        .map(|m| Receipt { message_id: m.message_id, receipt_handle: m.receipt_handle })
+        .collect::<Vec<_>>();
+    let received = receipts.len();
+    let handed_back = held::hand_back(Arc::clone(queue), receipts).await;
+    info!(received, handed_back, "stopping: handed back what the last receive brought");
 }
 
 /// Logs a failed receive; returns how long to wait before the next.

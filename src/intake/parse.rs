@@ -58,7 +58,7 @@ pub enum Rejection {
         "requester {0:?} is invalid: it must be at most {MAX_REQUESTER_LEN} characters (surrounding spaces trimmed) without control characters"
     )]
     InvalidRequester(String),
-    #[error("priority {0:?} is invalid: it must be \"urgent\" or \"normal\"")]
+    #[error("priority {0:?} is invalid: it must be \"urgent\" or \"normal\" (in any case)")]
     InvalidPriority(String),
     #[error(transparent)]
     Unrouted(#[from] RouteError),
@@ -271,10 +271,12 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
         paths.push(tag);
     }
     dedup(&mut paths);
-    let max_delay = match wire.priority.as_deref() {
+    // Any case, as tags are: "URGENT" is no less urgent.
+    let priority = wire.priority.as_deref().map(str::to_ascii_lowercase);
+    let max_delay = match priority.as_deref() {
         Some("urgent") => Some(Duration::ZERO),
         None | Some("normal") => wire.max_delay_seconds.map(Duration::from_secs),
-        Some(other) => return Err(Rejection::InvalidPriority(excerpt(other))),
+        Some(_) => return Err(Rejection::InvalidPriority(excerpt(wire.priority.as_deref().unwrap_or_default()))),
     };
     Ok(InvalidationRequest {
         distribution_id,
@@ -615,6 +617,8 @@ mod tests {
         };
         assert_eq!(with(serde_json::json!({})).unwrap().max_delay, None);
         assert!(with(serde_json::json!({"priority": "urgent"})).unwrap().is_urgent());
+        assert!(with(serde_json::json!({"priority": "URGENT"})).unwrap().is_urgent(), "any case");
+        assert!(!with(serde_json::json!({"priority": "Normal"})).unwrap().is_urgent());
         let capped = with(serde_json::json!({"priority": "normal", "max_delay_seconds": 30})).unwrap();
         assert_eq!(capped.max_delay, Some(Duration::from_secs(30)));
         assert!(!capped.is_urgent());

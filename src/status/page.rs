@@ -176,7 +176,8 @@ pub fn render(view: &View) -> String {
 
         h2 { "Workers" }
         @if view.workers.is_empty() {
-            p { "No worker holds a reservation or a lease." }
+            p { "No worker holds a reservation or a lease right now. A worker holds them only while it submits a batch or \
+                 its invalidation is in progress: an idle worker does not show here (its /readyz does)." }
         } @else {
             div.scroll { table {
                 thead { tr {

@@ -154,3 +154,17 @@ async fn the_detail_page_and_unknown_paths() {
     assert_eq!(missing.status, hyper::StatusCode::NOT_FOUND);
     assert!(page.respond("/elsewhere").await.is_none());
 }
+
+#[tokio::test]
+async fn an_idle_worker_is_not_said_to_be_missing() {
+    let page = StatusPage {
+        ledger: Arc::new(MemoryLedger::default()),
+        queue: Arc::new(MemoryQueue::default()),
+        dead_letter_queue: None,
+        settings: settings(),
+        waiting: None,
+    };
+    let now = SystemTime::now();
+    let html = render(&view(&page.snapshot(now).await.unwrap(), &page.settings));
+    assert!(html.contains("an idle worker does not show here"), "{html}");
+}

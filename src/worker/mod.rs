@@ -7,8 +7,10 @@
 //! heartbeat: keeps every held message invisible until the acknowledger lets it go
 //! ```
 //! Channels are bounded, so a slow CloudFront or ledger slows polling instead of filling memory. Shutdown stops
-//! the pollers and the tracker; each stage then finishes when its input closes: the batcher seals its open
-//! windows, the submitter finishes its batches, the acknowledger deletes, and finally the heartbeat stops.
+//! the pollers; each stage then finishes when its input closes: the batcher seals its open windows, the submitter
+//! finishes its batches, the acknowledger deletes. Then the heartbeat stops, whatever is still held is handed back
+//! to the queue at once, and the tracker takes one last look at this worker's invalidations, all within the
+//! shutdown timeout.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,13 +71,17 @@ impl<Q, C, L> Clone for Services<Q, C, L> {
 pub enum Exit {
     /// Every received message reached its disposition before the deadline.
     Drained,
-    /// The shutdown timeout struck first; the `held` messages become visible again after their timeout.
+    /// The shutdown timeout struck first; the `held` messages were handed back to the queue.
     TimedOut { held: usize },
 }
 
 /// How long a stopping worker tries to check out of the roster of workers sharing the account's rate; if it
 /// cannot, its check-in runs out on its own.
 const CHECK_OUT_WITHIN: Duration = Duration::from_secs(2);
+
+/// The end of a shutdown kept for what follows the drain (handing back, the last look, checking out): a quarter
+/// of the shutdown timeout, at most this.
+const AFTER_DRAIN: Duration = Duration::from_secs(5);
 
 /// Runs the worker until `shutdown` resolves, then drains within the shutdown timeout.
 pub async fn run<Q, C, L>(services: Services<Q, C, L>, settings: Settings, shutdown: impl Future<Output = ()>) -> Exit
@@ -100,10 +106,12 @@ where
     let limits = batch_limits(settings.batching, capacity);
     let batcher = Batcher::new(limits);
     stages.spawn(batch::run(batcher, settings.clock, from_intake, to_submitter, Arc::clone(&backlog)));
-    // Not a stage: it holds no messages and shutdown does not wait for it.
     let budget = Arc::new(budget(&services, &settings, capacity));
+    // Not a stage, as it holds no messages: stopped after the drain, so that its last look sees what the drain
+    // submitted.
     let mut tracking = JoinSet::new();
-    let tracker = start_tracker(&services, &settings, &budget, &mut tracking, stop_receiving.clone());
+    let stop_tracking = CancellationToken::new();
+    let tracker = start_tracker(&services, &settings, &budget, &mut tracking, stop_tracking.clone());
     let acknowledger = acknowledger(&services, &settings, &inflight, tracker.clone());
     let month_to_date = Arc::new(MonthToDate::default());
     let ledger = Arc::clone(&services.ledger);
@@ -124,34 +132,60 @@ where
     let stop_heartbeat = CancellationToken::new();
     let mut heartbeat = JoinSet::new();
     heartbeat.spawn(held::heartbeat::keep_invisible(
-        services.queue,
+        Arc::clone(&services.queue),
         Arc::clone(&inflight),
         settings.intake.visibility_timeout,
         settings.retry.queue,
         stop_heartbeat.clone(),
     ));
 
-    let exit = until_drained(stages, shutdown, &stop_receiving, settings.shutdown_timeout, &inflight).await;
+    let (drained, deadline) =
+        until_drained(stages, shutdown, &stop_receiving, settings.shutdown_timeout, &inflight).await;
+    // Nothing held will be finished now. The heartbeat finishes the call it is making, if any, before anything is
+    // handed back (that call must not reach SQS afterwards and hide the messages again), within half of what is
+    // left: the hand-back matters more.
     stop_heartbeat.cancel();
-    let _ = heartbeat.join_next().await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let _ = tokio::time::timeout(left / 2, heartbeat.join_next()).await;
+    heartbeat.shutdown().await;
+    let held = hand_back_what_is_left(services.queue, &inflight, deadline).await;
     stop_sharing.cancel();
-    let _ = tokio::time::timeout(CHECK_OUT_WITHIN, sharing.join_next()).await;
+    stop_tracking.cancel();
+    let checked_out = tokio::time::timeout(CHECK_OUT_WITHIN, sharing.join_next());
+    let last_look = async { while tracking.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout_at(deadline, async { tokio::join!(checked_out, last_look) }).await;
     tracking.shutdown().await;
-    match exit {
-        Exit::Drained => info!("drained"),
-        Exit::TimedOut { held } => error!(held, "shutdown timeout reached; held messages will be delivered again"),
+    if drained {
+        info!("drained");
+        Exit::Drained
+    } else {
+        error!(held, "shutdown timeout reached; held messages were handed back");
+        Exit::TimedOut { held }
     }
-    exit
 }
 
-/// Runs the stages until `shutdown`, then stops receiving and gives them the shutdown timeout to finish.
+/// Hands every message still held back to the queue, by `deadline`: what the drain could not finish, and what
+/// waited for another look at the ledger. Answers how many there were.
+async fn hand_back_what_is_left<Q: Queue>(queue: Arc<Q>, inflight: &InFlight, deadline: tokio::time::Instant) -> usize {
+    let left = inflight.release_all();
+    let held = left.len();
+    if held > 0 {
+        let handed_back = tokio::time::timeout_at(deadline, held::hand_back(queue, left)).await;
+        info!(held, handed_back = handed_back.unwrap_or(0), "handed back what this worker could not finish");
+    }
+    held
+}
+
+/// Runs the stages until `shutdown`, then stops receiving and gives them most of the shutdown timeout to finish
+/// (the stages are dropped, and so stopped, if they overrun). Answers whether they finished, and when the whole
+/// shutdown must be over.
 async fn until_drained(
     mut stages: JoinSet<()>,
     shutdown: impl Future<Output = ()>,
     stop_receiving: &CancellationToken,
     timeout: Duration,
     inflight: &InFlight,
-) -> Exit {
+) -> (bool, tokio::time::Instant) {
     let stages_done = async {
         while let Some(outcome) = stages.join_next().await {
             if let Err(e) = outcome {
@@ -165,11 +199,10 @@ async fn until_drained(
         () = shutdown => info!(held = inflight.len(), "shutting down: no new messages, draining what is held"),
         () = &mut stages_done => error!("pipeline stopped on its own"),
     }
+    let deadline = tokio::time::Instant::now() + timeout;
     stop_receiving.cancel();
-    match tokio::time::timeout(timeout, &mut stages_done).await {
-        Ok(()) => Exit::Drained,
-        Err(_) => Exit::TimedOut { held: inflight.len() },
-    }
+    let drained = tokio::time::timeout(timeout - AFTER_DRAIN.min(timeout / 4), &mut stages_done).await.is_ok();
+    (drained, deadline)
 }
 
 fn spawn_pollers<Q: Queue, C, L: Batches + Keys>(

@@ -137,7 +137,10 @@ impl Default for IntakeSettings {
         Self {
             pollers: 2,
             max_held_messages: DEFAULT_MAX_HELD_MESSAGES,
-            receive_wait: Duration::from_secs(20),
+            // Long enough that an idle worker's receives cost little (12 a minute with two pollers), short enough
+            // that a stopping worker can let its last receives answer: one dropped unanswered may still take
+            // messages, which then stay invisible for the visibility timeout.
+            receive_wait: Duration::from_secs(10),
             visibility_timeout: Duration::from_secs(60),
             rules: Arc::default(),
         }

@@ -337,15 +337,15 @@ async fn forward(mut client: tokio::net::TcpStream, upstream: &str) -> std::io::
     tokio::io::copy_bidirectional(&mut client, &mut server).await.map(|_| ())
 }
 
-/// Reads the request (headers and `Content-Length` body), then answers as DynamoDB does when it is unavailable.
-async fn refuse(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Reads one HTTP request, headers and `Content-Length` body; empty when the client closed first.
+pub async fn read_request(client: &mut tokio::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
     let mut request = Vec::new();
     let mut buffer = [0u8; 8192];
     let body_start = loop {
         let read = client.read(&mut buffer).await?;
         if read == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         request.extend_from_slice(&buffer[..read]);
         if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -364,6 +364,15 @@ async fn refuse(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
             break;
         }
         request.extend_from_slice(&buffer[..read]);
+    }
+    Ok(request)
+}
+
+/// Reads the request, then answers as DynamoDB does when it is unavailable.
+async fn refuse(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if read_request(&mut client).await?.is_empty() {
+        return Ok(());
     }
     let body =
         r#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailableException","message":"simulated outage"}"#;
@@ -386,4 +395,32 @@ pub fn counter(page: &str, name: &str) -> f64 {
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it if it has not. `None`: it had to be killed.
+pub async fn exited_within(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let give_up = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < give_up {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Sends SIGTERM to a child process, as an orchestrator stopping a task does.
+pub fn terminate(child: &std::process::Child) {
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// `/readyz`'s answer: (status, body).
+pub async fn readiness(metrics_url: &str) -> Option<(u16, String)> {
+    let address = metrics_url.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    drop(stream);
+    Some(simulator_request(metrics_url, "GET", "/readyz", "").await)
 }

@@ -51,7 +51,7 @@ use self::item::{
     number_of, owed_from, record_from, requester_from, requester_month_key, requesters_list, string, timestamp,
     unexpired,
 };
-pub use self::schema::create_table;
+pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};
 use crate::clock::WallClock;
 use crate::model::text::capped;

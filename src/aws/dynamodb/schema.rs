@@ -1,5 +1,6 @@
 //! The ledger table's schema: created by `cf-invalidator setup`, and brought up to date on an existing table, so
-//! that running `setup` again after an upgrade adds the indexes a newer version reads.
+//! that running `setup` again after an upgrade adds the indexes a newer version reads; checked by the worker at
+//! start, so that a table it cannot use stops it at once instead of dead-lettering every message.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification,
 };
 
 use super::{
@@ -216,14 +217,8 @@ async fn wait_until_active(ledger: &DynamoLedger, limit: Duration) -> Result<Vec
     let give_up = tokio::time::Instant::now() + limit;
     let poll = (limit / 120).clamp(Duration::from_millis(500), Duration::from_secs(15));
     loop {
-        let described = ledger
-            .client
-            .describe_table()
-            .table_name(&ledger.table)
-            .send()
-            .await
-            .map_err(|e| ledger.error(classify(&e)))?;
-        let table = described.table();
+        let described = describe(ledger).await?;
+        let table = described.as_ref();
         let indexes = table.map(|t| t.global_secondary_indexes()).unwrap_or_default();
         let active = table.and_then(|t| t.table_status()) == Some(&TableStatus::Active)
             && indexes.iter().all(|index| index.index_status() == Some(&IndexStatus::Active));
@@ -251,5 +246,129 @@ async fn enable_ttl(client: &Client, ledger: &DynamoLedger) -> Result<(), Ledger
         Ok(_) => Ok(()),
         Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
         Err(e) => Err(ledger.error(classify(&e))),
+    }
+}
+
+/// Why a table cannot be this version's ledger: none of it heals by waiting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "table {table} is keyed by {found}, not by {KEY} (a string) alone: it is not a cf-invalidator ledger; point --table at a table `cf-invalidator setup` created"
+    )]
+    KeySchema { table: String, found: String },
+    #[error(
+        "table {table} lacks the index {index} this version reads: run `cf-invalidator setup --queue-name QUEUE --table {table}` once to add it"
+    )]
+    MissingIndex { table: String, index: &'static str },
+    #[error(
+        "index {index} of table {table} is keyed by {found}, not {expected}: it was not made by `cf-invalidator setup`; delete it and run setup to create it"
+    )]
+    IndexKeys { table: String, index: &'static str, found: String, expected: String },
+}
+
+/// Whether the ledger table can be used now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableCheck {
+    Ready,
+    /// Not yet: the table or an index is being built. Says which.
+    Building(String),
+}
+
+/// Reads the table's description (DescribeTable) and compares it with what `setup` creates: the key, and every
+/// index with its keys.
+pub async fn check_table(ledger: &DynamoLedger) -> Result<Result<TableCheck, SchemaError>, LedgerError> {
+    let table = describe(ledger).await?.ok_or_else(|| LedgerError::NotFound(ledger.table.clone()))?;
+    Ok(compare(&ledger.table, &table))
+}
+
+/// DescribeTable.
+async fn describe(ledger: &DynamoLedger) -> Result<Option<TableDescription>, LedgerError> {
+    let described = ledger
+        .client
+        .describe_table()
+        .table_name(&ledger.table)
+        .send()
+        .await
+        .map_err(|e| ledger.error(classify(&e)))?;
+    Ok(described.table)
+}
+
+/// What the description says against what the worker reads. No I/O.
+fn compare(name: &str, table: &TableDescription) -> Result<TableCheck, SchemaError> {
+    let string_key = table
+        .attribute_definitions()
+        .iter()
+        .any(|a| a.attribute_name() == KEY && a.attribute_type() == &ScalarAttributeType::S);
+    let keys = shown(table.key_schema());
+    if !string_key || keys != format!("{KEY} (hash)") {
+        return Err(SchemaError::KeySchema { table: name.to_owned(), found: keys });
+    }
+    if table.table_status() == Some(&TableStatus::Creating) {
+        return Ok(TableCheck::Building(format!("table {name} is being created")));
+    }
+    for spec in &INDEXES {
+        let Some(index) = table.global_secondary_indexes().iter().find(|i| i.index_name() == Some(spec.name)) else {
+            return Err(SchemaError::MissingIndex { table: name.to_owned(), index: spec.name });
+        };
+        let expected = spec.key_schema().map(|schema| shown(&schema)).unwrap_or_default();
+        let found = shown(index.key_schema());
+        if found != expected {
+            return Err(SchemaError::IndexKeys { table: name.to_owned(), index: spec.name, found, expected });
+        }
+        if let Some(status) = index.index_status().filter(|status| **status != IndexStatus::Active) {
+            return Ok(TableCheck::Building(format!("index {} of table {name} is {}", spec.name, status.as_str())));
+        }
+    }
+    Ok(TableCheck::Ready)
+}
+
+/// `pk (hash)`, `distribution_id (hash), created_at (range)`.
+fn shown(schema: &[KeySchemaElement]) -> String {
+    let parts: Vec<String> = schema
+        .iter()
+        .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str().to_ascii_lowercase()))
+        .collect();
+    if parts.is_empty() { "nothing".into() } else { parts.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::GlobalSecondaryIndexDescription;
+
+    use super::*;
+
+    fn table(key: &str, indexes: &[&IndexSpec], status: IndexStatus) -> TableDescription {
+        let definition =
+            AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S).build().unwrap();
+        let described = indexes.iter().map(|spec| {
+            GlobalSecondaryIndexDescription::builder()
+                .index_name(spec.name)
+                .set_key_schema(Some(spec.key_schema().unwrap()))
+                .index_status(status.clone())
+                .build()
+        });
+        TableDescription::builder()
+            .attribute_definitions(definition)
+            .key_schema(super::key(key, KeyType::Hash).unwrap())
+            .table_status(TableStatus::Active)
+            .set_global_secondary_indexes(Some(described.collect()))
+            .build()
+    }
+
+    #[test]
+    fn a_table_setup_made_is_ready_once_its_indexes_are_built() {
+        let all: Vec<&IndexSpec> = INDEXES.iter().collect();
+        assert_eq!(compare("t", &table(KEY, &all, IndexStatus::Active)), Ok(TableCheck::Ready));
+        let building = compare("t", &table(KEY, &all, IndexStatus::Creating));
+        assert!(matches!(building, Ok(TableCheck::Building(why)) if why.contains("CREATING")));
+    }
+
+    #[test]
+    fn another_key_or_a_missing_index_is_refused() {
+        let all: Vec<&IndexSpec> = INDEXES.iter().collect();
+        let other = compare("t", &table("id", &all, IndexStatus::Active)).unwrap_err();
+        assert!(other.to_string().contains("keyed by id (hash), not by pk"), "{other}");
+        let missing = compare("t", &table(KEY, &all[..4], IndexStatus::Active)).unwrap_err();
+        assert_eq!(missing, SchemaError::MissingIndex { table: "t".into(), index: BOARD_INDEX });
     }
 }
