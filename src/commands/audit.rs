@@ -209,7 +209,7 @@ fn print_batches(rows: &[Row]) -> anyhow::Result<()> {
             outln!("    failure: {failure}")?;
         }
         if let Some(reason) = &record.tracking_abandoned {
-            println!("    completion not tracked: {reason}");
+            outln!("    completion not tracked: {reason}")?;
         }
         if let Some(coalescing) = &record.coalescing {
             outln!("    coalesced: {coalescing}")?;
