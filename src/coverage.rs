@@ -7,7 +7,9 @@
 //! - the message is one of the batch's: the batch was built from it, after SQS delivered it;
 //! - the batch was sealed after the message was sent, by more than the clocks may disagree: the batch's
 //!   CloudFront call, which created the invalidation, came after its seal (`created_at`, on the sealing worker's
-//!   clock), and `sent_at` is SQS's `SentTimestamp`, on SQS's clock.
+//!   clock), and `sent_at` is SQS's `SentTimestamp`, on SQS's clock;
+//! - for what a worker's own batch awaits (its messages were sent before it was sealed): the covering batch was
+//!   sealed later by the same worker, on the same clock, or later by more than the clocks may disagree.
 //!
 //! Not `submitted_at`: it is taken once CloudFront has answered, so an invalidation created before a message was sent
 //! can have been submitted after it.
@@ -28,8 +30,8 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(1);
 pub enum Since<'a> {
     /// A message, sent at `sent_at` by SQS's clock: a batch it belongs to counts whatever its times.
     Message { id: &'a MessageId, sent_at: SystemTime },
-    /// A time on a worker's clock (a batch's seal: every message in it was sent before).
-    Sealed(SystemTime),
+    /// A seal by worker `by`, on its clock: every message of that batch was sent before.
+    Sealed { at: SystemTime, by: &'a str },
 }
 
 /// Whether `batch`'s invalidation was created after `since`, as far as the ledger can tell.
@@ -37,7 +39,8 @@ pub fn created_after(batch: &BatchRecord, since: Since) -> bool {
     match since {
         Since::Message { id, .. } if batch.message_ids.contains(id) => true,
         Since::Message { sent_at, .. } => sealed_after(batch, sent_at + CLOCK_SKEW),
-        Since::Sealed(at) => sealed_after(batch, at + CLOCK_SKEW),
+        Since::Sealed { at, by } if batch.sealed_by == by => millis(batch.created_at) > millis(at),
+        Since::Sealed { at, .. } => sealed_after(batch, at + CLOCK_SKEW),
     }
 }
 
@@ -99,12 +102,17 @@ mod tests {
 
     #[test]
     fn a_batch_being_shaped_is_covered_only_by_batches_sealed_after_it() {
-        let later = accepted(&["/a"], &["m-9"], 5_000);
-        assert!(covers(&later, Since::Sealed(at(4_000)), "/a"));
+        let later = BatchRecord { sealed_by: "w2".into(), ..accepted(&["/a"], &["m-9"], 5_000) };
+        let by_w1 = |at| Since::Sealed { at, by: "w1" };
+        assert!(covers(&later, by_w1(at(4_000)), "/a"), "another worker's, a skew later");
+        assert!(!covers(&later, by_w1(at(4_500)), "/a"), "another worker's, within the skew");
+        let own = BatchRecord { sealed_by: "w1".into(), ..later.clone() };
+        assert!(covers(&own, by_w1(at(4_999)), "/a"), "the same worker's clock, a millisecond later");
+        assert!(!covers(&own, by_w1(at(5_000)), "/a"), "sealed in the same millisecond: not provably later");
         // The old check compared `submitted_at`, taken after CloudFront answered: an invalidation created before
         // the batch's messages were sent can have been submitted after the batch was sealed.
         let submitted_late = BatchRecord { submitted_at: Some(at(9_000)), ..accepted(&["/a"], &["m-9"], 3_500) };
-        assert!(!covers(&submitted_late, Since::Sealed(at(4_000)), "/a"));
+        assert!(!covers(&submitted_late, by_w1(at(4_000)), "/a"));
     }
 
     proptest! {

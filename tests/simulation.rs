@@ -1,10 +1,12 @@
 //! Deterministic simulation of the whole pipeline over the in-memory fakes, on tokio's paused clock, with a
 //! seeded source of faults at every boundary: receive/delete/visibility failures, duplicate deliveries and lapsed
-//! visibility, CloudFront throttling, quota and 5xx errors and lost responses, DynamoDB errors, lost writes and
+//! visibility, CloudFront throttling, quota and 5xx errors, slow and lost responses, DynamoDB errors, lost writes and
 //! outages (short ones, and in some phases the ledger or CloudFront down for 3 to 15 minutes), workers crashing at
 //! any await point (restarted with empty memory) and two workers racing. A quarter of the seeds give every message
 //! paths of its own, so no other message's invalidation can hide an early delete; a fifth send some messages to a
-//! distribution the role may not invalidate (AccessDenied) or one that does not exist (NoSuchDistribution).
+//! distribution the role may not invalidate (AccessDenied) or one that does not exist (NoSuchDistribution); a
+//! third run their chaos phases under a small monthly path budget, so batches are shaped to it and drop the paths
+//! later invalidations cover.
 //!
 //! At every delete of the main queue it checks that each path of the deleted message is covered by an
 //! invalidation CloudFront accepted after the message was sent. After every run it checks: the queue ends empty;
@@ -231,6 +233,10 @@ impl Cdn for ChaosCdn {
             return Err(CdnError::Unavailable("503".into()));
         }
         let created = self.inner.create_invalidation(distribution, caller_reference, paths).await?;
+        if self.chaos.roll(0.1) {
+            // CloudFront created it, and answers seconds later.
+            tokio::time::sleep(Duration::from_millis(self.chaos.pick(5_000) as u64)).await;
+        }
         if self.chaos.roll(0.03) {
             return Err(CdnError::Unavailable("response lost after CloudFront accepted".into()));
         }
@@ -334,6 +340,9 @@ struct World {
     unique_paths: bool,
     /// Some messages name a distribution the role may not invalidate, or one that does not exist.
     refused_distributions: bool,
+    /// The chaos phases' workers run under a monthly path budget this small, so that batches are shaped to it and
+    /// their paths that later invalidations cover are dropped (`submit::spend`); the clean phase lifts it.
+    monthly_path_budget: Option<u64>,
 }
 
 impl World {
@@ -369,6 +378,7 @@ impl World {
             oracle,
             unique_paths: seed % 4 == 1,
             refused_distributions: seed % 5 == 2,
+            monthly_path_budget: seed.is_multiple_of(3).then(|| 20 + seed % 60),
             reserve: QUOTA - capacity,
             clock,
             queue,
@@ -472,6 +482,7 @@ impl World {
         settings.ledger.lease = 2 * visibility;
         settings.budget.lease = 2 * visibility;
         settings.budget.reserve = self.reserve;
+        settings.submission.spending.monthly_path_budget = self.monthly_path_budget;
         settings
     }
 }

@@ -17,17 +17,30 @@ use serde_json::json;
 
 const DISTRIBUTION: &str = "EAAA";
 
-/// Fakes that several workers share, kept at hand to look at afterwards.
-struct Shared(Services<MemoryQueue, FakeCdn, MemoryLedger>);
+/// Fakes that several workers share, kept at hand to look at afterwards, and the one clock they all follow.
+struct Shared(Services<MemoryQueue, FakeCdn, MemoryLedger>, WallClock);
 
 impl Shared {
     fn new() -> Self {
-        Self(Services {
-            queue: Arc::new(MemoryQueue::with_clock(WallClock::following_tokio())),
+        let clock = WallClock::following_tokio();
+        let services = Services {
+            queue: Arc::new(MemoryQueue::with_clock(clock)),
             dead_letter: Some(Arc::default()),
             cdn: Arc::new(FakeCdn::with_distributions([DISTRIBUTION])),
             ledger: Arc::default(),
-        })
+        };
+        Self(services, clock)
+    }
+
+    fn settings(&self, spending: Spending) -> Settings {
+        let mut settings = Settings { clock: self.1, ..Settings::default() };
+        settings.batching.window = Duration::from_secs(5);
+        // Many small batches: the budget is tested batch by batch, not on one big one.
+        settings.batching.max_paths = 50;
+        settings.intake.receive_wait = Duration::from_secs(1);
+        settings.submission.create_rate = 100.0;
+        settings.submission.spending = spending;
+        settings
     }
 
     fn services(&self) -> Services<MemoryQueue, FakeCdn, MemoryLedger> {
@@ -57,17 +70,6 @@ impl Shared {
     }
 }
 
-fn settings(spending: Spending) -> Settings {
-    let mut settings = Settings { clock: WallClock::following_tokio(), ..Settings::default() };
-    settings.batching.window = Duration::from_secs(5);
-    // Many small batches: the budget is tested batch by batch, not on one big one.
-    settings.batching.max_paths = 50;
-    settings.intake.receive_wait = Duration::from_secs(1);
-    settings.submission.create_rate = 100.0;
-    settings.submission.spending = spending;
-    settings
-}
-
 /// 1,000 distinct paths, 100 in each of 10 directories, interleaved as a deploy touching every section would.
 fn thousand_paths_in_ten_directories() -> Vec<String> {
     (0..100).flat_map(|n| (0..10).map(move |d| format!("/section-{d}/page-{n}.html"))).collect()
@@ -78,8 +80,12 @@ async fn two_workers_under_a_budget_of_300_bill_at_most_300_paths_and_cover_ever
     let shared = Shared::new();
     let requested = shared.send(thousand_paths_in_ten_directories()).await;
     let budget = Spending { monthly_path_budget: Some(300), ..Spending::default() };
+    // The deploy's messages wait on the queue a little before the workers take them: a wildcard one worker creates
+    // covers the other's messages only if it provably came after they were sent, by more than the clocks of SQS
+    // and the workers may disagree (`coverage::CLOCK_SKEW`).
+    tokio::time::sleep(2 * cf_invalidator::coverage::CLOCK_SKEW).await;
     let run = |name: &str| {
-        let mut settings = settings(budget.clone());
+        let mut settings = shared.settings(budget.clone());
         settings.ledger.worker_id = name.to_owned();
         worker::run(shared.services(), settings, tokio::time::sleep(Duration::from_secs(600)))
     };
@@ -95,7 +101,7 @@ async fn two_workers_under_a_budget_of_300_bill_at_most_300_paths_and_cover_ever
         shared.billed(),
         shared.0.cdn.invalidations().iter().map(|(_, p)| p.len()).collect::<Vec<_>>()
     );
-    let month = shared.0.ledger.month_billing(&billing_month(WallClock::following_tokio().now())).await.unwrap();
+    let month = shared.0.ledger.month_billing(&billing_month(shared.1.now())).await.unwrap();
     assert_eq!(month.total.paths_billed as usize, shared.billed(), "the ledger counts what CloudFront billed");
     assert!(month.committed <= 300 && month.committed >= month.total.paths_billed, "{month:?}");
     let coalesced = shared.0.ledger.records().iter().filter(|r| r.coalescing.is_some()).count();
@@ -107,7 +113,7 @@ async fn a_spent_budget_holds_the_messages_and_neither_drops_nor_dead_letters_th
     let shared = Shared::new();
     let budget = Spending { monthly_path_budget: Some(20), ..Spending::default() };
     let first = shared.send((0..20).map(|n| format!("/a/{n}")).collect()).await;
-    worker::run(shared.services(), settings(budget.clone()), tokio::time::sleep(Duration::from_secs(60))).await;
+    worker::run(shared.services(), shared.settings(budget.clone()), tokio::time::sleep(Duration::from_secs(60))).await;
     assert_eq!(shared.uncovered(&first), Vec::<String>::new());
     let billed = shared.billed();
     assert!(billed <= 20);
@@ -116,7 +122,7 @@ async fn a_spent_budget_holds_the_messages_and_neither_drops_nor_dead_letters_th
     let tags: Vec<String> = (0..30).map(|n| format!("#tag-{n}")).collect();
     let body = json!({"distribution_id": DISTRIBUTION, "tags": tags});
     shared.0.queue.send(&body.to_string(), &[]).await.unwrap();
-    worker::run(shared.services(), settings(budget), tokio::time::sleep(Duration::from_secs(300))).await;
+    worker::run(shared.services(), shared.settings(budget), tokio::time::sleep(Duration::from_secs(300))).await;
 
     assert_eq!(shared.billed(), billed, "nothing submitted past the budget");
     assert!(shared.dead_lettered() == 0, "a spent budget is no reason to dead-letter");
@@ -130,7 +136,7 @@ async fn the_cost_policy_collapses_big_directories_and_keeps_small_ones_exact() 
     paths.extend((0..5).map(|n| format!("/about/{n}.html")));
     let requested = shared.send(paths).await;
     let cost = CostPolicy { min_saving: 10, overrides: Arc::new(HashMap::new()) };
-    let mut settings = settings(Spending { cost: Some(cost), ..Spending::default() });
+    let mut settings = shared.settings(Spending { cost: Some(cost), ..Spending::default() });
     settings.batching.max_paths = 1_000;
     worker::run(shared.services(), settings, tokio::time::sleep(Duration::from_secs(60))).await;
 
@@ -148,7 +154,7 @@ async fn a_distribution_s_own_threshold_overrides_the_default() {
     let requested = shared.send((0..40).map(|n| format!("/news/{n}.html")).collect()).await;
     let overrides = HashMap::from([(DistributionId::parse(DISTRIBUTION).unwrap(), 100)]);
     let cost = CostPolicy { min_saving: 10, overrides: Arc::new(overrides) };
-    let mut settings = settings(Spending { cost: Some(cost), ..Spending::default() });
+    let mut settings = shared.settings(Spending { cost: Some(cost), ..Spending::default() });
     settings.batching.max_paths = 1_000;
     worker::run(shared.services(), settings, tokio::time::sleep(Duration::from_secs(60))).await;
 

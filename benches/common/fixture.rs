@@ -191,6 +191,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         time_to_complete: None,
         failure: None,
         owner: "baseline".into(),
+        sealed_by: "baseline".into(),
         lease_until: now,
         expires_at: now + Duration::from_secs(90 * 24 * 3_600),
         published: Vec::new(),

@@ -278,6 +278,8 @@ mod tests {
             parts,
             urgent: false,
             idempotency_key: None,
+            awaited: false,
+            sent_at: None,
         }
     }
 

@@ -100,6 +100,8 @@ fn add(batcher: &mut Batcher, accepted: Accepted, clock: WallClock) -> Vec<Batch
             parts,
             urgent: false,
             idempotency_key: None,
+            awaited: false,
+            sent_at: None,
         };
         Batch::resume(record, member)
     }));

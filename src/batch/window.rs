@@ -163,7 +163,7 @@ impl Batcher {
         let distribution_id = request.distribution_id;
         let mut requester = request.requester;
         let (urgent, max_delay) = (request.max_delay == Some(Duration::ZERO), request.max_delay);
-        let idempotency_key = request.idempotency_key;
+        let (idempotency_key, awaited, sent_at) = (request.idempotency_key, request.awaited, request.sent_at);
         let BatchLimits { max_paths, max_wildcards, .. } = self.limits;
         let mut paths = request.paths.into_iter().peekable();
         let mut member_in_open_batch = false;
@@ -177,6 +177,8 @@ impl Batcher {
                 parts: 0,
                 urgent,
                 idempotency_key: idempotency_key.clone(),
+                awaited,
+                sent_at,
             };
             members.push(member);
             let member = members.last_mut().expect("just pushed");
@@ -301,6 +303,8 @@ mod tests {
             idempotency_key: None,
             requester: Some("tests".into()),
             max_delay: None,
+            awaited: false,
+            sent_at: None,
         }
     }
 

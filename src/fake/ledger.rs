@@ -43,6 +43,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         time_to_complete: None,
         failure: None,
         owner: "w1".into(),
+        sealed_by: "w1".into(),
         lease_until: created_at,
         expires_at: created_at,
         published: Vec::new(),

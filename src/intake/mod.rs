@@ -192,7 +192,7 @@ fn admit(
 ) -> Vec<(Admitted, Result<Parsed, Rejection>)> {
     let mut admitted = Vec::with_capacity(messages.len());
     for message in messages {
-        let parsed = parse_message(&message.body, rules);
+        let parsed = parse_message(&message.body, rules).map(|parsed| sent_at(parsed, message.sent_at));
         let header = header_of(&message);
         match inflight.admit(message, invisible_until) {
             Some(delivery) => admitted.push((Admitted { header, delivery }, parsed)),
@@ -202,6 +202,16 @@ fn admit(
         }
     }
     admitted
+}
+
+/// The requests as intake received them: stamped with when SQS says their message was sent.
+fn sent_at(parsed: Parsed, sent_at: Option<std::time::SystemTime>) -> Parsed {
+    match parsed {
+        Parsed::Requests(requests) => {
+            Parsed::Requests(requests.into_iter().map(|request| InvalidationRequest { sent_at, ..request }).collect())
+        }
+        skip => skip,
+    }
 }
 
 /// A held message: its header and which delivery of it the worker is processing.
@@ -364,5 +374,14 @@ async fn check<L: Batches + Keys>(
 
 /// A member with nothing left to invalidate: acknowledging it deletes the message.
 fn nothing_left(delivery: Delivery) -> BatchMember {
-    BatchMember { delivery, requester: None, paths: Vec::new(), parts: 1, urgent: false, idempotency_key: None }
+    BatchMember {
+        delivery,
+        requester: None,
+        paths: Vec::new(),
+        parts: 1,
+        urgent: false,
+        idempotency_key: None,
+        awaited: false,
+        sent_at: None,
+    }
 }

@@ -168,6 +168,8 @@ struct WireRequest {
     priority: Option<String>,
     #[serde(default)]
     max_delay_seconds: Option<u64>,
+    #[serde(default)]
+    awaited: bool,
 }
 
 /// Parses and validates one SQS message body in any format the worker reads. Every source meets the same
@@ -227,6 +229,8 @@ fn routed(objects: &[S3Object], routing: &Routing) -> Result<Parsed, Rejection> 
                     idempotency_key: None,
                     requester: Some(format!("s3://{}", object.bucket)),
                     max_delay: None,
+                    awaited: false,
+                    sent_at: None,
                 }),
             }
         }
@@ -284,6 +288,8 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
         idempotency_key: wire.idempotency_key,
         requester: wire.requester.map(|r| requester(&r)).transpose()?.flatten(),
         max_delay,
+        awaited: wire.awaited,
+        sent_at: None,
     })
 }
 

@@ -34,6 +34,10 @@ pub struct BatchMember {
     pub urgent: bool,
     /// The producer's key, named in the batch's events.
     pub idempotency_key: Option<String>,
+    /// Someone waits for the message's completion (`send --wait`).
+    pub awaited: bool,
+    /// When SQS says the message was sent, if it said.
+    pub sent_at: Option<std::time::SystemTime>,
 }
 
 /// What is to become of messages.

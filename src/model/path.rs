@@ -212,13 +212,15 @@ pub fn is_covered_by(path: &str, submitted: &[String]) -> bool {
 /// The first of `submitted` that invalidates `path`: the path itself, or a wildcard whose prefix it starts with.
 /// A merged batch holds at most one (it is minimal), so for a batch this is the one.
 pub fn covering<'a>(path: &str, submitted: &'a [String]) -> Option<&'a str> {
-    submitted
-        .iter()
-        .find(|candidate| match candidate.strip_suffix('*') {
-            Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
-            None => candidate.as_str() == path,
-        })
-        .map(String::as_str)
+    submitted.iter().find(|candidate| invalidates(candidate, path)).map(String::as_str)
+}
+
+/// Whether invalidating `candidate` invalidates `path`: it is the path, or a wildcard whose prefix it starts with.
+pub fn invalidates(candidate: &str, path: &str) -> bool {
+    match candidate.strip_suffix('*') {
+        Some(prefix) => path.strip_suffix('*').unwrap_or(path).starts_with(prefix),
+        None => candidate == path,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! A validated invalidation request, as every stage after intake sees it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -17,6 +17,11 @@ pub struct InvalidationRequest {
     pub requester: Option<String>,
     /// The longest its paths may wait in a window; zero for `"priority": "urgent"`, which seals the window at once.
     pub max_delay: Option<Duration>,
+    /// Someone waits for its completion (`send --wait`): its invalidation is looked at every second.
+    pub awaited: bool,
+    /// When SQS says the message was sent (`SentTimestamp`), once intake received it: what an invalidation must
+    /// have been created after to cover its paths (`coverage`).
+    pub sent_at: Option<SystemTime>,
 }
 
 impl InvalidationRequest {

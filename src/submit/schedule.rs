@@ -152,6 +152,8 @@ mod tests {
             parts: 1,
             urgent: false,
             idempotency_key: None,
+            awaited: false,
+            sent_at: None,
         };
         let content = SealedBatch::from_members(
             DistributionId::parse(distribution).unwrap(),

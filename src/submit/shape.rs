@@ -54,6 +54,7 @@ impl<C, L> Submitter<C, L> {
             time_to_complete: None,
             failure: None,
             owner: self.ownership.worker_id.clone(),
+            sealed_by: self.ownership.worker_id.clone(),
             lease_until: SystemTime::UNIX_EPOCH,
             expires_at: SystemTime::UNIX_EPOCH,
             published: Vec::new(),

@@ -17,9 +17,12 @@ use super::Submitter;
 use crate::batch::Batch;
 use crate::coverage::{Since, covers};
 use crate::model::DistributionId;
+use crate::model::message::BatchMember;
+use crate::model::path::invalidates;
 use crate::plan::{self, MonthFit, Plan};
 use crate::ports::budget::JointWrites;
 use crate::ports::cdn::Cdn;
+use crate::ports::ledger::BatchRecord;
 use crate::ports::ledger::{MonthCap, billing_month};
 use crate::telemetry::{BudgetHold, log_allowed};
 
@@ -151,9 +154,11 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 return Spend::Submit(batch);
             }
         };
-        let since = Since::Sealed(batch.sealed_at);
         let before = batch.content.paths.len();
-        batch.content.paths.retain(|path| !records.iter().any(|r| covers(r, since, path)));
+        let worker = &self.ownership.worker_id;
+        let gone: Vec<bool> = batch.content.paths.iter().map(|path| covered(&records, &batch, worker, path)).collect();
+        let mut gone = gone.into_iter();
+        batch.content.paths.retain(|_| !gone.next().unwrap_or(false));
         if batch.content.paths.len() < before {
             counter!("cfi_paths_covered_by_later_invalidations_total")
                 .increment((before - batch.content.paths.len()) as u64);
@@ -165,6 +170,25 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         }
         Spend::Submit(batch)
     }
+}
+
+/// Whether an invalidation created after the batch was sealed covers `path` (every message in the batch was
+/// sent before), or, for every message of the batch that asked for `path` or a path it covers, one created after
+/// SQS says the message was sent.
+fn covered(records: &[BatchRecord], batch: &Batch, worker: &str, path: &str) -> bool {
+    let sealed = Since::Sealed { at: batch.sealed_at, by: worker };
+    if records.iter().any(|r| covers(r, sealed, path)) {
+        return true;
+    }
+    let askers: Vec<&BatchMember> =
+        batch.content.members.iter().filter(|m| m.paths.iter().any(|own| invalidates(path, own.as_str()))).collect();
+    !askers.is_empty()
+        && askers.iter().all(|member| {
+            member.sent_at.is_some_and(|sent_at| {
+                let since = Since::Message { id: &member.delivery.message_id, sent_at };
+                records.iter().any(|r| covers(r, since, path))
+            })
+        })
 }
 
 /// What the spending rules make of a batch.

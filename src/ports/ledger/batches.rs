@@ -74,6 +74,9 @@ pub struct BatchRecord {
     pub failure: Option<String>,
     /// The worker that is submitting the batch, until `lease_until`; after that any worker may take it over.
     pub owner: String,
+    /// The worker that sealed the batch, whose clock `created_at` is on (`coverage`); empty for records from
+    /// before it was kept.
+    pub sealed_by: String,
     pub lease_until: SystemTime,
     /// When the record may be deleted (DynamoDB TTL); readers ignore expired records.
     pub expires_at: SystemTime,
