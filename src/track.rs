@@ -5,7 +5,9 @@
 //! GetInvalidation is asked only for one the list no longer shows. A distribution is looked at `first_look` after
 //! an acceptance (CloudFront reports most completions within 25 s), then at doubling gaps up to `poll`; while
 //! batches wait for room in it, every `HURRIED_GAP` and ahead of regular looks, so that room returns within seconds
-//! of a completion however many batches are in progress. The completions one look finds are recorded, and their
+//! of a completion however many batches are in progress. A batch a producer waits on (`send --wait` marks its
+//! messages `awaited`) is looked at every `HURRIED_GAP` from its acceptance, so the wait ends within about a second
+//! of the completion. The completions one look finds are recorded, and their
 //! room returned, in one ledger write. Calls go out one at a time, at least `call_gap` apart (CloudFront throttles
 //! its API per account).
 //!
@@ -152,10 +154,15 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
     }
 
     fn entry(&self, submitted: Submitted, own: bool, first_look: Duration) -> Tracked {
-        let gap = (self.settings.first_look * 2).min(self.settings.poll);
+        let (gap, first_look) = if submitted.awaited {
+            (HURRIED_GAP, first_look.min(HURRIED_GAP))
+        } else {
+            ((self.settings.first_look * 2).min(self.settings.poll), first_look)
+        };
         let now = Instant::now();
         let renew_after = now + self.renewal_gap();
-        Tracked { submitted, own, next_look: now + first_look, gap, last_look: now, renew_after, hurried: false }
+        let hurried = submitted.awaited;
+        Tracked { submitted, own, next_look: now + first_look, gap, last_look: now, renew_after, hurried }
     }
 
     /// How long a renewed reservation goes without another renewal: a quarter of its lease leaves room for looks
@@ -269,12 +276,14 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                         entry.renew_after = now + self.renewal_gap();
                     }
                     entry.next_look = now + entry.gap;
-                    entry.gap = (entry.gap * 2).min(self.settings.poll);
+                    if !entry.submitted.awaited {
+                        entry.gap = (entry.gap * 2).min(self.settings.poll);
+                    }
                     kept.push(entry);
                 }
                 Seen::Status(_) => {
-                    // The list just answered for it too: no other look at the distribution for a first-look gap.
-                    entry.next_look = entry.next_look.max(now + self.settings.first_look);
+                    // The list just answered for it too: no other look at the distribution for a gap.
+                    entry.next_look = entry.next_look.max(now + entry.gap.min(self.settings.first_look));
                     kept.push(entry);
                 }
                 _ => kept.push(entry),
@@ -283,7 +292,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
         kept.extend(self.finish(distribution, finished, now).await);
         for entry in &mut kept {
             entry.last_look = now;
-            entry.hurried = false;
+            entry.hurried = entry.submitted.awaited;
         }
         kept
     }
@@ -643,6 +652,20 @@ mod tests {
         assert_eq!(record.cloudfront_status.as_deref(), Some("Completed"));
         assert_eq!(record.time_to_complete, Some(S(55)));
         assert_eq!(record.completed_at, Some(record.submitted_at.unwrap() + S(55)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_awaited_invalidation_is_looked_at_every_second_and_recorded_within_one_of_its_completion() {
+        let setup = Setup::new(S(8));
+        let started = Instant::now();
+        let submitted = Submitted { awaited: true, ..setup.accepted("/a").await };
+        setup.track(vec![submitted]).await;
+
+        let looks = setup.looks(started);
+        assert_eq!(looks, (1..=8).map(S).collect::<Vec<_>>(), "every second, until the completion at 8 s");
+        let record = &setup.ledger.records()[0];
+        assert_eq!(record.status, BatchStatus::Completed);
+        assert_eq!(record.time_to_complete, Some(S(8)));
     }
 
     #[tokio::test(start_paused = true)]

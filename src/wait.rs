@@ -1,20 +1,39 @@
 //! `send --wait`: whether what a producer sent has been invalidated and CloudFront has completed it, read from the
-//! ledger (the worker writes every batch there with the ids of the messages it covers).
+//! ledger with the predicate every stage uses (`coverage`): a message is answered for, path by path, by accepted
+//! batches that hold it or were created after it was sent. So a message the worker deleted without a batch of its
+//! own (covered by others, or past a batch's capped id list) is answered for too, and one deleted as a duplicate of
+//! its idempotency key is answered for by the batches of the message that holds the key.
+//!
+//! Each look reads a bounded amount: while some message is not yet answered for by accepted batches, the newest
+//! `BATCHES_PER_LOOK` batches of the distribution since the oldest such message was sent, and at most
+//! `POINT_READS_PER_LOOK` dead letters and key claims; and the batches found answering, by key, until they complete.
 
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
-use crate::model::path::is_covered_by;
-use crate::model::{DistributionId, MessageId};
+use crate::coverage::{Since, covers};
+use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::ports::audit::AuditLog;
 use crate::ports::ledger::{BatchRecord, BatchStatus, Batches, DeadLetterRecord, DeadLetters, LedgerError};
 
-/// Most batches of the distribution read per look: a deploy's messages are batched within minutes.
-const BATCHES_PER_LOOK: usize = 1_000;
+/// Most batches of the distribution one look lists: the batches of a deploy are created within minutes of it.
+const BATCHES_PER_LOOK: usize = 200;
 
-/// A message `send` put on the queue, and what it asked for as the worker encodes it.
+/// Most dead letters and key claims one look reads, taking the unanswered messages in turn.
+const POINT_READS_PER_LOOK: usize = 20;
+
+/// Batches are listed from this long before a send: the worker's clock may be behind this one, and a batch that
+/// holds the message answers for it whatever its time.
+const LISTING_MARGIN: Duration = Duration::from_secs(60);
+
+/// A message `send` put on the queue: what it asked for as the worker encodes it, when (on this machine's clock,
+/// read once SQS had answered) and under which idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMessage {
     pub message_id: MessageId,
     pub paths: Vec<String>,
+    pub sent_at: SystemTime,
+    pub idempotency_key: Option<String>,
 }
 
 /// Where the sent messages stand.
@@ -28,109 +47,169 @@ pub enum Standing {
     DeadLettered { message_id: MessageId, reason: String },
 }
 
-/// A look at the ledger: the standing, and the batches that hold the sent messages, oldest first.
+/// A look at the ledger: the standing, and the batches that answer for the sent messages, oldest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Look {
     pub standing: Standing,
     pub batches: Vec<BatchRecord>,
 }
 
-/// Reads the distribution's batches since `since`, and the dead-letter record of each message no accepted batch
-/// covers yet.
-pub async fn look<L: Batches + DeadLetters>(
-    ledger: &L,
-    distribution: &DistributionId,
-    sent: &[SentMessage],
+/// A sent message and whose batches answer for it.
+#[derive(Debug, Clone)]
+struct Awaited {
+    sent: SentMessage,
+    /// Itself, or the message holding its idempotency key, whose batches answer for it instead.
+    answering: MessageId,
+    /// When `answering` was known to be sent by: `sent_at`, or when the key was claimed.
     since: SystemTime,
-) -> Result<Look, LedgerError> {
-    let mut batches = ledger.list(distribution, since, BATCHES_PER_LOOK).await?;
-    batches.retain(|batch| sent.iter().any(|m| batch.message_ids.contains(&m.message_id)));
-    batches.reverse();
-    let mut dead_letters = Vec::new();
-    for message in sent.iter().filter(|m| !covered(m, &batches, BatchStatus::is_accepted)) {
-        dead_letters.extend(ledger.dead_letter(&message.message_id).await?);
-    }
-    Ok(Look { standing: standing(sent, &batches, &dead_letters), batches })
 }
 
-/// What the batches and dead letters say about the sent messages. No I/O.
-pub fn standing(sent: &[SentMessage], batches: &[BatchRecord], dead_letters: &[DeadLetterRecord]) -> Standing {
-    if let Some(dead) = sent.iter().find_map(|m| dead_letters.iter().find(|d| d.message_id == m.message_id)) {
-        return Standing::DeadLettered { message_id: dead.message_id.clone(), reason: dead.reason.clone() };
+impl Awaited {
+    fn since(&self) -> Since<'_> {
+        Since::Message { id: &self.answering, sent_at: self.since }
     }
-    let completed = sent.iter().filter(|m| covered(m, batches, |s| s == BatchStatus::Completed)).count();
-    if completed == sent.len() {
+
+    fn answered(&self, batches: &BTreeMap<CallerReference, BatchRecord>, counts: fn(BatchStatus) -> bool) -> bool {
+        self.sent.paths.iter().all(|path| batches.values().any(|b| counts(b.status) && covers(b, self.since(), path)))
+    }
+
+    fn answered_by(&self, batch: &BatchRecord) -> bool {
+        self.sent.paths.iter().any(|path| covers(batch, self.since(), path))
+    }
+}
+
+/// The state of one `send --wait` between looks.
+#[derive(Debug)]
+pub struct Wait {
+    distribution: DistributionId,
+    messages: Vec<Awaited>,
+    /// The batches found answering for some message, as last read.
+    answering: BTreeMap<CallerReference, BatchRecord>,
+    dead_letter: Option<DeadLetterRecord>,
+    /// Where the next look's point reads start among the unanswered messages.
+    turn: usize,
+}
+
+impl Wait {
+    pub fn new(distribution: DistributionId, sent: Vec<SentMessage>) -> Self {
+        let messages = sent
+            .into_iter()
+            .map(|sent| Awaited { answering: sent.message_id.clone(), since: sent.sent_at, sent })
+            .collect();
+        Self { distribution, messages, answering: BTreeMap::new(), dead_letter: None, turn: 0 }
+    }
+
+    /// Reads what changed since the last look and says where the messages stand.
+    pub async fn look<L: Batches + DeadLetters + AuditLog>(
+        &mut self,
+        ledger: &L,
+        now: SystemTime,
+    ) -> Result<Look, LedgerError> {
+        self.reread_answering(ledger).await?;
+        let unanswered = self.unanswered();
+        if let Some(since) = unanswered.iter().map(|&i| self.messages[i].since).min() {
+            let listed = ledger.list(&self.distribution, since - LISTING_MARGIN, BATCHES_PER_LOOK).await?;
+            self.keep_answering(listed);
+            self.point_reads(ledger, now).await?;
+        }
+        Ok(self.summary())
+    }
+
+    /// The batches found answering that have not completed, read again by key: they are what the wait is for.
+    async fn reread_answering<L: Batches>(&mut self, ledger: &L) -> Result<(), LedgerError> {
+        let open: Vec<CallerReference> = self
+            .answering
+            .values()
+            .filter(|b| b.status != BatchStatus::Completed)
+            .map(|b| b.caller_reference.clone())
+            .collect();
+        for caller_reference in open {
+            match ledger.batch(&caller_reference).await? {
+                Some(record) => self.answering.insert(caller_reference, record),
+                None => self.answering.remove(&caller_reference),
+            };
+        }
+        Ok(())
+    }
+
+    fn keep_answering(&mut self, listed: Vec<BatchRecord>) {
+        for record in listed {
+            if self.messages.iter().any(|m| m.answered_by(&record)) {
+                self.answering.insert(record.caller_reference.clone(), record);
+            }
+        }
+    }
+
+    /// Messages not yet answered for by accepted batches, by index.
+    fn unanswered(&self) -> Vec<usize> {
+        (0..self.messages.len())
+            .filter(|&i| !self.messages[i].answered(&self.answering, BatchStatus::is_accepted))
+            .collect()
+    }
+
+    /// Dead letters and key claims of the unanswered messages, a bounded number per look, in turn.
+    async fn point_reads<L: DeadLetters + AuditLog>(&mut self, ledger: &L, now: SystemTime) -> Result<(), LedgerError> {
+        let unanswered = self.unanswered();
+        if unanswered.is_empty() {
+            return Ok(());
+        }
+        let mut reads = 0;
+        for n in 0..unanswered.len() {
+            if reads >= POINT_READS_PER_LOOK {
+                break;
+            }
+            let index = unanswered[(self.turn + n) % unanswered.len()];
+            let message_id = self.messages[index].sent.message_id.clone();
+            reads += 1;
+            if let Some(dead) = ledger.dead_letter(&message_id).await? {
+                self.dead_letter = Some(dead);
+                return Ok(());
+            }
+            if let Some(key) = self.messages[index].sent.idempotency_key.clone() {
+                reads += 1;
+                self.follow_key(index, ledger.key_claim(&self.distribution, &key).await?, now);
+            }
+        }
+        self.turn = self.turn.wrapping_add(POINT_READS_PER_LOOK);
+        Ok(())
+    }
+
+    /// A message whose key another message holds is deleted by the worker as that message's duplicate: the
+    /// holder's batches answer for it, and they may have been created before this message was sent.
+    fn follow_key(&mut self, index: usize, claim: Option<crate::ports::ledger::KeyRecord>, now: SystemTime) {
+        let awaited = &mut self.messages[index];
+        match claim.filter(|c| c.expires_at > now && c.message_id != awaited.sent.message_id) {
+            Some(claim) => {
+                awaited.answering = claim.message_id;
+                awaited.since = claim.created_at;
+            }
+            None => {
+                awaited.answering = awaited.sent.message_id.clone();
+                awaited.since = awaited.sent.sent_at;
+            }
+        }
+    }
+
+    fn summary(&self) -> Look {
+        let mut batches: Vec<BatchRecord> = self.answering.values().cloned().collect();
+        batches.sort_by_key(|b| b.created_at);
+        let standing = match &self.dead_letter {
+            Some(dead) => Standing::DeadLettered { message_id: dead.message_id.clone(), reason: dead.reason.clone() },
+            None => standing(&self.messages, &self.answering),
+        };
+        Look { standing, batches }
+    }
+}
+
+/// What the answering batches say about the sent messages. No I/O.
+fn standing(messages: &[Awaited], batches: &BTreeMap<CallerReference, BatchRecord>) -> Standing {
+    let completed = messages.iter().filter(|m| m.answered(batches, |s| s == BatchStatus::Completed)).count();
+    if completed == messages.len() {
         return Standing::Completed;
     }
-    let accepted = sent.iter().filter(|m| covered(m, batches, BatchStatus::is_accepted)).count();
+    let accepted = messages.iter().filter(|m| m.answered(batches, BatchStatus::is_accepted)).count();
     Standing::Waiting { accepted, completed }
 }
 
-/// Whether batches holding the message, in a status `counts`, together cover all its paths.
-fn covered(message: &SentMessage, batches: &[BatchRecord], counts: impl Fn(BatchStatus) -> bool) -> bool {
-    let paths: Vec<String> = batches
-        .iter()
-        .filter(|b| counts(b.status) && b.message_ids.contains(&message.message_id))
-        .flat_map(|b| b.paths.iter().cloned())
-        .collect();
-    message.paths.iter().all(|path| is_covered_by(path, &paths))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fake::pending_record;
-
-    fn sent(id: &str, paths: &[&str]) -> SentMessage {
-        SentMessage { message_id: MessageId(id.into()), paths: paths.iter().map(|p| (*p).to_owned()).collect() }
-    }
-
-    fn batch(status: BatchStatus, paths: &[&str], messages: &[&str]) -> BatchRecord {
-        BatchRecord { status, ..pending_record("EAAA", paths, messages, SystemTime::UNIX_EPOCH) }
-    }
-
-    #[test]
-    fn completed_only_when_completed_batches_cover_every_path_of_every_message() {
-        let messages = [sent("m1", &["/a", "/img/x.png"]), sent("m2", &["/b"])];
-        let partly =
-            [batch(BatchStatus::Completed, &["/a", "/img/*"], &["m1"]), batch(BatchStatus::Accepted, &["/b"], &["m2"])];
-        assert_eq!(standing(&messages, &partly, &[]), Standing::Waiting { accepted: 2, completed: 1 });
-        let all = [partly[0].clone(), batch(BatchStatus::Completed, &["/b"], &["m2"])];
-        assert_eq!(standing(&messages, &all, &[]), Standing::Completed);
-    }
-
-    #[test]
-    fn a_batch_of_other_messages_does_not_count() {
-        let messages = [sent("m1", &["/a"])];
-        let others = [batch(BatchStatus::Completed, &["/a"], &["someone-else"])];
-        assert_eq!(standing(&messages, &others, &[]), Standing::Waiting { accepted: 0, completed: 0 });
-    }
-
-    #[test]
-    fn a_message_split_over_batches_is_covered_by_them_together() {
-        let messages = [sent("m1", &["/a", "/b"])];
-        let halves = [
-            batch(BatchStatus::Completed, &["/a"], &["m1"]),
-            batch(BatchStatus::Failed, &["/b"], &["m1"]),
-            batch(BatchStatus::Completed, &["/b"], &["m1"]),
-        ];
-        assert_eq!(standing(&messages, &halves, &[]), Standing::Completed, "a failed half retried counts once done");
-    }
-
-    #[test]
-    fn a_dead_letter_ends_the_wait_with_its_reason() {
-        let messages = [sent("m1", &["/a"]), sent("m2", &["bad"])];
-        let dead = DeadLetterRecord {
-            message_id: MessageId("m2".into()),
-            reason: "path #0 \"bad\" is invalid".into(),
-            code: "invalid_path".into(),
-            distribution_id: None,
-            requester: None,
-            created_at: SystemTime::UNIX_EPOCH,
-            expires_at: SystemTime::UNIX_EPOCH,
-            outbox: false,
-        };
-        let expected = Standing::DeadLettered { message_id: MessageId("m2".into()), reason: dead.reason.clone() };
-        assert_eq!(standing(&messages, &[], &[dead]), expected);
-    }
-}
+mod tests;

@@ -106,3 +106,20 @@ async fn send_wait_returns_once_cloudfront_completed_and_names_what_went_wrong_o
     assert!(took < COMPLETION, "gave up at its timeout: {took:?}");
     assert_eq!(result(&late)["status"], "timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_with_the_same_idempotency_key_completes_with_the_first_runs_invalidation() {
+    let Some(stack) = stack().await else { return };
+    let rerun = ["/rerun.html", "--idempotency-key", "deploy-7"];
+
+    let (first, _) = send_and_wait(&stack, &rerun);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    // The CI job runs again: the worker deletes its message as a duplicate of the key, without a batch of its own.
+    let (again, _) = send_and_wait(&stack, &rerun);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let (first, again) = (result(&first), result(&again));
+    assert_eq!(again["status"], "completed", "{again}");
+    assert_eq!(again["invalidations"], first["invalidations"], "answered for by the first run's invalidation");
+    let simulated = common::simulator_report(&stack.simulator.url).await;
+    assert_eq!(simulated.worker.created, 1, "one invalidation for both runs: {simulated:#?}");
+}

@@ -192,6 +192,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         failure: None,
         owner: "baseline".into(),
         sealed_by: "baseline".into(),
+        awaited: false,
         lease_until: now,
         expires_at: now + Duration::from_secs(90 * 24 * 3_600),
         published: Vec::new(),

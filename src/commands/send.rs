@@ -8,8 +8,9 @@ use cf_invalidator::intake::parse::{IntakeRules, Parsed, parse_message};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::model::request::InvalidationRequest;
 use cf_invalidator::ports::BatchRecord;
+use cf_invalidator::ports::Batches;
 use cf_invalidator::retry::Transient;
-use cf_invalidator::wait::{self, SentMessage, Standing};
+use cf_invalidator::wait::{self, SentMessage, Standing, Wait};
 use serde_json::{Value, json};
 
 use super::exit::say;
@@ -28,11 +29,9 @@ const PROGRESS_AFTER: usize = 10;
 /// Progress lines at most, when standard error is not a terminal (a CI log keeps every line).
 const PROGRESS_LINES: usize = 10;
 
-/// How often --wait reads the ledger.
-const WAIT_POLL: Duration = Duration::from_secs(2);
-
-/// Batches are looked for from this long before the send: the worker's clock may be behind this one.
-const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// How often --wait reads the ledger: the worker looks at an awaited invalidation every second, and a look that
+/// finds every message answered for reads only the open batches, by key.
+const WAIT_POLL: Duration = Duration::from_secs(1);
 
 /// How `send --wait` ended when it did not end in completion: the exit code and a one-line reason.
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +61,17 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     if let Some(ledger) = &ledger {
         readable(ledger, &distribution).await?;
     }
-    let since = SystemTime::now() - CLOCK_SKEW;
     let mut sent = Vec::with_capacity(messages.len());
     let mut progress = Progress::new(messages.len());
     for (body, request) in &messages {
         let message_id = queue.send_message(body, &[]).await?;
-        sent.push(SentMessage { message_id, paths: request.paths.iter().map(|p| p.as_str().to_owned()).collect() });
+        sent.push(SentMessage {
+            message_id,
+            paths: request.paths.iter().map(|p| p.as_str().to_owned()).collect(),
+            // Read once SQS answered, so never before SQS's SentTimestamp while the clocks agree.
+            sent_at: SystemTime::now(),
+            idempotency_key: request.idempotency_key.clone(),
+        });
         progress.sent(sent.len());
     }
     let summary = format!(
@@ -80,7 +84,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         return outln!("{summary}");
     };
     say(format_args!("{summary}; waiting for CloudFront to complete them"));
-    wait_for_completion(&ledger, &distribution, &sent, since, &args).await
+    let messages = sent.len();
+    wait_for_completion(&ledger, Wait::new(distribution, sent), messages, &args).await
 }
 
 /// The messages to send, each body with the request the worker will read from it, checked by the worker's own
@@ -121,6 +126,9 @@ fn body(chunk: &[Item], distribution: &DistributionId, args: &SendArgs, (n, of):
     if args.urgent {
         body["priority"] = "urgent".into();
     }
+    if args.wait && args.table.is_some() {
+        body["awaited"] = true.into();
+    }
     if let Some(key) = &args.idempotency_key {
         // Each chunk is its own request; the key stays unique per chunk.
         body["idempotency_key"] = if of == 1 { key.clone() } else { format!("{key}#{n}") }.into();
@@ -132,7 +140,7 @@ fn body(chunk: &[Item], distribution: &DistributionId, args: &SendArgs, (n, of):
 /// not read it, is refused at once instead of being retried until the timeout. A ledger that does not answer
 /// may answer later: the wait keeps trying.
 async fn readable(ledger: &DynamoLedger, distribution: &DistributionId) -> anyhow::Result<()> {
-    match wait::look(ledger, distribution, &[], SystemTime::now()).await {
+    match ledger.list(distribution, SystemTime::now(), 1).await {
         Err(e) if !e.is_transient() => Err(anyhow::Error::new(e).context("--wait cannot read the ledger (--table)")),
         _ => Ok(()),
     }
@@ -167,16 +175,15 @@ impl Progress {
 /// progress goes to standard error whenever it changes.
 async fn wait_for_completion(
     ledger: &DynamoLedger,
-    distribution: &DistributionId,
-    sent: &[SentMessage],
-    since: SystemTime,
+    mut wait: Wait,
+    messages: usize,
     args: &SendArgs,
 ) -> anyhow::Result<()> {
     let timeout: Duration = args.wait_timeout.into();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut shown = String::new();
     loop {
-        let look = match wait::look(ledger, distribution, sent, since).await {
+        let look = match wait.look(ledger, SystemTime::now()).await {
             Ok(look) => Some(look),
             Err(e) if e.is_transient() => {
                 say(format_args!("could not read the ledger ({e}); trying again"));
@@ -186,7 +193,7 @@ async fn wait_for_completion(
         };
         // A dead letter's reason ends the wait on the last line; it is not announced twice.
         if let Some(look) = look.as_ref().filter(|l| !matches!(l.standing, Standing::DeadLettered { .. })) {
-            let line = progress(look, sent.len());
+            let line = progress(look, messages);
             if line != shown {
                 say(format_args!("{line}"));
                 shown = line;
@@ -209,7 +216,7 @@ async fn wait_for_completion(
         };
         if args.json {
             let batches = look.map(|l| l.batches).unwrap_or_default();
-            outln!("{}", result_json(ended.as_ref(), &batches, sent.len()))?;
+            outln!("{}", result_json(ended.as_ref(), &batches, messages))?;
         }
         return match ended {
             None => Ok(()),

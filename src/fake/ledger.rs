@@ -44,6 +44,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         failure: None,
         owner: "w1".into(),
         sealed_by: "w1".into(),
+        awaited: false,
         lease_until: created_at,
         expires_at: created_at,
         published: Vec::new(),

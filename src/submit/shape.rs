@@ -55,6 +55,7 @@ impl<C, L> Submitter<C, L> {
             failure: None,
             owner: self.ownership.worker_id.clone(),
             sealed_by: self.ownership.worker_id.clone(),
+            awaited: content.members.iter().any(|m| m.awaited),
             lease_until: SystemTime::UNIX_EPOCH,
             expires_at: SystemTime::UNIX_EPOCH,
             published: Vec::new(),

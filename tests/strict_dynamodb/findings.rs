@@ -80,3 +80,39 @@ async fn a_reservation_that_clears_many_expired_ones_is_written() {
     let written = ledger.write_reservation(&distribution, 1, &reservation(), &expired).await;
     assert!(matches!(written, Ok(true)), "{written:?}");
 }
+
+/// Every list and text of a batch record at the most any input can make it: the intent, a refusal with a long error
+/// text, an acceptance and a tracker's give-up all stay under DynamoDB's 400 KB item limit. Before the texts were
+/// capped, 4-byte requester names and a long coalescing note put the intent over it, and the batch's valid
+/// messages were dead-lettered (`LedgerValidation`).
+#[tokio::test]
+async fn the_largest_batch_record_any_input_can_make_is_written_at_every_step() {
+    use cf_invalidator::ports::{Outbox, Owed};
+
+    let ledger = ledger().await;
+    let wide = |n: usize| format!("{n:04}{}", "𝄞".repeat(63));
+    let paths: Vec<String> = (0..3_000).map(|n| format!("/{n:04}/{}", "p".repeat(4_000))).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let messages: Vec<String> = (0..10_000).map(|n| format!("{n:08}-0000-0000-0000-000000000000")).collect();
+    let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let texts: Vec<String> = (0..1_000).map(wide).collect();
+    let mut record = BatchRecord {
+        requesters: texts.clone(),
+        idempotency_keys: texts.clone(),
+        shares: RequesterShare::of(texts.iter().map(|r| (Some(r.as_str()), 1))),
+        coalescing: Some(format!("replaced by {}", "/w/*, ".repeat(12_000))),
+        expires_at: in_a_day(),
+        ..pending_record("EFINDINGS", &paths, &messages, SystemTime::now())
+    };
+    ledger.record_intent(&record).await.expect("the intent is written");
+    record.status = BatchStatus::Failed;
+    record.failure = Some(format!("InvalidArgument: {}", "e".repeat(60_000)));
+    ledger.record_outcome(&record).await.expect("the refusal is written");
+    record.status = BatchStatus::Accepted;
+    record.failure = None;
+    record.invalidation_id = Some("I2J0I21PCUYOIK".into());
+    record.submitted_at = Some(SystemTime::now());
+    ledger.record_outcome(&record).await.expect("the acceptance is written");
+    let owed = Owed::Batch(record.submitted().unwrap());
+    ledger.give_up_tracking(&owed, &"r".repeat(60_000)).await.expect("the give-up is written");
+}

@@ -76,7 +76,12 @@ impl DynamoLedger {
             ),
             ("cloudfront_status = :cf_status", ":cf_status", record.cloudfront_status.clone().map(AttributeValue::S)),
             ("submitted_at = :submitted_at", ":submitted_at", record.submitted_at.map(timestamp)),
-            ("failure = :failure", ":failure", record.failure.clone().map(AttributeValue::S)),
+            // CloudFront's or DynamoDB's error text: short in practice, bounded all the same.
+            (
+                "failure = :failure",
+                ":failure",
+                record.failure.as_deref().map(|f| AttributeValue::S(capped(f, MAX_REASON_BYTES))),
+            ),
             // Puts failed batches into the sparse `by_outcome` index.
             (
                 "outcome = :outcome",

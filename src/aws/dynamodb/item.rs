@@ -174,10 +174,13 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
         }
     }
     if let Some(coalescing) = &record.coalescing {
-        item.insert("coalescing".into(), AttributeValue::S(coalescing.clone()));
+        item.insert("coalescing".into(), AttributeValue::S(capped(coalescing, MAX_REASON_BYTES)));
     }
     if !record.shares.is_empty() {
         item.insert("requester_shares".into(), shares_attribute(&record.shares));
+    }
+    if record.awaited {
+        item.insert("awaited".into(), AttributeValue::Bool(true));
     }
     if paths_truncated {
         item.insert("paths_truncated".into(), AttributeValue::Bool(true));
@@ -207,8 +210,8 @@ pub(super) fn texts_within_limits(requesters: &[String]) -> Vec<String> {
     kept
 }
 
-/// At most `MAX_SHARES` entries, each named requester at most 256 characters: bounded like the other producer
-/// texts. The rows no producer names carry `kind` instead of a name.
+/// At most `MAX_SHARES` entries, each name cut to MAX_REQUESTER_BYTES (256 characters may be 1 KB of UTF-8):
+/// bounded like the other producer texts. The rows no producer names carry `kind` instead of a name.
 fn shares_attribute(shares: &[RequesterShare]) -> AttributeValue {
     let share = |s: &RequesterShare| {
         let who = match &s.requester {
@@ -217,7 +220,7 @@ fn shares_attribute(shares: &[RequesterShare]) -> AttributeValue {
             Requester::Others => ("kind", SHARE_OTHERS),
         };
         AttributeValue::M(HashMap::from([
-            (who.0.to_owned(), AttributeValue::S(who.1.to_owned())),
+            (who.0.to_owned(), AttributeValue::S(capped(who.1, MAX_REQUESTER_BYTES))),
             ("messages".to_owned(), number_of(s.messages)),
             ("paths_requested".to_owned(), number_of(s.paths_requested)),
         ]))
@@ -302,6 +305,7 @@ pub(crate) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         failure: string(item, "failure"),
         owner: string(item, "owner").unwrap_or_default(),
         sealed_by: string(item, "sealed_by").unwrap_or_default(),
+        awaited: item.get("awaited").and_then(|v| v.as_bool().ok()).copied().unwrap_or_default(),
         lease_until: UNIX_EPOCH + Duration::from_millis(number(item, "lease_until").unwrap_or_default()),
         expires_at: expiry(item),
         published: published(item),
@@ -355,6 +359,7 @@ fn submitted_from(item: &Item) -> Result<Submitted, LedgerError> {
         submitted_at: time(item, "submitted_at").ok_or_else(not_tracked)?,
         status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_tracked)?,
         published: published(item),
+        awaited: false,
     })
 }
 

@@ -77,6 +77,8 @@ pub struct BatchRecord {
     /// The worker that sealed the batch, whose clock `created_at` is on (`coverage`); empty for records from
     /// before it was kept.
     pub sealed_by: String,
+    /// A member's producer waits on its completion (`send --wait`): its tracker looks every second.
+    pub awaited: bool,
     pub lease_until: SystemTime,
     /// When the record may be deleted (DynamoDB TTL); readers ignore expired records.
     pub expires_at: SystemTime,
@@ -99,6 +101,7 @@ impl BatchRecord {
             submitted_at: self.submitted_at?,
             status: self.status,
             published: self.published.clone(),
+            awaited: self.awaited,
         })
     }
 
@@ -138,6 +141,8 @@ pub struct Submitted {
     /// `Accepted`, or `Completed` while its events are still to be published.
     pub status: BatchStatus,
     pub published: Vec<EventKind>,
+    /// Someone waits on its completion (`BatchRecord::awaited`); not known of a batch adopted from the index.
+    pub awaited: bool,
 }
 
 /// CloudFront reported an accepted batch's invalidation as completed.
