@@ -4,9 +4,10 @@
 //! own (covered by others, or past a batch's capped id list) is answered for too, and one deleted as a duplicate of
 //! its idempotency key is answered for by the batches of the message that holds the key.
 //!
-//! Each look reads a bounded amount: while some message is not yet answered for by accepted batches, the newest
-//! `BATCHES_PER_LOOK` batches of the distribution since the oldest such message was sent, and at most
-//! `POINT_READS_PER_LOOK` dead letters and key claims; and the batches found answering, by key, until they complete.
+//! Each look reads a bounded amount: the batches found answering, by key, until they complete; and while some
+//! message is not yet answered for by accepted batches, every `LIST_EVERY`, the newest `BATCHES_PER_LOOK` batches of
+//! the distribution since the oldest such message was sent and at most `POINT_READS_PER_LOOK` dead letters and key
+//! claims.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,13 @@ use crate::coverage::{Since, covers};
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::AuditLog;
 use crate::ports::ledger::{BatchRecord, BatchStatus, Batches, DeadLetterRecord, DeadLetters, LedgerError};
+
+/// How often `send --wait` looks: the worker looks at an awaited invalidation every second, so the wait returns
+/// within about 1.5 s of a completion (benches/wait_return.rs); a look reads the open answering batches by key.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// How often a look also lists the distribution's batches, while some message is not answered for yet.
+const LIST_EVERY: Duration = Duration::from_secs(2);
 
 /// Most batches of the distribution one look lists: the batches of a deploy are created within minutes of it.
 const BATCHES_PER_LOOK: usize = 200;
@@ -88,6 +96,7 @@ pub struct Wait {
     dead_letter: Option<DeadLetterRecord>,
     /// Where the next look's point reads start among the unanswered messages.
     turn: usize,
+    listed_at: Option<SystemTime>,
 }
 
 impl Wait {
@@ -96,7 +105,7 @@ impl Wait {
             .into_iter()
             .map(|sent| Awaited { answering: sent.message_id.clone(), since: sent.sent_at, sent })
             .collect();
-        Self { distribution, messages, answering: BTreeMap::new(), dead_letter: None, turn: 0 }
+        Self { distribution, messages, answering: BTreeMap::new(), dead_letter: None, turn: 0, listed_at: None }
     }
 
     /// Reads what changed since the last look and says where the messages stand.
@@ -107,7 +116,9 @@ impl Wait {
     ) -> Result<Look, LedgerError> {
         self.reread_answering(ledger).await?;
         let unanswered = self.unanswered();
-        if let Some(since) = unanswered.iter().map(|&i| self.messages[i].since).min() {
+        let list_due = self.listed_at.is_none_or(|at| now >= at + LIST_EVERY);
+        if let Some(since) = unanswered.iter().map(|&i| self.messages[i].since).min().filter(|_| list_due) {
+            self.listed_at = Some(now);
             let listed = ledger.list(&self.distribution, since - LISTING_MARGIN, BATCHES_PER_LOOK).await?;
             self.keep_answering(listed);
             self.point_reads(ledger, now).await?;

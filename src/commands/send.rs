@@ -29,10 +29,6 @@ const PROGRESS_AFTER: usize = 10;
 /// Progress lines at most, when standard error is not a terminal (a CI log keeps every line).
 const PROGRESS_LINES: usize = 10;
 
-/// How often --wait reads the ledger: the worker looks at an awaited invalidation every second, and a look that
-/// finds every message answered for reads only the open batches, by key.
-const WAIT_POLL: Duration = Duration::from_secs(1);
-
 /// How `send --wait` ended when it did not end in completion: the exit code and a one-line reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}")]
@@ -171,7 +167,7 @@ impl Progress {
     }
 }
 
-/// Reads the ledger every WAIT_POLL until the sent messages are completed, one is dead-lettered, or time is up;
+/// Reads the ledger every `wait::POLL` until the sent messages are completed, one is dead-lettered, or time is up;
 /// progress goes to standard error whenever it changes.
 async fn wait_for_completion(
     ledger: &DynamoLedger,
@@ -210,7 +206,7 @@ async fn wait_for_completion(
                 reason: format!("not completed within {}: {shown}", humantime::format_duration(timeout)),
             }),
             _ => {
-                tokio::time::sleep(WAIT_POLL).await;
+                tokio::time::sleep(wait::POLL).await;
                 continue;
             }
         };

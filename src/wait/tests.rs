@@ -41,6 +41,12 @@ async fn record(
     batch
 }
 
+/// A look, each a `LIST_EVERY` after the one before, so that each lists: as the looks of a wait that goes on.
+async fn look(wait: &mut Wait, ledger: &MemoryLedger) -> Look {
+    let now = wait.listed_at.map_or_else(SystemTime::now, |at| at + LIST_EVERY);
+    wait.look(ledger, now).await.unwrap()
+}
+
 fn wait(sent: Vec<SentMessage>) -> Wait {
     Wait::new(DistributionId::parse(DIST).unwrap(), sent)
 }
@@ -51,12 +57,12 @@ async fn completed_only_when_completed_batches_cover_every_path_of_every_message
     let mut wait = wait(vec![sent("m1", &["/a", "/img/x.png"], ago(60)), sent("m2", &["/b"], ago(60))]);
     record(&ledger, BatchStatus::Completed, &["/a", "/img/*"], &["m1"], ago(50)).await;
     let mut open = record(&ledger, BatchStatus::Accepted, &["/b"], &["m2"], ago(50)).await;
-    let look = wait.look(&ledger, SystemTime::now()).await.unwrap();
-    assert_eq!(look.standing, Standing::Waiting { accepted: 2, completed: 1 });
-    assert_eq!(look.batches.len(), 2);
+    let seen = look(&mut wait, &ledger).await;
+    assert_eq!(seen.standing, Standing::Waiting { accepted: 2, completed: 1 });
+    assert_eq!(seen.batches.len(), 2);
     open.status = BatchStatus::Completed;
     ledger.record_outcome(&open).await.unwrap();
-    assert_eq!(wait.look(&ledger, SystemTime::now()).await.unwrap().standing, Standing::Completed);
+    assert_eq!(look(&mut wait, &ledger).await.standing, Standing::Completed);
 }
 
 #[tokio::test]
@@ -64,9 +70,9 @@ async fn a_batch_of_other_messages_created_before_the_send_does_not_count() {
     let ledger = MemoryLedger::default();
     let mut wait = wait(vec![sent("m1", &["/a"], ago(60))]);
     record(&ledger, BatchStatus::Completed, &["/a"], &["someone-else"], ago(61)).await;
-    let look = wait.look(&ledger, SystemTime::now()).await.unwrap();
-    assert_eq!(look.standing, Standing::Waiting { accepted: 0, completed: 0 });
-    assert!(look.batches.is_empty(), "{:?}", look.batches);
+    let seen = look(&mut wait, &ledger).await;
+    assert_eq!(seen.standing, Standing::Waiting { accepted: 0, completed: 0 });
+    assert!(seen.batches.is_empty(), "{:?}", seen.batches);
 }
 
 #[tokio::test]
@@ -75,7 +81,7 @@ async fn a_message_covered_by_other_messages_batches_created_after_it_was_sent_c
     let ledger = MemoryLedger::default();
     let mut wait = wait(vec![sent("m1", &["/a", "/b"], ago(60))]);
     record(&ledger, BatchStatus::Completed, &["/*"], &["someone-else"], ago(55)).await;
-    assert_eq!(wait.look(&ledger, SystemTime::now()).await.unwrap().standing, Standing::Completed);
+    assert_eq!(look(&mut wait, &ledger).await.standing, Standing::Completed);
 }
 
 #[tokio::test]
@@ -84,10 +90,10 @@ async fn a_message_split_over_batches_is_covered_by_them_together() {
     let mut wait = wait(vec![sent("m1", &["/a", "/b"], ago(60))]);
     record(&ledger, BatchStatus::Completed, &["/a"], &["m1"], ago(59)).await;
     record(&ledger, BatchStatus::Failed, &["/b"], &["m1"], ago(59)).await;
-    let look = wait.look(&ledger, SystemTime::now()).await.unwrap();
-    assert_eq!(look.standing, Standing::Waiting { accepted: 0, completed: 0 }, "/b is not covered yet");
+    let seen = look(&mut wait, &ledger).await;
+    assert_eq!(seen.standing, Standing::Waiting { accepted: 0, completed: 0 }, "/b is not covered yet");
     record(&ledger, BatchStatus::Completed, &["/b"], &["m1"], ago(58)).await;
-    assert_eq!(wait.look(&ledger, SystemTime::now()).await.unwrap().standing, Standing::Completed);
+    assert_eq!(look(&mut wait, &ledger).await.standing, Standing::Completed);
 }
 
 #[tokio::test]
@@ -105,9 +111,9 @@ async fn a_duplicate_of_an_idempotency_key_completes_with_the_batches_of_the_mes
     record(&ledger, BatchStatus::Completed, &["/a"], &["first"], ago(590)).await;
     let rerun = SentMessage { idempotency_key: Some("deploy-42".into()), ..sent("second", &["/a"], ago(5)) };
     let mut wait = wait(vec![rerun]);
-    let look = wait.look(&ledger, SystemTime::now()).await.unwrap();
-    assert_eq!(look.standing, Standing::Waiting { accepted: 0, completed: 0 }, "the first look finds the key");
-    assert_eq!(wait.look(&ledger, SystemTime::now()).await.unwrap().standing, Standing::Completed);
+    let seen = look(&mut wait, &ledger).await;
+    assert_eq!(seen.standing, Standing::Waiting { accepted: 0, completed: 0 }, "the first look finds the key");
+    assert_eq!(look(&mut wait, &ledger).await.standing, Standing::Completed);
 }
 
 #[tokio::test]
@@ -125,8 +131,8 @@ async fn a_message_holding_its_own_key_is_answered_for_by_its_own_batches_only()
     let mut wait =
         wait(vec![SentMessage { idempotency_key: Some("deploy-43".into()), ..sent("m1", &["/a"], ago(40)) }]);
     for _ in 0..2 {
-        let look = wait.look(&ledger, SystemTime::now()).await.unwrap();
-        assert_eq!(look.standing, Standing::Waiting { accepted: 0, completed: 0 });
+        let seen = look(&mut wait, &ledger).await;
+        assert_eq!(seen.standing, Standing::Waiting { accepted: 0, completed: 0 });
     }
 }
 
@@ -146,7 +152,7 @@ async fn a_dead_letter_ends_the_wait_with_its_reason() {
     ledger.record_dead_letter(&dead).await.unwrap();
     let mut wait = wait(vec![sent("m1", &["/a"], ago(5)), sent("m2", &["/bad"], ago(5))]);
     let expected = Standing::DeadLettered { message_id: MessageId("m2".into()), reason: dead.reason.clone() };
-    assert_eq!(wait.look(&ledger, SystemTime::now()).await.unwrap().standing, expected);
+    assert_eq!(look(&mut wait, &ledger).await.standing, expected);
 }
 
 #[tokio::test]
@@ -154,15 +160,15 @@ async fn once_every_message_is_answered_for_a_look_reads_only_the_open_batches_b
     let ledger = MemoryLedger::default();
     let mut wait = wait(vec![sent("m1", &["/a"], ago(60))]);
     record(&ledger, BatchStatus::Accepted, &["/a"], &["m1"], ago(59)).await;
-    wait.look(&ledger, SystemTime::now()).await.unwrap();
+    look(&mut wait, &ledger).await;
     ledger.engine().take_observed();
     // Many more batches of the distribution: none of them is read again.
     for n in 0..30 {
         record(&ledger, BatchStatus::Accepted, &[&format!("/other/{n}")], &["x"], ago(30)).await;
     }
     ledger.engine().take_observed();
-    let look = wait.look(&ledger, SystemTime::now()).await.unwrap();
-    assert_eq!(look.standing, Standing::Waiting { accepted: 1, completed: 0 });
+    let seen = look(&mut wait, &ledger).await;
+    assert_eq!(seen.standing, Standing::Waiting { accepted: 1, completed: 0 });
     let observed = ledger.engine().take_observed();
     assert_eq!(observed.requests.get("Query"), None, "no listing once answered for: {observed:?}");
     assert_eq!(observed.requests.get("GetItem"), Some(&1), "one read of the open batch: {observed:?}");
