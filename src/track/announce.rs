@@ -1,6 +1,10 @@
 //! Events, with the ledger as the outbox: what a batch is owed, published and recorded once published.
 
+use std::future::Future;
+
 use super::*;
+use crate::ports::events::EventError;
+use crate::ports::ledger::LedgerError;
 
 impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
     /// Publishes the events the batch is owed and not yet recorded as published, recording each once published
@@ -20,12 +24,8 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
             Err(e) => return self.not_published(&Owed::Batch(submitted.clone()), submitted.submitted_at, &e).await,
         };
         for kind in owed {
-            if let Err(e) = events.0.publish(&Event::of(kind, &record)).await {
-                return self.not_published(&Owed::Batch(submitted.clone()), submitted.submitted_at, &e).await;
-            }
-            counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
-            let settled = kind == EventKind::Completed;
-            if let Err(e) = self.ledger.mark_published(&submitted.caller_reference, kind, settled).await {
+            let mark = self.ledger.mark_published(&submitted.caller_reference, kind, kind == EventKind::Completed);
+            if let Err(e) = publish_then_mark(events, &Event::of(kind, &record), kind, mark).await {
                 return self.not_published(&Owed::Batch(submitted.clone()), submitted.submitted_at, &e).await;
             }
             submitted.published.push(kind);
@@ -35,7 +35,12 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
 
     /// An event not published is tried again later, and given up once it has been owed for `EVENTS_GIVE_UP`, so
     /// that the outbox never keeps an event no bus will take: says whether it was given up.
-    pub(super) async fn not_published(&self, owed: &Owed, owed_since: SystemTime, error: &(dyn std::fmt::Display + Sync)) -> bool {
+    pub(super) async fn not_published(
+        &self,
+        owed: &Owed,
+        owed_since: SystemTime,
+        error: &(dyn std::fmt::Display + Sync),
+    ) -> bool {
         counter!("cfi_events_failed_total").increment(1);
         let owed_for = self.settings.clock.now().duration_since(owed_since).unwrap_or_default();
         if owed_for < EVENTS_GIVE_UP {
@@ -72,22 +77,44 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                 return;
             }
         };
-        if let Err(e) = events.0.publish(&event).await {
-            self.not_published(owed, *created_at, &e).await;
-            return;
-        }
-        let (kind, recorded) = match owed {
+        let published = match owed {
             Owed::Failure { caller_reference, .. } => {
-                (EventKind::Failed, self.ledger.mark_published(caller_reference, EventKind::Failed, true).await)
+                let mark = self.ledger.mark_published(caller_reference, EventKind::Failed, true);
+                publish_then_mark(events, &event, EventKind::Failed, mark).await
             }
             Owed::DeadLetter { message_id, .. } => {
-                (EventKind::DeadLettered, self.ledger.mark_dead_letter_published(message_id).await)
+                let mark = self.ledger.mark_dead_letter_published(message_id);
+                publish_then_mark(events, &event, EventKind::DeadLettered, mark).await
             }
             Owed::Batch(_) => return,
         };
-        counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
-        if let Err(e) = recorded {
-            warn!(error = %e, "published an event but could not record it; it will be published again");
+        match published {
+            Err(e @ Unpublished::Publish(_)) => _ = self.not_published(owed, *created_at, &e).await,
+            // Adoption reads it from the outbox again and publishes it once more: a repeat, never a loss.
+            Err(e @ Unpublished::Mark(_)) => warn!(error = %e, "published an event but could not record it"),
+            Ok(()) => {}
         }
     }
+}
+
+/// Why an event is still owed.
+#[derive(Debug, thiserror::Error)]
+enum Unpublished {
+    #[error("{0}")]
+    Publish(EventError),
+    #[error("published, but the ledger did not record it: {0}")]
+    Mark(LedgerError),
+}
+
+/// Publishes `event`, then records it published with `mark` (not started until the publish succeeded): an event
+/// may repeat (published, then the record lost), never go missing.
+async fn publish_then_mark(
+    events: &Events,
+    event: &Event,
+    kind: EventKind,
+    mark: impl Future<Output = Result<(), LedgerError>>,
+) -> Result<(), Unpublished> {
+    events.0.publish(event).await.map_err(Unpublished::Publish)?;
+    counter!("cfi_events_published_total", "kind" => kind.as_str()).increment(1);
+    mark.await.map_err(Unpublished::Mark)
 }
