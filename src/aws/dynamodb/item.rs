@@ -1,11 +1,12 @@
-//! Ledger records as DynamoDB items and back: keys, bounded lists and texts, timestamps. No I/O.
+//! Ledger records as DynamoDB items and back: keys, records, bounded texts. No I/O.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::model::text::capped;
 
+use super::attribute::*;
 use super::*;
 use crate::ports::audit::BatchSummary;
 use crate::ports::ledger::{Requester, RequesterShare, Submitted};
@@ -105,43 +106,6 @@ pub(super) fn billing_from(item: &Item) -> Billing {
 
 pub(super) fn dead_letter_key(message_id: &MessageId) -> AttributeValue {
     AttributeValue::S(format!("dlq#{message_id}"))
-}
-
-pub(super) fn since_epoch(time: SystemTime) -> Duration {
-    time.duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
-/// Epoch seconds: the format DynamoDB's TTL requires.
-pub(super) fn epoch_seconds(time: SystemTime) -> AttributeValue {
-    AttributeValue::N(since_epoch(time).as_secs().to_string())
-}
-
-pub(super) fn epoch_millis(time: SystemTime) -> AttributeValue {
-    AttributeValue::N(since_epoch(time).as_millis().to_string())
-}
-
-pub(super) fn number(item: &Item, name: &str) -> Option<u64> {
-    item.get(name).and_then(|v| v.as_n().ok()?.parse().ok())
-}
-
-pub(super) fn timestamp(time: SystemTime) -> AttributeValue {
-    AttributeValue::S(humantime::format_rfc3339_millis(time).to_string())
-}
-
-/// Keeps the leading values that fit in `budget` bytes; says whether any were cut.
-pub(super) fn bounded_list<'a>(values: impl Iterator<Item = &'a str>, budget: usize) -> (AttributeValue, bool) {
-    let mut used = 0;
-    let mut kept = Vec::new();
-    let mut truncated = false;
-    for value in values {
-        used += value.len();
-        if used > budget {
-            truncated = true;
-            break;
-        }
-        kept.push(AttributeValue::S(value.to_owned()));
-    }
-    (AttributeValue::L(kept), truncated)
 }
 
 pub(super) fn intent_item(record: &BatchRecord) -> Item {
@@ -251,31 +215,6 @@ fn shares_from(item: &Item) -> Vec<RequesterShare> {
             })
         })
         .collect()
-}
-
-pub(super) fn string(item: &Item, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
-}
-
-pub(super) fn time(item: &Item, name: &str) -> Option<SystemTime> {
-    string(item, name).and_then(|raw| humantime::parse_rfc3339(&raw).ok())
-}
-
-pub(super) fn strings(item: &Item, name: &str) -> Vec<String> {
-    match item.get(name) {
-        Some(AttributeValue::L(values)) => values.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
-        Some(AttributeValue::Ss(values)) => values.clone(),
-        _ => Vec::new(),
-    }
-}
-
-pub(super) fn expiry(item: &Item) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(number(item, TTL_ATTRIBUTE).unwrap_or_default())
-}
-
-/// TTL deletes lazily (up to days later): readers check expiry themselves.
-pub(super) fn unexpired(item: &Item, now: SystemTime) -> bool {
-    expiry(item) > now
 }
 
 pub(crate) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
@@ -391,10 +330,6 @@ pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {
         item.insert(TRACKING.into(), AttributeValue::S(TRACKING_IN_PROGRESS.into()));
     }
     item
-}
-
-pub(super) fn malformed(kind: &str, item: &Item) -> LedgerError {
-    LedgerError::Other(format!("ledger item is not a {kind}: {item:?}"))
 }
 
 pub(crate) fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerError> {

@@ -15,6 +15,7 @@
 //! - sparse index `by_list`: `list` (S) + `rank` (N): the month's per-distribution and per-requester counters,
 //!   ranked by paths billed, and the budget items.
 
+mod attribute;
 mod audit;
 mod batches;
 mod billing;
@@ -45,11 +46,11 @@ use aws_sdk_dynamodb::types::{
 use metrics::counter;
 use tracing::warn;
 
+use self::attribute::{epoch_millis, epoch_seconds, number, string, timestamp, unexpired};
 use self::item::{
-    billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, distributions_list, epoch_millis,
-    epoch_seconds, intent_item, key_item_key, key_of, key_record_from, lease_item, lease_key, month_key, number,
-    number_of, owed_from, record_from, requester_from, requester_month_key, requesters_list, string, timestamp,
-    unexpired,
+    billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, distributions_list, intent_item,
+    key_item_key, key_of, key_record_from, lease_item, lease_key, month_key, number_of, owed_from, record_from,
+    requester_from, requester_month_key, requesters_list,
 };
 pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};
