@@ -208,7 +208,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
             };
             match seen {
                 Seen::Status(invalidation) if invalidation.is_completed() => finished.push((entry, invalidation)),
-                Seen::Gone(reason) => self.give_up(&Owed::Batch(entry.submitted), &reason).await,
+                Seen::NeverAnswered(reason) => self.give_up(&Owed::Batch(entry.submitted), &reason).await,
                 _ if due => {
                     if entry.own && now >= entry.renew_after {
                         let (id, invalidation_id) =
@@ -286,7 +286,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
     async fn get(&self, submitted: &Submitted) -> Seen {
         match self.cdn.get_invalidation(&submitted.distribution_id, &submitted.invalidation_id).await {
             Ok(detail) => Seen::Status(detail.invalidation),
-            Err(e) if e.retry_after() == RetryAfter::Never => Seen::Gone(format!(
+            Err(e) if e.retry_after() == RetryAfter::Never => Seen::NeverAnswered(format!(
                 "CloudFront will not tell invalidation {}'s status ({e}): the role needs cloudfront:GetInvalidation",
                 submitted.invalidation_id
             )),
@@ -352,8 +352,8 @@ enum Seen {
     Status(Invalidation),
     /// CloudFront cannot say now.
     Unknown,
-    /// CloudFront will never say: the invalidation or access to it is gone, for this reason.
-    Gone(String),
+    /// CloudFront will never say, for this reason: access denied, or no such invalidation.
+    NeverAnswered(String),
 }
 
 /// How far back a look lists: to the oldest invalidation it must answer for, so that it finds them all without a
