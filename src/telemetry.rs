@@ -156,6 +156,28 @@ pub fn outages() -> &'static Outages {
     OUTAGES.get_or_init(Outages::default)
 }
 
+/// Distinct `distribution_id` label values the metrics carry at most: without an allowlist a producer can name
+/// any number of distributions, and each label value is a series the exporter keeps for the process's life.
+const DISTRIBUTION_LABELS: usize = 1_000;
+
+/// What stands for the distributions past the first `DISTRIBUTION_LABELS` in a metric's `distribution_id`.
+pub const OTHER_DISTRIBUTIONS: &str = "other";
+
+/// The `distribution_id` label value for `distribution`: its id for the first `DISTRIBUTION_LABELS` distributions
+/// this process labels, `OTHER_DISTRIBUTIONS` after that.
+pub fn distribution_label(distribution: &crate::model::DistributionId) -> String {
+    static LABELLED: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let mut labelled = LABELLED.get_or_init(Mutex::default).lock().unwrap();
+    if labelled.contains(distribution.as_str()) {
+        return distribution.to_string();
+    }
+    if labelled.len() < DISTRIBUTION_LABELS {
+        labelled.insert(distribution.to_string());
+        return distribution.to_string();
+    }
+    OTHER_DISTRIBUTIONS.to_owned()
+}
+
 /// An HTML page.
 pub struct Page {
     pub status: StatusCode,
@@ -319,5 +341,16 @@ mod tests {
         outages().answered("dynamodb");
         assert_eq!(why, "dynamodb has failed every call for 1m 35s; the messages wait held");
         assert_eq!(health.readiness(), Ok(()));
+    }
+
+    #[test]
+    fn distribution_labels_are_bounded_and_each_keeps_its_value() {
+        let id = |n: usize| crate::model::DistributionId::parse(&format!("ELABEL{n:06}")).unwrap();
+        let first = distribution_label(&id(0));
+        assert_eq!(first, "ELABEL000000");
+        let spilled = (1..=DISTRIBUTION_LABELS).find(|&n| distribution_label(&id(n)) == OTHER_DISTRIBUTIONS);
+        assert!(spilled.is_some(), "the labels never ran out");
+        assert_eq!(distribution_label(&id(0)), first, "a labelled distribution keeps its label");
+        assert_eq!(distribution_label(&id(DISTRIBUTION_LABELS + 1)), OTHER_DISTRIBUTIONS);
     }
 }

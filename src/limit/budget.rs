@@ -85,6 +85,10 @@ struct Unreserved {
     expired_seen: HashSet<(CallerReference, SystemTime)>,
 }
 
+/// Distributions whose state a worker keeps before it forgets those no batch holds: far above what an account
+/// has (CloudFront's default quota is 200 distributions), so only a producer inventing ids reaches it.
+const LOCAL_DISTRIBUTIONS: usize = 10_000;
+
 pub struct Budget<C, S> {
     cdn: Arc<C>,
     store: Arc<S>,
@@ -297,6 +301,10 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         if let Some(known) = local.get(distribution) {
             return Arc::clone(known);
         }
+        if local.len() >= LOCAL_DISTRIBUTIONS {
+            // What no batch holds now is a cache: its copy of the budget is read again when next needed.
+            local.retain(|_, entry| Arc::strong_count(entry) > 1);
+        }
         Arc::clone(local.entry(distribution.clone()).or_default())
     }
 
@@ -338,7 +346,8 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
                 return Ok(Grant::NoRoom(Allowance::default()));
             };
             let room = room::room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
-            gauge!("cfi_budget_room_paths", "distribution_id" => distribution.to_string()).set(room.paths as f64);
+            gauge!("cfi_budget_room_paths", "distribution_id" => crate::telemetry::distribution_label(distribution))
+                .set(room.paths as f64);
             *local.last_room.lock().unwrap() = Some(room);
             let ask = Ask { id, owner: &self.owner, need, now };
             let (reservation, deletable) = match room::decide(&state, fresh, unreserved, &ask, self.limits()) {
@@ -531,5 +540,24 @@ pub(crate) mod tests {
             resync_every: Duration::from_secs(60),
             expected_completion: Duration::from_secs(30),
         }
+    }
+
+    #[test]
+    fn a_producer_inventing_distributions_leaves_a_bounded_map_and_keeps_what_batches_hold() {
+        let budget = Budget::new(
+            Arc::new(crate::fake::FakeCdn::default()),
+            Arc::new(crate::fake::MemoryLedger::default()),
+            settings(),
+            "w1".into(),
+            WallClock::System,
+        );
+        let id = |n: usize| DistributionId::parse(&format!("EINVENT{n:06}")).unwrap();
+        let held = budget.local(&id(0));
+        for n in 1..=LOCAL_DISTRIBUTIONS * 2 {
+            budget.local(&id(n));
+        }
+        let local = budget.local.lock().unwrap();
+        assert!(local.len() <= LOCAL_DISTRIBUTIONS, "{} distributions kept", local.len());
+        assert!(Arc::ptr_eq(&local[&id(0)], &held), "the one a batch holds is kept");
     }
 }
