@@ -110,11 +110,18 @@ impl SubmissionBacklog {
     }
 }
 
+/// Bytes of message bodies held at most before receiving pauses: a dead letter carries its message's body, so every
+/// held message keeps it. SQS allows 1 MiB a message, so without this `max_held` messages could hold gigabytes;
+/// typical requests of a few hundred bytes never come near it.
+pub const MAX_HELD_BODY_BYTES: usize = 256 << 20;
+
 #[derive(Debug)]
 pub struct InFlight {
     /// Ordered, so heartbeats visit messages in the same order on every run (deterministic simulations).
     held: Mutex<BTreeMap<MessageId, Held>>,
     max_held: usize,
+    /// The bodies' bytes held: at most `MAX_HELD_BODY_BYTES` and one message more.
+    body_bytes: AtomicUsize,
     heartbeat_behind: AtomicBool,
     /// The heartbeat's current extension, in milliseconds: receives ask for as long, so a message received while
     /// SQS is slow is not due before the heartbeat can reach it.
@@ -135,6 +142,7 @@ impl InFlight {
             backlog,
             held: Mutex::default(),
             max_held,
+            body_bytes: AtomicUsize::new(0),
             heartbeat_behind: AtomicBool::new(false),
             extension_millis: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
@@ -153,10 +161,13 @@ impl InFlight {
         self.extension_millis.store(millis, Ordering::Relaxed);
     }
 
-    /// Whether a poller may receive more: fewer than `max_held` are held, the heartbeat keeps up, and submission
-    /// is not behind.
+    /// Whether a poller may receive more: fewer than `max_held` are held, their bodies take less than
+    /// `MAX_HELD_BODY_BYTES`, the heartbeat keeps up, and submission is not behind.
     pub fn has_room(&self) -> bool {
-        !self.heartbeat_behind.load(Ordering::Relaxed) && !self.backlog.is_full() && self.len() < self.max_held
+        !self.heartbeat_behind.load(Ordering::Relaxed)
+            && !self.backlog.is_full()
+            && self.len() < self.max_held
+            && self.body_bytes.load(Ordering::Relaxed) < MAX_HELD_BODY_BYTES
     }
 
     /// Whether receiving is paused because the heartbeat is behind.
@@ -180,6 +191,7 @@ impl InFlight {
             }
             None => {
                 let number = self.deliveries.fetch_add(1, Ordering::Relaxed) + 1;
+                self.body_bytes.fetch_add(message.body.len(), Ordering::Relaxed);
                 let entry = Held {
                     delivery: number,
                     receipt_handle: message.receipt_handle.into_boxed_str(),
@@ -233,6 +245,7 @@ impl InFlight {
                     return None;
                 }
                 let h = held.remove(&id)?;
+                self.body_bytes.fetch_sub(h.body.len(), Ordering::Relaxed);
                 Some(Released {
                     receipt: Receipt { message_id: id, receipt_handle: h.receipt_handle.into_string() },
                     body: h.body.into_string(),
@@ -244,7 +257,10 @@ impl InFlight {
 
     /// Lets go of every held message, for a worker that stops with them unfinished: their newest receipts.
     pub fn release_all(&self) -> Vec<Receipt> {
-        let held = std::mem::take(&mut *self.held.lock().unwrap());
+        let mut guard = self.held.lock().unwrap();
+        let held = std::mem::take(&mut *guard);
+        self.body_bytes.store(0, Ordering::Relaxed);
+        drop(guard);
         held.into_iter()
             .map(|(message_id, h)| Receipt { message_id, receipt_handle: h.receipt_handle.into_string() })
             .collect()
@@ -299,6 +315,20 @@ mod tests {
             sent_at: None,
             receive_count: 1,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receiving_pauses_once_the_held_bodies_reach_their_bound_and_resumes_as_they_go() {
+        let inflight = InFlight::new(usize::MAX);
+        let mib = |id: &str| ReceivedMessage { body: "x".repeat(1 << 20), ..delivery(id, "h") };
+        let until = Instant::now() + Duration::from_secs(60);
+        let admitted: Vec<Delivery> =
+            (0..MAX_HELD_BODY_BYTES >> 20).filter_map(|n| inflight.admit(mib(&n.to_string()), until)).collect();
+        assert!(!inflight.has_room(), "256 messages of 1 MiB are the bound");
+        inflight.release(admitted.into_iter().take(1));
+        assert!(inflight.has_room(), "one let go makes room");
+        inflight.release_all();
+        assert!(inflight.has_room());
     }
 
     fn receipts(due: Vec<Due>) -> Vec<Receipt> {
