@@ -19,7 +19,9 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::belief::{ACCEPTED, InProgressBelief, LimitBoard, REFUSED, SHARED};
 use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
+use super::waiting::{Waiting, WaitingBoard};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{
@@ -95,6 +97,8 @@ pub struct Budget<C, S> {
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
     board: Option<Arc<WaitingBoard>>,
+    /// Where what the worker believes of the quotas shows, and its cuts wait to be shared.
+    limits: Arc<LimitBoard>,
     /// Distributions whose batches wait for room since the tracker last asked: it looks at them sooner.
     wanted: Mutex<HashSet<DistributionId>>,
     room_wanted: Notify,
@@ -117,70 +121,18 @@ struct Local {
     /// What is in progress without a reservation, as the last resync saw it.
     unreserved: Mutex<Unreserved>,
     /// What this worker's batches waiting for room on the distribution need together.
-    backlog: Mutex<Allowance>,
+    backlog: Arc<Mutex<Allowance>>,
     /// The room the last reservation attempt found, if any was made.
     last_room: Mutex<Option<Allowance>>,
+    /// What the worker believes of the distribution's quotas, once a refusal taught it anything.
+    belief: Mutex<Option<InProgressBelief>>,
+    /// The most CloudFront accepted in progress (by the books), and when it last rose or was seen.
+    peak: Mutex<Option<(Allowance, Instant)>>,
 }
 
-/// A batch's place in its distribution's backlog, given up when dropped (however the wait ends).
-pub struct Waiting {
-    local: Arc<Local>,
-    need: Allowance,
-    /// Where the status page sees it, from when.
-    shown: Option<(Arc<WaitingBoard>, DistributionId, SystemTime)>,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let mut backlog = self.local.backlog.lock().unwrap();
-        *backlog = *backlog - self.need;
-        if let Some((board, distribution, since)) = &self.shown {
-            board.remove(distribution, *since);
-        }
-    }
-}
-
-/// A distribution's batches waiting for room in this worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backlog {
-    pub batches: usize,
-    /// When the longest-waiting of them began to wait.
-    pub since: SystemTime,
-}
-
-/// This worker's batches waiting for room, for the status page: no shared record holds them.
-#[derive(Debug, Default)]
-pub struct WaitingBoard(Mutex<HashMap<DistributionId, Vec<SystemTime>>>);
-
-impl WaitingBoard {
-    pub fn add(&self, distribution: &DistributionId, since: SystemTime) {
-        self.0.lock().unwrap().entry(distribution.clone()).or_default().push(since);
-    }
-
-    fn remove(&self, distribution: &DistributionId, since: SystemTime) {
-        let mut waiting = self.0.lock().unwrap();
-        if let Some(times) = waiting.get_mut(distribution) {
-            if let Some(at) = times.iter().position(|t| *t == since) {
-                times.swap_remove(at);
-            }
-            if times.is_empty() {
-                waiting.remove(distribution);
-            }
-        }
-    }
-
-    /// Every distribution with batches waiting now.
-    pub fn now(&self) -> Vec<(DistributionId, Backlog)> {
-        let waiting = self.0.lock().unwrap();
-        waiting
-            .iter()
-            .filter_map(|(distribution, times)| {
-                let since = *times.iter().min()?;
-                Some((distribution.clone(), Backlog { batches: times.len(), since }))
-            })
-            .collect()
-    }
-}
+/// How long what CloudFront accepted in progress counts as proof of its quotas: a minute, longer than invalidations
+/// take (AWS: P95 under 25 s), short enough to follow a quota that moves.
+const PEAK_LASTS: Duration = Duration::from_secs(60);
 
 /// How much the newest completion time moves the estimate: smooth, yet quick to follow CloudFront slowing down.
 const COMPLETION_SMOOTHING: f64 = 0.25;
@@ -196,6 +148,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             local: Mutex::default(),
             completion: Mutex::new(settings.expected_completion),
             board: None,
+            limits: Arc::default(),
             wanted: Mutex::default(),
             room_wanted: Notify::new(),
         }
@@ -206,19 +159,19 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         Self { board: Some(board), ..self }
     }
 
+    /// Shows what the worker believes of the quotas on `limits`.
+    pub fn with_limits(self, limits: Arc<LimitBoard>) -> Self {
+        Self { limits, ..self }
+    }
+
     /// Counts `need` in the distribution's backlog while the returned guard lives.
     pub fn waiting(&self, distribution: &DistributionId, need: Allowance) -> Waiting {
-        let local = self.local(distribution);
-        {
-            let mut backlog = local.backlog.lock().unwrap();
-            *backlog = *backlog + need;
-        }
         let shown = self.board.as_ref().map(|board| {
             let since = self.clock.now();
             board.add(distribution, since);
             (Arc::clone(board), distribution.clone(), since)
         });
-        Waiting { local, need, shown }
+        Waiting::new(Arc::clone(&self.local(distribution).backlog), need, shown)
     }
 
     /// What this worker's batches waiting on the distribution need together.
@@ -229,7 +182,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// The distribution's room as the last reservation attempt found it, or all of the capacity before any: what
     /// a batch reshaped to save money can expect to fit, before it asks.
     pub fn last_room(&self, distribution: &DistributionId) -> Allowance {
-        self.local(distribution).last_room.lock().unwrap().unwrap_or(self.settings.capacity)
+        self.local(distribution).last_room.lock().unwrap().unwrap_or_else(|| self.capacity(distribution))
     }
 
     /// How long an invalidation is expected to stay in progress, which is how often room frees up.
@@ -286,9 +239,96 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         &self.settings
     }
 
-    fn limits(&self) -> Limits {
-        let BudgetSettings { capacity, lease, resync_every, .. } = self.settings;
-        Limits { capacity, lease, resync_every }
+    fn limits(&self, distribution: &DistributionId) -> Limits {
+        let BudgetSettings { lease, resync_every, .. } = self.settings;
+        Limits { capacity: self.capacity(distribution), configured: self.settings.capacity, lease, resync_every }
+    }
+
+    /// What every worker may use of the distribution now: the configured capacity, or less where refusals taught
+    /// the worker that CloudFront allows less.
+    pub fn capacity(&self, distribution: &DistributionId) -> Allowance {
+        let belief = *self.local(distribution).belief.lock().unwrap();
+        belief.map_or(self.settings.capacity, |belief| belief.capacity(self.settings.capacity))
+    }
+
+    /// What the worker believes of the distribution's quotas, if it learned anything.
+    pub fn belief(&self, distribution: &DistributionId) -> Option<Allowance> {
+        let belief = *self.local(distribution).belief.lock().unwrap();
+        belief.map(|belief| belief.capacity(self.settings.capacity))
+    }
+
+    /// CloudFront refused a batch of `distribution` needing `need` that the books had room for: believe less of
+    /// the quotas it used, though never less than CloudFront accepted in progress lately.
+    pub fn learn_refused(&self, distribution: &DistributionId, need: Allowance) -> bool {
+        let peak = self.accepted_peak(distribution);
+        self.change_belief(distribution, |belief| belief.refused(need, peak), REFUSED)
+    }
+
+    /// CloudFront accepted batch `id` of `distribution`, needing `need`: probe up the quotas it used.
+    pub fn learn_accepted(&self, distribution: &DistributionId, id: &CallerReference, need: Allowance) -> bool {
+        self.note_peak(&self.local(distribution), id);
+        self.change_belief(distribution, |belief| belief.accepted(need), ACCEPTED)
+    }
+
+    /// Believes what another worker learned of one of the distribution's quotas (`limit`, as `belief` names it).
+    pub fn adopt(&self, distribution: &DistributionId, limit: &str, believed: f64) -> bool {
+        self.change_belief(distribution, |belief| belief.adopt(limit, believed), SHARED)
+    }
+
+    fn change_belief(
+        &self,
+        distribution: &DistributionId,
+        change: impl FnOnce(&mut InProgressBelief) -> bool,
+        why: &'static str,
+    ) -> bool {
+        let local = self.local(distribution);
+        let mut belief = local.belief.lock().unwrap();
+        let belief = belief.get_or_insert_with(|| InProgressBelief::new(self.settings.capacity));
+        let changed = change(belief);
+        if changed {
+            belief.show(&self.limits, distribution.as_str(), self.settings.capacity, why);
+        }
+        changed
+    }
+
+    /// CloudFront refused batch `id` (needing `need`) as too much in progress: does a fresh look at the
+    /// distribution explain it (people's invalidations the books did not count)? `None` when it does, or the look
+    /// failed (the worker learns only from what it knows); otherwise what is in progress on the distribution by the
+    /// books, the batch aside.
+    pub async fn unexplained_refusal(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        need: Allowance,
+    ) -> Option<Allowance> {
+        self.resync_next(distribution);
+        let local = self.local(distribution);
+        let state = self.store.read_budget(distribution).await.ok()?;
+        let unreserved = self.unreserved_usage(distribution, &local, &state.reservations).await?;
+        let now = self.clock.now();
+        let capacity = self.capacity(distribution);
+        let in_progress = room::in_progress(id, unreserved, &state.reservations, now);
+        *local.known.lock().unwrap() = Some(state);
+        need.min(capacity).fits_in(capacity - in_progress).then_some(in_progress)
+    }
+
+    /// The most CloudFront accepted in progress on the distribution within the last `PEAK_LASTS`: proof that its
+    /// in-progress quotas allow at least that much.
+    pub fn accepted_peak(&self, distribution: &DistributionId) -> Allowance {
+        let peak = *self.local(distribution).peak.lock().unwrap();
+        peak.filter(|(_, at)| at.elapsed() < PEAK_LASTS).map(|(peak, _)| peak).unwrap_or_default()
+    }
+
+    /// CloudFront accepted batch `id` of the distribution: what is in progress with it, by the books, counts
+    /// towards the peak.
+    fn note_peak(&self, local: &Local, id: &CallerReference) {
+        let Some(state) = local.known.lock().unwrap().clone() else { return };
+        let unreserved = local.unreserved.lock().unwrap().usage;
+        let with_it = room::in_progress(id, unreserved, &state.reservations, self.clock.now())
+            + state.reservations.iter().filter(|r| &r.id == id).map(|r| r.need).sum();
+        let mut peak = local.peak.lock().unwrap();
+        let recent = peak.filter(|(_, at)| at.elapsed() < PEAK_LASTS).map(|(peak, _)| peak).unwrap_or_default();
+        *peak = Some((recent.max(with_it), Instant::now()));
     }
 
     fn local(&self, distribution: &DistributionId) -> Arc<Local> {
@@ -337,22 +377,23 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
                 // Room cannot be known until a resync succeeds: wait rather than guess.
                 return Ok(Grant::NoRoom(Allowance::default()));
             };
-            let room = room::room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
+            let room = room::room_for(id, self.capacity(distribution), unreserved, &state.reservations, now);
             gauge!("cfi_budget_room_paths", "distribution_id" => distribution.to_string()).set(room.paths as f64);
             *local.last_room.lock().unwrap() = Some(room);
             let ask = Ask { id, owner: &self.owner, need, now };
-            let (reservation, deletable) = match room::decide(&state, fresh, unreserved, &ask, self.limits()) {
-                Decision::Reserve { reservation, deletable } => (reservation, deletable),
-                Decision::NoRoom(room) => {
-                    *local.known.lock().unwrap() = Some(state);
-                    return Ok(Grant::NoRoom(room));
-                }
-                // Others may have released room since: refuse only on what the store says.
-                Decision::ReadAgain => {
-                    local.known.lock().unwrap().take();
-                    continue;
-                }
-            };
+            let (reservation, deletable) =
+                match room::decide(&state, fresh, unreserved, &ask, self.limits(distribution)) {
+                    Decision::Reserve { reservation, deletable } => (reservation, deletable),
+                    Decision::NoRoom(room) => {
+                        *local.known.lock().unwrap() = Some(state);
+                        return Ok(Grant::NoRoom(room));
+                    }
+                    // Others may have released room since: refuse only on what the store says.
+                    Decision::ReadAgain => {
+                        local.known.lock().unwrap().take();
+                        continue;
+                    }
+                };
             let written = match intent {
                 Some((record, cap)) => {
                     self.store
