@@ -18,8 +18,12 @@ use crate::ports::budget::{Allowance, UNLIMITED};
 /// Limits learned for the account, as the metric names them.
 pub const ACCOUNT_PATHS: &str = "account_paths_per_second";
 pub const ACCOUNT_WILDCARDS: &str = "account_wildcards_per_second";
-/// A take that waited this long for the buckets found the rate binding: a refusal then may be the rate's.
+/// A take that waited this long for the buckets found the rate binding.
 const BINDING_WAIT: Duration = Duration::from_millis(250);
+/// A take of this share of a bucket's level or more all but empties it.
+const DRAINED: f64 = 0.9;
+/// How much the latest take moves the share of takes that found the rate binding.
+const BINDING_SMOOTHING: f64 = 0.2;
 
 /// The scope (the metric's distribution label) of the account's limits.
 pub const ACCOUNT: &str = "account";
@@ -97,6 +101,8 @@ pub struct AccountBuckets {
     ready: watch::Sender<bool>,
     /// True once there is a rate to share (configured, or found by a refusal).
     sharing: watch::Sender<bool>,
+    /// The share of recent takes that waited for the buckets, smoothed.
+    binding: Mutex<f64>,
 }
 
 #[derive(Debug)]
@@ -129,7 +135,7 @@ impl AccountBuckets {
             held.show(&board, SHARED);
         }
         let (ready, sharing) = (watch::Sender::new(quotas.is_off()), watch::Sender::new(!quotas.is_off()));
-        Self { state: Mutex::new(state), board, ready, sharing }
+        Self { state: Mutex::new(state), board, ready, sharing, binding: Mutex::new(0.0) }
     }
 
     /// `workers` share the account's quotas now (`share::keep_share`).
@@ -152,9 +158,24 @@ impl AccountBuckets {
         Allowance { paths: burst(&state.paths), wildcards: burst(&state.wildcards) }
     }
 
-    /// Waits until both buckets hold what `need` takes, and takes it from both at once; answers whether it waited
-    /// for them (the rate was binding).
+    /// Waits until both buckets hold what `need` takes, and takes it from both at once; answers whether the rate
+    /// was binding: the batch waited for the buckets, or all but emptied one.
     pub async fn take(&self, need: Allowance) -> bool {
+        let waited = self.wait_and_take(need).await;
+        if !need.is_empty() {
+            let mut binding = self.binding.lock().unwrap();
+            *binding = *binding * (1.0 - BINDING_SMOOTHING) + if waited { BINDING_SMOOTHING } else { 0.0 };
+        }
+        waited
+    }
+
+    /// Whether most recent batches waited for the buckets or all but emptied one: the account's rate, not the
+    /// distributions' room, is what holds submission back, so a refusal now is likely the rate's.
+    pub fn is_binding(&self) -> bool {
+        *self.binding.lock().unwrap() >= 0.5
+    }
+
+    async fn wait_and_take(&self, need: Allowance) -> bool {
         let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
         let mut waited = false;
         loop {
@@ -164,11 +185,13 @@ impl AccountBuckets {
                 let wait = state.each(need).map(|(held, need)| held.bucket.wait_for(need, now)).max();
                 match wait {
                     None | Some(Duration::ZERO) => {
+                        let mut drained = false;
                         for (held, need) in state.each(need) {
+                            drained |= f64::from(need) >= DRAINED * held.bucket.level(now);
                             let taken = held.bucket.take_or_wait(need, now);
                             debug_assert_eq!(taken, Take::Taken);
                         }
-                        return waited;
+                        return waited || drained;
                     }
                     Some(wait) => wait,
                 }
@@ -301,5 +324,15 @@ mod tests {
         account.take(Allowance { paths: 800, wildcards: 0 }).await;
         assert!(account.take(Allowance { paths: 400, wildcards: 0 }).await, "the rate binds");
         assert_eq!(start.elapsed(), Duration::from_millis(500));
+        assert!(!account.is_binding(), "one wait in a while is not a binding rate");
+        for _ in 0..4 {
+            account.take(Allowance { paths: 800, wildcards: 0 }).await;
+        }
+        assert!(account.is_binding());
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(!account.take(Allowance { paths: 100, wildcards: 0 }).await, "a small batch on a full bucket");
+        }
+        assert!(!account.is_binding());
     }
 }

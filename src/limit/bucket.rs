@@ -55,6 +55,12 @@ impl TokenBucket {
         if needed <= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(needed / self.per_second) }
     }
 
+    /// What is saved up at `now` (below zero while a debt is paid).
+    pub fn level(&mut self, now: Instant) -> f64 {
+        self.refill(now);
+        self.level
+    }
+
     /// Takes `tokens` when `wait_for` says they are there.
     pub fn take_or_wait(&mut self, tokens: u32, now: Instant) -> Take {
         match self.wait_for(tokens, now) {

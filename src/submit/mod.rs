@@ -235,13 +235,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let _leased = self.keep_leased(&record);
         let need = Allowance::of(&record.paths);
         loop {
-            let rate_bound = self.account.take(need).await;
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
                 // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.
                 if permitted_at.take().is_none_or(|at| at.elapsed() > PERMIT_LIFETIME) {
                     self.permit(batch.content.reason == SealReason::Urgent).await;
                 }
+                // After the permit: the account's buckets pace the calls that wait for them, and a permit that
+                // waited for them would only be taken again.
+                self.account.take(need).await;
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {
@@ -261,7 +263,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 Err(failure) => failure,
             };
             if let Failure::Cdn(CdnError::TooManyInProgress(_)) = failure
-                && let Some(refit) = self.learn_from_refusal(&record, &batch, rate_bound).await
+                && let Some(refit) = self.learn_from_refusal(&record, &batch).await
             {
                 return self.refused(record, batch, refit).await;
             }

@@ -21,21 +21,15 @@ use crate::ports::ledger::BatchRecord;
 use crate::retry::retry_transient;
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    /// CloudFront refused `batch` (recorded as `record`; `rate_bound`: it waited for the account's buckets) as too
-    /// much in progress: learns what the refusal teaches, and says how to split the batch when it no longer fits
+    /// CloudFront refused `batch` (recorded as `record`) as too much in progress: learns what the refusal teaches, and says how to split the batch when it no longer fits
     /// what the worker believes; `None`: retry it as it is.
     ///
     /// Both models refuse with the same error, so the refusal is laid at the door of each only on evidence: the
-    /// account's rate when the batch waited for it, or when CloudFront accepted as much in progress on the
+    /// account's rate when it has been binding (most recent batches waited for its bucket), or when CloudFront accepted as much in progress on the
     /// distribution lately (then the in-progress quota cannot be why, and is left alone); the distribution's
     /// in-progress quota otherwise, never cut below what CloudFront accepted. A rate nobody configured is found by
     /// the first refusal nothing explains, at a cut of what the batch held.
-    pub(super) async fn learn_from_refusal(
-        &self,
-        record: &BatchRecord,
-        batch: &Batch,
-        rate_bound: bool,
-    ) -> Option<Refusal> {
+    pub(super) async fn learn_from_refusal(&self, record: &BatchRecord, batch: &Batch) -> Option<Refusal> {
         let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
         let need = Allowance::of(&record.paths);
         let in_progress = self.budget.unexplained_refusal(distribution, reference, need).await?;
@@ -44,7 +38,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         if !not_in_progress {
             self.budget.learn_refused(distribution, need);
         }
-        self.account.refused(need, rate_bound || not_in_progress);
+        self.account.refused(need, self.account.is_binding() || not_in_progress);
         let fit = self.fit(distribution);
         let resumed = batch.content.reason == SealReason::Resumed;
         (!need.fits_in(fit) && !resumed && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
