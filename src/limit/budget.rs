@@ -1,9 +1,9 @@
 //! The in-progress budget: a batch goes to CloudFront only when its paths fit what the distribution has left of
-//! its two quotas (3,000 paths and 15 wildcard paths in progress, aws-facts.md A1), counting
+//! its two quotas (3,000 paths and 15 wildcard paths in progress by default, aws-facts.md A1; less where refusals
+//! taught the worker so, `refusals`), counting
 //! - every worker's reservations, shared through the ledger table (`Budgets`), and
 //! - invalidations nobody reserved (a person in the console, another tool, a worker whose reservation expired
-//!   while CloudFront was still busy), found by a resync: ListInvalidations, then GetInvalidation for the ones
-//!   not recognised.
+//!   while CloudFront was still busy), found by a resync (`resync`).
 //!
 //! A reservation is written with a conditional write on the budget's version, so two workers can never both take
 //! the last room; it lasts until the tracker sees the invalidation completed (it renews the reservation at each
@@ -17,19 +17,18 @@ use std::time::{Duration, SystemTime};
 use metrics::{counter, gauge};
 use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::belief::{ACCEPTED, InProgressBelief, LimitBoard, REFUSED, SHARED};
-use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
+use super::belief::{InProgressBelief, LimitBoard};
+use super::resync::{Unreserved, notice_expired};
+use super::room::{self, Ask, Decision, Limits, expired_before};
 use super::waiting::{Waiting, WaitingBoard};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{
-    Allowance, BudgetState, JointWrites, QUOTA, RELEASED_AT_ONCE, Recorded, Reservation, ReservationWrite,
-};
-use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
+use crate::ports::budget::{Allowance, BudgetState, JointWrites, QUOTA, RELEASED_AT_ONCE, Recorded, ReservationWrite};
+use crate::ports::cdn::Cdn;
 use crate::ports::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
-use crate::telemetry::{log_allowed, outages};
+use crate::telemetry::log_allowed;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetSettings {
@@ -52,16 +51,6 @@ impl BudgetSettings {
     }
 }
 
-/// Resyncs next time if a reservation expired that this worker has not seen expire yet.
-fn notice_expired<'a>(local: &Local, expired: impl Iterator<Item = &'a Reservation>) {
-    let mut view = local.unreserved.lock().unwrap();
-    let expired: HashSet<(CallerReference, SystemTime)> = expired.map(|r| (r.id.clone(), r.until)).collect();
-    if !expired.is_subset(&view.expired_seen) {
-        view.refreshed_at = None;
-    }
-    view.expired_seen = expired;
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
     /// Reserved, and the intent recorded if one came with the ask.
@@ -75,30 +64,18 @@ pub enum Grant {
 /// A batch's intent, to record in the same write as its reservation: the record, and the month's path budget.
 pub type IntentWrite<'a> = (&'a BatchRecord, Option<&'a MonthCap>);
 
-/// What a resync found: invalidations in progress that no reservation accounts for.
-#[derive(Debug, Default)]
-struct Unreserved {
-    usage: Allowance,
-    /// Other people's invalidations already looked at, by id: asked about once, not at every resync.
-    known: HashMap<String, Allowance>,
-    refreshed_at: Option<Instant>,
-    /// Reservations this worker has seen expired (and resynced for), by id and end: a resumed batch reserves
-    /// again under its old id, and its new reservation's expiry must be noticed too.
-    expired_seen: HashSet<(CallerReference, SystemTime)>,
-}
-
 pub struct Budget<C, S> {
-    cdn: Arc<C>,
-    store: Arc<S>,
-    settings: BudgetSettings,
+    pub(super) cdn: Arc<C>,
+    pub(super) store: Arc<S>,
+    pub(super) settings: BudgetSettings,
     owner: String,
-    clock: WallClock,
+    pub(super) clock: WallClock,
     local: Mutex<HashMap<DistributionId, Arc<Local>>>,
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
     board: Option<Arc<WaitingBoard>>,
     /// Where what the worker believes of the quotas shows, and its cuts wait to be shared.
-    limits: Arc<LimitBoard>,
+    pub(super) limits: Arc<LimitBoard>,
     /// Distributions whose batches wait for room since the tracker last asked: it looks at them sooner.
     wanted: Mutex<HashSet<DistributionId>>,
     room_wanted: Notify,
@@ -106,7 +83,7 @@ pub struct Budget<C, S> {
 
 /// What this worker keeps per distribution.
 #[derive(Debug, Default)]
-struct Local {
+pub(super) struct Local {
     /// One batch per distribution at a time asks for room: the others queue here instead of each reading the
     /// budget on every poll.
     turn: Arc<tokio::sync::Mutex<()>>,
@@ -117,22 +94,18 @@ struct Local {
     /// The budget as this worker last read or wrote it. A reservation is first tried against it: a single worker
     /// then never reads before writing, and a stale copy only costs a failed conditional write. It is not trusted
     /// once one of its reservations looks expired (another worker may have renewed it), nor to refuse room.
-    known: Mutex<Option<BudgetState>>,
+    pub(super) known: Mutex<Option<BudgetState>>,
     /// What is in progress without a reservation, as the last resync saw it.
-    unreserved: Mutex<Unreserved>,
+    pub(super) unreserved: Mutex<Unreserved>,
     /// What this worker's batches waiting for room on the distribution need together.
     backlog: Arc<Mutex<Allowance>>,
     /// The room the last reservation attempt found, if any was made.
     last_room: Mutex<Option<Allowance>>,
     /// What the worker believes of the distribution's quotas, once a refusal taught it anything.
-    belief: Mutex<Option<InProgressBelief>>,
+    pub(super) belief: Mutex<Option<InProgressBelief>>,
     /// The most CloudFront accepted in progress (by the books), and when it last rose or was seen.
-    peak: Mutex<Option<(Allowance, Instant)>>,
+    pub(super) peak: Mutex<Option<(Allowance, Instant)>>,
 }
-
-/// How long what CloudFront accepted in progress counts as proof of its quotas: a minute, longer than invalidations
-/// take (AWS: P95 under 25 s), short enough to follow a quota that moves.
-const PEAK_LASTS: Duration = Duration::from_secs(60);
 
 /// How much the newest completion time moves the estimate: smooth, yet quick to follow CloudFront slowing down.
 const COMPLETION_SMOOTHING: f64 = 0.25;
@@ -244,94 +217,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         Limits { capacity: self.capacity(distribution), configured: self.settings.capacity, lease, resync_every }
     }
 
-    /// What every worker may use of the distribution now: the configured capacity, or less where refusals taught
-    /// the worker that CloudFront allows less.
-    pub fn capacity(&self, distribution: &DistributionId) -> Allowance {
-        let belief = *self.local(distribution).belief.lock().unwrap();
-        belief.map_or(self.settings.capacity, |belief| belief.capacity(self.settings.capacity))
-    }
-
-    /// What the worker believes of the distribution's quotas, if it learned anything.
-    pub fn belief(&self, distribution: &DistributionId) -> Option<Allowance> {
-        let belief = *self.local(distribution).belief.lock().unwrap();
-        belief.map(|belief| belief.capacity(self.settings.capacity))
-    }
-
-    /// CloudFront refused a batch of `distribution` needing `need` that the books had room for: believe less of
-    /// the quotas it used, though never less than CloudFront accepted in progress lately.
-    pub fn learn_refused(&self, distribution: &DistributionId, need: Allowance) -> bool {
-        let peak = self.accepted_peak(distribution);
-        self.change_belief(distribution, |belief| belief.refused(need, peak), REFUSED)
-    }
-
-    /// CloudFront accepted batch `id` of `distribution`, needing `need`: probe up the quotas it used.
-    pub fn learn_accepted(&self, distribution: &DistributionId, id: &CallerReference, need: Allowance) -> bool {
-        self.note_peak(&self.local(distribution), id);
-        self.change_belief(distribution, |belief| belief.accepted(need), ACCEPTED)
-    }
-
-    /// Believes what another worker learned of one of the distribution's quotas (`limit`, as `belief` names it).
-    pub fn adopt(&self, distribution: &DistributionId, limit: &str, believed: f64) -> bool {
-        self.change_belief(distribution, |belief| belief.adopt(limit, believed), SHARED)
-    }
-
-    fn change_belief(
-        &self,
-        distribution: &DistributionId,
-        change: impl FnOnce(&mut InProgressBelief) -> bool,
-        why: &'static str,
-    ) -> bool {
-        let local = self.local(distribution);
-        let mut belief = local.belief.lock().unwrap();
-        let belief = belief.get_or_insert_with(|| InProgressBelief::new(self.settings.capacity));
-        let changed = change(belief);
-        if changed {
-            belief.show(&self.limits, distribution.as_str(), self.settings.capacity, why);
-        }
-        changed
-    }
-
-    /// CloudFront refused batch `id` (needing `need`) as too much in progress: does a fresh look at the
-    /// distribution explain it (people's invalidations the books did not count)? `None` when it does, or the look
-    /// failed (the worker learns only from what it knows); otherwise what is in progress on the distribution by the
-    /// books, the batch aside.
-    pub async fn unexplained_refusal(
-        &self,
-        distribution: &DistributionId,
-        id: &CallerReference,
-        need: Allowance,
-    ) -> Option<Allowance> {
-        self.resync_next(distribution);
-        let local = self.local(distribution);
-        let state = self.store.read_budget(distribution).await.ok()?;
-        let unreserved = self.unreserved_usage(distribution, &local, &state.reservations).await?;
-        let now = self.clock.now();
-        let capacity = self.capacity(distribution);
-        let in_progress = room::in_progress(id, unreserved, &state.reservations, now);
-        *local.known.lock().unwrap() = Some(state);
-        need.min(capacity).fits_in(capacity - in_progress).then_some(in_progress)
-    }
-
-    /// The most CloudFront accepted in progress on the distribution within the last `PEAK_LASTS`: proof that its
-    /// in-progress quotas allow at least that much.
-    pub fn accepted_peak(&self, distribution: &DistributionId) -> Allowance {
-        let peak = *self.local(distribution).peak.lock().unwrap();
-        peak.filter(|(_, at)| at.elapsed() < PEAK_LASTS).map(|(peak, _)| peak).unwrap_or_default()
-    }
-
-    /// CloudFront accepted batch `id` of the distribution: what is in progress with it, by the books, counts
-    /// towards the peak.
-    fn note_peak(&self, local: &Local, id: &CallerReference) {
-        let Some(state) = local.known.lock().unwrap().clone() else { return };
-        let unreserved = local.unreserved.lock().unwrap().usage;
-        let with_it = room::in_progress(id, unreserved, &state.reservations, self.clock.now())
-            + state.reservations.iter().filter(|r| &r.id == id).map(|r| r.need).sum();
-        let mut peak = local.peak.lock().unwrap();
-        let recent = peak.filter(|(_, at)| at.elapsed() < PEAK_LASTS).map(|(peak, _)| peak).unwrap_or_default();
-        *peak = Some((recent.max(with_it), Instant::now()));
-    }
-
-    fn local(&self, distribution: &DistributionId) -> Arc<Local> {
+    pub(super) fn local(&self, distribution: &DistributionId) -> Arc<Local> {
         let mut local = self.local.lock().unwrap();
         // Looked up several times per batch: clone the id only the first time.
         if let Some(known) = local.get(distribution) {
@@ -484,78 +370,6 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             known.reservations.retain(|r| !ids.contains(&r.id));
         }
         local.released.notify_one();
-    }
-
-    /// The picture of what is in progress may be wrong (CloudFront said TooManyInvalidationsInProgress, or an
-    /// invalidation is no longer tracked): the next reservation resyncs first.
-    pub fn resync_next(&self, distribution: &DistributionId) {
-        self.local(distribution).unreserved.lock().unwrap().refreshed_at = None;
-    }
-
-    /// What is in progress without a reservation, resyncing when the last picture is stale; `None` when a resync
-    /// failed for a reason that may pass.
-    async fn unreserved_usage(
-        &self,
-        distribution: &DistributionId,
-        local: &Local,
-        reservations: &[Reservation],
-    ) -> Option<Allowance> {
-        let known = {
-            let view = local.unreserved.lock().unwrap();
-            if view.refreshed_at.is_some_and(|at| at.elapsed() < self.settings.resync_every) {
-                return Some(view.usage);
-            }
-            view.known.clone()
-        };
-        let view = match self.resync(distribution, reservations, known).await {
-            Ok(view) => {
-                outages().answered("cloudfront");
-                view
-            }
-            Err(e) if e.retry_after() == RetryAfter::Never => {
-                // Not allowed to look: the headroom left to people is then all that protects the quota.
-                if let Some(suppressed) = log_allowed("budget_resync_refused") {
-                    warn!(%distribution, error = %e, suppressed, "cannot list the distribution's invalidations (the role needs cloudfront:ListInvalidations and GetInvalidation); counting only reservations");
-                }
-                Unreserved { refreshed_at: Some(Instant::now()), ..Unreserved::default() }
-            }
-            Err(e) => {
-                outages().failed("cloudfront");
-                if let Some(suppressed) = log_allowed("budget_resync_failed") {
-                    warn!(%distribution, error = %e, suppressed, "could not list the distribution's invalidations; waiting before submitting more");
-                }
-                return None;
-            }
-        };
-        let usage = view.usage;
-        let mut current = local.unreserved.lock().unwrap();
-        *current = Unreserved { expired_seen: std::mem::take(&mut current.expired_seen), ..view };
-        Some(usage)
-    }
-
-    /// Lists what is in progress and counts what no reservation accounts for.
-    async fn resync(
-        &self,
-        distribution: &DistributionId,
-        reservations: &[Reservation],
-        known: HashMap<String, Allowance>,
-    ) -> Result<Unreserved, CdnError> {
-        counter!("cfi_budget_resyncs_total").increment(1);
-        let now = self.clock.now();
-        let live: Vec<&Reservation> = reservations.iter().filter(|r| r.until > now).collect();
-        // Reservations count this worker's and the others' invalidations whatever the list shows: what it must find
-        // is other people's, and those on the newest pages are what it can afford to read once a minute.
-        let in_progress = self.cdn.list_in_progress(distribution, now).await?;
-        let mut tally = Tally::of(in_progress.into_iter().map(|i| i.id).collect(), &live, known);
-        for id in std::mem::take(&mut tally.to_look_up) {
-            let detail = self.cdn.get_invalidation(distribution, &id).await?;
-            tally.looked_up(id, &detail.caller_reference, &detail.paths, &live);
-        }
-        let Tally { usage, counted, .. } = tally;
-        if !usage.is_empty() {
-            info!(%distribution, paths = usage.paths, wildcards = usage.wildcards, "invalidations in progress that no worker reserved count against the budget");
-        }
-        Ok(Unreserved { usage, known: counted, refreshed_at: Some(Instant::now()), ..Unreserved::default() })
     }
 }
 

@@ -18,6 +18,8 @@ pub mod bucket;
 pub mod budget;
 pub mod learn;
 pub mod rate;
+mod refusals;
+mod resync;
 pub mod room;
 pub mod share;
 pub mod waiting;
