@@ -141,6 +141,14 @@ fn dead_letter(reason: String, code: &'static str) -> Step {
     Step::Refused(Refusal::DeadLetter { reason, code })
 }
 
+impl Failure {
+    /// Whether the attempt certainly created no invalidation: CloudFront refused it. A 5xx, a timeout or a lost
+    /// answer may hide one it made, and a ledger failure comes after CloudFront accepted.
+    pub fn created_nothing(&self) -> bool {
+        matches!(self, Self::Cdn(e) if !matches!(e, CdnError::Unavailable(_) | CdnError::Other(_)))
+    }
+}
+
 impl Transient for Failure {
     fn is_transient(&self) -> bool {
         match self {
@@ -219,6 +227,14 @@ mod tests {
         assert!(matches!(resumed.after(&denied, Instant::now()), Step::Refused(Refusal::DeadLetter { .. })));
         let mut young = Attempts::new(&RetryPolicy::seeded(7), false, CONFIRM_DENIED);
         assert!(matches!(young.after(&denied, Instant::now()), Step::Retry { .. }), "a first denial is confirmed");
+    }
+
+    #[test]
+    fn only_a_refusal_is_known_to_have_created_nothing() {
+        assert!(cdn(CdnError::TooManyInProgress("full".into())).created_nothing());
+        assert!(cdn(CdnError::Throttled("slow down".into())).created_nothing());
+        assert!(!cdn(CdnError::Unavailable("answer lost".into())).created_nothing());
+        assert!(!Failure::Ledger(LedgerError::Unavailable("503".into())).created_nothing());
     }
 
     #[tokio::test(start_paused = true)]

@@ -234,6 +234,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let mut reserved_at = Instant::now();
         let _leased = self.keep_leased(&record);
         let need = Allowance::of(&record.paths);
+        // Whether an attempt may have created the invalidation (its answer lost, or the ledger failed after it): a
+        // batch that may exist in CloudFront is never split, or its paths would be paid twice.
+        let mut maybe_created = batch.content.reason == SealReason::Resumed;
         loop {
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
@@ -264,9 +267,11 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             };
             if let Failure::Cdn(CdnError::TooManyInProgress(_)) = failure
                 && let Some(refit) = self.learn_from_refusal(&record, &batch).await
+                && !maybe_created
             {
                 return self.refused(record, batch, refit).await;
             }
+            maybe_created |= !failure.created_nothing();
             let reserve_again =
                 match self.wait_out(&record.caller_reference, &record.distribution_id, failure, &mut attempts).await {
                     Ok(reserve_again) => reserve_again,
