@@ -79,10 +79,12 @@ fn status_page(c: &mut Criterion) {
         dead_letter_queue: Some(Arc::new(MemoryQueue::default())),
         settings: StatusSettings {
             table: "invalidations".into(),
+            quota: cf_invalidator::ports::budget::QUOTA,
             reserve: Allowance { paths: 100, wildcards: 2 },
             monthly_path_budget: Some(50_000),
         },
         waiting: None,
+        limits: None,
     };
 
     let before = counts.snapshot().dynamodb_reads;

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::clock::WallClock;
 use crate::plan::FREE_PATHS_PER_MONTH;
-use crate::ports::ledger::{Bills, MonthBilling, billing_month};
+use crate::ports::ledger::{Bills, MonthBilling, billing_month, spent};
 use crate::telemetry::log_allowed;
 
 /// How often the month's total is read again: other workers' batches move it too.
@@ -38,7 +38,7 @@ impl MonthToDate {
 
     /// What counts against a monthly path budget in `month` (`MonthBilling::spent`).
     pub fn spent(&self, month: &str) -> u64 {
-        self.read(month, |m| m.committed.max(m.billed))
+        self.read(month, |m| spent(m.committed, m.billed))
     }
 
     fn read(&self, month: &str, field: impl Fn(&Month) -> u64) -> u64 {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
+use cf_invalidator::ports::Allowance;
+use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::worker::DEFAULT_MAX_HELD_MESSAGES;
 
 #[cfg(test)]
@@ -54,21 +56,49 @@ pub enum Command {
     Status(StatusArgs),
 }
 
-/// What every worker leaves of each distribution's quotas to people: the same for all workers of a table.
+/// Each distribution's in-progress quotas, and what every worker leaves of them to people: the same for all
+/// workers of a table.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct ReserveArgs {
-    /// Paths of each distribution's 3,000 in progress that workers leave free for people and other tools.
-    #[arg(long, env = "INVALIDATOR_RESERVE_PATHS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..3_000))]
+    /// Paths and cache tags (wildcards apart) CloudFront lets each distribution have in progress, where the
+    /// worker's belief starts: a refusal nothing else explains makes it believe less; 0 turns the quota off.
+    #[arg(long, env = "INVALIDATOR_IN_PROGRESS_PATHS", default_value_t = QUOTA.paths)]
+    pub in_progress_paths: u32,
+
+    /// Wildcard paths CloudFront lets each distribution have in progress, counted apart; 0 turns the quota off.
+    #[arg(long, env = "INVALIDATOR_IN_PROGRESS_WILDCARDS", default_value_t = QUOTA.wildcards)]
+    pub in_progress_wildcards: u32,
+
+    /// Paths of each distribution's --in-progress-paths that workers leave free for people and other tools.
+    #[arg(long, env = "INVALIDATOR_RESERVE_PATHS", default_value_t = 100)]
     pub reserve_paths: u32,
 
-    /// Wildcard paths of each distribution's 15 in progress that workers leave free for people and other tools.
-    #[arg(long, env = "INVALIDATOR_RESERVE_WILDCARDS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..15))]
+    /// Wildcard paths of each distribution's --in-progress-wildcards that workers leave free for people and other
+    /// tools.
+    #[arg(long, env = "INVALIDATOR_RESERVE_WILDCARDS", default_value_t = 2)]
     pub reserve_wildcards: u32,
 }
 
 impl ReserveArgs {
-    pub fn allowance(self) -> cf_invalidator::ports::Allowance {
-        cf_invalidator::ports::Allowance { paths: self.reserve_paths, wildcards: self.reserve_wildcards }
+    /// The in-progress quotas, `UNLIMITED` where one is off.
+    pub fn quota(self) -> Allowance {
+        Allowance::quota(self.in_progress_paths, self.in_progress_wildcards)
+    }
+
+    pub fn allowance(self) -> Allowance {
+        Allowance { paths: self.reserve_paths, wildcards: self.reserve_wildcards }
+    }
+
+    /// A reserve of a quota that is on leaves workers at least one path of it.
+    pub fn check(self) -> Result<(), String> {
+        let leaves_room = |quota: u32, reserve: u32| quota == 0 || reserve < quota;
+        if !leaves_room(self.in_progress_paths, self.reserve_paths) {
+            return Err("--reserve-paths must be below --in-progress-paths".into());
+        }
+        if !leaves_room(self.in_progress_wildcards, self.reserve_wildcards) {
+            return Err("--reserve-wildcards must be below --in-progress-wildcards".into());
+        }
+        Ok(())
     }
 }
 
@@ -161,9 +191,27 @@ pub struct RunArgs {
     #[arg(long, env = "INVALIDATOR_VISIBILITY_TIMEOUT", default_value = "60s")]
     pub visibility_timeout: humantime::Duration,
 
-    /// Average CreateInvalidation calls per second for this worker (CloudFront throttles per account).
+    /// Average CreateInvalidation calls per second for this worker (CloudFront throttles per account); 0 turns
+    /// the limit off.
     #[arg(long, env = "INVALIDATOR_CREATE_RATE", default_value_t = 1.0)]
     pub create_rate: f64,
+
+    /// Paths and cache tags (wildcards apart) per second for the whole account, shared by every worker on the
+    /// ledger table, for CloudFront's per-account rate model (a third-party listing says 150); a refusal nothing
+    /// else explains makes the workers believe less. 0 turns it off. Like the account's rates below, a new worker
+    /// submits from its second check-in, about 5 s after it starts.
+    #[arg(long, env = "INVALIDATOR_ACCOUNT_PATH_RATE", default_value_t = 0.0)]
+    pub account_path_rate: f64,
+
+    /// Paths the account may submit at once after a quiet spell under --account-path-rate (no batch is larger than
+    /// a worker's share of it); 0: one second's worth.
+    #[arg(long, env = "INVALIDATOR_ACCOUNT_PATH_BURST", default_value_t = 0)]
+    pub account_path_burst: u32,
+
+    /// Wildcard paths per second for the whole account, shared like --account-path-rate (a third-party listing
+    /// says 1), with a burst of one second's worth; 0 turns it off.
+    #[arg(long, env = "INVALIDATOR_ACCOUNT_WILDCARD_RATE", default_value_t = 0.0)]
+    pub account_wildcard_rate: f64,
 
     /// CreateInvalidation calls per second for the whole account, shared by every worker on the ledger table:
     /// each takes an equal share (and of --create-burst), re-divided as workers start and stop. Replaces

@@ -41,8 +41,8 @@ pub struct Acknowledger<Q: Queue, L: DeadLetters> {
     pub queue: Arc<Q>,
     pub dead_letter: Option<Arc<Q>>,
     pub inflight: Arc<InFlight>,
-    /// Parts still unaccepted per message split over several batches.
-    pub outstanding_parts: HashMap<Delivery, u32>,
+    /// What is still unaccepted of each message split over several batches, in `BatchMember::share` units.
+    pub outstanding_parts: HashMap<Delivery, u64>,
     /// Backoff for delete and visibility calls.
     pub retry: ExponentialBuilder,
     pub log: DeadLetterLog<L>,
@@ -132,11 +132,11 @@ impl<Q: Queue, L: DeadLetters> Acknowledger<Q, L> {
             .into_iter()
             .filter(|member| self.inflight.holds(&member.delivery))
             .filter(|member| {
-                if member.parts <= 1 {
+                if member.is_whole() {
                     return true;
                 }
-                let left = self.outstanding_parts.entry(member.delivery.clone()).or_insert(member.parts);
-                *left -= 1;
+                let left = self.outstanding_parts.entry(member.delivery.clone()).or_insert(member.whole());
+                *left = left.saturating_sub(member.share());
                 if *left == 0 {
                     self.outstanding_parts.remove(&member.delivery);
                     return true;
@@ -276,6 +276,7 @@ mod tests {
             requester: None,
             paths: Vec::new(),
             parts,
+            halvings: 0,
             urgent: false,
             idempotency_key: None,
             awaited: false,

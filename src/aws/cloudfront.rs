@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use aws_sdk_cloudfront::Client;
+use aws_sdk_cloudfront::config::retry::RetryConfig;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 
 use super::error::{Failure, classify};
@@ -57,11 +58,15 @@ impl Cdn for CloudFront {
             .caller_reference(caller_reference.as_str())
             .build()
             .map_err(|e| CdnError::Other(e.to_string()))?;
+        // The worker's own retry owns CreateInvalidation: each refusal and throttle reaches it, and learning from
+        // them needs every one (the SDK's standard mode would retry `Throttling` twice unseen).
         let output = self
             .client
             .create_invalidation()
             .distribution_id(distribution.as_str())
             .invalidation_batch(batch)
+            .customize()
+            .config_override(aws_sdk_cloudfront::Config::builder().retry_config(RetryConfig::disabled()))
             .send()
             .await
             .map_err(|e| cdn_error(classify(&e)))?;

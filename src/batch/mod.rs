@@ -17,6 +17,7 @@ use crate::held::SubmissionBacklog;
 use crate::intake::Accepted;
 use crate::model::CallerReference;
 use crate::model::message::BatchMember;
+use crate::model::path::count_wildcards;
 use crate::ports::ledger::BatchRecord;
 
 /// A sealed batch with its identity: the CallerReference is minted here, once, and never again for this batch.
@@ -39,7 +40,7 @@ impl Batch {
     pub fn resume(record: BatchRecord, member: BatchMember) -> Self {
         let content = SealedBatch {
             distribution_id: record.distribution_id,
-            wildcard_count: record.paths.iter().filter(|p| p.ends_with('*')).count(),
+            wildcard_count: count_wildcards(&record.paths),
             paths: record.paths,
             members: vec![member],
             requested_paths: record.requested_paths,
@@ -98,6 +99,7 @@ fn add(batcher: &mut Batcher, accepted: Accepted, clock: WallClock) -> Vec<Batch
             requester: None,
             paths,
             parts,
+            halvings: 0,
             urgent: false,
             idempotency_key: None,
             awaited: false,

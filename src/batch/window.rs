@@ -175,6 +175,7 @@ impl Batcher {
                 requester,
                 paths: member_paths,
                 parts: 0,
+                halvings: 0,
                 urgent,
                 idempotency_key: idempotency_key.clone(),
                 awaited,

@@ -15,7 +15,7 @@ use anyhow::Context;
 use cf_invalidator::edge::url::Pop;
 use cf_invalidator::fake::cloudfront_http;
 use cf_invalidator::fake::edge_http::EdgeServer;
-use cf_invalidator::fake::{Completion, CreateRate, EdgeConfig, FakeCdn, FakeEdge, SimConfig};
+use cf_invalidator::fake::{AccountRates, Completion, CreateRate, EdgeConfig, FakeCdn, FakeEdge, RateQuota, SimConfig};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::budget::QUOTA;
@@ -48,13 +48,33 @@ struct Args {
     #[arg(long)]
     completion_max: Option<humantime::Duration>,
 
-    /// Non-wildcard paths (cache tags included) in progress per distribution.
+    /// Non-wildcard paths (cache tags included) in progress per distribution; 0 turns the quota off.
     #[arg(long, default_value_t = QUOTA.paths)]
     max_paths: u32,
 
-    /// Wildcard paths in progress per distribution, counted apart from --max-paths.
+    /// Wildcard paths in progress per distribution, counted apart from --max-paths; 0 turns the quota off.
     #[arg(long, default_value_t = QUOTA.wildcards)]
     max_wildcards: u32,
+
+    /// The rate model: paths and cache tags (wildcards apart) per second for the whole account, beyond which
+    /// CreateInvalidation answers TooManyInvalidationsInProgress; 0 (the default) turns it off. A third-party
+    /// listing of the quotas page (2026-09) gives 150.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    account_path_rate: f64,
+
+    /// Paths the account may submit at once after a quiet spell under --account-path-rate; default: one
+    /// second's worth.
+    #[arg(long)]
+    account_path_burst: Option<u32>,
+
+    /// The rate model: wildcard paths per second for the whole account; 0 (the default) turns it off. The same
+    /// listing gives 1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    account_wildcard_rate: f64,
+
+    /// Wildcard paths the account may submit at once after a quiet spell; default: one second's worth.
+    #[arg(long)]
+    account_wildcard_burst: Option<u32>,
 
     /// CreateInvalidation calls per second before `Throttling`; 0 turns the limit off. CloudFront publishes no
     /// rate: 0.5/s with a burst of 6 is what users report (docs/simulator.md).
@@ -98,8 +118,17 @@ impl Args {
             Some(max) if *max >= *self.completion => Completion::Between(*self.completion, *max),
             Some(max) => anyhow::bail!("--completion-max {max} is shorter than --completion {}", self.completion),
         };
+        let rate = |per_second: f64, burst: Option<u32>| {
+            let quota = RateQuota::per_second(per_second);
+            (per_second > 0.0).then(|| RateQuota { burst: burst.map_or(quota.burst, |burst| burst.max(1)), ..quota })
+        };
+        let in_progress = self.max_paths > 0 || self.max_wildcards > 0;
         Ok(SimConfig {
-            quotas: Some(Allowance { paths: self.max_paths, wildcards: self.max_wildcards }),
+            quotas: in_progress.then(|| Allowance::quota(self.max_paths, self.max_wildcards)),
+            account_rates: AccountRates {
+                paths: rate(self.account_path_rate, self.account_path_burst),
+                wildcards: rate(self.account_wildcard_rate, self.account_wildcard_burst),
+            },
             completion,
             create_rate: (self.rate > 0.0).then_some(CreateRate { per_second: self.rate, burst: self.burst }),
             latency: *self.latency,

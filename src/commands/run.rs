@@ -11,6 +11,7 @@ use cf_invalidator::aws::events::{EventBridgeEvents, SnsEvents};
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
+use cf_invalidator::limit::account::{AccountQuota, AccountQuotas};
 use cf_invalidator::limit::share::AccountRate;
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::events::Events;
@@ -101,10 +102,14 @@ async fn connect(
 
 /// The worker's settings from the command line, checked.
 fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
-    ensure!(
-        args.create_rate.is_finite() && args.create_rate > 0.0,
-        "--create-rate must be a positive number of calls per second"
-    );
+    for (flag, rate) in [
+        ("--create-rate", args.create_rate),
+        ("--account-path-rate", args.account_path_rate),
+        ("--account-wildcard-rate", args.account_wildcard_rate),
+    ] {
+        ensure!(rate.is_finite() && rate >= 0.0, "{flag} must be a number per second, 0 to turn it off");
+    }
+    args.reserve.check().map_err(anyhow::Error::msg)?;
     ensure!(
         args.account_create_rate.is_none_or(|rate| rate.is_finite() && rate > 0.0),
         "--account-create-rate must be a positive number of calls per second"
@@ -148,9 +153,14 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
                 monthly_path_budget: args.monthly_path_budget,
             },
             account_rate: args.account_create_rate.map(|per_second| AccountRate { per_second, burst: create_burst }),
+            account_quotas: AccountQuotas {
+                paths: AccountQuota::configured(args.account_path_rate, args.account_path_burst),
+                wildcards: AccountQuota::configured(args.account_wildcard_rate, 0),
+            },
             ..SubmissionSettings::default()
         },
         budget: BudgetTuning {
+            quota: args.reserve.quota(),
             reserve: args.reserve.allowance(),
             resync_every: args.resync_interval.into(),
             // A stopped worker's reservations are renewed by nobody; by two visibility timeouts they are over.
@@ -220,10 +230,12 @@ fn status_page(
         dead_letter_queue: services.dead_letter.clone(),
         settings: StatusSettings {
             table: args.table.clone(),
+            quota: args.reserve.quota(),
             reserve: args.reserve.allowance(),
             monthly_path_budget: args.monthly_path_budget,
         },
         waiting: Some(Arc::clone(&settings.waiting)),
+        limits: Some(Arc::clone(&settings.limits)),
     }
 }
 

@@ -28,10 +28,12 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         dead_letter_queue,
         settings: StatusSettings {
             table: args.table.clone(),
+            quota: args.reserve.quota(),
             reserve: args.reserve.allowance(),
             monthly_path_budget: args.monthly_path_budget,
         },
         waiting: None,
+        limits: None,
     };
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on --listen {}", args.listen))?;

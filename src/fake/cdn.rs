@@ -1,8 +1,8 @@
 //! CloudFront's invalidation API in memory, faithful where the worker's correctness depends on it.
 //!
 //! Always modelled: CallerReference idempotency, unknown distributions, completion after a delay. Opt-in through
-//! [`SimConfig`] (off for `FakeCdn::default()`, which most tests use): the per-distribution in-progress quotas, a
-//! spread of completion times, the CreateInvalidation request rate, CloudFront's path rules, latency and 5xx
+//! [`SimConfig`] (off for `FakeCdn::default()`, which most tests use): the per-distribution in-progress quotas, the
+//! per-account rate quotas (paths and wildcards per second), each on or off, a spread of completion times, the CreateInvalidation request rate, CloudFront's path rules, latency and 5xx
 //! answers. It records what a test needs to see: every call, every refusal, the peak in flight. It runs on tokio's
 //! clock, so paused-time tests control it; `cloudfront_http` serves it over CloudFront's REST-XML API.
 
@@ -55,11 +55,46 @@ pub struct CreateRate {
     pub burst: NonZeroU32,
 }
 
+/// A per-account rate quota: `per_second` on average (positive), and `burst` at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateQuota {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateQuota {
+    /// `per_second`, with a burst of one second's worth (at least one).
+    pub fn per_second(per_second: f64) -> Self {
+        Self { per_second, burst: (per_second.ceil() as u32).max(1) }
+    }
+}
+
+/// CloudFront's invalidation quotas as per-account rates (a third-party listing of the quotas page, 2026-09:
+/// 150 paths or tags per second, one wildcard invalidation per second, not adjustable): an invalidation beyond
+/// either bucket is refused with `TooManyInvalidationsInProgress`, and takes nothing from the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AccountRates {
+    /// Paths and cache tags, wildcards apart.
+    pub paths: Option<RateQuota>,
+    /// Wildcard paths.
+    pub wildcards: Option<RateQuota>,
+}
+
+impl AccountRates {
+    /// As the listing has them.
+    pub fn listed() -> Self {
+        Self { paths: Some(RateQuota::per_second(150.0)), wildcards: Some(RateQuota::per_second(1.0)) }
+    }
+}
+
 /// What the simulator enforces beyond the fake's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
-    /// Refuse a batch that would take a distribution past these (`TooManyInvalidationsInProgress`).
+    /// Refuse a batch that would take a distribution past these (`TooManyInvalidationsInProgress`); either may be
+    /// `ports::budget::UNLIMITED`.
     pub quotas: Option<Allowance>,
+    /// The rate model, beside the in-progress one or instead of it.
+    pub account_rates: AccountRates,
     pub completion: Completion,
     /// Answer `Throttling` to CreateInvalidation calls beyond this rate.
     pub create_rate: Option<CreateRate>,
@@ -76,6 +111,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             quotas: None,
+            account_rates: AccountRates::default(),
             completion: Completion::After(Duration::ZERO),
             create_rate: None,
             latency: Duration::ZERO,

@@ -73,6 +73,10 @@ macro_rules! hooked_ledger {
                 -> Vec<String> ["check_in"];
             check_out(worker: &str) -> () ["check_out"];
         });
+        $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::budget::Beliefs {
+            shared_beliefs(now: std::time::SystemTime) -> Vec<$crate::ports::budget::SharedBelief> ["shared_beliefs"];
+            share_belief(belief: &$crate::ports::budget::SharedBelief) -> bool ["share_belief"];
+        });
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::AuditLog {
             batch_by_invalidation(id: &str) -> Option<$crate::ports::BatchRecord> ["batch_by_invalidation"];
             batches_with_message(message: &$crate::model::MessageId,

@@ -379,6 +379,7 @@ fn nothing_left(delivery: Delivery) -> BatchMember {
         requester: None,
         paths: Vec::new(),
         parts: 1,
+        halvings: 0,
         urgent: false,
         idempotency_key: None,
         awaited: false,

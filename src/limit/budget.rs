@@ -1,9 +1,9 @@
 //! The in-progress budget: a batch goes to CloudFront only when its paths fit what the distribution has left of
-//! its two quotas (3,000 paths and 15 wildcard paths in progress, aws-facts.md A1), counting
+//! its two quotas (3,000 paths and 15 wildcard paths in progress by default, aws-facts.md A1; less where refusals
+//! taught the worker so, `refusals`), counting
 //! - every worker's reservations, shared through the ledger table (`Budgets`), and
 //! - invalidations nobody reserved (a person in the console, another tool, a worker whose reservation expired
-//!   while CloudFront was still busy), found by a resync: ListInvalidations, then GetInvalidation for the ones
-//!   not recognised.
+//!   while CloudFront was still busy), found by a resync (`resync`).
 //!
 //! A reservation is written with a conditional write on the budget's version, so two workers can never both take
 //! the last room; it lasts until the tracker sees the invalidation completed (it renews the reservation at each
@@ -17,17 +17,18 @@ use std::time::{Duration, SystemTime};
 use metrics::{counter, gauge};
 use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::room::{self, Ask, Decision, Limits, Tally, expired_before};
+use super::belief::{InProgressBelief, LimitBoard};
+use super::resync::{Unreserved, notice_expired};
+use super::room::{self, Ask, Decision, Limits, expired_before};
+use super::waiting::{Waiting, WaitingBoard};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{
-    Allowance, BudgetState, JointWrites, QUOTA, RELEASED_AT_ONCE, Recorded, Reservation, ReservationWrite,
-};
-use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
+use crate::ports::budget::{Allowance, BudgetState, JointWrites, QUOTA, RELEASED_AT_ONCE, Recorded, ReservationWrite};
+use crate::ports::cdn::Cdn;
 use crate::ports::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
-use crate::telemetry::{log_allowed, outages};
+use crate::telemetry::log_allowed;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetSettings {
@@ -50,16 +51,6 @@ impl BudgetSettings {
     }
 }
 
-/// Resyncs next time if a reservation expired that this worker has not seen expire yet.
-fn notice_expired<'a>(local: &Local, expired: impl Iterator<Item = &'a Reservation>) {
-    let mut view = local.unreserved.lock().unwrap();
-    let expired: HashSet<(CallerReference, SystemTime)> = expired.map(|r| (r.id.clone(), r.until)).collect();
-    if !expired.is_subset(&view.expired_seen) {
-        view.refreshed_at = None;
-    }
-    view.expired_seen = expired;
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
     /// Reserved, and the intent recorded if one came with the ask.
@@ -73,32 +64,22 @@ pub enum Grant {
 /// A batch's intent, to record in the same write as its reservation: the record, and the month's path budget.
 pub type IntentWrite<'a> = (&'a BatchRecord, Option<&'a MonthCap>);
 
-/// What a resync found: invalidations in progress that no reservation accounts for.
-#[derive(Debug, Default)]
-struct Unreserved {
-    usage: Allowance,
-    /// Other people's invalidations already looked at, by id: asked about once, not at every resync.
-    known: HashMap<String, Allowance>,
-    refreshed_at: Option<Instant>,
-    /// Reservations this worker has seen expired (and resynced for), by id and end: a resumed batch reserves
-    /// again under its old id, and its new reservation's expiry must be noticed too.
-    expired_seen: HashSet<(CallerReference, SystemTime)>,
-}
-
 /// Distributions whose state a worker keeps before it forgets those no batch holds: far above what an account
 /// has (CloudFront's default quota is 200 distributions), so only a producer inventing ids reaches it.
 const LOCAL_DISTRIBUTIONS: usize = 10_000;
 
 pub struct Budget<C, S> {
-    cdn: Arc<C>,
-    store: Arc<S>,
-    settings: BudgetSettings,
+    pub(super) cdn: Arc<C>,
+    pub(super) store: Arc<S>,
+    pub(super) settings: BudgetSettings,
     owner: String,
-    clock: WallClock,
+    pub(super) clock: WallClock,
     local: Mutex<HashMap<DistributionId, Arc<Local>>>,
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
     board: Option<Arc<WaitingBoard>>,
+    /// Where what the worker believes of the quotas shows, and its cuts wait to be shared.
+    pub(super) limits: Arc<LimitBoard>,
     /// Distributions whose batches wait for room since the tracker last asked: it looks at them sooner.
     wanted: Mutex<HashSet<DistributionId>>,
     room_wanted: Notify,
@@ -106,7 +87,7 @@ pub struct Budget<C, S> {
 
 /// What this worker keeps per distribution.
 #[derive(Debug, Default)]
-struct Local {
+pub(super) struct Local {
     /// One batch per distribution at a time asks for room: the others queue here instead of each reading the
     /// budget on every poll.
     turn: Arc<tokio::sync::Mutex<()>>,
@@ -117,73 +98,17 @@ struct Local {
     /// The budget as this worker last read or wrote it. A reservation is first tried against it: a single worker
     /// then never reads before writing, and a stale copy only costs a failed conditional write. It is not trusted
     /// once one of its reservations looks expired (another worker may have renewed it), nor to refuse room.
-    known: Mutex<Option<BudgetState>>,
+    pub(super) known: Mutex<Option<BudgetState>>,
     /// What is in progress without a reservation, as the last resync saw it.
-    unreserved: Mutex<Unreserved>,
+    pub(super) unreserved: Mutex<Unreserved>,
     /// What this worker's batches waiting for room on the distribution need together.
-    backlog: Mutex<Allowance>,
+    backlog: Arc<Mutex<Allowance>>,
     /// The room the last reservation attempt found, if any was made.
     last_room: Mutex<Option<Allowance>>,
-}
-
-/// A batch's place in its distribution's backlog, given up when dropped (however the wait ends).
-pub struct Waiting {
-    local: Arc<Local>,
-    need: Allowance,
-    /// Where the status page sees it, from when.
-    shown: Option<(Arc<WaitingBoard>, DistributionId, SystemTime)>,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let mut backlog = self.local.backlog.lock().unwrap();
-        *backlog = *backlog - self.need;
-        if let Some((board, distribution, since)) = &self.shown {
-            board.remove(distribution, *since);
-        }
-    }
-}
-
-/// A distribution's batches waiting for room in this worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backlog {
-    pub batches: usize,
-    /// When the longest-waiting of them began to wait.
-    pub since: SystemTime,
-}
-
-/// This worker's batches waiting for room, for the status page: no shared record holds them.
-#[derive(Debug, Default)]
-pub struct WaitingBoard(Mutex<HashMap<DistributionId, Vec<SystemTime>>>);
-
-impl WaitingBoard {
-    pub fn add(&self, distribution: &DistributionId, since: SystemTime) {
-        self.0.lock().unwrap().entry(distribution.clone()).or_default().push(since);
-    }
-
-    fn remove(&self, distribution: &DistributionId, since: SystemTime) {
-        let mut waiting = self.0.lock().unwrap();
-        if let Some(times) = waiting.get_mut(distribution) {
-            if let Some(at) = times.iter().position(|t| *t == since) {
-                times.swap_remove(at);
-            }
-            if times.is_empty() {
-                waiting.remove(distribution);
-            }
-        }
-    }
-
-    /// Every distribution with batches waiting now.
-    pub fn now(&self) -> Vec<(DistributionId, Backlog)> {
-        let waiting = self.0.lock().unwrap();
-        waiting
-            .iter()
-            .filter_map(|(distribution, times)| {
-                let since = *times.iter().min()?;
-                Some((distribution.clone(), Backlog { batches: times.len(), since }))
-            })
-            .collect()
-    }
+    /// What the worker believes of the distribution's quotas, once a refusal taught it anything.
+    pub(super) belief: Mutex<Option<InProgressBelief>>,
+    /// The most CloudFront accepted in progress (by the books), and when it last rose or was seen.
+    pub(super) peak: Mutex<Option<(Allowance, Instant)>>,
 }
 
 /// How much the newest completion time moves the estimate: smooth, yet quick to follow CloudFront slowing down.
@@ -200,6 +125,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             local: Mutex::default(),
             completion: Mutex::new(settings.expected_completion),
             board: None,
+            limits: Arc::default(),
             wanted: Mutex::default(),
             room_wanted: Notify::new(),
         }
@@ -210,19 +136,19 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         Self { board: Some(board), ..self }
     }
 
+    /// Shows what the worker believes of the quotas on `limits`.
+    pub fn with_limits(self, limits: Arc<LimitBoard>) -> Self {
+        Self { limits, ..self }
+    }
+
     /// Counts `need` in the distribution's backlog while the returned guard lives.
     pub fn waiting(&self, distribution: &DistributionId, need: Allowance) -> Waiting {
-        let local = self.local(distribution);
-        {
-            let mut backlog = local.backlog.lock().unwrap();
-            *backlog = *backlog + need;
-        }
         let shown = self.board.as_ref().map(|board| {
             let since = self.clock.now();
             board.add(distribution, since);
             (Arc::clone(board), distribution.clone(), since)
         });
-        Waiting { local, need, shown }
+        Waiting::new(Arc::clone(&self.local(distribution).backlog), need, shown)
     }
 
     /// What this worker's batches waiting on the distribution need together.
@@ -233,7 +159,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// The distribution's room as the last reservation attempt found it, or all of the capacity before any: what
     /// a batch reshaped to save money can expect to fit, before it asks.
     pub fn last_room(&self, distribution: &DistributionId) -> Allowance {
-        self.local(distribution).last_room.lock().unwrap().unwrap_or(self.settings.capacity)
+        self.local(distribution).last_room.lock().unwrap().unwrap_or_else(|| self.capacity(distribution))
     }
 
     /// How long an invalidation is expected to stay in progress, which is how often room frees up.
@@ -290,12 +216,12 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         &self.settings
     }
 
-    fn limits(&self) -> Limits {
-        let BudgetSettings { capacity, lease, resync_every, .. } = self.settings;
-        Limits { capacity, lease, resync_every }
+    fn limits(&self, distribution: &DistributionId) -> Limits {
+        let BudgetSettings { lease, resync_every, .. } = self.settings;
+        Limits { capacity: self.capacity(distribution), configured: self.settings.capacity, lease, resync_every }
     }
 
-    fn local(&self, distribution: &DistributionId) -> Arc<Local> {
+    pub(super) fn local(&self, distribution: &DistributionId) -> Arc<Local> {
         let mut local = self.local.lock().unwrap();
         // Looked up several times per batch: clone the id only the first time.
         if let Some(known) = local.get(distribution) {
@@ -345,23 +271,24 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
                 // Room cannot be known until a resync succeeds: wait rather than guess.
                 return Ok(Grant::NoRoom(Allowance::default()));
             };
-            let room = room::room_for(id, self.settings.capacity, unreserved, &state.reservations, now);
-            gauge!("cfi_budget_room_paths", "distribution_id" => crate::telemetry::distribution_label(distribution))
+            let room = room::room_for(id, self.capacity(distribution), unreserved, &state.reservations, now);
+            gauge!("cfi_budget_room_paths", "distribution_id" => crate::telemetry::distribution_label(distribution.as_str()))
                 .set(room.paths as f64);
             *local.last_room.lock().unwrap() = Some(room);
             let ask = Ask { id, owner: &self.owner, need, now };
-            let (reservation, deletable) = match room::decide(&state, fresh, unreserved, &ask, self.limits()) {
-                Decision::Reserve { reservation, deletable } => (reservation, deletable),
-                Decision::NoRoom(room) => {
-                    *local.known.lock().unwrap() = Some(state);
-                    return Ok(Grant::NoRoom(room));
-                }
-                // Others may have released room since: refuse only on what the store says.
-                Decision::ReadAgain => {
-                    local.known.lock().unwrap().take();
-                    continue;
-                }
-            };
+            let (reservation, deletable) =
+                match room::decide(&state, fresh, unreserved, &ask, self.limits(distribution)) {
+                    Decision::Reserve { reservation, deletable } => (reservation, deletable),
+                    Decision::NoRoom(room) => {
+                        *local.known.lock().unwrap() = Some(state);
+                        return Ok(Grant::NoRoom(room));
+                    }
+                    // Others may have released room since: refuse only on what the store says.
+                    Decision::ReadAgain => {
+                        local.known.lock().unwrap().take();
+                        continue;
+                    }
+                };
             let written = match intent {
                 Some((record, cap)) => {
                     self.store
@@ -452,78 +379,6 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             known.reservations.retain(|r| !ids.contains(&r.id));
         }
         local.released.notify_one();
-    }
-
-    /// The picture of what is in progress may be wrong (CloudFront said TooManyInvalidationsInProgress, or an
-    /// invalidation is no longer tracked): the next reservation resyncs first.
-    pub fn resync_next(&self, distribution: &DistributionId) {
-        self.local(distribution).unreserved.lock().unwrap().refreshed_at = None;
-    }
-
-    /// What is in progress without a reservation, resyncing when the last picture is stale; `None` when a resync
-    /// failed for a reason that may pass.
-    async fn unreserved_usage(
-        &self,
-        distribution: &DistributionId,
-        local: &Local,
-        reservations: &[Reservation],
-    ) -> Option<Allowance> {
-        let known = {
-            let view = local.unreserved.lock().unwrap();
-            if view.refreshed_at.is_some_and(|at| at.elapsed() < self.settings.resync_every) {
-                return Some(view.usage);
-            }
-            view.known.clone()
-        };
-        let view = match self.resync(distribution, reservations, known).await {
-            Ok(view) => {
-                outages().answered("cloudfront");
-                view
-            }
-            Err(e) if e.retry_after() == RetryAfter::Never => {
-                // Not allowed to look: the headroom left to people is then all that protects the quota.
-                if let Some(suppressed) = log_allowed("budget_resync_refused") {
-                    warn!(%distribution, error = %e, suppressed, "cannot list the distribution's invalidations (the role needs cloudfront:ListInvalidations and GetInvalidation); counting only reservations");
-                }
-                Unreserved { refreshed_at: Some(Instant::now()), ..Unreserved::default() }
-            }
-            Err(e) => {
-                outages().failed("cloudfront");
-                if let Some(suppressed) = log_allowed("budget_resync_failed") {
-                    warn!(%distribution, error = %e, suppressed, "could not list the distribution's invalidations; waiting before submitting more");
-                }
-                return None;
-            }
-        };
-        let usage = view.usage;
-        let mut current = local.unreserved.lock().unwrap();
-        *current = Unreserved { expired_seen: std::mem::take(&mut current.expired_seen), ..view };
-        Some(usage)
-    }
-
-    /// Lists what is in progress and counts what no reservation accounts for.
-    async fn resync(
-        &self,
-        distribution: &DistributionId,
-        reservations: &[Reservation],
-        known: HashMap<String, Allowance>,
-    ) -> Result<Unreserved, CdnError> {
-        counter!("cfi_budget_resyncs_total").increment(1);
-        let now = self.clock.now();
-        let live: Vec<&Reservation> = reservations.iter().filter(|r| r.until > now).collect();
-        // Reservations count this worker's and the others' invalidations whatever the list shows: what it must find
-        // is other people's, and those on the newest pages are what it can afford to read once a minute.
-        let in_progress = self.cdn.list_in_progress(distribution, now).await?;
-        let mut tally = Tally::of(in_progress.into_iter().map(|i| i.id).collect(), &live, known);
-        for id in std::mem::take(&mut tally.to_look_up) {
-            let detail = self.cdn.get_invalidation(distribution, &id).await?;
-            tally.looked_up(id, &detail.caller_reference, &detail.paths, &live);
-        }
-        let Tally { usage, counted, .. } = tally;
-        if !usage.is_empty() {
-            info!(%distribution, paths = usage.paths, wildcards = usage.wildcards, "invalidations in progress that no worker reserved count against the budget");
-        }
-        Ok(Unreserved { usage, known: counted, refreshed_at: Some(Instant::now()), ..Unreserved::default() })
     }
 }
 

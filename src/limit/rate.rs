@@ -39,21 +39,18 @@ pub struct CreateRateLimiter {
 
 #[derive(Debug)]
 struct Buckets {
-    normal: Bucket,
-    /// Also passed while cautious: a quarter of the rate, no burst.
-    cautious: Bucket,
+    /// The normal bucket, and the one also passed while cautious (a quarter of the rate, no burst); none when the
+    /// rate is off (0).
+    buckets: Option<(Bucket, Bucket)>,
     per_second: f64,
     burst: NonZeroU32,
 }
 
 impl Buckets {
     fn new(per_second: f64, burst: NonZeroU32) -> Self {
-        Self {
-            normal: bucket(per_second, burst),
-            cautious: bucket(per_second / THROTTLED_RATE_DIVISOR, NonZeroU32::MIN),
-            per_second,
-            burst,
-        }
+        let buckets = (per_second > 0.0)
+            .then(|| (bucket(per_second, burst), bucket(per_second / THROTTLED_RATE_DIVISOR, NonZeroU32::MIN)));
+        Self { buckets, per_second, burst }
     }
 }
 
@@ -72,7 +69,7 @@ fn bucket(per_second: f64, burst: NonZeroU32) -> Bucket {
 }
 
 impl CreateRateLimiter {
-    /// `per_second` requests on average, with up to `burst` at once after a quiet period.
+    /// `per_second` requests on average (0: no limit), with up to `burst` at once after a quiet period.
     pub fn new(per_second: f64, burst: NonZeroU32) -> Self {
         Self {
             buckets: Mutex::new(Arc::new(Buckets::new(per_second, burst))),
@@ -122,9 +119,10 @@ impl CreateRateLimiter {
     async fn permit(&self) {
         let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
         let buckets = Arc::clone(&self.buckets.lock().unwrap());
-        wait_for(&buckets.normal).await;
+        let Some((normal, cautious)) = &buckets.buckets else { return };
+        wait_for(normal).await;
         if self.cautious_until.lock().unwrap().is_some_and(|until| Instant::now() < until) {
-            wait_for(&buckets.cautious).await;
+            wait_for(cautious).await;
         }
     }
 
@@ -202,5 +200,15 @@ mod tests {
             limiter.until_ready().await;
         }
         assert!(resumed.elapsed() < Duration::from_secs(1), "the configured rate and burst are back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_of_zero_is_no_limit() {
+        let limiter = CreateRateLimiter::new(0.0, NonZeroU32::MIN);
+        let start = Instant::now();
+        for _ in 0..100 {
+            limiter.until_ready().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -21,6 +21,17 @@ pub fn room_for(
     capacity - unreserved - reserved
 }
 
+/// What is in progress on a distribution by the books, reservation `id` aside: other people's invalidations and
+/// every other live reservation.
+pub fn in_progress(
+    id: &CallerReference,
+    unreserved: Allowance,
+    reservations: &[Reservation],
+    now: SystemTime,
+) -> Allowance {
+    unreserved + reservations.iter().filter(|r| r.until > now && &r.id != id).map(|r| r.need).sum()
+}
+
 /// Reservations whose lease ran out before `before`.
 pub fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl Iterator<Item = &Reservation> {
     reservations.iter().filter(move |r| r.until <= before)
@@ -60,7 +71,11 @@ pub struct Ask<'a> {
 /// The budget's limits, as the decisions need them.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// What the worker believes every worker may use.
     pub capacity: Allowance,
+    /// What it was told they may: a batch larger than the belief but within this goes when the distribution is
+    /// otherwise free.
+    pub configured: Allowance,
     pub lease: Duration,
     /// Expired reservations stay for this long, so every worker resyncs once before they are deleted.
     pub resync_every: Duration,
@@ -82,7 +97,10 @@ pub fn decide(state: &BudgetState, fresh: bool, unreserved: Allowance, ask: &Ask
     let others: Vec<&Reservation> = state.reservations.iter().filter(|r| &r.id != ask.id).collect();
     let deletable = deletable(&others, ask.now - limits.resync_every);
     let full = others.len() - deletable.len() >= MAX_RESERVATIONS;
-    if full || !ask.need.fits_in(room) {
+    // A batch larger than the believed capacity (recorded before the worker learned to believe less) goes when
+    // the distribution is otherwise free: it always goes eventually.
+    let need = if ask.need.fits_in(limits.configured) { ask.need.min(limits.capacity) } else { ask.need };
+    if full || !need.fits_in(room) {
         let room = if full { Allowance::default() } else { room };
         return if fresh { Decision::NoRoom(room) } else { Decision::ReadAgain };
     }
@@ -187,6 +205,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             capacity: Allowance { paths: 2_900, wildcards: 13 },
+            configured: Allowance { paths: 2_900, wildcards: 13 },
             lease: Duration::from_secs(120),
             resync_every: Duration::from_secs(60),
         }
@@ -272,7 +291,11 @@ mod tests {
         let full = BudgetState { reservations: (0..MAX_RESERVATIONS).map(live).collect(), version: 1 };
         let id = reference("mine");
         let ask = ask(&id, 1);
-        let roomy = Limits { capacity: Allowance { paths: 100_000, wildcards: 15 }, ..limits() };
+        let roomy = Limits {
+            capacity: Allowance { paths: 100_000, wildcards: 15 },
+            configured: Allowance { paths: 100_000, wildcards: 15 },
+            ..limits()
+        };
         assert_eq!(decide(&full, true, Allowance::default(), &ask, roomy), Decision::NoRoom(Allowance::default()));
         assert_eq!(decide(&full, false, Allowance::default(), &ask, roomy), Decision::ReadAgain);
         // One of them long expired makes a place.
@@ -330,6 +353,22 @@ mod tests {
             all.dedup_by(|a, b| a.id == b.id);
             all
         })
+    }
+
+    #[test]
+    fn a_recorded_batch_larger_than_the_belief_goes_when_the_distribution_is_otherwise_free() {
+        let believed = Limits { capacity: Allowance { paths: 500, wildcards: 13 }, ..limits() };
+        let id = reference("big");
+        let ask = Ask { id: &id, owner: "me", need: Allowance { paths: 1_000, wildcards: 0 }, now: at(0) };
+        let free = BudgetState::default();
+        assert!(matches!(decide(&free, true, Allowance::default(), &ask, believed), Decision::Reserve { .. }));
+        let busy = Allowance { paths: 1, wildcards: 0 };
+        assert_eq!(
+            decide(&free, true, busy, &ask, believed),
+            Decision::NoRoom(Allowance { paths: 499, wildcards: 13 })
+        );
+        let beyond = Ask { need: Allowance { paths: 3_000, wildcards: 0 }, ..ask.clone() };
+        assert!(matches!(decide(&free, true, Allowance::default(), &beyond, believed), Decision::NoRoom(_)));
     }
 
     proptest! {

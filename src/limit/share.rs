@@ -1,8 +1,10 @@
-//! One CreateInvalidation rate for the account, shared by every worker on the ledger.
+//! The account's rates, shared by every worker on the ledger: CreateInvalidation calls, and paths and wildcards
+//! per second.
 //!
 //! CloudFront throttles CreateInvalidation per account, so N workers each at `--create-rate` ask N times the rate
-//! and learn of it from `Throttling`. With `--account-create-rate`, each worker checks in to the ledger's roster
-//! every few seconds and takes an equal share of the account's rate among the workers checked in. A new worker
+//! and learn of it from `Throttling`; the per-account path quotas are the same. With `--account-create-rate` or an
+//! account path quota, each worker checks in to the ledger's roster every few seconds and takes an equal share of
+//! the account's rates among the workers checked in. A new worker
 //! takes its share only at its second check-in, once the others have had an interval to see it and shrink theirs;
 //! one that stops checks out, one that dies drops off the roster when its check-in runs out, and the others grow
 //! their shares at their next check-in (a dead worker costs some rate for `LIVE_FOR`, never an excess).
@@ -15,9 +17,13 @@ use metrics::gauge;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::CreateRateLimiter;
+use super::account::{ACCOUNT, AccountBuckets};
+use super::belief::LimitBoard;
+use super::{Budget, CreateRateLimiter};
 use crate::clock::WallClock;
-use crate::ports::budget::Roster;
+use crate::model::DistributionId;
+use crate::ports::budget::{Beliefs, JointWrites, Roster};
+use crate::ports::cdn::Cdn;
 use crate::telemetry::log_allowed;
 
 /// How often a worker checks in.
@@ -41,16 +47,48 @@ impl AccountRate {
     }
 }
 
-/// Checks `worker` in every `CHECK_IN_EVERY` and gives `limiter` its share of `rate`, until `stop`; then checks
-/// out, so the others take up its share at once.
+/// What takes a share of the account's rates.
+#[derive(Debug, Default)]
+pub struct Sharers {
+    /// The CreateInvalidation limiter, and the account's call rate.
+    pub calls: Option<(Arc<CreateRateLimiter>, AccountRate)>,
+    /// The account's path and wildcard buckets: shared from the start when a rate is configured, or from when a
+    /// refusal finds one.
+    pub paths: Option<Arc<AccountBuckets>>,
+}
+
+impl Sharers {
+    fn share(&self, workers: usize) {
+        if let Some((limiter, rate)) = &self.calls {
+            let (per_second, burst) = rate.share(workers);
+            info!(workers, per_second, burst = burst.get(), "sharing the account's CreateInvalidation rate");
+            limiter.set_share(per_second, burst);
+            gauge!("cfi_create_rate_share").set(per_second);
+        }
+        if let Some(buckets) = &self.paths {
+            info!(workers, "sharing the account's paths and wildcards per second");
+            buckets.set_workers(workers);
+        }
+        gauge!("cfi_workers_sharing_rate").set(workers as f64);
+    }
+}
+
+/// Checks `worker` in every `CHECK_IN_EVERY` and gives each of `sharers` its share of the account's rates, until
+/// `stop`; then checks out, so the others take up its share at once.
 pub async fn keep_share<S: Roster>(
     store: Arc<S>,
-    limiter: Arc<CreateRateLimiter>,
-    rate: AccountRate,
+    sharers: Sharers,
     worker: String,
     clock: WallClock,
     stop: CancellationToken,
 ) {
+    // Buckets of a rate nobody configured are shared once a refusal found one.
+    if let (None, Some(buckets)) = (&sharers.calls, &sharers.paths) {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = buckets.until_sharing() => {}
+        }
+    }
     let mut seen_by_others = false;
     let mut workers = 0;
     loop {
@@ -59,11 +97,7 @@ pub async fn keep_share<S: Roster>(
             Ok(live) if seen_by_others => {
                 if live.len() != workers {
                     workers = live.len();
-                    let (per_second, burst) = rate.share(workers);
-                    info!(workers, per_second, burst = burst.get(), "sharing the account's CreateInvalidation rate");
-                    limiter.set_share(per_second, burst);
-                    gauge!("cfi_create_rate_share").set(per_second);
-                    gauge!("cfi_workers_sharing_rate").set(workers as f64);
+                    sharers.share(workers);
                 }
             }
             Ok(_) => seen_by_others = true,
@@ -80,6 +114,51 @@ pub async fn keep_share<S: Roster>(
     }
     if let Err(e) = store.check_out(&worker).await {
         warn!(error = %e, "could not check out of the roster; the others take up this worker's share when its check-in runs out");
+    }
+}
+
+/// Shares this worker's cuts of the limits it learned (on `board`) and adopts the others' later cuts, every
+/// `CHECK_IN_EVERY` from the start (so a new worker starts from what the others learned) until `stop`, and once
+/// more then, so that a last cut is not lost.
+pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
+    store: Arc<S>,
+    board: Arc<LimitBoard>,
+    budget: Arc<Budget<C, L>>,
+    account: Arc<AccountBuckets>,
+    clock: WallClock,
+    stop: CancellationToken,
+) {
+    loop {
+        for belief in board.to_share() {
+            if let Err(e) = store.share_belief(&belief).await
+                && let Some(suppressed) = log_allowed("share_belief_failed")
+            {
+                warn!(error = %e, suppressed, limit = belief.limit, "could not share a learned limit; the other workers learn it from their own refusals");
+            }
+        }
+        match store.shared_beliefs(clock.now()).await {
+            Ok(shared) => {
+                for belief in board.to_adopt(shared) {
+                    if belief.scope == ACCOUNT {
+                        account.adopt(&belief.limit, belief.believed);
+                    } else if let Ok(distribution) = DistributionId::parse(&belief.scope) {
+                        budget.adopt(&distribution, &belief.limit, belief.believed);
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(suppressed) = log_allowed("read_beliefs_failed") {
+                    warn!(error = %e, suppressed, "could not read the limits other workers learned; trying again");
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(CHECK_IN_EVERY) => {}
+        }
     }
 }
 
@@ -103,8 +182,9 @@ mod tests {
         let clock = WallClock::following_tokio();
         let rate = AccountRate { per_second: 2.0, burst: NonZeroU32::new(2).unwrap() };
         let run = |name: &str, limiter: &Arc<CreateRateLimiter>, stop: &CancellationToken| {
-            let (store, limiter, stop) = (Arc::clone(&store), Arc::clone(limiter), stop.clone());
-            tokio::spawn(keep_share(store, limiter, rate, name.to_owned(), clock, stop))
+            let (store, stop) = (Arc::clone(&store), stop.clone());
+            let sharers = Sharers { calls: Some((Arc::clone(limiter), rate)), paths: None };
+            tokio::spawn(keep_share(store, sharers, name.to_owned(), clock, stop))
         };
         let (first, second) =
             (Arc::new(CreateRateLimiter::awaiting_share()), Arc::new(CreateRateLimiter::awaiting_share()));

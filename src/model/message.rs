@@ -28,8 +28,10 @@ pub struct BatchMember {
     pub requester: Option<String>,
     /// The message's paths that went into this batch: what a split after `InvalidArgument` rebuilds from.
     pub paths: Vec<InvalidationPath>,
-    /// How many batches carry paths of this message (usually 1).
+    /// How many batches carry paths of this message (usually 1), as the batcher spread it.
     pub parts: u32,
+    /// How often this part was cut in two since (`split_paths`): it is `1 / (parts × 2^halvings)` of the message.
+    pub halvings: u32,
     /// Sent with `"priority": "urgent"`: its latency is measured apart.
     pub urgent: bool,
     /// The producer's key, named in the batch's events.
@@ -38,6 +40,46 @@ pub struct BatchMember {
     pub awaited: bool,
     /// When SQS says the message was sent, if it said.
     pub sent_at: Option<std::time::SystemTime>,
+}
+
+/// A message's share in units of `1 / (parts × SHARE_UNITS)`: what its parts add up to once all are accepted.
+pub const SHARE_UNITS: u64 = 1 << MAX_HALVINGS;
+/// A message holds at most 3,000 paths per distribution, so a dozen halvings isolate any one of them.
+pub const MAX_HALVINGS: u32 = 32;
+
+impl BatchMember {
+    /// Whether this member is the whole message.
+    pub fn is_whole(&self) -> bool {
+        self.parts <= 1 && self.halvings == 0
+    }
+
+    /// This part's share of the message, in `SHARE_UNITS` of one of the batcher's parts.
+    pub fn share(&self) -> u64 {
+        SHARE_UNITS >> self.halvings.min(MAX_HALVINGS)
+    }
+
+    /// The whole message, in the same units.
+    pub fn whole(&self) -> u64 {
+        u64::from(self.parts.max(1)) * SHARE_UNITS
+    }
+
+    /// This part cut in two by its paths: those `first` keeps, and the others; `None` when either would be
+    /// empty, or the part cannot be halved again. The halves add up to the part, so the message is deleted only
+    /// once both are accepted.
+    pub fn split_paths(&self, first: impl Fn(usize, &InvalidationPath) -> bool) -> Option<(Self, Self)> {
+        if self.halvings >= MAX_HALVINGS {
+            return None;
+        }
+        let (mut kept, mut rest) = (Vec::new(), Vec::new());
+        for (at, path) in self.paths.iter().enumerate() {
+            if first(at, path) { kept.push(path.clone()) } else { rest.push(path.clone()) }
+        }
+        if kept.is_empty() || rest.is_empty() {
+            return None;
+        }
+        let half = |paths| Self { paths, halvings: self.halvings + 1, ..self.clone() };
+        Some((half(kept), half(rest)))
+    }
 }
 
 /// What is to become of messages.

@@ -204,6 +204,18 @@ fn is_escape_at(bytes: &[u8], at: usize) -> bool {
     bytes.len() > at + 2 && bytes[at + 1].is_ascii_hexdigit() && bytes[at + 2].is_ascii_hexdigit()
 }
 
+/// Whether an item as sent to CloudFront is a wildcard path: CloudFront counts those against their own quotas
+/// (15 in progress per distribution, and per account under the rate model), and every other item, a cache tag
+/// included, as a path.
+pub fn is_wildcard(item: &str) -> bool {
+    item.ends_with('*')
+}
+
+/// How many of `items` are wildcard paths: the one count every quota, event and bill uses.
+pub fn count_wildcards<S: AsRef<str>>(items: &[S]) -> usize {
+    items.iter().filter(|item| is_wildcard(item.as_ref())).count()
+}
+
 /// Whether `path` (as sent to CloudFront) is invalidated by one of `submitted`.
 pub fn is_covered_by(path: &str, submitted: &[String]) -> bool {
     covering(path, submitted).is_some()

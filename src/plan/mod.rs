@@ -24,6 +24,8 @@ mod cost;
 
 use std::cmp::Reverse;
 
+use crate::model::path::{count_wildcards, is_wildcard};
+
 pub use self::cost::{MonthFit, collapse_for_cost, fit_month_budget, month_share};
 
 /// Invalidation paths each month that CloudFront does not charge for, across all of an account's distributions
@@ -104,7 +106,7 @@ struct Load {
 
 impl Load {
     fn of(paths: &[&str]) -> Self {
-        let wildcards = paths.iter().filter(|path| is_wildcard(path)).count();
+        let wildcards = count_wildcards(paths);
         Self { paths: paths.len() - wildcards, wildcards }
     }
 
@@ -116,10 +118,6 @@ impl Load {
 /// Only paths (starting with `/`) can be grouped under a directory; a tag stays a single item.
 fn is_groupable(item: &str) -> bool {
     item.starts_with('/')
-}
-
-fn is_wildcard(item: &str) -> bool {
-    is_groupable(item) && item.ends_with('*')
 }
 
 /// A path that a directory wildcard may replace.
@@ -154,7 +152,7 @@ impl<'a> Items<'a> {
     fn new(inputs: &[&'a str]) -> Self {
         let (groupable, tags): (Vec<&str>, Vec<&str>) = inputs.iter().copied().partition(|item| is_groupable(item));
         let mut groupable: Vec<Groupable> =
-            groupable.into_iter().map(|path| Groupable { path, wildcard: path.ends_with('*') }).collect();
+            groupable.into_iter().map(|path| Groupable { path, wildcard: is_wildcard(path) }).collect();
         // A wildcard sorts before an exact path with the same prefix (`/a*` before `/a`), so it is kept and covers it.
         groupable.sort_unstable_by(|a, b| a.prefix().cmp(b.prefix()).then(b.wildcard.cmp(&a.wildcard)));
         // In prefix order, whatever a kept wildcard covers follows it directly, so the last kept one is the only

@@ -8,10 +8,15 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{BatchRecord, Batches, Completion, LedgerError, MonthCap};
+use crate::model::path::count_wildcards;
 use crate::model::{CallerReference, DistributionId};
 
-/// CloudFront's quotas per distribution (aws-facts.md A1).
+/// CloudFront's quotas per distribution (aws-facts.md A1): the defaults of `--in-progress-paths` and
+/// `--in-progress-wildcards`.
 pub const QUOTA: Allowance = Allowance { paths: 3_000, wildcards: 15 };
+
+/// A quota turned off: more than any count reaches.
+pub const UNLIMITED: u32 = u32::MAX;
 
 /// What counts against a distribution's two in-progress quotas: paths, and separately wildcard paths (a path
 /// ending in `*`, however much it covers). Cache-tag items count as paths.
@@ -23,8 +28,14 @@ pub struct Allowance {
 
 impl Allowance {
     pub fn of<S: AsRef<str>>(paths: &[S]) -> Self {
-        let wildcards = paths.iter().filter(|p| p.as_ref().ends_with('*')).count() as u32;
+        let wildcards = count_wildcards(paths) as u32;
         Self { paths: paths.len() as u32 - wildcards, wildcards }
+    }
+
+    /// In-progress quotas as configured, 0 turning one off (`UNLIMITED`).
+    pub fn quota(paths: u32, wildcards: u32) -> Self {
+        let on = |quota: u32| if quota == 0 { UNLIMITED } else { quota };
+        Self { paths: on(paths), wildcards: on(wildcards) }
     }
 
     /// Whether `self` fits in `room`, both allowances at once.
@@ -34,6 +45,11 @@ impl Allowance {
 
     pub fn is_empty(self) -> bool {
         self == Self::default()
+    }
+
+    /// Each allowance at its own minimum.
+    pub fn min(self, other: Self) -> Self {
+        Self { paths: self.paths.min(other.paths), wildcards: self.wildcards.min(other.wildcards) }
     }
 
     /// Each allowance at its own maximum: the worst moments of paths and of wildcards need not coincide.
@@ -202,3 +218,33 @@ pub trait Roster: Send + Sync + 'static {
 
     fn check_out(&self, worker: &str) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }
+
+/// One limit as a worker learned it, shared so that every worker follows the latest cut and a new worker starts
+/// from it (`limit::belief`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedBelief {
+    /// The limit, as `cfi_limit_effective` names it (`in_progress_paths`, `account_paths_per_second`, ...).
+    pub limit: String,
+    /// Its distribution, or `account`.
+    pub scope: String,
+    pub believed: f64,
+    /// When the cut that set it was made: a later cut wins.
+    pub cut: SystemTime,
+}
+
+/// Most beliefs shared at once: two per distribution and two for the account. Each is its own item of about 120
+/// bytes (its key, two numbers, the board and an expiry) on `by_board`, so reading all of them is one query of at
+/// most about 120 KB (a few pages); a worker shares no belief in a new scope past this.
+pub const MAX_SHARED_BELIEFS: usize = 1_000;
+
+/// Contract: `shared_beliefs` returns every belief shared within the last `BELIEF_LASTS` (at most
+/// `MAX_SHARED_BELIEFS`); `share_belief` stores `belief` for its limit and scope unless one with a later `cut` is
+/// stored, and answers whether it did.
+pub trait Beliefs: Send + Sync + 'static {
+    fn shared_beliefs(&self, now: SystemTime) -> impl Future<Output = Result<Vec<SharedBelief>, LedgerError>> + Send;
+
+    fn share_belief(&self, belief: &SharedBelief) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+}
+
+/// How long a shared belief counts: a cut older than this was made under conditions long gone.
+pub const BELIEF_LASTS: std::time::Duration = std::time::Duration::from_secs(24 * 3_600);

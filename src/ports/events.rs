@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::model::path::count_wildcards;
 use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord};
 use crate::retry::Transient;
 
@@ -90,7 +91,7 @@ impl Event {
             idempotency_keys: record.idempotency_keys.clone(),
             requesters: record.requesters.clone(),
             paths: record.paths.len(),
-            wildcards: record.paths.iter().filter(|p| p.ends_with('*')).count(),
+            wildcards: count_wildcards(&record.paths),
             requested_paths: record.requested_paths,
             created_at: rfc3339(record.created_at),
             submitted_at: record.submitted_at.map(rfc3339),

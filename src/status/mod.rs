@@ -19,6 +19,7 @@ use hyper::StatusCode;
 
 use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings};
 use crate::limit::WaitingBoard;
+use crate::limit::belief::LimitBoard;
 use crate::ports::ledger::{LedgerError, billing_month};
 use crate::ports::{AuditLog, Bills, QueueDepth, QueueError, QueueStats};
 use crate::telemetry::{Page, Pages};
@@ -36,6 +37,8 @@ pub struct StatusPage<L, Q> {
     pub settings: StatusSettings,
     /// Set by the worker; `cf-invalidator status` cannot know.
     pub waiting: Option<Arc<WaitingBoard>>,
+    /// What the worker believes of CloudFront's limits, where it learned to believe less; set by the worker.
+    pub limits: Option<Arc<LimitBoard>>,
 }
 
 fn depth_text(depth: Result<QueueDepth, QueueError>) -> Result<QueueDepth, String> {
@@ -72,6 +75,7 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             dead_letter_queue,
             billing: billing?,
             waiting: self.waiting.as_ref().map(|board| board.now()),
+            limits: self.limits.as_ref().map(|board| board.believed()).unwrap_or_default(),
         })
     }
 

@@ -4,7 +4,6 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::view::{CostView, View};
-use crate::ports::budget::QUOTA;
 use crate::ports::ledger::BatchRecord;
 use crate::ports::queue::QueueDepth;
 
@@ -77,7 +76,7 @@ pub fn render(view: &View) -> String {
 
         h2 { "Distributions" }
         p.note {
-            "In progress against CloudFront's " (count(QUOTA.paths)) " paths and " (QUOTA.wildcards)
+            "In progress against CloudFront's " (count(view.quota.paths)) " paths and " (view.quota.wildcards)
             " wildcards per distribution; workers leave " (count(view.reserve.paths)) " paths and "
             (view.reserve.wildcards) " wildcards to people, and headroom is what is left for them to start. "
             @if !view.waiting_known {
@@ -105,6 +104,17 @@ pub fn render(view: &View) -> String {
                         td.n { @match row.waiting_batches { Some(n) => (n), None => "unknown" } }
                         td.n { @match &row.oldest_pending { Some(age) => (age), None => "—" } }
                     }
+                } }
+            } }
+        }
+
+        @if !view.limits.is_empty() {
+            h2 { "Limits learned" }
+            p.note { "CloudFront refused what these limits allowed, and nothing in progress explained it: this worker believes less, and probes back up after each success." }
+            div.scroll { table {
+                thead { tr { th { "limit" } th { "distribution" } th.n { "believed" } th.n { "configured" } } }
+                tbody { @for (limit, scope, believed, configured) in &view.limits {
+                    tr { td { (limit) } td { (scope) } td.n { (format!("{believed:.1}")) } td.n { @if configured.is_finite() { (format!("{configured:.1}")) } @else { "not set" } } }
                 } }
             } }
         }

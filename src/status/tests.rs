@@ -23,6 +23,7 @@ fn distribution(raw: &str) -> DistributionId {
 fn settings() -> StatusSettings {
     StatusSettings {
         table: "invalidations".into(),
+        quota: crate::ports::budget::QUOTA,
         reserve: Allowance { paths: 100, wildcards: 2 },
         monthly_path_budget: Some(2_000),
     }
@@ -84,6 +85,7 @@ async fn seeded(now: SystemTime) -> StatusPage<MemoryLedger, MemoryQueue> {
         dead_letter_queue: Some(Arc::new(MemoryQueue::default())),
         settings: settings(),
         waiting: None,
+        limits: None,
     }
 }
 
@@ -163,6 +165,7 @@ async fn an_idle_worker_is_not_said_to_be_missing() {
         dead_letter_queue: None,
         settings: settings(),
         waiting: None,
+        limits: None,
     };
     let now = SystemTime::now();
     let html = render(&view(&page.snapshot(now).await.unwrap(), &page.settings));

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::limit::Backlog;
+use crate::limit::belief::Believed;
 use crate::model::DistributionId;
 use crate::model::text::capped;
 use crate::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
 use crate::ports::audit::{BatchSummary, FailureRecord};
-use crate::ports::budget::{Allowance, BudgetState, QUOTA};
+use crate::ports::budget::{Allowance, BudgetState};
 use crate::ports::ledger::{BatchStatus, MonthBilling};
 use crate::ports::queue::QueueDepth;
 
@@ -27,6 +28,8 @@ const NEAR_QUOTA: f64 = 0.8;
 pub struct StatusSettings {
     /// The ledger table, for the audit commands the page prints.
     pub table: String,
+    /// Each distribution's in-progress quotas (`--in-progress-paths`, `--in-progress-wildcards`).
+    pub quota: Allowance,
     /// What workers leave of each quota to people (`--reserve-paths`, `--reserve-wildcards`).
     pub reserve: Allowance,
     /// Paths the operators mean to bill at most in a month, if they set a budget.
@@ -50,12 +53,15 @@ pub struct Snapshot {
     pub billing: MonthBilling,
     /// `None` outside a worker: batches waiting for room are in no shared record.
     pub waiting: Option<Vec<(DistributionId, Backlog)>>,
+    /// The limits the worker learned, by name and scope; none outside a worker.
+    pub limits: Vec<(&'static str, String, Believed)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct View {
     pub generated_at: String,
     pub table: String,
+    pub quota: Allowance,
     pub reserve: Allowance,
     pub distributions: Vec<DistributionRow>,
     /// Whether `waiting` in the rows is known (the worker serves the page) or not (`cf-invalidator status`).
@@ -66,6 +72,8 @@ pub struct View {
     pub recent: Vec<InvalidationRow>,
     pub cost: CostView,
     pub workers: Vec<WorkerRow>,
+    /// The limits the worker believes lower than configured: (limit, scope, believed, configured).
+    pub limits: Vec<(&'static str, String, f64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,8 +165,9 @@ pub fn view(snapshot: &Snapshot, settings: &StatusSettings) -> View {
     View {
         generated_at: at(now),
         table: settings.table.clone(),
+        quota: settings.quota,
         reserve: settings.reserve,
-        distributions: distributions(snapshot, settings.reserve),
+        distributions: distributions(snapshot, settings.quota - settings.reserve),
         waiting_known: snapshot.waiting.is_some(),
         queue: snapshot.queue.clone(),
         dead_letter_queue: snapshot.dead_letter_queue.clone(),
@@ -166,6 +175,12 @@ pub fn view(snapshot: &Snapshot, settings: &StatusSettings) -> View {
         recent: recent(snapshot),
         cost: cost(&snapshot.billing, settings.monthly_path_budget),
         workers: workers(snapshot),
+        limits: snapshot
+            .limits
+            .iter()
+            .filter(|(_, _, b)| b.believed < b.configured)
+            .map(|(limit, scope, b)| (*limit, scope.clone(), b.believed, b.configured))
+            .collect(),
     }
 }
 
@@ -178,7 +193,7 @@ struct Tally {
     oldest_pending: Option<SystemTime>,
 }
 
-fn distributions(snapshot: &Snapshot, reserve: Allowance) -> Vec<DistributionRow> {
+fn distributions(snapshot: &Snapshot, capacity: Allowance) -> Vec<DistributionRow> {
     let now = snapshot.now;
     let mut tallies: BTreeMap<&DistributionId, Tally> = BTreeMap::new();
     for (distribution, budget) in &snapshot.budgets {
@@ -203,7 +218,6 @@ fn distributions(snapshot: &Snapshot, reserve: Allowance) -> Vec<DistributionRow
         tally.waiting = Some(waiting.batches);
         oldest(tally, waiting.since);
     }
-    let capacity = QUOTA - reserve;
     let mut rows: Vec<(f64, DistributionRow)> = tallies
         .into_iter()
         .map(|(id, tally)| {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff};
 use tokio::time::Instant;
 
+use crate::ports::budget::Allowance;
 use crate::ports::cdn::CdnError;
 use crate::ports::ledger::LedgerError;
 use crate::retry::{RetryPolicy, Transient};
@@ -53,7 +54,9 @@ pub enum Refusal {
     /// To the dead-letter queue with the reason.
     DeadLetter { reason: String, code: &'static str },
     /// Narrow the batch down to isolate the message whose path CloudFront refuses (`shape::split`).
-    Split,
+    Narrow,
+    /// CloudFront allows less than the worker believed: split the batch so that a first part fits this.
+    Refit(Allowance),
     /// The CallerReference was recorded with other paths (a resumed batch whose recorded paths were cut short):
     /// the record is failed, and the messages are batched afresh.
     Rebatch,
@@ -100,7 +103,7 @@ impl Attempts {
             Failure::Cdn(e @ (CdnError::AccessDenied(_) | CdnError::Credentials(_) | CdnError::Other(_))) => {
                 self.confirm(e, now)
             }
-            Failure::Cdn(CdnError::InvalidArgument(_)) if self.splittable => Step::Refused(Refusal::Split),
+            Failure::Cdn(CdnError::InvalidArgument(_)) if self.splittable => Step::Refused(Refusal::Narrow),
             Failure::Cdn(CdnError::BatchAlreadyExists(_)) => Step::Refused(Refusal::Rebatch),
             Failure::Cdn(e) => dead_letter(e.to_string(), e.code()),
             Failure::Ledger(LedgerError::Invalid(reason)) => {
@@ -136,6 +139,14 @@ impl Attempts {
 
 fn dead_letter(reason: String, code: &'static str) -> Step {
     Step::Refused(Refusal::DeadLetter { reason, code })
+}
+
+impl Failure {
+    /// Whether the attempt certainly created no invalidation: CloudFront refused it. A 5xx, a timeout or a lost
+    /// answer may hide one it made, and a ledger failure comes after CloudFront accepted.
+    pub fn created_nothing(&self) -> bool {
+        matches!(self, Self::Cdn(e) if !matches!(e, CdnError::Unavailable(_) | CdnError::Other(_)))
+    }
 }
 
 impl Transient for Failure {
@@ -218,11 +229,19 @@ mod tests {
         assert!(matches!(young.after(&denied, Instant::now()), Step::Retry { .. }), "a first denial is confirmed");
     }
 
+    #[test]
+    fn only_a_refusal_is_known_to_have_created_nothing() {
+        assert!(cdn(CdnError::TooManyInProgress("full".into())).created_nothing());
+        assert!(cdn(CdnError::Throttled("slow down".into())).created_nothing());
+        assert!(!cdn(CdnError::Unavailable("answer lost".into())).created_nothing());
+        assert!(!Failure::Ledger(LedgerError::Unavailable("503".into())).created_nothing());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn what_cannot_succeed_is_refused_at_once() {
         let now = Instant::now();
         let refused = |splittable, error| attempts(splittable).after(&cdn(error), now);
-        assert_eq!(refused(true, CdnError::InvalidArgument("bad".into())), Step::Refused(Refusal::Split));
+        assert_eq!(refused(true, CdnError::InvalidArgument("bad".into())), Step::Refused(Refusal::Narrow));
         assert!(matches!(
             refused(false, CdnError::InvalidArgument("bad".into())),
             Step::Refused(Refusal::DeadLetter { code: "InvalidArgument", .. })

@@ -8,11 +8,14 @@
 //! its distribution join it. Then it reserves room in its distribution's in-progress budget (`limit::budget`),
 //! in the same write as its intent: it waits for room, goes in part when only part fits, or, when the
 //! distribution's backlog would not clear within the maximum delay, is coalesced into wildcards (`crate::plan`).
-//! Waiting batches hold no submission slot, and a distribution has only a few of the places for held batches
+//! Before its call it takes its paths from the account's rate buckets (`limit::account`); a refusal its books
+//! cannot explain teaches the worker to believe less and splits the batch to fit (`refusal`). Waiting batches hold no submission slot, and a distribution has only a few of the places for held batches
 //! (`schedule`), so one saturated distribution never holds up the others.
 
+mod call;
 mod decide;
 mod lease;
+mod refusal;
 mod schedule;
 mod shape;
 mod spend;
@@ -21,33 +24,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, histogram};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::warn;
 
 use self::decide::{Attempts, Failure, Refusal, Step};
 use self::schedule::Schedule;
-use self::shape::{split, split_to_fit, splittable};
+use self::shape::{split_to_fit, splittable};
+use self::spend::Spend;
 pub use self::spend::{CostPolicy, Spending};
-use self::spend::{Spend, replaced};
 
 use crate::batch::Batch;
 use crate::batch::window::{BatchLimits, SealReason};
 use crate::billing::MonthToDate;
 use crate::clock::WallClock;
 use crate::held::SubmissionBacklog;
+use crate::limit::account::AccountBuckets;
 use crate::limit::budget::Grant;
-use crate::limit::room::time_to_clear;
 use crate::limit::{Budget, CreateRateLimiter};
 use crate::model::message::Disposition;
 use crate::model::{CallerReference, DistributionId};
-use crate::plan::{self, Room};
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::{Cdn, CdnError};
 use crate::ports::ledger::{BatchRecord, Owed, billing_month};
-use crate::retry::{RetryPolicy, Transient, retry_transient};
+use crate::retry::{RetryPolicy, Transient};
 use crate::telemetry::{log_allowed, outages};
 
 /// Who this worker is in the ledger, and how long its records and claims last.
@@ -89,6 +90,8 @@ pub struct Submitter<C, L> {
     pub overload: Overload,
     pub spending: Spending,
     pub limiter: Arc<CreateRateLimiter>,
+    /// This worker's share of the account's paths and wildcards per second.
+    pub account: Arc<AccountBuckets>,
     pub retry: RetryPolicy,
     pub ownership: Ownership,
     /// Where accepted invalidations go to have their completion tracked; `None` when tracking is off.
@@ -106,17 +109,17 @@ pub struct Submitter<C, L> {
 enum Outcome {
     Done(Disposition),
     /// Submit these instead, in order from the last: halves of a batch CloudFront refused as invalid (to isolate
-    /// the offending message), the part of a batch that fits the budget now and the rest, or the same batch,
-    /// unrecorded, to be shaped again for what is left of the monthly path budget.
-    Split(Vec<Batch>),
+    /// the offending message), the part of a batch that fits now and the rest, or the same batch, unrecorded, to
+    /// be shaped again for what is left of the monthly path budget.
+    SubmitInstead(Vec<Batch>),
 }
 
 /// What reserving budget did with a batch.
 enum Reserved {
     /// Room is reserved for the batch (maybe coalesced into wildcards on the way), and its intent recorded.
     Whole(Batch, Box<BatchRecord>),
-    /// Only the first messages fit: submit the parts separately.
-    Split(Vec<Batch>),
+    /// Only part of it fits: submit the parts separately, the one that fits first.
+    InParts(Vec<Batch>),
     /// Recording the intent would take the month past its path budget, as spent so far: nothing was written.
     OverCap(Batch, u64),
     /// The ledger refused the batch's reservation for good.
@@ -200,7 +203,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         while let Some(batch) = to_submit.pop() {
             match self.submit_one(batch, calls, permitted_at.take()).await {
                 Outcome::Done(disposition) => dispositions.push(disposition),
-                Outcome::Split(halves) => to_submit.extend(halves),
+                Outcome::SubmitInstead(batches) => to_submit.extend(batches),
             }
         }
         dispositions
@@ -219,17 +222,21 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         };
         let (batch, mut record) = match self.reserve(batch, &mut attempts).await {
             Reserved::Whole(batch, record) => (batch, *record),
-            Reserved::Split(parts) => return Outcome::Split(parts),
+            Reserved::InParts(parts) => return Outcome::SubmitInstead(parts),
             Reserved::OverCap(batch, spent) => {
                 // Other workers spent the month's budget since this batch was shaped: shape it again.
                 self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), spent);
-                return Outcome::Split(vec![batch]);
+                return Outcome::SubmitInstead(vec![batch]);
             }
             Reserved::Refused(batch, refusal) => return self.refused(self.intent_record(&batch), batch, refusal).await,
         };
         // From now on the reservation ages: a slow wait for a call must not let it run out.
         let mut reserved_at = Instant::now();
         let _leased = self.keep_leased(&record);
+        let need = Allowance::of(&record.paths);
+        // Whether an attempt may have created the invalidation (its answer lost, or the ledger failed after it): a
+        // batch that may exist in CloudFront is never split, or its paths would be paid twice.
+        let mut maybe_created = batch.content.reason == SealReason::Resumed;
         loop {
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
@@ -237,6 +244,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 if permitted_at.take().is_none_or(|at| at.elapsed() > PERMIT_LIFETIME) {
                     self.permit(batch.content.reason == SealReason::Urgent).await;
                 }
+                // After the permit: the account's buckets pace the calls that wait for them, and a permit that
+                // waited for them would only be taken again.
+                self.account.take(need).await;
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {
@@ -255,6 +265,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
                 Err(failure) => failure,
             };
+            if let Failure::Cdn(CdnError::TooManyInProgress(_)) = failure
+                && let Some(refit) = self.learn_from_refusal(&record, &batch).await
+                && !maybe_created
+            {
+                return self.refused(record, batch, refit).await;
+            }
+            maybe_created |= !failure.created_nothing();
             let reserve_again =
                 match self.wait_out(&record.caller_reference, &record.distribution_id, failure, &mut attempts).await {
                     Ok(reserve_again) => reserve_again,
@@ -314,6 +331,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         // Reshaping depends only on the batch and the room: a wake that finds the same room finds the same answer.
         let mut reshaped_for = None;
         let record = loop {
+            let fit = self.fit(&distribution);
+            if reshapable
+                && !need.fits_in(fit)
+                && let Some(parts) = split_to_fit(&batch, fit, self.ownership.clock)
+            {
+                return Reserved::InParts(parts);
+            }
             self.renew_terms(&mut record);
             let intent = reshapable.then_some((&record, cap.as_ref()));
             let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
@@ -342,7 +366,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             if reshapable && reshaped_for.replace(room) != Some(room) {
                 if let Some(parts) = split_to_fit(&batch, room, self.ownership.clock) {
                     counter!("cfi_batches_split_to_fit_total").increment(1);
-                    return Reserved::Split(parts);
+                    return Reserved::InParts(parts);
                 }
                 if let Some(coalesced) = self.coalesce_if_overloaded(&batch, room) {
                     batch = coalesced;
@@ -378,130 +402,6 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     self.wait_out(reference, distribution, Failure::Ledger(e), attempts).await?;
                 }
             }
-        }
-    }
-
-    /// When the distribution's backlog would take longer than the maximum delay to clear, replaces the batch's
-    /// paths by wildcards that fit the room left now.
-    fn coalesce_if_overloaded(&self, batch: &Batch, room: Allowance) -> Option<Batch> {
-        if !self.overload.coalesce {
-            return None;
-        }
-        let distribution = &batch.content.distribution_id;
-        let backlog = self.budget.backlog(distribution);
-        let capacity = self.budget.settings().capacity;
-        let clears_in = time_to_clear(backlog, capacity, self.budget.completion_estimate());
-        if clears_in <= self.overload.max_delay {
-            return None;
-        }
-        let plan = plan::coalesce(
-            &batch.content.paths,
-            Room { paths: room.paths as usize, wildcards: room.wildcards as usize },
-        )?;
-        let wildcards: Vec<&str> = plan.replacements.iter().map(|r| r.wildcard.as_str()).collect();
-        let replaced_paths: usize = plan.replacements.iter().map(|r| r.replaced).sum();
-        let note = format!(
-            "{replaced_paths} paths replaced by {}: a backlog of {} paths and {} wildcards would take {} to clear under the budget, more than the maximum delay of {}",
-            wildcards.join(", "),
-            backlog.paths,
-            backlog.wildcards,
-            humantime::format_duration(clears_in),
-            humantime::format_duration(self.overload.max_delay),
-        );
-        warn!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), reason = %note, "coalescing an overloaded distribution's batch into wildcards");
-        Some(replaced(batch, plan, "overload", note))
-    }
-
-    async fn create_and_record(&self, record: &mut BatchRecord) -> Result<(), Failure> {
-        let started = tokio::time::Instant::now();
-        let outcome =
-            self.cdn.create_invalidation(&record.distribution_id, &record.caller_reference, &record.paths).await;
-        histogram!("cfi_create_invalidation_seconds").record(started.elapsed().as_secs_f64());
-        let code = outcome.as_ref().map_or_else(CdnError::code, |_| "Created");
-        counter!("cfi_cloudfront_responses_total", "code" => code).increment(1);
-        if let Err(CdnError::Throttled(_)) = outcome {
-            self.limiter.throttled();
-        }
-        let invalidation = outcome.map_err(Failure::Cdn)?;
-        record.accept(&invalidation, self.ownership.clock.now());
-        info!(
-            distribution_id = %record.distribution_id,
-            caller_reference = %record.caller_reference,
-            invalidation_id = %invalidation.id,
-            paths = record.paths.len(),
-            "invalidation accepted"
-        );
-        counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
-        let month = billing_month(self.ownership.clock.now());
-        let billed_before = self.month_to_date.billed_before(&month);
-        let cost = plan::cost(&record.paths, billed_before);
-        counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
-        info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, month_paths_billed_before = billed_before, estimated_cost_usd = cost.dollars, "invalidation cost, after the account's free paths this month");
-        // The reservation's end moves a lease ahead in the same write: only an invalidation that takes long needs
-        // its reservation renewed.
-        let until = self.budget.lease_end();
-        timed("record_outcome", self.ledger.record_acceptance(record, until)).await.map_err(Failure::Ledger)?;
-        let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
-        self.budget.accepted(distribution, reference, &invalidation.id, until);
-        self.month_to_date.add(&month, cost.paths_billed as u64);
-        self.track(record);
-        Ok(())
-    }
-
-    /// Hands an accepted invalidation to the tracker without waiting: tracking must never hold up submission, so
-    /// when the tracker is behind, the record waits in the ledger for a tracker to adopt it.
-    fn track(&self, record: &BatchRecord) {
-        let (Some(tracker), Some(submitted)) = (&self.tracker, record.submitted()) else {
-            return;
-        };
-        if let Err(TrySendError::Full(_)) = tracker.try_send(Owed::Batch(submitted)) {
-            counter!("cfi_completion_tracking_abandoned_total", "reason" => "busy").increment(1);
-        }
-    }
-
-    /// The batch cannot succeed as it is: record why, then split it, dead-letter its messages or batch them afresh.
-    async fn refused(&self, mut record: BatchRecord, batch: Batch, refusal: Refusal) -> Outcome {
-        let members = batch.content.members.len();
-        let (reason, code) = match &refusal {
-            Refusal::DeadLetter { reason, code } => (reason.clone(), *code),
-            Refusal::Split => (
-                "CloudFront refused a path; narrowing the batch down to find the message".to_owned(),
-                "InvalidArgument",
-            ),
-            Refusal::Rebatch => {
-                ("the CallerReference was recorded with other paths".to_owned(), "InvalidationBatchAlreadyExists")
-            }
-        };
-        if refusal == Refusal::Split {
-            warn!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, messages = members, "CloudFront refused the paths; narrowing the batch down to find the offending message");
-        } else {
-            error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code, error = %reason, "the batch was refused");
-        }
-        counter!("cfi_batches_refused_total", "code" => code).increment(1);
-        self.budget.release(&record.distribution_id, &record.caller_reference).await;
-        record.fail(&reason);
-        // Only a refusal for good is announced: a split or a rebatch goes on under new batches.
-        record.outbox = self.announce_failures && matches!(refusal, Refusal::DeadLetter { .. });
-        // Held until it is written: a record left pending would be resumed by a redelivery and submitted again.
-        match retry_transient(self.retry.outage, || timed("record_outcome", self.ledger.record_outcome(&record))).await
-        {
-            Ok(()) if record.outbox => {
-                if let Some(tracker) = &self.tracker {
-                    // A full channel only delays the event: the record waits in the outbox for adoption.
-                    let _ = tracker.try_send(record.failure_owed());
-                }
-            }
-            Ok(()) => {}
-            Err(e) => {
-                warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger")
-            }
-        }
-        let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
-        match refusal {
-            Refusal::Split => Outcome::Split(split(batch, self.ownership.clock)),
-            Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),
-            // The record is failed now, so the messages are batched afresh when they come back.
-            Refusal::Rebatch => Outcome::Done(Disposition::Release(deliveries)),
         }
     }
 }

@@ -150,6 +150,7 @@ mod tests {
             requester: None,
             paths: paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
             parts: 1,
+            halvings: 0,
             urgent: false,
             idempotency_key: None,
             awaited: false,

@@ -1,14 +1,21 @@
-//! How a batch is reshaped on its way: the part that fits the budget now, halves to isolate a refused path, and
-//! the ledger record it is written as. No I/O.
+//! How a batch is reshaped on its way: the part that fits the budget now, halves to isolate a refused path,
+//! wildcards for an overloaded distribution, and the ledger record it is written as. No I/O.
 
 use std::time::SystemTime;
 
+use tracing::warn;
+
 use super::Submitter;
+use super::spend::replaced;
 use crate::batch::Batch;
 use crate::batch::window::{SealReason, SealedBatch};
 use crate::clock::WallClock;
+use crate::limit::room::time_to_clear;
 use crate::model::message::BatchMember;
-use crate::ports::budget::Allowance;
+use crate::model::path::is_wildcard;
+use crate::plan::{self, Room};
+use crate::ports::budget::{Allowance, JointWrites};
+use crate::ports::cdn::Cdn;
 use crate::ports::ledger::{BatchRecord, BatchStatus, RequesterShare};
 
 impl<C, L> Submitter<C, L> {
@@ -67,30 +74,125 @@ impl<C, L> Submitter<C, L> {
     }
 }
 
-/// The longest run of first messages whose paths fit `room`, and the rest, each with a new CallerReference;
-/// `None` when not even the first message fits, or all of them do.
+impl<C: Cdn, L: JointWrites> Submitter<C, L> {
+    /// When the distribution's backlog would take longer than the maximum delay to clear, replaces the batch's
+    /// paths by wildcards that fit the room left now.
+    pub(super) fn coalesce_if_overloaded(&self, batch: &Batch, room: Allowance) -> Option<Batch> {
+        if !self.overload.coalesce {
+            return None;
+        }
+        let distribution = &batch.content.distribution_id;
+        let backlog = self.budget.backlog(distribution);
+        let capacity = self.budget.capacity(distribution);
+        let clears_in = time_to_clear(backlog, capacity, self.budget.completion_estimate());
+        if clears_in <= self.overload.max_delay {
+            return None;
+        }
+        let plan = plan::coalesce(
+            &batch.content.paths,
+            Room { paths: room.paths as usize, wildcards: room.wildcards as usize },
+        )?;
+        let wildcards: Vec<&str> = plan.replacements.iter().map(|r| r.wildcard.as_str()).collect();
+        let replaced_paths: usize = plan.replacements.iter().map(|r| r.replaced).sum();
+        let note = format!(
+            "{replaced_paths} paths replaced by {}: a backlog of {} paths and {} wildcards would take {} to clear under the budget, more than the maximum delay of {}",
+            wildcards.join(", "),
+            backlog.paths,
+            backlog.wildcards,
+            humantime::format_duration(clears_in),
+            humantime::format_duration(self.overload.max_delay),
+        );
+        warn!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), reason = %note, "coalescing an overloaded distribution's batch into wildcards");
+        Some(replaced(batch, plan, "overload", note))
+    }
+}
+
+/// The batch in two parts, each with a new CallerReference: a first part that fits `room`, and the rest; `None`
+/// when all of it fits, or not even one path does. When the wildcards do not fit but paths do, the first part is
+/// the batch's plain paths (what is free goes now, the wildcards wait); otherwise it is the longest run of whole
+/// first messages that fits, or, when not even the first message fits, as many of its paths as do.
 pub(super) fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> Option<Vec<Batch>> {
+    let need = Allowance::of(&batch.content.paths);
     let members = &batch.content.members;
-    let distribution_id = &batch.content.distribution_id;
-    let part = |members: &[BatchMember]| {
-        SealedBatch::from_members(distribution_id.clone(), members.to_vec(), SealReason::FitBudget)
-    };
-    let fits = |count: usize| Allowance::of(&part(&members[..count]).paths).fits_in(room);
-    // A batch waiting for room asks again at each release: when not even its first message fits, say so at once.
-    if members.len() < 2 || !fits(1) {
+    if need.fits_in(room) || (room.paths == 0 && room.wildcards == 0) {
         return None;
     }
-    // The paths of a prefix only grow with its length, so the longest one that fits is found by bisection.
-    let (mut fitting, mut too_many) = (1, members.len());
-    while too_many - fitting > 1 {
-        let middle = (fitting + too_many) / 2;
-        if fits(middle) { fitting = middle } else { too_many = middle }
+    let (now, later) = if need.wildcards > room.wildcards && need.paths > 0 && room.paths > 0 {
+        by_kind(members)
+    } else {
+        let fits = |members: &[BatchMember]| load(members).fits_in(room);
+        // The paths of a prefix only grow with its length, so the longest one that fits is found by bisection.
+        let (mut fitting, mut too_many) = (0, members.len());
+        while too_many - fitting > 1 {
+            let middle = (fitting + too_many) / 2;
+            if fits(&members[..middle]) { fitting = middle } else { too_many = middle }
+        }
+        if fitting == 0 && fits(&members[..1]) {
+            fitting = 1;
+        }
+        match fitting {
+            0 => first_paths(members, room)?,
+            _ if fitting == members.len() => return None,
+            _ => (members[..fitting].to_vec(), members[fitting..].to_vec()),
+        }
+    };
+    if now.is_empty() || later.is_empty() {
+        return None;
     }
-    let (now, later) = members.split_at(fitting);
+    let distribution_id = &batch.content.distribution_id;
     // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
-    let sealed = |content| Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) };
+    let sealed = |members: Vec<BatchMember>| {
+        let content = SealedBatch::from_members(distribution_id.clone(), members, SealReason::FitBudget);
+        Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) }
+    };
     // Popped from the end: the part that fits goes first.
-    Some(vec![sealed(part(later)), sealed(part(now))])
+    Some(vec![sealed(later), sealed(now)])
+}
+
+/// What `members` hold, merged as a batch of them would be.
+fn load(members: &[BatchMember]) -> Allowance {
+    let mut merged = crate::batch::merge::PathSet::default();
+    for path in members.iter().flat_map(|m| &m.paths) {
+        merged.add(path);
+    }
+    let wildcards = merged.wildcard_count() as u32;
+    Allowance { paths: merged.len() as u32 - wildcards, wildcards }
+}
+
+/// The members' plain paths, and their wildcards: a member holding both is cut in two.
+fn by_kind(members: &[BatchMember]) -> (Vec<BatchMember>, Vec<BatchMember>) {
+    let (mut plain, mut wild) = (Vec::new(), Vec::new());
+    for member in members {
+        match member.split_paths(|_, path| !is_wildcard(path.as_str())) {
+            Some((own_plain, own_wild)) => {
+                plain.push(own_plain);
+                wild.push(own_wild);
+            }
+            None if member.paths.iter().all(|path| !is_wildcard(path.as_str())) => plain.push(member.clone()),
+            None => wild.push(member.clone()),
+        }
+    }
+    (plain, wild)
+}
+
+/// As many of the first message's paths as fit `room` (in its order), and the rest of it with the other members.
+fn first_paths(members: &[BatchMember], room: Allowance) -> Option<(Vec<BatchMember>, Vec<BatchMember>)> {
+    let first = members.first()?;
+    let (mut paths, mut wildcards) = (0, 0);
+    let keep: Vec<bool> = first
+        .paths
+        .iter()
+        .map(|path| {
+            let (count, room) =
+                if is_wildcard(path.as_str()) { (&mut wildcards, room.wildcards) } else { (&mut paths, room.paths) };
+            *count += 1;
+            *count <= room
+        })
+        .collect();
+    let (now, rest) = first.split_paths(|at, _| keep[at])?;
+    let mut later = vec![rest];
+    later.extend_from_slice(&members[1..]);
+    Some((vec![now], later))
 }
 
 /// Whether a batch CloudFront refused as invalid can be narrowed down to the message whose path it refuses: it

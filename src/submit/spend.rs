@@ -18,7 +18,7 @@ use crate::batch::Batch;
 use crate::coverage::{Since, covers};
 use crate::model::DistributionId;
 use crate::model::message::BatchMember;
-use crate::model::path::invalidates;
+use crate::model::path::{count_wildcards, invalidates};
 use crate::plan::{self, MonthFit, Plan};
 use crate::ports::budget::JointWrites;
 use crate::ports::cdn::Cdn;
@@ -57,7 +57,7 @@ pub(super) fn replaced(batch: &Batch, plan: Plan, reason: &'static str, note: St
     counter!("cfi_batches_coalesced_total", "reason" => reason).increment(1);
     counter!("cfi_paths_coalesced_total", "reason" => reason).increment(replaced as u64);
     let mut coalesced = batch.clone();
-    coalesced.content.wildcard_count = plan.paths.iter().filter(|p| p.ends_with('*')).count();
+    coalesced.content.wildcard_count = count_wildcards(&plan.paths);
     coalesced.content.paths = plan.paths;
     coalesced.coalescing = Some(note);
     coalesced
@@ -162,7 +162,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         if batch.content.paths.len() < before {
             counter!("cfi_paths_covered_by_later_invalidations_total")
                 .increment((before - batch.content.paths.len()) as u64);
-            batch.content.wildcard_count = batch.content.paths.iter().filter(|p| p.ends_with('*')).count();
+            batch.content.wildcard_count = count_wildcards(&batch.content.paths);
         }
         if batch.content.paths.is_empty() {
             info!(%distribution, caller_reference = %batch.caller_reference, "invalidations created since the batch was sealed cover all its paths: its messages are covered without another");

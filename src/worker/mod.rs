@@ -35,8 +35,8 @@ use crate::batch::{
 use crate::billing::{self, MonthToDate};
 use crate::held::{self, InFlight, SubmissionBacklog};
 use crate::intake::{self, Outlets, PollSettings};
+use crate::limit::account::AccountBuckets;
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter, share};
-use crate::ports::budget::QUOTA;
 use crate::ports::ledger::Owed;
 use crate::ports::{Allowance, Batches, Cdn, DeadLetters, JointWrites, Keys, Ledger, Queue};
 use crate::redelivery::Idempotency;
@@ -75,8 +75,8 @@ pub enum Exit {
     TimedOut { held: usize },
 }
 
-/// How long a stopping worker tries to check out of the roster of workers sharing the account's rate; if it
-/// cannot, its check-in runs out on its own.
+/// How long a stopping worker tries to check out of the roster of workers sharing the account's rate, and to share
+/// its last cuts of the limits it learned; if it cannot, its check-in runs out on its own.
 const CHECK_OUT_WITHIN: Duration = Duration::from_secs(2);
 
 /// The end of a shutdown kept for what follows the drain (handing back, the last look, checking out): a quarter
@@ -92,6 +92,7 @@ where
 {
     // A worker sharing the account's rate gets a share of it, never more.
     let rate = settings.submission.account_rate.map_or(settings.submission.create_rate, |rate| rate.per_second);
+    let rate = if rate > 0.0 { rate } else { f64::INFINITY };
     let backlog = Arc::new(SubmissionBacklog::new(rate, settings.intake.visibility_timeout, settings.batching.window));
     let inflight = Arc::new(InFlight::with_backlog(settings.intake.max_held_messages, Arc::clone(&backlog)));
     let stop_receiving = CancellationToken::new();
@@ -102,7 +103,7 @@ where
     let mut stages = JoinSet::new();
     let outlets = Outlets { to_batcher, to_ack: to_ack.clone() };
     spawn_pollers(&mut stages, &services, &settings, &inflight, outlets, &stop_receiving);
-    let capacity = QUOTA - settings.budget.reserve;
+    let capacity = settings.budget.quota - settings.budget.reserve;
     let limits = batch_limits(settings.batching, capacity);
     let batcher = Batcher::new(limits);
     stages.spawn(batch::run(batcher, settings.clock, from_intake, to_submitter, Arc::clone(&backlog)));
@@ -122,10 +123,15 @@ where
     // Checks out only after the last batch: its own JoinSet, stopped after the stages.
     let stop_sharing = CancellationToken::new();
     let mut sharing = JoinSet::new();
-    if let Some(rate) = settings.submission.account_rate {
-        let (limiter, worker) = (Arc::clone(&submitter.limiter), settings.ledger.worker_id.clone());
-        sharing.spawn(share::keep_share(roster, limiter, rate, worker, settings.clock, stop_sharing.clone()));
-    }
+    let sharers = share::Sharers {
+        calls: settings.submission.account_rate.map(|rate| (Arc::clone(&submitter.limiter), rate)),
+        paths: Some(Arc::clone(&submitter.account)),
+    };
+    let worker = settings.ledger.worker_id.clone();
+    sharing.spawn(share::keep_share(Arc::clone(&roster), sharers, worker, settings.clock, stop_sharing.clone()));
+    let board = Arc::clone(&settings.limits);
+    let (budget, account) = (Arc::clone(&submitter.budget), Arc::clone(&submitter.account));
+    sharing.spawn(share::keep_beliefs(roster, board, budget, account, settings.clock, stop_sharing.clone()));
     stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent, limits));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
@@ -151,10 +157,11 @@ where
     let held = hand_back_what_is_left(services.queue, &inflight, deadline).await;
     stop_sharing.cancel();
     stop_tracking.cancel();
-    let checked_out = tokio::time::timeout(CHECK_OUT_WITHIN, sharing.join_next());
+    let checked_out = tokio::time::timeout(CHECK_OUT_WITHIN, async { while sharing.join_next().await.is_some() {} });
     let last_look = async { while tracking.join_next().await.is_some() {} };
     let _ = tokio::time::timeout_at(deadline, async { tokio::join!(checked_out, last_look) }).await;
     tracking.shutdown().await;
+    sharing.shutdown().await;
     if drained {
         info!("drained");
         Exit::Drained
@@ -269,6 +276,7 @@ fn budget<Q, C: Cdn, L: JointWrites>(
         settings.clock,
     )
     .with_board(Arc::clone(&settings.waiting))
+    .with_limits(Arc::clone(&settings.limits))
 }
 
 fn acknowledger<Q: Queue, C, L: DeadLetters>(
@@ -313,6 +321,7 @@ fn submitter<C: Cdn, L: Ledger>(
             Some(_) => CreateRateLimiter::awaiting_share(),
             None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),
         }),
+        account: Arc::new(AccountBuckets::new(submission.account_quotas, Arc::clone(&settings.limits))),
         retry: settings.retry,
         ownership: Ownership {
             worker_id: settings.ledger.worker_id.clone(),

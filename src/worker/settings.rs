@@ -7,8 +7,11 @@ use std::time::Duration;
 use crate::clock::WallClock;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
+use crate::limit::account::AccountQuotas;
+use crate::limit::belief::LimitBoard;
 use crate::limit::share::AccountRate;
 use crate::ports::Allowance;
+use crate::ports::budget::QUOTA;
 use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
 use crate::submit::{Overload, Spending};
@@ -34,6 +37,8 @@ pub struct Settings {
     pub events: Option<Events>,
     /// Where the batches waiting for room show, for the status page.
     pub waiting: Arc<WaitingBoard>,
+    /// Where what the worker believes of CloudFront's limits shows, for the status page.
+    pub limits: Arc<LimitBoard>,
 }
 
 /// Receiving and holding messages.
@@ -59,6 +64,7 @@ pub struct BatchingSettings {
 /// bill down.
 #[derive(Debug, Clone)]
 pub struct SubmissionSettings {
+    /// CreateInvalidation calls per second for this worker; 0 is no limit.
     pub create_rate: f64,
     pub create_burst: NonZeroU32,
     pub max_concurrent: usize,
@@ -67,11 +73,15 @@ pub struct SubmissionSettings {
     /// `--account-create-rate`: the account's rate, shared by every worker on the ledger, instead of `create_rate`
     /// and `create_burst`.
     pub account_rate: Option<AccountRate>,
+    /// The account's paths and wildcards per second, shared by every worker on the ledger (`limit::account`).
+    pub account_quotas: AccountQuotas,
 }
 
 /// The shared in-progress budget.
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetTuning {
+    /// Each distribution's in-progress quotas, where the worker's belief starts (`UNLIMITED`: off).
+    pub quota: Allowance,
     /// Headroom of each distribution's in-progress quotas that workers leave to people and other tools.
     pub reserve: Allowance,
     /// How often a batch waiting for budget looks again for room other workers released.
@@ -128,6 +138,7 @@ impl Default for Settings {
             clock: WallClock::System,
             events: None,
             waiting: Arc::default(),
+            limits: Arc::default(),
         }
     }
 }
@@ -162,6 +173,7 @@ impl Default for SubmissionSettings {
             overload: Overload { coalesce: true, max_delay: Duration::from_secs(10 * 60) },
             spending: Spending::default(),
             account_rate: None,
+            account_quotas: AccountQuotas::default(),
         }
     }
 }
@@ -169,6 +181,7 @@ impl Default for SubmissionSettings {
 impl Default for BudgetTuning {
     fn default() -> Self {
         Self {
+            quota: QUOTA,
             reserve: Allowance { paths: 100, wildcards: 2 },
             poll: Duration::from_secs(2),
             resync_every: Duration::from_secs(60),

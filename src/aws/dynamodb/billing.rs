@@ -127,7 +127,7 @@ impl DynamoLedger {
             Some(item) => item.clone(),
             None => self.get(month_key(month, None)).await?.unwrap_or_default(),
         };
-        Ok(number(&item, "committed").unwrap_or_default().max(billing_from(&item).paths_billed))
+        Ok(spent(number(&item, "committed").unwrap_or_default(), billing_from(&item).paths_billed))
     }
 }
 

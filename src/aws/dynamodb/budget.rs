@@ -68,6 +68,31 @@ fn state_from(item: &Item) -> BudgetState {
 }
 
 impl DynamoLedger {
+    /// The update that moves reservation `id`'s end to `until` and notes its invalidation, if the reservation still
+    /// exists: a renewal on its own, an acceptance in its outcome's transaction.
+    fn reservation_note(
+        &self,
+        distribution: &DistributionId,
+        id: &CallerReference,
+        until: SystemTime,
+        invalidation_id: Option<&str>,
+    ) -> Result<Update, LedgerError> {
+        let mut expression = "SET #reservations.#id.#until = :until".to_owned();
+        let mut note = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, budget_key(distribution))
+            .condition_expression("attribute_exists(#reservations.#id)")
+            .expression_attribute_names("#reservations", RESERVATIONS)
+            .expression_attribute_names("#id", id.as_str())
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":until", epoch_millis(until));
+        if let Some(invalidation_id) = invalidation_id {
+            expression.push_str(", #reservations.#id.invalidation_id = :invalidation");
+            note = note.expression_attribute_values(":invalidation", AttributeValue::S(invalidation_id.to_owned()));
+        }
+        note.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))
+    }
+
     /// Stores `reservation` and deletes the `expired` ones if the budget's version is still `version`.
     fn reservation_update(
         &self,
@@ -182,22 +207,8 @@ impl Budgets for DynamoLedger {
         until: SystemTime,
         invalidation_id: Option<&str>,
     ) -> Result<bool, LedgerError> {
-        let mut expression = "SET #reservations.#id.#until = :until".to_owned();
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, budget_key(distribution))
-            .condition_expression("attribute_exists(#reservations.#id)")
-            .expression_attribute_names("#reservations", RESERVATIONS)
-            .expression_attribute_names("#id", id.as_str())
-            .expression_attribute_names("#until", "until")
-            .expression_attribute_values(":until", epoch_millis(until));
-        if let Some(invalidation_id) = invalidation_id {
-            expression.push_str(", #reservations.#id.invalidation_id = :invalidation");
-            update = update.expression_attribute_values(":invalidation", AttributeValue::S(invalidation_id.to_owned()));
-        }
-        self.conditional(update.update_expression(expression).send().await)
+        let note = self.reservation_note(distribution, id, until, invalidation_id)?;
+        self.conditional(self.update_item_of(note).send().await)
     }
 
     async fn release_reservation(
@@ -247,20 +258,8 @@ impl JointWrites for DynamoLedger {
         }
     }
     async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
-        let mut expression = "SET #reservations.#id.#until = :until".to_owned();
-        let mut note = Update::builder()
-            .table_name(&self.table)
-            .key(KEY, budget_key(&record.distribution_id))
-            .condition_expression("attribute_exists(#reservations.#id)")
-            .expression_attribute_names("#reservations", RESERVATIONS)
-            .expression_attribute_names("#id", record.caller_reference.as_str())
-            .expression_attribute_names("#until", "until")
-            .expression_attribute_values(":until", epoch_millis(until));
-        if let Some(invalidation_id) = &record.invalidation_id {
-            expression.push_str(", #reservations.#id.invalidation_id = :invalidation");
-            note = note.expression_attribute_values(":invalidation", AttributeValue::S(invalidation_id.clone()));
-        }
-        let note = note.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))?;
+        let (distribution, id) = (&record.distribution_id, &record.caller_reference);
+        let note = self.reservation_note(distribution, id, until, record.invalidation_id.as_deref())?;
         self.outcome(record, Some(note)).await
     }
     /// Records `completions` and releases their reservations in one transaction; records them one by one if any

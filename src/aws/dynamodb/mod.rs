@@ -18,6 +18,7 @@
 mod attribute;
 mod audit;
 mod batches;
+mod beliefs;
 mod billing;
 pub(crate) mod budget;
 mod dead_letters;
@@ -62,7 +63,7 @@ use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Batches, Billing, Bills, Completion, DeadLetterRecord, DeadLetters, InProgress,
     InProgressCursor, Intent, KeyClaim, KeyRecord, KeyUse, Keys, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, LedgerError,
-    MonthBilling, MonthCap, Outbox, Owed, billing_day,
+    MonthBilling, MonthCap, Outbox, Owed, billing_day, spent,
 };
 use crate::telemetry::log_allowed;
 

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use tokio::time::Instant;
 
 use super::{
-    Allowance, CreateCall, Created, DistributionReport, Page, Rejection, Report, SimConfig, Snapshot, StatusCheck,
-    Summary, Tally, unit_draw,
+    AccountRates, Allowance, CreateCall, Created, DistributionReport, Page, Rejection, Report, SimConfig, Snapshot,
+    StatusCheck, Summary, Tally, unit_draw,
 };
+use crate::limit::bucket::TokenBucket;
 use crate::model::path::is_covered_by;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::cdn::{CdnError, Invalidation};
@@ -99,6 +100,8 @@ pub(super) struct State {
     pub(super) rejections: Vec<Rejection>,
     /// Calls that reached the failure draw, numbering the draws.
     draws: u64,
+    /// The account's rate buckets, paths then wildcards, full at the first invalidation.
+    rates: Option<[Option<TokenBucket>; 2]>,
 }
 
 impl State {
@@ -114,6 +117,7 @@ impl State {
             list_calls: Vec::new(),
             rejections: Vec::new(),
             draws: 0,
+            rates: None,
         }
     }
 
@@ -156,7 +160,7 @@ impl State {
         self.distribution(distribution)?;
         check_paths(&self.config, &self.refused_fragments, paths)?;
         let (quotas, completion, sequence) = (self.config.quotas, self.config.completion, self.invalidations.len());
-        let Self { distributions, invalidations, by_id, .. } = self;
+        let Self { distributions, invalidations, by_id, rates, config, .. } = self;
         let target = distributions.get_mut(distribution).expect("checked above");
         target.settle(now);
         // The reference is looked at before the quota: a retry of an accepted batch must get its invalidation back
@@ -170,7 +174,8 @@ impl State {
             return Ok(Invalidation { id: first.created.id.clone(), status: IN_PROGRESS.into() });
         }
         let load = Load::of(reference, paths);
-        if quotas.is_some_and(|quotas| !(target.load.all + load.all).fits_in(quotas)) {
+        let over_quota = quotas.is_some_and(|quotas| !(target.load.all + load.all).fits_in(quotas));
+        if over_quota || !take_rates(rates, config.account_rates, load.all, now) {
             return Err(CdnError::TooManyInProgress(
                 "Processing your request will cause you to exceed the maximum number of in-progress invalidations."
                     .into(),
@@ -343,6 +348,29 @@ impl Tally {
     fn refused(&mut self, code: &str) {
         *self.rejections.entry(code.to_owned()).or_default() += 1;
     }
+}
+
+/// Takes an invalidation's paths and wildcards from the account's rate buckets, both or neither.
+fn take_rates(
+    buckets: &mut Option<[Option<TokenBucket>; 2]>,
+    rates: AccountRates,
+    need: Allowance,
+    now: Instant,
+) -> bool {
+    let full = |quota: Option<super::RateQuota>| {
+        quota.map(|quota| TokenBucket::full(quota.per_second, f64::from(quota.burst), now))
+    };
+    let [paths, wildcards] = buckets.get_or_insert_with(|| [full(rates.paths), full(rates.wildcards)]);
+    if !paths.as_mut().is_none_or(|bucket| need.paths == 0 || bucket.try_take(need.paths, now)) {
+        return false;
+    }
+    if wildcards.as_mut().is_none_or(|bucket| need.wildcards == 0 || bucket.try_take(need.wildcards, now)) {
+        return true;
+    }
+    if let Some(bucket) = paths.as_mut().filter(|_| need.paths > 0) {
+        bucket.give_back(need.paths);
+    }
+    false
 }
 
 fn no_such_distribution(id: &DistributionId) -> CdnError {

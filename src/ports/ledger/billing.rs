@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use super::LedgerError;
 use super::batches::BatchRecord;
 use crate::model::DistributionId;
+use crate::model::path::count_wildcards;
 
 /// Who asked for a batch's paths, as the month's per-requester counters keep it apart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -105,7 +106,7 @@ impl Billing {
             paths_billed: record.paths.len() as u64,
             paths_requested: record.requested_paths as u64,
             paths_distinct: record.distinct_paths as u64,
-            wildcards: record.paths.iter().filter(|p| p.ends_with('*')).count() as u64,
+            wildcards: count_wildcards(&record.paths) as u64,
         }
     }
 
@@ -199,11 +200,16 @@ impl MonthBilling {
         self
     }
 
-    /// What counts against a monthly path budget: the paths committed to, or billed if more (batches of workers
-    /// without a budget, or from before it was set).
+    /// What counts against a monthly path budget (`spent`).
     pub fn spent(&self) -> u64 {
-        self.committed.max(self.total.paths_billed)
+        spent(self.committed, self.total.paths_billed)
     }
+}
+
+/// What counts against a monthly path budget: the paths committed to, or billed if more (batches of workers
+/// without a budget, or from before it was set).
+pub fn spent(committed: u64, billed: u64) -> u64 {
+    committed.max(billed)
 }
 
 /// A monthly path budget, shared by every worker through the month's counters.

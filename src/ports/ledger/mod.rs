@@ -13,12 +13,12 @@ use thiserror::Error;
 pub use self::batches::{BatchRecord, BatchStatus, Batches, Completion, Submitted};
 pub use self::billing::{
     Billing, Bills, Intent, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, MAX_SHARES, MonthBilling, MonthCap, Requester,
-    RequesterShare, billing_day, billing_month,
+    RequesterShare, billing_day, billing_month, spent,
 };
 pub use self::dead_letters::{DeadLetterRecord, DeadLetters};
 pub use self::keys::{KeyClaim, KeyRecord, KeyUse, Keys};
 pub use self::outbox::{InProgress, InProgressCursor, Outbox, Owed};
-use super::budget::{Budgets, JointWrites, Roster};
+use super::budget::{Beliefs, Budgets, JointWrites, Roster};
 use crate::retry::Transient;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -53,6 +53,6 @@ impl Transient for LedgerError {
 }
 
 /// Every port of the ledger's table: what the worker's wiring needs of its one adapter.
-pub trait Ledger: Batches + Bills + DeadLetters + Keys + Outbox + Budgets + JointWrites + Roster {}
+pub trait Ledger: Batches + Bills + DeadLetters + Keys + Outbox + Budgets + JointWrites + Roster + Beliefs {}
 
-impl<L: Batches + Bills + DeadLetters + Keys + Outbox + Budgets + JointWrites + Roster> Ledger for L {}
+impl<L: Batches + Bills + DeadLetters + Keys + Outbox + Budgets + JointWrites + Roster + Beliefs> Ledger for L {}

@@ -1,0 +1,338 @@
+//! The account's per-second quotas on what invalidations hold (`--account-path-rate`, `--account-wildcard-rate`):
+//! one token bucket of paths (cache tags included) and one of wildcard paths, this worker's share of each
+//! (`share`), at the rate it believes now (`learn`). A batch takes from both before its call, or waits.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use std::sync::Arc;
+
+use super::belief::{ACCEPTED, LimitBoard, REFUSED, SHARED};
+use super::bucket::{Take, TokenBucket};
+use super::learn::Learned;
+use crate::ports::budget::{Allowance, UNLIMITED};
+
+/// Limits learned for the account, as the metric names them.
+pub const ACCOUNT_PATHS: &str = "account_paths_per_second";
+pub const ACCOUNT_WILDCARDS: &str = "account_wildcards_per_second";
+/// A take that waited this long for the buckets found the rate binding.
+const BINDING_WAIT: Duration = Duration::from_millis(250);
+/// A take of this share of a bucket's level or more all but empties it.
+const DRAINED: f64 = 0.9;
+/// How much the latest take moves the share of takes that found the rate binding.
+const BINDING_SMOOTHING: f64 = 0.2;
+
+/// The scope (the metric's distribution label) of the account's limits.
+pub const ACCOUNT: &str = "account";
+
+/// One configured account quota: `per_second` on average, `burst` at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccountQuota {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl AccountQuota {
+    /// `per_second` (0: off), with `burst` (0: one second's worth, at least one).
+    pub fn configured(per_second: f64, burst: u32) -> Option<Self> {
+        let burst = if burst == 0 { per_second.ceil().max(1.0) } else { f64::from(burst) };
+        (per_second > 0.0).then_some(Self { per_second, burst })
+    }
+}
+
+/// The account's quotas as configured; `None` is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AccountQuotas {
+    pub paths: Option<AccountQuota>,
+    pub wildcards: Option<AccountQuota>,
+}
+
+impl AccountQuotas {
+    pub fn is_off(&self) -> bool {
+        self.paths.is_none() && self.wildcards.is_none()
+    }
+}
+
+/// One quota as this worker holds it: what it believes of the account's rate, and its bucket of its share.
+#[derive(Debug)]
+struct Held {
+    name: &'static str,
+    /// As configured; `None` for a rate the worker was not told of and found from a refusal, whose burst is one
+    /// second's worth.
+    quota: Option<AccountQuota>,
+    learned: Learned,
+    bucket: TokenBucket,
+}
+
+impl Held {
+    fn new(name: &'static str, quota: AccountQuota, now: Instant) -> Self {
+        let learned = Learned::new(quota.per_second, 1.0);
+        Self { name, quota: Some(quota), learned, bucket: TokenBucket::full(quota.per_second, quota.burst, now) }
+    }
+
+    /// A rate nobody configured, believed `believed` since a refusal found it.
+    fn found(name: &'static str, believed: f64, now: Instant) -> Self {
+        let learned = Learned::unconfigured(believed, 1.0);
+        Self { name, quota: None, learned, bucket: TokenBucket::full(believed, believed.max(1.0), now) }
+    }
+
+    /// The bucket at `workers`' equal share of the believed rate, its burst cut in proportion.
+    fn resize(&mut self, workers: usize, now: Instant) {
+        let workers = workers.max(1) as f64;
+        let believed = self.learned.believed();
+        let burst = self.quota.map_or(believed, |quota| quota.burst * believed / quota.per_second);
+        self.bucket.set(believed / workers, (burst / workers).max(1.0), now);
+    }
+
+    fn show(&self, board: &LimitBoard, why: &'static str) {
+        board.show(self.name, ACCOUNT, self.learned.believed(), self.learned.configured(), why);
+    }
+}
+
+/// This worker's part of the account's quotas.
+#[derive(Debug)]
+pub struct AccountBuckets {
+    state: Mutex<State>,
+    board: Arc<LimitBoard>,
+    /// False until the worker has its first share: a new worker takes none before the others could see it.
+    ready: watch::Sender<bool>,
+    /// True once there is a rate to share (configured, or found by a refusal).
+    sharing: watch::Sender<bool>,
+    /// The share of recent takes that waited for the buckets, smoothed.
+    binding: Mutex<f64>,
+}
+
+#[derive(Debug)]
+struct State {
+    workers: usize,
+    paths: Option<Held>,
+    wildcards: Option<Held>,
+}
+
+impl State {
+    fn each(&mut self, need: Allowance) -> impl Iterator<Item = (&mut Held, u32)> {
+        let paths = self.paths.as_mut().map(|held| (held, need.paths));
+        let wildcards = self.wildcards.as_mut().map(|held| (held, need.wildcards));
+        paths.into_iter().chain(wildcards).filter(|(_, need)| *need > 0)
+    }
+}
+
+impl AccountBuckets {
+    /// This worker's buckets of `quotas`, granting nothing until `set_workers` says how many share them (at once
+    /// when every quota is off).
+    pub fn new(quotas: AccountQuotas, board: Arc<LimitBoard>) -> Self {
+        let now = Instant::now();
+        let mut state = State {
+            workers: 1,
+            paths: quotas.paths.map(|quota| Held::new(ACCOUNT_PATHS, quota, now)),
+            wildcards: quotas.wildcards.map(|quota| Held::new(ACCOUNT_WILDCARDS, quota, now)),
+        };
+        for held in state.paths.iter_mut().chain(&mut state.wildcards) {
+            held.resize(1, now);
+            held.show(&board, SHARED);
+        }
+        let (ready, sharing) = (watch::Sender::new(quotas.is_off()), watch::Sender::new(!quotas.is_off()));
+        Self { state: Mutex::new(state), board, ready, sharing, binding: Mutex::new(0.0) }
+    }
+
+    /// `workers` share the account's quotas now (`share::keep_share`).
+    pub fn set_workers(&self, workers: usize) {
+        let mut guard = self.state.lock().unwrap();
+        let state = &mut *guard;
+        state.workers = workers;
+        let now = Instant::now();
+        for held in state.paths.iter_mut().chain(&mut state.wildcards) {
+            held.resize(workers, now);
+        }
+        self.ready.send_replace(true);
+    }
+
+    /// The largest batch this worker's buckets hold: what a new batch is shaped to. A larger one (recorded, so
+    /// not reshaped) goes once the buckets are full.
+    pub fn largest(&self) -> Allowance {
+        let state = self.state.lock().unwrap();
+        let burst = |held: &Option<Held>| held.as_ref().map_or(UNLIMITED, |held| held.bucket.burst() as u32);
+        Allowance { paths: burst(&state.paths), wildcards: burst(&state.wildcards) }
+    }
+
+    /// Waits until both buckets hold what `need` takes, and takes it from both at once; answers whether the rate
+    /// was binding: the batch waited for the buckets, or all but emptied one.
+    pub async fn take(&self, need: Allowance) -> bool {
+        let waited = self.wait_and_take(need).await;
+        if !need.is_empty() {
+            let mut binding = self.binding.lock().unwrap();
+            *binding = *binding * (1.0 - BINDING_SMOOTHING) + if waited { BINDING_SMOOTHING } else { 0.0 };
+        }
+        waited
+    }
+
+    /// Whether most recent batches waited for the buckets or all but emptied one: the account's rate, not the
+    /// distributions' room, is what holds submission back, so a refusal now is likely the rate's.
+    pub fn is_binding(&self) -> bool {
+        *self.binding.lock().unwrap() >= 0.5
+    }
+
+    async fn wait_and_take(&self, need: Allowance) -> bool {
+        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+        let mut waited = false;
+        loop {
+            let wait = {
+                let mut state = self.state.lock().unwrap();
+                let now = Instant::now();
+                let wait = state.each(need).map(|(held, need)| held.bucket.wait_for(need, now)).max();
+                match wait {
+                    None | Some(Duration::ZERO) => {
+                        let mut drained = false;
+                        for (held, need) in state.each(need) {
+                            drained |= f64::from(need) >= DRAINED * held.bucket.level(now);
+                            let taken = held.bucket.take_or_wait(need, now);
+                            debug_assert_eq!(taken, Take::Taken);
+                        }
+                        return waited || drained;
+                    }
+                    Some(wait) => wait,
+                }
+            };
+            waited |= wait >= BINDING_WAIT;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// CloudFront refused a batch needing `need` that nothing in progress explains: a rate nobody configured is
+    /// believed from then on, at a cut of what the refused batch held at once; with `blame`, believe less of the
+    /// rates it used.
+    pub fn refused(&self, need: Allowance, blame: bool) {
+        let mut guard = self.state.lock().unwrap();
+        let state = &mut *guard;
+        let now = Instant::now();
+        let mut found = false;
+        for (held, name, need) in
+            [(&mut state.paths, ACCOUNT_PATHS, need.paths), (&mut state.wildcards, ACCOUNT_WILDCARDS, need.wildcards)]
+        {
+            if need > 0 && held.is_none() {
+                *held = Some(Held::found(name, f64::from(need), now));
+                found = true;
+            }
+        }
+        drop(guard);
+        if blame || found {
+            self.learn(need, Learned::refused, REFUSED);
+        }
+        self.sharing.send_replace(true);
+    }
+
+    /// CloudFront accepted a batch needing `need`: probe up the rates it used.
+    pub fn accepted(&self, need: Allowance) {
+        self.learn(need, Learned::accepted, ACCEPTED);
+    }
+
+    /// Returns once there is a rate to share with the other workers.
+    pub async fn until_sharing(&self) {
+        let _ = self.sharing.subscribe().wait_for(|sharing| *sharing).await;
+    }
+
+    fn learn(&self, need: Allowance, change: fn(&mut Learned) -> bool, why: &'static str) {
+        let mut state = self.state.lock().unwrap();
+        let (workers, now) = (state.workers, Instant::now());
+        for (held, _) in state.each(need) {
+            if change(&mut held.learned) {
+                held.resize(workers, now);
+                held.show(&self.board, why);
+            }
+        }
+    }
+
+    /// The account's rates as believed now, paths then wildcards (`None` for a quota turned off).
+    pub fn believed(&self) -> (Option<f64>, Option<f64>) {
+        let state = self.state.lock().unwrap();
+        let believed = |held: &Option<Held>| held.as_ref().map(|held| held.learned.believed());
+        (believed(&state.paths), believed(&state.wildcards))
+    }
+
+    /// Believes what another worker learned of one of the account's rates (`limit`, as this module names it),
+    /// within what this one was told; a rate this worker was not told of is believed from now on.
+    pub fn adopt(&self, limit: &str, believed: f64) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let (workers, now) = (state.workers, Instant::now());
+        let (held, name) = match limit {
+            ACCOUNT_PATHS => (&mut state.paths, ACCOUNT_PATHS),
+            ACCOUNT_WILDCARDS => (&mut state.wildcards, ACCOUNT_WILDCARDS),
+            _ => return false,
+        };
+        let held = held.get_or_insert_with(|| Held::found(name, believed, now));
+        let learned = held.learned.starting_at(believed);
+        held.learned = learned;
+        held.resize(workers, now);
+        held.show(&self.board, SHARED);
+        drop(state);
+        self.sharing.send_replace(true);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buckets(paths: f64, burst: u32, wildcards: f64) -> AccountBuckets {
+        let quotas = AccountQuotas {
+            paths: AccountQuota::configured(paths, burst),
+            wildcards: AccountQuota::configured(wildcards, 0),
+        };
+        AccountBuckets::new(quotas, Arc::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_both_buckets_and_takes_from_both() {
+        let account = buckets(150.0, 300, 1.0);
+        account.set_workers(1);
+        assert_eq!(account.largest(), Allowance { paths: 300, wildcards: 1 });
+        let start = Instant::now();
+        account.take(Allowance { paths: 300, wildcards: 1 }).await;
+        account.take(Allowance { paths: 150, wildcards: 1 }).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1), "a second for 150 paths and one wildcard");
+        account.take(Allowance { paths: 0, wildcards: 1 }).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2), "plain paths take nothing from the wildcards");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_share_the_rate_and_a_refusal_cuts_what_the_batch_used() {
+        let account = buckets(150.0, 0, 1.0);
+        account.set_workers(3);
+        assert_eq!(account.largest(), Allowance { paths: 50, wildcards: 1 });
+        account.refused(Allowance { paths: 10, wildcards: 0 }, false);
+        assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "a rate not to blame is not cut");
+        account.refused(Allowance { paths: 10, wildcards: 0 }, true);
+        assert_eq!(account.believed(), (Some(120.0), Some(1.0)));
+        assert_eq!(account.largest().paths, 40);
+        assert!(account.adopt(ACCOUNT_PATHS, 1_000.0) && account.adopt(ACCOUNT_WILDCARDS, 0.0));
+        assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "within the configuration and the floor");
+        assert!(AccountQuotas::default().is_off() && buckets(0.0, 0, 0.0).largest().paths == UNLIMITED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_nothing_explains_finds_a_rate_nobody_configured() {
+        let account = buckets(0.0, 0, 0.0);
+        assert!(!account.take(Allowance { paths: 5_000, wildcards: 3 }).await, "no rate, no wait");
+        account.refused(Allowance { paths: 1_000, wildcards: 0 }, false);
+        assert_eq!(account.believed(), (Some(800.0), None), "a cut of the refused batch, per second");
+        assert_eq!(account.largest(), Allowance { paths: 800, wildcards: UNLIMITED }, "a second's worth at once");
+        let start = Instant::now();
+        account.take(Allowance { paths: 800, wildcards: 0 }).await;
+        assert!(account.take(Allowance { paths: 400, wildcards: 0 }).await, "the rate binds");
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        assert!(!account.is_binding(), "one wait in a while is not a binding rate");
+        for _ in 0..4 {
+            account.take(Allowance { paths: 800, wildcards: 0 }).await;
+        }
+        assert!(account.is_binding());
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(!account.take(Allowance { paths: 100, wildcards: 0 }).await, "a small batch on a full bucket");
+        }
+        assert!(!account.is_binding());
+    }
+}

@@ -1,0 +1,118 @@
+//! What a refusal teaches, and what becomes of a refused batch.
+//!
+//! `TooManyInvalidationsInProgress` although the books had room: one fresh look at the distribution (`Budget::
+//! refusal_explained`) tells people's invalidations from a model that is wrong. When the look explains it, the batch
+//! waits for room as before; otherwise the worker believes less of the quotas the batch used (per distribution, and
+//! the account's rates) and, when the batch no longer fits what it believes, splits it to fit: nothing is handed
+//! back or dead-lettered for a refusal, and a single path is the smallest split.
+
+use metrics::counter;
+use tracing::{error, info, warn};
+
+use super::decide::Refusal;
+use super::shape::{split, split_to_fit, splittable};
+use super::{Outcome, Submitter, timed};
+use crate::batch::Batch;
+use crate::batch::window::SealReason;
+use crate::model::message::Disposition;
+use crate::ports::budget::{Allowance, JointWrites};
+use crate::ports::cdn::Cdn;
+use crate::ports::ledger::BatchRecord;
+use crate::retry::retry_transient;
+
+impl<C: Cdn, L: JointWrites> Submitter<C, L> {
+    /// CloudFront refused `batch` (recorded as `record`) as too much in progress: learns what the refusal teaches, and says how to split the batch when it no longer fits
+    /// what the worker believes; `None`: retry it as it is.
+    ///
+    /// Both models refuse with the same error, so the refusal is laid at the door of each only on evidence: the
+    /// account's rate when it has been binding (most recent batches waited for its bucket), or when CloudFront accepted as much in progress on the
+    /// distribution lately (then the in-progress quota cannot be why, and is left alone); the distribution's
+    /// in-progress quota otherwise, never cut below what CloudFront accepted. A rate nobody configured is found by
+    /// the first refusal nothing explains, at a cut of what the batch held.
+    pub(super) async fn learn_from_refusal(&self, record: &BatchRecord, batch: &Batch) -> Option<Refusal> {
+        let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
+        let need = Allowance::of(&record.paths);
+        let in_progress = self.budget.unexplained_refusal(distribution, reference, need).await?;
+        counter!("cfi_refusals_unexplained_total").increment(1);
+        let not_in_progress = (in_progress + need).fits_in(self.budget.accepted_peak(distribution));
+        if !not_in_progress {
+            self.budget.learn_refused(distribution, need);
+        }
+        self.account.refused(need, self.account.is_binding() || not_in_progress);
+        let fit = self.fit(distribution);
+        let resumed = batch.content.reason == SealReason::Resumed;
+        (!need.fits_in(fit) && !resumed && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
+    }
+
+    /// The largest batch the worker believes CloudFront takes now on `distribution`: its in-progress room as
+    /// believed, and this worker's share of the account's buckets.
+    pub(super) fn fit(&self, distribution: &crate::model::DistributionId) -> Allowance {
+        self.budget.capacity(distribution).min(self.account.largest())
+    }
+
+    /// The batch cannot succeed as it is: record why, then split it, dead-letter its messages or batch them afresh.
+    pub(super) async fn refused(&self, mut record: BatchRecord, batch: Batch, refusal: Refusal) -> Outcome {
+        let members = batch.content.members.len();
+        let (reason, code) = match &refusal {
+            Refusal::DeadLetter { reason, code } => (reason.clone(), *code),
+            Refusal::Narrow => (
+                "CloudFront refused a path; narrowing the batch down to find the message".to_owned(),
+                "InvalidArgument",
+            ),
+            Refusal::Refit(fit) => (
+                format!(
+                    "CloudFront allows less in progress than the worker believed; split to fit {} paths and {} wildcards",
+                    fit.paths, fit.wildcards
+                ),
+                "TooManyInvalidationsInProgress",
+            ),
+            Refusal::Rebatch => {
+                ("the CallerReference was recorded with other paths".to_owned(), "InvalidationBatchAlreadyExists")
+            }
+        };
+        if matches!(refusal, Refusal::Refit(_)) {
+            info!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, reason, "splitting the batch to fit what CloudFront allows");
+        } else if refusal == Refusal::Narrow {
+            warn!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, messages = members, "CloudFront refused the paths; narrowing the batch down to find the offending message");
+        } else {
+            error!(caller_reference = %record.caller_reference, distribution_id = %record.distribution_id, code, error = %reason, "the batch was refused");
+        }
+        if !matches!(refusal, Refusal::Refit(_)) {
+            counter!("cfi_batches_refused_total", "code" => code).increment(1);
+        }
+        self.budget.release(&record.distribution_id, &record.caller_reference).await;
+        record.fail(&reason);
+        // Only a refusal for good is announced: a split or a rebatch goes on under new batches.
+        record.outbox = self.announce_failures && matches!(refusal, Refusal::DeadLetter { .. });
+        // Held until it is written: a record left pending would be resumed by a redelivery and submitted again.
+        match retry_transient(self.retry.outage, || timed("record_outcome", self.ledger.record_outcome(&record))).await
+        {
+            Ok(()) if record.outbox => {
+                if let Some(tracker) = &self.tracker {
+                    // A full channel only delays the event: the record waits in the outbox for adoption.
+                    let _ = tracker.try_send(record.failure_owed());
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                warn!(caller_reference = %record.caller_reference, error = %e, "could not record the failure in the ledger")
+            }
+        }
+        let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
+        match refusal {
+            Refusal::Narrow => Outcome::SubmitInstead(split(batch, self.ownership.clock)),
+            Refusal::Refit(fit) => Outcome::SubmitInstead(
+                split_to_fit(&batch, fit, self.ownership.clock).unwrap_or_else(|| split(batch, self.ownership.clock)),
+            ),
+            Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),
+            // The record is failed now, so the messages are batched afresh when they come back.
+            Refusal::Rebatch => Outcome::Done(Disposition::Release(deliveries)),
+        }
+    }
+}
+
+/// Whether `batch` can be cut so that a first part fits `fit`: it holds several messages, or several paths.
+fn splittable_to(batch: &Batch, fit: Allowance) -> bool {
+    (fit.paths > 0 || fit.wildcards > 0)
+        && (splittable(batch) || batch.content.members.iter().any(|member| member.paths.len() > 1))
+}
