@@ -1,9 +1,10 @@
-//! Shared by the custom-harness benchmarks (`pipeline`, `memory`): a seeded, realistic workload, port wrappers
-//! that count AWS requests, process metrics read from /proc, and a runner that measures each sample in a fresh
-//! child process so peak RSS is per run.
+//! Shared by the custom-harness benchmarks (`pipeline`, `memory`, `year`, ...): a seeded, realistic workload, port
+//! wrappers that count AWS requests, CloudFront for runs of simulated months, process metrics read from /proc, and a
+//! runner that measures each sample in a fresh child process so peak RSS is per run.
 
 #![allow(dead_code)] // each benchmark uses a different part of this module
 
+pub mod cloudfront;
 pub mod fixture;
 pub mod spool;
 

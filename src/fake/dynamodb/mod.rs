@@ -27,7 +27,7 @@ use serde_json::Value as Json;
 
 pub use self::error::{Reason, Refusal};
 pub use self::size::MAX_ITEM;
-pub use self::stats::{IndexFigures, Largest, Observed, Stats, TableFigures};
+pub use self::stats::{IndexFigures, Largest, Observed, Reads, Stats, TableFigures};
 use crate::clock::WallClock;
 
 /// How long after its expiry TTL deletes an item by default: DynamoDB says within days; an hour keeps expired
@@ -95,7 +95,10 @@ impl StrictDynamo {
         self.expire(&mut state, now);
         match ops::dispatch(&mut state, operation, &request, now.as_secs_f64()) {
             Ok(answer) => (200, answer),
-            Err(refusal) => (400, refusal.body()),
+            Err(refusal) => {
+                state.observed.refusal(&refusal);
+                (400, refusal.body())
+            }
         }
     }
 

@@ -1,11 +1,12 @@
 //! What the engine saw, for benchmarks that watch the ledger over simulated months: the largest item written and
-//! which, the largest expression, items read per query, requests per operation; and, read from the tables, items and
-//! bytes per table and per index.
+//! which, the largest expression, items read per query (in all, and per index), requests per operation, refusals;
+//! and, read from the tables, items and bytes per table and per index.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::error::Refusal;
 use super::expr::Kind;
 
 /// The largest of something seen so far, and what it was.
@@ -33,7 +34,23 @@ pub struct Observed {
     pub pages: u64,
     pub items_read: u64,
     pub most_read_by_a_page: u64,
+    /// The same, by what was read: an index's name, or the table's for the table itself. A reader's figure (the
+    /// tracker's adoption rounds read `by_tracking`) without the other readers' pages.
+    pub reads: BTreeMap<String, Reads>,
     pub requests: BTreeMap<String, u64>,
+    /// Requests refused, by error code; a cancelled transaction also by its reasons' codes other than `None`
+    /// (`TransactionCanceledException[ConditionalCheckFailed]`), so that a refusal as invalid shows however it came.
+    pub refused: BTreeMap<String, u64>,
+}
+
+/// Query and Scan pages of one table or index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reads {
+    pub pages: u64,
+    /// Items read, before filters.
+    pub items: u64,
+    /// The most one page read.
+    pub most: u64,
 }
 
 impl Observed {
@@ -48,10 +65,31 @@ impl Observed {
         });
     }
 
-    pub fn page_read(&mut self, items: u64) {
+    pub fn page_read(&mut self, read: &str, items: u64) {
         self.pages += 1;
         self.items_read += items;
         self.most_read_by_a_page = self.most_read_by_a_page.max(items);
+        let reads = self.reads.entry(read.to_owned()).or_default();
+        reads.pages += 1;
+        reads.items += items;
+        reads.most = reads.most.max(items);
+    }
+
+    pub fn refusal(&mut self, refusal: &Refusal) {
+        let mut reasons: Vec<&str> = refusal.reasons.iter().map(|r| r.code).filter(|c| *c != "None").collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        let code = match reasons.is_empty() {
+            true => refusal.code.to_owned(),
+            false => format!("{}[{}]", refusal.code, reasons.join(", ")),
+        };
+        *self.refused.entry(code).or_default() += 1;
+    }
+
+    /// Requests refused as invalid (`ValidationException`, or a transaction cancelled for a `ValidationError`):
+    /// what DynamoDB would refuse however often it is sent.
+    pub fn refused_as_invalid(&self) -> u64 {
+        self.refused.iter().filter(|(code, _)| code.contains("Validation")).map(|(_, n)| n).sum()
     }
 }
 
@@ -76,4 +114,37 @@ pub struct TableFigures {
 pub struct Stats {
     pub tables: Vec<TableFigures>,
     pub observed: Observed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::dynamodb::error::Reason;
+
+    #[test]
+    fn pages_are_counted_by_what_they_read_and_refusals_by_code_and_reason() {
+        let mut observed = Observed::default();
+        observed.page_read("by_tracking", 3);
+        observed.page_read("ledger", 40);
+        observed.page_read("by_tracking", 7);
+        assert_eq!(observed.reads["by_tracking"], Reads { pages: 2, items: 10, most: 7 });
+        assert_eq!(observed.most_read_by_a_page, 40);
+
+        let failed = Reason { code: "ConditionalCheckFailed", message: None, item: None };
+        let invalid = Reason { code: "ValidationError", message: None, item: None };
+        observed.refusal(&Refusal::condition_failed(None));
+        observed.refusal(&Refusal::cancelled(vec![Reason::NONE, failed.clone(), failed]));
+        observed.refusal(&Refusal::cancelled(vec![Reason::NONE, invalid]));
+        observed.refusal(&Refusal::validation("Item size has exceeded the maximum allowed size"));
+        assert_eq!(
+            observed.refused.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "ConditionalCheckFailedException",
+                "TransactionCanceledException[ConditionalCheckFailed]",
+                "TransactionCanceledException[ValidationError]",
+                "ValidationException"
+            ]
+        );
+        assert_eq!(observed.refused_as_invalid(), 2);
+    }
 }

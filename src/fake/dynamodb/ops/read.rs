@@ -219,7 +219,8 @@ fn read(state: &mut State, request: &Json, is_query: bool) -> Result<Json, Refus
     let keys = visit(table, index, partition.as_ref(), forward, start);
     let page = Page { index, filter, projection, limit, count_only };
     let (answer, read) = page.answer(table, keys)?;
-    state.observed.page_read(read);
+    let what = index.map_or(&table.name, |index| &index.name).clone();
+    state.observed.page_read(&what, read);
     Ok(answer)
 }
 
