@@ -7,8 +7,11 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
 use cf_invalidator::worker::DEFAULT_MAX_HELD_MESSAGES;
 
+mod edge;
 #[cfg(test)]
 mod flags_doc;
+
+pub use self::edge::EdgeArgs;
 
 /// What the exit codes mean (`commands::exit`).
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 failed (the last line says why; trying again may help); 2 send --wait \
@@ -265,6 +268,9 @@ pub struct RunArgs {
     /// messages a second. Raise it only when a worker's CPU nears one core; more workers are the first way to scale.
     #[arg(long, env = "INVALIDATOR_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

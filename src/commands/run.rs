@@ -117,6 +117,11 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         (args.events_topic_arn.is_none() && args.events_bus.is_none()) || !args.completion_poll.is_zero(),
         "events are published by completion tracking: --events-topic-arn and --events-bus need a --completion-poll above 0s"
     );
+    ensure!(
+        !(args.edge.verify_edge || args.edge.warm) || !args.completion_poll.is_zero(),
+        "--verify-edge and --warm start when completion tracking sees a batch complete: they need a --completion-poll above 0s"
+    );
+    let edge = args.edge.settings()?;
     let create_burst = NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?;
     let routing = match &args.routes {
         Some(path) => Routing::load(path)?,
@@ -169,6 +174,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             ..TrackingSettings::default()
         },
         shutdown_timeout: args.shutdown_timeout.into(),
+        edge,
         ..Settings::default()
     })
 }

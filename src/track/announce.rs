@@ -35,7 +35,12 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
 
     /// An event not published is tried again later, and given up once it has been owed for `EVENTS_GIVE_UP`, so
     /// that the outbox never keeps an event no bus will take: says whether it was given up.
-    pub(super) async fn not_published(&self, owed: &Owed, owed_since: SystemTime, error: &(dyn std::fmt::Display + Sync)) -> bool {
+    pub(super) async fn not_published(
+        &self,
+        owed: &Owed,
+        owed_since: SystemTime,
+        error: &(dyn std::fmt::Display + Sync),
+    ) -> bool {
         counter!("cfi_events_failed_total").increment(1);
         let owed_for = self.settings.clock.now().duration_since(owed_since).unwrap_or_default();
         if owed_for < EVENTS_GIVE_UP {

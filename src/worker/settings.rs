@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::WallClock;
+use crate::edge::settings::EdgeSettings;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
 use crate::limit::share::AccountRate;
@@ -34,6 +35,8 @@ pub struct Settings {
     pub events: Option<Events>,
     /// Where the batches waiting for room show, for the status page.
     pub waiting: Arc<WaitingBoard>,
+    /// Verifying and warming completed batches at the edge (issue #28); off by default.
+    pub edge: EdgeSettings,
 }
 
 /// Receiving and holding messages.
@@ -128,6 +131,7 @@ impl Default for Settings {
             clock: WallClock::System,
             events: None,
             waiting: Arc::default(),
+            edge: EdgeSettings::default(),
         }
     }
 }
