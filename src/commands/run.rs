@@ -9,10 +9,12 @@ use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::events::{EventBridgeEvents, SnsEvents};
 use cf_invalidator::aws::sqs::SqsQueue;
+use cf_invalidator::edge::http::{HttpEdge, Resolver};
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::limit::share::AccountRate;
 use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::edge::SharedEdge;
 use cf_invalidator::ports::events::Events;
 use cf_invalidator::status::StatusPage;
 use cf_invalidator::status::page::render_error;
@@ -34,6 +36,10 @@ use crate::cli::{Coalesce, RunArgs};
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
     let mut settings = settings(&args).map_err(|e| misconfigured(format!("{e:#}")))?;
+    if settings.edge.verify.is_some() || settings.edge.warm.is_some() {
+        let client = HttpEdge::new(settings.edge.limits, Resolver::System).map_err(misconfigured)?;
+        settings.edge_client = Some(SharedEdge::new(Arc::new(client)));
+    }
     let config = super::aws_config().await?;
     settings.events = events(&config, &args).await?;
     let health = Arc::new(Health::default());

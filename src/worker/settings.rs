@@ -10,6 +10,7 @@ use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
 use crate::limit::share::AccountRate;
 use crate::ports::Allowance;
+use crate::ports::edge::SharedEdge;
 use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
 use crate::submit::{Overload, Spending};
@@ -37,6 +38,8 @@ pub struct Settings {
     pub waiting: Arc<WaitingBoard>,
     /// Verifying and warming completed batches at the edge (issue #28); off by default.
     pub edge: EdgeSettings,
+    /// The client edge checks go through; they run only with one.
+    pub edge_client: Option<SharedEdge>,
 }
 
 /// Receiving and holding messages.
@@ -132,6 +135,7 @@ impl Default for Settings {
             events: None,
             waiting: Arc::default(),
             edge: EdgeSettings::default(),
+            edge_client: None,
         }
     }
 }

@@ -49,7 +49,7 @@ use self::item::{
     billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, distributions_list, epoch_millis,
     epoch_seconds, intent_item, key_item_key, key_of, key_record_from, lease_item, lease_key, month_key, number,
     number_of, owed_from, record_from, requester_from, requester_month_key, requesters_list, string, timestamp,
-    unexpired,
+    unexpired, verification_item,
 };
 pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};
@@ -61,7 +61,7 @@ use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Batches, Billing, Bills, Completion, DeadLetterRecord, DeadLetters, InProgress,
     InProgressCursor, Intent, KeyClaim, KeyRecord, KeyUse, Keys, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, LedgerError,
-    MonthBilling, MonthCap, Outbox, Owed, billing_day,
+    MonthBilling, MonthCap, Outbox, Owed, VerificationRecord, billing_day,
 };
 use crate::telemetry::log_allowed;
 
