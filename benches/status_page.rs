@@ -83,6 +83,7 @@ fn status_page(c: &mut Criterion) {
             monthly_path_budget: Some(50_000),
         },
         waiting: None,
+        edge: None,
     };
 
     let before = counts.snapshot().dynamodb_reads;

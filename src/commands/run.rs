@@ -236,6 +236,8 @@ fn status_page(
             monthly_path_budget: args.monthly_path_budget,
         },
         waiting: Some(Arc::clone(&settings.waiting)),
+        edge: (settings.edge.verify.is_some() || settings.edge.warm.is_some())
+            .then(|| Arc::clone(&settings.edge_tally)),
     }
 }
 

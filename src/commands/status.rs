@@ -32,6 +32,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             monthly_path_budget: args.monthly_path_budget,
         },
         waiting: None,
+        edge: None,
     };
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on --listen {}", args.listen))?;

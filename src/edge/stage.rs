@@ -12,7 +12,8 @@
 //! `healed` or `stale`. Through the queue, not the submitter's channel: the message survives a restart of this
 //! worker, and the submitter's merging and splitting work on messages, which a batch made here would not have.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use metrics::{counter, histogram};
@@ -40,6 +41,30 @@ pub const EDGE_QUEUE: usize = 256;
 const MAX_BATCHES_AT_ONCE: usize = 16;
 /// The requester of a heal message, before the CallerReference of the batch it heals.
 pub const HEAL_REQUESTER: &str = "heal-of:";
+
+/// What this worker's checks at the edge came to, for the status page it serves: final outcomes counted, and the
+/// last one. `cf-invalidator status` cannot know (the ledger's board index does not hold verifications).
+#[derive(Debug, Default)]
+pub struct EdgeTally(Mutex<(BTreeMap<&'static str, u64>, Option<String>)>);
+
+impl EdgeTally {
+    pub fn add(&self, caller_reference: &CallerReference, verified: &VerificationRecord) {
+        if !verified.outcome.is_final() {
+            return;
+        }
+        let mut tally = self.0.lock().expect("never poisoned");
+        *tally.0.entry(verified.outcome.as_str()).or_default() += 1;
+        tally.1 = Some(format!("{caller_reference} {}", verified.summary()));
+    }
+
+    /// One line: the counts by outcome, and the last check; `None` before any.
+    pub fn line(&self) -> Option<String> {
+        let tally = self.0.lock().expect("never poisoned");
+        let last = tally.1.as_ref()?;
+        let counts: Vec<String> = tally.0.iter().map(|(outcome, n)| format!("{n} {outcome}")).collect();
+        Some(format!("{}; last: {last}", counts.join(", ")))
+    }
+}
 
 /// A batch the tracker recorded completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +98,8 @@ pub struct EdgeStage<L, Q> {
     pub settings: EdgeSettings,
     pub events: Option<Events>,
     pub clock: WallClock,
+    /// Where final outcomes are counted for the status page.
+    pub tally: Arc<EdgeTally>,
 }
 
 /// The stage's drivers, shared by its batches' tasks.
@@ -257,6 +284,7 @@ impl<L: Batches, Q: Queue> Checks<L, Q> {
     }
 
     async fn write(&self, record: &BatchRecord, verified: &VerificationRecord) {
+        self.stage.tally.add(&record.caller_reference, verified);
         if let Err(e) = self.stage.ledger.record_verification(&record.caller_reference, verified).await {
             warn!(caller_reference = %record.caller_reference, error = %e, "could not record the check at the edge");
         }

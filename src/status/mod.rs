@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use hyper::StatusCode;
 
 use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings};
+use crate::edge::stage::EdgeTally;
 use crate::limit::WaitingBoard;
 use crate::ports::ledger::{LedgerError, billing_month};
 use crate::ports::{AuditLog, Bills, QueueDepth, QueueError, QueueStats};
@@ -36,6 +37,8 @@ pub struct StatusPage<L, Q> {
     pub settings: StatusSettings,
     /// Set by the worker; `cf-invalidator status` cannot know.
     pub waiting: Option<Arc<WaitingBoard>>,
+    /// Set by a worker that checks at the edge (`--verify-edge`, `--warm`).
+    pub edge: Option<Arc<EdgeTally>>,
 }
 
 fn depth_text(depth: Result<QueueDepth, QueueError>) -> Result<QueueDepth, String> {
@@ -72,6 +75,7 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             dead_letter_queue,
             billing: billing?,
             waiting: self.waiting.as_ref().map(|board| board.now()),
+            edge: self.edge.as_ref().map(|tally| tally.line().unwrap_or_else(|| "no batch checked yet".into())),
         })
     }
 

@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub billing: MonthBilling,
     /// `None` outside a worker: batches waiting for room are in no shared record.
     pub waiting: Option<Vec<(DistributionId, Backlog)>>,
+    /// A worker checking at the edge: its checks' outcomes in one line.
+    pub edge: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +62,8 @@ pub struct View {
     pub distributions: Vec<DistributionRow>,
     /// Whether `waiting` in the rows is known (the worker serves the page) or not (`cf-invalidator status`).
     pub waiting_known: bool,
+    /// The serving worker's checks at the edge, if it makes them.
+    pub edge: Option<String>,
     pub queue: Result<QueueDepth, String>,
     pub dead_letter_queue: Option<Result<QueueDepth, String>>,
     pub failures: Vec<FailureRow>,
@@ -166,6 +170,7 @@ pub fn view(snapshot: &Snapshot, settings: &StatusSettings) -> View {
         recent: recent(snapshot),
         cost: cost(&snapshot.billing, settings.monthly_path_budget),
         workers: workers(snapshot),
+        edge: snapshot.edge.clone(),
     }
 }
 

@@ -391,6 +391,7 @@ fn start_edge_stage<Q: Queue, C, L: Ledger>(
         settings: edge_settings.clone(),
         events: settings.events.clone(),
         clock: settings.clock,
+        tally: Arc::clone(&settings.edge_tally),
     };
     let (handoff, run) = stage.start(stop);
     tasks.spawn(run);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::WallClock;
 use crate::edge::settings::EdgeSettings;
+use crate::edge::stage::EdgeTally;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
 use crate::limit::share::AccountRate;
@@ -40,6 +41,8 @@ pub struct Settings {
     pub edge: EdgeSettings,
     /// The client edge checks go through; they run only with one.
     pub edge_client: Option<SharedEdge>,
+    /// What the checks at the edge came to, for the status page.
+    pub edge_tally: Arc<EdgeTally>,
 }
 
 /// Receiving and holding messages.
@@ -136,6 +139,7 @@ impl Default for Settings {
             waiting: Arc::default(),
             edge: EdgeSettings::default(),
             edge_client: None,
+            edge_tally: Arc::default(),
         }
     }
 }

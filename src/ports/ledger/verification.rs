@@ -94,6 +94,34 @@ impl VerificationRecord {
     }
 }
 
+impl VerificationRecord {
+    /// One line for people (audit, the status page): the outcome, the counts, when, where, what was stale.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "{}: {}/{} fresh, {} stale, {} unanswered at {}",
+            self.outcome.as_str(),
+            self.fresh,
+            self.checked,
+            self.stale,
+            self.errors,
+            humantime::format_rfc3339_seconds(self.at)
+        );
+        if !self.pops.is_empty() {
+            line.push_str(&format!("; POPs {}", self.pops.join(" ")));
+        }
+        if !self.stale_paths.is_empty() {
+            line.push_str(&format!("; stale {}", self.stale_paths.join(" ")));
+        }
+        if let Some(key) = &self.healed_by {
+            line.push_str(&format!("; invalidated again by message key {key}"));
+        }
+        if let (Some(warmed), Some(failed)) = (self.warmed, self.warm_failed) {
+            line.push_str(&format!("; warmed {warmed}, {failed} failed"));
+        }
+        line
+    }
+}
+
 fn bounded(texts: Vec<String>, max_bytes: usize) -> Vec<String> {
     texts.into_iter().take(MAX_LISTED).map(|text| capped(&text, max_bytes)).collect()
 }
@@ -127,5 +155,27 @@ mod tests {
             assert_eq!(EdgeOutcome::parse(outcome.as_str()), Some(outcome));
         }
         assert!(!EdgeOutcome::Healing.is_final() && EdgeOutcome::Stale.is_final());
+    }
+
+    #[test]
+    fn the_summary_says_outcome_counts_pops_and_what_was_stale() {
+        let record = VerificationRecord {
+            outcome: EdgeOutcome::Healing,
+            at: SystemTime::UNIX_EPOCH,
+            checked: 5,
+            fresh: 4,
+            stale: 1,
+            errors: 0,
+            pops: vec!["IAD89-C1".into(), "FRA56-P2".into()],
+            stale_paths: vec!["/a.html".into()],
+            healed_by: Some("heal-cfi-1".into()),
+            warmed: Some(10),
+            warm_failed: Some(0),
+        };
+        assert_eq!(
+            record.summary(),
+            "healing: 4/5 fresh, 1 stale, 0 unanswered at 1970-01-01T00:00:00Z; POPs IAD89-C1 FRA56-P2; stale /a.html; \
+             invalidated again by message key heal-cfi-1; warmed 10, 0 failed"
+        );
     }
 }
