@@ -126,6 +126,7 @@ async fn send_and_wait(producer: &Producer, awaited: bool, queue: &MemoryQueue, 
             Standing::DeadLettered { reason, .. } => panic!("{} was dead-lettered: {reason}", producer.path),
             Standing::Waiting { .. } if Instant::now() >= give_up => panic!("{} never completed", producer.path),
             Standing::Waiting { .. } => tokio::time::sleep(wait::POLL).await,
+            Standing::Verifying | Standing::Unproven { .. } => unreachable!("this wait does not verify"),
         }
     }
 }

@@ -256,7 +256,7 @@ impl Producer {
     /// Requester `n` of the pool: a CI run's name, one in a hundred as long as the worker takes.
     fn requester(n: u64) -> String {
         let sha = format!("{:016x}{:016x}{:08x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15), !n, n as u32);
-        let name = if n % 100 == 0 {
+        let name = if n.is_multiple_of(100) {
             format!("github:org-{}/{}@{sha}", n % 997, "a-long-repository-name-".repeat(12))
         } else {
             format!("github:org-{}/site@{sha}", n % 997)

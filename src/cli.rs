@@ -9,12 +9,16 @@ use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::worker::DEFAULT_MAX_HELD_MESSAGES;
 
+mod edge;
 #[cfg(test)]
 mod flags_doc;
 
+pub use self::edge::EdgeArgs;
+
 /// What the exit codes mean (`commands::exit`).
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 failed (the last line says why; trying again may help); 2 send --wait \
-timed out (the invalidation may still be running); 3 send --wait: a message was dead-lettered; 64 the command line \
+timed out (the invalidation may still be running); 3 send --wait: a message was dead-lettered (with --verify: or \
+the edge stayed stale); 64 the command line \
 is wrong; 78 the configuration is wrong (a missing queue, table, topic or index, no region or credentials, access \
 denied, a refused flag value): fix it, trying again will not help.";
 
@@ -313,6 +317,9 @@ pub struct RunArgs {
     /// messages a second. Raise it only when a worker's CPU nears one core; more workers are the first way to scale.
     #[arg(long, env = "INVALIDATOR_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -369,6 +376,12 @@ pub struct SendArgs {
     /// How long --wait waits.
     #[arg(long, env = "INVALIDATOR_WAIT_TIMEOUT", default_value = "15m")]
     pub wait_timeout: humantime::Duration,
+
+    /// With --wait: also wait for the worker's check at the edge (run --verify-edge) to show the new objects, not
+    /// only CloudFront's completion. Exit 0 when verified, 3 when the edge stays stale after the second
+    /// invalidation (or the check could not tell), 2 on timeout (also when no worker verifies).
+    #[arg(long, env = "INVALIDATOR_VERIFY", requires = "wait")]
+    pub verify: bool,
 
     /// With --wait: print the result as JSON on standard output (invalidation ids and times).
     #[arg(long, env = "INVALIDATOR_JSON", requires = "wait")]

@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime};
 use crate::coverage::{Since, covers};
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::audit::AuditLog;
-use crate::ports::ledger::{BatchRecord, BatchStatus, Batches, DeadLetterRecord, DeadLetters, LedgerError};
+use crate::ports::ledger::{
+    BatchRecord, BatchStatus, Batches, DeadLetterRecord, DeadLetters, EdgeOutcome, LedgerError, VerificationRecord,
+};
 
 /// How often `send --wait` looks: the worker looks at an awaited invalidation every second, so the wait returns
 /// within about 1.5 s of a completion (benches/wait_return.rs); a look reads the open answering batches by key.
@@ -53,6 +55,11 @@ pub enum Standing {
     Waiting { accepted: usize, completed: usize },
     /// The worker refused a message for good.
     DeadLettered { message_id: MessageId, reason: String },
+    /// `--verify`: every message is completed; the checks at the edge are not over yet.
+    Verifying,
+    /// `--verify`: a completed batch's check at the edge ended without showing the new objects (stale after the
+    /// second invalidation, or no answer that could tell).
+    Unproven { caller_reference: CallerReference, outcome: EdgeOutcome, stale_paths: Vec<String> },
 }
 
 /// A look at the ledger: the standing, and the batches that answer for the sent messages, oldest first.
@@ -97,6 +104,8 @@ pub struct Wait {
     /// Where the next look's point reads start among the unanswered messages.
     turn: usize,
     listed_at: Option<SystemTime>,
+    /// `--verify`: completed is not enough, the batches' checks at the edge must have shown the new objects.
+    verify: bool,
 }
 
 impl Wait {
@@ -105,7 +114,26 @@ impl Wait {
             .into_iter()
             .map(|sent| Awaited { answering: sent.message_id.clone(), since: sent.sent_at, sent })
             .collect();
-        Self { distribution, messages, answering: BTreeMap::new(), dead_letter: None, turn: 0, listed_at: None }
+        Self {
+            distribution,
+            messages,
+            answering: BTreeMap::new(),
+            dead_letter: None,
+            turn: 0,
+            listed_at: None,
+            verify: false,
+        }
+    }
+
+    /// Waits for the worker's check at the edge (`--verify-edge`) of the completed batches, too.
+    pub fn verifying(self) -> Self {
+        Self { verify: true, ..self }
+    }
+
+    /// Nothing more will change in the batch that the wait reads.
+    fn settled(&self, batch: &BatchRecord) -> bool {
+        let checked = |b: &BatchRecord| b.verification.as_ref().is_some_and(|v| v.outcome.is_final());
+        batch.status == BatchStatus::Completed && (!self.verify || checked(batch))
     }
 
     /// Reads what changed since the last look and says where the messages stand.
@@ -128,12 +156,8 @@ impl Wait {
 
     /// The batches found answering that have not completed, read again by key: they are what the wait is for.
     async fn reread_answering<L: Batches>(&mut self, ledger: &L) -> Result<(), LedgerError> {
-        let open: Vec<CallerReference> = self
-            .answering
-            .values()
-            .filter(|b| b.status != BatchStatus::Completed)
-            .map(|b| b.caller_reference.clone())
-            .collect();
+        let open: Vec<CallerReference> =
+            self.answering.values().filter(|b| !self.settled(b)).map(|b| b.caller_reference.clone()).collect();
         for caller_reference in open {
             match ledger.batch(&caller_reference).await? {
                 Some(record) => self.answering.insert(caller_reference, record),
@@ -206,6 +230,7 @@ impl Wait {
         batches.sort_by_key(|b| b.created_at);
         let standing = match &self.dead_letter {
             Some(dead) => Standing::DeadLettered { message_id: dead.message_id.clone(), reason: dead.reason.clone() },
+            None if self.verify => verified(standing(&self.messages, &self.answering), &self.answering),
             None => standing(&self.messages, &self.answering),
         };
         Look { standing, batches }
@@ -220,6 +245,29 @@ fn standing(messages: &[Awaited], batches: &BTreeMap<CallerReference, BatchRecor
     }
     let accepted = messages.iter().filter(|m| m.answered(batches, BatchStatus::is_accepted)).count();
     Standing::Waiting { accepted, completed }
+}
+
+/// With `--verify`: completed once every completed batch's check at the edge showed the new objects; unproven as
+/// soon as one ended without. No I/O.
+fn verified(completed: Standing, batches: &BTreeMap<CallerReference, BatchRecord>) -> Standing {
+    if completed != Standing::Completed {
+        return completed;
+    }
+    let checks: Vec<(&BatchRecord, Option<&VerificationRecord>)> = batches
+        .values()
+        .filter(|b| b.status == BatchStatus::Completed)
+        .map(|b| (b, b.verification.as_ref().filter(|v| v.outcome.is_final())))
+        .collect();
+    for (batch, check) in &checks {
+        if let Some(check) = check.filter(|v| !v.outcome.is_proven()) {
+            return Standing::Unproven {
+                caller_reference: batch.caller_reference.clone(),
+                outcome: check.outcome,
+                stale_paths: check.stale_paths.clone(),
+            };
+        }
+    }
+    if checks.iter().all(|(_, check)| check.is_some()) { Standing::Completed } else { Standing::Verifying }
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pendin
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::ledger::{
-    Billing, Intent, LISTED_REQUESTERS, MonthCap, Requester, RequesterShare, billing_day, billing_month,
+    Billing, EdgeOutcome, Intent, LISTED_REQUESTERS, MAX_LISTED, MonthCap, Requester, RequesterShare,
+    VerificationRecord, billing_day, billing_month,
 };
 use cf_invalidator::ports::{
     Allowance, AuditLog, BatchRecord, BatchStatus, BatchSummary, Batches, BudgetState, Budgets, Cdn, CdnError,
@@ -174,6 +175,35 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     assert_eq!(ledger.list(&distribution, millis(base - 1_000), 10).await.unwrap(), [failed, completed]);
     let missing = Completion { caller_reference: unknown.caller_reference.clone(), ..completion.clone() };
     assert!(matches!(ledger.record_completion(&missing).await, Err(LedgerError::Conflict(_))));
+
+    // Verification at the edge: stored on the record, replaced by a later one, bounded; only for an existing record.
+    let mut check = VerificationRecord {
+        outcome: EdgeOutcome::Checking,
+        at: millis(base + 63_000),
+        checked: 40,
+        fresh: 28,
+        stale: 12,
+        errors: 0,
+        pops: (0..12).map(|n| format!("POP{n}-C1")).collect(),
+        stale_paths: (0..12).map(|n| format!("/{n}/{}", "x".repeat(1_000))).collect(),
+        healed_by: None,
+        warmed: None,
+        warm_failed: None,
+    };
+    ledger.record_verification(&accepted.caller_reference, &check).await.unwrap();
+    check.outcome = EdgeOutcome::Healing;
+    check.healed_by = Some("heal-1".into());
+    check.warmed = Some(10);
+    check.warm_failed = Some(0);
+    ledger.record_verification(&accepted.caller_reference, &check).await.unwrap();
+    let stored = ledger.batch(&accepted.caller_reference).await.unwrap().unwrap().verification.unwrap();
+    assert_eq!(stored, check.clone().bounded(), "the last one, within its bounds");
+    assert_eq!((stored.pops.len(), stored.stale_paths.len(), stored.stale), (MAX_LISTED, MAX_LISTED, 12));
+    assert!(matches!(
+        ledger.record_verification(&unknown.caller_reference, &check).await,
+        Err(LedgerError::Conflict(_))
+    ));
+    assert_eq!(ledger.batch(&unknown.caller_reference).await.unwrap(), None, "no record made by it");
 
     // The outbox: a completed batch whose events are still to be published stays tracked until they are.
     let mut announced = record(&distribution, base + 3_000);

@@ -198,6 +198,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         published: Vec::new(),
         outbox: false,
         tracking_abandoned: None,
+        verification: None,
     };
     fixture.ledger.record_intent(&record).await.unwrap();
     for chunk in window.receipts.chunks(10) {

@@ -90,6 +90,8 @@ fn detail_type(event: &Event) -> &'static str {
         EventKind::Completed => "Invalidation Completed",
         EventKind::Failed => "Invalidation Failed",
         EventKind::DeadLettered => "Message Dead-Lettered",
+        EventKind::Verified => "Invalidation Verified",
+        EventKind::Stale => "Invalidation Stale",
     }
 }
 

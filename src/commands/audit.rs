@@ -98,6 +98,19 @@ fn batch_json(record: &BatchRecord) -> Value {
         "coalescing": record.coalescing,
         "failure": record.failure,
         "tracking_abandoned": record.tracking_abandoned,
+        "verification": record.verification.as_ref().map(|v| json!({
+            "outcome": v.outcome.as_str(),
+            "at": time(v.at),
+            "checked": v.checked,
+            "fresh": v.fresh,
+            "stale": v.stale,
+            "errors": v.errors,
+            "pops": v.pops,
+            "stale_paths": v.stale_paths,
+            "healed_by": v.healed_by,
+            "warmed": v.warmed,
+            "warm_failed": v.warm_failed,
+        })),
     })
 }
 
@@ -214,9 +227,15 @@ fn print_batches(rows: &[Row]) -> anyhow::Result<()> {
         if let Some(coalescing) = &record.coalescing {
             outln!("    coalesced: {coalescing}")?;
         }
+        if let Some(verification) = &record.verification {
+            outln!("    edge: {}", verification.summary())?;
+        }
         if let Some((path, covered_by)) = coverage {
             let how = if covered_by == path { "exactly" } else { "by the wildcard" };
             outln!("    {path} invalidated {how} {covered_by}")?;
+            if record.verification.as_ref().is_some_and(|v| v.stale_paths.contains(path)) {
+                outln!("    {path} was seen stale at the edge")?;
+            }
         }
     }
     Ok(())

@@ -9,11 +9,13 @@ use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::events::{EventBridgeEvents, SnsEvents};
 use cf_invalidator::aws::sqs::SqsQueue;
+use cf_invalidator::edge::http::{HttpEdge, Resolver};
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::limit::account::{AccountQuota, AccountQuotas};
 use cf_invalidator::limit::share::AccountRate;
 use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::edge::SharedEdge;
 use cf_invalidator::ports::events::Events;
 use cf_invalidator::status::StatusPage;
 use cf_invalidator::status::page::render_error;
@@ -35,6 +37,10 @@ use crate::cli::{Coalesce, RunArgs};
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
     let mut settings = settings(&args).map_err(|e| misconfigured(format!("{e:#}")))?;
+    if settings.edge.verify.is_some() || settings.edge.warm.is_some() {
+        let client = HttpEdge::new(settings.edge.limits, Resolver::System).map_err(misconfigured)?;
+        settings.edge_client = Some(SharedEdge::new(Arc::new(client)));
+    }
     let config = super::aws_config().await?;
     settings.events = events(&config, &args).await?;
     let health = Arc::new(Health::default());
@@ -122,6 +128,11 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         (args.events_topic_arn.is_none() && args.events_bus.is_none()) || !args.completion_poll.is_zero(),
         "events are published by completion tracking: --events-topic-arn and --events-bus need a --completion-poll above 0s"
     );
+    ensure!(
+        !(args.edge.verify_edge || args.edge.warm) || !args.completion_poll.is_zero(),
+        "--verify-edge and --warm start when completion tracking sees a batch complete: they need a --completion-poll above 0s"
+    );
+    let edge = args.edge.settings()?;
     let create_burst = NonZeroU32::new(args.create_burst).context("--create-burst must be at least 1")?;
     let routing = match &args.routes {
         Some(path) => Routing::load(path)?,
@@ -179,6 +190,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             ..TrackingSettings::default()
         },
         shutdown_timeout: args.shutdown_timeout.into(),
+        edge,
         ..Settings::default()
     })
 }
@@ -236,6 +248,8 @@ fn status_page(
         },
         waiting: Some(Arc::clone(&settings.waiting)),
         limits: Some(Arc::clone(&settings.limits)),
+        edge: (settings.edge.verify.is_some() || settings.edge.warm.is_some())
+            .then(|| Arc::clone(&settings.edge_tally)),
     }
 }
 

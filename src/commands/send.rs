@@ -34,6 +34,8 @@ const PROGRESS_LINES: usize = 10;
 #[error("{reason}")]
 pub struct WaitEnded {
     pub code: u8,
+    /// As `--json` says it: `timeout`, `dead_lettered` or `stale`.
+    pub status: &'static str,
     pub reason: String,
 }
 
@@ -41,6 +43,9 @@ pub struct WaitEnded {
 pub const EXIT_TIMEOUT: u8 = 2;
 /// Exit code of a --wait that saw a message dead-lettered (refused, or its batch refused by CloudFront).
 pub const EXIT_DEAD_LETTERED: u8 = 3;
+/// Exit code of a --wait --verify whose check at the edge ended without showing the new objects: as final as a
+/// dead letter, for a CI step to stop on.
+pub const EXIT_STALE: u8 = 3;
 
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let distribution = super::parse_distribution(&args.distribution)?;
@@ -81,7 +86,9 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     };
     say(format_args!("{summary}; waiting for CloudFront to complete them"));
     let messages = sent.len();
-    wait_for_completion(&ledger, Wait::new(distribution, sent), messages, &args).await
+    let wait = Wait::new(distribution, sent);
+    let wait = if args.verify { wait.verifying() } else { wait };
+    wait_for_completion(&ledger, wait, messages, &args).await
 }
 
 /// The messages to send, each body with the request the worker will read from it, checked by the worker's own
@@ -199,10 +206,21 @@ async fn wait_for_completion(
             Some(Standing::Completed) => None,
             Some(Standing::DeadLettered { message_id, reason }) => Some(WaitEnded {
                 code: EXIT_DEAD_LETTERED,
+                status: "dead_lettered",
                 reason: format!("message {message_id} was dead-lettered: {reason}"),
+            }),
+            Some(Standing::Unproven { caller_reference, outcome, stale_paths }) => Some(WaitEnded {
+                code: EXIT_STALE,
+                status: "stale",
+                reason: format!(
+                    "batch {caller_reference} completed, but its check at the edge ended {}; stale: {}",
+                    outcome.as_str(),
+                    if stale_paths.is_empty() { "none seen".to_owned() } else { stale_paths.join(" ") }
+                ),
             }),
             _ if tokio::time::Instant::now() >= deadline => Some(WaitEnded {
                 code: EXIT_TIMEOUT,
+                status: "timeout",
                 reason: format!("not completed within {}: {shown}", humantime::format_duration(timeout)),
             }),
             _ => {
@@ -230,12 +248,16 @@ fn progress(look: &wait::Look, messages: usize) -> String {
             format!("accepted {accepted}/{messages} message(s), completed {completed}/{messages}")
         }
         Standing::DeadLettered { message_id, .. } => format!("message {message_id} was dead-lettered"),
+        Standing::Verifying => format!("completed: all {messages} message(s); waiting for the check at the edge"),
+        Standing::Unproven { caller_reference, outcome, .. } => {
+            format!("the check at the edge of {caller_reference} ended {}", outcome.as_str())
+        }
     }];
     let (submitted, waiting): (Vec<&BatchRecord>, Vec<&BatchRecord>) =
         look.batches.iter().partition(|b| b.invalidation_id.is_some());
     let invalidations: Vec<String> = submitted
         .iter()
-        .filter_map(|b| Some(format!("{} {}", b.invalidation_id.as_deref()?, b.status.as_str())))
+        .filter_map(|b| Some(format!("{} {}{}", b.invalidation_id.as_deref()?, b.status.as_str(), edge_note(b))))
         .collect();
     if !invalidations.is_empty() {
         parts.push(invalidations.join(", "));
@@ -246,13 +268,14 @@ fn progress(look: &wait::Look, messages: usize) -> String {
     parts.join("; ")
 }
 
+/// A batch's check at the edge, when it has one.
+fn edge_note(batch: &BatchRecord) -> String {
+    batch.verification.as_ref().map(|v| format!(" (edge: {})", v.outcome.as_str())).unwrap_or_default()
+}
+
 fn result_json(ended: Option<&WaitEnded>, batches: &[BatchRecord], messages: usize) -> Value {
     let time = |at: Option<SystemTime>| at.map(|at| humantime::format_rfc3339_millis(at).to_string());
-    let status = match ended {
-        None => "completed",
-        Some(WaitEnded { code: EXIT_DEAD_LETTERED, .. }) => "dead_lettered",
-        Some(_) => "timeout",
-    };
+    let status = ended.map_or("completed", |ended| ended.status);
     json!({
         "status": status,
         "reason": ended.map(|e| e.reason.as_str()),
@@ -266,6 +289,14 @@ fn result_json(ended: Option<&WaitEnded>, batches: &[BatchRecord], messages: usi
             "submitted_at": time(b.submitted_at),
             "completed_at": time(b.completed_at),
             "time_to_complete_ms": b.time_to_complete.map(|t| t.as_millis() as u64),
+            "edge": b.verification.as_ref().map(|v| json!({
+                "outcome": v.outcome.as_str(),
+                "at": time(Some(v.at)),
+                "checked": v.checked,
+                "fresh": v.fresh,
+                "stale": v.stale,
+                "stale_paths": v.stale_paths,
+            })),
         })).collect::<Vec<_>>(),
     })
 }

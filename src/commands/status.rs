@@ -34,6 +34,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         },
         waiting: None,
         limits: None,
+        edge: None,
     };
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on --listen {}", args.listen))?;

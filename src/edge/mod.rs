@@ -11,6 +11,7 @@ pub mod fresh;
 pub mod http;
 pub mod sample;
 pub mod settings;
+pub mod stage;
 pub mod url;
 mod verify;
 mod warm;

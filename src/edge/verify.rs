@@ -96,11 +96,12 @@ impl<E: Edge> Verifier<E> {
     /// HEAD (GET, its body read up to the cap, where HEAD is refused), and likewise from the origin when it is
     /// known. At most four requests a path.
     pub async fn verify(&self, facts: &BatchFacts) -> Verification {
-        let mut checked: Vec<Checked> = stream::iter(sample(&facts.paths, self.settings.sample))
-            .map(|path| self.check(facts, path))
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
+        // The futures made first, not by a closure inside the stream: a stream holding a closure over borrowed
+        // paths is not `Send` to the compiler, and the worker runs this on a task of its own.
+        let checks: Vec<_> =
+            sample(&facts.paths, self.settings.sample).into_iter().map(|p| self.check(facts, p)).collect();
+        let mut checked: Vec<Checked> =
+            stream::iter(checks).buffer_unordered(self.settings.concurrency.max(1)).collect().await;
         checked.sort_by(|a, b| a.path.cmp(&b.path));
         let mut verification = Verification {
             at: self.clock.now(),

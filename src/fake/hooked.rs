@@ -25,6 +25,8 @@ macro_rules! hooked_ledger {
                 lease_until: std::time::SystemTime) -> bool ["renew_lease"];
             record_completion(completion: &$crate::ports::Completion) -> bool ["record_completion"];
             batch(caller_reference: &$crate::model::CallerReference) -> Option<$crate::ports::BatchRecord> ["batch"];
+            record_verification(caller_reference: &$crate::model::CallerReference,
+                verification: &$crate::ports::ledger::VerificationRecord) -> () ["record_verification"];
         });
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::ledger::Bills {
             month_billing(month: &str) -> $crate::ports::ledger::MonthBilling ["month_billing"];

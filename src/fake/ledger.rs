@@ -50,6 +50,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         published: Vec::new(),
         outbox: false,
         tracking_abandoned: None,
+        verification: None,
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -146,4 +148,39 @@ impl EdgeError {
 /// - Connecting, the answer and its body are each bounded in time; running out is `EdgeError::Timeout`.
 pub trait Edge: Send + Sync + 'static {
     fn fetch(&self, request: &EdgeRequest) -> impl Future<Output = Result<EdgeResponse, EdgeError>> + Send;
+}
+
+pub type Fetched<'a> = Pin<Box<dyn Future<Output = Result<EdgeResponse, EdgeError>> + Send + 'a>>;
+
+/// `Edge` as an object, so the worker's settings can carry whichever client was configured.
+trait DynEdge: Send + Sync + 'static {
+    fn fetch_boxed<'a>(&'a self, request: &'a EdgeRequest) -> Fetched<'a>;
+}
+
+impl<E: Edge> DynEdge for E {
+    fn fetch_boxed<'a>(&'a self, request: &'a EdgeRequest) -> Fetched<'a> {
+        Box::pin(self.fetch(request))
+    }
+}
+
+/// The configured edge client (HTTP in production, the simulator's edge in tests), shared by the edge stage.
+#[derive(Clone)]
+pub struct SharedEdge(Arc<dyn DynEdge>);
+
+impl SharedEdge {
+    pub fn new(edge: Arc<impl Edge>) -> Self {
+        Self(edge)
+    }
+}
+
+impl fmt::Debug for SharedEdge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedEdge")
+    }
+}
+
+impl Edge for SharedEdge {
+    async fn fetch(&self, request: &EdgeRequest) -> Result<EdgeResponse, EdgeError> {
+        self.0.fetch_boxed(request).await
+    }
 }

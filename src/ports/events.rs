@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::model::path::count_wildcards;
-use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord};
+use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, VerificationRecord};
 use crate::retry::Transient;
 
 /// What happened, as the `kind` field says it.
@@ -22,6 +22,11 @@ pub enum EventKind {
     Failed,
     /// A message was refused before it reached a batch (or with its batch), and went to the dead-letter queue.
     DeadLettered,
+    /// After completion, the edge was seen serving the new objects (`--verify-edge`), at once or after the second
+    /// invalidation.
+    Verified,
+    /// The edge still served old copies after the second invalidation; nothing more is tried.
+    Stale,
 }
 
 impl EventKind {
@@ -31,11 +36,13 @@ impl EventKind {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::DeadLettered => "dead_lettered",
+            Self::Verified => "verified",
+            Self::Stale => "stale",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Accepted, Self::Completed, Self::Failed, Self::DeadLettered]
+        [Self::Accepted, Self::Completed, Self::Failed, Self::DeadLettered, Self::Verified, Self::Stale]
             .into_iter()
             .find(|kind| kind.as_str() == text)
     }
@@ -76,6 +83,22 @@ pub struct Event {
     pub time_to_complete_ms: Option<u64>,
     /// Why a batch failed or a message was dead-lettered.
     pub reason: Option<String>,
+    /// Of `verified` and `stale`: the check at the edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<EdgeSummary>,
+}
+
+/// What a `verified` or `stale` event says of the check at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeSummary {
+    pub outcome: String,
+    /// RFC 3339: when the last answer came.
+    pub at: String,
+    pub checked: u32,
+    pub fresh: u32,
+    pub stale: u32,
+    pub pops: Vec<String>,
+    pub stale_paths: Vec<String>,
 }
 
 impl Event {
@@ -101,7 +124,22 @@ impl Event {
                 .filter(|_| completed)
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             reason: record.failure.clone().filter(|_| kind == EventKind::Failed),
+            verification: None,
         }
+    }
+
+    /// A `verified` or `stale` event of a batch's check at the edge.
+    pub fn of_verification(kind: EventKind, record: &BatchRecord, verified: &VerificationRecord) -> Self {
+        let summary = EdgeSummary {
+            outcome: verified.outcome.as_str().to_owned(),
+            at: rfc3339(verified.at),
+            checked: verified.checked,
+            fresh: verified.fresh,
+            stale: verified.stale,
+            pops: verified.pops.clone(),
+            stale_paths: verified.stale_paths.clone(),
+        };
+        Self { verification: Some(summary), ..Self::of(kind, record) }
     }
 
     pub fn of_dead_letter(record: &DeadLetterRecord) -> Self {
@@ -122,6 +160,7 @@ impl Event {
             completed_at: None,
             time_to_complete_ms: None,
             reason: Some(record.reason.clone()),
+            verification: None,
         }
     }
 }
@@ -188,5 +227,36 @@ mod tests {
         }
         assert_eq!((event["kind"].as_str(), event["wildcards"].as_u64()), (Some("accepted"), Some(1)));
         assert_eq!(event["completed_at"], serde_json::Value::Null, "only a completed event says when");
+    }
+
+    #[test]
+    fn edge_events_carry_the_verification_the_schema_describes() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../schema/event.v1.json")).unwrap();
+        let record = pending_record("EAAA", &["/a"], &["m1"], SystemTime::UNIX_EPOCH);
+        let verified = VerificationRecord {
+            outcome: crate::ports::ledger::EdgeOutcome::Healed,
+            at: SystemTime::UNIX_EPOCH,
+            checked: 5,
+            fresh: 4,
+            stale: 1,
+            errors: 0,
+            pops: vec!["IAD89-C1".into()],
+            stale_paths: vec!["/a".into()],
+            healed_by: Some("heal-x".into()),
+            warmed: None,
+            warm_failed: None,
+        };
+        let event = serde_json::to_value(Event::of_verification(EventKind::Verified, &record, &verified)).unwrap();
+        assert_eq!(event["kind"], "verified");
+        let described = &schema["properties"]["verification"];
+        let fields: Vec<&String> = event["verification"].as_object().unwrap().keys().collect();
+        assert_eq!(fields.len(), described["required"].as_array().unwrap().len());
+        for field in fields {
+            assert!(described["properties"].get(field).is_some(), "{field} is not in the schema");
+        }
+        let kinds = schema["properties"]["kind"]["enum"].as_array().unwrap();
+        assert!(kinds.contains(&"verified".into()) && kinds.contains(&"stale".into()));
+        let accepted = serde_json::to_value(Event::of(EventKind::Accepted, &record)).unwrap();
+        assert!(accepted.get("verification").is_none(), "only edge events carry one");
     }
 }

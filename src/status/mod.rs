@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use hyper::StatusCode;
 
 use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings};
+use crate::edge::stage::EdgeTally;
 use crate::limit::WaitingBoard;
 use crate::limit::belief::LimitBoard;
 use crate::ports::ledger::{LedgerError, billing_month};
@@ -39,6 +40,8 @@ pub struct StatusPage<L, Q> {
     pub waiting: Option<Arc<WaitingBoard>>,
     /// What the worker believes of CloudFront's limits, where it learned to believe less; set by the worker.
     pub limits: Option<Arc<LimitBoard>>,
+    /// Set by a worker that checks at the edge (`--verify-edge`, `--warm`).
+    pub edge: Option<Arc<EdgeTally>>,
 }
 
 fn depth_text(depth: Result<QueueDepth, QueueError>) -> Result<QueueDepth, String> {
@@ -76,6 +79,7 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             billing: billing?,
             waiting: self.waiting.as_ref().map(|board| board.now()),
             limits: self.limits.as_ref().map(|board| board.believed()).unwrap_or_default(),
+            edge: self.edge.as_ref().map(|tally| tally.line().unwrap_or_else(|| "no batch checked yet".into())),
         })
     }
 

@@ -74,6 +74,10 @@ pub fn render(view: &View) -> String {
         h1 { "cf-invalidator status" }
         p.note { "Ledger " code { (view.table) } " at " (view.generated_at) "; reloads every " (REFRESH_SECONDS) " s." }
 
+        @if let Some(edge) = &view.edge {
+            p.note { "Checks at the edge by this worker: " (edge) }
+        }
+
         h2 { "Distributions" }
         p.note {
             "In progress against CloudFront's " (count(view.quota.paths)) " paths and " (view.quota.wildcards)
@@ -251,6 +255,7 @@ pub fn render_batch(record: &BatchRecord, table: &str) -> String {
         ("coalescing", record.coalescing.clone().unwrap_or_default()),
         ("failure", record.failure.clone().unwrap_or_default()),
         ("owner", record.owner.clone()),
+        ("at the edge", record.verification.as_ref().map(|v| v.summary()).unwrap_or_default()),
     ];
     let body = html! {
         p { a href="/" { "← status" } }

@@ -86,6 +86,7 @@ async fn seeded(now: SystemTime) -> StatusPage<MemoryLedger, MemoryQueue> {
         settings: settings(),
         waiting: None,
         limits: None,
+        edge: None,
     }
 }
 
@@ -113,6 +114,44 @@ async fn the_view_shows_headroom_backlog_and_the_newest_invalidation() {
     let owners: Vec<_> = shown.workers.iter().map(|w| (w.owner.as_str(), w.reservations, w.leases)).collect();
     assert_eq!(owners, [("worker-a", 1, 0), ("worker-b", 0, 1)]);
     assert_eq!(shown.cost.budget.map(|b| b.paths), Some(2_000));
+}
+
+#[tokio::test]
+async fn a_worker_checking_at_the_edge_shows_its_outcomes_and_a_batch_page_its_verification() {
+    use crate::edge::stage::EdgeTally;
+    use crate::ports::AuditLog;
+    use crate::ports::ledger::{EdgeOutcome, VerificationRecord};
+    use crate::telemetry::Pages;
+    let now = SystemTime::now();
+    let mut page = seeded(now).await;
+    let html = page.page("/").await.unwrap().html;
+    assert!(!html.contains("Checks at the edge"), "a page that does not check says nothing of it");
+
+    let verified = VerificationRecord {
+        outcome: EdgeOutcome::Healed,
+        at: now,
+        checked: 5,
+        fresh: 4,
+        stale: 1,
+        errors: 0,
+        pops: vec!["FRA56-P2".into()],
+        stale_paths: vec!["/stale.html".into()],
+        healed_by: Some("heal-x".into()),
+        warmed: None,
+        warm_failed: None,
+    };
+    let tally = EdgeTally::default();
+    let newest = page.ledger.batch_by_invalidation("I2NEWEST").await.unwrap().unwrap();
+    tally.add(&newest.caller_reference, &verified);
+    tally.add(&newest.caller_reference, &VerificationRecord { outcome: EdgeOutcome::Healing, ..verified.clone() });
+    page.edge = Some(Arc::new(tally));
+    let html = page.page("/").await.unwrap().html;
+    assert!(html.contains("Checks at the edge by this worker: 1 healed; last: "), "{html}");
+    assert!(html.contains("/stale.html"), "the last check's stale paths");
+
+    page.ledger.record_verification(&newest.caller_reference, &verified).await.unwrap();
+    let batch_page = page.page("/invalidation/I2NEWEST").await.unwrap().html;
+    assert!(batch_page.contains("at the edge") && batch_page.contains("healed: 4/5 fresh"), "{batch_page}");
 }
 
 #[tokio::test]
@@ -166,6 +205,7 @@ async fn an_idle_worker_is_not_said_to_be_missing() {
         settings: settings(),
         waiting: None,
         limits: None,
+        edge: None,
     };
     let now = SystemTime::now();
     let html = render(&view(&page.snapshot(now).await.unwrap(), &page.settings));

@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub waiting: Option<Vec<(DistributionId, Backlog)>>,
     /// The limits the worker learned, by name and scope; none outside a worker.
     pub limits: Vec<(&'static str, String, Believed)>,
+    /// A worker checking at the edge: its checks' outcomes in one line.
+    pub edge: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +68,8 @@ pub struct View {
     pub distributions: Vec<DistributionRow>,
     /// Whether `waiting` in the rows is known (the worker serves the page) or not (`cf-invalidator status`).
     pub waiting_known: bool,
+    /// The serving worker's checks at the edge, if it makes them.
+    pub edge: Option<String>,
     pub queue: Result<QueueDepth, String>,
     pub dead_letter_queue: Option<Result<QueueDepth, String>>,
     pub failures: Vec<FailureRow>,
@@ -181,6 +185,7 @@ pub fn view(snapshot: &Snapshot, settings: &StatusSettings) -> View {
             .filter(|(_, _, b)| b.believed < b.configured)
             .map(|(limit, scope, b)| (*limit, scope.clone(), b.believed, b.configured))
             .collect(),
+        edge: snapshot.edge.clone(),
     }
 }
 

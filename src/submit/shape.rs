@@ -68,6 +68,7 @@ impl<C, L> Submitter<C, L> {
             published: Vec::new(),
             outbox: false,
             tracking_abandoned: None,
+            verification: None,
         };
         self.renew_terms(&mut record);
         record

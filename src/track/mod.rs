@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::WallClock;
+use crate::edge::stage::{CompletedBatch, EdgeHandoff};
 use crate::limit::Budget;
 use crate::model::DistributionId;
 use crate::ports::budget::{BudgetState, JointWrites, Recorded};
@@ -93,6 +94,9 @@ pub struct Tracker<C, L> {
     /// Where accepted and completed events go. The ledger is the outbox: a batch stays among the tracked until its
     /// events are recorded as published, so a worker that stops before publishing leaves them to another.
     pub events: Option<Events>,
+    /// Where completed batches go to be checked at the edge (`--verify-edge`, `--warm`): handed over without
+    /// waiting, by the worker that recorded the completion.
+    pub edge: Option<EdgeHandoff>,
 }
 
 impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
@@ -271,7 +275,15 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                 self.give_up(&Owed::Batch(entry.submitted), &reason).await;
                 continue;
             }
+            let first = matches!(answer, Ok(true));
             if recorded(&entry.submitted, completion, answer) {
+                if first && let Some(edge) = &self.edge {
+                    edge.hand(CompletedBatch {
+                        caller_reference: completion.caller_reference.clone(),
+                        distribution_id: distribution.clone(),
+                        completed_at: completion.completed_at,
+                    });
+                }
                 entry.submitted.status = BatchStatus::Completed;
                 if self.publish_owed(&mut entry.submitted).await {
                     continue;

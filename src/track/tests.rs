@@ -55,7 +55,14 @@ impl Setup {
             "w1".into(),
             self.clock,
         ));
-        Tracker { cdn: Arc::clone(&self.cdn), ledger: Arc::clone(&self.ledger), budget, settings, events: None }
+        Tracker {
+            cdn: Arc::clone(&self.cdn),
+            ledger: Arc::clone(&self.ledger),
+            budget,
+            settings,
+            events: None,
+            edge: None,
+        }
     }
 
     /// Runs a tracker over `submitted` until it has nothing left to track.

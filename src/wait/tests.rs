@@ -173,3 +173,53 @@ async fn once_every_message_is_answered_for_a_look_reads_only_the_open_batches_b
     assert_eq!(observed.requests.get("Query"), None, "no listing once answered for: {observed:?}");
     assert_eq!(observed.requests.get("GetItem"), Some(&1), "one read of the open batch: {observed:?}");
 }
+
+#[tokio::test]
+async fn verifying_waits_for_the_checks_at_the_edge_and_ends_unproven_on_a_stale_one() {
+    use crate::ports::ledger::{EdgeOutcome, VerificationRecord};
+    let check = |outcome| VerificationRecord {
+        outcome,
+        at: SystemTime::now(),
+        checked: 5,
+        fresh: 4,
+        stale: 1,
+        errors: 0,
+        pops: vec!["FRA56-P2".into()],
+        stale_paths: vec!["/a".into()],
+        healed_by: None,
+        warmed: None,
+        warm_failed: None,
+    };
+    let ledger = MemoryLedger::default();
+    let mut plain = wait(vec![sent("m1", &["/a"], ago(60))]);
+    let mut verifying = wait(vec![sent("m1", &["/a"], ago(60))]).verifying();
+    record(&ledger, BatchStatus::Completed, &["/a"], &["m1"], ago(50)).await;
+    assert_eq!(look(&mut plain, &ledger).await.standing, Standing::Completed);
+    assert_eq!(look(&mut verifying, &ledger).await.standing, Standing::Verifying, "not checked yet");
+
+    for (outcome, standing) in [
+        (EdgeOutcome::Checking, Standing::Verifying),
+        (EdgeOutcome::Healing, Standing::Verifying),
+        (EdgeOutcome::Healed, Standing::Completed),
+        (EdgeOutcome::Fresh, Standing::Completed),
+        (
+            EdgeOutcome::Stale,
+            Standing::Unproven {
+                caller_reference: CallerReference::from_recorded("stale".into()),
+                outcome: EdgeOutcome::Stale,
+                stale_paths: vec!["/a".into()],
+            },
+        ),
+    ] {
+        let ledger = MemoryLedger::default();
+        let batch = record(&ledger, BatchStatus::Completed, &["/a"], &["m1"], ago(50)).await;
+        let mut verifying = wait(vec![sent("m1", &["/a"], ago(60))]).verifying();
+        look(&mut verifying, &ledger).await;
+        ledger.record_verification(&batch.caller_reference, &check(outcome)).await.unwrap();
+        let mut standing = standing;
+        if let Standing::Unproven { caller_reference, .. } = &mut standing {
+            *caller_reference = batch.caller_reference.clone();
+        }
+        assert_eq!(look(&mut verifying, &ledger).await.standing, standing, "{outcome:?}: read again by key");
+    }
+}

@@ -33,6 +33,7 @@ use crate::batch::{
     window::{BatchLimits, Batcher, MAX_WILDCARDS_PER_BATCH},
 };
 use crate::billing::{self, MonthToDate};
+use crate::edge::stage::{EdgeHandoff, EdgeStage};
 use crate::held::{self, InFlight, SubmissionBacklog};
 use crate::intake::{self, Outlets, PollSettings};
 use crate::limit::account::AccountBuckets;
@@ -350,7 +351,7 @@ pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Starts the completion tracker unless it is turned off; returns where accepted invalidations go.
-fn start_tracker<Q, C: Cdn, L: Ledger>(
+fn start_tracker<Q: Queue, C: Cdn, L: Ledger>(
     services: &Services<Q, C, L>,
     settings: &Settings,
     budget: &Arc<Budget<C, L>>,
@@ -360,6 +361,7 @@ fn start_tracker<Q, C: Cdn, L: Ledger>(
     if settings.tracking.poll.is_zero() {
         return None;
     }
+    let edge = start_edge_stage(services, settings, tasks, stop.clone());
     let (to_tracker, accepted) = mpsc::channel(CHANNEL_CAPACITY);
     let tracker = Tracker {
         cdn: Arc::clone(&services.cdn),
@@ -374,7 +376,33 @@ fn start_tracker<Q, C: Cdn, L: Ledger>(
             clock: settings.clock,
         },
         events: settings.events.clone(),
+        edge,
     };
     tasks.spawn(tracker.run(accepted, stop));
     Some(to_tracker)
+}
+
+/// Starts the edge stage when checks are configured (and a client to make them); returns where the tracker hands
+/// completed batches. Stopped with the tracker: a check under way then is left unfinished.
+fn start_edge_stage<Q: Queue, C, L: Ledger>(
+    services: &Services<Q, C, L>,
+    settings: &Settings,
+    tasks: &mut JoinSet<()>,
+    stop: CancellationToken,
+) -> Option<EdgeHandoff> {
+    let edge_settings = &settings.edge;
+    let client =
+        settings.edge_client.clone().filter(|_| edge_settings.verify.is_some() || edge_settings.warm.is_some())?;
+    let stage = EdgeStage {
+        edge: client,
+        ledger: Arc::clone(&services.ledger),
+        queue: Arc::clone(&services.queue),
+        settings: edge_settings.clone(),
+        events: settings.events.clone(),
+        clock: settings.clock,
+        tally: Arc::clone(&settings.edge_tally),
+    };
+    let (handoff, run) = stage.start(stop);
+    tasks.spawn(run);
+    Some(handoff)
 }

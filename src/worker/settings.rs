@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::WallClock;
+use crate::edge::settings::EdgeSettings;
+use crate::edge::stage::EdgeTally;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
 use crate::limit::account::AccountQuotas;
@@ -12,6 +14,7 @@ use crate::limit::belief::LimitBoard;
 use crate::limit::share::AccountRate;
 use crate::ports::Allowance;
 use crate::ports::budget::QUOTA;
+use crate::ports::edge::SharedEdge;
 use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
 use crate::submit::{Overload, Spending};
@@ -39,6 +42,12 @@ pub struct Settings {
     pub waiting: Arc<WaitingBoard>,
     /// Where what the worker believes of CloudFront's limits shows, for the status page.
     pub limits: Arc<LimitBoard>,
+    /// Verifying and warming completed batches at the edge (issue #28); off by default.
+    pub edge: EdgeSettings,
+    /// The client edge checks go through; they run only with one.
+    pub edge_client: Option<SharedEdge>,
+    /// What the checks at the edge came to, for the status page.
+    pub edge_tally: Arc<EdgeTally>,
 }
 
 /// Receiving and holding messages.
@@ -139,6 +148,9 @@ impl Default for Settings {
             events: None,
             waiting: Arc::default(),
             limits: Arc::default(),
+            edge: EdgeSettings::default(),
+            edge_client: None,
+            edge_tally: Arc::default(),
         }
     }
 }

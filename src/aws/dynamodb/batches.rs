@@ -261,4 +261,23 @@ impl Batches for DynamoLedger {
     async fn batch(&self, caller_reference: &CallerReference) -> Result<Option<BatchRecord>, LedgerError> {
         self.get(key_of(caller_reference)).await?.map(|item| record_from(&item)).transpose()
     }
+    async fn record_verification(
+        &self,
+        caller_reference: &CallerReference,
+        verification: &VerificationRecord,
+    ) -> Result<(), LedgerError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, key_of(caller_reference))
+            .update_expression("SET verification = :verification")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", KEY)
+            .expression_attribute_values(":verification", verification_item(&verification.clone().bounded()));
+        match self.conditional(request.send().await)? {
+            true => Ok(()),
+            false => Err(LedgerError::Conflict(caller_reference.to_string())),
+        }
+    }
 }

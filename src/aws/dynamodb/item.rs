@@ -9,7 +9,7 @@ use crate::model::text::capped;
 use super::attribute::*;
 use super::*;
 use crate::ports::audit::BatchSummary;
-use crate::ports::ledger::{Requester, RequesterShare, Submitted};
+use crate::ports::ledger::{EdgeOutcome, Requester, RequesterShare, Submitted};
 use sha2::{Digest, Sha256};
 
 pub(super) fn key_of(caller_reference: &CallerReference) -> AttributeValue {
@@ -250,6 +250,48 @@ pub(crate) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         published: published(item),
         outbox: false,
         tracking_abandoned: string(item, TRACKING_ABANDONED),
+        verification: verification_from(item),
+    })
+}
+
+/// A batch's check at the edge as the map its record keeps (`VerificationRecord::bounded` keeps it small).
+pub(super) fn verification_item(verification: &VerificationRecord) -> AttributeValue {
+    let list = |texts: &[String]| AttributeValue::L(texts.iter().cloned().map(AttributeValue::S).collect());
+    let mut map = Item::from([
+        ("outcome".into(), AttributeValue::S(verification.outcome.as_str().into())),
+        ("at".into(), timestamp(verification.at)),
+        ("checked".into(), number_of(verification.checked.into())),
+        ("fresh".into(), number_of(verification.fresh.into())),
+        ("stale".into(), number_of(verification.stale.into())),
+        ("errors".into(), number_of(verification.errors.into())),
+        ("pops".into(), list(&verification.pops)),
+        ("stale_paths".into(), list(&verification.stale_paths)),
+    ]);
+    let optional = [
+        ("healed_by", verification.healed_by.clone().map(AttributeValue::S)),
+        ("warmed", verification.warmed.map(|n| number_of(n.into()))),
+        ("warm_failed", verification.warm_failed.map(|n| number_of(n.into()))),
+    ];
+    map.extend(optional.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value?))));
+    AttributeValue::M(map)
+}
+
+/// A record's check at the edge; none when it has none, or one this version cannot read.
+fn verification_from(item: &Item) -> Option<VerificationRecord> {
+    let map = item.get("verification")?.as_m().ok()?;
+    let count = |name| number(map, name).and_then(|n| u32::try_from(n).ok());
+    Some(VerificationRecord {
+        outcome: string(map, "outcome").and_then(|raw| EdgeOutcome::parse(&raw))?,
+        at: time(map, "at")?,
+        checked: count("checked")?,
+        fresh: count("fresh")?,
+        stale: count("stale")?,
+        errors: count("errors")?,
+        pops: strings(map, "pops"),
+        stale_paths: strings(map, "stale_paths"),
+        healed_by: string(map, "healed_by"),
+        warmed: count("warmed"),
+        warm_failed: count("warm_failed"),
     })
 }
 

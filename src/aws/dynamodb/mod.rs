@@ -51,7 +51,7 @@ use self::attribute::{epoch_millis, epoch_seconds, number, string, timestamp, un
 use self::item::{
     billing_from, day_key, dead_letter_from, dead_letter_item, dead_letter_key, distributions_list, intent_item,
     key_item_key, key_of, key_record_from, lease_item, lease_key, month_key, number_of, owed_from, record_from,
-    requester_from, requester_month_key, requesters_list,
+    requester_from, requester_month_key, requesters_list, verification_item,
 };
 pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};
@@ -63,7 +63,7 @@ use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Batches, Billing, Bills, Completion, DeadLetterRecord, DeadLetters, InProgress,
     InProgressCursor, Intent, KeyClaim, KeyRecord, KeyUse, Keys, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, LedgerError,
-    MonthBilling, MonthCap, Outbox, Owed, billing_day, spent,
+    MonthBilling, MonthCap, Outbox, Owed, VerificationRecord, billing_day, spent,
 };
 use crate::telemetry::log_allowed;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::LedgerError;
 use super::billing::{Intent, MonthCap, RequesterShare};
 use super::outbox::Owed;
+use super::verification::VerificationRecord;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::cdn::Invalidation;
 use crate::ports::events::EventKind;
@@ -89,6 +90,8 @@ pub struct BatchRecord {
     pub outbox: bool,
     /// Why its completion (or its events) will never be recorded, if a tracker gave up on it.
     pub tracking_abandoned: Option<String>,
+    /// Its check at the edge, once completed, with `--verify-edge` or `--warm` (`record_verification`).
+    pub verification: Option<VerificationRecord>,
 }
 
 impl BatchRecord {
@@ -181,6 +184,8 @@ pub struct Completion {
 ///   did: `false` if the record is completed already (another worker recorded it first), so a completion is
 ///   recorded once. It fails with `Conflict` if there is no such record.
 /// - `batch` returns the record with this CallerReference.
+/// - `record_verification` stores the record's check at the edge, replacing the one before (a later look knows
+///   more); it fails with `Conflict` if there is no such record. Readers see it as `BatchRecord::verification`.
 pub trait Batches: Send + Sync + 'static {
     fn record_intent(&self, record: &BatchRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
@@ -220,4 +225,10 @@ pub trait Batches: Send + Sync + 'static {
         &self,
         caller_reference: &CallerReference,
     ) -> impl Future<Output = Result<Option<BatchRecord>, LedgerError>> + Send;
+
+    fn record_verification(
+        &self,
+        caller_reference: &CallerReference,
+        verification: &VerificationRecord,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }

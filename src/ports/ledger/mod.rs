@@ -7,6 +7,7 @@ mod billing;
 mod dead_letters;
 mod keys;
 mod outbox;
+mod verification;
 
 use thiserror::Error;
 
@@ -18,6 +19,7 @@ pub use self::billing::{
 pub use self::dead_letters::{DeadLetterRecord, DeadLetters};
 pub use self::keys::{KeyClaim, KeyRecord, KeyUse, Keys};
 pub use self::outbox::{InProgress, InProgressCursor, Outbox, Owed};
+pub use self::verification::{EdgeOutcome, MAX_LISTED, VerificationRecord};
 use super::budget::{Beliefs, Budgets, JointWrites, Roster};
 use crate::retry::Transient;
 
