@@ -15,6 +15,7 @@ use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
 use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
+use cf_invalidator::ports::budget::{Beliefs, SharedBelief};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::ledger::{
     Billing, EdgeOutcome, Intent, LISTED_REQUESTERS, MAX_LISTED, MonthCap, Requester, RequesterShare,
@@ -674,6 +675,41 @@ async fn roster_contract<R: Roster>(store: &R) {
     );
     store.check_out("worker-a").await.unwrap();
     assert_eq!(store.check_in("worker-b", now, soon).await.unwrap(), ["worker-b", "worker-c"], "checked out");
+}
+
+/// What workers learned of CloudFront's limits: one belief per limit and scope, a later cut replacing an earlier
+/// one and never the other way round, all read at once.
+async fn beliefs_contract<B: Beliefs>(store: &B) {
+    let cut =
+        UNIX_EPOCH + Duration::from_millis(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64);
+    let belief = |limit: &str, scope: &str, believed: f64, cut: SystemTime| SharedBelief {
+        limit: limit.into(),
+        scope: scope.into(),
+        believed,
+        cut,
+    };
+    let first = belief("in_progress_paths", "EAAA", 2_320.0, cut);
+    assert!(store.share_belief(&first).await.unwrap());
+    let later = belief("in_progress_paths", "EAAA", 1_856.0, cut + Duration::from_secs(1));
+    assert!(store.share_belief(&later).await.unwrap());
+    assert!(!store.share_belief(&first).await.unwrap(), "an earlier cut never replaces a later one");
+    let account = belief("account_paths_per_second", "account", 120.5, cut);
+    assert!(store.share_belief(&account).await.unwrap());
+    let mut shared = store.shared_beliefs(SystemTime::now()).await.unwrap();
+    shared.sort_by(|a, b| a.limit.cmp(&b.limit));
+    assert_eq!(shared, [account, later]);
+}
+
+#[tokio::test]
+async fn memory_ledger_meets_the_beliefs_contract() {
+    beliefs_contract(&MemoryLedger::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_adapter_meets_the_beliefs_contract() {
+    let Some(config) = common::emulator().await else { return };
+    let table = common::create_table(&config).await;
+    beliefs_contract(&DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), table)).await;
 }
 
 /// The joint writes of the hot path: a reservation with its batch's intent, an acceptance with the note on its

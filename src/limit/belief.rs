@@ -209,12 +209,6 @@ mod tests {
         assert!(belief.adopt(IN_PROGRESS_WILDCARDS, 400.0) && !belief.adopt(IN_PROGRESS_PATHS, 5.0));
         assert_eq!(belief.capacity(off).wildcards, 13, "what another worker believes, within this one's configuration");
     }
-}
-
-#[cfg(test)]
-mod board_tests {
-    use super::*;
-    use std::time::Duration;
 
     #[test]
     fn cuts_are_shared_once_and_only_later_cuts_are_adopted() {
@@ -226,8 +220,11 @@ mod board_tests {
         assert_eq!(shared[0].believed, 2_320.0);
         assert!(board.to_share().is_empty());
         assert!(board.to_adopt(shared.clone()).is_empty(), "its own cut comes back, and is no news");
-        let later =
-            SharedBelief { believed: 1_000.0, cut: shared[0].cut + Duration::from_secs(1), ..shared[0].clone() };
+        let later = SharedBelief {
+            believed: 1_000.0,
+            cut: shared[0].cut + std::time::Duration::from_secs(1),
+            ..shared[0].clone()
+        };
         assert_eq!(board.to_adopt(vec![later.clone(), shared[0].clone()]), [later]);
         assert_eq!(board.believed()[0].2, Believed { believed: 2_335.0, configured: 2_900.0 });
     }

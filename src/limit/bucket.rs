@@ -33,10 +33,6 @@ impl TokenBucket {
         Self { per_second, burst, level: burst, at: now }
     }
 
-    pub fn per_second(&self) -> f64 {
-        self.per_second
-    }
-
     pub fn burst(&self) -> f64 {
         self.burst
     }

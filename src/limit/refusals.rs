@@ -26,12 +26,6 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         belief.map_or(self.settings.capacity, |belief| belief.capacity(self.settings.capacity))
     }
 
-    /// What the worker believes of the distribution's quotas, if it learned anything.
-    pub fn belief(&self, distribution: &DistributionId) -> Option<Allowance> {
-        let belief = *self.local(distribution).belief.lock().unwrap();
-        belief.map(|belief| belief.capacity(self.settings.capacity))
-    }
-
     /// CloudFront refused a batch of `distribution` needing `need` that the books had room for: believe less of
     /// the quotas it used, though never less than CloudFront accepted in progress lately.
     pub fn learn_refused(&self, distribution: &DistributionId, need: Allowance) -> bool {

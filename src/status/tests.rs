@@ -173,6 +173,24 @@ async fn a_worker_adds_its_batches_waiting_for_room() {
 }
 
 #[tokio::test]
+async fn a_worker_lists_the_limits_it_believes_below_their_configuration() {
+    use crate::limit::belief::{LimitBoard, REFUSED};
+    let now = SystemTime::now();
+    let mut page = seeded(now).await;
+    let board = LimitBoard::default();
+    board.show("in_progress_paths", "EBUSY", 2_320.0, 2_900.0, REFUSED);
+    board.show("in_progress_wildcards", "EBUSY", 13.0, 13.0, "accepted");
+    board.show("account_paths_per_second", "account", 120.0, f64::INFINITY, REFUSED);
+    page.limits = Some(Arc::new(board));
+    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
+    let limits: Vec<_> =
+        shown.limits.iter().map(|(limit, scope, believed, _)| (*limit, scope.as_str(), *believed)).collect();
+    assert_eq!(limits, [("account_paths_per_second", "account", 120.0), ("in_progress_paths", "EBUSY", 2_320.0)]);
+    let html = render(&shown);
+    assert!(html.contains("Limits learned") && html.contains("not set"), "a rate nobody configured says so");
+}
+
+#[tokio::test]
 async fn producer_text_renders_as_text() {
     let now = SystemTime::now();
     let page = seeded(now).await;

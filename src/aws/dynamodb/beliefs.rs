@@ -1,5 +1,6 @@
 //! `Beliefs` on the ledger table: a `belief#<limit>#<scope>` item per learned limit, on `by_board` as the list
-//! `beliefs` by the time of its cut, expiring a day after it.
+//! `beliefs` by the time of its cut, expiring a day after it. Reading them is one query and one BatchGetItem per
+//! 100 beliefs.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -22,13 +23,15 @@ impl Beliefs for DynamoLedger {
             .expression_attribute_values(":beliefs", AttributeValue::S(BOARD_BELIEFS.into()))
             .expression_attribute_values(":oldest", timestamp(oldest))
             .scan_index_forward(false);
-        let mut beliefs = Vec::new();
+        // `by_board` projects none of a belief's own attributes (changing its projection would rebuild the index
+        // on every deployed table): the query finds the keys, and the items are read by them.
+        let mut keys = Vec::new();
         self.each_item(query, |item| {
-            beliefs.extend(belief_from(item));
-            Ok(if beliefs.len() < MAX_SHARED_BELIEFS { ControlFlow::Continue(()) } else { ControlFlow::Break(()) })
+            keys.extend(item.get(KEY).cloned());
+            Ok(if keys.len() < MAX_SHARED_BELIEFS { ControlFlow::Continue(()) } else { ControlFlow::Break(()) })
         })
         .await?;
-        Ok(beliefs)
+        Ok(self.get_many(keys).await?.values().filter_map(belief_from).collect())
     }
 
     async fn share_belief(&self, belief: &SharedBelief) -> Result<bool, LedgerError> {
