@@ -184,3 +184,19 @@ async fn warming_gets_each_plain_path_once_per_encoding_within_the_rate_and_reco
         assert!(pair[2].at - pair[0].at >= SECOND, "{:?}", pair.iter().map(|c| c.at).collect::<Vec<_>>());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_producers_hostile_paths_reach_no_other_host() {
+    let h = Harness::new();
+    let hostile = ["//evil.com/x", "/%2F%2Fevil.com/x", "/..%2F..%2Fetc", "/@evil.com/x", "/a/../../b"];
+    let body = json!({"distribution_id": ID, "paths": hostile});
+    h.queue.send(&body.to_string(), &[]).await.unwrap();
+    assert_eq!(h.run_for(RUN, h.settings(true, true)).await, Exit::Drained);
+
+    let calls = h.calls();
+    assert!(calls.iter().all(|call| call.host == DOMAIN && call.distribution == ID), "{calls:?}");
+    let requested: std::collections::BTreeSet<&str> = calls.iter().map(|call| call.path.as_str()).collect();
+    assert!(requested.contains("/@evil.com/x"), "a path on the configured host is checked: {requested:?}");
+    assert!(requested.iter().all(|path| !path.contains("evil.com") || path.starts_with("/@")), "{requested:?}");
+    assert!(h.batches().iter().all(|b| b.verification.is_some()), "every batch's check is recorded");
+}
