@@ -18,7 +18,7 @@ use std::time::Duration;
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::edge::settings::{VerifySettings, WarmSettings};
 use cf_invalidator::edge::url::EdgeBase;
-use cf_invalidator::fake::{EdgeConfig, FakeCdn, FakeEdge, MemoryLedger, MemoryQueue, SimRequest};
+use cf_invalidator::fake::{EdgeConfig, FakeCdn, FakeEdge, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::edge::{EdgeMethod, SharedEdge};
 use cf_invalidator::ports::ledger::EdgeOutcome;
@@ -61,17 +61,7 @@ async fn run(batches: usize, scenario: &Run) -> String {
         settings.edge.edge_urls.insert(distribution.clone(), base);
         for n in 0..PATHS {
             edge.put_object(distribution, &path(n), "v1");
-            for pop in edge.pops() {
-                let path_and_query = format!("/{distribution}{}", path(n));
-                let request = SimRequest {
-                    method: EdgeMethod::Get,
-                    path_and_query: &path_and_query,
-                    host: DOMAIN,
-                    pop: Some(&pop),
-                    accept_encoding: Some("br, gzip"),
-                };
-                edge.respond(&request).unwrap();
-            }
+            edge.cache_everywhere(distribution, &path(n), DOMAIN);
             edge.put_object(distribution, &path(n), "v2");
         }
         let paths: Vec<String> = (0..PATHS).map(path).collect();

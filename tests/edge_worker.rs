@@ -10,7 +10,7 @@ use cf_invalidator::clock::WallClock;
 use cf_invalidator::edge::settings::{VerifySettings, WarmSettings};
 use cf_invalidator::edge::stage::HEAL_REQUESTER;
 use cf_invalidator::edge::url::EdgeBase;
-use cf_invalidator::fake::{EdgeCall, EdgeConfig, FakeCdn, FakeEdge, MemoryLedger, MemoryQueue, SimRequest};
+use cf_invalidator::fake::{EdgeCall, EdgeConfig, FakeCdn, FakeEdge, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::edge::{EdgeMethod, SharedEdge};
 use cf_invalidator::ports::ledger::{BatchRecord, EdgeOutcome};
@@ -43,17 +43,7 @@ impl Harness {
         let mut h = Self { queue, cdn, ledger: Arc::default(), edge, setup_calls: 0 };
         for path in OBJECTS {
             h.edge.put_object(&distribution(), path, format!("{path} v1"));
-            for pop in h.edge.pops() {
-                let path_and_query = format!("/{ID}{path}");
-                let request = SimRequest {
-                    method: EdgeMethod::Get,
-                    path_and_query: &path_and_query,
-                    host: DOMAIN,
-                    pop: Some(&pop),
-                    accept_encoding: Some("br, gzip"),
-                };
-                assert_eq!(h.edge.respond(&request).unwrap().status, 200);
-            }
+            h.edge.cache_everywhere(&distribution(), path, DOMAIN);
         }
         h.setup_calls = h.edge.calls().len();
         h
