@@ -268,7 +268,8 @@ pub struct RunArgs {
     pub events_topic_arn: Option<String>,
 
     /// Publish the same events to this EventBridge bus (source `cf-invalidator`, detail-type `Invalidation
-    /// Accepted`, `Invalidation Completed`, `Invalidation Failed` or `Message Dead-Lettered`).
+    /// Accepted`, `Invalidation Completed`, `Invalidation Failed`, `Message Dead-Lettered`, and with --verify-edge
+    /// `Invalidation Verified` or `Invalidation Stale`).
     #[arg(long, env = "INVALIDATOR_EVENTS_BUS", value_name = "NAME")]
     pub events_bus: Option<String>,
 

@@ -10,7 +10,7 @@ use cf_invalidator::clock::WallClock;
 use cf_invalidator::edge::settings::{VerifySettings, WarmSettings};
 use cf_invalidator::edge::stage::HEAL_REQUESTER;
 use cf_invalidator::edge::url::EdgeBase;
-use cf_invalidator::fake::{EdgeCall, EdgeConfig, FakeCdn, FakeEdge, MemoryLedger, MemoryQueue, SimRequest};
+use cf_invalidator::fake::{EdgeCall, EdgeConfig, FakeCdn, FakeEdge, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::edge::{EdgeMethod, SharedEdge};
 use cf_invalidator::ports::ledger::{BatchRecord, EdgeOutcome};
@@ -43,17 +43,7 @@ impl Harness {
         let mut h = Self { queue, cdn, ledger: Arc::default(), edge, setup_calls: 0 };
         for path in OBJECTS {
             h.edge.put_object(&distribution(), path, format!("{path} v1"));
-            for pop in h.edge.pops() {
-                let path_and_query = format!("/{ID}{path}");
-                let request = SimRequest {
-                    method: EdgeMethod::Get,
-                    path_and_query: &path_and_query,
-                    host: DOMAIN,
-                    pop: Some(&pop),
-                    accept_encoding: Some("br, gzip"),
-                };
-                assert_eq!(h.edge.respond(&request).unwrap().status, 200);
-            }
+            h.edge.cache_everywhere(&distribution(), path, DOMAIN);
         }
         h.setup_calls = h.edge.calls().len();
         h
@@ -183,4 +173,20 @@ async fn warming_gets_each_plain_path_once_per_encoding_within_the_rate_and_reco
         // No burst: any three requests span at least a second at 2 a second.
         assert!(pair[2].at - pair[0].at >= SECOND, "{:?}", pair.iter().map(|c| c.at).collect::<Vec<_>>());
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_producers_hostile_paths_reach_no_other_host() {
+    let h = Harness::new();
+    let hostile = ["//evil.com/x", "/%2F%2Fevil.com/x", "/..%2F..%2Fetc", "/@evil.com/x", "/a/../../b"];
+    let body = json!({"distribution_id": ID, "paths": hostile});
+    h.queue.send(&body.to_string(), &[]).await.unwrap();
+    assert_eq!(h.run_for(RUN, h.settings(true, true)).await, Exit::Drained);
+
+    let calls = h.calls();
+    assert!(calls.iter().all(|call| call.host == DOMAIN && call.distribution == ID), "{calls:?}");
+    let requested: std::collections::BTreeSet<&str> = calls.iter().map(|call| call.path.as_str()).collect();
+    assert!(requested.contains("/@evil.com/x"), "a path on the configured host is checked: {requested:?}");
+    assert!(requested.iter().all(|path| !path.contains("evil.com") || path.starts_with("/@")), "{requested:?}");
+    assert!(h.batches().iter().all(|b| b.verification.is_some()), "every batch's check is recorded");
 }

@@ -195,6 +195,22 @@ impl FakeEdge {
         self.state.lock().unwrap().calls.clone()
     }
 
+    /// A browser's GET of `path` at every POP, through `host`: each caches the origin's current version for the
+    /// encodings browsers accept (the copy verification asks for).
+    pub fn cache_everywhere(&self, distribution: &DistributionId, path: &str, host: &str) {
+        let path_and_query = format!("/{distribution}{path}");
+        for pop in self.pops() {
+            let request = SimRequest {
+                method: EdgeMethod::Get,
+                path_and_query: &path_and_query,
+                host,
+                pop: Some(&pop),
+                accept_encoding: Some("br, gzip"),
+            };
+            assert_eq!(self.respond(&request).map(|answer| answer.status), Some(200), "{path} cached at {pop}");
+        }
+    }
+
     /// Answers a request routed by its path: `/<DistributionId>/<path>` to the edge, `/_origin/<DistributionId>/<path>`
     /// to the origin; anything else is `404`. A POP the edge does not have is `None`: no such host exists.
     pub fn respond(&self, request: &SimRequest<'_>) -> Option<SimAnswer> {

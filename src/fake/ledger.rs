@@ -17,7 +17,7 @@ use crate::aws::dynamodb::{DynamoLedger, create_table};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId, MessageId};
 use crate::ports::budget::BudgetState;
-use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, LedgerError};
+use crate::ports::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, EdgeOutcome, LedgerError, VerificationRecord};
 
 /// A pending batch record for tests, owned by `w1`, its lease ended and its expiry at `created_at`: override what
 /// a test needs with struct update syntax.
@@ -51,6 +51,24 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         outbox: false,
         tracking_abandoned: None,
         verification: None,
+    }
+}
+
+/// A check at the edge for tests: five paths, four fresh and `/a` stale at FRA56-P2, at `at`; override what a test
+/// needs with struct update syntax.
+pub fn verification(outcome: EdgeOutcome, at: SystemTime) -> VerificationRecord {
+    VerificationRecord {
+        outcome,
+        at,
+        checked: 5,
+        fresh: 4,
+        stale: 1,
+        errors: 0,
+        pops: vec!["FRA56-P2".into()],
+        stale_paths: vec!["/a".into()],
+        healed_by: None,
+        warmed: None,
+        warm_failed: None,
     }
 }
 

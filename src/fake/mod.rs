@@ -27,5 +27,5 @@ pub use cdn::{
 pub use edge::{EdgeCall, EdgeConfig, FakeEdge, Misbehaviour, ORIGIN_PREFIX, SimAnswer, SimRequest};
 pub use events::MemoryEvents;
 pub use faults::Faults;
-pub use ledger::{MemoryLedger, pending_record};
+pub use ledger::{MemoryLedger, pending_record, verification};
 pub use queue::{MemoryQueue, StoredMessage};

@@ -233,19 +233,7 @@ mod tests {
     fn edge_events_carry_the_verification_the_schema_describes() {
         let schema: serde_json::Value = serde_json::from_str(include_str!("../../schema/event.v1.json")).unwrap();
         let record = pending_record("EAAA", &["/a"], &["m1"], SystemTime::UNIX_EPOCH);
-        let verified = VerificationRecord {
-            outcome: crate::ports::ledger::EdgeOutcome::Healed,
-            at: SystemTime::UNIX_EPOCH,
-            checked: 5,
-            fresh: 4,
-            stale: 1,
-            errors: 0,
-            pops: vec!["IAD89-C1".into()],
-            stale_paths: vec!["/a".into()],
-            healed_by: Some("heal-x".into()),
-            warmed: None,
-            warm_failed: None,
-        };
+        let verified = crate::fake::verification(crate::ports::ledger::EdgeOutcome::Healed, SystemTime::UNIX_EPOCH);
         let event = serde_json::to_value(Event::of_verification(EventKind::Verified, &record, &verified)).unwrap();
         assert_eq!(event["kind"], "verified");
         let described = &schema["properties"]["verification"];

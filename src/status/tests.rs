@@ -128,17 +128,9 @@ async fn a_worker_checking_at_the_edge_shows_its_outcomes_and_a_batch_page_its_v
     assert!(!html.contains("Checks at the edge"), "a page that does not check says nothing of it");
 
     let verified = VerificationRecord {
-        outcome: EdgeOutcome::Healed,
-        at: now,
-        checked: 5,
-        fresh: 4,
-        stale: 1,
-        errors: 0,
-        pops: vec!["FRA56-P2".into()],
         stale_paths: vec!["/stale.html".into()],
         healed_by: Some("heal-x".into()),
-        warmed: None,
-        warm_failed: None,
+        ..crate::fake::verification(EdgeOutcome::Healed, now)
     };
     let tally = EdgeTally::default();
     let newest = page.ledger.batch_by_invalidation("I2NEWEST").await.unwrap().unwrap();

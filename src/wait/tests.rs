@@ -176,20 +176,8 @@ async fn once_every_message_is_answered_for_a_look_reads_only_the_open_batches_b
 
 #[tokio::test]
 async fn verifying_waits_for_the_checks_at_the_edge_and_ends_unproven_on_a_stale_one() {
-    use crate::ports::ledger::{EdgeOutcome, VerificationRecord};
-    let check = |outcome| VerificationRecord {
-        outcome,
-        at: SystemTime::now(),
-        checked: 5,
-        fresh: 4,
-        stale: 1,
-        errors: 0,
-        pops: vec!["FRA56-P2".into()],
-        stale_paths: vec!["/a".into()],
-        healed_by: None,
-        warmed: None,
-        warm_failed: None,
-    };
+    use crate::ports::ledger::EdgeOutcome;
+    let check = |outcome| crate::fake::verification(outcome, SystemTime::now());
     let ledger = MemoryLedger::default();
     let mut plain = wait(vec![sent("m1", &["/a"], ago(60))]);
     let mut verifying = wait(vec![sent("m1", &["/a"], ago(60))]).verifying();
