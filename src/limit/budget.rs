@@ -68,6 +68,14 @@ pub type IntentWrite<'a> = (&'a BatchRecord, Option<&'a MonthCap>);
 /// has (CloudFront's default quota is 200 distributions), so only a producer inventing ids reaches it.
 const LOCAL_DISTRIBUTIONS: usize = 10_000;
 
+/// At `LOCAL_DISTRIBUTIONS`, forgets what no batch holds now: a cache, its copy of the budget read again when next
+/// needed.
+fn forget_idle(local: &mut HashMap<DistributionId, Arc<Local>>) {
+    if local.len() >= LOCAL_DISTRIBUTIONS {
+        local.retain(|_, entry| Arc::strong_count(entry) > 1);
+    }
+}
+
 pub struct Budget<C, S> {
     pub(super) cdn: Arc<C>,
     pub(super) store: Arc<S>,
@@ -227,10 +235,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         if let Some(known) = local.get(distribution) {
             return Arc::clone(known);
         }
-        if local.len() >= LOCAL_DISTRIBUTIONS {
-            // What no batch holds now is a cache: its copy of the budget is read again when next needed.
-            local.retain(|_, entry| Arc::strong_count(entry) > 1);
-        }
+        forget_idle(&mut local);
         Arc::clone(local.entry(distribution.clone()).or_default())
     }
 
@@ -399,19 +404,13 @@ pub(crate) mod tests {
 
     #[test]
     fn a_producer_inventing_distributions_leaves_a_bounded_map_and_keeps_what_batches_hold() {
-        let budget = Budget::new(
-            Arc::new(crate::fake::FakeCdn::default()),
-            Arc::new(crate::fake::MemoryLedger::default()),
-            settings(),
-            "w1".into(),
-            WallClock::System,
-        );
         let id = |n: usize| DistributionId::parse(&format!("EINVENT{n:06}")).unwrap();
-        let held = budget.local(&id(0));
+        let mut local: HashMap<DistributionId, Arc<Local>> = HashMap::new();
+        let held = Arc::clone(local.entry(id(0)).or_default());
         for n in 1..=LOCAL_DISTRIBUTIONS * 2 {
-            budget.local(&id(n));
+            forget_idle(&mut local);
+            local.entry(id(n)).or_default();
         }
-        let local = budget.local.lock().unwrap();
         assert!(local.len() <= LOCAL_DISTRIBUTIONS, "{} distributions kept", local.len());
         assert!(Arc::ptr_eq(&local[&id(0)], &held), "the one a batch holds is kept");
     }
