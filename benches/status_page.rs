@@ -92,9 +92,8 @@ fn status_page(c: &mut Criterion) {
     let html = runtime.block_on(page.page("/")).unwrap().html;
     let requests = counts.snapshot().dynamodb_reads - before;
     assert!(html.contains("E0000000000999") && html.contains("I000000009999"), "the page lacks the seeded data");
-    // At most three by_board queries, two by_outcome queries and the month's counters: none per distribution.
-    // (5 since the merges of #26 and #28, which read one fewer; which one is not yet pinned down.)
-    assert!(requests <= 6, "ledger requests per page: {requests}");
+    // Five ledger reads (budgets, pending and recent batches, failures, the month's billing): none per distribution.
+    assert_eq!(requests, 5, "ledger requests per page");
     eprintln!(
         "status page: {DISTRIBUTIONS} distributions, {BATCHES} batches: {requests} ledger requests, {} KiB of HTML",
         html.len() / 1024
