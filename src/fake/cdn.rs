@@ -6,228 +6,32 @@
 //! answers. It records what a test needs to see: every call, every refusal, the peak in flight. It runs on tokio's
 //! clock, so paused-time tests control it; `cloudfront_http` serves it over CloudFront's REST-XML API.
 
-use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use self::config::unit_draw;
+pub use self::config::{AccountRates, Completion, CreateRate, RateQuota, SimConfig};
+pub use self::records::{
+    CreateCall, Created, DistributionReport, Page, Rejection, Report, Snapshot, StatusCheck, Summary, Tally,
+};
 use self::state::State;
 use super::faults::Faults;
 use crate::clock::TokioClock;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::Allowance;
-use crate::ports::budget::QUOTA;
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
+mod config;
+mod records;
 mod state;
 
 /// ListInvalidations' page size when MaxItems is not given, as CloudFront's.
 pub const LIST_PAGE_SIZE: usize = 100;
-
-/// How long an invalidation stays `InProgress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Completion {
-    After(Duration),
-    /// Anywhere in `[min, max]`, chosen by a hash of the invalidation's sequence number: varied like CloudFront's,
-    /// yet the same in every run.
-    Between(Duration, Duration),
-}
-
-impl Completion {
-    fn delay(self, sequence: u64) -> Duration {
-        match self {
-            Self::After(delay) => delay,
-            Self::Between(min, max) => min + max.saturating_sub(min).mul_f64(unit_draw(sequence)),
-        }
-    }
-}
-
-/// CreateInvalidation calls allowed per second on average (positive), and at once after a quiet spell.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CreateRate {
-    pub per_second: f64,
-    pub burst: NonZeroU32,
-}
-
-/// A per-account rate quota: `per_second` on average (positive), and `burst` at once after a quiet spell.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateQuota {
-    pub per_second: f64,
-    pub burst: u32,
-}
-
-impl RateQuota {
-    /// `per_second`, with a burst of one second's worth (at least one).
-    pub fn per_second(per_second: f64) -> Self {
-        Self { per_second, burst: (per_second.ceil() as u32).max(1) }
-    }
-}
-
-/// CloudFront's invalidation quotas as per-account rates (a third-party listing of the quotas page, 2026-09:
-/// 150 paths or tags per second, one wildcard invalidation per second, not adjustable): an invalidation beyond
-/// either bucket is refused with `TooManyInvalidationsInProgress`, and takes nothing from the other.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct AccountRates {
-    /// Paths and cache tags, wildcards apart.
-    pub paths: Option<RateQuota>,
-    /// Wildcard paths.
-    pub wildcards: Option<RateQuota>,
-}
-
-impl AccountRates {
-    /// As the listing has them.
-    pub fn listed() -> Self {
-        Self { paths: Some(RateQuota::per_second(150.0)), wildcards: Some(RateQuota::per_second(1.0)) }
-    }
-}
-
-/// What the simulator enforces beyond the fake's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimConfig {
-    /// Refuse a batch that would take a distribution past these (`TooManyInvalidationsInProgress`); either may be
-    /// `ports::budget::UNLIMITED`.
-    pub quotas: Option<Allowance>,
-    /// The rate model, beside the in-progress one or instead of it.
-    pub account_rates: AccountRates,
-    pub completion: Completion,
-    /// Answer `Throttling` to CreateInvalidation calls beyond this rate.
-    pub create_rate: Option<CreateRate>,
-    /// Every call takes this long (on tokio's clock) before it is answered.
-    pub latency: Duration,
-    /// This fraction of calls, drawn by a hash of the call's number, is answered `ServiceUnavailable`.
-    pub fail_rate: f64,
-    /// Refuse paths CloudFront refuses: no leading `/` (or `#` for a cache tag), `*` before the end, too long.
-    pub validate_paths: bool,
-}
-
-impl Default for SimConfig {
-    /// Nothing enforced and instant completion: what the pipeline tests were written against.
-    fn default() -> Self {
-        Self {
-            quotas: None,
-            account_rates: AccountRates::default(),
-            completion: Completion::After(Duration::ZERO),
-            create_rate: None,
-            latency: Duration::ZERO,
-            fail_rate: 0.0,
-            validate_paths: false,
-        }
-    }
-}
-
-impl SimConfig {
-    /// CloudFront's quotas and path rules, completion after 30 s (AWS quotes ≈ 25 s at P95); no rate limit, latency
-    /// or failures, since CloudFront publishes none.
-    pub fn cloudfront() -> Self {
-        Self {
-            quotas: Some(QUOTA),
-            completion: Completion::After(Duration::from_secs(30)),
-            validate_paths: true,
-            ..Self::default()
-        }
-    }
-}
-
-/// One CreateInvalidation call as the fake received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateCall {
-    pub distribution_id: DistributionId,
-    pub caller_reference: CallerReference,
-    pub paths: Vec<String>,
-    /// The invalidation it answered with, or the error.
-    pub outcome: Result<Invalidation, CdnError>,
-}
-
-/// An invalidation the fake created (and CloudFront would have billed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Created {
-    pub id: String,
-    pub distribution_id: DistributionId,
-    pub caller_reference: CallerReference,
-    pub paths: Vec<String>,
-    /// On tokio's clock.
-    pub at: Instant,
-}
-
-/// One status call as the fake received it: GetInvalidation (`id`: the invalidation's) or ListInvalidations
-/// (`id`: the distribution's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusCheck {
-    pub id: String,
-    /// On tokio's clock.
-    pub at: Instant,
-}
-
-/// A refused CreateInvalidation, the worker's or anyone else's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// On tokio's clock.
-    pub at: Instant,
-    pub distribution_id: DistributionId,
-    pub caller_reference: CallerReference,
-    /// CloudFront's error code, as `CdnError::code` names it.
-    pub code: &'static str,
-}
-
-/// An invalidation as GetInvalidation shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub created: Created,
-    pub status: &'static str,
-}
-
-/// An invalidation as ListInvalidations shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub id: String,
-    pub status: &'static str,
-    pub at: Instant,
-}
-
-/// One page of ListInvalidations, most recent first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    pub items: Vec<Summary>,
-    /// The marker of the next page, if there is one.
-    pub next_marker: Option<String>,
-}
-
-/// What the simulator saw, for tests to assert on and `GET /_sim/report` to show.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    /// Every caller's.
-    pub all: Tally,
-    /// The worker's alone (CallerReference `cfi-…`).
-    pub worker: Tally,
-    pub distributions: BTreeMap<String, DistributionReport>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
-    /// Distinct invalidations.
-    pub created: usize,
-    /// What CloudFront bills: their paths, a wildcard counting as one.
-    pub paths_billed: usize,
-    /// Refused CreateInvalidation calls by error code.
-    pub rejections: BTreeMap<String, usize>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DistributionReport {
-    pub in_progress: Allowance,
-    /// The most in progress at once, paths and wildcards each at their own worst moment.
-    pub peak: Allowance,
-    /// The same, counting the worker's invalidations only.
-    pub worker_peak: Allowance,
-    /// What the worker's invalidations of the distribution bill: their paths, a wildcard counting as one.
-    pub worker_paths_billed: usize,
-}
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
 
@@ -457,15 +261,6 @@ impl Cdn for FakeCdn {
         let since = self.instant_of(since);
         self.state.lock().unwrap().recent(distribution, Instant::now(), since)
     }
-}
-/// A number in `[0, 1)` fixed by `seed` (SplitMix64's finaliser): varied but reproducible, without a random
-/// generator in the library.
-fn unit_draw(seed: u64) -> f64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1_u64 << 53) as f64
 }
 
 #[cfg(test)]
