@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
-use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::model::{CallerReference, DistributionId, Target};
 use cf_invalidator::ports::{BatchStatus, Cdn, CdnError, Invalidation, InvalidationDetail, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
 use common::{Rng, distribution_id, env_or, is_bench_run};
@@ -148,16 +148,18 @@ fn pages(listed: &[Invalidation]) -> usize {
 impl Cdn for RoomCdn {
     async fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
+        let target = target.into();
+        let distribution = &target.distribution;
         let delay = self.delays[&paths[0]];
         // Applies to the invalidation created next, which is this one: the simulator has no latency, so nothing
         // is awaited between here and its creation on this single-threaded runtime.
         self.inner.complete_after(delay);
         let created_at = Instant::now();
-        let outcome = self.inner.create_invalidation(distribution, caller_reference, paths).await;
+        let outcome = self.inner.create_invalidation(&target, caller_reference, paths).await;
         let mut batches = self.batches.lock().unwrap();
         if outcome.is_ok() && !batches.iter().any(|b| &b.reference == caller_reference) {
             batches.push(Batch {
@@ -171,7 +173,11 @@ impl Cdn for RoomCdn {
         outcome
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
+    async fn get_invalidation(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<InvalidationDetail, CdnError> {
         {
             let mut calls = self.calls.lock().unwrap();
             if self.is_tracker() {
@@ -181,16 +187,16 @@ impl Cdn for RoomCdn {
             }
         }
         tokio::time::sleep(self.round_trip).await;
-        self.inner.get_invalidation(distribution, id).await
+        self.inner.get_invalidation(target, id).await
     }
 
     async fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
         *self.tracker.lock().unwrap() = tokio::task::try_id();
-        let listed = self.inner.list_recent(distribution, since).await;
+        let listed = self.inner.list_recent(target, since).await;
         let requests = listed.as_deref().map_or(1, pages);
         {
             let mut calls = self.calls.lock().unwrap();
@@ -203,10 +209,10 @@ impl Cdn for RoomCdn {
 
     async fn list_in_progress(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
-        let mut listed = self.inner.list_recent(distribution, since).await;
+        let mut listed = self.inner.list_recent(target, since).await;
         let requests = listed.as_deref().map_or(1, pages);
         {
             let mut calls = self.calls.lock().unwrap();

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
-use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::model::{CallerReference, DistributionId, Target};
 use cf_invalidator::ports::{BatchStatus, Cdn, CdnError, Invalidation, InvalidationDetail, Queue};
 use cf_invalidator::wait::{self, SentMessage, Standing, Wait};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
@@ -47,14 +47,14 @@ struct TimedCdn {
 impl Cdn for TimedCdn {
     async fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
         let delay = self.delays[&paths[0]];
         // Applies to the invalidation created next, which is this one: nothing is awaited in between.
         self.inner.complete_after(delay);
-        let created = self.inner.create_invalidation(distribution, caller_reference, paths).await;
+        let created = self.inner.create_invalidation(target, caller_reference, paths).await;
         if created.is_ok() {
             // Messages that share a window share its batch, and its completion.
             let at = Instant::now() + delay;
@@ -64,25 +64,29 @@ impl Cdn for TimedCdn {
         created
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
-        self.inner.get_invalidation(distribution, id).await
+    async fn get_invalidation(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<InvalidationDetail, CdnError> {
+        self.inner.get_invalidation(target, id).await
     }
 
     async fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
         *self.looks.lock().unwrap() += 1;
-        self.inner.list_recent(distribution, since).await
+        self.inner.list_recent(target, since).await
     }
 
     async fn list_in_progress(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
-        self.inner.list_in_progress(distribution, since).await
+        self.inner.list_in_progress(target, since).await
     }
 }
 

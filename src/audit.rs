@@ -177,6 +177,7 @@ mod tests {
         let until = now + Duration::from_secs(60);
         let key_use = KeyUse {
             distribution_id: distribution("EAAA"),
+            tenant_id: None,
             key: "deploy-7".into(),
             message_id: MessageId("m-1".into()),
             content: "digest".into(),

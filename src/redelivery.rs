@@ -138,6 +138,7 @@ impl<L: Batches + Keys> Idempotency<L> {
         if let Some(key) = &request.idempotency_key {
             let key = KeyUse {
                 distribution_id: request.distribution_id.clone(),
+                tenant_id: request.tenant_id.clone(),
                 key: key.clone(),
                 message_id: message.message_id.clone(),
                 content: request.content_digest(),
@@ -157,7 +158,11 @@ impl<L: Batches + Keys> Idempotency<L> {
         };
         // Batches holding the message were sealed after SQS delivered it, but by a clock that may be behind SQS's.
         let since = sent_at.checked_sub(CLOCK_SKEW).unwrap_or(sent_at);
-        let records = self.batches_since(&request.distribution_id, since).await?;
+        let mut records = self.batches_since(&request.distribution_id, since).await?;
+        // Another tenant's invalidation (or the whole distribution's, for a tenant) covers none of its paths.
+        if records.iter().any(|record| record.tenant_id != request.tenant_id) {
+            records = Arc::new(records.iter().filter(|r| r.tenant_id == request.tenant_id).cloned().collect());
+        }
         match find(&records, message, sent_at, request) {
             Finding::Uncovered(remaining) if remaining.len() == request.paths.len() => Ok(Verdict::Fresh),
             Finding::Uncovered(remaining) => Ok(Verdict::Remaining(remaining)),

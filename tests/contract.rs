@@ -321,6 +321,7 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     let other_distribution = DistributionId::parse(&format!("{distribution}X")).unwrap();
     let key_use = |message: &MessageId, distribution: &DistributionId, content: &str| KeyUse {
         distribution_id: distribution.clone(),
+        tenant_id: None,
         key: key.clone(),
         message_id: message.clone(),
         content: content.into(),
@@ -409,6 +410,7 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     let (claimed_at, until) = (now_millis(), in_an_hour());
     let key_use = KeyUse {
         distribution_id: distribution.clone(),
+        tenant_id: None,
         key: key.clone(),
         message_id: message("m-1"),
         content: "digest".into(),

@@ -118,6 +118,7 @@ static RULES: LazyLock<IntakeRules> = LazyLock::new(|| IntakeRules {
     routing: Routing::parse(ROUTES).expect("the fuzz routes parse"),
     allowed_distributions: Some(ALLOWED.iter().map(|d| DistributionId::parse(d).unwrap()).collect()),
     allowed_topics: Some(BTreeSet::from([TOPIC.to_owned()])),
+    allowed_tenants: None,
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

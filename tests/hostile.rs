@@ -60,6 +60,7 @@ fn rules() -> IntakeRules {
         routing: Routing::parse(ROUTES).expect("the hostile routes parse"),
         allowed_distributions: Some(BTreeSet::from([DistributionId::parse(DISTRIBUTION).unwrap()])),
         allowed_topics: Some(BTreeSet::from([TOPIC.to_owned()])),
+        allowed_tenants: None,
     }
 }
 

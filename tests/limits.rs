@@ -161,7 +161,7 @@ async fn people_creating_invalidations_meanwhile_get_no_quota_error_either() {
             for id in DISTRIBUTIONS {
                 let mut paths: Vec<String> = (0..40).map(|k| format!("/manual/{round}/{k}.html")).collect();
                 paths.push(format!("/manual/{round}/*"));
-                cdn.create_as_someone_else(&DistributionId::parse(id).unwrap(), &paths).unwrap();
+                cdn.create_as_someone_else(DistributionId::parse(id).unwrap(), &paths).unwrap();
             }
             tokio::time::sleep(Duration::from_secs(15)).await;
         }

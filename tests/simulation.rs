@@ -32,7 +32,7 @@ use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::dynamodb::StrictDynamo;
 use cf_invalidator::fake::{Created, FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::path::is_covered_by;
-use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
+use cf_invalidator::model::{CallerReference, DistributionId, MessageId, Target};
 use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::{
     Allowance, BatchEntryFailure, BatchRecord, BatchStatus, Cdn, CdnError, Invalidation, InvalidationDetail,
@@ -215,10 +215,12 @@ struct ChaosCdn {
 impl Cdn for ChaosCdn {
     async fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
+        let target = target.into();
+        let distribution = &target.distribution;
         denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
@@ -232,7 +234,7 @@ impl Cdn for ChaosCdn {
         if self.chaos.roll(0.03) {
             return Err(CdnError::Unavailable("503".into()));
         }
-        let created = self.inner.create_invalidation(distribution, caller_reference, paths).await?;
+        let created = self.inner.create_invalidation(&target, caller_reference, paths).await?;
         if self.chaos.roll(0.1) {
             // CloudFront created it, and answers seconds later.
             tokio::time::sleep(Duration::from_millis(self.chaos.pick(5_000) as u64)).await;
@@ -243,7 +245,13 @@ impl Cdn for ChaosCdn {
         Ok(created)
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
+    async fn get_invalidation(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<InvalidationDetail, CdnError> {
+        let target = target.into();
+        let distribution = &target.distribution;
         denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
@@ -254,19 +262,21 @@ impl Cdn for ChaosCdn {
         if self.chaos.roll(0.03) {
             return Err(CdnError::Unavailable("503".into()));
         }
-        self.inner.get_invalidation(distribution, id).await
+        self.inner.get_invalidation(&target, id).await
     }
 
     async fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
+        let target = target.into();
+        let distribution = &target.distribution;
         denied(distribution)?;
         if self.chaos.out() {
             return Err(CdnError::Unavailable("503 during an outage".into()));
         }
-        self.inner.list_recent(distribution, since).await
+        self.inner.list_recent(&target, since).await
     }
 }
 

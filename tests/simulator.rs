@@ -128,7 +128,7 @@ async fn a_retried_reference_gets_its_invalidation_back_even_when_the_distributi
 #[tokio::test(start_paused = true)]
 async fn someone_elses_invalidations_take_quota_and_are_listed_but_are_not_the_workers() {
     let cdn = simulator(SimConfig::cloudfront());
-    let console = cdn.create_as_someone_else(&distribution("EAAA"), &files("console", 2_990)).unwrap();
+    let console = cdn.create_as_someone_else(distribution("EAAA"), &files("console", 2_990)).unwrap();
     assert!(matches!(create(&*cdn, &files("w", 20)).await, Err(CdnError::TooManyInProgress(_))));
     let mine = create(&*cdn, &files("w", 10)).await.unwrap();
 
@@ -151,7 +151,7 @@ async fn someone_elses_invalidations_take_quota_and_are_listed_but_are_not_the_w
     assert_eq!((report.all.paths_billed, report.worker.paths_billed), (3_000, 10));
     assert_eq!(report.worker.rejections["TooManyInvalidationsInProgress"], 1);
 
-    let over = cdn.create_as_someone_else(&distribution("EAAA"), &files("console", 1));
+    let over = cdn.create_as_someone_else(distribution("EAAA"), &files("console", 1));
     assert!(matches!(over, Err(CdnError::TooManyInProgress(_))), "a person hits the quota too: {over:?}");
     assert_eq!(cdn.report().all.rejections["TooManyInvalidationsInProgress"], 2);
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, SimConfig};
-use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::model::{CallerReference, DistributionId, Target};
 use cf_invalidator::ports::{Cdn, CdnError, Invalidation, InvalidationDetail};
 use tokio::time::Instant;
 
@@ -104,7 +104,7 @@ impl RollingCdn {
 impl Cdn for RollingCdn {
     async fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
@@ -118,11 +118,15 @@ impl Cdn for RollingCdn {
                 current
             }
         };
-        let created = generation.cdn.create_invalidation(distribution, caller_reference, paths).await?;
+        let created = generation.cdn.create_invalidation(target, caller_reference, paths).await?;
         Ok(generation.tag(created))
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
+    async fn get_invalidation(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<InvalidationDetail, CdnError> {
         self.available()?;
         let (current, previous) = self.generations();
         let (number, inner) = id
@@ -134,15 +138,16 @@ impl Cdn for RollingCdn {
             self.retired_lookups.fetch_add(1, Relaxed);
             return Err(CdnError::NoSuchInvalidation(format!("{id} is older than this simulator keeps")));
         };
-        let detail = generation.cdn.get_invalidation(distribution, inner).await?;
+        let detail = generation.cdn.get_invalidation(target, inner).await?;
         Ok(InvalidationDetail { invalidation: generation.tag(detail.invalidation), ..detail })
     }
 
     async fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
+        let target = target.into();
         self.available()?;
         let (current, previous) = self.generations();
         let since = self.instant_of(since);
@@ -151,7 +156,7 @@ impl Cdn for RollingCdn {
         let previous = previous.filter(|_| since < current.started || Instant::now() < current.started + LATEST_DONE);
         let mut recent = Vec::new();
         for generation in std::iter::once(current).chain(previous) {
-            let listed = generation.cdn.list_recent(distribution, generation.cdn.wall_time(since)).await?;
+            let listed = generation.cdn.list_recent(&target, generation.cdn.wall_time(since)).await?;
             recent.extend(listed.into_iter().map(|invalidation| generation.tag(invalidation)));
         }
         Ok(recent)

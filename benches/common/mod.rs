@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use cf_invalidator::fake::MemoryLedger;
-use cf_invalidator::model::{CallerReference, DistributionId};
+use cf_invalidator::model::{CallerReference, Target};
 use cf_invalidator::ports::{
     BatchEntryFailure, Cdn, CdnError, Invalidation, InvalidationDetail, LedgerError, Queue, QueueError, Receipt,
     ReceivedMessage,
@@ -394,26 +394,30 @@ pub struct CountingCdn<C> {
 impl<C: Cdn> Cdn for CountingCdn<C> {
     async fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
         add(&self.counts.cloudfront_create, 1);
-        self.inner.create_invalidation(distribution, caller_reference, paths).await
+        self.inner.create_invalidation(target, caller_reference, paths).await
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
+    async fn get_invalidation(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<InvalidationDetail, CdnError> {
         add(&self.counts.cloudfront_get, 1);
-        self.inner.get_invalidation(distribution, id).await
+        self.inner.get_invalidation(target, id).await
     }
 
     async fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
         add(&self.counts.cloudfront_list, 1);
-        self.inner.list_recent(distribution, since).await
+        self.inner.list_recent(target, since).await
     }
 }
 

@@ -4,10 +4,10 @@ use std::time::SystemTime;
 
 use aws_sdk_cloudfront::Client;
 use aws_sdk_cloudfront::config::retry::RetryConfig;
-use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+use aws_sdk_cloudfront::types::{InvalidationBatch, InvalidationList, Paths};
 
 use super::error::{Failure, classify};
-use crate::model::{CallerReference, DistributionId};
+use crate::model::{CallerReference, Target};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
 #[derive(Debug, Clone)]
@@ -25,7 +25,8 @@ fn cdn_error(failure: Failure) -> CdnError {
     let text = failure.describe();
     match failure.code() {
         "TooManyInvalidationsInProgress" => CdnError::TooManyInProgress(text),
-        "NoSuchDistribution" => CdnError::NoSuchDistribution(text),
+        // The tenant calls answer EntityNotFound for an unknown tenant.
+        "NoSuchDistribution" | "EntityNotFound" => CdnError::NoSuchDistribution(text),
         "AccessDenied" => CdnError::AccessDenied(text),
         "InvalidArgument" | "MissingBody" | "InconsistentQuantities" => CdnError::InvalidArgument(text),
         "BatchTooLarge" => CdnError::BatchTooLarge(text),
@@ -41,13 +42,16 @@ fn cdn_error(failure: Failure) -> CdnError {
     }
 }
 
+/// A tenant's invalidations are the distribution's calls with `…ForDistributionTenant`: the same batch and
+/// answers, the tenant's id in place of the distribution's.
 impl Cdn for CloudFront {
     async fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
+        let target = target.into();
         let paths = Paths::builder()
             .quantity(paths.len() as i32)
             .set_items(Some(paths.to_vec()))
@@ -60,34 +64,57 @@ impl Cdn for CloudFront {
             .map_err(|e| CdnError::Other(e.to_string()))?;
         // The worker's own retry owns CreateInvalidation: each refusal and throttle reaches it, and learning from
         // them needs every one (the SDK's standard mode would retry `Throttling` twice unseen).
-        let output = self
-            .client
-            .create_invalidation()
-            .distribution_id(distribution.as_str())
-            .invalidation_batch(batch)
-            .customize()
-            .config_override(aws_sdk_cloudfront::Config::builder().retry_config(RetryConfig::disabled()))
-            .send()
-            .await
-            .map_err(|e| cdn_error(classify(&e)))?;
-        let invalidation = output
-            .invalidation()
+        let no_retries = || aws_sdk_cloudfront::Config::builder().retry_config(RetryConfig::disabled());
+        let invalidation = match &target.tenant {
+            None => {
+                self.client
+                    .create_invalidation()
+                    .distribution_id(target.distribution.as_str())
+                    .invalidation_batch(batch)
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await
+                    .map_err(|e| cdn_error(classify(&e)))?
+                    .invalidation
+            }
+            Some(tenant) => {
+                self.client
+                    .create_invalidation_for_distribution_tenant()
+                    .id(tenant.as_str())
+                    .invalidation_batch(batch)
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await
+                    .map_err(|e| cdn_error(classify(&e)))?
+                    .invalidation
+            }
+        };
+        let invalidation = invalidation
             .ok_or_else(|| CdnError::Other("CreateInvalidation answered without an invalidation".into()))?;
         Ok(Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() })
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
-        let output = self
-            .client
-            .get_invalidation()
-            .distribution_id(distribution.as_str())
-            .id(id)
-            .send()
-            .await
-            .map_err(|e| cdn_error(classify(&e)))?;
-        let invalidation = output
-            .invalidation()
-            .ok_or_else(|| CdnError::Other("GetInvalidation answered without an invalidation".into()))?;
+    async fn get_invalidation(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<InvalidationDetail, CdnError> {
+        let target = target.into();
+        let invalidation = match &target.tenant {
+            None => {
+                let get = self.client.get_invalidation().distribution_id(target.distribution.as_str()).id(id);
+                get.send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation
+            }
+            Some(tenant) => {
+                let get =
+                    self.client.get_invalidation_for_distribution_tenant().distribution_tenant_id(tenant.as_str());
+                get.id(id).send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation
+            }
+        };
+        let invalidation =
+            invalidation.ok_or_else(|| CdnError::Other("GetInvalidation answered without an invalidation".into()))?;
         let batch = invalidation.invalidation_batch();
         Ok(InvalidationDetail {
             invalidation: Invalidation { id: invalidation.id().to_owned(), status: invalidation.status().to_owned() },
@@ -98,21 +125,14 @@ impl Cdn for CloudFront {
 
     async fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
+        let target = target.into();
         let mut recent = Vec::new();
         let mut marker = None;
         loop {
-            let output = self
-                .client
-                .list_invalidations()
-                .distribution_id(distribution.as_str())
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| cdn_error(classify(&e)))?;
-            let Some(list) = output.invalidation_list() else { return Ok(recent) };
+            let Some(list) = self.list_page(&target, marker).await? else { return Ok(recent) };
             let items = list.items();
             let before = recent.len();
             recent.extend(
@@ -130,5 +150,22 @@ impl Cdn for CloudFront {
             }
             marker = list.next_marker().map(str::to_owned);
         }
+    }
+}
+
+impl CloudFront {
+    /// One page of ListInvalidations (or ListInvalidationsForDistributionTenant), from `marker`.
+    async fn list_page(&self, target: &Target, marker: Option<String>) -> Result<Option<InvalidationList>, CdnError> {
+        let list = match &target.tenant {
+            None => {
+                let list = self.client.list_invalidations().distribution_id(target.distribution.as_str());
+                list.set_marker(marker).send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation_list
+            }
+            Some(tenant) => {
+                let list = self.client.list_invalidations_for_distribution_tenant().id(tenant.as_str());
+                list.set_marker(marker).send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation_list
+            }
+        };
+        Ok(list)
     }
 }

@@ -40,6 +40,7 @@ impl Batch {
     pub fn resume(record: BatchRecord, member: BatchMember) -> Self {
         let content = SealedBatch {
             distribution_id: record.distribution_id,
+            tenant_id: record.tenant_id,
             wildcard_count: count_wildcards(&record.paths),
             paths: record.paths,
             members: vec![member],

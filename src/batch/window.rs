@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::merge::PathSet;
-use crate::model::DistributionId;
 use crate::model::message::{BatchMember, Delivery};
 use crate::model::request::InvalidationRequest;
+use crate::model::{DistributionId, Target, TenantId};
 
 /// Most wildcard paths CloudFront lets one distribution have in progress; a batch with more is always refused.
 pub const MAX_WILDCARDS_PER_BATCH: usize = 15;
@@ -61,6 +61,8 @@ impl SealReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedBatch {
     pub distribution_id: DistributionId,
+    /// The tenant it invalidates instead of the whole distribution.
+    pub tenant_id: Option<TenantId>,
     /// Minimal, sorted and encoded paths.
     pub paths: Vec<String>,
     pub wildcard_count: usize,
@@ -71,15 +73,19 @@ pub struct SealedBatch {
 }
 
 impl SealedBatch {
+    pub fn target(&self) -> Target {
+        Target::new(self.distribution_id.clone(), self.tenant_id.clone())
+    }
+
     /// A batch holding exactly `members`, its paths merged again from theirs.
-    pub fn from_members(distribution_id: DistributionId, members: Vec<BatchMember>, reason: SealReason) -> Self {
+    pub fn from_members(target: Target, members: Vec<BatchMember>, reason: SealReason) -> Self {
         let mut paths = PathSet::default();
         let mut requested_paths = 0;
         for path in members.iter().flat_map(|m| &m.paths) {
             paths.add(path);
             requested_paths += 1;
         }
-        OpenBatch { paths, members, requested_paths, deadline: Instant::now() }.seal(distribution_id, reason)
+        OpenBatch { paths, members, requested_paths, deadline: Instant::now() }.seal(target, reason)
     }
 }
 
@@ -92,9 +98,10 @@ struct OpenBatch {
 }
 
 impl OpenBatch {
-    fn seal(self, distribution_id: DistributionId, reason: SealReason) -> SealedBatch {
+    fn seal(self, target: Target, reason: SealReason) -> SealedBatch {
         SealedBatch {
-            distribution_id,
+            distribution_id: target.distribution,
+            tenant_id: target.tenant,
             wildcard_count: self.paths.wildcard_count(),
             paths: self.paths.into_paths(),
             members: self.members,
@@ -107,8 +114,8 @@ impl OpenBatch {
 #[derive(Debug)]
 pub struct Batcher {
     limits: BatchLimits,
-    open: HashMap<DistributionId, OpenBatch>,
-    deadlines: BTreeSet<(Instant, DistributionId)>,
+    open: HashMap<Target, OpenBatch>,
+    deadlines: BTreeSet<(Instant, Target)>,
 }
 
 impl Batcher {
@@ -131,9 +138,9 @@ impl Batcher {
         let mut sealed = Vec::new();
         let mut open_with_member = Vec::new();
         for request in requests {
-            let distribution_id = request.distribution_id.clone();
+            let target = request.target();
             if self.add_request(now, &delivery, request, &mut sealed) {
-                open_with_member.push(distribution_id);
+                open_with_member.push(target);
             }
         }
         let parts = (sealed.len() + open_with_member.len()) as u32 + other_parts;
@@ -143,8 +150,8 @@ impl Batcher {
             }
         };
         sealed.iter_mut().for_each(|batch| set_parts(&mut batch.members));
-        for distribution_id in &open_with_member {
-            if let Some(batch) = self.open.get_mut(distribution_id) {
+        for target in &open_with_member {
+            if let Some(batch) = self.open.get_mut(target) {
                 set_parts(&mut batch.members);
             }
         }
@@ -160,7 +167,7 @@ impl Batcher {
         request: InvalidationRequest,
         sealed: &mut Vec<SealedBatch>,
     ) -> bool {
-        let distribution_id = request.distribution_id;
+        let target = request.target();
         let mut requester = request.requester;
         let (urgent, max_delay) = (request.max_delay == Some(Duration::ZERO), request.max_delay);
         let (idempotency_key, awaited, sent_at) = (request.idempotency_key, request.awaited, request.sent_at);
@@ -168,7 +175,7 @@ impl Batcher {
         let mut paths = request.paths.into_iter().peekable();
         let mut member_in_open_batch = false;
         while paths.peek().is_some() {
-            let OpenBatch { paths: merged, members, requested_paths, .. } = self.open_batch(&distribution_id, now);
+            let OpenBatch { paths: merged, members, requested_paths, .. } = self.open_batch(&target, now);
             let member_paths = Vec::with_capacity(paths.len());
             let member = BatchMember {
                 delivery: delivery.clone(),
@@ -207,26 +214,26 @@ impl Batcher {
             requester = if full && paths.peek().is_some() { member.requester.clone() } else { None };
             member_in_open_batch = !full;
             if full {
-                sealed.push(self.seal(&distribution_id, SealReason::Full));
+                sealed.push(self.seal(&target, SealReason::Full));
             }
         }
         if member_in_open_batch && let Some(max_delay) = max_delay {
             if max_delay.is_zero() {
                 // The urgent paths and whatever was pending for the distribution go now.
-                sealed.push(self.seal(&distribution_id, SealReason::Urgent));
+                sealed.push(self.seal(&target, SealReason::Urgent));
                 return false;
             }
-            self.close_by(&distribution_id, now + max_delay);
+            self.close_by(&target, now + max_delay);
         }
         member_in_open_batch
     }
 
     /// Brings the distribution's window deadline forward to `deadline` if it is later.
-    fn close_by(&mut self, distribution_id: &DistributionId, deadline: Instant) {
-        let batch = self.open.get_mut(distribution_id).expect("the message is in the open batch");
+    fn close_by(&mut self, target: &Target, deadline: Instant) {
+        let batch = self.open.get_mut(target).expect("the message is in the open batch");
         if deadline < batch.deadline {
-            self.deadlines.remove(&(batch.deadline, distribution_id.clone()));
-            self.deadlines.insert((deadline, distribution_id.clone()));
+            self.deadlines.remove(&(batch.deadline, target.clone()));
+            self.deadlines.insert((deadline, target.clone()));
             batch.deadline = deadline;
         }
     }
@@ -234,20 +241,20 @@ impl Batcher {
     /// Seals every window whose time is up.
     pub fn seal_due(&mut self, now: Instant) -> Vec<SealedBatch> {
         let mut sealed = Vec::new();
-        while let Some((deadline, distribution_id)) = self.deadlines.first().cloned() {
+        while let Some((deadline, target)) = self.deadlines.first().cloned() {
             if deadline > now {
                 break;
             }
-            sealed.push(self.seal(&distribution_id, SealReason::WindowElapsed));
+            sealed.push(self.seal(&target, SealReason::WindowElapsed));
         }
         sealed
     }
 
     /// Seals every open window, for shutdown.
     pub fn seal_all(&mut self) -> Vec<SealedBatch> {
-        let mut open: Vec<DistributionId> = self.open.keys().cloned().collect();
+        let mut open: Vec<Target> = self.open.keys().cloned().collect();
         open.sort_unstable();
-        open.iter().map(|distribution_id| self.seal(distribution_id, SealReason::Shutdown)).collect()
+        open.iter().map(|target| self.seal(target, SealReason::Shutdown)).collect()
     }
 
     /// When the next window closes.
@@ -266,20 +273,20 @@ impl Batcher {
     }
 
     /// The distribution's open batch, opened if it has none; the id is copied only then.
-    fn open_batch(&mut self, distribution_id: &DistributionId, now: Instant) -> &mut OpenBatch {
-        if !self.open.contains_key(distribution_id) {
+    fn open_batch(&mut self, target: &Target, now: Instant) -> &mut OpenBatch {
+        if !self.open.contains_key(target) {
             let deadline = now + self.limits.window;
-            self.deadlines.insert((deadline, distribution_id.clone()));
+            self.deadlines.insert((deadline, target.clone()));
             let batch = OpenBatch { paths: PathSet::default(), members: Vec::new(), requested_paths: 0, deadline };
-            self.open.insert(distribution_id.clone(), batch);
+            self.open.insert(target.clone(), batch);
         }
-        self.open.get_mut(distribution_id).expect("opened above")
+        self.open.get_mut(target).expect("opened above")
     }
 
-    fn seal(&mut self, distribution_id: &DistributionId, reason: SealReason) -> SealedBatch {
-        let batch = self.open.remove(distribution_id).expect("sealing a window that is open");
-        self.deadlines.remove(&(batch.deadline, distribution_id.clone()));
-        batch.seal(distribution_id.clone(), reason)
+    fn seal(&mut self, target: &Target, reason: SealReason) -> SealedBatch {
+        let batch = self.open.remove(target).expect("sealing a window that is open");
+        self.deadlines.remove(&(batch.deadline, target.clone()));
+        batch.seal(target.clone(), reason)
     }
 }
 
@@ -300,6 +307,7 @@ mod tests {
     fn request(distribution: &str, paths: &[&str]) -> InvalidationRequest {
         InvalidationRequest {
             distribution_id: DistributionId::parse(distribution).unwrap(),
+            tenant_id: None,
             paths: paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
             idempotency_key: None,
             requester: Some("tests".into()),
@@ -380,6 +388,32 @@ mod tests {
         assert_eq!(first[0].distribution_id.as_str(), "E1");
         let second = batcher.seal_due(start + Duration::from_secs(7));
         assert_eq!(second[0].distribution_id.as_str(), "E2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_tenant_and_the_whole_distribution_have_their_own_batch() {
+        let mut batcher = Batcher::new(limits(1_000));
+        let start = Instant::now();
+        let for_tenant = |tenant: &str, paths| InvalidationRequest {
+            tenant_id: TenantId::parse(tenant).ok(),
+            ..request("E1", paths)
+        };
+        batcher.add(start, id(1), vec![for_tenant("dt_a", &["/a"]), for_tenant("dt_b", &["/a"])], 0);
+        batcher.add(start, id(2), vec![request("E1", &["/a"]), for_tenant("dt_a", &["/b"])], 0);
+        let mut sealed = batcher.seal_due(start + WINDOW);
+        sealed.sort_by_key(SealedBatch::target);
+        let seen: Vec<(String, Vec<&str>, Vec<&str>)> = sealed
+            .iter()
+            .map(|b| (b.target().to_string(), b.paths.iter().map(String::as_str).collect(), member_ids(b)))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("E1".into(), vec!["/a"], vec!["m2"]),
+                ("E1/dt_a".into(), vec!["/a", "/b"], vec!["m1", "m2"]),
+                ("E1/dt_b".into(), vec!["/a"], vec!["m1"]),
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]

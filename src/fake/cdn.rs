@@ -22,7 +22,7 @@ pub use self::records::{
 use self::state::State;
 use super::faults::Faults;
 use crate::clock::TokioClock;
-use crate::model::{CallerReference, DistributionId};
+use crate::model::{CallerReference, DistributionId, Target, TenantId};
 use crate::ports::budget::Allowance;
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
@@ -83,6 +83,12 @@ impl FakeCdn {
         self.state.lock().unwrap().add_distribution(id)
     }
 
+    /// A tenant of `distribution` (which must be there), with its own invalidations and in-progress quotas;
+    /// false if it was already there.
+    pub fn add_tenant(&self, distribution: DistributionId, tenant: TenantId) -> Result<bool, CdnError> {
+        self.state.lock().unwrap().add_tenant(distribution, tenant)
+    }
+
     /// Answers `InvalidArgument`, like CloudFront for a path it cannot take, to batches with a path containing
     /// `fragment`.
     pub fn refuse_paths_containing(&self, fragment: &str) {
@@ -99,9 +105,10 @@ impl FakeCdn {
     /// injected failures, which test the worker, not the person.
     pub fn create_as_someone_else(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target>,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
+        let distribution = &target.into();
         let mut state = self.state.lock().unwrap();
         let reference = state.console_reference();
         let now = Instant::now();
@@ -158,7 +165,8 @@ impl FakeCdn {
     }
 
     /// GetInvalidation with everything CloudFront shows.
-    pub async fn snapshot(&self, distribution: &DistributionId, id: &str) -> Result<Snapshot, CdnError> {
+    pub async fn snapshot(&self, target: impl Into<Target>, id: &str) -> Result<Snapshot, CdnError> {
+        let distribution = &target.into();
         self.state.lock().unwrap().status_checks.push(StatusCheck { id: id.to_owned(), at: Instant::now() });
         self.enter("get_invalidation").await?;
         self.find(distribution, id)
@@ -168,24 +176,25 @@ impl FakeCdn {
     /// `marker`, most recent first.
     pub async fn list(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target>,
         marker: Option<&str>,
         max_items: usize,
     ) -> Result<Page, CdnError> {
+        let distribution = &target.into();
         self.state.lock().unwrap().list_calls.push(StatusCheck { id: distribution.to_string(), at: Instant::now() });
         self.enter("list_invalidations").await?;
         self.state.lock().unwrap().page(distribution, marker, max_items, Instant::now())
     }
 
     /// An invalidation as GetInvalidation would show it, without counting as a call.
-    pub(super) fn find(&self, distribution: &DistributionId, id: &str) -> Result<Snapshot, CdnError> {
-        self.state.lock().unwrap().find(distribution, id, Instant::now())
+    pub(super) fn find(&self, target: impl Into<Target>, id: &str) -> Result<Snapshot, CdnError> {
+        self.state.lock().unwrap().find(&target.into(), id, Instant::now())
     }
 
     /// When the last invalidation of `distribution` covering `path` that had completed by `by` (on tokio's clock)
     /// completed: the simulator's edge (`fake::edge`) drops copies cached before then.
-    pub fn last_completion_covering(&self, distribution: &DistributionId, path: &str, by: Instant) -> Option<Instant> {
-        self.state.lock().unwrap().last_completion_covering(distribution, path, by)
+    pub fn last_completion_covering(&self, target: impl Into<Target>, path: &str, by: Instant) -> Option<Instant> {
+        self.state.lock().unwrap().last_completion_covering(&target.into(), path, by)
     }
 
     /// Every call fails with `ServiceUnavailable` for `length`, as in a CloudFront outage.
@@ -209,7 +218,7 @@ impl FakeCdn {
 
     async fn answer(
         &self,
-        distribution: &DistributionId,
+        distribution: &Target,
         reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
@@ -224,17 +233,19 @@ impl FakeCdn {
 impl Cdn for FakeCdn {
     async fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
+        let distribution = &target.into();
         let outcome = self.answer(distribution, caller_reference, paths).await;
         let mut state = self.state.lock().unwrap();
         if let Err(error) = &outcome {
             state.reject(distribution, caller_reference, error, Instant::now());
         }
         state.calls.push(CreateCall {
-            distribution_id: distribution.clone(),
+            distribution_id: distribution.distribution.clone(),
+            tenant_id: distribution.tenant.clone(),
             caller_reference: caller_reference.clone(),
             paths: paths.to_vec(),
             outcome: outcome.clone(),
@@ -242,8 +253,12 @@ impl Cdn for FakeCdn {
         outcome
     }
 
-    async fn get_invalidation(&self, distribution: &DistributionId, id: &str) -> Result<InvalidationDetail, CdnError> {
-        let Snapshot { created, status } = self.snapshot(distribution, id).await?;
+    async fn get_invalidation(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<InvalidationDetail, CdnError> {
+        let Snapshot { created, status } = self.snapshot(target, id).await?;
         Ok(InvalidationDetail {
             invalidation: Invalidation { id: created.id, status: status.to_owned() },
             caller_reference: created.caller_reference.to_string(),
@@ -253,9 +268,10 @@ impl Cdn for FakeCdn {
 
     async fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
+        let distribution = &target.into();
         self.state.lock().unwrap().list_calls.push(StatusCheck { id: distribution.to_string(), at: Instant::now() });
         self.enter("list_invalidations").await?;
         let since = self.instant_of(since);

@@ -17,7 +17,7 @@ use super::routes::{RouteError, Routing};
 use crate::model::path::{InvalidationPath, PathError, TagError};
 use crate::model::request::InvalidationRequest;
 use crate::model::text::excerpt;
-use crate::model::{DistributionId, InvalidDistributionId};
+use crate::model::{DistributionId, InvalidDistributionId, InvalidTenantId, TenantId};
 
 /// Most paths one message may carry: CloudFront's in-progress quota for one distribution.
 pub const MAX_PATHS_PER_MESSAGE: usize = 3_000;
@@ -40,6 +40,10 @@ pub enum Rejection {
     DistributionId(#[from] InvalidDistributionId),
     #[error("distribution {0} is not in this worker's --allow-distribution list")]
     DistributionNotAllowed(DistributionId),
+    #[error(transparent)]
+    TenantId(#[from] InvalidTenantId),
+    #[error("tenant {0} is not in this worker's --allow-tenant list")]
+    TenantNotAllowed(TenantId),
     #[error("SNS topic {0} is not in this worker's --allow-topic list")]
     TopicNotAllowed(String),
     #[error("SNS notification without a TopicArn, and --allow-topic is set: cannot tell who sent it")]
@@ -76,6 +80,8 @@ impl Rejection {
             Self::Envelope(_) => "envelope",
             Self::DistributionId(_) => "invalid_distribution_id",
             Self::DistributionNotAllowed(_) => "distribution_not_allowed",
+            Self::TenantId(_) => "invalid_tenant_id",
+            Self::TenantNotAllowed(_) => "tenant_not_allowed",
             Self::TopicNotAllowed(_) | Self::TopicMissing => "topic_not_allowed",
             Self::NoPaths => "no_paths",
             Self::TooManyPaths(_) => "too_many_paths",
@@ -97,6 +103,9 @@ pub struct IntakeRules {
     pub routing: Routing,
     pub allowed_distributions: Option<BTreeSet<DistributionId>>,
     pub allowed_topics: Option<BTreeSet<String>>,
+    /// Which tenants a request may name (`None`: any); a request for a whole distribution meets only the
+    /// distribution allowlist.
+    pub allowed_tenants: Option<BTreeSet<TenantId>>,
 }
 
 /// Why a worker's intake rules contradict themselves.
@@ -121,7 +130,11 @@ impl IntakeRules {
         {
             return Err(RulesError::RouteNotAllowed(outside.clone()));
         }
-        Ok(Self { routing, allowed_distributions, allowed_topics })
+        Ok(Self { routing, allowed_distributions, allowed_topics, allowed_tenants: None })
+    }
+
+    pub fn with_allowed_tenants(self, allowed_tenants: Option<BTreeSet<TenantId>>) -> Self {
+        Self { allowed_tenants, ..self }
     }
 
     fn admit_sender(&self, via: &Via) -> Result<(), Rejection> {
@@ -140,6 +153,12 @@ impl IntakeRules {
                 Err(Rejection::DistributionNotAllowed(request.distribution_id.clone()))
             }
             _ => Ok(()),
+        }?;
+        match (&self.allowed_tenants, &request.tenant_id) {
+            (Some(allowed), Some(tenant)) if !allowed.contains(tenant) => {
+                Err(Rejection::TenantNotAllowed(tenant.clone()))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -156,6 +175,8 @@ pub enum Parsed {
 #[derive(Deserialize)]
 struct WireRequest {
     distribution_id: String,
+    #[serde(default)]
+    tenant_id: Option<String>,
     #[serde(default)]
     paths: Vec<String>,
     #[serde(default)]
@@ -221,10 +242,14 @@ fn routed(objects: &[S3Object], routing: &Routing) -> Result<Parsed, Rejection> 
     let mut requests: Vec<InvalidationRequest> = Vec::new();
     for object in objects {
         for routed in routing.route(object)? {
-            match requests.iter_mut().find(|r| r.distribution_id == routed.distribution_id) {
+            let same_target = |r: &&mut InvalidationRequest| {
+                r.distribution_id == routed.distribution_id && r.tenant_id == routed.tenant_id
+            };
+            match requests.iter_mut().find(same_target) {
                 Some(request) => request.paths.extend(routed.paths),
                 None => requests.push(InvalidationRequest {
                     distribution_id: routed.distribution_id,
+                    tenant_id: routed.tenant_id,
                     paths: routed.paths,
                     idempotency_key: None,
                     requester: Some(format!("s3://{}", object.bucket)),
@@ -246,6 +271,7 @@ fn routed(objects: &[S3Object], routing: &Routing) -> Result<Parsed, Rejection> 
 
 fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
     let distribution_id = DistributionId::parse(&wire.distribution_id)?;
+    let tenant_id = wire.tenant_id.as_deref().map(TenantId::parse).transpose()?;
     if let Some(key) = &wire.idempotency_key {
         let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !printable {
@@ -284,6 +310,7 @@ fn validate(wire: WireRequest) -> Result<InvalidationRequest, Rejection> {
     };
     Ok(InvalidationRequest {
         distribution_id,
+        tenant_id,
         paths,
         idempotency_key: wire.idempotency_key,
         requester: wire.requester.map(|r| requester(&r)).transpose()?.flatten(),
@@ -509,6 +536,20 @@ mod tests {
             ..rules(SITE, &[])
         };
         assert_eq!(parse_message(&s3, &unchecked).unwrap_err().code(), "distribution_not_allowed");
+    }
+
+    #[test]
+    fn a_request_may_name_a_tenant_which_the_tenant_allowlist_admits() {
+        let body = |tenant: &str| format!(r#"{{"distribution_id":"E1","tenant_id":"{tenant}","paths":["/a"]}}"#);
+        let request = parse_request(&body("dt_abc1")).unwrap();
+        assert_eq!(request.target().to_string(), "E1/dt_abc1");
+        assert_eq!(parse_request(r#"{"distribution_id":"E1","paths":["/a"]}"#).unwrap().tenant_id, None);
+        assert_eq!(parse_request(&body("tenant-1")).unwrap_err().code(), "invalid_tenant_id");
+        let allowing = rules(SITE, &[]).with_allowed_tenants(Some([TenantId::parse("dt_abc1").unwrap()].into()));
+        assert!(parse_message(&body("dt_abc1"), &allowing).is_ok());
+        assert_eq!(parse_message(&body("dt_other"), &allowing).unwrap_err().code(), "tenant_not_allowed");
+        let whole = r#"{"distribution_id":"E1","paths":["/a"]}"#;
+        assert!(parse_message(whole, &allowing).is_ok(), "the tenant allowlist leaves whole distributions alone");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use thiserror::Error;
 use super::envelope::S3Object;
 use crate::model::path::{InvalidationPath, PathError, encode_name};
 use crate::model::text::excerpt;
-use crate::model::{DistributionId, InvalidDistributionId};
+use crate::model::{DistributionId, InvalidDistributionId, InvalidTenantId, TenantId};
 
 #[derive(Debug, Error)]
 pub enum RoutesError {
@@ -26,6 +26,10 @@ pub enum RoutesError {
     ExtraPath { rule: usize, path: String, error: PathError },
     #[error("rule #{rule} names no distribution")]
     NoDistribution { rule: usize },
+    #[error("rule #{rule}: {error}")]
+    Tenant { rule: usize, error: InvalidTenantId },
+    #[error("rule #{rule} names tenant {tenant} and several distributions: a tenant belongs to one distribution")]
+    TenantOfSeveral { rule: usize, tenant: TenantId },
     #[error(
         "rule #{rule} sets coalesce_min_saving = {value} for {distribution}, which an earlier rule set to {earlier}: batches are per distribution, so give its rules one value"
     )]
@@ -60,6 +64,8 @@ struct RuleFile {
     prefix: String,
     distributions: Vec<String>,
     #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
     strip_prefix: String,
     #[serde(default)]
     add_prefix: String,
@@ -78,6 +84,8 @@ struct Rule {
     bucket: String,
     prefix: String,
     distributions: Vec<DistributionId>,
+    /// Invalidate this tenant of the (one) distribution instead of the whole distribution.
+    tenant: Option<TenantId>,
     strip_prefix: String,
     add_prefix: String,
     index_document: Option<String>,
@@ -89,6 +97,7 @@ struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub distribution_id: DistributionId,
+    pub tenant_id: Option<TenantId>,
     pub paths: Vec<InvalidationPath>,
 }
 
@@ -160,9 +169,14 @@ impl Routing {
         for rule in self.rules.iter().filter(|r| r.bucket == object.bucket && object.key.starts_with(&r.prefix)) {
             let paths = rule.paths_for(object)?;
             for distribution_id in &rule.distributions {
-                match routed.iter_mut().find(|r| &r.distribution_id == distribution_id) {
+                let same_target = |r: &&mut Routed| &r.distribution_id == distribution_id && r.tenant_id == rule.tenant;
+                match routed.iter_mut().find(same_target) {
                     Some(existing) => existing.paths.extend(paths.iter().cloned()),
-                    None => routed.push(Routed { distribution_id: distribution_id.clone(), paths: paths.clone() }),
+                    None => routed.push(Routed {
+                        distribution_id: distribution_id.clone(),
+                        tenant_id: rule.tenant.clone(),
+                        paths: paths.clone(),
+                    }),
                 }
             }
         }
@@ -177,11 +191,19 @@ fn compile(number: usize, rule: RuleFile) -> Result<Rule, RoutesError> {
     if rule.distributions.is_empty() {
         return Err(RoutesError::NoDistribution { rule: number });
     }
-    let distributions = rule
+    let distributions: Vec<DistributionId> = rule
         .distributions
         .iter()
         .map(|d| DistributionId::parse(d).map_err(|error| RoutesError::Distribution { rule: number, error }))
         .collect::<Result<_, _>>()?;
+    let tenant = rule
+        .tenant
+        .as_deref()
+        .map(|t| TenantId::parse(t).map_err(|error| RoutesError::Tenant { rule: number, error }))
+        .transpose()?;
+    if let Some(tenant) = tenant.clone().filter(|_| distributions.len() > 1) {
+        return Err(RoutesError::TenantOfSeveral { rule: number, tenant });
+    }
     let extra_paths = rule
         .extra_paths
         .iter()
@@ -193,6 +215,7 @@ fn compile(number: usize, rule: RuleFile) -> Result<Rule, RoutesError> {
         bucket: rule.bucket,
         prefix: rule.prefix,
         distributions,
+        tenant,
         strip_prefix: rule.strip_prefix.trim_end_matches('/').to_owned(),
         add_prefix: rule.add_prefix.trim_end_matches('/').to_owned(),
         index_document: rule.index_document,
@@ -371,6 +394,23 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_may_route_a_prefix_to_a_tenant() {
+        let routing = Routing::parse(
+            "[[rule]]\nbucket = \"saas\"\nprefix = \"acme/\"\nstrip_prefix = \"acme\"\ndistributions = [\"E1\"]\n\
+             tenant = \"dt_acme\"\n[[rule]]\nbucket = \"saas\"\ndistributions = [\"E1\"]",
+        )
+        .unwrap();
+        let routed = routing.route(&object("saas", "acme/a.html")).unwrap();
+        let targets: Vec<(Option<&str>, Vec<&str>)> =
+            routed.iter().map(|r| (r.tenant_id.as_ref().map(TenantId::as_str), paths_of(r))).collect();
+        assert_eq!(targets, [(Some("dt_acme"), vec!["/a.html"]), (None, vec!["/acme/a.html"])]);
+    }
+
+    fn paths_of(routed: &Routed) -> Vec<&str> {
+        routed.paths.iter().map(InvalidationPath::as_str).collect()
+    }
+
+    #[test]
     fn bad_files_say_what_is_wrong() {
         let errors = [
             (
@@ -384,6 +424,11 @@ mod tests {
             ),
             ("[[rule]]\nbucket = \"b\"\ndistribution = [\"E1\"]", "unknown field `distribution`"),
             ("unmatched = \"drop\"", "unknown variant `drop`"),
+            ("[[rule]]\nbucket = \"b\"\ndistributions = [\"E1\"]\ntenant = \"t1\"", "tenant id \"t1\" is not valid"),
+            (
+                "[[rule]]\nbucket = \"b\"\ndistributions = [\"E1\", \"E2\"]\ntenant = \"dt_a\"",
+                "a tenant belongs to one distribution",
+            ),
         ];
         for (text, expected) in errors {
             let error = Routing::parse(text).unwrap_err().to_string();

@@ -4,9 +4,12 @@
 pub mod message;
 pub mod path;
 pub mod request;
+pub mod target;
 pub mod text;
 
 use std::fmt;
+
+pub use self::target::{InvalidTenantId, Target, TenantId};
 
 use thiserror::Error;
 

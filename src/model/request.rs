@@ -4,13 +4,15 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::DistributionId;
+use super::{DistributionId, Target, TenantId};
 use crate::model::path::InvalidationPath;
 
 /// A validated request: every path is already encoded for CloudFront.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidationRequest {
     pub distribution_id: DistributionId,
+    /// The tenant of a multi-tenant distribution to invalidate instead of the whole distribution.
+    pub tenant_id: Option<TenantId>,
     /// Paths and `#tag` items, deduplicated.
     pub paths: Vec<InvalidationPath>,
     pub idempotency_key: Option<String>,
@@ -25,6 +27,11 @@ pub struct InvalidationRequest {
 }
 
 impl InvalidationRequest {
+    /// What its paths are batched, deduplicated and invalidated for.
+    pub fn target(&self) -> Target {
+        Target::new(self.distribution_id.clone(), self.tenant_id.clone())
+    }
+
     pub fn is_urgent(&self) -> bool {
         self.max_delay == Some(Duration::ZERO)
     }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use thiserror::Error;
 
-use crate::model::{CallerReference, DistributionId};
+use crate::model::{CallerReference, Target};
 
 /// An invalidation as CloudFront reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +96,15 @@ impl CdnError {
     }
 }
 
-/// Contract:
-/// - `create_invalidation` submits `paths` (1..=3,000 encoded paths) for `distribution`. Presenting a
+/// Contract (a target is a whole distribution, `&DistributionId` will do, or one tenant of a multi-tenant
+/// distribution, through CloudFront's `…ForDistributionTenant` calls):
+/// - `create_invalidation` submits `paths` (1..=3,000 encoded paths) for `target`. Presenting a
 ///   CallerReference again with the same paths returns the invalidation created the first time instead of
 ///   creating (and billing) another; the same reference with different paths fails with `BatchAlreadyExists`.
-/// - `get_invalidation` reports an invalidation of `distribution` by its id, with its current status (`InProgress`
+/// - `get_invalidation` reports an invalidation of `target` by its id, with its current status (`InProgress`
 ///   until it is `Completed`, compared case-insensitively), its CallerReference and paths; an unknown id fails
 ///   with `NoSuchInvalidation`.
-/// - `list_recent` returns the distribution's invalidations with their status, whoever created them, most recent
+/// - `list_recent` returns the target's invalidations with their status, whoever created them, most recent
 ///   first (ListInvalidations), paging until a page holds none in progress and reaches back before `since`: every
 ///   invalidation created since `since` is in the answer, and so are the others on the pages read. (A page with
 ///   none in progress does not prove that older ones have completed: completion times vary.)
@@ -111,30 +112,30 @@ impl CdnError {
 pub trait Cdn: Send + Sync + 'static {
     fn create_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> impl Future<Output = Result<Invalidation, CdnError>> + Send;
 
     fn get_invalidation(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         id: &str,
     ) -> impl Future<Output = Result<InvalidationDetail, CdnError>> + Send;
 
     fn list_recent(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> impl Future<Output = Result<Vec<Invalidation>, CdnError>> + Send;
 
     fn list_in_progress(
         &self,
-        distribution: &DistributionId,
+        target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> impl Future<Output = Result<Vec<Invalidation>, CdnError>> + Send {
         async move {
-            let mut recent = self.list_recent(distribution, since).await?;
+            let mut recent = self.list_recent(target, since).await?;
             recent.retain(|invalidation| !invalidation.is_completed());
             Ok(recent)
         }

@@ -14,8 +14,7 @@ use crate::ports::ledger::{BatchRecord, Owed, billing_month};
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     pub(super) async fn create_and_record(&self, record: &mut BatchRecord) -> Result<(), Failure> {
         let started = tokio::time::Instant::now();
-        let outcome =
-            self.cdn.create_invalidation(&record.distribution_id, &record.caller_reference, &record.paths).await;
+        let outcome = self.cdn.create_invalidation(record.target(), &record.caller_reference, &record.paths).await;
         histogram!("cfi_create_invalidation_seconds").record(started.elapsed().as_secs_f64());
         let code = outcome.as_ref().map_or_else(CdnError::code, |_| "Created");
         counter!("cfi_cloudfront_responses_total", "code" => code).increment(1);

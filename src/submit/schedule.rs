@@ -44,6 +44,7 @@ impl Schedule {
     pub fn push(&mut self, batch: Batch, room: Allowance) {
         let joinable = |queued: &Batch| {
             queued.content.distribution_id == batch.content.distribution_id
+                && queued.content.tenant_id == batch.content.tenant_id
                 && merges(queued.content.reason)
                 && merges(batch.content.reason)
                 && (queued.content.reason == SealReason::Urgent) == (batch.content.reason == SealReason::Urgent)
@@ -57,7 +58,7 @@ impl Schedule {
             return;
         }
         let members = queued.content.members.iter().chain(&batch.content.members).cloned().collect();
-        let merged = SealedBatch::from_members(batch.content.distribution_id.clone(), members, queued.content.reason);
+        let merged = SealedBatch::from_members(batch.content.target(), members, queued.content.reason);
         let within_limits =
             merged.paths.len() <= self.limits.max_paths && merged.wildcard_count <= self.limits.max_wildcards;
         if !within_limits || !Allowance::of(&merged.paths).fits_in(room) {
@@ -157,7 +158,7 @@ mod tests {
             sent_at: None,
         };
         let content = SealedBatch::from_members(
-            DistributionId::parse(distribution).unwrap(),
+            DistributionId::parse(distribution).unwrap().into(),
             vec![member],
             SealReason::WindowElapsed,
         );

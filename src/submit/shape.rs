@@ -38,6 +38,7 @@ impl<C, L> Submitter<C, L> {
         let mut record = BatchRecord {
             caller_reference: batch.caller_reference.clone(),
             distribution_id: content.distribution_id.clone(),
+            tenant_id: content.tenant_id.clone(),
             paths: content.paths.clone(),
             message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
             requesters,
@@ -140,10 +141,10 @@ pub(super) fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> 
     if now.is_empty() || later.is_empty() {
         return None;
     }
-    let distribution_id = &batch.content.distribution_id;
+    let target = batch.content.target();
     // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
     let sealed = |members: Vec<BatchMember>| {
-        let content = SealedBatch::from_members(distribution_id.clone(), members, SealReason::FitBudget);
+        let content = SealedBatch::from_members(target.clone(), members, SealReason::FitBudget);
         Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) }
     };
     // Popped from the end: the part that fits goes first.
@@ -211,7 +212,7 @@ fn own(members: &[BatchMember], path: &str) -> bool {
 /// messages; or, for one message, its own paths alone, so that another message's path never gets it
 /// dead-lettered (the others find their record failed when they come back, and are batched afresh).
 pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
-    let distribution_id = batch.content.distribution_id;
+    let target = batch.content.target();
     let mut first = batch.content.members;
     let parts = if first.len() > 1 {
         let second = first.split_off(first.len() / 2);
@@ -225,8 +226,6 @@ pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
     };
     parts
         .into_iter()
-        .map(|members| {
-            Batch::seal(SealedBatch::from_members(distribution_id.clone(), members, SealReason::Split), clock)
-        })
+        .map(|members| Batch::seal(SealedBatch::from_members(target.clone(), members, SealReason::Split), clock))
         .collect()
 }

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::clock::WallClock;
 use crate::edge::stage::{CompletedBatch, EdgeHandoff};
 use crate::limit::Budget;
-use crate::model::DistributionId;
+use crate::model::{DistributionId, Target};
 use crate::ports::budget::{BudgetState, JointWrites, Recorded};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
 use crate::ports::events::{Event, EventKind, Events};
@@ -130,12 +130,11 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                     self.adopt(&mut tracked, &mut adoption_cursor).await;
                 }
                 () = sleep_until(due) => {
-                    let distribution = next_look(&tracked).expect("something is due").distribution_id.clone();
-                    let (mine, others) = std::mem::take(&mut tracked)
-                        .into_iter()
-                        .partition(|t| t.submitted.distribution_id == distribution);
+                    let target = next_look(&tracked).expect("something is due").target();
+                    let (mine, others) =
+                        std::mem::take(&mut tracked).into_iter().partition(|t| t.submitted.target() == target);
                     tracked = others;
-                    tracked.extend(self.look(&distribution, mine).await);
+                    tracked.extend(self.look(&target, mine).await);
                     next_call = Instant::now() + self.settings.call_gap;
                 }
             }
@@ -147,12 +146,12 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
     async fn last_look(&self, tracked: Vec<Tracked>) {
         let (mut mine, _): (Vec<Tracked>, _) =
             tracked.into_iter().partition(|t| t.own && t.submitted.status != BatchStatus::Completed);
-        while let Some(distribution) = mine.first().map(|t| t.submitted.distribution_id.clone()) {
-            let (mut these, rest) = mine.into_iter().partition(|t| t.submitted.distribution_id == distribution);
+        while let Some(target) = mine.first().map(|t| t.submitted.target()) {
+            let (mut these, rest) = mine.into_iter().partition(|t| t.submitted.target() == target);
             mine = rest;
             let now = Instant::now();
             these.iter_mut().for_each(|t| t.next_look = now);
-            self.look(&distribution, these).await;
+            self.look(&target, these).await;
             tokio::time::sleep(self.settings.call_gap).await;
         }
     }
@@ -175,11 +174,12 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
         self.budget.settings().lease / 4
     }
 
-    /// One ListInvalidations answers for every tracked invalidation of `distribution`; returns those to track on.
-    async fn look(&self, distribution: &DistributionId, mine: Vec<Tracked>) -> Vec<Tracked> {
-        let now = Instant::now();
+    /// One ListInvalidations answers for every tracked invalidation of `target`; returns those to track on. A
+    /// tenant's invalidations hold room in its distribution's budget, which bounds the tenant's too.
+    async fn look(&self, target: &Target, mine: Vec<Tracked>) -> Vec<Tracked> {
+        let (now, distribution) = (Instant::now(), &target.distribution);
         let since = listed_since(&mine, self.settings.clock.now());
-        let listed = match self.cdn.list_recent(distribution, since).await {
+        let listed = match self.cdn.list_recent(target, since).await {
             Ok(listed) => listed,
             Err(e) => return self.look_failed(distribution, &e, mine, now).await,
         };
@@ -296,7 +296,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
 
     /// GetInvalidation for one the list does not show.
     async fn get(&self, submitted: &Submitted) -> Seen {
-        match self.cdn.get_invalidation(&submitted.distribution_id, &submitted.invalidation_id).await {
+        match self.cdn.get_invalidation(submitted.target(), &submitted.invalidation_id).await {
             Ok(detail) => Seen::Status(detail.invalidation),
             Err(e) if e.retry_after() == RetryAfter::Never => Seen::NeverAnswered(format!(
                 "CloudFront will not tell invalidation {}'s status ({e}): the role needs cloudfront:GetInvalidation",

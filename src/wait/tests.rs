@@ -102,6 +102,7 @@ async fn a_duplicate_of_an_idempotency_key_completes_with_the_batches_of_the_mes
     let ledger = MemoryLedger::default();
     let key = KeyUse {
         distribution_id: DistributionId::parse(DIST).unwrap(),
+        tenant_id: None,
         key: "deploy-42".into(),
         message_id: MessageId("first".into()),
         content: "same".into(),
@@ -121,6 +122,7 @@ async fn a_message_holding_its_own_key_is_answered_for_by_its_own_batches_only()
     let ledger = MemoryLedger::default();
     let key = KeyUse {
         distribution_id: DistributionId::parse(DIST).unwrap(),
+        tenant_id: None,
         key: "deploy-43".into(),
         message_id: MessageId("m1".into()),
         content: "same".into(),

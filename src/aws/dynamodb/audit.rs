@@ -186,7 +186,7 @@ impl AuditLog for DynamoLedger {
     }
 
     async fn key_claim(&self, distribution: &DistributionId, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
-        let item = self.get(key_item_key(distribution, key)).await?;
+        let item = self.get(key_item_key(&distribution.into(), key)).await?;
         item.map(|item| key_record_from(distribution, key, &item)).transpose()
     }
 

@@ -32,9 +32,9 @@ pub(super) fn lease_item(record: &BatchRecord) -> Item {
     ])
 }
 
-/// A distribution id holds no `#`, so the key after it is unambiguous.
-pub(super) fn key_item_key(distribution: &DistributionId, key: &str) -> AttributeValue {
-    AttributeValue::S(format!("key#{distribution}#{key}"))
+/// Neither a distribution id nor a tenant id holds a `#`, so the key after the target is unambiguous.
+pub(super) fn key_item_key(target: &Target, key: &str) -> AttributeValue {
+    AttributeValue::S(format!("key#{target}#{key}"))
 }
 
 /// `day#YYYY-MM-DD`: one day's totals.
@@ -131,6 +131,9 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
         (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
         (BOARD.into(), AttributeValue::S(BOARD_PENDING.into())),
     ]);
+    if let Some(tenant) = &record.tenant_id {
+        item.insert("tenant_id".into(), AttributeValue::S(tenant.to_string()));
+    }
     for (name, texts) in [("requesters", &record.requesters), ("idempotency_keys", &record.idempotency_keys)] {
         let kept = texts_within_limits(texts);
         if !kept.is_empty() {
@@ -224,6 +227,7 @@ pub(crate) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
     Ok(BatchRecord {
         caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
         distribution_id: distribution_id.ok_or_else(not_a_batch)?,
+        tenant_id: tenant_of(item),
         // Records from before it was kept: as if nothing had repeated.
         distinct_paths: number(item, "distinct_paths").map_or(paths.len(), |n| n as usize),
         paths,
@@ -336,12 +340,18 @@ fn submitted_from(item: &Item) -> Result<Submitted, LedgerError> {
     Ok(Submitted {
         caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_tracked)?),
         distribution_id: distribution_id.ok_or_else(not_tracked)?,
+        tenant_id: tenant_of(item),
         invalidation_id: string(item, "invalidation_id").ok_or_else(not_tracked)?,
         submitted_at: time(item, "submitted_at").ok_or_else(not_tracked)?,
         status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_tracked)?,
         published: published(item),
         awaited: false,
     })
+}
+
+/// The tenant a batch invalidates; none for a whole distribution.
+fn tenant_of(item: &Item) -> Option<TenantId> {
+    string(item, "tenant_id").and_then(|t| TenantId::parse(&t).ok())
 }
 
 /// The events recorded as published (a string set).

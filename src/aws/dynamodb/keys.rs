@@ -9,7 +9,7 @@ impl Keys for DynamoLedger {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(KEY, key_item_key(&key.distribution_id, &key.key))
+            .item(KEY, key_item_key(&Target::new(key.distribution_id.clone(), key.tenant_id.clone()), &key.key))
             .item("message_id", AttributeValue::S(message_id.0.clone()))
             .item(CONTENT, AttributeValue::S(key.content.clone()))
             // So that the audit finds the key's batches with a query of one distribution instead of a scan.

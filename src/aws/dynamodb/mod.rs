@@ -57,7 +57,7 @@ pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};
 use crate::clock::WallClock;
 use crate::model::text::capped;
-use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::model::{CallerReference, DistributionId, MessageId, Target, TenantId};
 use crate::ports::budget::Roster;
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{

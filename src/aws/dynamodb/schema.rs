@@ -61,7 +61,15 @@ const INDEXES: [IndexSpec; 6] = [
         hash: TRACKING,
         range: Some("created_at"),
         projection: ProjectionType::Include,
-        included: &["caller_reference", "distribution_id", "invalidation_id", "submitted_at", "status", PUBLISHED],
+        included: &[
+            "caller_reference",
+            "distribution_id",
+            "tenant_id",
+            "invalidation_id",
+            "submitted_at",
+            "status",
+            PUBLISHED,
+        ],
     },
     // The status page's pending batches, the newest outcomes and the workers, whatever the number of
     // distributions. Without the path and message lists, so a big batch costs the index a small write. Budget

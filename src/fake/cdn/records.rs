@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::model::{CallerReference, DistributionId};
+use crate::model::{CallerReference, DistributionId, Target, TenantId};
 use crate::ports::budget::Allowance;
 use crate::ports::cdn::{CdnError, Invalidation};
 
@@ -14,6 +14,7 @@ use crate::ports::cdn::{CdnError, Invalidation};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateCall {
     pub distribution_id: DistributionId,
+    pub tenant_id: Option<TenantId>,
     pub caller_reference: CallerReference,
     pub paths: Vec<String>,
     /// The invalidation it answered with, or the error.
@@ -25,10 +26,18 @@ pub struct CreateCall {
 pub struct Created {
     pub id: String,
     pub distribution_id: DistributionId,
+    /// The tenant invalidated, when it was a tenant's invalidation.
+    pub tenant_id: Option<TenantId>,
     pub caller_reference: CallerReference,
     pub paths: Vec<String>,
     /// On tokio's clock.
     pub at: Instant,
+}
+
+impl Created {
+    pub fn target(&self) -> Target {
+        Target::new(self.distribution_id.clone(), self.tenant_id.clone())
+    }
 }
 
 /// One status call as the fake received it: GetInvalidation (`id`: the invalidation's) or ListInvalidations
@@ -81,6 +90,7 @@ pub struct Report {
     pub all: Tally,
     /// The worker's alone (CallerReference `cfi-…`).
     pub worker: Tally,
+    /// By distribution id, and by `<distribution>/<tenant>` for a tenant's invalidations.
     pub distributions: BTreeMap<String, DistributionReport>,
 }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::limit::bucket::TokenBucket;
 use crate::model::path::is_covered_by;
-use crate::model::{CallerReference, DistributionId};
+use crate::model::{CallerReference, DistributionId, Target, TenantId};
 use crate::ports::cdn::{CdnError, Invalidation};
 
 /// The worker mints `cfi-<UUIDv7>` (`CallerReference::mint`); any other reference is someone else's.
@@ -89,7 +89,8 @@ impl Distribution {
 pub(super) struct State {
     pub(super) config: SimConfig,
     /// A map: a linear search of a thousand ids per call cost 5 % of the pipeline benchmark (benches/pipeline.rs).
-    distributions: HashMap<DistributionId, Distribution>,
+    /// Whole distributions and their tenants, each with its own invalidations and in-progress quotas.
+    distributions: HashMap<Target, Distribution>,
     pub(super) refused_fragments: Vec<String>,
     /// Every invalidation in creation order; the index + 1 is its sequence number.
     invalidations: Vec<Stored>,
@@ -123,9 +124,19 @@ impl State {
 
     /// False if it was already there.
     pub(super) fn add_distribution(&mut self, id: DistributionId) -> bool {
+        let id = Target::from(id);
         let added = !self.distributions.contains_key(&id);
         self.distributions.entry(id).or_default();
         added
+    }
+
+    /// False if it was already there; an error if the distribution is not.
+    pub(super) fn add_tenant(&mut self, distribution: DistributionId, tenant: TenantId) -> Result<bool, CdnError> {
+        self.distribution(&Target::from(&distribution))?;
+        let id = Target::tenant(distribution, tenant);
+        let added = !self.distributions.contains_key(&id);
+        self.distributions.entry(id).or_default();
+        Ok(added)
     }
 
     /// A reference no one has used, for an invalidation made in the console.
@@ -146,13 +157,13 @@ impl State {
         Ok(())
     }
 
-    fn distribution(&mut self, id: &DistributionId) -> Result<&mut Distribution, CdnError> {
+    fn distribution(&mut self, id: &Target) -> Result<&mut Distribution, CdnError> {
         self.distributions.get_mut(id).ok_or_else(|| no_such_distribution(id))
     }
 
     pub(super) fn create(
         &mut self,
-        distribution: &DistributionId,
+        distribution: &Target,
         reference: &CallerReference,
         paths: &[String],
         now: Instant,
@@ -188,7 +199,8 @@ impl State {
         invalidations.push(Stored {
             created: Created {
                 id: id.clone(),
-                distribution_id: distribution.clone(),
+                distribution_id: distribution.distribution.clone(),
+                tenant_id: distribution.tenant.clone(),
                 caller_reference: reference.clone(),
                 paths: paths.to_vec(),
                 at: now,
@@ -200,44 +212,39 @@ impl State {
 
     pub(super) fn reject(
         &mut self,
-        distribution: &DistributionId,
+        distribution: &Target,
         reference: &CallerReference,
         error: &CdnError,
         now: Instant,
     ) {
         self.rejections.push(Rejection {
             at: now,
-            distribution_id: distribution.clone(),
+            distribution_id: distribution.distribution.clone(),
             caller_reference: reference.clone(),
             code: error.code(),
         });
     }
 
     /// The index of invalidation `id` of `distribution`.
-    fn index(&self, distribution: &DistributionId, id: &str) -> Result<usize, CdnError> {
+    fn index(&self, distribution: &Target, id: &str) -> Result<usize, CdnError> {
         if !self.distributions.contains_key(distribution) {
             return Err(no_such_distribution(distribution));
         }
         self.by_id
             .get(id)
             .copied()
-            .filter(|&index| &self.invalidations[index].created.distribution_id == distribution)
+            .filter(|&index| &self.invalidations[index].created.target() == distribution)
             .ok_or_else(|| CdnError::NoSuchInvalidation(format!("The specified invalidation does not exist: {id}")))
     }
 
-    pub(super) fn find(&self, distribution: &DistributionId, id: &str, now: Instant) -> Result<Snapshot, CdnError> {
+    pub(super) fn find(&self, distribution: &Target, id: &str, now: Instant) -> Result<Snapshot, CdnError> {
         let stored = &self.invalidations[self.index(distribution, id)?];
         Ok(Snapshot { created: stored.created.clone(), status: stored.status(now) })
     }
 
     /// When the last invalidation of `distribution` covering `path` (the path itself or a wildcard over it) that
     /// had completed by `by` completed.
-    pub(super) fn last_completion_covering(
-        &self,
-        distribution: &DistributionId,
-        path: &str,
-        by: Instant,
-    ) -> Option<Instant> {
+    pub(super) fn last_completion_covering(&self, distribution: &Target, path: &str, by: Instant) -> Option<Instant> {
         let created = &self.distributions.get(distribution)?.created;
         created
             .iter()
@@ -249,7 +256,7 @@ impl State {
 
     pub(super) fn page(
         &self,
-        distribution: &DistributionId,
+        distribution: &Target,
         marker: Option<&str>,
         max_items: usize,
         now: Instant,
@@ -279,7 +286,7 @@ impl State {
     /// back before `since`.
     pub(super) fn recent(
         &mut self,
-        distribution: &DistributionId,
+        distribution: &Target,
         now: Instant,
         since: Instant,
     ) -> Result<Vec<Invalidation>, CdnError> {
@@ -330,7 +337,7 @@ impl State {
         }
         for created in self.invalidations.iter().map(|stored| &stored.created) {
             if let (true, Some(distribution)) =
-                (is_worker(&created.caller_reference), report.distributions.get_mut(created.distribution_id.as_str()))
+                (is_worker(&created.caller_reference), report.distributions.get_mut(&created.target().to_string()))
             {
                 distribution.worker_paths_billed += created.paths.len();
             }
@@ -373,8 +380,13 @@ fn take_rates(
     false
 }
 
-fn no_such_distribution(id: &DistributionId) -> CdnError {
-    CdnError::NoSuchDistribution(format!("The specified distribution does not exist: {id}"))
+fn no_such_distribution(id: &Target) -> CdnError {
+    match &id.tenant {
+        None => CdnError::NoSuchDistribution(format!("The specified distribution does not exist: {id}")),
+        Some(tenant) => {
+            CdnError::NoSuchDistribution(format!("The specified distribution tenant does not exist: {tenant}"))
+        }
+    }
 }
 
 fn check_paths(config: &SimConfig, refused_fragments: &[String], paths: &[String]) -> Result<(), CdnError> {

@@ -7,7 +7,7 @@ use super::LedgerError;
 use super::billing::{Intent, MonthCap, RequesterShare};
 use super::outbox::Owed;
 use super::verification::VerificationRecord;
-use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::model::{CallerReference, DistributionId, MessageId, Target, TenantId};
 use crate::ports::cdn::Invalidation;
 use crate::ports::events::EventKind;
 
@@ -47,6 +47,8 @@ impl BatchStatus {
 pub struct BatchRecord {
     pub caller_reference: CallerReference,
     pub distribution_id: DistributionId,
+    /// The tenant invalidated instead of the whole distribution.
+    pub tenant_id: Option<TenantId>,
     pub paths: Vec<String>,
     pub message_ids: Vec<MessageId>,
     pub requesters: Vec<String>,
@@ -95,11 +97,17 @@ pub struct BatchRecord {
 }
 
 impl BatchRecord {
+    /// What its invalidation is for.
+    pub fn target(&self) -> Target {
+        Target::new(self.distribution_id.clone(), self.tenant_id.clone())
+    }
+
     /// The batch's invalidation to track, once it is accepted.
     pub fn submitted(&self) -> Option<Submitted> {
         Some(Submitted {
             caller_reference: self.caller_reference.clone(),
             distribution_id: self.distribution_id.clone(),
+            tenant_id: self.tenant_id.clone(),
             invalidation_id: self.invalidation_id.clone()?,
             submitted_at: self.submitted_at?,
             status: self.status,
@@ -139,6 +147,7 @@ impl BatchRecord {
 pub struct Submitted {
     pub caller_reference: CallerReference,
     pub distribution_id: DistributionId,
+    pub tenant_id: Option<TenantId>,
     pub invalidation_id: String,
     pub submitted_at: SystemTime,
     /// `Accepted`, or `Completed` while its events are still to be published.
@@ -146,6 +155,13 @@ pub struct Submitted {
     pub published: Vec<EventKind>,
     /// Someone waits on its completion (`BatchRecord::awaited`); not known of a batch adopted from the index.
     pub awaited: bool,
+}
+
+impl Submitted {
+    /// What CloudFront is asked about its invalidation for.
+    pub fn target(&self) -> Target {
+        Target::new(self.distribution_id.clone(), self.tenant_id.clone())
+    }
 }
 
 /// CloudFront reported an accepted batch's invalidation as completed.

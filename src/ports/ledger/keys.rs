@@ -4,20 +4,21 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use super::LedgerError;
-use crate::model::{DistributionId, MessageId};
+use crate::model::{DistributionId, MessageId, TenantId};
 
-/// A producer's idempotency key as a message uses it. A key is scoped to its distribution: two teams may both
-/// use `deploy-42`.
+/// A producer's idempotency key as a message uses it. A key is scoped to its distribution, or to its tenant: two
+/// teams may both use `deploy-42`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUse {
     pub distribution_id: DistributionId,
+    pub tenant_id: Option<TenantId>,
     pub key: String,
     pub message_id: MessageId,
     /// `InvalidationRequest::content_digest` of what the message asks for.
     pub content: String,
 }
 
-/// A producer key's claim as stored: item `key#<distribution>#<key>`.
+/// A producer key's claim as stored: item `key#<distribution>#<key>` (`key#<distribution>/<tenant>#<key>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub key: String,

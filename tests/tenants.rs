@@ -1,0 +1,139 @@
+//! Tenants of multi-tenant distributions (#29) through the whole worker, on the fakes: what the CloudFront fake
+//! received for each target and what the ledger holds. The SDK adapter's tenant calls are exercised over HTTP
+//! against the project's simulator in `tests/simulator.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cf_invalidator::clock::WallClock;
+use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
+use cf_invalidator::model::{DistributionId, TenantId};
+use cf_invalidator::ports::budget::QUOTA;
+use cf_invalidator::ports::{Allowance, BatchStatus, Queue};
+use cf_invalidator::worker::{self, Exit, Services, Settings};
+use serde_json::json;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+struct Harness {
+    queue: Arc<MemoryQueue>,
+    cdn: Arc<FakeCdn>,
+    ledger: Arc<MemoryLedger>,
+}
+
+impl Harness {
+    /// Distribution EAAA with tenants dt_a and dt_b.
+    fn new() -> Self {
+        let cdn = FakeCdn::with_distributions(["EAAA"]);
+        for tenant in ["dt_a", "dt_b"] {
+            cdn.add_tenant(distribution(), TenantId::parse(tenant).unwrap()).unwrap();
+        }
+        Self {
+            queue: Arc::new(MemoryQueue::with_clock(WallClock::following_tokio())),
+            cdn: Arc::new(cdn),
+            ledger: Arc::default(),
+        }
+    }
+
+    async fn send(&self, tenant: Option<&str>, paths: &[&str]) {
+        let mut body = json!({"distribution_id": "EAAA", "paths": paths});
+        if let Some(tenant) = tenant {
+            body["tenant_id"] = tenant.into();
+        }
+        self.queue.send(&body.to_string(), &[]).await.unwrap();
+    }
+
+    async fn run_for(&self, duration: Duration, settings: Settings) -> Exit {
+        let services = Services {
+            queue: Arc::clone(&self.queue),
+            dead_letter: None,
+            cdn: Arc::clone(&self.cdn),
+            ledger: Arc::clone(&self.ledger),
+        };
+        worker::run(services, settings, tokio::time::sleep(duration)).await
+    }
+
+    /// What CloudFront created, as (target, paths), in creation order.
+    fn created(&self) -> Vec<(String, Vec<String>)> {
+        self.cdn.created().into_iter().map(|c| (c.target().to_string(), c.paths)).collect()
+    }
+}
+
+fn distribution() -> DistributionId {
+    DistributionId::parse("EAAA").unwrap()
+}
+
+fn settings() -> Settings {
+    let mut settings = Settings { clock: WallClock::following_tokio(), ..Settings::default() };
+    settings.batching.window = Duration::from_secs(5);
+    settings.intake.receive_wait = Duration::from_secs(1);
+    settings.submission.create_rate = 100.0;
+    settings
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_request_invalidates_only_the_tenant_and_is_tracked_to_completion() {
+    let h = Harness::new();
+    h.cdn.complete_after(Duration::from_secs(20));
+    h.send(Some("dt_a"), &["/index.html"]).await;
+
+    assert_eq!(h.run_for(2 * MINUTE, settings()).await, Exit::Drained);
+
+    assert_eq!(h.created(), [("EAAA/dt_a".to_owned(), vec!["/index.html".to_owned()])]);
+    let whole = h.cdn.report().distributions["EAAA"].worker_paths_billed;
+    assert_eq!(whole, 0, "nothing was invalidated on the whole distribution");
+    assert!(h.queue.is_empty(), "left on the queue: {:?}", h.queue.messages());
+    let records = h.ledger.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].tenant_id.as_ref().map(TenantId::as_str), Some("dt_a"));
+    assert_eq!(records[0].status, BatchStatus::Completed, "tracked with the tenant's list and get calls");
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_tenants_and_the_whole_distribution_batch_separately() {
+    let h = Harness::new();
+    h.send(Some("dt_a"), &["/a", "/shared"]).await;
+    h.send(Some("dt_b"), &["/b", "/shared"]).await;
+    h.send(None, &["/shared"]).await;
+    h.send(Some("dt_a"), &["/shared", "/a2"]).await;
+
+    assert_eq!(h.run_for(MINUTE, settings()).await, Exit::Drained);
+
+    let mut created = h.created();
+    created.sort();
+    let expected =
+        [("EAAA", vec!["/shared"]), ("EAAA/dt_a", vec!["/a", "/a2", "/shared"]), ("EAAA/dt_b", vec!["/b", "/shared"])]
+            .map(|(target, paths)| (target.to_owned(), paths.into_iter().map(String::from).collect::<Vec<_>>()));
+    assert_eq!(created, expected);
+    assert!(h.queue.is_empty());
+    let mut targets: Vec<(Option<String>, usize)> =
+        h.ledger.records().iter().map(|r| (r.tenant_id.as_ref().map(|t| t.to_string()), r.message_ids.len())).collect();
+    targets.sort();
+    assert_eq!(targets, [(None, 1), (Some("dt_a".into()), 2), (Some("dt_b".into()), 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tenants_share_their_distribution_s_in_progress_limits() {
+    let h = Harness::new();
+    let completion = Duration::from_secs(40);
+    h.cdn.complete_after(completion);
+    h.send(Some("dt_a"), &["/a1", "/a2"]).await;
+    h.send(Some("dt_b"), &["/b1", "/b2"]).await;
+    let mut settings = settings();
+    // Room for one tenant's batch at a time in the distribution.
+    settings.budget.reserve = Allowance { paths: QUOTA.paths - 2, wildcards: 0 };
+
+    assert_eq!(h.run_for(3 * MINUTE, settings).await, Exit::Drained);
+
+    let created = h.cdn.created();
+    assert_eq!(created.len(), 2, "{created:?}");
+    let mut tenants: Vec<String> = created.iter().map(|c| c.target().to_string()).collect();
+    tenants.sort();
+    assert_eq!(tenants, ["EAAA/dt_a", "EAAA/dt_b"]);
+    assert!(
+        created[1].at >= created[0].at + completion,
+        "the second tenant's batch waited for the first to complete: {:?} after it",
+        created[1].at - created[0].at
+    );
+    assert!(h.queue.is_empty());
+}
