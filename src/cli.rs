@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
+use cf_invalidator::model::TenantId;
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::worker::DEFAULT_MAX_HELD_MESSAGES;
@@ -232,6 +233,11 @@ pub struct RunArgs {
     #[arg(long = "allow-distribution", env = "INVALIDATOR_ALLOW_DISTRIBUTION", value_delimiter = ',')]
     pub allow_distributions: Vec<String>,
 
+    /// Tenants of multi-tenant distributions a request may name in `tenant_id` (repeat, or comma-separate in the
+    /// variable); default: any. Requests for a whole distribution meet only --allow-distribution.
+    #[arg(long = "allow-tenant", env = "INVALIDATOR_ALLOW_TENANT", value_delimiter = ',', value_name = "TENANT_ID")]
+    pub allow_tenants: Vec<String>,
+
     /// SNS topics whose envelopes are accepted (repeat, or comma-separate in the variable); default: any. Others
     /// are dead-lettered. Raw message delivery has no envelope to check: the queue policy is its gate.
     #[arg(long = "allow-topic", env = "INVALIDATOR_ALLOW_TOPIC", value_delimiter = ',', value_name = "ARN")]
@@ -339,6 +345,10 @@ pub struct SendArgs {
     /// CloudFront distribution id, e.g. E2QWRUHAPOMQZL.
     #[arg(long, env = "INVALIDATOR_DISTRIBUTION")]
     pub distribution: String,
+
+    /// Invalidate this tenant of a multi-tenant distribution (dt_…) instead of the whole distribution.
+    #[arg(long, env = "INVALIDATOR_TENANT", value_name = "TENANT_ID", value_parser = TenantId::parse)]
+    pub tenant: Option<TenantId>,
 
     /// Paths to invalidate; `-` reads one path per line from standard input.
     #[arg(required_unless_present_any = ["file", "tags"])]

@@ -79,7 +79,7 @@ fn as_json(row: &Row) -> Value {
 }
 
 fn batch_json(record: &BatchRecord) -> Value {
-    json!({
+    let mut batch = json!({
         "kind": "batch",
         "distribution_id": record.distribution_id.as_str(),
         "caller_reference": record.caller_reference.as_str(),
@@ -111,7 +111,12 @@ fn batch_json(record: &BatchRecord) -> Value {
             "warmed": v.warmed,
             "warm_failed": v.warm_failed,
         })),
-    })
+    });
+    // A tenant's batch names its tenant; a whole distribution's reads as it always has.
+    if let Some(tenant) = &record.tenant_id {
+        batch["tenant_id"] = tenant.as_str().into();
+    }
+    batch
 }
 
 fn dead_letter_json(record: &DeadLetterRecord) -> Value {

@@ -14,7 +14,7 @@ use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::limit::account::{AccountQuota, AccountQuotas};
 use cf_invalidator::limit::share::AccountRate;
-use cf_invalidator::model::DistributionId;
+use cf_invalidator::model::{DistributionId, TenantId};
 use cf_invalidator::ports::edge::SharedEdge;
 use cf_invalidator::ports::events::Events;
 use cf_invalidator::status::StatusPage;
@@ -278,7 +278,13 @@ fn intake_rules(args: &RunArgs, routing: Routing) -> anyhow::Result<IntakeRules>
         Some(ids.collect::<Result<_, _>>().context("--allow-distribution")?)
     };
     let allowed_topics = (!args.allow_topics.is_empty()).then(|| args.allow_topics.iter().cloned().collect());
-    Ok(IntakeRules::new(routing, allowed_distributions, allowed_topics)?)
+    let allowed_tenants = if args.allow_tenants.is_empty() {
+        None
+    } else {
+        let ids = args.allow_tenants.iter().map(|raw| TenantId::parse(raw));
+        Some(ids.collect::<Result<_, _>>().context("--allow-tenant")?)
+    };
+    Ok(IntakeRules::new(routing, allowed_distributions, allowed_topics)?.with_allowed_tenants(allowed_tenants))
 }
 
 /// How often `/readyz` re-checks that SQS and DynamoDB answer.

@@ -118,6 +118,9 @@ fn messages(
 /// One message's body; `(n, of)` numbers it among the messages of this send.
 fn body(chunk: &[Item], distribution: &DistributionId, args: &SendArgs, (n, of): (usize, usize)) -> String {
     let mut body = json!({ "distribution_id": distribution.as_str() });
+    if let Some(tenant) = &args.tenant {
+        body["tenant_id"] = tenant.as_str().into();
+    }
     let (paths, tags): (Vec<&Item>, Vec<&Item>) = chunk.iter().partition(|item| matches!(item, Item::Path(_)));
     body["paths"] = paths.iter().map(|i| i.text()).collect::<Vec<_>>().into();
     if !tags.is_empty() {

@@ -66,6 +66,9 @@ pub struct Event {
     pub kind: EventKind,
     /// Of a batch; for a dead letter, the distribution its body named, if a valid one.
     pub distribution_id: Option<String>,
+    /// Of a tenant's batch: the tenant invalidated instead of the whole distribution (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     pub invalidation_id: Option<String>,
     /// Of a batch; none for a dead letter.
     pub caller_reference: Option<String>,
@@ -108,6 +111,7 @@ impl Event {
             version: 1,
             kind,
             distribution_id: Some(record.distribution_id.to_string()),
+            tenant_id: record.tenant_id.as_ref().map(ToString::to_string),
             invalidation_id: record.invalidation_id.clone(),
             caller_reference: Some(record.caller_reference.to_string()),
             message_ids: record.message_ids.iter().map(|m| m.0.clone()).collect(),
@@ -147,6 +151,7 @@ impl Event {
             version: 1,
             kind: EventKind::DeadLettered,
             distribution_id: record.distribution_id.as_ref().map(ToString::to_string),
+            tenant_id: None,
             invalidation_id: None,
             caller_reference: None,
             message_ids: vec![record.message_id.0.clone()],
@@ -227,6 +232,11 @@ mod tests {
         }
         assert_eq!((event["kind"].as_str(), event["wildcards"].as_u64()), (Some("accepted"), Some(1)));
         assert_eq!(event["completed_at"], serde_json::Value::Null, "only a completed event says when");
+        assert!(event.get("tenant_id").is_none(), "a whole distribution's event is as it was");
+        record.tenant_id = crate::model::TenantId::parse("dt_a").ok();
+        let tenant = serde_json::to_value(Event::of(EventKind::Accepted, &record)).unwrap();
+        assert_eq!(tenant["tenant_id"], "dt_a");
+        assert!(described.contains(&&"tenant_id".to_owned()));
     }
 
     #[test]
