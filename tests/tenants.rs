@@ -137,3 +137,73 @@ async fn tenants_share_their_distribution_s_in_progress_limits() {
     );
     assert!(h.queue.is_empty());
 }
+
+// ---- Over HTTP: the SDK adapter's tenant calls against the project's simulator ----
+
+mod over_http {
+    use std::time::SystemTime;
+
+    use cf_invalidator::aws::cloudfront::CloudFront;
+    use cf_invalidator::fake::cloudfront_http::SimServer;
+    use cf_invalidator::fake::{Completion, SimConfig};
+    use cf_invalidator::model::{CallerReference, Target};
+    use cf_invalidator::ports::{Cdn, CdnError};
+
+    use super::*;
+
+    fn tenant(id: &str) -> Target {
+        Target::tenant(distribution(), TenantId::parse(id).unwrap())
+    }
+
+    fn files(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|i| format!("/{prefix}/{i}.html")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_tenant_has_its_own_invalidations_and_in_progress_quota() {
+        let cdn = FakeCdn::simulator(SimConfig { completion: Completion::After(MINUTE), ..SimConfig::cloudfront() });
+        cdn.add_distribution(distribution());
+        for id in ["dt_a", "dt_b"] {
+            cdn.add_tenant(distribution(), TenantId::parse(id).unwrap()).unwrap();
+        }
+        let cdn = Arc::new(cdn);
+        let server = SimServer::start(Arc::clone(&cdn)).await.unwrap();
+        let cloudfront = CloudFront::new(server.client());
+        let create = |target: Target, paths: Vec<String>| {
+            let cloudfront = cloudfront.clone();
+            async move { cloudfront.create_invalidation(&target, &CallerReference::mint(), &paths).await }
+        };
+
+        let full = create(tenant("dt_a"), files("a", QUOTA.paths as usize)).await.unwrap();
+        let over = create(tenant("dt_a"), files("more", 1)).await;
+        assert!(matches!(over, Err(CdnError::TooManyInProgress(_))), "{over:?}");
+        let other_tenant = create(tenant("dt_b"), files("b", 1)).await.unwrap();
+        let whole = create(distribution().into(), files("w", 1)).await.unwrap();
+
+        let detail = cloudfront.get_invalidation(tenant("dt_a"), &full.id).await.unwrap();
+        assert_eq!(detail.paths.len(), QUOTA.paths as usize);
+        for elsewhere in [tenant("dt_b"), distribution().into()] {
+            let missing = cloudfront.get_invalidation(&elsewhere, &full.id).await;
+            assert!(matches!(missing, Err(CdnError::NoSuchInvalidation(_))), "{elsewhere}: {missing:?}");
+        }
+        let listed = |target: Target| {
+            let cloudfront = cloudfront.clone();
+            async move {
+                let listed = cloudfront.list_recent(&target, SystemTime::UNIX_EPOCH).await.unwrap();
+                listed.into_iter().map(|i| i.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(tenant("dt_a")).await, std::slice::from_ref(&full.id));
+        assert_eq!(listed(tenant("dt_b")).await, [other_tenant.id]);
+        assert_eq!(listed(distribution().into()).await, [whole.id]);
+        let unknown = create(tenant("dt_zzz"), files("z", 1)).await;
+        assert!(
+            matches!(unknown, Err(CdnError::NoSuchDistribution(ref m)) if m.contains("EntityNotFound")),
+            "{unknown:?}"
+        );
+
+        let report = cdn.report();
+        assert_eq!(report.distributions["EAAA/dt_a"].in_progress.paths, QUOTA.paths);
+        assert_eq!(report.distributions["EAAA"].in_progress.paths, 1);
+    }
+}

@@ -27,6 +27,7 @@ use crate::ports::budget::Allowance;
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 
 mod config;
+mod paths;
 mod records;
 mod state;
 
@@ -87,6 +88,11 @@ impl FakeCdn {
     /// false if it was already there.
     pub fn add_tenant(&self, distribution: DistributionId, tenant: TenantId) -> Result<bool, CdnError> {
         self.state.lock().unwrap().add_tenant(distribution, tenant)
+    }
+
+    /// The tenant with its distribution, if it is there.
+    pub fn tenant(&self, tenant: &TenantId) -> Option<Target> {
+        self.state.lock().unwrap().tenant(tenant)
     }
 
     /// Answers `InvalidArgument`, like CloudFront for a path it cannot take, to batches with a path containing

@@ -2,8 +2,10 @@
 //! and the worker's adapter (`aws::cloudfront`), error parsing included.
 //!
 //! CloudFront API (2020-05-31): `POST /2020-05-31/distribution/{Id}/invalidation` (CreateInvalidation, 201),
-//! `GET …/invalidation/{Id}` (GetInvalidation), `GET …/invalidation?Marker=&MaxItems=` (ListInvalidations).
-//! Admin, for tests and people: `GET /_sim/report` (JSON), `POST /_sim/distributions/{Id}`, and
+//! `GET …/invalidation/{Id}` (GetInvalidation), `GET …/invalidation?Marker=&MaxItems=` (ListInvalidations), and
+//! the same under `/2020-05-31/distribution-tenant/{Id}/` for a tenant (`…ForDistributionTenant`).
+//! Admin, for tests and people: `GET /_sim/report` (JSON), `POST /_sim/distributions/{Id}`,
+//! `POST /_sim/tenants/{DistributionId}/{TenantId}`, and
 //! `POST /_sim/human/{Id}` with newline-separated paths (an invalidation made in the console).
 
 use std::convert::Infallible;
@@ -29,7 +31,7 @@ use tracing::{debug, info};
 use self::wire::{InvalidationListXml, InvalidationXml, WireError, json, parse_batch, text, xml};
 use super::cdn::FakeCdn;
 use crate::fake::cdn::LIST_PAGE_SIZE;
-use crate::model::{CallerReference, DistributionId};
+use crate::model::{CallerReference, DistributionId, Target, TenantId};
 use crate::ports::cdn::{Cdn, CdnError};
 
 mod wire;
@@ -98,12 +100,20 @@ pub fn sdk_client(url: &str) -> aws_sdk_cloudfront::Client {
     aws_sdk_cloudfront::Client::from_conf(config)
 }
 
+/// Whose invalidations a CloudFront call is about: `distribution/{Id}` or `distribution-tenant/{Id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope<'a> {
+    Distribution(&'a str),
+    Tenant(&'a str),
+}
+
 enum Route<'a> {
-    Create(&'a str),
-    Get(&'a str, &'a str),
-    List(&'a str),
+    Create(Scope<'a>),
+    Get(Scope<'a>, &'a str),
+    List(Scope<'a>),
     Report,
     AddDistribution(&'a str),
+    AddTenant(&'a str, &'a str),
     Human(&'a str),
     Outage(&'a str),
     Unknown,
@@ -111,12 +121,20 @@ enum Route<'a> {
 
 fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let scope = |kind: &str, id| match kind {
+        "distribution" => Some(Scope::Distribution(id)),
+        "distribution-tenant" => Some(Scope::Tenant(id)),
+        _ => None,
+    };
     match (method, segments.as_slice()) {
-        (&Method::POST, [API, "distribution", distribution, "invalidation"]) => Route::Create(distribution),
-        (&Method::GET, [API, "distribution", distribution, "invalidation"]) => Route::List(distribution),
-        (&Method::GET, [API, "distribution", distribution, "invalidation", id]) => Route::Get(distribution, id),
+        (&Method::POST, [API, kind, id, "invalidation"]) if let Some(scope) = scope(kind, id) => Route::Create(scope),
+        (&Method::GET, [API, kind, id, "invalidation"]) if let Some(scope) = scope(kind, id) => Route::List(scope),
+        (&Method::GET, [API, kind, of, "invalidation", id]) if let Some(scope) = scope(kind, of) => {
+            Route::Get(scope, id)
+        }
         (&Method::GET, ["_sim", "report"]) => Route::Report,
         (&Method::POST, ["_sim", "distributions", distribution]) => Route::AddDistribution(distribution),
+        (&Method::POST, ["_sim", "tenants", distribution, tenant]) => Route::AddTenant(distribution, tenant),
         (&Method::POST, ["_sim", "human", distribution]) => Route::Human(distribution),
         (&Method::POST, ["_sim", "outage", seconds]) => Route::Outage(seconds),
         _ => Route::Unknown,
@@ -140,11 +158,12 @@ async fn answer(request: Request<Incoming>, cdn: &FakeCdn, request_id: &str) -> 
     };
     let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("cloudfront.amazonaws.com");
     let answered = match route(&parts.method, parts.uri.path()) {
-        Route::Create(distribution) => create(cdn, distribution, &body, host).await,
-        Route::Get(distribution, id) => get(cdn, distribution, id).await,
-        Route::List(distribution) => list(cdn, distribution, parts.uri.query()).await,
+        Route::Create(scope) => create(cdn, scope, &body, host).await,
+        Route::Get(scope, id) => get(cdn, scope, id).await,
+        Route::List(scope) => list(cdn, scope, parts.uri.query()).await,
         Route::Report => Ok(json(&cdn.report())),
         Route::AddDistribution(distribution) => add_distribution(cdn, distribution),
+        Route::AddTenant(distribution, tenant) => add_tenant(cdn, distribution, tenant),
         Route::Human(distribution) => human(cdn, distribution, &body, host),
         Route::Outage(seconds) => outage(cdn, seconds),
         Route::Unknown => Err(WireError::not_found(&parts.method, parts.uri.path())),
@@ -155,17 +174,12 @@ async fn answer(request: Request<Incoming>, cdn: &FakeCdn, request_id: &str) -> 
     })
 }
 
-async fn create(
-    cdn: &FakeCdn,
-    distribution: &str,
-    body: &[u8],
-    host: &str,
-) -> Result<Response<Full<Bytes>>, WireError> {
-    let distribution = distribution_id(distribution)?;
+async fn create(cdn: &FakeCdn, scope: Scope<'_>, body: &[u8], host: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let target = target(cdn, scope)?;
     let batch = parse_batch(body)?;
     let reference = CallerReference::from_recorded(batch.caller_reference);
-    let invalidation = cdn.create_invalidation(&distribution, &reference, &batch.paths).await?;
-    created(cdn, &distribution, &invalidation.id, host)
+    let invalidation = cdn.create_invalidation(&target, &reference, &batch.paths).await.map_err(|e| wire(scope, e))?;
+    created(cdn, &target, &invalidation.id, host)
 }
 
 /// Every CloudFront call answers 503 for the next `seconds`.
@@ -177,7 +191,7 @@ fn outage(cdn: &FakeCdn, seconds: &str) -> Result<Response<Full<Bytes>>, WireErr
 }
 
 fn human(cdn: &FakeCdn, distribution: &str, body: &[u8], host: &str) -> Result<Response<Full<Bytes>>, WireError> {
-    let distribution = distribution_id(distribution)?;
+    let distribution = Target::from(distribution_id(distribution)?);
     let text = std::str::from_utf8(body).map_err(|e| WireError::malformed(format!("paths are not UTF-8: {e}")))?;
     let paths: Vec<String> = text.lines().map(str::trim).filter(|line| !line.is_empty()).map(String::from).collect();
     let invalidation = cdn.create_as_someone_else(&distribution, &paths)?;
@@ -185,34 +199,33 @@ fn human(cdn: &FakeCdn, distribution: &str, body: &[u8], host: &str) -> Result<R
 }
 
 /// CreateInvalidation's answer: 201, the new invalidation's URL in `Location`, the invalidation in the body.
-fn created(
-    cdn: &FakeCdn,
-    distribution: &DistributionId,
-    id: &str,
-    host: &str,
-) -> Result<Response<Full<Bytes>>, WireError> {
-    let snapshot = cdn.find(distribution, id)?;
+fn created(cdn: &FakeCdn, target: &Target, id: &str, host: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let snapshot = cdn.find(target, id)?;
     let mut response = xml(StatusCode::CREATED, "Invalidation", &InvalidationXml::new(cdn, snapshot));
-    let location = format!("http://{host}/{API}/distribution/{distribution}/invalidation/{id}");
+    let scope = match &target.tenant {
+        None => format!("distribution/{}", target.distribution),
+        Some(tenant) => format!("distribution-tenant/{tenant}"),
+    };
+    let location = format!("http://{host}/{API}/{scope}/invalidation/{id}");
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, location);
     }
     Ok(response)
 }
 
-async fn get(cdn: &FakeCdn, distribution: &str, id: &str) -> Result<Response<Full<Bytes>>, WireError> {
-    let snapshot = cdn.snapshot(&distribution_id(distribution)?, id).await?;
+async fn get(cdn: &FakeCdn, scope: Scope<'_>, id: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let snapshot = cdn.snapshot(&target(cdn, scope)?, id).await.map_err(|e| wire(scope, e))?;
     Ok(xml(StatusCode::OK, "Invalidation", &InvalidationXml::new(cdn, snapshot)))
 }
 
-async fn list(cdn: &FakeCdn, distribution: &str, query: Option<&str>) -> Result<Response<Full<Bytes>>, WireError> {
-    let distribution = distribution_id(distribution)?;
+async fn list(cdn: &FakeCdn, scope: Scope<'_>, query: Option<&str>) -> Result<Response<Full<Bytes>>, WireError> {
+    let target = target(cdn, scope)?;
     let marker = query_param(query, "Marker").filter(|marker| !marker.is_empty());
     let max_items = match query_param(query, "MaxItems") {
         None => LIST_PAGE_SIZE,
         Some(raw) => raw.parse().map_err(|_| CdnError::InvalidArgument(format!("MaxItems is not a number: {raw}")))?,
     };
-    let page = cdn.list(&distribution, marker.as_deref(), max_items).await?;
+    let page = cdn.list(&target, marker.as_deref(), max_items).await.map_err(|e| wire(scope, e))?;
     Ok(xml(StatusCode::OK, "InvalidationList", &InvalidationListXml::new(cdn, page, marker, max_items)))
 }
 
@@ -221,6 +234,30 @@ fn add_distribution(cdn: &FakeCdn, distribution: &str) -> Result<Response<Full<B
         .map_err(|_| CdnError::InvalidArgument(format!("not a distribution id: {distribution}")))?;
     let status = if cdn.add_distribution(id) { StatusCode::CREATED } else { StatusCode::OK };
     Ok(text(status, "text/plain", format!("{distribution}\n")))
+}
+
+fn add_tenant(cdn: &FakeCdn, distribution: &str, tenant: &str) -> Result<Response<Full<Bytes>>, WireError> {
+    let id = TenantId::parse(tenant).map_err(|e| CdnError::InvalidArgument(e.to_string()))?;
+    let status = if cdn.add_tenant(distribution_id(distribution)?, id)? { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(text(status, "text/plain", format!("{distribution}/{tenant}\n")))
+}
+
+/// The distribution, or the tenant with the distribution it belongs to.
+fn target(cdn: &FakeCdn, scope: Scope<'_>) -> Result<Target, WireError> {
+    match scope {
+        Scope::Distribution(id) => Ok(distribution_id(id)?.into()),
+        Scope::Tenant(id) => TenantId::parse(id).ok().and_then(|tenant| cdn.tenant(&tenant)).ok_or_else(|| {
+            WireError::entity_not_found(format!("The specified distribution tenant does not exist: {id}"))
+        }),
+    }
+}
+
+/// The tenant calls name an unknown tenant `EntityNotFound`, as CloudFront's model has them.
+fn wire(scope: Scope<'_>, error: CdnError) -> WireError {
+    match (scope, error) {
+        (Scope::Tenant(_), CdnError::NoSuchDistribution(message)) => WireError::entity_not_found(message),
+        (_, error) => error.into(),
+    }
 }
 
 /// An id CloudFront could not have issued names no distribution.
@@ -244,9 +281,15 @@ mod tests {
     #[test]
     fn routes_cloudfront_and_admin_paths() {
         let base = "/2020-05-31/distribution/EAAA/invalidation";
-        assert!(matches!(route(&Method::POST, base), Route::Create("EAAA")));
-        assert!(matches!(route(&Method::GET, base), Route::List("EAAA")));
-        assert!(matches!(route(&Method::GET, &format!("{base}/I1")), Route::Get("EAAA", "I1")));
+        let (eaaa, tenant) = (Scope::Distribution("EAAA"), Scope::Tenant("dt_a"));
+        assert!(matches!(route(&Method::POST, base), Route::Create(s) if s == eaaa));
+        assert!(matches!(route(&Method::GET, base), Route::List(s) if s == eaaa));
+        assert!(matches!(route(&Method::GET, &format!("{base}/I1")), Route::Get(s, "I1") if s == eaaa));
+        let tenants = "/2020-05-31/distribution-tenant/dt_a/invalidation";
+        assert!(matches!(route(&Method::POST, tenants), Route::Create(s) if s == tenant));
+        assert!(matches!(route(&Method::GET, tenants), Route::List(s) if s == tenant));
+        assert!(matches!(route(&Method::GET, &format!("{tenants}/I1")), Route::Get(s, "I1") if s == tenant));
+        assert!(matches!(route(&Method::POST, "/2020-05-31/other/x/invalidation"), Route::Unknown));
         assert!(matches!(route(&Method::DELETE, base), Route::Unknown));
         assert!(matches!(route(&Method::POST, "/_sim/human/EAAA"), Route::Human("EAAA")));
     }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tokio::time::Instant;
 
+use super::paths::check_paths;
 use super::{
     AccountRates, Allowance, CreateCall, Created, DistributionReport, Page, Rejection, Report, SimConfig, Snapshot,
     StatusCheck, Summary, Tally, unit_draw,
@@ -16,8 +17,6 @@ use crate::ports::cdn::{CdnError, Invalidation};
 
 /// The worker mints `cfi-<UUIDv7>` (`CallerReference::mint`); any other reference is someone else's.
 const WORKER_REFERENCE_PREFIX: &str = "cfi-";
-/// CloudFront's longest path (aws-facts.md A3).
-const MAX_PATH_LEN: usize = 4_000;
 /// Keeps the 5xx draws apart from the completion-time draws, which hash small sequence numbers too.
 const FAILURE_DRAW_SALT: u64 = 0x5EED_F417;
 
@@ -137,6 +136,10 @@ impl State {
         let added = !self.distributions.contains_key(&id);
         self.distributions.entry(id).or_default();
         Ok(added)
+    }
+
+    pub(super) fn tenant(&self, tenant: &TenantId) -> Option<Target> {
+        self.distributions.keys().find(|target| target.tenant.as_ref() == Some(tenant)).cloned()
     }
 
     /// A reference no one has used, for an invalidation made in the console.
@@ -385,38 +388,6 @@ fn no_such_distribution(id: &Target) -> CdnError {
         None => CdnError::NoSuchDistribution(format!("The specified distribution does not exist: {id}")),
         Some(tenant) => {
             CdnError::NoSuchDistribution(format!("The specified distribution tenant does not exist: {tenant}"))
-        }
-    }
-}
-
-fn check_paths(config: &SimConfig, refused_fragments: &[String], paths: &[String]) -> Result<(), CdnError> {
-    let refused = |path: &String| {
-        refused_fragments.iter().any(|fragment| path.contains(fragment.as_str()))
-            || (config.validate_paths && !valid_path(path))
-    };
-    if paths.iter().any(refused) || (config.validate_paths && paths.is_empty()) {
-        return Err(CdnError::InvalidArgument("Your request contains one or more invalid invalidation paths.".into()));
-    }
-    Ok(())
-}
-
-/// CloudFront's rules (aws-facts.md A3): a leading `/` (a cache tag starts with `#`), `*` only at the end.
-fn valid_path(path: &str) -> bool {
-    let before_wildcard = path.strip_suffix('*').unwrap_or(path);
-    (path.starts_with('/') || path.starts_with('#')) && !before_wildcard.contains('*') && path.len() <= MAX_PATH_LEN
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cloudfront_path_rules() {
-        for good in ["/", "/a/b.html", "/img/*", "/*", "#product:1", "/a?x=1*"] {
-            assert!(valid_path(good), "{good}");
-        }
-        for bad in ["a.html", "", "/a*b", "/*/x", &format!("/{}", "x".repeat(MAX_PATH_LEN))] {
-            assert!(!valid_path(bad), "{bad}");
         }
     }
 }

@@ -164,6 +164,10 @@ impl WireError {
         Self::sender("MalformedInput", message)
     }
 
+    pub(super) fn entity_not_found(message: String) -> Self {
+        Self { status: StatusCode::NOT_FOUND, code: "EntityNotFound", message }
+    }
+
     pub(super) fn not_found(method: &Method, path: &str) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
