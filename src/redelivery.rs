@@ -64,7 +64,8 @@ pub enum Finding<'a> {
 const RECENT_BATCHES_TTL: Duration = Duration::from_secs(1);
 
 /// Looks for the message in the batches of its distribution: which of its paths accepted invalidations created
-/// after it was sent cover (`coverage`), and which pending batches hold it.
+/// after it was sent cover (`coverage`), and which pending batches hold it. Only batches of its target count:
+/// another tenant's invalidation, or the whole distribution's for a tenant, invalidates none of its paths.
 pub fn find<'a>(
     records: &'a [BatchRecord],
     message: &ReceivedMessage,
@@ -72,13 +73,14 @@ pub fn find<'a>(
     request: &InvalidationRequest,
 ) -> Finding<'a> {
     let since = Since::Message { id: &message.message_id, sent_at };
+    let records: Vec<&'a BatchRecord> = records.iter().filter(|r| r.tenant_id == request.tenant_id).collect();
     let uncovered: Vec<InvalidationPath> =
         request.paths.iter().filter(|p| !records.iter().any(|r| covers(r, since, p.as_str()))).cloned().collect();
     if uncovered.is_empty() {
         return Finding::Covered;
     }
     let pending: Vec<&BatchRecord> = records
-        .iter()
+        .into_iter()
         .filter(|r| r.status == BatchStatus::Pending && r.message_ids.contains(&message.message_id))
         .collect();
     if pending.is_empty() {
@@ -158,11 +160,7 @@ impl<L: Batches + Keys> Idempotency<L> {
         };
         // Batches holding the message were sealed after SQS delivered it, but by a clock that may be behind SQS's.
         let since = sent_at.checked_sub(CLOCK_SKEW).unwrap_or(sent_at);
-        let mut records = self.batches_since(&request.distribution_id, since).await?;
-        // Another tenant's invalidation (or the whole distribution's, for a tenant) covers none of its paths.
-        if records.iter().any(|record| record.tenant_id != request.tenant_id) {
-            records = Arc::new(records.iter().filter(|r| r.tenant_id == request.tenant_id).cloned().collect());
-        }
+        let records = self.batches_since(&request.distribution_id, since).await?;
         match find(&records, message, sent_at, request) {
             Finding::Uncovered(remaining) if remaining.len() == request.paths.len() => Ok(Verdict::Fresh),
             Finding::Uncovered(remaining) => Ok(Verdict::Remaining(remaining)),
@@ -197,7 +195,7 @@ impl<L: Batches + Keys> Idempotency<L> {
 mod tests {
     use super::*;
     use crate::intake::parse::parse_request;
-    use crate::model::MessageId;
+    use crate::model::{MessageId, TenantId};
 
     const SENT: SystemTime = SystemTime::UNIX_EPOCH;
 
@@ -227,6 +225,21 @@ mod tests {
         assert_eq!(find(&records, &message("m1"), SENT, &request(&["/a", "/img/x.png"])), Finding::Covered);
         let partly = request(&["/a", "/b"]);
         assert_eq!(find(&records, &message("m1"), SENT, &partly), Finding::Uncovered(vec![partly.paths[1].clone()]));
+    }
+
+    #[test]
+    fn only_batches_of_the_message_s_own_target_cover_it() {
+        let tenant = |id: &str, record: BatchRecord| BatchRecord { tenant_id: TenantId::parse(id).ok(), ..record };
+        let records = [
+            record(BatchStatus::Accepted, &["/a"], &["other"]),
+            tenant("dt_b", record(BatchStatus::Accepted, &["/b"], &["other"])),
+            tenant("dt_a", record(BatchStatus::Pending, &["/c"], &["m1"])),
+        ];
+        let for_a = InvalidationRequest { tenant_id: TenantId::parse("dt_a").ok(), ..request(&["/a", "/b", "/c"]) };
+        let resumable = Finding::Pending { records: vec![&records[2]], remaining: for_a.paths[..2].to_vec() };
+        assert_eq!(find(&records, &message("m1"), SENT, &for_a), resumable);
+        let whole = request(&["/a", "/b"]);
+        assert_eq!(find(&records, &message("m1"), SENT, &whole), Finding::Uncovered(vec![whole.paths[1].clone()]));
     }
 
     #[test]
