@@ -64,32 +64,22 @@ impl Cdn for CloudFront {
             .map_err(|e| CdnError::Other(e.to_string()))?;
         // The worker's own retry owns CreateInvalidation: each refusal and throttle reaches it, and learning from
         // them needs every one (the SDK's standard mode would retry `Throttling` twice unseen).
-        let no_retries = || aws_sdk_cloudfront::Config::builder().retry_config(RetryConfig::disabled());
+        // CreateInvalidation's and the tenant variant's builders are distinct types with the same methods.
+        macro_rules! send_once {
+            ($builder:expr) => {
+                $builder
+                    .invalidation_batch(batch)
+                    .customize()
+                    .config_override(aws_sdk_cloudfront::Config::builder().retry_config(RetryConfig::disabled()))
+                    .send()
+                    .await
+                    .map_err(|e| cdn_error(classify(&e)))?
+                    .invalidation
+            };
+        }
         let invalidation = match &target.tenant {
-            None => {
-                self.client
-                    .create_invalidation()
-                    .distribution_id(target.distribution.as_str())
-                    .invalidation_batch(batch)
-                    .customize()
-                    .config_override(no_retries())
-                    .send()
-                    .await
-                    .map_err(|e| cdn_error(classify(&e)))?
-                    .invalidation
-            }
-            Some(tenant) => {
-                self.client
-                    .create_invalidation_for_distribution_tenant()
-                    .id(tenant.as_str())
-                    .invalidation_batch(batch)
-                    .customize()
-                    .config_override(no_retries())
-                    .send()
-                    .await
-                    .map_err(|e| cdn_error(classify(&e)))?
-                    .invalidation
-            }
+            None => send_once!(self.client.create_invalidation().distribution_id(target.distribution.as_str())),
+            Some(tenant) => send_once!(self.client.create_invalidation_for_distribution_tenant().id(tenant.as_str())),
         };
         let invalidation = invalidation
             .ok_or_else(|| CdnError::Other("CreateInvalidation answered without an invalidation".into()))?;
