@@ -460,3 +460,31 @@ async fn the_binary_prints_its_url_and_serves_the_flags_configuration() {
     assert_eq!(report.worker.rejections["TooManyInvalidationsInProgress"], 1);
     drop(simulator);
 }
+
+#[tokio::test]
+async fn over_http_each_call_is_billed_to_the_account_that_signed_it_with_its_own_rate_quota() {
+    use cf_invalidator::fake::cloudfront_http::sdk_client_as;
+    use cf_invalidator::fake::{AccountRates, RateQuota};
+
+    // Two paths a long while for each account: a third is refused, whoever's distribution it is for.
+    let rates = AccountRates { paths: Some(RateQuota { per_second: 0.001, burst: 2 }), wildcards: None };
+    let (cdn, server, _) = served(SimConfig { account_rates: rates, ..quick(SECOND) }).await;
+    let first = CloudFront::new(sdk_client_as(&server.url(), "AKIAFIRST"));
+    let second = CloudFront::new(sdk_client_as(&server.url(), "AKIASECOND"));
+    let create = |cloudfront: &CloudFront, id: &str, paths: Vec<String>| {
+        let (cloudfront, id) = (cloudfront.clone(), distribution(id));
+        async move { cloudfront.create_invalidation(&id, &CallerReference::mint(), &paths).await }
+    };
+
+    create(&first, "EAAA", files("a", 2)).await.unwrap();
+    let over = create(&first, "EBBB", files("b", 1)).await;
+    assert!(matches!(over, Err(CdnError::TooManyInProgress(_))), "{over:?}");
+    create(&second, "EBBB", files("c", 2)).await.unwrap();
+
+    let accounts = cdn.report().accounts;
+    assert_eq!(accounts.keys().collect::<Vec<_>>(), ["AKIAFIRST", "AKIASECOND"]);
+    assert_eq!((accounts["AKIAFIRST"].created, accounts["AKIAFIRST"].paths_billed), (1, 2));
+    assert_eq!(accounts["AKIAFIRST"].rejections["TooManyInvalidationsInProgress"], 1);
+    assert_eq!((accounts["AKIASECOND"].created, accounts["AKIASECOND"].paths_billed), (1, 2));
+    assert!(cdn.created().iter().all(|c| c.account.starts_with("AKIA")), "every call came signed");
+}

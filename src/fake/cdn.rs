@@ -31,6 +31,10 @@ mod paths;
 mod records;
 mod state;
 
+/// The account of calls that come through the `Cdn` port in process, unsigned; over HTTP a call's account is its
+/// access key id.
+pub const IN_PROCESS_ACCOUNT: &str = "in-process";
+
 /// ListInvalidations' page size when MaxItems is not given, as CloudFront's.
 pub const LIST_PAGE_SIZE: usize = 100;
 
@@ -118,9 +122,9 @@ impl FakeCdn {
         let mut state = self.state.lock().unwrap();
         let reference = state.console_reference();
         let now = Instant::now();
-        let outcome = state.create(distribution, &reference, paths, now);
+        let outcome = state.create(IN_PROCESS_ACCOUNT, distribution, &reference, paths, now);
         if let Err(error) = &outcome {
-            state.reject(distribution, &reference, error, now);
+            state.reject(IN_PROCESS_ACCOUNT, distribution, &reference, error, now);
         }
         outcome
     }
@@ -224,6 +228,7 @@ impl FakeCdn {
 
     async fn answer(
         &self,
+        account: &str,
         distribution: &Target,
         reference: &CallerReference,
         paths: &[String],
@@ -232,7 +237,35 @@ impl FakeCdn {
         if self.create_rate.as_ref().is_some_and(|bucket| bucket.check().is_err()) {
             return Err(CdnError::Throttled("Rate exceeded".into()));
         }
-        self.state.lock().unwrap().create(distribution, reference, paths, Instant::now())
+        self.state.lock().unwrap().create(account, distribution, reference, paths, Instant::now())
+    }
+}
+
+impl FakeCdn {
+    /// CreateInvalidation as `account` (an access key id) calls it: the account's rate quotas apply, and the
+    /// report bills it.
+    pub async fn create_as(
+        &self,
+        account: &str,
+        target: impl Into<Target>,
+        caller_reference: &CallerReference,
+        paths: &[String],
+    ) -> Result<Invalidation, CdnError> {
+        let distribution = &target.into();
+        let outcome = self.answer(account, distribution, caller_reference, paths).await;
+        let mut state = self.state.lock().unwrap();
+        if let Err(error) = &outcome {
+            state.reject(account, distribution, caller_reference, error, Instant::now());
+        }
+        state.calls.push(CreateCall {
+            account: account.to_owned(),
+            distribution_id: distribution.distribution.clone(),
+            tenant_id: distribution.tenant.clone(),
+            caller_reference: caller_reference.clone(),
+            paths: paths.to_vec(),
+            outcome: outcome.clone(),
+        });
+        outcome
     }
 }
 
@@ -243,20 +276,7 @@ impl Cdn for FakeCdn {
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
-        let distribution = &target.into();
-        let outcome = self.answer(distribution, caller_reference, paths).await;
-        let mut state = self.state.lock().unwrap();
-        if let Err(error) = &outcome {
-            state.reject(distribution, caller_reference, error, Instant::now());
-        }
-        state.calls.push(CreateCall {
-            distribution_id: distribution.distribution.clone(),
-            tenant_id: distribution.tenant.clone(),
-            caller_reference: caller_reference.clone(),
-            paths: paths.to_vec(),
-            outcome: outcome.clone(),
-        });
-        outcome
+        self.create_as(IN_PROCESS_ACCOUNT, target, caller_reference, paths).await
     }
 
     async fn get_invalidation(

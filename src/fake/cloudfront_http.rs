@@ -4,7 +4,8 @@
 //! CloudFront API (2020-05-31): `POST /2020-05-31/distribution/{Id}/invalidation` (CreateInvalidation, 201),
 //! `GET …/invalidation/{Id}` (GetInvalidation), `GET …/invalidation?Marker=&MaxItems=` (ListInvalidations), and
 //! the same under `/2020-05-31/distribution-tenant/{Id}/` for a tenant (`…ForDistributionTenant`).
-//! Admin, for tests and people: `GET /_sim/report` (JSON), `POST /_sim/distributions/{Id}`,
+//! Each CreateInvalidation is billed to the access key id that signed it (the account), with that account's rate
+//! quotas; nothing else of the signature is checked. Admin, for tests and people: `GET /_sim/report` (JSON), `POST /_sim/distributions/{Id}`,
 //! `POST /_sim/tenants/{DistributionId}/{TenantId}`, and
 //! `POST /_sim/human/{Id}` with newline-separated paths (an invalidation made in the console).
 
@@ -18,7 +19,7 @@ use aws_sdk_cloudfront::config::retry::RetryConfig;
 use aws_sdk_cloudfront::config::{BehaviorVersion, Credentials, Region};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HOST, HeaderValue, LOCATION};
+use hyper::header::{AUTHORIZATION, HOST, HeaderValue, LOCATION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,9 +31,9 @@ use tracing::{debug, info};
 
 use self::wire::{InvalidationListXml, InvalidationXml, WireError, json, parse_batch, text, xml};
 use super::cdn::FakeCdn;
-use crate::fake::cdn::LIST_PAGE_SIZE;
+use crate::fake::cdn::{IN_PROCESS_ACCOUNT, LIST_PAGE_SIZE};
 use crate::model::{CallerReference, DistributionId, Target, TenantId};
-use crate::ports::cdn::{Cdn, CdnError};
+use crate::ports::cdn::CdnError;
 
 mod wire;
 
@@ -90,10 +91,15 @@ impl SimServer {
 /// An SDK client for a simulator at `url`: static test credentials, us-east-1, and the SDK's retries off, so each
 /// call shows the simulator's own answer.
 pub fn sdk_client(url: &str) -> aws_sdk_cloudfront::Client {
+    sdk_client_as(url, "testing")
+}
+
+/// `sdk_client` signing with `access_key`: the account the simulator bills its calls to.
+pub fn sdk_client_as(url: &str, access_key: &str) -> aws_sdk_cloudfront::Client {
     let config = aws_sdk_cloudfront::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "cloudfront-sim"))
+        .credentials_provider(Credentials::new(access_key, "testing", None, None, "cloudfront-sim"))
         .endpoint_url(url)
         .retry_config(RetryConfig::disabled())
         .build();
@@ -157,8 +163,9 @@ async fn answer(request: Request<Incoming>, cdn: &FakeCdn, request_id: &str) -> 
         Err(e) => return WireError::malformed(format!("the request body could not be read: {e}")).response(request_id),
     };
     let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("cloudfront.amazonaws.com");
+    let account = access_key(parts.headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()));
     let answered = match route(&parts.method, parts.uri.path()) {
-        Route::Create(scope) => create(cdn, scope, &body, host).await,
+        Route::Create(scope) => create(cdn, account, scope, &body, host).await,
         Route::Get(scope, id) => get(cdn, scope, id).await,
         Route::List(scope) => list(cdn, scope, parts.uri.query()).await,
         Route::Report => Ok(json(&cdn.report())),
@@ -174,11 +181,24 @@ async fn answer(request: Request<Incoming>, cdn: &FakeCdn, request_id: &str) -> 
     })
 }
 
-async fn create(cdn: &FakeCdn, scope: Scope<'_>, body: &[u8], host: &str) -> Result<Response<Full<Bytes>>, WireError> {
+/// The account a call is billed to: the access key id in its SigV4 `Credential=` (`AKID/date/region/service/…`);
+/// an unsigned call is the in-process account's.
+fn access_key(authorization: Option<&str>) -> &str {
+    let credential = authorization.and_then(|value| value.split_once("Credential=")).map(|(_, rest)| rest);
+    credential.and_then(|rest| rest.split('/').next()).filter(|key| !key.is_empty()).unwrap_or(IN_PROCESS_ACCOUNT)
+}
+
+async fn create(
+    cdn: &FakeCdn,
+    account: &str,
+    scope: Scope<'_>,
+    body: &[u8],
+    host: &str,
+) -> Result<Response<Full<Bytes>>, WireError> {
     let target = target(cdn, scope)?;
     let batch = parse_batch(body)?;
     let reference = CallerReference::from_recorded(batch.caller_reference);
-    let invalidation = cdn.create_invalidation(&target, &reference, &batch.paths).await.map_err(|e| wire(scope, e))?;
+    let invalidation = cdn.create_as(account, &target, &reference, &batch.paths).await.map_err(|e| wire(scope, e))?;
     created(cdn, &target, &invalidation.id, host)
 }
 
@@ -277,6 +297,15 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_attributed_to_the_access_key_that_signed_it() {
+        let signed = "AWS4-HMAC-SHA256 Credential=AKIAOTHER/20261207/us-east-1/cloudfront/aws4_request, \
+                      SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(access_key(Some(signed)), "AKIAOTHER");
+        assert_eq!(access_key(None), IN_PROCESS_ACCOUNT);
+        assert_eq!(access_key(Some("Bearer x")), IN_PROCESS_ACCOUNT);
+    }
 
     #[test]
     fn routes_cloudfront_and_admin_paths() {

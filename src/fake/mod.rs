@@ -21,8 +21,8 @@ mod ledger;
 mod queue;
 
 pub use cdn::{
-    AccountRates, Completion, CreateCall, CreateRate, Created, DistributionReport, FakeCdn, Page, RateQuota, Rejection,
-    Report, SimConfig, Snapshot, StatusCheck, Summary, Tally,
+    AccountRates, Completion, CreateCall, CreateRate, Created, DistributionReport, FakeCdn, IN_PROCESS_ACCOUNT, Page,
+    RateQuota, Rejection, Report, SimConfig, Snapshot, StatusCheck, Summary, Tally,
 };
 pub use edge::{EdgeCall, EdgeConfig, FakeEdge, Misbehaviour, ORIGIN_PREFIX, SimAnswer, SimRequest};
 pub use events::MemoryEvents;

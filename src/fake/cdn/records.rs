@@ -13,6 +13,8 @@ use crate::ports::cdn::{CdnError, Invalidation};
 /// One CreateInvalidation call as the fake received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateCall {
+    /// The caller's access key id (`IN_PROCESS_ACCOUNT` through the port in process).
+    pub account: String,
     pub distribution_id: DistributionId,
     pub tenant_id: Option<TenantId>,
     pub caller_reference: CallerReference,
@@ -25,6 +27,8 @@ pub struct CreateCall {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
     pub id: String,
+    /// The creator's access key id: whose account the invalidation is billed to.
+    pub account: String,
     pub distribution_id: DistributionId,
     /// The tenant invalidated, when it was a tenant's invalidation.
     pub tenant_id: Option<TenantId>,
@@ -52,6 +56,7 @@ pub struct StatusCheck {
 /// A refused CreateInvalidation, the worker's or anyone else's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
+    pub account: String,
     /// On tokio's clock.
     pub at: Instant,
     pub distribution_id: DistributionId,
@@ -92,6 +97,9 @@ pub struct Report {
     pub worker: Tally,
     /// By distribution id, and by `<distribution>/<tenant>` for a tenant's invalidations.
     pub distributions: BTreeMap<String, DistributionReport>,
+    /// By account (the callers' access key ids): what each was billed and refused.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Tally>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,4 +121,15 @@ pub struct DistributionReport {
     pub worker_peak: Allowance,
     /// What the worker's invalidations of the distribution bill: their paths, a wildcard counting as one.
     pub worker_paths_billed: usize,
+}
+
+impl Tally {
+    pub(super) fn bill(&mut self, paths: &[String]) {
+        self.created += 1;
+        self.paths_billed += paths.len();
+    }
+
+    pub(super) fn refused(&mut self, code: &str) {
+        *self.rejections.entry(code.to_owned()).or_default() += 1;
+    }
 }

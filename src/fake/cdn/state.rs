@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::paths::check_paths;
 use super::{
     AccountRates, Allowance, CreateCall, Created, DistributionReport, Page, Rejection, Report, SimConfig, Snapshot,
-    StatusCheck, Summary, Tally, unit_draw,
+    StatusCheck, Summary, unit_draw,
 };
 use crate::limit::bucket::TokenBucket;
 use crate::model::path::is_covered_by;
@@ -100,8 +100,8 @@ pub(super) struct State {
     pub(super) rejections: Vec<Rejection>,
     /// Calls that reached the failure draw, numbering the draws.
     draws: u64,
-    /// The account's rate buckets, paths then wildcards, full at the first invalidation.
-    rates: Option<[Option<TokenBucket>; 2]>,
+    /// Each account's rate buckets, paths then wildcards, full at its first invalidation.
+    rates: HashMap<String, [Option<TokenBucket>; 2]>,
 }
 
 impl State {
@@ -117,7 +117,7 @@ impl State {
             list_calls: Vec::new(),
             rejections: Vec::new(),
             draws: 0,
-            rates: None,
+            rates: HashMap::new(),
         }
     }
 
@@ -166,6 +166,7 @@ impl State {
 
     pub(super) fn create(
         &mut self,
+        account: &str,
         distribution: &Target,
         reference: &CallerReference,
         paths: &[String],
@@ -189,7 +190,7 @@ impl State {
         }
         let load = Load::of(reference, paths);
         let over_quota = quotas.is_some_and(|quotas| !(target.load.all + load.all).fits_in(quotas));
-        if over_quota || !take_rates(rates, config.account_rates, load.all, now) {
+        if over_quota || !take_rates(rates, account, config.account_rates, load.all, now) {
             return Err(CdnError::TooManyInProgress(
                 "Processing your request will cause you to exceed the maximum number of in-progress invalidations."
                     .into(),
@@ -202,6 +203,7 @@ impl State {
         invalidations.push(Stored {
             created: Created {
                 id: id.clone(),
+                account: account.to_owned(),
                 distribution_id: distribution.distribution.clone(),
                 tenant_id: distribution.tenant.clone(),
                 caller_reference: reference.clone(),
@@ -215,12 +217,14 @@ impl State {
 
     pub(super) fn reject(
         &mut self,
+        account: &str,
         distribution: &Target,
         reference: &CallerReference,
         error: &CdnError,
         now: Instant,
     ) {
         self.rejections.push(Rejection {
+            account: account.to_owned(),
             at: now,
             distribution_id: distribution.distribution.clone(),
             caller_reference: reference.clone(),
@@ -316,12 +320,14 @@ impl State {
         let is_worker = |reference: &CallerReference| reference.as_str().starts_with(WORKER_REFERENCE_PREFIX);
         for stored in &self.invalidations {
             report.all.bill(&stored.created.paths);
+            report.accounts.entry(stored.created.account.clone()).or_default().bill(&stored.created.paths);
             if is_worker(&stored.created.caller_reference) {
                 report.worker.bill(&stored.created.paths);
             }
         }
         for rejection in &self.rejections {
             report.all.refused(rejection.code);
+            report.accounts.entry(rejection.account.clone()).or_default().refused(rejection.code);
             if is_worker(&rejection.caller_reference) {
                 report.worker.refused(rejection.code);
             }
@@ -349,20 +355,10 @@ impl State {
     }
 }
 
-impl Tally {
-    fn bill(&mut self, paths: &[String]) {
-        self.created += 1;
-        self.paths_billed += paths.len();
-    }
-
-    fn refused(&mut self, code: &str) {
-        *self.rejections.entry(code.to_owned()).or_default() += 1;
-    }
-}
-
 /// Takes an invalidation's paths and wildcards from the account's rate buckets, both or neither.
 fn take_rates(
-    buckets: &mut Option<[Option<TokenBucket>; 2]>,
+    buckets: &mut HashMap<String, [Option<TokenBucket>; 2]>,
+    account: &str,
     rates: AccountRates,
     need: Allowance,
     now: Instant,
@@ -370,7 +366,8 @@ fn take_rates(
     let full = |quota: Option<super::RateQuota>| {
         quota.map(|quota| TokenBucket::full(quota.per_second, f64::from(quota.burst), now))
     };
-    let [paths, wildcards] = buckets.get_or_insert_with(|| [full(rates.paths), full(rates.wildcards)]);
+    let [paths, wildcards] =
+        buckets.entry(account.to_owned()).or_insert_with(|| [full(rates.paths), full(rates.wildcards)]);
     if !paths.as_mut().is_none_or(|bucket| need.paths == 0 || bucket.try_take(need.paths, now)) {
         return false;
     }
