@@ -14,7 +14,7 @@ use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
-use cf_invalidator::model::{CallerReference, DistributionId, MessageId};
+use cf_invalidator::model::{CallerReference, DistributionId, MessageId, TenantId};
 use cf_invalidator::ports::budget::{Beliefs, SharedBelief};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::ledger::{
@@ -121,7 +121,8 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     let distribution = DistributionId::parse("ECONTRACT").unwrap();
     let other = DistributionId::parse("EOTHER").unwrap();
     let base = 1_800_000_000_000;
-    let older = record(&distribution, base);
+    // A tenant's batch: its tenant comes back with the record and with the tracked batch an adopter reads.
+    let older = BatchRecord { tenant_id: TenantId::parse("dt_contract").ok(), ..record(&distribution, base) };
     let newer = record(&distribution, base + 1_000);
     ledger.record_intent(&older).await.unwrap();
     ledger.record_intent(&older).await.expect("writing the same intent again succeeds");
@@ -334,6 +335,8 @@ async fn ledger_contract<L: Ledger>(ledger: &L) {
     let conflict = KeyClaim::Conflict { first_message_id: first.clone() };
     assert_eq!(claim(key_use(&second, &distribution, "c2"), now, until).await, conflict);
     assert_eq!(claim(key_use(&second, &other_distribution, "c2"), now, until).await, KeyClaim::First);
+    let for_tenant = KeyUse { tenant_id: TenantId::parse("dt_contract").ok(), ..key_use(&second, &distribution, "c2") };
+    assert_eq!(claim(for_tenant, now, until).await, KeyClaim::First, "a key is scoped to its tenant too");
     let later = until + Duration::from_secs(1);
     assert_eq!(
         claim(key_use(&second, &distribution, "c2"), later, later + Duration::from_secs(60)).await,
