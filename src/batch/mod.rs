@@ -1,4 +1,5 @@
-//! Batching: per-distribution windows that merge and deduplicate paths until a batch is sealed.
+//! Batching: windows per target (a distribution, or one tenant of it) that merge and deduplicate paths until a
+//! batch is sealed.
 
 pub mod merge;
 pub mod window;
