@@ -32,10 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cf_invalidator::clock::WallClock;
-use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
+use cf_invalidator::fake::{MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{CallerReference, DistributionId, Target};
 use cf_invalidator::ports::{BatchStatus, Cdn, CdnError, Invalidation, InvalidationDetail, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
+use common::cloudfront::DelayedCdn;
 use common::{Rng, distribution_id, env_or, is_bench_run};
 use tokio::time::Instant;
 
@@ -96,12 +97,9 @@ struct StatusCalls {
 /// The simulator, with each invalidation's completion time chosen and remembered here, and its status calls
 /// counted by caller.
 struct RoomCdn {
-    inner: FakeCdn,
+    cdn: DelayedCdn,
     /// What each status request (each page of a list) takes to answer.
     round_trip: Duration,
-    /// By path, each batch having one: drawn in message order, so that a batch's completion time does not depend
-    /// on the order the worker happens to submit in.
-    delays: HashMap<String, Duration>,
     batches: Mutex<Vec<Batch>>,
     calls: Mutex<StatusCalls>,
     /// The task that runs the tracker: the only caller of `list_recent`. A GetInvalidation from any other task
@@ -111,14 +109,9 @@ struct RoomCdn {
 
 impl RoomCdn {
     fn new(distributions: usize, round_trip: Duration, paths: &[String]) -> Self {
-        let inner = FakeCdn::simulator(SimConfig::cloudfront());
-        for n in 0..distributions {
-            inner.add_distribution(DistributionId::parse(&distribution_id(n)).unwrap());
-        }
         Self {
-            inner,
+            cdn: DelayedCdn::new(distributions, delays(paths)),
             round_trip,
-            delays: delays(paths),
             batches: Mutex::default(),
             calls: Mutex::default(),
             tracker: Mutex::default(),
@@ -154,18 +147,13 @@ impl Cdn for RoomCdn {
     ) -> Result<Invalidation, CdnError> {
         let target = target.into();
         let distribution = &target.distribution;
-        let delay = self.delays[&paths[0]];
-        // Applies to the invalidation created next, which is this one: the simulator has no latency, so nothing
-        // is awaited between here and its creation on this single-threaded runtime.
-        self.inner.complete_after(delay);
-        let created_at = Instant::now();
-        let outcome = self.inner.create_invalidation(&target, caller_reference, paths).await;
+        let (outcome, completes_at) = self.cdn.create(&target, caller_reference, paths).await;
         let mut batches = self.batches.lock().unwrap();
         if outcome.is_ok() && !batches.iter().any(|b| &b.reference == caller_reference) {
             batches.push(Batch {
                 reference: caller_reference.clone(),
                 distribution: distribution.clone(),
-                completes_at: created_at + delay,
+                completes_at,
                 reserved_seen: false,
                 room_returned_at: None,
             });
@@ -187,7 +175,7 @@ impl Cdn for RoomCdn {
             }
         }
         tokio::time::sleep(self.round_trip).await;
-        self.inner.get_invalidation(target, id).await
+        self.cdn.inner.get_invalidation(target, id).await
     }
 
     async fn list_recent(
@@ -196,7 +184,7 @@ impl Cdn for RoomCdn {
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
         *self.tracker.lock().unwrap() = tokio::task::try_id();
-        let listed = self.inner.list_recent(target, since).await;
+        let listed = self.cdn.inner.list_recent(target, since).await;
         let requests = listed.as_deref().map_or(1, pages);
         {
             let mut calls = self.calls.lock().unwrap();
@@ -212,7 +200,7 @@ impl Cdn for RoomCdn {
         target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
-        let mut listed = self.inner.list_recent(target, since).await;
+        let mut listed = self.cdn.inner.list_recent(target, since).await;
         let requests = listed.as_deref().map_or(1, pages);
         {
             let mut calls = self.calls.lock().unwrap();

@@ -19,11 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cf_invalidator::clock::WallClock;
-use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig};
+use cf_invalidator::fake::{MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{CallerReference, DistributionId, Target};
 use cf_invalidator::ports::{BatchStatus, Cdn, CdnError, Invalidation, InvalidationDetail, Queue};
 use cf_invalidator::wait::{self, SentMessage, Standing, Wait};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
+use common::cloudfront::DelayedCdn;
 use common::{Rng, distribution_id, env_or, is_bench_run};
 use tokio::time::Instant;
 
@@ -38,8 +39,7 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(900);
 /// The simulator, completing each path's invalidation after the delay drawn for it, remembering when, and
 /// counting the tracker's looks.
 struct TimedCdn {
-    inner: FakeCdn,
-    delays: HashMap<String, Duration>,
+    cdn: DelayedCdn,
     completes_at: Mutex<HashMap<String, Instant>>,
     looks: Mutex<usize>,
 }
@@ -51,13 +51,9 @@ impl Cdn for TimedCdn {
         caller_reference: &CallerReference,
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
-        let delay = self.delays[&paths[0]];
-        // Applies to the invalidation created next, which is this one: nothing is awaited in between.
-        self.inner.complete_after(delay);
-        let created = self.inner.create_invalidation(target, caller_reference, paths).await;
+        let (created, at) = self.cdn.create(target, caller_reference, paths).await;
         if created.is_ok() {
             // Messages that share a window share its batch, and its completion.
-            let at = Instant::now() + delay;
             let mut completes_at = self.completes_at.lock().unwrap();
             paths.iter().for_each(|path| _ = completes_at.entry(path.clone()).or_insert(at));
         }
@@ -69,7 +65,7 @@ impl Cdn for TimedCdn {
         target: impl Into<Target> + Send,
         id: &str,
     ) -> Result<InvalidationDetail, CdnError> {
-        self.inner.get_invalidation(target, id).await
+        self.cdn.inner.get_invalidation(target, id).await
     }
 
     async fn list_recent(
@@ -78,7 +74,7 @@ impl Cdn for TimedCdn {
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
         *self.looks.lock().unwrap() += 1;
-        self.inner.list_recent(target, since).await
+        self.cdn.inner.list_recent(target, since).await
     }
 
     async fn list_in_progress(
@@ -86,7 +82,7 @@ impl Cdn for TimedCdn {
         target: impl Into<Target> + Send,
         since: SystemTime,
     ) -> Result<Vec<Invalidation>, CdnError> {
-        self.inner.list_in_progress(target, since).await
+        self.cdn.inner.list_in_progress(target, since).await
     }
 }
 
@@ -145,11 +141,11 @@ struct Row {
 async fn run_case(count: usize, awaited: bool) -> Row {
     let clock = WallClock::following_tokio();
     let (producers, delays) = producers(count);
-    let inner = FakeCdn::simulator(SimConfig::cloudfront());
-    for n in 0..DISTRIBUTIONS {
-        inner.add_distribution(DistributionId::parse(&distribution_id(n)).unwrap());
-    }
-    let cdn = Arc::new(TimedCdn { inner, delays, completes_at: Mutex::default(), looks: Mutex::default() });
+    let cdn = Arc::new(TimedCdn {
+        cdn: DelayedCdn::new(DISTRIBUTIONS, delays),
+        completes_at: Mutex::default(),
+        looks: Mutex::default(),
+    });
     let queue = Arc::new(MemoryQueue::with_clock(clock));
     let ledger = Arc::new(MemoryLedger::with_clock(clock));
     let services = Services {

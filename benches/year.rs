@@ -474,11 +474,12 @@ fn print_tables(rows: &[Row]) {
             })
             .collect();
         println!(
-            "{}: DynamoDB requests a day: {}; query pages a day: {}; refused: {:?}",
+            "{}: DynamoDB requests a day: {}; query pages a day: {}; refused: {:?}; first of each: {:?}",
             row.period,
             requests.join(", "),
             reads.join(", "),
-            row.observed.refused
+            row.observed.refused,
+            row.observed.first_refusal
         );
     }
 }
@@ -623,9 +624,10 @@ fn check(outcome: &Outcome) {
         assert_eq!(
             observed.refused_as_invalid(),
             0,
-            "{}: requests refused as invalid: {:?}",
+            "{}: requests refused as invalid: {:?}, the first of each: {:?}",
             row.period,
-            observed.refused
+            observed.refused,
+            observed.first_refusal
         );
         assert!(observed.largest_item.bytes < MAX_ITEM, "{}: {:?}", row.period, observed.largest_item);
         assert!(

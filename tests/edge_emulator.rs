@@ -7,9 +7,12 @@ mod common;
 
 use std::process::{Child, Output, Stdio};
 
+use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::edge::http::{HttpEdge, Resolver};
 use cf_invalidator::edge::settings::FetchLimits;
 use cf_invalidator::edge::url::{EdgeBase, edge_url};
+use cf_invalidator::model::DistributionId;
+use cf_invalidator::ports::cdn::CdnError;
 use cf_invalidator::ports::edge::{Edge, EdgeMethod, EdgeRequest};
 
 const DISTRIBUTION: &str = "EPROOF";
@@ -146,4 +149,20 @@ async fn send_wait_verify_exits_3_when_a_pop_stays_stale_through_the_second_inva
     assert_eq!(outcomes, ["stale", "stale"], "the heal batch and the first, both recorded: {rows:#?}");
     let heal = rows.iter().find(|row| row["requesters"][0].as_str().is_some_and(|r| r.starts_with("heal-of:")));
     assert!(heal.is_some(), "the second invalidation is linked to the first: {rows:#?}");
+}
+
+#[tokio::test]
+async fn the_cloudfront_adapter_reads_a_distributions_own_domain_for_the_edge() {
+    let Some(config) = common::emulator().await else { return };
+    let client = common::cloudfront(&config);
+    let distribution = common::create_distribution(&client).await;
+    let domain = client.get_distribution().id(distribution.as_str()).send().await.unwrap();
+    let expected = domain.distribution().unwrap().domain_name().to_owned();
+
+    let lookup = CloudFront::new(client).domain_lookup();
+    assert_eq!(lookup.domain(&distribution).await.unwrap(), expected);
+    assert!(expected.ends_with(".cloudfront.net"), "{expected}");
+    let unknown = DistributionId::parse("ENOSUCHDIST1").unwrap();
+    let refused = lookup.domain(&unknown).await.unwrap_err();
+    assert!(matches!(refused, CdnError::NoSuchDistribution(_)), "{refused:?}");
 }

@@ -4,6 +4,7 @@
 //! warming stays within its rate.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cf_invalidator::clock::WallClock;
@@ -12,7 +13,7 @@ use cf_invalidator::edge::stage::HEAL_REQUESTER;
 use cf_invalidator::edge::url::EdgeBase;
 use cf_invalidator::fake::{EdgeCall, EdgeConfig, FakeCdn, FakeEdge, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::DistributionId;
-use cf_invalidator::ports::edge::{EdgeMethod, SharedEdge};
+use cf_invalidator::ports::edge::{DomainLookup, EdgeMethod, SharedEdge};
 use cf_invalidator::ports::ledger::{BatchRecord, EdgeOutcome};
 use cf_invalidator::ports::{BatchStatus, Queue};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
@@ -189,4 +190,71 @@ async fn a_producers_hostile_paths_reach_no_other_host() {
     assert!(requested.contains("/@evil.com/x"), "a path on the configured host is checked: {requested:?}");
     assert!(requested.iter().all(|path| !path.contains("evil.com") || path.starts_with("/@")), "{requested:?}");
     assert!(h.batches().iter().all(|b| b.verification.is_some()), "every batch's check is recorded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_edge_url_a_distribution_is_checked_at_its_own_domain_read_once() {
+    let h = Harness::new();
+    h.edge.serve_domain(&distribution(), DOMAIN);
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let mut settings = h.settings(true, false);
+    settings.edge.edge_urls.clear();
+    settings.edge_domains = Some(counted(h.edge.domain_lookup(), &lookups));
+    h.deploy().await;
+    let queue = Arc::clone(&h.queue);
+    tokio::spawn(async move {
+        tokio::time::sleep(120 * SECOND).await;
+        queue.send(&json!({"distribution_id": ID, "paths": ["/index.html"]}).to_string(), &[]).await.unwrap();
+    });
+    assert_eq!(h.run_for(RUN, settings).await, Exit::Drained);
+
+    let verified: Vec<_> = h.batches().into_iter().map(|b| b.verification.unwrap()).collect();
+    assert_eq!(verified.len(), 2, "{verified:?}");
+    assert!(verified.iter().all(|v| v.outcome == EdgeOutcome::Fresh), "{verified:?}");
+    let calls = h.calls();
+    assert!(calls.iter().all(|call| call.host == DOMAIN && OBJECTS.contains(&call.path.as_str())), "{calls:?}");
+    assert_eq!(lookups.load(Ordering::SeqCst), 1, "GetDistribution once for the distribution's batches");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_that_cannot_be_read_leaves_the_batch_unverified_and_requests_nothing() {
+    let h = Harness::new();
+    let mut settings = h.settings(true, false);
+    settings.edge.edge_urls.clear();
+    settings.edge_domains = Some(h.edge.domain_lookup());
+    h.deploy().await;
+    assert_eq!(h.run_for(RUN, settings).await, Exit::Drained);
+
+    let record = h.batches().remove(0);
+    assert_eq!(record.status, BatchStatus::Completed);
+    assert_eq!(record.verification.unwrap().outcome, EdgeOutcome::Unverified);
+    assert!(h.calls().is_empty(), "{:?}", h.calls());
+}
+
+/// `lookup`, counting its calls in `count`.
+fn counted(lookup: DomainLookup, count: &Arc<AtomicUsize>) -> DomainLookup {
+    let count = Arc::clone(count);
+    DomainLookup::new(move |distribution| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let lookup = lookup.clone();
+        Box::pin(async move { lookup.domain(&distribution).await })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_the_worker_stops_during_is_recorded_unverified_not_left_checking() {
+    let h = Harness::new();
+    h.edge.keep_stale_pop(FRA);
+    h.deploy().await;
+    let mut settings = h.settings(true, false);
+    settings.edge.verify.as_mut().unwrap().grace = 300 * SECOND;
+    // Stopped well after the completion (30 s) and its first check, well before the grace ends.
+    h.run_for(150 * SECOND, settings).await;
+
+    let record = h.batches().remove(0);
+    assert_eq!(record.status, BatchStatus::Completed);
+    let verified = record.verification.expect("the first check was recorded");
+    assert_eq!(verified.outcome, EdgeOutcome::Unverified, "{verified:?}");
+    assert!(verified.stale > 0, "what the first check found is kept: {verified:?}");
+    assert_eq!(h.cdn.invalidations().len(), 1, "not healed: the grace had not passed");
 }

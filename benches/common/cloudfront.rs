@@ -10,7 +10,7 @@
 //! generation starts with nothing in progress, so for the completion time after each change CloudFront's quotas
 //! forget the previous generation's invalidations.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -165,3 +165,36 @@ impl Cdn for RollingCdn {
 
 /// Longer than any completion the runs configure.
 const LATEST_DONE: Duration = Duration::from_secs(600);
+
+/// The quota simulator with `distributions` distributions (`distribution_id(n)`), each invalidation completing
+/// after the delay drawn for its first path: drawn in message order, so that a batch's completion time does not
+/// depend on the order the worker happens to submit in.
+pub struct DelayedCdn {
+    pub inner: FakeCdn,
+    delays: HashMap<String, Duration>,
+}
+
+impl DelayedCdn {
+    pub fn new(distributions: usize, delays: HashMap<String, Duration>) -> Self {
+        let inner = FakeCdn::simulator(SimConfig::cloudfront());
+        for n in 0..distributions {
+            inner.add_distribution(DistributionId::parse(&super::distribution_id(n)).unwrap());
+        }
+        Self { inner, delays }
+    }
+
+    /// Creates the invalidation; and when it completes, if created.
+    pub async fn create(
+        &self,
+        target: impl Into<Target>,
+        caller_reference: &CallerReference,
+        paths: &[String],
+    ) -> (Result<Invalidation, CdnError>, Instant) {
+        let delay = self.delays[&paths[0]];
+        // Applies to the invalidation created next, which is this one: the simulator has no latency, so nothing
+        // is awaited between here and its creation on the benches' single-threaded runtime.
+        self.inner.complete_after(delay);
+        let completes_at = Instant::now() + delay;
+        (self.inner.create_invalidation(target.into(), caller_reference, paths).await, completes_at)
+    }
+}

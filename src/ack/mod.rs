@@ -48,7 +48,7 @@ pub struct Acknowledger<Q: Queue, L: DeadLetters> {
     pub log: DeadLetterLog<L>,
     /// Dead-letter records being written: off the acknowledgement path, so a slow ledger delays no delete.
     records: JoinSet<()>,
-    /// Covered messages not deleted yet: deletes go out in full batches of 10 while dispositions keep coming,
+    /// Messages to delete, not deleted yet: deletes go out in full batches of 10 while dispositions keep coming,
     /// and at once when none is waiting, so a busy worker spends one DeleteMessageBatch per 10 messages.
     to_delete: Vec<Receipt>,
 }
@@ -92,7 +92,7 @@ impl<Q: Queue, L: DeadLetters> Acknowledger<Q, L> {
 
     async fn apply(&mut self, disposition: Disposition) {
         match disposition {
-            Disposition::Covered(members) => {
+            Disposition::Delete(members) => {
                 let urgent: Vec<MessageId> =
                     members.iter().filter(|m| m.urgent).map(|m| m.delivery.message_id.clone()).collect();
                 let complete = self.complete_messages(members);
@@ -308,8 +308,8 @@ mod tests {
         tokio::time::sleep(VISIBILITY).await;
         let second = deliver(&queue, &inflight).await;
         assert_eq!(queue.messages()[0].receive_count, 2);
-        to_ack.send(Disposition::Covered(vec![part_of(&first, 2)])).await.unwrap();
-        to_ack.send(Disposition::Covered(vec![part_of(&second, 2)])).await.unwrap();
+        to_ack.send(Disposition::Delete(vec![part_of(&first, 2)])).await.unwrap();
+        to_ack.send(Disposition::Delete(vec![part_of(&second, 2)])).await.unwrap();
         drop(to_ack);
         running.await.unwrap();
 

@@ -7,8 +7,9 @@ use aws_sdk_cloudfront::config::retry::RetryConfig;
 use aws_sdk_cloudfront::types::{InvalidationBatch, InvalidationList, Paths};
 
 use super::error::{Failure, classify};
-use crate::model::{CallerReference, Target};
+use crate::model::{CallerReference, DistributionId, Target};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
+use crate::ports::edge::DomainLookup;
 
 #[derive(Debug, Clone)]
 pub struct CloudFront {
@@ -18,6 +19,29 @@ pub struct CloudFront {
 impl CloudFront {
     pub fn new(client: Client) -> Self {
         Self { client }
+    }
+
+    /// The distribution's own domain name (GetDistribution's `DomainName`), where the edge stage requests its
+    /// objects when no `--edge-url` names another.
+    pub async fn domain_name(&self, distribution: &DistributionId) -> Result<String, CdnError> {
+        let output = self
+            .client
+            .get_distribution()
+            .id(distribution.as_str())
+            .send()
+            .await
+            .map_err(|e| cdn_error(classify(&e)))?;
+        let domain = output.distribution().map(|d| d.domain_name().to_owned());
+        domain.ok_or_else(|| {
+            CdnError::Other(format!("GetDistribution of {distribution} answered without a distribution"))
+        })
+    }
+
+    pub fn domain_lookup(self) -> DomainLookup {
+        DomainLookup::new(move |distribution| {
+            let cloudfront = self.clone();
+            Box::pin(async move { cloudfront.domain_name(&distribution).await })
+        })
     }
 }
 

@@ -42,6 +42,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings.edge_client = Some(SharedEdge::new(Arc::new(client)));
     }
     let config = super::aws_config().await?;
+    if settings.edge_client.is_some() {
+        settings.edge_domains = Some(CloudFront::new(super::cloudfront(&config)).domain_lookup());
+    }
     settings.events = events(&config, &args).await?;
     let health = Arc::new(Health::default());
     let stop_telemetry = CancellationToken::new();

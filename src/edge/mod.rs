@@ -7,6 +7,7 @@
 //! paths ([`url`]); the HTTP client ([`http`]) follows no redirect and bounds time, bytes and concurrency.
 //! docs/edge.md says what is requested and how often.
 
+mod domain;
 pub mod fresh;
 pub mod http;
 pub mod sample;

@@ -23,13 +23,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::domain::Domains;
 use super::settings::EdgeSettings;
 use super::url::EdgeBase;
 use super::verify::{BatchFacts, Verification, Verifier};
 use super::warm::{Warmer, Warming};
 use crate::clock::WallClock;
 use crate::model::{CallerReference, DistributionId};
-use crate::ports::edge::SharedEdge;
+use crate::ports::edge::{DomainLookup, SharedEdge};
 use crate::ports::events::{Event, EventKind, Events};
 use crate::ports::ledger::{BatchRecord, Batches, EdgeOutcome, VerificationRecord};
 use crate::ports::queue::Queue;
@@ -93,6 +94,8 @@ impl EdgeHandoff {
 /// What the stage needs: the edge client, the ledger for records, the queue for heal messages.
 pub struct EdgeStage<L, Q> {
     pub edge: SharedEdge,
+    /// Distributions' own domains, for those without `--edge-url`; without it, those are not checked.
+    pub domains: Option<DomainLookup>,
     pub ledger: Arc<L>,
     pub queue: Arc<Q>,
     pub settings: EdgeSettings,
@@ -106,6 +109,9 @@ pub struct EdgeStage<L, Q> {
 struct Checks<L, Q> {
     verifier: Option<Verifier<SharedEdge>>,
     warmer: Option<Warmer<SharedEdge>>,
+    /// Batches recorded `checking`, waiting out the grace: at most `MAX_BATCHES_AT_ONCE`.
+    checking: Mutex<BTreeMap<CallerReference, VerificationRecord>>,
+    domains: Domains,
     stage: EdgeStage<L, Q>,
 }
 
@@ -117,6 +123,8 @@ impl<L: Batches, Q: Queue> EdgeStage<L, Q> {
         let checks = Checks {
             verifier: self.settings.verify.clone().map(|v| Verifier::new(Arc::clone(&edge), v, self.clock)),
             warmer: self.settings.warm.clone().map(|w| Warmer::new(Arc::clone(&edge), w)),
+            checking: Mutex::default(),
+            domains: Domains::new(self.domains.clone()),
             stage: self,
         };
         (EdgeHandoff(to_stage), Arc::new(checks).run(completed, stop))
@@ -143,6 +151,19 @@ impl<L: Batches, Q: Queue> Checks<L, Q> {
         if !running.is_empty() {
             info!(batches = running.len(), "stopping: edge checks under way are left unfinished");
         }
+        running.shutdown().await;
+        self.settle_interrupted().await;
+    }
+
+    /// Batches left `checking` by the stop are recorded `unverified`: nobody will check them again, and a
+    /// `send --wait --verify` on them must end rather than wait out its timeout.
+    async fn settle_interrupted(&self) {
+        let interrupted = std::mem::take(&mut *self.checking.lock().expect("never poisoned"));
+        for (reference, mut verified) in interrupted {
+            verified.outcome = EdgeOutcome::Unverified;
+            verified.at = self.stage.clock.now();
+            self.write(&reference, &verified).await;
+        }
     }
 
     /// Verifies, heals and warms one batch, as configured.
@@ -155,12 +176,14 @@ impl<L: Batches, Q: Queue> Checks<L, Q> {
                 return;
             }
         };
-        let Some(facts) = self.facts(&record) else {
-            let reason = "no --edge-url for its distribution";
-            warn!(distribution_id = %record.distribution_id, "{reason}: the batch is not checked at the edge");
-            let verified = unverified(self.stage.clock.now());
-            self.write(&record, &verified).await;
-            return;
+        let facts = match self.facts(&record).await {
+            Ok(facts) => facts,
+            Err(reason) => {
+                warn!(distribution_id = %record.distribution_id, "{reason}: the batch is not checked at the edge");
+                let verified = unverified(self.stage.clock.now());
+                self.write(&record.caller_reference, &verified).await;
+                return;
+            }
         };
         let mut verified = match &self.verifier {
             Some(verifier) => self.verify(verifier, &record, &facts, &done).await,
@@ -171,7 +194,7 @@ impl<L: Batches, Q: Queue> Checks<L, Q> {
             count_warming(&warming);
             (verified.warmed, verified.warm_failed) = (Some(count(warming.warmed)), Some(count(warming.failed)));
         }
-        self.write(&record, &verified).await;
+        self.write(&record.caller_reference, &verified).await;
     }
 
     /// Checks the sample; stale paths are checked again once the grace has passed since completion, and healed if
@@ -186,12 +209,16 @@ impl<L: Batches, Q: Queue> Checks<L, Q> {
         let mut verification = verifier.verify(facts).await;
         count_checks(&verification);
         if !verification.stale.is_empty() {
-            self.write(record, &recorded(&verification, EdgeOutcome::Checking)).await;
+            let reference = &record.caller_reference;
+            let checking = recorded(&verification, EdgeOutcome::Checking);
+            self.write(reference, &checking).await;
+            self.checking.lock().expect("never poisoned").insert(reference.clone(), checking);
             let grace = self.stage.settings.verify.as_ref().map_or(Duration::ZERO, |v| v.grace);
             let until = (done.completed_at + grace).duration_since(self.stage.clock.now()).unwrap_or_default();
             tokio::time::sleep(until).await;
             verification = verifier.verify(facts).await;
             count_checks(&verification);
+            self.checking.lock().expect("never poisoned").remove(reference);
         }
         let heals = healed_batches(record);
         let outcome = if verification.all_fresh() {
@@ -257,7 +284,7 @@ impl<L: Batches, Q: Queue> Checks<L, Q> {
         };
         verified.at = self.stage.clock.now();
         self.announce(&record, &verified, record.completed_at.unwrap_or(verified.at)).await;
-        self.write(&record, &verified).await;
+        self.write(&record.caller_reference, &verified).await;
     }
 
     /// Metrics and the `verified` or `stale` event of a final outcome. Events of the edge are published once, as
@@ -283,18 +310,26 @@ impl<L: Batches, Q: Queue> Checks<L, Q> {
         }
     }
 
-    async fn write(&self, record: &BatchRecord, verified: &VerificationRecord) {
-        self.stage.tally.add(&record.caller_reference, verified);
-        if let Err(e) = self.stage.ledger.record_verification(&record.caller_reference, verified).await {
-            warn!(caller_reference = %record.caller_reference, error = %e, "could not record the check at the edge");
+    async fn write(&self, reference: &CallerReference, verified: &VerificationRecord) {
+        self.stage.tally.add(reference, verified);
+        if let Err(e) = self.stage.ledger.record_verification(reference, verified).await {
+            warn!(caller_reference = %reference, error = %e, "could not record the check at the edge");
         }
     }
 
-    /// Where the batch's objects are requested: its distribution's `--edge-url`.
-    fn facts(&self, record: &BatchRecord) -> Option<BatchFacts> {
+    /// Where the batch's objects are requested: its distribution's `--edge-url`, else its own domain.
+    async fn facts(&self, record: &BatchRecord) -> Result<BatchFacts, String> {
         let distribution = &record.distribution_id;
-        let edge = self.stage.settings.edge_base(distribution, None)?;
-        Some(BatchFacts {
+        let domain = match self.stage.settings.edge_urls.contains_key(distribution) {
+            true => None,
+            false => Some(self.domains.domain(distribution).await?),
+        };
+        let edge = self
+            .stage
+            .settings
+            .edge_base(distribution, domain.as_deref())
+            .ok_or_else(|| format!("its domain {:?} is not a host name", domain.unwrap_or_default()))?;
+        Ok(BatchFacts {
             distribution: distribution.clone(),
             domain: cloudfront_domain(&edge),
             origin: self.stage.settings.origin_urls.get(distribution).cloned(),

@@ -20,90 +20,17 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::cdn::FakeCdn;
+pub use super::edge_types::{EdgeCall, EdgeConfig, Misbehaviour, SimAnswer, SimRequest};
 use crate::edge::http::response_of;
 use crate::model::DistributionId;
-use crate::ports::edge::{Edge, EdgeError, EdgeMethod, EdgeRequest, EdgeResponse};
+use crate::ports::cdn::CdnError;
+use crate::ports::edge::{DomainLookup, Edge, EdgeError, EdgeMethod, EdgeRequest, EdgeResponse};
 
 /// Where the origin answers, beside the distributions' edge paths (`/<DistributionId>/…`): a distribution id
 /// never starts with `_`.
 pub const ORIGIN_PREFIX: &str = "/_origin";
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const X_AMZ_CF_POP: HeaderName = HeaderName::from_static("x-amz-cf-pop");
-
-/// How the edge is laid out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EdgeConfig {
-    /// POP codes. A request that names none is answered by each in turn.
-    pub pops: Vec<String>,
-    /// How long after an invalidation completes a POP drops its copies; absent, at once.
-    pub lag: BTreeMap<String, Duration>,
-    /// How long a copy is served without asking the origin (the cache policy's TTL).
-    pub ttl: Duration,
-}
-
-impl Default for EdgeConfig {
-    /// Two POPs, no lag, a day's TTL.
-    fn default() -> Self {
-        Self {
-            pops: vec!["IAD89-C1".into(), "FRA56-P2".into()],
-            lag: BTreeMap::new(),
-            ttl: Duration::from_secs(86_400),
-        }
-    }
-}
-
-/// How a path misbehaves, to test the client's bounds; over HTTP only (the in-process edge answers normally).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Misbehaviour {
-    /// `301` to this location.
-    Redirect(String),
-    /// A body of this many bytes.
-    Huge(u64),
-    /// One byte of body every so often, without end.
-    Trickle(Duration),
-    /// Never answers.
-    Silent,
-}
-
-/// One request the edge or its origin received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EdgeCall {
-    /// On tokio's clock.
-    pub at: Instant,
-    /// The POP that answered; `None` for the origin.
-    pub pop: Option<String>,
-    pub distribution: String,
-    /// The path and query, without the routing prefix.
-    pub path: String,
-    pub method: EdgeMethod,
-    pub accept_encoding: Option<String>,
-    /// The Host header (over HTTP) or the URL's host (in-process).
-    pub host: String,
-    pub status: u16,
-    /// `X-Cache`, for the edge's answers.
-    pub x_cache: Option<String>,
-}
-
-/// A request as the edge routes it.
-#[derive(Debug, Clone)]
-pub struct SimRequest<'a> {
-    pub method: EdgeMethod,
-    pub path_and_query: &'a str,
-    pub host: &'a str,
-    /// The POP it was sent to, if it named one.
-    pub pop: Option<&'a str>,
-    pub accept_encoding: Option<&'a str>,
-}
-
-/// The edge's answer: what `edge_http` sends, and the in-process port reads.
-#[derive(Debug, Clone)]
-pub struct SimAnswer {
-    pub status: u16,
-    pub headers: HeaderMap,
-    /// Empty for a HEAD.
-    pub body: Bytes,
-    pub misbehaviour: Option<Misbehaviour>,
-}
 
 #[derive(Debug, Clone)]
 struct Object {
@@ -130,6 +57,8 @@ struct State {
     stale_pops: BTreeSet<String>,
     stale_paths: BTreeSet<ObjectKey>,
     misbehaviours: HashMap<ObjectKey, Misbehaviour>,
+    /// Distributions' own domains (`serve_domain`).
+    domains: BTreeMap<DistributionId, String>,
     calls: Vec<EdgeCall>,
     /// The next POP in turn.
     turn: usize,
@@ -188,6 +117,30 @@ impl FakeEdge {
     /// Over HTTP, `path` answers with `misbehaviour` instead of its object.
     pub fn misbehave(&self, distribution: &DistributionId, path: &str, misbehaviour: Misbehaviour) {
         self.state.lock().unwrap().misbehaviours.insert((distribution.to_string(), path.to_owned()), misbehaviour);
+    }
+
+    /// `domain` is `distribution`'s own, as GetDistribution names it: [`Self::domain_lookup`] answers it, and
+    /// requests to it reach the distribution's objects without the routing prefix.
+    pub fn serve_domain(&self, distribution: &DistributionId, domain: &str) {
+        self.state.lock().unwrap().domains.insert(distribution.clone(), domain.to_owned());
+    }
+
+    /// GetDistribution's `DomainName`, for the domains `serve_domain` set; any other distribution does not exist.
+    pub fn domain_lookup(self: &Arc<Self>) -> DomainLookup {
+        let edge = Arc::clone(self);
+        DomainLookup::new(move |distribution| {
+            let domain = edge.state.lock().unwrap().domains.get(&distribution).cloned();
+            Box::pin(async move { domain.ok_or_else(|| CdnError::NoSuchDistribution(distribution.to_string())) })
+        })
+    }
+
+    /// The path and query as routed: with the distribution's prefix when sent to its own domain.
+    fn routed(&self, host: &str, path_and_query: &str) -> String {
+        let state = self.state.lock().unwrap();
+        match state.domains.iter().find(|(_, domain)| *domain == host) {
+            Some((distribution, _)) => format!("/{distribution}{path_and_query}"),
+            None => path_and_query.to_owned(),
+        }
     }
 
     /// Every request received, in order.
@@ -317,9 +270,10 @@ impl FakeEdge {
 
 impl Edge for FakeEdge {
     async fn fetch(&self, request: &EdgeRequest) -> Result<EdgeResponse, EdgeError> {
+        let path_and_query = self.routed(request.url.host(), request.url.path_and_query());
         let sim = SimRequest {
             method: request.method,
-            path_and_query: request.url.path_and_query(),
+            path_and_query: &path_and_query,
             host: request.url.host(),
             pop: request.via.as_ref().map(|via| via.pop()),
             accept_encoding: request.accept_encoding.as_deref(),

@@ -14,6 +14,7 @@ pub mod cloudfront_http;
 pub mod dynamodb;
 mod edge;
 pub mod edge_http;
+mod edge_types;
 mod events;
 mod faults;
 mod hooked;

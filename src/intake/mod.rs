@@ -258,7 +258,7 @@ async fn dispatch<L: Batches + Keys>(
         Ok(Parsed::Skip(why)) => {
             info!(message_id = %delivery, why, "nothing to invalidate; acknowledging");
             counter!("cfi_messages_skipped_total").increment(1);
-            Disposition::Covered(vec![nothing_left(delivery)])
+            Disposition::Delete(vec![nothing_left(delivery)])
         }
         Err(rejection) => dead_letter(delivery, &rejection),
     };
@@ -318,7 +318,7 @@ async fn dispatch_requests<L: Batches + Keys>(
         }
     }
     if to_batch.is_empty() && resumed.is_empty() {
-        return sent(outlets.to_ack.send(Disposition::Covered(vec![nothing_left(delivery)])).await.is_ok());
+        return sent(outlets.to_ack.send(Disposition::Delete(vec![nothing_left(delivery)])).await.is_ok());
     }
     sent(outlets.to_batcher.send(Accepted { delivery, requests: to_batch, resumed }).await.is_ok())
 }

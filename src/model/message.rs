@@ -85,8 +85,9 @@ impl BatchMember {
 /// What is to become of messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
-    /// An accepted invalidation covers these members' paths (for a split message: one of its parts).
-    Covered(Vec<BatchMember>),
+    /// Nothing is left to do for these members' paths (for a split message: one of its parts): an accepted
+    /// invalidation covers them, or one already did, or they needed none. Deleted once every part is.
+    Delete(Vec<BatchMember>),
     /// Can never succeed: move to the dead-letter queue with the reason, then delete.
     /// `code` is a short name for the reason, for metrics.
     DeadLetter { deliveries: Vec<Delivery>, reason: String, code: &'static str },

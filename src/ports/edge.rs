@@ -13,6 +13,9 @@ use std::time::Duration;
 use hyper::Uri;
 use thiserror::Error;
 
+use super::cdn::CdnError;
+use crate::model::DistributionId;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EdgeMethod {
     /// Headers only: enough to tell a cached copy from a fresh one.
@@ -182,5 +185,29 @@ impl fmt::Debug for SharedEdge {
 impl Edge for SharedEdge {
     async fn fetch(&self, request: &EdgeRequest) -> Result<EdgeResponse, EdgeError> {
         self.0.fetch_boxed(request).await
+    }
+}
+
+pub type DomainAnswer = Pin<Box<dyn Future<Output = Result<String, CdnError>> + Send>>;
+
+/// Where a distribution's own domain name is read (GetDistribution's `DomainName`, `d111111abcdef8.cloudfront.net`)
+/// for distributions without `--edge-url`. A function rather than a port of its own: it is one read, and the edge
+/// stage alone asks it, once per distribution.
+#[derive(Clone)]
+pub struct DomainLookup(Arc<dyn Fn(DistributionId) -> DomainAnswer + Send + Sync>);
+
+impl DomainLookup {
+    pub fn new(lookup: impl Fn(DistributionId) -> DomainAnswer + Send + Sync + 'static) -> Self {
+        Self(Arc::new(lookup))
+    }
+
+    pub async fn domain(&self, distribution: &DistributionId) -> Result<String, CdnError> {
+        (self.0)(distribution.clone()).await
+    }
+}
+
+impl fmt::Debug for DomainLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DomainLookup")
     }
 }

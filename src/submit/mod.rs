@@ -217,7 +217,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         } else {
             match self.within_month_budget(self.collapse_for_cost(batch)).await {
                 Spend::Submit(batch) => batch,
-                Spend::Covered(batch) => return Outcome::Done(Disposition::Covered(batch.content.members)),
+                Spend::Covered(batch) => return Outcome::Done(Disposition::Delete(batch.content.members)),
             }
         };
         let (batch, mut record) = match self.reserve(batch, &mut attempts).await {
@@ -261,7 +261,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 Ok(()) => {
                     outages().answered(CLOUDFRONT);
                     outages().answered(DYNAMODB);
-                    return Outcome::Done(Disposition::Covered(batch.content.members));
+                    return Outcome::Done(Disposition::Delete(batch.content.members));
                 }
                 Err(failure) => failure,
             };

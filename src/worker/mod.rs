@@ -395,6 +395,7 @@ fn start_edge_stage<Q: Queue, C, L: Ledger>(
         settings.edge_client.clone().filter(|_| edge_settings.verify.is_some() || edge_settings.warm.is_some())?;
     let stage = EdgeStage {
         edge: client,
+        domains: settings.edge_domains.clone(),
         ledger: Arc::clone(&services.ledger),
         queue: Arc::clone(&services.queue),
         settings: edge_settings.clone(),

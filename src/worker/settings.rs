@@ -14,7 +14,7 @@ use crate::limit::belief::LimitBoard;
 use crate::limit::share::AccountRate;
 use crate::ports::Allowance;
 use crate::ports::budget::QUOTA;
-use crate::ports::edge::SharedEdge;
+use crate::ports::edge::{DomainLookup, SharedEdge};
 use crate::ports::events::Events;
 use crate::retry::RetryPolicy;
 use crate::submit::{Overload, Spending};
@@ -46,6 +46,8 @@ pub struct Settings {
     pub edge: EdgeSettings,
     /// The client edge checks go through; they run only with one.
     pub edge_client: Option<SharedEdge>,
+    /// Where distributions without `--edge-url` find their own domain (GetDistribution).
+    pub edge_domains: Option<DomainLookup>,
     /// What the checks at the edge came to, for the status page.
     pub edge_tally: Arc<EdgeTally>,
 }
@@ -150,6 +152,7 @@ impl Default for Settings {
             limits: Arc::default(),
             edge: EdgeSettings::default(),
             edge_client: None,
+            edge_domains: None,
             edge_tally: Arc::default(),
         }
     }

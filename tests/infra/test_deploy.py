@@ -219,7 +219,8 @@ def check_worker_stack(cloudformation, iam, ecs):
     table_arn = f"arn:aws:dynamodb:{region}:{account}:table/{name}-ledger"
     expected = {
         "InvalidateTheseDistributions": (
-            ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "cloudfront:ListInvalidations"],
+            sorted(["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "cloudfront:ListInvalidations",
+                    "cloudfront:GetDistribution"]),
             [f"arn:aws:cloudfront::{account}:distribution/E{c * 12}" for c in "ABC"]),
         "ConsumeTheQueue": (
             sorted(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",

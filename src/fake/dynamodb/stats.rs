@@ -41,6 +41,8 @@ pub struct Observed {
     /// Requests refused, by error code; a cancelled transaction also by its reasons' codes other than `None`
     /// (`TransactionCanceledException[ConditionalCheckFailed]`), so that a refusal as invalid shows however it came.
     pub refused: BTreeMap<String, u64>,
+    /// The first refusal's message for each code in `refused`, so a refusal seen once in a long run can be traced.
+    pub first_refusal: BTreeMap<String, String>,
 }
 
 /// Query and Scan pages of one table or index.
@@ -83,7 +85,8 @@ impl Observed {
             true => refusal.code.to_owned(),
             false => format!("{}[{}]", refusal.code, reasons.join(", ")),
         };
-        *self.refused.entry(code).or_default() += 1;
+        *self.refused.entry(code.clone()).or_default() += 1;
+        self.first_refusal.entry(code).or_insert_with(|| described(refusal));
     }
 
     /// Requests refused as invalid (`ValidationException`, or a transaction cancelled for a `ValidationError`):
@@ -91,6 +94,12 @@ impl Observed {
     pub fn refused_as_invalid(&self) -> u64 {
         self.refused.iter().filter(|(code, _)| code.contains("Validation")).map(|(_, n)| n).sum()
     }
+}
+
+/// The refusal's message, followed by its reasons' own messages (a cancelled transaction's message names only codes).
+fn described(refusal: &Refusal) -> String {
+    let reasons = refusal.reasons.iter().filter_map(|r| r.message.as_deref().map(|m| format!("{}: {m}", r.code)));
+    std::iter::once(refusal.message.clone()).chain(reasons).collect::<Vec<_>>().join("; ")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -131,7 +140,7 @@ mod tests {
         assert_eq!(observed.most_read_by_a_page, 40);
 
         let failed = Reason { code: "ConditionalCheckFailed", message: None, item: None };
-        let invalid = Reason { code: "ValidationError", message: None, item: None };
+        let invalid = Reason { code: "ValidationError", message: Some("set has duplicates".into()), item: None };
         observed.refusal(&Refusal::condition_failed(None));
         observed.refusal(&Refusal::cancelled(vec![Reason::NONE, failed.clone(), failed]));
         observed.refusal(&Refusal::cancelled(vec![Reason::NONE, invalid]));
@@ -146,5 +155,12 @@ mod tests {
             ]
         );
         assert_eq!(observed.refused_as_invalid(), 2);
+        assert_eq!(observed.first_refusal["ValidationException"], "Item size has exceeded the maximum allowed size");
+        assert!(
+            observed.first_refusal["TransactionCanceledException[ValidationError]"]
+                .ends_with("; ValidationError: set has duplicates"),
+            "{:?}",
+            observed.first_refusal
+        );
     }
 }

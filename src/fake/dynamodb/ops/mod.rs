@@ -2,6 +2,7 @@
 //! answering the response's JSON or a refusal.
 
 mod batch;
+mod condition;
 mod read;
 mod tables;
 mod transact;
