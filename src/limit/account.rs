@@ -201,26 +201,21 @@ impl AccountBuckets {
         }
     }
 
-    /// CloudFront refused a batch needing `need` that nothing in progress explains: a rate nobody configured is
-    /// believed from then on, at a cut of what the refused batch held at once; with `blame`, believe less of the
-    /// rates it used.
-    pub fn refused(&self, need: Allowance, blame: bool) {
+    /// CloudFront refused a batch needing `need`, and the account's rate is to blame: a rate nobody configured is
+    /// believed from then on, at a cut of what the refused batch held at once; one believed already, less.
+    pub fn refused(&self, need: Allowance) {
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
         let now = Instant::now();
-        let mut found = false;
         for (held, name, need) in
             [(&mut state.paths, ACCOUNT_PATHS, need.paths), (&mut state.wildcards, ACCOUNT_WILDCARDS, need.wildcards)]
         {
             if need > 0 && held.is_none() {
                 *held = Some(Held::found(name, f64::from(need), now));
-                found = true;
             }
         }
         drop(guard);
-        if blame || found {
-            self.learn(need, Learned::refused, REFUSED);
-        }
+        self.learn(need, Learned::refused, REFUSED);
         self.sharing.send_replace(true);
     }
 
@@ -303,11 +298,9 @@ mod tests {
         let account = buckets(150.0, 0, 1.0);
         account.set_workers(3);
         assert_eq!(account.largest(), Allowance { paths: 50, wildcards: 1 });
-        account.refused(Allowance { paths: 10, wildcards: 0 }, false);
-        assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "a rate not to blame is not cut");
-        account.refused(Allowance { paths: 10, wildcards: 0 }, true);
-        assert_eq!(account.believed(), (Some(120.0), Some(1.0)));
-        assert_eq!(account.largest().paths, 40);
+        account.refused(Allowance { paths: 10, wildcards: 0 });
+        assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "only the rates the batch used");
+        assert_eq!(account.largest().paths, 42);
         assert!(account.adopt(ACCOUNT_PATHS, 1_000.0) && account.adopt(ACCOUNT_WILDCARDS, 0.0));
         assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "within the configuration and the floor");
         assert!(AccountQuotas::default().is_off() && buckets(0.0, 0, 0.0).largest().paths == UNLIMITED);
@@ -317,16 +310,16 @@ mod tests {
     async fn a_refusal_nothing_explains_finds_a_rate_nobody_configured() {
         let account = buckets(0.0, 0, 0.0);
         assert!(!account.take(Allowance { paths: 5_000, wildcards: 3 }).await, "no rate, no wait");
-        account.refused(Allowance { paths: 1_000, wildcards: 0 }, false);
-        assert_eq!(account.believed(), (Some(800.0), None), "a cut of the refused batch, per second");
-        assert_eq!(account.largest(), Allowance { paths: 800, wildcards: UNLIMITED }, "a second's worth at once");
+        account.refused(Allowance { paths: 1_000, wildcards: 0 });
+        assert_eq!(account.believed(), (Some(850.0), None), "a cut of the refused batch, per second");
+        assert_eq!(account.largest(), Allowance { paths: 850, wildcards: UNLIMITED }, "a second's worth at once");
         let start = Instant::now();
-        account.take(Allowance { paths: 800, wildcards: 0 }).await;
-        assert!(account.take(Allowance { paths: 400, wildcards: 0 }).await, "the rate binds");
+        account.take(Allowance { paths: 850, wildcards: 0 }).await;
+        assert!(account.take(Allowance { paths: 425, wildcards: 0 }).await, "the rate binds");
         assert_eq!(start.elapsed(), Duration::from_millis(500));
         assert!(!account.is_binding(), "one wait in a while is not a binding rate");
         for _ in 0..4 {
-            account.take(Allowance { paths: 800, wildcards: 0 }).await;
+            account.take(Allowance { paths: 850, wildcards: 0 }).await;
         }
         assert!(account.is_binding());
         for _ in 0..10 {

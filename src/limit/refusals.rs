@@ -26,11 +26,12 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         belief.map_or(self.settings.capacity, |belief| belief.capacity(self.settings.capacity))
     }
 
-    /// CloudFront refused a batch of `distribution` needing `need` that the books had room for: believe less of
-    /// the quotas it used, though never less than CloudFront accepted in progress lately.
-    pub fn learn_refused(&self, distribution: &DistributionId, need: Allowance) -> bool {
+    /// CloudFront refused a batch of `distribution` needing `need` that the books had room for, with `in_progress`
+    /// before it: believe less of the quotas it used (less than the two together), though never less than
+    /// CloudFront accepted in progress lately.
+    pub fn learn_refused(&self, distribution: &DistributionId, need: Allowance, in_progress: Allowance) -> bool {
         let peak = self.accepted_peak(distribution);
-        self.change_belief(distribution, |belief| belief.refused(need, peak), REFUSED)
+        self.change_belief(distribution, |belief| belief.refused(need, in_progress + need, peak), REFUSED)
     }
 
     /// CloudFront accepted batch `id` of `distribution`, needing `need`: probe up the quotas it used.
