@@ -311,15 +311,15 @@ mod tests {
         let account = buckets(0.0, 0, 0.0);
         assert!(!account.take(Allowance { paths: 5_000, wildcards: 3 }).await, "no rate, no wait");
         account.refused(Allowance { paths: 1_000, wildcards: 0 });
-        assert_eq!(account.believed(), (Some(850.0), None), "a cut of the refused batch, per second");
-        assert_eq!(account.largest(), Allowance { paths: 850, wildcards: UNLIMITED }, "a second's worth at once");
+        assert_eq!(account.believed(), (Some(500.0), None), "half the refused batch, per second, until a success");
+        assert_eq!(account.largest(), Allowance { paths: 500, wildcards: UNLIMITED }, "a second's worth at once");
         let start = Instant::now();
-        account.take(Allowance { paths: 850, wildcards: 0 }).await;
-        assert!(account.take(Allowance { paths: 425, wildcards: 0 }).await, "the rate binds");
+        account.take(Allowance { paths: 500, wildcards: 0 }).await;
+        assert!(account.take(Allowance { paths: 250, wildcards: 0 }).await, "the rate binds");
         assert_eq!(start.elapsed(), Duration::from_millis(500));
         assert!(!account.is_binding(), "one wait in a while is not a binding rate");
         for _ in 0..4 {
-            account.take(Allowance { paths: 850, wildcards: 0 }).await;
+            account.take(Allowance { paths: 500, wildcards: 0 }).await;
         }
         assert!(account.is_binding());
         for _ in 0..10 {

@@ -17,6 +17,9 @@ pub const CUT: f64 = 0.85;
 pub const PROBE_STEP: f64 = 0.01;
 /// Successes the belief stays a step below where it was last refused before it probes past it.
 pub const HOLD: u32 = 60;
+/// A limit found by a refusal is cut by this much until CloudFront first accepts what it allows: all it knows is
+/// that one batch was too much, so it searches down fast.
+pub const SEARCH_CUT: f64 = 0.5;
 
 /// One limit: configured, and believed now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,6 +33,8 @@ pub struct Learned {
     /// Where the last refusal found the limit, and the successes left before the belief probes past it.
     refused_at: f64,
     hold: u32,
+    /// Found by a refusal and never accepted since.
+    searching: bool,
 }
 
 impl Learned {
@@ -37,14 +42,14 @@ impl Learned {
     pub fn new(configured: f64, floor: f64) -> Self {
         let floor = floor.min(configured);
         let step = (configured * PROBE_STEP).max(floor);
-        Self { configured, floor, believed: configured, step, refused_at: f64::INFINITY, hold: 0 }
+        Self { configured, floor, believed: configured, step, refused_at: f64::INFINITY, hold: 0, searching: false }
     }
 
     /// A limit the worker was not told of, found by a refusal: believing `believed` (at least `floor`), with no
-    /// ceiling to probe up to.
+    /// ceiling to probe up to, cut by `SEARCH_CUT` until a success.
     pub fn unconfigured(believed: f64, floor: f64) -> Self {
         let believed = believed.max(floor);
-        Self { configured: f64::INFINITY, believed, ..Self::new(believed, floor) }
+        Self { configured: f64::INFINITY, believed, searching: true, ..Self::new(believed, floor) }
     }
 
     /// Believing `believed`, as another worker learned it, within the floor and the configuration.
@@ -73,12 +78,16 @@ impl Learned {
         let refused = self.believed.min(level.max(self.floor));
         self.step = (refused * PROBE_STEP).max(self.floor);
         (self.refused_at, self.hold) = (refused, HOLD);
-        self.set((refused * CUT).max(self.floor).max(proven.min(self.believed)))
+        let cut = if self.searching { SEARCH_CUT } else { CUT };
+        // At least a step down: near the floor a cut of a fraction would creep down over several refusals.
+        let cut = (refused * cut).min(refused - self.step);
+        self.set(cut.max(self.floor).max(proven.min(self.believed)))
     }
 
     /// CloudFront accepted: believe a step more, up to the configuration, and up to a step below where it was
     /// last refused until `HOLD` successes have passed there. Answers whether the belief changed.
     pub fn accepted(&mut self) -> bool {
+        self.searching = false;
         let mut next = self.believed + self.step;
         let below_refusal = self.refused_at - self.step;
         if self.hold > 0 && next > below_refusal {
@@ -131,14 +140,18 @@ mod tests {
     }
 
     #[test]
-    fn a_limit_found_by_a_refusal_starts_at_what_was_refused_and_has_no_ceiling() {
+    fn a_limit_found_by_a_refusal_is_searched_down_fast_then_learned_gently_with_no_ceiling() {
         let mut rate = Learned::unconfigured(1_000.0, 1.0);
+        assert!(rate.refused() && rate.refused());
+        assert_eq!(rate.believed(), 250.0, "halved until a success");
+        assert!(rate.accepted());
         assert!(rate.refused());
-        assert_eq!(rate.believed(), 850.0);
+        assert_eq!(rate.believed(), 255.0 * CUT, "then cut gently");
+        let rate_before = rate.believed();
         for _ in 0..1_000 {
             rate.accepted();
         }
-        assert_eq!(rate.believed(), 990.0 + (1_000 - 14 - HOLD) as f64 * 10.0, "steps of 1 % of 1,000");
+        assert!(rate.believed() > rate_before + 900.0 * 2.5, "steps of 1 % of 255, past the refusal");
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
                 // After the permit: the account's buckets pace the calls that wait for them, and a permit that
                 // waited for them would only be taken again.
-                self.account.take(need).await;
+                let full_bucket = self.account.take(need).await;
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {
@@ -255,7 +255,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     }
                     reserved_at = Instant::now();
                 }
-                self.create_and_record(&mut record).await
+                self.create_and_record(&mut record, full_bucket).await
             };
             let failure = match outcome {
                 Ok(()) => {
