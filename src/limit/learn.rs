@@ -5,8 +5,8 @@
 //! cuts the belief by a fixed fraction, and each success probes back up by a fixed step (additive increase,
 //! multiplicative decrease, as TCP does for the same reason). The step is a fraction of the belief the last cut
 //! started from, so the climb back takes about `(1 − CUT) / PROBE_STEP` successes whatever the scale, and never
-//! less than the floor. A refusal also marks where the limit was found: the climb stops a step below that mark for
-//! `HOLD` successes before it probes past it, so a belief that found the real limit is refused about once in
+//! less than the floor. A refusal also marks where the limit was found: the climb stops a step below that mark (at
+//! what the service accepted lately, when that is known and lower) for `HOLD` successes before it probes past it, so a belief that found the real limit is refused about once in
 //! `HOLD` calls, not once a climb, and one that lost it (the limit rose) probes on after them.
 
 /// A refusal leaves this fraction of the belief (or of what was refused, when that was less): gentle, as a limit
@@ -16,7 +16,7 @@ pub const CUT: f64 = 0.85;
 /// any), at least by the floor.
 pub const PROBE_STEP: f64 = 0.01;
 /// Successes the belief stays a step below where it was last refused before it probes past it.
-pub const HOLD: u32 = 60;
+pub const HOLD: u32 = 40;
 /// A limit found by a refusal is cut by this much until CloudFront first accepts what it allows: all it knows is
 /// that one batch was too much, so it searches down fast.
 pub const SEARCH_CUT: f64 = 0.5;
@@ -77,7 +77,9 @@ impl Learned {
     pub fn refused_at(&mut self, level: f64, proven: f64) -> bool {
         let refused = self.believed.min(level.max(self.floor));
         self.step = (refused * PROBE_STEP).max(self.floor);
-        (self.refused_at, self.hold) = (refused, HOLD);
+        // Held at what was accepted lately when that is known: the limit lies between it and what was refused.
+        let proven_below = proven > self.floor && proven < refused;
+        (self.refused_at, self.hold) = (if proven_below { proven + self.step } else { refused }, HOLD);
         let cut = if self.searching { SEARCH_CUT } else { CUT };
         // At least a step down: near the floor a cut of a fraction would creep down over several refusals.
         let cut = (refused * cut).min(refused - self.step);
@@ -136,6 +138,7 @@ mod tests {
         assert_eq!(paths.believed(), 1_700.0, "a cut of the 2,000 refused, not of the 2,900 believed");
         assert!(paths.refused_at(1_100.0, 1_000.0));
         assert_eq!(paths.believed(), 1_000.0, "never below what CloudFront accepted lately");
+        assert!(!paths.accepted(), "and held there, where the limit was found, rather than a step below 1,100");
         assert!(!paths.refused_at(5_000.0, 0.0) || paths.believed() == 850.0);
     }
 

@@ -63,8 +63,8 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
 
     /// CloudFront refused batch `id` (needing `need`) as too much in progress: does a fresh look at the
     /// distribution explain it (people's invalidations the books did not count)? `None` when it does, or the look
-    /// failed (the worker learns only from what it knows); otherwise what is in progress on the distribution by the
-    /// books, the batch aside.
+    /// failed (the worker learns only from what it knows); otherwise what CloudFront holds in progress on the
+    /// distribution by the books, the batch aside.
     pub async fn unexplained_refusal(
         &self,
         distribution: &DistributionId,
@@ -78,8 +78,9 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         let now = self.clock.now();
         let capacity = self.capacity(distribution);
         let in_progress = room::in_progress(id, unreserved, &state.reservations, now);
+        let submitted = room::submitted(id, unreserved, &state.reservations, now);
         *local.known.lock().unwrap() = Some(state);
-        need.min(capacity).fits_in(capacity - in_progress).then_some(in_progress)
+        need.min(capacity).fits_in(capacity - in_progress).then_some(submitted)
     }
 
     /// The most CloudFront accepted in progress on the distribution within the last `PEAK_LASTS`: proof that its
@@ -94,7 +95,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     fn note_peak(&self, local: &Local, id: &CallerReference) {
         let Some(state) = local.known.lock().unwrap().clone() else { return };
         let unreserved = local.unreserved.lock().unwrap().usage;
-        let with_it = room::in_progress(id, unreserved, &state.reservations, self.clock.now())
+        let with_it = room::submitted(id, unreserved, &state.reservations, self.clock.now())
             + state.reservations.iter().filter(|r| &r.id == id).map(|r| r.need).sum();
         let mut peak = local.peak.lock().unwrap();
         let recent = peak.filter(|(_, at)| at.elapsed() < PEAK_LASTS).map(|(peak, _)| peak).unwrap_or_default();

@@ -31,7 +31,7 @@ use tracing::warn;
 
 use self::decide::{Attempts, Failure, Refusal, Step};
 use self::schedule::Schedule;
-use self::shape::{split_to_fit, splittable};
+use self::shape::{split_to_fit, split_worth_a_call, splittable};
 use self::spend::Spend;
 pub use self::spend::{CostPolicy, Spending};
 
@@ -364,7 +364,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
             };
             if reshapable && reshaped_for.replace(room) != Some(room) {
-                if let Some(parts) = split_to_fit(&batch, room, self.ownership.clock) {
+                if let Some(parts) = split_worth_a_call(&batch, room, fit, self.ownership.clock) {
                     counter!("cfi_batches_split_to_fit_total").increment(1);
                     return Reserved::InParts(parts);
                 }

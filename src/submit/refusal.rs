@@ -26,17 +26,17 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     ///
     /// Both models refuse with the same error, so the refusal is laid at the door of one only on evidence. The
     /// account's rate is to blame when it has been binding (most recent calls waited for its bucket or emptied it),
-    /// when CloudFront accepted as much in progress on the distribution lately, or when nothing else was in
-    /// progress there (an in-progress quota would have to be smaller than one batch); a rate nobody configured is
-    /// found then, at a cut of what the batch held. Otherwise the distribution's in-progress quota is: believed
-    /// below what was in progress with the batch, never below what CloudFront accepted.
+    /// or when nothing else was in progress on the distribution (an in-progress quota would have to be smaller than
+    /// one batch); a rate nobody configured is found then, at a cut of what the batch held. Otherwise the
+    /// distribution's in-progress quota is: believed below what was in progress with the batch, never below what
+    /// CloudFront accepted in progress lately, so blaming it wrongly costs little, where a wrongly found rate would
+    /// hold every distribution back.
     pub(super) async fn learn_from_refusal(&self, record: &BatchRecord, batch: &Batch) -> Option<Refusal> {
         let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
         let need = Allowance::of(&record.paths);
         let in_progress = self.budget.unexplained_refusal(distribution, reference, need).await?;
         counter!("cfi_refusals_unexplained_total").increment(1);
-        let within_peak = (in_progress + need).fits_in(self.budget.accepted_peak(distribution));
-        let rate = self.account.is_binding() || within_peak || in_progress.is_empty();
+        let rate = self.account.is_binding() || in_progress.is_empty();
         if rate {
             self.account.refused(need);
         } else {
