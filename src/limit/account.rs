@@ -202,7 +202,8 @@ impl AccountBuckets {
     }
 
     /// CloudFront refused a batch needing `need`, and the account's rate is to blame: a rate nobody configured is
-    /// believed from then on, at a cut of what the refused batch held at once; one believed already, less.
+    /// believed from then on, at a cut of what the refused batch held at once; one believed already, less, unless
+    /// the batch was larger than its bucket.
     pub fn refused(&self, need: Allowance) {
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
@@ -214,8 +215,16 @@ impl AccountBuckets {
                 *held = Some(Held::found(name, f64::from(need), now));
             }
         }
+        let now_believed =
+            |held: &Option<Held>, need: u32| held.as_ref().is_some_and(|h| f64::from(need) <= h.bucket.burst());
+        // A batch larger than a bucket (recorded before the belief fell) is refused for its size, whatever the
+        // rate: it says nothing of the belief, and is split to fit it.
+        let within = Allowance {
+            paths: if now_believed(&state.paths, need.paths) { need.paths } else { 0 },
+            wildcards: if now_believed(&state.wildcards, need.wildcards) { need.wildcards } else { 0 },
+        };
         drop(guard);
-        self.learn(need, Learned::refused, REFUSED);
+        self.learn(within, Learned::refused, REFUSED);
         self.sharing.send_replace(true);
     }
 
@@ -301,6 +310,8 @@ mod tests {
         account.refused(Allowance { paths: 10, wildcards: 0 });
         assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "only the rates the batch used");
         assert_eq!(account.largest().paths, 42);
+        account.refused(Allowance { paths: 100, wildcards: 0 });
+        assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "a batch larger than the bucket says nothing of it");
         assert!(account.adopt(ACCOUNT_PATHS, 1_000.0) && account.adopt(ACCOUNT_WILDCARDS, 0.0));
         assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "within the configuration and the floor");
         assert!(AccountQuotas::default().is_off() && buckets(0.0, 0, 0.0).largest().paths == UNLIMITED);
