@@ -201,7 +201,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let mut to_submit = vec![batch];
         let mut dispositions = Vec::new();
         while let Some(batch) = to_submit.pop() {
-            match self.submit_one(batch, calls, permitted_at.take()).await {
+            match self.submit_one(batch, calls, &mut permitted_at).await {
                 Outcome::Done(disposition) => dispositions.push(disposition),
                 Outcome::SubmitInstead(batches) => to_submit.extend(batches),
             }
@@ -209,7 +209,8 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         dispositions
     }
 
-    async fn submit_one(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Outcome {
+    /// `permitted_at` is taken by the batch's first call: a batch split before it leaves the permit to its parts.
+    async fn submit_one(&self, batch: Batch, calls: &Semaphore, permitted_at: &mut Option<Instant>) -> Outcome {
         let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
         let mut attempts = Attempts::new(&self.retry, splittable(&batch), age);
         let batch = if batch.content.reason == SealReason::Resumed {
