@@ -22,6 +22,8 @@ pub const ACCOUNT_WILDCARDS: &str = "account_wildcards_per_second";
 const BINDING_WAIT: Duration = Duration::from_millis(250);
 /// A take of this share of a bucket's level or more all but empties it.
 const DRAINED: f64 = 0.9;
+/// Refusals within this long of a cut are of calls sent before it: they cut no further.
+const CUT_GAP: Duration = Duration::from_secs(1);
 /// How much the latest take moves the share of takes that found the rate binding.
 const BINDING_SMOOTHING: f64 = 0.2;
 
@@ -65,18 +67,22 @@ struct Held {
     quota: Option<AccountQuota>,
     learned: Learned,
     bucket: TokenBucket,
+    /// The last cut, this worker's or another's: refusals of calls sent before it was known cut no further.
+    cut_at: Option<Instant>,
 }
 
 impl Held {
     fn new(name: &'static str, quota: AccountQuota, now: Instant) -> Self {
         let learned = Learned::new(quota.per_second, 1.0);
-        Self { name, quota: Some(quota), learned, bucket: TokenBucket::full(quota.per_second, quota.burst, now) }
+        let bucket = TokenBucket::full(quota.per_second, quota.burst, now);
+        Self { name, quota: Some(quota), learned, bucket, cut_at: None }
     }
 
     /// A rate nobody configured, believed `believed` since a refusal found it.
     fn found(name: &'static str, believed: f64, now: Instant) -> Self {
         let learned = Learned::unconfigured(believed, 1.0);
-        Self { name, quota: None, learned, bucket: TokenBucket::full(believed, believed.max(1.0), now) }
+        let bucket = TokenBucket::full(believed, believed.max(1.0), now);
+        Self { name, quota: None, learned, bucket, cut_at: None }
     }
 
     /// The bucket at `workers`' equal share of the believed rate, its burst cut in proportion.
@@ -215,13 +221,19 @@ impl AccountBuckets {
                 *held = Some(Held::found(name, f64::from(need), now));
             }
         }
-        let now_believed =
-            |held: &Option<Held>, need: u32| held.as_ref().is_some_and(|h| f64::from(need) <= h.bucket.burst());
         // A batch larger than a bucket (recorded before the belief fell) is refused for its size, whatever the
-        // rate: it says nothing of the belief, and is split to fit it.
+        // rate: it says nothing of the belief, and is split to fit it. Calls sent together are refused together:
+        // one cut a `CUT_GAP`, as the calls after a cut go at the rate it set.
+        let cuts = |held: &mut Option<Held>, need: u32| match held {
+            Some(h) if f64::from(need) <= h.bucket.burst() && h.cut_at.is_none_or(|at| now - at >= CUT_GAP) => {
+                h.cut_at = Some(now);
+                need
+            }
+            _ => 0,
+        };
         let within = Allowance {
-            paths: if now_believed(&state.paths, need.paths) { need.paths } else { 0 },
-            wildcards: if now_believed(&state.wildcards, need.wildcards) { need.wildcards } else { 0 },
+            paths: cuts(&mut state.paths, need.paths),
+            wildcards: cuts(&mut state.wildcards, need.wildcards),
         };
         drop(guard);
         self.learn(within, Learned::refused, REFUSED);
@@ -269,6 +281,7 @@ impl AccountBuckets {
         let held = held.get_or_insert_with(|| Held::found(name, believed, now));
         let learned = held.learned.starting_at(believed);
         held.learned = learned;
+        held.cut_at = Some(now);
         held.resize(workers, now);
         held.show(&self.board, SHARED);
         drop(state);
@@ -312,6 +325,10 @@ mod tests {
         assert_eq!(account.largest().paths, 42);
         account.refused(Allowance { paths: 100, wildcards: 0 });
         assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "a batch larger than the bucket says nothing of it");
+        tokio::time::sleep(CUT_GAP).await;
+        account.refused(Allowance { paths: 10, wildcards: 0 });
+        account.refused(Allowance { paths: 10, wildcards: 0 });
+        assert_eq!(account.believed().0, Some(127.5 * 0.85), "calls refused together cut once");
         assert!(account.adopt(ACCOUNT_PATHS, 1_000.0) && account.adopt(ACCOUNT_WILDCARDS, 0.0));
         assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "within the configuration and the floor");
         assert!(AccountQuotas::default().is_off() && buckets(0.0, 0, 0.0).largest().paths == UNLIMITED);
