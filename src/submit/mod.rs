@@ -239,6 +239,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         // batch that may exist in CloudFront is never split, or its paths would be paid twice.
         let mut maybe_created = batch.content.reason == SealReason::Resumed;
         loop {
+            if let Some(refit) = self.outgrown(&batch, maybe_created) {
+                return self.refused(record, batch, refit).await;
+            }
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
                 // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.

@@ -47,6 +47,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         (!need.fits_in(fit) && !resumed && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
     }
 
+    /// A batch recorded before the worker came to believe less, and now larger than it believes one call may
+    /// carry: split before its call, rather than after CloudFront refuses it. Never one that may have been created.
+    pub(super) fn outgrown(&self, batch: &Batch, maybe_created: bool) -> Option<Refusal> {
+        let fit = self.fit(&batch.content.distribution_id);
+        let need = Allowance::of(&batch.content.paths);
+        let resumed = batch.content.reason == SealReason::Resumed;
+        (!maybe_created && !resumed && !need.fits_in(fit) && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
+    }
+
     /// The largest batch the worker believes CloudFront takes now on `distribution`: its in-progress room as
     /// believed, and this worker's share of the account's buckets.
     pub(super) fn fit(&self, distribution: &crate::model::DistributionId) -> Allowance {
