@@ -169,7 +169,28 @@ async fn run(case: &Case, messages: usize) -> Outcome {
             learned.map(|(limit, scope, b)| ((limit.to_owned(), scope), b.believed)).collect()
         })
         .collect();
+    if std::env::var_os("CFI_BENCH_TIMELINE").is_some() {
+        timeline(&cdn, start);
+    }
     outcome(&cdn, &dead_letter, &paths, &distributions, start, beliefs)
+}
+
+/// Per 10 s of the run: calls, refusals and paths accepted, and the largest call (`CFI_BENCH_TIMELINE=1`).
+fn timeline(cdn: &FakeCdn, start: Instant) {
+    let slot = |at: Instant| (at.duration_since(start).as_secs() / 10) as usize;
+    let mut slots: std::collections::BTreeMap<usize, (usize, usize, usize, usize)> = Default::default();
+    for c in cdn.created() {
+        let s = slots.entry(slot(c.at)).or_default();
+        s.0 += 1;
+        s.2 += c.paths.len();
+        s.3 = s.3.max(c.paths.len());
+    }
+    for r in cdn.rejections() {
+        slots.entry(slot(r.at)).or_default().1 += 1;
+    }
+    for (s, (calls, refused, paths, largest)) in slots {
+        println!("  t={:>4}s calls {calls:>3} refused {refused:>2} paths {paths:>5} largest {largest:>4}", s * 10);
+    }
 }
 
 /// Resolves once the queue is empty (every message deleted), or the case has run too long.
@@ -265,7 +286,8 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut failures = Vec::new();
-    for case in &CASES {
+    let only = std::env::var("CFI_BENCH_CASE").ok();
+    for case in CASES.iter().filter(|case| only.as_deref().is_none_or(|only| case.name.contains(only))) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         let o = runtime.block_on(run(case, messages));
         let binding = case.model.binding();

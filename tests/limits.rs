@@ -267,3 +267,30 @@ async fn with_coalescing_off_an_overloaded_distribution_only_waits() {
     assert!(setup.cdn.rejections().is_empty());
     setup.assert_everything_covered_and_deleted();
 }
+
+/// What is free goes now (#26): while people's wildcards fill a distribution's 15 wildcard places, a window of
+/// plain paths and wildcards sends its plain paths at once; its wildcards go when the people's complete.
+#[tokio::test(start_paused = true)]
+async fn plain_paths_go_while_the_wildcards_of_their_batch_wait_for_wildcard_room() {
+    let setup = Setup::new();
+    let eaaa = DistributionId::parse("EAAA").unwrap();
+    let theirs: Vec<String> = (0..QUOTA.wildcards).map(|k| format!("/people/{k}/*")).collect();
+    setup.cdn.create_as_someone_else(&eaaa, &theirs).unwrap();
+    let people_done = Instant::now() + COMPLETION;
+    for n in 0..8 {
+        setup.send("EAAA", (0..5).map(|k| format!("/articles/{n}/page-{k}.html")).collect()).await;
+    }
+    setup.send("EAAA", vec!["/sections/a/*".to_owned(), "/sections/b/*".to_owned()]).await;
+    assert_eq!(setup.run_until_drained(settings(), Duration::from_secs(600)).await, Exit::Drained);
+
+    let ours: Vec<_> = setup.cdn.created().into_iter().filter(|c| c.paths != theirs).collect();
+    let accepted = |path: &str| ours.iter().find(|c| is_covered_by(path, &c.paths)).map(|c| c.at);
+    for n in 0..8 {
+        let page = format!("/articles/{n}/page-0.html");
+        assert!(accepted(&page).is_some_and(|at| at < people_done), "{page} waited for the wildcards: {ours:?}");
+    }
+    for wildcard in ["/sections/a/*", "/sections/b/*"] {
+        assert!(accepted(wildcard).is_some_and(|at| at >= people_done), "{wildcard} went beyond the 15: {ours:?}");
+    }
+    setup.assert_everything_covered_and_deleted();
+}

@@ -22,6 +22,8 @@ pub const ACCOUNT_WILDCARDS: &str = "account_wildcards_per_second";
 const BINDING_WAIT: Duration = Duration::from_millis(250);
 /// A take of this share of a bucket's level or more all but empties it.
 const DRAINED: f64 = 0.9;
+/// Refusals within this long of a cut are of calls sent before it: they cut no further.
+const CUT_GAP: Duration = Duration::from_secs(1);
 /// How much the latest take moves the share of takes that found the rate binding.
 const BINDING_SMOOTHING: f64 = 0.2;
 
@@ -65,18 +67,22 @@ struct Held {
     quota: Option<AccountQuota>,
     learned: Learned,
     bucket: TokenBucket,
+    /// The last cut, this worker's or another's: refusals of calls sent before it was known cut no further.
+    cut_at: Option<Instant>,
 }
 
 impl Held {
     fn new(name: &'static str, quota: AccountQuota, now: Instant) -> Self {
         let learned = Learned::new(quota.per_second, 1.0);
-        Self { name, quota: Some(quota), learned, bucket: TokenBucket::full(quota.per_second, quota.burst, now) }
+        let bucket = TokenBucket::full(quota.per_second, quota.burst, now);
+        Self { name, quota: Some(quota), learned, bucket, cut_at: None }
     }
 
     /// A rate nobody configured, believed `believed` since a refusal found it.
     fn found(name: &'static str, believed: f64, now: Instant) -> Self {
         let learned = Learned::unconfigured(believed, 1.0);
-        Self { name, quota: None, learned, bucket: TokenBucket::full(believed, believed.max(1.0), now) }
+        let bucket = TokenBucket::full(believed, believed.max(1.0), now);
+        Self { name, quota: None, learned, bucket, cut_at: None }
     }
 
     /// The bucket at `workers`' equal share of the believed rate, its burst cut in proportion.
@@ -201,26 +207,36 @@ impl AccountBuckets {
         }
     }
 
-    /// CloudFront refused a batch needing `need` that nothing in progress explains: a rate nobody configured is
-    /// believed from then on, at a cut of what the refused batch held at once; with `blame`, believe less of the
-    /// rates it used.
-    pub fn refused(&self, need: Allowance, blame: bool) {
+    /// CloudFront refused a batch needing `need`, and the account's rate is to blame: a rate nobody configured is
+    /// believed from then on, at a cut of what the refused batch held at once; one believed already, less, unless
+    /// the batch was larger than its bucket.
+    pub fn refused(&self, need: Allowance) {
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
         let now = Instant::now();
-        let mut found = false;
         for (held, name, need) in
             [(&mut state.paths, ACCOUNT_PATHS, need.paths), (&mut state.wildcards, ACCOUNT_WILDCARDS, need.wildcards)]
         {
             if need > 0 && held.is_none() {
                 *held = Some(Held::found(name, f64::from(need), now));
-                found = true;
             }
         }
+        // A batch larger than a bucket (recorded before the belief fell) is refused for its size, whatever the
+        // rate: it says nothing of the belief, and is split to fit it. Calls sent together are refused together:
+        // one cut a `CUT_GAP`, as the calls after a cut go at the rate it set.
+        let cuts = |held: &mut Option<Held>, need: u32| match held {
+            Some(h) if f64::from(need) <= h.bucket.burst() && h.cut_at.is_none_or(|at| now - at >= CUT_GAP) => {
+                h.cut_at = Some(now);
+                need
+            }
+            _ => 0,
+        };
+        let within = Allowance {
+            paths: cuts(&mut state.paths, need.paths),
+            wildcards: cuts(&mut state.wildcards, need.wildcards),
+        };
         drop(guard);
-        if blame || found {
-            self.learn(need, Learned::refused, REFUSED);
-        }
+        self.learn(within, Learned::refused, REFUSED);
         self.sharing.send_replace(true);
     }
 
@@ -265,6 +281,7 @@ impl AccountBuckets {
         let held = held.get_or_insert_with(|| Held::found(name, believed, now));
         let learned = held.learned.starting_at(believed);
         held.learned = learned;
+        held.cut_at = Some(now);
         held.resize(workers, now);
         held.show(&self.board, SHARED);
         drop(state);
@@ -303,11 +320,15 @@ mod tests {
         let account = buckets(150.0, 0, 1.0);
         account.set_workers(3);
         assert_eq!(account.largest(), Allowance { paths: 50, wildcards: 1 });
-        account.refused(Allowance { paths: 10, wildcards: 0 }, false);
-        assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "a rate not to blame is not cut");
-        account.refused(Allowance { paths: 10, wildcards: 0 }, true);
-        assert_eq!(account.believed(), (Some(120.0), Some(1.0)));
-        assert_eq!(account.largest().paths, 40);
+        account.refused(Allowance { paths: 10, wildcards: 0 });
+        assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "only the rates the batch used");
+        assert_eq!(account.largest().paths, 42);
+        account.refused(Allowance { paths: 100, wildcards: 0 });
+        assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "a batch larger than the bucket says nothing of it");
+        tokio::time::sleep(CUT_GAP).await;
+        account.refused(Allowance { paths: 10, wildcards: 0 });
+        account.refused(Allowance { paths: 10, wildcards: 0 });
+        assert_eq!(account.believed().0, Some(127.5 * 0.85), "calls refused together cut once");
         assert!(account.adopt(ACCOUNT_PATHS, 1_000.0) && account.adopt(ACCOUNT_WILDCARDS, 0.0));
         assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "within the configuration and the floor");
         assert!(AccountQuotas::default().is_off() && buckets(0.0, 0, 0.0).largest().paths == UNLIMITED);
@@ -317,16 +338,16 @@ mod tests {
     async fn a_refusal_nothing_explains_finds_a_rate_nobody_configured() {
         let account = buckets(0.0, 0, 0.0);
         assert!(!account.take(Allowance { paths: 5_000, wildcards: 3 }).await, "no rate, no wait");
-        account.refused(Allowance { paths: 1_000, wildcards: 0 }, false);
-        assert_eq!(account.believed(), (Some(800.0), None), "a cut of the refused batch, per second");
-        assert_eq!(account.largest(), Allowance { paths: 800, wildcards: UNLIMITED }, "a second's worth at once");
+        account.refused(Allowance { paths: 1_000, wildcards: 0 });
+        assert_eq!(account.believed(), (Some(500.0), None), "half the refused batch, per second, until a success");
+        assert_eq!(account.largest(), Allowance { paths: 500, wildcards: UNLIMITED }, "a second's worth at once");
         let start = Instant::now();
-        account.take(Allowance { paths: 800, wildcards: 0 }).await;
-        assert!(account.take(Allowance { paths: 400, wildcards: 0 }).await, "the rate binds");
+        account.take(Allowance { paths: 500, wildcards: 0 }).await;
+        assert!(account.take(Allowance { paths: 250, wildcards: 0 }).await, "the rate binds");
         assert_eq!(start.elapsed(), Duration::from_millis(500));
         assert!(!account.is_binding(), "one wait in a while is not a binding rate");
         for _ in 0..4 {
-            account.take(Allowance { paths: 800, wildcards: 0 }).await;
+            account.take(Allowance { paths: 500, wildcards: 0 }).await;
         }
         assert!(account.is_binding());
         for _ in 0..10 {

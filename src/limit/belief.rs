@@ -53,15 +53,16 @@ impl InProgressBelief {
         }
     }
 
-    /// CloudFront refused a batch needing `need` that the books had room for: believe less of the quotas it
-    /// used, never less than `accepted` (what CloudFront accepted in progress lately). Answers whether the belief
-    /// changed.
-    pub fn refused(&mut self, need: Allowance, accepted: Allowance) -> bool {
-        let cut = |learned: &mut Option<Learned>, need: u32, accepted: u32| {
-            need > 0 && learned.as_mut().is_some_and(|learned| learned.refused_to_at_least(f64::from(accepted)))
+    /// CloudFront refused a batch needing `need`, which would have taken what is in progress to `level`, that the
+    /// books had room for: believe less of the quotas it used (a cut of `level` where that is below the belief),
+    /// never less than `accepted` (what CloudFront accepted in progress lately). Answers whether the belief changed.
+    pub fn refused(&mut self, need: Allowance, level: Allowance, accepted: Allowance) -> bool {
+        let cut = |learned: &mut Option<Learned>, need: u32, level: u32, accepted: u32| {
+            need > 0
+                && learned.as_mut().is_some_and(|learned| learned.refused_at(f64::from(level), f64::from(accepted)))
         };
-        let paths = cut(&mut self.paths, need.paths, accepted.paths);
-        let wildcards = cut(&mut self.wildcards, need.wildcards, accepted.wildcards);
+        let paths = cut(&mut self.paths, need.paths, level.paths, accepted.paths);
+        let wildcards = cut(&mut self.wildcards, need.wildcards, level.wildcards, accepted.wildcards);
         paths || wildcards
     }
 
@@ -198,14 +199,22 @@ mod tests {
     fn only_the_quotas_a_refused_batch_used_are_cut_and_off_quotas_are_not_learned() {
         let configured = Allowance { paths: 2_900, wildcards: 13 };
         let mut belief = InProgressBelief::new(configured);
-        assert!(belief.refused(Allowance { paths: 10, wildcards: 0 }, Allowance::default()));
-        assert_eq!(belief.capacity(configured), Allowance { paths: 2_320, wildcards: 13 });
-        assert!(belief.refused(Allowance { paths: 10, wildcards: 0 }, Allowance { paths: 2_000, wildcards: 0 }));
-        assert_eq!(belief.capacity(configured).paths, 2_000, "never below what CloudFront accepted lately");
+        let ten = Allowance { paths: 10, wildcards: 0 };
+        assert!(belief.refused(ten, Allowance { paths: 2_910, wildcards: 0 }, Allowance::default()));
+        assert_eq!(belief.capacity(configured), Allowance { paths: 2_465, wildcards: 13 });
+        assert!(belief.refused(
+            ten,
+            Allowance { paths: 2_500, wildcards: 0 },
+            Allowance { paths: 2_200, wildcards: 0 }
+        ));
+        assert_eq!(belief.capacity(configured).paths, 2_200, "never below what CloudFront accepted lately");
+        assert!(belief.refused(ten, Allowance { paths: 1_000, wildcards: 0 }, Allowance::default()));
+        assert_eq!(belief.capacity(configured).paths, 850, "a cut of what was refused, below the belief");
         let off = Allowance::quota(0, 15) - Allowance { paths: 100, wildcards: 2 };
         let mut belief = InProgressBelief::new(off);
-        assert!(belief.refused(Allowance { paths: 10, wildcards: 1 }, Allowance::default()));
-        assert_eq!(belief.capacity(off), Allowance { paths: off.paths, wildcards: 10 });
+        let need = Allowance { paths: 10, wildcards: 1 };
+        assert!(belief.refused(need, Allowance { paths: 10, wildcards: 14 }, Allowance::default()));
+        assert_eq!(belief.capacity(off), Allowance { paths: off.paths, wildcards: 11 });
         assert!(belief.adopt(IN_PROGRESS_WILDCARDS, 400.0) && !belief.adopt(IN_PROGRESS_PATHS, 5.0));
         assert_eq!(belief.capacity(off).wildcards, 13, "what another worker believes, within this one's configuration");
     }

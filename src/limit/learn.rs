@@ -2,16 +2,24 @@
 //!
 //! CloudFront's quotas move (cache tags, faster completion, a per-account rate model), and nobody here can check a
 //! live account, so a configured limit is only where belief starts: a refusal the worker's books cannot explain
-//! cuts the belief by a fixed fraction, and each success probes back up by a small fixed step (additive increase,
+//! cuts the belief by a fixed fraction, and each success probes back up by a fixed step (additive increase,
 //! multiplicative decrease, as TCP does for the same reason). The step is a fraction of the belief the last cut
-//! started from, so the climb back to it takes about `(1 − CUT) / PROBE_STEP` successes whatever the scale (one
-//! refusal in 40 calls at most, once the belief has found the real limit), and never less than the floor.
+//! started from, so the climb back takes about `(1 − CUT) / PROBE_STEP` successes whatever the scale, and never
+//! less than the floor. A refusal also marks where the limit was found: the climb stops a step below that mark (at
+//! what the service accepted lately, when that is known and lower) for `HOLD` successes before it probes past it, so a belief that found the real limit is refused about once in
+//! `HOLD` calls, not once a climb, and one that lost it (the limit rose) probes on after them.
 
-/// A refusal leaves this fraction of the belief.
-pub const CUT: f64 = 0.8;
+/// A refusal leaves this fraction of the belief (or of what was refused, when that was less): gentle, as a limit
+/// that is found stays found, and the average of a cycle is what throughput gets.
+pub const CUT: f64 = 0.85;
 /// A success raises the belief by this fraction of the belief the last cut started from (the configuration before
 /// any), at least by the floor.
-pub const PROBE_STEP: f64 = 0.005;
+pub const PROBE_STEP: f64 = 0.01;
+/// Successes the belief stays a step below where it was last refused before it probes past it.
+pub const HOLD: u32 = 40;
+/// A limit found by a refusal is cut by this much until CloudFront first accepts what it allows: all it knows is
+/// that one batch was too much, so it searches down fast.
+pub const SEARCH_CUT: f64 = 0.5;
 
 /// One limit: configured, and believed now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,20 +30,26 @@ pub struct Learned {
     believed: f64,
     /// What each success adds, fixed at each cut.
     step: f64,
+    /// Where the last refusal found the limit, and the successes left before the belief probes past it.
+    refused_at: f64,
+    hold: u32,
+    /// Found by a refusal and never accepted since.
+    searching: bool,
 }
 
 impl Learned {
     /// Believing what was configured. `floor` is at most `configured`.
     pub fn new(configured: f64, floor: f64) -> Self {
         let floor = floor.min(configured);
-        Self { configured, floor, believed: configured, step: (configured * PROBE_STEP).max(floor) }
+        let step = (configured * PROBE_STEP).max(floor);
+        Self { configured, floor, believed: configured, step, refused_at: f64::INFINITY, hold: 0, searching: false }
     }
 
     /// A limit the worker was not told of, found by a refusal: believing `believed` (at least `floor`), with no
-    /// ceiling to probe up to.
+    /// ceiling to probe up to, cut by `SEARCH_CUT` until a success.
     pub fn unconfigured(believed: f64, floor: f64) -> Self {
         let believed = believed.max(floor);
-        Self { configured: f64::INFINITY, floor, believed, step: (believed * PROBE_STEP).max(floor) }
+        Self { configured: f64::INFINITY, believed, searching: true, ..Self::new(believed, floor) }
     }
 
     /// Believing `believed`, as another worker learned it, within the floor and the configuration.
@@ -54,18 +68,35 @@ impl Learned {
     /// CloudFront refused what the belief allowed, and nothing else explains it: believe less. Answers whether
     /// the belief changed.
     pub fn refused(&mut self) -> bool {
-        self.refused_to_at_least(self.floor)
+        self.refused_at(f64::INFINITY, self.floor)
     }
 
-    /// As `refused`, but believing at least `proven` (what the service accepted lately), within the configuration.
-    pub fn refused_to_at_least(&mut self, proven: f64) -> bool {
-        self.step = (self.believed * PROBE_STEP).max(self.floor);
-        self.set((self.believed * CUT).max(self.floor).max(proven.min(self.believed)))
+    /// As `refused`, when CloudFront refused at `level` (what would have been in use with the call, which may be
+    /// less than the belief): the limit is below it. Believes a cut of the lower of the two, but at least `proven`
+    /// (what the service accepted lately), within the configuration.
+    pub fn refused_at(&mut self, level: f64, proven: f64) -> bool {
+        let refused = self.believed.min(level.max(self.floor));
+        self.step = (refused * PROBE_STEP).max(self.floor);
+        // Held at what was accepted lately when that is known: the limit lies between it and what was refused.
+        let proven_below = proven > self.floor && proven < refused;
+        (self.refused_at, self.hold) = (if proven_below { proven + self.step } else { refused }, HOLD);
+        let cut = if self.searching { SEARCH_CUT } else { CUT };
+        // At least a step down: near the floor a cut of a fraction would creep down over several refusals.
+        let cut = (refused * cut).min(refused - self.step);
+        self.set(cut.max(self.floor).max(proven.min(self.believed)))
     }
 
-    /// CloudFront accepted: believe a little more, up to the configuration. Answers whether the belief changed.
+    /// CloudFront accepted: believe a step more, up to the configuration, and up to a step below where it was
+    /// last refused until `HOLD` successes have passed there. Answers whether the belief changed.
     pub fn accepted(&mut self) -> bool {
-        self.set((self.believed + self.step).min(self.configured))
+        self.searching = false;
+        let mut next = self.believed + self.step;
+        let below_refusal = self.refused_at - self.step;
+        if self.hold > 0 && next > below_refusal {
+            self.hold -= 1;
+            next = self.believed.max(below_refusal);
+        }
+        self.set(next.min(self.configured))
     }
 
     fn set(&mut self, believed: f64) -> bool {
@@ -81,29 +112,49 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_refusal_cuts_by_a_fifth_and_successes_climb_back_slowly() {
+    fn a_refusal_cuts_gently_then_the_belief_climbs_to_below_it_holds_and_probes_on() {
         let mut paths = Learned::new(3_000.0, 1.0);
         assert!(paths.refused());
-        assert_eq!(paths.believed(), 2_400.0);
+        assert_eq!(paths.believed(), 2_550.0);
         assert!(paths.accepted());
-        assert_eq!(paths.believed(), 2_415.0, "a step of 0.5 % of where the cut started");
-        for _ in 0..1_000 {
+        assert_eq!(paths.believed(), 2_580.0, "a step of 1 % of where the cut started");
+        for _ in 0..13 {
             paths.accepted();
         }
-        assert_eq!(paths.believed(), 3_000.0, "never above what was configured");
+        assert_eq!(paths.believed(), 2_970.0, "a step below the refusal");
+        for _ in 0..HOLD {
+            paths.accepted();
+        }
+        assert_eq!(paths.believed(), 2_970.0, "held there for HOLD successes");
+        assert!(paths.accepted());
+        assert_eq!(paths.believed(), 3_000.0, "then probing on, never above what was configured");
         assert!(!paths.accepted());
     }
 
     #[test]
-    fn a_limit_found_by_a_refusal_starts_at_what_was_refused_and_has_no_ceiling() {
-        let mut rate = Learned::unconfigured(1_000.0 * CUT, 1.0);
-        assert_eq!(rate.believed(), 800.0);
+    fn a_refusal_below_the_belief_cuts_from_what_was_refused_but_not_below_what_was_accepted() {
+        let mut paths = Learned::new(2_900.0, 1.0);
+        assert!(paths.refused_at(2_000.0, 1_000.0));
+        assert_eq!(paths.believed(), 1_700.0, "a cut of the 2,000 refused, not of the 2,900 believed");
+        assert!(paths.refused_at(1_100.0, 1_000.0));
+        assert_eq!(paths.believed(), 1_000.0, "never below what CloudFront accepted lately");
+        assert!(!paths.accepted(), "and held there, where the limit was found, rather than a step below 1,100");
+        assert!(!paths.refused_at(5_000.0, 0.0) || paths.believed() == 850.0);
+    }
+
+    #[test]
+    fn a_limit_found_by_a_refusal_is_searched_down_fast_then_learned_gently_with_no_ceiling() {
+        let mut rate = Learned::unconfigured(1_000.0, 1.0);
+        assert!(rate.refused() && rate.refused());
+        assert_eq!(rate.believed(), 250.0, "halved until a success");
+        assert!(rate.accepted());
         assert!(rate.refused());
-        assert_eq!(rate.believed(), 640.0);
+        assert_eq!(rate.believed(), 255.0 * CUT, "then cut gently");
+        let rate_before = rate.believed();
         for _ in 0..1_000 {
             rate.accepted();
         }
-        assert_eq!(rate.believed(), 640.0 + 1_000.0 * 4.0, "steps of 0.5 % of 800");
+        assert!(rate.believed() > rate_before + 900.0 * 2.5, "steps of 1 % of 255, past the refusal");
     }
 
     #[test]
@@ -137,18 +188,18 @@ mod tests {
         #[test]
         fn the_belief_stays_between_the_floor_and_the_configuration(
             configured in 1.0_f64..10_000.0,
-            answers in proptest::collection::vec(any::<bool>(), 0..500),
+            answers in proptest::collection::vec((any::<bool>(), 0.0_f64..20_000.0, 0.0_f64..20_000.0), 0..500),
         ) {
             let mut learned = Learned::new(configured, 1.0);
-            for refused in answers {
-                if refused { learned.refused(); } else { learned.accepted(); }
+            for (refused, level, proven) in answers {
+                if refused { learned.refused_at(level, proven); } else { learned.accepted(); }
                 prop_assert!((1.0..=configured).contains(&learned.believed()), "{}", learned.believed());
             }
         }
 
         /// After the service's limit changes (to anything from one path to above the configuration), the belief
         /// comes within reach of it and stays there: never more than one step above it, never below a cut of it
-        /// (less a step), with at most one refusal in `(1 - CUT) / PROBE_STEP` calls or so.
+        /// (less a step), with at most one refusal per climb back and `HOLD` successes.
         #[test]
         fn the_belief_converges_after_a_change_of_model(
             configured in 10.0_f64..5_000.0,
@@ -169,7 +220,7 @@ mod tests {
                 prop_assert!(*believed >= (target * CUT - step).max(1.0) - 1e-9, "{believed} far below {target}");
             }
             let refusals = beliefs.windows(2).filter(|pair| pair[1] < pair[0]).count();
-            let cycle = ((1.0 - CUT) * target / step).floor().max(1.0);
+            let cycle = ((1.0 - CUT) * target / step).floor() - 1.0 + f64::from(HOLD);
             prop_assert!(refusals as f64 <= beliefs.len() as f64 / cycle + 1.0, "{refusals} refusals");
         }
     }

@@ -26,11 +26,12 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         belief.map_or(self.settings.capacity, |belief| belief.capacity(self.settings.capacity))
     }
 
-    /// CloudFront refused a batch of `distribution` needing `need` that the books had room for: believe less of
-    /// the quotas it used, though never less than CloudFront accepted in progress lately.
-    pub fn learn_refused(&self, distribution: &DistributionId, need: Allowance) -> bool {
+    /// CloudFront refused a batch of `distribution` needing `need` that the books had room for, with `in_progress`
+    /// before it: believe less of the quotas it used (less than the two together), though never less than
+    /// CloudFront accepted in progress lately.
+    pub fn learn_refused(&self, distribution: &DistributionId, need: Allowance, in_progress: Allowance) -> bool {
         let peak = self.accepted_peak(distribution);
-        self.change_belief(distribution, |belief| belief.refused(need, peak), REFUSED)
+        self.change_belief(distribution, |belief| belief.refused(need, in_progress + need, peak), REFUSED)
     }
 
     /// CloudFront accepted batch `id` of `distribution`, needing `need`: probe up the quotas it used.
@@ -62,8 +63,8 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
 
     /// CloudFront refused batch `id` (needing `need`) as too much in progress: does a fresh look at the
     /// distribution explain it (people's invalidations the books did not count)? `None` when it does, or the look
-    /// failed (the worker learns only from what it knows); otherwise what is in progress on the distribution by the
-    /// books, the batch aside.
+    /// failed (the worker learns only from what it knows); otherwise what CloudFront holds in progress on the
+    /// distribution by the books, the batch aside.
     pub async fn unexplained_refusal(
         &self,
         distribution: &DistributionId,
@@ -77,8 +78,9 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         let now = self.clock.now();
         let capacity = self.capacity(distribution);
         let in_progress = room::in_progress(id, unreserved, &state.reservations, now);
+        let submitted = room::submitted(id, unreserved, &state.reservations, now);
         *local.known.lock().unwrap() = Some(state);
-        need.min(capacity).fits_in(capacity - in_progress).then_some(in_progress)
+        need.min(capacity).fits_in(capacity - in_progress).then_some(submitted)
     }
 
     /// The most CloudFront accepted in progress on the distribution within the last `PEAK_LASTS`: proof that its
@@ -93,7 +95,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     fn note_peak(&self, local: &Local, id: &CallerReference) {
         let Some(state) = local.known.lock().unwrap().clone() else { return };
         let unreserved = local.unreserved.lock().unwrap().usage;
-        let with_it = room::in_progress(id, unreserved, &state.reservations, self.clock.now())
+        let with_it = room::submitted(id, unreserved, &state.reservations, self.clock.now())
             + state.reservations.iter().filter(|r| &r.id == id).map(|r| r.need).sum();
         let mut peak = local.peak.lock().unwrap();
         let recent = peak.filter(|(_, at)| at.elapsed() < PEAK_LASTS).map(|(peak, _)| peak).unwrap_or_default();

@@ -32,6 +32,18 @@ pub fn in_progress(
     unreserved + reservations.iter().filter(|r| r.until > now && &r.id != id).map(|r| r.need).sum()
 }
 
+/// What CloudFront holds in progress on a distribution by the books, reservation `id` aside: other people's
+/// invalidations and the live reservations it accepted; reserved batches not yet called are not there yet.
+pub fn submitted(
+    id: &CallerReference,
+    unreserved: Allowance,
+    reservations: &[Reservation],
+    now: SystemTime,
+) -> Allowance {
+    let accepted = reservations.iter().filter(|r| r.until > now && &r.id != id && r.invalidation_id.is_some());
+    unreserved + accepted.map(|r| r.need).sum()
+}
+
 /// Reservations whose lease ran out before `before`.
 pub fn expired_before(reservations: &[Reservation], before: SystemTime) -> impl Iterator<Item = &Reservation> {
     reservations.iter().filter(move |r| r.until <= before)
@@ -225,6 +237,21 @@ mod tests {
         assert_eq!(room, Allowance { paths: 1_700, wildcards: 10 });
         let expired: Vec<&CallerReference> = expired_before(&reservations, at(0)).map(|r| &r.id).collect();
         assert_eq!(expired, [&reference("b")]);
+    }
+
+    #[test]
+    fn cloudfront_holds_only_the_accepted_reservations_and_other_peoples_invalidations() {
+        let accepted =
+            |id, paths, until| Reservation { invalidation_id: Some("I1".into()), ..reservation(id, paths, 0, until) };
+        let reservations = [
+            accepted("a", 1_000, at(60)),
+            reservation("waiting", 500, 0, at(60)),
+            accepted("gone", 300, at(0)),
+            accepted("mine", 800, at(60)),
+        ];
+        let unreserved = Allowance { paths: 100, wildcards: 1 };
+        let held = submitted(&reference("mine"), unreserved, &reservations, at(0));
+        assert_eq!(held, Allowance { paths: 1_100, wildcards: 1 });
     }
 
     #[test]

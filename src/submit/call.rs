@@ -12,7 +12,9 @@ use crate::ports::cdn::{Cdn, CdnError};
 use crate::ports::ledger::{BatchRecord, Owed, billing_month};
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    pub(super) async fn create_and_record(&self, record: &mut BatchRecord) -> Result<(), Failure> {
+    /// `full_bucket`: the call took what the account's buckets allowed (it waited for them, or emptied one), so
+    /// its acceptance proves the rate believed, and probes it up; a call well within them proves nothing of it.
+    pub(super) async fn create_and_record(&self, record: &mut BatchRecord, full_bucket: bool) -> Result<(), Failure> {
         let started = tokio::time::Instant::now();
         let outcome = self.cdn.create_invalidation(record.target(), &record.caller_reference, &record.paths).await;
         histogram!("cfi_create_invalidation_seconds").record(started.elapsed().as_secs_f64());
@@ -24,7 +26,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let invalidation = outcome.map_err(Failure::Cdn)?;
         let need = Allowance::of(&record.paths);
         self.budget.learn_accepted(&record.distribution_id, &record.caller_reference, need);
-        self.account.accepted(need);
+        if full_bucket {
+            self.account.accepted(need);
+        }
         record.accept(&invalidation, self.ownership.clock.now());
         info!(
             distribution_id = %record.distribution_id,

@@ -31,7 +31,7 @@ use tracing::warn;
 
 use self::decide::{Attempts, Failure, Refusal, Step};
 use self::schedule::Schedule;
-use self::shape::{split_to_fit, splittable};
+use self::shape::{split_to_fit, split_worth_a_call, splittable};
 use self::spend::Spend;
 pub use self::spend::{CostPolicy, Spending};
 
@@ -201,7 +201,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let mut to_submit = vec![batch];
         let mut dispositions = Vec::new();
         while let Some(batch) = to_submit.pop() {
-            match self.submit_one(batch, calls, permitted_at.take()).await {
+            match self.submit_one(batch, calls, &mut permitted_at).await {
                 Outcome::Done(disposition) => dispositions.push(disposition),
                 Outcome::SubmitInstead(batches) => to_submit.extend(batches),
             }
@@ -209,7 +209,8 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         dispositions
     }
 
-    async fn submit_one(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Outcome {
+    /// `permitted_at` is taken by the batch's first call: a batch split before it leaves the permit to its parts.
+    async fn submit_one(&self, batch: Batch, calls: &Semaphore, permitted_at: &mut Option<Instant>) -> Outcome {
         let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
         let mut attempts = Attempts::new(&self.retry, splittable(&batch), age);
         let batch = if batch.content.reason == SealReason::Resumed {
@@ -238,6 +239,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         // batch that may exist in CloudFront is never split, or its paths would be paid twice.
         let mut maybe_created = batch.content.reason == SealReason::Resumed;
         loop {
+            if let Some(refit) = self.outgrown(&batch, maybe_created) {
+                return self.refused(record, batch, refit).await;
+            }
             let outcome = {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
                 // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.
@@ -246,7 +250,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
                 // After the permit: the account's buckets pace the calls that wait for them, and a permit that
                 // waited for them would only be taken again.
-                self.account.take(need).await;
+                let full_bucket = self.account.take(need).await;
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {
@@ -255,7 +259,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     }
                     reserved_at = Instant::now();
                 }
-                self.create_and_record(&mut record).await
+                self.create_and_record(&mut record, full_bucket).await
             };
             let failure = match outcome {
                 Ok(()) => {
@@ -364,7 +368,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
             };
             if reshapable && reshaped_for.replace(room) != Some(room) {
-                if let Some(parts) = split_to_fit(&batch, room, self.ownership.clock) {
+                if let Some(parts) = split_worth_a_call(&batch, room, fit, self.ownership.clock) {
                     counter!("cfi_batches_split_to_fit_total").increment(1);
                     return Reserved::InParts(parts);
                 }

@@ -21,27 +21,39 @@ use crate::ports::ledger::BatchRecord;
 use crate::retry::retry_transient;
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    /// CloudFront refused `batch` (recorded as `record`) as too much in progress: learns what the refusal teaches, and says how to split the batch when it no longer fits
-    /// what the worker believes; `None`: retry it as it is.
+    /// CloudFront refused `batch` (recorded as `record`) as too much in progress: learns what the refusal teaches,
+    /// and says how to split the batch when it no longer fits what the worker believes; `None`: retry it as it is.
     ///
-    /// Both models refuse with the same error, so the refusal is laid at the door of each only on evidence: the
-    /// account's rate when it has been binding (most recent batches waited for its bucket), or when CloudFront accepted as much in progress on the
-    /// distribution lately (then the in-progress quota cannot be why, and is left alone); the distribution's
-    /// in-progress quota otherwise, never cut below what CloudFront accepted. A rate nobody configured is found by
-    /// the first refusal nothing explains, at a cut of what the batch held.
+    /// Both models refuse with the same error, so the refusal is laid at the door of one only on evidence. The
+    /// account's rate is to blame when it has been binding (most recent calls waited for its bucket or emptied it),
+    /// or when nothing else was in progress on the distribution (an in-progress quota would have to be smaller than
+    /// one batch); a rate nobody configured is found then, at a cut of what the batch held. Otherwise the
+    /// distribution's in-progress quota is: believed below what was in progress with the batch, never below what
+    /// CloudFront accepted in progress lately, so blaming it wrongly costs little, where a wrongly found rate would
+    /// hold every distribution back.
     pub(super) async fn learn_from_refusal(&self, record: &BatchRecord, batch: &Batch) -> Option<Refusal> {
         let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
         let need = Allowance::of(&record.paths);
         let in_progress = self.budget.unexplained_refusal(distribution, reference, need).await?;
         counter!("cfi_refusals_unexplained_total").increment(1);
-        let not_in_progress = (in_progress + need).fits_in(self.budget.accepted_peak(distribution));
-        if !not_in_progress {
-            self.budget.learn_refused(distribution, need);
+        let rate = self.account.is_binding() || in_progress.is_empty();
+        if rate {
+            self.account.refused(need);
+        } else {
+            self.budget.learn_refused(distribution, need, in_progress);
         }
-        self.account.refused(need, self.account.is_binding() || not_in_progress);
         let fit = self.fit(distribution);
         let resumed = batch.content.reason == SealReason::Resumed;
         (!need.fits_in(fit) && !resumed && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
+    }
+
+    /// A batch recorded before the worker came to believe less, and now larger than it believes one call may
+    /// carry: split before its call, rather than after CloudFront refuses it. Never one that may have been created.
+    pub(super) fn outgrown(&self, batch: &Batch, maybe_created: bool) -> Option<Refusal> {
+        let fit = self.fit(&batch.content.distribution_id);
+        let need = Allowance::of(&batch.content.paths);
+        let resumed = batch.content.reason == SealReason::Resumed;
+        (!maybe_created && !resumed && !need.fits_in(fit) && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
     }
 
     /// The largest batch the worker believes CloudFront takes now on `distribution`: its in-progress room as

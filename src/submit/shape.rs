@@ -109,6 +109,27 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     }
 }
 
+/// A part is worth a call of its own only if it carries at least this share of what the batch could carry in
+/// one call, in paths or in wildcards.
+const SLIVER: u32 = 4;
+
+/// As `split_to_fit`, unless the part that fits `room` is a sliver of what the batch could carry (within `fit`,
+/// what the worker believes one call may): then the batch waits whole. A CreateInvalidation is the scarcest thing
+/// (the call rate), and the room a completion returns soon takes a fuller part; a part of plain paths whose
+/// wildcards wait is never a sliver of its batch.
+pub(super) fn split_worth_a_call(
+    batch: &Batch,
+    room: Allowance,
+    fit: Allowance,
+    clock: WallClock,
+) -> Option<Vec<Batch>> {
+    let could = Allowance::of(&batch.content.paths).min(fit);
+    split_to_fit(batch, room, clock).filter(|parts| {
+        let now = Allowance::of(&parts[1].content.paths);
+        now.paths * SLIVER >= could.paths || (could.wildcards > 0 && now.wildcards * SLIVER >= could.wildcards)
+    })
+}
+
 /// The batch in two parts, each with a new CallerReference: a first part that fits `room`, and the rest; `None`
 /// when all of it fits, or not even one path does. When the wildcards do not fit but paths do, the first part is
 /// the batch's plain paths (what is free goes now, the wildcards wait); otherwise it is the longest run of whole

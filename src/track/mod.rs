@@ -16,7 +16,7 @@
 //! ago that it does not track: a stopped worker's, which would otherwise stay `accepted`. Two workers may track
 //! one invalidation; the ledger records its completion once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -235,9 +235,11 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
             }
         }
         kept.extend(self.finish(distribution, finished, now).await);
+        // Batches still wait for room: the next look comes a `HURRIED_GAP` after this one, not at the regular gap.
+        let waiting = !self.budget.backlog(distribution).is_empty();
         for entry in &mut kept {
-            entry.last_look = now;
-            entry.hurried = entry.submitted.awaited;
+            (entry.last_look, entry.hurried) = (now, entry.submitted.awaited || waiting);
+            entry.next_look = if waiting { entry.next_look.min(now + HURRIED_GAP) } else { entry.next_look };
         }
         kept
     }
@@ -368,45 +370,9 @@ enum Seen {
     NeverAnswered(String),
 }
 
-/// How far back a look lists: to the oldest invalidation it must answer for, so that it finds them all without a
-/// GetInvalidation each, however many there are and in whatever order CloudFront completes them. A minute more
-/// for clocks that disagree with CloudFront's.
-fn listed_since(mine: &[Tracked], now: SystemTime) -> SystemTime {
-    let oldest = mine.iter().filter(|t| t.submitted.status != BatchStatus::Completed).map(|t| t.submitted.submitted_at);
-    let oldest = oldest.min().unwrap_or(now);
-    oldest.checked_sub(CLOCK_MARGIN).unwrap_or(oldest)
-}
-
-const CLOCK_MARGIN: Duration = Duration::from_secs(60);
-
-/// Brings forward the looks at distributions whose batches wait for room, to `HURRIED_GAP` after the last.
-fn hurry(tracked: &mut [Tracked], wanted: &HashSet<DistributionId>) {
-    for entry in tracked.iter_mut().filter(|t| wanted.contains(&t.submitted.distribution_id)) {
-        entry.next_look = entry.next_look.min(entry.last_look + HURRIED_GAP);
-        entry.hurried = true;
-    }
-}
-
-/// The submitted invalidation to look at next: of those due, a hurried one first, as batches wait for its room
-/// while the other looks only record completions; else the one due first. When more looks are due than the
-/// status rate allows, the regular ones wait.
-fn next_look(tracked: &[Tracked]) -> Option<&Submitted> {
-    let now = Instant::now();
-    let due = tracked.iter().filter(|t| t.next_look <= now).min_by_key(|t| (!t.hurried, t.next_look));
-    due.or_else(|| tracked.iter().min_by_key(|t| t.next_look)).map(|t| &t.submitted)
-}
-
-async fn sleep_until(due: Option<Instant>) {
-    match due {
-        // Through the timer, a look already due would wait for its next tick (a millisecond): a backlog of looks
-        // would be paced by the timer instead of `call_gap`, and room in the budget would return that much later.
-        Some(at) if at <= Instant::now() => tokio::task::coop::consume_budget().await,
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 mod adopt;
 mod announce;
+mod due;
+use due::{hurry, listed_since, next_look, sleep_until};
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@ use crate::fake::{FakeCdn, MemoryLedger};
 use crate::model::CallerReference;
 use crate::ports::budget::Budgets;
 use crate::ports::ledger::{BatchRecord, Batches};
+use std::collections::HashSet;
 
 const FIRST_LOOK: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_secs(20);
