@@ -118,6 +118,10 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                     Some(Owed::Batch(submitted)) => {
                         let mut entry = self.entry(submitted, true, self.settings.first_look);
                         self.publish_owed(&mut entry.submitted).await;
+                        // Tracked once: a batch adopted here may come back as this worker's own when a
+                        // redelivery resumes it, and one look must not complete it twice.
+                        let reference = &entry.submitted.caller_reference;
+                        tracked.retain(|t| &t.submitted.caller_reference != reference);
                         tracked.push(entry);
                     }
                     // A failure or dead letter to announce: at once, else by adoption from the ledger later.

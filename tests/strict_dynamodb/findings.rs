@@ -116,3 +116,36 @@ async fn the_largest_batch_record_any_input_can_make_is_written_at_every_step() 
     let owed = Owed::Batch(record.submitted().unwrap());
     ledger.give_up_tracking(&owed, &"r".repeat(60_000)).await.expect("the give-up is written");
 }
+
+/// The year run's one refusal (October 2027, after a crash): completions that named one batch twice made the
+/// release of their reservations remove the same map entry twice ("Two document paths overlap"). A batch's
+/// completion, listed twice, is recorded and its reservation released once.
+#[tokio::test]
+async fn completions_that_name_one_batch_twice_release_its_reservation_once() {
+    use cf_invalidator::ports::{Completion, JointWrites};
+
+    let ledger = ledger().await;
+    let record = accepted(&["ci".to_owned()]);
+    accept(&ledger, &record).await.unwrap();
+    let distribution = record.distribution_id.clone();
+    let reservation = Reservation {
+        id: record.caller_reference.clone(),
+        owner: "w1".into(),
+        need: Allowance { paths: 1, wildcards: 0 },
+        until: SystemTime::now() + Duration::from_secs(60),
+        invalidation_id: None,
+    };
+    assert!(ledger.write_reservation(&distribution, 0, &reservation, &[]).await.unwrap());
+    let completion = Completion {
+        caller_reference: record.caller_reference.clone(),
+        cloudfront_status: "Completed".into(),
+        completed_at: SystemTime::now(),
+        time_to_complete: Duration::from_secs(20),
+        keep_tracking: false,
+    };
+    let recorded = ledger.release_completed(&distribution, &[completion.clone(), completion]).await;
+    assert!(recorded.is_ok(), "{recorded:?}");
+    assert!(ledger.read_budget(&distribution).await.unwrap().reservations.is_empty());
+    let stored = ledger.batch(&record.caller_reference).await.unwrap().unwrap();
+    assert_eq!(stored.status, BatchStatus::Completed);
+}

@@ -2,7 +2,7 @@
 //! reservations keyed by CallerReference and a version for optimistic concurrency (docs/design.md, "Shared
 //! in-progress budget").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::builders::UpdateBuilder;
@@ -175,6 +175,33 @@ fn remove_reservations(mut update: UpdateBuilder, ids: &[&CallerReference]) -> (
     (update, removals.join(", "))
 }
 
+impl DynamoLedger {
+    async fn release_unique(
+        &self,
+        distribution: &DistributionId,
+        completions: &[&Completion],
+    ) -> Result<Vec<Recorded>, LedgerError> {
+        let ids: Vec<&CallerReference> = completions.iter().map(|c| &c.caller_reference).collect();
+        let mut writes = Vec::with_capacity(completions.len() + 1);
+        for completion in completions {
+            writes.push(TransactWriteItem::builder().update(self.completion_update(completion)?).build());
+        }
+        writes.push(TransactWriteItem::builder().update(self.release_update(distribution, &ids)?).build());
+        match self.transact(writes).await? {
+            Ok(()) => Ok(vec![Ok(true); completions.len()]),
+            Err(cancelled) if (0..=completions.len()).any(|item| cancelled.refused(item)) => {
+                let mut answers = Vec::with_capacity(completions.len());
+                for completion in completions {
+                    answers.push(self.record_completion(completion).await);
+                }
+                self.release(distribution, &ids).await?;
+                Ok(answers)
+            }
+            Err(cancelled) => Err(cancelled.unexpected()),
+        }
+    }
+}
+
 impl Budgets for DynamoLedger {
     async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
         let output = self
@@ -263,29 +290,19 @@ impl JointWrites for DynamoLedger {
         self.outcome(record, Some(note)).await
     }
     /// Records `completions` and releases their reservations in one transaction; records them one by one if any
-    /// was recorded before (or has no record: the plain write tells which), or the budget is gone.
+    /// was recorded before (or has no record: the plain write tells which), or the budget is gone. A batch listed
+    /// twice is written once: DynamoDB refuses two actions on one item in a transaction, and two paths to one
+    /// reservation in an update.
     async fn release_completed(
         &self,
         distribution: &DistributionId,
         completions: &[Completion],
     ) -> Result<Vec<Recorded>, LedgerError> {
-        let ids: Vec<&CallerReference> = completions.iter().map(|c| &c.caller_reference).collect();
-        let mut writes = Vec::with_capacity(completions.len() + 1);
-        for completion in completions {
-            writes.push(TransactWriteItem::builder().update(self.completion_update(completion)?).build());
-        }
-        writes.push(TransactWriteItem::builder().update(self.release_update(distribution, &ids)?).build());
-        match self.transact(writes).await? {
-            Ok(()) => Ok(vec![Ok(true); completions.len()]),
-            Err(cancelled) if (0..=completions.len()).any(|item| cancelled.refused(item)) => {
-                let mut answers = Vec::with_capacity(completions.len());
-                for completion in completions {
-                    answers.push(self.record_completion(completion).await);
-                }
-                self.release(distribution, &ids).await?;
-                Ok(answers)
-            }
-            Err(cancelled) => Err(cancelled.unexpected()),
-        }
+        let mut seen = HashSet::new();
+        let unique: Vec<&Completion> = completions.iter().filter(|c| seen.insert(&c.caller_reference)).collect();
+        let answers = self.release_unique(distribution, &unique).await?;
+        let answer_of: HashMap<&CallerReference, Recorded> =
+            unique.iter().map(|c| &c.caller_reference).zip(answers).collect();
+        Ok(completions.iter().map(|c| answer_of[&c.caller_reference].clone()).collect())
     }
 }
