@@ -233,6 +233,12 @@ pub struct RunArgs {
     #[arg(long = "allow-distribution", env = "INVALIDATOR_ALLOW_DISTRIBUTION", value_delimiter = ',')]
     pub allow_distributions: Vec<String>,
 
+    /// A distribution in another AWS account and the IAM role there to assume for its calls:
+    /// DIST=ARN or DIST=ARN,external-id=ID (repeat, or semicolon-separate in the variable; docs/accounts.md). Rules
+    /// in --routes may name roles too.
+    #[arg(long = "role", env = "INVALIDATOR_ROLE", value_delimiter = ';', value_name = "DIST=ARN[,external-id=ID]")]
+    pub roles: Vec<String>,
+
     /// Tenants of multi-tenant distributions a request may name in `tenant_id` (repeat, or comma-separate in the
     /// variable); default: any. Requests for a whole distribution meet only --allow-distribution.
     #[arg(long = "allow-tenant", env = "INVALIDATOR_ALLOW_TENANT", value_delimiter = ',', value_name = "TENANT_ID")]
