@@ -15,7 +15,7 @@ use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::limit::account::{AccountQuota, AccountQuotas};
 use cf_invalidator::limit::share::AccountRate;
-use cf_invalidator::model::role::{Roles, parse_assignment};
+use cf_invalidator::model::role::Roles;
 use cf_invalidator::model::{DistributionId, TenantId};
 use cf_invalidator::ports::edge::SharedEdge;
 use cf_invalidator::ports::events::Events;
@@ -146,7 +146,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<(Settings, Roles)> {
         Some(path) => Routing::load(path)?,
         None => Routing::default(),
     };
-    let roles = roles(args, routing.roles())?;
+    let roles = super::roles(&args.accounts.roles, routing.roles())?;
     let visibility_timeout = Duration::from(args.visibility_timeout);
     ensure!(
         visibility_timeout.as_secs() >= 10,
@@ -203,16 +203,6 @@ fn settings(args: &RunArgs) -> anyhow::Result<(Settings, Roles)> {
         ..Settings::default()
     };
     Ok((settings, roles))
-}
-
-/// `--role` and the routes file's roles together; a distribution given two different roles is refused.
-fn roles(args: &RunArgs, routed: &Roles) -> anyhow::Result<Roles> {
-    let mut roles = routed.clone();
-    for raw in &args.roles {
-        let (distribution, role) = parse_assignment(raw).context("--role")?;
-        roles.assign(distribution, role).context("--role")?;
-    }
-    Ok(roles)
 }
 
 /// Where batch events go, if anywhere. A topic or bus that does not exist is refused; one the role may not

@@ -127,6 +127,11 @@ impl Roles {
         self.0.get(distribution)
     }
 
+    /// The 12-digit account `distribution` is in when a role reaches it; `None`: the worker's own account.
+    pub fn account_of(&self, distribution: &DistributionId) -> Option<&str> {
+        self.get(distribution).map(|role| role.arn.account())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&DistributionId, &Role)> {
         self.0.iter()
     }
