@@ -129,6 +129,16 @@ pub struct StatusArgs {
     pub reserve: ReserveArgs,
 }
 
+/// Distributions in other AWS accounts (docs/accounts.md).
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// A distribution in another AWS account and the IAM role there to assume for its calls:
+    /// DIST=ARN or DIST=ARN,external-id=ID (repeat, or semicolon-separate in the variable; docs/accounts.md). Rules
+    /// in --routes may name roles too.
+    #[arg(long = "role", env = "INVALIDATOR_ROLE", value_delimiter = ';', value_name = "DIST=ARN[,external-id=ID]")]
+    pub roles: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Name of the DynamoDB ledger table.
@@ -142,6 +152,14 @@ pub struct ReportArgs {
     /// Only this distribution's counters (the total and the daily series stay the account's).
     #[arg(long, env = "INVALIDATOR_DISTRIBUTION")]
     pub distribution: Option<String>,
+
+    /// With the worker's --role flags: each account's paths and free tier apart (the free paths are per account).
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+
+    /// The worker's routes file, read only for the roles its rules name.
+    #[arg(long, env = "INVALIDATOR_ROUTES")]
+    pub routes: Option<std::path::PathBuf>,
 
     /// One JSON object instead of the table.
     #[arg(long, env = "INVALIDATOR_JSON")]
@@ -232,6 +250,9 @@ pub struct RunArgs {
     /// variable); default: any. The routes file must stay within it.
     #[arg(long = "allow-distribution", env = "INVALIDATOR_ALLOW_DISTRIBUTION", value_delimiter = ',')]
     pub allow_distributions: Vec<String>,
+
+    #[command(flatten)]
+    pub accounts: AccountArgs,
 
     /// Tenants of multi-tenant distributions a request may name in `tenant_id` (repeat, or comma-separate in the
     /// variable); default: any. Requests for a whole distribution meet only --allow-distribution.

@@ -392,6 +392,9 @@ async fn report_counts_this_month_s_accepted_batches_once_each() {
     assert_eq!(report["distributions"][0]["distribution_id"], filled.distribution.as_str());
     assert_eq!(report["free_paths_left"], 997);
     assert_eq!(report["estimated_dollars"], 0.0);
+    // No --role: every distribution is the worker's own account's.
+    let own = (report["accounts"][0]["account"].as_str(), report["accounts"][0]["free_paths_left"].as_u64());
+    assert_eq!((own, report["accounts"].as_array().map(Vec::len)), ((Some("own"), Some(997)), Some(1)), "{report}");
     // One day, or two if the run straddled midnight UTC: the daily series adds up to the month.
     let daily: u64 = report["days"].as_array().unwrap().iter().map(|d| d["paths_billed"].as_u64().unwrap()).sum();
     assert_eq!(daily, 3, "{report}");

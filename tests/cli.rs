@@ -248,6 +248,25 @@ fn unreachable_binary() -> Command {
 }
 
 #[test]
+fn a_malformed_or_conflicting_role_stops_the_worker_before_it_calls_aws() {
+    let arn = "arn:aws:iam::111122223333:role/cf";
+    let other = "arn:aws:iam::444455556666:role/cf";
+    let cases = [
+        (vec![format!("EAAA={arn},externalid=x1")], "is not DIST=ARN or DIST=ARN,external-id=ID"),
+        (vec!["EAAA=arn:aws:iam::1:role/cf".to_owned()], "with a 12-digit account"),
+        (vec![format!("EAAA={arn}"), format!("EAAA={other}")], "EAAA is given two roles"),
+    ];
+    for (roles, expected) in cases {
+        let mut command = unreachable_binary();
+        command.args(["run", "--queue-url", "http://127.0.0.1:9/1/q", "--table", "t"]);
+        for role in &roles {
+            command.args(["--role", role]);
+        }
+        exits_with(&command.output().unwrap(), EXIT_CONFIG, expected);
+    }
+}
+
+#[test]
 fn send_refuses_what_the_worker_would_dead_letter_with_the_workers_reason() {
     for (path, reason) in [("nolead.html", "must start with '/'"), ("/a*b", "may only be the last character")] {
         let output = unreachable_binary()

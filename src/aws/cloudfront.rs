@@ -7,30 +7,38 @@ use aws_sdk_cloudfront::config::retry::RetryConfig;
 use aws_sdk_cloudfront::types::{InvalidationBatch, InvalidationList, Paths};
 
 use super::error::{Failure, classify};
+use super::roles::Clients;
+use crate::model::role::Role;
 use crate::model::{CallerReference, DistributionId, Target};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, InvalidationDetail};
 use crate::ports::edge::DomainLookup;
 
 #[derive(Debug, Clone)]
 pub struct CloudFront {
-    client: Client,
+    clients: Clients,
 }
 
 impl CloudFront {
+    /// Every distribution with the worker's own credentials.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self { clients: Clients::own(client) }
+    }
+
+    /// Each distribution with its role's client (docs/accounts.md).
+    pub fn with_clients(clients: Clients) -> Self {
+        Self { clients }
     }
 
     /// The distribution's own domain name (GetDistribution's `DomainName`), where the edge stage requests its
     /// objects when no `--edge-url` names another.
     pub async fn domain_name(&self, distribution: &DistributionId) -> Result<String, CdnError> {
-        let output = self
-            .client
+        let (client, role) = self.clients.client(distribution).await;
+        let output = client
             .get_distribution()
             .id(distribution.as_str())
             .send()
             .await
-            .map_err(|e| cdn_error(classify(&e)))?;
+            .map_err(|e| cdn_error(classify(&e), role))?;
         let domain = output.distribution().map(|d| d.domain_name().to_owned());
         domain.ok_or_else(|| {
             CdnError::Other(format!("GetDistribution of {distribution} answered without a distribution"))
@@ -45,8 +53,18 @@ impl CloudFront {
     }
 }
 
-fn cdn_error(failure: Failure) -> CdnError {
-    let text = failure.describe();
+/// `role`: the role the call was made as. Not being able to assume it is that distribution's missing credentials,
+/// which wait and dead-letter as AccessDenied does, and name the role to fix.
+fn cdn_error(failure: Failure, role: Option<&Role>) -> CdnError {
+    let text = match (&failure, role) {
+        (Failure::Credentials(text), Some(role)) => format!(
+            "cannot assume role {} in account {} (check its trust policy{}): {text}",
+            role.arn,
+            role.arn.account(),
+            if role.external_id.is_some() { " and external id" } else { "" }
+        ),
+        _ => failure.describe(),
+    };
     match failure.code() {
         "TooManyInvalidationsInProgress" => CdnError::TooManyInProgress(text),
         // The tenant calls answer EntityNotFound for an unknown tenant.
@@ -76,6 +94,7 @@ impl Cdn for CloudFront {
         paths: &[String],
     ) -> Result<Invalidation, CdnError> {
         let target = target.into();
+        let (client, role) = self.clients.client(&target.distribution).await;
         let paths = Paths::builder()
             .quantity(paths.len() as i32)
             .set_items(Some(paths.to_vec()))
@@ -97,13 +116,13 @@ impl Cdn for CloudFront {
                     .config_override(aws_sdk_cloudfront::Config::builder().retry_config(RetryConfig::disabled()))
                     .send()
                     .await
-                    .map_err(|e| cdn_error(classify(&e)))?
+                    .map_err(|e| cdn_error(classify(&e), role))?
                     .invalidation
             };
         }
         let invalidation = match &target.tenant {
-            None => send_once!(self.client.create_invalidation().distribution_id(target.distribution.as_str())),
-            Some(tenant) => send_once!(self.client.create_invalidation_for_distribution_tenant().id(tenant.as_str())),
+            None => send_once!(client.create_invalidation().distribution_id(target.distribution.as_str())),
+            Some(tenant) => send_once!(client.create_invalidation_for_distribution_tenant().id(tenant.as_str())),
         };
         let invalidation = invalidation
             .ok_or_else(|| CdnError::Other("CreateInvalidation answered without an invalidation".into()))?;
@@ -116,15 +135,15 @@ impl Cdn for CloudFront {
         id: &str,
     ) -> Result<InvalidationDetail, CdnError> {
         let target = target.into();
+        let (client, role) = self.clients.client(&target.distribution).await;
         let invalidation = match &target.tenant {
             None => {
-                let get = self.client.get_invalidation().distribution_id(target.distribution.as_str()).id(id);
-                get.send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation
+                let get = client.get_invalidation().distribution_id(target.distribution.as_str()).id(id);
+                get.send().await.map_err(|e| cdn_error(classify(&e), role))?.invalidation
             }
             Some(tenant) => {
-                let get =
-                    self.client.get_invalidation_for_distribution_tenant().distribution_tenant_id(tenant.as_str());
-                get.id(id).send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation
+                let get = client.get_invalidation_for_distribution_tenant().distribution_tenant_id(tenant.as_str());
+                get.id(id).send().await.map_err(|e| cdn_error(classify(&e), role))?.invalidation
             }
         };
         let invalidation =
@@ -170,14 +189,15 @@ impl Cdn for CloudFront {
 impl CloudFront {
     /// One page of ListInvalidations (or ListInvalidationsForDistributionTenant), from `marker`.
     async fn list_page(&self, target: &Target, marker: Option<String>) -> Result<Option<InvalidationList>, CdnError> {
+        let (client, role) = self.clients.client(&target.distribution).await;
         let list = match &target.tenant {
             None => {
-                let list = self.client.list_invalidations().distribution_id(target.distribution.as_str());
-                list.set_marker(marker).send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation_list
+                let list = client.list_invalidations().distribution_id(target.distribution.as_str());
+                list.set_marker(marker).send().await.map_err(|e| cdn_error(classify(&e), role))?.invalidation_list
             }
             Some(tenant) => {
-                let list = self.client.list_invalidations_for_distribution_tenant().id(tenant.as_str());
-                list.set_marker(marker).send().await.map_err(|e| cdn_error(classify(&e)))?.invalidation_list
+                let list = client.list_invalidations_for_distribution_tenant().id(tenant.as_str());
+                list.set_marker(marker).send().await.map_err(|e| cdn_error(classify(&e), role))?.invalidation_list
             }
         };
         Ok(list)

@@ -4,6 +4,7 @@ pub mod cloudfront;
 pub mod dynamodb;
 mod error;
 pub mod events;
+pub mod roles;
 pub mod sqs;
 
 use std::time::Duration;

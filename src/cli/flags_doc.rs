@@ -58,7 +58,12 @@ fn flag(arg: &Arg) -> String {
 
 fn variable(arg: &Arg) -> String {
     match arg.get_env() {
-        Some(name) if arg.get_value_delimiter().is_some() => format!("`{}` (comma-separated)", name.to_string_lossy()),
+        Some(name) if arg.get_value_delimiter() == Some(',') => {
+            format!("`{}` (comma-separated)", name.to_string_lossy())
+        }
+        Some(name) if arg.get_value_delimiter() == Some(';') => {
+            format!("`{}` (semicolon-separated)", name.to_string_lossy())
+        }
         Some(name) => format!("`{}`", name.to_string_lossy()),
         None => "—".into(),
     }

@@ -11,8 +11,10 @@ pub mod setup;
 mod startup;
 pub mod status;
 
+use anyhow::Context;
 use aws_config::{Region, SdkConfig};
 use cf_invalidator::aws::CountRequests;
+use cf_invalidator::model::role::{Roles, parse_assignment};
 
 use self::exit::misconfigured;
 
@@ -63,6 +65,16 @@ pub fn cloudfront(config: &SdkConfig) -> aws_sdk_cloudfront::Client {
         .interceptor(CountRequests)
         .build();
     aws_sdk_cloudfront::Client::from_conf(config)
+}
+
+/// `--role` and the routes file's roles together; a distribution given two different roles is refused.
+pub fn roles(raw: &[String], routed: &Roles) -> anyhow::Result<Roles> {
+    let mut roles = routed.clone();
+    for raw in raw {
+        let (distribution, role) = parse_assignment(raw).context("--role")?;
+        roles.assign(distribution, role).context("--role")?;
+    }
+    Ok(roles)
 }
 
 pub fn parse_distribution(raw: &str) -> anyhow::Result<cf_invalidator::model::DistributionId> {

@@ -1,9 +1,13 @@
 //! `cf-invalidator report`: what this month's invalidations billed, from the ledger's month-to-date counters.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use anyhow::Context;
+
 use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::intake::routes::Routing;
+use cf_invalidator::model::role::Roles;
 use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
 use cf_invalidator::ports::Bills;
 use cf_invalidator::ports::ledger::{Billing, MonthBilling, billing_month};
@@ -24,6 +28,8 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let config = super::aws_config().await?;
     let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
     let mut billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
+    let routing = args.routes.as_deref().map(Routing::load).transpose()?.unwrap_or_default();
+    let accounts = accounts(&billing, &super::roles(&args.accounts.roles, routing.roles())?);
     if let Some(distribution) = &args.distribution {
         let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
@@ -32,7 +38,33 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
         let chart = super::chart::render(&billing)?;
         std::fs::write(path, chart).with_context(|| format!("cannot write the chart to {}", path.display()))?;
     }
-    if args.json { outln!("{}", as_json(&billing)) } else { outln!("{}", as_table(&billing).trim_end()) }
+    if args.json {
+        outln!("{}", as_json(&billing, &accounts))
+    } else {
+        outln!("{}", as_table(&billing, &accounts).trim_end())
+    }
+}
+
+/// What each account was billed: CloudFront's free paths are per account. `None` is the worker's own account;
+/// a distribution reached through a role is in the role's.
+type Accounts = BTreeMap<Option<String>, Billing>;
+
+fn accounts(billing: &MonthBilling, roles: &Roles) -> Accounts {
+    let mut accounts = Accounts::new();
+    for (distribution, counters) in &billing.distributions {
+        let account = roles.account_of(distribution).map(str::to_owned);
+        accounts.entry(account).or_default().add(*counters);
+    }
+    accounts
+}
+
+/// Dollars beyond each account's free paths, for the paths `field` counts.
+fn dollars_by_account(accounts: &Accounts, field: impl Fn(&Billing) -> u64) -> f64 {
+    accounts.values().map(|b| dollars(field(b))).sum()
+}
+
+fn account_name(account: &Option<String>) -> &str {
+    account.as_deref().unwrap_or("own")
 }
 
 fn checked_month(month: &str) -> anyhow::Result<String> {
@@ -64,7 +96,7 @@ fn dollars(billed: u64) -> f64 {
     billed.saturating_sub(FREE_PATHS_PER_MONTH) as f64 * DOLLARS_PER_PATH
 }
 
-fn as_json(billing: &MonthBilling) -> Value {
+fn as_json(billing: &MonthBilling, accounts: &Accounts) -> Value {
     let counters = |b: &Billing| json!({"batches": b.batches, "messages": b.messages, "paths_requested": b.paths_requested, "paths_distinct": b.paths_distinct, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
     let total = &billing.total;
     json!({
@@ -72,11 +104,18 @@ fn as_json(billing: &MonthBilling) -> Value {
         "total": counters(total),
         "free_paths_used": total.paths_billed.min(FREE_PATHS_PER_MONTH),
         "free_paths_left": FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
-        "estimated_dollars": dollars(total.paths_billed),
+        "estimated_dollars": dollars_by_account(accounts, |b| b.paths_billed),
         // What sending each message as its own invalidation would have billed, and batching with exact
         // deduplication alone (no wildcard covering paths, no coalescing).
-        "one_call_per_message_dollars": dollars(total.paths_requested),
-        "exact_deduplication_only_dollars": dollars(total.paths_distinct),
+        "one_call_per_message_dollars": dollars_by_account(accounts, |b| b.paths_requested),
+        "exact_deduplication_only_dollars": dollars_by_account(accounts, |b| b.paths_distinct),
+        "accounts": accounts.iter().map(|(account, b)| {
+            let mut row = counters(b);
+            row["account"] = account_name(account).into();
+            row["free_paths_left"] = FREE_PATHS_PER_MONTH.saturating_sub(b.paths_billed).into();
+            row["estimated_dollars"] = dollars(b.paths_billed).into();
+            row
+        }).collect::<Vec<_>>(),
         "distributions": billing.distributions.iter().map(|(id, b)| {
             let mut row = counters(b);
             row["distribution_id"] = id.as_str().into();
@@ -99,7 +138,7 @@ fn as_json(billing: &MonthBilling) -> Value {
     })
 }
 
-fn as_table(billing: &MonthBilling) -> String {
+fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
     let total = &billing.total;
     let mut out = format!(
         "{}: {} paths billed in {} invalidations, from {} paths requested ({} wildcards)\n\
@@ -112,12 +151,28 @@ fn as_table(billing: &MonthBilling) -> String {
         total.wildcards,
         total.paths_billed.min(FREE_PATHS_PER_MONTH),
         FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
-        dollars(total.paths_billed),
-        dollars(total.paths_requested),
-        dollars(total.paths_distinct),
+        dollars_by_account(accounts, |b| b.paths_billed),
+        dollars_by_account(accounts, |b| b.paths_requested),
+        dollars_by_account(accounts, |b| b.paths_distinct),
     );
     if billing.distributions.is_empty() {
         return out;
+    }
+    if accounts.keys().any(Option::is_some) {
+        out.push_str(&format!(
+            "\n{:<14} {:>8} {:>10} {:>10} {:>9}\n",
+            "account", "batches", "billed", "free left", "cost"
+        ));
+        for (account, b) in accounts {
+            let free_left = FREE_PATHS_PER_MONTH.saturating_sub(b.paths_billed);
+            let cost = format!("${:.2}", dollars(b.paths_billed));
+            out.push_str(&format!(
+                "{:<14} {:>8} {:>10} {free_left:>10} {cost:>9}\n",
+                account_name(account),
+                b.batches,
+                b.paths_billed
+            ));
+        }
     }
     out.push_str(&format!("\n{:<12} {:>8} {:>10} {:>10}\n", "day", "batches", "requested", "billed"));
     for (day, b) in &billing.days {
@@ -198,7 +253,8 @@ mod tests {
 
     #[test]
     fn the_free_tier_comes_off_the_account_total() {
-        let json = as_json(&billing());
+        let billing = billing();
+        let json = as_json(&billing, &accounts(&billing, &Roles::default()));
         assert_eq!(json["total"]["paths_billed"], 1_600);
         assert_eq!((json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64()), (Some(1_000), Some(0)));
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
@@ -217,12 +273,35 @@ mod tests {
 
     #[test]
     fn the_table_names_each_distribution_and_an_empty_month_says_so() {
-        let table = as_table(&billing());
+        let billing = billing();
+        let table = as_table(&billing, &accounts(&billing, &Roles::default()));
         assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
         assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
         assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
-        let empty = as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() });
+        let empty = as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() }, &Accounts::new());
         assert!(empty.contains("0 paths billed") && empty.contains("1000 left") && !empty.contains("distribution"));
+        assert!(!table.contains("account "), "one account needs no account table: {table}");
+    }
+
+    #[test]
+    fn a_distribution_reached_through_a_role_is_billed_to_the_roles_account_with_its_own_free_paths() {
+        let billing = billing();
+        let mut roles = Roles::default();
+        let role = cf_invalidator::model::role::Role::parse("arn:aws:iam::222233334444:role/cf").unwrap();
+        roles.assign(DistributionId::parse("ESMALL").unwrap(), role).unwrap();
+        let accounts = accounts(&billing, &roles);
+        let json = as_json(&billing, &accounts);
+        // EBIG's 1,500 in the own account (500 past its free tier), ESMALL's 100 free in the other.
+        assert!((json["estimated_dollars"].as_f64().unwrap() - 2.5).abs() < 1e-9, "{json}");
+        let rows = json["accounts"].as_array().unwrap();
+        let row = |i: usize| {
+            (rows[i]["account"].as_str(), rows[i]["paths_billed"].as_u64(), rows[i]["free_paths_left"].as_u64())
+        };
+        assert_eq!(row(0), (Some("own"), Some(1_500), Some(0)));
+        assert_eq!(row(1), (Some("222233334444"), Some(100), Some(900)));
+        let table = as_table(&billing, &accounts);
+        assert!(table.lines().any(|l| l.starts_with("222233334444") && l.ends_with("$0.00")), "{table}");
+        assert!(table.contains("estimated cost $2.50"), "{table}");
     }
 
     #[test]

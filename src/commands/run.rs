@@ -8,12 +8,14 @@ use anyhow::{Context, ensure};
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::events::{EventBridgeEvents, SnsEvents};
+use cf_invalidator::aws::roles::Clients;
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::edge::http::{HttpEdge, Resolver};
 use cf_invalidator::intake::parse::IntakeRules;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::limit::account::{AccountQuota, AccountQuotas};
 use cf_invalidator::limit::share::AccountRate;
+use cf_invalidator::model::role::Roles;
 use cf_invalidator::model::{DistributionId, TenantId};
 use cf_invalidator::ports::edge::SharedEdge;
 use cf_invalidator::ports::events::Events;
@@ -36,14 +38,16 @@ use crate::cli::{Coalesce, RunArgs};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
-    let mut settings = settings(&args).map_err(|e| misconfigured(format!("{e:#}")))?;
+    let (mut settings, roles) = settings(&args).map_err(|e| misconfigured(format!("{e:#}")))?;
     if settings.edge.verify.is_some() || settings.edge.warm.is_some() {
         let client = HttpEdge::new(settings.edge.limits, Resolver::System).map_err(misconfigured)?;
         settings.edge_client = Some(SharedEdge::new(Arc::new(client)));
     }
     let config = super::aws_config().await?;
+    let cloudfront = Clients::with_roles(super::cloudfront(&config), &roles, &config, &settings.ledger.worker_id);
+    let cloudfront = CloudFront::with_clients(cloudfront);
     if settings.edge_client.is_some() {
-        settings.edge_domains = Some(CloudFront::new(super::cloudfront(&config)).domain_lookup());
+        settings.edge_domains = Some(cloudfront.clone().domain_lookup());
     }
     settings.events = events(&config, &args).await?;
     let health = Arc::new(Health::default());
@@ -52,7 +56,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_addr {
         serve_telemetry(addr, &health, Arc::clone(&page), &stop_telemetry).await?;
     }
-    let services = match connect(&config, &args, &health, &stop).await {
+    let services = match connect(&config, cloudfront, &args, &health, &stop).await {
         Ok(Some(services)) => services,
         stopped_or_refused => {
             stop_telemetry.cancel();
@@ -83,6 +87,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// first.
 async fn connect(
     config: &aws_config::SdkConfig,
+    cloudfront: CloudFront,
     args: &RunArgs,
     health: &Health,
     stop: &CancellationToken,
@@ -104,13 +109,13 @@ async fn connect(
     Ok(Some(Services {
         queue: Arc::new(queue),
         dead_letter: dead_letter.map(|url| Arc::new(SqsQueue::new(sqs, url))),
-        cdn: Arc::new(CloudFront::new(super::cloudfront(config))),
+        cdn: Arc::new(cloudfront),
         ledger: Arc::new(ledger),
     }))
 }
 
-/// The worker's settings from the command line, checked.
-fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+/// The worker's settings from the command line, checked, and the roles of distributions in other accounts.
+fn settings(args: &RunArgs) -> anyhow::Result<(Settings, Roles)> {
     for (flag, rate) in [
         ("--create-rate", args.create_rate),
         ("--account-path-rate", args.account_path_rate),
@@ -141,12 +146,13 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         Some(path) => Routing::load(path)?,
         None => Routing::default(),
     };
+    let roles = super::roles(&args.accounts.roles, routing.roles())?;
     let visibility_timeout = Duration::from(args.visibility_timeout);
     ensure!(
         visibility_timeout.as_secs() >= 10,
         "--visibility-timeout must be at least 10s so the heartbeat can extend it in time"
     );
-    Ok(Settings {
+    let settings = Settings {
         intake: IntakeSettings {
             pollers: usize::from(args.pollers),
             max_held_messages: args.max_held_messages as usize,
@@ -195,7 +201,8 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         shutdown_timeout: args.shutdown_timeout.into(),
         edge,
         ..Settings::default()
-    })
+    };
+    Ok((settings, roles))
 }
 
 /// Where batch events go, if anywhere. A topic or bus that does not exist is refused; one the role may not

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::envelope::S3Object;
 use crate::model::path::{InvalidationPath, PathError, encode_name};
+use crate::model::role::{Role, RoleError, Roles};
 use crate::model::text::excerpt;
 use crate::model::{DistributionId, InvalidDistributionId, InvalidTenantId, TenantId};
 
@@ -34,6 +35,10 @@ pub enum RoutesError {
         "rule #{rule} sets coalesce_min_saving = {value} for {distribution}, which an earlier rule set to {earlier}: batches are per distribution, so give its rules one value"
     )]
     ConflictingMinSaving { rule: usize, distribution: DistributionId, value: usize, earlier: usize },
+    #[error("rule #{rule}: {error}")]
+    Role { rule: usize, error: RoleError },
+    #[error("rule #{rule} sets external_id without a role")]
+    ExternalIdWithoutRole { rule: usize },
 }
 
 /// What to do with an S3 object no rule matches.
@@ -77,6 +82,10 @@ struct RuleFile {
     extra_paths: Vec<String>,
     #[serde(default)]
     coalesce_min_saving: Option<usize>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +129,8 @@ pub struct Routing {
     rules: Vec<Rule>,
     /// `--coalesce cost`'s threshold where a rule overrides it, for the rule's distributions.
     min_savings: HashMap<DistributionId, usize>,
+    /// The roles rules name for their distributions.
+    roles: Roles,
 }
 
 impl Routing {
@@ -143,9 +154,15 @@ impl Routing {
                 }
             }
         }
+        let roles = roles(&file.rules)?;
         let rules =
             file.rules.into_iter().enumerate().map(|(n, rule)| compile(n + 1, rule)).collect::<Result<_, _>>()?;
-        Ok(Self { unmatched: file.unmatched, rules, min_savings })
+        Ok(Self { unmatched: file.unmatched, rules, min_savings, roles })
+    }
+
+    /// The roles rules name, by distribution.
+    pub fn roles(&self) -> &Roles {
+        &self.roles
     }
 
     /// The distributions whose rules set `coalesce_min_saving`, with it.
@@ -185,6 +202,22 @@ impl Routing {
         }
         Ok(routed)
     }
+}
+
+fn roles(rules: &[RuleFile]) -> Result<Roles, RoutesError> {
+    let mut roles = Roles::default();
+    for (n, rule) in rules.iter().enumerate() {
+        let role = match (&rule.role, &rule.external_id) {
+            (None, None) => continue,
+            (None, Some(_)) => return Err(RoutesError::ExternalIdWithoutRole { rule: n + 1 }),
+            (Some(arn), external_id) => Role::new(arn, external_id.as_deref()),
+        };
+        let role = role.map_err(|error| RoutesError::Role { rule: n + 1, error })?;
+        for distribution in rule.distributions.iter().filter_map(|d| DistributionId::parse(d).ok()) {
+            roles.assign(distribution, role.clone()).map_err(|error| RoutesError::Role { rule: n + 1, error })?;
+        }
+    }
+    Ok(roles)
 }
 
 fn compile(number: usize, rule: RuleFile) -> Result<Rule, RoutesError> {
@@ -429,10 +462,38 @@ mod tests {
                 "[[rule]]\nbucket = \"b\"\ndistributions = [\"E1\", \"E2\"]\ntenant = \"dt_a\"",
                 "a tenant belongs to one distribution",
             ),
+            ("[[rule]]\nbucket = \"b\"\ndistributions = [\"E1\"]\nrole = \"arn:aws:iam::1:role/x\"", "12-digit"),
+            ("[[rule]]\nbucket = \"b\"\ndistributions = [\"E1\"]\nexternal_id = \"xy\"", "without a role"),
+            (
+                "[[rule]]\nbucket = \"a\"\ndistributions = [\"E1\"]\nrole = \"arn:aws:iam::111122223333:role/x\"\n\
+                 [[rule]]\nbucket = \"b\"\ndistributions = [\"E1\"]\nrole = \"arn:aws:iam::444455556666:role/x\"",
+                "rule #2: E1 is given two roles",
+            ),
         ];
         for (text, expected) in errors {
             let error = Routing::parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_rule_names_the_role_its_distributions_are_reached_through() {
+        let routing = Routing::parse(
+            r#"
+            [[rule]]
+            bucket = "a"
+            distributions = ["EOTHER", "EOTHER2"]
+            role = "arn:aws:iam::111122223333:role/cf-invalidator"
+            external_id = "team-a"
+
+            [[rule]]
+            bucket = "b"
+            distributions = ["EOWN"]
+            "#,
+        )
+        .unwrap();
+        let role = Role::new("arn:aws:iam::111122223333:role/cf-invalidator", Some("team-a")).unwrap();
+        let roles: Vec<_> = routing.roles().iter().map(|(d, r)| (d.as_str(), r)).collect();
+        assert_eq!(roles, [("EOTHER", &role), ("EOTHER2", &role)]);
     }
 }

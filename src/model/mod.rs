@@ -4,6 +4,7 @@
 pub mod message;
 pub mod path;
 pub mod request;
+pub mod role;
 pub mod target;
 pub mod text;
 

@@ -194,10 +194,14 @@ def as_list(value):
     return [v for v in (value if isinstance(value, list) else [value]) if v is not None]
 
 
-def check_worker_stack(cloudformation, iam, ecs):
+def check_worker_stack(cloudformation, iam, ecs, distribution_roles=""):
+    """The worker's task role and environment; `distribution_roles`: INVALIDATOR_ROLE's DIST=ARN[,external-id=ID]
+    entries, whose roles in other accounts it may assume (none: no sts:AssumeRole at all)."""
     name = f"cfi-deploy-test-worker-{uuid.uuid4().hex[:8]}"
+    target_roles = [entry.split("=", 1)[1].split(",")[0] for entry in distribution_roles.split(";") if entry]
+    roles = {"TargetRoleArns": ",".join(target_roles), "DistributionRoles": distribution_roles} if target_roles else {}
     stack = create_stack(cloudformation, name, DeployWorker="true", ContainerImage="example.invalid/cfi:test",
-                         DistributionIds="EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC",
+                         DistributionIds="EAAAAAAAAAAAA,EBBBBBBBBBBBB,ECCCCCCCCCCCC", **roles,
                          AllowedTopicArns=f"arn:aws:sns:{os.environ.get('AWS_REGION', 'us-east-1')}:123456789012:publish",
                          PublishEvents="true", Coalesce="cost", MonthlyPathBudget="50000",
                          AccountCreateRate="0.5",
@@ -213,7 +217,8 @@ def check_worker_stack(cloudformation, iam, ecs):
     document = policy_document(iam.get_role_policy(RoleName=resources["TaskRole"],
                                                    PolicyName="cf-invalidator")["PolicyDocument"])
     granted = {statement["Sid"]: (sorted(as_list(statement["Action"])), sorted(as_list(statement["Resource"])))
-               for statement in document["Statement"]}
+               # moto leaves an !If's AWS::NoValue in the list as null, where IAM drops it.
+               for statement in document["Statement"] if statement}
     account, region = "123456789012", os.environ.get("AWS_REGION", "us-east-1")
     queue_arn = f"arn:aws:sqs:{region}:{account}:{name}-invalidations"
     table_arn = f"arn:aws:dynamodb:{region}:{account}:table/{name}-ledger"
@@ -231,12 +236,14 @@ def check_worker_stack(cloudformation, iam, ecs):
                     "dynamodb:DescribeTable"]), [table_arn, f"{table_arn}/index/*"]),
         "PublishBatchEvents": (["sns:Publish"], [f"arn:aws:sns:{region}:{account}:{name}-events"]),
     }
+    if target_roles:
+        expected["AssumeTargetAccountRoles"] = (["sts:AssumeRole"], sorted(target_roles))
     for sid, want in expected.items():
         check(f"task role: {sid} grants exactly its actions on its resources", granted.get(sid) == want,
               f"got {granted.get(sid)}, want {want}")
     check("task role: no other statements", granted.keys() == expected.keys(), sorted(granted))
     definition = ecs.describe_task_definition(taskDefinition=resources["TaskDefinition"])["taskDefinition"]
-    environment = {e["name"]: e["value"] for e in definition["containerDefinitions"][0]["environment"]}
+    environment = {e["name"]: e["value"] for e in definition["containerDefinitions"][0]["environment"] if e}
     want_environment = {
         "INVALIDATOR_QUEUE_URL": outputs.get("QueueUrl"), "INVALIDATOR_TABLE": outputs.get("TableName"),
         "INVALIDATOR_DLQ_URL": outputs.get("DeadLetterQueueUrl"), "INVALIDATOR_LOG_FORMAT": "json",
@@ -247,6 +254,7 @@ def check_worker_stack(cloudformation, iam, ecs):
         "INVALIDATOR_EVENTS_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{name}-events",
         "INVALIDATOR_COALESCE": "cost", "INVALIDATOR_MONTHLY_PATH_BUDGET": "50000",
         "INVALIDATOR_ACCOUNT_CREATE_RATE": "0.5",
+        "INVALIDATOR_ROLE": distribution_roles or None,
     }
     check("task definition: worker environment from the stack",
           {k: environment.get(k) for k in want_environment} == want_environment, environment)
@@ -380,7 +388,11 @@ def main():
                 check_queues(sqs, outputs["QueueUrl"], outputs["DeadLetterQueueUrl"])
                 check_table(dynamodb, outputs["TableName"])
                 run_worker(sqs, cloudfront, dynamodb, outputs, create_distribution(cloudfront))
-        check_worker_stack(cloudformation, session.client("iam"), session.client("ecs"))
+        iam, ecs = session.client("iam"), session.client("ecs")
+        check_worker_stack(cloudformation, iam, ecs)
+        check_worker_stack(cloudformation, iam, ecs, distribution_roles=(
+            "EAAAAAAAAAAAA=arn:aws:iam::222233334444:role/cf-invalidator-target;"
+            "EBBBBBBBBBBBB=arn:aws:iam::555566667777:role/cf-invalidator-target,external-id=team-b"))
     except Exception:
         traceback.print_exc()
         check("no unexpected exception", False)
