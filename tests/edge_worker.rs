@@ -3,6 +3,8 @@
 //! invalidated once more through the queue and verified again, a stale edge is reported and not looped, and
 //! warming stays within its rate.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,7 +18,7 @@ use cf_invalidator::model::DistributionId;
 use cf_invalidator::ports::edge::{DomainLookup, EdgeMethod, SharedEdge};
 use cf_invalidator::ports::ledger::{BatchRecord, EdgeOutcome};
 use cf_invalidator::ports::{BatchStatus, Queue};
-use cf_invalidator::worker::{self, Exit, Services, Settings};
+use cf_invalidator::worker::{Exit, Settings};
 use serde_json::json;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -66,13 +68,7 @@ impl Harness {
     }
 
     async fn run_for(&self, duration: Duration, settings: Settings) -> Exit {
-        let services = Services {
-            queue: Arc::clone(&self.queue),
-            dead_letter: None,
-            cdn: Arc::clone(&self.cdn),
-            ledger: Arc::clone(&self.ledger),
-        };
-        worker::run(services, settings, tokio::time::sleep(duration)).await
+        common::memory::run_for(&self.queue, &self.cdn, &self.ledger, duration, settings).await
     }
 
     /// The batches, the first (the deploy's) first.

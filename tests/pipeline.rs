@@ -1,6 +1,8 @@
 //! The whole pipeline over the in-memory fakes, on tokio's paused clock: fast, deterministic, and able to
 //! inject the faults the emulator cannot (CloudFront idempotency, throttling, ledger failures).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use cf_invalidator::ports::{
     Queue, Reservation,
 };
 use cf_invalidator::worker::{self, Exit, Services, Settings};
+use common::memory::settings;
 use serde_json::json;
 
 struct Harness {
@@ -66,14 +69,6 @@ impl Harness {
             .map(|m| m.attributes.into_iter().find(|(k, _)| k == REASON_ATTRIBUTE).map(|(_, v)| v).unwrap_or_default())
             .collect()
     }
-}
-
-fn settings() -> Settings {
-    let mut settings = Settings { clock: WallClock::following_tokio(), ..Settings::default() };
-    settings.batching.window = Duration::from_secs(5);
-    settings.intake.receive_wait = Duration::from_secs(1);
-    settings.submission.create_rate = 100.0;
-    settings
 }
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -2,6 +2,8 @@
 //! received for each target and what the ledger holds. The SDK adapter's tenant calls are exercised over HTTP
 //! against the project's simulator in `tests/simulator.rs`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,8 @@ use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::{DistributionId, TenantId};
 use cf_invalidator::ports::budget::QUOTA;
 use cf_invalidator::ports::{Allowance, BatchStatus, Queue};
-use cf_invalidator::worker::{self, Exit, Services, Settings};
+use cf_invalidator::worker::{Exit, Settings};
+use common::memory::settings;
 use serde_json::json;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -44,13 +47,7 @@ impl Harness {
     }
 
     async fn run_for(&self, duration: Duration, settings: Settings) -> Exit {
-        let services = Services {
-            queue: Arc::clone(&self.queue),
-            dead_letter: None,
-            cdn: Arc::clone(&self.cdn),
-            ledger: Arc::clone(&self.ledger),
-        };
-        worker::run(services, settings, tokio::time::sleep(duration)).await
+        common::memory::run_for(&self.queue, &self.cdn, &self.ledger, duration, settings).await
     }
 
     /// What CloudFront created, as (target, paths), in creation order.
@@ -61,14 +58,6 @@ impl Harness {
 
 fn distribution() -> DistributionId {
     DistributionId::parse("EAAA").unwrap()
-}
-
-fn settings() -> Settings {
-    let mut settings = Settings { clock: WallClock::following_tokio(), ..Settings::default() };
-    settings.batching.window = Duration::from_secs(5);
-    settings.intake.receive_wait = Duration::from_secs(1);
-    settings.submission.create_rate = 100.0;
-    settings
 }
 
 #[tokio::test(start_paused = true)]

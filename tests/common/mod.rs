@@ -1,6 +1,8 @@
 //! Helpers shared by the test binaries: the emulator connection and small AWS fixtures.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod memory;
+
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
