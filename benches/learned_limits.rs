@@ -35,7 +35,7 @@ use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::ports::budget::{Allowance, QUOTA};
 use cf_invalidator::ports::{Queue, QueueStats};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
-use common::{distribution_id, is_bench_run};
+use common::{distribution_id, env_or, is_bench_run};
 use tokio::time::Instant;
 
 const DISTRIBUTIONS: usize = 3;
@@ -274,7 +274,7 @@ fn agree(beliefs: &[HashMap<(String, String), f64>]) -> bool {
 
 fn main() {
     let full = is_bench_run();
-    let messages = if full { 27_000 } else { 900 };
+    let messages = env_or("CFI_BENCH_MESSAGES", if full { 27_000 } else { 900 });
     println!(
         "{messages} single-path messages over {DISTRIBUTIONS} distributions, queued at once; completion {:?} to {:?}; worker window {:?}",
         COMPLETION.0,

@@ -113,6 +113,16 @@ enum Outcome {
     /// the offending message), the part of a batch that fits now and the rest, or the same batch, unrecorded, to
     /// be shaped again for what is left of the monthly path budget.
     SubmitInstead(Vec<Batch>),
+    /// The part that fits goes now (the last), the rest (the others) back to the schedule, where the batches
+    /// waiting behind fill it up: a rest submitted on its own would take a call for a sliver.
+    InParts(Vec<Batch>),
+}
+
+/// What became of the batches a submission started with: dispositions for their messages, and the rests of
+/// batches that went in part, to be scheduled again.
+struct Finished {
+    dispositions: Vec<Disposition>,
+    put_back: Vec<Batch>,
 }
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
@@ -139,28 +149,38 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             if !receiving && schedule.is_idle() {
                 return;
             }
-            let next_is_urgent = schedule.next_is_urgent();
+            let next =
+                schedule.peek().map(|batch| (batch.content.reason == SealReason::Urgent, self.waits_for_room(batch)));
             let permit = async {
-                match next_is_urgent {
-                    Some(urgent) => self.permit(urgent).await,
+                match next {
+                    // The batches before it wait for room already: a permit taken now would lapse before its call,
+                    // which takes a fresh one once it has room.
+                    Some((_, true)) => None,
+                    Some((urgent, false)) => {
+                        self.permit(urgent).await;
+                        Some(Instant::now())
+                    }
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 biased;
                 Some(done) = running.join_next() => {
-                    schedule.finished(&done.expect("a submission task never panics"));
+                    let (distribution, put_back): (_, Vec<Batch>) = done.expect("a submission task never panics");
+                    schedule.finished(&distribution);
+                    // Each in front of the one before: the parts go in the order they were to be submitted.
+                    put_back.into_iter().for_each(|rest| schedule.put_back(rest));
                 }
-                () = permit => {
+                permitted_at = permit => {
                     let batch = schedule.next().expect("the schedule had a batch to start");
                     let (submitter, to_ack, calls) = (Arc::clone(&self), to_ack.clone(), Arc::clone(&calls));
-                    let permitted_at = Instant::now();
                     running.spawn(async move {
                         let distribution = batch.content.distribution_id.clone();
-                        for disposition in submitter.submit(batch, &calls, Some(permitted_at)).await {
+                        let finished = submitter.submit(batch, &calls, permitted_at).await;
+                        for disposition in finished.dispositions {
                             let _ = to_ack.send(disposition).await;
                         }
-                        distribution
+                        (distribution, finished.put_back)
                     });
                 }
                 received = batches.recv(), if receiving => match received {
@@ -172,6 +192,11 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 },
             }
         }
+    }
+
+    /// Whether batches of `batch`'s distribution wait for room in its in-progress budget already.
+    fn waits_for_room(&self, batch: &Batch) -> bool {
+        self.budget.backlog(&batch.content.distribution_id) != Allowance::default()
     }
 
     /// Waits for the rate limiter to allow one CreateInvalidation, before the calls of batches that are not urgent.
@@ -186,16 +211,20 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// Takes a batch as far as it can go and says what is to become of its messages. A batch CloudFront refuses
     /// as invalid is narrowed down (`shape::split`) until the offending messages are alone. `permitted_at`: when the rate
     /// limiter granted the batch's first call, if it did.
-    pub async fn submit(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Vec<Disposition> {
+    async fn submit(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Finished {
         let mut to_submit = vec![batch];
-        let mut dispositions = Vec::new();
+        let mut finished = Finished { dispositions: Vec::new(), put_back: Vec::new() };
         while let Some(batch) = to_submit.pop() {
             match self.submit_one(batch, calls, &mut permitted_at).await {
-                Outcome::Done(disposition) => dispositions.push(disposition),
+                Outcome::Done(disposition) => finished.dispositions.push(disposition),
                 Outcome::SubmitInstead(batches) => to_submit.extend(batches),
+                Outcome::InParts(mut parts) => {
+                    to_submit.extend(parts.pop());
+                    finished.put_back.extend(parts);
+                }
             }
         }
-        dispositions
+        finished
     }
 
     /// `permitted_at` is taken by the batch's first call: a batch split before it leaves the permit to its parts.
@@ -212,7 +241,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         };
         let (batch, mut record) = match self.reserve(batch, &mut attempts).await {
             Reserved::Whole(batch, record) => (batch, *record),
-            Reserved::InParts(parts) => return Outcome::SubmitInstead(parts),
+            Reserved::InParts(parts) => return Outcome::InParts(parts),
             Reserved::OverCap(batch, spent) => {
                 // Other workers spent the month's budget since this batch was shaped: shape it again.
                 self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), spent);

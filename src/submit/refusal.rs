@@ -113,7 +113,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
         match refusal {
             Refusal::Narrow => Outcome::SubmitInstead(split(batch, self.ownership.clock)),
-            Refusal::Refit(fit) => Outcome::SubmitInstead(
+            Refusal::Refit(fit) => Outcome::InParts(
                 split_to_fit(&batch, fit, self.ownership.clock).unwrap_or_else(|| split(batch, self.ownership.clock)),
             ),
             Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),
