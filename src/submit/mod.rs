@@ -6,7 +6,8 @@
 //!
 //! A batch starts only with a CreateInvalidation permit; until then it waits in the schedule, where later batches of
 //! its distribution join it. Then it reserves room in its distribution's in-progress budget (`limit::budget`),
-//! in the same write as its intent: it waits for room, goes in part when only part fits, or, when the
+//! in the same write as its intent: it waits for room, goes in part when only part fits (the rest back to the
+//! schedule, to be filled up by the batches behind it), or, when the
 //! distribution's backlog would not clear within the maximum delay, is coalesced into wildcards (`crate::plan`).
 //! Before its call it takes its paths from the account's rate buckets (`limit::account`); a refusal its books
 //! cannot explain teaches the worker to believe less and splits the batch to fit (`refusal`). Waiting batches hold no submission slot, and a distribution has only a few of the places for held batches
