@@ -13,6 +13,7 @@ pub mod http;
 pub mod sample;
 pub mod settings;
 pub mod stage;
+pub mod tally;
 pub mod url;
 mod verify;
 mod warm;

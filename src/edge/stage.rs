@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::domain::Domains;
 use super::settings::EdgeSettings;
+use super::tally::EdgeTally;
 use super::url::EdgeBase;
 use super::verify::{BatchFacts, Verification, Verifier};
 use super::warm::{Warmer, Warming};
@@ -42,30 +43,6 @@ pub const EDGE_QUEUE: usize = 256;
 const MAX_BATCHES_AT_ONCE: usize = 16;
 /// The requester of a heal message, before the CallerReference of the batch it heals.
 pub const HEAL_REQUESTER: &str = "heal-of:";
-
-/// What this worker's checks at the edge came to, for the status page it serves: final outcomes counted, and the
-/// last one. `cf-invalidator status` cannot know (the ledger's board index does not hold verifications).
-#[derive(Debug, Default)]
-pub struct EdgeTally(Mutex<(BTreeMap<&'static str, u64>, Option<String>)>);
-
-impl EdgeTally {
-    pub fn add(&self, caller_reference: &CallerReference, verified: &VerificationRecord) {
-        if !verified.outcome.is_final() {
-            return;
-        }
-        let mut tally = self.0.lock().expect("never poisoned");
-        *tally.0.entry(verified.outcome.as_str()).or_default() += 1;
-        tally.1 = Some(format!("{caller_reference} {}", verified.summary()));
-    }
-
-    /// One line: the counts by outcome, and the last check; `None` before any.
-    pub fn line(&self) -> Option<String> {
-        let tally = self.0.lock().expect("never poisoned");
-        let last = tally.1.as_ref()?;
-        let counts: Vec<String> = tally.0.iter().map(|(outcome, n)| format!("{n} {outcome}")).collect();
-        Some(format!("{}; last: {last}", counts.join(", ")))
-    }
-}
 
 /// A batch the tracker recorded completed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use hyper::StatusCode;
 
 use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings};
-use crate::edge::stage::EdgeTally;
+use crate::edge::tally::EdgeTally;
 use crate::limit::WaitingBoard;
 use crate::limit::belief::LimitBoard;
 use crate::ports::ledger::{LedgerError, billing_month};

@@ -118,7 +118,7 @@ async fn the_view_shows_headroom_backlog_and_the_newest_invalidation() {
 
 #[tokio::test]
 async fn a_worker_checking_at_the_edge_shows_its_outcomes_and_a_batch_page_its_verification() {
-    use crate::edge::stage::EdgeTally;
+    use crate::edge::tally::EdgeTally;
     use crate::ports::AuditLog;
     use crate::ports::ledger::{EdgeOutcome, VerificationRecord};
     use crate::telemetry::Pages;

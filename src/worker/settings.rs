@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::clock::WallClock;
 use crate::edge::settings::EdgeSettings;
-use crate::edge::stage::EdgeTally;
+use crate::edge::tally::EdgeTally;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
 use crate::limit::account::AccountQuotas;

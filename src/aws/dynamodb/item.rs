@@ -104,10 +104,6 @@ pub(super) fn billing_from(item: &Item) -> Billing {
     }
 }
 
-pub(super) fn dead_letter_key(message_id: &MessageId) -> AttributeValue {
-    AttributeValue::S(format!("dlq#{message_id}"))
-}
-
 pub(super) fn intent_item(record: &BatchRecord) -> Item {
     let (paths, paths_truncated) = bounded_list(record.paths.iter().map(String::as_str), MAX_PATH_BYTES);
     let (message_ids, ids_truncated) =
@@ -359,42 +355,6 @@ fn published(item: &Item) -> Vec<EventKind> {
     let mut kinds: Vec<EventKind> = strings(item, PUBLISHED).iter().filter_map(|k| EventKind::parse(k)).collect();
     kinds.sort_unstable();
     kinds
-}
-
-pub(super) fn dead_letter_item(record: &DeadLetterRecord) -> Item {
-    let mut item = Item::from([
-        (KEY.into(), dead_letter_key(&record.message_id)),
-        ("message_id".into(), AttributeValue::S(record.message_id.0.clone())),
-        ("reason".into(), AttributeValue::S(capped(&record.reason, MAX_REASON_BYTES))),
-        ("code".into(), AttributeValue::S(record.code.clone())),
-        ("outcome".into(), AttributeValue::S(OUTCOME_DEAD_LETTERED.into())),
-        ("created_at".into(), timestamp(record.created_at)),
-        (TTL_ATTRIBUTE.into(), epoch_seconds(record.expires_at)),
-    ]);
-    if let Some(distribution) = &record.distribution_id {
-        item.insert(FOR_DISTRIBUTION.into(), AttributeValue::S(distribution.to_string()));
-    }
-    if let Some(requester) = &record.requester {
-        item.insert("requester".into(), AttributeValue::S(capped(requester, MAX_REQUESTER_BYTES)));
-    }
-    if record.outbox {
-        // In `by_tracking` until its event is published.
-        item.insert(TRACKING.into(), AttributeValue::S(TRACKING_IN_PROGRESS.into()));
-    }
-    item
-}
-
-pub(crate) fn dead_letter_from(item: &Item) -> Result<DeadLetterRecord, LedgerError> {
-    Ok(DeadLetterRecord {
-        message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("dead-letter record", item))?),
-        reason: string(item, "reason").unwrap_or_default(),
-        code: string(item, "code").unwrap_or_default(),
-        distribution_id: string(item, FOR_DISTRIBUTION).and_then(|d| DistributionId::parse(&d).ok()),
-        requester: string(item, "requester"),
-        created_at: time(item, "created_at").ok_or_else(|| malformed("dead-letter record", item))?,
-        expires_at: expiry(item),
-        outbox: item.contains_key(TRACKING),
-    })
 }
 
 pub(super) fn key_record_from(distribution: &DistributionId, key: &str, item: &Item) -> Result<KeyRecord, LedgerError> {
