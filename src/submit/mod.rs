@@ -258,14 +258,17 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         // batch that may exist in CloudFront is never split, or its paths would be paid twice.
         let mut maybe_created = batch.content.reason == SealReason::Resumed;
         loop {
-            if let Some(refit) = self.outgrown(&batch, maybe_created) {
-                return self.refused(record, batch, refit).await;
-            }
             let outcome = {
-                let _call = calls.acquire().await.expect("semaphore is never closed");
+                let call = calls.acquire().await.expect("semaphore is never closed");
                 // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.
                 if permitted_at.take().is_none_or(|at| at.elapsed() > PERMIT_LIFETIME) {
                     self.permit(batch.content.reason == SealReason::Urgent).await;
+                }
+                // After the permit: a call refused while this batch waited for it may have cut the belief below
+                // the batch, which is split now rather than sent to be refused as well.
+                if let Some(refit) = self.outgrown(&batch, maybe_created) {
+                    drop(call);
+                    return self.refused(record, batch, refit).await;
                 }
                 // After the permit: the account's buckets pace the calls that wait for them, and a permit that
                 // waited for them would only be taken again.
