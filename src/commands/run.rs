@@ -177,6 +177,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<(Settings, Roles)> {
                 paths: AccountQuota::configured(args.account_path_rate, args.account_path_burst),
                 wildcards: AccountQuota::configured(args.account_wildcard_rate, 0),
             },
+            roles: roles.clone(),
             ..SubmissionSettings::default()
         },
         budget: BudgetTuning {

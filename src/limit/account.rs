@@ -27,9 +27,6 @@ const CUT_GAP: Duration = Duration::from_secs(1);
 /// How much the latest take moves the share of takes that found the rate binding.
 const BINDING_SMOOTHING: f64 = 0.2;
 
-/// The scope (the metric's distribution label) of the account's limits.
-pub const ACCOUNT: &str = "account";
-
 /// One configured account quota: `per_second` on average, `burst` at once after a quiet spell.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AccountQuota {
@@ -93,16 +90,18 @@ impl Held {
         self.bucket.set(believed / workers, (burst / workers).max(1.0), now);
     }
 
-    fn show(&self, board: &LimitBoard, why: &'static str) {
-        board.show(self.name, ACCOUNT, self.learned.believed(), self.learned.configured(), why);
+    fn show(&self, board: &LimitBoard, scope: &str, why: &'static str) {
+        board.show(self.name, scope, self.learned.believed(), self.learned.configured(), why);
     }
 }
 
-/// This worker's part of the account's quotas.
+/// This worker's part of one account's quotas.
 #[derive(Debug)]
 pub struct AccountBuckets {
     state: Mutex<State>,
     board: Arc<LimitBoard>,
+    /// The account's scope on the board and the ledger (`accounts::AccountKey::scope`).
+    scope: String,
     /// False until the worker has its first share: a new worker takes none before the others could see it.
     ready: watch::Sender<bool>,
     /// True once there is a rate to share (configured, or found by a refusal).
@@ -129,7 +128,7 @@ impl State {
 impl AccountBuckets {
     /// This worker's buckets of `quotas`, granting nothing until `set_workers` says how many share them (at once
     /// when every quota is off).
-    pub fn new(quotas: AccountQuotas, board: Arc<LimitBoard>) -> Self {
+    pub fn new(quotas: AccountQuotas, board: Arc<LimitBoard>, scope: String) -> Self {
         let now = Instant::now();
         let mut state = State {
             workers: 1,
@@ -138,10 +137,10 @@ impl AccountBuckets {
         };
         for held in state.paths.iter_mut().chain(&mut state.wildcards) {
             held.resize(1, now);
-            held.show(&board, SHARED);
+            held.show(&board, &scope, SHARED);
         }
         let (ready, sharing) = (watch::Sender::new(quotas.is_off()), watch::Sender::new(!quotas.is_off()));
-        Self { state: Mutex::new(state), board, ready, sharing, binding: Mutex::new(0.0) }
+        Self { state: Mutex::new(state), board, scope, ready, sharing, binding: Mutex::new(0.0) }
     }
 
     /// `workers` share the account's quotas now (`share::keep_share`).
@@ -256,7 +255,7 @@ impl AccountBuckets {
         for (held, _) in state.each(need) {
             if change(&mut held.learned) {
                 held.resize(workers, now);
-                held.show(&self.board, why);
+                held.show(&self.board, &self.scope, why);
             }
         }
     }
@@ -283,7 +282,7 @@ impl AccountBuckets {
         held.learned = learned;
         held.cut_at = Some(now);
         held.resize(workers, now);
-        held.show(&self.board, SHARED);
+        held.show(&self.board, &self.scope, SHARED);
         drop(state);
         self.sharing.send_replace(true);
         true
@@ -299,7 +298,7 @@ mod tests {
             paths: AccountQuota::configured(paths, burst),
             wildcards: AccountQuota::configured(wildcards, 0),
         };
-        AccountBuckets::new(quotas, Arc::default())
+        AccountBuckets::new(quotas, Arc::default(), crate::limit::accounts::OWN_SCOPE.to_owned())
     }
 
     #[tokio::test(start_paused = true)]

@@ -42,8 +42,8 @@ use crate::batch::window::{BatchLimits, SealReason};
 use crate::billing::MonthToDate;
 use crate::clock::WallClock;
 use crate::held::SubmissionBacklog;
-use crate::limit::account::AccountBuckets;
-use crate::limit::{Budget, CreateRateLimiter};
+use crate::limit::Budget;
+use crate::limit::accounts::{AccountKey, Accounts};
 use crate::model::message::Disposition;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{Allowance, JointWrites};
@@ -90,9 +90,9 @@ pub struct Submitter<C, L> {
     pub budget: Arc<Budget<C, L>>,
     pub overload: Overload,
     pub spending: Spending,
-    pub limiter: Arc<CreateRateLimiter>,
-    /// This worker's share of the account's paths and wildcards per second.
-    pub account: Arc<AccountBuckets>,
+    /// Per account served: the CreateInvalidation rate limiter and this worker's share of the account's paths and
+    /// wildcards per second.
+    pub accounts: Arc<Accounts>,
     pub retry: RetryPolicy,
     pub ownership: Ownership,
     /// Where accepted invalidations go to have their completion tracked; `None` when tracking is off.
@@ -139,20 +139,29 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             if !receiving && schedule.is_idle() {
                 return;
             }
-            let next_is_urgent = schedule.next_is_urgent();
+            // Each account's next batch waits for its own account's rate: a saturated account holds back none other.
+            let heads = self.heads(&schedule);
             let permit = async {
-                match next_is_urgent {
-                    Some(urgent) => self.permit(urgent).await,
-                    None => std::future::pending().await,
+                if heads.is_empty() {
+                    return std::future::pending().await;
                 }
+                let submitter = &self;
+                let waits = heads.iter().map(|(account, urgent)| {
+                    Box::pin(async move {
+                        submitter.permit(account, *urgent).await;
+                        account
+                    })
+                });
+                futures_util::future::select_all(waits).await.0
             };
             tokio::select! {
                 biased;
                 Some(done) = running.join_next() => {
                     schedule.finished(&done.expect("a submission task never panics"));
                 }
-                () = permit => {
-                    let batch = schedule.next().expect("the schedule had a batch to start");
+                account = permit => {
+                    let in_account = |distribution: &_| self.accounts.key_of(distribution) == account;
+                    let batch = schedule.next_where(in_account).expect("the schedule had a batch to start");
                     let (submitter, to_ack, calls) = (Arc::clone(&self), to_ack.clone(), Arc::clone(&calls));
                     let permitted_at = Instant::now();
                     running.spawn(async move {
@@ -174,12 +183,23 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         }
     }
 
-    /// Waits for the rate limiter to allow one CreateInvalidation, before the calls of batches that are not urgent.
-    async fn permit(&self, urgent: bool) {
+    /// Each account with a batch to start, and whether that batch is urgent.
+    fn heads(&self, schedule: &Schedule) -> Vec<(AccountKey, bool)> {
+        let heads = self.accounts.iter().filter_map(|(account, _)| {
+            let urgent = schedule.next_is_urgent_where(|distribution| self.accounts.key_of(distribution) == account);
+            urgent.map(|urgent| (account.clone(), urgent))
+        });
+        heads.collect()
+    }
+
+    /// Waits for `account`'s rate limiter to allow one CreateInvalidation, before the calls of its batches that are
+    /// not urgent.
+    async fn permit(&self, account: &AccountKey, urgent: bool) {
+        let limiter = &self.accounts.get(account).limiter;
         if urgent {
-            self.limiter.until_ready_urgently().await;
+            limiter.until_ready_urgently().await;
         } else {
-            self.limiter.until_ready().await;
+            limiter.until_ready().await;
         }
     }
 
@@ -235,11 +255,12 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 let _call = calls.acquire().await.expect("semaphore is never closed");
                 // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.
                 if permitted_at.take().is_none_or(|at| at.elapsed() > PERMIT_LIFETIME) {
-                    self.permit(batch.content.reason == SealReason::Urgent).await;
+                    let account = self.accounts.key_of(&batch.content.distribution_id);
+                    self.permit(account, batch.content.reason == SealReason::Urgent).await;
                 }
                 // After the permit: the account's buckets pace the calls that wait for them, and a permit that
                 // waited for them would only be taken again.
-                let full_bucket = self.account.take(need).await;
+                let full_bucket = self.accounts.of(&batch.content.distribution_id).buckets.take(need).await;
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {

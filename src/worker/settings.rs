@@ -12,6 +12,7 @@ use crate::limit::WaitingBoard;
 use crate::limit::account::AccountQuotas;
 use crate::limit::belief::LimitBoard;
 use crate::limit::share::AccountRate;
+use crate::model::role::Roles;
 use crate::ports::Allowance;
 use crate::ports::budget::QUOTA;
 use crate::ports::edge::{DomainLookup, SharedEdge};
@@ -86,6 +87,9 @@ pub struct SubmissionSettings {
     pub account_rate: Option<AccountRate>,
     /// The account's paths and wildcards per second, shared by every worker on the ledger (`limit::account`).
     pub account_quotas: AccountQuotas,
+    /// Distributions in other accounts, by their role: each account has its own rate and account quotas, as
+    /// configured above (`limit::accounts`).
+    pub roles: Roles,
 }
 
 /// The shared in-progress budget.
@@ -189,6 +193,7 @@ impl Default for SubmissionSettings {
             spending: Spending::default(),
             account_rate: None,
             account_quotas: AccountQuotas::default(),
+            roles: Roles::default(),
         }
     }
 }

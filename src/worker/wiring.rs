@@ -108,11 +108,12 @@ pub(super) fn submitter<C: Cdn, L: Ledger>(
         budget,
         overload: submission.overload,
         spending: submission.spending.clone(),
-        limiter: Arc::new(match submission.account_rate {
-            Some(_) => CreateRateLimiter::awaiting_share(),
-            None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),
-        }),
-        account: Arc::new(AccountBuckets::new(submission.account_quotas, Arc::clone(&settings.limits))),
+        accounts: Arc::new(Accounts::new(&submission.roles, submission.account_quotas, &settings.limits, || {
+            match submission.account_rate {
+                Some(_) => CreateRateLimiter::awaiting_share(),
+                None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),
+            }
+        })),
         retry: settings.retry,
         ownership: Ownership {
             worker_id: settings.ledger.worker_id.clone(),
