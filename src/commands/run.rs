@@ -259,6 +259,7 @@ fn status_page(
         },
         waiting: Some(Arc::clone(&settings.waiting)),
         limits: Some(Arc::clone(&settings.limits)),
+        accounts: Some(Arc::clone(&settings.accounts)),
         edge: (settings.edge.verify.is_some() || settings.edge.warm.is_some())
             .then(|| Arc::clone(&settings.edge_tally)),
     }

@@ -55,6 +55,17 @@ impl AccountQuotas {
     }
 }
 
+/// One of an account's quotas as the status page shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketHeadroom {
+    /// The account's rate as believed, shared by every worker.
+    pub per_second: f64,
+    /// What this worker's bucket holds now: the most a batch takes without waiting.
+    pub available: f64,
+    /// This worker's bucket when full.
+    pub burst: f64,
+}
+
 /// One quota as this worker holds it: what it believes of the account's rate, and its bucket of its share.
 #[derive(Debug)]
 struct Held {
@@ -258,6 +269,20 @@ impl AccountBuckets {
                 held.show(&self.board, &self.scope, why);
             }
         }
+    }
+
+    /// What this worker may take now of each quota, paths then wildcards (`None` for a quota turned off).
+    pub fn headroom(&self) -> (Option<BucketHeadroom>, Option<BucketHeadroom>) {
+        let mut state = self.state.lock().unwrap();
+        let now = Instant::now();
+        let headroom = |held: &mut Option<Held>| {
+            held.as_mut().map(|held| BucketHeadroom {
+                per_second: held.learned.believed(),
+                available: held.bucket.level(now).max(0.0),
+                burst: held.bucket.burst(),
+            })
+        };
+        (headroom(&mut state.paths), headroom(&mut state.wildcards))
     }
 
     /// The account's rates as believed now, paths then wildcards (`None` for a quota turned off).

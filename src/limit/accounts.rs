@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::account::{AccountBuckets, AccountQuotas};
+use super::account::{AccountBuckets, AccountQuotas, BucketHeadroom};
 use super::belief::LimitBoard;
 use super::rate::CreateRateLimiter;
 use crate::model::DistributionId;
@@ -54,6 +54,38 @@ impl fmt::Display for AccountKey {
 pub struct AccountLimits {
     pub limiter: Arc<CreateRateLimiter>,
     pub buckets: Arc<AccountBuckets>,
+}
+
+/// One account's rates as the status page shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountHeadroom {
+    /// `own` or the 12-digit id.
+    pub account: String,
+    /// This worker's CreateInvalidation calls per second; `None` while it waits for its share.
+    pub calls_per_second: Option<f64>,
+    pub paths: Option<BucketHeadroom>,
+    pub wildcards: Option<BucketHeadroom>,
+}
+
+/// Where the worker's accounts show, for the status page: filled when the submitter is built.
+#[derive(Debug, Default)]
+pub struct AccountBoard(Mutex<Vec<(AccountKey, AccountLimits)>>);
+
+impl AccountBoard {
+    pub fn show(&self, accounts: &Accounts) {
+        let limits = accounts.iter().map(|(key, limits)| (key.clone(), limits.clone()));
+        *self.0.lock().unwrap() = limits.collect();
+    }
+
+    /// One row per account, the worker's own first.
+    pub fn rows(&self) -> Vec<AccountHeadroom> {
+        let accounts = self.0.lock().unwrap();
+        let row = |(key, limits): &(AccountKey, AccountLimits)| {
+            let (paths, wildcards) = limits.buckets.headroom();
+            AccountHeadroom { account: key.to_string(), calls_per_second: limits.limiter.rate(), paths, wildcards }
+        };
+        accounts.iter().map(row).collect()
+    }
 }
 
 /// Every account's limits, and which account each distribution is in.

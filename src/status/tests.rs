@@ -86,6 +86,7 @@ async fn seeded(now: SystemTime) -> StatusPage<MemoryLedger, MemoryQueue> {
         settings: settings(),
         waiting: None,
         limits: None,
+        accounts: None,
         edge: None,
     }
 }
@@ -182,6 +183,41 @@ async fn a_worker_lists_the_limits_it_believes_below_their_configuration() {
     assert!(html.contains("Limits learned") && html.contains("not set"), "a rate nobody configured says so");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_worker_shows_each_accounts_rates_and_what_it_may_take_of_them_now() {
+    use crate::limit::CreateRateLimiter;
+    use crate::limit::account::{AccountQuota, AccountQuotas};
+    use crate::limit::accounts::{AccountBoard, Accounts};
+    use crate::model::role::{Role, Roles};
+    let now = SystemTime::now();
+    let mut page = seeded(now).await;
+    let mut roles = Roles::default();
+    roles.assign(distribution("EOTHER"), Role::parse("arn:aws:iam::111122223333:role/cfi").unwrap()).unwrap();
+    let quotas = AccountQuotas { paths: AccountQuota::configured(150.0, 300), wildcards: None };
+    let limiter = || CreateRateLimiter::new(2.0, std::num::NonZeroU32::MIN);
+    let accounts = Accounts::new(&roles, quotas, &Arc::default(), limiter);
+    for (_, limits) in accounts.iter() {
+        limits.buckets.set_workers(2);
+    }
+    accounts.of(&distribution("EOTHER")).buckets.take(Allowance { paths: 100, wildcards: 0 }).await;
+    let board = AccountBoard::default();
+    board.show(&accounts);
+    page.accounts = Some(Arc::new(board));
+    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
+    let rows: Vec<_> = shown
+        .accounts
+        .iter()
+        .map(|row| (row.account.as_str(), row.calls_per_second, row.paths.map(|p| (p.per_second, p.available))))
+        .collect();
+    assert_eq!(
+        rows,
+        [("own", Some(2.0), Some((150.0, 150.0))), ("111122223333", Some(2.0), Some((150.0, 50.0)))],
+        "one row per account; a take from one leaves the other's headroom whole"
+    );
+    let html = render(&shown);
+    assert!(html.contains("Accounts") && html.contains("111122223333") && html.contains("50 of 150"), "{html}");
+}
+
 #[tokio::test]
 async fn producer_text_renders_as_text() {
     let now = SystemTime::now();
@@ -215,6 +251,7 @@ async fn an_idle_worker_is_not_said_to_be_missing() {
         settings: settings(),
         waiting: None,
         limits: None,
+        accounts: None,
         edge: None,
     };
     let now = SystemTime::now();

@@ -10,6 +10,7 @@ use crate::edge::stage::EdgeTally;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
 use crate::limit::account::AccountQuotas;
+use crate::limit::accounts::AccountBoard;
 use crate::limit::belief::LimitBoard;
 use crate::limit::share::AccountRate;
 use crate::model::role::Roles;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub waiting: Arc<WaitingBoard>,
     /// Where what the worker believes of CloudFront's limits shows, for the status page.
     pub limits: Arc<LimitBoard>,
+    /// Where each account's rates and what this worker may take of them now show, for the status page.
+    pub accounts: Arc<AccountBoard>,
     /// Verifying and warming completed batches at the edge (issue #28); off by default.
     pub edge: EdgeSettings,
     /// The client edge checks go through; they run only with one.
@@ -154,6 +157,7 @@ impl Default for Settings {
             events: None,
             waiting: Arc::default(),
             limits: Arc::default(),
+            accounts: Arc::default(),
             edge: EdgeSettings::default(),
             edge_client: None,
             edge_domains: None,
