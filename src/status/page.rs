@@ -275,6 +275,7 @@ pub fn render_batch(record: &BatchRecord, table: &str) -> String {
         ("invalidation", record.invalidation_id.clone().unwrap_or_default()),
         ("CallerReference", record.caller_reference.to_string()),
         ("distribution", record.distribution_id.to_string()),
+        ("tenant", record.tenant_id.as_ref().map(ToString::to_string).unwrap_or_default()),
         ("status", record.status.as_str().to_owned()),
         ("created", time(Some(record.created_at))),
         ("submitted", time(record.submitted_at)),

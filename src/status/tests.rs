@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::StatusPage;
-use super::page::render;
+use super::page::{render, render_batch};
 use super::view::{StatusSettings, view};
 use crate::fake::{MemoryLedger, MemoryQueue, pending_record};
 use crate::limit::WaitingBoard;
@@ -216,6 +216,24 @@ async fn a_worker_shows_each_accounts_rates_and_what_it_may_take_of_them_now() {
     );
     let html = render(&shown);
     assert!(html.contains("Accounts") && html.contains("111122223333") && html.contains("50 of 150"), "{html}");
+}
+
+#[tokio::test]
+async fn a_tenants_refused_batch_and_its_detail_page_name_the_tenant() {
+    let now = SystemTime::now();
+    let page = seeded(now).await;
+    let mut refused = pending_record("ESAAS", &["/shop/a"], &["m3"], now - Duration::from_secs(10));
+    refused.tenant_id = crate::model::TenantId::parse("dt_shop1").ok();
+    refused.expires_at = now + Duration::from_secs(3_600);
+    page.ledger.record_intent(&refused).await.unwrap();
+    refused.accept(&Invalidation { id: "I3TENANT".into(), status: "InProgress".into() }, now);
+    refused.fail("AccessDenied");
+    page.ledger.record_outcome(&refused).await.unwrap();
+    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
+    let row = shown.failures.iter().find(|f| f.subject == refused.caller_reference.to_string()).unwrap();
+    assert_eq!(row.distribution, "ESAAS/dt_shop1");
+    let detail = render_batch(&refused, "invalidations");
+    assert!(detail.contains("<th>tenant</th><td>dt_shop1</td>"), "{detail}");
 }
 
 #[tokio::test]

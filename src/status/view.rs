@@ -270,7 +270,8 @@ fn failure_row(failure: &FailureRecord) -> FailureRow {
             created_at: at(batch.created_at),
             kind: if batch.tracking_abandoned.is_some() { "tracking given up" } else { "refused batch" },
             subject: batch.caller_reference.to_string(),
-            distribution: batch.distribution_id.to_string(),
+            // A tenant's batch names its tenant (`E…/dt_…`).
+            distribution: batch.target().to_string(),
             code: String::new(),
             reason: capped(
                 batch.tracking_abandoned.as_deref().or(batch.failure.as_deref()).unwrap_or_default(),
