@@ -35,7 +35,7 @@ use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::ports::budget::{Allowance, QUOTA};
 use cf_invalidator::ports::{Queue, QueueStats};
 use cf_invalidator::worker::{self, Exit, Services, Settings};
-use common::{distribution_id, is_bench_run};
+use common::{distribution_id, env_or, is_bench_run};
 use tokio::time::Instant;
 
 const DISTRIBUTIONS: usize = 3;
@@ -75,6 +75,15 @@ impl Model {
             Self::InProgress(paths) => in_progress(paths),
             Self::Rate => PATHS_PER_SECOND,
             Self::Both => PATHS_PER_SECOND.min(in_progress(QUOTA.paths)),
+        }
+    }
+
+    /// The in-progress paths a distribution may hold, when the model has such a limit.
+    fn in_progress_limit(self) -> Option<u32> {
+        match self {
+            Self::InProgress(paths) => Some(paths),
+            Self::Both => Some(QUOTA.paths),
+            Self::Rate => None,
         }
     }
 
@@ -129,6 +138,10 @@ struct Outcome {
     uncovered: usize,
     /// Per worker: (limit, scope) → believed.
     beliefs: Vec<HashMap<(String, String), f64>>,
+    /// The mean of the completion times the simulator drew, in seconds.
+    drawn_completion: f64,
+    /// Paths in progress on a distribution, on average from the first acceptance to the last.
+    mean_in_progress: f64,
 }
 
 async fn run(case: &Case, messages: usize) -> Outcome {
@@ -241,6 +254,18 @@ fn outcome(
         }
     }
     waits.sort();
+    let far = last + GIVE_UP_AFTER;
+    let completed: Vec<(Instant, Instant, usize)> = created
+        .iter()
+        .filter_map(|c| Some((c.at, cdn.last_completion_covering(c.target(), c.paths.first()?, far)?, c.paths.len())))
+        .collect();
+    let drawn_completion = completed.iter().map(|(at, done, _)| done.duration_since(*at).as_secs_f64()).sum::<f64>()
+        / completed.len().max(1) as f64;
+    let held = |(at, done, paths): &(Instant, Instant, usize)| {
+        let (from, to) = ((*at).max(first), (*done).min(last));
+        *paths as f64 * to.saturating_duration_since(from).as_secs_f64()
+    };
+    let path_seconds = completed.iter().map(held).sum::<f64>() / DISTRIBUTIONS as f64;
     Outcome {
         calls: created.len() + refusals.len(),
         refused: refusals.len(),
@@ -253,6 +278,8 @@ fn outcome(
         dead_lettered: dead_letter.len(),
         uncovered,
         beliefs,
+        drawn_completion,
+        mean_in_progress: path_seconds / elapsed,
     }
 }
 
@@ -274,7 +301,7 @@ fn agree(beliefs: &[HashMap<(String, String), f64>]) -> bool {
 
 fn main() {
     let full = is_bench_run();
-    let messages = if full { 27_000 } else { 900 };
+    let messages = env_or("CFI_BENCH_MESSAGES", if full { 27_000 } else { 900 });
     println!(
         "{messages} single-path messages over {DISTRIBUTIONS} distributions, queued at once; completion {:?} to {:?}; worker window {:?}",
         COMPLETION.0,
@@ -282,9 +309,9 @@ fn main() {
         Settings::default().batching.window
     );
     println!(
-        "| case | calls | refused | refused after the first minute | paths/s | after the first minute | binding paths/s | share of binding | p99 enqueue → accepted | freshness bound | dead-lettered | uncovered | learned (per worker) | workers agree |"
+        "| case | calls | refused | refused after the first minute | paths/s | after the first minute | binding paths/s | share of binding | p99 enqueue → accepted | freshness bound | dead-lettered | uncovered | learned (per worker) | workers agree | in-progress limit held | share of binding at the drawn completions |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut failures = Vec::new();
     let only = std::env::var("CFI_BENCH_CASE").ok();
     for case in CASES.iter().filter(|case| only.as_deref().is_none_or(|only| case.name.contains(only))) {
@@ -306,8 +333,15 @@ fn main() {
             })
             .collect();
         let agreed = agree(&o.beliefs);
+        // Where CloudFront's in-progress limit binds, what the worker did with it, apart from the simulator's luck:
+        // the share of the limit held in progress, and the throughput against the limit's at the completion times
+        // the simulator drew (not their expected mean).
+        let in_progress = case.model.in_progress_limit().filter(|_| !case.model.is_rate()).map(|limit| {
+            let drawn_binding = DISTRIBUTIONS as f64 * f64::from(limit) / o.drawn_completion;
+            (o.mean_in_progress / f64::from(limit), o.throughput / drawn_binding)
+        });
         println!(
-            "| {} | {} | {} ({:.1} %) | {} of {} ({:.1} %) | {:.1} | {:.1} | {:.1} | {:.1} % | {:.1} s | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} ({:.1} %) | {} of {} ({:.1} %) | {:.1} | {:.1} | {:.1} | {:.1} % | {:.1} s | {} | {} | {} | {} | {} | {} | {} |",
             case.name,
             o.calls,
             o.refused,
@@ -325,6 +359,8 @@ fn main() {
             o.uncovered,
             learned.join("; "),
             if case.workers > 1 { agreed.to_string() } else { "—".to_owned() },
+            in_progress.map_or("—".to_owned(), |(held, _)| format!("{:.1} %", 100.0 * held)),
+            in_progress.map_or("—".to_owned(), |(_, drawn)| format!("{:.1} %", 100.0 * drawn)),
         );
         assert_eq!(
             (o.dead_lettered, o.uncovered),

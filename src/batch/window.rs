@@ -28,6 +28,37 @@ pub struct BatchLimits {
     pub max_wildcards: usize,
 }
 
+impl BatchLimits {
+    /// Moves the first of `from`'s messages into `into`, as many as keep it within these limits, and says how
+    /// many moved. Both batches' paths are merged again from their messages.
+    pub fn fill(&self, into: &mut SealedBatch, from: &mut SealedBatch) -> usize {
+        let target = into.target();
+        let with = |taken: usize| {
+            let members = into.members.iter().chain(&from.members[..taken]).cloned().collect();
+            SealedBatch::from_members(target.clone(), members, into.reason)
+        };
+        let fits =
+            |batch: &SealedBatch| batch.paths.len() <= self.max_paths && batch.wildcard_count <= self.max_wildcards;
+        // Paths grow with the messages taken (unless a wildcard covers earlier ones), so bisection finds a run that
+        // fits, keeping `fitting` within the limits and `too_many` beyond them.
+        let all = from.members.len();
+        let (mut fitting, mut too_many) = (0, all);
+        if fits(&with(all)) {
+            fitting = all;
+        }
+        while too_many > fitting + 1 {
+            let middle = (fitting + too_many) / 2;
+            if fits(&with(middle)) { fitting = middle } else { too_many = middle }
+        }
+        if fitting > 0 {
+            *into = with(fitting);
+            let left = from.members.split_off(fitting);
+            *from = SealedBatch::from_members(from.target(), left, from.reason);
+        }
+        fitting
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealReason {
     WindowElapsed,

@@ -6,7 +6,8 @@
 //!
 //! A batch starts only with a CreateInvalidation permit; until then it waits in the schedule, where later batches of
 //! its distribution join it. Then it reserves room in its distribution's in-progress budget (`limit::budget`),
-//! in the same write as its intent: it waits for room, goes in part when only part fits, or, when the
+//! in the same write as its intent: it waits for room, goes in part when only part fits (the rest back to the
+//! schedule, to be filled up by the batches behind it), or, when the
 //! distribution's backlog would not clear within the maximum delay, is coalesced into wildcards (`crate::plan`).
 //! Before its call it takes its paths from the account's rate buckets (`limit::account`); a refusal its books
 //! cannot explain teaches the worker to believe less and splits the batch to fit (`refusal`). Waiting batches hold no submission slot, and a distribution has only a few of the places for held batches
@@ -113,6 +114,16 @@ enum Outcome {
     /// the offending message), the part of a batch that fits now and the rest, or the same batch, unrecorded, to
     /// be shaped again for what is left of the monthly path budget.
     SubmitInstead(Vec<Batch>),
+    /// The part that fits goes now (the last), the rest (the others) back to the schedule, where the batches
+    /// waiting behind fill it up: a rest submitted on its own would take a call for a sliver.
+    InParts(Vec<Batch>),
+}
+
+/// What became of the batches a submission started with: dispositions for their messages, and the rests of
+/// batches that went in part, to be scheduled again.
+struct Finished {
+    dispositions: Vec<Disposition>,
+    put_back: Vec<Batch>,
 }
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
@@ -146,10 +157,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     return std::future::pending().await;
                 }
                 let submitter = &self;
-                let waits = heads.iter().map(|(account, urgent)| {
+                let waits = heads.iter().map(|&(ref account, urgent, waits_for_room)| {
                     Box::pin(async move {
-                        submitter.permit(account, *urgent).await;
-                        account
+                        // The batches before it wait for room already: a permit taken now would lapse before its
+                        // call, which takes a fresh one once it has room.
+                        if waits_for_room {
+                            return (account, None);
+                        }
+                        submitter.permit(account, urgent).await;
+                        (account, Some(Instant::now()))
                     })
                 });
                 futures_util::future::select_all(waits).await.0
@@ -157,19 +173,22 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             tokio::select! {
                 biased;
                 Some(done) = running.join_next() => {
-                    schedule.finished(&done.expect("a submission task never panics"));
+                    let (distribution, put_back): (_, Vec<Batch>) = done.expect("a submission task never panics");
+                    schedule.finished(&distribution);
+                    // Each in front of the one before: the parts go in the order they were to be submitted.
+                    put_back.into_iter().for_each(|rest| schedule.put_back(rest));
                 }
-                account = permit => {
+                (account, permitted_at) = permit => {
                     let in_account = |distribution: &_| self.accounts.key_of(distribution) == account;
                     let batch = schedule.next_where(in_account).expect("the schedule had a batch to start");
                     let (submitter, to_ack, calls) = (Arc::clone(&self), to_ack.clone(), Arc::clone(&calls));
-                    let permitted_at = Instant::now();
                     running.spawn(async move {
                         let distribution = batch.content.distribution_id.clone();
-                        for disposition in submitter.submit(batch, &calls, Some(permitted_at)).await {
+                        let finished = submitter.submit(batch, &calls, permitted_at).await;
+                        for disposition in finished.dispositions {
                             let _ = to_ack.send(disposition).await;
                         }
-                        distribution
+                        (distribution, finished.put_back)
                     });
                 }
                 received = batches.recv(), if receiving => match received {
@@ -183,11 +202,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         }
     }
 
-    /// Each account with a batch to start, and whether that batch is urgent.
-    fn heads(&self, schedule: &Schedule) -> Vec<(AccountKey, bool)> {
+    /// Each account with a batch to start: whether that batch is urgent, and whether batches of its distribution
+    /// wait for room in its in-progress budget already.
+    fn heads(&self, schedule: &Schedule) -> Vec<(AccountKey, bool, bool)> {
         let heads = self.accounts.iter().filter_map(|(account, _)| {
-            let urgent = schedule.next_is_urgent_where(|distribution| self.accounts.key_of(distribution) == account);
-            urgent.map(|urgent| (account.clone(), urgent))
+            let batch = schedule.peek_where(|distribution| self.accounts.key_of(distribution) == account)?;
+            let waits_for_room = self.budget.backlog(&batch.content.distribution_id) != Allowance::default();
+            Some((account.clone(), batch.content.reason == SealReason::Urgent, waits_for_room))
         });
         heads.collect()
     }
@@ -206,16 +227,20 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// Takes a batch as far as it can go and says what is to become of its messages. A batch CloudFront refuses
     /// as invalid is narrowed down (`shape::split`) until the offending messages are alone. `permitted_at`: when the rate
     /// limiter granted the batch's first call, if it did.
-    pub async fn submit(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Vec<Disposition> {
+    async fn submit(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Finished {
         let mut to_submit = vec![batch];
-        let mut dispositions = Vec::new();
+        let mut finished = Finished { dispositions: Vec::new(), put_back: Vec::new() };
         while let Some(batch) = to_submit.pop() {
             match self.submit_one(batch, calls, &mut permitted_at).await {
-                Outcome::Done(disposition) => dispositions.push(disposition),
+                Outcome::Done(disposition) => finished.dispositions.push(disposition),
                 Outcome::SubmitInstead(batches) => to_submit.extend(batches),
+                Outcome::InParts(mut parts) => {
+                    to_submit.extend(parts.pop());
+                    finished.put_back.extend(parts);
+                }
             }
         }
-        dispositions
+        finished
     }
 
     /// `permitted_at` is taken by the batch's first call: a batch split before it leaves the permit to its parts.
@@ -232,7 +257,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         };
         let (batch, mut record) = match self.reserve(batch, &mut attempts).await {
             Reserved::Whole(batch, record) => (batch, *record),
-            Reserved::InParts(parts) => return Outcome::SubmitInstead(parts),
+            Reserved::InParts(parts) => return Outcome::InParts(parts),
             Reserved::OverCap(batch, spent) => {
                 // Other workers spent the month's budget since this batch was shaped: shape it again.
                 self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), spent);

@@ -22,7 +22,8 @@ use crate::retry::retry_transient;
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// CloudFront refused `batch` (recorded as `record`) as too much in progress: learns what the refusal teaches,
-    /// and says how to split the batch when it no longer fits what the worker believes; `None`: retry it as it is.
+    /// and says how to split the batch when it no longer fits the room the worker believes is left; `None`: retry
+    /// it as it is.
     ///
     /// Both models refuse with the same error, so the refusal is laid at the door of one only on evidence. The
     /// account's rate is to blame when it has been binding (most recent calls waited for its bucket or emptied it),
@@ -43,9 +44,12 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         } else {
             self.budget.learn_refused(distribution, need, in_progress);
         }
-        let fit = self.fit(distribution);
+        // What the new belief leaves beside what CloudFront holds: the part that fits goes now, and is the next
+        // probe of the belief, so a limit far below the configuration is found within seconds, not a refusal per
+        // completion of what is in progress.
+        let room = self.fit(distribution).min(self.budget.capacity(distribution) - in_progress);
         let resumed = batch.content.reason == SealReason::Resumed;
-        (!need.fits_in(fit) && !resumed && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
+        (!need.fits_in(room) && !resumed && splittable_to(batch, room)).then_some(Refusal::Refit(room))
     }
 
     /// A batch recorded before the worker came to believe less, and now larger than it believes one call may
@@ -114,7 +118,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
         match refusal {
             Refusal::Narrow => Outcome::SubmitInstead(split(batch, self.ownership.clock)),
-            Refusal::Refit(fit) => Outcome::SubmitInstead(
+            Refusal::Refit(fit) => Outcome::InParts(
                 split_to_fit(&batch, fit, self.ownership.clock).unwrap_or_else(|| split(batch, self.ownership.clock)),
             ),
             Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),

@@ -42,14 +42,7 @@ impl Schedule {
     /// invalidation and in `room`, what the distribution had left at its last reservation: a merged batch that
     /// did not fit would only be split again.
     pub fn push(&mut self, batch: Batch, room: Allowance) {
-        let joinable = |queued: &Batch| {
-            queued.content.distribution_id == batch.content.distribution_id
-                && queued.content.tenant_id == batch.content.tenant_id
-                && merges(queued.content.reason)
-                && merges(batch.content.reason)
-                && (queued.content.reason == SealReason::Urgent) == (batch.content.reason == SealReason::Urgent)
-        };
-        let Some(queued) = self.queued.iter_mut().rev().find(|q| joinable(q)) else {
+        let Some(queued) = self.queued.iter_mut().rev().find(|q| joinable(q, &batch)) else {
             self.queued.push_back(batch);
             return;
         };
@@ -72,6 +65,29 @@ impl Schedule {
         queued.sealed_at = queued.sealed_at.max(batch.sealed_at);
     }
 
+    /// Puts back the rest of a batch that went in part, first in line, and packs its target's queued batches again
+    /// in order, each filled up to the limits with the first messages of the next: what waits goes out in full
+    /// invalidations, instead of each rest (or what a rest took from) taking a call of its own for a sliver.
+    pub fn put_back(&mut self, rest: Batch) {
+        self.queued.push_front(rest);
+        let mut into = 0;
+        while let Some(from) = (into + 1..self.queued.len()).find(|&at| joinable(&self.queued[into], &self.queued[at]))
+        {
+            let queued = self.queued.make_contiguous();
+            let [filling, donor] = queued.get_disjoint_mut([into, from]).expect("two places in the queue");
+            if self.limits.fill(&mut filling.content, &mut donor.content) > 0 {
+                counter!("cfi_batches_merged_while_queued_total").increment(1);
+                // A redelivered message looks for its batch among those sealed since it was sent.
+                filling.sealed_at = filling.sealed_at.max(donor.sealed_at);
+            }
+            if donor.content.members.is_empty() {
+                self.queued.remove(from);
+            } else {
+                into = from;
+            }
+        }
+    }
+
     /// `next_where` among every distribution's batches.
     #[cfg(test)]
     pub fn next(&mut self) -> Option<Batch> {
@@ -89,10 +105,9 @@ impl Schedule {
         Some(batch)
     }
 
-    /// Whether `next_where(pick)` has a batch to start, and if so whether it is urgent.
-    pub fn next_is_urgent_where(&self, pick: impl Fn(&DistributionId) -> bool) -> Option<bool> {
-        let at = self.next_position(pick)?;
-        Some(self.queued[at].content.reason == SealReason::Urgent)
+    /// The batch `next_where(pick)` would start, if any.
+    pub fn peek_where(&self, pick: impl Fn(&DistributionId) -> bool) -> Option<&Batch> {
+        self.queued.get(self.next_position(pick)?)
     }
 
     fn next_position(&self, pick: impl Fn(&DistributionId) -> bool) -> Option<usize> {
@@ -128,10 +143,19 @@ impl Schedule {
     }
 }
 
+/// Whether `batch` may join `queued` in one invalidation: both of one target, both still free to change, and both
+/// urgent or neither.
+fn joinable(queued: &Batch, batch: &Batch) -> bool {
+    queued.content.target() == batch.content.target()
+        && merges(queued.content.reason)
+        && merges(batch.content.reason)
+        && (queued.content.reason == SealReason::Urgent) == (batch.content.reason == SealReason::Urgent)
+}
+
 /// Whether batches sealed for this reason may still change: not a resumed one (recorded under its reference) nor the
-/// parts of a split, which must stay apart.
+/// halves of a batch refused as invalid, which must stay apart to isolate the offending message.
 fn merges(reason: SealReason) -> bool {
-    !matches!(reason, SealReason::Resumed | SealReason::Split | SealReason::FitBudget)
+    !matches!(reason, SealReason::Resumed | SealReason::Split)
 }
 
 #[cfg(test)]
@@ -297,37 +321,88 @@ mod tests {
         assert_eq!(schedule.len(), 3, "three wildcards do not fit a limit of two");
     }
 
+    #[test]
+    fn a_rest_put_back_goes_first_and_the_batches_behind_fill_it() {
+        let mut schedule = Schedule::new(1, 1, limits(3));
+        schedule.push(batch_of("EAAA", "started", &["/s"]), ROOM);
+        let started = schedule.next().unwrap();
+        schedule.push(batch_of("EAAA", "m1", &["/a", "/b"]), ROOM);
+        schedule.push(batch_of("EAAA", "m2", &["/c", "/d"]), ROOM);
+        schedule.push(batch_of("EBBB", "other", &["/a"]), ROOM);
+        schedule.push(batch_of("EAAA", "m3", &["/e"]), ROOM);
+        let mut rest = batch_of("EAAA", "rest", &["/r"]);
+        rest.content.reason = SealReason::FitBudget;
+        schedule.put_back(rest);
+        schedule.finished(&started.content.distribution_id);
+        let order: Vec<(String, Vec<String>)> = std::iter::from_fn(|| {
+            let next = schedule.next()?;
+            schedule.finished(&next.content.distribution_id);
+            let messages = next.content.members.iter().map(|m| m.delivery.to_string()).collect();
+            Some((distribution(&next).to_owned(), messages))
+        })
+        .collect();
+        let expected = [("EAAA", vec!["rest", "m1"]), ("EAAA", vec!["m2", "m3"]), ("EBBB", vec!["other"])];
+        let expected: Vec<(String, Vec<String>)> = expected
+            .into_iter()
+            .map(|(d, messages)| (d.to_owned(), messages.into_iter().map(str::to_owned).collect()))
+            .collect();
+        assert_eq!(order, expected, "three paths a batch: the rest takes m1, m2 takes m3, and m3's batch is gone");
+    }
+
+    /// What the schedule does with a batch once it is started, as the submitter may.
+    #[derive(Debug, Clone, Copy)]
+    enum Then {
+        Wait,
+        Submit,
+        /// Submit its first message, put the others back.
+        GoInPart,
+    }
+
+    fn then() -> impl Strategy<Value = Then> {
+        prop_oneof![Just(Then::Wait), Just(Then::Submit), Just(Then::GoInPart)]
+    }
+
+    /// Starts what the schedule allows, as `then` says, and returns the messages submitted.
+    fn start_all(schedule: &mut Schedule, then: Then) -> Result<Vec<String>, TestCaseError> {
+        let mut left = Vec::new();
+        while let Some(mut batch) = schedule.next() {
+            prop_assert!(batch.content.paths.len() <= 5);
+            if matches!(then, Then::GoInPart) && batch.content.members.len() > 1 {
+                let rest = batch.content.members.split_off(1);
+                let target = batch.content.target();
+                let rest = SealedBatch::from_members(target, rest, SealReason::FitBudget);
+                schedule.put_back(Batch::seal(rest, WallClock::default()));
+            }
+            left.extend(batch.content.members.iter().map(|m| m.delivery.to_string()));
+            schedule.finished(&batch.content.distribution_id);
+        }
+        Ok(left)
+    }
+
     proptest! {
-        /// Whatever arrives, every message leaves in exactly one batch (as often as it arrived), and no batch
-        /// passes the limits.
+        /// Whatever arrives, and whatever goes in part, every message leaves in exactly one batch (as often as it
+        /// arrived), and no batch passes the limits.
         #[test]
         fn merging_loses_no_message_and_respects_the_limits(
             pushes in proptest::collection::vec((0usize..3, proptest::collection::vec(0usize..8, 1..4)), 1..40),
-            starts in proptest::collection::vec(any::<bool>(), 1..40),
+            thens in proptest::collection::vec(then(), 1..40),
         ) {
             let mut schedule = Schedule::new(2, 1, limits(5));
             let mut arrived = Vec::new();
             let mut left = Vec::new();
-            let mut start = starts.iter().cycle();
+            let mut then = thens.iter().cycle();
             for (n, (distribution, paths)) in pushes.iter().enumerate() {
                 let paths: Vec<String> = paths.iter().map(|p| format!("/{p}")).collect();
                 let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
                 let message = format!("m{n}");
                 arrived.push(message.clone());
                 schedule.push(batch_of(["EAAA", "EBBB", "ECCC"][*distribution], &message, &paths), ROOM);
-                if *start.next().unwrap() {
-                    while let Some(batch) = schedule.next() {
-                        prop_assert!(batch.content.paths.len() <= 5);
-                        left.extend(batch.content.members.iter().map(|m| m.delivery.to_string()));
-                        schedule.finished(&batch.content.distribution_id);
-                    }
+                match *then.next().unwrap() {
+                    Then::Wait => {}
+                    started => left.extend(start_all(&mut schedule, started)?),
                 }
             }
-            while let Some(batch) = schedule.next() {
-                prop_assert!(batch.content.paths.len() <= 5);
-                left.extend(batch.content.members.iter().map(|m| m.delivery.to_string()));
-                schedule.finished(&batch.content.distribution_id);
-            }
+            left.extend(start_all(&mut schedule, Then::Submit)?);
             left.sort();
             arrived.sort();
             prop_assert_eq!(left, arrived);

@@ -164,12 +164,12 @@ pub(super) fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> 
     }
     let target = batch.content.target();
     // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
-    let sealed = |members: Vec<BatchMember>| {
-        let content = SealedBatch::from_members(target.clone(), members, SealReason::FitBudget);
+    let sealed = |members: Vec<BatchMember>, reason| {
+        let content = SealedBatch::from_members(target.clone(), members, reason);
         Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) }
     };
-    // Popped from the end: the part that fits goes first.
-    Some(vec![sealed(later), sealed(now)])
+    // Popped from the end: the part that fits goes first. The rest is what the batch was (urgent stays urgent).
+    Some(vec![sealed(later, batch.content.reason), sealed(now, SealReason::FitBudget)])
 }
 
 /// What `members` hold, merged as a batch of them would be.
