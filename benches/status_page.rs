@@ -85,6 +85,7 @@ fn status_page(c: &mut Criterion) {
         },
         waiting: None,
         limits: None,
+        accounts: None,
         edge: None,
     };
 

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use crate::model::path::InvalidationPath;
 use crate::model::path::covering;
-use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::model::{CallerReference, DistributionId, MessageId, Target};
 use crate::ports::audit::{AuditLog, FailureRecord};
 use crate::ports::ledger::{BatchRecord, Batches, DeadLetterRecord, DeadLetters, KeyRecord, LedgerError};
 
@@ -19,8 +19,9 @@ pub enum Question {
     /// 3. What happened to a message: the batches holding it (of its distribution when known, else found by a scan
     ///    of the table) and its dead-letter record.
     Message { message: MessageId, distribution: Option<DistributionId>, since: SystemTime },
-    /// 3. What happened to the message holding a producer key's claim (later messages with the key were dropped).
-    IdempotencyKey { distribution: DistributionId, key: String, since: SystemTime },
+    /// 3. What happened to the message holding a producer key's claim (later messages with the key were dropped):
+    ///    keys are per target, a distribution's apart from each of its tenants'.
+    IdempotencyKey { target: Target, key: String, since: SystemTime },
     /// 4. The newest batch that invalidated a path, exactly or by a wildcard.
     Path { distribution: DistributionId, path: InvalidationPath, since: SystemTime },
     /// 5. Failed batches and dead-lettered messages, newest first: of one distribution, or of all.
@@ -58,11 +59,11 @@ pub async fn answer<L: Batches + DeadLetters + AuditLog>(
         Question::Message { message, distribution, since } => {
             message_fate(ledger, &message, distribution.as_ref(), since).await
         }
-        Question::IdempotencyKey { distribution, key, since } => {
-            let Some(claim) = ledger.key_claim(&distribution, &key).await? else {
+        Question::IdempotencyKey { target, key, since } => {
+            let Some(claim) = ledger.key_claim(&target, &key).await? else {
                 return Ok(Vec::new());
             };
-            let fate = message_fate(ledger, &claim.message_id, Some(&distribution), since).await?;
+            let fate = message_fate(ledger, &claim.message_id, Some(&target.distribution), since).await?;
             Ok(std::iter::once(Row::Key(claim)).chain(fate).collect())
         }
         Question::Path { distribution, path, since } => {
@@ -184,17 +185,43 @@ mod tests {
         };
         ledger.claim_key(&key_use, now, until).await.unwrap();
 
-        let ask =
-            |distribution, key: &str| Question::IdempotencyKey { distribution, key: key.into(), since: UNIX_EPOCH };
-        let rows = answer(&ledger, ask(distribution("EAAA"), "deploy-7")).await.unwrap();
+        let ask = |target: Target, key: &str| Question::IdempotencyKey { target, key: key.into(), since: UNIX_EPOCH };
+        let rows = answer(&ledger, ask(distribution("EAAA").into(), "deploy-7")).await.unwrap();
         assert!(matches!(&rows[0], Row::Key(claim) if claim.message_id.0 == "m-1"), "{rows:?}");
         assert_eq!(rows[1..], [Row::Batch(held)]);
-        assert_eq!(answer(&ledger, ask(distribution("EAAA"), "never")).await.unwrap(), []);
+        assert_eq!(answer(&ledger, ask(distribution("EAAA").into(), "never")).await.unwrap(), []);
         assert_eq!(
-            answer(&ledger, ask(distribution("EBBB"), "deploy-7")).await.unwrap(),
+            answer(&ledger, ask(distribution("EBBB").into(), "deploy-7")).await.unwrap(),
             [],
             "keys are per distribution"
         );
+    }
+
+    #[tokio::test]
+    async fn a_tenants_idempotency_key_leads_to_its_first_message_and_that_messages_tenant_batch() {
+        let ledger = MemoryLedger::default();
+        let tenant = crate::model::TenantId::parse("dt_shop1").unwrap();
+        let of_tenant = BatchRecord { tenant_id: Some(tenant.clone()), ..batch("EAAA", &["/a"], &["m-1"], 10) };
+        let held = store(&ledger, of_tenant, Some("I1")).await;
+        let now = SystemTime::now();
+        let key_use = KeyUse {
+            distribution_id: distribution("EAAA"),
+            tenant_id: Some(tenant.clone()),
+            key: "deploy-7".into(),
+            message_id: MessageId("m-1".into()),
+            content: "digest".into(),
+        };
+        ledger.claim_key(&key_use, now, now + Duration::from_secs(60)).await.unwrap();
+
+        let ask = |target, key: &str| Question::IdempotencyKey { target, key: key.into(), since: UNIX_EPOCH };
+        let rows = answer(&ledger, ask(Target::tenant(distribution("EAAA"), tenant.clone()), "deploy-7")).await;
+        let rows = rows.unwrap();
+        let claim_is_tenants =
+            |row: &Row| matches!(row, Row::Key(c) if c.message_id.0 == "m-1" && c.tenant_id.as_ref() == Some(&tenant));
+        assert!(claim_is_tenants(&rows[0]), "{rows:?}");
+        assert_eq!(rows[1..], [Row::Batch(held)], "the tenant's batch holding the message");
+        let whole = answer(&ledger, ask(distribution("EAAA").into(), "deploy-7")).await.unwrap();
+        assert_eq!(whole, [], "the key is the tenant's, not the whole distribution's");
     }
 
     #[tokio::test]

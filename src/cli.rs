@@ -461,9 +461,14 @@ pub struct AuditArgs {
     #[arg(long, env = "INVALIDATOR_MESSAGE", group = "question")]
     pub message: Option<String>,
 
-    /// What happened to the message that used this producer idempotency_key on --distribution.
+    /// What happened to the message that used this producer idempotency_key on --distribution (or --tenant).
     #[arg(long, env = "INVALIDATOR_IDEMPOTENCY_KEY", group = "question", requires = "distribution")]
     pub idempotency_key: Option<String>,
+
+    /// With --idempotency-key: the key was used for this tenant of --distribution (dt_…); a tenant's keys are
+    /// its own.
+    #[arg(long, env = "INVALIDATOR_TENANT", value_name = "TENANT_ID", requires = "idempotency_key", value_parser = TenantId::parse)]
+    pub tenant: Option<TenantId>,
 
     /// When this path was last invalidated on --distribution, and by which batch (exactly or by a wildcard).
     #[arg(long, env = "INVALIDATOR_PATH", group = "question", requires = "distribution")]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::coverage::{Since, covers};
-use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::model::{CallerReference, MessageId, Target};
 use crate::ports::audit::AuditLog;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Batches, DeadLetterRecord, DeadLetters, EdgeOutcome, LedgerError, VerificationRecord,
@@ -96,7 +96,9 @@ impl Awaited {
 /// The state of one `send --wait` between looks.
 #[derive(Debug)]
 pub struct Wait {
-    distribution: DistributionId,
+    /// The distribution, or the tenant, the messages were sent to: its batches are the distribution's, its
+    /// idempotency keys its own.
+    target: Target,
     messages: Vec<Awaited>,
     /// The batches found answering for some message, as last read.
     answering: BTreeMap<CallerReference, BatchRecord>,
@@ -109,13 +111,13 @@ pub struct Wait {
 }
 
 impl Wait {
-    pub fn new(distribution: DistributionId, sent: Vec<SentMessage>) -> Self {
+    pub fn new(target: impl Into<Target>, sent: Vec<SentMessage>) -> Self {
         let messages = sent
             .into_iter()
             .map(|sent| Awaited { answering: sent.message_id.clone(), since: sent.sent_at, sent })
             .collect();
         Self {
-            distribution,
+            target: target.into(),
             messages,
             answering: BTreeMap::new(),
             dead_letter: None,
@@ -147,7 +149,7 @@ impl Wait {
         let list_due = self.listed_at.is_none_or(|at| now >= at + LIST_EVERY);
         if let Some(since) = unanswered.iter().map(|&i| self.messages[i].since).min().filter(|_| list_due) {
             self.listed_at = Some(now);
-            let listed = ledger.list(&self.distribution, since - LISTING_MARGIN, BATCHES_PER_LOOK).await?;
+            let listed = ledger.list(&self.target.distribution, since - LISTING_MARGIN, BATCHES_PER_LOOK).await?;
             self.keep_answering(listed);
             self.point_reads(ledger, now).await?;
         }
@@ -202,7 +204,7 @@ impl Wait {
             }
             if let Some(key) = self.messages[index].sent.idempotency_key.clone() {
                 reads += 1;
-                self.follow_key(index, ledger.key_claim(&self.distribution, &key).await?, now);
+                self.follow_key(index, ledger.key_claim(&self.target, &key).await?, now);
             }
         }
         self.turn = self.turn.wrapping_add(POINT_READS_PER_LOOK);

@@ -14,7 +14,7 @@ use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::fake::cloudfront_http::SimServer;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue, SimConfig, pending_record};
-use cf_invalidator::model::{CallerReference, DistributionId, MessageId, TenantId};
+use cf_invalidator::model::{CallerReference, DistributionId, MessageId, Target, TenantId};
 use cf_invalidator::ports::budget::{Beliefs, SharedBelief};
 use cf_invalidator::ports::events::EventKind;
 use cf_invalidator::ports::ledger::{
@@ -423,13 +423,24 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
         key: key.clone(),
         message_id: message("m-1"),
         distribution_id: distribution.clone(),
+        tenant_id: None,
         created_at: claimed_at,
         expires_at: until,
     };
-    assert_eq!(ledger.key_claim(&distribution, &key).await.unwrap(), Some(expected));
-    assert_eq!(ledger.key_claim(&distribution, "never-used").await.unwrap(), None);
+    let whole = Target::from(&distribution);
+    assert_eq!(ledger.key_claim(&whole, &key).await.unwrap(), Some(expected.clone()));
+    assert_eq!(ledger.key_claim(&whole, "never-used").await.unwrap(), None);
     let elsewhere = DistributionId::parse(&format!("{distribution}X")).unwrap();
-    assert_eq!(ledger.key_claim(&elsewhere, &key).await.unwrap(), None, "keys are per distribution");
+    assert_eq!(ledger.key_claim(&elsewhere.into(), &key).await.unwrap(), None, "keys are per distribution");
+    // The same key used for a tenant is the tenant's own claim, found by the tenant.
+    let tenant = TenantId::parse("dt_contractkey").unwrap();
+    let tenant_target = Target::tenant(distribution.clone(), tenant.clone());
+    assert_eq!(ledger.key_claim(&tenant_target, &key).await.unwrap(), None, "a distribution's key is not its tenants'");
+    let tenant_use = KeyUse { tenant_id: Some(tenant.clone()), message_id: message("m-2"), ..key_use };
+    ledger.claim_key(&tenant_use, claimed_at, until).await.unwrap();
+    let tenant_claim = KeyRecord { message_id: message("m-2"), tenant_id: Some(tenant), ..expected.clone() };
+    assert_eq!(ledger.key_claim(&tenant_target, &key).await.unwrap(), Some(tenant_claim));
+    assert_eq!(ledger.key_claim(&whole, &key).await.unwrap(), Some(expected), "nor a tenant's the distribution's");
 
     // Dead letters: the last record per message wins; expired ones are invisible.
     let dead = |id: &str, created_ms| DeadLetterRecord {

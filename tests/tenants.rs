@@ -127,6 +127,30 @@ async fn tenants_share_their_distribution_s_in_progress_limits() {
     assert!(h.queue.is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_persons_tenant_invalidation_in_progress_counts_against_the_distribution_s_budget() {
+    let h = Harness::new();
+    let completion = Duration::from_secs(40);
+    h.cdn.complete_after(completion);
+    let tenant_a = cf_invalidator::model::Target::tenant(distribution(), TenantId::parse("dt_a").unwrap());
+    let by_hand: Vec<String> = (0..8).map(|n| format!("/console/{n}")).collect();
+    let person = h.cdn.create_as_someone_else(tenant_a, &by_hand).unwrap();
+    h.send(Some("dt_a"), &["/a1", "/a2", "/a3", "/a4", "/a5"]).await;
+    let mut settings = settings();
+    // Room for 10 paths in the distribution: the person's 8 in progress leave 2.
+    settings.budget.reserve = Allowance { paths: QUOTA.paths - 10, wildcards: 0 };
+
+    assert_eq!(h.run_for(3 * MINUTE, settings).await, Exit::Drained);
+
+    let created = h.cdn.created();
+    let by_hand_done = created.iter().find(|c| c.id == person.id).unwrap().at + completion;
+    let worker = created.iter().filter(|c| c.id != person.id);
+    let early: usize = worker.clone().filter(|c| c.at < by_hand_done).map(|c| c.paths.len()).sum();
+    assert_eq!(early, 2, "only the room the person's tenant invalidation left, until it completed: {created:?}");
+    assert_eq!(worker.map(|c| c.paths.len()).sum::<usize>(), 5, "the rest after it");
+    assert!(h.queue.is_empty());
+}
+
 // ---- Over HTTP: the SDK adapter's tenant calls against the project's simulator ----
 
 mod over_http {

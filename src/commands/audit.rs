@@ -7,7 +7,7 @@ use anyhow::Context;
 use cf_invalidator::audit::{Question, Row, answer};
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::model::path::InvalidationPath;
-use cf_invalidator::model::{CallerReference, MessageId};
+use cf_invalidator::model::{CallerReference, MessageId, Target};
 use cf_invalidator::ports::{BatchRecord, DeadLetterRecord, KeyRecord};
 use serde_json::{Value, json};
 
@@ -43,7 +43,7 @@ fn question(args: &AuditArgs, now: SystemTime) -> anyhow::Result<Question> {
         Question::Message { message: MessageId(message.clone()), distribution, since }
     } else if let Some(key) = &args.idempotency_key {
         let distribution = distribution.context("--idempotency-key needs --distribution: keys are per distribution")?;
-        Question::IdempotencyKey { distribution, key: key.clone(), since }
+        Question::IdempotencyKey { target: Target::new(distribution, args.tenant.clone()), key: key.clone(), since }
     } else if let Some(path) = &args.path {
         // Encoded as the worker encodes paths before it submits and records them.
         let path = InvalidationPath::parse(path).with_context(|| format!("--path {path:?}"))?;
@@ -132,14 +132,18 @@ fn dead_letter_json(record: &DeadLetterRecord) -> Value {
 }
 
 fn key_json(claim: &KeyRecord) -> Value {
-    json!({
+    let mut key = json!({
         "kind": "idempotency_key",
         "key": claim.key,
         "message_id": claim.message_id.0,
         "distribution_id": claim.distribution_id.as_str(),
         "created_at": time(claim.created_at),
         "expires_at": time(claim.expires_at),
-    })
+    });
+    if let Some(tenant) = &claim.tenant_id {
+        key["tenant_id"] = tenant.as_str().into();
+    }
+    key
 }
 
 /// Whole seconds (`1m 40s`), or milliseconds under a second.
@@ -157,7 +161,7 @@ fn print_human(rows: &[Row]) -> anyhow::Result<()> {
                 "idempotency key {:?}: first used by message {} (distribution {}) at {}; later messages with it for the same paths were deleted without an invalidation, others dead-lettered",
                 claim.key,
                 claim.message_id,
-                claim.distribution_id,
+                Target::new(claim.distribution_id.clone(), claim.tenant_id.clone()),
                 time(claim.created_at)
             )?;
         }
@@ -298,7 +302,11 @@ mod tests {
         ));
         assert!(matches!(
             ask(&["--idempotency-key", "k", "--distribution", "EAAA"]),
-            Ok(Question::IdempotencyKey { key, .. }) if key == "k"
+            Ok(Question::IdempotencyKey { key, target, .. }) if key == "k" && target.tenant.is_none()
+        ));
+        assert!(matches!(
+            ask(&["--idempotency-key", "k", "--distribution", "EAAA", "--tenant", "dt_shop1"]),
+            Ok(Question::IdempotencyKey { target, .. }) if target.to_string() == "EAAA/dt_shop1"
         ));
         let path = ask(&["--path", "/a b", "--distribution", "EAAA"]);
         assert!(matches!(&path, Ok(Question::Path { path, .. }) if path.as_str() == "/a%20b"), "{path:?}");
@@ -312,6 +320,7 @@ mod tests {
         assert!(ask(&["--path", "/a"]).unwrap_err().contains("required"));
         assert!(ask(&[]).unwrap_err().contains("required"));
         assert!(ask(&["--path", "no-slash", "--distribution", "EAAA"]).unwrap_err().contains("--path"));
+        assert!(ask(&["--distribution", "EAAA", "--tenant", "dt_shop1"]).unwrap_err().contains("required"));
     }
 
     #[test]

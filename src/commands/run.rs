@@ -177,6 +177,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<(Settings, Roles)> {
                 paths: AccountQuota::configured(args.account_path_rate, args.account_path_burst),
                 wildcards: AccountQuota::configured(args.account_wildcard_rate, 0),
             },
+            roles: roles.clone(),
             ..SubmissionSettings::default()
         },
         budget: BudgetTuning {
@@ -258,6 +259,7 @@ fn status_page(
         },
         waiting: Some(Arc::clone(&settings.waiting)),
         limits: Some(Arc::clone(&settings.limits)),
+        accounts: Some(Arc::clone(&settings.accounts)),
         edge: (settings.edge.verify.is_some() || settings.edge.warm.is_some())
             .then(|| Arc::clone(&settings.edge_tally)),
     }

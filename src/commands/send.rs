@@ -5,8 +5,8 @@ use anyhow::Context;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::intake::parse::{IntakeRules, Parsed, parse_message};
-use cf_invalidator::model::DistributionId;
 use cf_invalidator::model::request::InvalidationRequest;
+use cf_invalidator::model::{DistributionId, Target};
 use cf_invalidator::ports::BatchRecord;
 use cf_invalidator::ports::Batches;
 use cf_invalidator::retry::Transient;
@@ -86,7 +86,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     };
     say(format_args!("{summary}; waiting for CloudFront to complete them"));
     let messages = sent.len();
-    let wait = Wait::new(distribution, sent);
+    let wait = Wait::new(Target::new(distribution, args.tenant.clone()), sent);
     let wait = if args.verify { wait.verifying() } else { wait };
     wait_for_completion(&ledger, wait, messages, &args).await
 }

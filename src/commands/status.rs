@@ -34,6 +34,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         },
         waiting: None,
         limits: None,
+        accounts: None,
         edge: None,
     };
     let listener =

@@ -86,7 +86,7 @@ macro_rules! hooked_ledger {
                 -> Vec<$crate::ports::BatchRecord> ["batches_with_message"];
             latest_covering(distribution: &$crate::model::DistributionId, path: &str, since: std::time::SystemTime)
                 -> Option<$crate::ports::BatchRecord> ["latest_covering"];
-            key_claim(distribution: &$crate::model::DistributionId, key: &str)
+            key_claim(target: &$crate::model::Target, key: &str)
                 -> Option<$crate::ports::KeyRecord> ["key_claim"];
             failures(since: std::time::SystemTime, limit: usize) -> Vec<$crate::ports::FailureRecord> ["failures"];
             budgets() -> Vec<($crate::model::DistributionId, $crate::ports::BudgetState)> ["budgets"];

@@ -27,9 +27,6 @@ const CUT_GAP: Duration = Duration::from_secs(1);
 /// How much the latest take moves the share of takes that found the rate binding.
 const BINDING_SMOOTHING: f64 = 0.2;
 
-/// The scope (the metric's distribution label) of the account's limits.
-pub const ACCOUNT: &str = "account";
-
 /// One configured account quota: `per_second` on average, `burst` at once after a quiet spell.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AccountQuota {
@@ -56,6 +53,17 @@ impl AccountQuotas {
     pub fn is_off(&self) -> bool {
         self.paths.is_none() && self.wildcards.is_none()
     }
+}
+
+/// One of an account's quotas as the status page shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketHeadroom {
+    /// The account's rate as believed, shared by every worker.
+    pub per_second: f64,
+    /// What this worker's bucket holds now: the most a batch takes without waiting.
+    pub available: f64,
+    /// This worker's bucket when full.
+    pub burst: f64,
 }
 
 /// One quota as this worker holds it: what it believes of the account's rate, and its bucket of its share.
@@ -93,16 +101,18 @@ impl Held {
         self.bucket.set(believed / workers, (burst / workers).max(1.0), now);
     }
 
-    fn show(&self, board: &LimitBoard, why: &'static str) {
-        board.show(self.name, ACCOUNT, self.learned.believed(), self.learned.configured(), why);
+    fn show(&self, board: &LimitBoard, scope: &str, why: &'static str) {
+        board.show(self.name, scope, self.learned.believed(), self.learned.configured(), why);
     }
 }
 
-/// This worker's part of the account's quotas.
+/// This worker's part of one account's quotas.
 #[derive(Debug)]
 pub struct AccountBuckets {
     state: Mutex<State>,
     board: Arc<LimitBoard>,
+    /// The account's scope on the board and the ledger (`accounts::AccountKey::scope`).
+    scope: String,
     /// False until the worker has its first share: a new worker takes none before the others could see it.
     ready: watch::Sender<bool>,
     /// True once there is a rate to share (configured, or found by a refusal).
@@ -129,7 +139,7 @@ impl State {
 impl AccountBuckets {
     /// This worker's buckets of `quotas`, granting nothing until `set_workers` says how many share them (at once
     /// when every quota is off).
-    pub fn new(quotas: AccountQuotas, board: Arc<LimitBoard>) -> Self {
+    pub fn new(quotas: AccountQuotas, board: Arc<LimitBoard>, scope: String) -> Self {
         let now = Instant::now();
         let mut state = State {
             workers: 1,
@@ -138,10 +148,10 @@ impl AccountBuckets {
         };
         for held in state.paths.iter_mut().chain(&mut state.wildcards) {
             held.resize(1, now);
-            held.show(&board, SHARED);
+            held.show(&board, &scope, SHARED);
         }
         let (ready, sharing) = (watch::Sender::new(quotas.is_off()), watch::Sender::new(!quotas.is_off()));
-        Self { state: Mutex::new(state), board, ready, sharing, binding: Mutex::new(0.0) }
+        Self { state: Mutex::new(state), board, scope, ready, sharing, binding: Mutex::new(0.0) }
     }
 
     /// `workers` share the account's quotas now (`share::keep_share`).
@@ -256,9 +266,23 @@ impl AccountBuckets {
         for (held, _) in state.each(need) {
             if change(&mut held.learned) {
                 held.resize(workers, now);
-                held.show(&self.board, why);
+                held.show(&self.board, &self.scope, why);
             }
         }
+    }
+
+    /// What this worker may take now of each quota, paths then wildcards (`None` for a quota turned off).
+    pub fn headroom(&self) -> (Option<BucketHeadroom>, Option<BucketHeadroom>) {
+        let mut state = self.state.lock().unwrap();
+        let now = Instant::now();
+        let headroom = |held: &mut Option<Held>| {
+            held.as_mut().map(|held| BucketHeadroom {
+                per_second: held.learned.believed(),
+                available: held.bucket.level(now).max(0.0),
+                burst: held.bucket.burst(),
+            })
+        };
+        (headroom(&mut state.paths), headroom(&mut state.wildcards))
     }
 
     /// The account's rates as believed now, paths then wildcards (`None` for a quota turned off).
@@ -283,7 +307,7 @@ impl AccountBuckets {
         held.learned = learned;
         held.cut_at = Some(now);
         held.resize(workers, now);
-        held.show(&self.board, SHARED);
+        held.show(&self.board, &self.scope, SHARED);
         drop(state);
         self.sharing.send_replace(true);
         true
@@ -299,7 +323,7 @@ mod tests {
             paths: AccountQuota::configured(paths, burst),
             wildcards: AccountQuota::configured(wildcards, 0),
         };
-        AccountBuckets::new(quotas, Arc::default())
+        AccountBuckets::new(quotas, Arc::default(), crate::limit::accounts::OWN_SCOPE.to_owned())
     }
 
     #[tokio::test(start_paused = true)]

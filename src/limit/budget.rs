@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::belief::{InProgressBelief, LimitBoard};
-use super::resync::{Unreserved, notice_expired};
+use super::resync::{TenantsSeen, Unreserved, notice_expired};
 use super::room::{self, Ask, Decision, Limits, expired_before};
 use super::waiting::{Waiting, WaitingBoard};
 use crate::clock::WallClock;
@@ -109,6 +109,8 @@ pub(super) struct Local {
     pub(super) known: Mutex<Option<BudgetState>>,
     /// What is in progress without a reservation, as the last resync saw it.
     pub(super) unreserved: Mutex<Unreserved>,
+    /// The distribution's tenants a resync lists too.
+    pub(super) tenants: Mutex<TenantsSeen>,
     /// What this worker's batches waiting for room on the distribution need together.
     backlog: Arc<Mutex<Allowance>>,
     /// The room the last reservation attempt found, if any was made.

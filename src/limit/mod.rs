@@ -6,6 +6,7 @@
 //!   paths, 15 wildcard paths by default), shared by every worker through the ledger table; [`room`] makes its
 //!   decisions, without I/O;
 //! - [`account`]: the account's paths and wildcards per second, token buckets ([`bucket`]) shared like the rate;
+//! - [`accounts`]: one limiter and one set of account buckets per AWS account served (`--role`);
 //! - [`learn`] and [`belief`]: what the worker believes of each limit, cut by refusals its books cannot explain
 //!   and probed back up by successes, shared with the other workers through the ledger ([`share`]).
 //!
@@ -13,6 +14,7 @@
 //! narrowest wildcards that cover them.
 
 pub mod account;
+pub mod accounts;
 pub mod belief;
 pub mod bucket;
 pub mod budget;

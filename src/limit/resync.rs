@@ -1,8 +1,9 @@
 //! Resyncs of the in-progress budget: what is in progress that no reservation accounts for (people's invalidations,
 //! other tools', a dead worker's past its lease), found by ListInvalidations, then GetInvalidation for the ones
-//! not recognised (other people's once).
+//! not recognised (other people's once). A tenant's invalidations count against its distribution's budget, so the
+//! tenants this worker submitted for lately are listed too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::SystemTime;
 
 use metrics::counter;
@@ -12,7 +13,7 @@ use tracing::{info, warn};
 use super::Budget;
 use super::budget::Local;
 use super::room::Tally;
-use crate::model::{CallerReference, DistributionId};
+use crate::model::{CallerReference, DistributionId, Target, TenantId};
 use crate::ports::budget::{Allowance, JointWrites, Reservation};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::telemetry::{log_allowed, outages};
@@ -27,6 +28,26 @@ pub(super) struct Unreserved {
     /// Reservations this worker has seen expired (and resynced for), by id and end: a resumed batch reserves
     /// again under its old id, and its new reservation's expiry must be noticed too.
     pub(super) expired_seen: HashSet<(CallerReference, SystemTime)>,
+}
+
+/// Tenants of a distribution a resync lists besides the distribution: each is one more
+/// ListInvalidationsForDistributionTenant call per resync, so only the most recently served.
+pub(super) const TENANTS_LISTED: usize = 10;
+
+/// The tenants of a distribution this worker's batches asked room for, newest first, at most `TENANTS_LISTED`.
+#[derive(Debug, Default)]
+pub(super) struct TenantsSeen(VecDeque<TenantId>);
+
+impl TenantsSeen {
+    /// Answers whether `tenant` is new to the list.
+    fn saw(&mut self, tenant: &TenantId) -> bool {
+        let before = self.0.len();
+        self.0.retain(|seen| seen != tenant);
+        let new = self.0.len() == before;
+        self.0.push_front(tenant.clone());
+        self.0.truncate(TENANTS_LISTED);
+        new
+    }
 }
 
 /// Resyncs next time if a reservation expired that this worker has not seen expire yet.
@@ -46,6 +67,17 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         self.local(distribution).unreserved.lock().unwrap().refreshed_at = None;
     }
 
+    /// A batch of `target` asks for room. A tenant's invalidations in progress count against its distribution's
+    /// budget: resyncs list this tenant's from now on (the next one at once, when the tenant is new), so people's
+    /// and other tools' invalidations of it are counted.
+    pub fn serves(&self, target: &Target) {
+        let Some(tenant) = &target.tenant else { return };
+        let local = self.local(&target.distribution);
+        if local.tenants.lock().unwrap().saw(tenant) {
+            local.unreserved.lock().unwrap().refreshed_at = None;
+        }
+    }
+
     /// What is in progress without a reservation, resyncing when the last picture is stale; `None` when a resync
     /// failed for a reason that may pass.
     pub(super) async fn unreserved_usage(
@@ -61,7 +93,8 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             }
             view.known.clone()
         };
-        let view = match self.resync(distribution, reservations, known).await {
+        let tenants: Vec<TenantId> = local.tenants.lock().unwrap().0.iter().cloned().collect();
+        let view = match self.resync(distribution, &tenants, reservations, known).await {
             Ok(view) => {
                 outages().answered("cloudfront");
                 view
@@ -87,10 +120,12 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         Some(usage)
     }
 
-    /// Lists what is in progress and counts what no reservation accounts for.
+    /// Lists what is in progress on the distribution and on `tenants` of it, and counts what no reservation
+    /// accounts for.
     async fn resync(
         &self,
         distribution: &DistributionId,
+        tenants: &[TenantId],
         reservations: &[Reservation],
         known: HashMap<String, Allowance>,
     ) -> Result<Unreserved, CdnError> {
@@ -99,10 +134,17 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         let live: Vec<&Reservation> = reservations.iter().filter(|r| r.until > now).collect();
         // Reservations count this worker's and the others' invalidations whatever the list shows: what it must find
         // is other people's, and those on the newest pages are what it can afford to read once a minute.
-        let in_progress = self.cdn.list_in_progress(distribution, now).await?;
-        let mut tally = Tally::of(in_progress.into_iter().map(|i| i.id).collect(), &live, known);
+        let whole = std::iter::once(Target::from(distribution));
+        let targets = whole.chain(tenants.iter().map(|tenant| Target::tenant(distribution.clone(), tenant.clone())));
+        let mut target_of = HashMap::new();
+        for target in targets {
+            for invalidation in self.cdn.list_in_progress(&target, now).await? {
+                target_of.insert(invalidation.id, target.clone());
+            }
+        }
+        let mut tally = Tally::of(target_of.keys().cloned().collect(), &live, known);
         for id in std::mem::take(&mut tally.to_look_up) {
-            let detail = self.cdn.get_invalidation(distribution, &id).await?;
+            let detail = self.cdn.get_invalidation(&target_of[&id], &id).await?;
             tally.looked_up(id, &detail.caller_reference, &detail.paths, &live);
         }
         let Tally { usage, counted, .. } = tally;
@@ -110,5 +152,23 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             info!(%distribution, paths = usage.paths, wildcards = usage.wildcards, "invalidations in progress that no worker reserved count against the budget");
         }
         Ok(Unreserved { usage, known: counted, refreshed_at: Some(Instant::now()), ..Unreserved::default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tenants_listed_are_the_most_recently_served_and_bounded() {
+        let tenant = |n: usize| TenantId::parse(&format!("dt_{n}")).unwrap();
+        let mut seen = TenantsSeen::default();
+        assert!(seen.saw(&tenant(0)) && !seen.saw(&tenant(0)), "new once");
+        for n in 1..=TENANTS_LISTED {
+            seen.saw(&tenant(n));
+        }
+        assert_eq!(seen.0.len(), TENANTS_LISTED);
+        assert!(!seen.0.contains(&tenant(0)), "the least recently served went");
+        assert!(!seen.saw(&tenant(3)) && seen.0.front() == Some(&tenant(3)), "a tenant served again moves first");
     }
 }

@@ -17,7 +17,8 @@ use metrics::gauge;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::account::{ACCOUNT, AccountBuckets};
+use super::account::AccountBuckets;
+use super::accounts::Accounts;
 use super::belief::LimitBoard;
 use super::{Budget, CreateRateLimiter};
 use crate::clock::WallClock;
@@ -47,29 +48,59 @@ impl AccountRate {
     }
 }
 
-/// What takes a share of the account's rates.
+/// What takes a share of the account's rates: every account's, as each account's rates are configured alike and
+/// every worker on the roster serves them all.
 #[derive(Debug, Default)]
 pub struct Sharers {
-    /// The CreateInvalidation limiter, and the account's call rate.
-    pub calls: Option<(Arc<CreateRateLimiter>, AccountRate)>,
-    /// The account's path and wildcard buckets: shared from the start when a rate is configured, or from when a
+    /// Each account's CreateInvalidation limiter, and the call rate of each account.
+    pub calls: Vec<(Arc<CreateRateLimiter>, AccountRate)>,
+    /// Each account's path and wildcard buckets: shared from the start when a rate is configured, or from when a
     /// refusal finds one.
-    pub paths: Option<Arc<AccountBuckets>>,
+    pub paths: Vec<Arc<AccountBuckets>>,
 }
 
 impl Sharers {
+    /// The limiters (when `rate` is the account's call rate) and buckets of every account in `accounts`.
+    pub fn of(accounts: &Accounts, rate: Option<AccountRate>) -> Self {
+        let limits = || accounts.iter().map(|(_, limits)| limits);
+        Self {
+            calls: rate.map_or_else(Vec::new, |rate| limits().map(|l| (Arc::clone(&l.limiter), rate)).collect()),
+            paths: limits().map(|limits| Arc::clone(&limits.buckets)).collect(),
+        }
+    }
+
     fn share(&self, workers: usize) {
-        if let Some((limiter, rate)) = &self.calls {
+        for (limiter, rate) in &self.calls {
             let (per_second, burst) = rate.share(workers);
-            info!(workers, per_second, burst = burst.get(), "sharing the account's CreateInvalidation rate");
             limiter.set_share(per_second, burst);
             gauge!("cfi_create_rate_share").set(per_second);
         }
-        if let Some(buckets) = &self.paths {
-            info!(workers, "sharing the account's paths and wildcards per second");
+        if let Some((_, rate)) = self.calls.first() {
+            let (per_second, burst) = rate.share(workers);
+            info!(
+                workers,
+                per_second,
+                burst = burst.get(),
+                accounts = self.calls.len(),
+                "sharing each account's CreateInvalidation rate"
+            );
+        }
+        for buckets in &self.paths {
             buckets.set_workers(workers);
         }
+        if !self.paths.is_empty() {
+            info!(workers, accounts = self.paths.len(), "sharing each account's paths and wildcards per second");
+        }
         gauge!("cfi_workers_sharing_rate").set(workers as f64);
+    }
+
+    /// Returns once some account has a rate to share: at once with a call rate configured.
+    async fn until_sharing(&self) {
+        if !self.calls.is_empty() || self.paths.is_empty() {
+            return;
+        }
+        let found = self.paths.iter().map(|buckets| Box::pin(buckets.until_sharing()));
+        futures_util::future::select_all(found).await;
     }
 }
 
@@ -83,11 +114,9 @@ pub async fn keep_share<S: Roster>(
     stop: CancellationToken,
 ) {
     // Buckets of a rate nobody configured are shared once a refusal found one.
-    if let (None, Some(buckets)) = (&sharers.calls, &sharers.paths) {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = buckets.until_sharing() => {}
-        }
+    tokio::select! {
+        () = stop.cancelled() => return,
+        () = sharers.until_sharing() => {}
     }
     let mut seen_by_others = false;
     let mut workers = 0;
@@ -124,7 +153,7 @@ pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
     store: Arc<S>,
     board: Arc<LimitBoard>,
     budget: Arc<Budget<C, L>>,
-    account: Arc<AccountBuckets>,
+    accounts: Arc<Accounts>,
     clock: WallClock,
     stop: CancellationToken,
 ) {
@@ -139,8 +168,8 @@ pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
         match store.shared_beliefs(clock.now()).await {
             Ok(shared) => {
                 for belief in board.to_adopt(shared) {
-                    if belief.scope == ACCOUNT {
-                        account.adopt(&belief.limit, belief.believed);
+                    if let Some(account) = accounts.by_scope(&belief.scope) {
+                        account.buckets.adopt(&belief.limit, belief.believed);
                     } else if let Ok(distribution) = DistributionId::parse(&belief.scope) {
                         budget.adopt(&distribution, &belief.limit, belief.believed);
                     }
@@ -183,7 +212,7 @@ mod tests {
         let rate = AccountRate { per_second: 2.0, burst: NonZeroU32::new(2).unwrap() };
         let run = |name: &str, limiter: &Arc<CreateRateLimiter>, stop: &CancellationToken| {
             let (store, stop) = (Arc::clone(&store), stop.clone());
-            let sharers = Sharers { calls: Some((Arc::clone(limiter), rate)), paths: None };
+            let sharers = Sharers { calls: vec![(Arc::clone(limiter), rate)], paths: vec![] };
             tokio::spawn(keep_share(store, sharers, name.to_owned(), clock, stop))
         };
         let (first, second) =

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::budget::BudgetState;
 use super::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, KeyRecord, LedgerError};
-use crate::model::{CallerReference, DistributionId, MessageId};
+use crate::model::{CallerReference, DistributionId, MessageId, Target};
 
 /// Something that went wrong: a batch CloudFront refused, or a message moved to the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl From<&BatchRecord> for BatchSummary {
 ///   newest first: of `distribution` only when given (a query), otherwise of the whole table (a scan).
 /// - `latest_covering` returns the newest accepted or completed record of `distribution` created at or after
 ///   `since` whose paths cover `path` (the path itself, or a wildcard prefix of it).
-/// - `key_claim` returns the claim of a producer key in a distribution.
+/// - `key_claim` returns the claim of a producer key in a target: a distribution's keys and each tenant's are apart.
 /// - `failures` returns failed batch records and dead-letter records created at or after `since`, newest first,
 ///   at most `limit`.
 /// - `budgets` returns the budget (`BudgetStore::read_budget`'s answer, eventually consistent) of every
@@ -94,7 +94,7 @@ pub trait AuditLog: Send + Sync + 'static {
 
     fn key_claim(
         &self,
-        distribution: &DistributionId,
+        target: &Target,
         key: &str,
     ) -> impl Future<Output = Result<Option<KeyRecord>, LedgerError>> + Send;
 

@@ -20,6 +20,7 @@ use hyper::StatusCode;
 use self::view::{FAILURES_LIMIT, RECENT_LIMIT, Snapshot, StatusSettings};
 use crate::edge::tally::EdgeTally;
 use crate::limit::WaitingBoard;
+use crate::limit::accounts::AccountBoard;
 use crate::limit::belief::LimitBoard;
 use crate::ports::ledger::{LedgerError, billing_month};
 use crate::ports::{AuditLog, Bills, QueueDepth, QueueError, QueueStats};
@@ -40,6 +41,8 @@ pub struct StatusPage<L, Q> {
     pub waiting: Option<Arc<WaitingBoard>>,
     /// What the worker believes of CloudFront's limits, where it learned to believe less; set by the worker.
     pub limits: Option<Arc<LimitBoard>>,
+    /// Each account's rates and this worker's headroom in them; set by the worker.
+    pub accounts: Option<Arc<AccountBoard>>,
     /// Set by a worker that checks at the edge (`--verify-edge`, `--warm`).
     pub edge: Option<Arc<EdgeTally>>,
 }
@@ -79,6 +82,7 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             billing: billing?,
             waiting: self.waiting.as_ref().map(|board| board.now()),
             limits: self.limits.as_ref().map(|board| board.believed()).unwrap_or_default(),
+            accounts: self.accounts.as_ref().map(|board| board.rows()).unwrap_or_default(),
             edge: self.edge.as_ref().map(|tally| tally.line().unwrap_or_else(|| "no batch checked yet".into())),
         })
     }

@@ -4,6 +4,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::view::{CostView, View};
+use crate::limit::account::BucketHeadroom;
 use crate::ports::ledger::BatchRecord;
 use crate::ports::queue::QueueDepth;
 
@@ -69,6 +70,17 @@ fn queue_cells(depth: &Result<QueueDepth, String>) -> Markup {
     }
 }
 
+/// An account quota's rate and what this worker may take now, or "off".
+fn bucket_cells(bucket: Option<BucketHeadroom>) -> Markup {
+    match bucket {
+        Some(bucket) => html! {
+            td.n { (format!("{:.1}", bucket.per_second)) }
+            td.n { (format!("{:.0} of {:.0}", bucket.available.floor(), bucket.burst)) }
+        },
+        None => html! { td.n { "off" } td.n { "—" } },
+    }
+}
+
 pub fn render(view: &View) -> String {
     let body = html! {
         h1 { "cf-invalidator status" }
@@ -107,6 +119,25 @@ pub fn render(view: &View) -> String {
                         td.n { (row.pending_batches) }
                         td.n { @match row.waiting_batches { Some(n) => (n), None => "unknown" } }
                         td.n { @match &row.oldest_pending { Some(age) => (age), None => "—" } }
+                    }
+                } }
+            } }
+        }
+
+        @if !view.accounts.is_empty() {
+            h2 { "Accounts" }
+            p.note { "Each account's call rate and paths and wildcards per second hold apart. Rates are the account's as believed; available is what this worker may take now without waiting." }
+            div.scroll { table {
+                thead { tr {
+                    th { "account" } th.n { "calls/s (this worker)" } th.n { "paths/s" } th.n { "paths available" }
+                    th.n { "wildcards/s" } th.n { "wildcards available" }
+                } }
+                tbody { @for row in &view.accounts {
+                    tr {
+                        td { (row.account) }
+                        td.n { @match row.calls_per_second { Some(rate) if rate > 0.0 => (format!("{rate:.2}")), Some(_) => "no limit", None => "awaiting share" } }
+                        (bucket_cells(row.paths))
+                        (bucket_cells(row.wildcards))
                     }
                 } }
             } }
@@ -244,6 +275,7 @@ pub fn render_batch(record: &BatchRecord, table: &str) -> String {
         ("invalidation", record.invalidation_id.clone().unwrap_or_default()),
         ("CallerReference", record.caller_reference.to_string()),
         ("distribution", record.distribution_id.to_string()),
+        ("tenant", record.tenant_id.as_ref().map(ToString::to_string).unwrap_or_default()),
         ("status", record.status.as_str().to_owned()),
         ("created", time(Some(record.created_at))),
         ("submitted", time(record.submitted_at)),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::StatusPage;
-use super::page::render;
+use super::page::{render, render_batch};
 use super::view::{StatusSettings, view};
 use crate::fake::{MemoryLedger, MemoryQueue, pending_record};
 use crate::limit::WaitingBoard;
@@ -86,6 +86,7 @@ async fn seeded(now: SystemTime) -> StatusPage<MemoryLedger, MemoryQueue> {
         settings: settings(),
         waiting: None,
         limits: None,
+        accounts: None,
         edge: None,
     }
 }
@@ -182,6 +183,59 @@ async fn a_worker_lists_the_limits_it_believes_below_their_configuration() {
     assert!(html.contains("Limits learned") && html.contains("not set"), "a rate nobody configured says so");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_worker_shows_each_accounts_rates_and_what_it_may_take_of_them_now() {
+    use crate::limit::CreateRateLimiter;
+    use crate::limit::account::{AccountQuota, AccountQuotas};
+    use crate::limit::accounts::{AccountBoard, Accounts};
+    use crate::model::role::{Role, Roles};
+    let now = SystemTime::now();
+    let mut page = seeded(now).await;
+    let mut roles = Roles::default();
+    roles.assign(distribution("EOTHER"), Role::parse("arn:aws:iam::111122223333:role/cfi").unwrap()).unwrap();
+    let quotas = AccountQuotas { paths: AccountQuota::configured(150.0, 300), wildcards: None };
+    let limiter = || CreateRateLimiter::new(2.0, std::num::NonZeroU32::MIN);
+    let accounts = Accounts::new(&roles, quotas, &Arc::default(), limiter);
+    for (_, limits) in accounts.iter() {
+        limits.buckets.set_workers(2);
+    }
+    accounts.of(&distribution("EOTHER")).buckets.take(Allowance { paths: 100, wildcards: 0 }).await;
+    let board = AccountBoard::default();
+    board.show(&accounts);
+    page.accounts = Some(Arc::new(board));
+    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
+    let rows: Vec<_> = shown
+        .accounts
+        .iter()
+        .map(|row| (row.account.as_str(), row.calls_per_second, row.paths.map(|p| (p.per_second, p.available))))
+        .collect();
+    assert_eq!(
+        rows,
+        [("own", Some(2.0), Some((150.0, 150.0))), ("111122223333", Some(2.0), Some((150.0, 50.0)))],
+        "one row per account; a take from one leaves the other's headroom whole"
+    );
+    let html = render(&shown);
+    assert!(html.contains("Accounts") && html.contains("111122223333") && html.contains("50 of 150"), "{html}");
+}
+
+#[tokio::test]
+async fn a_tenants_refused_batch_and_its_detail_page_name_the_tenant() {
+    let now = SystemTime::now();
+    let page = seeded(now).await;
+    let mut refused = pending_record("ESAAS", &["/shop/a"], &["m3"], now - Duration::from_secs(10));
+    refused.tenant_id = crate::model::TenantId::parse("dt_shop1").ok();
+    refused.expires_at = now + Duration::from_secs(3_600);
+    page.ledger.record_intent(&refused).await.unwrap();
+    refused.accept(&Invalidation { id: "I3TENANT".into(), status: "InProgress".into() }, now);
+    refused.fail("AccessDenied");
+    page.ledger.record_outcome(&refused).await.unwrap();
+    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
+    let row = shown.failures.iter().find(|f| f.subject == refused.caller_reference.to_string()).unwrap();
+    assert_eq!(row.distribution, "ESAAS/dt_shop1");
+    let detail = render_batch(&refused, "invalidations");
+    assert!(detail.contains("<th>tenant</th><td>dt_shop1</td>"), "{detail}");
+}
+
 #[tokio::test]
 async fn producer_text_renders_as_text() {
     let now = SystemTime::now();
@@ -215,6 +269,7 @@ async fn an_idle_worker_is_not_said_to_be_missing() {
         settings: settings(),
         waiting: None,
         limits: None,
+        accounts: None,
         edge: None,
     };
     let now = SystemTime::now();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::limit::Backlog;
+use crate::limit::accounts::AccountHeadroom;
 use crate::limit::belief::Believed;
 use crate::model::DistributionId;
 use crate::model::text::capped;
@@ -55,6 +56,8 @@ pub struct Snapshot {
     pub waiting: Option<Vec<(DistributionId, Backlog)>>,
     /// The limits the worker learned, by name and scope; none outside a worker.
     pub limits: Vec<(&'static str, String, Believed)>,
+    /// Each account's rates, the worker's own first; none outside a worker.
+    pub accounts: Vec<AccountHeadroom>,
     /// A worker checking at the edge: its checks' outcomes in one line.
     pub edge: Option<String>,
 }
@@ -78,6 +81,8 @@ pub struct View {
     pub workers: Vec<WorkerRow>,
     /// The limits the worker believes lower than configured: (limit, scope, believed, configured).
     pub limits: Vec<(&'static str, String, f64, f64)>,
+    /// One row per account the serving worker calls CloudFront in; none outside a worker.
+    pub accounts: Vec<AccountHeadroom>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +191,7 @@ pub fn view(snapshot: &Snapshot, settings: &StatusSettings) -> View {
             .map(|(limit, scope, b)| (*limit, scope.clone(), b.believed, b.configured))
             .collect(),
         edge: snapshot.edge.clone(),
+        accounts: snapshot.accounts.clone(),
     }
 }
 
@@ -264,7 +270,8 @@ fn failure_row(failure: &FailureRecord) -> FailureRow {
             created_at: at(batch.created_at),
             kind: if batch.tracking_abandoned.is_some() { "tracking given up" } else { "refused batch" },
             subject: batch.caller_reference.to_string(),
-            distribution: batch.distribution_id.to_string(),
+            // A tenant's batch names its tenant (`E…/dt_…`).
+            distribution: batch.target().to_string(),
             code: String::new(),
             reason: capped(
                 batch.tracking_abandoned.as_deref().or(batch.failure.as_deref()).unwrap_or_default(),

@@ -20,14 +20,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         histogram!("cfi_create_invalidation_seconds").record(started.elapsed().as_secs_f64());
         let code = outcome.as_ref().map_or_else(CdnError::code, |_| "Created");
         counter!("cfi_cloudfront_responses_total", "code" => code).increment(1);
+        let account = self.accounts.of(&record.distribution_id);
         if let Err(CdnError::Throttled(_)) = outcome {
-            self.limiter.throttled();
+            account.limiter.throttled();
         }
         let invalidation = outcome.map_err(Failure::Cdn)?;
         let need = Allowance::of(&record.paths);
         self.budget.learn_accepted(&record.distribution_id, &record.caller_reference, need);
         if full_bucket {
-            self.account.accepted(need);
+            account.buckets.accepted(need);
         }
         record.accept(&invalidation, self.ownership.clock.now());
         info!(

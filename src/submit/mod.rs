@@ -43,8 +43,8 @@ use crate::batch::window::{BatchLimits, SealReason};
 use crate::billing::MonthToDate;
 use crate::clock::WallClock;
 use crate::held::SubmissionBacklog;
-use crate::limit::account::AccountBuckets;
-use crate::limit::{Budget, CreateRateLimiter};
+use crate::limit::Budget;
+use crate::limit::accounts::{AccountKey, Accounts};
 use crate::model::message::Disposition;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{Allowance, JointWrites};
@@ -91,9 +91,9 @@ pub struct Submitter<C, L> {
     pub budget: Arc<Budget<C, L>>,
     pub overload: Overload,
     pub spending: Spending,
-    pub limiter: Arc<CreateRateLimiter>,
-    /// This worker's share of the account's paths and wildcards per second.
-    pub account: Arc<AccountBuckets>,
+    /// Per account served: the CreateInvalidation rate limiter and this worker's share of the account's paths and
+    /// wildcards per second.
+    pub accounts: Arc<Accounts>,
     pub retry: RetryPolicy,
     pub ownership: Ownership,
     /// Where accepted invalidations go to have their completion tracked; `None` when tracking is off.
@@ -150,19 +150,25 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             if !receiving && schedule.is_idle() {
                 return;
             }
-            let next =
-                schedule.peek().map(|batch| (batch.content.reason == SealReason::Urgent, self.waits_for_room(batch)));
+            // Each account's next batch waits for its own account's rate: a saturated account holds back none other.
+            let heads = self.heads(&schedule);
             let permit = async {
-                match next {
-                    // The batches before it wait for room already: a permit taken now would lapse before its call,
-                    // which takes a fresh one once it has room.
-                    Some((_, true)) => None,
-                    Some((urgent, false)) => {
-                        self.permit(urgent).await;
-                        Some(Instant::now())
-                    }
-                    None => std::future::pending().await,
+                if heads.is_empty() {
+                    return std::future::pending().await;
                 }
+                let submitter = &self;
+                let waits = heads.iter().map(|&(ref account, urgent, waits_for_room)| {
+                    Box::pin(async move {
+                        // The batches before it wait for room already: a permit taken now would lapse before its
+                        // call, which takes a fresh one once it has room.
+                        if waits_for_room {
+                            return (account, None);
+                        }
+                        submitter.permit(account, urgent).await;
+                        (account, Some(Instant::now()))
+                    })
+                });
+                futures_util::future::select_all(waits).await.0
             };
             tokio::select! {
                 biased;
@@ -172,8 +178,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     // Each in front of the one before: the parts go in the order they were to be submitted.
                     put_back.into_iter().for_each(|rest| schedule.put_back(rest));
                 }
-                permitted_at = permit => {
-                    let batch = schedule.next().expect("the schedule had a batch to start");
+                (account, permitted_at) = permit => {
+                    let in_account = |distribution: &_| self.accounts.key_of(distribution) == account;
+                    let batch = schedule.next_where(in_account).expect("the schedule had a batch to start");
                     let (submitter, to_ack, calls) = (Arc::clone(&self), to_ack.clone(), Arc::clone(&calls));
                     running.spawn(async move {
                         let distribution = batch.content.distribution_id.clone();
@@ -195,17 +202,25 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         }
     }
 
-    /// Whether batches of `batch`'s distribution wait for room in its in-progress budget already.
-    fn waits_for_room(&self, batch: &Batch) -> bool {
-        self.budget.backlog(&batch.content.distribution_id) != Allowance::default()
+    /// Each account with a batch to start: whether that batch is urgent, and whether batches of its distribution
+    /// wait for room in its in-progress budget already.
+    fn heads(&self, schedule: &Schedule) -> Vec<(AccountKey, bool, bool)> {
+        let heads = self.accounts.iter().filter_map(|(account, _)| {
+            let batch = schedule.peek_where(|distribution| self.accounts.key_of(distribution) == account)?;
+            let waits_for_room = self.budget.backlog(&batch.content.distribution_id) != Allowance::default();
+            Some((account.clone(), batch.content.reason == SealReason::Urgent, waits_for_room))
+        });
+        heads.collect()
     }
 
-    /// Waits for the rate limiter to allow one CreateInvalidation, before the calls of batches that are not urgent.
-    async fn permit(&self, urgent: bool) {
+    /// Waits for `account`'s rate limiter to allow one CreateInvalidation, before the calls of its batches that are
+    /// not urgent.
+    async fn permit(&self, account: &AccountKey, urgent: bool) {
+        let limiter = &self.accounts.get(account).limiter;
         if urgent {
-            self.limiter.until_ready_urgently().await;
+            limiter.until_ready_urgently().await;
         } else {
-            self.limiter.until_ready().await;
+            limiter.until_ready().await;
         }
     }
 
@@ -262,7 +277,8 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 let call = calls.acquire().await.expect("semaphore is never closed");
                 // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.
                 if permitted_at.take().is_none_or(|at| at.elapsed() > PERMIT_LIFETIME) {
-                    self.permit(batch.content.reason == SealReason::Urgent).await;
+                    let account = self.accounts.key_of(&batch.content.distribution_id);
+                    self.permit(account, batch.content.reason == SealReason::Urgent).await;
                 }
                 // After the permit: a call refused while this batch waited for it may have cut the belief below
                 // the batch, which is split now rather than sent to be refused as well.
@@ -272,7 +288,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
                 // After the permit: the account's buckets pace the calls that wait for them, and a permit that
                 // waited for them would only be taken again.
-                let full_bucket = self.account.take(need).await;
+                let full_bucket = self.accounts.of(&batch.content.distribution_id).buckets.take(need).await;
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {

@@ -36,9 +36,10 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let need = Allowance::of(&record.paths);
         let in_progress = self.budget.unexplained_refusal(distribution, reference, need).await?;
         counter!("cfi_refusals_unexplained_total").increment(1);
-        let rate = self.account.is_binding() || in_progress.is_empty();
+        let account = &self.accounts.of(distribution).buckets;
+        let rate = account.is_binding() || in_progress.is_empty();
         if rate {
-            self.account.refused(need);
+            account.refused(need);
         } else {
             self.budget.learn_refused(distribution, need, in_progress);
         }
@@ -57,9 +58,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     }
 
     /// The largest batch the worker believes CloudFront takes now on `distribution`: its in-progress room as
-    /// believed, and this worker's share of the account's buckets.
+    /// believed, and this worker's share of its account's buckets.
     pub(super) fn fit(&self, distribution: &crate::model::DistributionId) -> Allowance {
-        self.budget.capacity(distribution).min(self.account.largest())
+        self.budget.capacity(distribution).min(self.accounts.of(distribution).buckets.largest())
     }
 
     /// The batch cannot succeed as it is: record why, then split it, dead-letter its messages or batch them afresh.

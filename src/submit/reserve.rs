@@ -35,6 +35,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// overloaded. A resumed batch's intent is recorded, and counted, already.
     pub(super) async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
         let distribution = batch.content.distribution_id.clone();
+        self.budget.serves(&batch.content.target());
         let mut reshapable = batch.content.reason != SealReason::Resumed;
         // A joint write whose answer was lost may have recorded the intent: once recorded, the batch is submitted
         // as it is, never reshaped, or its record would be left pending for a redelivery to resume and pay again.

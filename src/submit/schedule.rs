@@ -88,27 +88,36 @@ impl Schedule {
         }
     }
 
-    /// The oldest queued urgent batch whose distribution is under its cap, else the oldest such batch, if the
-    /// total allows one more; it counts as started from now on.
+    /// `next_where` among every distribution's batches.
+    #[cfg(test)]
     pub fn next(&mut self) -> Option<Batch> {
-        let at = self.next_position()?;
+        self.next_where(|_| true)
+    }
+
+    /// The oldest queued urgent batch, among those of distributions `pick` answers true for (one account's), whose
+    /// distribution is under its cap, else the oldest such batch, if the total allows one more; it counts as
+    /// started from now on.
+    pub fn next_where(&mut self, pick: impl Fn(&DistributionId) -> bool) -> Option<Batch> {
+        let at = self.next_position(pick)?;
         let batch = self.queued.remove(at)?;
         *self.started.entry(batch.content.distribution_id.clone()).or_default() += 1;
         self.total_started += 1;
         Some(batch)
     }
 
-    /// The batch `next` would start, if any.
-    pub fn peek(&self) -> Option<&Batch> {
-        self.queued.get(self.next_position()?)
+    /// The batch `next_where(pick)` would start, if any.
+    pub fn peek_where(&self, pick: impl Fn(&DistributionId) -> bool) -> Option<&Batch> {
+        self.queued.get(self.next_position(pick)?)
     }
 
-    fn next_position(&self) -> Option<usize> {
+    fn next_position(&self, pick: impl Fn(&DistributionId) -> bool) -> Option<usize> {
         if self.total_started >= self.total_cap {
             return None;
         }
         let cap = self.per_distribution_cap;
-        let startable = |b: &Batch| self.started.get(&b.content.distribution_id).copied().unwrap_or(0) < cap;
+        let startable = |b: &Batch| {
+            pick(&b.content.distribution_id) && self.started.get(&b.content.distribution_id).copied().unwrap_or(0) < cap
+        };
         let urgent = self.queued.iter().position(|b| b.content.reason == SealReason::Urgent && startable(b));
         urgent.or_else(|| self.queued.iter().position(startable))
     }

@@ -2,6 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::fake::{MemoryLedger, pending_record};
+use crate::model::{DistributionId, TenantId};
 use crate::ports::ledger::{KeyClaim, KeyUse, Keys};
 
 const DIST: &str = "EAAA";
@@ -96,25 +97,41 @@ async fn a_message_split_over_batches_is_covered_by_them_together() {
     assert_eq!(look(&mut wait, &ledger).await.standing, Standing::Completed);
 }
 
-#[tokio::test]
-async fn a_duplicate_of_an_idempotency_key_completes_with_the_batches_of_the_message_that_holds_the_key() {
-    // A CI job re-run: the first run's message holds the key, and its batch completed before the second was sent.
-    let ledger = MemoryLedger::default();
+/// A CI job re-run: the first run's message holds key `deploy-42` (of `tenant`, if given), and its batch completed
+/// before the second, returned, was sent.
+async fn rerun_of_a_completed_key(ledger: &MemoryLedger, tenant: Option<TenantId>) -> SentMessage {
     let key = KeyUse {
         distribution_id: DistributionId::parse(DIST).unwrap(),
-        tenant_id: None,
+        tenant_id: tenant,
         key: "deploy-42".into(),
         message_id: MessageId("first".into()),
         content: "same".into(),
     };
     let day = SystemTime::now() + Duration::from_secs(86_400);
     assert_eq!(ledger.claim_key(&key, ago(600), day).await.unwrap(), KeyClaim::First);
-    record(&ledger, BatchStatus::Completed, &["/a"], &["first"], ago(590)).await;
-    let rerun = SentMessage { idempotency_key: Some("deploy-42".into()), ..sent("second", &["/a"], ago(5)) };
+    record(ledger, BatchStatus::Completed, &["/a"], &["first"], ago(590)).await;
+    SentMessage { idempotency_key: Some("deploy-42".into()), ..sent("second", &["/a"], ago(5)) }
+}
+
+#[tokio::test]
+async fn a_duplicate_of_an_idempotency_key_completes_with_the_batches_of_the_message_that_holds_the_key() {
+    let ledger = MemoryLedger::default();
+    let rerun = rerun_of_a_completed_key(&ledger, None).await;
     let mut wait = wait(vec![rerun]);
     let seen = look(&mut wait, &ledger).await;
     assert_eq!(seen.standing, Standing::Waiting { accepted: 0, completed: 0 }, "the first look finds the key");
     assert_eq!(look(&mut wait, &ledger).await.standing, Standing::Completed);
+}
+
+#[tokio::test]
+async fn send_tenant_wait_follows_the_tenants_own_key_to_the_message_that_holds_it() {
+    let ledger = MemoryLedger::default();
+    let tenant = TenantId::parse("dt_shop1").unwrap();
+    let rerun = rerun_of_a_completed_key(&ledger, Some(tenant.clone())).await;
+    let mut wait = Wait::new(Target::tenant(DistributionId::parse(DIST).unwrap(), tenant), vec![rerun]);
+    look(&mut wait, &ledger).await;
+    let standing = look(&mut wait, &ledger).await.standing;
+    assert_eq!(standing, Standing::Completed, "the tenant's key, not the distribution's");
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ use crate::billing::{self, MonthToDate};
 use crate::edge::stage::{EdgeHandoff, EdgeStage};
 use crate::held::{self, InFlight, SubmissionBacklog};
 use crate::intake::{self, Outlets, PollSettings};
-use crate::limit::account::AccountBuckets;
+use crate::limit::accounts::Accounts;
 use crate::limit::{Budget, BudgetSettings, CreateRateLimiter, share};
 use crate::ports::ledger::Owed;
 use crate::ports::{Allowance, Batches, Cdn, DeadLetters, JointWrites, Keys, Ledger, Queue};
@@ -127,15 +127,12 @@ where
     // Checks out only after the last batch: its own JoinSet, stopped after the stages.
     let stop_sharing = CancellationToken::new();
     let mut sharing = JoinSet::new();
-    let sharers = share::Sharers {
-        calls: settings.submission.account_rate.map(|rate| (Arc::clone(&submitter.limiter), rate)),
-        paths: Some(Arc::clone(&submitter.account)),
-    };
+    let sharers = share::Sharers::of(&submitter.accounts, settings.submission.account_rate);
     let worker = settings.ledger.worker_id.clone();
     sharing.spawn(share::keep_share(Arc::clone(&roster), sharers, worker, settings.clock, stop_sharing.clone()));
     let board = Arc::clone(&settings.limits);
-    let (budget, account) = (Arc::clone(&submitter.budget), Arc::clone(&submitter.account));
-    sharing.spawn(share::keep_beliefs(roster, board, budget, account, settings.clock, stop_sharing.clone()));
+    let (budget, accounts) = (Arc::clone(&submitter.budget), Arc::clone(&submitter.accounts));
+    sharing.spawn(share::keep_beliefs(roster, board, budget, accounts, settings.clock, stop_sharing.clone()));
     stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent, limits));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.

@@ -10,8 +10,10 @@ use crate::edge::tally::EdgeTally;
 use crate::intake::parse::IntakeRules;
 use crate::limit::WaitingBoard;
 use crate::limit::account::AccountQuotas;
+use crate::limit::accounts::AccountBoard;
 use crate::limit::belief::LimitBoard;
 use crate::limit::share::AccountRate;
+use crate::model::role::Roles;
 use crate::ports::Allowance;
 use crate::ports::budget::QUOTA;
 use crate::ports::edge::{DomainLookup, SharedEdge};
@@ -42,6 +44,8 @@ pub struct Settings {
     pub waiting: Arc<WaitingBoard>,
     /// Where what the worker believes of CloudFront's limits shows, for the status page.
     pub limits: Arc<LimitBoard>,
+    /// Where each account's rates and what this worker may take of them now show, for the status page.
+    pub accounts: Arc<AccountBoard>,
     /// Verifying and warming completed batches at the edge (issue #28); off by default.
     pub edge: EdgeSettings,
     /// The client edge checks go through; they run only with one.
@@ -86,6 +90,9 @@ pub struct SubmissionSettings {
     pub account_rate: Option<AccountRate>,
     /// The account's paths and wildcards per second, shared by every worker on the ledger (`limit::account`).
     pub account_quotas: AccountQuotas,
+    /// Distributions in other accounts, by their role: each account has its own rate and account quotas, as
+    /// configured above (`limit::accounts`).
+    pub roles: Roles,
 }
 
 /// The shared in-progress budget.
@@ -150,6 +157,7 @@ impl Default for Settings {
             events: None,
             waiting: Arc::default(),
             limits: Arc::default(),
+            accounts: Arc::default(),
             edge: EdgeSettings::default(),
             edge_client: None,
             edge_domains: None,
@@ -189,6 +197,7 @@ impl Default for SubmissionSettings {
             spending: Spending::default(),
             account_rate: None,
             account_quotas: AccountQuotas::default(),
+            roles: Roles::default(),
         }
     }
 }

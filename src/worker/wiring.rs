@@ -102,17 +102,20 @@ pub(super) fn submitter<C: Cdn, L: Ledger>(
     backlog: Arc<SubmissionBacklog>,
 ) -> Submitter<C, L> {
     let submission = &settings.submission;
+    let accounts = Accounts::new(&submission.roles, submission.account_quotas, &settings.limits, || {
+        match submission.account_rate {
+            Some(_) => CreateRateLimiter::awaiting_share(),
+            None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),
+        }
+    });
+    settings.accounts.show(&accounts);
     Submitter {
         cdn,
         ledger,
         budget,
         overload: submission.overload,
         spending: submission.spending.clone(),
-        limiter: Arc::new(match submission.account_rate {
-            Some(_) => CreateRateLimiter::awaiting_share(),
-            None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),
-        }),
-        account: Arc::new(AccountBuckets::new(submission.account_quotas, Arc::clone(&settings.limits))),
+        accounts: Arc::new(accounts),
         retry: settings.retry,
         ownership: Ownership {
             worker_id: settings.ledger.worker_id.clone(),

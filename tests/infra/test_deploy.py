@@ -227,6 +227,11 @@ def check_worker_stack(cloudformation, iam, ecs, distribution_roles=""):
             sorted(["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "cloudfront:ListInvalidations",
                     "cloudfront:GetDistribution"]),
             [f"arn:aws:cloudfront::{account}:distribution/E{c * 12}" for c in "ABC"]),
+        "InvalidateTheirTenants": (
+            sorted(["cloudfront:CreateInvalidationForDistributionTenant",
+                    "cloudfront:GetInvalidationForDistributionTenant",
+                    "cloudfront:ListInvalidationsForDistributionTenant"]),
+            [f"arn:aws:cloudfront::{account}:distribution-tenant/*"]),
         "ConsumeTheQueue": (
             sorted(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                     "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]), [queue_arn]),

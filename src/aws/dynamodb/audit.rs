@@ -15,7 +15,7 @@ use super::{
 };
 use crate::aws::error::classify;
 use crate::model::path::is_covered_by;
-use crate::model::{DistributionId, MessageId};
+use crate::model::{DistributionId, MessageId, Target};
 use crate::ports::audit::{AuditLog, BatchSummary, FailureRecord};
 use crate::ports::budget::BudgetState;
 use crate::ports::ledger::{BatchRecord, BatchStatus, KeyRecord, LedgerError};
@@ -185,9 +185,9 @@ impl AuditLog for DynamoLedger {
         Ok(found)
     }
 
-    async fn key_claim(&self, distribution: &DistributionId, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
-        let item = self.get(key_item_key(&distribution.into(), key)).await?;
-        item.map(|item| key_record_from(distribution, key, &item)).transpose()
+    async fn key_claim(&self, target: &Target, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
+        let item = self.get(key_item_key(target, key)).await?;
+        item.map(|item| key_record_from(target, key, &item)).transpose()
     }
 
     async fn failures(&self, since: SystemTime, limit: usize) -> Result<Vec<FailureRecord>, LedgerError> {

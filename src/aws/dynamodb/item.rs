@@ -357,11 +357,12 @@ fn published(item: &Item) -> Vec<EventKind> {
     kinds
 }
 
-pub(super) fn key_record_from(distribution: &DistributionId, key: &str, item: &Item) -> Result<KeyRecord, LedgerError> {
+pub(super) fn key_record_from(target: &Target, key: &str, item: &Item) -> Result<KeyRecord, LedgerError> {
     Ok(KeyRecord {
         key: key.to_owned(),
         message_id: MessageId(string(item, "message_id").ok_or_else(|| malformed("key claim", item))?),
-        distribution_id: distribution.clone(),
+        distribution_id: target.distribution.clone(),
+        tenant_id: target.tenant.clone(),
         created_at: time(item, "created_at").ok_or_else(|| malformed("key claim", item))?,
         expires_at: expiry(item),
     })

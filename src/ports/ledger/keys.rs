@@ -25,6 +25,8 @@ pub struct KeyRecord {
     /// The message that holds the claim: the one that was batched; later ones with the key were dropped.
     pub message_id: MessageId,
     pub distribution_id: DistributionId,
+    /// The tenant whose key it is; `None`: the whole distribution's.
+    pub tenant_id: Option<TenantId>,
     pub created_at: SystemTime,
     pub expires_at: SystemTime,
 }
