@@ -29,11 +29,22 @@ pub struct Batch {
     pub content: SealedBatch,
     /// Set when the paths were replaced by wildcards to get through an overload: what was done and why.
     pub coalescing: Option<String>,
+    /// Invalidations accepted since it was sealed may cover it: it is a part of a batch CloudFront refused (whose
+    /// record is failed, so a redelivery of its messages is batched afresh) or the rest of a batch that went in part
+    /// and waited in the schedule (a redelivery to another worker meanwhile finds no record of it). It looks for
+    /// them in the ledger before its call.
+    pub may_be_covered: bool,
 }
 
 impl Batch {
     pub fn seal(content: SealedBatch, clock: WallClock) -> Self {
-        Self { caller_reference: CallerReference::mint(), sealed_at: clock.now(), content, coalescing: None }
+        Self {
+            caller_reference: CallerReference::mint(),
+            sealed_at: clock.now(),
+            content,
+            coalescing: None,
+            may_be_covered: false,
+        }
     }
 
     /// A recorded batch taken over from a stopped worker, with its CallerReference and paths, carrying `member`
@@ -53,6 +64,7 @@ impl Batch {
             sealed_at: record.created_at,
             content,
             coalescing: record.coalescing,
+            may_be_covered: false,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! (`schedule`), so one saturated distribution never holds up the others.
 
 mod call;
+mod choose;
 mod decide;
 mod lease;
 mod refusal;
@@ -49,7 +50,7 @@ use crate::model::message::Disposition;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::{Cdn, CdnError};
-use crate::ports::ledger::{Owed, billing_month};
+use crate::ports::ledger::Owed;
 use crate::retry::{RetryPolicy, Transient};
 use crate::telemetry::{log_allowed, outages};
 
@@ -247,22 +248,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     async fn submit_one(&self, batch: Batch, calls: &Semaphore, permitted_at: &mut Option<Instant>) -> Outcome {
         let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
         let mut attempts = Attempts::new(&self.retry, splittable(&batch), age);
-        let batch = if batch.content.reason == SealReason::Resumed {
-            batch
-        } else {
-            match self.within_month_budget(self.collapse_for_cost(batch)).await {
-                Spend::Submit(batch) => batch,
-                Spend::Covered(batch) => return Outcome::Done(Disposition::Delete(batch.content.members)),
-            }
+        let batch = match self.uncovered_since_sealed(batch).await {
+            Spend::Submit(batch) => batch,
+            Spend::Covered(batch) => return Outcome::Done(Disposition::Delete(batch.content.members)),
         };
+        let batch = if batch.content.reason == SealReason::Resumed { batch } else { self.collapse_for_cost(batch) };
         let (batch, mut record) = match self.reserve(batch, &mut attempts).await {
             Reserved::Whole(batch, record) => (batch, *record),
             Reserved::InParts(parts) => return Outcome::InParts(parts),
-            Reserved::OverCap(batch, spent) => {
-                // Other workers spent the month's budget since this batch was shaped: shape it again.
-                self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), spent);
-                return Outcome::SubmitInstead(vec![batch]);
-            }
+            Reserved::Covered(batch) => return Outcome::Done(Disposition::Delete(batch.content.members)),
             Reserved::Refused(batch, refusal) => return self.refused(self.intent_record(&batch), batch, refusal).await,
         };
         // From now on the reservation ages: a slow wait for a call must not let it run out.

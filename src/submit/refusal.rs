@@ -13,7 +13,8 @@ use super::decide::Refusal;
 use super::shape::{split, split_to_fit, splittable};
 use super::{Outcome, Submitter, timed};
 use crate::batch::Batch;
-use crate::batch::window::SealReason;
+use crate::batch::window::{SealReason, SealedBatch};
+use crate::clock::WallClock;
 use crate::model::message::Disposition;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
@@ -22,7 +23,8 @@ use crate::retry::retry_transient;
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// CloudFront refused `batch` (recorded as `record`) as too much in progress: learns what the refusal teaches,
-    /// and says how to split the batch when it no longer fits what the worker believes; `None`: retry it as it is.
+    /// and says how to split the batch when it no longer fits the room the worker believes is left; `None`: retry
+    /// it as it is.
     ///
     /// Both models refuse with the same error, so the refusal is laid at the door of one only on evidence. The
     /// account's rate is to blame when it has been binding (most recent calls waited for its bucket or emptied it),
@@ -43,9 +45,12 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         } else {
             self.budget.learn_refused(distribution, need, in_progress);
         }
-        let fit = self.fit(distribution);
+        // What the new belief leaves beside what CloudFront holds: the part that fits goes now, and is the next
+        // probe of the belief, so a limit far below the configuration is found within seconds, not a refusal per
+        // completion of what is in progress.
+        let room = self.fit(distribution).min(self.budget.capacity(distribution) - in_progress);
         let resumed = batch.content.reason == SealReason::Resumed;
-        (!need.fits_in(fit) && !resumed && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
+        (!need.fits_in(room) && !resumed && splittable_to(batch, room)).then_some(Refusal::Refit(room))
     }
 
     /// A batch recorded before the worker came to believe less, and now larger than it believes one call may
@@ -113,15 +118,32 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         }
         let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
         match refusal {
-            Refusal::Narrow => Outcome::SubmitInstead(split(batch, self.ownership.clock)),
-            Refusal::Refit(fit) => Outcome::InParts(
-                split_to_fit(&batch, fit, self.ownership.clock).unwrap_or_else(|| split(batch, self.ownership.clock)),
-            ),
+            Refusal::Narrow => Outcome::SubmitInstead(marked_may_be_covered(split(batch, self.ownership.clock))),
+            Refusal::Refit(fit) => Outcome::InParts(marked_may_be_covered(
+                split_to_fit(&batch, fit, self.ownership.clock)
+                    .unwrap_or_else(|| uncoalesced_or_split(batch, self.ownership.clock)),
+            )),
             Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),
             // The record is failed now, so the messages are batched afresh when they come back.
             Refusal::Rebatch => Outcome::Done(Disposition::Release(deliveries)),
         }
     }
+}
+
+/// A refused batch whose messages' own paths fit (`split_to_fit` found nothing to cut): one that was coalesced into
+/// wildcards the belief no longer has room for goes back to its messages' paths; any other is narrowed down.
+fn uncoalesced_or_split(batch: Batch, clock: WallClock) -> Vec<Batch> {
+    if batch.coalescing.is_none() {
+        return split(batch, clock);
+    }
+    let content = SealedBatch::from_members(batch.content.target(), batch.content.members, batch.content.reason);
+    vec![Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) }]
+}
+
+/// The parts of a refused batch, marked to look for invalidations that cover them before their calls.
+fn marked_may_be_covered(mut parts: Vec<Batch>) -> Vec<Batch> {
+    parts.iter_mut().for_each(|part| part.may_be_covered = true);
+    parts
 }
 
 /// Whether `batch` can be cut so that a first part fits `fit`: it holds several messages, or several paths.

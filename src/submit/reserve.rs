@@ -1,19 +1,22 @@
-//! Reserving room for a batch in its distribution's in-progress budget, in the same write as its intent: it waits
-//! for room, goes in part when only part fits, or is coalesced into wildcards when the distribution is overloaded.
-
-use tokio::time::Instant;
+//! Reserving room for a batch in its distribution's in-progress budget, in the same write as its intent, doing on
+//! the way what `choose` says: it waits for room or the month, goes in part, or is coalesced into wildcards.
 
 use metrics::{counter, histogram};
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
 
+use super::choose::{Choice, Known, Wait, choose};
 use super::decide::{Attempts, Failure, Refusal};
-use super::shape::{split_to_fit, split_worth_a_call};
+use super::spend::{MonthWait, Spend};
 use super::{DYNAMODB, Submitter};
 use crate::batch::Batch;
 use crate::batch::window::SealReason;
 use crate::limit::budget::Grant;
+use crate::limit::waiting::Waiting;
+use crate::model::DistributionId;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
-use crate::ports::ledger::BatchRecord;
+use crate::ports::ledger::{BatchRecord, billing_month};
 use crate::telemetry::outages;
 
 /// What reserving budget did with a batch.
@@ -22,88 +25,142 @@ pub(super) enum Reserved {
     Whole(Batch, Box<BatchRecord>),
     /// Only part of it fits: submit the parts separately, the one that fits first.
     InParts(Vec<Batch>),
-    /// Recording the intent would take the month past its path budget, as spent so far: nothing was written.
-    OverCap(Batch, u64),
     /// The ledger refused the batch's reservation for good.
     Refused(Batch, Refusal),
+    /// Invalidations accepted since it was sealed cover it, found while it waited for the month.
+    Covered(Batch),
+}
+
+/// A batch asking for room: its place in the distribution's backlog, and the distribution's turn.
+struct Asking {
+    waiting: Waiting,
+    _turn: OwnedMutexGuard<()>,
+    since: Instant,
 }
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    /// Waits until the batch's paths fit the distribution's budget and reserves them, recording the batch's intent
-    /// in the same write (under a monthly path budget only if it fits what is left); a batch that may still change
-    /// (nothing recorded yet) goes in part when only part fits, or is coalesced when the distribution is
-    /// overloaded. A resumed batch's intent is recorded, and counted, already.
+    /// Takes the batch to a reservation of room in its distribution's budget, recording its intent in the same write
+    /// (under a monthly path budget only if it fits what is left), doing what `choose` says on the way: a batch that
+    /// may still change (nothing recorded yet) goes in part, is coalesced, or waits for the month. A resumed batch's
+    /// intent is recorded, and counted, already. While it asks for room it holds its distribution's turn and counts
+    /// in its backlog; waiting for the month it holds neither.
     pub(super) async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
         let distribution = batch.content.distribution_id.clone();
         self.budget.serves(&batch.content.target());
-        let mut reshapable = batch.content.reason != SealReason::Resumed;
+        // The intent goes with the reservation, and the batch may change, until it is recorded.
+        let mut unrecorded = batch.content.reason != SealReason::Resumed;
         // A joint write whose answer was lost may have recorded the intent: once recorded, the batch is submitted
         // as it is, never reshaped, or its record would be left pending for a redelivery to resume and pay again.
         let mut maybe_recorded = false;
-        let cap = self.month_cap();
-        let mut need = Allowance::of(&batch.content.paths);
-        let mut waiting = self.budget.waiting(&distribution, need);
-        let _turn = self.budget.turn(&distribution).await;
-        let started = Instant::now();
+        let mut known = Known {
+            reshapable: unrecorded,
+            fit: Allowance::default(),
+            room: None,
+            weighed: None,
+            month_left: None,
+            wildcard_room: 0,
+            overloaded: None,
+        };
         let mut record = self.intent_record(&batch);
-        // Reshaping depends only on the batch and the room: a wake that finds the same room finds the same answer.
-        let mut reshaped_for = None;
-        let record = loop {
-            let fit = self.fit(&distribution);
-            if reshapable
-                && !need.fits_in(fit)
-                && let Some(parts) = split_to_fit(&batch, fit, self.ownership.clock)
-            {
-                return Reserved::InParts(parts);
+        let mut asking: Option<Asking> = None;
+        let mut month = MonthWait::default();
+        loop {
+            known.reshapable = unrecorded && !maybe_recorded;
+            self.learn_known(&distribution, &mut known);
+            let choice = choose(&batch, &known, self.ownership.clock);
+            if !matches!(choice, Choice::Wait(Wait::Month)) {
+                month.hold = None;
             }
-            self.renew_terms(&mut record);
-            let intent = reshapable.then_some((&record, cap.as_ref()));
-            let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
-                Ok(Grant::Reserved) => break record,
-                Ok(Grant::NoRoom(room)) if reshapable && maybe_recorded => {
-                    // Until the ledger says whether the lost write recorded the intent, the batch waits as it is.
-                    if let Ok(recorded) = self.ledger.batch(&batch.caller_reference).await {
-                        (reshapable, maybe_recorded) = (recorded.is_none(), false);
-                    }
-                    if !reshapable || maybe_recorded {
-                        self.budget.room_may_have_changed(&distribution).await;
-                        continue;
-                    }
-                    room
-                }
-                Ok(Grant::NoRoom(room)) => room,
-                Ok(Grant::OverCap { spent }) => return Reserved::OverCap(batch, spent),
-                Err(e) => {
-                    maybe_recorded |= reshapable;
-                    match self.wait_out(&batch.caller_reference, &distribution, Failure::Ledger(e), attempts).await {
-                        Ok(_) => continue,
-                        Err(refusal) => return Reserved::Refused(batch, refusal),
-                    }
-                }
-            };
-            if reshapable && reshaped_for.replace(room) != Some(room) {
-                if let Some(parts) = split_worth_a_call(&batch, room, fit, self.ownership.clock) {
+            match choice {
+                Choice::InParts(parts) => {
                     counter!("cfi_batches_split_to_fit_total").increment(1);
                     return Reserved::InParts(parts);
                 }
-                if let Some(coalesced) = self.coalesce_if_overloaded(&batch, room) {
-                    batch = coalesced;
+                Choice::Coalesce(plan, why) => {
+                    batch = self.coalesced(&batch, plan, why, &known);
                     record = self.intent_record(&batch);
-                    need = Allowance::of(&batch.content.paths);
-                    // The backlog shrank by what coalescing saved.
-                    waiting = self.budget.waiting(&distribution, need);
-                    continue;
+                    // Coalesced to fit the room it found: it asks again.
+                    known.room = None;
+                    if let Some(asking) = &mut asking {
+                        // The backlog shrank by what coalescing saved.
+                        asking.waiting = self.budget.waiting(&distribution, Allowance::of(&batch.content.paths));
+                    }
+                }
+                Choice::Wait(Wait::Room) => {
+                    known.weighed = known.room.take();
+                    self.budget.room_may_have_changed(&distribution).await;
+                }
+                Choice::Wait(Wait::Month) => {
+                    asking = None;
+                    batch = match self.wait_for_month(batch, &mut month, known.month_left).await {
+                        Spend::Submit(batch) => batch,
+                        Spend::Covered(batch) => return Reserved::Covered(batch),
+                    };
+                    record = self.intent_record(&batch);
+                }
+                Choice::Reserve => {
+                    let need = Allowance::of(&batch.content.paths);
+                    let asking = match &mut asking {
+                        Some(asking) => asking,
+                        None => asking.insert(Asking {
+                            waiting: self.budget.waiting(&distribution, need),
+                            _turn: self.budget.turn(&distribution).await,
+                            since: Instant::now(),
+                        }),
+                    };
+                    let cap = self.month_cap();
+                    self.renew_terms(&mut record);
+                    let intent = unrecorded.then_some((&record, cap.as_ref()));
+                    match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
+                        Ok(Grant::Reserved) => {
+                            if let (Some(cap), true) = (&cap, unrecorded) {
+                                self.month_to_date.commit(&cap.month, record.paths.len() as u64);
+                            }
+                            outages().answered(DYNAMODB);
+                            histogram!("cfi_budget_wait_seconds").record(asking.since.elapsed().as_secs_f64());
+                            return Reserved::Whole(batch, Box::new(record));
+                        }
+                        Ok(Grant::NoRoom(room)) if maybe_recorded => {
+                            // Until the ledger says whether the lost write recorded the intent, the batch waits as
+                            // it is.
+                            if let Ok(recorded) = self.ledger.batch(&batch.caller_reference).await {
+                                (unrecorded, maybe_recorded) = (recorded.is_none(), false);
+                            }
+                            known.room = Some(room);
+                        }
+                        Ok(Grant::NoRoom(room)) => known.room = Some(room),
+                        Ok(Grant::OverCap { spent }) => {
+                            // Other workers spent the month's budget since this batch was shaped: shape it again.
+                            let month = cap.expect("only an intent under a cap is refused for it").month;
+                            self.month_to_date.saw_spent(&month, spent);
+                            // The refusal wrote nothing: the batch is shaped again as one not recorded.
+                            maybe_recorded = false;
+                        }
+                        Err(e) => {
+                            maybe_recorded |= unrecorded;
+                            match self
+                                .wait_out(&batch.caller_reference, &distribution, Failure::Ledger(e), attempts)
+                                .await
+                            {
+                                Ok(_) => {}
+                                Err(refusal) => return Reserved::Refused(batch, refusal),
+                            }
+                        }
+                    }
                 }
             }
-            self.budget.room_may_have_changed(&distribution).await;
-        };
-        if let (Some(cap), true) = (&cap, reshapable) {
-            self.month_to_date.commit(&cap.month, record.paths.len() as u64);
         }
-        outages().answered(DYNAMODB);
-        drop(waiting);
-        histogram!("cfi_budget_wait_seconds").record(started.elapsed().as_secs_f64());
-        Reserved::Whole(batch, Box::new(record))
+    }
+
+    /// What the batch's next choice weighs, as the worker knows it now.
+    fn learn_known(&self, distribution: &DistributionId, known: &mut Known) {
+        known.fit = self.fit(distribution);
+        known.wildcard_room = self.budget.last_room(distribution).wildcards;
+        known.month_left = self.spending.monthly_path_budget.map(|limit| {
+            let month = billing_month(self.ownership.clock.now());
+            limit.saturating_sub(self.month_to_date.spent(&month))
+        });
+        known.overloaded = self.overloaded(distribution);
     }
 
     /// Reserves again for a recorded batch, waiting as long as it takes.

@@ -68,7 +68,8 @@ impl Schedule {
     /// Puts back the rest of a batch that went in part, first in line, and packs its target's queued batches again
     /// in order, each filled up to the limits with the first messages of the next: what waits goes out in full
     /// invalidations, instead of each rest (or what a rest took from) taking a call of its own for a sliver.
-    pub fn put_back(&mut self, rest: Batch) {
+    pub fn put_back(&mut self, mut rest: Batch) {
+        rest.may_be_covered = true;
         self.queued.push_front(rest);
         let mut into = 0;
         while let Some(from) = (into + 1..self.queued.len()).find(|&at| joinable(&self.queued[into], &self.queued[at]))
@@ -79,6 +80,7 @@ impl Schedule {
                 counter!("cfi_batches_merged_while_queued_total").increment(1);
                 // A redelivered message looks for its batch among those sealed since it was sent.
                 filling.sealed_at = filling.sealed_at.max(donor.sealed_at);
+                filling.may_be_covered |= donor.may_be_covered;
             }
             if donor.content.members.is_empty() {
                 self.queued.remove(from);

@@ -1,19 +1,17 @@
 //! How a batch is reshaped on its way: the part that fits the budget now, halves to isolate a refused path,
 //! wildcards for an overloaded distribution, and the ledger record it is written as. No I/O.
 
-use std::time::SystemTime;
-
-use tracing::warn;
+use std::time::{Duration, SystemTime};
 
 use super::Submitter;
-use super::spend::replaced;
 use crate::batch::Batch;
 use crate::batch::window::{SealReason, SealedBatch};
 use crate::clock::WallClock;
 use crate::limit::room::time_to_clear;
+use crate::model::DistributionId;
 use crate::model::message::BatchMember;
 use crate::model::path::is_wildcard;
-use crate::plan::{self, Room};
+use crate::plan::Plan;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
 use crate::ports::ledger::{BatchRecord, BatchStatus, RequesterShare};
@@ -77,35 +75,31 @@ impl<C, L> Submitter<C, L> {
 }
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    /// When the distribution's backlog would take longer than the maximum delay to clear, replaces the batch's
-    /// paths by wildcards that fit the room left now.
-    pub(super) fn coalesce_if_overloaded(&self, batch: &Batch, room: Allowance) -> Option<Batch> {
+    /// How long the distribution's backlog would take to clear under its budget, when that is longer than the
+    /// maximum delay and `--coalesce auto` is on: its batches are then coalesced into wildcards that fit the room.
+    pub(super) fn overloaded(&self, distribution: &DistributionId) -> Option<Duration> {
         if !self.overload.coalesce {
             return None;
         }
-        let distribution = &batch.content.distribution_id;
         let backlog = self.budget.backlog(distribution);
         let capacity = self.budget.capacity(distribution);
         let clears_in = time_to_clear(backlog, capacity, self.budget.completion_estimate());
-        if clears_in <= self.overload.max_delay {
-            return None;
-        }
-        let plan = plan::coalesce(
-            &batch.content.paths,
-            Room { paths: room.paths as usize, wildcards: room.wildcards as usize },
-        )?;
+        (clears_in > self.overload.max_delay).then_some(clears_in)
+    }
+
+    /// Why an overloaded distribution's batch was coalesced, for its record.
+    pub(super) fn overload_note(&self, batch: &Batch, plan: &Plan, clears_in: Duration) -> String {
+        let backlog = self.budget.backlog(&batch.content.distribution_id);
         let wildcards: Vec<&str> = plan.replacements.iter().map(|r| r.wildcard.as_str()).collect();
         let replaced_paths: usize = plan.replacements.iter().map(|r| r.replaced).sum();
-        let note = format!(
+        format!(
             "{replaced_paths} paths replaced by {}: a backlog of {} paths and {} wildcards would take {} to clear under the budget, more than the maximum delay of {}",
             wildcards.join(", "),
             backlog.paths,
             backlog.wildcards,
             humantime::format_duration(clears_in),
             humantime::format_duration(self.overload.max_delay),
-        );
-        warn!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), reason = %note, "coalescing an overloaded distribution's batch into wildcards");
-        Some(replaced(batch, plan, "overload", note))
+        )
     }
 }
 
@@ -163,10 +157,11 @@ pub(super) fn split_to_fit(batch: &Batch, room: Allowance, clock: WallClock) -> 
         return None;
     }
     let target = batch.content.target();
-    // The parts keep the time their messages were sealed: a redelivery's ledger check goes back that far.
+    // The parts keep the time their messages were sealed (a redelivery's ledger check goes back that far), and
+    // whether invalidations may cover them: one part may be covered where the whole was not.
     let sealed = |members: Vec<BatchMember>, reason| {
         let content = SealedBatch::from_members(target.clone(), members, reason);
-        Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) }
+        Batch { sealed_at: batch.sealed_at, may_be_covered: batch.may_be_covered, ..Batch::seal(content, clock) }
     };
     // Popped from the end: the part that fits goes first. The rest is what the batch was (urgent stays urgent).
     Some(vec![sealed(later, batch.content.reason), sealed(now, SealReason::FitBudget)])
@@ -245,8 +240,11 @@ pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
         }
         vec![first]
     };
-    parts
-        .into_iter()
-        .map(|members| Batch::seal(SealedBatch::from_members(target.clone(), members, SealReason::Split), clock))
-        .collect()
+    // The parts keep the time their messages were sealed and whether they may be covered, as `split_to_fit`'s do.
+    let sealed = |members| Batch {
+        sealed_at: batch.sealed_at,
+        may_be_covered: batch.may_be_covered,
+        ..Batch::seal(SealedBatch::from_members(target.clone(), members, SealReason::Split), clock)
+    };
+    parts.into_iter().map(sealed).collect()
 }

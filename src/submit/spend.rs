@@ -8,18 +8,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use metrics::counter;
 use tracing::{info, warn};
 
 use super::Submitter;
+use super::choose::{Coalescing, Known};
 use crate::batch::Batch;
-use crate::coverage::{Since, covers};
+use crate::coverage::{CLOCK_SKEW, Since, covers};
 use crate::model::DistributionId;
 use crate::model::message::BatchMember;
 use crate::model::path::{count_wildcards, invalidates};
-use crate::plan::{self, MonthFit, Plan};
+use crate::plan::{self, Plan};
 use crate::ports::budget::JointWrites;
 use crate::ports::cdn::Cdn;
 use crate::ports::ledger::BatchRecord;
@@ -64,7 +65,7 @@ pub(super) fn replaced(batch: &Batch, plan: Plan, reason: &'static str, note: St
 }
 
 /// `/a/*` (12 paths), `/b/*` (40 paths)
-fn described(plan: &Plan) -> String {
+pub(super) fn described(plan: &Plan) -> String {
     let each = plan.replacements.iter().map(|r| format!("{} ({} paths)", r.wildcard, r.replaced));
     each.collect::<Vec<_>>().join(", ")
 }
@@ -96,48 +97,55 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         replaced(&batch, plan, "cost", note)
     }
 
-    /// Under a monthly path budget, the batch as it fits what is left of the month: as it is, without the paths
-    /// that invalidations created since it was sealed cover already, or coalesced into wildcards. While nothing
-    /// fits, the batch waits (its messages held), saying so in the log, the metrics and `/readyz`, until the month
-    /// ends or a later invalidation covers it.
-    pub(super) async fn within_month_budget(&self, mut batch: Batch) -> Spend {
-        let Some(limit) = self.spending.monthly_path_budget else {
-            return Spend::Submit(batch);
-        };
-        let mut hold: Option<BudgetHold> = None;
-        loop {
+    /// A batch the month's path budget holds: first without the paths that invalidations created since it was
+    /// sealed cover already (a ledger query, worth it only now), then, if that does not make it fit, waiting (its
+    /// messages held) and saying so in the log, the metrics and `/readyz`, until the month ends or a later
+    /// invalidation covers it.
+    pub(super) async fn wait_for_month(&self, batch: Batch, wait: &mut MonthWait, left: Option<u64>) -> Spend {
+        if !wait.looked_for_cover {
+            wait.looked_for_cover = true;
+            return self.without_covered(batch).await;
+        }
+        wait.looked_for_cover = false;
+        wait.hold.get_or_insert_with(BudgetHold::start);
+        if let Some(suppressed) = log_allowed("month_budget_spent") {
+            let limit = self.spending.monthly_path_budget.unwrap_or_default();
+            let spent = limit.saturating_sub(left.unwrap_or_default());
             let month = billing_month(self.ownership.clock.now());
-            let spent = self.month_to_date.spent(&month);
-            let left = limit.saturating_sub(spent);
-            let distribution = batch.content.distribution_id.clone();
-            let wildcard_room = self.budget.last_room(&distribution).wildcards as usize;
-            if plan::fit_month_budget(&batch.content.paths, left, wildcard_room) == MonthFit::AsIs {
-                return Spend::Submit(batch);
+            warn!(alarm = "monthly_path_budget", distribution = %batch.content.distribution_id, caller_reference = %batch.caller_reference, paths = batch.content.paths.len(), spent, limit, %month, suppressed, "the monthly path budget is spent: the batch waits, its messages held, until the month ends or --monthly-path-budget is raised");
+        }
+        tokio::time::sleep(HELD_LOOKS_EVERY).await;
+        Spend::Submit(batch)
+    }
+
+    /// The batch with its paths replaced as `plan` says, noted in its record with why.
+    pub(super) fn coalesced(&self, batch: &Batch, plan: Plan, why: Coalescing, known: &Known) -> Batch {
+        let distribution = &batch.content.distribution_id;
+        let (paths_before, paths_after) = (batch.content.paths.len(), plan.paths.len());
+        match why {
+            Coalescing::Month => {
+                let limit = self.spending.monthly_path_budget.unwrap_or_default();
+                let spent = limit.saturating_sub(known.month_left.unwrap_or_default());
+                let month = billing_month(self.ownership.clock.now());
+                let note = format!(
+                    "{} replaced by directory wildcards to stay within the monthly path budget: {spent} of {limit} paths spent in {month}",
+                    described(&plan)
+                );
+                info!(%distribution, caller_reference = %batch.caller_reference, paths_before, paths_after, spent, limit, "coalescing a batch to stay within the monthly path budget");
+                replaced(batch, plan, "month_budget", note)
             }
-            // Worth a ledger query only when the batch does not fit as it is.
-            batch = match self.without_covered(batch).await {
-                Spend::Submit(batch) => batch,
-                covered => return covered,
-            };
-            match plan::fit_month_budget(&batch.content.paths, left, wildcard_room) {
-                MonthFit::AsIs => return Spend::Submit(batch),
-                MonthFit::Coalesced(plan) => {
-                    let note = format!(
-                        "{} replaced by directory wildcards to stay within the monthly path budget: {spent} of {limit} paths spent in {month}",
-                        described(&plan)
-                    );
-                    info!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), spent, limit, "coalescing a batch to stay within the monthly path budget");
-                    return Spend::Submit(replaced(&batch, plan, "month_budget", note));
-                }
-                MonthFit::Hold => {
-                    hold.get_or_insert_with(BudgetHold::start);
-                    if let Some(suppressed) = log_allowed("month_budget_spent") {
-                        warn!(alarm = "monthly_path_budget", %distribution, caller_reference = %batch.caller_reference, paths = batch.content.paths.len(), spent, limit, %month, suppressed, "the monthly path budget is spent: the batch waits, its messages held, until the month ends or --monthly-path-budget is raised");
-                    }
-                    tokio::time::sleep(HELD_LOOKS_EVERY).await;
-                }
+            Coalescing::Overload(clears_in) => {
+                let note = self.overload_note(batch, &plan, clears_in);
+                warn!(%distribution, caller_reference = %batch.caller_reference, paths_before, paths_after, reason = %note, "coalescing an overloaded distribution's batch into wildcards");
+                replaced(batch, plan, "overload", note)
             }
         }
+    }
+
+    /// A batch that may be covered (`Batch::may_be_covered`) without what invalidations accepted since cover: one
+    /// query of the distribution's recent records.
+    pub(super) async fn uncovered_since_sealed(&self, batch: Batch) -> Spend {
+        if batch.may_be_covered { self.without_covered(batch).await } else { Spend::Submit(batch) }
     }
 
     /// The batch without the paths that accepted invalidations CloudFront created after the batch was sealed cover
@@ -145,7 +153,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// recent records.
     async fn without_covered(&self, mut batch: Batch) -> Spend {
         let distribution = &batch.content.distribution_id;
-        let records = match self.ledger.list(distribution, batch.sealed_at, RECENT_RECORDS).await {
+        let records = match self.ledger.list(distribution, covering_since(&batch), RECENT_RECORDS).await {
             Ok(records) => records,
             Err(e) => {
                 if let Some(suppressed) = log_allowed("recent_records_failed") {
@@ -172,6 +180,14 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     }
 }
 
+/// How far back a batch's covering invalidations may have been recorded: since it was sealed, or, for a message
+/// in it that an earlier batch held as well (a redelivery, or a batch that went in part and merged with later
+/// ones, taking their seal time), since the message was sent (on SQS's clock, hence the skew).
+fn covering_since(batch: &Batch) -> SystemTime {
+    let sent = batch.content.members.iter().filter_map(|m| m.sent_at).min();
+    sent.map_or(batch.sealed_at, |sent| batch.sealed_at.min(sent - CLOCK_SKEW))
+}
+
 /// Whether an invalidation created after the batch was sealed covers `path` (every message in the batch was
 /// sent before), or, for every message of the batch that asked for `path` or a path it covers, one created after
 /// SQS says the message was sent.
@@ -189,6 +205,15 @@ fn covered(records: &[BatchRecord], batch: &Batch, worker: &str, path: &str) -> 
                 records.iter().any(|r| covers(r, since, path))
             })
         })
+}
+
+/// A batch's wait for the month's path budget.
+#[derive(Default)]
+pub(super) struct MonthWait {
+    /// Counted among the batches held for the budget while it lives.
+    pub hold: Option<BudgetHold>,
+    /// Since the last look: the paths invalidations accepted since the batch was sealed cover are gone from it.
+    looked_for_cover: bool,
 }
 
 /// What the spending rules make of a batch.
