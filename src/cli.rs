@@ -321,7 +321,7 @@ pub struct RunArgs {
     pub coalesce_min_saving: u32,
 
     /// Paths (a wildcard or a cache tag counting as one) that all workers sharing the ledger may submit in a
-    /// calendar month (UTC). Near it, batches are coalesced into directory wildcards to stay under; once even
+    /// calendar month (UTC), per account with --role (each account's own). Near it, batches are coalesced into directory wildcards to stay under; once even
     /// that cannot fit, they wait with their messages held (see /readyz) until the month ends. Unset: no cap.
     #[arg(long, env = "INVALIDATOR_MONTHLY_PATH_BUDGET", value_parser = clap::value_parser!(u64).range(1..))]
     pub monthly_path_budget: Option<u64>,

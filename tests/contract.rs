@@ -550,7 +550,7 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     // A monthly cap: intents count their paths once, and none takes the month past the cap, whether counted by
     // capped intents or billed by uncapped ones.
     let capped_month = billing_month(billed_at + Duration::from_secs(100 * 24 * 3_600));
-    let cap = MonthCap { month: capped_month.clone(), limit: 5 };
+    let cap = MonthCap { month: capped_month.clone(), limit: 5, account: None };
     let (first, second, third) =
         (record(&distribution, base + 9_100), record(&distribution, base + 9_101), record(&distribution, base + 9_102));
     assert_eq!(ledger.record_intent_capped(&first, &cap).await.unwrap(), Intent::Recorded);
@@ -560,9 +560,9 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert_eq!(ledger.batch(&third.caller_reference).await.unwrap(), None, "refused, so not recorded");
     assert_eq!(ledger.batch(&first.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Pending));
     assert_eq!(ledger.month_billing(&capped_month).await.unwrap().committed, 4);
-    let over_billed = MonthCap { month: month.clone(), limit: 7 };
+    let over_billed = MonthCap { month: month.clone(), limit: 7, account: None };
     assert_eq!(ledger.record_intent_capped(&third, &over_billed).await.unwrap(), Intent::OverCap { spent: 6 });
-    let too_big = MonthCap { month: capped_month.clone(), limit: 1 };
+    let too_big = MonthCap { month: capped_month.clone(), limit: 1, account: None };
     assert!(matches!(ledger.record_intent_capped(&third, &too_big).await.unwrap(), Intent::OverCap { .. }));
 
     // A reason of any length is stored, whole or cut with a marker, never refused for size.
@@ -771,7 +771,7 @@ async fn joint_writes_contract<L: Ledger>(ledger: &L) {
     );
     assert_eq!(ledger.batch(&late.caller_reference).await.unwrap(), None, "a stale version writes no intent");
     let month = billing_month(SystemTime::now() + Duration::from_secs(200 * 24 * 3_600));
-    let cap = MonthCap { month: month.clone(), limit: 3 };
+    let cap = MonthCap { month: month.clone(), limit: 3, account: None };
     assert_eq!(
         ledger.reserve_recording(&distribution, 2, &reservation(&late), &[], &late, Some(&cap)).await.unwrap(),
         ReservationWrite::Written

@@ -31,6 +31,7 @@ macro_rules! hooked_ledger {
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::ledger::Bills {
             month_billing(month: &str) -> $crate::ports::ledger::MonthBilling ["month_billing"];
             month_totals(month: &str) -> $crate::ports::ledger::MonthBilling ["month_totals"];
+            account_totals(month: &str, account: &str) -> $crate::ports::ledger::MonthBilling ["account_totals"];
         });
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::ledger::DeadLetters {
             record_dead_letter(record: &$crate::ports::DeadLetterRecord) -> () ["record_dead_letter"];

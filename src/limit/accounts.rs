@@ -123,6 +123,18 @@ impl Accounts {
         self.of.get(distribution).unwrap_or(&AccountKey::Own)
     }
 
+    /// The account whose part of the month `distribution`'s batches count in (`BatchRecord::account`): `None` when
+    /// the worker serves only its own, whose part is the month's total.
+    pub fn month_account(&self, distribution: &DistributionId) -> Option<String> {
+        (self.limits.len() > 1).then(|| self.key_of(distribution).to_string())
+    }
+
+    /// Every account whose part of the month is counted apart (`month_account`): none when the worker serves only
+    /// its own.
+    pub fn month_accounts(&self) -> Vec<String> {
+        if self.limits.len() > 1 { self.limits.keys().map(AccountKey::to_string).collect() } else { Vec::new() }
+    }
+
     /// The limits `distribution`'s calls count against.
     pub fn of(&self, distribution: &DistributionId) -> &AccountLimits {
         self.get(self.key_of(distribution))

@@ -40,7 +40,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
         let month = billing_month(self.ownership.clock.now());
-        let billed_before = self.month_to_date.billed_before(&month);
+        let billed_before = self.month_to_date.billed_before(&month, record.account.as_deref());
         let cost = plan::cost(&record.paths, billed_before);
         counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
         info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, month_paths_billed_before = billed_before, estimated_cost_usd = cost.dollars, "invalidation cost, after the account's free paths this month");
@@ -50,7 +50,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         timed("record_outcome", self.ledger.record_acceptance(record, until)).await.map_err(Failure::Ledger)?;
         let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
         self.budget.accepted(distribution, reference, &invalidation.id, until);
-        self.month_to_date.add(&month, cost.paths_billed as u64);
+        self.month_to_date.add(&month, record.account.as_deref(), cost.paths_billed as u64);
         self.track(record);
         Ok(())
     }

@@ -260,7 +260,8 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             Reserved::InParts(parts) => return Outcome::InParts(parts),
             Reserved::OverCap(batch, spent) => {
                 // Other workers spent the month's budget since this batch was shaped: shape it again.
-                self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), spent);
+                let account = self.accounts.month_account(&batch.content.distribution_id);
+                self.month_to_date.saw_spent(&billing_month(self.ownership.clock.now()), account.as_deref(), spent);
                 return Outcome::SubmitInstead(vec![batch]);
             }
             Reserved::Refused(batch, refusal) => return self.refused(self.intent_record(&batch), batch, refusal).await,

@@ -40,7 +40,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         // A joint write whose answer was lost may have recorded the intent: once recorded, the batch is submitted
         // as it is, never reshaped, or its record would be left pending for a redelivery to resume and pay again.
         let mut maybe_recorded = false;
-        let cap = self.month_cap();
+        let cap = self.month_cap(&distribution);
         let mut need = Allowance::of(&batch.content.paths);
         let mut waiting = self.budget.waiting(&distribution, need);
         let _turn = self.budget.turn(&distribution).await;
@@ -98,7 +98,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             self.budget.room_may_have_changed(&distribution).await;
         };
         if let (Some(cap), true) = (&cap, reshapable) {
-            self.month_to_date.commit(&cap.month, record.paths.len() as u64);
+            self.month_to_date.commit(&cap.month, cap.account.as_deref(), record.paths.len() as u64);
         }
         outages().answered(DYNAMODB);
         drop(waiting);

@@ -39,6 +39,7 @@ impl<C, L> Submitter<C, L> {
             caller_reference: batch.caller_reference.clone(),
             distribution_id: content.distribution_id.clone(),
             tenant_id: content.tenant_id.clone(),
+            account: self.accounts.month_account(&content.distribution_id),
             paths: content.paths.clone(),
             message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
             requesters,

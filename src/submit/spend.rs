@@ -70,10 +70,11 @@ fn described(plan: &Plan) -> String {
 }
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    /// The monthly cap a new batch's intent is recorded under, if there is one.
-    pub(super) fn month_cap(&self) -> Option<MonthCap> {
+    /// The monthly cap a new batch of `distribution` is recorded under, if there is one: its account's.
+    pub(super) fn month_cap(&self, distribution: &DistributionId) -> Option<MonthCap> {
         let limit = self.spending.monthly_path_budget?;
-        Some(MonthCap { month: billing_month(self.ownership.clock.now()), limit })
+        let account = self.accounts.month_account(distribution);
+        Some(MonthCap { month: billing_month(self.ownership.clock.now()), limit, account })
     }
 
     /// Under `--coalesce cost`, the batch with each directory collapsed whose wildcard saves enough billed paths,
@@ -107,9 +108,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let mut hold: Option<BudgetHold> = None;
         loop {
             let month = billing_month(self.ownership.clock.now());
-            let spent = self.month_to_date.spent(&month);
-            let left = limit.saturating_sub(spent);
             let distribution = batch.content.distribution_id.clone();
+            let spent = self.month_to_date.spent(&month, self.accounts.month_account(&distribution).as_deref());
+            let left = limit.saturating_sub(spent);
             let wildcard_room = self.budget.last_room(&distribution).wildcards as usize;
             if plan::fit_month_budget(&batch.content.paths, left, wildcard_room) == MonthFit::AsIs {
                 return Spend::Submit(batch);

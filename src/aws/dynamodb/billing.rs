@@ -74,6 +74,9 @@ impl DynamoLedger {
             counter(month_key(month, Some(&record.distribution_id)), billing, Some((distributions_list(month), &[])))?,
             counter(day_key(day), billing, None)?,
         ];
+        if let Some(account) = &record.account {
+            updates.push(counter(account_month_key(month, account), billing, None)?);
+        }
         for (requester, share) in &Billing::shares_of(record) {
             let name: Vec<(&str, String)> =
                 requester.name().map(|name| ("requester", name.to_owned())).into_iter().collect();
@@ -120,12 +123,19 @@ impl DynamoLedger {
             .scan_index_forward(false);
         self.first_items(query, limit, |item| Ok(name(item).map(|named| (named, billing_from(item))))).await
     }
-    /// `MonthBilling::spent` of the month, from its item as a refused condition returned it, or read now (not
+    /// The total and `committed` of the month's counter under `key`.
+    async fn totals(&self, month: &str, key: AttributeValue) -> Result<MonthBilling, LedgerError> {
+        let total = self.get(key).await?.unwrap_or_default();
+        let mut billing = MonthBilling::new(month, billing_from(&total), Vec::new(), Vec::new());
+        billing.committed = number(&total, "committed").unwrap_or_default();
+        Ok(billing)
+    }
+    /// `MonthBilling::spent` of the item `cap` counts in, as a refused condition returned it, or read now (not
     /// every DynamoDB-compatible store returns it).
-    pub(super) async fn month_spent(&self, month: &str, item: Option<&Item>) -> Result<u64, LedgerError> {
+    pub(super) async fn month_spent(&self, cap: &MonthCap, item: Option<&Item>) -> Result<u64, LedgerError> {
         let item = match item {
             Some(item) => item.clone(),
-            None => self.get(month_key(month, None)).await?.unwrap_or_default(),
+            None => self.get(cap_key(cap)).await?.unwrap_or_default(),
         };
         Ok(spent(number(&item, "committed").unwrap_or_default(), billing_from(&item).paths_billed))
     }
@@ -158,9 +168,9 @@ impl Bills for DynamoLedger {
         Ok(billing)
     }
     async fn month_totals(&self, month: &str) -> Result<MonthBilling, LedgerError> {
-        let total = self.get(month_key(month, None)).await?.unwrap_or_default();
-        let mut billing = MonthBilling::new(month, billing_from(&total), Vec::new(), Vec::new());
-        billing.committed = number(&total, "committed").unwrap_or_default();
-        Ok(billing)
+        self.totals(month, month_key(month, None)).await
+    }
+    async fn account_totals(&self, month: &str, account: &str) -> Result<MonthBilling, LedgerError> {
+        self.totals(month, account_month_key(month, account)).await
     }
 }

@@ -257,9 +257,10 @@ impl JointWrites for DynamoLedger {
         intent: &BatchRecord,
         cap: Option<&MonthCap>,
     ) -> Result<ReservationWrite, LedgerError> {
-        let Some(intent_writes) = self.intent_writes(intent, cap)? else {
-            let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
-            return Ok(ReservationWrite::OverCap { spent: self.month_spent(month, None).await? });
+        let intent_writes = match (self.intent_writes(intent, cap)?, cap) {
+            (Some(writes), _) => writes,
+            (None, Some(cap)) => return Ok(ReservationWrite::OverCap { spent: self.month_spent(cap, None).await? }),
+            (None, None) => unreachable!("only a cap refuses an intent"),
         };
         let update = self.reservation_update(distribution, version, reservation, expired)?;
         let mut writes = vec![TransactWriteItem::builder().update(update).build()];
@@ -277,9 +278,8 @@ impl JointWrites for DynamoLedger {
                     ReservationWrite::VersionMoved
                 })
             }
-            Err(cancelled) if cap.is_some() && cancelled.refused(month_at) => {
-                let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
-                Ok(ReservationWrite::OverCap { spent: self.month_spent(month, cancelled.item(month_at)).await? })
+            Err(cancelled) if let Some(cap) = cap.filter(|_| cancelled.refused(month_at)) => {
+                Ok(ReservationWrite::OverCap { spent: self.month_spent(cap, cancelled.item(month_at)).await? })
             }
             Err(cancelled) => Err(cancelled.unexpected()),
         }

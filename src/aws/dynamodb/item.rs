@@ -87,6 +87,20 @@ pub(super) fn month_key(month: &str, distribution: Option<&DistributionId>) -> A
     }
 }
 
+/// One account's part of a month, when the worker serves more than one (`BatchRecord::account`):
+/// `month#YYYY-MM#account#<own or 12-digit id>`. Not ranked in any list: one per configured account.
+pub(super) fn account_month_key(month: &str, account: &str) -> AttributeValue {
+    AttributeValue::S(format!("month#{month}#account#{account}"))
+}
+
+/// The item a monthly cap counts in: the account's, or the month's total.
+pub(super) fn cap_key(cap: &MonthCap) -> AttributeValue {
+    match &cap.account {
+        Some(account) => account_month_key(&cap.month, account),
+        None => month_key(&cap.month, None),
+    }
+}
+
 pub(super) fn number_of(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
@@ -129,6 +143,9 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
     ]);
     if let Some(tenant) = &record.tenant_id {
         item.insert("tenant_id".into(), AttributeValue::S(tenant.to_string()));
+    }
+    if let Some(account) = &record.account {
+        item.insert("account".into(), AttributeValue::S(account.clone()));
     }
     for (name, texts) in [("requesters", &record.requesters), ("idempotency_keys", &record.idempotency_keys)] {
         let kept = texts_within_limits(texts);
@@ -224,6 +241,7 @@ pub(crate) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
         distribution_id: distribution_id.ok_or_else(not_a_batch)?,
         tenant_id: tenant_of(item),
+        account: string(item, "account"),
         // Records from before it was kept: as if nothing had repeated.
         distinct_paths: number(item, "distinct_paths").map_or(paths.len(), |n| n as usize),
         paths,

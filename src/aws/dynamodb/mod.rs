@@ -50,9 +50,9 @@ use tracing::warn;
 use self::attribute::{epoch_millis, epoch_seconds, number, string, timestamp, unexpired};
 use self::dead_letters::{dead_letter_from, dead_letter_key};
 use self::item::{
-    billing_from, day_key, distributions_list, intent_item, key_item_key, key_of, key_record_from, lease_item,
-    lease_key, month_key, number_of, owed_from, record_from, requester_from, requester_month_key, requesters_list,
-    verification_item,
+    account_month_key, billing_from, cap_key, day_key, distributions_list, intent_item, key_item_key, key_of,
+    key_record_from, lease_item, lease_key, month_key, number_of, owed_from, record_from, requester_from,
+    requester_month_key, requesters_list, verification_item,
 };
 pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};

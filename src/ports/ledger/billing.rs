@@ -219,6 +219,9 @@ pub struct MonthCap {
     pub month: String,
     /// Paths (a wildcard or a tag counting as one) the month's batches may commit to in all.
     pub limit: u64,
+    /// The account whose month it is (`BatchRecord::account`): each account's free paths and bill are its own.
+    /// `None`: the month's total.
+    pub account: Option<String>,
 }
 
 /// What recording an intent under a [`MonthCap`] did.
@@ -242,11 +245,18 @@ pub fn billing_day(at: SystemTime) -> String {
 
 /// Contract: `month_billing` returns a month's billing counters (`YYYY-MM`): in total, per day, and for the
 /// distributions and requesters with the most paths billed (`MonthBilling`'s bounds), biggest first;
-/// `month_totals` returns its total and `committed` alone, with no distributions, requesters or days.
+/// `month_totals` returns its total and `committed` alone, with no distributions, requesters or days;
+/// `account_totals` the same of one account's part of the month (`BatchRecord::account`).
 pub trait Bills: Send + Sync + 'static {
     fn month_billing(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
 
     fn month_totals(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
+
+    fn account_totals(
+        &self,
+        month: &str,
+        account: &str,
+    ) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
 }
 
 #[cfg(test)]
