@@ -565,6 +565,30 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     let too_big = MonthCap { month: capped_month.clone(), limit: 1, account: None };
     assert!(matches!(ledger.record_intent_capped(&third, &too_big).await.unwrap(), Intent::OverCap { .. }));
 
+    // A tenant's batch counts in its distribution and under its tenant too; a batch naming its account counts in
+    // the account's part of the month, which an account's cap checks alone.
+    let tenant_month = billing_month(billed_at + Duration::from_secs(150 * 24 * 3_600));
+    let tenant_at = humantime::parse_rfc3339(&format!("{tenant_month}-15T00:00:00Z")).unwrap();
+    let account = "111122223333";
+    let cap = MonthCap { month: tenant_month.clone(), limit: 3, account: Some(account.into()) };
+    let tenant = TenantId::parse("dt_shop1").unwrap();
+    let mut of_tenant = record(&distribution, base + 9_200);
+    (of_tenant.tenant_id, of_tenant.account) = (Some(tenant.clone()), Some(account.into()));
+    assert_eq!(ledger.record_intent_capped(&of_tenant, &cap).await.unwrap(), Intent::Recorded);
+    of_tenant.accept(&Invalidation { id: "ITENANT".into(), status: "InProgress".into() }, tenant_at);
+    ledger.record_outcome(&of_tenant).await.unwrap();
+    let billed = ledger.month_billing(&tenant_month).await.unwrap();
+    let one = billed.total;
+    assert_eq!(billed.distributions, [(distribution.clone(), one)]);
+    assert_eq!(billed.tenants, [(Target::tenant(distribution.clone(), tenant), one)], "under its tenant");
+    let in_account = ledger.account_totals(&tenant_month, account).await.unwrap();
+    assert_eq!((in_account.total, in_account.committed), (one, 2));
+    assert_eq!(ledger.month_totals(&tenant_month).await.unwrap().committed, 0, "not the total's");
+    let next = record(&distribution, base + 9_201);
+    assert_eq!(ledger.record_intent_capped(&next, &cap).await.unwrap(), Intent::OverCap { spent: 2 });
+    let own = MonthCap { account: Some("own".into()), ..cap };
+    assert_eq!(ledger.record_intent_capped(&next, &own).await.unwrap(), Intent::Recorded, "another account's");
+
     // A reason of any length is stored, whole or cut with a marker, never refused for size.
     let essay = DeadLetterRecord { reason: "é".repeat(200_000), ..dead("m-10", base + 2_800) };
     ledger.record_dead_letter(&essay).await.expect("a huge reason does not break the record");

@@ -33,6 +33,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     if let Some(distribution) = &args.distribution {
         let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
+        billing.tenants.retain(|(target, _)| target.distribution == distribution);
     }
     if let Some(path) = &args.plot {
         let chart = super::chart::render(&billing)?;
@@ -121,6 +122,13 @@ fn as_json(billing: &MonthBilling, accounts: &Accounts) -> Value {
             row["distribution_id"] = id.as_str().into();
             row
         }).collect::<Vec<_>>(),
+        // A part of its distribution's row: CloudFront bills the account, not the tenant.
+        "tenants": billing.tenants.iter().map(|(target, b)| {
+            let mut row = counters(b);
+            row["distribution_id"] = target.distribution.as_str().into();
+            row["tenant_id"] = target.tenant.as_ref().map(|t| t.as_str()).into();
+            row
+        }).collect::<Vec<_>>(),
         // A requester's paths_billed is its share of its batches' bills, in proportion to the paths it requested.
         "requesters": billing.requesters.iter().map(|(requester, b)| {
             let mut row = counters(b);
@@ -193,6 +201,23 @@ fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
             b.wildcards
         ));
     }
+    if !billing.tenants.is_empty() {
+        out.push_str(&format!(
+            "\n{:<48} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
+            "tenant (part of its distribution)", "batches", "messages", "requested", "billed", "wildcards"
+        ));
+        for (target, b) in &billing.tenants {
+            out.push_str(&format!(
+                "{:<48} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
+                target.to_string(),
+                b.batches,
+                b.messages,
+                b.paths_requested,
+                b.paths_billed,
+                b.wildcards
+            ));
+        }
+    }
     if !billing.requesters.is_empty() {
         out.push_str(&format!(
             "\n{:<32} {:>8} {:>9} {:>10} {:>14}\n",
@@ -211,7 +236,7 @@ fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
 
 #[cfg(test)]
 mod tests {
-    use cf_invalidator::model::DistributionId;
+    use cf_invalidator::model::{DistributionId, Target, TenantId};
 
     use super::*;
     use cf_invalidator::ports::ledger::Requester;
@@ -248,6 +273,7 @@ mod tests {
             ],
             days: vec![("2026-12-01".into(), big), ("2026-12-03".into(), small)],
             committed: 0,
+            tenants: Vec::new(),
         }
     }
 
@@ -302,6 +328,26 @@ mod tests {
         let table = as_table(&billing, &accounts);
         assert!(table.lines().any(|l| l.starts_with("222233334444") && l.ends_with("$0.00")), "{table}");
         assert!(table.contains("estimated cost $2.50"), "{table}");
+    }
+
+    #[test]
+    fn a_tenants_paths_show_under_its_tenant_and_in_its_distribution() {
+        let mut billing = billing();
+        let shop = Billing { batches: 3, messages: 5, paths_billed: 70, paths_requested: 80, ..Billing::default() };
+        let tenant = TenantId::parse("dt_shop1").unwrap();
+        billing.tenants = vec![(Target::tenant(DistributionId::parse("ESMALL").unwrap(), tenant), shop)];
+        let accounts = accounts(&billing, &Roles::default());
+        let json = as_json(&billing, &accounts);
+        let row = &json["tenants"][0];
+        assert_eq!(
+            (row["distribution_id"].as_str(), row["tenant_id"].as_str(), row["paths_billed"].as_u64()),
+            (Some("ESMALL"), Some("dt_shop1"), Some(70))
+        );
+        assert_eq!(json["total"]["paths_billed"], 1_600, "a tenant's paths are not billed twice");
+        let table = as_table(&billing, &accounts);
+        let line = table.lines().find(|l| l.starts_with("ESMALL/dt_shop1")).unwrap_or_else(|| panic!("{table}"));
+        assert!(line.ends_with("        70         0"), "{line}");
+        assert!(!as_table(&self::billing(), &accounts).contains("tenant"), "no tenants, no tenant table");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `Bills` on the ledger table: the month's counters (`month#YYYY-MM`, per distribution, per requester) and the
+//! `Bills` on the ledger table: the month's counters (`month#YYYY-MM`, per distribution, per tenant, per requester,
+//! per account) and the
 //! day's (`day#YYYY-MM-DD`), moved once per accepted batch in its acceptance's transaction.
 
 use super::*;
@@ -76,6 +77,10 @@ impl DynamoLedger {
         ];
         if let Some(account) = &record.account {
             updates.push(counter(account_month_key(month, account), billing, None)?);
+        }
+        if record.tenant_id.is_some() {
+            let key = tenant_month_key(month, &record.target());
+            updates.push(counter(key, billing, Some((tenants_list(month), &[])))?);
         }
         for (requester, share) in &Billing::shares_of(record) {
             let name: Vec<(&str, String)> =
@@ -155,6 +160,7 @@ impl Bills for DynamoLedger {
             })
             .await?;
         let requesters = self.biggest(&requesters_list(month), LISTED_REQUESTERS, requester_from).await?;
+        let tenants = self.biggest(&tenants_list(month), LISTED_TENANTS, tenant_from).await?;
         let day_names: Vec<String> = (1..=31).map(|d| format!("{month}-{d:02}")).collect();
         let found = self.get_many(day_names.iter().map(|d| day_key(d)).collect()).await?;
         let days = day_names
@@ -163,7 +169,9 @@ impl Bills for DynamoLedger {
                 day_key(&day).as_s().ok().and_then(|key| found.get(key)).map(|item| (day, billing_from(item)))
             })
             .collect();
-        let mut billing = MonthBilling::new(month, totals.total, distributions, days).with_requesters(requesters);
+        let mut billing = MonthBilling::new(month, totals.total, distributions, days)
+            .with_requesters(requesters)
+            .with_tenants(tenants);
         billing.committed = totals.committed;
         Ok(billing)
     }

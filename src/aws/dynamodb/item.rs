@@ -69,6 +69,24 @@ pub(super) fn requester_from(item: &Item) -> Option<Requester> {
     }
 }
 
+/// One tenant's part of its distribution's month: `month#YYYY-MM#<DistributionId>/<TenantId>`, ranked in the
+/// month's tenants list. Neither id holds a `#` or a `/`.
+pub(super) fn tenant_month_key(month: &str, target: &Target) -> AttributeValue {
+    AttributeValue::S(format!("month#{month}#{target}"))
+}
+
+/// The tenant a `tenant_month_key` item counts.
+pub(super) fn tenant_from(item: &Item) -> Option<Target> {
+    let key = string(item, KEY)?;
+    let (distribution, tenant) = key.rsplit('#').next()?.split_once('/')?;
+    Some(Target::tenant(DistributionId::parse(distribution).ok()?, TenantId::parse(tenant).ok()?))
+}
+
+/// The `by_list` list of a month's per-tenant counters.
+pub(super) fn tenants_list(month: &str) -> String {
+    format!("{month}#tenants")
+}
+
 /// The `by_list` list of a month's per-distribution counters.
 pub(super) fn distributions_list(month: &str) -> String {
     format!("{month}#distributions")

@@ -191,8 +191,8 @@ pub struct Completion {
 ///   `Recorded` without being counted again.
 /// - `record_outcome` stores the `Accepted` or `Failed` fields of a record written by `record_intent`, and fails
 ///   with `Conflict` if there is no such record. An `Accepted` outcome also adds the batch's `Billing` to the
-///   counters of the month of its `submitted_at`, in total, for its distribution, for its account if it names
-///   one, for its day and for each of its requesters (`Billing::shares_of`), once per CallerReference however often it is recorded, by however
+///   counters of the month of its `submitted_at`, in total, for its distribution, for its tenant and its account
+///   if it names them, for its day and for each of its requesters (`Billing::shares_of`), once per CallerReference however often it is recorded, by however
 ///   many workers. `record_intent` stores the record's `shares` so that a resumed batch counts them too.
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether
