@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use cf_invalidator::aws::cloudfront::CloudFront;
-use cf_invalidator::aws::roles::Clients;
+use cf_invalidator::aws::roles::{Clients, own_account};
 use cf_invalidator::fake::cloudfront_http::{SimServer, sdk_client_as};
 use cf_invalidator::fake::{FakeCdn, SimConfig};
 use cf_invalidator::model::role::{Role, Roles};
@@ -101,4 +101,20 @@ async fn a_role_that_cannot_be_assumed_fails_only_its_own_distributions() {
 
     invalidate(&cloudfront, "EOWN").await.unwrap();
     assert_eq!(signers(&cdn), [("EOWN".to_owned(), OWN_KEY.to_owned())]);
+}
+
+#[tokio::test]
+async fn the_worker_learns_its_own_account_from_sts_and_goes_on_without_it_when_sts_fails() {
+    let (_, server) = simulator().await;
+    // The simulator answers no STS call: the worker carries on without its account, as before it asked.
+    let refusing = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudfront::config::Credentials::new(OWN_KEY, "testing", None, None, "tests"))
+        .endpoint_url(server.url())
+        .load()
+        .await;
+    assert_eq!(own_account(&refusing).await, None);
+    let Some(sts) = common::emulator().await else { return };
+    let account = own_account(&sts).await.expect("the emulator's STS names the caller's account");
+    assert!(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()), "{account}");
 }

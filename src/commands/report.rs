@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::aws::roles::own_account;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::role::Roles;
 use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
@@ -29,7 +30,9 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
     let mut billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
     let routing = args.routes.as_deref().map(Routing::load).transpose()?.unwrap_or_default();
-    let accounts = accounts(&billing, &super::roles(&args.accounts.roles, routing.roles())?);
+    let roles = super::roles(&args.accounts.roles, routing.roles())?;
+    let own = if roles.is_empty() { None } else { own_account(&config).await };
+    let accounts = accounts(&billing, &roles, own.as_deref());
     if let Some(distribution) = &args.distribution {
         let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
@@ -50,10 +53,11 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
 /// a distribution reached through a role is in the role's.
 type Accounts = BTreeMap<Option<String>, Billing>;
 
-fn accounts(billing: &MonthBilling, roles: &Roles) -> Accounts {
+/// `own`: the account the report runs in, if STS said: a role in it is billed as the own account.
+fn accounts(billing: &MonthBilling, roles: &Roles, own: Option<&str>) -> Accounts {
     let mut accounts = Accounts::new();
     for (distribution, counters) in &billing.distributions {
-        let account = roles.account_of(distribution).map(str::to_owned);
+        let account = roles.account_of(distribution).filter(|account| Some(*account) != own).map(str::to_owned);
         accounts.entry(account).or_default().add(*counters);
     }
     accounts
@@ -280,7 +284,7 @@ mod tests {
     #[test]
     fn the_free_tier_comes_off_the_account_total() {
         let billing = billing();
-        let json = as_json(&billing, &accounts(&billing, &Roles::default()));
+        let json = as_json(&billing, &accounts(&billing, &Roles::default(), None));
         assert_eq!(json["total"]["paths_billed"], 1_600);
         assert_eq!((json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64()), (Some(1_000), Some(0)));
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
@@ -300,7 +304,7 @@ mod tests {
     #[test]
     fn the_table_names_each_distribution_and_an_empty_month_says_so() {
         let billing = billing();
-        let table = as_table(&billing, &accounts(&billing, &Roles::default()));
+        let table = as_table(&billing, &accounts(&billing, &Roles::default(), None));
         assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
         assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
         assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
@@ -315,7 +319,7 @@ mod tests {
         let mut roles = Roles::default();
         let role = cf_invalidator::model::role::Role::parse("arn:aws:iam::222233334444:role/cf").unwrap();
         roles.assign(DistributionId::parse("ESMALL").unwrap(), role).unwrap();
-        let accounts = accounts(&billing, &roles);
+        let accounts = accounts(&billing, &roles, None);
         let json = as_json(&billing, &accounts);
         // EBIG's 1,500 in the own account (500 past its free tier), ESMALL's 100 free in the other.
         assert!((json["estimated_dollars"].as_f64().unwrap() - 2.5).abs() < 1e-9, "{json}");
@@ -328,6 +332,8 @@ mod tests {
         let table = as_table(&billing, &accounts);
         assert!(table.lines().any(|l| l.starts_with("222233334444") && l.ends_with("$0.00")), "{table}");
         assert!(table.contains("estimated cost $2.50"), "{table}");
+        let in_own = super::accounts(&billing, &roles, Some("222233334444"));
+        assert_eq!(in_own.keys().collect::<Vec<_>>(), [&None], "a role in the account the report runs in: {in_own:?}");
     }
 
     #[test]
@@ -336,7 +342,7 @@ mod tests {
         let shop = Billing { batches: 3, messages: 5, paths_billed: 70, paths_requested: 80, ..Billing::default() };
         let tenant = TenantId::parse("dt_shop1").unwrap();
         billing.tenants = vec![(Target::tenant(DistributionId::parse("ESMALL").unwrap(), tenant), shop)];
-        let accounts = accounts(&billing, &Roles::default());
+        let accounts = accounts(&billing, &Roles::default(), None);
         let json = as_json(&billing, &accounts);
         let row = &json["tenants"][0];
         assert_eq!(

@@ -215,7 +215,7 @@ async fn a_worker_shows_each_accounts_rates_and_what_it_may_take_of_them_now() {
     roles.assign(distribution("EOTHER"), Role::parse("arn:aws:iam::111122223333:role/cfi").unwrap()).unwrap();
     let quotas = AccountQuotas { paths: AccountQuota::configured(150.0, 300), wildcards: None };
     let limiter = || CreateRateLimiter::new(2.0, std::num::NonZeroU32::MIN);
-    let accounts = Accounts::new(&roles, quotas, &Arc::default(), limiter);
+    let accounts = Accounts::new(&roles, None, quotas, &Arc::default(), limiter);
     for (_, limits) in accounts.iter() {
         limits.buckets.set_workers(2);
     }

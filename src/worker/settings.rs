@@ -93,6 +93,8 @@ pub struct SubmissionSettings {
     /// Distributions in other accounts, by their role: each account has its own rate and account quotas, as
     /// configured above (`limit::accounts`).
     pub roles: Roles,
+    /// The worker's own 12-digit account, if STS told it at start: a role in it counts as the own account.
+    pub own_account: Option<String>,
 }
 
 /// The shared in-progress budget.
@@ -198,6 +200,7 @@ impl Default for SubmissionSettings {
             account_rate: None,
             account_quotas: AccountQuotas::default(),
             roles: Roles::default(),
+            own_account: None,
         }
     }
 }

@@ -102,7 +102,8 @@ pub(super) fn submitter<C: Cdn, L: Ledger>(
     backlog: Arc<SubmissionBacklog>,
 ) -> Submitter<C, L> {
     let submission = &settings.submission;
-    let accounts = Accounts::new(&submission.roles, submission.account_quotas, &settings.limits, || {
+    let own = submission.own_account.as_deref();
+    let accounts = Accounts::new(&submission.roles, own, submission.account_quotas, &settings.limits, || {
         match submission.account_rate {
             Some(_) => CreateRateLimiter::awaiting_share(),
             None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),
