@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
+use cf_invalidator::limit::TenantLimits;
 use cf_invalidator::model::TenantId;
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::budget::QUOTA;
@@ -258,6 +260,20 @@ pub struct RunArgs {
     /// variable); default: any. Requests for a whole distribution meet only --allow-distribution.
     #[arg(long = "allow-tenant", env = "INVALIDATOR_ALLOW_TENANT", value_delimiter = ',', value_name = "TENANT_ID")]
     pub allow_tenants: Vec<String>,
+
+    /// Whose in-progress budget a tenant's batches reserve in. `shared`: its distribution's, with the whole
+    /// distribution's batches and the other tenants'. `separate`: a budget of its own per tenant, with the same
+    /// limits; the distribution's then counts only whole-distribution batches. AWS does not say whether tenants
+    /// share the distribution's quotas (docs/tenants.md). The same for all workers of a table.
+    #[arg(
+        long,
+        env = "INVALIDATOR_TENANT_LIMITS",
+        default_value = "shared",
+        value_parser = clap::builder::PossibleValuesParser::new(["shared", "separate"]).map(|raw| {
+            if raw == "separate" { TenantLimits::Separate } else { TenantLimits::Shared }
+        })
+    )]
+    pub tenant_limits: TenantLimits,
 
     /// SNS topics whose envelopes are accepted (repeat, or comma-separate in the variable); default: any. Others
     /// are dead-lettered. Raw message delivery has no envelope to check: the queue policy is its gate.

@@ -814,13 +814,13 @@ async fn joint_writes_contract<L: Ledger>(ledger: &L) {
     let mut accepted = batch.clone();
     accepted.accept(&Invalidation { id: "IJOINT1".into(), status: "InProgress".into() }, now_millis());
     let until = now_millis() + HIDDEN + HIDDEN;
-    ledger.record_acceptance(&accepted, until).await.unwrap();
+    ledger.record_acceptance(&accepted.distribution_id, &accepted, until).await.unwrap();
     let noted = ledger.read_budget(&distribution).await.unwrap();
     let noted = noted.reservations.iter().find(|r| r.id == batch.caller_reference).unwrap();
     assert_eq!((noted.until, noted.invalidation_id.as_deref()), (until, Some("IJOINT1")));
     assert_eq!(ledger.batch(&batch.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Accepted));
     let billed = ledger.month_billing(&billing_month(now_millis())).await.unwrap();
-    ledger.record_acceptance(&accepted, until).await.unwrap();
+    ledger.record_acceptance(&accepted.distribution_id, &accepted, until).await.unwrap();
     assert_eq!(ledger.month_billing(&billing_month(now_millis())).await.unwrap(), billed, "billed once");
 
     let completion = |record: &BatchRecord| Completion {
@@ -857,7 +857,7 @@ async fn joint_writes_contract<L: Ledger>(ledger: &L) {
     ledger.release_reservation(&distribution, &late.caller_reference).await.unwrap();
     let mut orphan = late.clone();
     orphan.accept(&Invalidation { id: "IJOINT2".into(), status: "InProgress".into() }, now_millis());
-    ledger.record_acceptance(&orphan, until).await.unwrap();
+    ledger.record_acceptance(&orphan.distribution_id, &orphan, until).await.unwrap();
     assert_eq!(ledger.batch(&late.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Accepted));
     assert!(ledger.read_budget(&distribution).await.unwrap().reservations.is_empty(), "no reservation made up");
     let missing = record(&distribution, base + 3);

@@ -189,6 +189,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<(Settings, Roles)> {
             resync_every: args.resync_interval.into(),
             // A stopped worker's reservations are renewed by nobody; by two visibility timeouts they are over.
             lease: 2 * visibility_timeout,
+            tenant_limits: args.tenant_limits,
             ..BudgetTuning::default()
         },
         ledger: LedgerSettings {

@@ -34,22 +34,23 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// (nothing recorded yet) goes in part when only part fits, or is coalesced when the distribution is
     /// overloaded. A resumed batch's intent is recorded, and counted, already.
     pub(super) async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
-        let distribution = batch.content.distribution_id.clone();
-        self.budget.serves(&batch.content.target());
+        let (distribution, target) = (batch.content.distribution_id.clone(), batch.content.target());
+        let key = self.budget.key(&target);
+        self.budget.serves(&target);
         let mut reshapable = batch.content.reason != SealReason::Resumed;
         // A joint write whose answer was lost may have recorded the intent: once recorded, the batch is submitted
         // as it is, never reshaped, or its record would be left pending for a redelivery to resume and pay again.
         let mut maybe_recorded = false;
         let cap = self.month_cap(&distribution);
         let mut need = Allowance::of(&batch.content.paths);
-        let mut waiting = self.budget.waiting(&distribution, need);
-        let _turn = self.budget.turn(&distribution).await;
+        let mut waiting = self.budget.waiting(&key, need);
+        let _turn = self.budget.turn(&key).await;
         let started = Instant::now();
         let mut record = self.intent_record(&batch);
         // Reshaping depends only on the batch and the room: a wake that finds the same room finds the same answer.
         let mut reshaped_for = None;
         let record = loop {
-            let fit = self.fit(&distribution);
+            let fit = self.fit(&target);
             if reshapable
                 && !need.fits_in(fit)
                 && let Some(parts) = split_to_fit(&batch, fit, self.ownership.clock)
@@ -58,7 +59,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             }
             self.renew_terms(&mut record);
             let intent = reshapable.then_some((&record, cap.as_ref()));
-            let room = match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
+            let room = match self.budget.try_reserve(&key, &batch.caller_reference, need, intent).await {
                 Ok(Grant::Reserved) => break record,
                 Ok(Grant::NoRoom(room)) if reshapable && maybe_recorded => {
                     // Until the ledger says whether the lost write recorded the intent, the batch waits as it is.
@@ -66,7 +67,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                         (reshapable, maybe_recorded) = (recorded.is_none(), false);
                     }
                     if !reshapable || maybe_recorded {
-                        self.budget.room_may_have_changed(&distribution).await;
+                        self.budget.room_may_have_changed(&key).await;
                         continue;
                     }
                     room
@@ -75,7 +76,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 Ok(Grant::OverCap { spent }) => return Reserved::OverCap(batch, spent),
                 Err(e) => {
                     maybe_recorded |= reshapable;
-                    match self.wait_out(&batch.caller_reference, &distribution, Failure::Ledger(e), attempts).await {
+                    match self.wait_out(&batch.caller_reference, &key, Failure::Ledger(e), attempts).await {
                         Ok(_) => continue,
                         Err(refusal) => return Reserved::Refused(batch, refusal),
                     }
@@ -91,11 +92,11 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     record = self.intent_record(&batch);
                     need = Allowance::of(&batch.content.paths);
                     // The backlog shrank by what coalescing saved.
-                    waiting = self.budget.waiting(&distribution, need);
+                    waiting = self.budget.waiting(&key, need);
                     continue;
                 }
             }
-            self.budget.room_may_have_changed(&distribution).await;
+            self.budget.room_may_have_changed(&key).await;
         };
         if let (Some(cap), true) = (&cap, reshapable) {
             self.month_to_date.commit(&cap.month, cap.account.as_deref(), record.paths.len() as u64);
@@ -113,15 +114,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         attempts: &mut Attempts,
     ) -> Result<(), Refusal> {
         let need = Allowance::of(&record.paths);
-        let _turn = self.budget.turn(&record.distribution_id).await;
+        let key = self.budget.key(&record.target());
+        let _turn = self.budget.turn(&key).await;
         loop {
-            match self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need, None).await {
+            match self.budget.try_reserve(&key, &record.caller_reference, need, None).await {
                 Ok(Grant::Reserved) => return Ok(()),
-                Ok(Grant::NoRoom(_)) => self.budget.room_may_have_changed(&record.distribution_id).await,
+                Ok(Grant::NoRoom(_)) => self.budget.room_may_have_changed(&key).await,
                 Ok(Grant::OverCap { .. }) => unreachable!("no intent is written with this reservation"),
                 Err(e) => {
-                    let (reference, distribution) = (&record.caller_reference, &record.distribution_id);
-                    self.wait_out(reference, distribution, Failure::Ledger(e), attempts).await?;
+                    self.wait_out(&record.caller_reference, &key, Failure::Ledger(e), attempts).await?;
                 }
             }
         }

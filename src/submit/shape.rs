@@ -84,9 +84,8 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         if !self.overload.coalesce {
             return None;
         }
-        let distribution = &batch.content.distribution_id;
-        let backlog = self.budget.backlog(distribution);
-        let capacity = self.budget.capacity(distribution);
+        let key = self.budget.key(&batch.content.target());
+        let (backlog, capacity) = (self.budget.backlog(&key), self.budget.capacity(&key));
         let clears_in = time_to_clear(backlog, capacity, self.budget.completion_estimate());
         if clears_in <= self.overload.max_delay {
             return None;
@@ -105,7 +104,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             humantime::format_duration(clears_in),
             humantime::format_duration(self.overload.max_delay),
         );
-        warn!(%distribution, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), reason = %note, "coalescing an overloaded distribution's batch into wildcards");
+        warn!(budget = %key, caller_reference = %batch.caller_reference, paths_before = batch.content.paths.len(), paths_after = plan.paths.len(), reason = %note, "coalescing an overloaded distribution's batch into wildcards");
         Some(replaced(batch, plan, "overload", note))
     }
 }

@@ -85,7 +85,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         };
         let distribution = &batch.content.distribution_id;
         let min_saving = policy.min_saving(distribution);
-        let wildcard_room = self.budget.last_room(distribution).wildcards as usize;
+        let wildcard_room = self.budget.last_room(&self.budget.key(&batch.content.target())).wildcards as usize;
         let Some(plan) = plan::collapse_for_cost(&batch.content.paths, min_saving, wildcard_room) else {
             return batch;
         };
@@ -111,7 +111,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             let distribution = batch.content.distribution_id.clone();
             let spent = self.month_to_date.spent(&month, self.accounts.month_account(&distribution).as_deref());
             let left = limit.saturating_sub(spent);
-            let wildcard_room = self.budget.last_room(&distribution).wildcards as usize;
+            let wildcard_room = self.budget.last_room(&self.budget.key(&batch.content.target())).wildcards as usize;
             if plan::fit_month_budget(&batch.content.paths, left, wildcard_room) == MonthFit::AsIs {
                 return Spend::Submit(batch);
             }

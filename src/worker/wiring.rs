@@ -62,6 +62,7 @@ pub(super) fn budget<Q, C: Cdn, L: JointWrites>(
             poll: tuning.poll,
             resync_every: tuning.resync_every,
             expected_completion: tuning.expected_completion,
+            tenant_limits: tuning.tenant_limits,
         },
         settings.ledger.worker_id.clone(),
         settings.clock,
