@@ -150,6 +150,21 @@ fn as_json(billing: &MonthBilling, accounts: &Accounts) -> Value {
     })
 }
 
+/// A heading and one row per name with its batches, messages, requested and billed paths and wildcards.
+fn counter_table<'a>(heading: &str, width: usize, rows: impl Iterator<Item = (String, &'a Billing)>) -> String {
+    let mut out = format!(
+        "\n{heading:<width$} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
+        "batches", "messages", "requested", "billed", "wildcards"
+    );
+    for (name, b) in rows {
+        out.push_str(&format!(
+            "{name:<width$} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
+            b.batches, b.messages, b.paths_requested, b.paths_billed, b.wildcards
+        ));
+    }
+    out
+}
+
 fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
     let total = &billing.total;
     let mut out = format!(
@@ -190,37 +205,11 @@ fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
     for (day, b) in &billing.days {
         out.push_str(&format!("{day:<12} {:>8} {:>10} {:>10}\n", b.batches, b.paths_requested, b.paths_billed));
     }
-    out.push_str(&format!(
-        "\n{:<16} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
-        "distribution", "batches", "messages", "requested", "billed", "wildcards"
-    ));
-    for (id, b) in &billing.distributions {
-        out.push_str(&format!(
-            "{:<16} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
-            id.as_str(),
-            b.batches,
-            b.messages,
-            b.paths_requested,
-            b.paths_billed,
-            b.wildcards
-        ));
-    }
+    let distributions = billing.distributions.iter().map(|(id, b)| (id.to_string(), b));
+    out.push_str(&counter_table("distribution", 16, distributions));
     if !billing.tenants.is_empty() {
-        out.push_str(&format!(
-            "\n{:<48} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
-            "tenant (part of its distribution)", "batches", "messages", "requested", "billed", "wildcards"
-        ));
-        for (target, b) in &billing.tenants {
-            out.push_str(&format!(
-                "{:<48} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
-                target.to_string(),
-                b.batches,
-                b.messages,
-                b.paths_requested,
-                b.paths_billed,
-                b.wildcards
-            ));
-        }
+        let tenants = billing.tenants.iter().map(|(target, b)| (target.to_string(), b));
+        out.push_str(&counter_table("tenant (part of its distribution)", 48, tenants));
     }
     if !billing.requesters.is_empty() {
         out.push_str(&format!(
