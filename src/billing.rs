@@ -1,5 +1,6 @@
 //! This month's billed paths as the ledger counts them, kept at hand for the cost of each batch and the gauges.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,7 +16,9 @@ use crate::telemetry::log_allowed;
 /// How often the month's total is read again: other workers' batches move it too.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
-/// The month and what its batches billed and committed to so far, by all workers sharing the ledger.
+/// The month and what its batches billed and committed to so far, by all workers sharing the ledger: in total and,
+/// when the worker serves more than one account, per account (`BatchRecord::account`), since each account's free
+/// paths and monthly path budget are its own. One entry per configured account at most.
 #[derive(Debug, Default)]
 pub struct MonthToDate {
     state: Mutex<Month>,
@@ -25,54 +28,71 @@ pub struct MonthToDate {
 struct Month {
     /// `YYYY-MM`.
     name: String,
+    /// `None`: the month's total.
+    figures: HashMap<Option<String>, Figures>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
     billed: u64,
     /// Committed to under a monthly path budget (`MonthBilling::committed`).
     committed: u64,
 }
 
+/// An account's part of the month (`BatchRecord::account`), or the total.
+pub type AccountPart<'a> = Option<&'a str>;
+
 impl MonthToDate {
-    /// Paths billed this month before a batch accepted at `month`; a new month starts from zero.
-    pub fn billed_before(&self, month: &str) -> u64 {
-        self.read(month, |m| m.billed)
+    /// Paths billed this month in `account`'s part before a batch accepted at `month`; a new month starts from zero.
+    pub fn billed_before(&self, month: &str, account: AccountPart) -> u64 {
+        self.read(month, account).billed
     }
 
-    /// What counts against a monthly path budget in `month` (`MonthBilling::spent`).
-    pub fn spent(&self, month: &str) -> u64 {
-        self.read(month, |m| spent(m.committed, m.billed))
+    /// What counts against a monthly path budget in `account`'s part of `month` (`MonthBilling::spent`).
+    pub fn spent(&self, month: &str, account: AccountPart) -> u64 {
+        let figures = self.read(month, account);
+        spent(figures.committed, figures.billed)
     }
 
-    fn read(&self, month: &str, field: impl Fn(&Month) -> u64) -> u64 {
+    fn read(&self, month: &str, account: AccountPart) -> Figures {
         let state = self.state.lock().unwrap();
-        if state.name == month { field(&state) } else { 0 }
+        let figures = (state.name == month).then(|| state.figures.get(&account.map(str::to_owned)).copied());
+        figures.flatten().unwrap_or_default()
     }
 
-    /// Updates the month's figures, starting from zero in a new month.
-    fn update(&self, month: &str, change: impl FnOnce(&mut Month)) {
+    /// Updates the month's figures of `account`'s part, starting from zero in a new month.
+    fn update(&self, month: &str, account: AccountPart, change: impl FnOnce(&mut Figures)) {
         let mut state = self.state.lock().unwrap();
         if state.name != month {
             *state = Month { name: month.to_owned(), ..Month::default() };
         }
-        change(&mut state);
-        publish(state.billed);
+        change(state.figures.entry(account.map(str::to_owned)).or_default());
+        publish(state.figures.get(&None).map_or(0, |total| total.billed));
     }
 
-    /// This worker's batch was accepted: counted now, without waiting for the next read.
-    pub fn add(&self, month: &str, paths: u64) {
-        self.update(month, |m| m.billed += paths);
+    /// This worker's batch was accepted: counted now, in total and in its account's part, without waiting for the
+    /// next read.
+    pub fn add(&self, month: &str, account: AccountPart, paths: u64) {
+        self.update(month, None, |m| m.billed += paths);
+        if account.is_some() {
+            self.update(month, account, |m| m.billed += paths);
+        }
     }
 
-    /// This worker committed `paths` under the monthly budget.
-    pub fn commit(&self, month: &str, paths: u64) {
-        self.update(month, |m| m.committed += paths);
+    /// This worker committed `paths` under the monthly budget of `account`'s part.
+    pub fn commit(&self, month: &str, account: AccountPart, paths: u64) {
+        self.update(month, account, |m| m.committed += paths);
     }
 
-    /// The ledger said this much counts against the monthly budget (another worker's batches moved it).
-    pub fn saw_spent(&self, month: &str, spent: u64) {
-        self.update(month, |m| m.committed = m.committed.max(spent));
+    /// The ledger said this much counts against `account`'s monthly budget (another worker's batches moved it).
+    pub fn saw_spent(&self, month: &str, account: AccountPart, spent: u64) {
+        self.update(month, account, |m| m.committed = m.committed.max(spent));
     }
 
-    fn set(&self, billing: &MonthBilling) {
-        self.update(&billing.month, |m| (m.billed, m.committed) = (billing.total.paths_billed, billing.committed));
+    fn set(&self, billing: &MonthBilling, account: AccountPart) {
+        self.update(&billing.month, account, |m| {
+            (m.billed, m.committed) = (billing.total.paths_billed, billing.committed)
+        });
     }
 }
 
@@ -81,20 +101,28 @@ fn publish(paths_billed: u64) {
     gauge!("cfi_month_free_paths_left").set(FREE_PATHS_PER_MONTH.saturating_sub(paths_billed) as f64);
 }
 
-/// Reads the month's total from the ledger now and every `REFRESH_EVERY` until `stop`.
+/// Reads the month's total, and each of `accounts`' parts (`Accounts::month_accounts`), from the ledger now and
+/// every `REFRESH_EVERY` until `stop`.
 pub async fn keep_current<L: Bills>(
     ledger: std::sync::Arc<L>,
     month_to_date: std::sync::Arc<MonthToDate>,
+    accounts: Vec<String>,
     clock: WallClock,
     stop: CancellationToken,
 ) {
     loop {
         let month = billing_month(clock.now());
-        match ledger.month_totals(&month).await {
-            Ok(billing) => month_to_date.set(&billing),
-            Err(e) => {
-                if let Some(suppressed) = log_allowed("month_billing_failed") {
-                    warn!(error = %e, suppressed, "could not read this month's billed paths; costs are estimated from what this worker counted");
+        for account in std::iter::once(None).chain(accounts.iter().cloned().map(Some)) {
+            let billing = match &account {
+                Some(account) => ledger.account_totals(&month, account).await,
+                None => ledger.month_totals(&month).await,
+            };
+            match billing {
+                Ok(billing) => month_to_date.set(&billing, account.as_deref()),
+                Err(e) => {
+                    if let Some(suppressed) = log_allowed("month_billing_failed") {
+                        warn!(error = %e, suppressed, "could not read this month's billed paths; costs are estimated from what this worker counted");
+                    }
                 }
             }
         }
@@ -112,16 +140,22 @@ mod tests {
     #[test]
     fn a_new_month_starts_from_zero() {
         let month_to_date = MonthToDate::default();
-        month_to_date.set(&MonthBilling {
+        let billing = |paths_billed, committed| MonthBilling {
             month: "2026-11".into(),
-            total: crate::ports::ledger::Billing { paths_billed: 4_000, ..Default::default() },
-            committed: 3_000,
+            total: crate::ports::ledger::Billing { paths_billed, ..Default::default() },
+            committed,
             ..MonthBilling::default()
-        });
-        assert_eq!(month_to_date.spent("2026-11"), 4_000);
-        assert_eq!(month_to_date.billed_before("2026-11"), 4_000);
-        assert_eq!(month_to_date.billed_before("2026-12"), 0);
-        month_to_date.add("2026-12", 10);
-        assert_eq!(month_to_date.billed_before("2026-12"), 10);
+        };
+        month_to_date.set(&billing(4_000, 3_000), None);
+        month_to_date.set(&billing(100, 900), Some("111122223333"));
+        assert_eq!(month_to_date.spent("2026-11", None), 4_000);
+        assert_eq!(month_to_date.spent("2026-11", Some("111122223333")), 900, "an account's part is its own");
+        assert_eq!(month_to_date.spent("2026-11", Some("own")), 0);
+        assert_eq!(month_to_date.billed_before("2026-11", None), 4_000);
+        assert_eq!(month_to_date.billed_before("2026-12", None), 0);
+        month_to_date.add("2026-12", Some("own"), 10);
+        assert_eq!(month_to_date.billed_before("2026-12", None), 10);
+        assert_eq!(month_to_date.billed_before("2026-12", Some("own")), 10);
+        assert_eq!(month_to_date.spent("2026-12", Some("111122223333")), 0, "a new month starts every part from zero");
     }
 }

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use cf_invalidator::batch::window::MAX_PATHS_PER_BATCH;
+use cf_invalidator::limit::TenantLimits;
 use cf_invalidator::model::TenantId;
 use cf_invalidator::ports::Allowance;
 use cf_invalidator::ports::budget::QUOTA;
@@ -259,6 +261,20 @@ pub struct RunArgs {
     #[arg(long = "allow-tenant", env = "INVALIDATOR_ALLOW_TENANT", value_delimiter = ',', value_name = "TENANT_ID")]
     pub allow_tenants: Vec<String>,
 
+    /// Whose in-progress budget a tenant's batches reserve in. `shared`: its distribution's, with the whole
+    /// distribution's batches and the other tenants'. `separate`: a budget of its own per tenant, with the same
+    /// limits; the distribution's then counts only whole-distribution batches. AWS does not say whether tenants
+    /// share the distribution's quotas (docs/tenants.md). The same for all workers of a table.
+    #[arg(
+        long,
+        env = "INVALIDATOR_TENANT_LIMITS",
+        default_value = "shared",
+        value_parser = clap::builder::PossibleValuesParser::new(["shared", "separate"]).map(|raw| {
+            if raw == "separate" { TenantLimits::Separate } else { TenantLimits::Shared }
+        })
+    )]
+    pub tenant_limits: TenantLimits,
+
     /// SNS topics whose envelopes are accepted (repeat, or comma-separate in the variable); default: any. Others
     /// are dead-lettered. Raw message delivery has no envelope to check: the queue policy is its gate.
     #[arg(long = "allow-topic", env = "INVALIDATOR_ALLOW_TOPIC", value_delimiter = ',', value_name = "ARN")]
@@ -321,7 +337,7 @@ pub struct RunArgs {
     pub coalesce_min_saving: u32,
 
     /// Paths (a wildcard or a cache tag counting as one) that all workers sharing the ledger may submit in a
-    /// calendar month (UTC). Near it, batches are coalesced into directory wildcards to stay under; once even
+    /// calendar month (UTC), per account with --role (each account's own). Near it, batches are coalesced into directory wildcards to stay under; once even
     /// that cannot fit, they wait with their messages held (see /readyz) until the month ends. Unset: no cap.
     #[arg(long, env = "INVALIDATOR_MONTHLY_PATH_BUDGET", value_parser = clap::value_parser!(u64).range(1..))]
     pub monthly_path_budget: Option<u64>,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use cf_invalidator::aws::cloudfront::CloudFront;
-use cf_invalidator::aws::roles::Clients;
+use cf_invalidator::aws::roles::{Clients, own_account};
 use cf_invalidator::fake::cloudfront_http::{SimServer, sdk_client_as};
 use cf_invalidator::fake::{FakeCdn, SimConfig};
 use cf_invalidator::model::role::{Role, Roles};
@@ -52,6 +52,16 @@ async fn invalidate(cloudfront: &CloudFront, id: &str) -> Result<String, CdnErro
 }
 
 /// Who signed each CreateInvalidation the simulator holds, by distribution.
+/// STS as the simulator serves it, with the worker's own key: it answers no STS call.
+async fn sts_at(server: &SimServer) -> SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudfront::config::Credentials::new(OWN_KEY, "testing", None, None, "tests"))
+        .endpoint_url(server.url())
+        .load()
+        .await
+}
+
 fn signers(cdn: &FakeCdn) -> Vec<(String, String)> {
     cdn.created().iter().map(|c| (c.distribution_id.as_str().to_owned(), c.account.clone())).collect()
 }
@@ -84,12 +94,7 @@ async fn a_distribution_with_a_role_is_invalidated_with_the_assumed_roles_creden
 async fn a_role_that_cannot_be_assumed_fails_only_its_own_distributions() {
     let (cdn, server) = simulator().await;
     // STS here is the simulator, which refuses AssumeRole: the role cannot be assumed.
-    let sts = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_cloudfront::config::Credentials::new(OWN_KEY, "testing", None, None, "tests"))
-        .endpoint_url(server.url())
-        .load()
-        .await;
+    let sts = sts_at(&server).await;
     let cloudfront = adapter(&server, &[("EDENIED", role("555566667777"))], &sts);
 
     let denied = invalidate(&cloudfront, "EDENIED").await;
@@ -101,4 +106,15 @@ async fn a_role_that_cannot_be_assumed_fails_only_its_own_distributions() {
 
     invalidate(&cloudfront, "EOWN").await.unwrap();
     assert_eq!(signers(&cdn), [("EOWN".to_owned(), OWN_KEY.to_owned())]);
+}
+
+#[tokio::test]
+async fn the_worker_learns_its_own_account_from_sts_and_goes_on_without_it_when_sts_fails() {
+    let (_, server) = simulator().await;
+    // The simulator answers no STS call: the worker carries on without its account, as before it asked.
+    let refusing = sts_at(&server).await;
+    assert_eq!(own_account(&refusing).await, None);
+    let Some(sts) = common::emulator().await else { return };
+    let account = own_account(&sts).await.expect("the emulator's STS names the caller's account");
+    assert!(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()), "{account}");
 }

@@ -550,7 +550,7 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     // A monthly cap: intents count their paths once, and none takes the month past the cap, whether counted by
     // capped intents or billed by uncapped ones.
     let capped_month = billing_month(billed_at + Duration::from_secs(100 * 24 * 3_600));
-    let cap = MonthCap { month: capped_month.clone(), limit: 5 };
+    let cap = MonthCap { month: capped_month.clone(), limit: 5, account: None };
     let (first, second, third) =
         (record(&distribution, base + 9_100), record(&distribution, base + 9_101), record(&distribution, base + 9_102));
     assert_eq!(ledger.record_intent_capped(&first, &cap).await.unwrap(), Intent::Recorded);
@@ -560,10 +560,34 @@ async fn audit_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert_eq!(ledger.batch(&third.caller_reference).await.unwrap(), None, "refused, so not recorded");
     assert_eq!(ledger.batch(&first.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Pending));
     assert_eq!(ledger.month_billing(&capped_month).await.unwrap().committed, 4);
-    let over_billed = MonthCap { month: month.clone(), limit: 7 };
+    let over_billed = MonthCap { month: month.clone(), limit: 7, account: None };
     assert_eq!(ledger.record_intent_capped(&third, &over_billed).await.unwrap(), Intent::OverCap { spent: 6 });
-    let too_big = MonthCap { month: capped_month.clone(), limit: 1 };
+    let too_big = MonthCap { month: capped_month.clone(), limit: 1, account: None };
     assert!(matches!(ledger.record_intent_capped(&third, &too_big).await.unwrap(), Intent::OverCap { .. }));
+
+    // A tenant's batch counts in its distribution and under its tenant too; a batch naming its account counts in
+    // the account's part of the month, which an account's cap checks alone.
+    let tenant_month = billing_month(billed_at + Duration::from_secs(150 * 24 * 3_600));
+    let tenant_at = humantime::parse_rfc3339(&format!("{tenant_month}-15T00:00:00Z")).unwrap();
+    let account = "111122223333";
+    let cap = MonthCap { month: tenant_month.clone(), limit: 3, account: Some(account.into()) };
+    let tenant = TenantId::parse("dt_shop1").unwrap();
+    let mut of_tenant = record(&distribution, base + 9_200);
+    (of_tenant.tenant_id, of_tenant.account) = (Some(tenant.clone()), Some(account.into()));
+    assert_eq!(ledger.record_intent_capped(&of_tenant, &cap).await.unwrap(), Intent::Recorded);
+    of_tenant.accept(&Invalidation { id: "ITENANT".into(), status: "InProgress".into() }, tenant_at);
+    ledger.record_outcome(&of_tenant).await.unwrap();
+    let billed = ledger.month_billing(&tenant_month).await.unwrap();
+    let one = billed.total;
+    assert_eq!(billed.distributions, [(distribution.clone(), one)]);
+    assert_eq!(billed.tenants, [(Target::tenant(distribution.clone(), tenant), one)], "under its tenant");
+    let in_account = ledger.account_totals(&tenant_month, account).await.unwrap();
+    assert_eq!((in_account.total, in_account.committed), (one, 2));
+    assert_eq!(ledger.month_totals(&tenant_month).await.unwrap().committed, 0, "not the total's");
+    let next = record(&distribution, base + 9_201);
+    assert_eq!(ledger.record_intent_capped(&next, &cap).await.unwrap(), Intent::OverCap { spent: 2 });
+    let own = MonthCap { account: Some("own".into()), ..cap };
+    assert_eq!(ledger.record_intent_capped(&next, &own).await.unwrap(), Intent::Recorded, "another account's");
 
     // A reason of any length is stored, whole or cut with a marker, never refused for size.
     let essay = DeadLetterRecord { reason: "é".repeat(200_000), ..dead("m-10", base + 2_800) };
@@ -597,7 +621,8 @@ async fn board_contract<L: Ledger + AuditLog>(ledger: &L) {
     assert_eq!(budgets, [(one.clone(), expected.clone()), (two.clone(), expected)]);
 
     let base = now_millis().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-    let records: Vec<BatchRecord> = (0..4).map(|n| record(&one, base - 40_000 + n * 10_000)).collect();
+    let mut records: Vec<BatchRecord> = (0..4).map(|n| record(&one, base - 40_000 + n * 10_000)).collect();
+    records[3].tenant_id = Some(TenantId::parse("dt_board").unwrap());
     for record in &records {
         ledger.record_intent(record).await.unwrap();
     }
@@ -612,6 +637,7 @@ async fn board_contract<L: Ledger + AuditLog>(ledger: &L) {
     let pending_ids: Vec<_> = pending.iter().map(|b| b.caller_reference.clone()).collect();
     assert_eq!(pending_ids, [records[0].caller_reference.clone(), records[3].caller_reference.clone()]);
     assert_eq!(pending[0], BatchSummary::from(&records[0]), "a summary is the record without its lists");
+    assert_eq!(pending[1].target().to_string(), "EBOARDA/dt_board", "a tenant's row names its tenant");
     assert_eq!(ledger.pending_batches(1).await.unwrap().len(), 1);
     let recent = ledger.recent_batches(10).await.unwrap();
     assert_eq!(recent, [BatchSummary::from(&failed), BatchSummary::from(&accepted)], "newest first");
@@ -771,7 +797,7 @@ async fn joint_writes_contract<L: Ledger>(ledger: &L) {
     );
     assert_eq!(ledger.batch(&late.caller_reference).await.unwrap(), None, "a stale version writes no intent");
     let month = billing_month(SystemTime::now() + Duration::from_secs(200 * 24 * 3_600));
-    let cap = MonthCap { month: month.clone(), limit: 3 };
+    let cap = MonthCap { month: month.clone(), limit: 3, account: None };
     assert_eq!(
         ledger.reserve_recording(&distribution, 2, &reservation(&late), &[], &late, Some(&cap)).await.unwrap(),
         ReservationWrite::Written
@@ -788,13 +814,13 @@ async fn joint_writes_contract<L: Ledger>(ledger: &L) {
     let mut accepted = batch.clone();
     accepted.accept(&Invalidation { id: "IJOINT1".into(), status: "InProgress".into() }, now_millis());
     let until = now_millis() + HIDDEN + HIDDEN;
-    ledger.record_acceptance(&accepted, until).await.unwrap();
+    ledger.record_acceptance(&accepted.distribution_id, &accepted, until).await.unwrap();
     let noted = ledger.read_budget(&distribution).await.unwrap();
     let noted = noted.reservations.iter().find(|r| r.id == batch.caller_reference).unwrap();
     assert_eq!((noted.until, noted.invalidation_id.as_deref()), (until, Some("IJOINT1")));
     assert_eq!(ledger.batch(&batch.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Accepted));
     let billed = ledger.month_billing(&billing_month(now_millis())).await.unwrap();
-    ledger.record_acceptance(&accepted, until).await.unwrap();
+    ledger.record_acceptance(&accepted.distribution_id, &accepted, until).await.unwrap();
     assert_eq!(ledger.month_billing(&billing_month(now_millis())).await.unwrap(), billed, "billed once");
 
     let completion = |record: &BatchRecord| Completion {
@@ -831,7 +857,7 @@ async fn joint_writes_contract<L: Ledger>(ledger: &L) {
     ledger.release_reservation(&distribution, &late.caller_reference).await.unwrap();
     let mut orphan = late.clone();
     orphan.accept(&Invalidation { id: "IJOINT2".into(), status: "InProgress".into() }, now_millis());
-    ledger.record_acceptance(&orphan, until).await.unwrap();
+    ledger.record_acceptance(&orphan.distribution_id, &orphan, until).await.unwrap();
     assert_eq!(ledger.batch(&late.caller_reference).await.unwrap().map(|r| r.status), Some(BatchStatus::Accepted));
     assert!(ledger.read_budget(&distribution).await.unwrap().reservations.is_empty(), "no reservation made up");
     let missing = record(&distribution, base + 3);

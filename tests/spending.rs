@@ -9,6 +9,7 @@ use cf_invalidator::clock::WallClock;
 use cf_invalidator::fake::{FakeCdn, MemoryLedger, MemoryQueue};
 use cf_invalidator::model::DistributionId;
 use cf_invalidator::model::path::is_covered_by;
+use cf_invalidator::model::role::{Role, Roles};
 use cf_invalidator::ports::ledger::billing_month;
 use cf_invalidator::ports::{Bills, Queue};
 use cf_invalidator::submit::{CostPolicy, Spending};
@@ -22,11 +23,15 @@ struct Shared(Services<MemoryQueue, FakeCdn, MemoryLedger>, WallClock);
 
 impl Shared {
     fn new() -> Self {
+        Self::with_distributions([DISTRIBUTION])
+    }
+
+    fn with_distributions<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
         let clock = WallClock::following_tokio();
         let services = Services {
             queue: Arc::new(MemoryQueue::with_clock(clock)),
             dead_letter: Some(Arc::default()),
-            cdn: Arc::new(FakeCdn::with_distributions([DISTRIBUTION])),
+            cdn: Arc::new(FakeCdn::with_distributions(ids)),
             ledger: Arc::default(),
         };
         Self(services, clock)
@@ -127,6 +132,47 @@ async fn a_spent_budget_holds_the_messages_and_neither_drops_nor_dead_letters_th
     assert_eq!(shared.billed(), billed, "nothing submitted past the budget");
     assert!(shared.dead_lettered() == 0, "a spent budget is no reason to dead-letter");
     assert_eq!(shared.0.queue.len(), 1, "the message is back on the queue, not deleted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_account_at_its_monthly_budget_holds_only_its_own_distributions_batches() {
+    // EAAA is in account 111122223333, reached through its role; EOWN in the worker's own account.
+    // EAAA is in account 111122223333, reached through its role; EOWN in the worker's own account.
+    let (other, own) = ("EAAA", "EOWN");
+    let shared = Shared::with_distributions([other, own]);
+    let mut roles = Roles::default();
+    let role = Role::parse("arn:aws:iam::111122223333:role/cf-invalidator").unwrap();
+    roles.assign(DistributionId::parse(other).unwrap(), role).unwrap();
+    let settings = |budget| {
+        let mut settings = shared.settings(Spending { monthly_path_budget: Some(budget), ..Spending::default() });
+        settings.submission.roles = roles.clone();
+        settings
+    };
+    let send = |distribution: &str, tags: Vec<String>| {
+        let body = json!({"distribution_id": distribution, "tags": tags});
+        let queue = Arc::clone(&shared.0.queue);
+        async move { queue.send(&body.to_string(), &[]).await.unwrap() }
+    };
+    let tags = |prefix: &str, n: usize| (0..n).map(|i| format!("#{prefix}-{i}")).collect::<Vec<_>>();
+    send(other, tags("spent", 10)).await;
+    worker::run(shared.services(), settings(20), tokio::time::sleep(Duration::from_secs(60))).await;
+    assert_eq!(shared.billed(), 10);
+
+    // With the budget lowered to 10, the other account's is spent; tags cannot be coalesced, so its batch can
+    // only wait, while the own account's, whose 10 are untouched, goes.
+    send(other, tags("more", 1)).await;
+    send(own, tags("own", 5)).await;
+    worker::run(shared.services(), settings(10), tokio::time::sleep(Duration::from_secs(300))).await;
+
+    let created = shared.0.cdn.invalidations();
+    let billed = |id: &str| created.iter().filter(|(d, _)| d.as_str() == id).map(|(_, paths)| paths.len()).sum();
+    assert_eq!((billed(other), billed(own)), (10, 5), "the own account's batch went, the other's waited");
+    assert_eq!(shared.0.queue.len(), 1, "the other account's message is held, not dropped");
+    let month = billing_month(shared.1.now());
+    let other_month = shared.0.ledger.account_totals(&month, "111122223333").await.unwrap();
+    let own_month = shared.0.ledger.account_totals(&month, "own").await.unwrap();
+    assert_eq!((other_month.committed, other_month.total.paths_billed), (10, 10));
+    assert_eq!((own_month.committed, own_month.total.paths_billed), (5, 5));
 }
 
 #[tokio::test(start_paused = true)]

@@ -174,6 +174,7 @@ async fn submit<Q: Queue>(fixture: &Fixture<Q>, distribution: DistributionId, wi
         caller_reference: reference,
         distribution_id: distribution,
         tenant_id: None,
+        account: None,
         paths,
         message_ids: window.receipts.iter().map(|r| r.message_id.clone()).collect(),
         requesters: Vec::new(),

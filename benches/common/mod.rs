@@ -430,11 +430,12 @@ pub struct CountingLedger {
 
 impl CountingLedger {
     async fn before(&self, method: &'static str, _parts: &[&'static str]) -> Result<(), LedgerError> {
-        const READS: [&str; 15] = [
+        const READS: [&str; 16] = [
             "list",
             "in_progress",
             "month_billing",
             "month_totals",
+            "account_totals",
             "dead_letter",
             "batch",
             "read_budget",

@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_cloudfront::Client;
 use tokio::sync::OnceCell;
+use tracing::warn;
 
 use crate::model::DistributionId;
 use crate::model::role::{Role, Roles, session_name};
@@ -72,5 +73,21 @@ impl RoleClient {
         };
         let config = own.config().to_builder().credentials_provider(provider.build().await).build();
         Client::from_conf(config)
+    }
+}
+
+/// The worker's own 12-digit account, from STS GetCallerIdentity (which needs no permission): a role in that
+/// account then shares the own account's limits. `None`, with a warning, when STS does not answer: each role's
+/// account, the own one included, then keeps limits of its own, as when the worker did not ask.
+pub async fn own_account(sts: &SdkConfig) -> Option<String> {
+    let answer = aws_sdk_sts::Client::new(sts).get_caller_identity().send().await;
+    match answer.map(|identity| identity.account().map(str::to_owned)) {
+        Ok(Some(account)) => Some(account),
+        Ok(None) => None,
+        Err(e) => {
+            let error = aws_smithy_types::error::display::DisplayErrorContext(&e);
+            warn!(%error, "cannot learn the worker's own account from STS GetCallerIdentity: a role in it gets limits of its own, apart from the own account's");
+            None
+        }
     }
 }

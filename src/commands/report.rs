@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use cf_invalidator::aws::dynamodb::DynamoLedger;
+use cf_invalidator::aws::roles::own_account;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::role::Roles;
 use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
@@ -29,10 +30,13 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
     let mut billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
     let routing = args.routes.as_deref().map(Routing::load).transpose()?.unwrap_or_default();
-    let accounts = accounts(&billing, &super::roles(&args.accounts.roles, routing.roles())?);
+    let roles = super::roles(&args.accounts.roles, routing.roles())?;
+    let own = if roles.is_empty() { None } else { own_account(&config).await };
+    let accounts = accounts(&billing, &roles, own.as_deref());
     if let Some(distribution) = &args.distribution {
         let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
+        billing.tenants.retain(|(target, _)| target.distribution == distribution);
     }
     if let Some(path) = &args.plot {
         let chart = super::chart::render(&billing)?;
@@ -49,10 +53,11 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
 /// a distribution reached through a role is in the role's.
 type Accounts = BTreeMap<Option<String>, Billing>;
 
-fn accounts(billing: &MonthBilling, roles: &Roles) -> Accounts {
+/// `own`: the account the report runs in, if STS said: a role in it is billed as the own account.
+fn accounts(billing: &MonthBilling, roles: &Roles, own: Option<&str>) -> Accounts {
     let mut accounts = Accounts::new();
     for (distribution, counters) in &billing.distributions {
-        let account = roles.account_of(distribution).map(str::to_owned);
+        let account = roles.account_of(distribution).filter(|account| Some(*account) != own).map(str::to_owned);
         accounts.entry(account).or_default().add(*counters);
     }
     accounts
@@ -121,6 +126,13 @@ fn as_json(billing: &MonthBilling, accounts: &Accounts) -> Value {
             row["distribution_id"] = id.as_str().into();
             row
         }).collect::<Vec<_>>(),
+        // A part of its distribution's row: CloudFront bills the account, not the tenant.
+        "tenants": billing.tenants.iter().map(|(target, b)| {
+            let mut row = counters(b);
+            row["distribution_id"] = target.distribution.as_str().into();
+            row["tenant_id"] = target.tenant.as_ref().map(|t| t.as_str()).into();
+            row
+        }).collect::<Vec<_>>(),
         // A requester's paths_billed is its share of its batches' bills, in proportion to the paths it requested.
         "requesters": billing.requesters.iter().map(|(requester, b)| {
             let mut row = counters(b);
@@ -136,6 +148,21 @@ fn as_json(billing: &MonthBilling, accounts: &Accounts) -> Value {
             row
         }).collect::<Vec<_>>(),
     })
+}
+
+/// A heading and one row per name with its batches, messages, requested and billed paths and wildcards.
+fn counter_table<'a>(heading: &str, width: usize, rows: impl Iterator<Item = (String, &'a Billing)>) -> String {
+    let mut out = format!(
+        "\n{heading:<width$} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
+        "batches", "messages", "requested", "billed", "wildcards"
+    );
+    for (name, b) in rows {
+        out.push_str(&format!(
+            "{name:<width$} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
+            b.batches, b.messages, b.paths_requested, b.paths_billed, b.wildcards
+        ));
+    }
+    out
 }
 
 fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
@@ -178,20 +205,11 @@ fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
     for (day, b) in &billing.days {
         out.push_str(&format!("{day:<12} {:>8} {:>10} {:>10}\n", b.batches, b.paths_requested, b.paths_billed));
     }
-    out.push_str(&format!(
-        "\n{:<16} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
-        "distribution", "batches", "messages", "requested", "billed", "wildcards"
-    ));
-    for (id, b) in &billing.distributions {
-        out.push_str(&format!(
-            "{:<16} {:>8} {:>9} {:>10} {:>10} {:>9}\n",
-            id.as_str(),
-            b.batches,
-            b.messages,
-            b.paths_requested,
-            b.paths_billed,
-            b.wildcards
-        ));
+    let distributions = billing.distributions.iter().map(|(id, b)| (id.to_string(), b));
+    out.push_str(&counter_table("distribution", 16, distributions));
+    if !billing.tenants.is_empty() {
+        let tenants = billing.tenants.iter().map(|(target, b)| (target.to_string(), b));
+        out.push_str(&counter_table("tenant (part of its distribution)", 48, tenants));
     }
     if !billing.requesters.is_empty() {
         out.push_str(&format!(
@@ -211,7 +229,7 @@ fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
 
 #[cfg(test)]
 mod tests {
-    use cf_invalidator::model::DistributionId;
+    use cf_invalidator::model::{DistributionId, Target, TenantId};
 
     use super::*;
     use cf_invalidator::ports::ledger::Requester;
@@ -248,13 +266,14 @@ mod tests {
             ],
             days: vec![("2026-12-01".into(), big), ("2026-12-03".into(), small)],
             committed: 0,
+            tenants: Vec::new(),
         }
     }
 
     #[test]
     fn the_free_tier_comes_off_the_account_total() {
         let billing = billing();
-        let json = as_json(&billing, &accounts(&billing, &Roles::default()));
+        let json = as_json(&billing, &accounts(&billing, &Roles::default(), None));
         assert_eq!(json["total"]["paths_billed"], 1_600);
         assert_eq!((json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64()), (Some(1_000), Some(0)));
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
@@ -274,7 +293,7 @@ mod tests {
     #[test]
     fn the_table_names_each_distribution_and_an_empty_month_says_so() {
         let billing = billing();
-        let table = as_table(&billing, &accounts(&billing, &Roles::default()));
+        let table = as_table(&billing, &accounts(&billing, &Roles::default(), None));
         assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
         assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
         assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
@@ -289,7 +308,7 @@ mod tests {
         let mut roles = Roles::default();
         let role = cf_invalidator::model::role::Role::parse("arn:aws:iam::222233334444:role/cf").unwrap();
         roles.assign(DistributionId::parse("ESMALL").unwrap(), role).unwrap();
-        let accounts = accounts(&billing, &roles);
+        let accounts = accounts(&billing, &roles, None);
         let json = as_json(&billing, &accounts);
         // EBIG's 1,500 in the own account (500 past its free tier), ESMALL's 100 free in the other.
         assert!((json["estimated_dollars"].as_f64().unwrap() - 2.5).abs() < 1e-9, "{json}");
@@ -302,6 +321,28 @@ mod tests {
         let table = as_table(&billing, &accounts);
         assert!(table.lines().any(|l| l.starts_with("222233334444") && l.ends_with("$0.00")), "{table}");
         assert!(table.contains("estimated cost $2.50"), "{table}");
+        let in_own = super::accounts(&billing, &roles, Some("222233334444"));
+        assert_eq!(in_own.keys().collect::<Vec<_>>(), [&None], "a role in the account the report runs in: {in_own:?}");
+    }
+
+    #[test]
+    fn a_tenants_paths_show_under_its_tenant_and_in_its_distribution() {
+        let mut billing = billing();
+        let shop = Billing { batches: 3, messages: 5, paths_billed: 70, paths_requested: 80, ..Billing::default() };
+        let tenant = TenantId::parse("dt_shop1").unwrap();
+        billing.tenants = vec![(Target::tenant(DistributionId::parse("ESMALL").unwrap(), tenant), shop)];
+        let accounts = accounts(&billing, &Roles::default(), None);
+        let json = as_json(&billing, &accounts);
+        let row = &json["tenants"][0];
+        assert_eq!(
+            (row["distribution_id"].as_str(), row["tenant_id"].as_str(), row["paths_billed"].as_u64()),
+            (Some("ESMALL"), Some("dt_shop1"), Some(70))
+        );
+        assert_eq!(json["total"]["paths_billed"], 1_600, "a tenant's paths are not billed twice");
+        let table = as_table(&billing, &accounts);
+        let line = table.lines().find(|l| l.starts_with("ESMALL/dt_shop1")).unwrap_or_else(|| panic!("{table}"));
+        assert!(line.ends_with("        70         0"), "{line}");
+        assert!(!as_table(&self::billing(), &accounts).contains("tenant"), "no tenants, no tenant table");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::{Context, ensure};
 use cf_invalidator::aws::cloudfront::CloudFront;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::events::{EventBridgeEvents, SnsEvents};
-use cf_invalidator::aws::roles::Clients;
+use cf_invalidator::aws::roles::{Clients, own_account};
 use cf_invalidator::aws::sqs::SqsQueue;
 use cf_invalidator::edge::http::{HttpEdge, Resolver};
 use cf_invalidator::intake::parse::IntakeRules;
@@ -45,6 +45,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let config = super::aws_config().await?;
     let cloudfront = Clients::with_roles(super::cloudfront(&config), &roles, &config, &settings.ledger.worker_id);
+    if !roles.is_empty() {
+        settings.submission.own_account = own_account(&config).await;
+    }
     let cloudfront = CloudFront::with_clients(cloudfront);
     if settings.edge_client.is_some() {
         settings.edge_domains = Some(cloudfront.clone().domain_lookup());
@@ -186,6 +189,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<(Settings, Roles)> {
             resync_every: args.resync_interval.into(),
             // A stopped worker's reservations are renewed by nobody; by two visibility timeouts they are over.
             lease: 2 * visibility_timeout,
+            tenant_limits: args.tenant_limits,
             ..BudgetTuning::default()
         },
         ledger: LedgerSettings {

@@ -31,6 +31,7 @@ macro_rules! hooked_ledger {
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::ledger::Bills {
             month_billing(month: &str) -> $crate::ports::ledger::MonthBilling ["month_billing"];
             month_totals(month: &str) -> $crate::ports::ledger::MonthBilling ["month_totals"];
+            account_totals(month: &str, account: &str) -> $crate::ports::ledger::MonthBilling ["account_totals"];
         });
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::ledger::DeadLetters {
             record_dead_letter(record: &$crate::ports::DeadLetterRecord) -> () ["record_dead_letter"];
@@ -50,23 +51,23 @@ macro_rules! hooked_ledger {
             mark_dead_letter_published(message: &$crate::model::MessageId) -> () ["mark_published"];
         });
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::budget::Budgets {
-            read_budget(distribution: &$crate::model::DistributionId) -> $crate::ports::BudgetState ["read_budget"];
-            write_reservation(distribution: &$crate::model::DistributionId, version: u64,
+            read_budget(budget: &impl $crate::ports::budget::BudgetItem) -> $crate::ports::BudgetState ["read_budget"];
+            write_reservation(budget: &impl $crate::ports::budget::BudgetItem, version: u64,
                 reservation: &$crate::ports::Reservation, expired: &[$crate::model::CallerReference])
                 -> bool ["write_reservation"];
-            renew_reservation(distribution: &$crate::model::DistributionId, id: &$crate::model::CallerReference,
+            renew_reservation(budget: &impl $crate::ports::budget::BudgetItem, id: &$crate::model::CallerReference,
                 until: std::time::SystemTime, invalidation_id: Option<&str>) -> bool ["renew_reservation"];
-            release_reservation(distribution: &$crate::model::DistributionId, id: &$crate::model::CallerReference)
+            release_reservation(budget: &impl $crate::ports::budget::BudgetItem, id: &$crate::model::CallerReference)
                 -> () ["release_reservation"];
         });
         $crate::hooked_ledger!(@impl $wrapper, $inner, $before, $after, $crate::ports::budget::JointWrites {
-            reserve_recording(distribution: &$crate::model::DistributionId, version: u64,
+            reserve_recording(budget: &impl $crate::ports::budget::BudgetItem, version: u64,
                 reservation: &$crate::ports::Reservation, expired: &[$crate::model::CallerReference],
                 intent: &$crate::ports::BatchRecord, cap: Option<&$crate::ports::ledger::MonthCap>)
                 -> $crate::ports::ReservationWrite ["write_reservation", "record_intent"];
-            record_acceptance(record: &$crate::ports::BatchRecord, until: std::time::SystemTime)
+            record_acceptance(budget: &impl $crate::ports::budget::BudgetItem, record: &$crate::ports::BatchRecord, until: std::time::SystemTime)
                 -> () ["record_outcome"];
-            release_completed(distribution: &$crate::model::DistributionId,
+            release_completed(budget: &impl $crate::ports::budget::BudgetItem,
                 completions: &[$crate::ports::Completion]) -> Vec<$crate::ports::Recorded>
                 ["record_completion", "release_reservation"];
         });

@@ -27,6 +27,7 @@ pub fn pending_record(distribution: &str, paths: &[&str], messages: &[&str], cre
         caller_reference: CallerReference::mint(),
         distribution_id: DistributionId::parse(distribution).expect("valid distribution id"),
         tenant_id: None,
+        account: None,
         paths: paths.iter().map(|p| p.to_string()).collect(),
         message_ids: messages.iter().map(|m| MessageId(m.to_string())).collect(),
         requesters: Vec::new(),

@@ -3,7 +3,7 @@
 //! CloudFront throttles CreateInvalidation and counts paths per second per account. A distribution reached
 //! through a role (`--role DIST=ARN`) is in the role's account, so each such account gets its own call-rate
 //! limiter and path and wildcard buckets, with the limits as configured for every account; the worker's own
-//! account (whose id it does not know) takes the rest. A saturated account then holds back only its own
+//! account takes the rest, and a role in it when STS told the worker its account at start. A saturated account then holds back only its own
 //! distributions. There is one set per configured account, built at start: the map never grows.
 
 use std::collections::{BTreeMap, HashMap};
@@ -97,17 +97,18 @@ pub struct Accounts {
 
 impl Accounts {
     /// The worker's own account and each role's, each with a limiter from `limiter` and buckets of `quotas` shown
-    /// on `board`.
+    /// on `board`. A role in `own` (the worker's own account, if known) counts as the own account.
     pub fn new(
         roles: &Roles,
+        own: Option<&str>,
         quotas: AccountQuotas,
         board: &Arc<LimitBoard>,
         limiter: impl Fn() -> CreateRateLimiter,
     ) -> Self {
-        let of: HashMap<_, _> = roles
-            .iter()
-            .map(|(distribution, role)| (distribution.clone(), AccountKey::Id(role.arn.account().to_owned())))
-            .collect();
+        let key =
+            |account: &str| if own == Some(account) { AccountKey::Own } else { AccountKey::Id(account.to_owned()) };
+        let of: HashMap<_, _> =
+            roles.iter().map(|(distribution, role)| (distribution.clone(), key(role.arn.account()))).collect();
         let keys = of.values().cloned().chain([AccountKey::Own]);
         let limits = keys
             .map(|key| {
@@ -121,6 +122,18 @@ impl Accounts {
     /// The account `distribution` is in.
     pub fn key_of(&self, distribution: &DistributionId) -> &AccountKey {
         self.of.get(distribution).unwrap_or(&AccountKey::Own)
+    }
+
+    /// The account whose part of the month `distribution`'s batches count in (`BatchRecord::account`): `None` when
+    /// the worker serves only its own, whose part is the month's total.
+    pub fn month_account(&self, distribution: &DistributionId) -> Option<String> {
+        (self.limits.len() > 1).then(|| self.key_of(distribution).to_string())
+    }
+
+    /// Every account whose part of the month is counted apart (`month_account`): none when the worker serves only
+    /// its own.
+    pub fn month_accounts(&self) -> Vec<String> {
+        if self.limits.len() > 1 { self.limits.keys().map(AccountKey::to_string).collect() } else { Vec::new() }
     }
 
     /// The limits `distribution`'s calls count against.
@@ -160,7 +173,8 @@ mod tests {
             roles.assign(DistributionId::parse(id).unwrap(), role).unwrap();
         }
         let quotas = AccountQuotas { paths: AccountQuota::configured(10.0, 0), wildcards: None };
-        let accounts = Accounts::new(&roles, quotas, &Arc::default(), || CreateRateLimiter::new(1.0, NonZeroU32::MIN));
+        let limiter = || CreateRateLimiter::new(1.0, NonZeroU32::MIN);
+        let accounts = Accounts::new(&roles, None, quotas, &Arc::default(), limiter);
         let key = |id: &str| accounts.key_of(&DistributionId::parse(id).unwrap()).to_string();
         assert_eq!(
             [key("EAAA"), key("EBBB"), key("ECCC"), key("EOWN")],
@@ -174,5 +188,16 @@ mod tests {
         let own = accounts.get(&AccountKey::Own);
         assert_eq!(own.buckets.believed().0, Some(10.0), "and no other's");
         assert!(accounts.by_scope("EAAA").is_none(), "a distribution's scope is no account's");
+
+        // Once STS said the worker runs in 444455556666, a role there shares the own account's limits.
+        let accounts = Accounts::new(&roles, Some("444455556666"), quotas, &Arc::default(), limiter);
+        let key = |id: &str| accounts.key_of(&DistributionId::parse(id).unwrap()).clone();
+        assert_eq!(
+            [key("EAAA"), key("ECCC"), key("EOWN")],
+            [AccountKey::Id("111122223333".into()), AccountKey::Own, AccountKey::Own]
+        );
+        let scopes: Vec<_> = accounts.iter().map(|(key, _)| key.scope()).collect();
+        assert_eq!(scopes, ["account", "account#111122223333"], "no second set for the own account");
+        assert_eq!(accounts.month_account(&DistributionId::parse("ECCC").unwrap()).as_deref(), Some("own"));
     }
 }

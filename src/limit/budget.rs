@@ -24,8 +24,10 @@ use super::resync::{TenantsSeen, Unreserved, notice_expired};
 use super::room::{self, Ask, Decision, Limits, expired_before};
 use super::waiting::{Waiting, WaitingBoard};
 use crate::clock::WallClock;
-use crate::model::{CallerReference, DistributionId};
-use crate::ports::budget::{Allowance, BudgetState, JointWrites, QUOTA, RELEASED_AT_ONCE, Recorded, ReservationWrite};
+use crate::model::{CallerReference, DistributionId, Target};
+use crate::ports::budget::{
+    Allowance, BudgetItem, BudgetState, JointWrites, QUOTA, RELEASED_AT_ONCE, Recorded, ReservationWrite,
+};
 use crate::ports::cdn::Cdn;
 use crate::ports::ledger::{BatchRecord, Completion, LedgerError, MonthCap};
 use crate::telemetry::log_allowed;
@@ -42,7 +44,55 @@ pub struct BudgetSettings {
     pub resync_every: Duration,
     /// How long an invalidation is expected to stay in progress until the tracker has seen some complete.
     pub expected_completion: Duration,
+    /// Whose budget a tenant's batches reserve in.
+    pub tenant_limits: TenantLimits,
 }
+
+/// `--tenant-limits`: AWS does not say whether a tenant's invalidations have in-progress quotas of their own or
+/// share the distribution's (docs/tenants.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TenantLimits {
+    /// A tenant's batches reserve room in its distribution's budget, with the whole distribution's and the other
+    /// tenants': the worker can only wait longer than it must, never be refused.
+    #[default]
+    Shared,
+    /// Each tenant has a budget of its own with the same limits; the distribution's counts only whole-distribution
+    /// batches.
+    Separate,
+}
+
+/// The budget a target's batches reserve in (`budget#<name>` in the ledger): its distribution's, or under
+/// `TenantLimits::Separate` a tenant's own. Made by `Budget::key` alone, so that no batch picks its budget by
+/// another rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BudgetKey(Target);
+
+impl BudgetKey {
+    pub fn distribution(&self) -> &DistributionId {
+        &self.0.distribution
+    }
+
+    /// The distribution, or the tenant whose own budget it is.
+    pub fn target(&self) -> &Target {
+        &self.0
+    }
+}
+
+/// A whole distribution's batches reserve in the distribution's budget whatever the setting.
+impl From<&DistributionId> for BudgetKey {
+    fn from(distribution: &DistributionId) -> Self {
+        Self(Target::from(distribution))
+    }
+}
+
+/// `E…`, or `E…/dt_…` for a tenant's own budget.
+impl std::fmt::Display for BudgetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl BudgetItem for BudgetKey {}
 
 impl BudgetSettings {
     /// The quotas minus `reserve`.
@@ -70,7 +120,7 @@ const LOCAL_DISTRIBUTIONS: usize = 10_000;
 
 /// At `LOCAL_DISTRIBUTIONS`, forgets what no batch holds now: a cache, its copy of the budget read again when next
 /// needed.
-fn forget_idle(local: &mut HashMap<DistributionId, Arc<Local>>) {
+fn forget_idle(local: &mut HashMap<BudgetKey, Arc<Local>>) {
     if local.len() >= LOCAL_DISTRIBUTIONS {
         local.retain(|_, entry| Arc::strong_count(entry) > 1);
     }
@@ -82,14 +132,14 @@ pub struct Budget<C, S> {
     pub(super) settings: BudgetSettings,
     owner: String,
     pub(super) clock: WallClock,
-    local: Mutex<HashMap<DistributionId, Arc<Local>>>,
+    local: Mutex<HashMap<BudgetKey, Arc<Local>>>,
     /// How long CloudFront takes to complete an invalidation, as the tracker last saw it (smoothed).
     completion: Mutex<Duration>,
     board: Option<Arc<WaitingBoard>>,
     /// Where what the worker believes of the quotas shows, and its cuts wait to be shared.
     pub(super) limits: Arc<LimitBoard>,
     /// Distributions whose batches wait for room since the tracker last asked: it looks at them sooner.
-    wanted: Mutex<HashSet<DistributionId>>,
+    wanted: Mutex<HashSet<BudgetKey>>,
     room_wanted: Notify,
 }
 
@@ -152,24 +202,24 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     }
 
     /// Counts `need` in the distribution's backlog while the returned guard lives.
-    pub fn waiting(&self, distribution: &DistributionId, need: Allowance) -> Waiting {
+    pub fn waiting(&self, key: &BudgetKey, need: Allowance) -> Waiting {
         let shown = self.board.as_ref().map(|board| {
             let since = self.clock.now();
-            board.add(distribution, since);
-            (Arc::clone(board), distribution.clone(), since)
+            board.add(key.distribution(), since);
+            (Arc::clone(board), key.distribution().clone(), since)
         });
-        Waiting::new(Arc::clone(&self.local(distribution).backlog), need, shown)
+        Waiting::new(Arc::clone(&self.local(key).backlog), need, shown)
     }
 
     /// What this worker's batches waiting on the distribution need together.
-    pub fn backlog(&self, distribution: &DistributionId) -> Allowance {
-        *self.local(distribution).backlog.lock().unwrap()
+    pub fn backlog(&self, key: &BudgetKey) -> Allowance {
+        *self.local(key).backlog.lock().unwrap()
     }
 
     /// The distribution's room as the last reservation attempt found it, or all of the capacity before any: what
     /// a batch reshaped to save money can expect to fit, before it asks.
-    pub fn last_room(&self, distribution: &DistributionId) -> Allowance {
-        self.local(distribution).last_room.lock().unwrap().unwrap_or_else(|| self.capacity(distribution))
+    pub fn last_room(&self, key: &BudgetKey) -> Allowance {
+        self.local(key).last_room.lock().unwrap().unwrap_or_else(|| self.capacity(key))
     }
 
     /// How long an invalidation is expected to stay in progress, which is how often room frees up.
@@ -180,7 +230,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// The tracker saw invalidations of `distribution` complete: record them (as `Ledger::record_completion`,
     /// with an answer each, in their order), return their room in the same writes, and learn from the time they
     /// took.
-    pub async fn completed(&self, distribution: &DistributionId, completions: &[Completion]) -> Vec<Recorded> {
+    pub async fn completed(&self, key: &BudgetKey, completions: &[Completion]) -> Vec<Recorded> {
         {
             let mut estimate = self.completion.lock().unwrap();
             for completion in completions {
@@ -190,9 +240,9 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         }
         let mut answers = Vec::with_capacity(completions.len());
         for part in completions.chunks(RELEASED_AT_ONCE) {
-            match self.store.release_completed(distribution, part).await {
+            match self.store.release_completed(key, part).await {
                 Ok(recorded) => {
-                    self.released(distribution, part.iter().map(|c| &c.caller_reference));
+                    self.released(key, part.iter().map(|c| &c.caller_reference));
                     answers.extend(recorded);
                 }
                 Err(e) => answers.extend(part.iter().map(|_| Err(e.clone()))),
@@ -202,14 +252,8 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     }
 
     /// The batch was accepted, which the ledger noted on its reservation with its new end, `until`.
-    pub fn accepted(
-        &self,
-        distribution: &DistributionId,
-        id: &CallerReference,
-        invalidation_id: &str,
-        until: SystemTime,
-    ) {
-        let local = self.local(distribution);
+    pub fn accepted(&self, key: &BudgetKey, id: &CallerReference, invalidation_id: &str, until: SystemTime) {
+        let local = self.local(key);
         let mut known = local.known.lock().unwrap();
         if let Some(reservation) = known.iter_mut().flat_map(|s| &mut s.reservations).find(|r| &r.id == id) {
             reservation.until = until;
@@ -226,24 +270,32 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         &self.settings
     }
 
-    fn limits(&self, distribution: &DistributionId) -> Limits {
+    fn limits(&self, key: &BudgetKey) -> Limits {
         let BudgetSettings { lease, resync_every, .. } = self.settings;
-        Limits { capacity: self.capacity(distribution), configured: self.settings.capacity, lease, resync_every }
+        Limits { capacity: self.capacity(key), configured: self.settings.capacity, lease, resync_every }
     }
 
-    pub(super) fn local(&self, distribution: &DistributionId) -> Arc<Local> {
+    /// The budget `target`'s batches reserve in: the one place the setting is read.
+    pub fn key(&self, target: &Target) -> BudgetKey {
+        match self.settings.tenant_limits {
+            TenantLimits::Shared => BudgetKey::from(&target.distribution),
+            TenantLimits::Separate => BudgetKey(target.clone()),
+        }
+    }
+
+    pub(super) fn local(&self, key: &BudgetKey) -> Arc<Local> {
         let mut local = self.local.lock().unwrap();
         // Looked up several times per batch: clone the id only the first time.
-        if let Some(known) = local.get(distribution) {
+        if let Some(known) = local.get(key) {
             return Arc::clone(known);
         }
         forget_idle(&mut local);
-        Arc::clone(local.entry(distribution.clone()).or_default())
+        Arc::clone(local.entry(key.clone()).or_default())
     }
 
     /// Waits until no other batch of this worker is asking for room on `distribution`.
-    pub async fn turn(&self, distribution: &DistributionId) -> OwnedMutexGuard<()> {
-        let turn = Arc::clone(&self.local(distribution).turn);
+    pub async fn turn(&self, key: &BudgetKey) -> OwnedMutexGuard<()> {
+        let turn = Arc::clone(&self.local(key).turn);
         turn.lock_owned().await
     }
 
@@ -256,17 +308,17 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// Reserves `need` for batch `id` if it fits now, recording `intent` in the same write.
     pub async fn try_reserve(
         &self,
-        distribution: &DistributionId,
+        key: &BudgetKey,
         id: &CallerReference,
         need: Allowance,
         intent: Option<IntentWrite<'_>>,
     ) -> Result<Grant, LedgerError> {
-        let local = self.local(distribution);
+        let local = self.local(key);
         loop {
             let now = self.clock.now();
             let (state, fresh) = match Self::known(&local, now) {
                 Some(state) => (state, false),
-                None => (self.store.read_budget(distribution).await?, true),
+                None => (self.store.read_budget(key).await?, true),
             };
             // A reservation that ran out may stand for an invalidation still in progress (its worker died, or
             // CloudFront is slow): only a resync can tell. Each worker resyncs once when it first sees one expire,
@@ -274,40 +326,35 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             if fresh {
                 notice_expired(&local, expired_before(&state.reservations, now));
             }
-            let Some(unreserved) = self.unreserved_usage(distribution, &local, &state.reservations).await else {
+            let Some(unreserved) = self.unreserved_usage(key, &local, &state.reservations).await else {
                 // Room cannot be known until a resync succeeds: wait rather than guess.
                 return Ok(Grant::NoRoom(Allowance::default()));
             };
-            let room = room::room_for(id, self.capacity(distribution), unreserved, &state.reservations, now);
-            gauge!("cfi_budget_room_paths", "distribution_id" => crate::telemetry::distribution_label(distribution.as_str()))
+            let room = room::room_for(id, self.capacity(key), unreserved, &state.reservations, now);
+            gauge!("cfi_budget_room_paths", "distribution_id" => crate::telemetry::distribution_label(key.distribution().as_str()))
                 .set(room.paths as f64);
             *local.last_room.lock().unwrap() = Some(room);
             let ask = Ask { id, owner: &self.owner, need, now };
-            let (reservation, deletable) =
-                match room::decide(&state, fresh, unreserved, &ask, self.limits(distribution)) {
-                    Decision::Reserve { reservation, deletable } => (reservation, deletable),
-                    Decision::NoRoom(room) => {
-                        *local.known.lock().unwrap() = Some(state);
-                        return Ok(Grant::NoRoom(room));
-                    }
-                    // Others may have released room since: refuse only on what the store says.
-                    Decision::ReadAgain => {
-                        local.known.lock().unwrap().take();
-                        continue;
-                    }
-                };
+            let (reservation, deletable) = match room::decide(&state, fresh, unreserved, &ask, self.limits(key)) {
+                Decision::Reserve { reservation, deletable } => (reservation, deletable),
+                Decision::NoRoom(room) => {
+                    *local.known.lock().unwrap() = Some(state);
+                    return Ok(Grant::NoRoom(room));
+                }
+                // Others may have released room since: refuse only on what the store says.
+                Decision::ReadAgain => {
+                    local.known.lock().unwrap().take();
+                    continue;
+                }
+            };
             let written = match intent {
                 Some((record, cap)) => {
-                    self.store
-                        .reserve_recording(distribution, state.version, &reservation, &deletable, record, cap)
-                        .await?
+                    self.store.reserve_recording(key, state.version, &reservation, &deletable, record, cap).await?
                 }
-                None => {
-                    match self.store.write_reservation(distribution, state.version, &reservation, &deletable).await? {
-                        true => ReservationWrite::Written,
-                        false => ReservationWrite::VersionMoved,
-                    }
-                }
+                None => match self.store.write_reservation(key, state.version, &reservation, &deletable).await? {
+                    true => ReservationWrite::Written,
+                    false => ReservationWrite::VersionMoved,
+                },
             };
             match written {
                 ReservationWrite::Written => {
@@ -328,11 +375,11 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// Returns when room may have been freed on the distribution: by this worker at once, by others within a
     /// poll. Meanwhile the tracker is asked to look at the distribution's invalidations soon, so that room returns
     /// within seconds of their completion rather than at the next regular look.
-    pub async fn room_may_have_changed(&self, distribution: &DistributionId) {
-        if self.wanted.lock().unwrap().insert(distribution.clone()) {
+    pub async fn room_may_have_changed(&self, key: &BudgetKey) {
+        if self.wanted.lock().unwrap().insert(key.clone()) {
             self.room_wanted.notify_one();
         }
-        let local = self.local(distribution);
+        let local = self.local(key);
         tokio::select! {
             biased;
             () = local.released.notified() => {}
@@ -341,7 +388,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     }
 
     /// Returns the distributions whose batches waited for room since the last call, once there are any.
-    pub async fn wanted(&self) -> HashSet<DistributionId> {
+    pub async fn wanted(&self) -> HashSet<BudgetKey> {
         loop {
             let wanted = std::mem::take(&mut *self.wanted.lock().unwrap());
             if !wanted.is_empty() {
@@ -353,34 +400,34 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
 
     /// The invalidation is still in progress: keep its reservation alive, and note which invalidation it is so
     /// resyncs recognise it without asking CloudFront.
-    pub async fn renew(&self, distribution: &DistributionId, id: &CallerReference, invalidation_id: &str) {
+    pub async fn renew(&self, key: &BudgetKey, id: &CallerReference, invalidation_id: &str) {
         let until = self.lease_end();
-        match self.store.renew_reservation(distribution, id, until, Some(invalidation_id)).await {
-            Ok(true) => self.accepted(distribution, id, invalidation_id, until),
+        match self.store.renew_reservation(key, id, until, Some(invalidation_id)).await {
+            Ok(true) => self.accepted(key, id, invalidation_id, until),
             // Expired and deleted: from now on resyncs count the invalidation as unreserved.
             Ok(false) => counter!("cfi_budget_renewals_too_late_total").increment(1),
             Err(e) => {
                 if let Some(suppressed) = log_allowed("budget_renew_failed") {
-                    warn!(%distribution, caller_reference = %id, error = %e, suppressed, "could not renew a reservation; it will be renewed at the next check");
+                    warn!(budget = %key, caller_reference = %id, error = %e, suppressed, "could not renew a reservation; it will be renewed at the next check");
                 }
             }
         }
     }
 
     /// The batch's invalidation completed, or the batch will not be submitted: return its room.
-    pub async fn release(&self, distribution: &DistributionId, id: &CallerReference) {
-        if let Err(e) = self.store.release_reservation(distribution, id).await {
+    pub async fn release(&self, key: &BudgetKey, id: &CallerReference) {
+        if let Err(e) = self.store.release_reservation(key, id).await {
             // Harmless beyond the delay: the reservation expires with its lease.
             if let Some(suppressed) = log_allowed("budget_release_failed") {
-                warn!(%distribution, caller_reference = %id, error = %e, suppressed, "could not release a reservation; its room returns when its lease ends");
+                warn!(budget = %key, caller_reference = %id, error = %e, suppressed, "could not release a reservation; its room returns when its lease ends");
             }
         }
-        self.released(distribution, [id]);
+        self.released(key, [id]);
     }
 
     /// Forgets the reservation and wakes a batch waiting for room.
-    fn released<'a>(&self, distribution: &DistributionId, ids: impl IntoIterator<Item = &'a CallerReference>) {
-        let local = self.local(distribution);
+    fn released<'a>(&self, key: &BudgetKey, ids: impl IntoIterator<Item = &'a CallerReference>) {
+        let local = self.local(key);
         if let Some(known) = local.known.lock().unwrap().as_mut() {
             let ids: HashSet<&CallerReference> = ids.into_iter().collect();
             known.reservations.retain(|r| !ids.contains(&r.id));
@@ -401,13 +448,14 @@ pub(crate) mod tests {
             poll: Duration::from_secs(2),
             resync_every: Duration::from_secs(60),
             expected_completion: Duration::from_secs(30),
+            tenant_limits: TenantLimits::Shared,
         }
     }
 
     #[test]
     fn a_producer_inventing_distributions_leaves_a_bounded_map_and_keeps_what_batches_hold() {
-        let id = |n: usize| DistributionId::parse(&format!("EINVENT{n:06}")).unwrap();
-        let mut local: HashMap<DistributionId, Arc<Local>> = HashMap::new();
+        let id = |n: usize| BudgetKey::from(&DistributionId::parse(&format!("EINVENT{n:06}")).unwrap());
+        let mut local: HashMap<BudgetKey, Arc<Local>> = HashMap::new();
         let held = Arc::clone(local.entry(id(0)).or_default());
         for n in 1..=LOCAL_DISTRIBUTIONS * 2 {
             forget_idle(&mut local);

@@ -26,6 +26,6 @@ pub mod room;
 pub mod share;
 pub mod waiting;
 
-pub use budget::{Budget, BudgetSettings};
+pub use budget::{Budget, BudgetKey, BudgetSettings, TenantLimits};
 pub use rate::CreateRateLimiter;
 pub use waiting::{Backlog, WaitingBoard};

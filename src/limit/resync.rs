@@ -1,7 +1,7 @@
 //! Resyncs of the in-progress budget: what is in progress that no reservation accounts for (people's invalidations,
 //! other tools', a dead worker's past its lease), found by ListInvalidations, then GetInvalidation for the ones
-//! not recognised (other people's once). A tenant's invalidations count against its distribution's budget, so the
-//! tenants this worker submitted for lately are listed too.
+//! not recognised (other people's once). Where a tenant's invalidations count against its distribution's budget,
+//! the tenants this worker submitted for lately are listed too; a tenant's own budget lists the tenant's alone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::SystemTime;
@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Budget;
-use super::budget::Local;
+use super::budget::{BudgetKey, Local};
 use super::room::Tally;
-use crate::model::{CallerReference, DistributionId, Target, TenantId};
+use crate::model::{CallerReference, Target, TenantId};
 use crate::ports::budget::{Allowance, JointWrites, Reservation};
 use crate::ports::cdn::{Cdn, CdnError, RetryAfter};
 use crate::telemetry::{log_allowed, outages};
@@ -63,16 +63,18 @@ pub(super) fn notice_expired<'a>(local: &Local, expired: impl Iterator<Item = &'
 impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// The picture of what is in progress may be wrong (CloudFront said TooManyInvalidationsInProgress, or an
     /// invalidation is no longer tracked): the next reservation resyncs first.
-    pub fn resync_next(&self, distribution: &DistributionId) {
-        self.local(distribution).unreserved.lock().unwrap().refreshed_at = None;
+    pub fn resync_next(&self, key: &BudgetKey) {
+        self.local(key).unreserved.lock().unwrap().refreshed_at = None;
     }
 
-    /// A batch of `target` asks for room. A tenant's invalidations in progress count against its distribution's
-    /// budget: resyncs list this tenant's from now on (the next one at once, when the tenant is new), so people's
-    /// and other tools' invalidations of it are counted.
+    /// A batch of `target` asks for room. Where a tenant's invalidations in progress count against its
+    /// distribution's budget (`TenantLimits::Shared`), resyncs of that budget list this tenant's from now on (the
+    /// next one at once, when the tenant is new), so people's and other tools' invalidations of it are counted. A
+    /// tenant's own budget lists only the tenant's.
     pub fn serves(&self, target: &Target) {
-        let Some(tenant) = &target.tenant else { return };
-        let local = self.local(&target.distribution);
+        let key = self.key(target);
+        let (Some(tenant), None) = (&target.tenant, &key.target().tenant) else { return };
+        let local = self.local(&key);
         if local.tenants.lock().unwrap().saw(tenant) {
             local.unreserved.lock().unwrap().refreshed_at = None;
         }
@@ -82,7 +84,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// failed for a reason that may pass.
     pub(super) async fn unreserved_usage(
         &self,
-        distribution: &DistributionId,
+        key: &BudgetKey,
         local: &Local,
         reservations: &[Reservation],
     ) -> Option<Allowance> {
@@ -94,7 +96,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             view.known.clone()
         };
         let tenants: Vec<TenantId> = local.tenants.lock().unwrap().0.iter().cloned().collect();
-        let view = match self.resync(distribution, &tenants, reservations, known).await {
+        let view = match self.resync(key, &tenants, reservations, known).await {
             Ok(view) => {
                 outages().answered("cloudfront");
                 view
@@ -102,14 +104,14 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             Err(e) if e.retry_after() == RetryAfter::Never => {
                 // Not allowed to look: the headroom left to people is then all that protects the quota.
                 if let Some(suppressed) = log_allowed("budget_resync_refused") {
-                    warn!(%distribution, error = %e, suppressed, "cannot list the distribution's invalidations (the role needs cloudfront:ListInvalidations and GetInvalidation); counting only reservations");
+                    warn!(budget = %key, error = %e, suppressed, "cannot list the invalidations (the role needs cloudfront:ListInvalidations and GetInvalidation); counting only reservations");
                 }
                 Unreserved { refreshed_at: Some(Instant::now()), ..Unreserved::default() }
             }
             Err(e) => {
                 outages().failed("cloudfront");
                 if let Some(suppressed) = log_allowed("budget_resync_failed") {
-                    warn!(%distribution, error = %e, suppressed, "could not list the distribution's invalidations; waiting before submitting more");
+                    warn!(budget = %key, error = %e, suppressed, "could not list the invalidations in progress; waiting before submitting more");
                 }
                 return None;
             }
@@ -124,7 +126,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     /// accounts for.
     async fn resync(
         &self,
-        distribution: &DistributionId,
+        key: &BudgetKey,
         tenants: &[TenantId],
         reservations: &[Reservation],
         known: HashMap<String, Allowance>,
@@ -134,8 +136,9 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         let live: Vec<&Reservation> = reservations.iter().filter(|r| r.until > now).collect();
         // Reservations count this worker's and the others' invalidations whatever the list shows: what it must find
         // is other people's, and those on the newest pages are what it can afford to read once a minute.
-        let whole = std::iter::once(Target::from(distribution));
-        let targets = whole.chain(tenants.iter().map(|tenant| Target::tenant(distribution.clone(), tenant.clone())));
+        let distribution = key.distribution();
+        let own = std::iter::once(key.target().clone());
+        let targets = own.chain(tenants.iter().map(|tenant| Target::tenant(distribution.clone(), tenant.clone())));
         let mut target_of = HashMap::new();
         for target in targets {
             for invalidation in self.cdn.list_in_progress(&target, now).await? {
@@ -149,7 +152,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         }
         let Tally { usage, counted, .. } = tally;
         if !usage.is_empty() {
-            info!(%distribution, paths = usage.paths, wildcards = usage.wildcards, "invalidations in progress that no worker reserved count against the budget");
+            info!(budget = %key, paths = usage.paths, wildcards = usage.wildcards, "invalidations in progress that no worker reserved count against the budget");
         }
         Ok(Unreserved { usage, known: counted, refreshed_at: Some(Instant::now()), ..Unreserved::default() })
     }

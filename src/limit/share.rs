@@ -171,7 +171,7 @@ pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
                     if let Some(account) = accounts.by_scope(&belief.scope) {
                         account.buckets.adopt(&belief.limit, belief.believed);
                     } else if let Ok(distribution) = DistributionId::parse(&belief.scope) {
-                        budget.adopt(&distribution, &belief.limit, belief.believed);
+                        budget.adopt(&super::BudgetKey::from(&distribution), &belief.limit, belief.believed);
                     }
                 }
             }

@@ -128,6 +128,13 @@ pub const RELEASED_AT_ONCE: usize = 99;
 /// `Batches::record_completion` says.
 pub type Recorded = Result<bool, LedgerError>;
 
+/// Which budget item a call is about: `budget#<name>`. A distribution's (`DistributionId`), or the budget a
+/// target's batches reserve in as the worker's setting says (`limit::budget::BudgetKey`): with
+/// `--tenant-limits separate`, a tenant's own.
+pub trait BudgetItem: std::fmt::Display + Sync {}
+
+impl BudgetItem for DistributionId {}
+
 /// Contract:
 /// - `read_budget` returns the distribution's reservations, expired ones included, with the budget's version
 ///   (0 and none for a distribution never reserved), read strongly consistently.
@@ -139,14 +146,11 @@ pub type Recorded = Result<bool, LedgerError>;
 ///   if the reservation is gone (released, or deleted as expired).
 /// - `release_reservation` deletes the reservation; releasing one that is gone succeeds.
 pub trait Budgets: Send + Sync + 'static {
-    fn read_budget(
-        &self,
-        distribution: &DistributionId,
-    ) -> impl Future<Output = Result<BudgetState, LedgerError>> + Send;
+    fn read_budget(&self, budget: &impl BudgetItem) -> impl Future<Output = Result<BudgetState, LedgerError>> + Send;
 
     fn write_reservation(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         version: u64,
         reservation: &Reservation,
         expired: &[CallerReference],
@@ -154,7 +158,7 @@ pub trait Budgets: Send + Sync + 'static {
 
     fn renew_reservation(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         id: &CallerReference,
         until: SystemTime,
         invalidation_id: Option<&str>,
@@ -162,7 +166,7 @@ pub trait Budgets: Send + Sync + 'static {
 
     fn release_reservation(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         id: &CallerReference,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }
@@ -175,7 +179,8 @@ pub trait Budgets: Send + Sync + 'static {
 ///   `Batches::record_intent` does, or with `cap` `Batches::record_intent_capped`: both or neither. An intent
 ///   stored before is left as it is, and the reservation is still written.
 /// - `record_acceptance` does what `Batches::record_outcome` does for an accepted record and, in the same write,
-///   notes the invalidation on the batch's reservation and moves its end to `until`, if the reservation exists.
+///   notes the invalidation on the batch's reservation in `budget` and moves its end to `until`, if the
+///   reservation exists.
 /// - `release_completed` does what `Batches::record_completion` does for each of `completions` (distinct batches
 ///   of the distribution, at most `RELEASED_AT_ONCE`), with its answers in their order, and, in the same write,
 ///   deletes their reservations; a completion recorded before still deletes its reservation. After an error,
@@ -183,7 +188,7 @@ pub trait Budgets: Send + Sync + 'static {
 pub trait JointWrites: Budgets + Batches {
     fn reserve_recording(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         version: u64,
         reservation: &Reservation,
         expired: &[CallerReference],
@@ -193,13 +198,14 @@ pub trait JointWrites: Budgets + Batches {
 
     fn record_acceptance(
         &self,
+        budget: &impl BudgetItem,
         record: &BatchRecord,
         until: SystemTime,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     fn release_completed(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         completions: &[Completion],
     ) -> impl Future<Output = Result<Vec<Recorded>, LedgerError>> + Send;
 }

@@ -26,7 +26,8 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         }
         let invalidation = outcome.map_err(Failure::Cdn)?;
         let need = Allowance::of(&record.paths);
-        self.budget.learn_accepted(&record.distribution_id, &record.caller_reference, need);
+        let key = self.budget.key(&record.target());
+        self.budget.learn_accepted(&key, &record.caller_reference, need);
         if full_bucket {
             account.buckets.accepted(need);
         }
@@ -40,17 +41,16 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         );
         counter!("cfi_paths_submitted_total").increment(record.paths.len() as u64);
         let month = billing_month(self.ownership.clock.now());
-        let billed_before = self.month_to_date.billed_before(&month);
+        let billed_before = self.month_to_date.billed_before(&month, record.account.as_deref());
         let cost = plan::cost(&record.paths, billed_before);
         counter!("cfi_paths_billed_total").increment(cost.paths_billed as u64);
         info!(caller_reference = %record.caller_reference, paths_billed = cost.paths_billed, month_paths_billed_before = billed_before, estimated_cost_usd = cost.dollars, "invalidation cost, after the account's free paths this month");
         // The reservation's end moves a lease ahead in the same write: only an invalidation that takes long needs
         // its reservation renewed.
         let until = self.budget.lease_end();
-        timed("record_outcome", self.ledger.record_acceptance(record, until)).await.map_err(Failure::Ledger)?;
-        let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
-        self.budget.accepted(distribution, reference, &invalidation.id, until);
-        self.month_to_date.add(&month, cost.paths_billed as u64);
+        timed("record_outcome", self.ledger.record_acceptance(&key, record, until)).await.map_err(Failure::Ledger)?;
+        self.budget.accepted(&key, &record.caller_reference, &invalidation.id, until);
+        self.month_to_date.add(&month, record.account.as_deref(), cost.paths_billed as u64);
         self.track(record);
         Ok(())
     }

@@ -46,8 +46,8 @@ use crate::clock::WallClock;
 use crate::held::SubmissionBacklog;
 use crate::limit::Budget;
 use crate::limit::accounts::{AccountKey, Accounts};
+use crate::model::CallerReference;
 use crate::model::message::Disposition;
-use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::{Cdn, CdnError};
 use crate::ports::ledger::Owed;
@@ -194,7 +194,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
                 received = batches.recv(), if receiving => match received {
                     Some(batch) => {
-                        let room = self.budget.last_room(&batch.content.distribution_id);
+                        let room = self.budget.last_room(&self.budget.key(&batch.content.target()));
                         schedule.push(batch, room);
                     }
                     None => receiving = false,
@@ -208,7 +208,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     fn heads(&self, schedule: &Schedule) -> Vec<(AccountKey, bool, bool)> {
         let heads = self.accounts.iter().filter_map(|(account, _)| {
             let batch = schedule.peek_where(|distribution| self.accounts.key_of(distribution) == account)?;
-            let waits_for_room = self.budget.backlog(&batch.content.distribution_id) != Allowance::default();
+            let waits_for_room = self.budget.backlog(&self.budget.key(&batch.content.target())) != Allowance::default();
             Some((account.clone(), batch.content.reason == SealReason::Urgent, waits_for_room))
         });
         heads.collect()
@@ -308,11 +308,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 return self.refused(record, batch, refit).await;
             }
             maybe_created |= !failure.created_nothing();
-            let reserve_again =
-                match self.wait_out(&record.caller_reference, &record.distribution_id, failure, &mut attempts).await {
-                    Ok(reserve_again) => reserve_again,
-                    Err(refusal) => return self.refused(record, batch, refusal).await,
-                };
+            let reserve_again = match self
+                .wait_out(&record.caller_reference, &self.budget.key(&record.target()), failure, &mut attempts)
+                .await
+            {
+                Ok(reserve_again) => reserve_again,
+                Err(refusal) => return self.refused(record, batch, refusal).await,
+            };
             if reserve_again {
                 // The resync the refusal triggered may show less room: wait for it, same paths, same reference.
                 if let Err(refusal) = self.reserve_as_recorded(&record, &mut attempts).await {
@@ -324,11 +326,12 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     }
 
     /// Waits as the state machine says after a failed call for batch `reference`, its messages held, and says
-    /// whether the batch must reserve budget again (CloudFront said `distribution` is full); or why it cannot go on.
+    /// whether the batch must reserve budget again (CloudFront said `budget`'s target is full); or why it cannot go
+    /// on.
     async fn wait_out(
         &self,
         reference: &CallerReference,
-        distribution: &DistributionId,
+        budget: &crate::limit::BudgetKey,
         failure: Failure,
         attempts: &mut Attempts,
     ) -> Result<bool, Refusal> {
@@ -342,7 +345,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         }
         counter!("cfi_submission_retries_total").increment(1);
         if reserve_again {
-            self.budget.resync_next(distribution);
+            self.budget.resync_next(budget);
         }
         tokio::time::sleep(delay).await;
         Ok(reserve_again)

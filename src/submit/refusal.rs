@@ -36,19 +36,20 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     pub(super) async fn learn_from_refusal(&self, record: &BatchRecord, batch: &Batch) -> Option<Refusal> {
         let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
         let need = Allowance::of(&record.paths);
-        let in_progress = self.budget.unexplained_refusal(distribution, reference, need).await?;
+        let key = self.budget.key(&record.target());
+        let in_progress = self.budget.unexplained_refusal(&key, reference, need).await?;
         counter!("cfi_refusals_unexplained_total").increment(1);
         let account = &self.accounts.of(distribution).buckets;
         let rate = account.is_binding() || in_progress.is_empty();
         if rate {
             account.refused(need);
         } else {
-            self.budget.learn_refused(distribution, need, in_progress);
+            self.budget.learn_refused(&key, need, in_progress);
         }
         // What the new belief leaves beside what CloudFront holds: the part that fits goes now, and is the next
         // probe of the belief, so a limit far below the configuration is found within seconds, not a refusal per
         // completion of what is in progress.
-        let room = self.fit(distribution).min(self.budget.capacity(distribution) - in_progress);
+        let room = self.fit(&record.target()).min(self.budget.capacity(&key) - in_progress);
         let resumed = batch.content.reason == SealReason::Resumed;
         (!need.fits_in(room) && !resumed && splittable_to(batch, room)).then_some(Refusal::Refit(room))
     }
@@ -56,16 +57,17 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// A batch recorded before the worker came to believe less, and now larger than it believes one call may
     /// carry: split before its call, rather than after CloudFront refuses it. Never one that may have been created.
     pub(super) fn outgrown(&self, batch: &Batch, maybe_created: bool) -> Option<Refusal> {
-        let fit = self.fit(&batch.content.distribution_id);
+        let fit = self.fit(&batch.content.target());
         let need = Allowance::of(&batch.content.paths);
         let resumed = batch.content.reason == SealReason::Resumed;
         (!maybe_created && !resumed && !need.fits_in(fit) && splittable_to(batch, fit)).then_some(Refusal::Refit(fit))
     }
 
-    /// The largest batch the worker believes CloudFront takes now on `distribution`: its in-progress room as
+    /// The largest batch the worker believes CloudFront takes now for `target`: its budget's in-progress room as
     /// believed, and this worker's share of its account's buckets.
-    pub(super) fn fit(&self, distribution: &crate::model::DistributionId) -> Allowance {
-        self.budget.capacity(distribution).min(self.accounts.of(distribution).buckets.largest())
+    pub(super) fn fit(&self, target: &crate::model::Target) -> Allowance {
+        let capacity = self.budget.capacity(&self.budget.key(target));
+        capacity.min(self.accounts.of(&target.distribution).buckets.largest())
     }
 
     /// The batch cannot succeed as it is: record why, then split it, dead-letter its messages or batch them afresh.
@@ -98,7 +100,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         if !matches!(refusal, Refusal::Refit(_)) {
             counter!("cfi_batches_refused_total", "code" => code).increment(1);
         }
-        self.budget.release(&record.distribution_id, &record.caller_reference).await;
+        self.budget.release(&self.budget.key(&record.target()), &record.caller_reference).await;
         record.fail(&reason);
         // Only a refusal for good is announced: a split or a rebatch goes on under new batches.
         record.outbox = self.announce_failures && matches!(refusal, Refusal::DeadLetter { .. });

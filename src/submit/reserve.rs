@@ -13,7 +13,8 @@ use crate::batch::Batch;
 use crate::batch::window::SealReason;
 use crate::limit::budget::Grant;
 use crate::limit::waiting::Waiting;
-use crate::model::DistributionId;
+use crate::limit::BudgetKey;
+use crate::model::Target;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
 use crate::ports::ledger::{BatchRecord, billing_month};
@@ -45,8 +46,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// intent is recorded, and counted, already. While it asks for room it holds its distribution's turn and counts
     /// in its backlog; waiting for the month it holds neither.
     pub(super) async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
-        let distribution = batch.content.distribution_id.clone();
-        self.budget.serves(&batch.content.target());
+        let (distribution, target) = (batch.content.distribution_id.clone(), batch.content.target());
+        let key = self.budget.key(&target);
+        self.budget.serves(&target);
         // The intent goes with the reservation, and the batch may change, until it is recorded.
         let mut unrecorded = batch.content.reason != SealReason::Resumed;
         // A joint write whose answer was lost may have recorded the intent: once recorded, the batch is submitted
@@ -66,7 +68,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let mut month = MonthWait::default();
         loop {
             known.reshapable = unrecorded && !maybe_recorded;
-            self.learn_known(&distribution, &mut known);
+            self.learn_known(&target, &key, &mut known);
             let choice = choose(&batch, &known, self.ownership.clock);
             if !matches!(choice, Choice::Wait(Wait::Month)) {
                 month.hold = None;
@@ -83,12 +85,12 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     known.room = None;
                     if let Some(asking) = &mut asking {
                         // The backlog shrank by what coalescing saved.
-                        asking.waiting = self.budget.waiting(&distribution, Allowance::of(&batch.content.paths));
+                        asking.waiting = self.budget.waiting(&key, Allowance::of(&batch.content.paths));
                     }
                 }
                 Choice::Wait(Wait::Room) => {
                     known.weighed = known.room.take();
-                    self.budget.room_may_have_changed(&distribution).await;
+                    self.budget.room_may_have_changed(&key).await;
                 }
                 Choice::Wait(Wait::Month) => {
                     asking = None;
@@ -103,18 +105,18 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     let asking = match &mut asking {
                         Some(asking) => asking,
                         None => asking.insert(Asking {
-                            waiting: self.budget.waiting(&distribution, need),
-                            _turn: self.budget.turn(&distribution).await,
+                            waiting: self.budget.waiting(&key, need),
+                            _turn: self.budget.turn(&key).await,
                             since: Instant::now(),
                         }),
                     };
-                    let cap = self.month_cap();
+                    let cap = self.month_cap(&distribution);
                     self.renew_terms(&mut record);
                     let intent = unrecorded.then_some((&record, cap.as_ref()));
-                    match self.budget.try_reserve(&distribution, &batch.caller_reference, need, intent).await {
+                    match self.budget.try_reserve(&key, &batch.caller_reference, need, intent).await {
                         Ok(Grant::Reserved) => {
                             if let (Some(cap), true) = (&cap, unrecorded) {
-                                self.month_to_date.commit(&cap.month, record.paths.len() as u64);
+                                self.month_to_date.commit(&cap.month, cap.account.as_deref(), record.paths.len() as u64);
                             }
                             outages().answered(DYNAMODB);
                             histogram!("cfi_budget_wait_seconds").record(asking.since.elapsed().as_secs_f64());
@@ -131,15 +133,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                         Ok(Grant::NoRoom(room)) => known.room = Some(room),
                         Ok(Grant::OverCap { spent }) => {
                             // Other workers spent the month's budget since this batch was shaped: shape it again.
-                            let month = cap.expect("only an intent under a cap is refused for it").month;
-                            self.month_to_date.saw_spent(&month, spent);
+                            let cap = cap.expect("only an intent under a cap is refused for it");
+                            self.month_to_date.saw_spent(&cap.month, cap.account.as_deref(), spent);
                             // The refusal wrote nothing: the batch is shaped again as one not recorded.
                             maybe_recorded = false;
                         }
                         Err(e) => {
                             maybe_recorded |= unrecorded;
                             match self
-                                .wait_out(&batch.caller_reference, &distribution, Failure::Ledger(e), attempts)
+                                .wait_out(&batch.caller_reference, &key, Failure::Ledger(e), attempts)
                                 .await
                             {
                                 Ok(_) => {}
@@ -153,14 +155,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     }
 
     /// What the batch's next choice weighs, as the worker knows it now.
-    fn learn_known(&self, distribution: &DistributionId, known: &mut Known) {
-        known.fit = self.fit(distribution);
-        known.wildcard_room = self.budget.last_room(distribution).wildcards;
+    fn learn_known(&self, target: &Target, key: &BudgetKey, known: &mut Known) {
+        known.fit = self.fit(target);
+        known.wildcard_room = self.budget.last_room(key).wildcards;
         known.month_left = self.spending.monthly_path_budget.map(|limit| {
             let month = billing_month(self.ownership.clock.now());
-            limit.saturating_sub(self.month_to_date.spent(&month))
+            let account = self.accounts.month_account(&target.distribution);
+            limit.saturating_sub(self.month_to_date.spent(&month, account.as_deref()))
         });
-        known.overloaded = self.overloaded(distribution);
+        known.overloaded = self.overloaded(key);
     }
 
     /// Reserves again for a recorded batch, waiting as long as it takes.
@@ -170,15 +173,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         attempts: &mut Attempts,
     ) -> Result<(), Refusal> {
         let need = Allowance::of(&record.paths);
-        let _turn = self.budget.turn(&record.distribution_id).await;
+        let key = self.budget.key(&record.target());
+        let _turn = self.budget.turn(&key).await;
         loop {
-            match self.budget.try_reserve(&record.distribution_id, &record.caller_reference, need, None).await {
+            match self.budget.try_reserve(&key, &record.caller_reference, need, None).await {
                 Ok(Grant::Reserved) => return Ok(()),
-                Ok(Grant::NoRoom(_)) => self.budget.room_may_have_changed(&record.distribution_id).await,
+                Ok(Grant::NoRoom(_)) => self.budget.room_may_have_changed(&key).await,
                 Ok(Grant::OverCap { .. }) => unreachable!("no intent is written with this reservation"),
                 Err(e) => {
-                    let (reference, distribution) = (&record.caller_reference, &record.distribution_id);
-                    self.wait_out(reference, distribution, Failure::Ledger(e), attempts).await?;
+                    self.wait_out(&record.caller_reference, &key, Failure::Ledger(e), attempts).await?;
                 }
             }
         }

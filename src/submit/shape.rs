@@ -8,7 +8,7 @@ use crate::batch::Batch;
 use crate::batch::window::{SealReason, SealedBatch};
 use crate::clock::WallClock;
 use crate::limit::room::time_to_clear;
-use crate::model::DistributionId;
+use crate::limit::BudgetKey;
 use crate::model::message::BatchMember;
 use crate::model::path::is_wildcard;
 use crate::plan::Plan;
@@ -37,6 +37,7 @@ impl<C, L> Submitter<C, L> {
             caller_reference: batch.caller_reference.clone(),
             distribution_id: content.distribution_id.clone(),
             tenant_id: content.tenant_id.clone(),
+            account: self.accounts.month_account(&content.distribution_id),
             paths: content.paths.clone(),
             message_ids: content.members.iter().map(|m| m.delivery.message_id.clone()).collect(),
             requesters,
@@ -77,19 +78,18 @@ impl<C, L> Submitter<C, L> {
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// How long the distribution's backlog would take to clear under its budget, when that is longer than the
     /// maximum delay and `--coalesce auto` is on: its batches are then coalesced into wildcards that fit the room.
-    pub(super) fn overloaded(&self, distribution: &DistributionId) -> Option<Duration> {
+    pub(super) fn overloaded(&self, key: &BudgetKey) -> Option<Duration> {
         if !self.overload.coalesce {
             return None;
         }
-        let backlog = self.budget.backlog(distribution);
-        let capacity = self.budget.capacity(distribution);
+        let (backlog, capacity) = (self.budget.backlog(key), self.budget.capacity(key));
         let clears_in = time_to_clear(backlog, capacity, self.budget.completion_estimate());
         (clears_in > self.overload.max_delay).then_some(clears_in)
     }
 
     /// Why an overloaded distribution's batch was coalesced, for its record.
     pub(super) fn overload_note(&self, batch: &Batch, plan: &Plan, clears_in: Duration) -> String {
-        let backlog = self.budget.backlog(&batch.content.distribution_id);
+        let backlog = self.budget.backlog(&self.budget.key(&batch.content.target()));
         let wildcards: Vec<&str> = plan.replacements.iter().map(|r| r.wildcard.as_str()).collect();
         let replaced_paths: usize = plan.replacements.iter().map(|r| r.replaced).sum();
         format!(

@@ -71,10 +71,11 @@ pub(super) fn described(plan: &Plan) -> String {
 }
 
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    /// The monthly cap a new batch's intent is recorded under, if there is one.
-    pub(super) fn month_cap(&self) -> Option<MonthCap> {
+    /// The monthly cap a new batch of `distribution` is recorded under, if there is one: its account's.
+    pub(super) fn month_cap(&self, distribution: &DistributionId) -> Option<MonthCap> {
         let limit = self.spending.monthly_path_budget?;
-        Some(MonthCap { month: billing_month(self.ownership.clock.now()), limit })
+        let account = self.accounts.month_account(distribution);
+        Some(MonthCap { month: billing_month(self.ownership.clock.now()), limit, account })
     }
 
     /// Under `--coalesce cost`, the batch with each directory collapsed whose wildcard saves enough billed paths,
@@ -85,7 +86,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         };
         let distribution = &batch.content.distribution_id;
         let min_saving = policy.min_saving(distribution);
-        let wildcard_room = self.budget.last_room(distribution).wildcards as usize;
+        let wildcard_room = self.budget.last_room(&self.budget.key(&batch.content.target())).wildcards as usize;
         let Some(plan) = plan::collapse_for_cost(&batch.content.paths, min_saving, wildcard_room) else {
             return batch;
         };

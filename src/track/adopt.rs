@@ -19,7 +19,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
             }
         };
         *cursor = page.next;
-        let mut budgets: HashMap<DistributionId, Option<BudgetState>> = HashMap::new();
+        let mut budgets: HashMap<BudgetKey, Option<BudgetState>> = HashMap::new();
         for owed in page.owed {
             let submitted = match owed {
                 Owed::Batch(submitted) => submitted,
@@ -32,16 +32,16 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
             if known || submitted.submitted_at > before {
                 continue;
             }
-            let distribution = &submitted.distribution_id;
-            if !budgets.contains_key(distribution) {
-                budgets.insert(distribution.clone(), self.ledger.read_budget(distribution).await.ok());
+            let key = self.budget.key(&submitted.target());
+            if !budgets.contains_key(&key) {
+                budgets.insert(key.clone(), self.ledger.read_budget(&key).await.ok());
             }
             let now = self.settings.clock.now();
             let owner_tracks = |budget: &BudgetState| {
                 budget.reservations.iter().any(|r| r.id == submitted.caller_reference && r.until > now)
             };
             // Unreadable budget: look again next round rather than take a live worker's invalidation.
-            if budgets[distribution].as_ref().is_none_or(owner_tracks) {
+            if budgets[&key].as_ref().is_none_or(owner_tracks) {
                 continue;
             }
             info!(invalidation_id = %submitted.invalidation_id, caller_reference = %submitted.caller_reference, status = submitted.status.as_str(), "adopted a batch nobody tracks");

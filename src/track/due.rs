@@ -1,13 +1,11 @@
 //! When the tracker looks next, and how far back: which distribution is due, brought forward while batches wait
 //! for its room. No I/O.
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use super::{HURRIED_GAP, Submitted, Tracked};
-use crate::model::DistributionId;
 use crate::ports::ledger::BatchStatus;
 
 /// How far back a look lists: to the oldest invalidation it must answer for, so that it finds them all without a
@@ -21,9 +19,10 @@ pub(super) fn listed_since(mine: &[Tracked], now: SystemTime) -> SystemTime {
 
 const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 
-/// Brings forward the looks at distributions whose batches wait for room, to `HURRIED_GAP` after the last.
-pub(super) fn hurry(tracked: &mut [Tracked], wanted: &HashSet<DistributionId>) {
-    for entry in tracked.iter_mut().filter(|t| wanted.contains(&t.submitted.distribution_id)) {
+/// Brings forward the looks at invalidations holding room in budgets batches wait for (`waited_for`), to
+/// `HURRIED_GAP` after the last.
+pub(super) fn hurry(tracked: &mut [Tracked], waited_for: impl Fn(&Submitted) -> bool) {
+    for entry in tracked.iter_mut().filter(|t| waited_for(&t.submitted)) {
         entry.next_look = entry.next_look.min(entry.last_look + HURRIED_GAP);
         entry.hurried = true;
     }

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::clock::WallClock;
 use crate::edge::stage::{CompletedBatch, EdgeHandoff};
-use crate::limit::Budget;
+use crate::limit::{Budget, BudgetKey};
 use crate::model::{DistributionId, Target};
 use crate::ports::budget::{BudgetState, JointWrites, Recorded};
 use crate::ports::cdn::{Cdn, CdnError, Invalidation, RetryAfter};
@@ -128,7 +128,9 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                     Some(announcement) => self.announce(&announcement).await,
                     None => open = false,
                 },
-                wanted = self.budget.wanted() => hurry(&mut tracked, &wanted),
+                wanted = self.budget.wanted() => {
+                    hurry(&mut tracked, |submitted| wanted.contains(&self.budget.key(&submitted.target())));
+                }
                 () = tokio::time::sleep_until(next_adoption), if open => {
                     next_adoption = Instant::now() + self.settings.adopt_every;
                     self.adopt(&mut tracked, &mut adoption_cursor).await;
@@ -178,10 +180,10 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
         self.budget.settings().lease / 4
     }
 
-    /// One ListInvalidations answers for every tracked invalidation of `target`; returns those to track on. A
-    /// tenant's invalidations hold room in its distribution's budget, which bounds the tenant's too.
+    /// One ListInvalidations answers for every tracked invalidation of `target`; returns those to track on. Its
+    /// invalidations hold room in the budget `Budget::key` names for it.
     async fn look(&self, target: &Target, mine: Vec<Tracked>) -> Vec<Tracked> {
-        let (now, distribution) = (Instant::now(), &target.distribution);
+        let (now, distribution, key) = (Instant::now(), &target.distribution, self.budget.key(target));
         let since = listed_since(&mine, self.settings.clock.now());
         let listed = match self.cdn.list_recent(target, since).await {
             Ok(listed) => listed,
@@ -221,7 +223,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                     if entry.own && now >= entry.renew_after {
                         let (id, invalidation_id) =
                             (&entry.submitted.caller_reference, &entry.submitted.invalidation_id);
-                        self.budget.renew(distribution, id, invalidation_id).await;
+                        self.budget.renew(&key, id, invalidation_id).await;
                         entry.renew_after = now + self.renewal_gap();
                     }
                     entry.next_look = now + entry.gap;
@@ -238,9 +240,9 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                 _ => kept.push(entry),
             }
         }
-        kept.extend(self.finish(distribution, finished, now).await);
+        kept.extend(self.finish(&key, finished, now).await);
         // Batches still wait for room: the next look comes a `HURRIED_GAP` after this one, not at the regular gap.
-        let waiting = !self.budget.backlog(distribution).is_empty();
+        let waiting = !self.budget.backlog(&key).is_empty();
         for entry in &mut kept {
             (entry.last_look, entry.hurried) = (now, entry.submitted.awaited || waiting);
             entry.next_look = if waiting { entry.next_look.min(now + HURRIED_GAP) } else { entry.next_look };
@@ -251,15 +253,11 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
     /// Records the completions one look found, and returns their room, in one ledger write: the room comes back
     /// one round trip after the look, however many completed. Returns those to track on: a completion to record
     /// again at the next look, or events still to publish.
-    async fn finish(
-        &self,
-        distribution: &DistributionId,
-        finished: Vec<(Tracked, Invalidation)>,
-        now: Instant,
-    ) -> Vec<Tracked> {
+    async fn finish(&self, key: &BudgetKey, finished: Vec<(Tracked, Invalidation)>, now: Instant) -> Vec<Tracked> {
         if finished.is_empty() {
             return Vec::new();
         }
+        let distribution = key.distribution();
         let completed_at = self.settings.clock.now();
         let completions: Vec<Completion> = finished
             .iter()
@@ -271,7 +269,7 @@ impl<C: Cdn, L: Outbox + DeadLetters + JointWrites> Tracker<C, L> {
                 keep_tracking: self.events.is_some(),
             })
             .collect();
-        let answers = self.budget.completed(distribution, &completions).await;
+        let answers = self.budget.completed(key, &completions).await;
         let mut kept = Vec::new();
         for (((mut entry, _), completion), answer) in finished.into_iter().zip(&completions).zip(answers) {
             if let Err(e) = &answer

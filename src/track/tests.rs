@@ -271,7 +271,7 @@ async fn a_hurried_look_goes_before_regular_ones_already_due() {
     hurried.submitted.distribution_id = DistributionId::parse("EBBB").unwrap();
     let wanted = HashSet::from([hurried.submitted.distribution_id.clone()]);
     let mut tracked = vec![regular, hurried];
-    hurry(&mut tracked, &wanted);
+    hurry(&mut tracked, |submitted| wanted.contains(&submitted.distribution_id));
 
     let next = |tracked: &[Tracked]| next_look(tracked).unwrap().distribution_id.to_string();
     assert_eq!(next(&tracked), "EAAA", "only the regular look is due");

@@ -120,10 +120,19 @@ where
     let acknowledger = acknowledger(&services, &settings, &inflight, tracker.clone());
     let month_to_date = Arc::new(MonthToDate::default());
     let ledger = Arc::clone(&services.ledger);
-    tracking.spawn(billing::keep_current(ledger, Arc::clone(&month_to_date), settings.clock, stop_receiving.clone()));
     let roster = Arc::clone(&services.ledger);
-    let submitter =
-        Arc::new(submitter(services.cdn, services.ledger, &settings, budget, tracker, month_to_date, backlog));
+    let submitter = Arc::new(submitter(
+        services.cdn,
+        services.ledger,
+        &settings,
+        budget,
+        tracker,
+        Arc::clone(&month_to_date),
+        backlog,
+    ));
+    let accounts = submitter.accounts.month_accounts();
+    let stop = stop_receiving.clone();
+    tracking.spawn(billing::keep_current(ledger, month_to_date, accounts, settings.clock, stop));
     // Checks out only after the last batch: its own JoinSet, stopped after the stages.
     let stop_sharing = CancellationToken::new();
     let mut sharing = JoinSet::new();

@@ -8,11 +8,11 @@ use crate::clock::WallClock;
 use crate::edge::settings::EdgeSettings;
 use crate::edge::tally::EdgeTally;
 use crate::intake::parse::IntakeRules;
-use crate::limit::WaitingBoard;
 use crate::limit::account::AccountQuotas;
 use crate::limit::accounts::AccountBoard;
 use crate::limit::belief::LimitBoard;
 use crate::limit::share::AccountRate;
+use crate::limit::{TenantLimits, WaitingBoard};
 use crate::model::role::Roles;
 use crate::ports::Allowance;
 use crate::ports::budget::QUOTA;
@@ -93,6 +93,8 @@ pub struct SubmissionSettings {
     /// Distributions in other accounts, by their role: each account has its own rate and account quotas, as
     /// configured above (`limit::accounts`).
     pub roles: Roles,
+    /// The worker's own 12-digit account, if STS told it at start: a role in it counts as the own account.
+    pub own_account: Option<String>,
 }
 
 /// The shared in-progress budget.
@@ -110,6 +112,8 @@ pub struct BudgetTuning {
     pub expected_completion: Duration,
     /// How long a reservation lasts without renewal: what a dead worker's reservations cost the others.
     pub lease: Duration,
+    /// Whose budget a tenant's batches reserve in.
+    pub tenant_limits: TenantLimits,
 }
 
 /// Who this worker is in the ledger, and how long what it writes there lasts.
@@ -198,6 +202,7 @@ impl Default for SubmissionSettings {
             account_rate: None,
             account_quotas: AccountQuotas::default(),
             roles: Roles::default(),
+            own_account: None,
         }
     }
 }
@@ -211,6 +216,7 @@ impl Default for BudgetTuning {
             resync_every: Duration::from_secs(60),
             expected_completion: Duration::from_secs(30),
             lease: Duration::from_secs(120),
+            tenant_limits: TenantLimits::Shared,
         }
     }
 }

@@ -62,6 +62,7 @@ pub(super) fn budget<Q, C: Cdn, L: JointWrites>(
             poll: tuning.poll,
             resync_every: tuning.resync_every,
             expected_completion: tuning.expected_completion,
+            tenant_limits: tuning.tenant_limits,
         },
         settings.ledger.worker_id.clone(),
         settings.clock,
@@ -102,7 +103,8 @@ pub(super) fn submitter<C: Cdn, L: Ledger>(
     backlog: Arc<SubmissionBacklog>,
 ) -> Submitter<C, L> {
     let submission = &settings.submission;
-    let accounts = Accounts::new(&submission.roles, submission.account_quotas, &settings.limits, || {
+    let own = submission.own_account.as_deref();
+    let accounts = Accounts::new(&submission.roles, own, submission.account_quotas, &settings.limits, || {
         match submission.account_rate {
             Some(_) => CreateRateLimiter::awaiting_share(),
             None => CreateRateLimiter::new(submission.create_rate, submission.create_burst),

@@ -258,7 +258,7 @@ def check_worker_stack(cloudformation, iam, ecs, distribution_roles=""):
         "INVALIDATOR_ALLOW_TOPIC": f"arn:aws:sns:{region}:{account}:publish",
         "INVALIDATOR_EVENTS_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{name}-events",
         "INVALIDATOR_COALESCE": "cost", "INVALIDATOR_MONTHLY_PATH_BUDGET": "50000",
-        "INVALIDATOR_ACCOUNT_CREATE_RATE": "0.5",
+        "INVALIDATOR_ACCOUNT_CREATE_RATE": "0.5", "INVALIDATOR_TENANT_LIMITS": "shared",
         "INVALIDATOR_ROLE": distribution_roles or None,
     }
     check("task definition: worker environment from the stack",

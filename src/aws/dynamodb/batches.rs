@@ -48,7 +48,7 @@ impl DynamoLedger {
         let Some(most_before) = cap.limit.checked_sub(paths) else { return Ok(None) };
         let commit = Update::builder()
             .table_name(&self.table)
-            .key(KEY, month_key(&cap.month, None))
+            .key(KEY, cap_key(cap))
             .update_expression("ADD committed :paths SET #ttl = :ttl")
             .condition_expression(
                 "(attribute_not_exists(committed) OR committed <= :most_before) \
@@ -171,7 +171,7 @@ impl Batches for DynamoLedger {
     }
     async fn record_intent_capped(&self, record: &BatchRecord, cap: &MonthCap) -> Result<Intent, LedgerError> {
         let Some(items) = self.intent_writes(record, Some(cap))? else {
-            return Ok(Intent::OverCap { spent: self.month_spent(&cap.month, None).await? });
+            return Ok(Intent::OverCap { spent: self.month_spent(cap, None).await? });
         };
         let month_at = items.len() - 1;
         match self.transact(items).await? {
@@ -179,7 +179,7 @@ impl Batches for DynamoLedger {
             Ok(()) => Ok(Intent::Recorded),
             Err(cancelled) if cancelled.refused(0) => Ok(Intent::Recorded),
             Err(cancelled) if cancelled.refused(month_at) => {
-                Ok(Intent::OverCap { spent: self.month_spent(&cap.month, cancelled.item(month_at)).await? })
+                Ok(Intent::OverCap { spent: self.month_spent(cap, cancelled.item(month_at)).await? })
             }
             Err(cancelled) => Err(cancelled.unexpected()),
         }

@@ -1,4 +1,5 @@
-//! `Bills` on the ledger table: the month's counters (`month#YYYY-MM`, per distribution, per requester) and the
+//! `Bills` on the ledger table: the month's counters (`month#YYYY-MM`, per distribution, per tenant, per requester,
+//! per account) and the
 //! day's (`day#YYYY-MM-DD`), moved once per accepted batch in its acceptance's transaction.
 
 use super::*;
@@ -74,6 +75,13 @@ impl DynamoLedger {
             counter(month_key(month, Some(&record.distribution_id)), billing, Some((distributions_list(month), &[])))?,
             counter(day_key(day), billing, None)?,
         ];
+        if let Some(account) = &record.account {
+            updates.push(counter(account_month_key(month, account), billing, None)?);
+        }
+        if record.tenant_id.is_some() {
+            let key = tenant_month_key(month, &record.target());
+            updates.push(counter(key, billing, Some((tenants_list(month), &[])))?);
+        }
         for (requester, share) in &Billing::shares_of(record) {
             let name: Vec<(&str, String)> =
                 requester.name().map(|name| ("requester", name.to_owned())).into_iter().collect();
@@ -120,12 +128,19 @@ impl DynamoLedger {
             .scan_index_forward(false);
         self.first_items(query, limit, |item| Ok(name(item).map(|named| (named, billing_from(item))))).await
     }
-    /// `MonthBilling::spent` of the month, from its item as a refused condition returned it, or read now (not
+    /// The total and `committed` of the month's counter under `key`.
+    async fn totals(&self, month: &str, key: AttributeValue) -> Result<MonthBilling, LedgerError> {
+        let total = self.get(key).await?.unwrap_or_default();
+        let mut billing = MonthBilling::new(month, billing_from(&total), Vec::new(), Vec::new());
+        billing.committed = number(&total, "committed").unwrap_or_default();
+        Ok(billing)
+    }
+    /// `MonthBilling::spent` of the item `cap` counts in, as a refused condition returned it, or read now (not
     /// every DynamoDB-compatible store returns it).
-    pub(super) async fn month_spent(&self, month: &str, item: Option<&Item>) -> Result<u64, LedgerError> {
+    pub(super) async fn month_spent(&self, cap: &MonthCap, item: Option<&Item>) -> Result<u64, LedgerError> {
         let item = match item {
             Some(item) => item.clone(),
-            None => self.get(month_key(month, None)).await?.unwrap_or_default(),
+            None => self.get(cap_key(cap)).await?.unwrap_or_default(),
         };
         Ok(spent(number(&item, "committed").unwrap_or_default(), billing_from(&item).paths_billed))
     }
@@ -145,6 +160,7 @@ impl Bills for DynamoLedger {
             })
             .await?;
         let requesters = self.biggest(&requesters_list(month), LISTED_REQUESTERS, requester_from).await?;
+        let tenants = self.biggest(&tenants_list(month), LISTED_TENANTS, tenant_from).await?;
         let day_names: Vec<String> = (1..=31).map(|d| format!("{month}-{d:02}")).collect();
         let found = self.get_many(day_names.iter().map(|d| day_key(d)).collect()).await?;
         let days = day_names
@@ -153,14 +169,16 @@ impl Bills for DynamoLedger {
                 day_key(&day).as_s().ok().and_then(|key| found.get(key)).map(|item| (day, billing_from(item)))
             })
             .collect();
-        let mut billing = MonthBilling::new(month, totals.total, distributions, days).with_requesters(requesters);
+        let mut billing = MonthBilling::new(month, totals.total, distributions, days)
+            .with_requesters(requesters)
+            .with_tenants(tenants);
         billing.committed = totals.committed;
         Ok(billing)
     }
     async fn month_totals(&self, month: &str) -> Result<MonthBilling, LedgerError> {
-        let total = self.get(month_key(month, None)).await?.unwrap_or_default();
-        let mut billing = MonthBilling::new(month, billing_from(&total), Vec::new(), Vec::new());
-        billing.committed = number(&total, "committed").unwrap_or_default();
-        Ok(billing)
+        self.totals(month, month_key(month, None)).await
+    }
+    async fn account_totals(&self, month: &str, account: &str) -> Result<MonthBilling, LedgerError> {
+        self.totals(month, account_month_key(month, account)).await
     }
 }

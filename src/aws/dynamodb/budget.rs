@@ -15,7 +15,8 @@ use super::{
 use crate::aws::error::classify;
 use crate::model::{CallerReference, DistributionId};
 use crate::ports::budget::{
-    Allowance, BudgetState, Budgets, JointWrites, MAX_DELETED_AT_ONCE, Recorded, Reservation, ReservationWrite,
+    Allowance, BudgetItem, BudgetState, Budgets, JointWrites, MAX_DELETED_AT_ONCE, Recorded, Reservation,
+    ReservationWrite,
 };
 use crate::ports::ledger::{BatchRecord, Batches, Completion, LedgerError, MonthCap};
 
@@ -24,8 +25,8 @@ const RESERVATIONS: &str = "reservations";
 /// distribution's item is cleaned up by TTL without ever being deleted under a live reservation.
 const IDLE_ITEM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3_600);
 
-fn budget_key(distribution: &DistributionId) -> AttributeValue {
-    AttributeValue::S(format!("budget#{distribution}"))
+fn budget_key(budget: &impl BudgetItem) -> AttributeValue {
+    AttributeValue::S(format!("budget#{budget}"))
 }
 
 fn reservation_value(reservation: &Reservation) -> AttributeValue {
@@ -72,7 +73,7 @@ impl DynamoLedger {
     /// exists: a renewal on its own, an acceptance in its outcome's transaction.
     fn reservation_note(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         id: &CallerReference,
         until: SystemTime,
         invalidation_id: Option<&str>,
@@ -80,7 +81,7 @@ impl DynamoLedger {
         let mut expression = "SET #reservations.#id.#until = :until".to_owned();
         let mut note = Update::builder()
             .table_name(&self.table)
-            .key(KEY, budget_key(distribution))
+            .key(KEY, budget_key(budget))
             .condition_expression("attribute_exists(#reservations.#id)")
             .expression_attribute_names("#reservations", RESERVATIONS)
             .expression_attribute_names("#id", id.as_str())
@@ -96,14 +97,14 @@ impl DynamoLedger {
     /// Stores `reservation` and deletes the `expired` ones if the budget's version is still `version`.
     fn reservation_update(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         version: u64,
         reservation: &Reservation,
         expired: &[CallerReference],
     ) -> Result<Update, LedgerError> {
         let mut update = Update::builder()
             .table_name(&self.table)
-            .key(KEY, budget_key(distribution))
+            .key(KEY, budget_key(budget))
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#reservations", RESERVATIONS)
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
@@ -147,10 +148,10 @@ impl DynamoLedger {
         update.update_expression(expression).build().map_err(|e| LedgerError::Other(e.to_string()))
     }
 
-    fn release_update(&self, distribution: &DistributionId, ids: &[&CallerReference]) -> Result<Update, LedgerError> {
+    fn release_update(&self, budget: &impl BudgetItem, ids: &[&CallerReference]) -> Result<Update, LedgerError> {
         let update = Update::builder()
             .table_name(&self.table)
-            .key(KEY, budget_key(distribution))
+            .key(KEY, budget_key(budget))
             // Without it, releasing from a budget that does not exist would create an empty item.
             .condition_expression("attribute_exists(#reservations)")
             .expression_attribute_names("#reservations", RESERVATIONS);
@@ -158,8 +159,8 @@ impl DynamoLedger {
         update.update_expression(format!("REMOVE {removals}")).build().map_err(|e| LedgerError::Other(e.to_string()))
     }
 
-    async fn release(&self, distribution: &DistributionId, ids: &[&CallerReference]) -> Result<(), LedgerError> {
-        let update = self.release_update(distribution, ids)?;
+    async fn release(&self, budget: &impl BudgetItem, ids: &[&CallerReference]) -> Result<(), LedgerError> {
+        let update = self.release_update(budget, ids)?;
         // Not made when there was nothing to release.
         self.conditional(self.update_item_of(update).send().await).map(|_| ())
     }
@@ -178,7 +179,7 @@ fn remove_reservations(mut update: UpdateBuilder, ids: &[&CallerReference]) -> (
 impl DynamoLedger {
     async fn release_unique(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         completions: &[&Completion],
     ) -> Result<Vec<Recorded>, LedgerError> {
         let ids: Vec<&CallerReference> = completions.iter().map(|c| &c.caller_reference).collect();
@@ -186,7 +187,7 @@ impl DynamoLedger {
         for completion in completions {
             writes.push(TransactWriteItem::builder().update(self.completion_update(completion)?).build());
         }
-        writes.push(TransactWriteItem::builder().update(self.release_update(distribution, &ids)?).build());
+        writes.push(TransactWriteItem::builder().update(self.release_update(budget, &ids)?).build());
         match self.transact(writes).await? {
             Ok(()) => Ok(vec![Ok(true); completions.len()]),
             Err(cancelled) if (0..=completions.len()).any(|item| cancelled.refused(item)) => {
@@ -194,7 +195,7 @@ impl DynamoLedger {
                 for completion in completions {
                     answers.push(self.record_completion(completion).await);
                 }
-                self.release(distribution, &ids).await?;
+                self.release(budget, &ids).await?;
                 Ok(answers)
             }
             Err(cancelled) => Err(cancelled.unexpected()),
@@ -203,12 +204,12 @@ impl DynamoLedger {
 }
 
 impl Budgets for DynamoLedger {
-    async fn read_budget(&self, distribution: &DistributionId) -> Result<BudgetState, LedgerError> {
+    async fn read_budget(&self, budget: &impl BudgetItem) -> Result<BudgetState, LedgerError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(KEY, budget_key(distribution))
+            .key(KEY, budget_key(budget))
             .consistent_read(true)
             .send()
             .await
@@ -218,50 +219,47 @@ impl Budgets for DynamoLedger {
 
     async fn write_reservation(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         version: u64,
         reservation: &Reservation,
         expired: &[CallerReference],
     ) -> Result<bool, LedgerError> {
-        let update = self.reservation_update(distribution, version, reservation, expired)?;
+        let update = self.reservation_update(budget, version, reservation, expired)?;
         self.conditional(self.update_item_of(update).send().await)
     }
 
     async fn renew_reservation(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         id: &CallerReference,
         until: SystemTime,
         invalidation_id: Option<&str>,
     ) -> Result<bool, LedgerError> {
-        let note = self.reservation_note(distribution, id, until, invalidation_id)?;
+        let note = self.reservation_note(budget, id, until, invalidation_id)?;
         self.conditional(self.update_item_of(note).send().await)
     }
 
-    async fn release_reservation(
-        &self,
-        distribution: &DistributionId,
-        id: &CallerReference,
-    ) -> Result<(), LedgerError> {
-        self.release(distribution, &[id]).await
+    async fn release_reservation(&self, budget: &impl BudgetItem, id: &CallerReference) -> Result<(), LedgerError> {
+        self.release(budget, &[id]).await
     }
 }
 
 impl JointWrites for DynamoLedger {
     async fn reserve_recording(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         version: u64,
         reservation: &Reservation,
         expired: &[CallerReference],
         intent: &BatchRecord,
         cap: Option<&MonthCap>,
     ) -> Result<ReservationWrite, LedgerError> {
-        let Some(intent_writes) = self.intent_writes(intent, cap)? else {
-            let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
-            return Ok(ReservationWrite::OverCap { spent: self.month_spent(month, None).await? });
+        let intent_writes = match (self.intent_writes(intent, cap)?, cap) {
+            (Some(writes), _) => writes,
+            (None, Some(cap)) => return Ok(ReservationWrite::OverCap { spent: self.month_spent(cap, None).await? }),
+            (None, None) => unreachable!("only a cap refuses an intent"),
         };
-        let update = self.reservation_update(distribution, version, reservation, expired)?;
+        let update = self.reservation_update(budget, version, reservation, expired)?;
         let mut writes = vec![TransactWriteItem::builder().update(update).build()];
         writes.extend(intent_writes);
         let month_at = writes.len() - 1;
@@ -271,22 +269,26 @@ impl JointWrites for DynamoLedger {
             Err(cancelled) if cancelled.refused(0) || cancelled.conflicted(0) => Ok(ReservationWrite::VersionMoved),
             // Recorded (and counted) by an earlier attempt whose answer was lost.
             Err(cancelled) if cancelled.refused(1) => {
-                Ok(if self.write_reservation(distribution, version, reservation, expired).await? {
+                Ok(if self.write_reservation(budget, version, reservation, expired).await? {
                     ReservationWrite::Written
                 } else {
                     ReservationWrite::VersionMoved
                 })
             }
-            Err(cancelled) if cap.is_some() && cancelled.refused(month_at) => {
-                let month = cap.map(|cap| cap.month.as_str()).unwrap_or_default();
-                Ok(ReservationWrite::OverCap { spent: self.month_spent(month, cancelled.item(month_at)).await? })
+            Err(cancelled) if let Some(cap) = cap.filter(|_| cancelled.refused(month_at)) => {
+                Ok(ReservationWrite::OverCap { spent: self.month_spent(cap, cancelled.item(month_at)).await? })
             }
             Err(cancelled) => Err(cancelled.unexpected()),
         }
     }
-    async fn record_acceptance(&self, record: &BatchRecord, until: SystemTime) -> Result<(), LedgerError> {
-        let (distribution, id) = (&record.distribution_id, &record.caller_reference);
-        let note = self.reservation_note(distribution, id, until, record.invalidation_id.as_deref())?;
+    async fn record_acceptance(
+        &self,
+        budget: &impl BudgetItem,
+        record: &BatchRecord,
+        until: SystemTime,
+    ) -> Result<(), LedgerError> {
+        let id = &record.caller_reference;
+        let note = self.reservation_note(budget, id, until, record.invalidation_id.as_deref())?;
         self.outcome(record, Some(note)).await
     }
     /// Records `completions` and releases their reservations in one transaction; records them one by one if any
@@ -295,12 +297,12 @@ impl JointWrites for DynamoLedger {
     /// reservation in an update.
     async fn release_completed(
         &self,
-        distribution: &DistributionId,
+        budget: &impl BudgetItem,
         completions: &[Completion],
     ) -> Result<Vec<Recorded>, LedgerError> {
         let mut seen = HashSet::new();
         let unique: Vec<&Completion> = completions.iter().filter(|c| seen.insert(&c.caller_reference)).collect();
-        let answers = self.release_unique(distribution, &unique).await?;
+        let answers = self.release_unique(budget, &unique).await?;
         let answer_of: HashMap<&CallerReference, Recorded> =
             unique.iter().map(|c| &c.caller_reference).zip(answers).collect();
         Ok(completions.iter().map(|c| answer_of[&c.caller_reference].clone()).collect())

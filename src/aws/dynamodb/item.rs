@@ -69,6 +69,24 @@ pub(super) fn requester_from(item: &Item) -> Option<Requester> {
     }
 }
 
+/// One tenant's part of its distribution's month: `month#YYYY-MM#<DistributionId>/<TenantId>`, ranked in the
+/// month's tenants list. Neither id holds a `#` or a `/`.
+pub(super) fn tenant_month_key(month: &str, target: &Target) -> AttributeValue {
+    AttributeValue::S(format!("month#{month}#{target}"))
+}
+
+/// The tenant a `tenant_month_key` item counts.
+pub(super) fn tenant_from(item: &Item) -> Option<Target> {
+    let key = string(item, KEY)?;
+    let (distribution, tenant) = key.rsplit('#').next()?.split_once('/')?;
+    Some(Target::tenant(DistributionId::parse(distribution).ok()?, TenantId::parse(tenant).ok()?))
+}
+
+/// The `by_list` list of a month's per-tenant counters.
+pub(super) fn tenants_list(month: &str) -> String {
+    format!("{month}#tenants")
+}
+
 /// The `by_list` list of a month's per-distribution counters.
 pub(super) fn distributions_list(month: &str) -> String {
     format!("{month}#distributions")
@@ -84,6 +102,20 @@ pub(super) fn month_key(month: &str, distribution: Option<&DistributionId>) -> A
     match distribution {
         Some(distribution) => AttributeValue::S(format!("month#{month}#{distribution}")),
         None => AttributeValue::S(format!("month#{month}")),
+    }
+}
+
+/// One account's part of a month, when the worker serves more than one (`BatchRecord::account`):
+/// `month#YYYY-MM#account#<own or 12-digit id>`. Not ranked in any list: one per configured account.
+pub(super) fn account_month_key(month: &str, account: &str) -> AttributeValue {
+    AttributeValue::S(format!("month#{month}#account#{account}"))
+}
+
+/// The item a monthly cap counts in: the account's, or the month's total.
+pub(super) fn cap_key(cap: &MonthCap) -> AttributeValue {
+    match &cap.account {
+        Some(account) => account_month_key(&cap.month, account),
+        None => month_key(&cap.month, None),
     }
 }
 
@@ -129,6 +161,9 @@ pub(super) fn intent_item(record: &BatchRecord) -> Item {
     ]);
     if let Some(tenant) = &record.tenant_id {
         item.insert("tenant_id".into(), AttributeValue::S(tenant.to_string()));
+    }
+    if let Some(account) = &record.account {
+        item.insert("account".into(), AttributeValue::S(account.clone()));
     }
     for (name, texts) in [("requesters", &record.requesters), ("idempotency_keys", &record.idempotency_keys)] {
         let kept = texts_within_limits(texts);
@@ -224,6 +259,7 @@ pub(crate) fn record_from(item: &Item) -> Result<BatchRecord, LedgerError> {
         caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
         distribution_id: distribution_id.ok_or_else(not_a_batch)?,
         tenant_id: tenant_of(item),
+        account: string(item, "account"),
         // Records from before it was kept: as if nothing had repeated.
         distinct_paths: number(item, "distinct_paths").map_or(paths.len(), |n| n as usize),
         paths,
@@ -302,6 +338,7 @@ pub(super) fn summary_from(item: &Item) -> Result<BatchSummary, LedgerError> {
     Ok(BatchSummary {
         caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
         distribution_id: distribution_id.ok_or_else(not_a_batch)?,
+        tenant_id: tenant_of(item),
         created_at: time(item, "created_at").ok_or_else(not_a_batch)?,
         status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_a_batch)?,
         path_count: number(item, "path_count").unwrap_or_default() as usize,

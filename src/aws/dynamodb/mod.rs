@@ -50,9 +50,9 @@ use tracing::warn;
 use self::attribute::{epoch_millis, epoch_seconds, number, string, timestamp, unexpired};
 use self::dead_letters::{dead_letter_from, dead_letter_key};
 use self::item::{
-    billing_from, day_key, distributions_list, intent_item, key_item_key, key_of, key_record_from, lease_item,
-    lease_key, month_key, number_of, owed_from, record_from, requester_from, requester_month_key, requesters_list,
-    verification_item,
+    account_month_key, billing_from, cap_key, day_key, distributions_list, intent_item, key_item_key, key_of,
+    key_record_from, lease_item, lease_key, month_key, number_of, owed_from, record_from, requester_from,
+    requester_month_key, requesters_list, tenant_from, tenant_month_key, tenants_list, verification_item,
 };
 pub use self::schema::{SchemaError, TableCheck, check_table, create_table};
 use super::error::{Failure, classify};
@@ -63,8 +63,8 @@ use crate::ports::budget::Roster;
 use crate::ports::events::EventKind;
 use crate::ports::ledger::{
     BatchRecord, BatchStatus, Batches, Billing, Bills, Completion, DeadLetterRecord, DeadLetters, InProgress,
-    InProgressCursor, Intent, KeyClaim, KeyRecord, KeyUse, Keys, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, LedgerError,
-    MonthBilling, MonthCap, Outbox, Owed, VerificationRecord, billing_day, spent,
+    InProgressCursor, Intent, KeyClaim, KeyRecord, KeyUse, Keys, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS,
+    LISTED_TENANTS, LedgerError, MonthBilling, MonthCap, Outbox, Owed, VerificationRecord, billing_day, spent,
 };
 use crate::telemetry::log_allowed;
 

@@ -49,6 +49,10 @@ pub struct BatchRecord {
     pub distribution_id: DistributionId,
     /// The tenant invalidated instead of the whole distribution.
     pub tenant_id: Option<TenantId>,
+    /// The account CloudFront bills for it (`own` or a role's 12-digit id) when the worker serves more than one:
+    /// its paths also count in that account's month (`MonthCap::account`). `None`: the month's total is the
+    /// account's.
+    pub account: Option<String>,
     pub paths: Vec<String>,
     pub message_ids: Vec<MessageId>,
     pub requesters: Vec<String>,
@@ -181,13 +185,14 @@ pub struct Completion {
 /// - `record_intent` stores a new `Pending` record, and its lease; storing the same CallerReference again (a
 ///   retry after an unknown outcome) succeeds without changing the stored record.
 /// - `record_intent_capped` does what `record_intent` does and, in the same write, adds the record's paths to the
-///   month's `committed`, only if afterwards neither `committed` nor the month's billed paths exceed `cap.limit`;
+///   month's `committed` (the account's, if the cap names one), only if afterwards neither `committed` nor those
+///   billed paths exceed `cap.limit`;
 ///   otherwise it writes nothing and answers `OverCap` with `MonthBilling::spent`. A record stored before answers
 ///   `Recorded` without being counted again.
 /// - `record_outcome` stores the `Accepted` or `Failed` fields of a record written by `record_intent`, and fails
 ///   with `Conflict` if there is no such record. An `Accepted` outcome also adds the batch's `Billing` to the
-///   counters of the month of its `submitted_at`, in total, for its distribution, for its day and for each of
-///   its requesters (`Billing::shares_of`), once per CallerReference however often it is recorded, by however
+///   counters of the month of its `submitted_at`, in total, for its distribution, for its tenant and its account
+///   if it names them, for its day and for each of its requesters (`Billing::shares_of`), once per CallerReference however often it is recorded, by however
 ///   many workers. `record_intent` stores the record's `shares` so that a resumed batch counts them too.
 /// - `list` returns a distribution's unexpired records created at or after `since`, newest first, at most `limit`.
 /// - `take_over` makes `owner` the owner of a `Pending` record whose lease ended before `now`, and says whether

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use super::LedgerError;
 use super::batches::BatchRecord;
-use crate::model::DistributionId;
 use crate::model::path::count_wildcards;
+use crate::model::{DistributionId, Target};
 
 /// Who asked for a batch's paths, as the month's per-requester counters keep it apart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,6 +160,9 @@ impl Billing {
 pub const LISTED_DISTRIBUTIONS: usize = 100;
 /// Most requesters a month's billing lists (every CI run may be its own requester).
 pub const LISTED_REQUESTERS: usize = 25;
+/// Most tenants a month's billing lists: a platform may have thousands, each counted in an item of its own (a
+/// few hundred bytes), of which the report reads the biggest.
+pub const LISTED_TENANTS: usize = 100;
 
 /// A calendar month's billing (UTC), in total and per distribution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,6 +178,9 @@ pub struct MonthBilling {
     /// The requesters whose shares of their batches' bills are biggest, biggest first, at most
     /// [`LISTED_REQUESTERS`].
     pub requesters: Vec<(Requester, Billing)>,
+    /// The tenants that billed the most paths, biggest first, at most [`LISTED_TENANTS`]: a part of their
+    /// distributions' counters (CloudFront bills the account, not the tenant).
+    pub tenants: Vec<(Target, Billing)>,
     /// Days (`YYYY-MM-DD`, UTC) with accepted invalidations, in order.
     pub days: Vec<(String, Billing)>,
 }
@@ -189,7 +195,15 @@ impl MonthBilling {
     ) -> Self {
         distributions.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
         distributions.truncate(LISTED_DISTRIBUTIONS);
-        Self { month: month.to_owned(), total, committed: 0, distributions, requesters: Vec::new(), days }
+        Self {
+            month: month.to_owned(),
+            total,
+            committed: 0,
+            distributions,
+            requesters: Vec::new(),
+            tenants: Vec::new(),
+            days,
+        }
     }
 
     /// With each requester's part, biggest first, the biggest [`LISTED_REQUESTERS`].
@@ -197,6 +211,14 @@ impl MonthBilling {
         requesters.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
         requesters.truncate(LISTED_REQUESTERS);
         self.requesters = requesters;
+        self
+    }
+
+    /// With each tenant's counters, biggest first, the biggest [`LISTED_TENANTS`].
+    pub fn with_tenants(mut self, mut tenants: Vec<(Target, Billing)>) -> Self {
+        tenants.sort_by(|a, b| b.1.paths_billed.cmp(&a.1.paths_billed).then_with(|| a.0.cmp(&b.0)));
+        tenants.truncate(LISTED_TENANTS);
+        self.tenants = tenants;
         self
     }
 
@@ -219,6 +241,9 @@ pub struct MonthCap {
     pub month: String,
     /// Paths (a wildcard or a tag counting as one) the month's batches may commit to in all.
     pub limit: u64,
+    /// The account whose month it is (`BatchRecord::account`): each account's free paths and bill are its own.
+    /// `None`: the month's total.
+    pub account: Option<String>,
 }
 
 /// What recording an intent under a [`MonthCap`] did.
@@ -241,12 +266,19 @@ pub fn billing_day(at: SystemTime) -> String {
 }
 
 /// Contract: `month_billing` returns a month's billing counters (`YYYY-MM`): in total, per day, and for the
-/// distributions and requesters with the most paths billed (`MonthBilling`'s bounds), biggest first;
-/// `month_totals` returns its total and `committed` alone, with no distributions, requesters or days.
+/// distributions, tenants and requesters with the most paths billed (`MonthBilling`'s bounds), biggest first;
+/// `month_totals` returns its total and `committed` alone, with no distributions, requesters or days;
+/// `account_totals` the same of one account's part of the month (`BatchRecord::account`).
 pub trait Bills: Send + Sync + 'static {
     fn month_billing(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
 
     fn month_totals(&self, month: &str) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
+
+    fn account_totals(
+        &self,
+        month: &str,
+        account: &str,
+    ) -> impl Future<Output = Result<MonthBilling, LedgerError>> + Send;
 }
 
 #[cfg(test)]
