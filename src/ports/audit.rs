@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::budget::BudgetState;
 use super::ledger::{BatchRecord, BatchStatus, DeadLetterRecord, KeyRecord, LedgerError};
-use crate::model::{CallerReference, DistributionId, MessageId, Target, TenantId};
+use crate::model::{CallerReference, DistributionId, MessageId, Target};
 
 /// Something that went wrong: a batch CloudFront refused, or a message moved to the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +30,6 @@ impl FailureRecord {
 pub struct BatchSummary {
     pub caller_reference: CallerReference,
     pub distribution_id: DistributionId,
-    /// `None` for a whole distribution's batch, and for any batch read from a table whose `by_board` index was
-    /// created before it projected `tenant_id`.
-    pub tenant_id: Option<TenantId>,
     pub created_at: SystemTime,
     pub status: BatchStatus,
     /// Paths and tags submitted (`paths.len()` of the record).
@@ -45,19 +42,11 @@ pub struct BatchSummary {
     pub lease_until: SystemTime,
 }
 
-impl BatchSummary {
-    /// What its invalidation is for, as far as the index says.
-    pub fn target(&self) -> Target {
-        Target::new(self.distribution_id.clone(), self.tenant_id.clone())
-    }
-}
-
 impl From<&BatchRecord> for BatchSummary {
     fn from(record: &BatchRecord) -> Self {
         Self {
             caller_reference: record.caller_reference.clone(),
             distribution_id: record.distribution_id.clone(),
-            tenant_id: record.tenant_id.clone(),
             created_at: record.created_at,
             status: record.status,
             path_count: record.paths.len(),

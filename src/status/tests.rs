@@ -118,26 +118,6 @@ async fn the_view_shows_headroom_backlog_and_the_newest_invalidation() {
 }
 
 #[tokio::test]
-async fn a_tenants_recent_and_pending_rows_name_its_tenant() {
-    let now = SystemTime::now();
-    let page = seeded(now).await;
-    let tenant = Some(crate::model::TenantId::parse("dt_shop").unwrap());
-    let later = now + Duration::from_secs(3_600);
-    let mut accepted = pending_record("ESAAS", &["/cart"], &["m3"], now - Duration::from_secs(2));
-    (accepted.tenant_id, accepted.expires_at) = (tenant.clone(), later);
-    let mut pending = pending_record("ESAAS", &["/shop"], &["m4"], now - Duration::from_secs(1));
-    (pending.tenant_id, pending.expires_at, pending.lease_until) = (tenant, later, later);
-    page.ledger.record_intent(&accepted).await.unwrap();
-    accepted.accept(&Invalidation { id: "ITENANT".into(), status: "InProgress".into() }, now);
-    page.ledger.record_outcome(&accepted).await.unwrap();
-    page.ledger.record_intent(&pending).await.unwrap();
-    let shown = view(&page.snapshot(now).await.unwrap(), &page.settings);
-    let rows: Vec<_> = shown.recent.iter().take(2).map(|r| (r.distribution.as_str(), r.status)).collect();
-    assert_eq!(rows, [("ESAAS/dt_shop", "pending"), ("ESAAS/dt_shop", "accepted")]);
-    assert!(shown.recent.iter().skip(2).all(|r| !r.distribution.contains('/')), "a whole distribution's rows");
-}
-
-#[tokio::test]
 async fn a_worker_checking_at_the_edge_shows_its_outcomes_and_a_batch_page_its_verification() {
     use crate::edge::tally::EdgeTally;
     use crate::ports::AuditLog;

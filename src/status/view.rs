@@ -290,8 +290,7 @@ fn recent(snapshot: &Snapshot) -> Vec<InvalidationRow> {
         .take(RECENT_LIMIT)
         .map(|batch| InvalidationRow {
             created_at: at(batch.created_at),
-            // A tenant's batch names its tenant (`E…/dt_…`) where the index projects it.
-            distribution: batch.target().to_string(),
+            distribution: batch.distribution_id.to_string(),
             invalidation_id: batch.invalidation_id.clone(),
             caller_reference: batch.caller_reference.to_string(),
             paths: batch.path_count,

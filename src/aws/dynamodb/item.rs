@@ -338,7 +338,6 @@ pub(super) fn summary_from(item: &Item) -> Result<BatchSummary, LedgerError> {
     Ok(BatchSummary {
         caller_reference: CallerReference::from_recorded(string(item, "caller_reference").ok_or_else(not_a_batch)?),
         distribution_id: distribution_id.ok_or_else(not_a_batch)?,
-        tenant_id: tenant_of(item),
         created_at: time(item, "created_at").ok_or_else(not_a_batch)?,
         status: string(item, "status").and_then(|s| BatchStatus::parse(&s)).ok_or_else(not_a_batch)?,
         path_count: number(item, "path_count").unwrap_or_default() as usize,

@@ -74,8 +74,7 @@ const INDEXES: [IndexSpec; 6] = [
     // The status page's pending batches, the newest outcomes and the workers, whatever the number of
     // distributions. Without the path and message lists, so a big batch costs the index a small write. Budget
     // items were listed here with their reservations until they moved to `by_list`; the projection still names
-    // them, since changing it would rebuild the index on every deployed table. `tenant_id` is projected on tables
-    // created since tenants were: on an older one, a tenant's row shows its distribution only.
+    // them, since changing it would rebuild the index on every deployed table.
     IndexSpec {
         name: BOARD_INDEX,
         hash: BOARD,
@@ -84,7 +83,6 @@ const INDEXES: [IndexSpec; 6] = [
         included: &[
             "caller_reference",
             "distribution_id",
-            "tenant_id",
             "status",
             "path_count",
             "requesters",
