@@ -11,9 +11,9 @@ use super::spend::{MonthWait, Spend};
 use super::{DYNAMODB, Submitter};
 use crate::batch::Batch;
 use crate::batch::window::SealReason;
+use crate::limit::BudgetKey;
 use crate::limit::budget::Grant;
 use crate::limit::waiting::Waiting;
-use crate::limit::BudgetKey;
 use crate::model::Target;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
@@ -116,7 +116,11 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     match self.budget.try_reserve(&key, &batch.caller_reference, need, intent).await {
                         Ok(Grant::Reserved) => {
                             if let (Some(cap), true) = (&cap, unrecorded) {
-                                self.month_to_date.commit(&cap.month, cap.account.as_deref(), record.paths.len() as u64);
+                                self.month_to_date.commit(
+                                    &cap.month,
+                                    cap.account.as_deref(),
+                                    record.paths.len() as u64,
+                                );
                             }
                             outages().answered(DYNAMODB);
                             histogram!("cfi_budget_wait_seconds").record(asking.since.elapsed().as_secs_f64());
@@ -140,10 +144,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                         }
                         Err(e) => {
                             maybe_recorded |= unrecorded;
-                            match self
-                                .wait_out(&batch.caller_reference, &key, Failure::Ledger(e), attempts)
-                                .await
-                            {
+                            match self.wait_out(&batch.caller_reference, &key, Failure::Ledger(e), attempts).await {
                                 Ok(_) => {}
                                 Err(refusal) => return Reserved::Refused(batch, refusal),
                             }
