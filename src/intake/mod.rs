@@ -374,15 +374,5 @@ async fn check<L: Batches + Keys>(
 
 /// A member with nothing left to invalidate: acknowledging it deletes the message.
 fn nothing_left(delivery: Delivery) -> BatchMember {
-    BatchMember {
-        delivery,
-        requester: None,
-        paths: Vec::new(),
-        parts: 1,
-        halvings: 0,
-        urgent: false,
-        idempotency_key: None,
-        awaited: false,
-        sent_at: None,
-    }
+    BatchMember::whole_of(delivery, Vec::new())
 }

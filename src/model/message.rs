@@ -48,6 +48,21 @@ pub const SHARE_UNITS: u64 = 1 << MAX_HALVINGS;
 pub const MAX_HALVINGS: u32 = 32;
 
 impl BatchMember {
+    /// The whole of a message nothing else is known of (no requester, key, priority or send time), asking for `paths`.
+    pub fn whole_of(delivery: Delivery, paths: Vec<InvalidationPath>) -> Self {
+        Self {
+            delivery,
+            requester: None,
+            paths,
+            parts: 1,
+            halvings: 0,
+            urgent: false,
+            idempotency_key: None,
+            awaited: false,
+            sent_at: None,
+        }
+    }
+
     /// Whether this member is the whole message.
     pub fn is_whole(&self) -> bool {
         self.parts <= 1 && self.halvings == 0

@@ -117,16 +117,11 @@ mod tests {
         let members = messages
             .iter()
             .enumerate()
-            .map(|(n, paths)| BatchMember {
-                delivery: Delivery { message_id: MessageId(format!("m{n}")), number: 1 },
-                requester: None,
-                paths: paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
-                parts: 1,
-                halvings: 0,
-                urgent: false,
-                idempotency_key: None,
-                awaited: false,
-                sent_at: None,
+            .map(|(n, paths)| {
+                BatchMember::whole_of(
+                    Delivery { message_id: MessageId(format!("m{n}")), number: 1 },
+                    paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
+                )
             })
             .collect();
         let target = DistributionId::parse("EDFDVBD6EXAMPLE").unwrap().into();

@@ -181,17 +181,10 @@ mod tests {
 
     /// A batch of one message asking for `paths`.
     fn batch_of(distribution: &str, message: &str, paths: &[&str]) -> Batch {
-        let member = BatchMember {
-            delivery: Delivery { message_id: MessageId(message.to_owned()), number: 1 },
-            requester: None,
-            paths: paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
-            parts: 1,
-            halvings: 0,
-            urgent: false,
-            idempotency_key: None,
-            awaited: false,
-            sent_at: None,
-        };
+        let member = BatchMember::whole_of(
+            Delivery { message_id: MessageId(message.to_owned()), number: 1 },
+            paths.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
+        );
         let content = SealedBatch::from_members(
             DistributionId::parse(distribution).unwrap().into(),
             vec![member],
