@@ -13,8 +13,7 @@ use super::decide::Refusal;
 use super::shape::{split, split_to_fit, splittable};
 use super::{Outcome, Submitter, timed};
 use crate::batch::Batch;
-use crate::batch::window::{SealReason, SealedBatch};
-use crate::clock::WallClock;
+use crate::batch::window::SealReason;
 use crate::model::message::Disposition;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
@@ -122,24 +121,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         match refusal {
             Refusal::Narrow => Outcome::SubmitInstead(marked_may_be_covered(split(batch, self.ownership.clock))),
             Refusal::Refit(fit) => Outcome::InParts(marked_may_be_covered(
-                split_to_fit(&batch, fit, self.ownership.clock)
-                    .unwrap_or_else(|| uncoalesced_or_split(batch, self.ownership.clock)),
+                split_to_fit(&batch, fit, self.ownership.clock).unwrap_or_else(|| split(batch, self.ownership.clock)),
             )),
             Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),
             // The record is failed now, so the messages are batched afresh when they come back.
             Refusal::Rebatch => Outcome::Done(Disposition::Release(deliveries)),
         }
     }
-}
-
-/// A refused batch whose messages' own paths fit (`split_to_fit` found nothing to cut): one that was coalesced into
-/// wildcards the belief no longer has room for goes back to its messages' paths; any other is narrowed down.
-fn uncoalesced_or_split(batch: Batch, clock: WallClock) -> Vec<Batch> {
-    if batch.coalescing.is_none() {
-        return split(batch, clock);
-    }
-    let content = SealedBatch::from_members(batch.content.target(), batch.content.members, batch.content.reason);
-    vec![Batch { sealed_at: batch.sealed_at, ..Batch::seal(content, clock) }]
 }
 
 /// The parts of a refused batch, marked to look for invalidations that cover them before their calls.

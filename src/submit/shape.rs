@@ -10,7 +10,7 @@ use crate::clock::WallClock;
 use crate::limit::BudgetKey;
 use crate::limit::room::time_to_clear;
 use crate::model::message::BatchMember;
-use crate::model::path::is_wildcard;
+use crate::model::path::{is_covered_by, is_wildcard};
 use crate::plan::Plan;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
@@ -225,8 +225,9 @@ fn own(members: &[BatchMember], path: &str) -> bool {
 }
 
 /// A refused batch narrowed down, each part with a new CallerReference (their paths differ): halves of its
-/// messages; or, for one message, its own paths alone, so that another message's path never gets it
-/// dead-lettered (the others find their record failed when they come back, and are batched afresh).
+/// messages; or, for one message, its own paths alone that the batch held or covered (a coalesced batch's wildcard
+/// covers them), so that another message's path never gets it dead-lettered (the others find their record failed
+/// when they come back, and are batched afresh).
 pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
     let target = batch.content.target();
     let mut first = batch.content.members;
@@ -236,7 +237,7 @@ pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
     } else {
         let paths = &batch.content.paths;
         for member in &mut first {
-            member.paths.retain(|own| paths.iter().any(|path| path == own.as_str()));
+            member.paths.retain(|own| is_covered_by(own.as_str(), paths));
         }
         vec![first]
     };
@@ -247,4 +248,40 @@ pub(super) fn split(batch: Batch, clock: WallClock) -> Vec<Batch> {
         ..Batch::seal(SealedBatch::from_members(target.clone(), members, SealReason::Split), clock)
     };
     parts.into_iter().map(sealed).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::message::Delivery;
+    use crate::model::path::InvalidationPath;
+    use crate::model::{DistributionId, MessageId};
+
+    /// One message asking for `own`, in a batch whose paths are `held` (recorded, or coalesced).
+    fn one_message(own: &[&str], held: &[&str]) -> Batch {
+        let member = BatchMember::whole_of(
+            Delivery { message_id: MessageId("m".to_owned()), number: 1 },
+            own.iter().map(|p| InvalidationPath::parse(p).unwrap()).collect(),
+        );
+        let target = DistributionId::parse("EDFDVBD6EXAMPLE").unwrap().into();
+        let mut batch =
+            Batch::seal(SealedBatch::from_members(target, vec![member], SealReason::Full), WallClock::default());
+        batch.content.paths = held.iter().map(|p| (*p).to_owned()).collect();
+        batch
+    }
+
+    #[test]
+    fn a_message_narrowed_down_keeps_its_own_paths_that_its_batch_held() {
+        let resumed = one_message(&["/a.html", "/b.html"], &["/a.html", "/b.html", "/other.html"]);
+        let parts = split(resumed, WallClock::default());
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].content.paths, ["/a.html", "/b.html"]);
+    }
+
+    #[test]
+    fn a_coalesced_message_narrowed_down_goes_back_to_its_own_paths() {
+        let coalesced = one_message(&["/s2/p1", "/s2/p10"], &["/s2/*"]);
+        let parts = split(coalesced, WallClock::default());
+        assert_eq!(parts[0].content.paths, ["/s2/p1", "/s2/p10"], "never an empty batch");
+    }
 }

@@ -173,7 +173,8 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 .increment((before - batch.content.paths.len()) as u64);
             batch.content.wildcard_count = count_wildcards(&batch.content.paths);
         }
-        if batch.content.paths.is_empty() {
+        // A batch that came with no paths was covered by nothing: it goes on, to be refused with a reason.
+        if before > 0 && batch.content.paths.is_empty() {
             info!(%distribution, caller_reference = %batch.caller_reference, "invalidations created since the batch was sealed cover all its paths: its messages are covered without another");
             return Spend::Covered(batch);
         }
