@@ -22,7 +22,7 @@ use super::accounts::Accounts;
 use super::belief::LimitBoard;
 use super::{Budget, CreateRateLimiter};
 use crate::clock::WallClock;
-use crate::model::DistributionId;
+use crate::model::Target;
 use crate::ports::budget::{Beliefs, JointWrites, Roster};
 use crate::ports::cdn::Cdn;
 use crate::telemetry::log_allowed;
@@ -170,8 +170,13 @@ pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
                 for belief in board.to_adopt(shared) {
                     if let Some(account) = accounts.by_scope(&belief.scope) {
                         account.buckets.adopt(&belief.limit, belief.believed);
-                    } else if let Ok(distribution) = DistributionId::parse(&belief.scope) {
-                        budget.adopt(&super::BudgetKey::from(&distribution), &belief.limit, belief.believed);
+                    } else if let Some(target) = Target::parse(&belief.scope) {
+                        // A tenant's own budget (`--tenant-limits separate`) learns from the other workers too; a
+                        // worker that counts tenants in their distribution's budget has no such budget to teach.
+                        let key = budget.key(&target);
+                        if key.target() == &target {
+                            budget.adopt(&key, &belief.limit, belief.believed);
+                        }
                     }
                 }
             }
@@ -195,6 +200,43 @@ pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
 mod tests {
     use super::*;
     use crate::fake::MemoryLedger;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenants_own_budget_starts_from_what_another_worker_learned_of_it() {
+        use crate::limit::budget::{BudgetSettings, TenantLimits};
+        use crate::ports::budget::SharedBelief;
+        let store = Arc::new(MemoryLedger::default());
+        let clock = WallClock::following_tokio();
+        let target = Target::parse("EDFDVBD6EXAMPLE/dt_shop1").unwrap();
+        let learned = SharedBelief {
+            limit: "in_progress_paths".to_owned(),
+            scope: target.to_string(),
+            believed: 500.0,
+            cut: clock.now(),
+        };
+        store.share_belief(&learned).await.unwrap();
+        let defaults = crate::limit::budget::tests::settings();
+        // A worker counting tenants in their distribution's budget has no tenant budget to teach, nor lets the
+        // tenant's limit cut its distribution's.
+        for (tenant_limits, believed) in
+            [(TenantLimits::Separate, 500), (TenantLimits::Shared, defaults.capacity.paths)]
+        {
+            let settings = BudgetSettings { tenant_limits, ..defaults };
+            let cdn = Arc::new(crate::fake::FakeCdn::default());
+            let budget = Arc::new(Budget::new(cdn, Arc::clone(&store), settings, "w2".into(), clock));
+            let accounts = Arc::new(Accounts::new(
+                &Default::default(),
+                None,
+                Default::default(),
+                &Arc::default(),
+                CreateRateLimiter::awaiting_share,
+            ));
+            let stop = CancellationToken::new();
+            stop.cancel();
+            keep_beliefs(Arc::clone(&store), Arc::default(), Arc::clone(&budget), accounts, clock, stop).await;
+            assert_eq!(budget.capacity(&budget.key(&target)).paths, believed, "{tenant_limits:?}");
+        }
+    }
 
     #[test]
     fn shares_divide_the_rate_and_the_burst_and_never_reach_zero() {

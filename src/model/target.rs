@@ -57,6 +57,15 @@ impl Target {
     pub fn tenant(distribution: DistributionId, tenant: TenantId) -> Self {
         Self { distribution, tenant: Some(tenant) }
     }
+
+    /// The target its `Display` names: `E…` or `E…/dt_…`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (distribution, tenant) = match raw.split_once('/') {
+            Some((distribution, tenant)) => (distribution, Some(TenantId::parse(tenant).ok()?)),
+            None => (raw, None),
+        };
+        Some(Self::new(DistributionId::parse(distribution).ok()?, tenant))
+    }
 }
 
 impl From<DistributionId> for Target {
@@ -108,5 +117,8 @@ mod tests {
         assert_eq!(Target::from(&distribution).to_string(), "E1");
         let tenant = Target::tenant(distribution, TenantId::parse("dt_abc").unwrap());
         assert_eq!(tenant.to_string(), "E1/dt_abc");
+        assert_eq!(Target::parse("E1/dt_abc"), Some(tenant));
+        assert_eq!(Target::parse("E1"), Some(Target::from(&DistributionId::parse("E1").unwrap())));
+        assert_eq!(Target::parse("E1/x"), None);
     }
 }

@@ -77,9 +77,7 @@ pub(super) fn tenant_month_key(month: &str, target: &Target) -> AttributeValue {
 
 /// The tenant a `tenant_month_key` item counts.
 pub(super) fn tenant_from(item: &Item) -> Option<Target> {
-    let key = string(item, KEY)?;
-    let (distribution, tenant) = key.rsplit('#').next()?.split_once('/')?;
-    Some(Target::tenant(DistributionId::parse(distribution).ok()?, TenantId::parse(tenant).ok()?))
+    Target::parse(string(item, KEY)?.rsplit('#').next()?).filter(|target| target.tenant.is_some())
 }
 
 /// The `by_list` list of a month's per-tenant counters.
