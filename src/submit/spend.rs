@@ -110,13 +110,18 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         wait.looked_for_cover = false;
         wait.hold.get_or_insert_with(BudgetHold::start);
         if let Some(suppressed) = log_allowed("month_budget_spent") {
-            let limit = self.spending.monthly_path_budget.unwrap_or_default();
-            let spent = limit.saturating_sub(left.unwrap_or_default());
-            let month = billing_month(self.ownership.clock.now());
+            let MonthFigures { spent, limit, month } = self.month_figures(left);
             warn!(alarm = "monthly_path_budget", distribution = %batch.content.distribution_id, caller_reference = %batch.caller_reference, paths = batch.content.paths.len(), spent, limit, %month, suppressed, "the monthly path budget is spent: the batch waits, its messages held, until the month ends or --monthly-path-budget is raised");
         }
         tokio::time::sleep(HELD_LOOKS_EVERY).await;
         Spend::Submit(batch)
+    }
+
+    /// What the log and a coalescing note say of the month, from the paths `left` of its budget.
+    fn month_figures(&self, left: Option<u64>) -> MonthFigures {
+        let limit = self.spending.monthly_path_budget.unwrap_or_default();
+        let spent = limit.saturating_sub(left.unwrap_or_default());
+        MonthFigures { spent, limit, month: billing_month(self.ownership.clock.now()) }
     }
 
     /// The batch with its paths replaced as `plan` says, noted in its record with why.
@@ -125,9 +130,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let (paths_before, paths_after) = (batch.content.paths.len(), plan.paths.len());
         match why {
             Coalescing::Month => {
-                let limit = self.spending.monthly_path_budget.unwrap_or_default();
-                let spent = limit.saturating_sub(known.month_left.unwrap_or_default());
-                let month = billing_month(self.ownership.clock.now());
+                let MonthFigures { spent, limit, month } = self.month_figures(known.month_left);
                 let note = format!(
                     "{} replaced by directory wildcards to stay within the monthly path budget: {spent} of {limit} paths spent in {month}",
                     described(&plan)
@@ -207,6 +210,12 @@ fn covered(records: &[BatchRecord], batch: &Batch, worker: &str, path: &str) -> 
                 records.iter().any(|r| covers(r, since, path))
             })
         })
+}
+
+struct MonthFigures {
+    spent: u64,
+    limit: u64,
+    month: String,
 }
 
 /// A batch's wait for the month's path budget.
