@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use std::sync::Arc;
@@ -22,8 +22,6 @@ pub const ACCOUNT_WILDCARDS: &str = "account_wildcards_per_second";
 const BINDING_WAIT: Duration = Duration::from_millis(250);
 /// A take of this share of a bucket's level or more all but empties it.
 const DRAINED: f64 = 0.9;
-/// Refusals within this long of a cut are of calls sent before it: they cut no further.
-const CUT_GAP: Duration = Duration::from_secs(1);
 /// How much the latest take moves the share of takes that found the rate binding.
 const BINDING_SMOOTHING: f64 = 0.2;
 
@@ -75,22 +73,20 @@ struct Held {
     quota: Option<AccountQuota>,
     learned: Learned,
     bucket: TokenBucket,
-    /// The last cut, this worker's or another's: refusals of calls sent before it was known cut no further.
-    cut_at: Option<Instant>,
 }
 
 impl Held {
     fn new(name: &'static str, quota: AccountQuota, now: Instant) -> Self {
         let learned = Learned::new(quota.per_second, 1.0);
         let bucket = TokenBucket::full(quota.per_second, quota.burst, now);
-        Self { name, quota: Some(quota), learned, bucket, cut_at: None }
+        Self { name, quota: Some(quota), learned, bucket }
     }
 
     /// A rate nobody configured, believed `believed` since a refusal found it.
     fn found(name: &'static str, believed: f64, now: Instant) -> Self {
         let learned = Learned::unconfigured(believed, 1.0);
         let bucket = TokenBucket::full(believed, believed.max(1.0), now);
-        Self { name, quota: None, learned, bucket, cut_at: None }
+        Self { name, quota: None, learned, bucket }
     }
 
     /// The bucket at `workers`' equal share of the believed rate, its burst cut in proportion.
@@ -115,10 +111,10 @@ pub struct AccountBuckets {
     scope: String,
     /// False until the worker has its first share: a new worker takes none before the others could see it.
     ready: watch::Sender<bool>,
-    /// True once there is a rate to share (configured, or found by a refusal).
-    sharing: watch::Sender<bool>,
     /// The share of recent takes that waited for the buckets, smoothed.
     binding: Mutex<f64>,
+    /// Told when a refusal, or another worker, finds a rate nobody configured.
+    found: Notify,
 }
 
 #[derive(Debug)]
@@ -126,6 +122,21 @@ struct State {
     workers: usize,
     paths: Option<Held>,
     wildcards: Option<Held>,
+    /// The beliefs' generation: one more at each cut, this worker's or another's.
+    generation: Generation,
+}
+
+/// Which beliefs of the account's rates a call went under (`AccountBuckets::take`): a refusal of a call sent
+/// before the latest cut teaches nothing more, as it was sized for the rate that cut already lowered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Generation(u64);
+
+/// What a batch took from the account's buckets before its call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// The rate was binding: the batch waited for the buckets, or all but emptied one.
+    pub full: bool,
+    pub under: Generation,
 }
 
 impl State {
@@ -145,13 +156,14 @@ impl AccountBuckets {
             workers: 1,
             paths: quotas.paths.map(|quota| Held::new(ACCOUNT_PATHS, quota, now)),
             wildcards: quotas.wildcards.map(|quota| Held::new(ACCOUNT_WILDCARDS, quota, now)),
+            generation: Generation::default(),
         };
         for held in state.paths.iter_mut().chain(&mut state.wildcards) {
             held.resize(1, now);
             held.show(&board, &scope, SHARED);
         }
-        let (ready, sharing) = (watch::Sender::new(quotas.is_off()), watch::Sender::new(!quotas.is_off()));
-        Self { state: Mutex::new(state), board, scope, ready, sharing, binding: Mutex::new(0.0) }
+        let ready = watch::Sender::new(quotas.is_off());
+        Self { state: Mutex::new(state), board, scope, ready, binding: Mutex::new(0.0), found: Notify::new() }
     }
 
     /// `workers` share the account's quotas now (`share::keep_share`).
@@ -174,15 +186,14 @@ impl AccountBuckets {
         Allowance { paths: burst(&state.paths), wildcards: burst(&state.wildcards) }
     }
 
-    /// Waits until both buckets hold what `need` takes, and takes it from both at once; answers whether the rate
-    /// was binding: the batch waited for the buckets, or all but emptied one.
-    pub async fn take(&self, need: Allowance) -> bool {
-        let waited = self.wait_and_take(need).await;
+    /// Waits until both buckets hold what `need` takes, and takes it from both at once.
+    pub async fn take(&self, need: Allowance) -> Taken {
+        let taken = self.wait_and_take(need).await;
         if !need.is_empty() {
             let mut binding = self.binding.lock().unwrap();
-            *binding = *binding * (1.0 - BINDING_SMOOTHING) + if waited { BINDING_SMOOTHING } else { 0.0 };
+            *binding = *binding * (1.0 - BINDING_SMOOTHING) + if taken.full { BINDING_SMOOTHING } else { 0.0 };
         }
-        waited
+        taken
     }
 
     /// Whether most recent batches waited for the buckets or all but emptied one: the account's rate, not the
@@ -191,7 +202,7 @@ impl AccountBuckets {
         *self.binding.lock().unwrap() >= 0.5
     }
 
-    async fn wait_and_take(&self, need: Allowance) -> bool {
+    async fn wait_and_take(&self, need: Allowance) -> Taken {
         let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
         let mut waited = false;
         loop {
@@ -207,7 +218,7 @@ impl AccountBuckets {
                             let taken = held.bucket.take_or_wait(need, now);
                             debug_assert_eq!(taken, Take::Taken);
                         }
-                        return waited || drained;
+                        return Taken { full: waited || drained, under: state.generation };
                     }
                     Some(wait) => wait,
                 }
@@ -217,47 +228,51 @@ impl AccountBuckets {
         }
     }
 
-    /// CloudFront refused a batch needing `need`, and the account's rate is to blame: a rate nobody configured is
-    /// believed from then on, at a cut of what the refused batch held at once; one believed already, less, unless
-    /// the batch was larger than its bucket.
-    pub fn refused(&self, need: Allowance) {
+    /// CloudFront refused a batch needing `need`, sent under `under`, and the account's rate is to blame: a rate
+    /// nobody configured is believed from then on, at a cut of what the refused batch held at once; one believed
+    /// already, less, unless the batch was larger than its bucket or went before the latest cut.
+    pub fn refused(&self, need: Allowance, under: Generation) {
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
         let now = Instant::now();
+        let mut found = false;
         for (held, name, need) in
             [(&mut state.paths, ACCOUNT_PATHS, need.paths), (&mut state.wildcards, ACCOUNT_WILDCARDS, need.wildcards)]
         {
             if need > 0 && held.is_none() {
                 *held = Some(Held::found(name, f64::from(need), now));
+                found = true;
             }
         }
-        // A batch larger than a bucket (recorded before the belief fell) is refused for its size, whatever the
-        // rate: it says nothing of the belief, and is split to fit it. Calls sent together are refused together:
-        // one cut a `CUT_GAP`, as the calls after a cut go at the rate it set.
-        let cuts = |held: &mut Option<Held>, need: u32| match held {
-            Some(h) if f64::from(need) <= h.bucket.burst() && h.cut_at.is_none_or(|at| now - at >= CUT_GAP) => {
-                h.cut_at = Some(now);
-                need
-            }
+        // Calls sent together are refused together: only those sent under the latest beliefs cut, once, as the
+        // calls after a cut go at the rate it set. A batch larger than a bucket (recorded before the belief fell)
+        // is refused for its size, whatever the rate: it says nothing of the belief, and is split to fit it.
+        if found {
+            self.found.notify_one();
+        } else if under != state.generation {
+            return;
+        }
+        let cuts = |held: &Option<Held>, need: u32| match held {
+            Some(h) if f64::from(need) <= h.bucket.burst() => need,
             _ => 0,
         };
-        let within = Allowance {
-            paths: cuts(&mut state.paths, need.paths),
-            wildcards: cuts(&mut state.wildcards, need.wildcards),
-        };
+        let within =
+            Allowance { paths: cuts(&state.paths, need.paths), wildcards: cuts(&state.wildcards, need.wildcards) };
+        if !within.is_empty() {
+            state.generation.0 += 1;
+        }
         drop(guard);
         self.learn(within, Learned::refused, REFUSED);
-        self.sharing.send_replace(true);
+    }
+
+    /// Returns once a rate nobody configured is found: a refusal's, or another worker's.
+    pub async fn until_found(&self) {
+        self.found.notified().await;
     }
 
     /// CloudFront accepted a batch needing `need`: probe up the rates it used.
     pub fn accepted(&self, need: Allowance) {
         self.learn(need, Learned::accepted, ACCEPTED);
-    }
-
-    /// Returns once there is a rate to share with the other workers.
-    pub async fn until_sharing(&self) {
-        let _ = self.sharing.subscribe().wait_for(|sharing| *sharing).await;
     }
 
     fn learn(&self, need: Allowance, change: fn(&mut Learned) -> bool, why: &'static str) {
@@ -302,14 +317,15 @@ impl AccountBuckets {
             ACCOUNT_WILDCARDS => (&mut state.wildcards, ACCOUNT_WILDCARDS),
             _ => return false,
         };
-        let held = held.get_or_insert_with(|| Held::found(name, believed, now));
+        let held = held.get_or_insert_with(|| {
+            self.found.notify_one();
+            Held::found(name, believed, now)
+        });
         let learned = held.learned.starting_at(believed);
         held.learned = learned;
-        held.cut_at = Some(now);
         held.resize(workers, now);
         held.show(&self.board, &self.scope, SHARED);
-        drop(state);
-        self.sharing.send_replace(true);
+        state.generation.0 += 1;
         true
     }
 }
@@ -344,14 +360,17 @@ mod tests {
         let account = buckets(150.0, 0, 1.0);
         account.set_workers(3);
         assert_eq!(account.largest(), Allowance { paths: 50, wildcards: 1 });
-        account.refused(Allowance { paths: 10, wildcards: 0 });
+        let before = account.take(Allowance::default()).await.under;
+        account.refused(Allowance { paths: 10, wildcards: 0 }, before);
         assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "only the rates the batch used");
         assert_eq!(account.largest().paths, 42);
-        account.refused(Allowance { paths: 100, wildcards: 0 });
+        let after = account.take(Allowance::default()).await.under;
+        account.refused(Allowance { paths: 100, wildcards: 0 }, after);
         assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "a batch larger than the bucket says nothing of it");
-        tokio::time::sleep(CUT_GAP).await;
-        account.refused(Allowance { paths: 10, wildcards: 0 });
-        account.refused(Allowance { paths: 10, wildcards: 0 });
+        account.refused(Allowance { paths: 10, wildcards: 0 }, before);
+        assert_eq!(account.believed(), (Some(127.5), Some(1.0)), "a call sent before the cut teaches nothing more");
+        account.refused(Allowance { paths: 10, wildcards: 0 }, after);
+        account.refused(Allowance { paths: 10, wildcards: 0 }, after);
         assert_eq!(account.believed().0, Some(127.5 * 0.85), "calls refused together cut once");
         assert!(account.adopt(ACCOUNT_PATHS, 1_000.0) && account.adopt(ACCOUNT_WILDCARDS, 0.0));
         assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "within the configuration and the floor");
@@ -361,13 +380,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refusal_nothing_explains_finds_a_rate_nobody_configured() {
         let account = buckets(0.0, 0, 0.0);
-        assert!(!account.take(Allowance { paths: 5_000, wildcards: 3 }).await, "no rate, no wait");
-        account.refused(Allowance { paths: 1_000, wildcards: 0 });
+        let taken = account.take(Allowance { paths: 5_000, wildcards: 3 }).await;
+        assert!(!taken.full, "no rate, no wait");
+        account.refused(Allowance { paths: 1_000, wildcards: 0 }, taken.under);
         assert_eq!(account.believed(), (Some(500.0), None), "half the refused batch, per second, until a success");
         assert_eq!(account.largest(), Allowance { paths: 500, wildcards: UNLIMITED }, "a second's worth at once");
         let start = Instant::now();
         account.take(Allowance { paths: 500, wildcards: 0 }).await;
-        assert!(account.take(Allowance { paths: 250, wildcards: 0 }).await, "the rate binds");
+        assert!(account.take(Allowance { paths: 250, wildcards: 0 }).await.full, "the rate binds");
         assert_eq!(start.elapsed(), Duration::from_millis(500));
         assert!(!account.is_binding(), "one wait in a while is not a binding rate");
         for _ in 0..4 {
@@ -376,7 +396,7 @@ mod tests {
         assert!(account.is_binding());
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            assert!(!account.take(Allowance { paths: 100, wildcards: 0 }).await, "a small batch on a full bucket");
+            assert!(!account.take(Allowance { paths: 100, wildcards: 0 }).await.full, "a small batch on a full bucket");
         }
         assert!(!account.is_binding());
     }

@@ -2,9 +2,10 @@
 //! per second.
 //!
 //! CloudFront throttles CreateInvalidation per account, so N workers each at `--create-rate` ask N times the rate
-//! and learn of it from `Throttling`; the per-account path quotas are the same. With `--account-create-rate` or an
-//! account path quota, each worker checks in to the ledger's roster every few seconds and takes an equal share of
-//! the account's rates among the workers checked in. A new worker
+//! and learn of it from `Throttling`; the per-account path quotas are the same. Each worker checks in to the
+//! ledger's roster every few seconds and takes an equal share of the account's rates among the workers checked in,
+//! from the start: a rate that a refusal finds is divided at once, as every worker that finds it at the same
+//! moment would otherwise take the whole of it and cut it for the others' calls. A new worker
 //! takes its share only at its second check-in, once the others have had an interval to see it and shrink theirs;
 //! one that stops checks out, one that dies drops off the roster when its check-in runs out, and the others grow
 //! their shares at their next check-in (a dead worker costs some rate for `LIVE_FOR`, never an excess).
@@ -54,8 +55,7 @@ impl AccountRate {
 pub struct Sharers {
     /// Each account's CreateInvalidation limiter, and the call rate of each account.
     pub calls: Vec<(Arc<CreateRateLimiter>, AccountRate)>,
-    /// Each account's path and wildcard buckets: shared from the start when a rate is configured, or from when a
-    /// refusal finds one.
+    /// Each account's path and wildcard buckets, configured or found by a refusal.
     pub paths: Vec<Arc<AccountBuckets>>,
 }
 
@@ -88,19 +88,16 @@ impl Sharers {
         for buckets in &self.paths {
             buckets.set_workers(workers);
         }
-        if !self.paths.is_empty() {
-            info!(workers, accounts = self.paths.len(), "sharing each account's paths and wildcards per second");
-        }
+        info!(workers, "workers checked in to the roster, sharing each account's rates");
         gauge!("cfi_workers_sharing_rate").set(workers as f64);
     }
 
-    /// Returns once some account has a rate to share: at once with a call rate configured.
-    async fn until_sharing(&self) {
-        if !self.calls.is_empty() || self.paths.is_empty() {
-            return;
+    /// Returns once some account finds a rate nobody configured.
+    async fn until_found(&self) {
+        if self.paths.is_empty() {
+            return std::future::pending().await;
         }
-        let found = self.paths.iter().map(|buckets| Box::pin(buckets.until_sharing()));
-        futures_util::future::select_all(found).await;
+        futures_util::future::select_all(self.paths.iter().map(|buckets| Box::pin(buckets.until_found()))).await;
     }
 }
 
@@ -113,11 +110,6 @@ pub async fn keep_share<S: Roster>(
     clock: WallClock,
     stop: CancellationToken,
 ) {
-    // Buckets of a rate nobody configured are shared once a refusal found one.
-    tokio::select! {
-        () = stop.cancelled() => return,
-        () = sharers.until_sharing() => {}
-    }
     let mut seen_by_others = false;
     let mut workers = 0;
     loop {
@@ -136,9 +128,12 @@ pub async fn keep_share<S: Roster>(
                 }
             }
         }
+        // A rate found at once by workers that started together is divided as soon as it is found: they checked in
+        // at the same moment, before any of them could see the others.
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(CHECK_IN_EVERY) => {}
+            () = sharers.until_found() => {}
         }
     }
     if let Err(e) = store.check_out(&worker).await {
@@ -236,6 +231,29 @@ mod tests {
             keep_beliefs(Arc::clone(&store), Arc::default(), Arc::clone(&budget), accounts, clock, stop).await;
             assert_eq!(budget.capacity(&budget.key(&target)).paths, believed, "{tenant_limits:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_found_by_workers_that_started_together_is_divided_at_once() {
+        use crate::limit::account::{AccountBuckets, AccountQuotas};
+        use crate::ports::budget::Allowance;
+        let store = Arc::new(MemoryLedger::default());
+        let clock = WallClock::following_tokio();
+        let stop = CancellationToken::new();
+        let new_buckets = || Arc::new(AccountBuckets::new(AccountQuotas::default(), Arc::default(), "account".into()));
+        let workers = [new_buckets(), new_buckets()];
+        for (n, buckets) in workers.iter().enumerate() {
+            let sharers = Sharers { calls: vec![], paths: vec![Arc::clone(buckets)] };
+            tokio::spawn(keep_share(Arc::clone(&store), sharers, format!("w{n}"), clock, stop.clone()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let refused = Allowance { paths: 1_000, wildcards: 0 };
+        let taken = workers[0].take(refused).await;
+        workers[0].refused(refused, taken.under);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(workers[0].believed().0, Some(500.0), "half the refused batch, for the account");
+        assert_eq!(workers[0].largest().paths, 250, "and half of that for each of the two, long before a check-in");
+        stop.cancel();
     }
 
     #[test]

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use self::decide::{Attempts, Failure, Refusal, Step};
+use self::refusal::Lesson;
 use self::reserve::Reserved;
 use self::schedule::Schedule;
 use self::shape::splittable;
@@ -267,7 +268,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         // batch that may exist in CloudFront is never split, or its paths would be paid twice.
         let mut maybe_created = batch.content.reason == SealReason::Resumed;
         loop {
-            let outcome = {
+            let (outcome, under) = {
                 let call = calls.acquire().await.expect("semaphore is never closed");
                 // A permit that waited for budget would let calls bunch up beyond the rate: take a fresh one.
                 if permitted_at.take().is_none_or(|at| at.elapsed() > PERMIT_LIFETIME) {
@@ -282,7 +283,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
                 // After the permit: the account's buckets pace the calls that wait for them, and a permit that
                 // waited for them would only be taken again.
-                let full_bucket = self.accounts.of(&batch.content.distribution_id).buckets.take(need).await;
+                let taken = self.accounts.of(&batch.content.distribution_id).buckets.take(need).await;
                 // After a long wait for a permit or retries, the reservation may be near its end: another worker
                 // could delete it as expired and give its room away while this call is in flight.
                 if reserved_at.elapsed() > self.budget.settings().lease / 2 {
@@ -291,7 +292,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     }
                     reserved_at = Instant::now();
                 }
-                self.create_and_record(&mut record, full_bucket).await
+                (self.create_and_record(&mut record, taken.full).await, taken.under)
             };
             let failure = match outcome {
                 Ok(()) => {
@@ -301,11 +302,17 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                 }
                 Err(failure) => failure,
             };
-            if let Failure::Cdn(CdnError::TooManyInProgress(_)) = failure
-                && let Some(refit) = self.learn_from_refusal(&record, &batch).await
-                && !maybe_created
-            {
-                return self.refused(record, batch, refit).await;
+            if let Failure::Cdn(CdnError::TooManyInProgress(_)) = failure {
+                match self.learn_from_refusal(&record, &batch, under).await {
+                    Lesson::Refit(room) if !maybe_created => {
+                        return self.refused(record, batch, Refusal::Refit(room)).await;
+                    }
+                    Lesson::AtRate => {
+                        counter!("cfi_submission_retries_total").increment(1);
+                        continue;
+                    }
+                    Lesson::Refit(_) | Lesson::WaitForRoom => {}
+                }
             }
             maybe_created |= !failure.created_nothing();
             let reserve_again = match self

@@ -14,16 +14,27 @@ use super::shape::{split, split_to_fit, splittable};
 use super::{Outcome, Submitter, timed};
 use crate::batch::Batch;
 use crate::batch::window::SealReason;
+use crate::limit::account::Generation;
 use crate::model::message::Disposition;
 use crate::ports::budget::{Allowance, JointWrites};
 use crate::ports::cdn::Cdn;
 use crate::ports::ledger::BatchRecord;
 use crate::retry::retry_transient;
 
+/// What a batch refused as too much in progress does next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Lesson {
+    /// Split to fit what the worker believes is left.
+    Refit(Allowance),
+    /// The account's rate refused it: it goes again as the account's buckets allow, which pace it already.
+    AtRate,
+    /// The distribution is full: it waits for room, as the books say.
+    WaitForRoom,
+}
+
 impl<C: Cdn, L: JointWrites> Submitter<C, L> {
-    /// CloudFront refused `batch` (recorded as `record`) as too much in progress: learns what the refusal teaches,
-    /// and says how to split the batch when it no longer fits the room the worker believes is left; `None`: retry
-    /// it as it is.
+    /// CloudFront refused `batch` (recorded as `record`, sent under the account's beliefs `under`) as too much in
+    /// progress: learns what the refusal teaches, and says what the batch does next.
     ///
     /// Both models refuse with the same error, so the refusal is laid at the door of one only on evidence. The
     /// account's rate is to blame when it has been binding (most recent calls waited for its bucket or emptied it),
@@ -32,16 +43,18 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// distribution's in-progress quota is: believed below what was in progress with the batch, never below what
     /// CloudFront accepted in progress lately, so blaming it wrongly costs little, where a wrongly found rate would
     /// hold every distribution back.
-    pub(super) async fn learn_from_refusal(&self, record: &BatchRecord, batch: &Batch) -> Option<Refusal> {
+    pub(super) async fn learn_from_refusal(&self, record: &BatchRecord, batch: &Batch, under: Generation) -> Lesson {
         let (distribution, reference) = (&record.distribution_id, &record.caller_reference);
         let need = Allowance::of(&record.paths);
         let key = self.budget.key(&record.target());
-        let in_progress = self.budget.unexplained_refusal(&key, reference, need).await?;
+        let Some(in_progress) = self.budget.unexplained_refusal(&key, reference, need).await else {
+            return Lesson::WaitForRoom;
+        };
         counter!("cfi_refusals_unexplained_total").increment(1);
         let account = &self.accounts.of(distribution).buckets;
         let rate = account.is_binding() || in_progress.is_empty();
         if rate {
-            account.refused(need);
+            account.refused(need, under);
         } else {
             self.budget.learn_refused(&key, need, in_progress);
         }
@@ -50,7 +63,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         // completion of what is in progress.
         let room = self.fit(&record.target()).min(self.budget.capacity(&key) - in_progress);
         let resumed = batch.content.reason == SealReason::Resumed;
-        (!need.fits_in(room) && !resumed && splittable_to(batch, room)).then_some(Refusal::Refit(room))
+        if !need.fits_in(room) && !resumed && splittable_to(batch, room) {
+            Lesson::Refit(room)
+        } else if rate {
+            Lesson::AtRate
+        } else {
+            Lesson::WaitForRoom
+        }
     }
 
     /// A batch recorded before the worker came to believe less, and now larger than it believes one call may
