@@ -224,7 +224,8 @@ pub struct RunArgs {
     /// Paths and cache tags (wildcards apart) per second for the whole account, shared by every worker on the
     /// ledger table, for CloudFront's per-account rate model (a third-party listing says 150); a refusal nothing
     /// else explains makes the workers believe less. 0 turns it off. Like the account's rates below, a new worker
-    /// submits from its second check-in, about 5 s after it starts.
+    /// submits from its second check-in, about 5 s after it starts; a worker with nothing to submit leaves its
+    /// share to the others until it has work again, and its second check-in then.
     #[arg(long, env = "INVALIDATOR_ACCOUNT_PATH_RATE", default_value_t = 0.0)]
     pub account_path_rate: f64,
 

@@ -102,6 +102,11 @@ impl SubmissionBacklog {
         self.sealed.load(Ordering::Relaxed) >= self.limit
     }
 
+    /// Whether the worker has anything to submit: a batch sealed or running, or a window open.
+    pub fn is_busy(&self) -> bool {
+        self.sealed.load(Ordering::Relaxed) > 0 || self.open_windows.load(Ordering::Relaxed) > 0
+    }
+
     /// How long a message received now waits for its batch's call: its window, then every batch ahead of it.
     fn expected_wait(&self) -> Duration {
         let ahead = self.sealed.load(Ordering::Relaxed) + self.open_windows.load(Ordering::Relaxed);

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use std::sync::Arc;
@@ -109,8 +109,12 @@ pub struct AccountBuckets {
     board: Arc<LimitBoard>,
     /// The account's scope on the board and the ledger (`accounts::AccountKey::scope`).
     scope: String,
-    /// False until the worker has its first share: a new worker takes none before the others could see it.
-    ready: watch::Sender<bool>,
+    /// False until the worker has its first share, and while it is off the roster for want of work: it takes none
+    /// before the others could see it.
+    ready: Mutex<bool>,
+    /// Told when `ready` turns true. Not a `watch`: its waiters wake in a random order, so the batches that waited
+    /// for a share would call CloudFront in a different order in every run of a simulation.
+    readied: Notify,
     /// The share of recent takes that waited for the buckets, smoothed.
     binding: Mutex<f64>,
     /// Told when a refusal, or another worker, finds a rate nobody configured.
@@ -162,8 +166,15 @@ impl AccountBuckets {
             held.resize(1, now);
             held.show(&board, &scope, SHARED);
         }
-        let ready = watch::Sender::new(quotas.is_off());
-        Self { state: Mutex::new(state), board, scope, ready, binding: Mutex::new(0.0), found: Notify::new() }
+        Self {
+            state: Mutex::new(state),
+            board,
+            scope,
+            ready: Mutex::new(quotas.is_off()),
+            readied: Notify::new(),
+            binding: Mutex::new(0.0),
+            found: Notify::new(),
+        }
     }
 
     /// `workers` share the account's quotas now (`share::keep_share`).
@@ -175,7 +186,20 @@ impl AccountBuckets {
         for held in state.paths.iter_mut().chain(&mut state.wildcards) {
             held.resize(workers, now);
         }
-        self.ready.send_replace(true);
+        *self.ready.lock().unwrap() = true;
+        self.readied.notify_waiters();
+    }
+
+    /// This worker left the roster: it takes nothing until `set_workers` gives it a share again, as the others
+    /// took up its share meanwhile.
+    pub fn leave(&self) {
+        *self.ready.lock().unwrap() = false;
+    }
+
+    /// Whether the account has a path or wildcard rate to share, configured or found.
+    pub fn has_rate(&self) -> bool {
+        let state = self.state.lock().unwrap();
+        state.paths.is_some() || state.wildcards.is_some()
     }
 
     /// The largest batch this worker's buckets hold: what a new batch is shaped to. A larger one (recorded, so
@@ -203,7 +227,7 @@ impl AccountBuckets {
     }
 
     async fn wait_and_take(&self, need: Allowance) -> Taken {
-        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+        self.until_ready().await;
         let mut waited = false;
         loop {
             let wait = {
@@ -225,6 +249,18 @@ impl AccountBuckets {
             };
             waited |= wait >= BINDING_WAIT;
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn until_ready(&self) {
+        loop {
+            let readied = self.readied.notified();
+            tokio::pin!(readied);
+            readied.as_mut().enable();
+            if *self.ready.lock().unwrap() {
+                return;
+            }
+            readied.await;
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use metrics::gauge;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::account::AccountBuckets;
 use super::accounts::Accounts;
@@ -30,6 +30,8 @@ use crate::telemetry::log_allowed;
 
 /// How often a worker checks in.
 pub const CHECK_IN_EVERY: Duration = Duration::from_secs(5);
+/// How often a worker that left the roster for want of work looks whether it has some again.
+const IDLE_LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How long a check-in counts: three missed ones and the worker is off the roster.
 const LIVE_FOR: Duration = Duration::from_secs(15);
 
@@ -92,6 +94,17 @@ impl Sharers {
         gauge!("cfi_workers_sharing_rate").set(workers as f64);
     }
 
+    /// Whether an idle worker may leave the roster: a path or wildcard rate is shared, and no call rate, whose
+    /// share a worker takes back only at its second check-in.
+    fn may_leave(&self) -> bool {
+        self.calls.is_empty() && self.paths.iter().any(|buckets| buckets.has_rate())
+    }
+
+    fn leave(&self) {
+        self.paths.iter().for_each(|buckets| buckets.leave());
+        gauge!("cfi_workers_sharing_rate").set(0.0);
+    }
+
     /// Returns once some account finds a rate nobody configured.
     async fn until_found(&self) {
         if self.paths.is_empty() {
@@ -103,16 +116,33 @@ impl Sharers {
 
 /// Checks `worker` in every `CHECK_IN_EVERY` and gives each of `sharers` its share of the account's rates, until
 /// `stop`; then checks out, so the others take up its share at once.
+///
+/// A worker with nothing to submit (`busy` false at two check-ins running) checks out while the account's path
+/// rates are shared, so that the busy ones take up its share: with equal shares, the last worker still holding
+/// messages of a backlog would go at its fraction of the rate alone. It takes no share of those rates from when it
+/// leaves until its second check-in after work returns, once the others could see it back.
 pub async fn keep_share<S: Roster>(
     store: Arc<S>,
     sharers: Sharers,
     worker: String,
     clock: WallClock,
+    busy: impl Fn() -> bool,
     stop: CancellationToken,
 ) {
     let mut seen_by_others = false;
     let mut workers = 0;
+    let mut idle_check_ins = 0;
     loop {
+        idle_check_ins = if busy() { 0 } else { idle_check_ins + 1 };
+        if idle_check_ins >= 2 && sharers.may_leave() {
+            check_out(&*store, &worker).await;
+            sharers.leave();
+            (seen_by_others, workers, idle_check_ins) = (false, 0, 0);
+            if !until_busy(&busy, &stop).await {
+                return;
+            }
+            debug!("work again: checking in to the roster to share the account's rates");
+        }
         let now = clock.now();
         match store.check_in(&worker, now, now + LIVE_FOR).await {
             Ok(live) if seen_by_others => {
@@ -130,15 +160,33 @@ pub async fn keep_share<S: Roster>(
         }
         // A rate found at once by workers that started together is divided as soon as it is found: they checked in
         // at the same moment, before any of them could see the others.
+        // Biased, here and below: a stop due with a check-in ends the loop in every run alike (simulations replay).
         tokio::select! {
+            biased;
             () = stop.cancelled() => break,
             () = tokio::time::sleep(CHECK_IN_EVERY) => {}
             () = sharers.until_found() => {}
         }
     }
-    if let Err(e) = store.check_out(&worker).await {
+    check_out(&*store, &worker).await;
+}
+
+async fn check_out<S: Roster>(store: &S, worker: &str) {
+    if let Err(e) = store.check_out(worker).await {
         warn!(error = %e, "could not check out of the roster; the others take up this worker's share when its check-in runs out");
     }
+}
+
+/// Returns true once `busy`, looking every `IDLE_LOOK_EVERY`; false on `stop`.
+async fn until_busy(busy: &impl Fn() -> bool, stop: &CancellationToken) -> bool {
+    while !busy() {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(IDLE_LOOK_EVERY) => {}
+        }
+    }
+    true
 }
 
 /// Shares this worker's cuts of the limits it learned (on `board`) and adopts the others' later cuts, every
@@ -244,7 +292,7 @@ mod tests {
         let workers = [new_buckets(), new_buckets()];
         for (n, buckets) in workers.iter().enumerate() {
             let sharers = Sharers { calls: vec![], paths: vec![Arc::clone(buckets)] };
-            tokio::spawn(keep_share(Arc::clone(&store), sharers, format!("w{n}"), clock, stop.clone()));
+            tokio::spawn(keep_share(Arc::clone(&store), sharers, format!("w{n}"), clock, || true, stop.clone()));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         let refused = Allowance { paths: 1_000, wildcards: 0 };
@@ -253,6 +301,40 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(workers[0].believed().0, Some(500.0), "half the refused batch, for the account");
         assert_eq!(workers[0].largest().paths, 250, "and half of that for each of the two, long before a check-in");
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_leaves_its_share_to_the_busy_one_and_takes_it_back_once_it_could_be_seen() {
+        use crate::limit::account::{AccountBuckets, AccountQuota, AccountQuotas};
+        use crate::ports::budget::Allowance;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let store = Arc::new(MemoryLedger::default());
+        let clock = WallClock::following_tokio();
+        let stop = CancellationToken::new();
+        let quotas = AccountQuotas { paths: AccountQuota::configured(150.0, 0), wildcards: None };
+        let new_buckets = || Arc::new(AccountBuckets::new(quotas, Arc::default(), "account".into()));
+        let (busy, idle) = (new_buckets(), new_buckets());
+        let has_work = Arc::new(AtomicBool::new(false));
+        let run = |name: &str, buckets: &Arc<AccountBuckets>, busy: Box<dyn Fn() -> bool + Send + Sync>| {
+            let sharers = Sharers { calls: vec![], paths: vec![Arc::clone(buckets)] };
+            tokio::spawn(keep_share(Arc::clone(&store), sharers, name.to_owned(), clock, busy, stop.clone()))
+        };
+        run("w1", &busy, Box::new(|| true));
+        let work = Arc::clone(&has_work);
+        run("w2", &idle, Box::new(move || work.load(Ordering::Relaxed)));
+        tokio::time::sleep(CHECK_IN_EVERY * 2 + Duration::from_millis(500)).await;
+        assert_eq!(busy.largest().paths, 150, "the idle worker left the roster: the busy one takes the whole rate");
+        has_work.store(true, Ordering::Relaxed);
+        tokio::time::sleep(CHECK_IN_EVERY / 2).await;
+        let one = Allowance { paths: 1, wildcards: 0 };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), idle.take(one)).await.is_err(),
+            "back at work, it takes nothing before the other could see it"
+        );
+        tokio::time::sleep(CHECK_IN_EVERY).await;
+        assert_eq!((busy.largest().paths, idle.largest().paths), (75, 75));
+        assert!(tokio::time::timeout(Duration::from_secs(1), idle.take(one)).await.is_ok());
         stop.cancel();
     }
 
@@ -273,7 +355,7 @@ mod tests {
         let run = |name: &str, limiter: &Arc<CreateRateLimiter>, stop: &CancellationToken| {
             let (store, stop) = (Arc::clone(&store), stop.clone());
             let sharers = Sharers { calls: vec![(Arc::clone(limiter), rate)], paths: vec![] };
-            tokio::spawn(keep_share(store, sharers, name.to_owned(), clock, stop))
+            tokio::spawn(keep_share(store, sharers, name.to_owned(), clock, || true, stop))
         };
         let (first, second) =
             (Arc::new(CreateRateLimiter::awaiting_share()), Arc::new(CreateRateLimiter::awaiting_share()));

@@ -121,6 +121,7 @@ where
     let month_to_date = Arc::new(MonthToDate::default());
     let ledger = Arc::clone(&services.ledger);
     let roster = Arc::clone(&services.ledger);
+    let backlog_seen = Arc::clone(&backlog);
     let submitter = Arc::new(submitter(
         services.cdn,
         services.ledger,
@@ -138,7 +139,9 @@ where
     let mut sharing = JoinSet::new();
     let sharers = share::Sharers::of(&submitter.accounts, settings.submission.account_rate);
     let worker = settings.ledger.worker_id.clone();
-    sharing.spawn(share::keep_share(Arc::clone(&roster), sharers, worker, settings.clock, stop_sharing.clone()));
+    let busy = move || backlog_seen.is_busy();
+    let stop = stop_sharing.clone();
+    sharing.spawn(share::keep_share(Arc::clone(&roster), sharers, worker, settings.clock, busy, stop));
     let board = Arc::clone(&settings.limits);
     let (budget, accounts) = (Arc::clone(&submitter.budget), Arc::clone(&submitter.accounts));
     sharing.spawn(share::keep_beliefs(roster, board, budget, accounts, settings.clock, stop_sharing.clone()));
