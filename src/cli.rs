@@ -241,7 +241,8 @@ pub struct RunArgs {
 
     /// CreateInvalidation calls per second for the whole account, shared by every worker on the ledger table:
     /// each takes an equal share (and of --create-burst), re-divided as workers start and stop. Replaces
-    /// --create-rate. A new worker submits from its second check-in, about 5 s after it starts.
+    /// --create-rate. A new worker submits from its second check-in, about 5 s after it starts; a worker with
+    /// nothing to submit leaves its share to the others until it has work again, and its second check-in then.
     #[arg(long, env = "INVALIDATOR_ACCOUNT_CREATE_RATE")]
     pub account_create_rate: Option<f64>,
 

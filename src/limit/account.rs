@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::belief::{ACCEPTED, LimitBoard, REFUSED, SHARED};
 use super::bucket::{Take, TokenBucket};
 use super::learn::Learned;
+use super::watched::Watched;
 use crate::ports::budget::{Allowance, UNLIMITED};
 
 /// Limits learned for the account, as the metric names them.
@@ -110,11 +111,8 @@ pub struct AccountBuckets {
     /// The account's scope on the board and the ledger (`accounts::AccountKey::scope`).
     scope: String,
     /// False until the worker has its first share, and while it is off the roster for want of work: it takes none
-    /// before the others could see it.
-    ready: Mutex<bool>,
-    /// Told when `ready` turns true. Not a `watch`: its waiters wake in a random order, so the batches that waited
-    /// for a share would call CloudFront in a different order in every run of a simulation.
-    readied: Notify,
+    /// of a rate before the others could see it.
+    ready: Watched<bool>,
     /// The share of recent takes that waited for the buckets, smoothed.
     binding: Mutex<f64>,
     /// Told when a refusal, or another worker, finds a rate nobody configured.
@@ -170,8 +168,7 @@ impl AccountBuckets {
             state: Mutex::new(state),
             board,
             scope,
-            ready: Mutex::new(quotas.is_off()),
-            readied: Notify::new(),
+            ready: Watched::new(quotas.is_off()),
             binding: Mutex::new(0.0),
             found: Notify::new(),
         }
@@ -186,14 +183,14 @@ impl AccountBuckets {
         for held in state.paths.iter_mut().chain(&mut state.wildcards) {
             held.resize(workers, now);
         }
-        *self.ready.lock().unwrap() = true;
-        self.readied.notify_waiters();
+        self.ready.set(true);
     }
 
-    /// This worker left the roster: it takes nothing until `set_workers` gives it a share again, as the others
-    /// took up its share meanwhile.
+    /// This worker left the roster: it takes nothing of a rate, believed now or found or adopted meanwhile, until
+    /// `set_workers` gives it a share again, as the others took up its share. Batches of an account without a rate
+    /// go on.
     pub fn leave(&self) {
-        *self.ready.lock().unwrap() = false;
+        self.ready.set(false);
     }
 
     /// Whether the account has a path or wildcard rate to share, configured or found.
@@ -227,7 +224,9 @@ impl AccountBuckets {
     }
 
     async fn wait_and_take(&self, need: Allowance) -> Taken {
-        self.until_ready().await;
+        if self.has_rate() {
+            self.ready.until(|ready| ready).await;
+        }
         let mut waited = false;
         loop {
             let wait = {
@@ -249,18 +248,6 @@ impl AccountBuckets {
             };
             waited |= wait >= BINDING_WAIT;
             tokio::time::sleep(wait).await;
-        }
-    }
-
-    async fn until_ready(&self) {
-        loop {
-            let readied = self.readied.notified();
-            tokio::pin!(readied);
-            readied.as_mut().enable();
-            if *self.ready.lock().unwrap() {
-                return;
-            }
-            readied.await;
         }
     }
 
@@ -411,6 +398,19 @@ mod tests {
         assert!(account.adopt(ACCOUNT_PATHS, 1_000.0) && account.adopt(ACCOUNT_WILDCARDS, 0.0));
         assert_eq!(account.believed(), (Some(150.0), Some(1.0)), "within the configuration and the floor");
         assert!(AccountQuotas::default().is_off() && buckets(0.0, 0, 0.0).largest().paths == UNLIMITED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_off_the_roster_holds_back_only_a_rate() {
+        let account = buckets(0.0, 0, 0.0);
+        account.leave();
+        let one = Allowance { paths: 1, wildcards: 0 };
+        let take = || tokio::time::timeout(Duration::from_secs(10), account.take(one));
+        assert!(take().await.is_ok(), "an account without a rate has no share to wait for");
+        assert!(account.adopt(ACCOUNT_PATHS, 100.0));
+        assert!(take().await.is_err(), "a rate another worker found meanwhile waits for this worker's share of it");
+        account.set_workers(2);
+        assert!(take().await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]

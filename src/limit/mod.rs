@@ -25,6 +25,7 @@ mod resync;
 pub mod room;
 pub mod share;
 pub mod waiting;
+mod watched;
 
 pub use budget::{Budget, BudgetKey, BudgetSettings, TenantLimits};
 pub use rate::CreateRateLimiter;

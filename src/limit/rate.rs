@@ -13,10 +13,10 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use metrics::counter;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::watched::Watched;
 use crate::clock::TokioClock;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
@@ -30,11 +30,12 @@ const THROTTLED_COOL_DOWN: Duration = Duration::from_secs(60);
 pub struct CreateRateLimiter {
     /// Replaced whole when this worker's share of the account's rate changes.
     buckets: Mutex<Arc<Buckets>>,
-    /// False until a worker sharing the account's rate has its first share.
-    ready: watch::Sender<bool>,
+    /// False until a worker sharing the account's rate has its first share, and while it is off the roster for
+    /// want of work.
+    ready: Watched<bool>,
     cautious_until: Mutex<Option<Instant>>,
     /// Urgent callers waiting for a permit: normal callers let them go first.
-    urgent_waiting: watch::Sender<usize>,
+    urgent_waiting: Watched<usize>,
 }
 
 #[derive(Debug)]
@@ -55,11 +56,11 @@ impl Buckets {
 }
 
 /// Counts an urgent caller as waiting until it has its permit, or gave up waiting (its future was dropped).
-struct UrgentWaiting<'a>(&'a watch::Sender<usize>);
+struct UrgentWaiting<'a>(&'a Watched<usize>);
 
 impl Drop for UrgentWaiting<'_> {
     fn drop(&mut self) {
-        self.0.send_modify(|waiting| *waiting -= 1);
+        self.0.modify(|waiting| *waiting -= 1);
     }
 }
 
@@ -73,16 +74,16 @@ impl CreateRateLimiter {
     pub fn new(per_second: f64, burst: NonZeroU32) -> Self {
         Self {
             buckets: Mutex::new(Arc::new(Buckets::new(per_second, burst))),
-            ready: watch::Sender::new(true),
+            ready: Watched::new(true),
             cautious_until: Mutex::new(None),
-            urgent_waiting: watch::Sender::new(0),
+            urgent_waiting: Watched::new(0),
         }
     }
 
     /// A limiter that grants nothing until `set_share` gives it this worker's share of the account's rate.
     pub fn awaiting_share() -> Self {
         let limiter = Self::new(1.0, NonZeroU32::MIN);
-        limiter.ready.send_replace(false);
+        limiter.leave();
         limiter
     }
 
@@ -93,31 +94,35 @@ impl CreateRateLimiter {
             *buckets = Arc::new(Buckets::new(per_second, burst));
         }
         drop(buckets);
-        self.ready.send_replace(true);
+        self.ready.set(true);
+    }
+
+    /// This worker left the roster: it makes no call until `set_share` gives it a share again, as the others took
+    /// up its share.
+    pub fn leave(&self) {
+        self.ready.set(false);
     }
 
     /// Calls per second now, or `None` while waiting for a share of the account's rate.
     pub fn rate(&self) -> Option<f64> {
-        let ready = *self.ready.borrow();
-        ready.then(|| self.buckets.lock().unwrap().per_second)
+        self.ready.get().then(|| self.buckets.lock().unwrap().per_second)
     }
 
     /// Waits for a permit; waiting callers do not hold anything else up.
     pub async fn until_ready(&self) {
-        let mut urgent = self.urgent_waiting.subscribe();
-        let _ = urgent.wait_for(|waiting| *waiting == 0).await;
+        self.urgent_waiting.until(|waiting| waiting == 0).await;
         self.permit().await;
     }
 
     /// As `until_ready`, ahead of every normal caller.
     pub async fn until_ready_urgently(&self) {
-        self.urgent_waiting.send_modify(|waiting| *waiting += 1);
+        self.urgent_waiting.modify(|waiting| *waiting += 1);
         let _waiting = UrgentWaiting(&self.urgent_waiting);
         self.permit().await;
     }
 
     async fn permit(&self) {
-        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+        self.ready.until(|ready| ready).await;
         let buckets = Arc::clone(&self.buckets.lock().unwrap());
         let Some((normal, cautious)) = &buckets.buckets else { return };
         wait_for(normal).await;

@@ -2,13 +2,14 @@
 //! per second.
 //!
 //! CloudFront throttles CreateInvalidation per account, so N workers each at `--create-rate` ask N times the rate
-//! and learn of it from `Throttling`; the per-account path quotas are the same. Each worker checks in to the
-//! ledger's roster every few seconds and takes an equal share of the account's rates among the workers checked in,
-//! from the start: a rate that a refusal finds is divided at once, as every worker that finds it at the same
-//! moment would otherwise take the whole of it and cut it for the others' calls. A new worker
-//! takes its share only at its second check-in, once the others have had an interval to see it and shrink theirs;
-//! one that stops checks out, one that dies drops off the roster when its check-in runs out, and the others grow
-//! their shares at their next check-in (a dead worker costs some rate for `LIVE_FOR`, never an excess).
+//! and learn of it from `Throttling`; the per-account path quotas are the same. Each worker with work checks in to
+//! the ledger's roster every few seconds and takes an equal share of the account's rates among the workers checked
+//! in, from the start: a rate that a refusal finds is divided at once, as every worker that finds it at the same
+//! moment would otherwise take the whole of it and cut it for the others' calls. A new worker takes its share only
+//! at its second check-in, once the others have had an interval to see it and shrink theirs; one that stops, or has
+//! had nothing to submit for two check-ins, checks out; one that dies drops off the roster when its check-in runs
+//! out; and the others grow their shares at their next check-in (a dead worker costs some rate for `LIVE_FOR`, never
+//! an excess). An idle worker makes no request of the ledger here.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ use crate::telemetry::log_allowed;
 pub const CHECK_IN_EVERY: Duration = Duration::from_secs(5);
 /// How often a worker that left the roster for want of work looks whether it has some again.
 const IDLE_LOOK_EVERY: Duration = Duration::from_secs(1);
+/// A worker with nothing to submit at this many check-ins running is idle.
+const IDLE_AFTER_CHECK_INS: u32 = 2;
 /// How long a check-in counts: three missed ones and the worker is off the roster.
 const LIVE_FOR: Duration = Duration::from_secs(15);
 
@@ -94,13 +97,8 @@ impl Sharers {
         gauge!("cfi_workers_sharing_rate").set(workers as f64);
     }
 
-    /// Whether an idle worker may leave the roster: a path or wildcard rate is shared, and no call rate, whose
-    /// share a worker takes back only at its second check-in.
-    fn may_leave(&self) -> bool {
-        self.calls.is_empty() && self.paths.iter().any(|buckets| buckets.has_rate())
-    }
-
     fn leave(&self) {
+        self.calls.iter().for_each(|(limiter, _)| limiter.leave());
         self.paths.iter().for_each(|buckets| buckets.leave());
         gauge!("cfi_workers_sharing_rate").set(0.0);
     }
@@ -117,10 +115,11 @@ impl Sharers {
 /// Checks `worker` in every `CHECK_IN_EVERY` and gives each of `sharers` its share of the account's rates, until
 /// `stop`; then checks out, so the others take up its share at once.
 ///
-/// A worker with nothing to submit (`busy` false at two check-ins running) checks out while the account's path
-/// rates are shared, so that the busy ones take up its share: with equal shares, the last worker still holding
-/// messages of a backlog would go at its fraction of the rate alone. It takes no share of those rates from when it
-/// leaves until its second check-in after work returns, once the others could see it back.
+/// A worker with nothing to submit (`busy` false at two check-ins running) checks out, so that the busy ones take
+/// up its share (with equal shares, the last worker still holding messages of a backlog would go at its fraction
+/// of the rate alone), and asks the ledger nothing while idle. It takes no share of a rate from when it leaves until
+/// its second check-in after work returns, once the others could see it back; with the default `--window` that
+/// wait is the first window's.
 pub async fn keep_share<S: Roster>(
     store: Arc<S>,
     sharers: Sharers,
@@ -131,14 +130,13 @@ pub async fn keep_share<S: Roster>(
 ) {
     let mut seen_by_others = false;
     let mut workers = 0;
-    let mut idle_check_ins = 0;
+    let mut idleness = Idleness::new(busy);
     loop {
-        idle_check_ins = if busy() { 0 } else { idle_check_ins + 1 };
-        if idle_check_ins >= 2 && sharers.may_leave() {
+        if idleness.is_idle() {
             check_out(&*store, &worker).await;
             sharers.leave();
-            (seen_by_others, workers, idle_check_ins) = (false, 0, 0);
-            if !until_busy(&busy, &stop).await {
+            (seen_by_others, workers) = (false, 0);
+            if !idleness.until_busy(&stop).await {
                 return;
             }
             debug!("work again: checking in to the roster to share the account's rates");
@@ -177,29 +175,51 @@ async fn check_out<S: Roster>(store: &S, worker: &str) {
     }
 }
 
-/// Returns true once `busy`, looking every `IDLE_LOOK_EVERY`; false on `stop`.
-async fn until_busy(busy: &impl Fn() -> bool, stop: &CancellationToken) -> bool {
-    while !busy() {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return false,
-            () = tokio::time::sleep(IDLE_LOOK_EVERY) => {}
-        }
+/// Whether the worker had nothing to submit at the last `IDLE_AFTER_CHECK_INS` check-ins (or looks at the beliefs).
+struct Idleness<B> {
+    busy: B,
+    idle_check_ins: u32,
+}
+
+impl<B: Fn() -> bool> Idleness<B> {
+    fn new(busy: B) -> Self {
+        Self { busy, idle_check_ins: 0 }
     }
-    true
+
+    /// Counts this check-in, and answers whether the worker is idle.
+    fn is_idle(&mut self) -> bool {
+        self.idle_check_ins = if (self.busy)() { 0 } else { self.idle_check_ins + 1 };
+        self.idle_check_ins >= IDLE_AFTER_CHECK_INS
+    }
+
+    /// Returns true once the worker has work, looking every `IDLE_LOOK_EVERY` (no request); false on `stop`.
+    async fn until_busy(&mut self, stop: &CancellationToken) -> bool {
+        self.idle_check_ins = 0;
+        while !(self.busy)() {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(IDLE_LOOK_EVERY) => {}
+            }
+        }
+        true
+    }
 }
 
 /// Shares this worker's cuts of the limits it learned (on `board`) and adopts the others' later cuts, every
 /// `CHECK_IN_EVERY` from the start (so a new worker starts from what the others learned) until `stop`, and once
-/// more then, so that a last cut is not lost.
+/// more then, so that a last cut is not lost. While idle (`busy` false at two looks running) it asks nothing, and
+/// looks again as soon as work returns, before that work's first call could need the others' cuts.
 pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
     store: Arc<S>,
     board: Arc<LimitBoard>,
     budget: Arc<Budget<C, L>>,
     accounts: Arc<Accounts>,
     clock: WallClock,
+    busy: impl Fn() -> bool,
     stop: CancellationToken,
 ) {
+    let mut idleness = Idleness::new(busy);
     loop {
         for belief in board.to_share() {
             if let Err(e) = store.share_belief(&belief).await
@@ -233,8 +253,12 @@ pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
             return;
         }
         tokio::select! {
+            biased;
             () = stop.cancelled() => {}
             () = tokio::time::sleep(CHECK_IN_EVERY) => {}
+        }
+        if idleness.is_idle() && !idleness.until_busy(&stop).await {
+            return;
         }
     }
 }
@@ -276,7 +300,7 @@ mod tests {
             ));
             let stop = CancellationToken::new();
             stop.cancel();
-            keep_beliefs(Arc::clone(&store), Arc::default(), Arc::clone(&budget), accounts, clock, stop).await;
+            keep_beliefs(Arc::clone(&store), Arc::default(), Arc::clone(&budget), accounts, clock, || true, stop).await;
             assert_eq!(budget.capacity(&budget.key(&target)).paths, believed, "{tenant_limits:?}");
         }
     }
@@ -335,6 +359,54 @@ mod tests {
         tokio::time::sleep(CHECK_IN_EVERY).await;
         assert_eq!((busy.largest().paths, idle.largest().paths), (75, 75));
         assert!(tokio::time::timeout(Duration::from_secs(1), idle.take(one)).await.is_ok());
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_asks_the_ledger_nothing_and_shares_again_once_it_has_work() {
+        use crate::limit::account::AccountBuckets;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let clock = WallClock::following_tokio();
+        let store = Arc::new(MemoryLedger::with_clock(clock));
+        let stop = CancellationToken::new();
+        let has_work = Arc::new(AtomicBool::new(true));
+        let busy = || {
+            let has_work = Arc::clone(&has_work);
+            move || has_work.load(Ordering::Relaxed)
+        };
+        let rate = AccountRate { per_second: 2.0, burst: NonZeroU32::new(2).unwrap() };
+        let limiter = Arc::new(CreateRateLimiter::awaiting_share());
+        let buckets = Arc::new(AccountBuckets::new(Default::default(), Arc::default(), "account".into()));
+        let sharers = Sharers { calls: vec![(Arc::clone(&limiter), rate)], paths: vec![buckets] };
+        tokio::spawn(keep_share(Arc::clone(&store), sharers, "w1".into(), clock, busy(), stop.clone()));
+        let cdn = Arc::new(crate::fake::FakeCdn::default());
+        let settings = crate::limit::budget::tests::settings();
+        let budget = Arc::new(Budget::new(cdn, Arc::clone(&store), settings, "w1".into(), clock));
+        let accounts = Arc::new(Accounts::new(
+            &Default::default(),
+            None,
+            Default::default(),
+            &Arc::default(),
+            CreateRateLimiter::awaiting_share,
+        ));
+        let beliefs = keep_beliefs(Arc::clone(&store), Arc::default(), budget, accounts, clock, busy(), stop.clone());
+        tokio::spawn(beliefs);
+        tokio::time::sleep(CHECK_IN_EVERY * 2).await;
+        assert_eq!(limiter.rate(), Some(2.0), "busy and alone, the whole rate");
+        has_work.store(false, Ordering::Relaxed);
+        tokio::time::sleep(CHECK_IN_EVERY * 3).await;
+        assert_eq!(limiter.rate(), None, "idle, it left its share to the others");
+        store.engine().take_observed();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let requests = store.engine().take_observed().requests;
+        assert!(requests.is_empty(), "ten idle minutes, no roster or beliefs request: {requests:?}");
+        has_work.store(true, Ordering::Relaxed);
+        tokio::time::sleep(IDLE_LOOK_EVERY + Duration::from_millis(10)).await;
+        let requests = store.engine().take_observed().requests;
+        assert!(requests.values().sum::<u64>() >= 3, "a check-in and a look at the beliefs at once: {requests:?}");
+        assert_eq!(limiter.rate(), None, "no call before the others could see it back");
+        tokio::time::sleep(CHECK_IN_EVERY).await;
+        assert_eq!(limiter.rate(), Some(2.0));
         stop.cancel();
     }
 

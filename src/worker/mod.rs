@@ -121,7 +121,7 @@ where
     let month_to_date = Arc::new(MonthToDate::default());
     let ledger = Arc::clone(&services.ledger);
     let roster = Arc::clone(&services.ledger);
-    let backlog_seen = Arc::clone(&backlog);
+    let (backlog_seen, backlog_known) = (Arc::clone(&backlog), Arc::clone(&backlog));
     let submitter = Arc::new(submitter(
         services.cdn,
         services.ledger,
@@ -144,7 +144,8 @@ where
     sharing.spawn(share::keep_share(Arc::clone(&roster), sharers, worker, settings.clock, busy, stop));
     let board = Arc::clone(&settings.limits);
     let (budget, accounts) = (Arc::clone(&submitter.budget), Arc::clone(&submitter.accounts));
-    sharing.spawn(share::keep_beliefs(roster, board, budget, accounts, settings.clock, stop_sharing.clone()));
+    let busy = move || backlog_known.is_busy();
+    sharing.spawn(share::keep_beliefs(roster, board, budget, accounts, settings.clock, busy, stop_sharing.clone()));
     stages.spawn(submitter.run(from_batcher, to_ack, settings.submission.max_concurrent, limits));
     stages.spawn(acknowledger.run(from_stages));
     // In a JoinSet so that dropping `run` (a crash in simulations) stops the heartbeat too.
