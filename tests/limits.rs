@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cf_invalidator::clock::WallClock;
-use cf_invalidator::fake::{Completion, CreateRate, FakeCdn, MemoryLedger, MemoryQueue, Report, SimConfig};
+use cf_invalidator::fake::{
+    AccountRates, Completion, CreateRate, FakeCdn, MemoryLedger, MemoryQueue, RateQuota, Report, SimConfig,
+};
 use cf_invalidator::model::path::is_covered_by;
 use cf_invalidator::model::{CallerReference, DistributionId};
 use cf_invalidator::ports::budget::QUOTA;
@@ -32,11 +34,18 @@ struct Setup {
 impl Setup {
     /// CloudFront's quotas and path rules, completion after 30 s, and a request rate above the worker's.
     fn new() -> Self {
-        let config = SimConfig {
+        Self::with(Self::config())
+    }
+
+    fn config() -> SimConfig {
+        SimConfig {
             completion: Completion::After(COMPLETION),
             create_rate: Some(CreateRate { per_second: 2.0, burst: 10.try_into().unwrap() }),
             ..SimConfig::cloudfront()
-        };
+        }
+    }
+
+    fn with(config: SimConfig) -> Self {
         let cdn = FakeCdn::simulator(config);
         for id in DISTRIBUTIONS {
             cdn.add_distribution(DistributionId::parse(id).unwrap());
@@ -292,5 +301,26 @@ async fn plain_paths_go_while_the_wildcards_of_their_batch_wait_for_wildcard_roo
     for wildcard in ["/sections/a/*", "/sections/b/*"] {
         assert!(accepted(wildcard).is_some_and(|at| at >= people_done), "{wildcard} went beyond the 15: {ours:?}");
     }
+    setup.assert_everything_covered_and_deleted();
+}
+
+/// A batch the account's rate refused, and which still fits what the worker then believes, goes again at the rate
+/// (#26), not after the quota backoff: that would hold its distribution's turn for 5–10 s at every such refusal.
+#[tokio::test(start_paused = true)]
+async fn a_batch_the_accounts_rate_refused_goes_again_at_the_rate_not_after_the_quota_backoff() {
+    let rates = AccountRates { paths: Some(RateQuota { per_second: 1.0, burst: 1 }), wildcards: None };
+    let setup = Setup::with(SimConfig { account_rates: rates, ..Setup::config() });
+    setup.send("EAAA", vec!["/a.html".to_owned()]).await;
+    setup.send("EBBB", vec!["/b.html".to_owned()]).await;
+    assert_eq!(setup.run_until_drained(settings(), Duration::from_secs(600)).await, Exit::Drained);
+
+    let refusals = setup.cdn.rejections();
+    let codes: Vec<_> = refusals.iter().map(|r| (r.distribution_id.as_str(), r.code)).collect();
+    assert!(!codes.is_empty(), "the account's rate refused the second call");
+    assert!(codes.iter().all(|&code| code == ("EBBB", "TooManyInvalidationsInProgress")), "{codes:?}");
+    let created = setup.cdn.created();
+    let at = |id: &str| created.iter().find(|c| c.distribution_id.as_str() == id).map(|c| c.at).unwrap();
+    let after = at("EBBB") - at("EAAA");
+    assert!(after <= Duration::from_secs(2), "EBBB went {after:?} after EAAA, not at the rate of 1 path a second");
     setup.assert_everything_covered_and_deleted();
 }
