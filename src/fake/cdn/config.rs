@@ -15,7 +15,8 @@ pub enum Completion {
 }
 
 impl Completion {
-    pub(super) fn delay(self, sequence: u64) -> Duration {
+    /// How long after its creation the invalidation numbered `sequence` (from 1, in creation order) completes.
+    pub fn delay(self, sequence: u64) -> Duration {
         match self {
             Self::After(delay) => delay,
             Self::Between(min, max) => min + max.saturating_sub(min).mul_f64(unit_draw(sequence)),
