@@ -247,6 +247,10 @@ fn ideal_throughput(limit: u32, messages: usize) -> f64 {
             break;
         }
         tokens = (tokens + (next - now) * rate).min(burst);
+        if next == next_token {
+            // The token waited for, whatever the rounding: a hair short of one would wait again for nothing.
+            tokens = tokens.max(1.0);
+        }
         now = next;
         in_progress.retain(|&(at, d, paths)| {
             let done = at <= now;

@@ -16,13 +16,12 @@
 //! - an hour-long outage a week, the ledger's and CloudFront's in turn: every call answers 503;
 //! - the worker with its defaults, `--retention` `CFI_BENCH_RETENTION_DAYS` (30: the oldest records leave within
 //!   the year) and a monthly path budget far above what is spent (its shaping reads and `committed` counters, never
-//!   binding); with `CFI_BENCH_ACCOUNT_RATE=true`, also `--account-create-rate 1` (the roster of workers in the
-//!   ledger: a check-in and a roster read every 5 s).
+//!   binding); with `CFI_BENCH_ACCOUNT_RATE=true`, also `--account-create-rate 1` (a share of the account's rate,
+//!   taken from the roster every busy worker checks in to every 5 s).
 //!
 //! The scale (27,400 messages a day: 10 million a year, with the account rate) runs at about 30 s of wall
-//! time per simulated day on this project's 2-core machine, some 3 hours a year; the defaults (1.1 million messages,
-//! no roster, whose 35,000 requests a simulated day would otherwise dominate) take about 20 minutes. Every other
-//! knob is the issue's.
+//! time per simulated day on this project's 2-core machine, some 3 hours a year; the defaults (1.1 million messages)
+//! take about 20 minutes. Every other knob is the issue's.
 //!
 //! At the end of each month it prints a markdown row: the largest item written and its key's kind, the largest
 //! expression, the items read per adoption round (the tracker's `by_tracking` page), the most items one query read,
@@ -37,8 +36,9 @@
 //! bounds: nothing refused as invalid, nothing dead-lettered and the queue drained, items under 400 KB and
 //! expressions under 4 KB, adoption rounds within their page, and the second half-month's figures no larger than the
 //! first's (counts of items and memory within 5 %, the noise of a week's random traffic). Most of its time is the
-//! worker's own steady requests, whatever the traffic: about 4,400 ledger requests a simulated day (an adoption round
-//! every 30 s, the month's counters every minute), through the SDK in a debug build.
+//! worker's own steady requests, whatever the traffic: about 6,700 ledger requests a simulated day (an adoption round
+//! every 30 s, the month's counters every minute, the roster and the shared limits while it has work), through the
+//! SDK in a debug build.
 
 mod common;
 
