@@ -266,11 +266,26 @@ pub async fn keep_beliefs<S: Beliefs, C: Cdn, L: JointWrites>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::MemoryLedger;
+    use crate::fake::{FakeCdn, MemoryLedger};
+    use crate::limit::BudgetSettings;
+
+    /// A worker's budget over a plain fake CloudFront, and the own account alone.
+    fn budget_and_accounts(
+        store: &Arc<MemoryLedger>,
+        settings: BudgetSettings,
+        worker: &str,
+        clock: WallClock,
+    ) -> (Arc<Budget<FakeCdn, MemoryLedger>>, Arc<Accounts>) {
+        let cdn = Arc::new(FakeCdn::default());
+        let budget = Arc::new(Budget::new(cdn, Arc::clone(store), settings, worker.into(), clock));
+        let limiter = CreateRateLimiter::awaiting_share;
+        let accounts = Arc::new(Accounts::new(&Default::default(), None, Default::default(), &Arc::default(), limiter));
+        (budget, accounts)
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_tenants_own_budget_starts_from_what_another_worker_learned_of_it() {
-        use crate::limit::budget::{BudgetSettings, TenantLimits};
+        use crate::limit::budget::TenantLimits;
         use crate::ports::budget::SharedBelief;
         let store = Arc::new(MemoryLedger::default());
         let clock = WallClock::following_tokio();
@@ -289,15 +304,7 @@ mod tests {
             [(TenantLimits::Separate, 500), (TenantLimits::Shared, defaults.capacity.paths)]
         {
             let settings = BudgetSettings { tenant_limits, ..defaults };
-            let cdn = Arc::new(crate::fake::FakeCdn::default());
-            let budget = Arc::new(Budget::new(cdn, Arc::clone(&store), settings, "w2".into(), clock));
-            let accounts = Arc::new(Accounts::new(
-                &Default::default(),
-                None,
-                Default::default(),
-                &Arc::default(),
-                CreateRateLimiter::awaiting_share,
-            ));
+            let (budget, accounts) = budget_and_accounts(&store, settings, "w2", clock);
             let stop = CancellationToken::new();
             stop.cancel();
             keep_beliefs(Arc::clone(&store), Arc::default(), Arc::clone(&budget), accounts, clock, || true, stop).await;
@@ -379,16 +386,7 @@ mod tests {
         let buckets = Arc::new(AccountBuckets::new(Default::default(), Arc::default(), "account".into()));
         let sharers = Sharers { calls: vec![(Arc::clone(&limiter), rate)], paths: vec![buckets] };
         tokio::spawn(keep_share(Arc::clone(&store), sharers, "w1".into(), clock, busy(), stop.clone()));
-        let cdn = Arc::new(crate::fake::FakeCdn::default());
-        let settings = crate::limit::budget::tests::settings();
-        let budget = Arc::new(Budget::new(cdn, Arc::clone(&store), settings, "w1".into(), clock));
-        let accounts = Arc::new(Accounts::new(
-            &Default::default(),
-            None,
-            Default::default(),
-            &Arc::default(),
-            CreateRateLimiter::awaiting_share,
-        ));
+        let (budget, accounts) = budget_and_accounts(&store, crate::limit::budget::tests::settings(), "w1", clock);
         let beliefs = keep_beliefs(Arc::clone(&store), Arc::default(), budget, accounts, clock, busy(), stop.clone());
         tokio::spawn(beliefs);
         tokio::time::sleep(CHECK_IN_EVERY * 2).await;
