@@ -4,7 +4,7 @@
 //! the tenants this worker submitted for lately are listed too; a tenant's own budget lists the tenant's alone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use metrics::counter;
 use tokio::time::Instant;
@@ -34,19 +34,35 @@ pub(super) struct Unreserved {
 /// ListInvalidationsForDistributionTenant call per resync, so only the most recently served.
 pub(super) const TENANTS_LISTED: usize = 10;
 
-/// The tenants of a distribution this worker's batches asked room for, newest first, at most `TENANTS_LISTED`.
+/// The tenants of a distribution this worker's batches asked room for, and when each was last listed.
 #[derive(Debug, Default)]
-pub(super) struct TenantsSeen(VecDeque<TenantId>);
+pub(super) struct TenantsSeen {
+    /// Newest first, at most `TENANTS_LISTED`: the tenants every resync lists.
+    recent: VecDeque<TenantId>,
+    /// When each tenant was last listed, within the last resync interval: the tenants a resync listed, at most
+    /// `TENANTS_LISTED` for each resync in that interval.
+    listed_at: HashMap<TenantId, Instant>,
+}
 
 impl TenantsSeen {
-    /// Answers whether `tenant` is new to the list.
-    fn saw(&mut self, tenant: &TenantId) -> bool {
-        let before = self.0.len();
-        self.0.retain(|seen| seen != tenant);
-        let new = self.0.len() == before;
-        self.0.push_front(tenant.clone());
-        self.0.truncate(TENANTS_LISTED);
-        new
+    /// Counts `tenant` as served now, and answers whether its invalidations must be listed before its batch's room
+    /// is known: not listed within `fresh_for`. With more tenants than a resync lists, one served again soon after
+    /// it was listed forces no resync of its own: otherwise nearly every batch would.
+    fn saw(&mut self, tenant: &TenantId, fresh_for: Duration) -> bool {
+        self.recent.retain(|seen| seen != tenant);
+        self.recent.push_front(tenant.clone());
+        self.recent.truncate(TENANTS_LISTED);
+        self.listed_at.get(tenant).is_none_or(|at| at.elapsed() >= fresh_for)
+    }
+
+    fn to_list(&self) -> Vec<TenantId> {
+        self.recent.iter().cloned().collect()
+    }
+
+    /// A resync listed `tenants` at `at`; what was listed longer than `fresh_for` ago is forgotten.
+    fn listed(&mut self, tenants: &[TenantId], at: Instant, fresh_for: Duration) {
+        self.listed_at.retain(|_, listed| at.duration_since(*listed) < fresh_for);
+        self.listed_at.extend(tenants.iter().map(|tenant| (tenant.clone(), at)));
     }
 }
 
@@ -75,7 +91,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         let key = self.key(target);
         let (Some(tenant), None) = (&target.tenant, &key.target().tenant) else { return };
         let local = self.local(&key);
-        if local.tenants.lock().unwrap().saw(tenant) {
+        if local.tenants.lock().unwrap().saw(tenant, self.settings.resync_every) {
             local.unreserved.lock().unwrap().refreshed_at = None;
         }
     }
@@ -95,10 +111,11 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
             }
             view.known.clone()
         };
-        let tenants: Vec<TenantId> = local.tenants.lock().unwrap().0.iter().cloned().collect();
+        let tenants = local.tenants.lock().unwrap().to_list();
         let view = match self.resync(key, &tenants, reservations, known).await {
             Ok(view) => {
                 outages().answered("cloudfront");
+                local.tenants.lock().unwrap().listed(&tenants, Instant::now(), self.settings.resync_every);
                 view
             }
             Err(e) if e.retry_after() == RetryAfter::Never => {
@@ -162,16 +179,46 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_tenants_listed_are_the_most_recently_served_and_bounded() {
-        let tenant = |n: usize| TenantId::parse(&format!("dt_{n}")).unwrap();
-        let mut seen = TenantsSeen::default();
-        assert!(seen.saw(&tenant(0)) && !seen.saw(&tenant(0)), "new once");
-        for n in 1..=TENANTS_LISTED {
-            seen.saw(&tenant(n));
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn tenant(n: usize) -> TenantId {
+        TenantId::parse(&format!("dt_{n}")).unwrap()
+    }
+
+    /// Serves `tenant`, and lists the recent tenants when it must be listed: answers whether it was.
+    fn serve(seen: &mut TenantsSeen, tenant: &TenantId) -> bool {
+        let must = seen.saw(tenant, EVERY);
+        if must {
+            let listed = seen.to_list();
+            seen.listed(&listed, Instant::now(), EVERY);
         }
-        assert_eq!(seen.0.len(), TENANTS_LISTED);
-        assert!(!seen.0.contains(&tenant(0)), "the least recently served went");
-        assert!(!seen.saw(&tenant(3)) && seen.0.front() == Some(&tenant(3)), "a tenant served again moves first");
+        must
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tenants_listed_are_the_most_recently_served_and_bounded() {
+        let mut seen = TenantsSeen::default();
+        assert!(serve(&mut seen, &tenant(0)) && !serve(&mut seen, &tenant(0)), "listed once when new");
+        for n in 1..=TENANTS_LISTED {
+            serve(&mut seen, &tenant(n));
+        }
+        assert_eq!(seen.to_list().len(), TENANTS_LISTED);
+        assert!(!seen.to_list().contains(&tenant(0)), "the least recently served went");
+        assert!(!serve(&mut seen, &tenant(3)) && seen.to_list()[0] == tenant(3), "a tenant served again moves first");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_tenants_than_a_resync_lists_force_a_listing_once_an_interval_not_at_every_batch() {
+        let mut seen = TenantsSeen::default();
+        let tenants: Vec<TenantId> = (0..5 * TENANTS_LISTED).map(tenant).collect();
+        let rounds = |seen: &mut TenantsSeen| tenants.iter().filter(|t| serve(seen, t)).count();
+        assert_eq!(rounds(&mut seen), tenants.len(), "each listed when first served");
+        tokio::time::advance(EVERY / 2).await;
+        assert_eq!(rounds(&mut seen), 0, "served again within the interval: listed already");
+        tokio::time::advance(EVERY / 2).await;
+        // The first one's listing covers the nine served last round too, as the most recently served.
+        let again = tenants.len() - (TENANTS_LISTED - 1);
+        assert_eq!(rounds(&mut seen), again, "an interval on, each is listed again");
+        assert!(seen.listed_at.len() <= 2 * tenants.len(), "only the last interval's listings are kept");
     }
 }
