@@ -115,7 +115,6 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
         let view = match self.resync(key, &tenants, reservations, known).await {
             Ok(view) => {
                 outages().answered("cloudfront");
-                local.tenants.lock().unwrap().listed(&tenants, Instant::now(), self.settings.resync_every);
                 view
             }
             Err(e) if e.retry_after() == RetryAfter::Never => {
@@ -133,6 +132,8 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
                 return None;
             }
         };
+        // Listed, or refused for good: either way, not asked again for these tenants within the interval.
+        local.tenants.lock().unwrap().listed(&tenants, Instant::now(), self.settings.resync_every);
         let usage = view.usage;
         let mut current = local.unreserved.lock().unwrap();
         *current = Unreserved { expired_seen: std::mem::take(&mut current.expired_seen), ..view };
@@ -177,6 +178,8 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     const EVERY: Duration = Duration::from_secs(60);
@@ -205,6 +208,29 @@ mod tests {
         assert_eq!(seen.to_list().len(), TENANTS_LISTED);
         assert!(!seen.to_list().contains(&tenant(0)), "the least recently served went");
         assert!(!serve(&mut seen, &tenant(3)) && seen.to_list()[0] == tenant(3), "a tenant served again moves first");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_not_allowed_to_list_asks_once_an_interval_not_at_every_batch_of_a_tenant() {
+        use crate::fake::{FakeCdn, MemoryLedger};
+        use crate::limit::budget::tests::settings;
+        let cdn = Arc::new(FakeCdn::with_distributions(["EDFDVBD6EXAMPLE"]));
+        let denied = CdnError::AccessDenied("not authorized to perform cloudfront:ListInvalidations".into());
+        cdn.faults.down_until("list_invalidations", denied, Instant::now() + EVERY * 10);
+        let clock = crate::clock::WallClock::following_tokio();
+        let budget = Budget::new(Arc::clone(&cdn), Arc::new(MemoryLedger::default()), settings(), "w1".into(), clock);
+        let target = Target::parse("EDFDVBD6EXAMPLE/dt_shop1").unwrap();
+        let key = budget.key(&target);
+        for _ in 0..5 {
+            budget.serves(&target);
+            let usage = budget.unreserved_usage(&key, &budget.local(&key), &[]).await;
+            assert_eq!(usage, Some(Allowance::default()), "counting only reservations");
+        }
+        assert_eq!(cdn.list_calls().len(), 1, "five batches of the tenant within a minute, one refused listing");
+        tokio::time::advance(EVERY).await;
+        budget.serves(&target);
+        budget.unreserved_usage(&key, &budget.local(&key), &[]).await;
+        assert_eq!(cdn.list_calls().len(), 2, "a minute on, it asks again");
     }
 
     #[tokio::test(start_paused = true)]
