@@ -16,7 +16,7 @@
 //! after the first minute) against the binding limit's; the p99 from enqueue to accepted against the freshness bound; what was
 //! dead-lettered and left uncovered; and what each worker believes of the limits at the end. Under today's
 //! in-progress model alone, also what an ideal worker that sees every completion at once reaches on the same draws
-//! (`ideal_throughput`): the floor against which the worker's own share is read.
+//! (`ideal_throughput`): the reference against which the worker's own share is read.
 //!
 //! `cargo bench --bench learned_limits` runs the full backlog (27,000 messages) and checks the bars; under
 //! `cargo test --bench learned_limits` it runs 900 messages a case and checks only that nothing was dead-lettered
@@ -201,7 +201,6 @@ fn timeline(cdn: &FakeCdn, start: Instant) {
     for r in cdn.rejections() {
         slots.entry(slot(r.at)).or_default().1 += 1;
     }
-
     for (s, (calls, refused, paths, largest)) in slots {
         println!("  t={:>4}s calls {calls:>3} refused {refused:>2} paths {paths:>5} largest {largest:>4}", s * 10);
     }
@@ -209,10 +208,11 @@ fn timeline(cdn: &FakeCdn, start: Instant) {
 
 /// The throughput, in paths a second from its first call to its last, of an ideal worker under an in-progress
 /// limit of `limit` paths per distribution: it sees each completion the moment it happens and calls at once,
-/// greedily, with the worker's defaults (reserve, batch size, call rate). The simulator draws the k-th invalidation's
-/// completion time from k, so the ideal meets the very draws the worker met, in its own order. No worker that learns
-/// of completions by asking does better; on a backlog of a few rounds, which distribution drew the long completions
-/// decides most of it.
+/// greedily in full batches, with the worker's defaults (reserve, batch size, call rate). The simulator draws the
+/// k-th invalidation's completion time from k, so the ideal meets the very draws the worker met, in its own order.
+/// A worker that sends the same batches, and learns of completions by asking, can only be later. Other batch sizes
+/// meet other draws, and on a backlog of a few rounds which distribution drew the long completions decides most of
+/// the figure: it is a reference, not a bound on every schedule.
 fn ideal_throughput(limit: u32, messages: usize) -> f64 {
     let defaults = Settings::default();
     let capacity = limit.saturating_sub(defaults.budget.reserve.paths).max(1) as usize;
