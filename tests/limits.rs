@@ -324,3 +324,41 @@ async fn a_batch_the_accounts_rate_refused_goes_again_at_the_rate_not_after_the_
     assert!(after <= Duration::from_secs(2), "EBBB went {after:?} after EAAA, not at the rate of 1 path a second");
     setup.assert_everything_covered_and_deleted();
 }
+
+/// Batches of a distribution waiting together for room too small for each take it one at a time (#26): one goes
+/// in part and takes the room, the others stay whole, so that the room a later completion frees goes to whole
+/// batches. When each weighed the same room and went in part, the parts that did not get it waited, and each of
+/// them later filled a batch's room only in part.
+#[tokio::test(start_paused = true)]
+async fn of_the_batches_waiting_for_too_little_room_only_one_goes_in_part() {
+    let setup = Setup::new();
+    let start = Instant::now();
+    let send = |paths: std::ops::Range<usize>| {
+        let setup = &setup;
+        async move {
+            for n in paths {
+                setup.send("EAAA", vec![format!("/articles/{n}.html")]).await;
+            }
+        }
+    };
+    let traffic = async {
+        // 900 paths, completed 30 s after their call; then 2,000 that fill the rest of the room, 2,900 with the
+        // default reserve; then 3,000 that wait for it.
+        send(0..900).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        send(900..2_900).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        send(2_900..5_900).await;
+    };
+    let worker = setup.run_until_drained(settings(), Duration::from_secs(600));
+    let ((), exit) = tokio::join!(traffic, worker);
+    assert_eq!(exit, Exit::Drained);
+
+    // (seconds from the start, paths) of each call. The 900 complete at 35 s: one waiting batch takes their room
+    // in part. The 2,000 complete at 40 s: their room goes to the two batches still whole.
+    let calls: Vec<_> = setup.cdn.created().iter().map(|c| ((c.at - start).as_secs(), c.paths.len())).collect();
+    let when_2_000_completed: Vec<_> = calls.iter().filter(|(at, _)| (40..65).contains(at)).map(|c| c.1).collect();
+    assert_eq!(when_2_000_completed, [1_000, 1_000], "calls: {calls:?}");
+    assert_eq!(calls.len(), 7, "one rest of 100 paths, sent once room returns: {calls:?}");
+    setup.assert_everything_covered_and_deleted();
+}

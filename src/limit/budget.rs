@@ -171,6 +171,9 @@ pub(super) struct Local {
     pub(super) peak: Mutex<Option<(Allowance, Instant)>>,
 }
 
+/// A distribution's turn to ask for room: one batch of this worker at a time holds it.
+pub type Turn = OwnedMutexGuard<()>;
+
 /// How much the newest completion time moves the estimate: smooth, yet quick to follow CloudFront slowing down.
 const COMPLETION_SMOOTHING: f64 = 0.25;
 
@@ -294,7 +297,7 @@ impl<C: Cdn, S: JointWrites> Budget<C, S> {
     }
 
     /// Waits until no other batch of this worker is asking for room on `distribution`.
-    pub async fn turn(&self, key: &BudgetKey) -> OwnedMutexGuard<()> {
+    pub async fn turn(&self, key: &BudgetKey) -> Turn {
         let turn = Arc::clone(&self.local(key).turn);
         turn.lock_owned().await
     }

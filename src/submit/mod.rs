@@ -47,6 +47,7 @@ use crate::clock::WallClock;
 use crate::held::SubmissionBacklog;
 use crate::limit::Budget;
 use crate::limit::accounts::{AccountKey, Accounts};
+use crate::limit::budget::Turn;
 use crate::model::CallerReference;
 use crate::model::message::Disposition;
 use crate::ports::budget::{Allowance, JointWrites};
@@ -117,8 +118,9 @@ enum Outcome {
     /// be shaped again for what is left of the monthly path budget.
     SubmitInstead(Vec<Batch>),
     /// The part that fits goes now (the last), the rest (the others) back to the schedule, where the batches
-    /// waiting behind fill it up: a rest submitted on its own would take a call for a sliver.
-    InParts(Vec<Batch>),
+    /// waiting behind fill it up: a rest submitted on its own would take a call for a sliver. The part that fits
+    /// asks for room with the distribution's turn, when the split held it.
+    InParts(Vec<Batch>, Option<Turn>),
 }
 
 /// What became of the batches a submission started with: dispositions for their messages, and the rests of
@@ -232,13 +234,15 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     async fn submit(&self, batch: Batch, calls: &Semaphore, mut permitted_at: Option<Instant>) -> Finished {
         let mut to_submit = vec![batch];
         let mut finished = Finished { dispositions: Vec::new(), put_back: Vec::new() };
+        let mut turn = None;
         while let Some(batch) = to_submit.pop() {
-            match self.submit_one(batch, calls, &mut permitted_at).await {
+            match self.submit_one(batch, calls, &mut permitted_at, turn.take()).await {
                 Outcome::Done(disposition) => finished.dispositions.push(disposition),
                 Outcome::SubmitInstead(batches) => to_submit.extend(batches),
-                Outcome::InParts(mut parts) => {
+                Outcome::InParts(mut parts, handed) => {
                     to_submit.extend(parts.pop());
                     finished.put_back.extend(parts);
+                    turn = handed;
                 }
             }
         }
@@ -246,7 +250,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     }
 
     /// `permitted_at` is taken by the batch's first call: a batch split before it leaves the permit to its parts.
-    async fn submit_one(&self, batch: Batch, calls: &Semaphore, permitted_at: &mut Option<Instant>) -> Outcome {
+    async fn submit_one(
+        &self,
+        batch: Batch,
+        calls: &Semaphore,
+        permitted_at: &mut Option<Instant>,
+        turn: Option<Turn>,
+    ) -> Outcome {
         let age = self.ownership.clock.now().duration_since(batch.sealed_at).unwrap_or_default();
         let mut attempts = Attempts::new(&self.retry, splittable(&batch), age);
         let batch = match self.uncovered_since_sealed(batch).await {
@@ -254,9 +264,9 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             Spend::Covered(batch) => return Outcome::Done(Disposition::Delete(batch.content.members)),
         };
         let batch = if batch.content.reason == SealReason::Resumed { batch } else { self.collapse_for_cost(batch) };
-        let (batch, mut record) = match self.reserve(batch, &mut attempts).await {
+        let (batch, mut record) = match self.reserve(batch, &mut attempts, turn).await {
             Reserved::Whole(batch, record) => (batch, *record),
-            Reserved::InParts(parts) => return Outcome::InParts(parts),
+            Reserved::InParts(parts, turn) => return Outcome::InParts(parts, turn),
             Reserved::Covered(batch) => return Outcome::Done(Disposition::Delete(batch.content.members)),
             Reserved::Refused(batch, refusal) => return self.refused(self.intent_record(&batch), batch, refusal).await,
         };

@@ -139,9 +139,13 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
         let deliveries = batch.content.members.iter().map(|m| m.delivery.clone()).collect();
         match refusal {
             Refusal::Narrow => Outcome::SubmitInstead(marked_may_be_covered(split(batch, self.ownership.clock))),
-            Refusal::Refit(fit) => Outcome::InParts(marked_may_be_covered(
-                split_to_fit(&batch, fit, self.ownership.clock).unwrap_or_else(|| split(batch, self.ownership.clock)),
-            )),
+            Refusal::Refit(fit) => Outcome::InParts(
+                marked_may_be_covered(
+                    split_to_fit(&batch, fit, self.ownership.clock)
+                        .unwrap_or_else(|| split(batch, self.ownership.clock)),
+                ),
+                None,
+            ),
             Refusal::DeadLetter { reason, code } => Outcome::Done(Disposition::DeadLetter { deliveries, reason, code }),
             // The record is failed now, so the messages are batched afresh when they come back.
             Refusal::Rebatch => Outcome::Done(Disposition::Release(deliveries)),

@@ -2,7 +2,6 @@
 //! the way what `choose` says: it waits for room or the month, goes in part, or is coalesced into wildcards.
 
 use metrics::{counter, histogram};
-use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 use super::choose::{Choice, Known, Wait, choose};
@@ -12,7 +11,7 @@ use super::{DYNAMODB, Submitter};
 use crate::batch::Batch;
 use crate::batch::window::SealReason;
 use crate::limit::BudgetKey;
-use crate::limit::budget::Grant;
+use crate::limit::budget::{Grant, Turn};
 use crate::limit::waiting::Waiting;
 use crate::model::Target;
 use crate::ports::budget::{Allowance, JointWrites};
@@ -24,8 +23,9 @@ use crate::telemetry::outages;
 pub(super) enum Reserved {
     /// Room is reserved for the batch (maybe coalesced into wildcards on the way), and its intent recorded.
     Whole(Batch, Box<BatchRecord>),
-    /// Only part of it fits: submit the parts separately, the one that fits first.
-    InParts(Vec<Batch>),
+    /// Only part of it fits: submit the parts separately, the one that fits first, with the distribution's turn
+    /// when the batch held it.
+    InParts(Vec<Batch>, Option<Turn>),
     /// The ledger refused the batch's reservation for good.
     Refused(Batch, Refusal),
     /// Invalidations accepted since it was sealed cover it, found while it waited for the month.
@@ -35,7 +35,7 @@ pub(super) enum Reserved {
 /// A batch asking for room: its place in the distribution's backlog, and the distribution's turn.
 struct Asking {
     waiting: Waiting,
-    _turn: OwnedMutexGuard<()>,
+    turn: Turn,
     since: Instant,
 }
 
@@ -44,8 +44,10 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
     /// (under a monthly path budget only if it fits what is left), doing what `choose` says on the way: a batch that
     /// may still change (nothing recorded yet) goes in part, is coalesced, or waits for the month. A resumed batch's
     /// intent is recorded, and counted, already. While it asks for room it holds its distribution's turn and counts
-    /// in its backlog; waiting for the month it holds neither.
-    pub(super) async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts) -> Reserved {
+    /// in its backlog; waiting for the month it holds neither. A batch that goes in part hands its turn to the part
+    /// that fits (`turn`, when it is that part): the batches queued behind would otherwise weigh the same room
+    /// before that part takes it, and each split to it, leaving parts that fill the next room only in part.
+    pub(super) async fn reserve(&self, mut batch: Batch, attempts: &mut Attempts, mut turn: Option<Turn>) -> Reserved {
         let (distribution, target) = (batch.content.distribution_id.clone(), batch.content.target());
         let key = self.budget.key(&target);
         self.budget.serves(&target);
@@ -76,7 +78,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
             match choice {
                 Choice::InParts(parts) => {
                     counter!("cfi_batches_split_to_fit_total").increment(1);
-                    return Reserved::InParts(parts);
+                    return Reserved::InParts(parts, asking.map(|asking| asking.turn).or(turn));
                 }
                 Choice::Coalesce(plan, why) => {
                     batch = self.coalesced(&batch, plan, why, &known);
@@ -93,7 +95,7 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                     self.budget.room_may_have_changed(&key).await;
                 }
                 Choice::Wait(Wait::Month) => {
-                    asking = None;
+                    (asking, turn) = (None, None);
                     batch = match self.wait_for_month(batch, &mut month, known.month_left).await {
                         Spend::Submit(batch) => batch,
                         Spend::Covered(batch) => return Reserved::Covered(batch),
@@ -106,7 +108,10 @@ impl<C: Cdn, L: JointWrites> Submitter<C, L> {
                         Some(asking) => asking,
                         None => asking.insert(Asking {
                             waiting: self.budget.waiting(&key, need),
-                            _turn: self.budget.turn(&key).await,
+                            turn: match turn.take() {
+                                Some(turn) => turn,
+                                None => self.budget.turn(&key).await,
+                            },
                             since: Instant::now(),
                         }),
                     };
