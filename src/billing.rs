@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics::gauge;
@@ -22,6 +23,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct MonthToDate {
     state: Mutex<Month>,
+    /// Accounts are counted apart (`count_apart`): each account's free paths are its own gauge.
+    apart: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +46,12 @@ struct Figures {
 pub type AccountPart<'a> = Option<&'a str>;
 
 impl MonthToDate {
+    /// The worker serves more than one account: `cfi_month_free_paths_left` is shown per account part, each
+    /// account having its own free paths, instead of from the total.
+    pub fn count_apart(&self) {
+        self.apart.store(true, Ordering::Relaxed);
+    }
+
     /// Paths billed this month in `account`'s part before a batch accepted at `month`; a new month starts from zero.
     pub fn billed_before(&self, month: &str, account: AccountPart) -> u64 {
         self.read(month, account).billed
@@ -67,7 +76,7 @@ impl MonthToDate {
             *state = Month { name: month.to_owned(), ..Month::default() };
         }
         change(state.figures.entry(account.map(str::to_owned)).or_default());
-        publish(state.figures.get(&None).map_or(0, |total| total.billed));
+        publish(&state, self.apart.load(Ordering::Relaxed));
     }
 
     /// This worker's batch was accepted: counted now, in total and in its account's part, without waiting for the
@@ -96,9 +105,19 @@ impl MonthToDate {
     }
 }
 
-fn publish(paths_billed: u64) {
-    gauge!("cfi_month_paths_billed").set(paths_billed as f64);
-    gauge!("cfi_month_free_paths_left").set(FREE_PATHS_PER_MONTH.saturating_sub(paths_billed) as f64);
+/// The month's billed paths in total, and the free paths left to each account: to the worker's own (`own`) from
+/// the total, or to each account part when accounts are counted apart.
+fn publish(month: &Month, apart: bool) {
+    let free_left = |figures: &Figures| FREE_PATHS_PER_MONTH.saturating_sub(figures.billed) as f64;
+    let total = month.figures.get(&None).copied().unwrap_or_default();
+    gauge!("cfi_month_paths_billed").set(total.billed as f64);
+    if !apart {
+        gauge!("cfi_month_free_paths_left", "account" => "own").set(free_left(&total));
+        return;
+    }
+    for (account, figures) in month.figures.iter().filter_map(|(account, figures)| Some((account.clone()?, figures))) {
+        gauge!("cfi_month_free_paths_left", "account" => account).set(free_left(figures));
+    }
 }
 
 /// Reads the month's total, and each of `accounts`' parts (`Accounts::month_accounts`), from the ledger now and
@@ -157,5 +176,28 @@ mod tests {
         assert_eq!(month_to_date.billed_before("2026-12", None), 10);
         assert_eq!(month_to_date.billed_before("2026-12", Some("own")), 10);
         assert_eq!(month_to_date.spent("2026-12", Some("111122223333")), 0, "a new month starts every part from zero");
+    }
+
+    /// The free paths left under every account's own 1,000 a month: with several accounts, a total over them
+    /// would show one account's 1,000 as used by the others'.
+    #[test]
+    fn each_account_counted_apart_shows_its_own_free_paths() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let alone = MonthToDate::default();
+            alone.add("2026-12", None, 4);
+            let page = handle.render();
+            assert!(page.contains(r#"cfi_month_free_paths_left{account="own"} 996"#), "{page}");
+
+            let apart = MonthToDate::default();
+            apart.count_apart();
+            apart.add("2026-12", Some("own"), 300);
+            apart.add("2026-12", Some("111122223333"), 900);
+            let page = handle.render();
+            assert!(page.contains(r#"cfi_month_free_paths_left{account="own"} 700"#), "{page}");
+            assert!(page.contains(r#"cfi_month_free_paths_left{account="111122223333"} 100"#), "{page}");
+            assert!(page.contains("cfi_month_paths_billed 1200"), "the month's total over the accounts: {page}");
+        });
     }
 }

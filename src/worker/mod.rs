@@ -132,6 +132,9 @@ where
         backlog,
     ));
     let accounts = submitter.accounts.month_accounts();
+    if !accounts.is_empty() {
+        month_to_date.count_apart();
+    }
     let stop = stop_receiving.clone();
     tracking.spawn(billing::keep_current(ledger, month_to_date, accounts, settings.clock, stop));
     // Checks out only after the last batch: its own JoinSet, stopped after the stages.
