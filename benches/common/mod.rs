@@ -430,8 +430,9 @@ pub struct CountingLedger {
 
 impl CountingLedger {
     async fn before(&self, method: &'static str, _parts: &[&'static str]) -> Result<(), LedgerError> {
-        const READS: [&str; 16] = [
+        const READS: [&str; 17] = [
             "list",
+            "shared_beliefs",
             "in_progress",
             "month_billing",
             "month_totals",
