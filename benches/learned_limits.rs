@@ -210,9 +210,10 @@ fn timeline(cdn: &FakeCdn, start: Instant) {
 /// limit of `limit` paths per distribution: it sees each completion the moment it happens and calls at once,
 /// greedily in full batches, with the worker's defaults (reserve, batch size, call rate). The simulator draws the
 /// k-th invalidation's completion time from k, so the ideal meets the very draws the worker met, in its own order.
-/// A worker that sends the same batches, and learns of completions by asking, can only be later. Other batch sizes
-/// meet other draws, and on a backlog of a few rounds which distribution drew the long completions decides most of
-/// the figure: it is a reference, not a bound on every schedule.
+/// A worker that sends the same batches in the same order, and learns of completions by asking, can only be later;
+/// the worker's own order, like other batch sizes, meets other draws, and on a backlog of a few rounds which
+/// distribution drew the long completions decides most of the figure: it is a reference, not a bound on every
+/// schedule.
 fn ideal_throughput(limit: u32, messages: usize) -> f64 {
     let defaults = Settings::default();
     let capacity = limit.saturating_sub(defaults.budget.reserve.paths).max(1) as usize;
