@@ -137,7 +137,6 @@ async fn a_spent_budget_holds_the_messages_and_neither_drops_nor_dead_letters_th
 #[tokio::test(start_paused = true)]
 async fn an_account_at_its_monthly_budget_holds_only_its_own_distributions_batches() {
     // EAAA is in account 111122223333, reached through its role; EOWN in the worker's own account.
-    // EAAA is in account 111122223333, reached through its role; EOWN in the worker's own account.
     let (other, own) = ("EAAA", "EOWN");
     let shared = Shared::with_distributions([other, own]);
     let mut roles = Roles::default();

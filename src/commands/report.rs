@@ -1,6 +1,6 @@
 //! `cf-invalidator report`: what this month's invalidations billed, from the ledger's month-to-date counters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -32,7 +32,12 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let routing = args.routes.as_deref().map(Routing::load).transpose()?.unwrap_or_default();
     let roles = super::roles(&args.accounts.roles, routing.roles())?;
     let own = if roles.is_empty() { None } else { own_account(&config).await };
-    let accounts = accounts(&billing, &roles, own.as_deref());
+    let mut parts = Vec::new();
+    for account in role_accounts(&roles, own.as_deref()) {
+        let part = ledger.account_totals(&month, &account).await;
+        parts.push((account, part.context("reading an account's part of the month")?.total));
+    }
+    let accounts = accounts(billing.total, parts);
     if let Some(distribution) = &args.distribution {
         let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
@@ -53,14 +58,25 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
 /// a distribution reached through a role is in the role's.
 type Accounts = BTreeMap<Option<String>, Billing>;
 
-/// `own`: the account the report runs in, if STS said: a role in it is billed as the own account.
-fn accounts(billing: &MonthBilling, roles: &Roles, own: Option<&str>) -> Accounts {
-    let mut accounts = Accounts::new();
-    for (distribution, counters) in &billing.distributions {
-        let account = roles.account_of(distribution).filter(|account| Some(*account) != own).map(str::to_owned);
-        accounts.entry(account).or_default().add(*counters);
-    }
-    accounts
+/// The accounts of the roles, but for `own` (the account the report runs in, if STS said), which is billed as the
+/// own account.
+fn role_accounts(roles: &Roles, own: Option<&str>) -> BTreeSet<String> {
+    roles
+        .iter()
+        .map(|(_, role)| role.arn.account())
+        .filter(|account| Some(*account) != own)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Each role account's part is exact, however many distributions the month had, as a worker serving several
+/// accounts counts each one's part apart (`BatchRecord::account`). The own account's is what they leave of the
+/// total, as a worker serving only its own account counts no part; so are the batches of an account no longer
+/// given a role.
+fn accounts(total: Billing, role_parts: Vec<(String, Billing)>) -> Accounts {
+    let own = role_parts.iter().fold(total, |left, (_, part)| left.without(*part));
+    let roles = role_parts.into_iter().map(|(account, part)| (Some(account), part));
+    std::iter::once((None, own)).chain(roles).collect()
 }
 
 /// Dollars beyond each account's free paths, for the paths `field` counts.
@@ -273,7 +289,7 @@ mod tests {
     #[test]
     fn the_free_tier_comes_off_the_account_total() {
         let billing = billing();
-        let json = as_json(&billing, &accounts(&billing, &Roles::default(), None));
+        let json = as_json(&billing, &accounts(billing.total, Vec::new()));
         assert_eq!(json["total"]["paths_billed"], 1_600);
         assert_eq!((json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64()), (Some(1_000), Some(0)));
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
@@ -293,7 +309,7 @@ mod tests {
     #[test]
     fn the_table_names_each_distribution_and_an_empty_month_says_so() {
         let billing = billing();
-        let table = as_table(&billing, &accounts(&billing, &Roles::default(), None));
+        let table = as_table(&billing, &accounts(billing.total, Vec::new()));
         assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
         assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
         assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
@@ -308,7 +324,11 @@ mod tests {
         let mut roles = Roles::default();
         let role = cf_invalidator::model::role::Role::parse("arn:aws:iam::222233334444:role/cf").unwrap();
         roles.assign(DistributionId::parse("ESMALL").unwrap(), role).unwrap();
-        let accounts = accounts(&billing, &roles, None);
+        let other: Vec<String> = role_accounts(&roles, None).into_iter().collect();
+        assert_eq!(other, ["222233334444"]);
+        assert!(role_accounts(&roles, Some("222233334444")).is_empty(), "a role in the account the report runs in");
+        // ESMALL's batches, as the workers counted them in its account's part.
+        let accounts = accounts(billing.total, vec![("222233334444".into(), billing.distributions[1].1)]);
         let json = as_json(&billing, &accounts);
         // EBIG's 1,500 in the own account (500 past its free tier), ESMALL's 100 free in the other.
         assert!((json["estimated_dollars"].as_f64().unwrap() - 2.5).abs() < 1e-9, "{json}");
@@ -321,8 +341,20 @@ mod tests {
         let table = as_table(&billing, &accounts);
         assert!(table.lines().any(|l| l.starts_with("222233334444") && l.ends_with("$0.00")), "{table}");
         assert!(table.contains("estimated cost $2.50"), "{table}");
-        let in_own = super::accounts(&billing, &roles, Some("222233334444"));
-        assert_eq!(in_own.keys().collect::<Vec<_>>(), [&None], "a role in the account the report runs in: {in_own:?}");
+    }
+
+    #[test]
+    fn accounts_are_billed_from_the_months_counters_not_from_the_distributions_listed() {
+        // A month of more distributions than the ledger lists: only EBIG made the list.
+        let mut billing = billing();
+        billing.distributions.truncate(1);
+        let json = as_json(&billing, &accounts(billing.total, Vec::new()));
+        assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "1,600 billed, not 1,500: {json}");
+        assert_eq!(json["accounts"][0]["paths_billed"], 1_600, "{json}");
+        let part = Billing { batches: 2, paths_billed: 100, paths_requested: 100, ..Billing::default() };
+        let accounts = accounts(billing.total, vec![("222233334444".into(), part)]);
+        assert_eq!((accounts[&None].paths_billed, accounts[&None].batches), (1_500, 40), "{accounts:?}");
+        assert_eq!(accounts[&Some("222233334444".into())], part);
     }
 
     #[test]
@@ -331,7 +363,7 @@ mod tests {
         let shop = Billing { batches: 3, messages: 5, paths_billed: 70, paths_requested: 80, ..Billing::default() };
         let tenant = TenantId::parse("dt_shop1").unwrap();
         billing.tenants = vec![(Target::tenant(DistributionId::parse("ESMALL").unwrap(), tenant), shop)];
-        let accounts = accounts(&billing, &Roles::default(), None);
+        let accounts = accounts(billing.total, Vec::new());
         let json = as_json(&billing, &accounts);
         let row = &json["tenants"][0];
         assert_eq!(

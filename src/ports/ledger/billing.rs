@@ -154,6 +154,18 @@ impl Billing {
         self.paths_distinct += other.paths_distinct;
         self.wildcards += other.wildcards;
     }
+
+    /// What is left of these counters once `part` of them is taken out, each at least zero.
+    pub fn without(self, part: Billing) -> Billing {
+        Billing {
+            batches: self.batches.saturating_sub(part.batches),
+            messages: self.messages.saturating_sub(part.messages),
+            paths_billed: self.paths_billed.saturating_sub(part.paths_billed),
+            paths_requested: self.paths_requested.saturating_sub(part.paths_requested),
+            paths_distinct: self.paths_distinct.saturating_sub(part.paths_distinct),
+            wildcards: self.wildcards.saturating_sub(part.wildcards),
+        }
+    }
 }
 
 /// Most distributions a month's billing lists: a month's report reads a bounded amount however many there were.
