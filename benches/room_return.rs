@@ -22,7 +22,7 @@
 //! `CFI_BENCH_LEDGER_RTT_MS` gives each write of completions (with their releases) to the ledger a round trip.
 //!
 //! `cargo bench --bench room_return` runs the full grid; under `cargo test --bench room_return` (no `--bench`
-//! argument) it runs two small cases.
+//! argument) it runs two small cases. `CFI_BENCH_CASE=<batches>x<distributions>` (e.g. `3000x1`) runs one.
 
 mod common;
 
@@ -345,6 +345,11 @@ fn print(rows: &[Row]) {
 
 fn main() {
     let cases: &[(usize, usize)] = if is_bench_run() { &GRID } else { &SMOKE };
+    // `CFI_BENCH_CASE=3000x1`: one case of the grid, as a case of the full grid takes minutes.
+    let only = std::env::var("CFI_BENCH_CASE").ok();
+    let chosen = |&&(batches, distributions): &&(usize, usize)| {
+        only.as_deref().is_none_or(|only| only == format!("{batches}x{distributions}"))
+    };
     let round_trip = Duration::from_millis(env_or("CFI_BENCH_STATUS_RTT_MS", 0));
     let ledger_round_trip = Duration::from_millis(env_or("CFI_BENCH_LEDGER_RTT_MS", 0));
     let tracking = Settings::default().tracking;
@@ -361,6 +366,7 @@ fn main() {
     );
     let rows: Vec<Row> = cases
         .iter()
+        .filter(chosen)
         .map(|&(batches, distributions)| {
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
