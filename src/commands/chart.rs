@@ -3,7 +3,7 @@
 //! crosses the free tier, invalidations start to cost money.
 
 use anyhow::anyhow;
-use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
+use cf_invalidator::plan::{FREE_PATHS_PER_MONTH, month_dollars};
 use cf_invalidator::ports::ledger::MonthBilling;
 use plotters::prelude::*;
 
@@ -82,7 +82,7 @@ fn draw_cumulative(area: &Area, days: u32, daily: &[Day]) -> DrawResult {
         })
         .collect();
     let billed = running.last().map_or(0, |&(_, total)| total);
-    let dollars = billed.saturating_sub(FREE_PATHS_PER_MONTH) as f64 * DOLLARS_PER_PATH;
+    let dollars = month_dollars(billed);
     let top = billed.max(FREE_PATHS_PER_MONTH) * 11 / 10;
     let mut chart = ChartBuilder::on(area)
         .caption(

@@ -1,6 +1,6 @@
 //! `cf-invalidator report`: what this month's invalidations billed, from the ledger's month-to-date counters.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -9,9 +9,9 @@ use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::roles::own_account;
 use cf_invalidator::intake::routes::Routing;
 use cf_invalidator::model::role::Roles;
-use cf_invalidator::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
+use cf_invalidator::plan::{FREE_PATHS_PER_MONTH, month_dollars};
 use cf_invalidator::ports::Bills;
-use cf_invalidator::ports::ledger::{Billing, MonthBilling, billing_month};
+use cf_invalidator::ports::ledger::{AccountBills, Billing, MonthBilling, billing_month, by_account};
 use serde_json::{Value, json};
 
 use super::exit::misconfigured;
@@ -37,7 +37,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
         let part = ledger.account_totals(&month, &account).await;
         parts.push((account, part.context("reading an account's part of the month")?.total));
     }
-    let accounts = accounts(billing.total, parts);
+    let accounts = by_account(billing.total, parts);
     if let Some(distribution) = &args.distribution {
         let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
@@ -54,10 +54,6 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     }
 }
 
-/// What each account was billed: CloudFront's free paths are per account. `None` is the worker's own account;
-/// a distribution reached through a role is in the role's.
-type Accounts = BTreeMap<Option<String>, Billing>;
-
 /// The accounts of the roles, but for `own` (the account the report runs in, if STS said), which is billed as the
 /// own account.
 fn role_accounts(roles: &Roles, own: Option<&str>) -> BTreeSet<String> {
@@ -69,19 +65,9 @@ fn role_accounts(roles: &Roles, own: Option<&str>) -> BTreeSet<String> {
         .collect()
 }
 
-/// Each role account's part is exact, however many distributions the month had, as a worker serving several
-/// accounts counts each one's part apart (`BatchRecord::account`). The own account's is what they leave of the
-/// total, as a worker serving only its own account counts no part; so are the batches of an account no longer
-/// given a role.
-fn accounts(total: Billing, role_parts: Vec<(String, Billing)>) -> Accounts {
-    let own = role_parts.iter().fold(total, |left, (_, part)| left.without(*part));
-    let roles = role_parts.into_iter().map(|(account, part)| (Some(account), part));
-    std::iter::once((None, own)).chain(roles).collect()
-}
-
 /// Dollars beyond each account's free paths, for the paths `field` counts.
-fn dollars_by_account(accounts: &Accounts, field: impl Fn(&Billing) -> u64) -> f64 {
-    accounts.values().map(|b| dollars(field(b))).sum()
+fn dollars_by_account(accounts: &AccountBills, field: impl Fn(&Billing) -> u64) -> f64 {
+    accounts.values().map(|b| month_dollars(field(b))).sum()
 }
 
 fn account_name(account: &Option<String>) -> &str {
@@ -112,12 +98,7 @@ fn checked_plot(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Dollars beyond the account's free paths, for `billed` paths in the month.
-fn dollars(billed: u64) -> f64 {
-    billed.saturating_sub(FREE_PATHS_PER_MONTH) as f64 * DOLLARS_PER_PATH
-}
-
-fn as_json(billing: &MonthBilling, accounts: &Accounts) -> Value {
+fn as_json(billing: &MonthBilling, accounts: &AccountBills) -> Value {
     let counters = |b: &Billing| json!({"batches": b.batches, "messages": b.messages, "paths_requested": b.paths_requested, "paths_distinct": b.paths_distinct, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
     let total = &billing.total;
     json!({
@@ -134,7 +115,7 @@ fn as_json(billing: &MonthBilling, accounts: &Accounts) -> Value {
             let mut row = counters(b);
             row["account"] = account_name(account).into();
             row["free_paths_left"] = FREE_PATHS_PER_MONTH.saturating_sub(b.paths_billed).into();
-            row["estimated_dollars"] = dollars(b.paths_billed).into();
+            row["estimated_dollars"] = month_dollars(b.paths_billed).into();
             row
         }).collect::<Vec<_>>(),
         "distributions": billing.distributions.iter().map(|(id, b)| {
@@ -181,7 +162,7 @@ fn counter_table<'a>(heading: &str, width: usize, rows: impl Iterator<Item = (St
     out
 }
 
-fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
+fn as_table(billing: &MonthBilling, accounts: &AccountBills) -> String {
     let total = &billing.total;
     let mut out = format!(
         "{}: {} paths billed in {} invalidations, from {} paths requested ({} wildcards)\n\
@@ -208,7 +189,7 @@ fn as_table(billing: &MonthBilling, accounts: &Accounts) -> String {
         ));
         for (account, b) in accounts {
             let free_left = FREE_PATHS_PER_MONTH.saturating_sub(b.paths_billed);
-            let cost = format!("${:.2}", dollars(b.paths_billed));
+            let cost = format!("${:.2}", month_dollars(b.paths_billed));
             out.push_str(&format!(
                 "{:<14} {:>8} {:>10} {free_left:>10} {cost:>9}\n",
                 account_name(account),
@@ -289,7 +270,7 @@ mod tests {
     #[test]
     fn the_free_tier_comes_off_the_account_total() {
         let billing = billing();
-        let json = as_json(&billing, &accounts(billing.total, Vec::new()));
+        let json = as_json(&billing, &by_account(billing.total, Vec::new()));
         assert_eq!(json["total"]["paths_billed"], 1_600);
         assert_eq!((json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64()), (Some(1_000), Some(0)));
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "600 paths at $0.005");
@@ -309,11 +290,12 @@ mod tests {
     #[test]
     fn the_table_names_each_distribution_and_an_empty_month_says_so() {
         let billing = billing();
-        let table = as_table(&billing, &accounts(billing.total, Vec::new()));
+        let table = as_table(&billing, &by_account(billing.total, Vec::new()));
         assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
         assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
         assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
-        let empty = as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() }, &Accounts::new());
+        let empty =
+            as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() }, &AccountBills::new());
         assert!(empty.contains("0 paths billed") && empty.contains("1000 left") && !empty.contains("distribution"));
         assert!(!table.contains("account "), "one account needs no account table: {table}");
     }
@@ -328,7 +310,7 @@ mod tests {
         assert_eq!(other, ["222233334444"]);
         assert!(role_accounts(&roles, Some("222233334444")).is_empty(), "a role in the account the report runs in");
         // ESMALL's batches, as the workers counted them in its account's part.
-        let accounts = accounts(billing.total, vec![("222233334444".into(), billing.distributions[1].1)]);
+        let accounts = by_account(billing.total, vec![("222233334444".into(), billing.distributions[1].1)]);
         let json = as_json(&billing, &accounts);
         // EBIG's 1,500 in the own account (500 past its free tier), ESMALL's 100 free in the other.
         assert!((json["estimated_dollars"].as_f64().unwrap() - 2.5).abs() < 1e-9, "{json}");
@@ -348,11 +330,11 @@ mod tests {
         // A month of more distributions than the ledger lists: only EBIG made the list.
         let mut billing = billing();
         billing.distributions.truncate(1);
-        let json = as_json(&billing, &accounts(billing.total, Vec::new()));
+        let json = as_json(&billing, &by_account(billing.total, Vec::new()));
         assert!((json["estimated_dollars"].as_f64().unwrap() - 3.0).abs() < 1e-9, "1,600 billed, not 1,500: {json}");
         assert_eq!(json["accounts"][0]["paths_billed"], 1_600, "{json}");
         let part = Billing { batches: 2, paths_billed: 100, paths_requested: 100, ..Billing::default() };
-        let accounts = accounts(billing.total, vec![("222233334444".into(), part)]);
+        let accounts = by_account(billing.total, vec![("222233334444".into(), part)]);
         assert_eq!((accounts[&None].paths_billed, accounts[&None].batches), (1_500, 40), "{accounts:?}");
         assert_eq!(accounts[&Some("222233334444".into())], part);
     }
@@ -363,7 +345,7 @@ mod tests {
         let shop = Billing { batches: 3, messages: 5, paths_billed: 70, paths_requested: 80, ..Billing::default() };
         let tenant = TenantId::parse("dt_shop1").unwrap();
         billing.tenants = vec![(Target::tenant(DistributionId::parse("ESMALL").unwrap(), tenant), shop)];
-        let accounts = accounts(billing.total, Vec::new());
+        let accounts = by_account(billing.total, Vec::new());
         let json = as_json(&billing, &accounts);
         let row = &json["tenants"][0];
         assert_eq!(

@@ -37,6 +37,12 @@ pub const FREE_PATHS_PER_MONTH: u64 = 1_000;
 /// against aws.amazon.com/cloudfront/pricing: an estimate for reports, not a bill.
 pub const DOLLARS_PER_PATH: f64 = 0.005;
 
+/// What an account's month of `billed` paths costs beyond its free paths, in US dollars (an estimate, as
+/// [`DOLLARS_PER_PATH`] is).
+pub fn month_dollars(billed: u64) -> f64 {
+    billed.saturating_sub(FREE_PATHS_PER_MONTH) as f64 * DOLLARS_PER_PATH
+}
+
 /// Room left in a distribution's in-progress allowances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Room {

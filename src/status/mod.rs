@@ -71,6 +71,13 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             self.queue.depth(),
             dead_letter_depth,
         );
+        let mut account_months = Vec::new();
+        let accounts = self.accounts.as_ref().map(|board| board.rows()).unwrap_or_default();
+        if accounts.len() > 1 {
+            for row in &accounts {
+                account_months.push((row.account.clone(), ledger.account_totals(&month, &row.account).await?));
+            }
+        }
         Ok(Snapshot {
             now,
             budgets: budgets?,
@@ -80,9 +87,10 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             queue: depth_text(queue),
             dead_letter_queue,
             billing: billing?,
+            account_months,
             waiting: self.waiting.as_ref().map(|board| board.now()),
             limits: self.limits.as_ref().map(|board| board.believed()).unwrap_or_default(),
-            accounts: self.accounts.as_ref().map(|board| board.rows()).unwrap_or_default(),
+            accounts,
             edge: self.edge.as_ref().map(|tally| tally.line().unwrap_or_else(|| "no batch checked yet".into())),
         })
     }

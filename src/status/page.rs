@@ -244,14 +244,34 @@ pub fn render(view: &View) -> String {
 fn cost(cost: &CostView) -> Markup {
     html! {
         p {
-            (count(cost.paths_billed)) " paths billed in " (count(cost.batches)) " invalidations in " (cost.month)
-            "; " (count(cost.free_paths_left)) " of CloudFront's free paths left; estimated "
-            (format!("${:.2}", cost.estimated_dollars)) "."
+            (count(cost.paths_billed)) " paths billed in " (count(cost.batches)) " invalidations in " (cost.month) "; "
+            @if cost.accounts.is_empty() {
+                (count(cost.free_paths_left)) " of CloudFront's free paths left; "
+            }
+            "estimated " (format!("${:.2}", cost.estimated_dollars)) "."
         }
         @if let Some(budget) = cost.budget {
             p.bad[budget.over] {
                 "Monthly budget: " (count(budget.paths)) " paths, " (format!("{:.0}", budget.used_percent)) "% used."
             }
+        }
+        @if !cost.accounts.is_empty() {
+            div.scroll { table {
+                thead { tr {
+                    th { "account" } th.n { "paths billed" } th.n { "free paths left" } th.n { "estimated" }
+                    th.n { "monthly budget used" }
+                } }
+                tbody { @for row in &cost.accounts {
+                    tr {
+                        td { (row.account) } td.n { (count(row.paths_billed)) } td.n { (count(row.free_paths_left)) }
+                        td.n { (format!("${:.2}", row.estimated_dollars)) }
+                        @match row.budget {
+                            Some(budget) => td.n.bad[budget.over] { (format!("{:.0}%", budget.used_percent)) },
+                            None => td.n {},
+                        }
+                    }
+                } }
+            } }
         }
         p.note { "Free paths are per account: other tools' and people's invalidations use them too." }
         @if !cost.days.is_empty() {

@@ -183,19 +183,54 @@ async fn a_worker_lists_the_limits_it_believes_below_their_configuration() {
     assert!(html.contains("Limits learned") && html.contains("not set"), "a rate nobody configured says so");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_worker_shows_each_accounts_rates_and_what_it_may_take_of_them_now() {
+/// The worker's own account and 111122223333, which EOTHER is reached in through a role.
+fn two_accounts() -> crate::limit::accounts::Accounts {
     use crate::limit::CreateRateLimiter;
     use crate::limit::account::{AccountQuota, AccountQuotas};
-    use crate::limit::accounts::{AccountBoard, Accounts};
     use crate::model::role::{Role, Roles};
-    let now = SystemTime::now();
-    let mut page = seeded(now).await;
     let mut roles = Roles::default();
     roles.assign(distribution("EOTHER"), Role::parse("arn:aws:iam::111122223333:role/cfi").unwrap()).unwrap();
     let quotas = AccountQuotas { paths: AccountQuota::configured(150.0, 300), wildcards: None };
     let limiter = || CreateRateLimiter::new(2.0, std::num::NonZeroU32::MIN);
-    let accounts = Accounts::new(&roles, None, quotas, &Arc::default(), limiter);
+    crate::limit::accounts::Accounts::new(&roles, None, quotas, &Arc::default(), limiter)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_serving_two_accounts_shows_each_ones_bill_free_paths_and_budget() {
+    let now = SystemTime::now();
+    let mut page = seeded(now).await;
+    // 1,200 paths billed in the other account, beside the seeded batch's 2 in the own.
+    let paths: Vec<String> = (0..1_200).map(|n| format!("/p/{n}")).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let mut other = pending_record("EOTHER", &paths, &["m9"], now - Duration::from_secs(20));
+    (other.account, other.expires_at) = (Some("111122223333".into()), now + Duration::from_secs(3_600));
+    page.ledger.record_intent(&other).await.unwrap();
+    other.accept(&Invalidation { id: "I9OTHER".into(), status: "InProgress".into() }, now);
+    page.ledger.record_outcome(&other).await.unwrap();
+    let board = crate::limit::accounts::AccountBoard::default();
+    board.show(&two_accounts());
+    page.accounts = Some(Arc::new(board));
+
+    let cost = view(&page.snapshot(now).await.unwrap(), &page.settings).cost;
+    let rows: Vec<_> = cost
+        .accounts
+        .iter()
+        .map(|a| (a.account.as_str(), a.paths_billed, a.free_paths_left, a.budget.map(|b| b.used_percent)))
+        .collect();
+    assert_eq!(rows, [("own", 2, 998, Some(0.1)), ("111122223333", 1_200, 0, Some(60.0))], "{cost:?}");
+    assert!((cost.estimated_dollars - 1.0).abs() < 1e-9, "200 paths past the other's free ones, none past the own's");
+    assert_eq!((cost.paths_billed, cost.budget), (1_202, None), "the budget shows per account");
+    let html = render(&view(&page.snapshot(now).await.unwrap(), &page.settings));
+    assert!(html.contains("<td>111122223333</td><td class=\"n\">1,200</td>"), "{html}");
+    assert!(!html.contains("of CloudFront's free paths left"), "no single figure for two accounts' free paths");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_shows_each_accounts_rates_and_what_it_may_take_of_them_now() {
+    use crate::limit::accounts::AccountBoard;
+    let now = SystemTime::now();
+    let mut page = seeded(now).await;
+    let accounts = two_accounts();
     for (_, limits) in accounts.iter() {
         limits.buckets.set_workers(2);
     }

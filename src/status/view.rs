@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::limit::Backlog;
-use crate::limit::accounts::AccountHeadroom;
+use crate::limit::accounts::{AccountHeadroom, AccountKey};
 use crate::limit::belief::Believed;
 use crate::model::DistributionId;
 use crate::model::text::capped;
-use crate::plan::{DOLLARS_PER_PATH, FREE_PATHS_PER_MONTH};
+use crate::plan::{FREE_PATHS_PER_MONTH, month_dollars};
 use crate::ports::audit::{BatchSummary, FailureRecord};
 use crate::ports::budget::{Allowance, BudgetState};
-use crate::ports::ledger::{BatchStatus, MonthBilling};
+use crate::ports::ledger::{BatchStatus, MonthBilling, by_account, spent};
 use crate::ports::queue::QueueDepth;
 
 /// Recent invalidations listed: enough for a working day of a busy site at a glance.
@@ -52,6 +52,8 @@ pub struct Snapshot {
     /// `None` when the queue has no dead-letter queue.
     pub dead_letter_queue: Option<Result<QueueDepth, String>>,
     pub billing: MonthBilling,
+    /// Each account's part of the month (`own` among them) when the worker serves more than one; none otherwise.
+    pub account_months: Vec<(String, MonthBilling)>,
     /// `None` outside a worker: batches waiting for room are in no shared record.
     pub waiting: Option<Vec<(DistributionId, Backlog)>>,
     /// The limits the worker learned, by name and scope; none outside a worker.
@@ -127,10 +129,25 @@ pub struct CostView {
     pub month: String,
     pub paths_billed: u64,
     pub batches: u64,
+    /// The free paths left and the budget of the only account; with several, each account's row has its own.
     pub free_paths_left: u64,
+    /// Summed over the accounts, each past its own free paths.
     pub estimated_dollars: f64,
     pub budget: Option<BudgetUse>,
+    /// One row per account, the own first, when the worker serves more than one.
+    pub accounts: Vec<AccountCost>,
     pub days: Vec<DayBar>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountCost {
+    /// `own` or the 12-digit id.
+    pub account: String,
+    pub paths_billed: u64,
+    pub free_paths_left: u64,
+    pub estimated_dollars: f64,
+    /// The monthly path budget holds per account.
+    pub budget: Option<BudgetUse>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -182,7 +199,7 @@ pub fn view(snapshot: &Snapshot, settings: &StatusSettings) -> View {
         dead_letter_queue: snapshot.dead_letter_queue.clone(),
         failures: snapshot.failures.iter().take(FAILURES_LIMIT).map(failure_row).collect(),
         recent: recent(snapshot),
-        cost: cost(&snapshot.billing, settings.monthly_path_budget),
+        cost: cost(&snapshot.billing, &snapshot.account_months, settings.monthly_path_budget),
         workers: workers(snapshot),
         limits: snapshot
             .limits
@@ -308,21 +325,22 @@ fn recent(snapshot: &Snapshot) -> Vec<InvalidationRow> {
         .collect()
 }
 
-fn cost(billing: &MonthBilling, monthly_path_budget: Option<u64>) -> CostView {
+fn cost(billing: &MonthBilling, account_months: &[(String, MonthBilling)], budget: Option<u64>) -> CostView {
     let billed = billing.total.paths_billed;
     let busiest = billing.days.iter().map(|(_, day)| day.paths_billed).max().unwrap_or(0);
+    let accounts = account_costs(billing, account_months, budget);
     CostView {
         month: billing.month.clone(),
         paths_billed: billed,
         batches: billing.total.batches,
         free_paths_left: FREE_PATHS_PER_MONTH.saturating_sub(billed),
-        estimated_dollars: billed.saturating_sub(FREE_PATHS_PER_MONTH) as f64 * DOLLARS_PER_PATH,
-        // Against the budget counts what the workers committed to, which is at least what was billed.
-        budget: monthly_path_budget.map(|paths| BudgetUse {
-            paths,
-            used_percent: if paths == 0 { 100.0 } else { billing.spent() as f64 * 100.0 / paths as f64 },
-            over: billing.spent() >= paths,
-        }),
+        estimated_dollars: if accounts.is_empty() {
+            month_dollars(billed)
+        } else {
+            accounts.iter().map(|a| a.estimated_dollars).sum()
+        },
+        budget: if accounts.is_empty() { budget_use(budget, billing.spent()) } else { None },
+        accounts,
         days: billing
             .days
             .iter()
@@ -333,6 +351,43 @@ fn cost(billing: &MonthBilling, monthly_path_budget: Option<u64>) -> CostView {
             })
             .collect(),
     }
+}
+
+/// Each account's bill and budget: the own account's part is what the others' leave of the month's total.
+fn account_costs(
+    billing: &MonthBilling,
+    account_months: &[(String, MonthBilling)],
+    budget: Option<u64>,
+) -> Vec<AccountCost> {
+    if account_months.is_empty() {
+        return Vec::new();
+    }
+    let own = AccountKey::Own.to_string();
+    let others = account_months.iter().filter(|(account, _)| *account != own).map(|(a, part)| (a.clone(), part.total));
+    let committed = |account: &str| account_months.iter().find(|(a, _)| a == account).map_or(0, |(_, m)| m.committed);
+    by_account(billing.total, others)
+        .into_iter()
+        .map(|(account, part)| {
+            let account = account.unwrap_or_else(|| own.clone());
+            let billed = part.paths_billed;
+            AccountCost {
+                budget: budget_use(budget, spent(committed(&account), billed)),
+                account,
+                paths_billed: billed,
+                free_paths_left: FREE_PATHS_PER_MONTH.saturating_sub(billed),
+                estimated_dollars: month_dollars(billed),
+            }
+        })
+        .collect()
+}
+
+/// Against the budget counts what the workers committed to, which is at least what was billed.
+fn budget_use(budget: Option<u64>, spent: u64) -> Option<BudgetUse> {
+    budget.map(|paths| BudgetUse {
+        paths,
+        used_percent: if paths == 0 { 100.0 } else { spent as f64 * 100.0 / paths as f64 },
+        over: spent >= paths,
+    })
 }
 
 fn workers(snapshot: &Snapshot) -> Vec<WorkerRow> {

@@ -1,6 +1,7 @@
 //! What accepted invalidations billed: the month's counters, in total, per day, per distribution and per
 //! requester, and the monthly path budget they are checked against.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::SystemTime;
 
@@ -238,6 +239,21 @@ impl MonthBilling {
     pub fn spent(&self) -> u64 {
         spent(self.committed, self.total.paths_billed)
     }
+}
+
+/// What each account billed in a month, `None` for the worker's own: CloudFront's free paths, and a monthly path
+/// budget, are per account.
+pub type AccountBills = BTreeMap<Option<String>, Billing>;
+
+/// Each account's part of a month from the month's `total` and the parts counted apart for the `others` (accounts
+/// reached through roles: `BatchRecord::account`, written by every worker serving more than one account). Those
+/// parts are exact however many distributions there were; the own account's is what they leave of the total, as a
+/// worker serving only its own account counts no part, and so are the batches of an account no longer given a role.
+pub fn by_account(total: Billing, others: impl IntoIterator<Item = (String, Billing)>) -> AccountBills {
+    let mut accounts: AccountBills = others.into_iter().map(|(account, part)| (Some(account), part)).collect();
+    let own = accounts.values().fold(total, |left, part| left.without(*part));
+    accounts.insert(None, own);
+    accounts
 }
 
 /// What counts against a monthly path budget: the paths committed to, or billed if more (batches of workers

@@ -13,8 +13,8 @@ use thiserror::Error;
 
 pub use self::batches::{BatchRecord, BatchStatus, Batches, Completion, Submitted};
 pub use self::billing::{
-    Billing, Bills, Intent, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, LISTED_TENANTS, MAX_SHARES, MonthBilling,
-    MonthCap, Requester, RequesterShare, billing_day, billing_month, spent,
+    AccountBills, Billing, Bills, Intent, LISTED_DISTRIBUTIONS, LISTED_REQUESTERS, LISTED_TENANTS, MAX_SHARES,
+    MonthBilling, MonthCap, Requester, RequesterShare, billing_day, billing_month, by_account, spent,
 };
 pub use self::dead_letters::{DeadLetterRecord, DeadLetters};
 pub use self::keys::{KeyClaim, KeyRecord, KeyUse, Keys};
