@@ -409,3 +409,45 @@ async fn report_counts_this_month_s_accepted_batches_once_each() {
     assert!(svg.contains("3 paths billed") || svg.contains("against the free tier: 3,"), "the month's total is drawn");
     assert!(svg.matches("<polyline").count() >= 4, "two series a panel and the free tier");
 }
+
+/// A role's account is billed from the month's counter the workers keep for it (`month#YYYY-MM#account#<id>`),
+/// with its own free paths; the own account (STS on the emulator says 123456789012) from what that leaves of the
+/// month's total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_bills_a_roles_account_from_its_own_counter() {
+    let Some(config) = common::emulator().await else { return };
+    let table = common::create_table(&config).await;
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table);
+    let now = std::time::SystemTime::now();
+    for (distribution, account, paths) in [("EOTHER", Some("111122223333"), 1_200), ("EOWN", None, 3)] {
+        let paths: Vec<String> = (0..paths).map(|n| format!("/{distribution}/{n}")).collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let mut record = cf_invalidator::fake::pending_record(distribution, &paths, &["m"], now);
+        (record.account, record.expires_at) = (account.map(str::to_owned), now + Duration::from_secs(3_600));
+        ledger.record_intent(&record).await.unwrap();
+        record
+            .accept(&cf_invalidator::ports::Invalidation { id: common::unique("I"), status: "InProgress".into() }, now);
+        ledger.record_outcome(&record).await.unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_cf-invalidator"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["report", "--table", &table, "--json", "--role", "EOTHER=arn:aws:iam::111122223333:role/cfi"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows: Vec<(&str, u64, u64)> = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let field = |name: &str| a[name].as_u64().unwrap();
+            (a["account"].as_str().unwrap(), field("paths_billed"), field("free_paths_left"))
+        })
+        .collect();
+    assert_eq!(rows, [("own", 3, 997), ("111122223333", 1_200, 0)], "{report}");
+    assert_eq!(report["estimated_dollars"], 1.0, "200 paths past the other account's free ones: {report}");
+}
