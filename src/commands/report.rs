@@ -70,6 +70,12 @@ fn dollars_by_account(accounts: &AccountBills, field: impl Fn(&Billing) -> u64) 
     accounts.values().map(|b| month_dollars(field(b))).sum()
 }
 
+/// The free paths used and left, summed over the accounts: each has its own.
+fn free_paths(accounts: &AccountBills) -> (u64, u64) {
+    let used = accounts.values().map(|b| b.paths_billed.min(FREE_PATHS_PER_MONTH)).sum();
+    (used, accounts.len() as u64 * FREE_PATHS_PER_MONTH - used)
+}
+
 fn account_name(account: &Option<String>) -> &str {
     account.as_deref().unwrap_or("own")
 }
@@ -104,8 +110,8 @@ fn as_json(billing: &MonthBilling, accounts: &AccountBills) -> Value {
     json!({
         "month": billing.month,
         "total": counters(total),
-        "free_paths_used": total.paths_billed.min(FREE_PATHS_PER_MONTH),
-        "free_paths_left": FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
+        "free_paths_used": free_paths(accounts).0,
+        "free_paths_left": free_paths(accounts).1,
         "estimated_dollars": dollars_by_account(accounts, |b| b.paths_billed),
         // What sending each message as its own invalidation would have billed, and batching with exact
         // deduplication alone (no wildcard covering paths, no coalescing).
@@ -173,8 +179,8 @@ fn as_table(billing: &MonthBilling, accounts: &AccountBills) -> String {
         total.batches,
         total.paths_requested,
         total.wildcards,
-        total.paths_billed.min(FREE_PATHS_PER_MONTH),
-        FREE_PATHS_PER_MONTH.saturating_sub(total.paths_billed),
+        free_paths(accounts).0,
+        free_paths(accounts).1,
         dollars_by_account(accounts, |b| b.paths_billed),
         dollars_by_account(accounts, |b| b.paths_requested),
         dollars_by_account(accounts, |b| b.paths_distinct),
@@ -294,8 +300,8 @@ mod tests {
         assert!(table.starts_with("2026-12: 1600 paths billed in 42 invalidations"), "{table}");
         assert!(table.contains("estimated cost $3.00") && table.lines().any(|l| l.starts_with("EBIG")), "{table}");
         assert!(table.lines().any(|l| l.starts_with("alice") && l.ends_with(" 100")), "{table}");
-        let empty =
-            as_table(&MonthBilling { month: "2026-11".into(), ..MonthBilling::default() }, &AccountBills::new());
+        let empty = MonthBilling { month: "2026-11".into(), ..MonthBilling::default() };
+        let empty = as_table(&empty, &by_account(empty.total, Vec::new()));
         assert!(empty.contains("0 paths billed") && empty.contains("1000 left") && !empty.contains("distribution"));
         assert!(!table.contains("account "), "one account needs no account table: {table}");
     }
@@ -323,6 +329,9 @@ mod tests {
         let table = as_table(&billing, &accounts);
         assert!(table.lines().any(|l| l.starts_with("222233334444") && l.ends_with("$0.00")), "{table}");
         assert!(table.contains("estimated cost $2.50"), "{table}");
+        let free = (json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64());
+        assert_eq!(free, (Some(1_100), Some(900)), "each account's free paths: {json}");
+        assert!(table.contains("free paths: 1100 used, 900 left"), "{table}");
     }
 
     #[test]
