@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::learn::Learned;
 use crate::clock::WallClock;
-use crate::ports::budget::{Allowance, SharedBelief, UNLIMITED};
+use crate::ports::budget::{Allowance, BELIEF_LASTS, SharedBelief, UNLIMITED};
 
 /// Why a belief changed: a refusal nothing explains.
 pub const REFUSED: &str = "refused";
@@ -107,7 +107,9 @@ pub struct Believed {
 }
 
 /// What this worker believes of every limit it learned, for the status page; and its cuts to share with the other
-/// workers, and theirs to adopt (`share_beliefs`).
+/// workers, and theirs to adopt (`share_beliefs`). Bounded over a year of tenants and distributions coming and
+/// going: it keeps the limits believed below their configuration (one back at it is as good as never learned) and
+/// the cuts of the last `BELIEF_LASTS` (the ledger forgets older ones, so none can come back to adopt).
 #[derive(Debug)]
 pub struct LimitBoard {
     clock: WallClock,
@@ -116,6 +118,7 @@ pub struct LimitBoard {
 
 #[derive(Debug, Default)]
 struct BoardState {
+    /// Below their configuration only.
     believed: BTreeMap<(&'static str, String), Believed>,
     /// The latest cut known of each limit, this worker's or another's.
     cuts: HashMap<(String, String), SystemTime>,
@@ -155,7 +158,11 @@ impl LimitBoard {
             debug!(limit, distribution = scope, believed, configured, why, "the believed limit moved");
         }
         let mut state = self.state.lock().unwrap();
-        state.believed.insert((limit, scope.to_owned()), Believed { believed, configured });
+        if believed < configured {
+            state.believed.insert((limit, scope.to_owned()), Believed { believed, configured });
+        } else {
+            state.believed.remove(&(limit, scope.to_owned()));
+        }
         if why == REFUSED {
             let cut = self.clock.now();
             state.cuts.insert((limit.to_owned(), scope.to_owned()), cut);
@@ -165,7 +172,7 @@ impl LimitBoard {
         }
     }
 
-    /// Every limit learned, by name and scope.
+    /// Every limit believed below its configuration, by name and scope.
     pub fn believed(&self) -> Vec<(&'static str, String, Believed)> {
         let state = self.state.lock().unwrap();
         state.believed.iter().map(|((limit, scope), believed)| (*limit, scope.clone(), *believed)).collect()
@@ -179,6 +186,8 @@ impl LimitBoard {
     /// Of `shared`, the cuts later than any this worker knows of its limit, now known.
     pub fn to_adopt(&self, shared: Vec<SharedBelief>) -> Vec<SharedBelief> {
         let mut state = self.state.lock().unwrap();
+        let forgotten = self.clock.now().checked_sub(BELIEF_LASTS).unwrap_or(UNIX_EPOCH);
+        state.cuts.retain(|_, cut| *cut >= forgotten);
         shared
             .into_iter()
             .filter(|belief| {
@@ -236,5 +245,23 @@ mod tests {
         };
         assert_eq!(board.to_adopt(vec![later.clone(), shared[0].clone()]), [later]);
         assert_eq!(board.believed()[0].2, Believed { believed: 2_335.0, configured: 2_900.0 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_board_forgets_limits_back_at_their_configuration_and_cuts_the_ledger_forgot() {
+        let board = LimitBoard::new(WallClock::following_tokio());
+        for scope in ["EAAA", "EAAA/dt_gone", "EBBB"] {
+            board.show(IN_PROGRESS_PATHS, scope, 2_000.0, 2_900.0, REFUSED);
+        }
+        board.show(IN_PROGRESS_PATHS, "EAAA/dt_gone", 2_900.0, 2_900.0, ACCEPTED);
+        let scopes: Vec<String> = board.believed().into_iter().map(|(_, scope, _)| scope).collect();
+        assert_eq!(scopes, ["EAAA", "EBBB"], "back at its configuration, as if never learned");
+        assert_eq!(board.state.lock().unwrap().cuts.len(), 3);
+
+        tokio::time::advance(BELIEF_LASTS + std::time::Duration::from_secs(1)).await;
+        board.show(IN_PROGRESS_PATHS, "EBBB", 1_500.0, 2_900.0, REFUSED);
+        assert!(board.to_adopt(Vec::new()).is_empty());
+        let cuts: Vec<String> = board.state.lock().unwrap().cuts.keys().map(|(_, scope)| scope.clone()).collect();
+        assert_eq!(cuts, ["EBBB"], "only the cut of the last day");
     }
 }
