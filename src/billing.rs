@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::clock::WallClock;
-use crate::plan::FREE_PATHS_PER_MONTH;
+use crate::plan::free_paths_left;
 use crate::ports::ledger::{Bills, MonthBilling, billing_month, spent};
 use crate::telemetry::log_allowed;
 
@@ -108,7 +108,7 @@ impl MonthToDate {
 /// The month's billed paths in total, and the free paths left to each account: to the worker's own (`own`) from
 /// the total, or to each account part when accounts are counted apart.
 fn publish(month: &Month, apart: bool) {
-    let free_left = |figures: &Figures| FREE_PATHS_PER_MONTH.saturating_sub(figures.billed) as f64;
+    let free_left = |figures: &Figures| free_paths_left(figures.billed) as f64;
     let total = month.figures.get(&None).copied().unwrap_or_default();
     gauge!("cfi_month_paths_billed").set(total.billed as f64);
     if !apart {

@@ -151,7 +151,7 @@ pub struct ReportArgs {
     #[arg(long, env = "INVALIDATOR_MONTH")]
     pub month: Option<String>,
 
-    /// Only this distribution's counters (the total and the daily series stay the account's).
+    /// Only this distribution's counters (the total, the accounts and the daily series stay the month's).
     #[arg(long, env = "INVALIDATOR_DISTRIBUTION")]
     pub distribution: Option<String>,
 

@@ -419,8 +419,11 @@ async fn report_bills_a_roles_account_from_its_own_counter() {
     let table = common::create_table(&config).await;
     let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table);
     let now = std::time::SystemTime::now();
-    for (distribution, account, paths) in [("EOTHER", Some("111122223333"), 1_200), ("EOWN", None, 3)] {
-        let paths: Vec<String> = (0..paths).map(|n| format!("/{distribution}/{n}")).collect();
+    // A worker serving both accounts counts the own one's part as `own`; one serving only its own counts no part.
+    let batches = [("EOTHER", Some("111122223333"), 1_200), ("EOWN", Some("own"), 3), ("EOWN", None, 2)];
+    for (distribution, account, paths) in batches {
+        let paths: Vec<String> =
+            (0..paths).map(|n| format!("/{distribution}/{}/{n}", account.unwrap_or("no-part"))).collect();
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
         let mut record = cf_invalidator::fake::pending_record(distribution, &paths, &["m"], now);
         (record.account, record.expires_at) = (account.map(str::to_owned), now + Duration::from_secs(3_600));
@@ -448,6 +451,6 @@ async fn report_bills_a_roles_account_from_its_own_counter() {
             (a["account"].as_str().unwrap(), field("paths_billed"), field("free_paths_left"))
         })
         .collect();
-    assert_eq!(rows, [("own", 3, 997), ("111122223333", 1_200, 0)], "{report}");
+    assert_eq!(rows, [("own", 5, 995), ("111122223333", 1_200, 0)], "{report}");
     assert_eq!(report["estimated_dollars"], 1.0, "200 paths past the other account's free ones: {report}");
 }

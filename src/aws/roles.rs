@@ -86,7 +86,7 @@ pub async fn own_account(sts: &SdkConfig) -> Option<String> {
         Ok(None) => None,
         Err(e) => {
             let error = aws_smithy_types::error::display::DisplayErrorContext(&e);
-            warn!(%error, "cannot learn the worker's own account from STS GetCallerIdentity: a role in it gets limits of its own, apart from the own account's");
+            warn!(%error, "cannot learn the own account from STS GetCallerIdentity: a role in it is taken for another account (limits, month counter and report row of its own)");
             None
         }
     }

@@ -3,7 +3,7 @@
 //! crosses the free tier, invalidations start to cost money.
 
 use anyhow::anyhow;
-use cf_invalidator::plan::{FREE_PATHS_PER_MONTH, month_dollars};
+use cf_invalidator::plan::FREE_PATHS_PER_MONTH;
 use cf_invalidator::ports::ledger::MonthBilling;
 use plotters::prelude::*;
 
@@ -14,10 +14,10 @@ const BILLED: RGBColor = RGBColor(31, 119, 180);
 const REQUESTED: RGBColor = RGBColor(150, 150, 150);
 const FREE_TIER: RGBColor = RGBColor(214, 39, 40);
 
-/// The chart as an SVG document.
-pub fn render(billing: &MonthBilling) -> anyhow::Result<String> {
+/// The chart as an SVG document; `dollars` is the month's estimate, each account past its own free paths.
+pub fn render(billing: &MonthBilling, dollars: f64) -> anyhow::Result<String> {
     let mut svg = String::new();
-    draw(billing, SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())
+    draw(billing, dollars, SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())
         .map_err(|e| anyhow!("cannot draw the chart: {e}"))?;
     Ok(svg)
 }
@@ -31,7 +31,7 @@ type Measure = fn(&Day) -> u64;
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type DrawResult = Result<(), DrawingAreaErrorKind<<SVGBackend<'static> as DrawingBackend>::ErrorType>>;
 
-fn draw(billing: &MonthBilling, root: Area) -> DrawResult {
+fn draw(billing: &MonthBilling, dollars: f64, root: Area) -> DrawResult {
     root.fill(&WHITE)?;
     let (per_day, cumulative) = root.split_vertically(SIZE.1 / 2);
     let days = days_in(&billing.month);
@@ -45,7 +45,7 @@ fn draw(billing: &MonthBilling, root: Area) -> DrawResult {
     let daily: Vec<Day> =
         (1..=last).map(|day| recorded.iter().find(|d| d.0 == day).copied().unwrap_or((day, 0, 0))).collect();
     draw_per_day(&per_day, &billing.month, days, &daily)?;
-    draw_cumulative(&cumulative, days, &daily)?;
+    draw_cumulative(&cumulative, days, &daily, dollars)?;
     root.present()
 }
 
@@ -73,7 +73,7 @@ fn draw_per_day(area: &Area, month: &str, days: u32, daily: &[Day]) -> DrawResul
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()
 }
 
-fn draw_cumulative(area: &Area, days: u32, daily: &[Day]) -> DrawResult {
+fn draw_cumulative(area: &Area, days: u32, daily: &[Day], dollars: f64) -> DrawResult {
     let running: Vec<(u32, u64)> = daily
         .iter()
         .scan(0, |total, &(day, billed, _)| {
@@ -82,7 +82,6 @@ fn draw_cumulative(area: &Area, days: u32, daily: &[Day]) -> DrawResult {
         })
         .collect();
     let billed = running.last().map_or(0, |&(_, total)| total);
-    let dollars = month_dollars(billed);
     let top = billed.max(FREE_PATHS_PER_MONTH) * 11 / 10;
     let mut chart = ChartBuilder::on(area)
         .caption(
@@ -139,7 +138,7 @@ mod tests {
             Vec::new(),
             vec![("2026-12-01".into(), day(700, 4_000)), ("2026-12-04".into(), day(800, 5_000))],
         );
-        let svg = render(&billing).unwrap();
+        let svg = render(&billing, 2.5).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains(r#"width="900""#) && svg.contains(r#"height="640""#));
         for text in [
             "day of the month (UTC)",

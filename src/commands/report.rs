@@ -8,8 +8,9 @@ use anyhow::Context;
 use cf_invalidator::aws::dynamodb::DynamoLedger;
 use cf_invalidator::aws::roles::own_account;
 use cf_invalidator::intake::routes::Routing;
+use cf_invalidator::limit::accounts::AccountKey;
 use cf_invalidator::model::role::Roles;
-use cf_invalidator::plan::{FREE_PATHS_PER_MONTH, month_dollars};
+use cf_invalidator::plan::{FREE_PATHS_PER_MONTH, free_paths_left, month_dollars};
 use cf_invalidator::ports::Bills;
 use cf_invalidator::ports::ledger::{AccountBills, Billing, MonthBilling, billing_month, by_account};
 use serde_json::{Value, json};
@@ -28,23 +29,25 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     }
     let config = super::aws_config().await?;
     let ledger = DynamoLedger::new(super::dynamodb(&config), &args.table);
-    let mut billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
     let routing = args.routes.as_deref().map(Routing::load).transpose()?.unwrap_or_default();
     let roles = super::roles(&args.accounts.roles, routing.roles())?;
     let own = if roles.is_empty() { None } else { own_account(&config).await };
+    // The parts before the total: a batch accepted in between then counts in the own account, rather than being
+    // taken off it without being in the total.
     let mut parts = Vec::new();
     for account in role_accounts(&roles, own.as_deref()) {
         let part = ledger.account_totals(&month, &account).await;
         parts.push((account, part.context("reading an account's part of the month")?.total));
     }
-    let accounts = by_account(billing.total, parts);
+    let mut billing = ledger.month_billing(&month).await.context("reading the month's counters")?;
+    let accounts = by_account(billing.total, at_least_listed(parts, &billing, &roles));
     if let Some(distribution) = &args.distribution {
         let distribution = super::parse_distribution(distribution)?;
         billing.distributions.retain(|(id, _)| *id == distribution);
         billing.tenants.retain(|(target, _)| target.distribution == distribution);
     }
     if let Some(path) = &args.plot {
-        let chart = super::chart::render(&billing)?;
+        let chart = super::chart::render(&billing, dollars_by_account(&accounts, |b| b.paths_billed))?;
         std::fs::write(path, chart).with_context(|| format!("cannot write the chart to {}", path.display()))?;
     }
     if args.json {
@@ -65,6 +68,26 @@ fn role_accounts(roles: &Roles, own: Option<&str>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Each role account's part, or what its distributions among those listed billed when that is more: a month
+/// written before the workers counted accounts apart (or by a worker that did not) has no part to read.
+fn at_least_listed(parts: Vec<(String, Billing)>, billing: &MonthBilling, roles: &Roles) -> Vec<(String, Billing)> {
+    let listed = |account: &str| {
+        let behind_role = billing.distributions.iter().filter(|(id, _)| roles.account_of(id) == Some(account));
+        behind_role.fold(Billing::default(), |mut sum, (_, b)| {
+            sum.add(*b);
+            sum
+        })
+    };
+    parts
+        .into_iter()
+        .map(|(account, part)| {
+            let listed = listed(&account);
+            let more = if listed.paths_billed > part.paths_billed { listed } else { part };
+            (account, more)
+        })
+        .collect()
+}
+
 /// Dollars beyond each account's free paths, for the paths `field` counts.
 fn dollars_by_account(accounts: &AccountBills, field: impl Fn(&Billing) -> u64) -> f64 {
     accounts.values().map(|b| month_dollars(field(b))).sum()
@@ -76,8 +99,8 @@ fn free_paths(accounts: &AccountBills) -> (u64, u64) {
     (used, accounts.len() as u64 * FREE_PATHS_PER_MONTH - used)
 }
 
-fn account_name(account: &Option<String>) -> &str {
-    account.as_deref().unwrap_or("own")
+fn account_name(account: &Option<String>) -> String {
+    account.clone().unwrap_or_else(|| AccountKey::Own.to_string())
 }
 
 fn checked_month(month: &str) -> anyhow::Result<String> {
@@ -105,13 +128,14 @@ fn checked_plot(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn as_json(billing: &MonthBilling, accounts: &AccountBills) -> Value {
+    let (free_used, free_left) = free_paths(accounts);
     let counters = |b: &Billing| json!({"batches": b.batches, "messages": b.messages, "paths_requested": b.paths_requested, "paths_distinct": b.paths_distinct, "paths_billed": b.paths_billed, "wildcards": b.wildcards});
     let total = &billing.total;
     json!({
         "month": billing.month,
         "total": counters(total),
-        "free_paths_used": free_paths(accounts).0,
-        "free_paths_left": free_paths(accounts).1,
+        "free_paths_used": free_used,
+        "free_paths_left": free_left,
         "estimated_dollars": dollars_by_account(accounts, |b| b.paths_billed),
         // What sending each message as its own invalidation would have billed, and batching with exact
         // deduplication alone (no wildcard covering paths, no coalescing).
@@ -120,7 +144,7 @@ fn as_json(billing: &MonthBilling, accounts: &AccountBills) -> Value {
         "accounts": accounts.iter().map(|(account, b)| {
             let mut row = counters(b);
             row["account"] = account_name(account).into();
-            row["free_paths_left"] = FREE_PATHS_PER_MONTH.saturating_sub(b.paths_billed).into();
+            row["free_paths_left"] = free_paths_left(b.paths_billed).into();
             row["estimated_dollars"] = month_dollars(b.paths_billed).into();
             row
         }).collect::<Vec<_>>(),
@@ -169,6 +193,7 @@ fn counter_table<'a>(heading: &str, width: usize, rows: impl Iterator<Item = (St
 }
 
 fn as_table(billing: &MonthBilling, accounts: &AccountBills) -> String {
+    let (free_used, free_left) = free_paths(accounts);
     let total = &billing.total;
     let mut out = format!(
         "{}: {} paths billed in {} invalidations, from {} paths requested ({} wildcards)\n\
@@ -179,8 +204,8 @@ fn as_table(billing: &MonthBilling, accounts: &AccountBills) -> String {
         total.batches,
         total.paths_requested,
         total.wildcards,
-        free_paths(accounts).0,
-        free_paths(accounts).1,
+        free_used,
+        free_left,
         dollars_by_account(accounts, |b| b.paths_billed),
         dollars_by_account(accounts, |b| b.paths_requested),
         dollars_by_account(accounts, |b| b.paths_distinct),
@@ -194,7 +219,7 @@ fn as_table(billing: &MonthBilling, accounts: &AccountBills) -> String {
             "account", "batches", "billed", "free left", "cost"
         ));
         for (account, b) in accounts {
-            let free_left = FREE_PATHS_PER_MONTH.saturating_sub(b.paths_billed);
+            let free_left = free_paths_left(b.paths_billed);
             let cost = format!("${:.2}", month_dollars(b.paths_billed));
             out.push_str(&format!(
                 "{:<14} {:>8} {:>10} {free_left:>10} {cost:>9}\n",
@@ -316,7 +341,8 @@ mod tests {
         assert_eq!(other, ["222233334444"]);
         assert!(role_accounts(&roles, Some("222233334444")).is_empty(), "a role in the account the report runs in");
         // ESMALL's batches, as the workers counted them in its account's part.
-        let accounts = by_account(billing.total, vec![("222233334444".into(), billing.distributions[1].1)]);
+        let part = vec![("222233334444".into(), billing.distributions[1].1)];
+        let accounts = by_account(billing.total, at_least_listed(part, &billing, &roles));
         let json = as_json(&billing, &accounts);
         // EBIG's 1,500 in the own account (500 past its free tier), ESMALL's 100 free in the other.
         assert!((json["estimated_dollars"].as_f64().unwrap() - 2.5).abs() < 1e-9, "{json}");
@@ -332,6 +358,10 @@ mod tests {
         let free = (json["free_paths_used"].as_u64(), json["free_paths_left"].as_u64());
         assert_eq!(free, (Some(1_100), Some(900)), "each account's free paths: {json}");
         assert!(table.contains("free paths: 1100 used, 900 left"), "{table}");
+
+        // A month from before the workers counted accounts apart: what the role's listed distributions billed.
+        let unparted = at_least_listed(vec![("222233334444".into(), Billing::default())], &billing, &roles);
+        assert_eq!(by_account(billing.total, unparted), accounts);
     }
 
     #[test]

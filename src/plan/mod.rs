@@ -37,6 +37,11 @@ pub const FREE_PATHS_PER_MONTH: u64 = 1_000;
 /// against aws.amazon.com/cloudfront/pricing: an estimate for reports, not a bill.
 pub const DOLLARS_PER_PATH: f64 = 0.005;
 
+/// What is left of an account's free paths in a month of `billed` paths.
+pub fn free_paths_left(billed: u64) -> u64 {
+    FREE_PATHS_PER_MONTH.saturating_sub(billed)
+}
+
 /// What an account's month of `billed` paths costs beyond its free paths, in US dollars (an estimate, as
 /// [`DOLLARS_PER_PATH`] is).
 pub fn month_dollars(billed: u64) -> f64 {

@@ -3,8 +3,8 @@
 //! `cf-invalidator status`, which needs no worker.
 //!
 //! Reading is thin and bounded whatever the number of distributions: three queries of the `by_board` index
-//! (budgets, pending batches, newest outcomes), two of `by_outcome` (failures), the month's counters and one
-//! GetQueueAttributes per queue, all at once. `view` turns what was read into what is shown without I/O, and
+//! (budgets, pending batches, newest outcomes), two of `by_outcome` (failures), the month's counters (and each
+//! account's, for a worker serving several) and one GetQueueAttributes per queue, all at once. `view` turns what was read into what is shown without I/O, and
 //! `page` renders it.
 
 pub mod page;
@@ -62,22 +62,25 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
                 None => None,
             }
         };
-        let (budgets, pending, recent, failures, billing, queue, dead_letter_queue) = tokio::join!(
+        let accounts = self.accounts.as_ref().map(|board| board.rows()).unwrap_or_default();
+        // Each account's part of the month, when there are several.
+        let account_months = async {
+            let several = if accounts.len() > 1 { accounts.as_slice() } else { &[] };
+            let parts = several
+                .iter()
+                .map(|row| async { Ok((row.account.clone(), ledger.account_totals(&month, &row.account).await?)) });
+            futures_util::future::try_join_all(parts).await
+        };
+        let (budgets, pending, recent, failures, billing, account_months, queue, dead_letter_queue) = tokio::join!(
             ledger.budgets(),
             ledger.pending_batches(PENDING_LIMIT),
             ledger.recent_batches(RECENT_LIMIT),
             ledger.failures(now - FAILURES_SINCE, FAILURES_LIMIT),
             ledger.month_billing(&month),
+            account_months,
             self.queue.depth(),
             dead_letter_depth,
         );
-        let mut account_months = Vec::new();
-        let accounts = self.accounts.as_ref().map(|board| board.rows()).unwrap_or_default();
-        if accounts.len() > 1 {
-            for row in &accounts {
-                account_months.push((row.account.clone(), ledger.account_totals(&month, &row.account).await?));
-            }
-        }
         Ok(Snapshot {
             now,
             budgets: budgets?,
@@ -87,7 +90,7 @@ impl<L: Bills + AuditLog, Q: QueueStats> StatusPage<L, Q> {
             queue: depth_text(queue),
             dead_letter_queue,
             billing: billing?,
-            account_months,
+            account_months: account_months?,
             waiting: self.waiting.as_ref().map(|board| board.now()),
             limits: self.limits.as_ref().map(|board| board.believed()).unwrap_or_default(),
             accounts,

@@ -9,10 +9,10 @@ use crate::limit::accounts::{AccountHeadroom, AccountKey};
 use crate::limit::belief::Believed;
 use crate::model::DistributionId;
 use crate::model::text::capped;
-use crate::plan::{FREE_PATHS_PER_MONTH, month_dollars};
+use crate::plan::{free_paths_left, month_dollars};
 use crate::ports::audit::{BatchSummary, FailureRecord};
 use crate::ports::budget::{Allowance, BudgetState};
-use crate::ports::ledger::{BatchStatus, MonthBilling, by_account, spent};
+use crate::ports::ledger::{BatchStatus, MonthBilling, by_account};
 use crate::ports::queue::QueueDepth;
 
 /// Recent invalidations listed: enough for a working day of a busy site at a glance.
@@ -56,7 +56,7 @@ pub struct Snapshot {
     pub account_months: Vec<(String, MonthBilling)>,
     /// `None` outside a worker: batches waiting for room are in no shared record.
     pub waiting: Option<Vec<(DistributionId, Backlog)>>,
-    /// The limits the worker learned, by name and scope; none outside a worker.
+    /// The limits the worker believes below their configuration, by name and scope; none outside a worker.
     pub limits: Vec<(&'static str, String, Believed)>,
     /// Each account's rates, the worker's own first; none outside a worker.
     pub accounts: Vec<AccountHeadroom>,
@@ -204,7 +204,6 @@ pub fn view(snapshot: &Snapshot, settings: &StatusSettings) -> View {
         limits: snapshot
             .limits
             .iter()
-            .filter(|(_, _, b)| b.believed < b.configured)
             .map(|(limit, scope, b)| (*limit, scope.clone(), b.believed, b.configured))
             .collect(),
         edge: snapshot.edge.clone(),
@@ -333,7 +332,7 @@ fn cost(billing: &MonthBilling, account_months: &[(String, MonthBilling)], budge
         month: billing.month.clone(),
         paths_billed: billed,
         batches: billing.total.batches,
-        free_paths_left: FREE_PATHS_PER_MONTH.saturating_sub(billed),
+        free_paths_left: free_paths_left(billed),
         estimated_dollars: if accounts.is_empty() {
             month_dollars(billed)
         } else {
@@ -353,7 +352,9 @@ fn cost(billing: &MonthBilling, account_months: &[(String, MonthBilling)], budge
     }
 }
 
-/// Each account's bill and budget: the own account's part is what the others' leave of the month's total.
+/// Each account's bill, the own account's being what the others' parts leave of the month's total; and its budget
+/// as the workers hold it, from the account's own counter (which a worker given its first role mid-month starts
+/// from zero, so the own account's may show less used than its bill).
 fn account_costs(
     billing: &MonthBilling,
     account_months: &[(String, MonthBilling)],
@@ -364,17 +365,17 @@ fn account_costs(
     }
     let own = AccountKey::Own.to_string();
     let others = account_months.iter().filter(|(account, _)| *account != own).map(|(a, part)| (a.clone(), part.total));
-    let committed = |account: &str| account_months.iter().find(|(a, _)| a == account).map_or(0, |(_, m)| m.committed);
+    let spent = |account: &str| account_months.iter().find(|(a, _)| a == account).map_or(0, |(_, m)| m.spent());
     by_account(billing.total, others)
         .into_iter()
         .map(|(account, part)| {
             let account = account.unwrap_or_else(|| own.clone());
             let billed = part.paths_billed;
             AccountCost {
-                budget: budget_use(budget, spent(committed(&account), billed)),
+                budget: budget_use(budget, spent(&account)),
                 account,
                 paths_billed: billed,
-                free_paths_left: FREE_PATHS_PER_MONTH.saturating_sub(billed),
+                free_paths_left: free_paths_left(billed),
                 estimated_dollars: month_dollars(billed),
             }
         })

@@ -245,10 +245,11 @@ impl MonthBilling {
 /// budget, are per account.
 pub type AccountBills = BTreeMap<Option<String>, Billing>;
 
-/// Each account's part of a month from the month's `total` and the parts counted apart for the `others` (accounts
+/// Each account's part of a month, from the month's `total` and the parts counted apart for the `others` (accounts
 /// reached through roles: `BatchRecord::account`, written by every worker serving more than one account). Those
-/// parts are exact however many distributions there were; the own account's is what they leave of the total, as a
-/// worker serving only its own account counts no part, and so are the batches of an account no longer given a role.
+/// parts are exact however many distributions there were. The own account's part is what they leave of the total:
+/// a worker serving only its own account counts no part, and the batches of an account no longer given a role
+/// count there too.
 pub fn by_account(total: Billing, others: impl IntoIterator<Item = (String, Billing)>) -> AccountBills {
     let mut accounts: AccountBills = others.into_iter().map(|(account, part)| (Some(account), part)).collect();
     let own = accounts.values().fold(total, |left, part| left.without(*part));
