@@ -344,12 +344,13 @@ fn print(rows: &[Row]) {
 }
 
 fn main() {
-    let cases: &[(usize, usize)] = if is_bench_run() { &GRID } else { &SMOKE };
     // `CFI_BENCH_CASE=3000x1`: one case of the grid, as a case of the full grid takes minutes.
     let only = std::env::var("CFI_BENCH_CASE").ok();
+    let cases: &[(usize, usize)] = if is_bench_run() || only.is_some() { &GRID } else { &SMOKE };
     let chosen = |&&(batches, distributions): &&(usize, usize)| {
         only.as_deref().is_none_or(|only| only == format!("{batches}x{distributions}"))
     };
+    assert!(cases.iter().any(|case| chosen(&case)), "CFI_BENCH_CASE={only:?} names no case of the grid");
     let round_trip = Duration::from_millis(env_or("CFI_BENCH_STATUS_RTT_MS", 0));
     let ledger_round_trip = Duration::from_millis(env_or("CFI_BENCH_LEDGER_RTT_MS", 0));
     let tracking = Settings::default().tracking;
