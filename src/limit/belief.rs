@@ -108,8 +108,10 @@ pub struct Believed {
 
 /// What this worker believes of every limit it learned, for the status page; and its cuts to share with the other
 /// workers, and theirs to adopt (`share_beliefs`). Bounded over a year of tenants and distributions coming and
-/// going: it keeps the limits believed below their configuration (one back at it is as good as never learned) and
-/// the cuts of the last `BELIEF_LASTS` (the ledger forgets older ones, so none can come back to adopt).
+/// going: it keeps the limits believed below their configuration (one back at it is as good as never learned) that
+/// moved within `BELIEF_LASTS` (a limit in use moves at least once every `HOLD` calls, as it probes; one that has
+/// not is of a distribution or tenant no longer served), and the cuts of that long (the ledger forgets older ones,
+/// so none can come back to adopt).
 #[derive(Debug)]
 pub struct LimitBoard {
     clock: WallClock,
@@ -118,8 +120,8 @@ pub struct LimitBoard {
 
 #[derive(Debug, Default)]
 struct BoardState {
-    /// Below their configuration only.
-    believed: BTreeMap<(&'static str, String), Believed>,
+    /// Below their configuration only, with when each last moved.
+    believed: BTreeMap<(&'static str, String), (Believed, SystemTime)>,
     /// The latest cut known of each limit, this worker's or another's.
     cuts: HashMap<(String, String), SystemTime>,
     /// This worker's cuts, not shared yet.
@@ -159,7 +161,8 @@ impl LimitBoard {
         }
         let mut state = self.state.lock().unwrap();
         if believed < configured {
-            state.believed.insert((limit, scope.to_owned()), Believed { believed, configured });
+            let moved = self.clock.now();
+            state.believed.insert((limit, scope.to_owned()), (Believed { believed, configured }, moved));
         } else {
             state.believed.remove(&(limit, scope.to_owned()));
         }
@@ -175,7 +178,7 @@ impl LimitBoard {
     /// Every limit believed below its configuration, by name and scope.
     pub fn believed(&self) -> Vec<(&'static str, String, Believed)> {
         let state = self.state.lock().unwrap();
-        state.believed.iter().map(|((limit, scope), believed)| (*limit, scope.clone(), *believed)).collect()
+        state.believed.iter().map(|((limit, scope), (believed, _))| (*limit, scope.clone(), *believed)).collect()
     }
 
     /// This worker's cuts since the last call, to share.
@@ -188,8 +191,12 @@ impl LimitBoard {
         let mut state = self.state.lock().unwrap();
         let forgotten = self.clock.now().checked_sub(BELIEF_LASTS).unwrap_or(UNIX_EPOCH);
         state.cuts.retain(|_, cut| *cut >= forgotten);
+        state.believed.retain(|_, (_, moved)| *moved >= forgotten);
         shared
             .into_iter()
+            // Read just before, a cut at the edge of what the ledger keeps may be one whose record was just
+            // forgotten here: none is news that old.
+            .filter(|belief| belief.cut >= forgotten)
             .filter(|belief| {
                 let known = state.cuts.entry((belief.limit.clone(), belief.scope.clone())).or_insert(UNIX_EPOCH);
                 let later = belief.cut > *known;
@@ -248,7 +255,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_board_forgets_limits_back_at_their_configuration_and_cuts_the_ledger_forgot() {
+    async fn the_board_forgets_limits_back_at_their_configuration_or_still_for_a_day_and_cuts_the_ledger_forgot() {
         let board = LimitBoard::new(WallClock::following_tokio());
         for scope in ["EAAA", "EAAA/dt_gone", "EBBB"] {
             board.show(IN_PROGRESS_PATHS, scope, 2_000.0, 2_900.0, REFUSED);
@@ -258,10 +265,14 @@ mod tests {
         assert_eq!(scopes, ["EAAA", "EBBB"], "back at its configuration, as if never learned");
         assert_eq!(board.state.lock().unwrap().cuts.len(), 3);
 
+        let first_cut = board.to_share().remove(0);
+
         tokio::time::advance(BELIEF_LASTS + std::time::Duration::from_secs(1)).await;
         board.show(IN_PROGRESS_PATHS, "EBBB", 1_500.0, 2_900.0, REFUSED);
-        assert!(board.to_adopt(Vec::new()).is_empty());
+        assert!(board.to_adopt(vec![first_cut]).is_empty(), "a cut as old as the ledger keeps is no news");
         let cuts: Vec<String> = board.state.lock().unwrap().cuts.keys().map(|(_, scope)| scope.clone()).collect();
         assert_eq!(cuts, ["EBBB"], "only the cut of the last day");
+        let scopes: Vec<String> = board.believed().into_iter().map(|(_, scope, _)| scope).collect();
+        assert_eq!(scopes, ["EBBB"], "a belief that has not moved in a day is of a scope no longer served");
     }
 }
