@@ -4,8 +4,8 @@
 //!
 //! Reading is thin and bounded whatever the number of distributions: three queries of the `by_board` index
 //! (budgets, pending batches, newest outcomes), two of `by_outcome` (failures), the month's counters (and each
-//! account's, for a worker serving several) and one GetQueueAttributes per queue, all at once. `view` turns what was read into what is shown without I/O, and
-//! `page` renders it.
+//! account's, for a worker serving several) and one GetQueueAttributes per queue, all at once. `view` turns what
+//! was read into what is shown without I/O, and `page` renders it.
 
 pub mod page;
 pub mod view;
